@@ -1,0 +1,14 @@
+//! Pure state machines: no browser types, no `JsValue`, time passed in as
+//! milliseconds. Each module is driven by events and returns effects that the
+//! [`crate::web`] layer carries out.
+
+pub mod code;
+pub mod record;
+pub mod debounce;
+pub mod election;
+pub mod merge;
+pub mod outbox;
+pub mod overlap;
+pub mod progress;
+pub mod retry;
+pub mod staged;

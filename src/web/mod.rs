@@ -1,0 +1,1 @@
+//! Browser bindings: thin RAII wrappers that run the cores' effects.
