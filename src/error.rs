@@ -1,6 +1,113 @@
-//! The crate's one error type (placeholder, filled in by the foundation).
-/// Placeholder.
-#[derive(Debug)]
-pub struct Error;
-/// Placeholder.
+//! The crate's one error type. At the facade it becomes the JavaScript
+//! `CrmError` (see [`crate::api::error`]), a real `Error` subclass with a
+//! stable `code`.
+
+use wasm_bindgen::JsValue;
+
+pub use crate::core::code::ErrorCode;
+
+/// Every failure the module can report, named after what a caller can do
+/// about it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The server answered with a non-success status (and, usually, the
+    /// protocol's error body). `details` is the body's `error.details`.
+    #[error("{message}")]
+    Http {
+        /// The code from the body's `error.code`, or derived from the status.
+        code: ErrorCode,
+        /// The HTTP status.
+        status: u16,
+        /// The server's message, or a description of the status.
+        message: String,
+        /// `error.details` of the body, `undefined` when absent.
+        details: JsValue,
+    },
+    /// The request did not reach the server or its answer was lost.
+    #[error("network error: {0}")]
+    Network(String),
+    /// No answer within the timeout (milliseconds).
+    #[error("no answer within {0} ms")]
+    Timeout(u32),
+    /// The server's answer is not of the protocol's shape.
+    #[error("unexpected answer from the server: {0}")]
+    BadResponse(String),
+    /// A value given by the app is not acceptable.
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    /// The browser is offline and the operation cannot wait.
+    #[error("offline")]
+    Offline,
+    /// The storage quota is exhausted; nothing was written.
+    #[error("storage quota exceeded")]
+    Quota,
+    /// A versioned write found another version than the expected one.
+    #[error("version mismatch: expected {expected}, found {found}")]
+    VersionMismatch {
+        /// The version the caller based the write on (0: absent).
+        expected: u64,
+        /// The version in storage (0: absent).
+        found: u64,
+    },
+    /// A tab lock was not acquired in time.
+    #[error("lock {name:?} not acquired within {timeout_ms} ms")]
+    LockTimeout {
+        /// The lock's name.
+        name: String,
+        /// The timeout that passed.
+        timeout_ms: u32,
+    },
+    /// Cancelled by the caller (or by `close`).
+    #[error("cancelled")]
+    Cancelled,
+    /// IndexedDB cannot be used.
+    #[error("storage unavailable: {0}")]
+    Storage(String),
+    /// The object was closed.
+    #[error("closed")]
+    Closed,
+    /// The server lost the sync job (expired, or a restart).
+    #[error("the server does not know sync job {0}")]
+    SyncNotFound(String),
+}
+
+impl Error {
+    /// The stable code JavaScript sees as `CrmError.code`.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Http { code, .. } => *code,
+            Self::Network(_) => ErrorCode::Network,
+            Self::Timeout(_) => ErrorCode::Timeout,
+            Self::BadResponse(_) => ErrorCode::BadResponse,
+            Self::Invalid(_) => ErrorCode::Invalid,
+            Self::Offline => ErrorCode::Offline,
+            Self::Quota => ErrorCode::Quota,
+            Self::VersionMismatch { .. } => ErrorCode::VersionMismatch,
+            Self::LockTimeout { .. } => ErrorCode::LockTimeout,
+            Self::Cancelled => ErrorCode::Cancelled,
+            Self::Storage(_) => ErrorCode::Storage,
+            Self::Closed => ErrorCode::Closed,
+            Self::SyncNotFound(_) => ErrorCode::SyncNotFound,
+        }
+    }
+
+    /// The HTTP status, for errors that came with one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether a retry may succeed: network errors, timeouts, 5xx and 429.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Network(_) | Self::Timeout(_) => true,
+            Self::Http { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,1 +1,10 @@
-//! The `#[wasm_bindgen]` facade that JavaScript sees.
+//! The `#[wasm_bindgen]` facade that JavaScript sees: `CrmSync`, `CrmError`,
+//! `Debouncer`, `LocalStore`, `TabLocks`, `findOverlaps`, and their
+//! TypeScript types.
+
+pub mod client;
+pub mod error;
+pub mod types;
+
+pub use client::CrmSync;
+pub use error::CrmError;

@@ -109,15 +109,25 @@ mod tests {
             ErrorCode::from_http(404, Some("sync_not_found")),
             ErrorCode::SyncNotFound
         );
-        assert_eq!(ErrorCode::from_http(409, Some("overlap")), ErrorCode::Overlap);
+        assert_eq!(
+            ErrorCode::from_http(409, Some("overlap")),
+            ErrorCode::Overlap
+        );
         assert_eq!(ErrorCode::from_http(409, None), ErrorCode::Conflict);
-        assert_eq!(ErrorCode::from_http(503, Some("nonsense")), ErrorCode::Server);
+        assert_eq!(
+            ErrorCode::from_http(503, Some("nonsense")),
+            ErrorCode::Server
+        );
         assert_eq!(ErrorCode::from_http(428, None), ErrorCode::Invalid);
     }
 
     #[test]
     fn as_str_matches_serde() {
-        for code in [ErrorCode::VersionMismatch, ErrorCode::SyncNotFound, ErrorCode::BadResponse] {
+        for code in [
+            ErrorCode::VersionMismatch,
+            ErrorCode::SyncNotFound,
+            ErrorCode::BadResponse,
+        ] {
             let json = format!("\"{}\"", code.as_str());
             let back: ErrorCode = serde_json_like(&json);
             assert_eq!(back, code);

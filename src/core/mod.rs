@@ -3,12 +3,12 @@
 //! [`crate::web`] layer carries out.
 
 pub mod code;
-pub mod record;
 pub mod debounce;
 pub mod election;
 pub mod merge;
 pub mod outbox;
 pub mod overlap;
 pub mod progress;
+pub mod record;
 pub mod retry;
 pub mod staged;

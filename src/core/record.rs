@@ -3,10 +3,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tsify::Tsify;
 
 /// One field value: the protocol allows string, number, boolean and null.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tsify)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum FieldValue {
     /// `null`: in a patch, clears the field.
@@ -24,7 +23,7 @@ pub enum FieldValue {
 pub type Fields = BTreeMap<String, FieldValue>;
 
 /// A comment: an append-only log entry with a client-made id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tsify)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Comment {
     /// UUID v4 made by the client, so a retry never posts it twice.
@@ -37,8 +36,9 @@ pub struct Comment {
     pub created_at: String,
 }
 
-/// A record as the server acknowledged it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tsify)]
+/// A record as the server acknowledged it (`CrmRecord` in TypeScript, where
+/// `Record` is a built-in type; see `api::types`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {
     /// The record's id within its collection.

@@ -1,1 +1,6 @@
-//! Browser bindings: thin RAII wrappers that run the cores' effects.
+//! Browser bindings: thin RAII wrappers over fetch, IndexedDB,
+//! BroadcastChannel, Web Locks, timers and the page lifecycle, which carry out
+//! the effects the [`crate::core`] machines return.
+
+pub mod http;
+pub mod js;

@@ -1,0 +1,58 @@
+# crm-sync: the two commands of the README are `make demo` and `make test`.
+# Both install what is missing first (scripts/setup.sh), idempotently.
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+export CHROMEDRIVER := /usr/bin/chromedriver
+export CHROME_BIN := /usr/bin/chromium
+
+WASM_OPT := tools/node_modules/.bin/wasm-opt
+# The features current rustc emits for wasm32; binaryen needs them named
+# once the name section is gone.
+WASM_OPT_FEATURES := --enable-bulk-memory --enable-bulk-memory-opt \
+  --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+  --enable-reference-types --enable-multivalue
+DEMO_PORT ?= 8080
+
+.PHONY: demo test bench size setup pkg www-deps www server clean
+
+setup:
+	@scripts/setup.sh tools
+
+# The npm package: pkg/crm_sync.js, pkg/crm_sync_bg.wasm, pkg/crm_sync.d.ts.
+pkg: setup
+	@wasm-pack --quiet build --target web --release --mode no-install --out-dir pkg --out-name crm_sync
+	@$(WASM_OPT) -Oz $(WASM_OPT_FEATURES) pkg/crm_sync_bg.wasm -o pkg/crm_sync_bg.wasm
+	@echo "pkg: built ($$(scripts/size.sh | tail -1))"
+
+www-deps: pkg
+	@scripts/setup.sh www
+
+www: www-deps
+	@cd www && npm run --silent build
+
+server: setup
+	@cargo build --quiet -p crm-sync-server
+
+demo: www server
+	@mkdir -p data
+	@echo
+	@echo "  crm-sync demo: http://127.0.0.1:$(DEMO_PORT)"
+	@echo "  log in as alice, bob or user01 .. user50, password: demo"
+	@echo "  (Ctrl-C stops it; data in data/demo.db, sheet in data/sheet.csv)"
+	@echo
+	@target/debug/crm-sync-server --port $(DEMO_PORT) --db data/demo.db --demo \
+	  --static www/dist --sheet data/sheet.csv --sheet-latency-ms 3000
+
+test: setup
+	@scripts/test.sh
+
+bench: pkg
+	@echo "make bench: the benchmarks are not written yet (issue 9)."
+
+size: pkg
+	@scripts/size.sh
+
+clean:
+	cargo clean
+	rm -rf pkg www/dist www/node_modules tools/node_modules

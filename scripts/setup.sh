@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs what crm-sync's build and tests need, idempotently and quietly when
+# everything is there. Only package registries are used (crates.io, npm,
+# Debian): see ../shared/TOOLCHAIN.md for why each step is done this way.
+#
+#   scripts/setup.sh tools   Rust target, wasm-pack, wasm-bindgen-cli, Chromium,
+#                            wasm-opt (npm binaryen)
+#   scripts/setup.sh www     the demo's npm packages (needs pkg/ built first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WASM_PACK_VERSION=0.15.1
+say() { echo "setup: $*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    say "need root for: $*"; return 1; fi
+}
+
+tools() {
+  export PATH="$HOME/.cargo/bin:$PATH"
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    say "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+  fi
+
+  if [ "$(wasm-pack --version 2>/dev/null)" != "wasm-pack $WASM_PACK_VERSION" ]; then
+    say "installing wasm-pack $WASM_PACK_VERSION (a few minutes, from source)"
+    cargo install wasm-pack --version "$WASM_PACK_VERSION" --force
+  fi
+
+  # wasm-bindgen-cli must match the wasm-bindgen crate exactly, or wasm-pack
+  # tries to download one (which fails here). Not --locked: a locked
+  # dependency of it is missing from the registry.
+  local want
+  want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+  if [ -z "$want" ]; then say "no wasm-bindgen in Cargo.lock"; return 1; fi
+  if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $want" ] ||
+     ! command -v wasm-bindgen-test-runner >/dev/null; then
+    say "installing wasm-bindgen-cli $want (a few minutes, from source)"
+    cargo install wasm-bindgen-cli --version "$want" --force
+  fi
+
+  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    say "installing Debian's chromium and chromium-driver"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+
+  npm_ci tools
+}
+
+# npm ci when node_modules is missing or older than the lock file.
+npm_ci() {
+  local dir=$1
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
+     [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    say "installing npm packages of $dir/"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+www() {
+  if [ ! -f pkg/package.json ]; then say "pkg/ is not built yet (make pkg)"; return 1; fi
+  npm_ci www
+}
+
+case "${1:-tools}" in
+  tools) tools ;;
+  www) www ;;
+  *) echo "usage: $0 [tools|www]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Runs every suite of crm-sync and ends with one line `N passed, N failed`
+# summing them all. Each lint check counts as one test. Exits non-zero if
+# anything failed. Logs of each suite go to target/test-logs/.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export CHROMEDRIVER=/usr/bin/chromedriver
+LOGS=target/test-logs
+mkdir -p "$LOGS"
+BROWSER_PORT=18931
+E2E_PORT=18932
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+SUMMARY=()
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done; }
+trap cleanup EXIT
+
+record() { # name passed failed seconds
+  TOTAL_PASSED=$((TOTAL_PASSED + $2)); TOTAL_FAILED=$((TOTAL_FAILED + $3))
+  SUMMARY+=("$(printf '%-22s %4d passed, %3d failed  (%ds)' "$1" "$2" "$3" "$4")")
+  printf '== %-20s %d passed, %d failed (%ds)\n' "$1" "$2" "$3" "$4"
+}
+
+# A check passes or fails as a whole.
+check() { # name command...
+  local name=$1; shift; local t0=$SECONDS
+  if "$@" >"$LOGS/$name.log" 2>&1; then record "$name" 1 0 $((SECONDS - t0));
+  else record "$name" 0 1 $((SECONDS - t0)); tail -40 "$LOGS/$name.log"; fi
+}
+
+# Sums libtest's "test result: ... N passed; M failed" lines (cargo test and
+# wasm-bindgen-test-runner print the same). A run that failed without any
+# count (a build error) counts as one failure.
+suite_cargo() { # name command...
+  local name=$1; shift; local t0=$SECONDS
+  "$@" >"$LOGS/$name.log" 2>&1; local rc=$?
+  local p f
+  p=$(grep -Eo '[0-9]+ passed' "$LOGS/$name.log" | awk '{s+=$1} END {print s+0}')
+  f=$(grep -Eo '[0-9]+ failed' "$LOGS/$name.log" | awk '{s+=$1} END {print s+0}')
+  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+  record "$name" "$p" "$f" $((SECONDS - t0))
+  if [ "$rc" != 0 ]; then grep -E '^(error|test .* FAILED|failures:|---- )' -A12 "$LOGS/$name.log" | head -80; fi
+}
+
+# node --test (TAP or spec reporter) summary lines.
+suite_node() { # name command...
+  local name=$1; shift; local t0=$SECONDS
+  "$@" >"$LOGS/$name.log" 2>&1; local rc=$?
+  local p f
+  p=$(grep -Eo '^(# |ℹ )pass [0-9]+' "$LOGS/$name.log" | awk '{s+=$NF} END {print s+0}')
+  f=$(grep -Eo '^(# |ℹ )fail [0-9]+' "$LOGS/$name.log" | awk '{s+=$NF} END {print s+0}')
+  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+  record "$name" "$p" "$f" $((SECONDS - t0))
+  if [ "$rc" != 0 ]; then tail -60 "$LOGS/$name.log"; fi
+}
+
+# Starts the reference server in the background on a fresh database and
+# waits until it answers.
+start_server() { # port static-dir extra-args...
+  local port=$1 dir=$2; shift 2
+  local db
+  db=$(mktemp -d)/crm.db
+  target/debug/crm-sync-server --port "$port" --db "$db" --demo --sheet "${db%.db}.csv" \
+    --static "$dir" "$@" >"$LOGS/server-$port.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 300); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$port/api/login" -X POST \
+      -H 'content-type: application/json' -d '{"username":"alice","password":"demo"}' 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "server on port $port did not start:"; tail -20 "$LOGS/server-$port.log"; return 1
+}
+
+echo "== crm-sync: every suite (logs in $LOGS/)"
+check fmt cargo fmt --all --check
+check clippy-host cargo clippy --workspace --all-targets -- -D warnings
+check clippy-wasm cargo clippy -p crm-sync --target wasm32-unknown-unknown --lib --test browser -- -D warnings
+suite_cargo native cargo test --workspace --exclude crm-sync-server
+suite_cargo server cargo test -p crm-sync-server
+
+if cargo build --quiet -p crm-sync-server >"$LOGS/server-build.log" 2>&1 &&
+   start_server "$BROWSER_PORT" /nonexistent --cors; then
+  CRM_TEST_SERVER="http://127.0.0.1:$BROWSER_PORT" \
+    suite_cargo browser wasm-pack test --headless --chrome --mode no-install . -- --test browser
+else
+  record browser 0 1 0; cat "$LOGS/server-build.log"
+fi
+
+if make --no-print-directory www >"$LOGS/www-build.log" 2>&1 &&
+   start_server "$E2E_PORT" www/dist --sheet-latency-ms 1500; then
+  E2E_BASE_URL="http://127.0.0.1:$E2E_PORT" suite_node e2e node --test --test-concurrency=1 --test-reporter=tap www/e2e/
+else
+  record e2e 0 1 0; tail -40 "$LOGS/www-build.log"
+fi
+
+echo
+for line in "${SUMMARY[@]}"; do echo "  $line"; done
+echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed"
+[ "$TOTAL_FAILED" = 0 ]

@@ -1,0 +1,123 @@
+//! Exactly-once writes: the answer to a mutating request is stored under
+//! (user, `Idempotency-Key`) in the same transaction as the change, so a resent
+//! request gets the stored answer and changes nothing.
+
+use axum::http::{HeaderMap, Method, StatusCode};
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::db::unix_now;
+use crate::error::ApiError;
+use crate::http::Answer;
+
+/// How long an answer is kept: PROTOCOL.md asks for at least 24 hours.
+pub const KEEP_SECS: i64 = 24 * 3600;
+
+/// A mutating request, as far as idempotency cares.
+#[derive(Debug, Clone)]
+pub struct Mutation {
+    /// Who sent it: keys are per user, so two users cannot collide.
+    pub user: String,
+    /// The `Idempotency-Key`, if the client sent one.
+    pub key: Option<String>,
+    /// HTTP method, stored so a key reused for another request is noticed.
+    pub method: String,
+    /// Request path (no query), for the same reason.
+    pub path: String,
+}
+
+impl Mutation {
+    /// Reads the `Idempotency-Key` header (optional; 1..=200 visible ASCII characters).
+    ///
+    /// # Errors
+    /// `400 invalid` for a key that is not visible ASCII or is too long.
+    pub fn new(user: &str, headers: &HeaderMap, method: &Method, path: &str) -> Result<Self, ApiError> {
+        let key = match headers.get("idempotency-key") {
+            None => None,
+            Some(v) => {
+                let s = v
+                    .to_str()
+                    .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?
+                    .trim();
+                if s.is_empty() || s.len() > 200 || !s.chars().all(|c| c.is_ascii_graphic()) {
+                    return Err(ApiError::bad_request(
+                        "Idempotency-Key must be 1 to 200 visible ASCII characters",
+                    ));
+                }
+                Some(s.to_owned())
+            }
+        };
+        Ok(Self {
+            user: user.to_owned(),
+            key,
+            method: method.as_str().to_owned(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The stored answer for this key, if the key was seen in the last 24 hours.
+    ///
+    /// # Errors
+    /// `422 invalid` when the key was used for a different request.
+    pub fn replay(&self, conn: &Connection) -> Result<Option<Answer>, ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        let row: Option<(String, String, u16, String)> = conn
+            .query_row(
+                "SELECT method, path, status, body FROM idempotency
+                 WHERE user = ?1 AND key = ?2 AND created_at > ?3",
+                rusqlite::params![self.user, key, unix_now() - KEEP_SECS],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((method, path, status, body)) = row else {
+            return Ok(None);
+        };
+        if method != self.method || path != self.path {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("this Idempotency-Key was already used for {method} {path}"),
+            ));
+        }
+        let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
+        Ok(Some(Answer { status, body, replayed: true }))
+    }
+
+    /// Stores `answer` under this key (no-op without a key). Only successful
+    /// answers are stored: an error changed nothing, so re-evaluating a resent
+    /// request is both safe and more useful than repeating a stale 409.
+    ///
+    /// # Errors
+    /// Internal errors from SQLite.
+    pub fn remember(&self, conn: &Connection, answer: &Answer) -> Result<(), ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        conn.execute(
+            "INSERT OR REPLACE INTO idempotency (user, key, method, path, status, body, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            rusqlite::params![
+                self.user,
+                key,
+                self.method,
+                self.path,
+                answer.status.as_u16(),
+                answer.body,
+                unix_now()
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// Deletes answers older than [`KEEP_SECS`].
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn purge(conn: &Connection) -> Result<usize, ApiError> {
+    Ok(conn.execute(
+        "DELETE FROM idempotency WHERE created_at <= ?1",
+        [unix_now() - KEEP_SECS],
+    )?)
+}

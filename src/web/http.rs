@@ -1,0 +1,183 @@
+//! `fetch` with a per-request timeout, and PROTOCOL.md's error shape parsed
+//! into [`Error`].
+
+use gloo_timers::callback::Timeout;
+use js_sys::{Promise, JSON};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{AbortController, Headers, RequestInit, Response};
+
+use crate::core::code::ErrorCode;
+use crate::error::Error;
+use crate::web::js::{describe, get};
+
+#[wasm_bindgen]
+extern "C" {
+    // The global `fetch`, in windows and workers alike.
+    #[wasm_bindgen(js_name = fetch)]
+    fn global_fetch(input: &str, init: &RequestInit) -> Promise;
+}
+
+/// HTTP methods the protocol uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Read.
+    Get,
+    /// Create, log in, start a job.
+    Post,
+    /// Change some fields.
+    Patch,
+    /// Remove, cancel.
+    Delete,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+        }
+    }
+}
+
+/// One request, built by the caller.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// The method.
+    pub method: Method,
+    /// Absolute or page-relative URL.
+    pub url: String,
+    /// JSON body, already a JS value.
+    pub body: Option<JsValue>,
+    /// `Authorization: Bearer` token.
+    pub token: Option<String>,
+    /// `If-Match` version.
+    pub if_match: Option<u64>,
+    /// `Idempotency-Key`.
+    pub idempotency_key: Option<String>,
+    /// Abort and fail with [`Error::Timeout`] after this many ms.
+    pub timeout_ms: u32,
+    /// Let the request outlive the page (`pagehide` flushes).
+    pub keepalive: bool,
+}
+
+impl HttpRequest {
+    /// A request with no body or headers and a 15 s timeout.
+    pub fn new(method: Method, url: impl Into<String>) -> Self {
+        Self {
+            method,
+            url: url.into(),
+            body: None,
+            token: None,
+            if_match: None,
+            idempotency_key: None,
+            timeout_ms: 15_000,
+            keepalive: false,
+        }
+    }
+}
+
+/// A successful (2xx) answer.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status.
+    pub status: u16,
+    /// The parsed JSON body; `undefined` for an empty body (204).
+    pub body: JsValue,
+}
+
+/// Sends `req` once.
+///
+/// # Errors
+/// [`Error::Timeout`] when no full answer arrived in time, [`Error::Network`]
+/// when fetch failed, [`Error::Http`] for a non-2xx status (code from the
+/// protocol's error body when there is one, else from the status; an HTML
+/// error page gives the status's code), [`Error::BadResponse`] for a 2xx whose
+/// body is not JSON.
+pub async fn send(req: &HttpRequest) -> Result<HttpResponse, Error> {
+    let controller = AbortController::new().map_err(|e| Error::Network(describe(&e)))?;
+    let init = RequestInit::new();
+    init.set_method(req.method.as_str());
+    init.set_signal(Some(&controller.signal()));
+    if req.keepalive {
+        // `keepalive` is not in web-sys's stable RequestInit.
+        let _ = js_sys::Reflect::set(&init, &"keepalive".into(), &JsValue::TRUE);
+    }
+    let headers = Headers::new().map_err(|e| Error::Network(describe(&e)))?;
+    let add = |name: &str, value: &str| {
+        headers
+            .append(name, value)
+            .map_err(|e| Error::Invalid(describe(&e)))
+    };
+    add("Accept", "application/json")?;
+    if let Some(token) = &req.token {
+        add("Authorization", &format!("Bearer {token}"))?;
+    }
+    if let Some(version) = req.if_match {
+        add("If-Match", &format!("\"{version}\""))?;
+    }
+    if let Some(key) = &req.idempotency_key {
+        add("Idempotency-Key", key)?;
+    }
+    if let Some(body) = &req.body {
+        add("Content-Type", "application/json")?;
+        let text = JSON::stringify(body).map_err(|e| Error::Invalid(describe(&e)))?;
+        init.set_body(&text);
+    }
+    init.set_headers(&headers);
+
+    // The timer aborts the fetch, body included; dropping it clears it.
+    let abort = controller.clone();
+    let _timer = Timeout::new(req.timeout_ms, move || abort.abort());
+    let timed_out =
+        |thrown: &JsValue| get(thrown, "name").as_string().as_deref() == Some("AbortError");
+
+    let response: Response = match JsFuture::from(global_fetch(&req.url, &init)).await {
+        Ok(value) => value
+            .dyn_into()
+            .map_err(|_| Error::BadResponse("fetch did not give a Response".into()))?,
+        Err(thrown) if timed_out(&thrown) => return Err(Error::Timeout(req.timeout_ms)),
+        Err(thrown) => return Err(Error::Network(describe(&thrown))),
+    };
+    let status = response.status();
+    let text_promise = response.text().map_err(|e| Error::Network(describe(&e)))?;
+    let text = match JsFuture::from(text_promise).await {
+        Ok(text) => text.as_string().unwrap_or_default(),
+        Err(thrown) if timed_out(&thrown) => return Err(Error::Timeout(req.timeout_ms)),
+        Err(thrown) => return Err(Error::Network(describe(&thrown))),
+    };
+    let parsed = if text.trim().is_empty() {
+        Ok(JsValue::UNDEFINED)
+    } else {
+        JSON::parse(&text)
+    };
+
+    if (200..300).contains(&status) {
+        let body = parsed.map_err(|_| {
+            Error::BadResponse(format!("HTTP {status} with a body that is not JSON"))
+        })?;
+        return Ok(HttpResponse { status, body });
+    }
+    Err(error_from_body(status, parsed.ok()))
+}
+
+/// The error for a non-2xx status and its (maybe absent or foreign) body.
+fn error_from_body(status: u16, body: Option<JsValue>) -> Error {
+    let error = body
+        .as_ref()
+        .map(|b| get(b, "error"))
+        .unwrap_or(JsValue::UNDEFINED);
+    let wire = get(&error, "code").as_string();
+    let code = ErrorCode::from_http(status, wire.as_deref());
+    let message = get(&error, "message")
+        .as_string()
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    Error::Http {
+        code,
+        status,
+        message,
+        details: get(&error, "details"),
+    }
+}

@@ -1,0 +1,12 @@
+//! Browser suites, run in headless Chromium by `wasm-pack test --headless
+//! --chrome -- --test browser` (see scripts/test.sh, which starts the
+//! reference server first and passes its address in `CRM_TEST_SERVER`).
+#![cfg(target_arch = "wasm32")]
+
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+mod browser {
+    pub mod errors;
+    pub mod server;
+    pub mod support;
+}

@@ -1,0 +1,31 @@
+//! What the browser suites share: the test server's address, logins.
+
+use crm_sync::api::CrmSync;
+use wasm_bindgen::JsValue;
+
+/// The reference server started by scripts/test.sh (with `--cors --demo`).
+pub fn server() -> &'static str {
+    option_env!("CRM_TEST_SERVER").unwrap_or("http://127.0.0.1:18931")
+}
+
+/// `{ baseUrl, username, password }` for a demo user.
+pub fn login_options(user: &str, password: &str) -> JsValue {
+    let o = js_sys::Object::new();
+    let api = format!("{}/api", server());
+    js_sys::Reflect::set(&o, &"baseUrl".into(), &api.into()).unwrap();
+    js_sys::Reflect::set(&o, &"username".into(), &user.into()).unwrap();
+    js_sys::Reflect::set(&o, &"password".into(), &password.into()).unwrap();
+    o.into()
+}
+
+/// A logged-in client for a demo user.
+pub async fn login(user: &str) -> CrmSync {
+    CrmSync::login(login_options(user, "demo"))
+        .await
+        .unwrap_or_else(|e| panic!("login {user}: {e:?}"))
+}
+
+/// A property of a JS value.
+pub fn prop(v: &JsValue, key: &str) -> JsValue {
+    js_sys::Reflect::get(v, &key.into()).unwrap()
+}
