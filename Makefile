@@ -23,6 +23,9 @@ setup:
 pkg: setup
 	@wasm-pack --quiet build --target web --release --mode no-install --out-dir pkg --out-name crm_sync
 	@$(WASM_OPT) -Oz $(WASM_OPT_FEATURES) pkg/crm_sync_bg.wasm -o pkg/crm_sync_bg.wasm
+	@# The raw wasm exports (InitOutput) are typed `any` by wasm-bindgen; the
+	@# surface promises no `any`, and `unknown` is as true for them.
+	@sed -i '/^export interface InitOutput/,/^}/ s/\bany\b/unknown/g' pkg/crm_sync.d.ts
 	@echo "pkg: built ($$(scripts/size.sh | tail -1))"
 
 www-deps: pkg

@@ -85,7 +85,7 @@ suite_cargo server cargo test -p crm-sync-server
 if cargo build --quiet -p crm-sync-server >"$LOGS/server-build.log" 2>&1 &&
    start_server "$BROWSER_PORT" /nonexistent --cors; then
   CRM_TEST_SERVER="http://127.0.0.1:$BROWSER_PORT" \
-    suite_cargo browser wasm-pack test --headless --chrome --mode no-install . -- --test browser
+    suite_cargo browser wasm-pack test --headless --chrome --mode no-install . --test browser
 else
   record browser 0 1 0; cat "$LOGS/server-build.log"
 fi

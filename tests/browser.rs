@@ -6,6 +6,7 @@
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 mod browser {
+    pub mod calendar;
     pub mod errors;
     pub mod server;
     pub mod support;

@@ -14,14 +14,59 @@ use crate::error::Error;
 use crate::web::http::{send, HttpRequest, Method};
 use crate::web::js::{from_app, from_server, to_js};
 
-/// Options shared by `login` and `open`; every one is optional.
+/// Options shared by `login` and `open`; every one is optional (API.md,
+/// "The client", gives the defaults).
 #[derive(Debug, Clone, Default, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct CrmOptions {
-    /// Abort a request after this many ms (default 15000).
+    /// Save calls for one record within this many ms become one request (300).
+    #[serde(default)]
+    #[tsify(optional)]
+    pub debounce_ms: Option<u32>,
+    /// Upper bound of the debounce delay while calls keep coming (2000).
+    #[serde(default)]
+    #[tsify(optional)]
+    pub max_wait_ms: Option<u32>,
+    /// Retries of transient failures.
+    #[serde(default)]
+    #[tsify(optional, type = "RetryOptions")]
+    pub retry: Option<RetryOptions>,
+    /// Abort a request after this many ms (15000).
     #[serde(default)]
     #[tsify(optional)]
     pub request_timeout_ms: Option<u32>,
+    /// How a 409 is handled ("merge").
+    #[serde(default)]
+    #[tsify(optional, type = "ConflictPolicy")]
+    pub on_conflict: Option<String>,
+    /// Sync job polling, total timeout and cooldown.
+    #[serde(default)]
+    #[tsify(optional, type = "SyncOptions")]
+    pub sync: Option<SyncOptions>,
+}
+
+/// `retry` option.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryOptions {
+    /// Attempts in all, the first included (4).
+    pub attempts: Option<u32>,
+    /// First backoff delay (500).
+    pub base_delay_ms: Option<u64>,
+    /// Largest backoff delay (8000).
+    pub max_delay_ms: Option<u64>,
+}
+
+/// `sync` option.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncOptions {
+    /// Poll interval (1000).
+    pub poll_ms: Option<u64>,
+    /// Total time a run may take (120000).
+    pub timeout_ms: Option<u64>,
+    /// Presses within this time of a start are folded (3000).
+    pub cooldown_ms: Option<u64>,
 }
 
 /// `CrmSync.login` arguments.

@@ -77,8 +77,7 @@ pub fn to_js_error(err: &Error) -> JsValue {
     set("message", &JsValue::from_str(&message));
     set(
         "status",
-        &err.status()
-            .map_or(JsValue::UNDEFINED, JsValue::from),
+        &err.status().map_or(JsValue::UNDEFINED, JsValue::from),
     );
     let details = match err {
         Error::Http { details, .. } => details.clone(),

@@ -2,6 +2,7 @@
 //! `Debouncer`, `LocalStore`, `TabLocks`, `findOverlaps`, and their
 //! TypeScript types.
 
+pub mod calendar;
 pub mod client;
 pub mod error;
 pub mod types;

@@ -38,3 +38,129 @@ export interface CrmRecord {
   stale?: true;
 }
 "#;
+
+#[wasm_bindgen(typescript_custom_section)]
+const CLIENT_TS: &'static str = r#"
+/** How a 409 is handled: see API.md ("Records"). */
+export type ConflictPolicy = "merge" | "manual" | "theirs" | "mine";
+
+/** Retries of network errors, timeouts, 5xx and 429 (never other 4xx). */
+export interface RetryOptions {
+  attempts?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+/** The sync job follower's timing. */
+export interface SyncOptions {
+  pollMs?: number;
+  timeoutMs?: number;
+  cooldownMs?: number;
+}
+
+/** A conflict waiting for a person. */
+export interface Conflict {
+  id: string;
+  collection: string;
+  recordId: string;
+  /** The record as the change was based on it. */
+  base: CrmRecord | null;
+  /** The fields this user changed. */
+  mine: Fields;
+  /** The server's record now. */
+  theirs: CrmRecord | null;
+  /** The fields both sides changed to different values. */
+  fields: string[];
+}
+
+/** What a save, create, remove or comment settles with. */
+export type SaveResult =
+  | { status: "committed"; record: CrmRecord }
+  | { status: "merged"; record: CrmRecord; merged: string[] }
+  | { status: "conflict"; conflict: Conflict }
+  | { status: "queued"; mutationId: string };
+
+/** A staged or queued mutation of this user. */
+export interface PendingMutation {
+  mutationId: string;
+  collection: string;
+  recordId: string;
+  op: "create" | "patch" | "delete" | "comment";
+  state: "staged" | "queued" | "sending" | "failed";
+  fields?: Fields;
+  text?: string;
+  attempts: number;
+  createdAt: number;
+  error?: { code: CrmErrorCode; message: string };
+}
+
+/** The client's state, for a status bar. */
+export interface CrmStatus {
+  online: boolean;
+  leader: boolean;
+  pending: number;
+  failed: number;
+  storage: "indexeddb" | "memory";
+  lastSyncAt: string | null;
+}
+
+/** Counters since the client was made. */
+export interface CrmMetrics {
+  operations: number;
+  commits: number;
+  conflicts: number;
+  merged: number;
+  retries: number;
+  requests: number;
+  conflictRate: number;
+  retryRate: number;
+  outboxReplayed: number;
+  syncs: { started: number; completed: number; failed: number; meanDurationMs: number };
+}
+
+/** What `subscribe` listeners receive. */
+export type CrmEvent =
+  | { type: "record"; collection: string; id: string; record: CrmRecord | null; origin: "local" | "server" | "tab" }
+  | { type: "conflict"; conflict: Conflict }
+  | { type: "status"; status: CrmStatus }
+  | { type: "session"; state: "expired" | "logged-out" };
+
+/** The phases of a spreadsheet sync run. */
+export type SyncPhase =
+  | "idle" | "starting" | "queued" | "downloading" | "processing" | "saving"
+  | "complete" | "error" | "cancelled";
+
+/** What a sync job counted. */
+export interface SyncStats {
+  bytes?: number;
+  rows?: number;
+  inserted?: number;
+  updated?: number;
+  conflicts?: number;
+  invalid?: number;
+}
+
+/** `crm.sync.state`. */
+export interface SyncState {
+  phase: SyncPhase;
+  progress: number;
+  message: string;
+  syncId: string | null;
+  stats: SyncStats | null;
+  error: { code: CrmErrorCode; message: string } | null;
+  startedAt: number | null;
+  updatedAt: number | null;
+}
+
+/** One finished run, from the user's sync log. */
+export interface SyncHistoryEntry {
+  syncId: string | null;
+  kind: "from-sheet" | "to-sheet";
+  status: "complete" | "error" | "cancelled";
+  startedAt: number;
+  finishedAt: number;
+  durationMs: number;
+  stats: SyncStats | null;
+  error: { code: CrmErrorCode; message: string } | null;
+}
+"#;

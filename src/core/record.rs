@@ -36,6 +36,16 @@ pub struct Comment {
     pub created_at: String,
 }
 
+/// A comment this client wrote that the server has not acknowledged yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingComment {
+    /// The client-made UUID it is posted with, so a retry never posts it twice.
+    pub id: String,
+    /// The comment's text.
+    pub text: String,
+}
+
 /// A record as the server acknowledged it (`CrmRecord` in TypeScript, where
 /// `Record` is a built-in type; see `api::types`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

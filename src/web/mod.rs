@@ -2,5 +2,6 @@
 //! BroadcastChannel, Web Locks, timers and the page lifecycle, which carry out
 //! the effects the [`crate::core`] machines return.
 
+pub mod clock;
 pub mod http;
 pub mod js;

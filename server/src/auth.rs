@@ -1,0 +1,196 @@
+//! Users and bearer tokens: argon2 password hashes, random 256-bit tokens
+//! stored as SHA-256 hashes (a leaked database file holds no usable token),
+//! expiring after [`TOKEN_TTL_SECS`], revoked by logout.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::db::{random_hex, unix_now};
+use crate::error::ApiError;
+use crate::http::json_body;
+use crate::AppState;
+
+/// How long a token lives.
+pub const TOKEN_TTL_SECS: i64 = 12 * 3600;
+
+/// The signed-in user of a request, taken from `Authorization: Bearer <token>`.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub String);
+
+/// Hashes a password with argon2id and a random salt (PHC string).
+///
+/// # Errors
+/// Internal error if hashing fails (it does not for sane inputs).
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::internal(format!("argon2: {e}")))
+}
+
+fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// Looks a token up: the user it belongs to, or `401 unauthorized`.
+///
+/// # Errors
+/// `401 unauthorized` for a missing, unknown or expired token.
+pub async fn user_for_token(state: &AppState, token: Option<String>) -> Result<String, ApiError> {
+    let token = token.ok_or_else(|| ApiError::unauthorized("sign in first: Authorization: Bearer <token>"))?;
+    // Tokens are 64 hex characters; anything else cannot be one of ours.
+    if token.len() != 64 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(ApiError::unauthorized("unknown or expired token"));
+    }
+    let hash = token_hash(&token);
+    let user: Option<String> = state
+        .db
+        .read(move |tx| {
+            Ok(tx
+                .query_row(
+                    "SELECT user FROM tokens WHERE token_hash = ?1 AND expires_at > ?2",
+                    rusqlite::params![hash, unix_now()],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await?;
+    user.ok_or_else(|| ApiError::unauthorized("unknown or expired token"))
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        user_for_token(state, bearer_token(&parts.headers)).await.map(AuthUser)
+    }
+}
+
+/// Creates a user unless one of that name exists. Returns whether it was created.
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn ensure_user(conn: &Connection, name: &str, password_hash: &str) -> Result<bool, ApiError> {
+    Ok(conn.execute(
+        "INSERT OR IGNORE INTO users (name, password_hash) VALUES (?1, ?2)",
+        [name, password_hash],
+    )? == 1)
+}
+
+/// `POST /api/login` `{ username, password }` -> `{ token, user, expiresAt }`.
+///
+/// # Errors
+/// `401 unauthorized` for bad credentials, `400`/`422` for a bad body.
+pub async fn login_route(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = json_body(body)?;
+    let (Some(username), Some(password)) = (
+        body.get("username").and_then(Value::as_str),
+        body.get("password").and_then(Value::as_str),
+    ) else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "username and password are required strings",
+        ));
+    };
+    let (username, password) = (username.to_owned(), password.to_owned());
+    let lookup = username.clone();
+    let phc: Option<String> = state
+        .db
+        .read(move |tx| {
+            Ok(tx
+                .query_row(
+                    "SELECT password_hash FROM users WHERE name = ?1",
+                    [lookup],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await?;
+    // argon2 is deliberately slow: keep it off the async worker threads.
+    let ok = match phc {
+        Some(phc) => tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await?,
+        None => false,
+    };
+    if !ok {
+        return Err(ApiError::unauthorized("wrong username or password"));
+    }
+    let token = random_hex(32)?;
+    let expires = unix_now() + TOKEN_TTL_SECS;
+    let hash = token_hash(&token);
+    let user = username.clone();
+    state
+        .db
+        .write(move |tx| {
+            tx.execute(
+                "INSERT INTO tokens (token_hash, user, expires_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![hash, user, expires],
+            )?;
+            Ok(())
+        })
+        .await?;
+    let expires_at = chrono::DateTime::from_timestamp(expires, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    tracing::info!(user = %username, "signed in");
+    Ok(Json(json!({ "token": token, "user": username, "expiresAt": expires_at })))
+}
+
+/// `POST /api/logout` -> `204`; the token stops working at once.
+///
+/// # Errors
+/// `401 unauthorized` without a valid token.
+pub async fn logout_route(State(state): State<AppState>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+    let token = bearer_token(&headers);
+    user_for_token(&state, token.clone()).await?;
+    let hash = token_hash(&token.unwrap_or_default());
+    state
+        .db
+        .write(move |tx| {
+            tx.execute("DELETE FROM tokens WHERE token_hash = ?1", [hash])?;
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes expired tokens.
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn purge_expired(conn: &Connection) -> Result<usize, ApiError> {
+    Ok(conn.execute("DELETE FROM tokens WHERE expires_at <= ?1", [unix_now()])?)
+}

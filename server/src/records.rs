@@ -1,0 +1,629 @@
+//! Records: versioned field maps with an append-only comment log, stored per
+//! collection, with tombstones for deleted records so the changes feed can
+//! report deletions.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use rusqlite::{Connection, OptionalExtension};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::auth::AuthUser;
+use crate::changes::cursor;
+use crate::db::{random_hex, rfc3339_now};
+use crate::error::ApiError;
+use crate::http::{if_match, json_body, path_params, Answer};
+use crate::idempotency::Mutation;
+use crate::validate::{
+    check_collection, check_known_fields, is_valid_record_id, parse_time, scalar_fields,
+    CALENDAR_EVENTS,
+};
+use crate::AppState;
+
+/// A record as PROTOCOL.md shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    /// Id, unique within its collection.
+    pub id: String,
+    /// Starts at 1, grows by exactly 1 on every change of `fields`.
+    pub version: i64,
+    /// Time of the last change (RFC 3339 UTC).
+    pub updated_at: String,
+    /// User who made the last change.
+    pub updated_by: String,
+    /// Free-form scalar fields.
+    pub fields: Map<String, Value>,
+    /// Append-only comment log, oldest first.
+    pub comments: Vec<Comment>,
+}
+
+/// One comment on a record.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Comment {
+    /// Client-chosen id (a uuid); the same id is never stored twice.
+    pub id: String,
+    /// User who wrote it.
+    pub author: String,
+    /// The text.
+    pub text: String,
+    /// When the server stored it.
+    pub created_at: String,
+}
+
+/// A stored row: a live record or the tombstone of a deleted one.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    /// The record (a tombstone keeps id and version, with no fields).
+    pub record: Record,
+    /// Whether this is a tombstone.
+    pub deleted: bool,
+}
+
+impl Record {
+    /// This record as a JSON value.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+fn parse_fields(text: &str) -> Result<Map<String, Value>, ApiError> {
+    serde_json::from_str(text).map_err(|e| ApiError::internal(format!("stored fields: {e}")))
+}
+
+fn fields_text(fields: &Map<String, Value>) -> Result<String, ApiError> {
+    serde_json::to_string(fields).map_err(ApiError::internal)
+}
+
+/// Loads a record or tombstone with its comments.
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn load(conn: &Connection, collection: &str, id: &str) -> Result<Option<StoredRecord>, ApiError> {
+    let row: Option<(i64, String, String, String, bool)> = conn
+        .query_row(
+            "SELECT version, updated_at, updated_by, fields, deleted FROM records
+             WHERE collection = ?1 AND id = ?2",
+            [collection, id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    let Some((version, updated_at, updated_by, fields, deleted)) = row else {
+        return Ok(None);
+    };
+    let comments = if deleted {
+        Vec::new()
+    } else {
+        load_comments(conn, collection, id)?
+    };
+    Ok(Some(StoredRecord {
+        record: Record {
+            id: id.to_owned(),
+            version,
+            updated_at,
+            updated_by,
+            fields: parse_fields(&fields)?,
+            comments,
+        },
+        deleted,
+    }))
+}
+
+/// Loads a live (not deleted) record.
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn load_live(conn: &Connection, collection: &str, id: &str) -> Result<Option<Record>, ApiError> {
+    Ok(load(conn, collection, id)?.filter(|s| !s.deleted).map(|s| s.record))
+}
+
+fn load_comments(conn: &Connection, collection: &str, id: &str) -> Result<Vec<Comment>, ApiError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, author, text, created_at FROM comments
+         WHERE collection = ?1 AND record_id = ?2 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([collection, id], |r| {
+        Ok(Comment {
+            id: r.get(0)?,
+            author: r.get(1)?,
+            text: r.get(2)?,
+            created_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Every live record of a collection, ordered by id, with comments.
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn list(conn: &Connection, collection: &str) -> Result<Vec<Record>, ApiError> {
+    let mut comments: std::collections::HashMap<String, Vec<Comment>> = Default::default();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT record_id, id, author, text, created_at FROM comments
+             WHERE collection = ?1 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query([collection])?;
+        while let Some(r) = rows.next()? {
+            comments.entry(r.get(0)?).or_default().push(Comment {
+                id: r.get(1)?,
+                author: r.get(2)?,
+                text: r.get(3)?,
+                created_at: r.get(4)?,
+            });
+        }
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, version, updated_at, updated_by, fields FROM records
+         WHERE collection = ?1 AND deleted = 0 ORDER BY id",
+    )?;
+    let mut rows = stmt.query([collection])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        let fields: String = r.get(4)?;
+        out.push(Record {
+            comments: comments.remove(&id).unwrap_or_default(),
+            id,
+            version: r.get(1)?,
+            updated_at: r.get(2)?,
+            updated_by: r.get(3)?,
+            fields: parse_fields(&fields)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Creates a record at version 1, or brings a tombstone back to life one
+/// version above it (so versions in the changes feed never go down).
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn insert(
+    conn: &Connection,
+    collection: &str,
+    id: &str,
+    fields: Map<String, Value>,
+    user: &str,
+) -> Result<Record, ApiError> {
+    let tombstone: Option<i64> = conn
+        .query_row(
+            "SELECT version FROM records WHERE collection = ?1 AND id = ?2 AND deleted = 1",
+            [collection, id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let version = tombstone.map_or(1, |v| v + 1);
+    let now = rfc3339_now();
+    conn.execute(
+        "INSERT OR REPLACE INTO records (collection, id, version, updated_at, updated_by, fields, deleted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+        rusqlite::params![collection, id, version, now, user, fields_text(&fields)?],
+    )?;
+    let record = Record {
+        id: id.to_owned(),
+        version,
+        updated_at: now,
+        updated_by: user.to_owned(),
+        fields,
+        comments: Vec::new(),
+    };
+    record_change(conn, collection, &record, "put")?;
+    Ok(record)
+}
+
+/// Replaces a live record's fields if it is still at `expected_version`, in the
+/// caller's transaction: `UPDATE ... WHERE version = ?` is the optimistic lock.
+/// Returns `None` when the version moved on.
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn update_fields(
+    conn: &Connection,
+    collection: &str,
+    current: &Record,
+    fields: Map<String, Value>,
+    user: &str,
+) -> Result<Option<Record>, ApiError> {
+    let now = rfc3339_now();
+    let version = current.version + 1;
+    let n = conn.execute(
+        "UPDATE records SET version = ?1, updated_at = ?2, updated_by = ?3, fields = ?4
+         WHERE collection = ?5 AND id = ?6 AND version = ?7 AND deleted = 0",
+        rusqlite::params![
+            version,
+            now,
+            user,
+            fields_text(&fields)?,
+            collection,
+            current.id,
+            current.version
+        ],
+    )?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let record = Record {
+        id: current.id.clone(),
+        version,
+        updated_at: now,
+        updated_by: user.to_owned(),
+        fields,
+        comments: current.comments.clone(),
+    };
+    record_change(conn, collection, &record, "put")?;
+    Ok(Some(record))
+}
+
+/// Appends one entry to the changes feed.
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn record_change(conn: &Connection, collection: &str, record: &Record, op: &str) -> Result<(), ApiError> {
+    let snapshot = if op == "delete" {
+        None
+    } else {
+        Some(serde_json::to_string(record).map_err(ApiError::internal)?)
+    };
+    conn.prepare_cached(
+        "INSERT INTO changes (collection, id, version, op, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(rusqlite::params![collection, record.id, record.version, op, snapshot])?;
+    Ok(())
+}
+
+/// Refuses a calendar event whose `[start, end)` overlaps a non-cancelled
+/// event of the same resource. Runs inside the write transaction, so two
+/// overlapping bookings can never both pass.
+fn check_overlap(conn: &Connection, id: &str, fields: &Map<String, Value>) -> Result<(), ApiError> {
+    if is_cancelled(fields) {
+        return Ok(());
+    }
+    let (Some(start), Some(end), Some(resource)) = (
+        parse_time(fields.get("start")),
+        parse_time(fields.get("end")),
+        fields.get("resource").and_then(Value::as_str),
+    ) else {
+        return Ok(());
+    };
+    let ids: Vec<String> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM records WHERE collection = ?1 AND deleted = 0 AND id != ?2
+             AND json_extract(fields, '$.resource') = ?3 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([CALENDAR_EVENTS, id, resource], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut conflicts = Vec::new();
+    for other_id in ids {
+        let Some(other) = load_live(conn, CALENDAR_EVENTS, &other_id)? else {
+            continue;
+        };
+        if is_cancelled(&other.fields) {
+            continue;
+        }
+        let (Some(os), Some(oe)) = (
+            parse_time(other.fields.get("start")),
+            parse_time(other.fields.get("end")),
+        ) else {
+            continue;
+        };
+        if start < oe && os < end {
+            conflicts.push(other.to_json());
+        }
+    }
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "overlap",
+            format!("{resource} is already booked in that time"),
+        )
+        .with_details(json!({ "conflicts": conflicts })))
+    }
+}
+
+fn is_cancelled(fields: &Map<String, Value>) -> bool {
+    fields.get("status").and_then(Value::as_str) == Some("cancelled")
+}
+
+fn not_found(collection: &str, id: &str) -> ApiError {
+    ApiError::not_found(format!("no record {id:?} in {collection}"))
+}
+
+/// `GET /api/{collection}`: every live record and the cursor to follow changes from.
+///
+/// # Errors
+/// `404` for a name that cannot be a collection.
+pub async fn list_route(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let collection = path_params(path)?;
+    check_collection(&collection)?;
+    let epoch = state.db.epoch().to_owned();
+    let body = state
+        .db
+        .read(move |tx| {
+            let items = list(tx, &collection)?;
+            let head = crate::changes::head(tx)?;
+            Ok(json!({ "items": items, "cursor": cursor::encode(&epoch, head) }))
+        })
+        .await?;
+    Ok(axum::Json(body).into_response())
+}
+
+/// `GET /api/{collection}/{id}` with `ETag: "version"`.
+///
+/// # Errors
+/// `404 not_found`.
+pub async fn get_route(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let (collection, id) = path_params(path)?;
+    check_collection(&collection)?;
+    let record = state
+        .db
+        .read(move |tx| load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id)))
+        .await?;
+    let mut response = axum::Json(&record).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", record.version)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+/// `POST /api/{collection}` `{ "id"?, "fields" }` -> `201` record at version 1.
+///
+/// # Errors
+/// `409 conflict` when the id exists, `409 overlap`, `422 invalid`, `400`.
+pub async fn create_route(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    path: Result<Path<String>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Answer, ApiError> {
+    let collection = path_params(path)?;
+    check_collection(&collection)?;
+    let mutation = Mutation::new(&user, &headers, &method, uri.path())?;
+    let body = json_body(body)?;
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::invalid_field("body", "must be an object { id?, fields }"));
+    };
+    let id = match obj.get("id") {
+        None | Some(Value::Null) => random_hex(16)?,
+        Some(Value::String(s)) if is_valid_record_id(s) => s.clone(),
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "id",
+                "1 to 128 letters, digits or -_.:@",
+            ))
+        }
+    };
+    let fields = scalar_fields(obj.get("fields"), false)?;
+    check_known_fields(&collection, &fields, &fields)?;
+    state
+        .db
+        .write(move |tx| {
+            if let Some(answer) = mutation.replay(tx)? {
+                return Ok(answer);
+            }
+            if let Some(existing) = load_live(tx, &collection, &id)? {
+                return Err(ApiError::conflict(
+                    format!("a record {id:?} already exists in {collection}"),
+                    existing.to_json(),
+                ));
+            }
+            if collection == CALENDAR_EVENTS {
+                check_overlap(tx, &id, &fields)?;
+            }
+            let record = insert(tx, &collection, &id, fields, &user)?;
+            let answer = Answer::json(StatusCode::CREATED, &record)?;
+            mutation.remember(tx, &answer)?;
+            Ok(answer)
+        })
+        .await
+}
+
+/// `PATCH /api/{collection}/{id}` `{ "fields" }` + `If-Match`.
+///
+/// # Errors
+/// `428`, `404`, `409 conflict` with the current record, `409 overlap`, `422`, `400`.
+pub async fn patch_route(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    path: Result<Path<(String, String)>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Answer, ApiError> {
+    let (collection, id) = path_params(path)?;
+    check_collection(&collection)?;
+    let mutation = Mutation::new(&user, &headers, &method, uri.path())?;
+    let expected = if_match(&headers)?.ok_or_else(ApiError::precondition_required)?;
+    let body = json_body(body)?;
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::invalid_field("body", "must be an object { fields }"));
+    };
+    let patch = scalar_fields(obj.get("fields"), true)?;
+    state
+        .db
+        .write(move |tx| {
+            if let Some(answer) = mutation.replay(tx)? {
+                return Ok(answer);
+            }
+            let current = load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
+            if current.version != expected {
+                return Err(stale(&current, expected));
+            }
+            let mut merged = current.fields.clone();
+            for (k, v) in &patch {
+                if v.is_null() {
+                    merged.remove(k);
+                } else {
+                    merged.insert(k.clone(), v.clone());
+                }
+            }
+            check_known_fields(&collection, &patch, &merged)?;
+            if collection == CALENDAR_EVENTS {
+                check_overlap(tx, &id, &merged)?;
+            }
+            let Some(record) = update_fields(tx, &collection, &current, merged, &user)? else {
+                return Err(stale(&current, expected));
+            };
+            let answer = Answer::json(StatusCode::OK, &record)?;
+            mutation.remember(tx, &answer)?;
+            Ok(answer)
+        })
+        .await
+}
+
+fn stale(current: &Record, expected: i64) -> ApiError {
+    ApiError::conflict(
+        format!(
+            "version {expected} is out of date; the record is at version {}",
+            current.version
+        ),
+        current.to_json(),
+    )
+}
+
+/// `DELETE /api/{collection}/{id}` + `If-Match` -> `204`, leaving a tombstone.
+///
+/// # Errors
+/// `428`, `404`, `409 conflict` with the current record.
+pub async fn delete_route(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    path: Result<Path<(String, String)>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Answer, ApiError> {
+    let (collection, id) = path_params(path)?;
+    check_collection(&collection)?;
+    let mutation = Mutation::new(&user, &headers, &method, uri.path())?;
+    let expected = if_match(&headers)?.ok_or_else(ApiError::precondition_required)?;
+    state
+        .db
+        .write(move |tx| {
+            if let Some(answer) = mutation.replay(tx)? {
+                return Ok(answer);
+            }
+            let current = load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
+            if current.version != expected {
+                return Err(stale(&current, expected));
+            }
+            let now = rfc3339_now();
+            let n = tx.execute(
+                "UPDATE records SET version = version + 1, updated_at = ?1, updated_by = ?2,
+                 fields = '{}', deleted = 1
+                 WHERE collection = ?3 AND id = ?4 AND version = ?5 AND deleted = 0",
+                rusqlite::params![now, user, collection, id, expected],
+            )?;
+            if n == 0 {
+                return Err(stale(&current, expected));
+            }
+            tx.execute(
+                "DELETE FROM comments WHERE collection = ?1 AND record_id = ?2",
+                [&collection, &id],
+            )?;
+            let tombstone = Record {
+                id: id.clone(),
+                version: expected + 1,
+                updated_at: now,
+                updated_by: user.clone(),
+                fields: Map::new(),
+                comments: Vec::new(),
+            };
+            record_change(tx, &collection, &tombstone, "delete")?;
+            let answer = Answer::empty(StatusCode::NO_CONTENT);
+            mutation.remember(tx, &answer)?;
+            Ok(answer)
+        })
+        .await
+}
+
+/// `POST /api/{collection}/{id}/comments` `{ "id", "text" }` -> `201 comment`;
+/// the same comment id again -> `200` with the stored comment, never a copy.
+/// Comments never conflict and never change `version`.
+///
+/// # Errors
+/// `404`, `422`, `400`.
+pub async fn comment_route(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    path: Result<Path<(String, String)>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Answer, ApiError> {
+    let (collection, id) = path_params(path)?;
+    check_collection(&collection)?;
+    let mutation = Mutation::new(&user, &headers, &method, uri.path())?;
+    let body = json_body(body)?;
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::invalid_field("body", "must be an object { id, text }"));
+    };
+    let comment_id = match obj.get("id") {
+        None | Some(Value::Null) => random_hex(16)?,
+        Some(Value::String(s)) if is_valid_record_id(s) => s.clone(),
+        Some(_) => return Err(ApiError::invalid_field("id", "1 to 128 letters, digits or -_.:@")),
+    };
+    let text = match obj.get("text") {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 10_000 => s.clone(),
+        _ => return Err(ApiError::invalid_field("text", "required: 1 to 10000 characters")),
+    };
+    state
+        .db
+        .write(move |tx| {
+            if let Some(answer) = mutation.replay(tx)? {
+                return Ok(answer);
+            }
+            let mut record = load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
+            if let Some(stored) = record.comments.iter().find(|c| c.id == comment_id) {
+                let answer = Answer::json(StatusCode::OK, stored)?;
+                mutation.remember(tx, &answer)?;
+                return Ok(answer);
+            }
+            let comment = Comment {
+                id: comment_id,
+                author: user,
+                text,
+                created_at: rfc3339_now(),
+            };
+            tx.execute(
+                "INSERT INTO comments (collection, record_id, id, author, text, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![
+                    collection,
+                    id,
+                    comment.id,
+                    comment.author,
+                    comment.text,
+                    comment.created_at
+                ],
+            )?;
+            record.comments.push(comment.clone());
+            // The feed carries the whole record, so other screens see the new comment.
+            record_change(tx, &collection, &record, "put")?;
+            let answer = Answer::json(StatusCode::CREATED, &comment)?;
+            mutation.remember(tx, &answer)?;
+            Ok(answer)
+        })
+        .await
+}

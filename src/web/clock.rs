@@ -1,0 +1,56 @@
+//! Time and randomness from the browser, for the cores that take them as
+//! arguments.
+
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(catch, js_namespace = crypto, js_name = getRandomValues)]
+    fn get_random_values(buf: &mut [u8]) -> Result<JsValue, JsValue>;
+}
+
+/// Milliseconds since the Unix epoch (`Date.now()`).
+pub fn now_ms() -> u64 {
+    let now = js_sys::Date::now();
+    if now.is_finite() && now > 0.0 {
+        now as u64
+    } else {
+        0
+    }
+}
+
+/// A uniform sample in `[0, 1)` for jitter (`Math.random()`: jitter needs
+/// no cryptographic strength).
+pub fn random_unit() -> f64 {
+    js_sys::Math::random()
+}
+
+/// Waits `ms` milliseconds.
+pub async fn sleep(ms: u32) {
+    gloo_timers::future::TimeoutFuture::new(ms).await;
+}
+
+/// A random UUID v4 from `crypto.getRandomValues`, for mutation ids,
+/// idempotency keys and comment ids.
+pub fn uuid_v4() -> String {
+    let mut bytes = [0u8; 16];
+    if get_random_values(&mut bytes).is_err() || bytes.iter().all(|b| *b == 0) {
+        // No crypto (a very old engine): fall back to Math.random, still
+        // unique enough for idempotency keys of one user.
+        for b in bytes.iter_mut() {
+            *b = (js_sys::Math::random() * 256.0) as u8;
+        }
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let mut out = String::with_capacity(36);
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
+}
