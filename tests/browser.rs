@@ -9,5 +9,7 @@ mod browser {
     pub mod calendar;
     pub mod errors;
     pub mod server;
+    pub mod store;
     pub mod support;
+    pub mod tabs;
 }

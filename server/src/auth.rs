@@ -41,7 +41,11 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
 
 fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
-        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -54,7 +58,10 @@ fn token_hash(token: &str) -> String {
 
 /// The bearer token of a request, if any.
 pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -67,7 +74,8 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
 /// # Errors
 /// `401 unauthorized` for a missing, unknown or expired token.
 pub async fn user_for_token(state: &AppState, token: Option<String>) -> Result<String, ApiError> {
-    let token = token.ok_or_else(|| ApiError::unauthorized("sign in first: Authorization: Bearer <token>"))?;
+    let token = token
+        .ok_or_else(|| ApiError::unauthorized("sign in first: Authorization: Bearer <token>"))?;
     // Tokens are 64 hex characters; anything else cannot be one of ours.
     if token.len() != 64 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(ApiError::unauthorized("unknown or expired token"));
@@ -91,8 +99,13 @@ pub async fn user_for_token(state: &AppState, token: Option<String>) -> Result<S
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        user_for_token(state, bearer_token(&parts.headers)).await.map(AuthUser)
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        user_for_token(state, bearer_token(&parts.headers))
+            .await
+            .map(AuthUser)
     }
 }
 
@@ -166,14 +179,19 @@ pub async fn login_route(
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default();
     tracing::info!(user = %username, "signed in");
-    Ok(Json(json!({ "token": token, "user": username, "expiresAt": expires_at })))
+    Ok(Json(
+        json!({ "token": token, "user": username, "expiresAt": expires_at }),
+    ))
 }
 
 /// `POST /api/logout` -> `204`; the token stops working at once.
 ///
 /// # Errors
 /// `401 unauthorized` without a valid token.
-pub async fn logout_route(State(state): State<AppState>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+pub async fn logout_route(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
     let token = bearer_token(&headers);
     user_for_token(&state, token.clone()).await?;
     let hash = token_hash(&token.unwrap_or_default());

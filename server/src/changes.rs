@@ -44,7 +44,9 @@ pub mod cursor {
     /// # Errors
     /// `410 cursor_expired` for garbage, another database's cursor, or one from the future.
     pub fn decode(epoch: &str, cursor: &str, head: i64) -> Result<i64, ApiError> {
-        let (e, seq) = cursor.split_once('.').ok_or_else(ApiError::cursor_expired)?;
+        let (e, seq) = cursor
+            .split_once('.')
+            .ok_or_else(ApiError::cursor_expired)?;
         let seq: i64 = seq.parse().map_err(|_| ApiError::cursor_expired())?;
         if e != epoch || seq < 0 || seq > head {
             return Err(ApiError::cursor_expired());
@@ -58,14 +60,22 @@ pub mod cursor {
 /// # Errors
 /// Internal errors from SQLite.
 pub fn head(conn: &Connection) -> Result<i64, ApiError> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))?)
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// Up to `limit` changes after `since`: `(seq, entry)` pairs.
 ///
 /// # Errors
 /// Internal errors from SQLite.
-pub fn changes_after(conn: &Connection, since: i64, limit: usize) -> Result<Vec<(i64, Value)>, ApiError> {
+pub fn changes_after(
+    conn: &Connection,
+    since: i64,
+    limit: usize,
+) -> Result<Vec<(i64, Value)>, ApiError> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, collection, id, version, op, record FROM changes
          WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -80,12 +90,16 @@ pub fn changes_after(conn: &Connection, since: i64, limit: usize) -> Result<Vec<
         let version: i64 = r.get(3)?;
         let op: String = r.get(4)?;
         let record: Option<String> = r.get(5)?;
-        let mut entry = json!({ "collection": collection, "id": id, "version": version, "op": op });
+        let mut entry = serde_json::Map::new();
+        entry.insert("collection".into(), collection.into());
+        entry.insert("id".into(), id.into());
+        entry.insert("version".into(), version.into());
+        entry.insert("op".into(), op.into());
         if let Some(text) = record {
             let record: Value = serde_json::from_str(&text).map_err(ApiError::internal)?;
-            entry["record"] = record;
+            entry.insert("record".into(), record);
         }
-        out.push((seq, entry));
+        out.push((seq, Value::Object(entry)));
     }
     Ok(out)
 }
@@ -111,7 +125,11 @@ pub async fn feed_route(
         None | Some("") => DEFAULT_LIMIT,
         Some(s) => match s.parse::<usize>() {
             Ok(n) if n >= 1 => n.min(MAX_LIMIT),
-            _ => return Err(ApiError::bad_request("limit must be a whole number from 1 to 1000")),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "limit must be a whole number from 1 to 1000",
+                ))
+            }
         },
     };
     let epoch = state.db.epoch().to_owned();
@@ -201,11 +219,10 @@ fn follow(follower: Follower) -> impl Stream<Item = Result<Event, Infallible>> {
             let head = *f.head.borrow_and_update();
             if head > f.seq {
                 let since = f.seq;
-                let rows = f
-                    .db
-                    .read(move |tx| changes_after(tx, since, DEFAULT_LIMIT))
-                    .await
-                    .ok()?;
+                let rows =
+                    f.db.read(move |tx| changes_after(tx, since, DEFAULT_LIMIT))
+                        .await
+                        .ok()?;
                 // Rows can only be missing if the table was pruned; never spin.
                 f.seq = rows.last().map_or(head, |(seq, _)| *seq);
                 let epoch = f.db.epoch().to_owned();

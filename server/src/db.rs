@@ -234,7 +234,9 @@ impl Db {
 }
 
 fn current_head(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))
+    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+        r.get(0)
+    })
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), OpenError> {

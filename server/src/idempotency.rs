@@ -30,7 +30,12 @@ impl Mutation {
     ///
     /// # Errors
     /// `400 invalid` for a key that is not visible ASCII or is too long.
-    pub fn new(user: &str, headers: &HeaderMap, method: &Method, path: &str) -> Result<Self, ApiError> {
+    pub fn new(
+        user: &str,
+        headers: &HeaderMap,
+        method: &Method,
+        path: &str,
+    ) -> Result<Self, ApiError> {
         let key = match headers.get("idempotency-key") {
             None => None,
             Some(v) => {
@@ -81,7 +86,11 @@ impl Mutation {
             ));
         }
         let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
-        Ok(Some(Answer { status, body, replayed: true }))
+        Ok(Some(Answer {
+            status,
+            body,
+            replayed: true,
+        }))
     }
 
     /// Stores `answer` under this key (no-op without a key). Only successful

@@ -83,7 +83,11 @@ fn fields_text(fields: &Map<String, Value>) -> Result<String, ApiError> {
 ///
 /// # Errors
 /// Internal errors from SQLite.
-pub fn load(conn: &Connection, collection: &str, id: &str) -> Result<Option<StoredRecord>, ApiError> {
+pub fn load(
+    conn: &Connection,
+    collection: &str,
+    id: &str,
+) -> Result<Option<StoredRecord>, ApiError> {
     let row: Option<(i64, String, String, String, bool)> = conn
         .query_row(
             "SELECT version, updated_at, updated_by, fields, deleted FROM records
@@ -117,8 +121,14 @@ pub fn load(conn: &Connection, collection: &str, id: &str) -> Result<Option<Stor
 ///
 /// # Errors
 /// Internal errors from SQLite.
-pub fn load_live(conn: &Connection, collection: &str, id: &str) -> Result<Option<Record>, ApiError> {
-    Ok(load(conn, collection, id)?.filter(|s| !s.deleted).map(|s| s.record))
+pub fn load_live(
+    conn: &Connection,
+    collection: &str,
+    id: &str,
+) -> Result<Option<Record>, ApiError> {
+    Ok(load(conn, collection, id)?
+        .filter(|s| !s.deleted)
+        .map(|s| s.record))
 }
 
 fn load_comments(conn: &Connection, collection: &str, id: &str) -> Result<Vec<Comment>, ApiError> {
@@ -264,7 +274,12 @@ pub fn update_fields(
 ///
 /// # Errors
 /// Internal errors from SQLite.
-pub fn record_change(conn: &Connection, collection: &str, record: &Record, op: &str) -> Result<(), ApiError> {
+pub fn record_change(
+    conn: &Connection,
+    collection: &str,
+    record: &Record,
+    op: &str,
+) -> Result<(), ApiError> {
     let snapshot = if op == "delete" {
         None
     } else {
@@ -273,7 +288,13 @@ pub fn record_change(conn: &Connection, collection: &str, record: &Record, op: &
     conn.prepare_cached(
         "INSERT INTO changes (collection, id, version, op, record) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(rusqlite::params![collection, record.id, record.version, op, snapshot])?;
+    .execute(rusqlite::params![
+        collection,
+        record.id,
+        record.version,
+        op,
+        snapshot
+    ])?;
     Ok(())
 }
 
@@ -400,7 +421,10 @@ pub async fn create_route(
     let mutation = Mutation::new(&user, &headers, &method, uri.path())?;
     let body = json_body(body)?;
     let Some(obj) = body.as_object() else {
-        return Err(ApiError::invalid_field("body", "must be an object { id?, fields }"));
+        return Err(ApiError::invalid_field(
+            "body",
+            "must be an object { id?, fields }",
+        ));
     };
     let id = match obj.get("id") {
         None | Some(Value::Null) => random_hex(16)?,
@@ -456,7 +480,10 @@ pub async fn patch_route(
     let expected = if_match(&headers)?.ok_or_else(ApiError::precondition_required)?;
     let body = json_body(body)?;
     let Some(obj) = body.as_object() else {
-        return Err(ApiError::invalid_field("body", "must be an object { fields }"));
+        return Err(ApiError::invalid_field(
+            "body",
+            "must be an object { fields }",
+        ));
     };
     let patch = scalar_fields(obj.get("fields"), true)?;
     state
@@ -465,7 +492,8 @@ pub async fn patch_route(
             if let Some(answer) = mutation.replay(tx)? {
                 return Ok(answer);
             }
-            let current = load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
+            let current =
+                load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
             if current.version != expected {
                 return Err(stale(&current, expected));
             }
@@ -523,7 +551,8 @@ pub async fn delete_route(
             if let Some(answer) = mutation.replay(tx)? {
                 return Ok(answer);
             }
-            let current = load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
+            let current =
+                load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
             if current.version != expected {
                 return Err(stale(&current, expected));
             }
@@ -577,16 +606,29 @@ pub async fn comment_route(
     let mutation = Mutation::new(&user, &headers, &method, uri.path())?;
     let body = json_body(body)?;
     let Some(obj) = body.as_object() else {
-        return Err(ApiError::invalid_field("body", "must be an object { id, text }"));
+        return Err(ApiError::invalid_field(
+            "body",
+            "must be an object { id, text }",
+        ));
     };
     let comment_id = match obj.get("id") {
         None | Some(Value::Null) => random_hex(16)?,
         Some(Value::String(s)) if is_valid_record_id(s) => s.clone(),
-        Some(_) => return Err(ApiError::invalid_field("id", "1 to 128 letters, digits or -_.:@")),
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "id",
+                "1 to 128 letters, digits or -_.:@",
+            ))
+        }
     };
     let text = match obj.get("text") {
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 10_000 => s.clone(),
-        _ => return Err(ApiError::invalid_field("text", "required: 1 to 10000 characters")),
+        _ => {
+            return Err(ApiError::invalid_field(
+                "text",
+                "required: 1 to 10000 characters",
+            ))
+        }
     };
     state
         .db
@@ -594,7 +636,8 @@ pub async fn comment_route(
             if let Some(answer) = mutation.replay(tx)? {
                 return Ok(answer);
             }
-            let mut record = load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
+            let mut record =
+                load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
             if let Some(stored) = record.comments.iter().find(|c| c.id == comment_id) {
                 let answer = Answer::json(StatusCode::OK, stored)?;
                 mutation.remember(tx, &answer)?;

@@ -15,7 +15,9 @@ use crate::records::Record;
 use crate::validate::{customer_field_errors, is_valid_record_id};
 
 /// Columns written by `to-sheet`, in order.
-pub const COLUMNS: [&str; 8] = ["id", "version", "name", "email", "phone", "status", "owner", "city"];
+pub const COLUMNS: [&str; 8] = [
+    "id", "version", "name", "email", "phone", "status", "owner", "city",
+];
 
 /// The columns that are record fields.
 pub const FIELD_COLUMNS: [&str; 6] = ["name", "email", "phone", "status", "owner", "city"];
@@ -64,7 +66,12 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedSheet, String> {
         .byte_headers()
         .map_err(|e| format!("cannot read the header row: {e}"))?
         .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim()
+                .trim_start_matches('\u{feff}')
+                .to_ascii_lowercase()
+        })
         .collect();
     let column = |name: &str| headers.iter().position(|h| h == name);
     let id_col = column("id").ok_or("the sheet has no id column")?;
@@ -83,7 +90,10 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedSheet, String> {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                out.invalid.push(InvalidRow { line, reason: e.to_string() });
+                out.invalid.push(InvalidRow {
+                    line,
+                    reason: e.to_string(),
+                });
                 // A reader error on an in-memory slice does not heal; stop.
                 break;
             }
@@ -112,13 +122,20 @@ fn parse_row(
     field_cols: &[(&str, usize)],
 ) -> Result<SheetRow, String> {
     if record.len() != headers.len() {
-        return Err(format!("expected {} cells, found {}", headers.len(), record.len()));
+        return Err(format!(
+            "expected {} cells, found {}",
+            headers.len(),
+            record.len()
+        ));
     }
     let cell = |i: usize| -> Result<&str, String> {
         let bytes = record.get(i).unwrap_or_default();
-        std::str::from_utf8(bytes)
-            .map(str::trim)
-            .map_err(|_| format!("column {} is not UTF-8", headers.get(i).map_or("?", String::as_str)))
+        std::str::from_utf8(bytes).map(str::trim).map_err(|_| {
+            format!(
+                "column {} is not UTF-8",
+                headers.get(i).map_or("?", String::as_str)
+            )
+        })
     };
     let id = cell(id_col)?;
     if !is_valid_record_id(id) {

@@ -60,12 +60,21 @@ pub fn looks_like_email(s: &str) -> bool {
 ///
 /// # Errors
 /// `422 invalid` listing every field whose value is an object or an array.
-pub fn scalar_fields(value: Option<&Value>, keep_nulls: bool) -> Result<Map<String, Value>, ApiError> {
+pub fn scalar_fields(
+    value: Option<&Value>,
+    keep_nulls: bool,
+) -> Result<Map<String, Value>, ApiError> {
     let Some(value) = value else {
-        return Err(ApiError::invalid_field("fields", "required: an object of field values"));
+        return Err(ApiError::invalid_field(
+            "fields",
+            "required: an object of field values",
+        ));
     };
     let Value::Object(map) = value else {
-        return Err(ApiError::invalid_field("fields", "must be an object of field values"));
+        return Err(ApiError::invalid_field(
+            "fields",
+            "must be an object of field values",
+        ));
     };
     let mut errors = Map::new();
     let mut out = Map::new();
@@ -76,7 +85,10 @@ pub fn scalar_fields(value: Option<&Value>, keep_nulls: bool) -> Result<Map<Stri
         }
         match v {
             Value::Object(_) | Value::Array(_) => {
-                errors.insert(k.clone(), "must be a string, number, boolean or null".into());
+                errors.insert(
+                    k.clone(),
+                    "must be a string, number, boolean or null".into(),
+                );
             }
             Value::Null if !keep_nulls => {}
             _ => {

@@ -5,7 +5,11 @@
 pub mod calendar;
 pub mod client;
 pub mod error;
+pub mod store;
+pub mod tabs;
 pub mod types;
 
 pub use client::CrmSync;
 pub use error::CrmError;
+pub use store::LocalStore;
+pub use tabs::{TabLockGuard, TabLocks};

@@ -191,6 +191,29 @@ pub fn merge(
     }
 }
 
+/// Merges my delete after a 409: the record changed since my base.
+///
+/// `theirs` wins under `theirs` (the delete is dropped, [`MergeOutcome::Settled`]),
+/// `mine` re-sends the delete on theirs' version, and `merge`/`manual` ask a
+/// person, since deleting what someone just changed is not a field merge.
+pub fn merge_delete(theirs: &Record, rules: &MergeRules, rounds: u32) -> MergeOutcome {
+    if rounds >= rules.max_rounds {
+        return MergeOutcome::Conflict { fields: Vec::new() };
+    }
+    match rules.on_conflict {
+        OnConflict::Merge | OnConflict::Manual => MergeOutcome::Conflict { fields: Vec::new() },
+        OnConflict::Theirs => MergeOutcome::Settled {
+            conflicting: Vec::new(),
+        },
+        OnConflict::Mine => MergeOutcome::Resend {
+            patch: Fields::new(),
+            if_match: theirs.version,
+            merged: Vec::new(),
+            conflicting: Vec::new(),
+        },
+    }
+}
+
 /// A change the server refused that a person has to look at (API.md
 /// `conflicts()`): serialised as `{ id, collection, recordId, base, mine,
 /// theirs, fields }`.
@@ -437,6 +460,34 @@ mod tests {
                 conflicting: vec![]
             }
         );
+    }
+
+    #[test]
+    fn deletes_follow_the_policy() {
+        let theirs = record(9, &[("name", "x")]);
+        let outcome = |on_conflict| merge_delete(&theirs, &rules(on_conflict), 0);
+        assert_eq!(
+            outcome(OnConflict::Merge),
+            MergeOutcome::Conflict { fields: vec![] }
+        );
+        assert_eq!(
+            outcome(OnConflict::Manual),
+            MergeOutcome::Conflict { fields: vec![] }
+        );
+        assert_eq!(
+            outcome(OnConflict::Theirs),
+            MergeOutcome::Settled {
+                conflicting: vec![]
+            }
+        );
+        assert!(matches!(
+            outcome(OnConflict::Mine),
+            MergeOutcome::Resend { if_match: 9, .. }
+        ));
+        assert!(matches!(
+            merge_delete(&theirs, &rules(OnConflict::Mine), MAX_MERGE_ROUNDS),
+            MergeOutcome::Conflict { .. }
+        ));
     }
 
     #[test]

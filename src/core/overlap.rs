@@ -75,7 +75,8 @@ pub struct CalendarEvent {
     pub start: Timestamp,
     /// Exclusive end.
     pub end: Timestamp,
-    /// `"cancelled"` (or `"canceled"`) events book nothing; anything else does.
+    /// `"cancelled"` events book nothing; anything else does (the exact
+    /// word the server checks, so both sides agree on what is booked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
 }
@@ -99,9 +100,7 @@ impl CalendarEvent {
 
     /// Whether the event was cancelled and so books nothing.
     pub fn is_cancelled(&self) -> bool {
-        self.status.as_deref().is_some_and(|status| {
-            status.eq_ignore_ascii_case("cancelled") || status.eq_ignore_ascii_case("canceled")
-        })
+        self.status.as_deref() == Some("cancelled")
     }
 
     /// The event's `[start, end)` in epoch milliseconds.
@@ -167,8 +166,10 @@ pub enum OverlapError {
 
 /// The events that double-book the candidate: same resource, not cancelled,
 /// not the candidate itself (same id), and `[start, end)` overlapping the
-/// candidate's. Empty intervals overlap nothing; events that only touch
-/// (one ends when the other starts) do not overlap.
+/// candidate's: `start < other.end && other.start < end`, the server's
+/// test, so a warning here predicts its `409 overlap`. Events that only
+/// touch (one ends when the other starts) do not overlap; a zero-length
+/// event strictly inside another does.
 ///
 /// A cancelled candidate books nothing, so it overlaps nothing. Events on
 /// other resources and cancelled events are not parsed, so a broken
@@ -469,7 +470,7 @@ mod tests {
                 "2024-05-01T09:00:00Z",
             ),
             CalendarEvent {
-                status: Some("Cancelled".into()),
+                status: Some("cancelled".into()),
                 ..event(
                     "e",
                     "room-1",
@@ -519,15 +520,22 @@ mod tests {
     }
 
     #[test]
-    fn empty_and_cancelled_candidates_overlap_nothing() {
+    fn zero_length_and_cancelled_candidates() {
         let events = vec![event(
             "a",
             "r",
             "2024-05-01T09:00:00Z",
             "2024-05-01T10:00:00Z",
         )];
-        let empty = event("x", "r", "2024-05-01T09:30:00Z", "2024-05-01T09:30:00Z");
-        assert!(find_overlaps(&events, &empty).unwrap().is_empty());
+        let inside = event("x", "r", "2024-05-01T09:30:00Z", "2024-05-01T09:30:00Z");
+        assert_eq!(find_overlaps(&events, &inside).unwrap().len(), 1);
+        let at_start = event("x", "r", "2024-05-01T09:00:00Z", "2024-05-01T09:00:00Z");
+        assert!(find_overlaps(&events, &at_start).unwrap().is_empty());
+        let other_status = CalendarEvent {
+            status: Some("confirmed".into()),
+            ..event("x", "r", "2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z")
+        };
+        assert_eq!(find_overlaps(&events, &other_status).unwrap().len(), 1);
         let cancelled = CalendarEvent {
             status: Some("cancelled".into()),
             ..event("x", "r", "2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z")

@@ -1,1 +1,1000 @@
-//! (to be written)
+//! Confirmed records and this tab's staged changes.
+//!
+//! A change is *staged* from the moment the app asks for it until the server
+//! has answered 2xx. [`StagedRecords::get`] and [`StagedRecords::list`] show
+//! only what the server acknowledged; [`StagedRecords::view`] lays the staged
+//! fields (and unsent comments) over it and says `pending`. A failure never
+//! touches the confirmed record.
+//!
+//! ```no_run
+//! use crm_sync::core::record::{Fields, RecordKey};
+//! use crm_sync::core::staged::StagedRecords;
+//!
+//! let mut store = StagedRecords::new();
+//! # let (record, fields): (crm_sync::core::record::Record, Fields) = unimplemented!();
+//! store.apply_remote("customers", crm_sync::core::staged::RemoteChange::Put(record.clone()));
+//! let key = RecordKey::new("customers", &record.id);
+//! store.stage(&key, fields.clone())?;          // view shows it, get does not
+//! # let answer = record;
+//! store.commit("customers", answer, &fields);   // the server said 200
+//! # Ok::<(), crm_sync::core::staged::StageError>(())
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::record::{Comment, FieldValue, Fields, PendingComment, Record, RecordKey};
+
+/// Where a staged change is on its way to the server (API.md `pending()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StagedState {
+    /// Waiting for its debounce batch.
+    #[default]
+    Staged,
+    /// In the outbox, not being sent (offline, or waiting for a retry).
+    Queued,
+    /// A request is in flight.
+    Sending,
+    /// The server refused it for good; kept until retried or discarded.
+    Failed,
+}
+
+/// What the staged change does to the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StagedKind {
+    /// Changes fields of an existing record.
+    #[default]
+    Update,
+    /// Makes a new record (not on the server yet).
+    Create,
+    /// Deletes the record.
+    Delete,
+}
+
+/// This tab's not yet acknowledged changes of one record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StagedChange {
+    /// Update, create or delete.
+    pub kind: StagedKind,
+    /// The confirmed version the change was made on (`If-Match`); 0 for a
+    /// create.
+    pub base_version: u64,
+    /// For each staged field, the confirmed value it had when it was first
+    /// staged (`null` when absent): the *base* of a three-way merge.
+    pub base_fields: Fields,
+    /// The changed fields; a later value of a field replaces an earlier one.
+    pub fields: Fields,
+    /// Comments not yet acknowledged, in the order they were written.
+    pub comments: Vec<PendingComment>,
+    /// Where the change is on its way to the server.
+    pub state: StagedState,
+}
+
+impl StagedChange {
+    /// A change that changes nothing (an update with no fields and no comments).
+    pub fn is_empty(&self) -> bool {
+        self.kind == StagedKind::Update && self.fields.is_empty() && self.comments.is_empty()
+    }
+
+    /// The base values of `fields` (for an outbox `Patch` of them).
+    pub fn base_of(&self, fields: &Fields) -> Fields {
+        fields
+            .keys()
+            .map(|name| {
+                let value = self
+                    .base_fields
+                    .get(name)
+                    .cloned()
+                    .unwrap_or(FieldValue::Null);
+                (name.clone(), value)
+            })
+            .collect()
+    }
+}
+
+/// A record as this tab sees it: confirmed, with staged changes laid over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordView {
+    /// The record with staged fields applied (version and comments are the
+    /// confirmed ones; a staged create has version 0).
+    pub record: Record,
+    /// Whether anything of it is not acknowledged yet.
+    pub pending: bool,
+    /// Comments written here that the server does not have yet, to show
+    /// after `record.comments`.
+    pub pending_comments: Vec<PendingComment>,
+}
+
+/// A change other people (or other tabs) made, from the changes feed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RemoteChange {
+    /// The record as it is now.
+    Put(Record),
+    /// The record was deleted at this version.
+    Delete {
+        /// The record's id.
+        id: String,
+        /// The version of the delete.
+        version: u64,
+    },
+}
+
+/// Why a change cannot be staged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StageError {
+    /// An update of a record this tab has not loaded: its base version is
+    /// unknown, so the change could not carry `If-Match`.
+    #[error("{}/{} is not loaded", .0.collection, .0.id)]
+    UnknownRecord(RecordKey),
+    /// A create with the id of a record that exists.
+    #[error("{}/{} already exists", .0.collection, .0.id)]
+    AlreadyExists(RecordKey),
+    /// A change of a record that is being deleted.
+    #[error("{}/{} is being deleted", .0.collection, .0.id)]
+    Deleted(RecordKey),
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The server's record became the confirmed one (false when a newer
+    /// version had already arrived).
+    pub replaced: bool,
+    /// Changes staged after the send began are still staged.
+    pub still_staged: bool,
+}
+
+/// Confirmed records per `(collection, id)` and the staged change of each.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StagedRecords {
+    confirmed: BTreeMap<RecordKey, Record>,
+    staged: BTreeMap<RecordKey, StagedChange>,
+}
+
+impl StagedRecords {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces a collection's confirmed records with a full load (staged
+    /// changes stay). A record that is already confirmed at a higher version
+    /// (a feed event that overtook the load) is kept.
+    pub fn load(&mut self, collection: &str, records: impl IntoIterator<Item = Record>) {
+        let mut fresh: BTreeMap<RecordKey, Record> = records
+            .into_iter()
+            .map(|record| (RecordKey::new(collection, &record.id), record))
+            .collect();
+        for (key, record) in fresh.iter_mut() {
+            if let Some(known) = self.confirmed.get(key) {
+                if known.version > record.version {
+                    *record = known.clone();
+                }
+            }
+        }
+        self.confirmed.retain(|key, _| key.collection != collection);
+        self.confirmed.extend(fresh);
+    }
+
+    /// The confirmed record: what the server last acknowledged.
+    pub fn get(&self, collection: &str, id: &str) -> Option<&Record> {
+        self.confirmed.get(&RecordKey::new(collection, id))
+    }
+
+    /// All confirmed records of a collection, by id.
+    pub fn list(&self, collection: &str) -> Vec<&Record> {
+        self.confirmed
+            .iter()
+            .filter(|(key, _)| key.collection == collection)
+            .map(|(_, record)| record)
+            .collect()
+    }
+
+    /// The staged change of a record, if any.
+    pub fn staged(&self, key: &RecordKey) -> Option<&StagedChange> {
+        self.staged.get(key)
+    }
+
+    /// Every staged change, by key.
+    pub fn staged_changes(&self) -> impl Iterator<Item = (&RecordKey, &StagedChange)> {
+        self.staged.iter()
+    }
+
+    /// The record with this tab's staged changes laid over it; `None` when
+    /// it neither exists nor is being created, or is being deleted.
+    pub fn view(&self, collection: &str, id: &str) -> Option<RecordView> {
+        let key = RecordKey::new(collection, id);
+        self.view_of(&key, self.confirmed.get(&key), self.staged.get(&key))
+    }
+
+    /// [`StagedRecords::view`] of every record of a collection (staged
+    /// creates included, staged deletes left out), by id.
+    pub fn view_list(&self, collection: &str) -> Vec<RecordView> {
+        let mut keys: Vec<&RecordKey> = self
+            .confirmed
+            .keys()
+            .chain(self.staged.keys())
+            .filter(|key| key.collection == collection)
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .filter_map(|key| self.view_of(key, self.confirmed.get(key), self.staged.get(key)))
+            .collect()
+    }
+
+    fn view_of(
+        &self,
+        key: &RecordKey,
+        confirmed: Option<&Record>,
+        staged: Option<&StagedChange>,
+    ) -> Option<RecordView> {
+        let Some(change) = staged else {
+            return confirmed.map(|record| RecordView {
+                record: record.clone(),
+                pending: false,
+                pending_comments: Vec::new(),
+            });
+        };
+        let mut record = match (change.kind, confirmed) {
+            (StagedKind::Delete, _) => return None,
+            (_, Some(record)) => record.clone(),
+            (StagedKind::Create, None) => Record {
+                id: key.id.clone(),
+                version: 0,
+                updated_at: String::new(),
+                updated_by: String::new(),
+                fields: Fields::new(),
+                comments: Vec::new(),
+            },
+            (StagedKind::Update, None) => return None,
+        };
+        record.fields.extend(change.fields.clone());
+        // The server may have a comment before this tab heard back (another
+        // tab sent it, or the answer was lost): show it once.
+        let pending_comments: Vec<PendingComment> = change
+            .comments
+            .iter()
+            .filter(|pending| {
+                !record
+                    .comments
+                    .iter()
+                    .any(|comment| comment.id == pending.id)
+            })
+            .cloned()
+            .collect();
+        Some(RecordView {
+            pending: !change.is_empty(),
+            record,
+            pending_comments,
+        })
+    }
+
+    /// Stages changed fields of an existing record.
+    ///
+    /// # Errors
+    ///
+    /// [`StageError::UnknownRecord`] when the record is neither confirmed
+    /// nor being created; [`StageError::Deleted`] when it is being deleted.
+    pub fn stage(&mut self, key: &RecordKey, fields: Fields) -> Result<(), StageError> {
+        let confirmed = self.confirmed.get(key);
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let change = match self.staged.get_mut(key) {
+            Some(change) if change.kind == StagedKind::Delete => {
+                return Err(StageError::Deleted(key.clone()))
+            }
+            Some(change) => change,
+            None => {
+                let Some(record) = confirmed else {
+                    return Err(StageError::UnknownRecord(key.clone()));
+                };
+                self.staged
+                    .entry(key.clone())
+                    .or_insert_with(|| empty_change(StagedKind::Update, record.version))
+            }
+        };
+        for name in fields.keys() {
+            if !change.base_fields.contains_key(name) {
+                let base = confirmed
+                    .and_then(|record| record.fields.get(name))
+                    .cloned()
+                    .unwrap_or(FieldValue::Null);
+                change.base_fields.insert(name.clone(), base);
+            }
+        }
+        change.fields.extend(fields);
+        if change.state == StagedState::Failed {
+            // New intent of the person: the change is on its way again.
+            change.state = StagedState::Staged;
+        }
+        Ok(())
+    }
+
+    /// Stages a new record.
+    ///
+    /// # Errors
+    ///
+    /// [`StageError::AlreadyExists`] when a record with this key is
+    /// confirmed or staged.
+    pub fn stage_create(&mut self, key: &RecordKey, fields: Fields) -> Result<(), StageError> {
+        if self.confirmed.contains_key(key) || self.staged.contains_key(key) {
+            return Err(StageError::AlreadyExists(key.clone()));
+        }
+        let mut change = empty_change(StagedKind::Create, 0);
+        change.base_fields = fields
+            .keys()
+            .map(|name| (name.clone(), FieldValue::Null))
+            .collect();
+        change.fields = fields;
+        self.staged.insert(key.clone(), change);
+        Ok(())
+    }
+
+    /// Stages the deletion of a record. Staged fields are dropped (they
+    /// would be deleted anyway); unsent comments stay so nothing written
+    /// is silently lost before the delete is acknowledged.
+    ///
+    /// # Errors
+    ///
+    /// [`StageError::UnknownRecord`] when the record is neither confirmed
+    /// nor being created.
+    pub fn stage_delete(&mut self, key: &RecordKey) -> Result<(), StageError> {
+        let confirmed_version = self.confirmed.get(key).map(|record| record.version);
+        match (self.staged.get_mut(key), confirmed_version) {
+            (Some(change), _) => {
+                change.kind = StagedKind::Delete;
+                change.fields.clear();
+                change.base_fields.clear();
+                change.state = StagedState::Staged;
+            }
+            (None, Some(version)) => {
+                self.staged
+                    .insert(key.clone(), empty_change(StagedKind::Delete, version));
+            }
+            (None, None) => return Err(StageError::UnknownRecord(key.clone())),
+        }
+        Ok(())
+    }
+
+    /// Stages a comment. Comments never conflict, so a record this tab has
+    /// not loaded may be commented on.
+    pub fn stage_comment(&mut self, key: &RecordKey, comment: PendingComment) {
+        let version = self.confirmed.get(key).map_or(0, |record| record.version);
+        let change = self
+            .staged
+            .entry(key.clone())
+            .or_insert_with(|| empty_change(StagedKind::Update, version));
+        if !change
+            .comments
+            .iter()
+            .any(|pending| pending.id == comment.id)
+        {
+            change.comments.push(comment);
+        }
+    }
+
+    /// Sets where the staged change is on its way; false when there is none.
+    pub fn set_state(&mut self, key: &RecordKey, state: StagedState) -> bool {
+        match self.staged.get_mut(key) {
+            Some(change) => {
+                change.state = state;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The server answered 2xx with `record` to a create or patch that sent
+    /// `sent`.
+    ///
+    /// The record becomes the confirmed one unless a newer version is
+    /// confirmed already. The sent fields leave the staged change; a field
+    /// staged again with another value after the send began stays staged,
+    /// now based on the record's version.
+    pub fn commit(&mut self, collection: &str, record: Record, sent: &Fields) -> Committed {
+        let key = RecordKey::new(collection, &record.id);
+        let version = record.version;
+        let replaced = self.put_confirmed(key.clone(), record);
+        let mut still_staged = false;
+        if let Some(change) = self.staged.get_mut(&key) {
+            for (name, value) in sent {
+                if change.fields.get(name) == Some(value) {
+                    change.fields.remove(name);
+                    change.base_fields.remove(name);
+                }
+            }
+            if change.kind == StagedKind::Create {
+                change.kind = StagedKind::Update;
+            }
+            change.base_version = change.base_version.max(version);
+            still_staged = !change.is_empty();
+            if still_staged {
+                if change.state != StagedState::Failed {
+                    change.state = StagedState::Staged;
+                }
+            } else {
+                self.staged.remove(&key);
+            }
+        }
+        Committed {
+            replaced,
+            still_staged,
+        }
+    }
+
+    /// The server answered 2xx to a delete: the record is gone, with
+    /// whatever was staged on it.
+    pub fn commit_delete(&mut self, key: &RecordKey) {
+        self.confirmed.remove(key);
+        self.staged.remove(key);
+    }
+
+    /// The server acknowledged a comment: it leaves the pending ones and
+    /// joins the confirmed record's log (comments do not change the version).
+    pub fn commit_comment(&mut self, key: &RecordKey, comment: Comment) {
+        if let Some(change) = self.staged.get_mut(key) {
+            change.comments.retain(|pending| pending.id != comment.id);
+            if change.is_empty() {
+                self.staged.remove(key);
+            }
+        }
+        if let Some(record) = self.confirmed.get_mut(key) {
+            if !record.comments.iter().any(|known| known.id == comment.id) {
+                record.comments.push(comment);
+            }
+        }
+    }
+
+    /// The server refused the change for good: it is marked failed (kept for
+    /// a retry); the confirmed record is untouched. False when nothing is staged.
+    pub fn fail(&mut self, key: &RecordKey) -> bool {
+        self.set_state(key, StagedState::Failed)
+    }
+
+    /// Drops the staged fields that still hold the given values (a
+    /// discarded mutation, or fields the merge gave to theirs), and the
+    /// change if nothing is left.
+    pub fn unstage(&mut self, key: &RecordKey, fields: &Fields) {
+        if let Some(change) = self.staged.get_mut(key) {
+            for (name, value) in fields {
+                if change.fields.get(name) == Some(value) {
+                    change.fields.remove(name);
+                    change.base_fields.remove(name);
+                }
+            }
+            if change.is_empty() {
+                self.staged.remove(key);
+            }
+        }
+    }
+
+    /// Drops one unsent comment.
+    pub fn unstage_comment(&mut self, key: &RecordKey, comment_id: &str) {
+        if let Some(change) = self.staged.get_mut(key) {
+            change.comments.retain(|pending| pending.id != comment_id);
+            if change.is_empty() {
+                self.staged.remove(key);
+            }
+        }
+    }
+
+    /// Drops the whole staged change of a record (discard, or a conflict
+    /// handed to a person) and returns it.
+    pub fn discard(&mut self, key: &RecordKey) -> Option<StagedChange> {
+        self.staged.remove(key)
+    }
+
+    /// After a merge re-sent the change on `theirs`: the change is now based
+    /// on theirs' version and values.
+    pub fn rebase(&mut self, key: &RecordKey, theirs: &Record) {
+        if let Some(change) = self.staged.get_mut(key) {
+            change.base_version = theirs.version;
+            for (name, base) in change.base_fields.iter_mut() {
+                *base = theirs.fields.get(name).cloned().unwrap_or(FieldValue::Null);
+            }
+        }
+    }
+
+    /// A change from the changes feed or another tab. The confirmed record
+    /// follows it (never going back to an older version); staged changes
+    /// stay laid over it. Returns whether the confirmed record changed.
+    pub fn apply_remote(&mut self, collection: &str, change: RemoteChange) -> bool {
+        match change {
+            RemoteChange::Put(record) => {
+                let key = RecordKey::new(collection, &record.id);
+                if self.confirmed.get(&key) == Some(&record) {
+                    return false;
+                }
+                self.put_confirmed(key, record)
+            }
+            RemoteChange::Delete { id, version } => {
+                let key = RecordKey::new(collection, id);
+                match self.confirmed.get(&key) {
+                    Some(record) if record.version <= version => {
+                        self.confirmed.remove(&key);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    /// Confirms `record` unless a newer version is confirmed already.
+    fn put_confirmed(&mut self, key: RecordKey, record: Record) -> bool {
+        match self.confirmed.get(&key) {
+            Some(known) if known.version > record.version => false,
+            _ => {
+                self.confirmed.insert(key, record);
+                true
+            }
+        }
+    }
+}
+
+fn empty_change(kind: StagedKind, base_version: u64) -> StagedChange {
+    StagedChange {
+        kind,
+        base_version,
+        base_fields: Fields::new(),
+        fields: Fields::new(),
+        comments: Vec::new(),
+        state: StagedState::Staged,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> Fields {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), FieldValue::Text((*value).to_owned())))
+            .collect()
+    }
+
+    fn record(id: &str, version: u64, pairs: &[(&str, &str)]) -> Record {
+        Record {
+            id: id.into(),
+            version,
+            updated_at: String::new(),
+            updated_by: "alice".into(),
+            fields: fields(pairs),
+            comments: Vec::new(),
+        }
+    }
+
+    fn key(id: &str) -> RecordKey {
+        RecordKey::new("customers", id)
+    }
+
+    fn loaded() -> StagedRecords {
+        let mut store = StagedRecords::new();
+        store.load(
+            "customers",
+            [
+                record("c-1", 7, &[("name", "Acme"), ("phone", "1")]),
+                record("c-2", 1, &[]),
+            ],
+        );
+        store
+    }
+
+    fn comment(id: &str) -> PendingComment {
+        PendingComment {
+            id: id.into(),
+            text: "call back".into(),
+        }
+    }
+
+    #[test]
+    fn get_and_list_show_confirmed_only() {
+        let mut store = loaded();
+        store
+            .stage(&key("c-1"), fields(&[("name", "Acme Inc")]))
+            .unwrap();
+        assert_eq!(
+            store.get("customers", "c-1").unwrap().fields,
+            fields(&[("name", "Acme"), ("phone", "1")])
+        );
+        assert_eq!(store.list("customers").len(), 2);
+        assert!(store.list("leads").is_empty());
+        let view = store.view("customers", "c-1").unwrap();
+        assert!(view.pending);
+        assert_eq!(
+            view.record.fields,
+            fields(&[("name", "Acme Inc"), ("phone", "1")])
+        );
+        assert_eq!(view.record.version, 7);
+        let plain = store.view("customers", "c-2").unwrap();
+        assert!(!plain.pending);
+    }
+
+    #[test]
+    fn staging_records_base_values_and_later_values_win() {
+        let mut store = loaded();
+        store.stage(&key("c-1"), fields(&[("name", "B")])).unwrap();
+        store
+            .stage(&key("c-1"), fields(&[("name", "C"), ("email", "x@y.z")]))
+            .unwrap();
+        let change = store.staged(&key("c-1")).unwrap();
+        assert_eq!(change.base_version, 7);
+        assert_eq!(change.fields, fields(&[("name", "C"), ("email", "x@y.z")]));
+        let mut base = fields(&[("name", "Acme")]);
+        base.insert("email".into(), FieldValue::Null);
+        assert_eq!(change.base_fields, base);
+        assert_eq!(
+            change.base_of(&fields(&[("name", "")])),
+            fields(&[("name", "Acme")])
+        );
+    }
+
+    #[test]
+    fn unknown_records_cannot_be_updated() {
+        let mut store = loaded();
+        assert_eq!(
+            store.stage(&key("nope"), fields(&[("a", "b")])),
+            Err(StageError::UnknownRecord(key("nope")))
+        );
+        assert_eq!(store.stage(&key("nope"), Fields::new()), Ok(()));
+        assert!(store.staged(&key("nope")).is_none());
+    }
+
+    #[test]
+    fn commit_replaces_confirmed_and_clears_what_was_sent() {
+        let mut store = loaded();
+        let sent = fields(&[("name", "B")]);
+        store.stage(&key("c-1"), sent.clone()).unwrap();
+        store.set_state(&key("c-1"), StagedState::Sending);
+        let committed = store.commit(
+            "customers",
+            record("c-1", 8, &[("name", "B"), ("phone", "1")]),
+            &sent,
+        );
+        assert_eq!(
+            committed,
+            Committed {
+                replaced: true,
+                still_staged: false
+            }
+        );
+        assert_eq!(store.get("customers", "c-1").unwrap().version, 8);
+        assert!(store.staged(&key("c-1")).is_none());
+        assert!(!store.view("customers", "c-1").unwrap().pending);
+    }
+
+    #[test]
+    fn changes_staged_during_the_send_stay_staged() {
+        let mut store = loaded();
+        let sent = fields(&[("name", "B"), ("phone", "2")]);
+        store.stage(&key("c-1"), sent.clone()).unwrap();
+        store.set_state(&key("c-1"), StagedState::Sending);
+        // While the PATCH is in flight: name again (new value) and a new field.
+        store
+            .stage(&key("c-1"), fields(&[("name", "C"), ("city", "Oslo")]))
+            .unwrap();
+        let committed = store.commit(
+            "customers",
+            record("c-1", 8, &[("name", "B"), ("phone", "2")]),
+            &sent,
+        );
+        assert!(committed.still_staged);
+        let change = store.staged(&key("c-1")).unwrap();
+        assert_eq!(change.fields, fields(&[("name", "C"), ("city", "Oslo")]));
+        assert_eq!(change.base_version, 8);
+        assert_eq!(change.state, StagedState::Staged);
+        assert_eq!(
+            store.view("customers", "c-1").unwrap().record.fields,
+            fields(&[("name", "C"), ("phone", "2"), ("city", "Oslo")])
+        );
+    }
+
+    #[test]
+    fn an_older_answer_never_replaces_a_newer_confirmed_record() {
+        let mut store = loaded();
+        let sent = fields(&[("name", "B")]);
+        store.stage(&key("c-1"), sent.clone()).unwrap();
+        // The feed brought version 9 (ours at 8, then someone else's) first.
+        assert!(store.apply_remote(
+            "customers",
+            RemoteChange::Put(record("c-1", 9, &[("name", "B"), ("phone", "3")]))
+        ));
+        let committed = store.commit(
+            "customers",
+            record("c-1", 8, &[("name", "B"), ("phone", "1")]),
+            &sent,
+        );
+        assert_eq!(
+            committed,
+            Committed {
+                replaced: false,
+                still_staged: false
+            }
+        );
+        assert_eq!(store.get("customers", "c-1").unwrap().version, 9);
+        // Equal versions replace (comments do not change the version).
+        let mut same = record("c-1", 9, &[("name", "B"), ("phone", "3")]);
+        same.comments.push(Comment {
+            id: "k".into(),
+            author: "bob".into(),
+            text: "hi".into(),
+            created_at: String::new(),
+        });
+        assert!(store.apply_remote("customers", RemoteChange::Put(same.clone())));
+        assert!(!store.apply_remote("customers", RemoteChange::Put(same)));
+    }
+
+    #[test]
+    fn failure_leaves_confirmed_untouched() {
+        let mut store = loaded();
+        let before = store.get("customers", "c-1").cloned();
+        store
+            .stage(&key("c-1"), fields(&[("email", "bad")]))
+            .unwrap();
+        assert!(store.fail(&key("c-1")));
+        assert_eq!(store.get("customers", "c-1").cloned(), before);
+        assert_eq!(
+            store.staged(&key("c-1")).unwrap().state,
+            StagedState::Failed
+        );
+        // Discarding the failed fields makes the view plain again.
+        store.unstage(&key("c-1"), &fields(&[("email", "bad")]));
+        assert!(store.staged(&key("c-1")).is_none());
+        assert!(!store.fail(&key("c-1")));
+    }
+
+    #[test]
+    fn remote_changes_keep_staged_fields_laid_over() {
+        let mut store = loaded();
+        store
+            .stage(&key("c-1"), fields(&[("name", "Mine")]))
+            .unwrap();
+        store.apply_remote(
+            "customers",
+            RemoteChange::Put(record("c-1", 8, &[("name", "Theirs"), ("phone", "9")])),
+        );
+        let view = store.view("customers", "c-1").unwrap();
+        assert_eq!(
+            view.record.fields,
+            fields(&[("name", "Mine"), ("phone", "9")])
+        );
+        assert_eq!(view.record.version, 8);
+        // The base stays the version the change was made on.
+        assert_eq!(store.staged(&key("c-1")).unwrap().base_version, 7);
+        // Stale feed entries are ignored.
+        assert!(!store.apply_remote("customers", RemoteChange::Put(record("c-1", 7, &[]))));
+        // A remote delete removes the confirmed record; the update has nothing to show on.
+        assert!(store.apply_remote(
+            "customers",
+            RemoteChange::Delete {
+                id: "c-1".into(),
+                version: 9
+            }
+        ));
+        assert!(store.get("customers", "c-1").is_none());
+        assert!(store.view("customers", "c-1").is_none());
+        assert!(store.staged(&key("c-1")).is_some());
+    }
+
+    #[test]
+    fn creates_are_viewed_before_they_exist() {
+        let mut store = loaded();
+        store
+            .stage_create(&key("new"), fields(&[("name", "Newco")]))
+            .unwrap();
+        assert_eq!(
+            store.stage_create(&key("c-1"), Fields::new()),
+            Err(StageError::AlreadyExists(key("c-1")))
+        );
+        assert!(store.get("customers", "new").is_none());
+        let view = store.view("customers", "new").unwrap();
+        assert!(view.pending);
+        assert_eq!(
+            (view.record.version, view.record.fields),
+            (0, fields(&[("name", "Newco")]))
+        );
+        // Edits of a record being created join the create.
+        store.stage(&key("new"), fields(&[("phone", "5")])).unwrap();
+        let ids: Vec<_> = store
+            .view_list("customers")
+            .into_iter()
+            .map(|view| view.record.id)
+            .collect();
+        assert_eq!(ids, ["c-1", "c-2", "new"]);
+        let committed = store.commit(
+            "customers",
+            record("new", 1, &[("name", "Newco")]),
+            &fields(&[("name", "Newco")]),
+        );
+        assert!(committed.still_staged);
+        let change = store.staged(&key("new")).unwrap();
+        assert_eq!((change.kind, change.base_version), (StagedKind::Update, 1));
+    }
+
+    #[test]
+    fn deletes_hide_the_record_until_acknowledged() {
+        let mut store = loaded();
+        store.stage(&key("c-1"), fields(&[("name", "x")])).unwrap();
+        store.stage_delete(&key("c-1")).unwrap();
+        assert!(store.view("customers", "c-1").is_none());
+        assert!(store.get("customers", "c-1").is_some());
+        assert_eq!(store.view_list("customers").len(), 1);
+        assert_eq!(
+            store.stage(&key("c-1"), fields(&[("a", "b")])),
+            Err(StageError::Deleted(key("c-1")))
+        );
+        assert_eq!(
+            store.stage_delete(&key("nope")),
+            Err(StageError::UnknownRecord(key("nope")))
+        );
+        store.stage_delete(&key("c-2")).unwrap();
+        assert_eq!(store.staged(&key("c-2")).unwrap().base_version, 1);
+        store.commit_delete(&key("c-1"));
+        assert!(store.get("customers", "c-1").is_none());
+        assert!(store.staged(&key("c-1")).is_none());
+    }
+
+    #[test]
+    fn comments_are_pending_until_acknowledged_and_shown_once() {
+        let mut store = loaded();
+        store.stage_comment(&key("c-1"), comment("k1"));
+        store.stage_comment(&key("c-1"), comment("k1"));
+        store.stage_comment(&key("c-1"), comment("k2"));
+        let view = store.view("customers", "c-1").unwrap();
+        assert!(view.pending);
+        assert_eq!(view.pending_comments, vec![comment("k1"), comment("k2")]);
+        assert!(store.get("customers", "c-1").unwrap().comments.is_empty());
+        // The feed brings k1 before our answer: it is shown once.
+        let mut with_k1 = record("c-1", 7, &[("name", "Acme"), ("phone", "1")]);
+        let k1 = Comment {
+            id: "k1".into(),
+            author: "alice".into(),
+            text: "call back".into(),
+            created_at: "t".into(),
+        };
+        with_k1.comments.push(k1.clone());
+        store.apply_remote("customers", RemoteChange::Put(with_k1));
+        assert_eq!(
+            store.view("customers", "c-1").unwrap().pending_comments,
+            vec![comment("k2")]
+        );
+        store.commit_comment(&key("c-1"), k1);
+        assert_eq!(store.get("customers", "c-1").unwrap().comments.len(), 1);
+        let k2 = Comment {
+            id: "k2".into(),
+            ..store
+                .get("customers", "c-1")
+                .unwrap()
+                .comments
+                .first()
+                .unwrap()
+                .clone()
+        };
+        store.commit_comment(&key("c-1"), k2);
+        assert_eq!(store.get("customers", "c-1").unwrap().comments.len(), 2);
+        assert!(store.staged(&key("c-1")).is_none());
+        // Comments on records this tab has not loaded are fine.
+        store.stage_comment(&key("elsewhere"), comment("k3"));
+        store.unstage_comment(&key("elsewhere"), "k3");
+        assert!(store.staged(&key("elsewhere")).is_none());
+    }
+
+    #[test]
+    fn rebase_moves_the_base_to_theirs() {
+        let mut store = loaded();
+        store.stage(&key("c-1"), fields(&[("phone", "2")])).unwrap();
+        let theirs = record("c-1", 9, &[("name", "Other"), ("phone", "1")]);
+        store.rebase(&key("c-1"), &theirs);
+        let change = store.staged(&key("c-1")).unwrap();
+        assert_eq!(
+            (change.base_version, &change.base_fields),
+            (9, &fields(&[("phone", "1")]))
+        );
+        assert!(store.discard(&key("c-1")).is_some());
+        assert!(store.staged(&key("c-1")).is_none());
+    }
+
+    #[test]
+    fn a_full_load_keeps_newer_records_and_staged_changes() {
+        let mut store = loaded();
+        store.apply_remote("customers", RemoteChange::Put(record("c-1", 10, &[])));
+        store.stage(&key("c-2"), fields(&[("a", "b")])).unwrap();
+        store.load("customers", [record("c-1", 8, &[]), record("c-3", 1, &[])]);
+        assert_eq!(store.get("customers", "c-1").unwrap().version, 10);
+        assert!(store.get("customers", "c-2").is_none());
+        assert!(store.staged(&key("c-2")).is_some());
+        assert_eq!(store.list("customers").len(), 2);
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Stage(u8, u8),
+        Send,
+        Commit,
+        Fail,
+        Remote(u8),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0_u8..3, 0_u8..4).prop_map(|(field, value)| Step::Stage(field, value)),
+            Just(Step::Send),
+            Just(Step::Commit),
+            Just(Step::Fail),
+            (0_u8..4).prop_map(Step::Remote),
+        ]
+    }
+
+    proptest! {
+        /// `get` only ever shows what the server acknowledged, and `view`
+        /// always shows the latest staged value of every field.
+        #[test]
+        fn get_never_shows_an_unacknowledged_change(steps in proptest::collection::vec(step(), 0..40)) {
+            let key = RecordKey::new("c", "r");
+            let mut store = StagedRecords::new();
+            let mut server = Record {
+                id: "r".into(), version: 1, updated_at: String::new(), updated_by: String::new(),
+                fields: Fields::new(), comments: Vec::new(),
+            };
+            store.load("c", [server.clone()]);
+            let mut acknowledged = vec![server.clone()];
+            let mut in_flight: Option<Fields> = None;
+            let mut latest = Fields::new();
+            for step in steps {
+                match step {
+                    Step::Stage(field, value) => {
+                        let patch: Fields = [(format!("f{field}"), FieldValue::Number(value.into()))].into();
+                        latest.extend(patch.clone());
+                        store.stage(&key, patch).unwrap();
+                    }
+                    Step::Send => {
+                        if in_flight.is_none() {
+                            if let Some(change) = store.staged(&key) {
+                                in_flight = Some(change.fields.clone());
+                                store.set_state(&key, StagedState::Sending);
+                            }
+                        }
+                    }
+                    Step::Commit => {
+                        if let Some(sent) = in_flight.take() {
+                            server.version += 1;
+                            server.fields.extend(sent.clone());
+                            acknowledged.push(server.clone());
+                            store.commit("c", server.clone(), &sent);
+                        }
+                    }
+                    Step::Fail => {
+                        if in_flight.take().is_some() {
+                            store.fail(&key);
+                        }
+                    }
+                    Step::Remote(value) => {
+                        server.version += 1;
+                        server.fields.insert("remote".into(), FieldValue::Number(value.into()));
+                        acknowledged.push(server.clone());
+                        store.apply_remote("c", RemoteChange::Put(server.clone()));
+                    }
+                }
+                let shown = store.get("c", "r").unwrap();
+                prop_assert!(acknowledged.contains(shown));
+                let view = store.view("c", "r").unwrap();
+                for (name, value) in &latest {
+                    prop_assert_eq!(view.record.fields.get(name), Some(value));
+                }
+            }
+        }
+    }
+}

@@ -2,6 +2,10 @@
 //! BroadcastChannel, Web Locks, timers and the page lifecycle, which carry out
 //! the effects the [`crate::core`] machines return.
 
+pub mod channel;
 pub mod clock;
 pub mod http;
+pub mod idb;
 pub mod js;
+pub mod lifecycle;
+pub mod locks;

@@ -1,0 +1,259 @@
+//! HTTP plumbing: the router, body and header parsing that never panics and
+//! always answers in the error shape, request logging, static files.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, Request};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+use serde_json::Value;
+use tower::ServiceExt;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::CorsLayer;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::error::ApiError;
+use crate::{auth, changes, records, sync_jobs, AppState};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A finished answer to a mutating request: what is stored for idempotent replays.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// JSON body text, empty for `204`.
+    pub body: String,
+    /// Whether this came from the idempotency store.
+    pub replayed: bool,
+}
+
+impl Answer {
+    /// An answer with a JSON body.
+    ///
+    /// # Errors
+    /// Internal error if `value` cannot be serialised.
+    pub fn json(status: StatusCode, value: &impl Serialize) -> Result<Self, ApiError> {
+        Ok(Self {
+            status,
+            body: serde_json::to_string(value).map_err(ApiError::internal)?,
+            replayed: false,
+        })
+    }
+
+    /// An answer without a body.
+    pub fn empty(status: StatusCode) -> Self {
+        Self {
+            status,
+            body: String::new(),
+            replayed: false,
+        }
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let mut response = if self.body.is_empty() {
+            self.status.into_response()
+        } else {
+            (
+                self.status,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                self.body,
+            )
+                .into_response()
+        };
+        if self.replayed {
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        }
+        response
+    }
+}
+
+/// Parses a JSON request body. Syntax errors, bad UTF-8 and empty bodies are
+/// `400`; bodies over [`MAX_BODY_BYTES`] are `413`.
+///
+/// # Errors
+/// `400 invalid`, `413 payload_too_large`.
+pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {}", e.body_text()))
+        }
+    })?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("the request needs a JSON body"));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// Unwraps path parameters, turning a bad path (e.g. bad percent-encoding) into `400`.
+///
+/// # Errors
+/// `400 invalid`.
+pub fn path_params<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    path.map(|Path(p)| p)
+        .map_err(|e| ApiError::bad_request(format!("bad path: {}", e.body_text())))
+}
+
+/// Reads `If-Match`: accepts `"7"`, `7` and `W/"7"`; `None` when absent.
+///
+/// # Errors
+/// `400 invalid` for anything else.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let mut values = headers.get_all(header::IF_MATCH).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bad = || ApiError::bad_request("If-Match must be a record version such as \"7\"");
+    if values.next().is_some() {
+        return Err(bad());
+    }
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    let text = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    match text.parse::<i64>() {
+        Ok(v) if v >= 1 && !text.starts_with('+') => Ok(Some(v)),
+        _ => Err(bad()),
+    }
+}
+
+/// Options of the router.
+#[derive(Debug, Clone)]
+pub struct RouterOptions {
+    /// Directory of the web app; `index.html` answers unknown paths (SPA).
+    pub static_dir: PathBuf,
+    /// Allow any origin.
+    pub cors: bool,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState, options: &RouterOptions) -> Router {
+    let api = Router::new()
+        .route("/api/login", post(auth::login_route))
+        .route("/api/logout", post(auth::logout_route))
+        .route("/api/changes", get(changes::feed_route))
+        .route("/api/events", get(changes::events_route))
+        .route(
+            "/api/sync",
+            get(sync_jobs::list_route).post(sync_jobs::start_route),
+        )
+        .route(
+            "/api/sync/{sync_id}",
+            get(sync_jobs::status_route).delete(sync_jobs::cancel_route),
+        )
+        .route(
+            "/api/{collection}",
+            get(records::list_route).post(records::create_route),
+        )
+        .route(
+            "/api/{collection}/{id}",
+            get(records::get_route)
+                .patch(records::patch_route)
+                .delete(records::delete_route),
+        )
+        .route(
+            "/api/{collection}/{id}/comments",
+            post(records::comment_route),
+        )
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
+        });
+
+    let index = options.static_dir.join("index.html");
+    let files = ServeDir::new(&options.static_dir).fallback(ServeFile::new(index));
+    let mut app = api
+        .fallback(move |request: Request| {
+            let files = files.clone();
+            async move {
+                if request.uri().path().starts_with("/api/") || request.uri().path() == "/api" {
+                    return ApiError::not_found("no such API route").into_response();
+                }
+                match files.oneshot(request).await {
+                    Ok(response) => response.map(Body::new),
+                    Err(e) => ApiError::internal(e).into_response(),
+                }
+            }
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(log_request))
+        .layer(CatchPanicLayer::custom(|_panic| {
+            ApiError::internal("a request handler panicked").into_response()
+        }))
+        .with_state(state);
+    if options.cors {
+        app = app.layer(CorsLayer::permissive());
+    }
+    app
+}
+
+/// One log line per request: method, path (never the query, which may hold a
+/// token), status and time taken.
+async fn log_request(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        ms = start.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_MATCH, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn if_match_forms() {
+        assert_eq!(if_match(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(if_match(&with("\"7\"")).unwrap(), Some(7));
+        assert_eq!(if_match(&with("7")).unwrap(), Some(7));
+        assert_eq!(if_match(&with("W/\"7\"")).unwrap(), Some(7));
+        assert!(if_match(&with("*")).is_err());
+        assert!(if_match(&with("\"x\"")).is_err());
+        assert!(if_match(&with("0")).is_err());
+        assert!(if_match(&with("+7")).is_err());
+    }
+}

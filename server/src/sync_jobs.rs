@@ -1,0 +1,851 @@
+//! Sync jobs with the spreadsheet. Each user has a FIFO queue (one job at a
+//! time per user); different users run at once, bounded by a server-wide
+//! semaphore of `--workers` permits. Jobs live in memory only: a restart loses
+//! them, and finished jobs are forgotten after [`KEEP_FINISHED`].
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::Json;
+use rusqlite::{Connection, OptionalExtension};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+use tokio::sync::Semaphore;
+
+use crate::auth::AuthUser;
+use crate::db::{random_hex, rfc3339_now, Db};
+use crate::error::ApiError;
+use crate::http::{json_body, path_params, Answer};
+use crate::idempotency::Mutation;
+use crate::records::{self, Record};
+use crate::sheet::{self, SheetRow, FIELD_COLUMNS};
+use crate::validate::CUSTOMERS;
+use crate::AppState;
+
+/// How long a finished job can still be asked about.
+pub const KEEP_FINISHED: Duration = Duration::from_secs(10 * 60);
+
+/// Sheets larger than this are refused rather than read into memory.
+const MAX_SHEET_BYTES: usize = 64 * 1024 * 1024;
+
+/// Rows saved per write transaction: small enough that PATCHes from people
+/// are not held up behind a sync, large enough to be quick.
+const SAVE_BATCH: usize = 200;
+
+/// Progress steps of the simulated network delay.
+const DOWNLOAD_STEPS: u64 = 20;
+
+/// Which way a job copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SyncKind {
+    /// Read the sheet into the `customers` collection.
+    #[serde(rename = "from-sheet")]
+    FromSheet,
+    /// Write the `customers` collection to the sheet.
+    #[serde(rename = "to-sheet")]
+    ToSheet,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncStatus {
+    /// Waiting for the user's earlier jobs or for a worker.
+    Queued,
+    /// Reading the source (progress 0-60).
+    Downloading,
+    /// Parsing and checking (60-80).
+    Processing,
+    /// Writing the destination (80-100).
+    Saving,
+    /// Done.
+    Complete,
+    /// Failed; see `error`.
+    Error,
+    /// Cancelled by the user.
+    Cancelled,
+}
+
+impl SyncStatus {
+    /// Whether the job will not change any more.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Complete | Self::Error | Self::Cancelled)
+    }
+}
+
+/// Counters of a job.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncStats {
+    /// Bytes read from or written to the sheet.
+    pub bytes: u64,
+    /// Rows in the sheet (good and invalid).
+    pub rows: u64,
+    /// Records created.
+    pub inserted: u64,
+    /// Records changed.
+    pub updated: u64,
+    /// Rows equal to their record already.
+    pub unchanged: u64,
+    /// Rows not applied because the record changed since the last sync.
+    pub conflicts: u64,
+    /// Broken rows, skipped.
+    pub invalid: u64,
+}
+
+struct Job {
+    id: String,
+    user: String,
+    kind: SyncKind,
+    status: SyncStatus,
+    progress: u8,
+    message: String,
+    stats: SyncStats,
+    error: Option<String>,
+    created_at: String,
+    updated_at: String,
+    seq: u64,
+    started: bool,
+    finished_at: Option<Instant>,
+    cancel: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Queues {
+    /// How long finished jobs are kept ([`KEEP_FINISHED`] unless a test says otherwise).
+    keep_finished: Duration,
+    jobs: HashMap<String, Job>,
+    /// Per user: ids of jobs not finished yet, the running one first. A user
+    /// has a runner task exactly while their key is in this map.
+    waiting: HashMap<String, VecDeque<String>>,
+    next_seq: u64,
+}
+
+impl Queues {
+    fn status_json(&self, job: &Job) -> Value {
+        let position = if job.status.is_finished() {
+            0
+        } else {
+            self.waiting
+                .get(&job.user)
+                .and_then(|q| q.iter().position(|id| *id == job.id))
+                .unwrap_or(0)
+        };
+        json!({
+            "syncId": job.id,
+            "kind": job.kind,
+            "status": job.status,
+            "progress": job.progress,
+            "message": job.message,
+            "position": position,
+            "stats": job.stats,
+            "error": job.error,
+            "createdAt": job.created_at,
+            "updatedAt": job.updated_at,
+        })
+    }
+
+    fn purge(&mut self) {
+        let keep = self.keep_finished;
+        self.jobs
+            .retain(|_, j| j.finished_at.is_none_or(|t| t.elapsed() < keep));
+    }
+
+    fn owned(&mut self, user: &str, id: &str) -> Result<&mut Job, ApiError> {
+        self.purge();
+        let job = self.jobs.get_mut(id).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "sync_not_found",
+                "no such sync job (unknown, expired, or lost in a server restart)",
+            )
+        })?;
+        if job.user != user {
+            return Err(ApiError::forbidden("this sync job belongs to another user"));
+        }
+        Ok(job)
+    }
+}
+
+/// Where the sheet is and how slow it pretends to be.
+#[derive(Debug, Clone)]
+pub struct SheetConfig {
+    /// The CSV file.
+    pub path: PathBuf,
+    /// Delay spread over each job's download phase.
+    pub latency: Duration,
+}
+
+/// All sync jobs of the server.
+pub struct SyncJobs {
+    queues: Mutex<Queues>,
+    workers: Arc<Semaphore>,
+    db: Arc<Db>,
+    sheet: SheetConfig,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Why a job stopped early.
+enum Stop {
+    Cancelled,
+    Failed(String),
+}
+
+impl From<ApiError> for Stop {
+    fn from(e: ApiError) -> Self {
+        Stop::Failed(e.message)
+    }
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Self {
+        Stop::Failed(e.to_string())
+    }
+}
+
+impl From<tokio::task::JoinError> for Stop {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Stop::Failed(e.to_string())
+    }
+}
+
+impl SyncJobs {
+    /// Creates the job registry; runners are spawned on `runtime`.
+    pub fn new(
+        db: Arc<Db>,
+        sheet: SheetConfig,
+        workers: usize,
+        keep_finished: Duration,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        Self {
+            queues: Mutex::new(Queues {
+                keep_finished,
+                ..Queues::default()
+            }),
+            // Clamped so a silly --workers value cannot make the semaphore panic.
+            workers: Arc::new(Semaphore::new(workers.clamp(1, 4096))),
+            db,
+            sheet,
+            runtime,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        // Job state is plain data; a panic elsewhere cannot leave it half-written.
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a job for `user` and returns its status (`queued`, with its position).
+    ///
+    /// # Errors
+    /// Internal error when no random id can be made.
+    pub fn enqueue(self: &Arc<Self>, user: &str, kind: SyncKind) -> Result<Value, ApiError> {
+        let id = random_hex(16)?;
+        let now = rfc3339_now();
+        let mut q = self.lock();
+        q.purge();
+        q.next_seq += 1;
+        let job = Job {
+            id: id.clone(),
+            user: user.to_owned(),
+            kind,
+            status: SyncStatus::Queued,
+            progress: 0,
+            message: "Waiting to start".into(),
+            stats: SyncStats::default(),
+            error: None,
+            created_at: now.clone(),
+            updated_at: now,
+            seq: q.next_seq,
+            started: false,
+            finished_at: None,
+            cancel: Arc::new(AtomicBool::new(false)),
+        };
+        let needs_runner = !q.waiting.contains_key(user);
+        q.waiting
+            .entry(user.to_owned())
+            .or_default()
+            .push_back(id.clone());
+        let status = q.status_json(&job);
+        q.jobs.insert(id.clone(), job);
+        drop(q);
+        tracing::info!(sync_id = %id, user = %user, ?kind, "sync job queued");
+        if needs_runner {
+            let jobs = Arc::clone(self);
+            let user = user.to_owned();
+            self.runtime
+                .spawn(async move { jobs.run_queue(user).await });
+        }
+        Ok(status)
+    }
+
+    /// Status of one of `user`'s jobs.
+    ///
+    /// # Errors
+    /// `404 sync_not_found`, `403 forbidden`.
+    pub fn status(&self, user: &str, id: &str) -> Result<Value, ApiError> {
+        let mut q = self.lock();
+        q.owned(user, id)?;
+        let job = q
+            .jobs
+            .get(id)
+            .ok_or_else(|| ApiError::internal("job vanished"))?;
+        Ok(q.status_json(job))
+    }
+
+    /// Cancels a queued or running job. A running job stops at its next
+    /// check (between chunks or batches); rows already saved stay saved.
+    ///
+    /// # Errors
+    /// `404 sync_not_found`, `403 forbidden`, `409 already_finished`.
+    pub fn cancel(&self, user: &str, id: &str) -> Result<Value, ApiError> {
+        let mut q = self.lock();
+        let job = q.owned(user, id)?;
+        if job.status.is_finished() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_finished",
+                format!(
+                    "the sync job is already {}",
+                    json!(job.status).as_str().unwrap_or("finished")
+                ),
+            ));
+        }
+        job.cancel.store(true, Ordering::SeqCst);
+        job.status = SyncStatus::Cancelled;
+        job.message = "Cancelled".into();
+        job.updated_at = rfc3339_now();
+        job.finished_at = Some(Instant::now());
+        let started = job.started;
+        if !started {
+            // Not running: take it out of the queue now. A running job stays at
+            // the front until it has really stopped, so the next job waits.
+            if let Some(waiting) = q.waiting.get_mut(user) {
+                waiting.retain(|j| j != id);
+            }
+        }
+        tracing::info!(sync_id = %id, user = %user, started, "sync job cancelled");
+        let job = q
+            .jobs
+            .get(id)
+            .ok_or_else(|| ApiError::internal("job vanished"))?;
+        Ok(q.status_json(job))
+    }
+
+    /// `user`'s jobs, newest first.
+    pub fn list(&self, user: &str) -> Value {
+        let mut q = self.lock();
+        q.purge();
+        let mut mine: Vec<&Job> = q.jobs.values().filter(|j| j.user == user).collect();
+        mine.sort_by_key(|j| std::cmp::Reverse(j.seq));
+        let items: Vec<Value> = mine.iter().map(|j| q.status_json(j)).collect();
+        json!({ "items": items })
+    }
+
+    /// Forgets jobs finished more than [`KEEP_FINISHED`] ago.
+    pub fn purge(&self) {
+        self.lock().purge();
+    }
+
+    async fn run_queue(self: Arc<Self>, user: String) {
+        loop {
+            // The semaphore is never closed, so this only fails if it were.
+            let Ok(permit) = Arc::clone(&self.workers).acquire_owned().await else {
+                self.lock().waiting.remove(&user);
+                return;
+            };
+            let next = {
+                let mut q = self.lock();
+                let front = q.waiting.get(&user).and_then(|w| w.front().cloned());
+                match front {
+                    None => {
+                        q.waiting.remove(&user);
+                        None
+                    }
+                    Some(id) => q.jobs.get_mut(&id).map(|job| {
+                        job.started = true;
+                        (id, job.kind, Arc::clone(&job.cancel))
+                    }),
+                }
+            };
+            let Some((id, kind, cancel)) = next else {
+                // Either the queue is empty (runner ends) or the id has no job,
+                // which cannot happen; drop it so the queue never gets stuck.
+                let mut q = self.lock();
+                match q.waiting.get_mut(&user) {
+                    Some(w) if !w.is_empty() => {
+                        w.pop_front();
+                        continue;
+                    }
+                    _ => return,
+                }
+            };
+            let run = Run {
+                jobs: Arc::clone(&self),
+                id: id.clone(),
+                user: user.clone(),
+                cancel,
+            };
+            // A task of its own, so even a bug that panics cannot wedge the queue.
+            let outcome = tokio::spawn(async move {
+                match kind {
+                    SyncKind::FromSheet => run.import_sheet().await,
+                    SyncKind::ToSheet => run.export_sheet().await,
+                }
+            })
+            .await
+            .unwrap_or_else(|e| Err(Stop::from(e)));
+            self.finish(&user, &id, outcome);
+            drop(permit);
+        }
+    }
+
+    fn finish(&self, user: &str, id: &str, outcome: Result<String, Stop>) {
+        let mut q = self.lock();
+        if let Some(w) = q.waiting.get_mut(user) {
+            w.retain(|j| j != id);
+        }
+        let Some(job) = q.jobs.get_mut(id) else {
+            return;
+        };
+        if !job.status.is_finished() {
+            match outcome {
+                Ok(message) => {
+                    job.status = SyncStatus::Complete;
+                    job.progress = 100;
+                    job.message = message;
+                }
+                Err(Stop::Cancelled) => {
+                    job.status = SyncStatus::Cancelled;
+                    job.message = "Cancelled".into();
+                }
+                Err(Stop::Failed(e)) => {
+                    job.status = SyncStatus::Error;
+                    job.message = format!("Failed: {e}");
+                    job.error = Some(e);
+                }
+            }
+            job.updated_at = rfc3339_now();
+            job.finished_at = Some(Instant::now());
+        }
+        tracing::info!(
+            sync_id = %id, user = %user, status = ?job.status, progress = job.progress,
+            stats = ?job.stats, "sync job finished"
+        );
+    }
+}
+
+/// One running job: reports progress and notices cancellation.
+struct Run {
+    jobs: Arc<SyncJobs>,
+    id: String,
+    user: String,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Run {
+    fn check(&self) -> Result<(), Stop> {
+        if self.cancel.load(Ordering::SeqCst) {
+            Err(Stop::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Job)) {
+        let mut q = self.jobs.lock();
+        if let Some(job) = q.jobs.get_mut(&self.id) {
+            // After cancel the job's answer is final; late progress is dropped.
+            if !job.status.is_finished() {
+                f(job);
+                job.updated_at = rfc3339_now();
+            }
+        }
+    }
+
+    fn phase(&self, status: SyncStatus, progress: u8, message: &str) {
+        tracing::info!(sync_id = %self.id, user = %self.user, phase = ?status, progress, "sync job phase");
+        self.update(|job| {
+            job.status = status;
+            job.progress = job.progress.max(progress);
+            job.message = message.to_owned();
+        });
+    }
+
+    fn progress(&self, progress: u64) {
+        let p = u8::try_from(progress.min(100)).unwrap_or(100);
+        self.update(|job| job.progress = job.progress.max(p));
+    }
+
+    fn stats(&self, f: impl FnOnce(&mut SyncStats)) {
+        self.update(|job| f(&mut job.stats));
+    }
+
+    async fn import_sheet(self) -> Result<String, Stop> {
+        self.phase(SyncStatus::Downloading, 0, "Downloading the sheet");
+        let bytes = self.download().await?;
+        self.check()?;
+
+        self.phase(SyncStatus::Processing, 60, "Parsing rows");
+        let parsed = tokio::task::spawn_blocking(move || sheet::parse(&bytes))
+            .await?
+            .map_err(Stop::Failed)?;
+        let total_rows = parsed.rows.len() + parsed.invalid.len();
+        self.stats(|s| {
+            s.rows = total_rows as u64;
+            s.invalid = parsed.invalid.len() as u64;
+        });
+        self.progress(79);
+        self.check()?;
+
+        self.phase(SyncStatus::Saving, 80, "Saving rows");
+        let good = parsed.rows.len().max(1);
+        let mut done = 0usize;
+        for batch in parsed.rows.chunks(SAVE_BATCH) {
+            self.check()?;
+            let batch = batch.to_vec();
+            let n = batch.len();
+            let user = self.user.clone();
+            let counts = self
+                .jobs
+                .db
+                .write(move |tx| apply_rows(tx, &batch, &user))
+                .await?;
+            done += n;
+            self.stats(|s| {
+                s.inserted += counts.inserted;
+                s.updated += counts.updated;
+                s.unchanged += counts.unchanged;
+                s.conflicts += counts.conflicts;
+            });
+            self.progress(80 + (20 * done / good) as u64);
+        }
+
+        let stats = self.current_stats();
+        let mut message = format!(
+            "Read {} rows: {} inserted, {} updated, {} unchanged, {} conflicts, {} invalid",
+            stats.rows,
+            stats.inserted,
+            stats.updated,
+            stats.unchanged,
+            stats.conflicts,
+            stats.invalid
+        );
+        if !parsed.invalid.is_empty() {
+            let shown: Vec<String> = parsed
+                .invalid
+                .iter()
+                .take(10)
+                .map(|r| format!("line {}: {}", r.line, r.reason))
+                .collect();
+            message.push_str(&format!("; invalid rows: {}", shown.join("; ")));
+            if parsed.invalid.len() > 10 {
+                message.push_str(&format!(" and {} more", parsed.invalid.len() - 10));
+            }
+        }
+        Ok(message)
+    }
+
+    fn current_stats(&self) -> SyncStats {
+        self.jobs
+            .lock()
+            .jobs
+            .get(&self.id)
+            .map(|j| j.stats.clone())
+            .unwrap_or_default()
+    }
+
+    /// Reads the sheet in steps, spreading `--sheet-latency-ms` over them so
+    /// progress moves by bytes the way a real download would.
+    async fn download(&self) -> Result<Vec<u8>, Stop> {
+        let path = &self.jobs.sheet.path;
+        let latency = self.jobs.sheet.latency;
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| Stop::Failed(format!("cannot open the sheet {}: {e}", path.display())))?;
+        let total = file.metadata().await?.len();
+        if total > MAX_SHEET_BYTES as u64 {
+            return Err(Stop::Failed(format!(
+                "the sheet is larger than {MAX_SHEET_BYTES} bytes"
+            )));
+        }
+        let step = usize::try_from(total.div_ceil(DOWNLOAD_STEPS).clamp(1, 64 * 1024))
+            .unwrap_or(64 * 1024);
+        let mut bytes = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        let mut chunk = vec![0u8; step];
+        if total == 0 {
+            tokio::time::sleep(latency).await;
+        }
+        loop {
+            self.check()?;
+            let n = file.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            if bytes.len() > MAX_SHEET_BYTES {
+                return Err(Stop::Failed(
+                    "the sheet grew past the size limit while reading".into(),
+                ));
+            }
+            if total > 0 {
+                tokio::time::sleep(latency.mul_f64(n as f64 / total as f64)).await;
+            }
+            let read = bytes.len() as u64;
+            self.stats(|s| s.bytes = read);
+            self.progress((read * 60 / total.max(1)).min(60));
+        }
+        Ok(bytes)
+    }
+
+    async fn export_sheet(self) -> Result<String, Stop> {
+        self.phase(SyncStatus::Downloading, 0, "Reading records");
+        let records: Vec<Record> = self.jobs.db.read(|tx| records::list(tx, CUSTOMERS)).await?;
+        let latency = self.jobs.sheet.latency;
+        for step in 1..=DOWNLOAD_STEPS {
+            self.check()?;
+            tokio::time::sleep(latency / DOWNLOAD_STEPS as u32).await;
+            self.progress(step * 60 / DOWNLOAD_STEPS);
+        }
+        let rows = records.len() as u64;
+        self.stats(|s| s.rows = rows);
+
+        self.phase(SyncStatus::Processing, 60, "Writing rows");
+        let exported: Vec<(String, i64)> =
+            records.iter().map(|r| (r.id.clone(), r.version)).collect();
+        let bytes = tokio::task::spawn_blocking(move || sheet::to_csv(&records))
+            .await?
+            .map_err(Stop::Failed)?;
+        let len = bytes.len() as u64;
+        self.stats(|s| s.bytes = len);
+        self.check()?;
+
+        self.phase(SyncStatus::Saving, 80, "Saving the sheet");
+        let path = self.jobs.sheet.path.clone();
+        let tmp_name = format!(
+            ".{}.{}.tmp",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            self.id
+        );
+        let tmp = path.with_file_name(tmp_name);
+        tokio::task::spawn_blocking(move || write_atomically(&path, &tmp, &bytes)).await??;
+        self.progress(90);
+        // The sheet now holds these versions: the next from-sheet compares against them.
+        self.jobs
+            .db
+            .write(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO sheet_sync (collection, id, version) VALUES (?1, ?2, ?3)",
+                )?;
+                for (id, version) in &exported {
+                    stmt.execute(rusqlite::params![CUSTOMERS, id, version])?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(format!("Wrote {rows} rows ({len} bytes) to the sheet"))
+    }
+}
+
+fn write_atomically(
+    path: &std::path::Path,
+    tmp: &std::path::Path,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let result = (|| {
+        let mut file = std::fs::File::create(tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    result
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct RowCounts {
+    inserted: u64,
+    updated: u64,
+    unchanged: u64,
+    conflicts: u64,
+}
+
+/// Applies sheet rows with the same optimistic locking as a PATCH. The base
+/// version of a row is the record version stored at its last sync (or, for a
+/// row never synced, the sheet's own `version` cell): if the record has moved
+/// past it, someone changed the record since, and the row is a conflict.
+fn apply_rows(conn: &Connection, rows: &[SheetRow], user: &str) -> Result<RowCounts, ApiError> {
+    let mut counts = RowCounts::default();
+    for row in rows {
+        let synced: Option<i64> = conn
+            .prepare_cached("SELECT version FROM sheet_sync WHERE collection = ?1 AND id = ?2")?
+            .query_row([CUSTOMERS, row.id.as_str()], |r| r.get(0))
+            .optional()?;
+        let base = synced.or(row.version);
+        let stored = records::load(conn, CUSTOMERS, &row.id)?;
+        let version = match stored {
+            None => {
+                let fields = row
+                    .fields
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                counts.inserted += 1;
+                records::insert(conn, CUSTOMERS, &row.id, fields, user)?.version
+            }
+            // Deleted in the CRM since: the deletion wins, like a PATCH on a stale version.
+            Some(s) if s.deleted => {
+                counts.conflicts += 1;
+                continue;
+            }
+            Some(s) => {
+                let current = s.record;
+                let same = FIELD_COLUMNS
+                    .iter()
+                    .filter(|c| row.fields.contains_key(**c))
+                    .all(|c| {
+                        current.fields.get(*c).unwrap_or(&Value::Null)
+                            == row.fields.get(*c).unwrap_or(&Value::Null)
+                    });
+                if same {
+                    counts.unchanged += 1;
+                    current.version
+                } else if base == Some(current.version) {
+                    let mut merged = current.fields.clone();
+                    for (k, v) in &row.fields {
+                        if v.is_null() {
+                            merged.remove(k);
+                        } else {
+                            merged.insert(k.clone(), v.clone());
+                        }
+                    }
+                    match records::update_fields(conn, CUSTOMERS, &current, merged, user)? {
+                        Some(r) => {
+                            counts.updated += 1;
+                            r.version
+                        }
+                        None => {
+                            counts.conflicts += 1;
+                            continue;
+                        }
+                    }
+                } else {
+                    counts.conflicts += 1;
+                    continue;
+                }
+            }
+        };
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO sheet_sync (collection, id, version) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(rusqlite::params![CUSTOMERS, row.id, version])?;
+    }
+    Ok(counts)
+}
+
+/// `POST /api/sync` `{ kind }` + `Idempotency-Key` -> `202 { syncId, status: "queued", position }`.
+///
+/// # Errors
+/// `422` for an unknown kind, `400` for a bad body.
+pub async fn start_route(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Answer, ApiError> {
+    let mutation = Mutation::new(&user, &headers, &method, uri.path())?;
+    let body = json_body(body)?;
+    let kind = match body.get("kind").and_then(Value::as_str) {
+        Some("from-sheet") => SyncKind::FromSheet,
+        Some("to-sheet") => SyncKind::ToSheet,
+        _ => {
+            return Err(ApiError::invalid_field(
+                "kind",
+                "must be \"from-sheet\" or \"to-sheet\"",
+            ))
+        }
+    };
+    let jobs = Arc::clone(&state.jobs);
+    state
+        .db
+        .write(move |tx| {
+            if let Some(answer) = mutation.replay(tx)? {
+                return Ok(answer);
+            }
+            // Queued inside the transaction that stores the answer, so two
+            // requests with one key can never both start a job.
+            let status = jobs.enqueue(&user, kind)?;
+            let answer = Answer::json(
+                StatusCode::ACCEPTED,
+                &json!({ "syncId": status["syncId"], "status": "queued", "position": status["position"] }),
+            )?;
+            mutation.remember(tx, &answer)?;
+            Ok(answer)
+        })
+        .await
+}
+
+/// `GET /api/sync/{syncId}`.
+///
+/// # Errors
+/// `404 sync_not_found`, `403 forbidden`.
+pub async fn status_route(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_params(path)?;
+    state.jobs.status(&user, &id).map(Json)
+}
+
+/// `DELETE /api/sync/{syncId}` -> `200` with `status: "cancelled"`.
+///
+/// # Errors
+/// `404 sync_not_found`, `403 forbidden`, `409 already_finished`.
+pub async fn cancel_route(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    path: Result<Path<String>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Answer, ApiError> {
+    let id = path_params(path)?;
+    let mutation = Mutation::new(&user, &headers, &method, uri.path())?;
+    let jobs = Arc::clone(&state.jobs);
+    state
+        .db
+        .write(move |tx| {
+            if let Some(answer) = mutation.replay(tx)? {
+                return Ok(answer);
+            }
+            let answer = Answer::json(StatusCode::OK, &jobs.cancel(&user, &id)?)?;
+            mutation.remember(tx, &answer)?;
+            Ok(answer)
+        })
+        .await
+}
+
+/// `GET /api/sync` -> `{ items }`, this user's jobs newest first.
+pub async fn list_route(State(state): State<AppState>, AuthUser(user): AuthUser) -> Json<Value> {
+    Json(state.jobs.list(&user))
+}

@@ -1,0 +1,291 @@
+//! `LocalStore`: IndexedDB with versioned values, usable without the
+//! client (API.md, "Building blocks").
+//!
+//! Each entry is stored by structured clone as `{ v: version, value }`, so
+//! `Date`s, typed arrays and `Map`s come back as they went in, with no JSON
+//! round trip. Every write compares and writes inside one readwrite
+//! transaction ([`Db::read_modify_write`]), which the browser runs one after
+//! another across connections and tabs: a version check there is atomic.
+
+use std::rc::Rc;
+
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::error::Error;
+use crate::web::idb::{Batch, Db, OpenOptions, Schema, Upgrade};
+use crate::web::js::get;
+
+#[wasm_bindgen(typescript_custom_section)]
+const LOCAL_STORE_TS: &'static str = r#"
+/** A value of a {@link LocalStore} with its version (1 after the first write). */
+export interface Versioned<T = unknown> {
+  value: T;
+  version: number;
+}
+
+/**
+ * IndexedDB with versioned values. Values are stored by structured clone
+ * (`Date`s, typed arrays and `Map`s survive; functions do not). Several
+ * stores of one name (in one tab or many) see the same data, and their
+ * writes are atomic against each other.
+ */
+export class LocalStore {
+  private constructor();
+  free(): void;
+  [Symbol.dispose](): void;
+  /**
+   * Opens (or creates) the store `name` (an IndexedDB database of that name).
+   * Rejects with `CrmError` `storage` when IndexedDB cannot be used.
+   */
+  static open(name: string): Promise<LocalStore>;
+  /** The value and its version, or `undefined` if absent. */
+  get<T = unknown>(key: string): Promise<Versioned<T> | undefined>;
+  /**
+   * Writes `value` if the stored version is `expectedVersion` (absent,
+   * `0` or `null`: the key must not exist). Resolves to the new version;
+   * rejects with `CrmError` `version_mismatch` (`details: { expected, found }`)
+   * and writes nothing otherwise.
+   */
+  put<T>(key: string, value: T, expectedVersion?: number | null): Promise<number>;
+  /**
+   * Atomic read-modify-write: calls `fn` with the current value (`undefined`
+   * if absent) inside the transaction and stores what it returns, with the
+   * version one higher. `fn` must be synchronous. If it throws, nothing is
+   * written and the promise rejects with what it threw.
+   */
+  update<T = unknown>(key: string, fn: (current: T | undefined) => T): Promise<Versioned<T>>;
+  /**
+   * Deletes the value if its version is `expectedVersion` (`0`: it must not
+   * exist, and nothing is deleted). Resolves to whether a value was deleted;
+   * rejects with `CrmError` `version_mismatch` otherwise.
+   */
+  delete(key: string, expectedVersion: number): Promise<boolean>;
+  /** Every key, in order. */
+  keys(): Promise<string[]>;
+  /** Closes the connection; later calls reject with `CrmError` `closed`. */
+  close(): void;
+}
+"#;
+
+/// The one object store of a `LocalStore` database.
+const ENTRIES: &str = "entries";
+
+fn local_store_v1(upgrade: &Upgrade<'_>) -> Result<(), Error> {
+    upgrade.create_store(ENTRIES)
+}
+
+const LOCAL_STORE_SCHEMA: Schema = Schema {
+    version: 1,
+    migrations: &[local_store_v1],
+};
+
+/// IndexedDB with versioned values: `get`, version-checked `put` and
+/// `delete`, atomic `update`, `keys`.
+#[wasm_bindgen(skip_typescript)]
+pub struct LocalStore {
+    db: Rc<Db>,
+}
+
+#[wasm_bindgen]
+impl LocalStore {
+    /// Opens (or creates) the store `name`, an IndexedDB database of that
+    /// name.
+    ///
+    /// # Errors
+    /// Rejects with `CrmError` `storage` when IndexedDB cannot be used (not
+    /// available, blocked, no answer) or the database is not a `LocalStore`
+    /// of this version.
+    #[wasm_bindgen(skip_typescript)]
+    pub async fn open(name: String) -> Result<LocalStore, JsValue> {
+        let db = Db::open(&name, LOCAL_STORE_SCHEMA, OpenOptions::default()).await?;
+        Ok(LocalStore { db: Rc::new(db) })
+    }
+
+    /// `{ value, version }` under `key`, or `undefined`.
+    ///
+    /// # Errors
+    /// Rejects with `CrmError` `closed` after `close` (or when another tab
+    /// upgraded or deleted the database), `storage` when the read fails or
+    /// the entry was not written by a `LocalStore`.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn get(&self, key: String) -> Promise {
+        let db = Rc::clone(&self.db);
+        future_to_promise(async move {
+            match db.get(ENTRIES, &key).await? {
+                Some(entry) => {
+                    let version = version_of(&key, Some(&entry))?;
+                    Ok(versioned(&get(&entry, "value"), version))
+                }
+                None => Ok(JsValue::UNDEFINED),
+            }
+        })
+    }
+
+    /// Writes `value` if the stored version is `expected_version`
+    /// (`undefined`, `null` or `0`: the key must not exist); resolves to the
+    /// new version.
+    ///
+    /// # Errors
+    /// Rejects with `CrmError` `version_mismatch` (nothing written) when the
+    /// version differs, `invalid` for a bad version or a value that cannot
+    /// be cloned (a function), `quota`, `closed` or `storage`.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn put(&self, key: String, value: JsValue, expected_version: JsValue) -> Promise {
+        let db = Rc::clone(&self.db);
+        future_to_promise(async move {
+            let expected = expected_version_of(&expected_version, true)?;
+            let version = db
+                .read_modify_write(&[ENTRIES], ENTRIES, &key, |current| {
+                    let found = version_of(&key, current.as_ref())?;
+                    if found != expected {
+                        return Err(Error::VersionMismatch { expected, found });
+                    }
+                    let next = found + 1;
+                    let mut batch = Batch::new();
+                    batch.put_js(ENTRIES, key.as_str(), entry(&value, next));
+                    Ok((batch, next))
+                })
+                .await?;
+            Ok(JsValue::from(version as f64))
+        })
+    }
+
+    /// Atomic read-modify-write: calls the synchronous `f(current)` inside
+    /// the transaction and writes its result with the version one higher;
+    /// resolves to `{ value, version }`.
+    ///
+    /// # Errors
+    /// Rejects with what `f` threw (nothing written), `CrmError` `invalid`
+    /// when `f` returns a promise (it must be synchronous: awaiting would
+    /// end the transaction) or an uncloneable value, `quota`, `closed` or
+    /// `storage`.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn update(&self, key: String, f: Function) -> Promise {
+        let db = Rc::clone(&self.db);
+        future_to_promise(async move {
+            let (value, version) = db
+                .read_modify_write(&[ENTRIES], ENTRIES, &key, |current| {
+                    let found = version_of(&key, current.as_ref())?;
+                    let old = current.map_or(JsValue::UNDEFINED, |entry| get(&entry, "value"));
+                    let new = f.call1(&JsValue::UNDEFINED, &old)?;
+                    if is_thenable(&new) {
+                        return Err(Error::Invalid(
+                            "update's function must be synchronous; it returned a promise".into(),
+                        )
+                        .into());
+                    }
+                    let next = found + 1;
+                    let mut batch = Batch::new();
+                    batch.put_js(ENTRIES, key.as_str(), entry(&new, next));
+                    Ok::<_, JsValue>((batch, (new, next)))
+                })
+                .await?;
+            Ok(versioned(&value, version))
+        })
+    }
+
+    /// Deletes the value if its version is `expected_version` (`0`: it must
+    /// not exist); resolves to whether a value was deleted.
+    ///
+    /// # Errors
+    /// Rejects with `CrmError` `version_mismatch` (nothing deleted) when the
+    /// version differs, `invalid` when `expected_version` is not a version
+    /// (it is required), `closed` or `storage`.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn delete(&self, key: String, expected_version: JsValue) -> Promise {
+        let db = Rc::clone(&self.db);
+        future_to_promise(async move {
+            let expected = expected_version_of(&expected_version, false)?;
+            let deleted = db
+                .read_modify_write(&[ENTRIES], ENTRIES, &key, |current| {
+                    let found = version_of(&key, current.as_ref())?;
+                    if found != expected {
+                        return Err(Error::VersionMismatch { expected, found });
+                    }
+                    let mut batch = Batch::new();
+                    if found > 0 {
+                        batch.delete(ENTRIES, key.as_str());
+                    }
+                    Ok((batch, found > 0))
+                })
+                .await?;
+            Ok(JsValue::from(deleted))
+        })
+    }
+
+    /// Every key, in order.
+    ///
+    /// # Errors
+    /// Rejects with `CrmError` `closed` or `storage`.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn keys(&self) -> Promise {
+        let db = Rc::clone(&self.db);
+        future_to_promise(async move {
+            let keys = db.keys(ENTRIES).await?;
+            Ok(keys
+                .into_iter()
+                .map(JsValue::from)
+                .collect::<Array>()
+                .into())
+        })
+    }
+
+    /// Closes the connection (writes under way still finish); later calls
+    /// reject with `CrmError` `closed`.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn close(&self) {
+        self.db.close();
+    }
+}
+
+/// `{ v: version, value }`, the stored form.
+fn entry(value: &JsValue, version: u64) -> JsValue {
+    let entry = Object::new();
+    let _ = Reflect::set(&entry, &"v".into(), &JsValue::from(version as f64));
+    let _ = Reflect::set(&entry, &"value".into(), value);
+    entry.into()
+}
+
+/// `{ value, version }`, what JavaScript gets.
+fn versioned(value: &JsValue, version: u64) -> JsValue {
+    let out = Object::new();
+    let _ = Reflect::set(&out, &"value".into(), value);
+    let _ = Reflect::set(&out, &"version".into(), &JsValue::from(version as f64));
+    out.into()
+}
+
+/// The version of a stored entry, 0 if absent.
+fn version_of(key: &str, entry: Option<&JsValue>) -> Result<u64, Error> {
+    let Some(entry) = entry else {
+        return Ok(0);
+    };
+    get(entry, "v")
+        .as_f64()
+        .and_then(as_version)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| Error::Storage(format!("entry {key:?} was not written by a LocalStore")))
+}
+
+/// Reads the app's expected version: a whole number from 0; where
+/// `absent_is_zero`, `undefined` and `null` mean 0 too.
+fn expected_version_of(value: &JsValue, absent_is_zero: bool) -> Result<u64, Error> {
+    if absent_is_zero && (value.is_undefined() || value.is_null()) {
+        return Ok(0);
+    }
+    value
+        .as_f64()
+        .and_then(as_version)
+        .ok_or_else(|| Error::Invalid(format!("not a version: {value:?}")))
+}
+
+fn as_version(n: f64) -> Option<u64> {
+    // Above 2^53 a JS number no longer holds every whole number.
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+    (n.fract() == 0.0 && (0.0..=MAX_SAFE).contains(&n)).then_some(n as u64)
+}
+
+fn is_thenable(value: &JsValue) -> bool {
+    value.is_instance_of::<Promise>() || get(value, "then").is_function()
+}
