@@ -6,6 +6,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 export CHROMEDRIVER=/usr/bin/chromedriver
+# The whole browser run gets this long (the runner's default is 20 s; the
+# tab-lock suite alone waits out several 3 s leases).
+export WASM_BINDGEN_TEST_TIMEOUT=600
 LOGS=target/test-logs
 mkdir -p "$LOGS"
 BROWSER_PORT=18931

@@ -22,6 +22,8 @@ pub enum Error {
         message: String,
         /// `error.details` of the body, `undefined` when absent.
         details: JsValue,
+        /// `Retry-After` of a 429 or 503, in ms.
+        retry_after_ms: Option<u64>,
     },
     /// The request did not reach the server or its answer was lost.
     #[error("network error: {0}")]

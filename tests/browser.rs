@@ -8,6 +8,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 mod browser {
     pub mod calendar;
     pub mod errors;
+    pub mod records;
     pub mod server;
     pub mod store;
     pub mod support;

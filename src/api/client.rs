@@ -1,18 +1,22 @@
 //! `CrmSync`: the client a React app holds (API.md, "The client").
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::future::Future;
 
+use js_sys::{Function, Promise};
 use serde::Deserialize;
 use tsify::Tsify;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
-use crate::core::record::Record;
+use crate::core::debounce::DebounceOptions;
+use crate::core::merge::{MergeRules, OnConflict};
+use crate::core::record::Fields;
+use crate::core::retry::RetryPolicy;
 use crate::error::Error;
+use crate::web::client::{check_collection, rejected, Client, Config, Session};
 use crate::web::http::{send, HttpRequest, Method};
-use crate::web::js::{from_app, from_server, to_js};
+use crate::web::idb::UserDb;
+use crate::web::js::{from_app, from_server};
 
 /// Options shared by `login` and `open`; every one is optional (API.md,
 /// "The client", gives the defaults).
@@ -108,58 +112,72 @@ struct LoginAnswer {
     user: String,
 }
 
-#[derive(Deserialize)]
-struct ListAnswer {
-    items: Vec<Record>,
-}
-
-/// Everything a client knows; shared by the futures it starts.
-struct ClientState {
-    base_url: String,
-    token: String,
-    user: String,
-    timeout_ms: u32,
-    closed: bool,
-    confirmed: BTreeMap<String, BTreeMap<String, Record>>,
+impl CrmOptions {
+    fn config(&self, base_url: &str) -> Result<Config, Error> {
+        let mut retry = RetryPolicy::default();
+        if let Some(r) = &self.retry {
+            if let Some(a) = r.attempts {
+                // API.md counts attempts in all; the policy counts retries.
+                retry.attempts = a.saturating_sub(1);
+            }
+            if let Some(b) = r.base_delay_ms {
+                retry.base_delay_ms = b;
+            }
+            if let Some(m) = r.max_delay_ms {
+                retry.max_delay_ms = m;
+            }
+        }
+        let on_conflict = match self.on_conflict.as_deref() {
+            None | Some("merge") => OnConflict::Merge,
+            Some("manual") => OnConflict::Manual,
+            Some("theirs") => OnConflict::Theirs,
+            Some("mine") => OnConflict::Mine,
+            Some(other) => {
+                return Err(Error::Invalid(format!(
+                    "onConflict must be merge, manual, theirs or mine, not {other:?}"
+                )))
+            }
+        };
+        let defaults = DebounceOptions::default();
+        Ok(Config {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            timeout_ms: self.request_timeout_ms.unwrap_or(15_000),
+            retry,
+            rules: MergeRules {
+                on_conflict,
+                // Thirty people saving one record at once: each round one of
+                // them wins, so a loser may need many rounds of
+                // one-sided merges before its turn.
+                max_rounds: 64,
+            },
+            debounce: DebounceOptions {
+                wait_ms: self.debounce_ms.map_or(defaults.wait_ms, u64::from),
+                max_wait_ms: self.max_wait_ms.map(u64::from).or(defaults.max_wait_ms),
+                leading: false,
+            },
+        })
+    }
 }
 
 /// The crm-sync client: records staged until the server says yes, offline
 /// work, tabs in step, sync progress.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), wasm_bindgen::JsValue> {
+/// // JavaScript: const crm = await CrmSync.login({ baseUrl: "/api", username, password });
+/// # Ok(()) }
+/// ```
 #[wasm_bindgen]
 pub struct CrmSync {
-    state: Rc<RefCell<ClientState>>,
+    client: Client,
 }
 
-impl CrmSync {
-    fn request(&self, method: Method, path: &str) -> Result<HttpRequest, Error> {
-        let state = self.state.borrow();
-        if state.closed {
-            return Err(Error::Closed);
-        }
-        let mut req = HttpRequest::new(method, format!("{}{}", state.base_url, path));
-        req.token = Some(state.token.clone());
-        req.timeout_ms = state.timeout_ms;
-        Ok(req)
-    }
-}
-
-fn trim_base(base_url: &str) -> String {
-    base_url.trim_end_matches('/').to_owned()
-}
-
-fn check_collection(collection: &str) -> Result<(), Error> {
-    let ok = !collection.is_empty()
-        && collection.len() <= 40
-        && collection
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "not a collection name: {collection:?}"
-        )))
-    }
+/// Runs `f` as a JS promise; its error becomes a `CrmError`.
+fn promise<F>(f: F) -> Promise
+where
+    F: Future<Output = Result<JsValue, Error>> + 'static,
+{
+    future_to_promise(async move { f.await.map_err(JsValue::from) })
 }
 
 #[wasm_bindgen]
@@ -173,126 +191,261 @@ impl CrmSync {
         #[wasm_bindgen(unchecked_param_type = "LoginOptions")] options: JsValue,
     ) -> Result<CrmSync, JsValue> {
         let options: LoginOptions = from_app(options)?;
-        let base_url = trim_base(&options.base_url);
-        let timeout_ms = options.options.request_timeout_ms.unwrap_or(15_000);
-        let mut req = HttpRequest::new(Method::Post, format!("{base_url}/login"));
-        req.timeout_ms = timeout_ms;
+        let config = options.options.config(&options.base_url)?;
+        let mut req = HttpRequest::new(Method::Post, format!("{}/login", config.base_url));
+        req.timeout_ms = config.timeout_ms;
         let body = js_sys::Object::new();
         let _ = js_sys::Reflect::set(&body, &"username".into(), &options.username.as_str().into());
         let _ = js_sys::Reflect::set(&body, &"password".into(), &options.password.as_str().into());
         req.body = Some(body.into());
         let answer: LoginAnswer = from_server(send(&req).await?.body)?;
-        Ok(Self::with(base_url, answer.token, answer.user, timeout_ms))
+        let session = Session {
+            token: answer.token,
+            user: answer.user,
+        };
+        Ok(CrmSync {
+            client: Client::start(config, session).await,
+        })
     }
 
-    /// Opens a client with a token the app already has. Makes no request.
+    /// Opens a client with a token the app already has (and the user it
+    /// belongs to, which names the IndexedDB database). Makes no request.
     ///
     /// # Errors
-    /// Throws `CrmError` `invalid` for an empty token.
-    pub fn open(
+    /// Rejects with `CrmError` `invalid` for an empty token or bad options.
+    pub async fn open(
         #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
     ) -> Result<CrmSync, JsValue> {
         let options: OpenOptions = from_app(options)?;
         if options.token.is_empty() {
             return Err(Error::Invalid("token is empty".into()).into());
         }
-        Ok(Self::with(
-            trim_base(&options.base_url),
-            options.token,
-            options.user.unwrap_or_default(),
-            options.options.request_timeout_ms.unwrap_or(15_000),
-        ))
-    }
-
-    fn with(base_url: String, token: String, user: String, timeout_ms: u32) -> CrmSync {
-        CrmSync {
-            state: Rc::new(RefCell::new(ClientState {
-                base_url,
-                token,
-                user,
-                timeout_ms,
-                closed: false,
-                confirmed: BTreeMap::new(),
-            })),
-        }
+        let config = options.options.config(&options.base_url)?;
+        let session = Session {
+            token: options.token,
+            user: options.user.unwrap_or_default(),
+        };
+        Ok(CrmSync {
+            client: Client::start(config, session).await,
+        })
     }
 
     /// Who is logged in.
     #[wasm_bindgen(getter)]
     pub fn user(&self) -> String {
-        self.state.borrow().user.clone()
+        self.client.user()
     }
 
     /// The bearer token in use.
     #[wasm_bindgen(getter)]
     pub fn token(&self) -> String {
-        self.state.borrow().token.clone()
+        self.client.token()
     }
 
-    /// Fetches a collection from the server into memory.
+    /// Fetches a collection into memory and IndexedDB; offline it answers
+    /// from IndexedDB with records marked `stale: true`.
     #[wasm_bindgen(unchecked_return_type = "Promise<CrmRecord[]>")]
-    pub fn load(&self, collection: String) -> js_sys::Promise {
-        let prepared = check_collection(&collection)
-            .and_then(|()| self.request(Method::Get, &format!("/{collection}")));
-        let state = Rc::clone(&self.state);
-        future_to_promise(async move {
-            let answer: ListAnswer = from_server(send(&prepared?).await?.body)?;
-            let records = answer.items;
-            let out = to_js(&records)?;
-            let mut state = state.borrow_mut();
-            let by_id = state.confirmed.entry(collection).or_default();
-            by_id.clear();
-            for record in records {
-                by_id.insert(record.id.clone(), record);
-            }
-            Ok(out)
-        })
+    pub fn load(&self, collection: String) -> Promise {
+        let client = self.client.clone();
+        promise(async move { client.load(&collection).await })
     }
 
-    /// The confirmed record (what the server last acknowledged), or `undefined`.
+    /// The confirmed record (what the server last acknowledged), or
+    /// `undefined`. The same object is returned until it changes.
     ///
     /// # Errors
     /// Throws `CrmError` `invalid` for a bad collection name.
     #[wasm_bindgen(unchecked_return_type = "CrmRecord | undefined")]
     pub fn get(&self, collection: &str, id: &str) -> Result<JsValue, JsValue> {
         check_collection(collection)?;
-        let state = self.state.borrow();
-        match state.confirmed.get(collection).and_then(|c| c.get(id)) {
-            Some(record) => Ok(to_js(record)?),
-            None => Ok(JsValue::UNDEFINED),
-        }
+        Ok(self.client.get(collection, id))
     }
 
-    /// All confirmed records of a collection.
+    /// All confirmed records of a collection (a stable snapshot).
     ///
     /// # Errors
     /// Throws `CrmError` `invalid` for a bad collection name.
     #[wasm_bindgen(unchecked_return_type = "CrmRecord[]")]
     pub fn list(&self, collection: &str) -> Result<JsValue, JsValue> {
         check_collection(collection)?;
-        let state = self.state.borrow();
-        let records: Vec<&Record> = state
-            .confirmed
-            .get(collection)
-            .map(|c| c.values().collect())
-            .unwrap_or_default();
-        Ok(to_js(&records)?)
+        Ok(self.client.list(collection))
     }
 
-    /// Revokes the token on the server and closes the client.
+    /// The confirmed record with this tab's staged changes laid over it,
+    /// `pending: true` where there are any.
+    ///
+    /// # Errors
+    /// Throws `CrmError` `invalid` for a bad collection name.
+    #[wasm_bindgen(unchecked_return_type = "CrmRecord | undefined")]
+    pub fn view(&self, collection: &str, id: &str) -> Result<JsValue, JsValue> {
+        check_collection(collection)?;
+        Ok(self.client.view(collection, id))
+    }
+
+    /// A debounced, staged change of some fields: settles with
+    /// `committed`, `merged`, `conflict` or `queued`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SaveResult>")]
+    pub fn save(
+        &self,
+        collection: String,
+        id: String,
+        #[wasm_bindgen(unchecked_param_type = "Fields")] fields: JsValue,
+    ) -> Promise {
+        let client = self.client.clone();
+        // Staged before this returns, so `view` shows it at once.
+        let staged = from_app::<Fields>(fields)
+            .and_then(|f| client.save_now(&collection, &id, f.clone()).map(|p| (p, f)));
+        promise(async move {
+            match staged? {
+                (Some(p), _) => JsFuture::from(p).await.map_err(rejected),
+                (None, fields) => client.save(&collection, &id, fields).await,
+            }
+        })
+    }
+
+    /// Creates a record (the id is made here, so a retry never creates two).
+    #[wasm_bindgen(unchecked_return_type = "Promise<SaveResult>")]
+    pub fn create(
+        &self,
+        collection: String,
+        #[wasm_bindgen(unchecked_param_type = "Fields")] fields: JsValue,
+    ) -> Promise {
+        let client = self.client.clone();
+        let fields = from_app::<Fields>(fields);
+        promise(async move { client.create(&collection, fields?).await })
+    }
+
+    /// Deletes a record, `If-Match` its confirmed version.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SaveResult>")]
+    pub fn remove(&self, collection: String, id: String) -> Promise {
+        let client = self.client.clone();
+        promise(async move { client.remove(&collection, &id).await })
+    }
+
+    /// Appends a comment; never conflicts, never posted twice.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SaveResult>")]
+    pub fn comment(&self, collection: String, id: String, text: String) -> Promise {
+        let staged = self.client.comment_now(&collection, &id, text);
+        promise(async move { JsFuture::from(staged?).await.map_err(rejected) })
+    }
+
+    /// Sends every debounced change now and waits for the answers.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn logout(&self) -> js_sys::Promise {
-        let prepared = self.request(Method::Post, "/logout");
-        let state = Rc::clone(&self.state);
-        future_to_promise(async move {
-            send(&prepared?).await?;
-            state.borrow_mut().closed = true;
+    pub fn flush(&self) -> Promise {
+        // Sent before this returns; the promise waits for the answers.
+        let waiting = self.client.flush_now(false);
+        promise(async move {
+            for p in waiting {
+                let _ = JsFuture::from(p).await;
+            }
             Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Staged and queued mutations of this user, oldest first.
+    #[wasm_bindgen(unchecked_return_type = "PendingMutation[]")]
+    pub fn pending(&self) -> JsValue {
+        self.client.pending()
+    }
+
+    /// Mutations the server refused for good (a 4xx other than 409).
+    #[wasm_bindgen(unchecked_return_type = "PendingMutation[]")]
+    pub fn failed(&self) -> JsValue {
+        self.client.failed()
+    }
+
+    /// Sends a failed mutation again.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SaveResult>")]
+    pub fn retry(&self, mutation_id: String) -> Promise {
+        let client = self.client.clone();
+        promise(async move { client.retry(&mutation_id).await })
+    }
+
+    /// Drops a failed (or queued) mutation and its staged change.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn discard(&self, mutation_id: String) -> Promise {
+        let client = self.client.clone();
+        promise(async move {
+            client.discard(&mutation_id).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Conflicts waiting for a person.
+    #[wasm_bindgen(unchecked_return_type = "Conflict[]")]
+    pub fn conflicts(&self) -> JsValue {
+        self.client.conflicts()
+    }
+
+    /// Resolves a conflict with the fields a person chose.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SaveResult>")]
+    pub fn resolve(
+        &self,
+        conflict_id: String,
+        #[wasm_bindgen(unchecked_param_type = "Fields")] fields: JsValue,
+    ) -> Promise {
+        let client = self.client.clone();
+        let fields = from_app::<Fields>(fields);
+        promise(async move { client.resolve(&conflict_id, fields?).await })
+    }
+
+    /// Calls `listener` with every event; returns the function that stops it.
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn subscribe(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(event: CrmEvent) => void")] listener: Function,
+    ) -> Function {
+        self.client.subscribe(&listener)
+    }
+
+    /// `{ online, leader, pending, failed, storage, lastSyncAt }`.
+    #[wasm_bindgen(getter, unchecked_return_type = "CrmStatus")]
+    pub fn status(&self) -> JsValue {
+        self.client.status()
+    }
+
+    /// Counters since the client was made.
+    #[wasm_bindgen(unchecked_return_type = "CrmMetrics")]
+    pub fn metrics(&self) -> JsValue {
+        let out = self.client.metrics();
+        let syncs = js_sys::Object::new();
+        for key in ["started", "completed", "failed", "meanDurationMs"] {
+            let _ = js_sys::Reflect::set(&syncs, &key.into(), &JsValue::from(0));
+        }
+        let _ = js_sys::Reflect::set(&out, &"syncs".into(), &syncs);
+        out
+    }
+
+    /// Revokes the token, deletes this user's IndexedDB data, and closes.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn logout(&self) -> Promise {
+        let client = self.client.clone();
+        promise(async move {
+            let mut req = HttpRequest::new(Method::Post, format!("{}/logout", client.base_url()));
+            req.token = Some(client.token());
+            req.timeout_ms = client.timeout_ms();
+            // A token the server already forgot is logged out all the same.
+            let answer = send(&req).await;
+            let user = client.user();
+            client.emit_session("logged-out");
+            client.close();
+            let _ = UserDb::delete_user(&user, 5_000).await;
+            match answer {
+                Err(e) if e.code() != crate::error::ErrorCode::Unauthorized => Err(e),
+                _ => Ok(JsValue::UNDEFINED),
+            }
         })
     }
 
     /// Stops timers, channels and polling; later calls fail with `closed`.
     pub fn close(&self) {
-        self.state.borrow_mut().closed = true;
+        self.client.close();
+    }
+
+    /// Test and demo hook: behave as if the browser went offline (`false`)
+    /// or online (`true`), as the `offline`/`online` events do.
+    #[wasm_bindgen(js_name = setOnline)]
+    pub fn set_online(&self, online: bool) {
+        self.client.set_online(online);
     }
 }

@@ -18,13 +18,28 @@
 //! whenever at least one tab is open; a tab that wants no part in it simply
 //! does not create a `TabLocks`.
 //!
+//! `onLeaderChange` listeners hear every gain and loss. A change the
+//! protocol notices reaches them from a task of its own (never in the middle
+//! of a call of the app's); `close()` and `pagehide` tell them before
+//! returning, so a page that goes away has heard that it no longer leads.
+//!
 //! Guards: JavaScript has no reliable destructor. A guard is released by
-//! `release()`, by `withLock` when its function settles, by `close()`, and on
-//! `pagehide`. wasm-bindgen registers exported objects with a
-//! `FinalizationRegistry`, so a guard that is garbage-collected unreleased is
-//! released then; that is a safety net against leaks, never a way to end a
-//! critical section: it may run late, or never. Keep the guard referenced
-//! until `release()`, or use `withLock`.
+//! `release()`, by `withLock` when its function settles, by `close()`, on
+//! `pagehide`, and by `free()` (which `using guard = await tabs.acquire(..)`
+//! calls at the end of the block, through `Symbol.dispose`). wasm-bindgen
+//! also registers exported objects with a `FinalizationRegistry`, so a guard
+//! that is garbage-collected unreleased is released then; that is a safety
+//! net against leaks, never a way to end a critical section: it may run
+//! late, or never, and it may run as soon as the app drops its last
+//! reference, even while the work it meant to protect goes on. Keep the
+//! guard referenced until `release()`, or use `withLock`.
+//!
+//! The BroadcastChannel path uses a channel of exactly `channelName` and the
+//! one envelope of [`crate::core::election`]; messages of other kinds on it
+//! (record changes, sessions, sync state) are left to their own listeners,
+//! and anything malformed or of another format version is counted in
+//! `ignoredMessages`. Web Lock names are `crm-sync:<channelName>:...`, so
+//! they never meet the app's own Web Locks.
 //!
 //! ```ts
 //! const tabs = new TabLocks("crm-sync:alice");
@@ -225,10 +240,10 @@ struct Shared {
 }
 
 impl Shared {
-    fn next_id(&self) -> u64 {
-        let mut state = self.state.borrow_mut();
+    fn next_id(&self) -> Result<u64, Error> {
+        let mut state = self.state.try_borrow_mut().map_err(|_| busy())?;
         state.next_id += 1;
-        state.next_id
+        Ok(state.next_id)
     }
 
     fn is_leader(&self) -> bool {
@@ -281,17 +296,27 @@ fn tell_leader(shared: &Shared) {
             if let Err(thrown) = listener.call1(&JsValue::UNDEFINED, &JsValue::from_bool(now)) {
                 // The app's bug, reported where the app's developer looks,
                 // and no reason to skip the other listeners.
-                web_sys::console::error_2(&"crm-sync: onLeaderChange listener threw".into(), &thrown);
+                web_sys::console::error_2(
+                    &"crm-sync: onLeaderChange listener threw".into(),
+                    &thrown,
+                );
             }
         }
     }
+}
+
+/// The state is borrowed only inside synchronous calls that never run app
+/// code, so this is not expected; it is an error rather than a panic all
+/// the same.
+fn busy() -> Error {
+    Error::Invalid("TabLocks called back into itself".into())
 }
 
 /// Starts competing for leadership, unless already doing so.
 fn campaign(shared: &Rc<Shared>) -> Result<(), Error> {
     let weak = Rc::downgrade(shared);
     let leader_name = shared.leader_lock_name();
-    let mut state = shared.state.borrow_mut();
+    let mut state = shared.state.try_borrow_mut().map_err(|_| busy())?;
     match &mut state.engine {
         Some(Engine::Web { locks, leadership }) => {
             if leadership.is_none() {
@@ -408,10 +433,16 @@ impl TabLockGuard {
     }
 
     /// Whether the lock has been released (by `release()`, `close()` or
-    /// `pagehide`).
+    /// `pagehide`), or, on the BroadcastChannel path, taken away.
     #[wasm_bindgen(getter)]
     pub fn released(&self) -> bool {
-        self.slot.held.borrow().is_none()
+        match &*self.slot.held.borrow() {
+            None => true,
+            Some(Held::Web(_)) => false,
+            // The protocol can take a lock away (this tab froze past its
+            // lease, or lost to a duplicate holder after lost messages).
+            Some(Held::Broadcast(held)) => !held.is_held(),
+        }
     }
 
     /// Releases the lock. Calling it again does nothing.
@@ -424,75 +455,6 @@ impl Drop for TabLockGuard {
     fn drop(&mut self) {
         // `free()` from JS, or the FinalizationRegistry: see the module notes.
         self.slot.release(&self.owner);
-    }
-}
-
-impl TabLocks {
-    /// Acquires `name` and registers the guard, for `acquire` and `withLock`.
-    async fn acquire_slot(
-        shared: Rc<Shared>,
-        name: String,
-        timeout_ms: Option<u32>,
-    ) -> Result<Rc<GuardSlot>, Error> {
-        check_name("a lock name", &name)?;
-        let id = shared.next_id();
-        let pending = {
-            let mut state = shared.state.borrow_mut();
-            if state.closed {
-                return Err(Error::Closed);
-            }
-            if state.hidden {
-                return Err(Error::Cancelled);
-            }
-            let (pending, canceller) = match &state.engine {
-                Some(Engine::Web { locks, .. }) => {
-                    let options = LockOptions {
-                        if_available: false,
-                        timeout_ms,
-                    };
-                    let p = locks.request(&shared.lock_name(&name), options)?;
-                    let c = Canceller::Web(p.canceller());
-                    (Pending::Web(p), c)
-                }
-                Some(Engine::Broadcast(b)) => {
-                    let p = b.request(&name, timeout_ms)?;
-                    let c = Canceller::Broadcast(p.canceller());
-                    (Pending::Broadcast(p), c)
-                }
-                None => return Err(Error::Closed),
-            };
-            state.pending.insert(id, canceller);
-            pending
-        };
-        let outcome = pending.granted().await;
-        let mut state = shared.state.borrow_mut();
-        state.pending.remove(&id);
-        let lost = if state.closed {
-            Some(Error::Closed)
-        } else if state.hidden {
-            Some(Error::Cancelled)
-        } else {
-            None
-        };
-        match (outcome, lost) {
-            (Ok(held), None) => {
-                let slot = Rc::new(GuardSlot {
-                    id,
-                    name,
-                    held: RefCell::new(Some(held)),
-                });
-                state.guards.insert(id, Rc::clone(&slot));
-                Ok(slot)
-            }
-            (outcome, Some(err)) => {
-                drop(state);
-                // Granted just as the instance closed or the page hid: give
-                // it straight back.
-                drop(outcome);
-                Err(err)
-            }
-            (Err(err), None) => Err(err),
-        }
     }
 }
 
@@ -511,77 +473,8 @@ impl TabLocks {
         #[wasm_bindgen(js_name = channelName)] channel_name: String,
         #[wasm_bindgen(unchecked_optional_param_type = "TabLocksOptions")] options: Option<Object>,
     ) -> Result<TabLocks, JsValue> {
-        check_name("the channel name", &channel_name)?;
         let opts: TabLocksOptions = self::options(options)?;
-        let web = web_locks_available();
-        let broadcast = broadcast_channel_available();
-        let mode = match opts.mode.unwrap_or_default() {
-            TabLocksMode::Auto if web => TabLocksMode::WebLocks,
-            TabLocksMode::Auto if broadcast => TabLocksMode::Broadcast,
-            TabLocksMode::WebLocks if web => TabLocksMode::WebLocks,
-            TabLocksMode::Broadcast if broadcast => TabLocksMode::Broadcast,
-            asked => {
-                return Err(Error::Invalid(format!(
-                    "this browser cannot coordinate tabs in mode {asked:?} \
-                     (Web Locks: {web}, BroadcastChannel: {broadcast})"
-                ))
-                .into())
-            }
-        };
-        let tab_id = uuid_v4();
-        let mut failure = None;
-        let shared = Rc::new_cyclic(|weak: &Weak<Shared>| {
-            let on_leader_change = {
-                let weak = weak.clone();
-                move || tell_leader_soon(&weak)
-            };
-            let engine = match mode {
-                TabLocksMode::Broadcast => {
-                    BroadcastLocks::open(&channel_name, &tab_id, on_leader_change)
-                        .map(Engine::Broadcast)
-                }
-                _ => match WebLocks::get() {
-                    Some(locks) => Ok(Engine::Web {
-                        locks,
-                        leadership: None,
-                    }),
-                    None => Err(Error::Invalid("navigator.locks is missing".into())),
-                },
-            };
-            let engine = engine.map_err(|e| failure = Some(e)).ok();
-            let weak = weak.clone();
-            let lifecycle = PageLifecycle::listen(move |event| {
-                let Some(shared) = weak.upgrade() else { return };
-                match event {
-                    PageEvent::Hide { .. } => hide(&shared),
-                    PageEvent::Restore => restore(&shared),
-                    // Nothing can be done while frozen; `resume` checks.
-                    PageEvent::Freeze => {}
-                    PageEvent::Resume => resume(&shared),
-                }
-            });
-            Shared {
-                tab_id: tab_id.clone(),
-                channel_name: channel_name.clone(),
-                mode,
-                state: RefCell::new(State {
-                    closed: engine.is_none(),
-                    hidden: false,
-                    engine,
-                    guards: BTreeMap::new(),
-                    pending: BTreeMap::new(),
-                    next_id: 0,
-                    lifecycle: Some(lifecycle),
-                }),
-                listeners: js_sys::Set::new(&JsValue::UNDEFINED),
-                told_leader: Cell::new(false),
-            }
-        });
-        if let Some(err) = failure {
-            return Err(err.into());
-        }
-        campaign(&shared)?;
-        Ok(TabLocks { shared })
+        Ok(Self::open(&channel_name, opts.mode.unwrap_or_default())?)
     }
 
     /// This instance's id: random, different for every `TabLocks` (and so
@@ -627,8 +520,9 @@ impl TabLocks {
     }
 
     /// Calls `listener(isLeader)` whenever this tab gains or loses
-    /// leadership (from a task of its own, after the change). Returns the
-    /// function that unsubscribes it.
+    /// leadership (after the change; see the module notes on when). A
+    /// listener that throws is reported on the console and does not stop
+    /// the others. Returns the function that unsubscribes it.
     #[wasm_bindgen(js_name = onLeaderChange, unchecked_return_type = "() => void")]
     pub fn on_leader_change(
         &self,
@@ -748,6 +642,171 @@ impl TabLocks {
             engine.crash();
         }
         self.close();
+    }
+}
+
+impl TabLocks {
+    /// `new TabLocks(channelName, { mode })` for Rust callers (the client's
+    /// `crm.tabs`): opens on `channel_name` and starts competing for its
+    /// leadership.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an empty or overlong channel name, or a mode
+    /// this browser cannot do.
+    pub fn open(channel_name: &str, mode: TabLocksMode) -> Result<TabLocks, Error> {
+        check_name("the channel name", channel_name)?;
+        let channel_name = channel_name.to_owned();
+        let web = web_locks_available();
+        let broadcast = broadcast_channel_available();
+        let mode = match mode {
+            TabLocksMode::Auto if web => TabLocksMode::WebLocks,
+            TabLocksMode::Auto if broadcast => TabLocksMode::Broadcast,
+            TabLocksMode::WebLocks if web => TabLocksMode::WebLocks,
+            TabLocksMode::Broadcast if broadcast => TabLocksMode::Broadcast,
+            asked => {
+                return Err(Error::Invalid(format!(
+                    "this browser cannot coordinate tabs in mode {asked:?} \
+                     (Web Locks: {web}, BroadcastChannel: {broadcast})"
+                )))
+            }
+        };
+        let tab_id = uuid_v4();
+        let mut failure = None;
+        let shared = Rc::new_cyclic(|weak: &Weak<Shared>| {
+            let on_leader_change = {
+                let weak = weak.clone();
+                move || tell_leader_soon(&weak)
+            };
+            let engine = match mode {
+                TabLocksMode::Broadcast => {
+                    BroadcastLocks::open(&channel_name, &tab_id, on_leader_change)
+                        .map(Engine::Broadcast)
+                }
+                _ => match WebLocks::get() {
+                    Some(locks) => Ok(Engine::Web {
+                        locks,
+                        leadership: None,
+                    }),
+                    None => Err(Error::Invalid("navigator.locks is missing".into())),
+                },
+            };
+            let engine = engine.map_err(|e| failure = Some(e)).ok();
+            let weak = weak.clone();
+            let lifecycle = PageLifecycle::listen(move |event| {
+                let Some(shared) = weak.upgrade() else { return };
+                match event {
+                    PageEvent::Hide { .. } => hide(&shared),
+                    PageEvent::Restore => restore(&shared),
+                    // Nothing can be done while frozen; `resume` checks.
+                    PageEvent::Freeze => {}
+                    PageEvent::Resume => resume(&shared),
+                }
+            });
+            Shared {
+                tab_id: tab_id.clone(),
+                channel_name: channel_name.clone(),
+                mode,
+                state: RefCell::new(State {
+                    closed: engine.is_none(),
+                    hidden: false,
+                    engine,
+                    guards: BTreeMap::new(),
+                    pending: BTreeMap::new(),
+                    next_id: 0,
+                    lifecycle: Some(lifecycle),
+                }),
+                listeners: js_sys::Set::new(&JsValue::UNDEFINED),
+                told_leader: Cell::new(false),
+            }
+        });
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        campaign(&shared)?;
+        Ok(TabLocks { shared })
+    }
+
+    /// `acquire` for Rust callers: waits for the lock `name`, at most
+    /// `timeout_ms` if given.
+    ///
+    /// # Errors
+    /// As `acquire`: [`Error::LockTimeout`], [`Error::Closed`],
+    /// [`Error::Cancelled`], [`Error::Invalid`].
+    pub async fn lock(&self, name: &str, timeout_ms: Option<u32>) -> Result<TabLockGuard, Error> {
+        let owner = Rc::downgrade(&self.shared);
+        let slot = Self::acquire_slot(Rc::clone(&self.shared), name.to_owned(), timeout_ms).await?;
+        Ok(TabLockGuard { slot, owner })
+    }
+
+    /// Acquires `name` and registers the guard, for `acquire` and `withLock`.
+    async fn acquire_slot(
+        shared: Rc<Shared>,
+        name: String,
+        timeout_ms: Option<u32>,
+    ) -> Result<Rc<GuardSlot>, Error> {
+        check_name("a lock name", &name)?;
+        let id = shared.next_id()?;
+        let pending = {
+            let mut state = shared.state.try_borrow_mut().map_err(|_| busy())?;
+            if state.closed {
+                return Err(Error::Closed);
+            }
+            if state.hidden {
+                return Err(Error::Cancelled);
+            }
+            let (pending, canceller) = match &state.engine {
+                Some(Engine::Web { locks, .. }) => {
+                    let options = LockOptions {
+                        if_available: false,
+                        timeout_ms,
+                    };
+                    let p = locks.request(&shared.lock_name(&name), options)?;
+                    let c = Canceller::Web(p.canceller());
+                    (Pending::Web(p), c)
+                }
+                Some(Engine::Broadcast(b)) => {
+                    let p = b.request(&name, timeout_ms)?;
+                    let c = Canceller::Broadcast(p.canceller());
+                    (Pending::Broadcast(p), c)
+                }
+                None => return Err(Error::Closed),
+            };
+            state.pending.insert(id, canceller);
+            pending
+        };
+        let outcome = pending.granted().await;
+        let Ok(mut state) = shared.state.try_borrow_mut() else {
+            // Gives a grant straight back.
+            drop(outcome);
+            return Err(busy());
+        };
+        state.pending.remove(&id);
+        let lost = if state.closed {
+            Some(Error::Closed)
+        } else if state.hidden {
+            Some(Error::Cancelled)
+        } else {
+            None
+        };
+        match (outcome, lost) {
+            (Ok(held), None) => {
+                let slot = Rc::new(GuardSlot {
+                    id,
+                    name,
+                    held: RefCell::new(Some(held)),
+                });
+                state.guards.insert(id, Rc::clone(&slot));
+                Ok(slot)
+            }
+            (outcome, Some(err)) => {
+                drop(state);
+                // Granted just as the instance closed or the page hid: give
+                // it straight back.
+                drop(outcome);
+                Err(err)
+            }
+            (Err(err), None) => Err(err),
+        }
     }
 }
 

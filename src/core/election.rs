@@ -1,1 +1,2252 @@
-//! (to be written)
+//! Named exclusive locks among the tabs of an origin over a
+//! `BroadcastChannel`, for browsers without Web Locks, as a pure state
+//! machine per tab ([`LockTable`]); leadership is the lock [`LEADER_LOCK`].
+//! Also the one versioned [`Envelope`] of every message between tabs.
+//!
+//! # The protocol
+//!
+//! Every tab keeps a view of who wants or holds which lock, built only from
+//! messages ([`LockSignal`]):
+//!
+//! - `Request` announces an entry: this tab wants the lock. It is stamped
+//!   with a hybrid logical clock, `max(last stamp seen or made + 1, now)`:
+//!   a request made after hearing of another is always stamped later (the
+//!   Lamport rule), and requests made apart in time are ordered by time,
+//!   because every tab of a browser reads the same wall clock.
+//! - A tab takes the lock when its entry has waited `settle_ms` since it was
+//!   announced, the tab has listened for [`ElectionConfig::join_ms`] since
+//!   it loaded, no entry of that lock is known to be held, and its entry is
+//!   the first waiting one in the order `(stamp, tab id, token)`: the same
+//!   order in every tab, so all agree who is next without a coordinator.
+//!   It then sends `Hold`.
+//! - `Release` ends an entry. A tab with any entry sends a `Heartbeat`
+//!   every `heartbeat_ms`, listing all its entries; it replaces everything
+//!   others know of that tab (so a lost `Request`, `Hold` or `Release` is
+//!   repaired), and a tab not heard of for `lease_ms` is forgotten, with all
+//!   its entries: a crashed holder loses the lock after the lease.
+//! - Why the join wait: a new tab has missed every earlier message. Every
+//!   tab with entries speaks at least every `silence_ms` (heartbeat plus a
+//!   late timer), so after `join_ms = silence_ms + settle_ms` of listening
+//!   the newcomer has heard of every entry whose owner is not silent.
+//! - A tab checks itself: when it has sent nothing for
+//!   [`ElectionConfig::silence_ms`] (frozen, a late timer, a long task),
+//!   others may have taken a lock without hearing of it, or forgotten it;
+//!   so it gives up what it holds (`Lost`), re-announces what it waits for,
+//!   and listens again as if new. [`LockTable::holds`] says the same
+//!   without waiting for a tick. `silence_ms <= lease_ms - settle_ms`, so a
+//!   holder steps down before anyone may take over.
+//! - Every tab with an entry for a lock answers a `Request` for it with a
+//!   `Heartbeat` (the "objection" of pubkey/broadcast-channel). Safety does
+//!   not rest on it (the join wait does that); it repairs a lost message
+//!   sooner.
+//! - Two holders of one lock (possible only after lost messages) are found
+//!   when one hears the other's `Hold` or `Heartbeat`; both compare
+//!   `(acquired stamp, tab id, token)` and the greater gives the lock up
+//!   (`Lost`), so exactly one keeps it.
+//!
+//! # What is guaranteed
+//!
+//! Assume every message arrives within `D` ms with `2·D <= settle_ms`, in
+//! send order per sender (what `BroadcastChannel` promises), none lost, and
+//! that a tab frozen or blocked has its queued messages and timers run when
+//! it wakes. Then no two tabs hold one lock at the same moment (as
+//! [`LockTable::holds`] answers it at that moment), whatever the
+//! interleaving, crashes, freezes and tabs joining late: a crashed tab
+//! holds nothing, and a silent one stops holding by its own clock before
+//! anyone may take over. Waiters are served in request order whenever the
+//! later request was made at least `D` after the earlier one; closer
+//! requests are ordered by `(stamp, tab id, token)`. A lock held by a tab
+//! that crashed goes to the next waiter within `lease_ms + settle_ms + D`
+//! (after forgetting a peer, a tab waits one settle time more, in case the
+//! peer only looked silent because this tab was frozen with its messages
+//! queued).
+//!
+//! If messages are lost, two holders can exist for a while; once messages
+//! arrive again, none is left one heartbeat plus one lease (plus `D`) after
+//! the last lost message. The property tests below check exactly these
+//! statements on a simulated network.
+//!
+//! A page restored from the back/forward cache has lost messages: call
+//! [`LockTable::rejoin`].
+//!
+//! ```no_run
+//! use crm_sync::core::election::{ElectionConfig, ElectionEffect, LockTable, TabId, LEADER_LOCK};
+//!
+//! let mut table = LockTable::new(TabId("tab-a".into()), 0x5eed, ElectionConfig::default());
+//! let (ticket, effects) = table.acquire(LEADER_LOCK, None, 1_000);
+//! // effects: Send(Request ..), ScheduleTick { at_ms: 2_000 } (a heartbeat);
+//! // the lock comes after the join wait, at 3_500.
+//! let effects = table.tick(2_000);
+//! let effects = table.tick(3_500);
+//! assert!(effects.contains(&ElectionEffect::Granted(ticket.clone())));
+//! assert!(table.holds(&ticket, 3_500));
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::core::progress::SyncState;
+
+/// The lock whose holder is the leader tab.
+pub const LEADER_LOCK: &str = "crm-sync:leader";
+
+/// The envelope format of this build; messages of other formats are ignored.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Stamps above this are not taken from other tabs: they would not survive
+/// the trip through a JavaScript number, and a broken tab must not be able
+/// to push every clock to the end of time.
+const MAX_STAMP: u64 = (1 << 53) - 1;
+
+/// Bounds on what other tabs can make this one remember.
+const MAX_PEERS: usize = 256;
+const MAX_ENTRIES_PER_PEER: usize = 64;
+const MAX_LOCK_NAME: usize = 256;
+
+/// A tab's id, made at random when the page loads.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TabId(pub String);
+
+impl std::fmt::Display for TabId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Timings of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ElectionConfig {
+    /// A tab with any entry says it is alive this often (1000).
+    pub heartbeat_ms: u64,
+    /// A tab not heard of for this long is forgotten (3000).
+    pub lease_ms: u64,
+    /// A request waits this long for objections before it may take the
+    /// lock; at least twice the longest delivery time (100).
+    pub settle_ms: u64,
+    /// How late a heartbeat timer may fire (background tabs run timers at
+    /// most once a second) before the tab counts as silent (1400).
+    pub late_ms: u64,
+}
+
+impl Default for ElectionConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 1_000,
+            lease_ms: 3_000,
+            settle_ms: 100,
+            late_ms: 1_400,
+        }
+    }
+}
+
+impl ElectionConfig {
+    /// After this long without sending, a tab with entries counts itself
+    /// as silent: it gives up its holds and asks again as if new. Never
+    /// more than `lease_ms - settle_ms`, so that it steps down before the
+    /// others can forget it (2400).
+    pub fn silence_ms(&self) -> u64 {
+        self.heartbeat_ms
+            .saturating_add(self.late_ms)
+            .min(self.lease_ms.saturating_sub(self.settle_ms))
+    }
+
+    /// A tab new to the channel (or back from silence) listens this long
+    /// before it takes any lock: every tab that has entries and is not
+    /// silent speaks within it, so the newcomer knows the line (2500).
+    pub fn join_ms(&self) -> u64 {
+        self.silence_ms().saturating_add(self.settle_ms)
+    }
+}
+
+/// One instance of a tab: its id and the random token of this page load (a
+/// duplicated tab may carry its id along; the token still tells them apart).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Participant {
+    /// The tab id.
+    pub tab: TabId,
+    /// Random, per page load.
+    pub token: u64,
+}
+
+/// One acquire of this tab: the lock and the stamp of its request, which
+/// together name it in every tab.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LockTicket {
+    /// The lock's name.
+    pub lock: String,
+    /// The stamp of the request.
+    pub stamp: u64,
+}
+
+/// An entry as a heartbeat lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockEntry {
+    /// The lock's name.
+    pub lock: String,
+    /// The stamp of the request.
+    pub stamp: u64,
+    /// The stamp of the grant, if the sender holds the lock.
+    #[serde(default)]
+    pub acquired: Option<u64>,
+}
+
+/// One message of the lock protocol, as one tab sends it to all others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockMessage {
+    /// The sender's token (the envelope carries its tab id).
+    pub token: u64,
+    /// The sender's clock when it sent this; receivers' clocks follow it.
+    pub clock: u64,
+    /// What it says.
+    pub signal: LockSignal,
+}
+
+/// What a lock message says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum LockSignal {
+    /// "I want `lock`." Tabs with an entry for it answer with a heartbeat.
+    Request {
+        /// The lock's name.
+        lock: String,
+        /// The request's stamp.
+        stamp: u64,
+    },
+    /// "I hold `lock` since `acquired`."
+    Hold {
+        /// The lock's name.
+        lock: String,
+        /// The request's stamp.
+        stamp: u64,
+        /// The grant's stamp, which decides between duplicate holders.
+        acquired: u64,
+    },
+    /// "I no longer want or hold this entry."
+    Release {
+        /// The lock's name.
+        lock: String,
+        /// The request's stamp.
+        stamp: u64,
+    },
+    /// "I am alive, and these are all my entries."
+    Heartbeat {
+        /// Everything the sender waits for or holds.
+        entries: Vec<LockEntry>,
+    },
+}
+
+/// What the web layer must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElectionEffect {
+    /// Post this message (in an [`Envelope`]) to the other tabs.
+    Send(LockMessage),
+    /// The ticket's lock is now held by this tab.
+    Granted(LockTicket),
+    /// The ticket's lock was held and is not any more (another holder won,
+    /// or this tab was silent too long); stop acting as its holder.
+    Lost(LockTicket),
+    /// The ticket was not granted within its timeout (`lock_timeout`).
+    TimedOut(LockTicket),
+    /// (Re)arm the one timer for `at_ms`, replacing the previous one; when it
+    /// fires, call [`LockTable::tick`].
+    ScheduleTick {
+        /// When (ms, the clock passed as `now`).
+        at_ms: u64,
+    },
+}
+
+/// One of this tab's entries.
+#[derive(Debug, Clone)]
+struct OwnEntry {
+    ticket: LockTicket,
+    /// When the request was last announced; the settle wait counts from here.
+    announced_at: u64,
+    deadline: Option<u64>,
+    acquired: Option<u64>,
+}
+
+/// What this tab knows of another.
+#[derive(Debug, Clone)]
+struct Peer {
+    last_seen: u64,
+    entries: Vec<LockEntry>,
+}
+
+/// One tab's side of the lock protocol: its own requests and holds, and what
+/// it has heard of the others'. Driven by [`acquire`](Self::acquire),
+/// [`release`](Self::release), [`receive`](Self::receive) and
+/// [`tick`](Self::tick); every call returns the effects to carry out.
+#[derive(Debug, Clone)]
+pub struct LockTable {
+    me: Participant,
+    config: ElectionConfig,
+    /// Hybrid logical clock: the greatest stamp made or seen.
+    clock: u64,
+    /// Ordered by stamp.
+    own: Vec<OwnEntry>,
+    peers: BTreeMap<Participant, Peer>,
+    /// When this tab last sent anything: the others' lease counts from there.
+    last_sent: Option<u64>,
+    /// Since when this tab has listened without a gap; no grant before
+    /// `join_ms` after it.
+    joined_at: Option<u64>,
+    /// No grant before this: set when peers are forgotten.
+    quiet_until: u64,
+    last_heartbeat: Option<u64>,
+    scheduled: Option<u64>,
+}
+
+impl LockTable {
+    /// A table for tab `tab` with its random `token`.
+    pub fn new(tab: TabId, token: u64, config: ElectionConfig) -> Self {
+        Self {
+            me: Participant { tab, token },
+            config,
+            clock: 0,
+            own: Vec::new(),
+            peers: BTreeMap::new(),
+            last_sent: None,
+            joined_at: None,
+            quiet_until: 0,
+            last_heartbeat: None,
+            scheduled: None,
+        }
+    }
+
+    /// This tab.
+    pub fn me(&self) -> &Participant {
+        &self.me
+    }
+
+    /// The timings in use.
+    pub fn config(&self) -> &ElectionConfig {
+        &self.config
+    }
+
+    /// Asks for `lock`; `timeout_ms` of `None` waits for ever. The returned
+    /// ticket names this acquire in later effects and in
+    /// [`release`](Self::release). Several acquires of one lock by one tab
+    /// queue like any others.
+    pub fn acquire(
+        &mut self,
+        lock: &str,
+        timeout_ms: Option<u64>,
+        now: u64,
+    ) -> (LockTicket, Vec<ElectionEffect>) {
+        let mut fx = Vec::new();
+        self.maintain(now, &mut fx);
+        let stamp = self.next_stamp(now);
+        if self.own.is_empty() {
+            // The request says all there is to say about this tab: it counts
+            // as the first heartbeat.
+            self.last_heartbeat = Some(now);
+        }
+        let ticket = LockTicket {
+            lock: lock.to_string(),
+            stamp,
+        };
+        self.own.push(OwnEntry {
+            ticket: ticket.clone(),
+            announced_at: now,
+            deadline: timeout_ms.map(|t| now.saturating_add(t)),
+            acquired: None,
+        });
+        self.send(
+            LockSignal::Request {
+                lock: lock.to_string(),
+                stamp,
+            },
+            now,
+            &mut fx,
+        );
+        self.settle(now, &mut fx);
+        (ticket, fx)
+    }
+
+    /// Gives up a held or awaited lock. Unknown tickets are ignored.
+    pub fn release(&mut self, ticket: &LockTicket, now: u64) -> Vec<ElectionEffect> {
+        let mut fx = Vec::new();
+        self.maintain(now, &mut fx);
+        if let Some(at) = self.own.iter().position(|e| &e.ticket == ticket) {
+            let entry = self.own.remove(at);
+            self.send_release(&entry.ticket, now, &mut fx);
+        }
+        self.settle(now, &mut fx);
+        fx
+    }
+
+    /// Gives up everything (on `pagehide` or close), telling the others so
+    /// that they need not wait for the lease.
+    pub fn release_all(&mut self, now: u64) -> Vec<ElectionEffect> {
+        let mut fx = Vec::new();
+        for entry in std::mem::take(&mut self.own) {
+            self.send_release(&entry.ticket, now, &mut fx);
+        }
+        self.scheduled = None;
+        fx
+    }
+
+    /// Takes in a message from tab `from`. Any content is accepted: what
+    /// makes no sense is ignored, and memory stays bounded.
+    pub fn receive(&mut self, from: &TabId, message: LockMessage, now: u64) -> Vec<ElectionEffect> {
+        let mut fx = Vec::new();
+        self.maintain(now, &mut fx);
+        let who = Participant {
+            tab: from.clone(),
+            token: message.token,
+        };
+        if who != self.me && (self.peers.contains_key(&who) || self.peers.len() < MAX_PEERS) {
+            self.clock = self.clock.max(message.clock.min(MAX_STAMP));
+            let answer = self.take_in(who, message.signal, now);
+            if answer {
+                self.send_heartbeat(now, &mut fx);
+            }
+        }
+        self.settle(now, &mut fx);
+        fx
+    }
+
+    /// The timer asked for by [`ElectionEffect::ScheduleTick`] fired (or the
+    /// page came back from a freeze: call this before acting as a holder).
+    pub fn tick(&mut self, now: u64) -> Vec<ElectionEffect> {
+        self.scheduled = None;
+        let mut fx = Vec::new();
+        self.maintain(now, &mut fx);
+        self.settle(now, &mut fx);
+        fx
+    }
+
+    /// The page came back from the back/forward cache (or anything else
+    /// that may have lost messages to it): what this tab knows of the others
+    /// may be incomplete, so it listens again as if new before taking any
+    /// lock, and re-announces what it waits for. Holds survive if the tab
+    /// was not silent too long (the next tick checks that anyway).
+    pub fn rejoin(&mut self, now: u64) -> Vec<ElectionEffect> {
+        self.scheduled = None;
+        let mut fx = Vec::new();
+        self.maintain(now, &mut fx);
+        self.joined_at = Some(now);
+        let waiting: Vec<LockTicket> = self
+            .own
+            .iter()
+            .filter(|e| e.acquired.is_none())
+            .map(|e| e.ticket.clone())
+            .collect();
+        for entry in self.own.iter_mut().filter(|e| e.acquired.is_none()) {
+            entry.announced_at = now;
+        }
+        for ticket in waiting {
+            let signal = LockSignal::Request {
+                lock: ticket.lock,
+                stamp: ticket.stamp,
+            };
+            self.send(signal, now, &mut fx);
+        }
+        self.settle(now, &mut fx);
+        fx
+    }
+
+    /// Whether this tab holds `ticket`'s lock at `now`, by its own clock:
+    /// false once it has been silent so long that others may have taken
+    /// over, even before the next tick says `Lost`.
+    pub fn holds(&self, ticket: &LockTicket, now: u64) -> bool {
+        self.fresh(now)
+            && self
+                .own
+                .iter()
+                .any(|e| &e.ticket == ticket && e.acquired.is_some())
+    }
+
+    /// Whether this tab holds `lock` at `now` under any ticket (for the
+    /// leader lock: whether this tab is the leader).
+    pub fn holds_lock(&self, lock: &str, now: u64) -> bool {
+        self.fresh(now)
+            && self
+                .own
+                .iter()
+                .any(|e| e.ticket.lock == lock && e.acquired.is_some())
+    }
+
+    /// Whether this tab waits for or holds `ticket`.
+    pub fn knows(&self, ticket: &LockTicket) -> bool {
+        self.own.iter().any(|e| &e.ticket == ticket)
+    }
+
+    /// The other tabs this one has heard of lately.
+    pub fn peers(&self) -> impl Iterator<Item = &Participant> {
+        self.peers.keys()
+    }
+
+    /// Whether the others still count this tab as alive, by its own clock.
+    fn fresh(&self, now: u64) -> bool {
+        self.last_sent
+            .is_some_and(|sent| now < sent.saturating_add(self.config.silence_ms()))
+    }
+
+    /// Until when this tab only listens: the join wait (see
+    /// [`ElectionConfig::join_ms`]), and one settle wait after forgetting a
+    /// peer.
+    fn listening_until(&self) -> u64 {
+        self.joined_at
+            .map_or(u64::MAX, |j| j.saturating_add(self.config.join_ms()))
+            .max(self.quiet_until)
+    }
+
+    fn next_stamp(&mut self, now: u64) -> u64 {
+        self.clock = self.clock.saturating_add(1).max(now);
+        self.clock
+    }
+
+    fn send(&mut self, signal: LockSignal, now: u64, fx: &mut Vec<ElectionEffect>) {
+        self.last_sent = Some(now);
+        fx.push(ElectionEffect::Send(LockMessage {
+            token: self.me.token,
+            clock: self.clock,
+            signal,
+        }));
+    }
+
+    fn send_release(&mut self, ticket: &LockTicket, now: u64, fx: &mut Vec<ElectionEffect>) {
+        self.send(
+            LockSignal::Release {
+                lock: ticket.lock.clone(),
+                stamp: ticket.stamp,
+            },
+            now,
+            fx,
+        );
+    }
+
+    fn send_heartbeat(&mut self, now: u64, fx: &mut Vec<ElectionEffect>) {
+        let entries = self
+            .own
+            .iter()
+            .map(|e| LockEntry {
+                lock: e.ticket.lock.clone(),
+                stamp: e.ticket.stamp,
+                acquired: e.acquired,
+            })
+            .collect();
+        self.last_heartbeat = Some(now);
+        self.send(LockSignal::Heartbeat { entries }, now, fx);
+    }
+
+    /// Records what `who` says; true when it asked for an answer.
+    fn take_in(&mut self, who: Participant, signal: LockSignal, now: u64) -> bool {
+        let peer = self.peers.entry(who.clone()).or_insert(Peer {
+            last_seen: now,
+            entries: Vec::new(),
+        });
+        peer.last_seen = now;
+        let mut answer = false;
+        match signal {
+            LockSignal::Request { lock, stamp } => {
+                self.clock = self.clock.max(stamp.min(MAX_STAMP));
+                // Answered even when already known: a re-announced request
+                // waits for objections again.
+                answer = self.own.iter().any(|e| e.ticket.lock == lock);
+                if lock.len() <= MAX_LOCK_NAME
+                    && peer.entries.len() < MAX_ENTRIES_PER_PEER
+                    && !peer
+                        .entries
+                        .iter()
+                        .any(|e| e.lock == lock && e.stamp == stamp)
+                {
+                    peer.entries.push(LockEntry {
+                        lock,
+                        stamp,
+                        acquired: None,
+                    });
+                }
+            }
+            LockSignal::Hold {
+                lock,
+                stamp,
+                acquired,
+            } => {
+                if lock.len() <= MAX_LOCK_NAME {
+                    self.clock = self.clock.max(acquired.min(MAX_STAMP));
+                    let room = peer.entries.len() < MAX_ENTRIES_PER_PEER;
+                    match peer
+                        .entries
+                        .iter_mut()
+                        .find(|e| e.lock == lock && e.stamp == stamp)
+                    {
+                        Some(entry) => entry.acquired = Some(acquired),
+                        None if room => peer.entries.push(LockEntry {
+                            lock,
+                            stamp,
+                            acquired: Some(acquired),
+                        }),
+                        None => {}
+                    }
+                }
+            }
+            LockSignal::Release { lock, stamp } => {
+                peer.entries
+                    .retain(|e| !(e.lock == lock && e.stamp == stamp));
+            }
+            LockSignal::Heartbeat { mut entries } => {
+                entries.retain(|e| e.lock.len() <= MAX_LOCK_NAME);
+                entries.truncate(MAX_ENTRIES_PER_PEER);
+                for e in &entries {
+                    self.clock = self
+                        .clock
+                        .max(e.stamp.max(e.acquired.unwrap_or(0)).min(MAX_STAMP));
+                }
+                peer.entries = entries;
+            }
+        }
+        if peer.entries.is_empty() {
+            // Nothing to remember: its liveness matters only for entries.
+            self.peers.remove(&who);
+        }
+        answer
+    }
+
+    /// What time alone decides: forgotten peers, this tab's own silence,
+    /// timeouts.
+    fn maintain(&mut self, now: u64, fx: &mut Vec<ElectionEffect>) {
+        if self.joined_at.is_none() {
+            self.joined_at = Some(now);
+        }
+        let lease = self.config.lease_ms;
+        let before = self.peers.len();
+        self.peers
+            .retain(|_, peer| now < peer.last_seen.saturating_add(lease));
+        if self.peers.len() < before {
+            // A peer may look silent only because this tab was frozen and
+            // its messages still wait in the queue: hear them out first.
+            self.quiet_until = now.saturating_add(self.config.settle_ms);
+        }
+        if !self.own.is_empty() && !self.fresh(now) {
+            // Silent too long (frozen, or a timer came late): others may
+            // have taken a lock without hearing our objection, or forgotten
+            // us. Holding on would risk two holders; a lost hold is gone for
+            // good (the caller decides whether to ask again), while waiters
+            // keep their place in line but listen again as if new.
+            self.joined_at = Some(now);
+            let mut kept = Vec::new();
+            for mut entry in std::mem::take(&mut self.own) {
+                if entry.acquired.is_some() {
+                    self.send_release(&entry.ticket, now, fx);
+                    fx.push(ElectionEffect::Lost(entry.ticket));
+                } else {
+                    entry.announced_at = now;
+                    let signal = LockSignal::Request {
+                        lock: entry.ticket.lock.clone(),
+                        stamp: entry.ticket.stamp,
+                    };
+                    self.send(signal, now, fx);
+                    kept.push(entry);
+                }
+            }
+            self.own = kept;
+        }
+        let mut timed_out = Vec::new();
+        self.own.retain(|e| {
+            let due = e.acquired.is_none() && e.deadline.is_some_and(|d| now >= d);
+            if due {
+                timed_out.push(e.ticket.clone());
+            }
+            !due
+        });
+        for ticket in timed_out {
+            self.send_release(&ticket, now, fx);
+            fx.push(ElectionEffect::TimedOut(ticket));
+        }
+    }
+
+    /// After any input: duplicates resolved, grants made, heartbeat sent if
+    /// due, the timer set.
+    fn settle(&mut self, now: u64, fx: &mut Vec<ElectionEffect>) {
+        self.resolve_duplicates(now, fx);
+        self.grant(now, fx);
+        let heartbeat_due = match self.last_heartbeat {
+            Some(h) => now >= h.saturating_add(self.config.heartbeat_ms),
+            None => true,
+        };
+        if !self.own.is_empty() && heartbeat_due {
+            self.send_heartbeat(now, fx);
+        }
+        self.schedule(now, fx);
+    }
+
+    fn resolve_duplicates(&mut self, now: u64, fx: &mut Vec<ElectionEffect>) {
+        let mut lost = Vec::new();
+        let mut assert_hold = false;
+        for entry in &self.own {
+            let Some(mine) = entry.acquired else { continue };
+            for (who, peer) in &self.peers {
+                for other in &peer.entries {
+                    let Some(theirs) = other.acquired else {
+                        continue;
+                    };
+                    if other.lock != entry.ticket.lock {
+                        continue;
+                    }
+                    if (theirs, who) < (mine, &self.me) {
+                        lost.push(entry.ticket.clone());
+                    } else {
+                        // Tell the other holder now rather than at our next
+                        // heartbeat: it is the one to give up.
+                        assert_hold = true;
+                    }
+                }
+            }
+        }
+        lost.sort();
+        lost.dedup();
+        for ticket in lost {
+            self.own.retain(|e| e.ticket != ticket);
+            self.send_release(&ticket, now, fx);
+            fx.push(ElectionEffect::Lost(ticket));
+        }
+        if assert_hold {
+            self.send_heartbeat(now, fx);
+        }
+    }
+
+    /// Whether `entry` is first in line for its lock, as this tab sees it.
+    fn first_in_line(&self, entry: &OwnEntry) -> bool {
+        let lock = &entry.ticket.lock;
+        let mine = (entry.ticket.stamp, &self.me);
+        let peers_clear = self.peers.iter().all(|(who, peer)| {
+            peer.entries
+                .iter()
+                .filter(|e| &e.lock == lock)
+                .all(|e| e.acquired.is_none() && (e.stamp, who) > mine)
+        });
+        let own_clear = self
+            .own
+            .iter()
+            .filter(|e| &e.ticket.lock == lock && e.ticket != entry.ticket)
+            .all(|e| e.acquired.is_none() && e.ticket.stamp > entry.ticket.stamp);
+        peers_clear && own_clear
+    }
+
+    fn grant(&mut self, now: u64, fx: &mut Vec<ElectionEffect>) {
+        // Bounded by the number of entries: each pass grants one or stops.
+        for _ in 0..=self.own.len() {
+            let next = self.own.iter().position(|e| {
+                e.acquired.is_none()
+                    && now >= e.announced_at.saturating_add(self.config.settle_ms)
+                    && now >= self.listening_until()
+                    && self.first_in_line(e)
+            });
+            let Some(at) = next else { break };
+            let acquired = self.next_stamp(now);
+            let Some(entry) = self.own.get_mut(at) else {
+                break;
+            };
+            entry.acquired = Some(acquired);
+            let ticket = entry.ticket.clone();
+            self.send(
+                LockSignal::Hold {
+                    lock: ticket.lock.clone(),
+                    stamp: ticket.stamp,
+                    acquired,
+                },
+                now,
+                fx,
+            );
+            fx.push(ElectionEffect::Granted(ticket));
+        }
+    }
+
+    /// Asks for the one timer at the earliest moment something may change.
+    fn schedule(&mut self, now: u64, fx: &mut Vec<ElectionEffect>) {
+        let mut next: Option<u64> = None;
+        let mut consider = |at: u64| next = Some(next.map_or(at, |n: u64| n.min(at)));
+        let waiting = self.own.iter().any(|e| e.acquired.is_none());
+        let listening = self.listening_until();
+        for entry in self.own.iter().filter(|e| e.acquired.is_none()) {
+            let settled = entry
+                .announced_at
+                .saturating_add(self.config.settle_ms)
+                .max(listening);
+            if settled > now {
+                consider(settled);
+            }
+            if let Some(deadline) = entry.deadline {
+                consider(deadline);
+            }
+        }
+        if !self.own.is_empty() {
+            if let Some(h) = self.last_heartbeat {
+                consider(h.saturating_add(self.config.heartbeat_ms));
+            }
+        }
+        if waiting {
+            // A forgotten peer may free the line.
+            for peer in self.peers.values() {
+                consider(peer.last_seen.saturating_add(self.config.lease_ms));
+            }
+        }
+        match next {
+            Some(at) => {
+                let at = at.max(now);
+                if self.scheduled != Some(at) {
+                    self.scheduled = Some(at);
+                    fx.push(ElectionEffect::ScheduleTick { at_ms: at });
+                }
+            }
+            None => self.scheduled = None,
+        }
+    }
+}
+
+/// A record committed in one tab, so others re-read it from IndexedDB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordChange {
+    /// The collection.
+    pub collection: String,
+    /// The record id.
+    pub id: String,
+    /// The version now stored.
+    pub version: u64,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionEnd {
+    /// A 401: the token no longer works.
+    Expired,
+    /// `crm.logout()`.
+    LoggedOut,
+}
+
+/// The session notice every tab turns into a `session` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionNotice {
+    /// How it ended.
+    pub state: SessionEnd,
+}
+
+/// Everything tabs tell each other.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TabMessage {
+    /// The lock protocol (kind `lock`).
+    Lock(LockMessage),
+    /// A record changed (kind `record-changed`).
+    RecordChanged(RecordChange),
+    /// The session ended (kind `session`).
+    Session(SessionNotice),
+    /// The leader's sync state (kind `sync-state`).
+    SyncState(Box<SyncState>),
+}
+
+impl TabMessage {
+    /// The envelope's `kind` for this message.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Lock(_) => "lock",
+            Self::RecordChanged(_) => "record-changed",
+            Self::Session(_) => "session",
+            Self::SyncState(_) => "sync-state",
+        }
+    }
+}
+
+/// A message between tabs: `{ v, tab, seq, kind, payload }` on the wire.
+///
+/// `seq` counts up per sender from 0, so a receiver can count gaps (lost
+/// messages) and duplicates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The sender.
+    pub tab: TabId,
+    /// The sender's sequence number.
+    pub seq: u64,
+    /// What it says.
+    pub message: TabMessage,
+}
+
+/// The wire shape, written out field by field so that the same shape is
+/// read back in two steps by [`decode`].
+#[derive(Serialize)]
+struct Wire<'a, P: Serialize> {
+    v: u64,
+    tab: &'a TabId,
+    seq: u64,
+    kind: &'static str,
+    payload: &'a P,
+}
+
+impl Serialize for Envelope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let kind = self.message.kind();
+        let (tab, seq) = (&self.tab, self.seq);
+        match &self.message {
+            TabMessage::Lock(p) => wire(tab, seq, kind, p).serialize(serializer),
+            TabMessage::RecordChanged(p) => wire(tab, seq, kind, p).serialize(serializer),
+            TabMessage::Session(p) => wire(tab, seq, kind, p).serialize(serializer),
+            TabMessage::SyncState(p) => wire(tab, seq, kind, p.as_ref()).serialize(serializer),
+        }
+    }
+}
+
+fn wire<'a, P: Serialize>(
+    tab: &'a TabId,
+    seq: u64,
+    kind: &'static str,
+    payload: &'a P,
+) -> Wire<'a, P> {
+    Wire {
+        v: FORMAT_VERSION,
+        tab,
+        seq,
+        kind,
+        payload,
+    }
+}
+
+/// A message as it came off the channel, not yet trusted: the web layer
+/// implements this for a `JsValue` (with serde-wasm-bindgen), tests for
+/// JSON. `read` is asked several times, for ever more of the message.
+pub trait UntrustedMessage {
+    /// The message read as a `T`, or `None` if it is not of that shape.
+    fn read<T: DeserializeOwned>(&self) -> Option<T>;
+}
+
+/// Why a message was ignored; the caller counts these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// Not an envelope at all, or a payload not of its kind's shape.
+    Malformed,
+    /// An envelope of an older format (a tab still running an older build).
+    OlderVersion(u64),
+    /// An envelope of a newer format (a tab already running a newer build).
+    NewerVersion(u64),
+    /// A kind this build does not know.
+    UnknownKind,
+    /// Sent by this very tab (another channel object of it).
+    FromSelf,
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: u64,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    tab: TabId,
+    seq: u64,
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct PayloadOnly<P> {
+    payload: P,
+}
+
+/// Reads an envelope from untrusted input: never panics; anything not of
+/// this build's format is an [`Ignored`] reason.
+///
+/// The version is read first and alone, so that a message of another
+/// format is told apart from a broken one even if its other fields changed.
+pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, Ignored> {
+    let VersionOnly { v } = raw.read().ok_or(Ignored::Malformed)?;
+    if v < FORMAT_VERSION {
+        return Err(Ignored::OlderVersion(v));
+    }
+    if v > FORMAT_VERSION {
+        return Err(Ignored::NewerVersion(v));
+    }
+    let Header { tab, seq, kind } = raw.read().ok_or(Ignored::Malformed)?;
+    if &tab == own_tab {
+        return Err(Ignored::FromSelf);
+    }
+    let message = match kind.as_str() {
+        "lock" => TabMessage::Lock(payload(raw)?),
+        "record-changed" => TabMessage::RecordChanged(payload(raw)?),
+        "session" => TabMessage::Session(payload(raw)?),
+        "sync-state" => TabMessage::SyncState(Box::new(payload(raw)?)),
+        _ => return Err(Ignored::UnknownKind),
+    };
+    Ok(Envelope { tab, seq, message })
+}
+
+fn payload<P: DeserializeOwned>(raw: &impl UntrustedMessage) -> Result<P, Ignored> {
+    raw.read::<PayloadOnly<P>>()
+        .map(|p| p.payload)
+        .ok_or(Ignored::Malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tables in tests have listened since 0; tests start at `T`, after
+    /// the join wait.
+    const T: u64 = 10_000;
+
+    fn table(name: &str) -> LockTable {
+        let mut table = LockTable::new(TabId(name.into()), 7, ElectionConfig::default());
+        table.tick(0);
+        table
+    }
+
+    fn sent(fx: &[ElectionEffect]) -> Vec<LockMessage> {
+        fx.iter()
+            .filter_map(|e| match e {
+                ElectionEffect::Send(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Delivers what `from` sent to `to`, returning `to`'s effects.
+    fn deliver(
+        to: &mut LockTable,
+        from: &LockTable,
+        fx: &[ElectionEffect],
+        now: u64,
+    ) -> Vec<ElectionEffect> {
+        let mut out = Vec::new();
+        for m in sent(fx) {
+            out.extend(to.receive(&from.me().tab, m, now));
+        }
+        out
+    }
+
+    fn granted(fx: &[ElectionEffect]) -> Vec<LockTicket> {
+        fx.iter()
+            .filter_map(|e| match e {
+                ElectionEffect::Granted(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn lost(fx: &[ElectionEffect]) -> Vec<LockTicket> {
+        fx.iter()
+            .filter_map(|e| match e {
+                ElectionEffect::Lost(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn next_tick(fx: &[ElectionEffect]) -> Option<u64> {
+        fx.iter().rev().find_map(|e| match e {
+            ElectionEffect::ScheduleTick { at_ms } => Some(*at_ms),
+            _ => None,
+        })
+    }
+
+    /// Fires the table's timer as asked, until `until`; every effect with
+    /// the time it happened.
+    fn drive(
+        table: &mut LockTable,
+        fx: &[ElectionEffect],
+        until: u64,
+    ) -> Vec<(u64, ElectionEffect)> {
+        let mut out = Vec::new();
+        let mut next = next_tick(fx);
+        while let Some(at) = next.filter(|at| *at <= until) {
+            let fx = table.tick(at);
+            next = next_tick(&fx).or(next.filter(|n| *n > at));
+            out.extend(fx.into_iter().map(|e| (at, e)));
+        }
+        out
+    }
+
+    fn granted_at(log: &[(u64, ElectionEffect)]) -> Vec<(u64, LockTicket)> {
+        log.iter()
+            .filter_map(|(at, e)| match e {
+                ElectionEffect::Granted(t) => Some((*at, t.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn defaults_keep_the_timing_rules() {
+        let c = ElectionConfig::default();
+        assert_eq!((c.silence_ms(), c.join_ms()), (2_400, 2_500));
+        assert!(c.silence_ms() + c.settle_ms <= c.lease_ms);
+        assert!(c.heartbeat_ms < c.silence_ms());
+    }
+
+    #[test]
+    fn a_new_tab_listens_before_it_takes_a_lock() {
+        let mut a = LockTable::new(TabId("a".into()), 1, ElectionConfig::default());
+        let (ticket, fx) = a.acquire(LEADER_LOCK, None, 1_000);
+        assert_eq!(
+            granted_at(&drive(&mut a, &fx, 9_000)),
+            vec![(3_500, ticket)]
+        );
+    }
+
+    #[test]
+    fn a_lone_tab_gets_the_lock_after_the_settle_wait() {
+        let mut a = table("a");
+        let (ticket, fx) = a.acquire(LEADER_LOCK, None, T);
+        assert_eq!(
+            ticket,
+            LockTicket {
+                lock: LEADER_LOCK.into(),
+                stamp: T
+            }
+        );
+        assert_eq!(
+            sent(&fx)[0].signal,
+            LockSignal::Request {
+                lock: LEADER_LOCK.into(),
+                stamp: T
+            }
+        );
+        assert_eq!(next_tick(&fx), Some(T + 100));
+        assert!(!a.holds(&ticket, T + 99));
+        assert!(granted(&a.tick(T + 99)).is_empty());
+        let fx = a.tick(T + 100);
+        assert_eq!(granted(&fx), vec![ticket.clone()]);
+        assert!(matches!(sent(&fx)[0].signal, LockSignal::Hold { .. }));
+        assert!(a.holds(&ticket, T + 100));
+        assert!(a.holds_lock(LEADER_LOCK, T + 100));
+        // Heartbeats keep it.
+        let fx = a.tick(T + 1_000);
+        assert!(matches!(sent(&fx)[0].signal, LockSignal::Heartbeat { .. }));
+        assert!(a.holds(&ticket, T + 3_000));
+        let fx = a.release(&ticket, T + 3_000);
+        assert!(matches!(sent(&fx)[0].signal, LockSignal::Release { .. }));
+        assert!(!a.holds(&ticket, T + 3_000));
+        assert!(!a.knows(&ticket));
+    }
+
+    #[test]
+    fn a_waiter_gets_the_lock_as_soon_as_the_holder_releases() {
+        let mut a = table("a");
+        let mut b = table("b");
+        let (ta, fx) = a.acquire("x", None, T);
+        deliver(&mut b, &a, &fx, T + 1);
+        let fx = a.tick(T + 100);
+        assert_eq!(granted(&fx), vec![ta.clone()]);
+        deliver(&mut b, &a, &fx, T + 101);
+
+        let (tb, fx) = b.acquire("x", None, T + 200);
+        let answer = deliver(&mut a, &b, &fx, T + 201);
+        assert!(matches!(
+            sent(&answer)[0].signal,
+            LockSignal::Heartbeat { .. }
+        ));
+        deliver(&mut b, &a, &answer, T + 202);
+        assert!(granted(&b.tick(T + 300)).is_empty());
+
+        let fx = a.release(&ta, T + 500);
+        let fx = deliver(&mut b, &a, &fx, T + 501);
+        assert_eq!(granted(&fx), vec![tb.clone()]);
+        assert!(b.holds(&tb, T + 501));
+    }
+
+    #[test]
+    fn a_newcomer_hears_of_the_holder_through_the_objection() {
+        let mut a = table("a");
+        let (ta, _) = a.acquire("x", None, T);
+        assert_eq!(granted(&a.tick(T + 100)), vec![ta.clone()]);
+        // `c` never heard of `a`: it learns from the answer to its request.
+        let mut c = table("c");
+        let (tc, fx) = c.acquire("x", None, T + 5_000);
+        for now in [T + 1_100, T + 2_100, T + 3_100, T + 4_100] {
+            assert!(lost(&a.tick(now)).is_empty());
+        }
+        let answer = deliver(&mut a, &c, &fx, T + 5_010);
+        deliver(&mut c, &a, &answer, T + 5_020);
+        assert!(granted(&c.tick(T + 5_100)).is_empty());
+        assert!(!c.holds(&tc, T + 5_100));
+    }
+
+    #[test]
+    fn a_newcomer_hears_of_a_busy_holder_through_its_heartbeat() {
+        let mut a = table("a");
+        let (ta, _) = a.acquire("x", None, T);
+        a.tick(T + 100);
+        // `c` loads while `a` is busy: no answer to its request, but `a`'s
+        // next heartbeat comes within the join wait.
+        let mut c = LockTable::new(TabId("c".into()), 1, ElectionConfig::default());
+        let (tc, fx) = c.acquire("x", None, T + 200);
+        let beat = a.tick(T + 1_100);
+        assert!(a.holds(&ta, T + 1_100));
+        let mut log = drive(&mut c, &fx, T + 1_119);
+        let fx = deliver(&mut c, &a, &beat, T + 1_120);
+        log.extend(drive(&mut c, &fx, T + 2_800));
+        assert!(granted_at(&log).is_empty());
+        assert!(!c.holds(&tc, T + 2_800));
+        // Without that heartbeat it would have taken the lock at T + 2700.
+        let mut d = LockTable::new(TabId("d".into()), 1, ElectionConfig::default());
+        let (td, fx) = d.acquire("x", None, T + 200);
+        assert_eq!(
+            granted_at(&drive(&mut d, &fx, T + 2_800)),
+            vec![(T + 2_700, td)]
+        );
+    }
+
+    #[test]
+    fn concurrent_requests_are_ordered_by_stamp_then_tab_id() {
+        let mut a = table("a");
+        let mut b = table("b");
+        let (tb, fb) = b.acquire("x", None, T);
+        let (ta, fa) = a.acquire("x", None, T);
+        assert_eq!(ta.stamp, tb.stamp);
+        let ra = deliver(&mut a, &b, &fb, T + 10);
+        let rb = deliver(&mut b, &a, &fa, T + 10);
+        deliver(&mut b, &a, &ra, T + 15);
+        deliver(&mut a, &b, &rb, T + 15);
+        assert_eq!(granted(&a.tick(T + 100)), vec![ta]);
+        assert!(granted(&b.tick(T + 100)).is_empty());
+    }
+
+    #[test]
+    fn a_later_request_of_the_same_tab_waits_its_turn() {
+        let mut a = table("a");
+        let (t1, _) = a.acquire("x", None, T);
+        let (t2, _) = a.acquire("x", None, T);
+        let fx = a.tick(T + 100);
+        assert_eq!(granted(&fx), vec![t1.clone()]);
+        let fx = a.release(&t1, T + 150);
+        assert_eq!(granted(&fx), vec![t2]);
+    }
+
+    #[test]
+    fn a_waiter_times_out() {
+        let mut a = table("a");
+        let mut b = table("b");
+        let (_ta, fx) = a.acquire("x", None, T);
+        deliver(&mut b, &a, &fx, T + 1);
+        let fx = a.tick(T + 100);
+        deliver(&mut b, &a, &fx, T + 101);
+        let (tb, fx) = b.acquire("x", Some(500), T + 200);
+        assert_eq!(next_tick(&fx), Some(T + 300));
+        let fx = b.tick(T + 700);
+        assert!(fx.contains(&ElectionEffect::TimedOut(tb.clone())));
+        assert!(matches!(sent(&fx)[0].signal, LockSignal::Release { .. }));
+        assert!(!b.knows(&tb));
+    }
+
+    #[test]
+    fn a_crashed_holder_loses_the_lock_after_the_lease() {
+        let mut a = table("a");
+        let mut b = table("b");
+        let (_ta, fx) = a.acquire("x", None, T);
+        deliver(&mut b, &a, &fx, T + 1);
+        let fx = a.tick(T + 100);
+        deliver(&mut b, &a, &fx, T + 101);
+        let (tb, fx) = b.acquire("x", None, T + 200);
+        let answer = deliver(&mut a, &b, &fx, T + 201);
+        deliver(&mut b, &a, &answer, T + 202);
+        // `a` dies now: its last word arrived at T + 202.
+        let mut at = T + 300;
+        let mut fx = b.tick(at);
+        while granted(&fx).is_empty() {
+            at = next_tick(&fx).unwrap_or(at + 1_000);
+            fx = b.tick(at);
+        }
+        assert_eq!(granted(&fx), vec![tb]);
+        // Forgotten at T + 3202, then one settle wait for a late message.
+        assert_eq!(at, T + 202 + 3_000 + 100);
+    }
+
+    #[test]
+    fn a_frozen_holder_stops_holding_by_its_own_clock() {
+        let mut a = table("a");
+        let (ta, _) = a.acquire("x", None, T);
+        a.tick(T + 100);
+        // Last message at T + 100 (the Hold): silent since.
+        assert!(a.holds(&ta, T + 2_499));
+        assert!(!a.holds(&ta, T + 2_500));
+        let fx = a.tick(T + 10_000);
+        assert_eq!(lost(&fx), vec![ta.clone()]);
+        assert!(!a.knows(&ta));
+    }
+
+    #[test]
+    fn a_frozen_waiter_announces_itself_again_and_listens_anew() {
+        let mut a = table("a");
+        let (ta, _) = a.acquire("x", None, T);
+        let fx = a.tick(T + 50_000);
+        assert!(granted(&fx).is_empty());
+        assert_eq!(
+            sent(&fx)[0].signal,
+            LockSignal::Request {
+                lock: "x".into(),
+                stamp: ta.stamp
+            }
+        );
+        assert_eq!(
+            granted_at(&drive(&mut a, &fx, T + 60_000)),
+            vec![(T + 52_500, ta)]
+        );
+    }
+
+    #[test]
+    fn rejoin_listens_again_but_keeps_a_fresh_hold() {
+        let mut a = table("a");
+        let (ta, _) = a.acquire("x", None, T);
+        a.tick(T + 100);
+        let (ty, _) = a.acquire("y", None, T + 200);
+        let fx = a.rejoin(T + 250);
+        assert!(lost(&fx).is_empty());
+        assert!(a.holds(&ta, T + 250));
+        assert!(sent(&fx).iter().any(|m| m.signal
+            == LockSignal::Request {
+                lock: "y".into(),
+                stamp: ty.stamp
+            }));
+        assert_eq!(
+            granted_at(&drive(&mut a, &fx, T + 5_000)),
+            vec![(T + 2_750, ty)]
+        );
+        assert!(a.holds(&ta, T + 5_000));
+    }
+
+    #[test]
+    fn duplicate_holders_resolve_to_the_earlier_one() {
+        let mut a = table("a");
+        let mut b = table("b");
+        // Each takes the lock without hearing of the other (lost messages).
+        let (ta, _) = a.acquire("x", None, T);
+        a.tick(T + 100);
+        let (tb, _) = b.acquire("x", None, T + 50);
+        b.tick(T + 150);
+        assert!(a.holds(&ta, T + 200) && b.holds(&tb, T + 200));
+        let fa = a.tick(T + 1_100);
+        let fb = b.tick(T + 1_150);
+        // b hears a's heartbeat: a acquired first, b gives up.
+        let out = deliver(&mut b, &a, &fa, T + 1_160);
+        assert_eq!(lost(&out), vec![tb.clone()]);
+        assert!(!b.holds(&tb, T + 1_160));
+        // a hears b's earlier heartbeat, then its release: a keeps the lock.
+        let out = deliver(&mut a, &b, &fb, T + 1_170);
+        assert!(lost(&out).is_empty());
+        let out2 = deliver(&mut a, &b, &out, T + 1_171);
+        assert!(lost(&out2).is_empty());
+        assert!(a.holds(&ta, T + 1_171));
+    }
+
+    #[test]
+    fn hostile_messages_are_bounded_and_harmless() {
+        let mut a = table("a");
+        let (ta, _) = a.acquire("x", None, T);
+        a.tick(T + 100);
+        let evil = TabId("evil".into());
+        let fx = a.receive(
+            &evil,
+            LockMessage {
+                token: 1,
+                clock: u64::MAX,
+                signal: LockSignal::Heartbeat {
+                    entries: (0..10_000)
+                        .map(|i| LockEntry {
+                            lock: format!("l{i}"),
+                            stamp: u64::MAX,
+                            acquired: Some(u64::MAX),
+                        })
+                        .collect(),
+                },
+            },
+            T + 200,
+        );
+        assert!(
+            lost(&fx).is_empty(),
+            "a later holder of other locks changes nothing"
+        );
+        a.receive(
+            &evil,
+            LockMessage {
+                token: 1,
+                clock: 0,
+                signal: LockSignal::Request {
+                    lock: "y".repeat(100_000),
+                    stamp: 0,
+                },
+            },
+            T + 210,
+        );
+        for i in 0..1_000u64 {
+            a.receive(
+                &TabId(format!("t{i}")),
+                LockMessage {
+                    token: i,
+                    clock: 0,
+                    signal: LockSignal::Request {
+                        lock: "z".into(),
+                        stamp: i,
+                    },
+                },
+                T + 220,
+            );
+        }
+        assert!(a.peers().count() <= MAX_PEERS);
+        assert!(a.clock <= MAX_STAMP + 1_000);
+        // A message claiming to be this very tab is ignored.
+        let me = a.me().clone();
+        let fx = a.receive(
+            &me.tab,
+            LockMessage {
+                token: me.token,
+                clock: 0,
+                signal: LockSignal::Hold {
+                    lock: "x".into(),
+                    stamp: 0,
+                    acquired: 0,
+                },
+            },
+            T + 230,
+        );
+        assert!(lost(&fx).is_empty());
+        assert!(a.holds(&ta, T + 230));
+    }
+
+    #[test]
+    fn release_all_tells_the_others() {
+        let mut a = table("a");
+        a.acquire("x", None, T);
+        a.acquire("y", None, T);
+        a.tick(T + 100);
+        let fx = a.release_all(T + 200);
+        assert_eq!(sent(&fx).len(), 2);
+        assert!(!a.holds_lock("x", T + 200));
+    }
+
+    struct Json(serde_json::Value);
+
+    impl UntrustedMessage for Json {
+        fn read<T: DeserializeOwned>(&self) -> Option<T> {
+            serde_json::from_value(self.0.clone()).ok()
+        }
+    }
+
+    fn json(envelope: &Envelope) -> serde_json::Value {
+        serde_json::to_value(envelope).unwrap()
+    }
+
+    #[test]
+    fn every_kind_goes_through_the_envelope_and_back() {
+        let me = TabId("me".into());
+        let messages = vec![
+            TabMessage::Lock(LockMessage {
+                token: 3,
+                clock: 9,
+                signal: LockSignal::Heartbeat {
+                    entries: vec![LockEntry {
+                        lock: "x".into(),
+                        stamp: 1,
+                        acquired: Some(2),
+                    }],
+                },
+            }),
+            TabMessage::RecordChanged(RecordChange {
+                collection: "customers".into(),
+                id: "c1".into(),
+                version: 4,
+            }),
+            TabMessage::Session(SessionNotice {
+                state: SessionEnd::LoggedOut,
+            }),
+            TabMessage::SyncState(Box::default()),
+        ];
+        for (seq, message) in messages.into_iter().enumerate() {
+            let envelope = Envelope {
+                tab: TabId("other".into()),
+                seq: seq as u64,
+                message,
+            };
+            let value = json(&envelope);
+            assert_eq!(value["v"], 1);
+            assert_eq!(value["kind"], envelope.message.kind());
+            assert_eq!(decode(&Json(value), &me), Ok(envelope));
+        }
+    }
+
+    #[test]
+    fn the_wire_shape_is_plain() {
+        let envelope = Envelope {
+            tab: TabId("t1".into()),
+            seq: 5,
+            message: TabMessage::Session(SessionNotice {
+                state: SessionEnd::Expired,
+            }),
+        };
+        assert_eq!(
+            json(&envelope),
+            serde_json::json!({ "v": 1, "tab": "t1", "seq": 5, "kind": "session", "payload": { "state": "expired" } })
+        );
+        let lock = Envelope {
+            tab: TabId("t1".into()),
+            seq: 6,
+            message: TabMessage::Lock(LockMessage {
+                token: 1,
+                clock: 2,
+                signal: LockSignal::Request {
+                    lock: "x".into(),
+                    stamp: 2,
+                },
+            }),
+        };
+        assert_eq!(
+            json(&lock)["payload"],
+            serde_json::json!({ "token": 1, "clock": 2, "signal": { "type": "request", "lock": "x", "stamp": 2 } })
+        );
+    }
+
+    #[test]
+    fn untrusted_input_is_ignored_with_a_reason() {
+        use serde_json::json;
+        let me = TabId("me".into());
+        let cases = [
+            (json!(null), Ignored::Malformed),
+            (json!(42), Ignored::Malformed),
+            (json!("hello"), Ignored::Malformed),
+            (json!([1, 2]), Ignored::Malformed),
+            (json!({}), Ignored::Malformed),
+            (json!({ "v": "1" }), Ignored::Malformed),
+            (json!({ "v": -1 }), Ignored::Malformed),
+            (
+                json!({ "v": 0, "anything": true }),
+                Ignored::OlderVersion(0),
+            ),
+            (
+                json!({ "v": 2, "sender": "renamed" }),
+                Ignored::NewerVersion(2),
+            ),
+            (
+                json!({ "v": 1, "tab": "t", "kind": "session", "payload": { "state": "expired" } }),
+                Ignored::Malformed,
+            ),
+            (
+                json!({ "v": 1, "tab": "t", "seq": 1, "kind": "gossip", "payload": {} }),
+                Ignored::UnknownKind,
+            ),
+            (
+                json!({ "v": 1, "tab": "t", "seq": 1, "kind": "session", "payload": { "state": "asleep" } }),
+                Ignored::Malformed,
+            ),
+            (
+                json!({ "v": 1, "tab": "t", "seq": 1, "kind": "session" }),
+                Ignored::Malformed,
+            ),
+            (
+                json!({ "v": 1, "tab": "t", "seq": 1, "kind": "lock", "payload": { "token": 1, "clock": 1, "signal": { "type": "shout" } } }),
+                Ignored::Malformed,
+            ),
+            (
+                json!({ "v": 1, "tab": "t", "seq": 1, "kind": "record-changed", "payload": { "collection": "c", "id": "i", "version": -3 } }),
+                Ignored::Malformed,
+            ),
+            (
+                json!({ "v": 1, "tab": "me", "seq": 1, "kind": "session", "payload": { "state": "expired" } }),
+                Ignored::FromSelf,
+            ),
+        ];
+        for (value, reason) in cases {
+            assert_eq!(decode(&Json(value.clone()), &me), Err(reason), "{value}");
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod properties {
+    //! A simulated origin: N tabs on one channel with a global clock.
+    //! Delivery takes 0..=D ms and keeps each sender's order to each
+    //! receiver; messages may be lost (until a given time); tabs may crash
+    //! (for good) or freeze (no timers, no messages, for a while: the
+    //! messages wait). A global observer checks, after every step, how many
+    //! tabs hold each lock by `LockTable::holds_lock`.
+
+    use std::cmp::Reverse;
+    use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The longest delivery time; `settle_ms` (100) is at least twice it.
+    const D: u64 = 40;
+    const LOCKS: [&str; 2] = ["x", "y"];
+
+    /// xorshift64*: the simulation's randomness, from a proptest seed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn new(seed: u64) -> Self {
+            Self(seed | 1)
+        }
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            if n == 0 {
+                0
+            } else {
+                self.next() % n
+            }
+        }
+        fn chance(&mut self, per_mille: u64) -> bool {
+            self.below(1_000) < per_mille
+        }
+    }
+
+    /// One acquire a tab will make: not before `at`, and not before its
+    /// previous one ended.
+    #[derive(Debug, Clone)]
+    struct Intent {
+        at: u64,
+        lock: &'static str,
+        /// `None`: hold until the tab dies.
+        hold_ms: Option<u64>,
+        timeout_ms: Option<u64>,
+    }
+
+    #[derive(Debug, Clone, Default)]
+    struct TabPlan {
+        /// The page loads: nothing reaches it before.
+        join_at: u64,
+        intents: VecDeque<Intent>,
+        crash_at: Option<u64>,
+        freeze: Option<(u64, u64)>,
+    }
+
+    /// What happened to one request.
+    #[derive(Debug, Clone)]
+    struct Request {
+        tab: usize,
+        ticket: LockTicket,
+        sent_at: u64,
+        granted_at: Option<u64>,
+        ended: bool,
+    }
+
+    struct SimTab {
+        table: LockTable,
+        plan: TabPlan,
+        alive: bool,
+        timer: Option<u64>,
+        busy: bool,
+        ready_at: u64,
+        holding: Option<(LockTicket, Option<u64>)>,
+    }
+
+    impl SimTab {
+        fn frozen_until(&self, now: u64) -> Option<u64> {
+            self.plan
+                .freeze
+                .filter(|(from, to)| *from <= now && now < *to)
+                .map(|(_, to)| to)
+        }
+    }
+
+    struct Net {
+        rng: Rng,
+        now: u64,
+        tabs: Vec<SimTab>,
+        /// (deliver at, send order, to, from) -> message.
+        inflight: BinaryHeap<Reverse<(u64, u64, usize, usize)>>,
+        messages: BTreeMap<u64, LockMessage>,
+        link_last: BTreeMap<(usize, usize), u64>,
+        sent: u64,
+        loss_per_mille: u64,
+        loss_until: u64,
+        last_drop: Option<u64>,
+        requests: Vec<Request>,
+        /// (lock, time) of every moment with two holders.
+        duplicates: Vec<(&'static str, u64)>,
+        config: ElectionConfig,
+        trace: bool,
+    }
+
+    impl Net {
+        fn new(seed: u64, plans: Vec<TabPlan>, loss_per_mille: u64, loss_until: u64) -> Self {
+            let config = ElectionConfig::default();
+            let tabs = plans
+                .into_iter()
+                .enumerate()
+                .map(|(i, plan)| SimTab {
+                    table: LockTable::new(
+                        TabId(format!("tab-{i}")),
+                        seed ^ i as u64,
+                        config.clone(),
+                    ),
+                    plan,
+                    alive: true,
+                    timer: None,
+                    busy: false,
+                    ready_at: 0,
+                    holding: None,
+                })
+                .collect();
+            Self {
+                rng: Rng::new(seed),
+                now: 0,
+                tabs,
+                inflight: BinaryHeap::new(),
+                messages: BTreeMap::new(),
+                link_last: BTreeMap::new(),
+                sent: 0,
+                loss_per_mille,
+                loss_until,
+                last_drop: None,
+                requests: Vec::new(),
+                duplicates: Vec::new(),
+                config,
+                trace: false,
+            }
+        }
+
+        fn effects(&mut self, i: usize, fx: Vec<ElectionEffect>) {
+            let now = self.now;
+            for effect in fx {
+                if self.trace {
+                    eprintln!("    {now} tab {i}: {effect:?}");
+                }
+                match effect {
+                    ElectionEffect::Send(message) => {
+                        self.sent += 1;
+                        self.messages.insert(self.sent, message);
+                        for j in 0..self.tabs.len() {
+                            if j == i {
+                                continue;
+                            }
+                            if now < self.loss_until && self.rng.chance(self.loss_per_mille) {
+                                self.last_drop = Some(now);
+                                continue;
+                            }
+                            let delay = self.rng.below(D + 1);
+                            let last = self.link_last.get(&(i, j)).copied().unwrap_or(0);
+                            let at = (now + delay).max(last);
+                            self.link_last.insert((i, j), at);
+                            self.inflight.push(Reverse((at, self.sent, j, i)));
+                        }
+                    }
+                    ElectionEffect::Granted(ticket) => {
+                        let tab = &mut self.tabs[i];
+                        let hold = tab.plan.intents.front().and_then(|intent| intent.hold_ms);
+                        tab.plan.intents.pop_front();
+                        tab.holding = Some((ticket.clone(), hold.map(|h| now + h)));
+                        self.request(i, &ticket).granted_at = Some(now);
+                    }
+                    ElectionEffect::Lost(ticket) | ElectionEffect::TimedOut(ticket) => {
+                        let tab = &mut self.tabs[i];
+                        if tab.holding.as_ref().is_some_and(|(t, _)| *t == ticket) {
+                            tab.holding = None;
+                        } else {
+                            tab.plan.intents.pop_front();
+                        }
+                        tab.busy = false;
+                        tab.ready_at = now + 1;
+                        self.request(i, &ticket).ended = true;
+                    }
+                    ElectionEffect::ScheduleTick { at_ms } => {
+                        assert!(at_ms >= now, "a tick in the past");
+                        self.tabs[i].timer = Some(at_ms);
+                    }
+                }
+            }
+        }
+
+        fn request(&mut self, tab: usize, ticket: &LockTicket) -> &mut Request {
+            let at = self
+                .requests
+                .iter()
+                .position(|r| r.tab == tab && &r.ticket == ticket)
+                .expect("an effect for a ticket never requested");
+            &mut self.requests[at]
+        }
+
+        /// The next thing to happen: (time, what).
+        fn next_event(&self) -> Option<(u64, Step)> {
+            let mut best: Option<(u64, Step)> = None;
+            let mut offer = |at: u64, step: Step| {
+                let earlier = match &best {
+                    Some((b, _)) => at < *b,
+                    None => true,
+                };
+                if earlier {
+                    best = Some((at, step));
+                }
+            };
+            if let Some(Reverse((at, seq, to, from))) = self.inflight.peek() {
+                offer(*at, Step::Deliver(*seq, *to, *from));
+            }
+            for (i, tab) in self.tabs.iter().enumerate() {
+                if !tab.alive {
+                    continue;
+                }
+                if let Some(at) = tab.plan.crash_at {
+                    offer(at, Step::Crash(i));
+                }
+                if let Some(at) = tab.timer {
+                    offer(at, Step::Tick(i));
+                }
+                if let Some((_, Some(at))) = &tab.holding {
+                    offer(*at, Step::Release(i));
+                }
+                if !tab.busy {
+                    if let Some(intent) = tab.plan.intents.front() {
+                        offer(intent.at.max(tab.ready_at), Step::Acquire(i));
+                    }
+                }
+            }
+            best
+        }
+
+        fn run(&mut self, until: u64) {
+            while let Some((at, step)) = self.next_event() {
+                if at > until {
+                    break;
+                }
+                self.now = self.now.max(at);
+                self.step(step);
+                self.observe();
+            }
+            self.now = until;
+        }
+
+        fn step(&mut self, step: Step) {
+            let now = self.now;
+            if self.trace {
+                let detail = match step {
+                    Step::Deliver(seq, _, _) => format!("{:?}", self.messages.get(&seq)),
+                    _ => String::new(),
+                };
+                eprintln!("{now} {step:?} {detail}");
+            }
+            // A frozen tab does nothing until it thaws; what it was due to
+            // do waits.
+            let target = match step {
+                Step::Deliver(_, to, _) => to,
+                Step::Crash(i) | Step::Tick(i) | Step::Release(i) | Step::Acquire(i) => i,
+            };
+            if let Some(thaw) = self.tabs[target].frozen_until(now) {
+                match step {
+                    Step::Deliver(seq, to, from) => {
+                        self.inflight.pop();
+                        self.inflight.push(Reverse((thaw, seq, to, from)));
+                    }
+                    Step::Tick(i) => self.tabs[i].timer = Some(thaw),
+                    Step::Release(i) => {
+                        if let Some((_, Some(at))) = &mut self.tabs[i].holding {
+                            *at = thaw;
+                        }
+                    }
+                    Step::Acquire(i) => self.tabs[i].ready_at = thaw,
+                    Step::Crash(i) => self.tabs[i].alive = false,
+                }
+                return;
+            }
+            match step {
+                Step::Deliver(seq, to, from) => {
+                    self.inflight.pop();
+                    if self.tabs[to].alive && self.tabs[to].plan.join_at <= now {
+                        if let Some(message) = self.messages.get(&seq).cloned() {
+                            let tab = self.tabs[from].table.me().tab.clone();
+                            let fx = self.tabs[to].table.receive(&tab, message, now);
+                            self.effects(to, fx);
+                        }
+                    }
+                }
+                Step::Crash(i) => self.tabs[i].alive = false,
+                Step::Tick(i) => {
+                    self.tabs[i].timer = None;
+                    let fx = self.tabs[i].table.tick(now);
+                    self.effects(i, fx);
+                }
+                Step::Release(i) => {
+                    if let Some((ticket, _)) = self.tabs[i].holding.take() {
+                        let fx = self.tabs[i].table.release(&ticket, now);
+                        self.tabs[i].busy = false;
+                        self.tabs[i].ready_at = now + 1;
+                        self.request(i, &ticket).ended = true;
+                        self.effects(i, fx);
+                    }
+                }
+                Step::Acquire(i) => {
+                    let Some(intent) = self.tabs[i].plan.intents.front().cloned() else {
+                        return;
+                    };
+                    let (ticket, fx) =
+                        self.tabs[i]
+                            .table
+                            .acquire(intent.lock, intent.timeout_ms, now);
+                    self.tabs[i].busy = true;
+                    self.requests.push(Request {
+                        tab: i,
+                        ticket,
+                        sent_at: now,
+                        granted_at: None,
+                        ended: false,
+                    });
+                    self.effects(i, fx);
+                }
+            }
+        }
+
+        /// Runs until every live tab has done all it meant to (or `limit`).
+        fn run_to_quiet(&mut self, limit: u64) {
+            while self.now < limit {
+                self.run(self.now + 10_000);
+                let quiet = self
+                    .tabs
+                    .iter()
+                    .all(|t| !t.alive || (!t.busy && t.plan.intents.is_empty()));
+                if quiet {
+                    break;
+                }
+            }
+        }
+
+        fn observe(&mut self) {
+            for lock in LOCKS {
+                let holders = self
+                    .tabs
+                    .iter()
+                    .filter(|t| t.alive && t.table.holds_lock(lock, self.now))
+                    .count();
+                if holders > 1 {
+                    self.duplicates.push((lock, self.now));
+                }
+            }
+        }
+
+        /// The moment after which no duplicate may exist: one heartbeat
+        /// plus the lease after the last lost message's delivery time.
+        fn calm_after(&self) -> u64 {
+            self.last_drop.map_or(0, |t| {
+                t + D + self.config.heartbeat_ms + self.config.lease_ms
+            })
+        }
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Step {
+        Deliver(u64, usize, usize),
+        Crash(usize),
+        Tick(usize),
+        Release(usize),
+        Acquire(usize),
+    }
+
+    /// Random work for `tabs` tabs over `span` ms.
+    fn plans(
+        rng: &mut Rng,
+        tabs: usize,
+        span: u64,
+        crashes: bool,
+        freezes: bool,
+        timeouts: bool,
+    ) -> Vec<TabPlan> {
+        (0..tabs)
+            .map(|_| {
+                let mut plan = TabPlan::default();
+                if rng.chance(500) {
+                    plan.join_at = rng.below(span / 2);
+                }
+                let mut at = plan.join_at + rng.below(500);
+                while at < span {
+                    plan.intents.push_back(Intent {
+                        at,
+                        lock: LOCKS[rng.below(2) as usize],
+                        // Mostly short, sometimes long: a long hold makes an
+                        // unresolved duplicate visible.
+                        hold_ms: Some(if rng.chance(150) {
+                            2_000 + rng.below(8_000)
+                        } else {
+                            rng.below(400)
+                        }),
+                        timeout_ms: if timeouts && rng.chance(300) {
+                            Some(100 + rng.below(3_000))
+                        } else {
+                            None
+                        },
+                    });
+                    at += rng.below(1_500);
+                }
+                if crashes && rng.chance(300) {
+                    plan.crash_at = Some(rng.below(span));
+                }
+                if freezes && rng.chance(400) {
+                    let from = rng.below(span);
+                    plan.freeze = Some((from, from + 200 + rng.below(6_000)));
+                }
+                plan
+            })
+            .collect()
+    }
+
+    fn fifo_holds(net: &Net) -> Result<(), TestCaseError> {
+        for r1 in &net.requests {
+            for r2 in &net.requests {
+                if r1.ticket.lock != r2.ticket.lock || r2.sent_at < r1.sent_at + D {
+                    continue;
+                }
+                if let (Some(g1), Some(g2)) = (r1.granted_at, r2.granted_at) {
+                    prop_assert!(
+                        g1 <= g2,
+                        "{:?} made {} ms after {:?} was served first",
+                        r2,
+                        r2.sent_at - r1.sent_at,
+                        r1
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A holder or a waiter freezes around the moment a new tab loads.
+    fn freeze_case(
+        seed: u64,
+        holds: bool,
+        freeze_at: u64,
+        freeze_for: u64,
+        join_offset: u64,
+        others: usize,
+        trace: bool,
+    ) -> Net {
+        let mut rng = Rng::new(seed);
+        let mut plans = Vec::new();
+        if !holds {
+            // Someone holds first, so that the frozen tab is a waiter.
+            plans.push(TabPlan {
+                join_at: 0,
+                intents: VecDeque::from([Intent {
+                    at: 0,
+                    lock: "x",
+                    hold_ms: Some(freeze_at + rng.below(3_000)),
+                    timeout_ms: None,
+                }]),
+                crash_at: None,
+                freeze: None,
+            });
+        }
+        plans.push(TabPlan {
+            join_at: 0,
+            intents: VecDeque::from([Intent {
+                at: 100,
+                lock: "x",
+                hold_ms: Some(20_000),
+                timeout_ms: None,
+            }]),
+            crash_at: None,
+            freeze: Some((freeze_at, freeze_at + freeze_for)),
+        });
+        let join = freeze_at.saturating_sub(2_000) + join_offset;
+        plans.push(TabPlan {
+            join_at: join,
+            intents: VecDeque::from([Intent {
+                at: join,
+                lock: "x",
+                hold_ms: Some(3_000),
+                timeout_ms: None,
+            }]),
+            crash_at: None,
+            freeze: None,
+        });
+        for _ in 0..others {
+            let at = rng.below(10_000);
+            plans.push(TabPlan {
+                join_at: at,
+                intents: VecDeque::from([Intent {
+                    at,
+                    lock: "x",
+                    hold_ms: Some(rng.below(2_000)),
+                    timeout_ms: None,
+                }]),
+                crash_at: None,
+                freeze: None,
+            });
+        }
+        let mut net = Net::new(seed, plans, 0, 0);
+        net.trace = trace;
+        net.run(60_000);
+        net
+    }
+
+    /// Cases the property test once found: a waiter frozen with its peers'
+    /// heartbeats queued must not forget them and take the lock on waking.
+    #[test]
+    fn a_waking_waiter_hears_its_queue_out_before_taking_the_lock() {
+        for (seed, at, len, offset, others) in [
+            (11_705_658_973_452_080_330, 4_668, 2_072, 0, 1),
+            (13_434_577_894_948_068_134, 7_621, 2_060, 1_965, 2),
+        ] {
+            let net = freeze_case(seed, false, at, len, offset, others, false);
+            assert!(net.duplicates.is_empty(), "{:?}", net.duplicates.first());
+        }
+    }
+
+    proptest! {
+        // 256 cases unless PROPTEST_CASES says otherwise; no regression
+        // files in the source tree.
+        #![proptest_config(ProptestConfig {
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// No message lost: never two holders of a lock at one moment,
+        /// whatever the delivery order, crashes and freezes; every request
+        /// of a live tab ends (granted, or timed out); waiters requesting
+        /// at least D apart are served in order.
+        #[test]
+        fn without_loss_a_lock_has_at_most_one_holder(
+            seed in any::<u64>(),
+            tabs in 2usize..6,
+            crashes in any::<bool>(),
+            freezes in any::<bool>(),
+            timeouts in any::<bool>(),
+        ) {
+            let mut rng = Rng::new(seed);
+            let span = 15_000;
+            let plans = plans(&mut rng, tabs, span, crashes, freezes, timeouts);
+            let mut net = Net::new(seed, plans, 0, 0);
+            net.run_to_quiet(2_000_000);
+            prop_assert!(net.duplicates.is_empty(), "two holders at {:?}", net.duplicates.first());
+            for r in &net.requests {
+                if net.tabs[r.tab].alive {
+                    prop_assert!(r.ended || r.granted_at.is_some(), "request never served: {:?}", r);
+                }
+            }
+            if !crashes && !freezes && !timeouts {
+                fifo_holds(&net)?;
+                prop_assert!(net.requests.iter().all(|r| r.granted_at.is_some()));
+            }
+        }
+
+        /// Messages lost (up to 30 %) until a moment, crashes and freezes:
+        /// duplicates may appear while messages are lost, but none lasts
+        /// past one heartbeat plus the lease after the last lost message,
+        /// and every request of a live tab is served in the end.
+        #[test]
+        fn with_loss_duplicates_end_within_a_heartbeat_and_a_lease(
+            seed in any::<u64>(),
+            tabs in 2usize..6,
+            loss in 1u64..300,
+            crashes in any::<bool>(),
+            freezes in any::<bool>(),
+        ) {
+            let mut rng = Rng::new(seed);
+            let span = 20_000;
+            let plans = plans(&mut rng, tabs, span, crashes, freezes, true);
+            let mut net = Net::new(seed, plans, loss, span / 2);
+            net.run_to_quiet(2_000_000);
+            let calm = net.calm_after();
+            let late: Vec<_> = net.duplicates.iter().filter(|(_, at)| *at >= calm).collect();
+            prop_assert!(late.is_empty(), "two holders at {:?}, after {}", late.first(), calm);
+            for r in &net.requests {
+                if net.tabs[r.tab].alive {
+                    prop_assert!(r.ended || r.granted_at.is_some(), "request never served: {:?}", r);
+                }
+            }
+        }
+
+        /// The dangerous windows of a freeze, probed densely: a holder or a
+        /// waiter freezes (its messages wait, its timers stop) around the
+        /// moment a new tab loads and asks for the same lock.
+        #[test]
+        fn a_freeze_around_a_newcomer_never_gives_two_holders(
+            seed in any::<u64>(),
+            holds in any::<bool>(),
+            freeze_at in 2_000u64..8_000,
+            freeze_for in 100u64..5_000,
+            join_offset in 0u64..4_000,
+            others in 0usize..3,
+        ) {
+            let net = freeze_case(seed, holds, freeze_at, freeze_for, join_offset, others, false);
+            prop_assert!(net.duplicates.is_empty(), "two holders at {:?}", net.duplicates.first());
+        }
+
+        /// A partition (every message lost until `heal_at`) lets every tab
+        /// take the lock; once it heals, exactly one keeps it within one
+        /// heartbeat plus the lease, and the lock is never free meanwhile
+        /// for long.
+        #[test]
+        fn after_a_partition_duplicates_resolve_to_one(
+            seed in any::<u64>(),
+            tabs in 2usize..5,
+            heal_at in 3_000u64..10_000,
+        ) {
+            let mut rng = Rng::new(seed);
+            let plans = (0..tabs)
+                .map(|_| TabPlan {
+                    join_at: 0,
+                    intents: VecDeque::from([Intent {
+                        at: rng.below(heal_at - 2_600),
+                        lock: "x",
+                        hold_ms: Some(30_000),
+                        timeout_ms: None,
+                    }]),
+                    crash_at: None,
+                    freeze: None,
+                })
+                .collect();
+            let mut net = Net::new(seed, plans, 1_000, heal_at);
+            net.run(heal_at + 20_000);
+            prop_assert!(net.duplicates.iter().any(|(_, at)| *at < heal_at), "the partition made no duplicate");
+            let calm = net.calm_after();
+            prop_assert!(calm <= heal_at + D + net.config.heartbeat_ms + net.config.lease_ms);
+            let late: Vec<_> = net.duplicates.iter().filter(|(_, at)| *at >= calm).collect();
+            prop_assert!(late.is_empty(), "two holders at {:?}, after {}", late.first(), calm);
+            let holders = net.tabs.iter().filter(|t| t.table.holds_lock("x", net.now)).count();
+            prop_assert_eq!(holders, 1);
+        }
+
+        /// A holder that crashes keeps nobody waiting longer than the lease
+        /// (plus delivery), and the waiters then go in request order.
+        #[test]
+        fn a_crashed_holders_lock_goes_to_a_waiter_after_the_lease(
+            seed in any::<u64>(),
+            waiters in 1usize..5,
+            crash_at in 3_000u64..12_000,
+        ) {
+            let mut rng = Rng::new(seed);
+            let mut plans = vec![TabPlan {
+                join_at: 0,
+                intents: VecDeque::from([Intent { at: 0, lock: "x", hold_ms: None, timeout_ms: None }]),
+                crash_at: Some(crash_at),
+                freeze: None,
+            }];
+            for _ in 0..waiters {
+                let mut plan = TabPlan::default();
+                let at = 200 + rng.below(crash_at - 200);
+                // Some waiters load after the holder took the lock.
+                plan.join_at = if rng.chance(500) { at } else { 0 };
+                plan.intents.push_back(Intent {
+                    at,
+                    lock: "x",
+                    hold_ms: Some(rng.below(300)),
+                    timeout_ms: None,
+                });
+                plans.push(plan);
+            }
+            let mut net = Net::new(seed, plans, 0, 0);
+            net.run(crash_at + 30_000);
+            prop_assert!(net.duplicates.is_empty());
+            prop_assert_eq!(net.requests[0].granted_at, Some(net.config.join_ms()));
+            let first = net.requests[1..].iter().filter_map(|r| r.granted_at).min();
+            prop_assert!(first.is_some());
+            let first = first.unwrap_or(0);
+            prop_assert!(first >= crash_at, "granted at {} while the holder lived", first);
+            prop_assert!(
+                first <= crash_at + D + net.config.lease_ms + net.config.settle_ms,
+                "granted at {}, crash at {}",
+                first,
+                crash_at
+            );
+            prop_assert!(net.requests.iter().all(|r| r.granted_at.is_some()));
+            fifo_holds(&net)?;
+        }
+    }
+}

@@ -38,6 +38,9 @@ use tsify::Tsify;
 
 use crate::core::code::ErrorCode;
 
+/// The message shown while a cancel request is on its way.
+const CANCELLING: &str = "Cancelling";
+
 /// Lower bound of the poll interval, whatever the app configures: a zero
 /// interval would poll in a tight loop.
 const MIN_POLL_MS: u64 = 50;
@@ -162,7 +165,9 @@ pub struct SyncStats {
 pub struct SyncError {
     /// The stable code (`sync_not_found`, `timeout`, `network`, `server`,
     /// `unauthorized`, `bad_response`, ...).
-    #[tsify(type = "\"unauthorized\" | \"forbidden\" | \"not_found\" | \"invalid\" | \"conflict\" | \"overlap\" | \"network\" | \"timeout\" | \"server\" | \"bad_response\" | \"offline\" | \"quota\" | \"version_mismatch\" | \"lock_timeout\" | \"cancelled\" | \"sync_not_found\" | \"storage\" | \"closed\"")]
+    #[tsify(
+        type = "\"unauthorized\" | \"forbidden\" | \"not_found\" | \"invalid\" | \"conflict\" | \"overlap\" | \"network\" | \"timeout\" | \"server\" | \"bad_response\" | \"offline\" | \"quota\" | \"version_mismatch\" | \"lock_timeout\" | \"cancelled\" | \"sync_not_found\" | \"storage\" | \"closed\""
+    )]
     pub code: ErrorCode,
     /// Words for a person.
     pub message: String,
@@ -196,7 +201,7 @@ pub struct StoredSyncJob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncHistoryEntry {
-    /// The server's job id; `null` when the run ended before the server
+    /// The server's job id; absent when the run ended before the server
     /// answered the start.
     pub sync_id: Option<String>,
     /// Which way it copied.
@@ -461,8 +466,8 @@ pub enum SyncEvent {
     PollResult {
         /// The job polled (the `sync_id` of the [`SyncEffect::Poll`]).
         sync_id: String,
-        /// The body.
-        status: ServerSyncStatus,
+        /// The body (boxed: it is by far the largest event).
+        status: Box<ServerSyncStatus>,
         /// When.
         now: u64,
     },
@@ -682,9 +687,15 @@ impl SyncState {
             SyncEvent::StartFailed {
                 run, code, message, ..
             } => {
-                if self.ledger.driving && run == self.ledger.run && self.phase == SyncPhase::Starting
+                if self.ledger.driving
+                    && run == self.ledger.run
+                    && self.phase == SyncPhase::Starting
                 {
-                    self.finish(SyncOutcome::Error, Some(SyncError::new(code, message)), step);
+                    self.finish(
+                        SyncOutcome::Error,
+                        Some(SyncError::new(code, message)),
+                        step,
+                    );
                 }
             }
             // The timer fired: whatever comes next needs a new one.
@@ -694,7 +705,7 @@ impl SyncState {
             } => {
                 if self.follows(&sync_id) {
                     self.ledger.poll_in_flight = false;
-                    self.absorb(status, step);
+                    self.absorb(*status, step);
                 }
             }
             SyncEvent::PollFailed { sync_id, code, .. } => {
@@ -733,9 +744,7 @@ impl SyncState {
 
     /// Whether an answer about `sync_id` belongs to the run this tab drives.
     fn follows(&self, sync_id: &str) -> bool {
-        self.ledger.driving
-            && self.phase.is_running()
-            && self.sync_id.as_deref() == Some(sync_id)
+        self.ledger.driving && self.phase.is_running() && self.sync_id.as_deref() == Some(sync_id)
     }
 
     fn press(&mut self, kind: SyncKind, step: &mut Step<'_>) {
@@ -850,7 +859,11 @@ impl SyncState {
                     ),
                     None => (ErrorCode::Server, "the sync job failed".to_string()),
                 };
-                self.finish(SyncOutcome::Error, Some(SyncError::new(code, message)), step);
+                self.finish(
+                    SyncOutcome::Error,
+                    Some(SyncError::new(code, message)),
+                    step,
+                );
             }
             running => {
                 self.phase = running;
@@ -866,10 +879,9 @@ impl SyncState {
                 ErrorCode::SyncNotFound,
                 "the server no longer knows this sync job",
             )),
-            ErrorCode::Unauthorized => Some(SyncError::new(
-                ErrorCode::Unauthorized,
-                "the session ended",
-            )),
+            ErrorCode::Unauthorized => {
+                Some(SyncError::new(ErrorCode::Unauthorized, "the session ended"))
+            }
             ErrorCode::Forbidden => Some(SyncError::new(
                 ErrorCode::Forbidden,
                 "this sync job belongs to someone else",
@@ -919,7 +931,7 @@ impl SyncState {
             Some(sync_id) => {
                 if !self.ledger.cancel_requested {
                     self.ledger.cancel_requested = true;
-                    self.message = Some("Cancelling".to_string());
+                    self.message = Some(CANCELLING.to_string());
                     step.effects.push(SyncEffect::SendCancel { sync_id });
                 }
             }
@@ -993,7 +1005,8 @@ impl SyncState {
         let started_at = self.started_at.unwrap_or(now);
         self.phase = outcome.phase();
         self.error = error.clone();
-        if outcome != SyncOutcome::Cancelled || self.message.as_deref() == Some("Cancelling") {
+        if self.message.as_deref() == Some(CANCELLING) {
+            // Our own words, not the server's: over once the run is.
             self.message = None;
         }
         let ledger = &mut self.ledger;
@@ -1004,16 +1017,17 @@ impl SyncState {
         if self.sync_id.is_some() {
             step.effects.push(SyncEffect::StoreJob(None));
         }
-        step.effects.push(SyncEffect::RecordHistory(SyncHistoryEntry {
-            sync_id: self.sync_id.clone(),
-            kind: self.ledger.kind.unwrap_or_default(),
-            status: outcome,
-            started_at,
-            finished_at: now,
-            duration_ms: now.saturating_sub(started_at),
-            stats: self.stats,
-            error,
-        }));
+        step.effects
+            .push(SyncEffect::RecordHistory(SyncHistoryEntry {
+                sync_id: self.sync_id.clone(),
+                kind: self.ledger.kind.unwrap_or_default(),
+                status: outcome,
+                started_at,
+                finished_at: now,
+                duration_ms: now.saturating_sub(started_at),
+                stats: self.stats,
+                error,
+            }));
         // Shown now, even if a follow-up starts in the same step: every tab
         // sees how the run ended.
         step.publish(self);
@@ -1151,15 +1165,21 @@ mod tests {
             self.on(SyncEvent::PollTick { now })
         }
 
-        fn result(&mut self, id: &str, status: &str, progress: Option<f64>, now: u64) -> Vec<SyncEffect> {
+        fn result(
+            &mut self,
+            id: &str,
+            status: &str,
+            progress: Option<f64>,
+            now: u64,
+        ) -> Vec<SyncEffect> {
             self.on(SyncEvent::PollResult {
                 sync_id: id.to_string(),
-                status: ServerSyncStatus {
+                status: Box::new(ServerSyncStatus {
                     sync_id: Some(id.to_string()),
                     status: Some(status.to_string()),
                     progress,
                     ..ServerSyncStatus::default()
-                },
+                }),
                 now,
             })
         }
@@ -1184,11 +1204,15 @@ mod tests {
     }
 
     fn polls(fx: &[SyncEffect]) -> usize {
-        fx.iter().filter(|e| matches!(e, SyncEffect::Poll { .. })).count()
+        fx.iter()
+            .filter(|e| matches!(e, SyncEffect::Poll { .. }))
+            .count()
     }
 
     fn starts(fx: &[SyncEffect]) -> usize {
-        fx.iter().filter(|e| matches!(e, SyncEffect::PostStart { .. })).count()
+        fx.iter()
+            .filter(|e| matches!(e, SyncEffect::PostStart { .. }))
+            .count()
     }
 
     fn history(fx: &[SyncEffect]) -> Vec<SyncHistoryEntry> {
@@ -1211,8 +1235,16 @@ mod tests {
     fn a_press_posts_a_start_and_the_first_poll_waits_one_interval() {
         let mut tab = Tab::new();
         let fx = tab.press(0);
-        assert_eq!(fx[0], SyncEffect::PostStart { run: 1, kind: SyncKind::FromSheet });
-        assert!(fx.iter().any(|e| matches!(e, SyncEffect::Broadcast(s) if s.phase == SyncPhase::Starting)));
+        assert_eq!(
+            fx[0],
+            SyncEffect::PostStart {
+                run: 1,
+                kind: SyncKind::FromSheet
+            }
+        );
+        assert!(fx
+            .iter()
+            .any(|e| matches!(e, SyncEffect::Broadcast(s) if s.phase == SyncPhase::Starting)));
         assert!(fx.contains(&SyncEffect::Notify));
         assert_eq!(tab.state.started_at, Some(0));
 
@@ -1229,7 +1261,10 @@ mod tests {
         let fx = tab.tick(1_100);
         assert_eq!(
             fx[0],
-            SyncEffect::Poll { sync_id: "job-1".into(), timeout_ms: 10_000 }
+            SyncEffect::Poll {
+                sync_id: "job-1".into(),
+                timeout_ms: 10_000
+            }
         );
     }
 
@@ -1238,9 +1273,15 @@ mod tests {
         let mut tab = Tab::running();
         tab.result("job-1", "downloading", Some(50.0), 1_200);
         assert_eq!(tab.state.progress, 50.0);
-        for (i, p) in [Some(30.0), Some(f64::NAN), Some(-5.0), None, Some(f64::NEG_INFINITY)]
-            .into_iter()
-            .enumerate()
+        for (i, p) in [
+            Some(30.0),
+            Some(f64::NAN),
+            Some(-5.0),
+            None,
+            Some(f64::NEG_INFINITY),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let now = 2_200 + 1_000 * i as u64;
             assert_eq!(polls(&tab.tick(now)), 1);
@@ -1258,20 +1299,23 @@ mod tests {
         let mut tab = Tab::running();
         tab.on(SyncEvent::PollResult {
             sync_id: "job-1".into(),
-            status: ServerSyncStatus {
+            status: Box::new(ServerSyncStatus {
                 status: Some("complete".into()),
                 progress: Some(97.0),
-                stats: Some(SyncStats { rows: 10, ..SyncStats::default() }),
+                stats: Some(SyncStats {
+                    rows: 10,
+                    ..SyncStats::default()
+                }),
                 ..ServerSyncStatus::default()
-            },
+            }),
             now: 1_500,
         });
         let fx = tab.on(SyncEvent::PollResult {
             sync_id: "job-1".into(),
-            status: ServerSyncStatus {
+            status: Box::new(ServerSyncStatus {
                 status: Some("complete".into()),
                 ..ServerSyncStatus::default()
-            },
+            }),
             now: 1_600,
         });
         // The second answer is stale: the run is over.
@@ -1299,7 +1343,9 @@ mod tests {
                 error: None,
             }]
         );
-        assert!(fx.iter().any(|e| matches!(e, SyncEffect::Broadcast(s) if s.phase == SyncPhase::Complete)));
+        assert!(fx
+            .iter()
+            .any(|e| matches!(e, SyncEffect::Broadcast(s) if s.phase == SyncPhase::Complete)));
         // Nothing more to wake up for.
         assert_eq!(scheduled(&fx), None);
     }
@@ -1310,32 +1356,41 @@ mod tests {
             let mut tab = Tab::running();
             let fx = tab.on(SyncEvent::PollResult {
                 sync_id: "job-1".into(),
-                status: ServerSyncStatus {
+                status: Box::new(ServerSyncStatus {
                     status: status.map(str::to_string),
                     ..ServerSyncStatus::default()
-                },
+                }),
                 now: 1_200,
             });
             assert_eq!(tab.state.phase, SyncPhase::Error);
-            assert_eq!(tab.state.error.as_ref().map(|e| e.code), Some(ErrorCode::BadResponse));
+            assert_eq!(
+                tab.state.error.as_ref().map(|e| e.code),
+                Some(ErrorCode::BadResponse)
+            );
             assert_eq!(history(&fx).len(), 1);
         }
         // Another job's status in the answer for ours.
         let mut tab = Tab::running();
         tab.on(SyncEvent::PollResult {
             sync_id: "job-1".into(),
-            status: ServerSyncStatus {
+            status: Box::new(ServerSyncStatus {
                 sync_id: Some("job-9".into()),
                 status: Some("saving".into()),
                 ..ServerSyncStatus::default()
-            },
+            }),
             now: 1_200,
         });
-        assert_eq!(tab.state.error.map(|e| e.code), Some(ErrorCode::BadResponse));
+        assert_eq!(
+            tab.state.error.map(|e| e.code),
+            Some(ErrorCode::BadResponse)
+        );
         // A body that did not deserialise, as the web layer reports it.
         let mut tab = Tab::running();
         tab.fail("job-1", ErrorCode::BadResponse, 1_200);
-        assert_eq!(tab.state.error.map(|e| e.code), Some(ErrorCode::BadResponse));
+        assert_eq!(
+            tab.state.error.map(|e| e.code),
+            Some(ErrorCode::BadResponse)
+        );
     }
 
     #[test]
@@ -1343,11 +1398,11 @@ mod tests {
         let mut tab = Tab::running();
         tab.on(SyncEvent::PollResult {
             sync_id: "job-1".into(),
-            status: ServerSyncStatus {
+            status: Box::new(ServerSyncStatus {
                 status: Some("error".into()),
                 error: Some(ServerJobError::Text("sheet unreachable".into())),
                 ..ServerSyncStatus::default()
-            },
+            }),
             now: 1_200,
         });
         assert_eq!(
@@ -1357,17 +1412,20 @@ mod tests {
         let mut tab = Tab::running();
         tab.on(SyncEvent::PollResult {
             sync_id: "job-1".into(),
-            status: ServerSyncStatus {
+            status: Box::new(ServerSyncStatus {
                 status: Some("error".into()),
                 error: Some(ServerJobError::Detail {
                     code: Some("unauthorized".into()),
                     message: None,
                 }),
                 ..ServerSyncStatus::default()
-            },
+            }),
             now: 1_200,
         });
-        assert_eq!(tab.state.error.map(|e| e.code), Some(ErrorCode::Unauthorized));
+        assert_eq!(
+            tab.state.error.map(|e| e.code),
+            Some(ErrorCode::Unauthorized)
+        );
     }
 
     #[test]
@@ -1438,8 +1496,13 @@ mod tests {
             fx.extend(tab.result("job-1", "downloading", Some(1.0), now + 5));
         }
         assert_eq!(now, 120_000);
-        assert_eq!(tab.state.error.as_ref().map(|e| e.code), Some(ErrorCode::Timeout));
-        assert!(!fx.iter().any(|e| matches!(e, SyncEffect::SendCancel { .. })));
+        assert_eq!(
+            tab.state.error.as_ref().map(|e| e.code),
+            Some(ErrorCode::Timeout)
+        );
+        assert!(!fx
+            .iter()
+            .any(|e| matches!(e, SyncEffect::SendCancel { .. })));
         assert_eq!(history(&fx)[0].duration_ms, 120_000);
     }
 
@@ -1451,7 +1514,10 @@ mod tests {
         let fx = tab.tick(116_000);
         assert_eq!(
             fx[0],
-            SyncEffect::Poll { sync_id: "job-1".into(), timeout_ms: 4_000 }
+            SyncEffect::Poll {
+                sync_id: "job-1".into(),
+                timeout_ms: 4_000
+            }
         );
     }
 
@@ -1461,7 +1527,10 @@ mod tests {
         let fx = tab.press(0);
         assert_eq!(scheduled(&fx), Some(120_000));
         tab.tick(120_000);
-        assert_eq!(tab.state.error.as_ref().map(|e| e.code), Some(ErrorCode::Timeout));
+        assert_eq!(
+            tab.state.error.as_ref().map(|e| e.code),
+            Some(ErrorCode::Timeout)
+        );
         let fx = tab.accept(1, "job-1", 121_000);
         assert!(fx.is_empty());
         assert_eq!(tab.state.phase, SyncPhase::Error);
@@ -1489,14 +1558,25 @@ mod tests {
         let mut tab = Tab::running();
         tab.result("job-1", "complete", None, 1_200);
         let fx = tab.press(2_000);
-        assert_eq!(fx, vec![
-            SyncEffect::Coalesced { sync_id: Some("job-1".into()) },
-            SyncEffect::SchedulePoll { at_ms: 3_000 },
-        ]);
+        assert_eq!(
+            fx,
+            vec![
+                SyncEffect::Coalesced {
+                    sync_id: Some("job-1".into())
+                },
+                SyncEffect::SchedulePoll { at_ms: 3_000 },
+            ]
+        );
         assert_eq!(starts(&tab.press(2_500)), 0);
         assert_eq!(starts(&tab.tick(2_999)), 0);
         let fx = tab.tick(3_000);
-        assert_eq!(fx[0], SyncEffect::PostStart { run: 2, kind: SyncKind::FromSheet });
+        assert_eq!(
+            fx[0],
+            SyncEffect::PostStart {
+                run: 2,
+                kind: SyncKind::FromSheet
+            }
+        );
         assert_eq!(tab.state.phase, SyncPhase::Starting);
         assert_eq!(tab.state.follow_up(), None);
     }
@@ -1506,7 +1586,12 @@ mod tests {
         let mut tab = Tab::running();
         for now in [4_000, 4_100, 4_200] {
             let fx = tab.press(now);
-            assert_eq!(fx, vec![SyncEffect::Coalesced { sync_id: Some("job-1".into()) }]);
+            assert_eq!(
+                fx,
+                vec![SyncEffect::Coalesced {
+                    sync_id: Some("job-1".into())
+                }]
+            );
         }
         let fx = tab.result("job-1", "complete", None, 5_000);
         assert_eq!(history(&fx).len(), 1);
@@ -1535,7 +1620,12 @@ mod tests {
         assert_eq!(tab.state.phase, SyncPhase::Cancelled);
         assert_eq!(history(&fx)[0].status, SyncOutcome::Cancelled);
         let fx = tab.accept(1, "job-1", 80);
-        assert_eq!(fx, vec![SyncEffect::SendCancel { sync_id: "job-1".into() }]);
+        assert_eq!(
+            fx,
+            vec![SyncEffect::SendCancel {
+                sync_id: "job-1".into()
+            }]
+        );
         assert_eq!(tab.state.phase, SyncPhase::Cancelled);
     }
 
@@ -1544,14 +1634,26 @@ mod tests {
         let mut tab = Tab::running();
         tab.press(1_150); // a follow-up, which cancel drops
         let fx = tab.on(SyncEvent::CancelPressed { now: 1_200 });
-        assert!(fx.contains(&SyncEffect::SendCancel { sync_id: "job-1".into() }));
+        assert!(fx.contains(&SyncEffect::SendCancel {
+            sync_id: "job-1".into()
+        }));
         let fx = tab.on(SyncEvent::CancelPressed { now: 1_210 });
-        assert!(!fx.iter().any(|e| matches!(e, SyncEffect::SendCancel { .. })));
-        let fx = tab.on(SyncEvent::CancelDone { sync_id: "job-1".into(), now: 1_300 });
+        assert!(!fx
+            .iter()
+            .any(|e| matches!(e, SyncEffect::SendCancel { .. })));
+        let fx = tab.on(SyncEvent::CancelDone {
+            sync_id: "job-1".into(),
+            now: 1_300,
+        });
         assert_eq!(tab.state.phase, SyncPhase::Cancelled);
         assert_eq!(history(&fx).len(), 1);
         assert_eq!(starts(&fx), 0);
-        assert!(tab.on(SyncEvent::CancelDone { sync_id: "job-1".into(), now: 1_400 }).is_empty());
+        assert!(tab
+            .on(SyncEvent::CancelDone {
+                sync_id: "job-1".into(),
+                now: 1_400
+            })
+            .is_empty());
     }
 
     #[test]
@@ -1581,10 +1683,19 @@ mod tests {
     fn sync_not_found_while_following_is_an_error_and_a_new_start_works() {
         let mut tab = Tab::running();
         let fx = tab.fail("job-1", ErrorCode::SyncNotFound, 1_200);
-        assert_eq!(tab.state.error.as_ref().map(|e| e.code), Some(ErrorCode::SyncNotFound));
+        assert_eq!(
+            tab.state.error.as_ref().map(|e| e.code),
+            Some(ErrorCode::SyncNotFound)
+        );
         assert_eq!(history(&fx).len(), 1);
         let fx = tab.press(3_000);
-        assert_eq!(fx[0], SyncEffect::PostStart { run: 2, kind: SyncKind::FromSheet });
+        assert_eq!(
+            fx[0],
+            SyncEffect::PostStart {
+                run: 2,
+                kind: SyncKind::FromSheet
+            }
+        );
         assert_eq!(tab.state.error, None);
         assert_eq!(tab.state.progress, 0.0);
     }
@@ -1593,7 +1704,10 @@ mod tests {
     fn unauthorized_ends_the_run() {
         let mut tab = Tab::running();
         tab.fail("job-1", ErrorCode::Unauthorized, 1_200);
-        assert_eq!(tab.state.error.map(|e| e.code), Some(ErrorCode::Unauthorized));
+        assert_eq!(
+            tab.state.error.map(|e| e.code),
+            Some(ErrorCode::Unauthorized)
+        );
     }
 
     #[test]
@@ -1642,16 +1756,30 @@ mod tests {
         let at_70 = shared(&leader.result("job-1", "processing", Some(70.0), 2_300));
         let done = shared(&leader.result("job-1", "complete", None, 2_400));
 
-        let fx = follower.on(SyncEvent::RemoteState { state: at_70.clone(), now: 2_301 });
+        let fx = follower.on(SyncEvent::RemoteState {
+            state: at_70.clone(),
+            now: 2_301,
+        });
         assert_eq!(fx, vec![SyncEffect::Notify]);
         assert_eq!(follower.state.progress, 70.0);
         assert!(!follower.state.is_driving());
         // An overtaken message does not lower progress.
-        follower.on(SyncEvent::RemoteState { state: at_60, now: 2_302 });
+        follower.on(SyncEvent::RemoteState {
+            state: at_60,
+            now: 2_302,
+        });
         assert_eq!(follower.state.progress, 70.0);
-        follower.on(SyncEvent::RemoteState { state: done, now: 2_401 });
+        follower.on(SyncEvent::RemoteState {
+            state: done,
+            now: 2_401,
+        });
         assert_eq!(follower.state.phase, SyncPhase::Complete);
-        assert!(follower.on(SyncEvent::RemoteState { state: at_70, now: 2_402 }).is_empty());
+        assert!(follower
+            .on(SyncEvent::RemoteState {
+                state: at_70,
+                now: 2_402
+            })
+            .is_empty());
         assert_eq!(follower.state.phase, SyncPhase::Complete);
         // Its own ticks do nothing: it does not poll.
         assert!(follower.tick(9_000).is_empty());
@@ -1665,8 +1793,17 @@ mod tests {
             kind: SyncKind::ToSheet,
             started_at: 10_000,
         };
-        let fx = tab.on(SyncEvent::Resume { job: job.clone(), now: 20_000 });
-        assert_eq!(fx[0], SyncEffect::Poll { sync_id: "job-1".into(), timeout_ms: 10_000 });
+        let fx = tab.on(SyncEvent::Resume {
+            job: job.clone(),
+            now: 20_000,
+        });
+        assert_eq!(
+            fx[0],
+            SyncEffect::Poll {
+                sync_id: "job-1".into(),
+                timeout_ms: 10_000
+            }
+        );
         assert!(tab.state.is_driving());
         assert_eq!(tab.state.kind(), Some(SyncKind::ToSheet));
         let fx = tab.result("job-1", "complete", None, 20_100);
@@ -1675,6 +1812,21 @@ mod tests {
         // The same job again (the old leader had not cleared it): no second run.
         let fx = tab.on(SyncEvent::Resume { job, now: 20_200 });
         assert_eq!(fx, vec![SyncEffect::StoreJob(None)]);
+    }
+
+    #[test]
+    fn no_two_polls_closer_than_the_interval_even_across_runs() {
+        let mut tab = Tab::running(); // polled at 1_100
+        tab.fail("job-1", ErrorCode::SyncNotFound, 1_150);
+        let job = StoredSyncJob {
+            sync_id: "job-2".into(),
+            kind: SyncKind::FromSheet,
+            started_at: 1_000,
+        };
+        let fx = tab.on(SyncEvent::Resume { job, now: 1_200 });
+        assert_eq!(polls(&fx), 0);
+        assert_eq!(scheduled(&fx), Some(2_100));
+        assert_eq!(polls(&tab.tick(2_100)), 1);
     }
 
     #[test]
@@ -1699,7 +1851,16 @@ mod tests {
         let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
         assert_eq!(
             keys,
-            vec!["error", "message", "phase", "progress", "startedAt", "stats", "syncId", "updatedAt"]
+            vec![
+                "error",
+                "message",
+                "phase",
+                "progress",
+                "startedAt",
+                "stats",
+                "syncId",
+                "updatedAt"
+            ]
         );
         assert_eq!(json["phase"], "processing");
         let back: SyncState = serde_json::from_value(json).unwrap();
@@ -1721,9 +1882,32 @@ mod tests {
         let bare: ServerSyncStatus = serde_json::from_str("{}").unwrap();
         assert_eq!(bare, ServerSyncStatus::default());
         let detail: ServerSyncStatus =
-            serde_json::from_str(r#"{ "status": "error", "error": { "message": "no sheet" } }"#).unwrap();
+            serde_json::from_str(r#"{ "status": "error", "error": { "message": "no sheet" } }"#)
+                .unwrap();
         assert!(matches!(detail.error, Some(ServerJobError::Detail { .. })));
         assert!(serde_json::from_str::<ServerSyncStatus>(r#"{ "progress": "lots" }"#).is_err());
+    }
+
+    #[test]
+    fn the_typescript_type_shows_only_the_api_fields() {
+        use tsify::Tsify;
+        let decl = <SyncState as Tsify>::DECL;
+        for field in [
+            "phase",
+            "progress",
+            "message",
+            "syncId",
+            "stats",
+            "error",
+            "startedAt",
+            "updatedAt",
+        ] {
+            assert!(
+                decl.contains(&format!("{field}:")),
+                "{field} missing in {decl}"
+            );
+        }
+        assert!(!decl.contains("ledger"));
     }
 
     #[test]
@@ -1860,7 +2044,11 @@ mod properties {
                         if let Some(last) = self.post_times.last() {
                             prop_assert!(now - last >= self.config.cooldown_ms, "cooldown broken");
                         }
-                        prop_assert_eq!(self.runs_begun, self.histories.len() as u64, "two runs at once");
+                        prop_assert_eq!(
+                            self.runs_begun,
+                            self.histories.len() as u64,
+                            "two runs at once"
+                        );
                         self.post_times.push(now);
                         self.runs_begun += 1;
                         self.starts.push(run);
@@ -1868,16 +2056,27 @@ mod properties {
                         if !is_press {
                             // A follow-up: it needs a press since the last one.
                             self.follow_ups += 1;
-                            prop_assert!(self.presses_at_last_follow_up != Some(self.presses), "two follow-ups from the same presses");
+                            prop_assert!(
+                                self.presses_at_last_follow_up != Some(self.presses),
+                                "two follow-ups from the same presses"
+                            );
                             self.presses_at_last_follow_up = Some(self.presses);
                         }
                     }
-                    SyncEffect::Poll { sync_id, timeout_ms } => {
+                    SyncEffect::Poll {
+                        sync_id,
+                        timeout_ms,
+                    } => {
                         // A poll of an ended run may still be out (its answer
                         // is stale); two of one job at once never.
                         prop_assert!(self.poll.as_ref() != Some(&sync_id), "two polls in flight");
                         if let Some(last) = self.poll_times.last() {
-                            prop_assert!(now - last >= self.config.poll_ms, "polls {} and {} too close", last, now);
+                            prop_assert!(
+                                now - last >= self.config.poll_ms,
+                                "polls {} and {} too close",
+                                last,
+                                now
+                            );
                         }
                         prop_assert!(timeout_ms >= 1 && timeout_ms <= self.config.poll_timeout_ms);
                         self.poll_times.push(now);
@@ -1900,20 +2099,29 @@ mod properties {
                         }
                     }
                     SyncEffect::RecordHistory(entry) => {
-                        prop_assert!(entry.duration_ms <= self.config.timeout_ms, "run outlived the timeout");
+                        prop_assert!(
+                            entry.duration_ms <= self.config.timeout_ms,
+                            "run outlived the timeout"
+                        );
                         recorded += 1;
                         self.histories.push(entry);
-                        prop_assert_eq!(self.runs_begun, self.histories.len() as u64, "a run ended twice");
+                        prop_assert_eq!(
+                            self.runs_begun,
+                            self.histories.len() as u64,
+                            "a run ended twice"
+                        );
                     }
-                    SyncEffect::Coalesced { .. }
-                    | SyncEffect::StoreJob(_)
-                    | SyncEffect::Notify => {}
+                    SyncEffect::Coalesced { .. } | SyncEffect::StoreJob(_) | SyncEffect::Notify => {
+                    }
                 }
             }
             prop_assert_eq!(recorded, terminal_broadcasts, "every end is shown once");
             if self.state.is_driving() && self.state.phase.is_running() {
                 let started = self.state.started_at.unwrap_or(now);
-                prop_assert!(now < started + self.config.timeout_ms, "a run outlived the timeout");
+                prop_assert!(
+                    now < started + self.config.timeout_ms,
+                    "a run outlived the timeout"
+                );
             }
             Ok(())
         }
@@ -1934,7 +2142,11 @@ mod properties {
             match act {
                 Act::Press(to_sheet) => {
                     self.presses += 1;
-                    let kind = if to_sheet { SyncKind::ToSheet } else { SyncKind::FromSheet };
+                    let kind = if to_sheet {
+                        SyncKind::ToSheet
+                    } else {
+                        SyncKind::FromSheet
+                    };
                     self.feed(SyncEvent::StartPressed { kind, now })
                 }
                 Act::AnswerStart(failure) => {
@@ -1957,17 +2169,25 @@ mod properties {
                     }
                 }
                 Act::AnswerPoll(s, progress) => {
-                    let Some(sync_id) = self.poll.take() else { return Ok(()) };
+                    let Some(sync_id) = self.poll.take() else {
+                        return Ok(());
+                    };
                     let status = ServerSyncStatus {
                         sync_id: Some(sync_id.clone()),
                         status: Some(STATUSES[s as usize % STATUSES.len()].to_string()),
                         progress,
                         ..ServerSyncStatus::default()
                     };
-                    self.feed(SyncEvent::PollResult { sync_id, status, now })
+                    self.feed(SyncEvent::PollResult {
+                        sync_id,
+                        status: Box::new(status),
+                        now,
+                    })
                 }
                 Act::FailPoll(f) => {
-                    let Some(sync_id) = self.poll.take() else { return Ok(()) };
+                    let Some(sync_id) = self.poll.take() else {
+                        return Ok(());
+                    };
                     let code = FAILURES[f as usize % FAILURES.len()];
                     self.feed(SyncEvent::PollFailed { sync_id, code, now })
                 }
@@ -1976,17 +2196,26 @@ mod properties {
                         status: Some("complete".into()),
                         ..ServerSyncStatus::default()
                     };
-                    self.feed(SyncEvent::PollResult { sync_id: "job-0".into(), status, now })
+                    self.feed(SyncEvent::PollResult {
+                        sync_id: "job-0".into(),
+                        status: Box::new(status),
+                        now,
+                    })
                 }
                 Act::Cancel => self.feed(SyncEvent::CancelPressed { now }),
                 Act::AnswerCancel(failure) => {
-                    let Some(sync_id) = self.cancel.take() else { return Ok(()) };
+                    let Some(sync_id) = self.cancel.take() else {
+                        return Ok(());
+                    };
                     match failure {
                         None => self.feed(SyncEvent::CancelDone { sync_id, now }),
                         Some(f) => self.feed(SyncEvent::CancelFailed {
                             sync_id,
-                            code: [ErrorCode::Conflict, ErrorCode::Network, ErrorCode::SyncNotFound]
-                                [f as usize % 3],
+                            code: [
+                                ErrorCode::Conflict,
+                                ErrorCode::Network,
+                                ErrorCode::SyncNotFound,
+                            ][f as usize % 3],
                             now,
                         }),
                     }
@@ -1998,7 +2227,10 @@ mod properties {
 
         /// Runs the script, then lets everything settle: every run ends.
         fn run(config: SyncConfig, script: Vec<(u64, Act)>) -> Result<World, TestCaseError> {
-            let mut world = World { config, ..World::default() };
+            let mut world = World {
+                config,
+                ..World::default()
+            };
             for (dt, act) in script {
                 world.wait(world.now + dt)?;
                 world.act(act)?;
@@ -2017,8 +2249,9 @@ mod properties {
     }
 
     proptest! {
+        // 256 cases unless PROPTEST_CASES says otherwise; no regression
+        // files in the source tree.
         #![proptest_config(ProptestConfig {
-            cases: 256,
             failure_persistence: None,
             ..ProptestConfig::default()
         })]

@@ -8,7 +8,9 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, Headers, RequestInit, Response};
 
 use crate::core::code::ErrorCode;
+use crate::core::retry::parse_retry_after;
 use crate::error::Error;
+use crate::web::clock::now_ms;
 use crate::web::js::{describe, get};
 
 #[wasm_bindgen]
@@ -160,11 +162,18 @@ pub async fn send(req: &HttpRequest) -> Result<HttpResponse, Error> {
         })?;
         return Ok(HttpResponse { status, body });
     }
-    Err(error_from_body(status, parsed.ok()))
+    let retry_after_ms = match response.headers().get("Retry-After") {
+        Ok(Some(value)) => parse_retry_after(&value, Some(now_ms()), MAX_RETRY_AFTER_MS),
+        _ => None,
+    };
+    Err(error_from_body(status, parsed.ok(), retry_after_ms))
 }
 
+/// A server may ask for a pause; longer than this is not waited for.
+const MAX_RETRY_AFTER_MS: u64 = 60_000;
+
 /// The error for a non-2xx status and its (maybe absent or foreign) body.
-fn error_from_body(status: u16, body: Option<JsValue>) -> Error {
+fn error_from_body(status: u16, body: Option<JsValue>, retry_after_ms: Option<u64>) -> Error {
     let error = body
         .as_ref()
         .map(|b| get(b, "error"))
@@ -179,5 +188,6 @@ fn error_from_body(status: u16, body: Option<JsValue>) -> Error {
         status,
         message,
         details: get(&error, "details"),
+        retry_after_ms,
     }
 }

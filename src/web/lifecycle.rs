@@ -99,18 +99,19 @@ impl PageLifecycle {
         };
         let on_event = std::rc::Rc::new(on_event);
         let window_target: &EventTarget = window.as_ref();
-        let mut add = |target: &EventTarget, kind: &'static str, map: fn(&Event) -> Option<PageEvent>| {
-            let on_event = std::rc::Rc::clone(&on_event);
-            // A listener that cannot be added only loses a hint; the locks
-            // still work (leases and the browser cover a tab that vanishes).
-            if let Ok(l) = EventListener::new(target, kind, move |e| {
-                if let Some(event) = map(&e) {
-                    on_event(event);
+        let mut add =
+            |target: &EventTarget, kind: &'static str, map: fn(&Event) -> Option<PageEvent>| {
+                let on_event = std::rc::Rc::clone(&on_event);
+                // A listener that cannot be added only loses a hint; the locks
+                // still work (leases and the browser cover a tab that vanishes).
+                if let Ok(l) = EventListener::new(target, kind, move |e| {
+                    if let Some(event) = map(&e) {
+                        on_event(event);
+                    }
+                }) {
+                    listeners.push(l);
                 }
-            }) {
-                listeners.push(l);
-            }
-        };
+            };
         add(window_target, "pagehide", |e| {
             Some(PageEvent::Hide {
                 persisted: persisted(e),

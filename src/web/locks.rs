@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), crm_sync::Error> {
-//! use crm_sync::web::locks::{LockOptions, WebLocks};
+//! use crm_sync::web::locks::WebLocks;
 //! let Some(locks) = WebLocks::get() else { return Ok(()) };
 //! let held = locks.acquire("crm-sync:outbox", Some(5_000)).await?;
 //! // ... the critical section ...

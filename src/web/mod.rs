@@ -3,6 +3,7 @@
 //! the effects the [`crate::core`] machines return.
 
 pub mod channel;
+pub mod client;
 pub mod clock;
 pub mod http;
 pub mod idb;

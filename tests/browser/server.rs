@@ -51,7 +51,7 @@ async fn logout_revokes_the_token() {
     let api = format!("{}/api", super::support::server());
     js_sys::Reflect::set(&o, &"baseUrl".into(), &api.into()).unwrap();
     js_sys::Reflect::set(&o, &"token".into(), &token.into()).unwrap();
-    let reopened = CrmSync::open(o.into()).unwrap();
+    let reopened = CrmSync::open(o.into()).await.unwrap();
     let err = JsFuture::from(reopened.load("customers".into()))
         .await
         .unwrap_err();
@@ -72,13 +72,13 @@ async fn unreachable_server_is_a_network_error() {
 }
 
 #[wasm_bindgen_test]
-fn bad_collection_name_is_invalid_not_a_panic() {
+async fn bad_collection_name_is_invalid_not_a_panic() {
     let o = js_sys::Object::new();
     js_sys::Reflect::set(&o, &"baseUrl".into(), &"/api".into()).unwrap();
     js_sys::Reflect::set(&o, &"token".into(), &"t".into()).unwrap();
-    let crm = CrmSync::open(o.into()).unwrap();
+    let crm = CrmSync::open(o.into()).await.unwrap();
     let err = crm.get("../etc", "x").unwrap_err();
     assert_eq!(prop(&err, "code").as_string().as_deref(), Some("invalid"));
-    let err = CrmSync::open(JsValue::from(42)).err().unwrap();
+    let err = CrmSync::open(JsValue::from(42)).await.err().unwrap();
     assert_eq!(prop(&err, "code").as_string().as_deref(), Some("invalid"));
 }

@@ -42,6 +42,9 @@ export function malformedMessages() {
     new Uint8Array([1, 2, 3]),
   ];
 }
+export function pageTransition(type, persisted) {
+  window.dispatchEvent(new PageTransitionEvent(type, { persisted }));
+}
 export function throwing() {
   return () => { throw new Error("boom"); };
 }
@@ -59,6 +62,8 @@ extern "C" {
     fn post_raw(channel_name: &str, messages: &Array);
     #[wasm_bindgen(js_name = malformedMessages)]
     fn malformed_messages() -> Array;
+    #[wasm_bindgen(js_name = pageTransition)]
+    fn page_transition(kind: &str, persisted: bool);
     fn throwing() -> Function;
     fn rejecting() -> Function;
     fn returning(value: &JsValue) -> Function;
@@ -82,11 +87,8 @@ fn object(pairs: &[(&str, JsValue)]) -> Object {
 }
 
 fn open(channel: &str, mode: &str) -> TabLocks {
-    TabLocks::new(
-        channel.to_owned(),
-        Some(object(&[("mode", mode.into())])),
-    )
-    .unwrap_or_else(|e| panic!("new TabLocks: {e:?}"))
+    TabLocks::new(channel.to_owned(), Some(object(&[("mode", mode.into())])))
+        .unwrap_or_else(|e| panic!("new TabLocks: {e:?}"))
 }
 
 fn open_many(channel: &str, mode: &str, n: usize) -> Vec<TabLocks> {
@@ -114,7 +116,10 @@ fn now() -> f64 {
 async fn eventually(limit_ms: u32, what: &str, done: impl Fn() -> bool) {
     let start = now();
     while !done() {
-        assert!(now() - start < f64::from(limit_ms), "not within {limit_ms} ms: {what}");
+        assert!(
+            now() - start < f64::from(limit_ms),
+            "not within {limit_ms} ms: {what}"
+        );
         sleep(20).await;
     }
 }
@@ -127,7 +132,10 @@ fn close_all(all: &[TabLocks]) {
 
 async fn counter_reaches_200(mode: &str) {
     let channel = unique("counter");
-    let all: Vec<Rc<TabLocks>> = open_many(&channel, mode, 4).into_iter().map(Rc::new).collect();
+    let all: Vec<Rc<TabLocks>> = open_many(&channel, mode, 4)
+        .into_iter()
+        .map(Rc::new)
+        .collect();
     let counter = object(&[("value", 0.into())]);
     let section = critical_section(&counter);
     let runs = Array::new();
@@ -168,9 +176,16 @@ async fn timeout_rejects_with_lock_timeout(mode: &str) {
     let start = now();
     let err = acquire(&all[1], "x", timeout(300)).await.unwrap_err();
     let waited = now() - start;
-    assert_eq!(prop(&err, "code").as_string().as_deref(), Some("lock_timeout"), "mode {mode}");
+    assert_eq!(
+        prop(&err, "code").as_string().as_deref(),
+        Some("lock_timeout"),
+        "mode {mode}"
+    );
     assert!(err.is_instance_of::<js_sys::Error>(), "a real Error");
-    assert!(waited >= 250.0, "gave up after {waited} ms, before the timeout");
+    assert!(
+        waited >= 250.0,
+        "gave up after {waited} ms, before the timeout"
+    );
     assert!(waited < 3_000.0, "gave up after {waited} ms");
     // The holder is unaffected, and the lock is free for the other after.
     release(&held);
@@ -193,7 +208,10 @@ async fn tabs_broadcast_timeout_is_lock_timeout() {
 
 async fn waiters_are_served_in_order(mode: &str) {
     let channel = unique("fifo");
-    let all: Vec<Rc<TabLocks>> = open_many(&channel, mode, 4).into_iter().map(Rc::new).collect();
+    let all: Vec<Rc<TabLocks>> = open_many(&channel, mode, 4)
+        .into_iter()
+        .map(Rc::new)
+        .collect();
     let holder = acquire(&all[0], "fifo", None).await.unwrap();
     let order = Array::new();
     let waits = Array::new();
@@ -214,7 +232,11 @@ async fn waiters_are_served_in_order(mode: &str) {
     }
     release(&holder);
     JsFuture::from(Promise::all(&waits)).await.unwrap();
-    let got: Vec<u32> = order.iter().filter_map(|v| v.as_f64()).map(|v| v as u32).collect();
+    let got: Vec<u32> = order
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .map(|v| v as u32)
+        .collect();
     assert_eq!(got, vec![1, 2, 3], "mode {mode}");
     for t in &all {
         t.close();
@@ -248,7 +270,10 @@ async fn one_leader_and_a_new_one_after_close(mode: &str, handover_ms: u32) {
     for (i, t) in all.iter().enumerate() {
         let changes = changes.clone();
         let cb = Closure::<dyn Fn(bool)>::new(move |leader: bool| {
-            changes.push(&Array::of2(&JsValue::from(i as u32), &JsValue::from(leader)));
+            changes.push(&Array::of2(
+                &JsValue::from(i as u32),
+                &JsValue::from(leader),
+            ));
         });
         unsubscribe.push(t.on_leader_change(cb.as_ref().unchecked_ref::<Function>().clone()));
         callbacks.push(cb);
@@ -261,12 +286,24 @@ async fn one_leader_and_a_new_one_after_close(mode: &str, handover_ms: u32) {
     let first = first[0];
     let start = now();
     all[first].close();
-    let rest: Vec<&TabLocks> = all.iter().enumerate().filter(|(i, _)| *i != first).map(|(_, t)| t).collect();
-    eventually(handover_ms, "a new leader", || rest.iter().any(|t| t.is_leader())).await;
+    let rest: Vec<&TabLocks> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != first)
+        .map(|(_, t)| t)
+        .collect();
+    eventually(handover_ms, "a new leader", || {
+        rest.iter().any(|t| t.is_leader())
+    })
+    .await;
     let took = now() - start;
     sleep(500).await;
     let now_leading: Vec<usize> = leaders(&all);
-    assert_eq!(now_leading.len(), 1, "mode {mode}: leaders {now_leading:?} after close");
+    assert_eq!(
+        now_leading.len(),
+        1,
+        "mode {mode}: leaders {now_leading:?} after close"
+    );
     assert_ne!(now_leading[0], first);
     web_sys::console::log_1(&format!("{mode}: new leader after {took} ms").into());
     // Gain and loss were both reported.
@@ -274,11 +311,20 @@ async fn one_leader_and_a_new_one_after_close(mode: &str, handover_ms: u32) {
         .iter()
         .map(|c| {
             let c: Array = c.unchecked_into();
-            (c.get(0).as_f64().unwrap_or(-1.0) as u32, c.get(1) == JsValue::TRUE)
+            (
+                c.get(0).as_f64().unwrap_or(-1.0) as u32,
+                c.get(1) == JsValue::TRUE,
+            )
         })
         .collect();
-    assert!(told.contains(&(first as u32, false)), "mode {mode}: {told:?}");
-    assert!(told.contains(&(now_leading[0] as u32, true)), "mode {mode}: {told:?}");
+    assert!(
+        told.contains(&(first as u32, false)),
+        "mode {mode}: {told:?}"
+    );
+    assert!(
+        told.contains(&(now_leading[0] as u32, true)),
+        "mode {mode}: {told:?}"
+    );
     // Unsubscribed listeners hear nothing more.
     for u in &unsubscribe {
         let f: &Function = u.unchecked_ref();
@@ -287,7 +333,11 @@ async fn one_leader_and_a_new_one_after_close(mode: &str, handover_ms: u32) {
     let before = changes.length();
     close_all(&all);
     sleep(50).await;
-    assert_eq!(changes.length(), before, "mode {mode}: told after unsubscribing");
+    assert_eq!(
+        changes.length(),
+        before,
+        "mode {mode}: told after unsubscribing"
+    );
     drop(callbacks);
 }
 
@@ -312,7 +362,10 @@ async fn crashed_holder_loses_the_lock(mode: &str, at_least_ms: f64, at_most_ms:
     let guard = acquire(&all[1], "job", timeout(15_000)).await.unwrap();
     let took = now() - start;
     web_sys::console::log_1(&format!("{mode}: lock of a crashed tab taken after {took} ms").into());
-    assert!(took >= at_least_ms, "mode {mode}: taken after {took} ms, before the lease ran out");
+    assert!(
+        took >= at_least_ms,
+        "mode {mode}: taken after {took} ms, before the lease ran out"
+    );
     assert!(took <= at_most_ms, "mode {mode}: taken after {took} ms");
     release(&guard);
     close_all(&all);
@@ -346,9 +399,11 @@ async fn tabs_broadcast_malformed_messages_are_ignored_and_counted() {
     })
     .await;
     // Still working: a lock goes round, a leader exists.
-    let g = acquire(&all[1], "after-junk", timeout(5_000)).await.unwrap();
+    let g = acquire(&all[1], "after-junk", timeout(5_000))
+        .await
+        .unwrap();
     release(&g);
-    assert_eq!(leaders(&all).len(), 1);
+    eventually(5_000, "one leader", || leaders(&all).len() == 1).await;
     close_all(&all);
 }
 
@@ -363,13 +418,21 @@ async fn tabs_web_locks_ignore_no_messages() {
 async fn with_lock_releases_on_throw_and_returns_the_value(mode: &str) {
     let channel = unique("withlock");
     let all = open_many(&channel, mode, 2);
-    let err = JsFuture::from(all[0].with_lock("w".into(), throwing(), None)).await.unwrap_err();
-    assert_eq!(prop(&err, "message").as_string().as_deref(), Some("boom"));
-    let err = JsFuture::from(all[1].with_lock("w".into(), rejecting(), None)).await.unwrap_err();
-    assert_eq!(prop(&err, "message").as_string().as_deref(), Some("async boom"));
-    let value = JsFuture::from(all[0].with_lock("w".into(), returning(&"ok".into()), timeout(5_000)))
+    let err = JsFuture::from(all[0].with_lock("w".into(), throwing(), None))
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(prop(&err, "message").as_string().as_deref(), Some("boom"));
+    let err = JsFuture::from(all[1].with_lock("w".into(), rejecting(), None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        prop(&err, "message").as_string().as_deref(),
+        Some("async boom")
+    );
+    let value =
+        JsFuture::from(all[0].with_lock("w".into(), returning(&"ok".into()), timeout(5_000)))
+            .await
+            .unwrap();
     assert_eq!(value.as_string().as_deref(), Some("ok"));
     // Released after all of that: the other instance gets it at once.
     let g = acquire(&all[1], "w", timeout(5_000)).await.unwrap();
@@ -397,7 +460,11 @@ async fn close_releases_guards_and_rejects_waiters(mode: &str) {
     all[0].close();
     assert_eq!(prop(&held, "released"), JsValue::TRUE, "mode {mode}");
     let err = JsFuture::from(waiting).await.unwrap_err();
-    assert_eq!(prop(&err, "code").as_string().as_deref(), Some("closed"), "mode {mode}");
+    assert_eq!(
+        prop(&err, "code").as_string().as_deref(),
+        Some("closed"),
+        "mode {mode}"
+    );
     let g = JsFuture::from(elsewhere).await.unwrap();
     release(&g);
     let err = acquire(&all[0], "c", None).await.unwrap_err();
@@ -418,9 +485,12 @@ async fn tabs_broadcast_close_releases_guards() {
 
 #[wasm_bindgen_test]
 fn tabs_bad_options_are_invalid() {
-    let err = TabLocks::new("c".into(), Some(object(&[("mode", "carrier-pigeon".into())])))
-        .err()
-        .unwrap();
+    let err = TabLocks::new(
+        "c".into(),
+        Some(object(&[("mode", "carrier-pigeon".into())])),
+    )
+    .err()
+    .unwrap();
     assert_eq!(prop(&err, "code").as_string().as_deref(), Some("invalid"));
     let err = TabLocks::new(String::new(), None).err().unwrap();
     assert_eq!(prop(&err, "code").as_string().as_deref(), Some("invalid"));
@@ -430,4 +500,69 @@ fn tabs_bad_options_are_invalid() {
     assert_eq!(a.mode(), "web-locks", "auto picks Web Locks in Chromium");
     a.close();
     b.close();
+}
+
+#[wasm_bindgen_test]
+async fn tabs_broadcast_crashed_leader_is_replaced_after_the_lease() {
+    let channel = unique("leadercrash");
+    let all = open_many(&channel, BROADCAST, 3);
+    eventually(5_000, "a leader", || leaders(&all).len() == 1).await;
+    let first = leaders(&all)[0];
+    let start = now();
+    all[first].simulate_crash();
+    let rest: Vec<&TabLocks> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != first)
+        .map(|(_, t)| t)
+        .collect();
+    eventually(6_000, "a new leader", || rest.iter().any(|t| t.is_leader())).await;
+    let took = now() - start;
+    web_sys::console::log_1(&format!("broadcast: new leader {took} ms after a crash").into());
+    assert!(
+        took >= 1_500.0,
+        "a new leader after {took} ms, before the lease ran out"
+    );
+    sleep(500).await;
+    assert_eq!(rest.iter().filter(|t| t.is_leader()).count(), 1);
+    close_all(&all);
+}
+
+/// `pagehide` releases locks and leadership and cancels waiters; `pageshow`
+/// from the back/forward cache competes again. The events are dispatched
+/// by hand, so every live instance on the page hears them.
+async fn pagehide_releases_and_pageshow_competes_again(mode: &str) {
+    let channel = unique("lifecycle");
+    let all = open_many(&channel, mode, 2);
+    eventually(5_000, "a leader", || leaders(&all).len() == 1).await;
+    let held = acquire(&all[0], "p", None).await.unwrap();
+    let waiting = all[1].acquire("p".into(), None);
+    sleep(50).await;
+
+    page_transition("pagehide", true);
+    assert_eq!(prop(&held, "released"), JsValue::TRUE, "mode {mode}");
+    let err = JsFuture::from(waiting).await.unwrap_err();
+    assert_eq!(prop(&err, "code").as_string().as_deref(), Some("cancelled"));
+    assert!(
+        leaders(&all).is_empty(),
+        "mode {mode}: a leader while hidden"
+    );
+    let err = acquire(&all[0], "p", None).await.unwrap_err();
+    assert_eq!(prop(&err, "code").as_string().as_deref(), Some("cancelled"));
+
+    page_transition("pageshow", true);
+    eventually(5_000, "a leader again", || leaders(&all).len() == 1).await;
+    let again = acquire(&all[1], "p", timeout(5_000)).await.unwrap();
+    release(&again);
+    close_all(&all);
+}
+
+#[wasm_bindgen_test]
+async fn tabs_web_locks_pagehide_releases_and_pageshow_competes_again() {
+    pagehide_releases_and_pageshow_competes_again(WEB).await;
+}
+
+#[wasm_bindgen_test]
+async fn tabs_broadcast_pagehide_releases_and_pageshow_competes_again() {
+    pagehide_releases_and_pageshow_competes_again(BROADCAST).await;
 }

@@ -1,5 +1,5 @@
-import { useCallback, useMemo, useSyncExternalStore } from "react";
-import type { Conflict, CrmRecord, CrmStatus, CrmSync, PendingMutation, SyncState } from "crm-sync";
+import { useCallback, useSyncExternalStore } from "react";
+import type { Conflict, CrmRecord, CrmStatus, CrmSync, PendingMutation } from "crm-sync";
 import { useCrm } from "./CrmProvider";
 
 /** A subscribe function that keeps its identity while the client does. */
@@ -57,15 +57,4 @@ export function useConflicts(): Conflict[] {
 export function useCrmStatus(): CrmStatus {
   const crm = useCrm();
   return useSyncExternalStore(useSubscribe(crm), useCallback(() => crm.status, [crm]));
-}
-
-/** The spreadsheet sync's state, the same in every tab. */
-export function useSyncState(): SyncState {
-  const crm = useCrm();
-  // `crm.sync` makes a new handle on each read; keep one per client.
-  const sync = useMemo(() => crm.sync, [crm]);
-  return useSyncExternalStore(
-    useCallback((listener: () => void) => sync.subscribe(listener), [sync]),
-    useCallback(() => sync.state, [sync]),
-  );
 }

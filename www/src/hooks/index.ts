@@ -10,5 +10,4 @@ export {
   useFailed,
   useConflicts,
   useCrmStatus,
-  useSyncState,
 } from "./hooks";

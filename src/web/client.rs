@@ -1,0 +1,2103 @@
+//! The client's engine: runs the record cores ([`StagedRecords`],
+//! [`Debounce`], [`Outbox`], the merge) with real timers, fetch and
+//! IndexedDB, and tells subscribers what changed.
+//!
+//! The life of a save: it is staged at once (so `view` shows it), waits in
+//! the debouncer, becomes an outbox entry written to IndexedDB, and only then
+//! is sent. A 2xx commits it; a 409 is merged and re-sent or becomes a
+//! conflict; a transient failure is retried with backoff (the caller hears
+//! `queued` once the attempts are used up or the browser is offline); a
+//! permanent 4xx moves it to the failed mutations. Every caller of a batch is
+//! settled exactly once.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::{Rc, Weak};
+
+use gloo_timers::callback::Timeout;
+use js_sys::{Function, Promise};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+
+use crate::core::debounce::{Batch, Debounce, DebounceOptions, Pushed, SavePayload};
+use crate::core::merge::{Conflict, MergeRules};
+use crate::core::outbox::{
+    ConflictHandled, EntryError, EntryState, MutationOp, NewMutation, Outbox, OutboxEntry,
+};
+use crate::core::record::{Comment, Fields, PendingComment, Record, RecordKey};
+use crate::core::retry::RetryPolicy;
+use crate::core::staged::{RemoteChange, StageError, StagedRecords, StagedState};
+use crate::error::{Error, ErrorCode};
+use crate::web::clock::{now_ms, random_unit, uuid_v4};
+use crate::web::http::{send, HttpRequest, Method};
+use crate::web::idb::{record_key, Batch as DbBatch, Store, UserDb};
+use crate::web::js::{from_server, get, to_js};
+use crate::web::lifecycle::{EventListener, PageEvent, PageLifecycle};
+
+#[wasm_bindgen(inline_js = r#"
+export function subscribeTo(set, listener) {
+  set.add(listener);
+  return () => { set.delete(listener); };
+}
+export function emitTo(set, event) {
+  for (const listener of [...set]) {
+    try { listener(event); } catch (e) { console.error("crm-sync: a subscriber threw", e); }
+  }
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = subscribeTo)]
+    fn subscribe_to(set: &js_sys::Set, listener: &Function) -> Function;
+    #[wasm_bindgen(js_name = emitTo)]
+    fn emit_to(set: &js_sys::Set, event: &JsValue);
+}
+
+/// Settings of one client, from the app's options with API.md's defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the API lives, without a trailing slash.
+    pub base_url: String,
+    /// Per-request timeout.
+    pub timeout_ms: u32,
+    /// Backoff of transient failures.
+    pub retry: RetryPolicy,
+    /// What a 409 does.
+    pub rules: MergeRules,
+    /// Batching of saves per record.
+    pub debounce: DebounceOptions,
+}
+
+/// Who is logged in.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The bearer token.
+    pub token: String,
+    /// The user name.
+    pub user: String,
+}
+
+/// Counters since the client was made (API.md `metrics()`).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metrics {
+    operations: u64,
+    commits: u64,
+    conflicts: u64,
+    merged: u64,
+    retries: u64,
+    requests: u64,
+    outbox_replayed: u64,
+}
+
+/// A JS promise's settle functions, for a caller of save/comment/....
+struct Caller {
+    resolve: Function,
+    reject: Function,
+    promise: Promise,
+}
+
+/// What an entry's callers hear when it ends.
+enum Outcome {
+    Committed(Record),
+    Merged(Record, Vec<String>),
+    Conflict(Box<Conflict>),
+    Queued(String),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsComment<'a> {
+    id: &'a str,
+    author: &'a str,
+    text: &'a str,
+    created_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<bool>,
+}
+
+/// A record as JavaScript gets it, with the `pending` and `stale` marks.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsRecord<'a> {
+    id: &'a str,
+    version: u64,
+    updated_at: &'a str,
+    updated_by: &'a str,
+    fields: &'a Fields,
+    comments: Vec<JsComment<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stale: Option<bool>,
+}
+
+impl<'a> JsRecord<'a> {
+    fn of(record: &'a Record, stale: bool) -> Self {
+        JsRecord {
+            id: &record.id,
+            version: record.version,
+            updated_at: &record.updated_at,
+            updated_by: &record.updated_by,
+            fields: &record.fields,
+            comments: record
+                .comments
+                .iter()
+                .map(|c| JsComment {
+                    id: &c.id,
+                    author: &c.author,
+                    text: &c.text,
+                    created_at: &c.created_at,
+                    pending: None,
+                })
+                .collect(),
+            pending: None,
+            stale: stale.then_some(true),
+        }
+    }
+}
+
+/// A conflict as JavaScript gets it: `base` as a record, so a dialog can
+/// show base, mine and theirs per field.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsConflict<'a> {
+    id: &'a str,
+    collection: &'a str,
+    record_id: &'a str,
+    base: Option<JsRecord<'a>>,
+    mine: &'a Fields,
+    theirs: JsRecord<'a>,
+    fields: &'a [String],
+}
+
+/// A kept conflict and the record as the change was based on it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeptConflict {
+    conflict: Conflict,
+    base: Option<Record>,
+}
+
+/// One row of `pending()` / `failed()`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsMutation<'a> {
+    mutation_id: &'a str,
+    collection: &'a str,
+    record_id: &'a str,
+    op: &'static str,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a Fields>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    attempts: u32,
+    created_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a EntryError>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsStatus<'a> {
+    online: bool,
+    leader: bool,
+    pending: usize,
+    failed: usize,
+    storage: &'static str,
+    last_sync_at: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct ListAnswer {
+    items: Vec<Record>,
+}
+
+/// Mutable state of the engine.
+#[derive(Default)]
+struct State {
+    records: StagedRecords,
+    outbox: Outbox,
+    debounce: Option<Debounce<RecordKey, SavePayload>>,
+    callers: HashMap<u64, Caller>,
+    /// Callers waiting for each outbox entry.
+    waiting: HashMap<String, Vec<u64>>,
+    /// Fields re-sent after a merge, per entry (API.md's `merged`).
+    merged: HashMap<String, Vec<String>>,
+    /// Entries not yet written to IndexedDB: never sent before they are.
+    unpersisted: HashSet<String>,
+    /// Entries whose send should outlive the page (`pagehide`).
+    keepalive: HashSet<String>,
+    conflicts: BTreeMap<String, KeptConflict>,
+    stale: HashSet<String>,
+    metrics: Metrics,
+    next_caller: u64,
+    last_sync_at: Option<String>,
+}
+
+/// The engine behind `CrmSync`; cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    session: RefCell<Session>,
+    state: RefCell<State>,
+    db: RefCell<Option<Rc<UserDb>>>,
+    listeners: js_sys::Set,
+    /// Snapshots handed to JS, kept until something changes, so
+    /// `useSyncExternalStore` sees the same object between changes.
+    snapshots: RefCell<HashMap<String, JsValue>>,
+    online: Cell<bool>,
+    leader: Cell<bool>,
+    closed: Cell<bool>,
+    expired: Cell<bool>,
+    debounce_timer: RefCell<Option<Timeout>>,
+    retry_timer: RefCell<Option<Timeout>>,
+    page: RefCell<Vec<EventListener>>,
+    lifecycle: RefCell<Option<PageLifecycle>>,
+}
+
+impl Client {
+    /// A client for a logged-in session. Opens the user's IndexedDB
+    /// database and restores the outbox and conflicts kept there; where
+    /// IndexedDB cannot be used, the client works in memory (`status.storage`
+    /// says so).
+    pub async fn start(config: Config, session: Session) -> Client {
+        let debounce = Debounce::new(config.debounce);
+        let inner = Rc::new(Inner {
+            config,
+            session: RefCell::new(session),
+            state: RefCell::new(State {
+                debounce: Some(debounce),
+                ..State::default()
+            }),
+            db: RefCell::new(None),
+            listeners: js_sys::Set::new(&JsValue::UNDEFINED),
+            snapshots: RefCell::new(HashMap::new()),
+            online: Cell::new(navigator_online()),
+            leader: Cell::new(true),
+            closed: Cell::new(false),
+            expired: Cell::new(false),
+            debounce_timer: RefCell::new(None),
+            retry_timer: RefCell::new(None),
+            page: RefCell::new(Vec::new()),
+            lifecycle: RefCell::new(None),
+        });
+        let client = Client { inner };
+        client.open_storage().await;
+        client.listen_to_page();
+        client.pump();
+        client
+    }
+
+    fn weak(&self) -> Weak<Inner> {
+        Rc::downgrade(&self.inner)
+    }
+
+    fn from_weak(weak: &Weak<Inner>) -> Option<Client> {
+        weak.upgrade().map(|inner| Client { inner })
+    }
+
+    /// The logged-in user.
+    pub fn user(&self) -> String {
+        self.inner.session.borrow().user.clone()
+    }
+
+    /// The bearer token.
+    pub fn token(&self) -> String {
+        self.inner.session.borrow().token.clone()
+    }
+
+    /// The API's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.inner.config.base_url
+    }
+
+    /// Per-request timeout.
+    pub fn timeout_ms(&self) -> u32 {
+        self.inner.config.timeout_ms
+    }
+
+    /// Whether the browser is believed online.
+    pub fn is_online(&self) -> bool {
+        self.inner.online.get()
+    }
+
+    /// Tells the engine whether this tab leads (drains the outbox).
+    pub fn set_leader(&self, leader: bool) {
+        if self.inner.leader.replace(leader) != leader {
+            self.changed();
+            self.emit_status();
+            self.pump();
+        }
+    }
+
+    /// The user's database, when IndexedDB is in use.
+    pub fn db(&self) -> Option<Rc<UserDb>> {
+        self.inner.db.borrow().clone()
+    }
+
+    // ----- storage ---------------------------------------------------------
+
+    async fn open_storage(&self) {
+        let user = self.user();
+        let db = match UserDb::open(&user).await {
+            Ok(db) => db,
+            Err(_) => return,
+        };
+        let weak = self.weak();
+        db.on_close(move |_reason| {
+            // A newer version of the app upgraded the database in another
+            // tab: go on in memory and say so.
+            if let Some(client) = Client::from_weak(&weak) {
+                client.inner.db.borrow_mut().take();
+                client.changed();
+                client.emit_status();
+            }
+        });
+        let entries: Vec<(String, OutboxEntry)> = db.all(Store::Outbox).await.unwrap_or_default();
+        let failed: Vec<(String, OutboxEntry)> = db.all(Store::Failed).await.unwrap_or_default();
+        let conflicts: Vec<(String, KeptConflict)> =
+            db.all(Store::Conflicts).await.unwrap_or_default();
+        let records: Vec<(String, Record)> = db.all(Store::Records).await.unwrap_or_default();
+        {
+            let mut state = self.inner.state.borrow_mut();
+            let mut by_collection: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+            for (key, record) in records {
+                if let Some((collection, _)) = key.split_once('/') {
+                    by_collection
+                        .entry(collection.to_owned())
+                        .or_default()
+                        .push(record);
+                }
+            }
+            for (collection, list) in by_collection {
+                state.records.load(&collection, list);
+                state.stale.insert(collection);
+            }
+            let restored = entries.len() as u64;
+            let all: Vec<OutboxEntry> = entries
+                .into_iter()
+                .chain(failed)
+                .map(|(_, entry)| entry)
+                .collect();
+            state.outbox = Outbox::restore(all);
+            state.metrics.outbox_replayed += restored;
+            let outbox_entries: Vec<OutboxEntry> = state.outbox.entries().cloned().collect();
+            for entry in &outbox_entries {
+                restage(&mut state.records, entry);
+            }
+            for (id, kept) in conflicts {
+                state.conflicts.insert(id, kept);
+            }
+        }
+        *self.inner.db.borrow_mut() = Some(Rc::new(db));
+        self.changed();
+    }
+
+    /// Writes `batch` if IndexedDB is in use; a failure there is reported
+    /// and the client goes on in memory (nothing the server has is lost).
+    async fn persist(&self, batch: DbBatch) {
+        let Some(db) = self.db() else { return };
+        if batch.is_empty() {
+            return;
+        }
+        if db.write_batch(&batch).await.is_err() {
+            self.inner.db.borrow_mut().take();
+            self.changed();
+            self.emit_status();
+        }
+    }
+
+    fn entry_batch(entry: &OutboxEntry) -> DbBatch {
+        let mut batch = DbBatch::new();
+        let store = if entry.state == EntryState::Failed {
+            Store::Failed
+        } else {
+            Store::Outbox
+        };
+        let _ = batch.put(store.name(), entry.mutation_id.clone(), entry);
+        batch
+    }
+
+    // ----- page and network ------------------------------------------------
+
+    fn listen_to_page(&self) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let target: &web_sys::EventTarget = window.as_ref();
+        let mut listeners = Vec::new();
+        for (kind, online) in [("online", true), ("offline", false)] {
+            let weak = self.weak();
+            if let Ok(l) = EventListener::new(target, kind, move |_| {
+                if let Some(client) = Client::from_weak(&weak) {
+                    client.set_online(online);
+                }
+            }) {
+                listeners.push(l);
+            }
+        }
+        if let Some(document) = window.document() {
+            let weak = self.weak();
+            let doc = document.clone();
+            if let Ok(l) = EventListener::new(document.as_ref(), "visibilitychange", move |_| {
+                if doc.visibility_state() == web_sys::VisibilityState::Hidden {
+                    if let Some(client) = Client::from_weak(&weak) {
+                        client.flush_now(true);
+                    }
+                }
+            }) {
+                listeners.push(l);
+            }
+        }
+        *self.inner.page.borrow_mut() = listeners;
+        let weak = self.weak();
+        *self.inner.lifecycle.borrow_mut() = Some(PageLifecycle::listen(move |event| {
+            if let PageEvent::Hide { .. } = event {
+                if let Some(client) = Client::from_weak(&weak) {
+                    client.flush_now(true);
+                }
+            }
+        }));
+    }
+
+    /// The browser went online or offline (also called by the app's tests).
+    pub fn set_online(&self, online: bool) {
+        if self.inner.online.replace(online) == online {
+            return;
+        }
+        if online {
+            self.inner.state.borrow_mut().outbox.retry_all_now();
+        } else {
+            // Callers waiting on entries that cannot be sent now hear
+            // `queued` at once.
+            let ids: Vec<String> = self.inner.state.borrow().waiting.keys().cloned().collect();
+            for id in ids {
+                let sending = self
+                    .inner
+                    .state
+                    .borrow()
+                    .outbox
+                    .get(&id)
+                    .is_some_and(|e| e.state == EntryState::Sending);
+                if !sending {
+                    self.settle(&id, Ok(Outcome::Queued(id.clone())));
+                }
+            }
+        }
+        self.changed();
+        self.emit_status();
+        self.pump();
+    }
+
+    // ----- events and snapshots -------------------------------------------
+
+    /// Adds a listener; returns the function that removes it.
+    pub fn subscribe(&self, listener: &Function) -> Function {
+        subscribe_to(&self.inner.listeners, listener)
+    }
+
+    /// Drops the snapshots: the next read makes new ones.
+    fn changed(&self) {
+        self.inner.snapshots.borrow_mut().clear();
+    }
+
+    fn emit_status(&self) {
+        let status = self.status();
+        let event = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&event, &"type".into(), &"status".into());
+        let _ = js_sys::Reflect::set(&event, &"status".into(), &status);
+        emit_to(&self.inner.listeners, &event.into());
+    }
+
+    fn emit_record(&self, key: &RecordKey, origin: &str) {
+        let record = self.get(&key.collection, &key.id);
+        let event = js_sys::Object::new();
+        let set = |k: &str, v: &JsValue| {
+            let _ = js_sys::Reflect::set(&event, &k.into(), v);
+        };
+        set("type", &"record".into());
+        set("collection", &key.collection.as_str().into());
+        set("id", &key.id.as_str().into());
+        set(
+            "record",
+            &if record.is_undefined() {
+                JsValue::NULL
+            } else {
+                record
+            },
+        );
+        set("origin", &origin.into());
+        emit_to(&self.inner.listeners, &event.into());
+    }
+
+    /// Emits a session event to this tab's subscribers.
+    pub fn emit_session(&self, state: &str) {
+        let event = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&event, &"type".into(), &"session".into());
+        let _ = js_sys::Reflect::set(&event, &"state".into(), &state.into());
+        emit_to(&self.inner.listeners, &event.into());
+    }
+
+    fn snapshot(&self, key: String, make: impl FnOnce() -> JsValue) -> JsValue {
+        if let Some(v) = self.inner.snapshots.borrow().get(&key) {
+            return v.clone();
+        }
+        let value = make();
+        self.inner.snapshots.borrow_mut().insert(key, value.clone());
+        value
+    }
+
+    // ----- reads -------------------------------------------------------------
+
+    /// The confirmed record, or `undefined`.
+    pub fn get(&self, collection: &str, id: &str) -> JsValue {
+        self.snapshot(format!("get\u{0}{collection}\u{0}{id}"), || {
+            let state = self.inner.state.borrow();
+            let stale = state.stale.contains(collection) && !self.inner.online.get();
+            state
+                .records
+                .get(collection, id)
+                .and_then(|r| to_js(&JsRecord::of(r, stale)).ok())
+                .unwrap_or(JsValue::UNDEFINED)
+        })
+    }
+
+    /// All confirmed records of a collection.
+    pub fn list(&self, collection: &str) -> JsValue {
+        self.snapshot(format!("list\u{0}{collection}"), || {
+            let state = self.inner.state.borrow();
+            let stale = state.stale.contains(collection) && !self.inner.online.get();
+            let list: Vec<JsRecord<'_>> = state
+                .records
+                .list(collection)
+                .into_iter()
+                .map(|r| JsRecord::of(r, stale))
+                .collect();
+            to_js(&list).unwrap_or_else(|_| js_sys::Array::new().into())
+        })
+    }
+
+    /// The confirmed record with this tab's staged changes laid over it.
+    pub fn view(&self, collection: &str, id: &str) -> JsValue {
+        self.snapshot(format!("view\u{0}{collection}\u{0}{id}"), || {
+            let state = self.inner.state.borrow();
+            let user = self.inner.session.borrow().user.clone();
+            let Some(view) = state.records.view(collection, id) else {
+                return JsValue::UNDEFINED;
+            };
+            let stale = state.stale.contains(collection) && !self.inner.online.get();
+            let mut out = JsRecord::of(&view.record, stale);
+            for pending in &view.pending_comments {
+                out.comments.push(JsComment {
+                    id: &pending.id,
+                    author: &user,
+                    text: &pending.text,
+                    created_at: "",
+                    pending: Some(true),
+                });
+            }
+            out.pending = view.pending.then_some(true);
+            to_js(&out).unwrap_or(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Staged and queued mutations, oldest first.
+    pub fn pending(&self) -> JsValue {
+        self.snapshot("pending".into(), || {
+            let state = self.inner.state.borrow();
+            let mut rows: Vec<JsMutation<'_>> = Vec::new();
+            let in_outbox: HashSet<(&str, &str)> = state
+                .outbox
+                .pending()
+                .iter()
+                .map(|e| (e.collection.as_str(), e.record_id.as_str()))
+                .collect();
+            for (key, change) in state.records.staged_changes() {
+                if change.state == StagedState::Staged
+                    && !in_outbox.contains(&(key.collection.as_str(), key.id.as_str()))
+                    && !change.fields.is_empty()
+                {
+                    rows.push(JsMutation {
+                        mutation_id: "",
+                        collection: &key.collection,
+                        record_id: &key.id,
+                        op: "patch",
+                        state: "staged",
+                        fields: Some(&change.fields),
+                        text: None,
+                        attempts: 0,
+                        created_at: 0,
+                        error: None,
+                    });
+                }
+            }
+            rows.extend(state.outbox.pending().iter().map(mutation_row));
+            to_js(&rows).unwrap_or_else(|_| js_sys::Array::new().into())
+        })
+    }
+
+    /// Mutations the server refused for good.
+    pub fn failed(&self) -> JsValue {
+        self.snapshot("failed".into(), || {
+            let state = self.inner.state.borrow();
+            let rows: Vec<JsMutation<'_>> =
+                state.outbox.failed().iter().map(mutation_row).collect();
+            to_js(&rows).unwrap_or_else(|_| js_sys::Array::new().into())
+        })
+    }
+
+    /// Conflicts waiting for a person.
+    pub fn conflicts(&self) -> JsValue {
+        self.snapshot("conflicts".into(), || {
+            let state = self.inner.state.borrow();
+            let rows: Vec<JsConflict<'_>> = state.conflicts.values().map(js_conflict).collect();
+            to_js(&rows).unwrap_or_else(|_| js_sys::Array::new().into())
+        })
+    }
+
+    /// `{ online, leader, pending, failed, storage, lastSyncAt }`.
+    pub fn status(&self) -> JsValue {
+        self.snapshot("status".into(), || {
+            let state = self.inner.state.borrow();
+            let staged_only = state
+                .records
+                .staged_changes()
+                .filter(|(_, c)| c.state == StagedState::Staged && !c.fields.is_empty())
+                .count();
+            let status = JsStatus {
+                online: self.inner.online.get(),
+                leader: self.inner.leader.get(),
+                pending: state.outbox.pending().len() + staged_only,
+                failed: state.outbox.failed().len(),
+                storage: if self.inner.db.borrow().is_some() {
+                    "indexeddb"
+                } else {
+                    "memory"
+                },
+                last_sync_at: state.last_sync_at.as_deref(),
+            };
+            to_js(&status).unwrap_or(JsValue::UNDEFINED)
+        })
+    }
+
+    /// API.md's `metrics()`, without `syncs` (the facade adds it).
+    pub fn metrics(&self) -> JsValue {
+        let state = self.inner.state.borrow();
+        let m = &state.metrics;
+        let out = to_js(m).unwrap_or(JsValue::UNDEFINED);
+        let rate = |n: u64| {
+            if m.operations == 0 {
+                0.0
+            } else {
+                n as f64 / m.operations as f64
+            }
+        };
+        let _ = js_sys::Reflect::set(&out, &"conflictRate".into(), &rate(m.conflicts).into());
+        let _ = js_sys::Reflect::set(&out, &"retryRate".into(), &rate(m.retries).into());
+        out
+    }
+
+    /// Marks when the last spreadsheet sync ended (for `status`).
+    pub fn set_last_sync_at(&self, at: Option<String>) {
+        self.inner.state.borrow_mut().last_sync_at = at;
+        self.changed();
+        self.emit_status();
+    }
+
+    // ----- requests ------------------------------------------------------------
+
+    fn request(&self, method: Method, path: &str) -> Result<HttpRequest, Error> {
+        if self.inner.closed.get() {
+            return Err(Error::Closed);
+        }
+        let mut req = HttpRequest::new(method, format!("{}{}", self.inner.config.base_url, path));
+        req.token = Some(self.token());
+        req.timeout_ms = self.inner.config.timeout_ms;
+        Ok(req)
+    }
+
+    /// Sends a read, retrying transient failures per the retry policy.
+    ///
+    /// # Errors
+    /// The last failure; `unauthorized` also ends the session.
+    pub async fn read(&self, path: &str) -> Result<JsValue, Error> {
+        let req = self.request(Method::Get, path)?;
+        let mut failures = 0u32;
+        loop {
+            self.inner.state.borrow_mut().metrics.requests += 1;
+            match send(&req).await {
+                Ok(resp) => return Ok(resp.body),
+                Err(err) => {
+                    if err.code() == ErrorCode::Unauthorized {
+                        self.session_expired();
+                        return Err(err);
+                    }
+                    failures += 1;
+                    let policy = &self.inner.config.retry;
+                    if !err.is_transient() || !policy.allows(failures) || !self.is_online() {
+                        return Err(err);
+                    }
+                    self.inner.state.borrow_mut().metrics.retries += 1;
+                    let retry_after = match &err {
+                        Error::Http { retry_after_ms, .. } => *retry_after_ms,
+                        _ => None,
+                    };
+                    let delay = policy.delay_with_retry_after(failures, random_unit(), retry_after);
+                    crate::web::clock::sleep(u32::try_from(delay).unwrap_or(u32::MAX)).await;
+                }
+            }
+        }
+    }
+
+    /// Fetches a collection into memory and IndexedDB; offline (or when the
+    /// server cannot be reached) answers from IndexedDB, marked stale.
+    ///
+    /// # Errors
+    /// `invalid` for a bad name; the server's error when nothing is stored.
+    pub async fn load(&self, collection: &str) -> Result<JsValue, Error> {
+        check_collection(collection)?;
+        let answer = if self.is_online() {
+            self.read(&format!("/{collection}")).await
+        } else {
+            Err(Error::Offline)
+        };
+        match answer {
+            Ok(body) => {
+                let list: ListAnswer = from_server(body)?;
+                let mut batch = DbBatch::new();
+                for record in &list.items {
+                    let _ = batch.put(
+                        Store::Records.name(),
+                        record_key(collection, &record.id),
+                        record,
+                    );
+                }
+                {
+                    let mut state = self.inner.state.borrow_mut();
+                    state.records.load(collection, list.items);
+                    state.stale.remove(collection);
+                }
+                self.changed();
+                self.persist(batch).await;
+                self.emit_status();
+                Ok(self.list(collection))
+            }
+            Err(err)
+                if matches!(
+                    err.code(),
+                    ErrorCode::Network | ErrorCode::Timeout | ErrorCode::Offline
+                ) =>
+            {
+                let db = self.db().ok_or_else(|| err.clone())?;
+                let stored: Vec<(String, Record)> = db
+                    .all_with_prefix(Store::Records, &format!("{collection}/"))
+                    .await?;
+                if stored.is_empty()
+                    && self
+                        .inner
+                        .state
+                        .borrow()
+                        .records
+                        .list(collection)
+                        .is_empty()
+                {
+                    return Err(err);
+                }
+                {
+                    let mut state = self.inner.state.borrow_mut();
+                    if state.records.list(collection).is_empty() {
+                        state
+                            .records
+                            .load(collection, stored.into_iter().map(|(_, r)| r));
+                    }
+                    state.stale.insert(collection.to_owned());
+                }
+                if self.inner.online.get() {
+                    // The request failed although the browser says online:
+                    // believe the failure.
+                    self.inner.online.set(false);
+                    self.emit_status();
+                }
+                self.changed();
+                Ok(self.list(collection))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn fetch_one(&self, key: &RecordKey) -> Result<(), Error> {
+        let body = self
+            .read(&format!("/{}/{}", key.collection, encode(&key.id)))
+            .await?;
+        let record: Record = from_server(body)?;
+        self.inner
+            .state
+            .borrow_mut()
+            .records
+            .apply_remote(&key.collection, RemoteChange::Put(record.clone()));
+        self.persist({
+            let mut b = DbBatch::new();
+            let _ = b.put(
+                Store::Records.name(),
+                record_key(&key.collection, &key.id),
+                &record,
+            );
+            b
+        })
+        .await;
+        self.changed();
+        Ok(())
+    }
+
+    // ----- callers -------------------------------------------------------------
+
+    fn new_caller(&self) -> (u64, Promise) {
+        let mut settle: Option<(Function, Function)> = None;
+        let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
+        let mut state = self.inner.state.borrow_mut();
+        state.next_caller += 1;
+        let id = state.next_caller;
+        if let Some((resolve, reject)) = settle {
+            state.callers.insert(
+                id,
+                Caller {
+                    resolve,
+                    reject,
+                    promise: promise.clone(),
+                },
+            );
+        }
+        (id, promise)
+    }
+
+    fn settle_callers(&self, callers: Vec<u64>, result: &Result<JsValue, Error>) {
+        let mut taken = Vec::new();
+        {
+            let mut state = self.inner.state.borrow_mut();
+            for id in callers {
+                if let Some(caller) = state.callers.remove(&id) {
+                    taken.push(caller);
+                }
+            }
+        }
+        for caller in taken {
+            let _ = match result {
+                Ok(value) => caller.resolve.call1(&JsValue::UNDEFINED, value),
+                Err(err) => caller
+                    .reject
+                    .call1(&JsValue::UNDEFINED, &JsValue::from(err.clone())),
+            };
+        }
+    }
+
+    /// Settles everyone waiting for an entry.
+    fn settle(&self, mutation_id: &str, result: Result<Outcome, Error>) {
+        let callers = self
+            .inner
+            .state
+            .borrow_mut()
+            .waiting
+            .remove(mutation_id)
+            .unwrap_or_default();
+        if callers.is_empty() {
+            return;
+        }
+        let value = result.and_then(|outcome| self.outcome_js(outcome));
+        self.settle_callers(callers, &value);
+    }
+
+    fn outcome_js(&self, outcome: Outcome) -> Result<JsValue, Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Out<'a> {
+            status: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            record: Option<JsRecord<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            merged: Option<&'a [String]>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            conflict: Option<JsConflict<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            mutation_id: Option<&'a str>,
+        }
+        let empty = Out {
+            status: "committed",
+            record: None,
+            merged: None,
+            conflict: None,
+            mutation_id: None,
+        };
+        match &outcome {
+            Outcome::Committed(record) => to_js(&Out {
+                record: Some(JsRecord::of(record, false)),
+                ..empty
+            }),
+            Outcome::Merged(record, merged) => to_js(&Out {
+                status: "merged",
+                record: Some(JsRecord::of(record, false)),
+                merged: Some(merged),
+                ..empty
+            }),
+            Outcome::Conflict(conflict) => {
+                let state = self.inner.state.borrow();
+                let kept = state.conflicts.get(&conflict.id);
+                let base = kept.and_then(|k| k.base.as_ref());
+                to_js(&Out {
+                    status: "conflict",
+                    conflict: Some(JsConflict {
+                        base: base.map(|b| JsRecord::of(b, false)),
+                        ..js_conflict_parts(conflict)
+                    }),
+                    ..empty
+                })
+            }
+            Outcome::Queued(id) => to_js(&Out {
+                status: "queued",
+                mutation_id: Some(id),
+                ..empty
+            }),
+        }
+    }
+
+    // ----- writes ----------------------------------------------------------
+
+    fn check_open(&self) -> Result<(), Error> {
+        if self.inner.closed.get() {
+            return Err(Error::Closed);
+        }
+        if self.inner.expired.get() {
+            return Err(Error::Http {
+                code: ErrorCode::Unauthorized,
+                status: 401,
+                message: "the session has ended; log in again".into(),
+                details: JsValue::UNDEFINED,
+                retry_after_ms: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// A debounced, staged change of some fields.
+    ///
+    /// # Errors
+    /// `invalid`, `not_found` (no such record), `closed`, or what the server said.
+    pub async fn save(&self, collection: &str, id: &str, fields: Fields) -> Result<JsValue, Error> {
+        let promise = match self.save_now(collection, id, fields.clone())? {
+            Some(p) => p,
+            None => {
+                self.fetch_one(&RecordKey::new(collection, id)).await?;
+                self.stage_and_debounce(RecordKey::new(collection, id), fields)?
+            }
+        };
+        JsFuture::from(promise).await.map_err(rejected)
+    }
+
+    /// Stages a save at once when the record is known here (so `view`
+    /// shows it before the call returns); `None` when it must be fetched.
+    ///
+    /// # Errors
+    /// `invalid`, `closed`.
+    pub fn save_now(
+        &self,
+        collection: &str,
+        id: &str,
+        fields: Fields,
+    ) -> Result<Option<Promise>, Error> {
+        self.check_open()?;
+        check_collection(collection)?;
+        let key = RecordKey::new(collection, id);
+        let known = {
+            let state = self.inner.state.borrow();
+            state.records.get(collection, id).is_some() || state.records.staged(&key).is_some()
+        };
+        if !known {
+            return Ok(None);
+        }
+        self.stage_and_debounce(key, fields).map(Some)
+    }
+
+    fn stage_and_debounce(&self, key: RecordKey, fields: Fields) -> Result<Promise, Error> {
+        self.inner
+            .state
+            .borrow_mut()
+            .records
+            .stage(&key, fields.clone())
+            .map_err(stage_error)?;
+        let (caller, promise) = self.new_caller();
+        let pushed = {
+            let mut state = self.inner.state.borrow_mut();
+            state.metrics.operations += 1;
+            match state.debounce.as_mut() {
+                Some(d) => d.push(key.clone(), SavePayload::fields(fields), caller, now_ms()),
+                None => return Err(Error::Closed),
+            }
+        };
+        self.changed();
+        self.emit_record(&key, "local");
+        self.emit_status();
+        match pushed {
+            Pushed::Fired(batch) => self.dispatch(batch, false),
+            Pushed::Waiting { .. } => self.schedule_debounce(),
+        }
+        Ok(promise)
+    }
+
+    fn schedule_debounce(&self) {
+        let deadline = self
+            .inner
+            .state
+            .borrow()
+            .debounce
+            .as_ref()
+            .and_then(|d| d.next_deadline());
+        let Some(deadline) = deadline else {
+            self.inner.debounce_timer.borrow_mut().take();
+            return;
+        };
+        let delay = deadline.saturating_sub(now_ms());
+        let weak = self.weak();
+        let timer = Timeout::new(u32::try_from(delay).unwrap_or(u32::MAX), move || {
+            if let Some(client) = Client::from_weak(&weak) {
+                let due = client
+                    .inner
+                    .state
+                    .borrow_mut()
+                    .debounce
+                    .as_mut()
+                    .map(|d| d.due(now_ms()))
+                    .unwrap_or_default();
+                for batch in due {
+                    client.dispatch(batch, false);
+                }
+                client.schedule_debounce();
+            }
+        });
+        *self.inner.debounce_timer.borrow_mut() = Some(timer);
+    }
+
+    /// Turns a debounced batch into an outbox entry.
+    fn dispatch(&self, batch: Batch<RecordKey, SavePayload>, keepalive: bool) {
+        let key = batch.key;
+        let fields = batch.value.fields;
+        let (base_version, base_fields) = {
+            let state = self.inner.state.borrow();
+            match state.records.staged(&key) {
+                Some(change) => (change.base_version, change.base_of(&fields)),
+                None => (
+                    state
+                        .records
+                        .get(&key.collection, &key.id)
+                        .map_or(0, |r| r.version),
+                    Fields::new(),
+                ),
+            }
+        };
+        let op = MutationOp::Patch {
+            base_version,
+            base_fields,
+            fields,
+        };
+        self.enqueue(key, op, batch.callers, keepalive);
+    }
+
+    /// Puts a mutation in the outbox, writes it to IndexedDB, then sends it.
+    fn enqueue(&self, key: RecordKey, op: MutationOp, callers: Vec<u64>, keepalive: bool) {
+        let mutation = NewMutation {
+            mutation_id: uuid_v4(),
+            idempotency_key: uuid_v4(),
+            collection: key.collection.clone(),
+            record_id: key.id.clone(),
+            op,
+        };
+        let enqueued = self
+            .inner
+            .state
+            .borrow_mut()
+            .outbox
+            .enqueue(mutation, now_ms());
+        let target = match enqueued {
+            Ok(crate::core::outbox::Enqueued::Added { mutation_id }) => mutation_id,
+            Ok(crate::core::outbox::Enqueued::Folded { into }) => into,
+            Err(e) => {
+                self.settle_callers(callers, &Err(Error::Invalid(e.to_string())));
+                return;
+            }
+        };
+        let entry = {
+            let mut state = self.inner.state.borrow_mut();
+            state
+                .waiting
+                .entry(target.clone())
+                .or_default()
+                .extend(callers);
+            state.unpersisted.insert(target.clone());
+            if keepalive {
+                state.keepalive.insert(target.clone());
+            }
+            state.records.set_state(&key, StagedState::Queued);
+            state.outbox.get(&target).cloned()
+        };
+        self.changed();
+        self.emit_status();
+        let Some(entry) = entry else { return };
+        if !self.is_online() {
+            self.settle(&target, Ok(Outcome::Queued(target.clone())));
+        }
+        if keepalive {
+            // The page is going away: IndexedDB may not finish, the
+            // keepalive fetch will. Send first, then write.
+            self.inner.state.borrow_mut().unpersisted.remove(&target);
+            self.pump();
+            let this = self.clone();
+            spawn_local(async move {
+                this.persist(Self::entry_batch(&entry)).await;
+            });
+            return;
+        }
+        let this = self.clone();
+        spawn_local(async move {
+            this.persist(Self::entry_batch(&entry)).await;
+            this.inner.state.borrow_mut().unpersisted.remove(&target);
+            this.pump();
+        });
+    }
+
+    /// Appends a comment (client-made id, never conflicts).
+    ///
+    /// # Errors
+    /// `invalid` for an empty text, `closed`, or what the server said.
+    pub async fn comment(
+        &self,
+        collection: &str,
+        id: &str,
+        text: String,
+    ) -> Result<JsValue, Error> {
+        let promise = self.comment_now(collection, id, text)?;
+        JsFuture::from(promise).await.map_err(rejected)
+    }
+
+    /// Stages a comment at once and queues it; the promise settles with the
+    /// server's answer.
+    ///
+    /// # Errors
+    /// `invalid` for an empty text, `closed`.
+    pub fn comment_now(&self, collection: &str, id: &str, text: String) -> Result<Promise, Error> {
+        self.check_open()?;
+        check_collection(collection)?;
+        if text.trim().is_empty() {
+            return Err(Error::Invalid("a comment needs some text".into()));
+        }
+        let key = RecordKey::new(collection, id);
+        let comment_id = uuid_v4();
+        {
+            let mut state = self.inner.state.borrow_mut();
+            state.records.stage_comment(
+                &key,
+                PendingComment {
+                    id: comment_id.clone(),
+                    text: text.clone(),
+                },
+            );
+            state.metrics.operations += 1;
+        }
+        let (caller, promise) = self.new_caller();
+        self.changed();
+        self.emit_record(&key, "local");
+        self.enqueue(
+            key,
+            MutationOp::Comment { comment_id, text },
+            vec![caller],
+            false,
+        );
+        Ok(promise)
+    }
+
+    /// Creates a record with a client-made id.
+    ///
+    /// # Errors
+    /// `invalid`, `closed`, or what the server said.
+    pub async fn create(&self, collection: &str, fields: Fields) -> Result<JsValue, Error> {
+        self.check_open()?;
+        check_collection(collection)?;
+        let key = RecordKey::new(collection, uuid_v4());
+        self.inner
+            .state
+            .borrow_mut()
+            .records
+            .stage_create(&key, fields.clone())
+            .map_err(stage_error)?;
+        self.inner.state.borrow_mut().metrics.operations += 1;
+        let (caller, promise) = self.new_caller();
+        self.changed();
+        self.emit_record(&key, "local");
+        self.enqueue(key, MutationOp::Create { fields }, vec![caller], false);
+        JsFuture::from(promise).await.map_err(rejected)
+    }
+
+    /// Deletes a record (If-Match its confirmed version).
+    ///
+    /// # Errors
+    /// `not_found`, `closed`, or what the server said.
+    pub async fn remove(&self, collection: &str, id: &str) -> Result<JsValue, Error> {
+        self.check_open()?;
+        check_collection(collection)?;
+        let key = RecordKey::new(collection, id);
+        if self
+            .inner
+            .state
+            .borrow()
+            .records
+            .get(collection, id)
+            .is_none()
+        {
+            self.fetch_one(&key).await?;
+        }
+        let base_version = {
+            let mut state = self.inner.state.borrow_mut();
+            state.records.stage_delete(&key).map_err(stage_error)?;
+            state.metrics.operations += 1;
+            state.records.get(collection, id).map_or(0, |r| r.version)
+        };
+        let (caller, promise) = self.new_caller();
+        self.changed();
+        self.emit_record(&key, "local");
+        self.enqueue(
+            key,
+            MutationOp::Delete { base_version },
+            vec![caller],
+            false,
+        );
+        JsFuture::from(promise).await.map_err(rejected)
+    }
+
+    /// Sends every debounced change now and waits for their answers.
+    pub async fn flush(&self) {
+        let promises = self.flush_now(false);
+        for p in promises {
+            let _ = JsFuture::from(p).await;
+        }
+    }
+
+    /// Sends every debounced change now; returns the callers' promises.
+    pub fn flush_now(&self, keepalive: bool) -> Vec<Promise> {
+        let batches = self
+            .inner
+            .state
+            .borrow_mut()
+            .debounce
+            .as_mut()
+            .map(|d| d.flush())
+            .unwrap_or_default();
+        let promises: Vec<Promise> = {
+            let state = self.inner.state.borrow();
+            batches
+                .iter()
+                .flat_map(|b| b.callers.iter())
+                .filter_map(|c| state.callers.get(c).map(|c| c.promise.clone()))
+                .collect()
+        };
+        for batch in batches {
+            self.dispatch(batch, keepalive);
+        }
+        self.schedule_debounce();
+        promises
+    }
+
+    /// Puts a failed mutation back in its lane and sends it.
+    ///
+    /// # Errors
+    /// `not_found` for an unknown id.
+    pub async fn retry(&self, mutation_id: &str) -> Result<JsValue, Error> {
+        self.check_open()?;
+        let entry = {
+            let mut state = self.inner.state.borrow_mut();
+            state
+                .outbox
+                .retry(mutation_id)
+                .map_err(|e| not_found(e.to_string()))?;
+            let entry = state.outbox.get(mutation_id).cloned();
+            if let Some(e) = &entry {
+                state.records.set_state(
+                    &RecordKey::new(&e.collection, &e.record_id),
+                    StagedState::Queued,
+                );
+            }
+            entry
+        };
+        let (caller, promise) = self.new_caller();
+        self.inner
+            .state
+            .borrow_mut()
+            .waiting
+            .entry(mutation_id.to_owned())
+            .or_default()
+            .push(caller);
+        if let Some(entry) = entry {
+            let mut batch = Self::entry_batch(&entry);
+            batch.delete(Store::Failed.name(), entry.mutation_id.clone());
+            self.persist(batch).await;
+        }
+        self.changed();
+        self.emit_status();
+        self.pump();
+        JsFuture::from(promise).await.map_err(rejected)
+    }
+
+    /// Drops a failed or queued mutation and its staged change.
+    ///
+    /// # Errors
+    /// `not_found` for an unknown id, `invalid` while it is being sent.
+    pub async fn discard(&self, mutation_id: &str) -> Result<(), Error> {
+        let entry = self
+            .inner
+            .state
+            .borrow_mut()
+            .outbox
+            .discard(mutation_id)
+            .map_err(|e| not_found(e.to_string()))?;
+        let key = RecordKey::new(&entry.collection, &entry.record_id);
+        {
+            let mut state = self.inner.state.borrow_mut();
+            match &entry.op {
+                MutationOp::Patch { fields, .. } => state.records.unstage(&key, fields),
+                MutationOp::Comment { comment_id, .. } => {
+                    state.records.unstage_comment(&key, comment_id)
+                }
+                MutationOp::Create { .. } | MutationOp::Delete { .. } => {
+                    state.records.discard(&key);
+                }
+            }
+        }
+        self.settle(mutation_id, Err(Error::Cancelled));
+        let mut batch = DbBatch::new();
+        batch.delete(Store::Outbox.name(), mutation_id.to_owned());
+        batch.delete(Store::Failed.name(), mutation_id.to_owned());
+        self.persist(batch).await;
+        self.changed();
+        self.emit_record(&key, "local");
+        self.emit_status();
+        Ok(())
+    }
+
+    /// Resolves a conflict with the fields a person chose; they are sent on
+    /// the server's version.
+    ///
+    /// # Errors
+    /// `not_found` for an unknown conflict, or what the server said.
+    pub async fn resolve(&self, conflict_id: &str, chosen: Fields) -> Result<JsValue, Error> {
+        self.check_open()?;
+        let kept = self
+            .inner
+            .state
+            .borrow_mut()
+            .conflicts
+            .remove(conflict_id)
+            .ok_or_else(|| not_found(format!("no conflict {conflict_id:?}")))?;
+        let conflict = kept.conflict;
+        let resolution = conflict.resolve(&chosen);
+        let key = RecordKey::new(&conflict.collection, &conflict.record_id);
+        let mut batch = DbBatch::new();
+        batch.delete(Store::Conflicts.name(), conflict_id.to_owned());
+        self.persist(batch).await;
+        if resolution.patch.is_empty() {
+            self.changed();
+            self.emit_status();
+            return self.outcome_js(Outcome::Committed(conflict.theirs));
+        }
+        let base_fields: Fields = resolution
+            .patch
+            .keys()
+            .map(|k| {
+                (
+                    k.clone(),
+                    conflict
+                        .theirs
+                        .fields
+                        .get(k)
+                        .cloned()
+                        .unwrap_or(crate::core::record::FieldValue::Null),
+                )
+            })
+            .collect();
+        {
+            let mut state = self.inner.state.borrow_mut();
+            state
+                .records
+                .apply_remote(&key.collection, RemoteChange::Put(conflict.theirs.clone()));
+            let _ = state.records.stage(&key, resolution.patch.clone());
+            state.metrics.operations += 1;
+        }
+        let (caller, promise) = self.new_caller();
+        self.changed();
+        self.emit_record(&key, "local");
+        self.enqueue(
+            key,
+            MutationOp::Patch {
+                base_version: resolution.if_match,
+                base_fields,
+                fields: resolution.patch,
+            },
+            vec![caller],
+            false,
+        );
+        JsFuture::from(promise).await.map_err(rejected)
+    }
+
+    // ----- the outbox pump ---------------------------------------------------
+
+    /// Sends what can be sent now: one entry per record lane, in parallel.
+    pub fn pump(&self) {
+        if self.inner.closed.get() || self.inner.expired.get() {
+            return;
+        }
+        if !self.is_online() || !self.inner.leader.get() {
+            return;
+        }
+        let now = now_ms();
+        let ready: Vec<OutboxEntry> = {
+            let mut state = self.inner.state.borrow_mut();
+            let ids: Vec<String> = state
+                .outbox
+                .next_sendable(now)
+                .into_iter()
+                .filter(|e| !state.unpersisted.contains(&e.mutation_id))
+                .map(|e| e.mutation_id.clone())
+                .collect();
+            let mut ready = Vec::new();
+            for id in ids {
+                if let Ok(entry) = state.outbox.mark_sending(&id) {
+                    let entry = entry.clone();
+                    state.records.set_state(
+                        &RecordKey::new(&entry.collection, &entry.record_id),
+                        StagedState::Sending,
+                    );
+                    ready.push(entry);
+                }
+            }
+            ready
+        };
+        for entry in ready {
+            let this = self.clone();
+            spawn_local(async move { this.send_entry(entry).await });
+        }
+        self.schedule_retry();
+    }
+
+    fn schedule_retry(&self) {
+        let at = self.inner.state.borrow().outbox.next_retry_at(now_ms());
+        let Some(at) = at else {
+            self.inner.retry_timer.borrow_mut().take();
+            return;
+        };
+        let delay = at.saturating_sub(now_ms()).max(1);
+        let weak = self.weak();
+        let timer = Timeout::new(u32::try_from(delay).unwrap_or(u32::MAX), move || {
+            if let Some(client) = Client::from_weak(&weak) {
+                client.pump();
+            }
+        });
+        *self.inner.retry_timer.borrow_mut() = Some(timer);
+    }
+
+    fn build(&self, entry: &OutboxEntry) -> Result<HttpRequest, Error> {
+        let c = &entry.collection;
+        let id = encode(&entry.record_id);
+        let body = js_sys::Object::new();
+        let set = |k: &str, v: &JsValue| {
+            let _ = js_sys::Reflect::set(&body, &k.into(), v);
+        };
+        let mut req = match &entry.op {
+            MutationOp::Patch {
+                base_version,
+                fields,
+                ..
+            } => {
+                set("fields", &to_js(fields)?);
+                let mut r = self.request(Method::Patch, &format!("/{c}/{id}"))?;
+                r.if_match = Some(*base_version);
+                r
+            }
+            MutationOp::Create { fields } => {
+                set("id", &entry.record_id.as_str().into());
+                set("fields", &to_js(fields)?);
+                self.request(Method::Post, &format!("/{c}"))?
+            }
+            MutationOp::Delete { base_version } => {
+                let mut r = self.request(Method::Delete, &format!("/{c}/{id}"))?;
+                r.if_match = Some(*base_version);
+                r
+            }
+            MutationOp::Comment { comment_id, text } => {
+                set("id", &comment_id.as_str().into());
+                set("text", &text.as_str().into());
+                self.request(Method::Post, &format!("/{c}/{id}/comments"))?
+            }
+        };
+        if !matches!(entry.op, MutationOp::Delete { .. }) {
+            req.body = Some(body.into());
+        }
+        req.idempotency_key = Some(entry.idempotency_key.clone());
+        req.keepalive = self
+            .inner
+            .state
+            .borrow()
+            .keepalive
+            .contains(&entry.mutation_id);
+        Ok(req)
+    }
+
+    async fn send_entry(&self, entry: OutboxEntry) {
+        let result = match self.build(&entry) {
+            Ok(req) => {
+                self.inner.state.borrow_mut().metrics.requests += 1;
+                send(&req).await
+            }
+            Err(e) => Err(e),
+        };
+        if self.inner.closed.get() {
+            return;
+        }
+        self.inner
+            .state
+            .borrow_mut()
+            .keepalive
+            .remove(&entry.mutation_id);
+        match result {
+            Ok(resp) => self.on_success(&entry, resp.body).await,
+            Err(err) => {
+                let is_version_conflict = matches!(
+                    &err,
+                    Error::Http {
+                        status: 409,
+                        code: ErrorCode::Conflict,
+                        ..
+                    }
+                );
+                if is_version_conflict && !matches!(entry.op, MutationOp::Comment { .. }) {
+                    self.on_conflict(&entry, err).await;
+                } else if err.code() == ErrorCode::Unauthorized {
+                    let _ = self
+                        .inner
+                        .state
+                        .borrow_mut()
+                        .outbox
+                        .release(&entry.mutation_id);
+                    self.session_expired();
+                    self.settle(&entry.mutation_id, Err(err));
+                } else if err.is_transient() {
+                    self.on_transient(&entry, err).await;
+                } else {
+                    self.on_permanent(&entry, err).await;
+                }
+            }
+        }
+        self.changed();
+        self.emit_status();
+        self.pump();
+    }
+
+    async fn on_success(&self, entry: &OutboxEntry, body: JsValue) {
+        let key = RecordKey::new(&entry.collection, &entry.record_id);
+        let mut batch = DbBatch::new();
+        batch.delete(Store::Outbox.name(), entry.mutation_id.clone());
+        let outcome = match &entry.op {
+            MutationOp::Patch { fields, .. } | MutationOp::Create { fields } => {
+                match from_server::<Record>(body) {
+                    Ok(record) => {
+                        let merged = {
+                            let mut state = self.inner.state.borrow_mut();
+                            let _ = state.outbox.on_success(&entry.mutation_id, Some(&record));
+                            state
+                                .records
+                                .commit(&entry.collection, record.clone(), fields);
+                            state.metrics.commits += 1;
+                            state.merged.remove(&entry.mutation_id)
+                        };
+                        let _ = batch.put(
+                            Store::Records.name(),
+                            record_key(&key.collection, &key.id),
+                            &record,
+                        );
+                        match merged {
+                            Some(m) if !m.is_empty() => Ok(Outcome::Merged(record, m)),
+                            _ => Ok(Outcome::Committed(record)),
+                        }
+                    }
+                    Err(e) => {
+                        // 2xx with a body we cannot read: the change is in,
+                        // but we do not know its record; reload it.
+                        let _ = self
+                            .inner
+                            .state
+                            .borrow_mut()
+                            .outbox
+                            .on_success(&entry.mutation_id, None);
+                        self.inner.state.borrow_mut().records.unstage(&key, fields);
+                        Err(e)
+                    }
+                }
+            }
+            MutationOp::Delete { .. } => {
+                let last = {
+                    let mut state = self.inner.state.borrow_mut();
+                    let _ = state.outbox.on_success(&entry.mutation_id, None);
+                    let last = state.records.get(&key.collection, &key.id).cloned();
+                    state.records.commit_delete(&key);
+                    state.metrics.commits += 1;
+                    last
+                };
+                batch.delete(Store::Records.name(), record_key(&key.collection, &key.id));
+                Ok(Outcome::Committed(last.unwrap_or_else(|| Record {
+                    id: key.id.clone(),
+                    version: 0,
+                    updated_at: String::new(),
+                    updated_by: String::new(),
+                    fields: Fields::new(),
+                    comments: Vec::new(),
+                })))
+            }
+            MutationOp::Comment { .. } => match from_server::<Comment>(body) {
+                Ok(comment) => {
+                    let record = {
+                        let mut state = self.inner.state.borrow_mut();
+                        let _ = state.outbox.on_success(&entry.mutation_id, None);
+                        state.records.commit_comment(&key, comment);
+                        state.metrics.commits += 1;
+                        state.records.get(&key.collection, &key.id).cloned()
+                    };
+                    if let Some(r) = &record {
+                        let _ = batch.put(
+                            Store::Records.name(),
+                            record_key(&key.collection, &key.id),
+                            r,
+                        );
+                    }
+                    match record {
+                        Some(r) => Ok(Outcome::Committed(r)),
+                        None => {
+                            // Commented without loading the record: read it
+                            // now, so the caller gets the record with its log.
+                            match self.fetch_one(&key).await {
+                                Ok(()) => self
+                                    .inner
+                                    .state
+                                    .borrow()
+                                    .records
+                                    .get(&key.collection, &key.id)
+                                    .cloned()
+                                    .map(Outcome::Committed)
+                                    .ok_or_else(|| Error::BadResponse("record vanished".into())),
+                                Err(e) => Err(e),
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = self
+                        .inner
+                        .state
+                        .borrow_mut()
+                        .outbox
+                        .on_success(&entry.mutation_id, None);
+                    Err(e)
+                }
+            },
+        };
+        self.persist(batch).await;
+        self.changed();
+        self.emit_record(&key, "local");
+        self.settle(&entry.mutation_id, outcome);
+    }
+
+    async fn on_conflict(&self, entry: &OutboxEntry, err: Error) {
+        let key = RecordKey::new(&entry.collection, &entry.record_id);
+        let details = match &err {
+            Error::Http { details, .. } => details.clone(),
+            _ => JsValue::UNDEFINED,
+        };
+        let theirs: Record = match from_server(get(&details, "current")) {
+            Ok(r) => r,
+            Err(e) => {
+                self.on_permanent(entry, e).await;
+                return;
+            }
+        };
+        let rules = self.inner.config.rules;
+        let outcome = match entry.merge_with(&theirs, &rules) {
+            Some(o) => o,
+            None => {
+                self.on_permanent(entry, err).await;
+                return;
+            }
+        };
+        let conflict_id = uuid_v4();
+        let base_record = {
+            let state = self.inner.state.borrow();
+            state
+                .records
+                .get(&key.collection, &key.id)
+                .cloned()
+                .map(|mut r| {
+                    // The base as the change saw it: confirmed values with the
+                    // base values of the changed fields.
+                    if let MutationOp::Patch {
+                        base_fields,
+                        base_version,
+                        ..
+                    } = &entry.op
+                    {
+                        r.version = *base_version;
+                        for (k, v) in base_fields {
+                            r.fields.insert(k.clone(), v.clone());
+                        }
+                    }
+                    r
+                })
+        };
+        let handled = self.inner.state.borrow_mut().outbox.on_conflict(
+            &entry.mutation_id,
+            &theirs,
+            outcome,
+            conflict_id,
+        );
+        let mut batch = DbBatch::new();
+        let _ = batch.put(
+            Store::Records.name(),
+            record_key(&key.collection, &key.id),
+            &theirs,
+        );
+        match handled {
+            Ok(ConflictHandled::Resend { merged }) => {
+                let updated = {
+                    let mut state = self.inner.state.borrow_mut();
+                    state.metrics.merged += 1;
+                    state
+                        .records
+                        .apply_remote(&key.collection, RemoteChange::Put(theirs.clone()));
+                    state.records.rebase(&key, &theirs);
+                    let acc = state.merged.entry(entry.mutation_id.clone()).or_default();
+                    for m in merged {
+                        if !acc.contains(&m) {
+                            acc.push(m);
+                        }
+                    }
+                    state.outbox.get(&entry.mutation_id).cloned()
+                };
+                if let Some(updated) = updated {
+                    let _ = batch.put(Store::Outbox.name(), updated.mutation_id.clone(), &updated);
+                }
+                self.persist(batch).await;
+            }
+            Ok(ConflictHandled::Settled(settled)) => {
+                {
+                    let mut state = self.inner.state.borrow_mut();
+                    state.metrics.merged += 1;
+                    let sent = settled.op.fields().cloned().unwrap_or_default();
+                    state.records.commit(&key.collection, theirs.clone(), &sent);
+                }
+                batch.delete(Store::Outbox.name(), entry.mutation_id.clone());
+                self.persist(batch).await;
+                let merged = self
+                    .inner
+                    .state
+                    .borrow_mut()
+                    .merged
+                    .remove(&entry.mutation_id)
+                    .unwrap_or_default();
+                self.emit_record(&key, "server");
+                self.settle(&entry.mutation_id, Ok(Outcome::Merged(theirs, merged)));
+            }
+            Ok(ConflictHandled::Conflict(conflict, _)) => {
+                let kept = KeptConflict {
+                    conflict: (*conflict).clone(),
+                    base: base_record,
+                };
+                {
+                    let mut state = self.inner.state.borrow_mut();
+                    state.metrics.conflicts += 1;
+                    state
+                        .records
+                        .apply_remote(&key.collection, RemoteChange::Put(theirs.clone()));
+                    state.records.discard(&key);
+                    state.merged.remove(&entry.mutation_id);
+                    state.conflicts.insert(conflict.id.clone(), kept.clone());
+                }
+                batch.delete(Store::Outbox.name(), entry.mutation_id.clone());
+                let _ = batch.put(Store::Conflicts.name(), conflict.id.clone(), &kept);
+                self.persist(batch).await;
+                self.changed();
+                self.emit_record(&key, "server");
+                let event = js_sys::Object::new();
+                let _ = js_sys::Reflect::set(&event, &"type".into(), &"conflict".into());
+                if let Ok(c) = to_js(&JsConflict {
+                    base: kept.base.as_ref().map(|b| JsRecord::of(b, false)),
+                    ..js_conflict_parts(&kept.conflict)
+                }) {
+                    let _ = js_sys::Reflect::set(&event, &"conflict".into(), &c);
+                }
+                emit_to(&self.inner.listeners, &event.into());
+                self.settle(&entry.mutation_id, Ok(Outcome::Conflict(conflict)));
+            }
+            Err(e) => {
+                self.on_permanent(entry, Error::Invalid(e.to_string()))
+                    .await;
+            }
+        }
+    }
+
+    async fn on_transient(&self, entry: &OutboxEntry, err: Error) {
+        let retry_after = match &err {
+            Error::Http { retry_after_ms, .. } => *retry_after_ms,
+            _ => None,
+        };
+        let error = EntryError {
+            code: err.code(),
+            message: err.to_string(),
+        };
+        let retrying = {
+            let mut state = self.inner.state.borrow_mut();
+            state.metrics.retries += 1;
+            let r = state.outbox.on_transient_failure(
+                &entry.mutation_id,
+                error,
+                now_ms(),
+                &self.inner.config.retry,
+                random_unit(),
+                retry_after,
+            );
+            state.records.set_state(
+                &RecordKey::new(&entry.collection, &entry.record_id),
+                StagedState::Queued,
+            );
+            r
+        };
+        if matches!(err.code(), ErrorCode::Network | ErrorCode::Timeout) && !navigator_online() {
+            self.inner.online.set(false);
+        }
+        let exhausted = retrying.map(|r| r.exhausted).unwrap_or(true);
+        if exhausted || !self.is_online() {
+            self.settle(
+                &entry.mutation_id,
+                Ok(Outcome::Queued(entry.mutation_id.clone())),
+            );
+        }
+        if let Some(updated) = self
+            .inner
+            .state
+            .borrow()
+            .outbox
+            .get(&entry.mutation_id)
+            .cloned()
+        {
+            let this = self.clone();
+            spawn_local(async move { this.persist(Self::entry_batch(&updated)).await });
+        }
+    }
+
+    async fn on_permanent(&self, entry: &OutboxEntry, err: Error) {
+        let key = RecordKey::new(&entry.collection, &entry.record_id);
+        let failed = {
+            let mut state = self.inner.state.borrow_mut();
+            let failed = state
+                .outbox
+                .on_permanent_failure(
+                    &entry.mutation_id,
+                    EntryError {
+                        code: err.code(),
+                        message: err.to_string(),
+                    },
+                )
+                .ok()
+                .cloned();
+            state.records.fail(&key);
+            failed
+        };
+        let mut batch = DbBatch::new();
+        batch.delete(Store::Outbox.name(), entry.mutation_id.clone());
+        if let Some(f) = &failed {
+            let _ = batch.put(Store::Failed.name(), f.mutation_id.clone(), f);
+        }
+        self.persist(batch).await;
+        self.changed();
+        self.emit_record(&key, "local");
+        self.settle(&entry.mutation_id, Err(err));
+    }
+
+    /// A 401: the token is no longer good. Every tab hears it (the facade
+    /// relays it); writes wait in the outbox for a new login.
+    pub fn session_expired(&self) {
+        if self.inner.expired.replace(true) {
+            return;
+        }
+        self.emit_session("expired");
+    }
+
+    /// Stops timers and listeners; waiting callers are rejected with `closed`.
+    pub fn close(&self) {
+        if self.inner.closed.replace(true) {
+            return;
+        }
+        self.inner.debounce_timer.borrow_mut().take();
+        self.inner.retry_timer.borrow_mut().take();
+        self.inner.page.borrow_mut().clear();
+        self.inner.lifecycle.borrow_mut().take();
+        let callers: Vec<u64> = {
+            let mut state = self.inner.state.borrow_mut();
+            if let Some(d) = state.debounce.as_mut() {
+                d.cancel();
+            }
+            state.waiting.clear();
+            state.callers.keys().copied().collect()
+        };
+        self.settle_callers(callers, &Err(Error::Closed));
+        if let Some(db) = self.inner.db.borrow_mut().take() {
+            db.close();
+        }
+    }
+
+    /// Whether `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+}
+
+/// Lays an outbox entry's change over the confirmed record again (after a
+/// reload, the outbox is the truth about what is staged).
+fn restage(records: &mut StagedRecords, entry: &OutboxEntry) {
+    let key = RecordKey::new(&entry.collection, &entry.record_id);
+    let _ = match &entry.op {
+        MutationOp::Patch { fields, .. } => records.stage(&key, fields.clone()),
+        MutationOp::Create { fields } => records.stage_create(&key, fields.clone()),
+        MutationOp::Delete { .. } => records.stage_delete(&key),
+        MutationOp::Comment { comment_id, text } => {
+            records.stage_comment(
+                &key,
+                PendingComment {
+                    id: comment_id.clone(),
+                    text: text.clone(),
+                },
+            );
+            Ok(())
+        }
+    };
+    let state = if entry.state == EntryState::Failed {
+        StagedState::Failed
+    } else {
+        StagedState::Queued
+    };
+    records.set_state(&key, state);
+}
+
+fn mutation_row(e: &OutboxEntry) -> JsMutation<'_> {
+    let (op, fields, text) = match &e.op {
+        MutationOp::Create { fields } => ("create", Some(fields), None),
+        MutationOp::Patch { fields, .. } => ("patch", Some(fields), None),
+        MutationOp::Delete { .. } => ("delete", None, None),
+        MutationOp::Comment { text, .. } => ("comment", None, Some(text.as_str())),
+    };
+    JsMutation {
+        mutation_id: &e.mutation_id,
+        collection: &e.collection,
+        record_id: &e.record_id,
+        op,
+        state: match e.state {
+            EntryState::Queued => "queued",
+            EntryState::Sending => "sending",
+            EntryState::Failed => "failed",
+        },
+        fields,
+        text,
+        attempts: e.attempts,
+        created_at: e.created_at_ms,
+        error: e.last_error.as_ref(),
+    }
+}
+
+fn js_conflict_parts(c: &Conflict) -> JsConflict<'_> {
+    JsConflict {
+        id: &c.id,
+        collection: &c.collection,
+        record_id: &c.record_id,
+        base: None,
+        mine: &c.mine,
+        theirs: JsRecord::of(&c.theirs, false),
+        fields: &c.fields,
+    }
+}
+
+fn js_conflict(kept: &KeptConflict) -> JsConflict<'_> {
+    JsConflict {
+        base: kept.base.as_ref().map(|b| JsRecord::of(b, false)),
+        ..js_conflict_parts(&kept.conflict)
+    }
+}
+
+fn stage_error(e: StageError) -> Error {
+    match e {
+        StageError::UnknownRecord(_) => not_found(e.to_string()),
+        StageError::AlreadyExists(_) | StageError::Deleted(_) => Error::Invalid(e.to_string()),
+    }
+}
+
+fn not_found(message: String) -> Error {
+    Error::Http {
+        code: ErrorCode::NotFound,
+        status: 404,
+        message,
+        details: JsValue::UNDEFINED,
+        retry_after_ms: None,
+    }
+}
+
+/// A promise of ours rejected with a `CrmError` already; keep it as is.
+pub fn rejected(value: JsValue) -> Error {
+    let code = get(&value, "code").as_string();
+    let message = get(&value, "message").as_string().unwrap_or_default();
+    match code.as_deref() {
+        Some("closed") => Error::Closed,
+        Some("cancelled") => Error::Cancelled,
+        _ => Error::Http {
+            code: code
+                .as_deref()
+                .map(|c| ErrorCode::from_http(0, Some(c)))
+                .unwrap_or(ErrorCode::Server),
+            status: get(&value, "status").as_f64().map_or(0, |s| s as u16),
+            message,
+            details: get(&value, "details"),
+            retry_after_ms: None,
+        },
+    }
+}
+
+/// Collection names as the reference server accepts them.
+///
+/// # Errors
+/// `invalid` for anything else (it would end up in a URL path).
+pub fn check_collection(collection: &str) -> Result<(), Error> {
+    let mut bytes = collection.bytes();
+    let ok = collection.len() <= 40
+        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "not a collection name: {collection:?}"
+        )))
+    }
+}
+
+/// Percent-encodes a record id for a URL path.
+fn encode(id: &str) -> String {
+    String::from(js_sys::encode_uri_component(id))
+}
+
+fn navigator_online() -> bool {
+    web_sys::window().is_none_or(|w| w.navigator().on_line())
+}
