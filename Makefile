@@ -50,8 +50,8 @@ demo: www server
 test: setup
 	@scripts/test.sh
 
-bench: pkg
-	@echo "make bench: the benchmarks are not written yet (issue 9)."
+bench: pkg server
+	@scripts/bench.sh
 
 size: pkg
 	@scripts/size.sh

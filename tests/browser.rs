@@ -12,5 +12,6 @@ mod browser {
     pub mod server;
     pub mod store;
     pub mod support;
+    pub mod sync;
     pub mod tabs;
 }

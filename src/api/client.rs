@@ -6,17 +6,24 @@ use js_sys::{Function, Promise};
 use serde::Deserialize;
 use tsify::Tsify;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
 
 use crate::core::debounce::DebounceOptions;
 use crate::core::merge::{MergeRules, OnConflict};
 use crate::core::record::Fields;
 use crate::core::retry::RetryPolicy;
 use crate::error::Error;
+use std::rc::Rc;
+
+use crate::api::tabs::{TabLocks, TabLocksMode};
+use crate::core::election::{TabId, TabMessage};
+use crate::core::progress::{SyncConfig, SyncKind};
+use crate::web::channel::EnvelopeChannel;
 use crate::web::client::{check_collection, rejected, Client, Config, Session};
 use crate::web::http::{send, HttpRequest, Method};
 use crate::web::idb::UserDb;
 use crate::web::js::{from_app, from_server};
+use crate::web::sync::SyncRunner;
 
 /// Options shared by `login` and `open`; every one is optional (API.md,
 /// "The client", gives the defaults).
@@ -47,6 +54,11 @@ pub struct CrmOptions {
     #[serde(default)]
     #[tsify(optional, type = "SyncOptions")]
     pub sync: Option<SyncOptions>,
+    /// How tabs coordinate: Web Locks where present (`"auto"`), or the
+    /// BroadcastChannel protocol (`"broadcast"`, also for tests).
+    #[serde(default)]
+    #[tsify(optional, type = "TabLocksMode")]
+    pub tabs: Option<String>,
 }
 
 /// `retry` option.
@@ -159,6 +171,177 @@ impl CrmOptions {
     }
 }
 
+impl CrmOptions {
+    fn sync_config(&self) -> SyncConfig {
+        let mut c = SyncConfig::default();
+        if let Some(s) = &self.sync {
+            if let Some(v) = s.poll_ms {
+                c.poll_ms = v;
+            }
+            if let Some(v) = s.timeout_ms {
+                c.timeout_ms = v;
+            }
+            if let Some(v) = s.cooldown_ms {
+                c.cooldown_ms = v;
+            }
+        }
+        c
+    }
+
+    fn tabs_mode(&self) -> Result<TabLocksMode, Error> {
+        match self.tabs.as_deref() {
+            None | Some("auto") => Ok(TabLocksMode::Auto),
+            Some("web-locks") => Ok(TabLocksMode::WebLocks),
+            Some("broadcast") => Ok(TabLocksMode::Broadcast),
+            Some(other) => Err(Error::Invalid(format!(
+                "tabs must be auto, web-locks or broadcast, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Starts the engine, the sync follower and the tab coordination.
+async fn start_client(
+    options: &CrmOptions,
+    config: Config,
+    session: Session,
+) -> Result<CrmSync, Error> {
+    let mode = options.tabs_mode()?;
+    let channel = format!("crm-sync:{}", session.user);
+    let client = Client::start(config, session).await;
+    let sync = SyncRunner::new(client.clone(), options.sync_config());
+    let tabs = TabLocks::open(&channel, mode)?;
+
+    let weak_client = client.downgrade();
+    let weak_sync = Rc::downgrade(&sync);
+    let bus = EnvelopeChannel::open(
+        &format!("{channel}:events"),
+        TabId(tabs.tab_id()),
+        move |envelope| {
+            let (Some(client), Some(sync)) = (weak_client.upgrade(), weak_sync.upgrade()) else {
+                return;
+            };
+            match &envelope.message {
+                TabMessage::RecordChanged(change) => {
+                    let (collection, id) = (change.collection.clone(), change.id.clone());
+                    spawn_local(async move { client.record_from_tab(&collection, &id).await });
+                }
+                TabMessage::Session(notice) => client.session_from_tab(notice.state),
+                other => sync.on_tab_message(other),
+            }
+        },
+    )
+    .ok()
+    .map(Rc::new);
+    client.set_bus(bus.clone());
+    sync.set_bus(bus.clone());
+
+    let weak_client = client.downgrade();
+    let weak_sync = Rc::downgrade(&sync);
+    let on_leader = Closure::<dyn FnMut(bool)>::new(move |leader: bool| {
+        if let Some(client) = weak_client.upgrade() {
+            client.set_leader(leader);
+        }
+        if leader {
+            if let Some(sync) = weak_sync.upgrade() {
+                spawn_local(async move { sync.on_leadership().await });
+            }
+        }
+    });
+    let _unsubscribe =
+        tabs.on_leader_change(on_leader.as_ref().unchecked_ref::<Function>().clone());
+    if tabs.is_leader() {
+        client.set_leader(true);
+        let s = Rc::clone(&sync);
+        spawn_local(async move { s.on_leadership().await });
+    }
+    let sync_js: JsValue = CrmSyncJobs {
+        runner: Rc::clone(&sync),
+    }
+    .into();
+    Ok(CrmSync {
+        client,
+        sync,
+        sync_js,
+        tabs_js: tabs.into(),
+        _bus: bus,
+        _on_leader: on_leader,
+    })
+}
+
+/// `crm.sync`: the spreadsheet sync as every tab of the user sees it.
+#[wasm_bindgen]
+pub struct CrmSyncJobs {
+    runner: Rc<SyncRunner>,
+}
+
+#[wasm_bindgen]
+impl CrmSyncJobs {
+    /// Starts a sync job (`"from-sheet"` by default); resolves with
+    /// `{ syncId, status }` as soon as the server queued it, or with
+    /// `status: "coalesced"` when the press was folded into a follow-up run.
+    #[wasm_bindgen(
+        unchecked_return_type = "Promise<{ syncId: string | null; status: \"queued\" | \"coalesced\" }>"
+    )]
+    pub fn start(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "\"from-sheet\" | \"to-sheet\" | undefined")]
+        kind: JsValue,
+    ) -> Promise {
+        let kind = match kind.as_string().as_deref() {
+            None | Some("from-sheet") => SyncKind::FromSheet,
+            Some("to-sheet") => SyncKind::ToSheet,
+            Some(other) => {
+                let err = Error::Invalid(format!(
+                    "kind must be from-sheet or to-sheet, not {other:?}"
+                ));
+                return Promise::reject(&err.into());
+            }
+        };
+        self.runner.start(kind)
+    }
+
+    /// `{ phase, progress, message, syncId, stats, error, startedAt, updatedAt }`,
+    /// the same object until it changes.
+    #[wasm_bindgen(getter, unchecked_return_type = "SyncState")]
+    pub fn state(&self) -> JsValue {
+        self.runner.state_js()
+    }
+
+    /// Calls `listener(state)` on every change; returns the unsubscribe function.
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn subscribe(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(state: SyncState) => void")] listener: Function,
+    ) -> Function {
+        self.runner.subscribe(&listener)
+    }
+
+    /// Cancels the running or queued job.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn cancel(&self) -> Promise {
+        self.runner.cancel();
+        Promise::resolve(&JsValue::UNDEFINED)
+    }
+
+    /// Back to `idle` after `complete`, `error` or `cancelled`.
+    pub fn dismiss(&self) {
+        self.runner.dismiss();
+    }
+
+    /// Finished runs from IndexedDB, newest first.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SyncHistoryEntry[]>")]
+    pub fn history(&self) -> Promise {
+        let runner = Rc::clone(&self.runner);
+        promise(async move { runner.history().await })
+    }
+
+    /// Starts a sync every `intervalMs` (the leader does); `null` stops it.
+    pub fn schedule(&self, interval_ms: Option<u32>) {
+        self.runner.schedule(interval_ms);
+    }
+}
+
 /// The crm-sync client: records staged until the server says yes, offline
 /// work, tabs in step, sync progress.
 ///
@@ -170,6 +353,11 @@ impl CrmOptions {
 #[wasm_bindgen]
 pub struct CrmSync {
     client: Client,
+    sync: Rc<SyncRunner>,
+    sync_js: JsValue,
+    tabs_js: JsValue,
+    _bus: Option<Rc<EnvelopeChannel>>,
+    _on_leader: Closure<dyn FnMut(bool)>,
 }
 
 /// Runs `f` as a JS promise; its error becomes a `CrmError`.
@@ -203,9 +391,7 @@ impl CrmSync {
             token: answer.token,
             user: answer.user,
         };
-        Ok(CrmSync {
-            client: Client::start(config, session).await,
-        })
+        Ok(start_client(&options.options, config, session).await?)
     }
 
     /// Opens a client with a token the app already has (and the user it
@@ -225,9 +411,21 @@ impl CrmSync {
             token: options.token,
             user: options.user.unwrap_or_default(),
         };
-        Ok(CrmSync {
-            client: Client::start(config, session).await,
-        })
+        Ok(start_client(&options.options, config, session).await?)
+    }
+
+    /// The spreadsheet sync (`start`, `state`, `subscribe`, `cancel`,
+    /// `dismiss`, `history`, `schedule`); the same object on every read.
+    #[wasm_bindgen(getter, unchecked_return_type = "CrmSyncJobs")]
+    pub fn sync(&self) -> JsValue {
+        self.sync_js.clone()
+    }
+
+    /// This user's tabs: `withLock`, `acquire`, `isLeader`, `tabId`,
+    /// `onLeaderChange`; the same object on every read.
+    #[wasm_bindgen(getter, unchecked_return_type = "TabLocks")]
+    pub fn tabs(&self) -> JsValue {
+        self.tabs_js.clone()
     }
 
     /// Who is logged in.
@@ -408,11 +606,7 @@ impl CrmSync {
     #[wasm_bindgen(unchecked_return_type = "CrmMetrics")]
     pub fn metrics(&self) -> JsValue {
         let out = self.client.metrics();
-        let syncs = js_sys::Object::new();
-        for key in ["started", "completed", "failed", "meanDurationMs"] {
-            let _ = js_sys::Reflect::set(&syncs, &key.into(), &JsValue::from(0));
-        }
-        let _ = js_sys::Reflect::set(&out, &"syncs".into(), &syncs);
+        let _ = js_sys::Reflect::set(&out, &"syncs".into(), &self.sync.counts_js());
         out
     }
 
@@ -427,6 +621,7 @@ impl CrmSync {
             // A token the server already forgot is logged out all the same.
             let answer = send(&req).await;
             let user = client.user();
+            client.tell_tabs_logged_out();
             client.emit_session("logged-out");
             client.close();
             let _ = UserDb::delete_user(&user, 5_000).await;
@@ -440,6 +635,14 @@ impl CrmSync {
     /// Stops timers, channels and polling; later calls fail with `closed`.
     pub fn close(&self) {
         self.client.close();
+        self.sync.close();
+        self.client.set_bus(None);
+        self.sync.set_bus(None);
+        if let Ok(close) = js_sys::Reflect::get(&self.tabs_js, &"close".into()) {
+            if let Ok(close) = close.dyn_into::<Function>() {
+                let _ = close.call0(&self.tabs_js);
+            }
+        }
     }
 
     /// Test and demo hook: behave as if the browser went offline (`false`)

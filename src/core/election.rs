@@ -832,6 +832,22 @@ pub struct SessionNotice {
     pub state: SessionEnd,
 }
 
+/// A press in a tab that does not lead, forwarded to the leader, which
+/// alone drives the sync reducer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "command")]
+pub enum SyncCommand {
+    /// `crm.sync.start(kind)`.
+    Start {
+        /// Which way to copy.
+        kind: crate::core::progress::SyncKind,
+    },
+    /// `crm.sync.cancel()`.
+    Cancel,
+    /// `crm.sync.dismiss()`.
+    Dismiss,
+}
+
 /// Everything tabs tell each other.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TabMessage {
@@ -843,6 +859,8 @@ pub enum TabMessage {
     Session(SessionNotice),
     /// The leader's sync state (kind `sync-state`).
     SyncState(Box<SyncState>),
+    /// A follower's press for the leader (kind `sync-command`).
+    SyncCommand(SyncCommand),
 }
 
 impl TabMessage {
@@ -853,6 +871,7 @@ impl TabMessage {
             Self::RecordChanged(_) => "record-changed",
             Self::Session(_) => "session",
             Self::SyncState(_) => "sync-state",
+            Self::SyncCommand(_) => "sync-command",
         }
     }
 }
@@ -891,6 +910,7 @@ impl Serialize for Envelope {
             TabMessage::RecordChanged(p) => wire(tab, seq, kind, p).serialize(serializer),
             TabMessage::Session(p) => wire(tab, seq, kind, p).serialize(serializer),
             TabMessage::SyncState(p) => wire(tab, seq, kind, p.as_ref()).serialize(serializer),
+            TabMessage::SyncCommand(p) => wire(tab, seq, kind, p).serialize(serializer),
         }
     }
 }
@@ -972,6 +992,7 @@ pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, 
         "record-changed" => TabMessage::RecordChanged(payload(raw)?),
         "session" => TabMessage::Session(payload(raw)?),
         "sync-state" => TabMessage::SyncState(Box::new(payload(raw)?)),
+        "sync-command" => TabMessage::SyncCommand(payload(raw)?),
         _ => return Err(Ignored::UnknownKind),
     };
     Ok(Envelope { tab, seq, message })

@@ -2,10 +2,17 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 /// One field value: the protocol allows string, number, boolean and null.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `Deserialize` is written by hand rather than derived with
+/// `#[serde(untagged)]`: an untagged enum buffers every value into serde's
+/// `Content` and retries each variant, which costs code size (a copy of the
+/// buffering machinery in the wasm) and time on every field of every record
+/// loaded. Reading the value's own type once does the same job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum FieldValue {
     /// `null`: in a patch, clears the field.
@@ -16,6 +23,60 @@ pub enum FieldValue {
     Number(f64),
     /// Any string.
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for FieldValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldValueVisitor)
+    }
+}
+
+struct FieldValueVisitor;
+
+impl<'de> Visitor<'de> for FieldValueVisitor {
+    type Value = FieldValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string, number, boolean or null")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<FieldValue, E> {
+        Ok(FieldValue::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<FieldValue, E> {
+        Ok(FieldValue::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<FieldValue, D::Error> {
+        FieldValue::deserialize(deserializer)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<FieldValue, E> {
+        Ok(FieldValue::Bool(v))
+    }
+
+    #[allow(clippy::cast_precision_loss)] // as `untagged` did: a JSON number is an f64
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<FieldValue, E> {
+        Ok(FieldValue::Number(v as f64))
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<FieldValue, E> {
+        Ok(FieldValue::Number(v as f64))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<FieldValue, E> {
+        Ok(FieldValue::Number(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldValue, E> {
+        Ok(FieldValue::Text(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<FieldValue, E> {
+        Ok(FieldValue::Text(v))
+    }
 }
 
 /// Field name to value. Ordered, so equal field sets compare and serialise
@@ -85,5 +146,28 @@ impl RecordKey {
             collection: collection.into(),
             id: id.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_values_read_as_the_untagged_form_did() {
+        let fields: Fields =
+            serde_json::from_str(r#"{"a":null,"b":true,"c":7,"d":-2,"e":1.5,"f":"x"}"#).unwrap();
+        assert_eq!(fields["a"], FieldValue::Null);
+        assert_eq!(fields["b"], FieldValue::Bool(true));
+        assert_eq!(fields["c"], FieldValue::Number(7.0));
+        assert_eq!(fields["d"], FieldValue::Number(-2.0));
+        assert_eq!(fields["e"], FieldValue::Number(1.5));
+        assert_eq!(fields["f"], FieldValue::Text("x".into()));
+        assert_eq!(
+            serde_json::to_string(&fields).unwrap(),
+            r#"{"a":null,"b":true,"c":7.0,"d":-2.0,"e":1.5,"f":"x"}"#
+        );
+        assert!(serde_json::from_str::<FieldValue>("[1]").is_err());
+        assert!(serde_json::from_str::<FieldValue>(r#"{"x":1}"#).is_err());
     }
 }

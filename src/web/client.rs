@@ -21,6 +21,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::core::debounce::{Batch, Debounce, DebounceOptions, Pushed, SavePayload};
+use crate::core::election::{RecordChange, SessionEnd, SessionNotice, TabMessage};
 use crate::core::merge::{Conflict, MergeRules};
 use crate::core::outbox::{
     ConflictHandled, EntryError, EntryState, MutationOp, NewMutation, Outbox, OutboxEntry,
@@ -29,28 +30,44 @@ use crate::core::record::{Comment, Fields, PendingComment, Record, RecordKey};
 use crate::core::retry::RetryPolicy;
 use crate::core::staged::{RemoteChange, StageError, StagedRecords, StagedState};
 use crate::error::{Error, ErrorCode};
+use crate::web::channel::EnvelopeChannel;
 use crate::web::clock::{now_ms, random_unit, uuid_v4};
 use crate::web::http::{send, HttpRequest, Method};
 use crate::web::idb::{record_key, Batch as DbBatch, Store, UserDb};
 use crate::web::js::{from_server, get, to_js};
 use crate::web::lifecycle::{EventListener, PageEvent, PageLifecycle};
 
-#[wasm_bindgen(inline_js = r#"
-export function subscribeTo(set, listener) {
-  set.add(listener);
-  return () => { set.delete(listener); };
+/// Adds `listener` to `set`; the returned function removes it again
+/// (`Set.prototype.delete` bound to both, so no Rust closure is kept).
+fn subscribe_to(set: &js_sys::Set, listener: &Function) -> Function {
+    set.add(listener);
+    match js_sys::Reflect::get(set, &"delete".into()).map(JsCast::dyn_into::<Function>) {
+        Ok(Ok(delete)) => JsValue::from(delete.bind1(set, listener)).unchecked_into(),
+        _ => Function::new_no_args(""),
+    }
 }
-export function emitTo(set, event) {
-  for (const listener of [...set]) {
-    try { listener(event); } catch (e) { console.error("crm-sync: a subscriber threw", e); }
-  }
+
+/// Calls every listener with `event`; one that throws is logged and the
+/// others still hear it.
+fn emit_to(set: &js_sys::Set, event: &JsValue) {
+    let listeners = js_sys::Array::from(set);
+    for listener in listeners.iter() {
+        if let Ok(f) = listener.dyn_into::<Function>() {
+            if let Err(thrown) = f.call1(&JsValue::UNDEFINED, event) {
+                web_sys::console::error_2(&"crm-sync: a subscriber threw".into(), &thrown);
+            }
+        }
+    }
 }
-"#)]
-extern "C" {
-    #[wasm_bindgen(js_name = subscribeTo)]
-    fn subscribe_to(set: &js_sys::Set, listener: &Function) -> Function;
-    #[wasm_bindgen(js_name = emitTo)]
-    fn emit_to(set: &js_sys::Set, event: &JsValue);
+
+/// Adds `listener` to `set`; returns the function that removes it.
+pub fn subscribe_fn(set: &js_sys::Set, listener: &Function) -> Function {
+    subscribe_to(set, listener)
+}
+
+/// Calls every listener in `set` with `event`; one that throws is logged.
+pub fn emit_fn(set: &js_sys::Set, event: &JsValue) {
+    emit_to(set, event)
 }
 
 /// Settings of one client, from the app's options with API.md's defaults.
@@ -227,6 +244,10 @@ struct State {
     merged: HashMap<String, Vec<String>>,
     /// Entries not yet written to IndexedDB: never sent before they are.
     unpersisted: HashSet<String>,
+    /// Entries this tab made: it sends them itself, leader or not, so its
+    /// callers hear the server's answer. Entries restored from IndexedDB
+    /// (a closed tab's, a reload's) are sent by the leader.
+    own: HashSet<String>,
     /// Entries whose send should outlive the page (`pagehide`).
     keepalive: HashSet<String>,
     conflicts: BTreeMap<String, KeptConflict>,
@@ -234,6 +255,18 @@ struct State {
     metrics: Metrics,
     next_caller: u64,
     last_sync_at: Option<String>,
+}
+
+/// A handle that does not keep the engine alive (for callbacks the engine
+/// itself owns, which would otherwise make a cycle).
+#[derive(Clone)]
+pub struct WeakClient(Weak<Inner>);
+
+impl WeakClient {
+    /// The engine, if it still exists.
+    pub fn upgrade(&self) -> Option<Client> {
+        Client::from_weak(&self.0)
+    }
 }
 
 /// The engine behind `CrmSync`; cheap to clone.
@@ -258,6 +291,8 @@ struct Inner {
     debounce_timer: RefCell<Option<Timeout>>,
     retry_timer: RefCell<Option<Timeout>>,
     page: RefCell<Vec<EventListener>>,
+    /// The channel to this user's other tabs, once the facade opened it.
+    bus: RefCell<Option<Rc<EnvelopeChannel>>>,
     lifecycle: RefCell<Option<PageLifecycle>>,
 }
 
@@ -279,12 +314,13 @@ impl Client {
             listeners: js_sys::Set::new(&JsValue::UNDEFINED),
             snapshots: RefCell::new(HashMap::new()),
             online: Cell::new(navigator_online()),
-            leader: Cell::new(true),
+            leader: Cell::new(false),
             closed: Cell::new(false),
             expired: Cell::new(false),
             debounce_timer: RefCell::new(None),
             retry_timer: RefCell::new(None),
             page: RefCell::new(Vec::new()),
+            bus: RefCell::new(None),
             lifecycle: RefCell::new(None),
         });
         let client = Client { inner };
@@ -292,6 +328,11 @@ impl Client {
         client.listen_to_page();
         client.pump();
         client
+    }
+
+    /// A handle that does not keep the engine alive.
+    pub fn downgrade(&self) -> WeakClient {
+        WeakClient(self.weak())
     }
 
     fn weak(&self) -> Weak<Inner> {
@@ -327,12 +368,126 @@ impl Client {
         self.inner.online.get()
     }
 
-    /// Tells the engine whether this tab leads (drains the outbox).
+    /// Tells the engine whether this tab leads (sends the outbox entries
+    /// of closed tabs). On gaining it, entries other tabs left in IndexedDB
+    /// are adopted.
     pub fn set_leader(&self, leader: bool) {
         if self.inner.leader.replace(leader) != leader {
             self.changed();
             self.emit_status();
-            self.pump();
+            if leader {
+                let this = self.clone();
+                spawn_local(async move {
+                    this.adopt_orphans().await;
+                    this.pump();
+                });
+            }
+        }
+    }
+
+    /// Whether this tab leads.
+    pub fn is_leader(&self) -> bool {
+        self.inner.leader.get()
+    }
+
+    /// Reads outbox entries from IndexedDB that this tab does not know
+    /// (written by a tab that closed) and adds them to its outbox.
+    async fn adopt_orphans(&self) {
+        let Some(db) = self.db() else { return };
+        let stored: Vec<(String, OutboxEntry)> = db.all(Store::Outbox).await.unwrap_or_default();
+        let mut state = self.inner.state.borrow_mut();
+        let fresh: Vec<OutboxEntry> = stored
+            .into_iter()
+            .map(|(_, e)| e)
+            .filter(|e| state.outbox.get(&e.mutation_id).is_none())
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        let sending: Vec<String> = state
+            .outbox
+            .pending()
+            .iter()
+            .filter(|e| e.state == EntryState::Sending)
+            .map(|e| e.mutation_id.clone())
+            .collect();
+        for entry in &fresh {
+            restage(&mut state.records, entry);
+        }
+        state.metrics.outbox_replayed += fresh.len() as u64;
+        let all: Vec<OutboxEntry> = state.outbox.entries().cloned().chain(fresh).collect();
+        state.outbox = Outbox::restore(all);
+        // Restoring forgets what was in flight; it still is.
+        for id in sending {
+            let _ = state.outbox.mark_sending(&id);
+        }
+        drop(state);
+        self.changed();
+        self.emit_status();
+    }
+
+    /// Lets the engine tell other tabs about commits and session ends.
+    pub fn set_bus(&self, bus: Option<Rc<EnvelopeChannel>>) {
+        *self.inner.bus.borrow_mut() = bus;
+    }
+
+    fn tell_tabs(&self, message: TabMessage) {
+        if let Some(bus) = self.inner.bus.borrow().as_ref() {
+            let _ = bus.post(message);
+        }
+    }
+
+    /// Another tab committed a record: read it from IndexedDB (the copy
+    /// that counts; the message is only a hint) and show it.
+    pub async fn record_from_tab(&self, collection: &str, id: &str) {
+        let Some(db) = self.db() else { return };
+        let stored: Result<Option<Record>, Error> =
+            db.get(Store::Records, &record_key(collection, id)).await;
+        let Ok(stored) = stored else { return };
+        let key = RecordKey::new(collection, id);
+        let changed = {
+            let mut state = self.inner.state.borrow_mut();
+            match stored {
+                Some(record) => state
+                    .records
+                    .apply_remote(collection, RemoteChange::Put(record)),
+                None => {
+                    let version = state.records.get(collection, id).map_or(0, |r| r.version);
+                    state.records.apply_remote(
+                        collection,
+                        RemoteChange::Delete {
+                            id: id.to_owned(),
+                            version,
+                        },
+                    )
+                }
+            }
+        };
+        if changed {
+            self.changed();
+            self.emit_record(&key, "tab");
+        }
+    }
+
+    /// Tells the other tabs that this user logged out.
+    pub fn tell_tabs_logged_out(&self) {
+        self.tell_tabs(TabMessage::Session(SessionNotice {
+            state: SessionEnd::LoggedOut,
+        }));
+    }
+
+    /// Another tab's session ended: this one's did too.
+    pub fn session_from_tab(&self, end: SessionEnd) {
+        match end {
+            SessionEnd::Expired => {
+                if !self.inner.expired.replace(true) {
+                    self.emit_session("expired");
+                }
+            }
+            SessionEnd::LoggedOut => {
+                self.emit_session("logged-out");
+                self.close();
+            }
         }
     }
 
@@ -1137,6 +1292,7 @@ impl Client {
                 .or_default()
                 .extend(callers);
             state.unpersisted.insert(target.clone());
+            state.own.insert(target.clone());
             if keepalive {
                 state.keepalive.insert(target.clone());
             }
@@ -1456,9 +1612,10 @@ impl Client {
         if self.inner.closed.get() || self.inner.expired.get() {
             return;
         }
-        if !self.is_online() || !self.inner.leader.get() {
+        if !self.is_online() {
             return;
         }
+        let leader = self.inner.leader.get();
         let now = now_ms();
         let ready: Vec<OutboxEntry> = {
             let mut state = self.inner.state.borrow_mut();
@@ -1467,6 +1624,7 @@ impl Client {
                 .next_sendable(now)
                 .into_iter()
                 .filter(|e| !state.unpersisted.contains(&e.mutation_id))
+                .filter(|e| leader || state.own.contains(&e.mutation_id))
                 .map(|e| e.mutation_id.clone())
                 .collect();
             let mut ready = Vec::new();
@@ -1712,6 +1870,18 @@ impl Client {
         self.persist(batch).await;
         self.changed();
         self.emit_record(&key, "local");
+        let version = self
+            .inner
+            .state
+            .borrow()
+            .records
+            .get(&key.collection, &key.id)
+            .map_or(0, |r| r.version);
+        self.tell_tabs(TabMessage::RecordChanged(RecordChange {
+            collection: key.collection.clone(),
+            id: key.id.clone(),
+            version,
+        }));
         self.settle(&entry.mutation_id, outcome);
     }
 
@@ -1936,6 +2106,9 @@ impl Client {
             return;
         }
         self.emit_session("expired");
+        self.tell_tabs(TabMessage::Session(SessionNotice {
+            state: SessionEnd::Expired,
+        }));
     }
 
     /// Stops timers and listeners; waiting callers are rejected with `closed`.

@@ -10,3 +10,4 @@ pub mod idb;
 pub mod js;
 pub mod lifecycle;
 pub mod locks;
+pub mod sync;

@@ -6,18 +6,7 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 use super::support::prop;
 
-#[wasm_bindgen(inline_js = r#"
-export function events() {
-  return [
-    { id: "a", resource: "room-1", start: "2026-11-23T09:00:00Z", end: "2026-11-23T10:00:00Z" },
-    { id: "b", resource: "room-1", start: "2026-11-23T10:00:00Z", end: "2026-11-23T11:00:00Z" },
-    { id: "c", resource: "room-2", start: "2026-11-23T09:00:00Z", end: "2026-11-23T12:00:00Z" },
-    { id: "d", version: 3, fields: { resource: "room-1", start: "2026-11-23T09:30:00+01:00", end: "2026-11-23T12:00:00Z", status: "cancelled" } },
-    { id: "e", fields: { resource: "room-1", start: Date.parse("2026-11-23T09:45:00Z"), end: "2026-11-23T09:50:00Z" } },
-  ];
-}
-export function candidate(start, end) { return { id: "new", resource: "room-1", start, end }; }
-"#)]
+#[wasm_bindgen(module = "/tests/browser/helpers.js")]
 extern "C" {
     fn events() -> js_sys::Array;
     fn candidate(start: &str, end: &str) -> JsValue;

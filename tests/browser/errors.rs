@@ -6,19 +6,7 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 use super::support::prop;
 
-#[wasm_bindgen(inline_js = r#"
-export function describeError(e) {
-  const cls = Object.getPrototypeOf(e).constructor;
-  return {
-    isError: e instanceof Error,
-    isCrmError: e instanceof cls && cls.name === "CrmError",
-    name: e.name,
-    text: String(e),
-    hasStack: typeof e.stack === "string" && e.stack.length > 0,
-    thrownAndCaught: (() => { try { throw e; } catch (x) { return x === e; } })(),
-  };
-}
-"#)]
+#[wasm_bindgen(module = "/tests/browser/helpers.js")]
 extern "C" {
     #[wasm_bindgen(js_name = describeError)]
     fn describe_error(e: &JsValue) -> JsValue;

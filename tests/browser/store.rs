@@ -19,54 +19,7 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 use super::support::prop;
 
-#[wasm_bindgen(inline_js = r#"
-export function richValue() {
-  return {
-    nested: { list: [1, "two", null, { deep: true }] },
-    when: new Date(1700000000000),
-    bytes: new Uint8Array([1, 2, 3]),
-    map: new Map([["k", 1]]),
-    set: new Set(["a"]),
-  };
-}
-export function isRichValue(v, original) {
-  return v !== original
-    && v.nested.list[1] === "two" && v.nested.list[2] === null && v.nested.list[3].deep === true
-    && v.when instanceof Date && v.when.getTime() === 1700000000000
-    && v.bytes instanceof Uint8Array && v.bytes.length === 3 && v.bytes[2] === 3
-    && v.map instanceof Map && v.map.get("k") === 1
-    && v.set instanceof Set && v.set.has("a");
-}
-export function openRaw(name, version) {
-  return new Promise((resolve, reject) => {
-    const req = indexedDB.open(name, version);
-    req.onupgradeneeded = () => {
-      if (!req.result.objectStoreNames.contains("entries")) req.result.createObjectStore("entries");
-    };
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
-}
-export function closeRaw(db) { db.close(); }
-export function closeRawLater(db, ms) { setTimeout(() => db.close(), ms); }
-export function deleteRaw(name) { indexedDB.deleteDatabase(name); }
-export function currentVersion(name) {
-  return new Promise((resolve, reject) => {
-    const req = indexedDB.open(name);
-    req.onsuccess = () => { const v = req.result.version; req.result.close(); resolve(v); };
-    req.onerror = () => reject(req.error);
-  });
-}
-export function storeCount(name) {
-  return new Promise((resolve, reject) => {
-    const req = indexedDB.open(name);
-    req.onsuccess = () => { const n = req.result.objectStoreNames.length; req.result.close(); resolve(n); };
-    req.onerror = () => reject(req.error);
-  });
-}
-export function settle(promises) { return Promise.allSettled(promises); }
-export function domException(name, message) { return new DOMException(message, name); }
-"#)]
+#[wasm_bindgen(module = "/tests/browser/helpers.js")]
 extern "C" {
     #[wasm_bindgen(js_name = richValue)]
     fn rich_value() -> JsValue;

@@ -14,47 +14,7 @@ use crm_sync::web::clock::sleep;
 
 use super::support::prop;
 
-#[wasm_bindgen(inline_js = r#"
-export function criticalSection(counter) {
-  // Read, yield to the event loop, write: without mutual exclusion the
-  // other instances' sections interleave here and updates get lost.
-  return async () => {
-    const seen = counter.value;
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    counter.value = seen + 1;
-  };
-}
-export function postRaw(channelName, messages) {
-  const channel = new BroadcastChannel(channelName);
-  for (const m of messages) channel.postMessage(m);
-  channel.close();
-}
-export function malformedMessages() {
-  return [
-    42, "hello", null, true, [], {}, [1, 2, 3],
-    { v: 999, from: "x", seq: 1, kind: "heartbeat", payload: {} },
-    { v: 0, from: "x", seq: 1, kind: "heartbeat", payload: {} },
-    { v: 1, from: 7, seq: "one", kind: 3 },
-    { v: 1, from: "x", seq: 1, kind: "no-such-kind", payload: {} },
-    { v: 1, from: "x", seq: -1, kind: "grant", payload: null },
-    { version: 1, sender: 42, sequence: "x", kind: {}, payload: [] },
-    { __proto__: null, kind: "release" },
-    new Uint8Array([1, 2, 3]),
-  ];
-}
-export function pageTransition(type, persisted) {
-  window.dispatchEvent(new PageTransitionEvent(type, { persisted }));
-}
-export function throwing() {
-  return () => { throw new Error("boom"); };
-}
-export function rejecting() {
-  return async () => { await null; throw new Error("async boom"); };
-}
-export function returning(value) {
-  return async () => { await new Promise((r) => setTimeout(r, 1)); return value; };
-}
-"#)]
+#[wasm_bindgen(module = "/tests/browser/helpers.js")]
 extern "C" {
     #[wasm_bindgen(js_name = criticalSection)]
     fn critical_section(counter: &Object) -> Function;

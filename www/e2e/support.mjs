@@ -49,3 +49,53 @@ export async function logIn(page, user) {
   await page.getByLabel("Password").fill("demo");
   await page.getByRole("button", { name: "Log in" }).click();
 }
+
+/** Logs in and waits until the customers table has its rows. */
+export async function logInToCustomers(page, user) {
+  await logIn(page, user);
+  await page.getByText(`Signed in as ${user}`).waitFor();
+  await customerRow(page, "c-0001").waitFor();
+}
+
+/** The customers table's row of one record. */
+export function customerRow(page, id) {
+  return page.getByRole("table", { name: "Customers" }).locator(`tbody tr[data-id="${id}"]`);
+}
+
+/** Opens the edit dialog of a customer from its row; returns the dialog. */
+export async function openCustomer(page, id) {
+  await customerRow(page, id).getByRole("button").first().click();
+  const dialog = page.getByRole("dialog", { name: /^Customer / });
+  await dialog.waitFor();
+  return dialog;
+}
+
+/** The reference server's view, to check what really landed there. */
+export async function api(user) {
+  const res = await fetch(`${BASE_URL}/api/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: user, password: "demo" }),
+  });
+  if (!res.ok) throw new Error(`login ${user}: ${res.status}`);
+  const { token } = await res.json();
+  return {
+    async get(path) {
+      const r = await fetch(`${BASE_URL}/api/${path}`, { headers: { authorization: `Bearer ${token}` } });
+      if (!r.ok) throw new Error(`GET ${path}: ${r.status}`);
+      return r.json();
+    },
+  };
+}
+
+/** A value unique to this run, so reruns on one database never collide. */
+export function unique(prefix) {
+  return `${prefix}-${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
+}
+
+/** Resolves when `release()` is called: for holding a request mid-flight. */
+export function gate() {
+  let release;
+  const opened = new Promise((r) => (release = r));
+  return { opened, release };
+}

@@ -1,87 +1,152 @@
-import { useState } from "react";
-import { CrmError, CrmSync, type CrmRecord } from "crm-sync";
+import { useEffect, useState, useSyncExternalStore } from "react";
+import { CrmSync } from "crm-sync";
+import { ConflictDialog } from "./components/ConflictDialog";
+import { StatusBar } from "./components/StatusBar";
+import { SyncBadge } from "./components/SyncBadge";
+import { CrmProvider, useConflicts, useCrm, useSyncState } from "./hooks";
+import { explain, readSession, writeSession } from "./lib";
+import { CalendarPage } from "./pages/CalendarPage";
+import { CustomersPage } from "./pages/CustomersPage";
+import { LoginPage } from "./pages/LoginPage";
+import { SettingsPage } from "./pages/SettingsPage";
 
-/** What a failed call tells the person: the CrmError's code and message. */
-function explain(e: unknown): string {
-  if (e instanceof CrmError) return `${e.code}: ${e.message}`;
-  return String(e);
+const PAGES = [
+  { hash: "#/customers", label: "Customers" },
+  { hash: "#/calendar", label: "Calendar" },
+  { hash: "#/settings", label: "Settings" },
+] as const;
+type PageHash = (typeof PAGES)[number]["hash"];
+
+// Navigation is the location hash: reloads and the back button work
+// without a router.
+function subscribeHash(listener: () => void) {
+  window.addEventListener("hashchange", listener);
+  return () => window.removeEventListener("hashchange", listener);
+}
+function currentPage(): PageHash {
+  const hash = window.location.hash;
+  return PAGES.find((p) => p.hash === hash)?.hash ?? "#/customers";
 }
 
+type Session = { state: "starting" } | { state: "out"; notice: string | null } | { state: "in"; crm: CrmSync };
+
+/** Logs in (or reopens the stored session) and shows the CRM. */
 export function App() {
-  const [crm, setCrm] = useState<CrmSync | null>(null);
-  const [customers, setCustomers] = useState<CrmRecord[]>([]);
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  const [session, setSession] = useState<Session>(() =>
+    readSession() ? { state: "starting" } : { state: "out", notice: null },
+  );
 
-  async function logIn(form: FormData) {
-    setBusy(true);
-    setError(null);
-    try {
-      const client = await CrmSync.login({
-        baseUrl: "/api",
-        username: String(form.get("username") ?? ""),
-        password: String(form.get("password") ?? ""),
+  // A reload keeps the session: reopen it with the stored token.
+  useEffect(() => {
+    const stored = readSession();
+    if (!stored) return;
+    let live = true;
+    CrmSync.open({ baseUrl: "/api", token: stored.token, user: stored.user }).then(
+      (crm) => {
+        if (live) setSession({ state: "in", crm });
+        else crm.close();
+      },
+      (e: unknown) => {
+        writeSession(null);
+        if (live) setSession({ state: "out", notice: `Please log in again (${explain(e)}).` });
+      },
+    );
+    return () => {
+      live = false;
+    };
+  }, []);
+
+  // The module says when the session ends (401 anywhere, or a logout in
+  // another tab).
+  const crm = session.state === "in" ? session.crm : null;
+  useEffect(() => {
+    if (!crm) return;
+    return crm.subscribe((event) => {
+      if (event.type !== "session") return;
+      writeSession(null);
+      crm.close();
+      setSession({
+        state: "out",
+        notice: event.state === "expired" ? "Your session has expired; please log in again." : "You were logged out.",
       });
-      setCustomers(await client.load("customers"));
-      setCrm(client);
-    } catch (e) {
-      setError(explain(e));
-    } finally {
-      setBusy(false);
-    }
-  }
+    });
+  }, [crm]);
 
-  if (!crm) {
+  if (session.state === "starting") return <p className="loading">Opening your session…</p>;
+  if (session.state === "out") {
     return (
-      <main className="login">
-        <h1>crm-sync demo</h1>
-        <form action={logIn} aria-label="Log in">
-          <label>
-            User <input name="username" defaultValue="alice" autoComplete="username" />
-          </label>
-          <label>
-            Password <input name="password" type="password" defaultValue="demo" autoComplete="current-password" />
-          </label>
-          <button type="submit" disabled={busy}>
-            Log in
-          </button>
-          {error && (
-            <p role="alert" className="error">
-              {error}
-            </p>
-          )}
-        </form>
-        <p className="hint">Demo users: alice, bob, user01 .. user50; password: demo</p>
-      </main>
+      <LoginPage
+        notice={session.notice}
+        onLogin={(c) => {
+          writeSession({ token: c.token, user: c.user });
+          setSession({ state: "in", crm: c });
+        }}
+      />
     );
   }
+  return (
+    <CrmProvider client={session.crm}>
+      <Shell
+        onLogout={async () => {
+          const c = session.crm;
+          writeSession(null);
+          setSession({ state: "out", notice: null });
+          await c.logout().catch(() => c.close());
+        }}
+      />
+    </CrmProvider>
+  );
+}
+
+function Shell({ onLogout }: { onLogout: () => void }) {
+  const crm = useCrm();
+  const page = useSyncExternalStore(subscribeHash, currentPage);
+  const conflicts = useConflicts();
+  const [later, setLater] = useState<Set<string>>(() => new Set());
+  const shownConflict = conflicts.find((c) => !later.has(c.id));
+
+  // A finished sync may have added or changed many customers at once:
+  // read the collection again rather than wait for the changes feed.
+  const syncPhase = useSyncState()?.phase;
+  useEffect(() => {
+    if (syncPhase === "complete") crm.load("customers").catch(() => {});
+  }, [crm, syncPhase]);
 
   return (
-    <main>
-      <header>
-        <h1>Customers</h1>
-        <span data-testid="user">Signed in as {crm.user}</span>
-      </header>
-      <table aria-label="Customers">
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>Status</th>
-            <th>Email</th>
-            <th>Version</th>
-          </tr>
-        </thead>
-        <tbody>
-          {customers.map((c) => (
-            <tr key={c.id} data-id={c.id}>
-              <td>{String(c.fields.name ?? "")}</td>
-              <td>{String(c.fields.status ?? "")}</td>
-              <td>{String(c.fields.email ?? "")}</td>
-              <td>{c.version}</td>
-            </tr>
+    <>
+      <a className="skip" href="#content">
+        Skip to content
+      </a>
+      <header className="top">
+        <strong className="brand">crm-sync</strong>
+        <nav aria-label="Main">
+          {PAGES.map((p) => (
+            <a key={p.hash} href={p.hash} aria-current={page === p.hash ? "page" : undefined}>
+              {p.label}
+            </a>
           ))}
-        </tbody>
-      </table>
-    </main>
+        </nav>
+        <SyncBadge onOpen={() => (window.location.hash = "#/settings")} />
+        <span className="user" data-testid="user">
+          Signed in as {crm.user}
+        </span>
+        <button type="button" onClick={onLogout}>
+          Log out
+        </button>
+      </header>
+      <StatusBar onShowConflicts={() => setLater(new Set())} />
+      <main id="content" tabIndex={-1}>
+        {page === "#/customers" && <CustomersPage />}
+        {page === "#/calendar" && <CalendarPage />}
+        {page === "#/settings" && <SettingsPage />}
+      </main>
+      {shownConflict && (
+        <ConflictDialog
+          key={shownConflict.id}
+          conflict={shownConflict}
+          onLater={() => setLater((l) => new Set(l).add(shownConflict.id))}
+        />
+      )}
+    </>
   );
 }

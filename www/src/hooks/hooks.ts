@@ -1,4 +1,4 @@
-import { useCallback, useSyncExternalStore } from "react";
+import { useCallback, useEffect, useState, useSyncExternalStore } from "react";
 import type { Conflict, CrmRecord, CrmStatus, CrmSync, PendingMutation } from "crm-sync";
 import { useCrm } from "./CrmProvider";
 
@@ -57,4 +57,25 @@ export function useConflicts(): Conflict[] {
 export function useCrmStatus(): CrmStatus {
   const crm = useCrm();
   return useSyncExternalStore(useSubscribe(crm), useCallback(() => crm.status, [crm]));
+}
+
+/**
+ * Loads a collection into the client once per mount (`crm.load`), and says
+ * how it went. Offline the client answers from IndexedDB.
+ */
+export function useLoad(collection: string): { loading: boolean; error: unknown } {
+  const crm = useCrm();
+  const [state, setState] = useState<{ loading: boolean; error: unknown }>({ loading: true, error: null });
+  useEffect(() => {
+    let live = true;
+    setState({ loading: true, error: null });
+    crm.load(collection).then(
+      () => live && setState({ loading: false, error: null }),
+      (error: unknown) => live && setState({ loading: false, error }),
+    );
+    return () => {
+      live = false;
+    };
+  }, [crm, collection]);
+  return state;
 }

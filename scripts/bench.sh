@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# `make bench`: measures crm-sync against what the browser itself does, in
+# one run, and prints one table (see docs/performance.md for what each row
+# means). It reports; it never fails because a goal is missed.
+#
+# Builds what it needs (unless make already did: `bench: pkg server`),
+# starts the reference server (the debug build, as `make demo` and the tests
+# run it) on a free loopback port with a fresh database, serving a page
+# assembled in a temp dir from www/bench/ and pkg/, and runs
+# www/bench/run.mjs, which seeds 10,000 customers, drives headless Chromium
+# with playwright-core, runs the PATCH load generator and weighs pkg/.
+#
+#   BENCH_ROUNDS=5         rounds per row (the median and spread are over them)
+#   BENCH_JSON=path        also write the raw results there
+#                          (default target/bench/results.json)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if [ -z "${MAKELEVEL:-}" ]; then
+  make --no-print-directory pkg server
+fi
+scripts/setup.sh www >/dev/null # playwright-core lives in www/node_modules
+
+WORK=$(mktemp -d)
+SERVER_PID=
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# The wasm as `make pkg` ships it, but with its name section kept, so the
+# table can name the largest functions. Same inputs, same flags, plus -g.
+CARGO_WASM=target/wasm32-unknown-unknown/release/crm_sync.wasm
+if [ "$(stat -c %Y "$CARGO_WASM")" -lt "$(($(stat -c %Y pkg/crm_sync_bg.wasm) - 120))" ]; then
+  echo "bench: $CARGO_WASM is older than pkg/ (built elsewhere?): the function list may not match" >&2
+fi
+wasm-bindgen --target web --out-dir "$WORK/named" --out-name crm_sync \
+  "$CARGO_WASM"
+tools/node_modules/.bin/wasm-opt -Oz -g "$WORK/named/crm_sync_bg.wasm" -o "$WORK/named.wasm"
+
+# The page and the module side by side: the page imports /pkg/crm_sync.js.
+mkdir -p "$WORK/static"
+cp www/bench/index.html www/bench/bench.mjs "$WORK/static/"
+cp -r pkg "$WORK/static/pkg"
+
+# A fresh database each run. --demo gives the users (alice logs in) and 200
+# customers; run.mjs writes the sheet with the rest and imports it.
+RUST_LOG=warn target/debug/crm-sync-server --port 0 --db "$WORK/crm.db" --demo --static "$WORK/static" \
+  --sheet "$WORK/sheet.csv" >"$WORK/server.out" 2>"$WORK/server.log" &
+SERVER_PID=$!
+URL=
+for _ in $(seq 1 300); do
+  URL=$(grep -o 'http://[0-9.]*:[0-9]*' "$WORK/server.out" 2>/dev/null | head -1 || true)
+  [ -n "$URL" ] && break
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+if [ -z "$URL" ]; then
+  echo "bench: the server did not start:" >&2
+  tail -20 "$WORK/server.log" >&2
+  exit 1
+fi
+
+mkdir -p target/bench
+BENCH_BASE_URL=$URL BENCH_SHEET=$WORK/sheet.csv BENCH_PKG=pkg BENCH_NAMED_WASM=$WORK/named.wasm \
+  BENCH_JSON=${BENCH_JSON:-target/bench/results.json} \
+  node www/bench/run.mjs

@@ -1,0 +1,495 @@
+//! Runs the sync-progress reducer ([`crate::core::progress`]) with fetch,
+//! one timer, IndexedDB and the tab channel.
+//!
+//! Only the leader tab drives the reducer: it posts starts, polls the job,
+//! stores the followed job id and the history, and sends every new state to
+//! the other tabs. A follower shows the leader's states and forwards its
+//! presses as [`SyncCommand`]s.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use gloo_timers::callback::Timeout;
+use js_sys::{Function, Promise};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::spawn_local;
+
+use crate::core::election::{SyncCommand, TabMessage};
+use crate::core::progress::{
+    reduce, ServerSyncStatus, StoredSyncJob, SyncConfig, SyncEffect, SyncEvent, SyncHistoryEntry,
+    SyncKind, SyncOutcome, SyncPhase, SyncState,
+};
+use crate::error::{Error, ErrorCode};
+use crate::web::channel::EnvelopeChannel;
+use crate::web::client::Client;
+use crate::web::clock::{now_ms, uuid_v4};
+use crate::web::http::{send, HttpRequest, Method};
+use crate::web::idb::Store;
+use crate::web::js::{from_server, get, to_js};
+
+/// The key of the followed job in the user's `meta` store.
+const JOB_KEY: &str = "sync-job";
+
+#[derive(Default, Clone, Copy)]
+struct SyncCounts {
+    started: u64,
+    completed: u64,
+    failed: u64,
+    total_ms: u64,
+    finished: u64,
+}
+
+/// A start caller waiting for its answer.
+struct StartWaiter {
+    resolve: Function,
+    reject: Function,
+    /// Whether a run was going on when the press came (a follower's press
+    /// is answered `coalesced` then).
+    busy: bool,
+}
+
+/// The sync follower of one client.
+pub struct SyncRunner {
+    client: Client,
+    config: SyncConfig,
+    state: RefCell<SyncState>,
+    snapshot: RefCell<Option<JsValue>>,
+    listeners: js_sys::Set,
+    timer: RefCell<Option<Timeout>>,
+    bus: RefCell<Option<Rc<EnvelopeChannel>>>,
+    waiters: RefCell<Vec<StartWaiter>>,
+    counts: Cell<SyncCounts>,
+    schedule: RefCell<Option<gloo_timers::callback::Interval>>,
+    me: RefCell<Weak<SyncRunner>>,
+}
+
+impl SyncRunner {
+    /// A runner for `client`, idle.
+    pub fn new(client: Client, config: SyncConfig) -> Rc<SyncRunner> {
+        let runner = Rc::new(SyncRunner {
+            client,
+            config,
+            state: RefCell::new(SyncState::default()),
+            snapshot: RefCell::new(None),
+            listeners: js_sys::Set::new(&JsValue::UNDEFINED),
+            timer: RefCell::new(None),
+            bus: RefCell::new(None),
+            waiters: RefCell::new(Vec::new()),
+            counts: Cell::new(SyncCounts::default()),
+            schedule: RefCell::new(None),
+            me: RefCell::new(Weak::new()),
+        });
+        *runner.me.borrow_mut() = Rc::downgrade(&runner);
+        runner
+    }
+
+    fn me(&self) -> Option<Rc<SyncRunner>> {
+        self.me.borrow().upgrade()
+    }
+
+    /// The channel to the other tabs.
+    pub fn set_bus(&self, bus: Option<Rc<EnvelopeChannel>>) {
+        *self.bus.borrow_mut() = bus;
+    }
+
+    /// `crm.sync.state`: the same object until the state changes.
+    pub fn state_js(&self) -> JsValue {
+        if let Some(s) = self.snapshot.borrow().as_ref() {
+            return s.clone();
+        }
+        let value = to_js(&*self.state.borrow()).unwrap_or(JsValue::UNDEFINED);
+        *self.snapshot.borrow_mut() = Some(value.clone());
+        value
+    }
+
+    /// Adds a state listener; returns its unsubscribe function.
+    pub fn subscribe(&self, listener: &Function) -> Function {
+        crate::web::client::subscribe_fn(&self.listeners, listener)
+    }
+
+    /// `{ started, completed, failed, meanDurationMs }` for `metrics()`.
+    pub fn counts_js(&self) -> JsValue {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Out {
+            started: u64,
+            completed: u64,
+            failed: u64,
+            mean_duration_ms: f64,
+        }
+        let c = self.counts.get();
+        to_js(&Out {
+            started: c.started,
+            completed: c.completed,
+            failed: c.failed,
+            mean_duration_ms: if c.finished == 0 {
+                0.0
+            } else {
+                c.total_ms as f64 / c.finished as f64
+            },
+        })
+        .unwrap_or(JsValue::UNDEFINED)
+    }
+
+    fn dispatch(&self, event: SyncEvent) {
+        let current = self.state.replace(SyncState::default());
+        let (next, effects) = reduce(current, event, &self.config);
+        *self.state.borrow_mut() = next;
+        for effect in effects {
+            self.run(effect);
+        }
+    }
+
+    fn run(&self, effect: SyncEffect) {
+        let Some(me) = self.me() else { return };
+        match effect {
+            SyncEffect::PostStart { run, kind } => {
+                let mut c = self.counts.get();
+                c.started += 1;
+                self.counts.set(c);
+                spawn_local(async move { me.post_start(run, kind).await });
+            }
+            SyncEffect::Coalesced { sync_id } => self.answer_waiters(sync_id, "coalesced"),
+            SyncEffect::SchedulePoll { at_ms } => {
+                let delay = at_ms.saturating_sub(now_ms());
+                let weak = Rc::downgrade(&me);
+                let timer = Timeout::new(u32::try_from(delay).unwrap_or(u32::MAX), move || {
+                    if let Some(runner) = weak.upgrade() {
+                        runner.dispatch(SyncEvent::PollTick { now: now_ms() });
+                    }
+                });
+                *self.timer.borrow_mut() = Some(timer);
+            }
+            SyncEffect::Poll {
+                sync_id,
+                timeout_ms,
+            } => spawn_local(async move { me.poll(sync_id, timeout_ms).await }),
+            SyncEffect::SendCancel { sync_id } => {
+                spawn_local(async move { me.cancel_job(sync_id).await })
+            }
+            SyncEffect::Broadcast(state) => {
+                if let Some(bus) = self.bus.borrow().as_ref() {
+                    let _ = bus.post(TabMessage::SyncState(state));
+                }
+            }
+            SyncEffect::StoreJob(job) => spawn_local(async move {
+                if let Some(db) = me.client.db() {
+                    let _ = match job {
+                        Some(job) => db.put(Store::Meta, JOB_KEY, &job).await,
+                        None => db.delete(Store::Meta, JOB_KEY).await,
+                    };
+                }
+            }),
+            SyncEffect::RecordHistory(entry) => {
+                let mut c = self.counts.get();
+                match entry.status {
+                    SyncOutcome::Complete => c.completed += 1,
+                    SyncOutcome::Error => c.failed += 1,
+                    SyncOutcome::Cancelled => {}
+                }
+                c.total_ms += entry.duration_ms;
+                c.finished += 1;
+                self.counts.set(c);
+                if entry.status == SyncOutcome::Complete {
+                    let at = js_sys::Date::new(&JsValue::from(entry.finished_at as f64));
+                    self.client.set_last_sync_at(at.to_iso_string().as_string());
+                }
+                spawn_local(async move {
+                    if let Some(db) = me.client.db() {
+                        let key = format!("{:016}-{}", entry.finished_at, uuid_v4());
+                        let _ = db.put(Store::SyncLog, &key, &entry).await;
+                    }
+                });
+            }
+            SyncEffect::Notify => self.notify(),
+        }
+    }
+
+    fn notify(&self) {
+        self.snapshot.borrow_mut().take();
+        let state = self.state_js();
+        crate::web::client::emit_fn(&self.listeners, &state);
+        // A follower's press is answered with the first state the leader
+        // shows after it.
+        if !self.client.is_leader() {
+            let sync_id = self.state.borrow().sync_id.clone();
+            let waiters: Vec<StartWaiter> = self.waiters.borrow_mut().drain(..).collect();
+            for w in waiters {
+                let status = if w.busy { "coalesced" } else { "queued" };
+                let _ = w.resolve.call1(
+                    &JsValue::UNDEFINED,
+                    &start_answer(sync_id.as_deref(), status),
+                );
+            }
+        }
+    }
+
+    fn answer_waiters(&self, sync_id: Option<String>, status: &str) {
+        let waiters: Vec<StartWaiter> = self.waiters.borrow_mut().drain(..).collect();
+        for w in waiters {
+            let _ = w.resolve.call1(
+                &JsValue::UNDEFINED,
+                &start_answer(sync_id.as_deref(), status),
+            );
+        }
+    }
+
+    fn fail_waiters(&self, err: &Error) {
+        let waiters: Vec<StartWaiter> = self.waiters.borrow_mut().drain(..).collect();
+        for w in waiters {
+            let _ = w
+                .reject
+                .call1(&JsValue::UNDEFINED, &JsValue::from(err.clone()));
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> HttpRequest {
+        let mut req = HttpRequest::new(method, format!("{}{}", self.client.base_url(), path));
+        req.token = Some(self.client.token());
+        req.timeout_ms = self.client.timeout_ms();
+        req
+    }
+
+    async fn post_start(&self, run: u64, kind: SyncKind) {
+        let mut req = self.request(Method::Post, "/sync");
+        let body = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&body, &"kind".into(), &kind_str(kind).into());
+        req.body = Some(body.into());
+        req.idempotency_key = Some(uuid_v4());
+        // One key for every attempt of this start: a retry after a lost
+        // answer never queues a second job.
+        let mut attempt = 0;
+        let answer = loop {
+            let result = send(&req).await;
+            match result {
+                Err(e) if e.is_transient() && attempt < 2 => {
+                    attempt += 1;
+                    crate::web::clock::sleep(500 * attempt).await;
+                }
+                other => break other,
+            }
+        };
+        let sync_id = answer
+            .map(|r| get(&r.body, "syncId").as_string())
+            .and_then(|id| id.ok_or_else(|| Error::BadResponse("no syncId in the answer".into())));
+        match sync_id {
+            Ok(sync_id) => {
+                self.answer_waiters(Some(sync_id.clone()), "queued");
+                self.dispatch(SyncEvent::StartAccepted {
+                    run,
+                    sync_id,
+                    now: now_ms(),
+                });
+            }
+            Err(err) => {
+                if err.code() == ErrorCode::Unauthorized {
+                    self.client.session_expired();
+                }
+                self.fail_waiters(&err);
+                self.dispatch(SyncEvent::StartFailed {
+                    run,
+                    code: err.code(),
+                    message: err.to_string(),
+                    now: now_ms(),
+                });
+            }
+        }
+    }
+
+    async fn poll(&self, sync_id: String, timeout_ms: u64) {
+        let mut req = self.request(Method::Get, &format!("/sync/{}", encode(&sync_id)));
+        req.timeout_ms = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
+        let now = now_ms;
+        match send(&req)
+            .await
+            .and_then(|r| from_server::<ServerSyncStatus>(r.body))
+        {
+            Ok(status) => self.dispatch(SyncEvent::PollResult {
+                sync_id,
+                status: Box::new(status),
+                now: now(),
+            }),
+            Err(err) => {
+                if err.code() == ErrorCode::Unauthorized {
+                    self.client.session_expired();
+                }
+                self.dispatch(SyncEvent::PollFailed {
+                    sync_id,
+                    code: err.code(),
+                    now: now(),
+                })
+            }
+        }
+    }
+
+    async fn cancel_job(&self, sync_id: String) {
+        let req = self.request(Method::Delete, &format!("/sync/{}", encode(&sync_id)));
+        match send(&req).await {
+            Ok(_) => self.dispatch(SyncEvent::CancelDone {
+                sync_id,
+                now: now_ms(),
+            }),
+            Err(err) => self.dispatch(SyncEvent::CancelFailed {
+                sync_id,
+                code: err.code(),
+                now: now_ms(),
+            }),
+        }
+    }
+
+    /// `crm.sync.start(kind)`: resolves once the server queued the job (or
+    /// the press was folded into a follow-up run).
+    pub fn start(&self, kind: SyncKind) -> Promise {
+        let busy = self.state.borrow().phase.is_running();
+        let mut slot = None;
+        let promise = Promise::new(&mut |resolve, reject| slot = Some((resolve, reject)));
+        if let Some((resolve, reject)) = slot {
+            self.waiters.borrow_mut().push(StartWaiter {
+                resolve,
+                reject,
+                busy,
+            });
+        }
+        if self.client.is_leader() {
+            self.dispatch(SyncEvent::StartPressed {
+                kind,
+                now: now_ms(),
+            });
+        } else {
+            self.forward(SyncCommand::Start { kind });
+        }
+        promise
+    }
+
+    /// `crm.sync.cancel()`.
+    pub fn cancel(&self) {
+        if self.client.is_leader() {
+            self.dispatch(SyncEvent::CancelPressed { now: now_ms() });
+        } else {
+            self.forward(SyncCommand::Cancel);
+        }
+    }
+
+    /// `crm.sync.dismiss()`.
+    pub fn dismiss(&self) {
+        if self.client.is_leader() {
+            self.dispatch(SyncEvent::Dismiss { now: now_ms() });
+        } else {
+            self.forward(SyncCommand::Dismiss);
+        }
+    }
+
+    fn forward(&self, command: SyncCommand) {
+        let sent = self
+            .bus
+            .borrow()
+            .as_ref()
+            .map(|bus| bus.post(TabMessage::SyncCommand(command)));
+        if !matches!(sent, Some(Ok(()))) {
+            // No channel (or no leader yet): act here rather than lose it.
+            let now = now_ms();
+            self.dispatch(match command {
+                SyncCommand::Start { kind } => SyncEvent::StartPressed { kind, now },
+                SyncCommand::Cancel => SyncEvent::CancelPressed { now },
+                SyncCommand::Dismiss => SyncEvent::Dismiss { now },
+            });
+        }
+    }
+
+    /// A message from another tab.
+    pub fn on_tab_message(&self, message: &TabMessage) {
+        match message {
+            TabMessage::SyncState(state) if !self.client.is_leader() => {
+                self.dispatch(SyncEvent::RemoteState {
+                    state: state.clone(),
+                    now: now_ms(),
+                });
+            }
+            TabMessage::SyncCommand(command) if self.client.is_leader() => {
+                let now = now_ms();
+                self.dispatch(match *command {
+                    SyncCommand::Start { kind } => SyncEvent::StartPressed { kind, now },
+                    SyncCommand::Cancel => SyncEvent::CancelPressed { now },
+                    SyncCommand::Dismiss => SyncEvent::Dismiss { now },
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// This tab became leader: go on following a job a closed leader (or
+    /// this tab before a reload) left in IndexedDB.
+    pub async fn on_leadership(&self) {
+        let Some(db) = self.client.db() else { return };
+        let job: Result<Option<StoredSyncJob>, Error> = db.get(Store::Meta, JOB_KEY).await;
+        if let Ok(Some(job)) = job {
+            self.dispatch(SyncEvent::Resume { job, now: now_ms() });
+        }
+    }
+
+    /// `crm.sync.history()`: finished runs, newest first.
+    pub async fn history(&self) -> Result<JsValue, Error> {
+        let Some(db) = self.client.db() else {
+            return to_js(&Vec::<SyncHistoryEntry>::new());
+        };
+        let mut entries: Vec<(String, SyncHistoryEntry)> = db.all(Store::SyncLog).await?;
+        entries.sort_by(|a, b| b.0.cmp(&a.0));
+        let list: Vec<SyncHistoryEntry> = entries.into_iter().map(|(_, e)| e).collect();
+        to_js(&list)
+    }
+
+    /// `crm.sync.schedule(ms | null)`: the leader starts a sync every
+    /// interval while online.
+    pub fn schedule(&self, interval_ms: Option<u32>) {
+        let Some(ms) = interval_ms.filter(|ms| *ms > 0) else {
+            self.schedule.borrow_mut().take();
+            return;
+        };
+        let weak = self.me.borrow().clone();
+        let interval = gloo_timers::callback::Interval::new(ms, move || {
+            if let Some(runner) = weak.upgrade() {
+                let idle = matches!(
+                    runner.state.borrow().phase,
+                    SyncPhase::Idle | SyncPhase::Complete | SyncPhase::Error | SyncPhase::Cancelled
+                );
+                if runner.client.is_leader() && runner.client.is_online() && idle {
+                    runner.dispatch(SyncEvent::StartPressed {
+                        kind: SyncKind::FromSheet,
+                        now: now_ms(),
+                    });
+                }
+            }
+        });
+        *self.schedule.borrow_mut() = Some(interval);
+    }
+
+    /// Stops the timers.
+    pub fn close(&self) {
+        self.timer.borrow_mut().take();
+        self.schedule.borrow_mut().take();
+        self.fail_waiters(&Error::Closed);
+    }
+}
+
+fn start_answer(sync_id: Option<&str>, status: &str) -> JsValue {
+    let o = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(
+        &o,
+        &"syncId".into(),
+        &sync_id.map_or(JsValue::NULL, JsValue::from_str),
+    );
+    let _ = js_sys::Reflect::set(&o, &"status".into(), &status.into());
+    o.into()
+}
+
+fn kind_str(kind: SyncKind) -> &'static str {
+    match kind {
+        SyncKind::FromSheet => "from-sheet",
+        SyncKind::ToSheet => "to-sheet",
+    }
+}
+
+fn encode(id: &str) -> String {
+    String::from(js_sys::encode_uri_component(id))
+}

@@ -1,0 +1,116 @@
+// JavaScript the browser suites need; one file, so the test page loads one
+// snippet (many parallel snippet loads have stalled the test runner's server).
+
+// ---- tabs.rs
+export function criticalSection(counter) {
+  // Read, yield to the event loop, write: without mutual exclusion the
+  // other instances' sections interleave here and updates get lost.
+  return async () => {
+    const seen = counter.value;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    counter.value = seen + 1;
+  };
+}
+export function postRaw(channelName, messages) {
+  const channel = new BroadcastChannel(channelName);
+  for (const m of messages) channel.postMessage(m);
+  channel.close();
+}
+export function malformedMessages() {
+  return [
+    42, "hello", null, true, [], {}, [1, 2, 3],
+    { v: 999, from: "x", seq: 1, kind: "heartbeat", payload: {} },
+    { v: 0, from: "x", seq: 1, kind: "heartbeat", payload: {} },
+    { v: 1, from: 7, seq: "one", kind: 3 },
+    { v: 1, from: "x", seq: 1, kind: "no-such-kind", payload: {} },
+    { v: 1, from: "x", seq: -1, kind: "grant", payload: null },
+    { version: 1, sender: 42, sequence: "x", kind: {}, payload: [] },
+    { __proto__: null, kind: "release" },
+    new Uint8Array([1, 2, 3]),
+  ];
+}
+export function pageTransition(type, persisted) {
+  window.dispatchEvent(new PageTransitionEvent(type, { persisted }));
+}
+export function throwing() {
+  return () => { throw new Error("boom"); };
+}
+export function rejecting() {
+  return async () => { await null; throw new Error("async boom"); };
+}
+export function returning(value) {
+  return async () => { await new Promise((r) => setTimeout(r, 1)); return value; };
+}
+
+// ---- errors.rs
+export function describeError(e) {
+  const cls = Object.getPrototypeOf(e).constructor;
+  return {
+    isError: e instanceof Error,
+    isCrmError: e instanceof cls && cls.name === "CrmError",
+    name: e.name,
+    text: String(e),
+    hasStack: typeof e.stack === "string" && e.stack.length > 0,
+    thrownAndCaught: (() => { try { throw e; } catch (x) { return x === e; } })(),
+  };
+}
+
+// ---- calendar.rs
+export function events() {
+  return [
+    { id: "a", resource: "room-1", start: "2026-11-23T09:00:00Z", end: "2026-11-23T10:00:00Z" },
+    { id: "b", resource: "room-1", start: "2026-11-23T10:00:00Z", end: "2026-11-23T11:00:00Z" },
+    { id: "c", resource: "room-2", start: "2026-11-23T09:00:00Z", end: "2026-11-23T12:00:00Z" },
+    { id: "d", version: 3, fields: { resource: "room-1", start: "2026-11-23T09:30:00+01:00", end: "2026-11-23T12:00:00Z", status: "cancelled" } },
+    { id: "e", fields: { resource: "room-1", start: Date.parse("2026-11-23T09:45:00Z"), end: "2026-11-23T09:50:00Z" } },
+  ];
+}
+export function candidate(start, end) { return { id: "new", resource: "room-1", start, end }; }
+
+// ---- store.rs
+export function richValue() {
+  return {
+    nested: { list: [1, "two", null, { deep: true }] },
+    when: new Date(1700000000000),
+    bytes: new Uint8Array([1, 2, 3]),
+    map: new Map([["k", 1]]),
+    set: new Set(["a"]),
+  };
+}
+export function isRichValue(v, original) {
+  return v !== original
+    && v.nested.list[1] === "two" && v.nested.list[2] === null && v.nested.list[3].deep === true
+    && v.when instanceof Date && v.when.getTime() === 1700000000000
+    && v.bytes instanceof Uint8Array && v.bytes.length === 3 && v.bytes[2] === 3
+    && v.map instanceof Map && v.map.get("k") === 1
+    && v.set instanceof Set && v.set.has("a");
+}
+export function openRaw(name, version) {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open(name, version);
+    req.onupgradeneeded = () => {
+      if (!req.result.objectStoreNames.contains("entries")) req.result.createObjectStore("entries");
+    };
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+export function closeRaw(db) { db.close(); }
+export function closeRawLater(db, ms) { setTimeout(() => db.close(), ms); }
+export function deleteRaw(name) { indexedDB.deleteDatabase(name); }
+export function currentVersion(name) {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open(name);
+    req.onsuccess = () => { const v = req.result.version; req.result.close(); resolve(v); };
+    req.onerror = () => reject(req.error);
+  });
+}
+export function storeCount(name) {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open(name);
+    req.onsuccess = () => { const n = req.result.objectStoreNames.length; req.result.close(); resolve(n); };
+    req.onerror = () => reject(req.error);
+  });
+}
+export function settle(promises) { return Promise.allSettled(promises); }
+export function domException(name, message) { return new DOMException(message, name); }

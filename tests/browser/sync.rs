@@ -1,0 +1,208 @@
+//! `crm.sync` and the tab coordination of the client, against the real
+//! server: one tab drives the job, every tab of the user shows it.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crm_sync::api::CrmSync;
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use super::support::{prop, server};
+
+async fn client(user: &str) -> CrmSync {
+    let o = Object::new();
+    let api = format!("{}/api", server());
+    Reflect::set(&o, &"baseUrl".into(), &api.into()).unwrap();
+    Reflect::set(&o, &"username".into(), &user.into()).unwrap();
+    Reflect::set(&o, &"password".into(), &"demo".into()).unwrap();
+    let sync = Object::new();
+    Reflect::set(&sync, &"pollMs".into(), &200.into()).unwrap();
+    Reflect::set(&sync, &"cooldownMs".into(), &1500.into()).unwrap();
+    Reflect::set(&o, &"sync".into(), &sync).unwrap();
+    CrmSync::login(o.into()).await.unwrap()
+}
+
+fn call(target: &JsValue, method: &str, args: &[JsValue]) -> JsValue {
+    let f: Function = Reflect::get(target, &method.into()).unwrap().into();
+    let a = Array::new();
+    for x in args {
+        a.push(x);
+    }
+    f.apply(target, &a).unwrap()
+}
+
+async fn sleep(ms: u32) {
+    gloo_timers::future::TimeoutFuture::new(ms).await;
+}
+
+/// Waits until `cond` holds, up to `ms`.
+async fn eventually(ms: u32, mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..(ms / 50) {
+        if cond() {
+            return true;
+        }
+        sleep(50).await;
+    }
+    cond()
+}
+
+fn phase(crm: &CrmSync) -> String {
+    prop(&prop(&crm.sync(), "state"), "phase")
+        .as_string()
+        .unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn a_sync_runs_to_complete_and_the_other_tab_sees_the_same_state() {
+    let leader = client("user35").await;
+    assert!(eventually(3000, || prop(&leader.tabs(), "isLeader") == JsValue::TRUE).await);
+    let follower = client("user35").await;
+    assert_eq!(prop(&follower.tabs(), "isLeader"), JsValue::FALSE);
+
+    // Progress as the follower sees it, never going down.
+    let seen: Rc<RefCell<Vec<f64>>> = Rc::default();
+    let record = Rc::clone(&seen);
+    let listener = Closure::<dyn FnMut(JsValue)>::new(move |state: JsValue| {
+        record
+            .borrow_mut()
+            .push(prop(&state, "progress").as_f64().unwrap_or(-1.0));
+    });
+    let _unsubscribe = call(&follower.sync(), "subscribe", &[listener.as_ref().clone()]);
+
+    // The follower presses Sync: the leader runs it.
+    let started = JsFuture::from(Promise::from(call(
+        &follower.sync(),
+        "start",
+        &["from-sheet".into()],
+    )))
+    .await
+    .unwrap();
+    let status = prop(&started, "status").as_string().unwrap();
+    assert!(status == "queued" || status == "coalesced", "{status}");
+    assert!(
+        eventually(20_000, || phase(&leader) == "complete").await,
+        "leader: {}",
+        phase(&leader)
+    );
+    assert!(
+        eventually(3_000, || phase(&follower) == "complete").await,
+        "follower: {}",
+        phase(&follower)
+    );
+    let state = prop(&follower.sync(), "state");
+    assert_eq!(prop(&state, "progress").as_f64(), Some(100.0));
+    assert!(prop(&prop(&state, "stats"), "rows").as_f64().unwrap() > 1000.0);
+    let progress = seen.borrow().clone();
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    // One poller: the follower made no sync requests, and counted no run.
+    let follower_syncs = prop(&prop(&follower.metrics(), "syncs"), "started").as_f64();
+    assert_eq!(follower_syncs, Some(0.0));
+    let leader_syncs = prop(&leader.metrics(), "syncs");
+    assert_eq!(prop(&leader_syncs, "completed").as_f64(), Some(1.0));
+    let history: Array = JsFuture::from(Promise::from(call(&leader.sync(), "history", &[])))
+        .await
+        .unwrap()
+        .into();
+    assert!(history.length() >= 1);
+    assert_eq!(
+        prop(&history.get(0), "status").as_string().as_deref(),
+        Some("complete")
+    );
+    assert!(leader.status().is_object());
+    assert!(prop(&leader.status(), "lastSyncAt").is_string());
+
+    call(&leader.sync(), "dismiss", &[]);
+    assert!(eventually(3_000, || phase(&follower) == "idle").await);
+    follower.close();
+    leader.close();
+}
+
+#[wasm_bindgen_test]
+async fn presses_behind_a_running_job_fold_into_one_follow_up() {
+    let crm = client("user36").await;
+    assert!(eventually(3000, || prop(&crm.tabs(), "isLeader") == JsValue::TRUE).await);
+    let sync = crm.sync();
+    let first = JsFuture::from(Promise::from(call(&sync, "start", &[])))
+        .await
+        .unwrap();
+    assert_eq!(
+        prop(&first, "status").as_string().as_deref(),
+        Some("queued")
+    );
+    let second = JsFuture::from(Promise::from(call(&sync, "start", &[])))
+        .await
+        .unwrap();
+    let third = JsFuture::from(Promise::from(call(&sync, "start", &[])))
+        .await
+        .unwrap();
+    assert_eq!(
+        prop(&second, "status").as_string().as_deref(),
+        Some("coalesced")
+    );
+    assert_eq!(
+        prop(&third, "status").as_string().as_deref(),
+        Some("coalesced")
+    );
+    // The first run and exactly one follow-up.
+    assert!(
+        eventually(30_000, || prop(&prop(&crm.metrics(), "syncs"), "completed")
+            .as_f64()
+            == Some(2.0))
+        .await,
+        "{:?}",
+        prop(&crm.metrics(), "syncs")
+    );
+    sleep(2_000).await;
+    assert_eq!(
+        prop(&prop(&crm.metrics(), "syncs"), "started").as_f64(),
+        Some(2.0)
+    );
+    let bad = JsFuture::from(Promise::from(call(&sync, "start", &["sideways".into()]))).await;
+    assert_eq!(
+        prop(&bad.unwrap_err(), "code").as_string().as_deref(),
+        Some("invalid")
+    );
+    crm.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_commit_in_one_tab_reaches_the_other_tab_as_a_record_event() {
+    let a = client("user37").await;
+    let b = client("user37").await;
+    let list: Array = JsFuture::from(a.load("customers".into()))
+        .await
+        .unwrap()
+        .into();
+    JsFuture::from(b.load("customers".into())).await.unwrap();
+    let id = prop(&list.get(20), "id").as_string().unwrap();
+    let events: Rc<RefCell<Vec<JsValue>>> = Rc::default();
+    let sink = Rc::clone(&events);
+    let listener = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| sink.borrow_mut().push(e));
+    let _unsubscribe = b.subscribe(listener.as_ref().clone().into());
+    let city = format!("Tab city {}", (js_sys::Math::random() * 1e9) as u64);
+    let fields = Object::new();
+    Reflect::set(&fields, &"city".into(), &city.as_str().into()).unwrap();
+    let saved = JsFuture::from(a.save("customers".into(), id.clone(), fields.into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        prop(&saved, "status").as_string().as_deref(),
+        Some("committed")
+    );
+    let arrived = eventually(3_000, || {
+        events.borrow().iter().any(|e| {
+            prop(e, "type").as_string().as_deref() == Some("record")
+                && prop(e, "origin").as_string().as_deref() == Some("tab")
+                && prop(e, "id").as_string().as_deref() == Some(id.as_str())
+        })
+    })
+    .await;
+    assert!(arrived);
+    let in_b = b.get("customers", &id).unwrap();
+    assert_eq!(prop(&prop(&in_b, "fields"), "city").as_string(), Some(city));
+    a.close();
+    b.close();
+}

@@ -1,0 +1,365 @@
+// The browser half of `make bench` (run.mjs is the other half). Each
+// benchmark has a crm-sync side and a baseline side doing the same job with
+// the platform's own API; `run(name, side, round)` runs one round of one
+// side and returns its figure. The driver alternates which side goes first,
+// so neither always gets a warm cache.
+//
+// Figures are milliseconds unless a benchmark says otherwise. Nothing here
+// asserts anything: a benchmark reports.
+import init, { CrmSync, LocalStore, TabLocks } from "/pkg/crm_sync.js";
+
+export const ready = init();
+
+const now = () => performance.now();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+/** What every record written here looks like: a small customer. */
+const VALUE = {
+  name: "Acme Ltd",
+  email: "contact@acme.example",
+  phone: "+1-555-0001",
+  status: "lead",
+  owner: "alice",
+  city: "Berlin",
+};
+
+let session = { baseUrl: "/api", token: "", user: "" };
+/** The driver hands over the token it logged in with. */
+export function configure(s) {
+  session = { ...session, ...s };
+}
+
+// ----- raw IndexedDB, the way a plain-JS app would use it ------------------
+
+function request(req) {
+  return new Promise((ok, fail) => {
+    req.onsuccess = () => ok(req.result);
+    req.onerror = () => fail(req.error);
+  });
+}
+
+function done(tx) {
+  return new Promise((ok, fail) => {
+    tx.oncomplete = () => ok();
+    tx.onerror = () => fail(tx.error);
+    tx.onabort = () => fail(tx.error ?? new Error("aborted"));
+  });
+}
+
+function openRaw(name, store) {
+  const req = indexedDB.open(name, 1);
+  req.onupgradeneeded = () => req.result.createObjectStore(store);
+  return request(req);
+}
+
+async function dropDb(name) {
+  await request(indexedDB.deleteDatabase(name)).catch(() => {});
+}
+
+/** One put in its own readwrite transaction, awaited to `complete`. */
+async function rawPut(db, key, value) {
+  const tx = db.transaction("kv", "readwrite");
+  tx.objectStore("kv").put(value, key);
+  await done(tx);
+}
+
+// ----- the benchmarks ------------------------------------------------------
+
+const PUTS = 500;
+const BATCH = 1000;
+const GETS = 1000;
+/** Acquire+release loops per round: the BroadcastChannel path takes ~100 ms each. */
+const LOCK_ROUNDS = { "web-locks": 200, broadcast: 10 };
+const HANDOFFS = { "web-locks": 40, broadcast: 10 };
+const ROUND_TRIPS = 100;
+const SAVES = 1000;
+
+const benches = {
+  /** ms per versioned put; 20 keys written in turn, each with its version. */
+  async put(side, round) {
+    const name = `bench-put-${side}-${round}`;
+    await dropDb(name);
+    let ms;
+    if (side === "crm") {
+      const store = await LocalStore.open(name);
+      const versions = new Map();
+      const t0 = now();
+      for (let i = 0; i < PUTS; i++) {
+        const key = `k${i % 20}`;
+        versions.set(key, await store.put(key, VALUE, versions.get(key) ?? null));
+      }
+      ms = (now() - t0) / PUTS;
+      store.close();
+    } else {
+      const db = await openRaw(name, "kv");
+      const t0 = now();
+      for (let i = 0; i < PUTS; i++) await rawPut(db, `k${i % 20}`, { v: i, value: VALUE });
+      ms = (now() - t0) / PUTS;
+      db.close();
+    }
+    await dropDb(name);
+    return ms;
+  },
+
+  /**
+   * ms for 1,000 records. LocalStore has no batch call: its side issues
+   * 1,000 puts at once and awaits them all (the fastest its API allows);
+   * the baseline writes them in one transaction.
+   */
+  async batch(side, round) {
+    const name = `bench-batch-${side}-${round}`;
+    await dropDb(name);
+    let ms;
+    if (side === "crm") {
+      const store = await LocalStore.open(name);
+      const t0 = now();
+      await Promise.all(Array.from({ length: BATCH }, (_, i) => store.put(`b${i}`, VALUE, null)));
+      ms = now() - t0;
+      store.close();
+    } else {
+      const db = await openRaw(name, "kv");
+      const t0 = now();
+      const tx = db.transaction("kv", "readwrite");
+      const os = tx.objectStore("kv");
+      for (let i = 0; i < BATCH; i++) os.put({ v: 1, value: VALUE }, `b${i}`);
+      await done(tx);
+      ms = now() - t0;
+      db.close();
+    }
+    await dropDb(name);
+    return ms;
+  },
+
+  /** ms per get of one of 50 stored keys. */
+  async get(side, round) {
+    const name = `bench-get-${side}-${round}`;
+    await dropDb(name);
+    let ms;
+    if (side === "crm") {
+      const store = await LocalStore.open(name);
+      await Promise.all(Array.from({ length: 50 }, (_, i) => store.put(`g${i}`, VALUE, null)));
+      const t0 = now();
+      for (let i = 0; i < GETS; i++) {
+        if ((await store.get(`g${i % 50}`)) === undefined) throw new Error("get: missing");
+      }
+      ms = (now() - t0) / GETS;
+      store.close();
+    } else {
+      const db = await openRaw(name, "kv");
+      const fill = db.transaction("kv", "readwrite");
+      for (let i = 0; i < 50; i++) fill.objectStore("kv").put({ v: 1, value: VALUE }, `g${i}`);
+      await done(fill);
+      const t0 = now();
+      for (let i = 0; i < GETS; i++) {
+        const tx = db.transaction("kv", "readonly");
+        if ((await request(tx.objectStore("kv").get(`g${i % 50}`))) === undefined) {
+          throw new Error("get: missing");
+        }
+      }
+      ms = (now() - t0) / GETS;
+      db.close();
+    }
+    await dropDb(name);
+    return ms;
+  },
+
+  /**
+   * ms to bring every customer from the server into memory and IndexedDB.
+   * Both sides fetch the same `GET /api/customers`; the baseline parses it
+   * with JSON.parse, keeps a Map by id and puts every record in one
+   * transaction. The database of each side is reused between rounds (the
+   * first round writes into an empty store, later ones overwrite).
+   */
+  async load(side) {
+    let ms;
+    let count;
+    if (side === "crm") {
+      const crm = await CrmSync.open({ ...session });
+      const t0 = now();
+      const list = await crm.load("customers");
+      ms = now() - t0;
+      count = list.length;
+      crm.close();
+    } else {
+      const db = await openRaw("bench-load-raw", "records");
+      const t0 = now();
+      const res = await fetch(`${session.baseUrl}/customers`, {
+        headers: { authorization: `Bearer ${session.token}` },
+      });
+      if (!res.ok) throw new Error(`load: HTTP ${res.status}`);
+      const { items } = JSON.parse(await res.text());
+      const byId = new Map(items.map((r) => [r.id, r]));
+      const tx = db.transaction("records", "readwrite");
+      const os = tx.objectStore("records");
+      for (const r of items) os.put(r, `customers/${r.id}`);
+      await done(tx);
+      ms = now() - t0;
+      count = byId.size;
+      db.close();
+    }
+    return { ms, count };
+  },
+
+  /** ms per uncontended acquire + release, TabLocks on the Web Locks path. */
+  lockWeb: (side, round) => lockLoop(side, round, "web-locks"),
+  /** The same on the BroadcastChannel path (its baseline stays raw Web Locks). */
+  lockBroadcast: (side, round) => lockLoop(side, round, "broadcast"),
+  /** ms from one tab's release to the waiting tab's grant, Web Locks path. */
+  handoffWeb: (side, round) => handoff(side, round, "web-locks"),
+  /** The same on the BroadcastChannel path. */
+  handoffBroadcast: (side, round) => handoff(side, round, "broadcast"),
+
+  /**
+   * ms from a commit in one client (its `record` event, origin `local`) to
+   * the other client's `record` event for that record; two clients of one
+   * user in one page stand for two tabs. The baseline is a raw
+   * BroadcastChannel round trip between two channel objects. The crm side
+   * gives up after 3 s and answers `null` (not available).
+   */
+  async recordEvent(side, round) {
+    if (side === "base") {
+      const name = `bench-bc-${round}`;
+      const a = new BroadcastChannel(name);
+      const b = new BroadcastChannel(name);
+      b.onmessage = (e) => b.postMessage(e.data);
+      const times = [];
+      for (let i = 0; i < ROUND_TRIPS; i++) {
+        const back = new Promise((ok) => (a.onmessage = ok));
+        const t0 = now();
+        a.postMessage({ i, record: VALUE });
+        await back;
+        times.push(now() - t0);
+      }
+      a.close();
+      b.close();
+      return median(times);
+    }
+    const opts = { ...session, debounceMs: 0 };
+    const one = await CrmSync.open(opts);
+    const other = await CrmSync.open(opts);
+    try {
+      await one.load("benchdeb");
+      await other.load("benchdeb");
+      let committedAt = 0;
+      let seenAt = 0;
+      let origin = "";
+      const seen = new Promise((ok) => {
+        const stop = other.subscribe((e) => {
+          if (e.type === "record" && e.id === "r2" && e.origin !== "local") {
+            seenAt = now();
+            origin = e.origin;
+            stop();
+            ok();
+          }
+        });
+      });
+      one.subscribe((e) => {
+        if (e.type === "record" && e.id === "r2" && e.origin === "local" && !committedAt) {
+          committedAt = now();
+        }
+      });
+      await one.save("benchdeb", "r2", { n: round });
+      const got = await Promise.race([seen.then(() => true), sleep(3000).then(() => false)]);
+      return got ? { ms: seenAt - committedAt, origin } : null;
+    } finally {
+      one.close();
+      other.close();
+    }
+  },
+
+  /** Requests sent for 1,000 saves of one record within the debounce window. */
+  async saves(side) {
+    if (side === "base") return { requests: SAVES, ms: null }; // one PATCH per call
+    const crm = await CrmSync.open({ ...session });
+    try {
+      await crm.load("benchdeb");
+      const before = crm.metrics().requests;
+      const t0 = now();
+      const all = [];
+      for (let i = 0; i < SAVES; i++) all.push(crm.save("benchdeb", "r1", { n: i }));
+      const results = await Promise.all(all);
+      const ms = now() - t0;
+      const statuses = [...new Set(results.map((r) => r.status))].join(",");
+      return { requests: crm.metrics().requests - before, ms, statuses };
+    } finally {
+      crm.close();
+    }
+  },
+};
+
+async function lockLoop(side, round, mode) {
+  const name = `bench-lock-${mode}-${round}`;
+  if (side === "base") {
+    const t0 = now();
+    for (let i = 0; i < LOCK_ROUNDS[mode]; i++) await navigator.locks.request(name, async () => {});
+    return (now() - t0) / LOCK_ROUNDS[mode];
+  }
+  const locks = new TabLocks(name, { mode });
+  try {
+    // The first acquire on the BroadcastChannel path waits out the join
+    // period (listening for other tabs); measure the steady state.
+    (await locks.acquire("L", { timeoutMs: 10000 })).release();
+    const t0 = now();
+    for (let i = 0; i < LOCK_ROUNDS[mode]; i++) (await locks.acquire("L", { timeoutMs: 10000 })).release();
+    return (now() - t0) / LOCK_ROUNDS[mode];
+  } finally {
+    locks.close();
+  }
+}
+
+async function handoff(side, round, mode) {
+  const times = [];
+  if (side === "base") {
+    const name = `bench-handoff-raw-${mode}-${round}`;
+    for (let i = 0; i < HANDOFFS[mode]; i++) {
+      let release;
+      const held = new Promise((r) => (release = r));
+      await new Promise((granted) =>
+        navigator.locks.request(name, () => {
+          granted();
+          return held;
+        }),
+      );
+      const waiter = navigator.locks.request(name, async () => {});
+      await sleep(10); // the waiter is queued by now
+      const t0 = now();
+      release();
+      await waiter;
+      times.push(now() - t0);
+    }
+    return median(times);
+  }
+  const channel = `bench-handoff-${mode}-${round}`;
+  const a = new TabLocks(channel, { mode });
+  const b = new TabLocks(channel, { mode });
+  try {
+    (await a.acquire("H", { timeoutMs: 10000 })).release();
+    (await b.acquire("H", { timeoutMs: 10000 })).release();
+    for (let i = 0; i < HANDOFFS[mode]; i++) {
+      const held = await a.acquire("H", { timeoutMs: 10000 });
+      const waiting = b.acquire("H", { timeoutMs: 10000 });
+      await sleep(10);
+      const t0 = now();
+      held.release();
+      const got = await waiting;
+      times.push(now() - t0);
+      got.release();
+    }
+    return median(times);
+  } finally {
+    a.close();
+    b.close();
+  }
+}
+
+/** One round of one side of one benchmark. */
+export function run(name, side, round) {
+  const bench = benches[name];
+  if (!bench) throw new Error(`no benchmark ${name}`);
+  return bench(side, round);
+}

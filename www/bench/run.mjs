@@ -1,0 +1,441 @@
+// The node half of `make bench` (scripts/bench.sh starts the server and
+// calls this): seeds the server, drives headless Chromium through
+// bench.mjs, runs the PATCH load generator, measures the shipped size, and
+// prints one table. Every figure is the median of BENCH_ROUNDS rounds, with
+// the spread (min-max) beside it; a row's baseline is measured in the same
+// run. It reports; it never fails on a goal.
+//
+// Environment: BENCH_BASE_URL (the server, serving the bench page at /),
+// BENCH_SHEET (the server's --sheet file), BENCH_PKG (pkg/ to weigh),
+// BENCH_NAMED_WASM (an optimised wasm that kept its name section, optional),
+// BENCH_ROUNDS (5), BENCH_JSON (where to write the raw results, optional).
+import { readFileSync, writeFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { cpus } from "node:os";
+import { launch } from "../e2e/support.mjs";
+
+const BASE = process.env.BENCH_BASE_URL ?? "http://127.0.0.1:8080";
+const API = `${BASE}/api`;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const CUSTOMERS = 10000;
+const USER = "alice";
+
+const log = (...a) => console.error("bench:", ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+// ----- the server ----------------------------------------------------------
+
+async function api(method, path, { token, body, headers = {} } = {}) {
+  const res = await fetch(`${API}${path}`, {
+    method,
+    headers: {
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...headers,
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
+}
+
+async function login(username) {
+  const r = await api("POST", "/login", { body: { username, password: "demo" } });
+  if (r.status !== 200) throw new Error(`login ${username}: HTTP ${r.status}`);
+  return r.body.token;
+}
+
+/**
+ * Brings the server to exactly CUSTOMERS customers: the rows the demo
+ * data lacks are written to the sheet and imported by one `from-sheet` sync
+ * job (the server's own bulk path, 200 rows per transaction), which is far
+ * quicker than thousands of POSTs on a 2-core machine.
+ */
+async function seedCustomers(token) {
+  const have = (await api("GET", "/customers", { token })).body.items.length;
+  if (have >= CUSTOMERS) return have;
+  const sheet = process.env.BENCH_SHEET;
+  if (!sheet) throw new Error("BENCH_SHEET is not set");
+  const statuses = ["lead", "prospect", "customer", "churned"];
+  let csv = "id,version,name,email,phone,status,owner,city\n";
+  for (let n = 1; n <= CUSTOMERS - have; n++) {
+    const id = `bench-${String(n).padStart(5, "0")}`;
+    csv += `${id},,Bench Customer ${n},c${n}@bench.example,+1-555-${n},${statuses[n % 4]},alice,Bench City\n`;
+  }
+  writeFileSync(sheet, csv);
+  const started = await api("POST", "/sync", {
+    token,
+    body: { kind: "from-sheet" },
+    headers: { "idempotency-key": crypto.randomUUID() },
+  });
+  if (started.status !== 202) throw new Error(`sync: HTTP ${started.status}`);
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const s = (await api("GET", `/sync/${started.body.syncId}`, { token })).body;
+    if (["complete", "error", "cancelled"].includes(s.status)) {
+      if (s.status !== "complete") throw new Error(`seeding sync: ${s.status} ${s.message ?? ""}`);
+      break;
+    }
+    if (Date.now() > deadline) throw new Error("seeding sync did not finish in 120 s");
+    await sleep(200);
+  }
+  return (await api("GET", "/customers", { token })).body.items.length;
+}
+
+async function ensureRecord(token, collection, id, fields) {
+  const r = await api("GET", `/${collection}/${id}`, { token });
+  if (r.status === 200) return;
+  const c = await api("POST", `/${collection}`, {
+    token,
+    body: { id, fields },
+    headers: { "idempotency-key": crypto.randomUUID() },
+  });
+  if (c.status !== 201) throw new Error(`create ${collection}/${id}: HTTP ${c.status}`);
+}
+
+/**
+ * Requests per second from `clients` concurrent loops for `ms`, each on its
+ * own customer: PATCH with If-Match (re-reading the version on a 409) and an
+ * Idempotency-Key, or a plain GET of the same record. Bounded in time and in
+ * count (MAX_REQUESTS per phase), loopback only.
+ */
+async function loadPhase(token, method, clients, ms) {
+  const MAX_REQUESTS = 20000;
+  let sent = 0;
+  let ok = 0;
+  let conflicts = 0;
+  let errors = 0;
+  const end = Date.now() + ms;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      const id = `c-${String(c + 1).padStart(4, "0")}`;
+      let version = (await api("GET", `/customers/${id}`, { token })).body.version;
+      while (Date.now() < end && sent < MAX_REQUESTS) {
+        sent++;
+        if (method === "GET") {
+          const r = await api("GET", `/customers/${id}`, { token });
+          if (r.status === 200) ok++;
+          else errors++;
+          continue;
+        }
+        const r = await api("PATCH", `/customers/${id}`, {
+          token,
+          body: { fields: { city: `City ${sent}` } },
+          headers: { "if-match": `"${version}"`, "idempotency-key": crypto.randomUUID() },
+        });
+        if (r.status === 200) {
+          ok++;
+          version = r.body.version;
+        } else if (r.status === 409) {
+          conflicts++;
+          version = (await api("GET", `/customers/${id}`, { token })).body.version;
+        } else errors++;
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  if (errors) log(`${method}: ${errors} errors`);
+  return { rps: ok / seconds, conflicts, errors };
+}
+
+// ----- size ----------------------------------------------------------------
+
+function shippedSize(pkg) {
+  const files = readdirSync(pkg)
+    .filter((f) => f.endsWith(".wasm") || f.endsWith(".js"))
+    .sort()
+    .map((f) => {
+      const data = readFileSync(join(pkg, f));
+      return { file: f, raw: data.length, gz: gzipSync(data, { level: 9 }).length };
+    });
+  return files;
+}
+
+/**
+ * The largest functions of a wasm that kept its name section (what
+ * `twiggy top` lists), read directly so that `make bench` needs no extra
+ * tool: code-section body sizes, named from the name section.
+ */
+function largestFunctions(path, count) {
+  const d = readFileSync(path);
+  let i = 8;
+  const leb = () => {
+    let r = 0;
+    let s = 0;
+    for (;;) {
+      const b = d[i++];
+      r += (b & 0x7f) * 2 ** s;
+      s += 7;
+      if (b < 0x80) return r;
+    }
+  };
+  const name = () => {
+    const n = leb();
+    const s = d.toString("utf8", i, i + n);
+    i += n;
+    return s;
+  };
+  let imported = 0;
+  const bodies = [];
+  const names = new Map();
+  while (i < d.length) {
+    const id = d[i++];
+    const size = leb();
+    const end = i + size;
+    if (id === 2) {
+      for (let n = leb(); n > 0; n--) {
+        name();
+        name();
+        const kind = d[i++];
+        if (kind === 0) {
+          leb();
+          imported++;
+        } else if (kind === 1) {
+          i++;
+          if (leb() & 1) leb(), leb();
+          else leb();
+        } else if (kind === 2) {
+          if (leb() & 1) leb(), leb();
+          else leb();
+        } else if (kind === 3) i += 2;
+        else if (kind === 4) i += 1, leb();
+      }
+    } else if (id === 10) {
+      for (let n = leb(); n > 0; n--) {
+        const start = i;
+        const len = leb();
+        bodies.push(i - start + len);
+        i += len;
+      }
+    } else if (id === 0 && name() === "name") {
+      while (i < end) {
+        const sub = d[i++];
+        const len = leb();
+        const subEnd = i + len;
+        if (sub === 1) for (let n = leb(); n > 0; n--) names.set(leb(), name());
+        i = subEnd;
+      }
+    }
+    i = end;
+  }
+  const total = bodies.reduce((a, b) => a + b, 0);
+  const rows = bodies.map((size, k) => ({
+    size,
+    name: (names.get(imported + k) ?? `func[${imported + k}]`).replace(/::h[0-9a-f]{16}$/, ""),
+  }));
+  rows.sort((a, b) => b.size - a.size);
+  return { total, functions: bodies.length, top: rows.slice(0, count) };
+}
+
+// ----- the table -----------------------------------------------------------
+
+const fmtMs = (v) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)) + " ms";
+const fmtKb = (b) => `${(b / 1024).toFixed(1)} KB`;
+
+/** `median (min-max)` of a list of numbers, in the unit `fmt` gives. */
+function spread(xs, fmt) {
+  if (!xs.length) return "n/a";
+  const lo = Math.min(...xs);
+  const hi = Math.max(...xs);
+  const m = median(xs);
+  const pct = m ? Math.round(((hi - lo) / m) * 100) : 0;
+  return `${fmt(m)} ±${pct}%`;
+}
+
+function printTable(head, rows) {
+  const cols = ["benchmark", "crm-sync", "baseline", "ratio", "goal"];
+  const cells = rows.map((r) => [r.name, r.crm, r.base, r.ratio, r.goal]);
+  const width = cols.map((c, k) => Math.max(c.length, ...cells.map((r) => String(r[k] ?? "").length)));
+  const line = (r) => r.map((c, k) => String(c ?? "").padEnd(width[k])).join("  ").trimEnd();
+  console.log(head.join("\n"));
+  console.log(line(cols));
+  console.log(line(width.map((w) => "-".repeat(w))));
+  for (const r of cells) console.log(line(r));
+}
+
+// ----- main ----------------------------------------------------------------
+
+async function main() {
+  const t0 = Date.now();
+  const token = await login(USER);
+  const customers = await seedCustomers(token);
+  log(`${customers} customers on the server (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+  await ensureRecord(token, "benchdeb", "r1", { n: 0 });
+  await ensureRecord(token, "benchdeb", "r2", { n: 0 });
+
+  const browser = await launch();
+  const chromium = browser.version();
+  const page = await (await browser.newContext()).newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(e.message));
+  await page.goto(`${BASE}/index.html`);
+  await page.waitForFunction(() => window.bench !== undefined, null, { timeout: 30000 });
+  await page.evaluate((s) => window.bench.configure(s), { baseUrl: "/api", token, user: USER });
+
+  const results = {};
+  const call = (name, side, round) =>
+    Promise.race([
+      page.evaluate(([n, s, r]) => window.bench.run(n, s, r), [name, side, round]),
+      sleep(60000).then(() => {
+        throw new Error(`${name}/${side} took over 60 s`);
+      }),
+    ]);
+  // A warm-up round (not counted) first, where it is cheap: the first
+  // IndexedDB database, lock or channel of a page costs more than the rest.
+  const measure = async (name, rounds = ROUNDS, warmUp = false) => {
+    const out = { crm: [], base: [], errors: [] };
+    if (warmUp) for (const side of ["crm", "base"]) await call(name, side, -1).catch(() => {});
+    for (let r = 0; r < rounds; r++) {
+      for (const side of r % 2 ? ["base", "crm"] : ["crm", "base"]) {
+        try {
+          out[side].push(await call(name, side, r));
+        } catch (e) {
+          out.errors.push(`${side}: ${e.message.split("\n")[0]}`);
+        }
+      }
+    }
+    if (out.errors.length) log(`${name}: ${out.errors.join("; ")}`);
+    results[name] = out;
+    log(`${name} done (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    return out;
+  };
+  for (const name of ["put", "batch", "get", "lockWeb", "handoffWeb"]) await measure(name, ROUNDS, true);
+  for (const name of ["load", "lockBroadcast", "handoffBroadcast"]) await measure(name);
+  // The cross-tab record path: one try tells whether it exists at all.
+  const probe = await measure("recordEvent", 1);
+  if (probe.crm[0]) await measure("recordEvent");
+  await measure("saves", 1);
+  await browser.close();
+  if (problems.length) log(`page errors: ${problems.join("; ")}`);
+
+  // The server line, with the browser gone so that it does not compete.
+  const clients = 32;
+  const server = { PATCH: [], GET: [], conflicts: 0 };
+  for (let r = 0; r < 3; r++) {
+    const p = await loadPhase(token, "PATCH", clients, 2000);
+    server.PATCH.push(p.rps);
+    server.conflicts += p.conflicts;
+    server.GET.push((await loadPhase(token, "GET", clients, 2000)).rps);
+  }
+  results.server = server;
+  log(`server done (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+
+  const size = shippedSize(process.env.BENCH_PKG ?? "pkg");
+  const named = process.env.BENCH_NAMED_WASM ? largestFunctions(process.env.BENCH_NAMED_WASM, 8) : null;
+  results.size = { files: size, named };
+
+  // ----- rows ---------------------------------------------------------------
+  const rows = [];
+  const pick = (xs, f) => xs.map(f).filter((v) => typeof v === "number");
+  const timeRow = (name, key, goal, f = (v) => v) => {
+    const r = results[key];
+    const crm = pick(r.crm, f);
+    const base = pick(r.base, f);
+    const ratio = crm.length && base.length ? median(crm) / median(base) : null;
+    const limit = goal?.max;
+    rows.push({
+      name,
+      crm: spread(crm, fmtMs),
+      base: spread(base, fmtMs),
+      ratio: ratio === null ? "n/a" : `${ratio.toFixed(2)}×`,
+      goal: goal ? `${goal.text}${ratio === null ? "" : ratio <= limit ? " ok" : " MISSED"}` : "",
+    });
+  };
+  timeRow("LocalStore.put, versioned, per put", "put", { text: "≤1.25× (rate ≥0.8×)", max: 1.25 });
+  timeRow("1,000 records (crm: 1,000 puts at once)", "batch", { text: "≤1.25× (rate ≥0.8×)", max: 1.25 });
+  timeRow("LocalStore.get, per get", "get");
+  const loaded = results.load.crm.map((v) => v.count);
+  timeRow(`load ${loaded[0] ?? customers} customers from the server`, "load", { text: "≤1.5×", max: 1.5 }, (v) => v.ms);
+  timeRow("lock acquire+release, Web Locks path", "lockWeb");
+  timeRow("lock acquire+release, BroadcastChannel path", "lockBroadcast");
+  timeRow("lock hand-off tab→tab, Web Locks path", "handoffWeb", { text: "≤2×", max: 2 });
+  {
+    const r = results.handoffBroadcast;
+    const ms = median(r.crm);
+    rows.push({
+      name: "lock hand-off tab→tab, BroadcastChannel path",
+      crm: spread(r.crm, fmtMs),
+      base: spread(r.base, fmtMs),
+      ratio: r.crm.length && r.base.length ? `${(ms / median(r.base)).toFixed(2)}×` : "n/a",
+      goal: r.crm.length ? `<20 ms${ms < 20 ? " ok" : " MISSED"}` : "<20 ms",
+    });
+  }
+  {
+    const r = results.recordEvent;
+    const seen = r.crm.filter(Boolean);
+    rows.push({
+      name: "record change seen in another tab",
+      crm: seen.length ? `${spread(seen.map((v) => v.ms), fmtMs)} (${seen[0].origin})` : "n/a (not wired)",
+      base: spread(r.base, fmtMs),
+      ratio: seen.length ? `${(median(seen.map((v) => v.ms)) / median(r.base)).toFixed(2)}×` : "n/a",
+      goal: "",
+    });
+  }
+  {
+    const s = results.saves.crm[0];
+    rows.push({
+      name: "1,000 saves of one record in one debounce window",
+      crm: s ? `${s.requests} request${s.requests === 1 ? "" : "s"} (${fmtMs(s.ms)}, ${s.statuses})` : "n/a",
+      base: "1000 requests (one PATCH per call)",
+      ratio: s ? `${(s.requests / 1000).toFixed(3)}×` : "n/a",
+      goal: s ? `1 request${s.requests === 1 ? " ok" : " MISSED"}` : "1 request",
+    });
+  }
+  {
+    const fmtRps = (v) => `${v.toFixed(0)} req/s`;
+    rows.push({
+      name: `server: PATCH, ${clients} clients, loopback`,
+      crm: spread(server.PATCH, fmtRps),
+      base: `${spread(server.GET, fmtRps)} (GET)`,
+      ratio: `${(median(server.PATCH) / median(server.GET)).toFixed(2)}×`,
+      goal: server.conflicts ? `${server.conflicts} 409s retried` : "",
+    });
+  }
+  let gzTotal = 0;
+  for (const f of size) {
+    gzTotal += f.gz;
+    rows.push({ name: `size: pkg/${f.file}`, crm: `${fmtKb(f.gz)} gz`, base: `${fmtKb(f.raw)} raw`, ratio: "", goal: "" });
+  }
+  rows.push({
+    name: "size: shipped module (wasm + js)",
+    crm: `${fmtKb(gzTotal)} gz`,
+    base: `${fmtKb(size.reduce((a, f) => a + f.raw, 0))} raw`,
+    ratio: "",
+    goal: `≤60 KB gz${gzTotal <= 60 * 1024 ? " ok" : " MISSED"}`,
+  });
+  if (named) {
+    for (const f of named.top) {
+      const short = f.name.length > 60 ? `${f.name.slice(0, 57)}...` : f.name;
+      rows.push({
+        name: `  wasm: ${short}`,
+        crm: fmtKb(f.size),
+        base: `${((f.size / named.total) * 100).toFixed(1)}% of code`,
+        ratio: "",
+        goal: "",
+      });
+    }
+  }
+
+  const cpu = (cpus()[0]?.model ?? "unknown").trim();
+  const head = [
+    `crm-sync bench: ${ROUNDS} rounds per row, median ±spread ((max-min)/median); ratio = crm-sync / baseline (time: lower is better)`,
+    `machine: ${cpus().length} cores, ${cpu}; Chromium ${chromium} headless; node ${process.version}; server: debug build`,
+    named ? `wasm code: ${fmtKb(named.total)} in ${named.functions} functions (sizes of the -Oz build with names kept)` : "",
+    "",
+  ].filter((l, k) => l || k === 3);
+  printTable(head, rows);
+  if (process.env.BENCH_JSON) writeFileSync(process.env.BENCH_JSON, JSON.stringify({ head, rows, results }, null, 2));
+  log(`finished in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+main().catch((e) => {
+  console.error(`bench: ${e.stack ?? e}`);
+  process.exit(1);
+});

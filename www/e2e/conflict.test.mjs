@@ -1,0 +1,75 @@
+// Two people change the same customer's status at once: the second one's
+// save answers 409 on the same field, and that person sees base, mine and
+// theirs and decides.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { launch, openPage, logInToCustomers, customerRow, openCustomer, api, gate, screenshot } from "./support.mjs";
+
+const ID = "c-0010";
+const STATUSES = ["lead", "prospect", "customer", "churned"];
+
+let browser;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+test("two users change one customer's status at once; the second sees the conflict and resolves it", async () => {
+  const server = await api("alice");
+  const original = (await server.get(`customers/${ID}`)).fields.status;
+  const [aliceStatus, bobStatus] = STATUSES.filter((s) => s !== original);
+
+  const alice = await openPage(browser);
+  const bob = await openPage(browser);
+  await logInToCustomers(alice, "alice");
+  await logInToCustomers(bob, "bob");
+
+  // Bob's PATCH is held on its way out, so it is made on the version both
+  // saw while Alice's lands first: a real race, made deterministic.
+  const bobSent = gate();
+  const bobHeld = gate();
+  await bob.route(`**/api/customers/${ID}`, async (route) => {
+    if (route.request().method() === "PATCH") {
+      bobSent.release();
+      await bobHeld.opened;
+    }
+    await route.continue();
+  });
+
+  const aliceDialog = await openCustomer(alice, ID);
+  const bobDialog = await openCustomer(bob, ID);
+  await bobDialog.getByLabel("Status").selectOption(bobStatus);
+  await bobSent.opened;
+  await aliceDialog.getByLabel("Status").selectOption(aliceStatus);
+  await aliceDialog.getByText(/^Saved \(version \d+\)/).waitFor();
+  assert.equal((await server.get(`customers/${ID}`)).fields.status, aliceStatus);
+  bobHeld.release();
+
+  const conflict = bob.getByRole("dialog", { name: /^Conflict/ });
+  await conflict.waitFor();
+  const row = conflict.getByRole("table", { name: "Conflicting fields" }).locator('tr[data-field="status"]');
+  assert.deepEqual(await row.locator("td").allInnerTexts().then((t) => t.slice(0, 3)), [original, bobStatus, aliceStatus]);
+  assert.equal(await conflict.evaluate((d) => d.contains(document.activeElement)), true, "focus is in the dialog");
+  await screenshot(bob, "conflict-dialog");
+
+  // Bob keeps his value on purpose: the resolution goes on Alice's version.
+  await conflict.getByRole("button", { name: "Keep mine" }).click();
+  await conflict.waitFor({ state: "detached" });
+  await bob.unroute(`**/api/customers/${ID}`);
+  await bobDialog.getByRole("button", { name: "Close" }).click();
+  const bobRow = customerRow(bob, ID);
+  await bobRow.getByText(bobStatus, { exact: true }).waitFor();
+  const after = await server.get(`customers/${ID}`);
+  assert.equal(after.fields.status, bobStatus);
+  assert.equal(after.updatedBy, "bob");
+
+  // Alice's window has her own value until it hears of Bob's; a reload
+  // shows the resolved record.
+  await alice.reload();
+  await customerRow(alice, ID).getByText(bobStatus, { exact: true }).waitFor();
+  assert.equal(await customerRow(alice, ID).locator("td").last().innerText(), String(after.version));
+  assert.deepEqual(alice.problems.filter((p) => !p.includes("409")), []);
+  assert.deepEqual(bob.problems.filter((p) => !p.includes("409")), []);
+});

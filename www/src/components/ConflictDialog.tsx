@@ -1,0 +1,148 @@
+import { useState } from "react";
+import type { Conflict, FieldValue, Fields } from "crm-sync";
+import { useCrm } from "../hooks";
+import { CUSTOMER_STATUSES, explain, text } from "../lib";
+import { Dialog } from "./Dialog";
+
+type Choice = "mine" | "theirs" | "edit";
+
+function show(value: FieldValue | undefined): string {
+  const t = text(value);
+  return t === "" ? "(empty)" : t;
+}
+
+/**
+ * One conflict: per field both sides changed, the value it was based on
+ * (base), this user's (mine) and the server's (theirs); the person keeps one
+ * or types a third, and `crm.resolve` sends that on the server's version.
+ */
+export function ConflictDialog({ conflict, onLater }: { conflict: Conflict; onLater: () => void }) {
+  const crm = useCrm();
+  const [choices, setChoices] = useState<Record<string, Choice>>({});
+  const [edits, setEdits] = useState<Record<string, string>>({});
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const theirs = conflict.theirs?.fields ?? {};
+  const base = conflict.base?.fields ?? {};
+  const alsoMine = Object.keys(conflict.mine).filter((f) => !conflict.fields.includes(f));
+  const name = text(theirs.name ?? base.name) || conflict.recordId;
+
+  async function resolve(fields: Fields) {
+    setBusy(true);
+    setError(null);
+    try {
+      await crm.resolve(conflict.id, fields);
+    } catch (e) {
+      setError(`Not resolved: ${explain(e)}`);
+      setBusy(false);
+    }
+  }
+
+  function chosen(): Fields {
+    const out: Fields = {};
+    for (const f of conflict.fields) {
+      const choice = choices[f] ?? "mine";
+      out[f] =
+        choice === "mine"
+          ? (conflict.mine[f] ?? null)
+          : choice === "theirs"
+            ? (theirs[f] ?? null)
+            : (edits[f] ?? text(conflict.mine[f])) || null;
+    }
+    return out;
+  }
+
+  const all = (side: "mine" | "theirs"): Fields =>
+    Object.fromEntries(
+      conflict.fields.map((f) => [f, side === "mine" ? (conflict.mine[f] ?? null) : (theirs[f] ?? null)]),
+    );
+
+  return (
+    <Dialog title={`Conflict: ${name}`} onClose={onLater} className="conflict-dialog">
+      <p>
+        {conflict.theirs?.updatedBy ?? "Someone"} changed this {conflict.collection.replace(/s$/, "")} while you
+        were editing it. Choose what to keep for each field.
+      </p>
+      <table aria-label="Conflicting fields" className="conflict-table">
+        <thead>
+          <tr>
+            <th scope="col">Field</th>
+            <th scope="col">Base</th>
+            <th scope="col">Mine</th>
+            <th scope="col">Theirs</th>
+            <th scope="col">Keep</th>
+          </tr>
+        </thead>
+        <tbody>
+          {conflict.fields.map((f) => {
+            const choice = choices[f] ?? "mine";
+            const set = (c: Choice) => setChoices((cs) => ({ ...cs, [f]: c }));
+            return (
+              <tr key={f} data-field={f}>
+                <th scope="row">{f}</th>
+                <td>{show(base[f])}</td>
+                <td className="mine">{show(conflict.mine[f])}</td>
+                <td className="theirs">{show(theirs[f])}</td>
+                <td>
+                  <fieldset className="choice">
+                    <legend className="visually-hidden">Keep for {f}</legend>
+                    <label>
+                      <input type="radio" name={`keep-${f}`} checked={choice === "mine"} onChange={() => set("mine")} />
+                      mine
+                    </label>
+                    <label>
+                      <input type="radio" name={`keep-${f}`} checked={choice === "theirs"} onChange={() => set("theirs")} />
+                      theirs
+                    </label>
+                    <label>
+                      <input type="radio" name={`keep-${f}`} checked={choice === "edit"} onChange={() => set("edit")} />
+                      edit
+                    </label>
+                    {choice === "edit" &&
+                      (f === "status" ? (
+                        <select
+                          aria-label={`New value for ${f}`}
+                          value={edits[f] ?? text(conflict.mine[f])}
+                          onChange={(e) => setEdits((es) => ({ ...es, [f]: e.target.value }))}
+                        >
+                          {CUSTOMER_STATUSES.map((s) => (
+                            <option key={s}>{s}</option>
+                          ))}
+                        </select>
+                      ) : (
+                        <input
+                          aria-label={`New value for ${f}`}
+                          value={edits[f] ?? text(conflict.mine[f])}
+                          onChange={(e) => setEdits((es) => ({ ...es, [f]: e.target.value }))}
+                        />
+                      ))}
+                  </fieldset>
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+      {alsoMine.length > 0 && <p className="hint">Your changes to {alsoMine.join(", ")} are kept as well.</p>}
+      <div className="actions">
+        <button type="button" disabled={busy} onClick={() => resolve(all("mine"))}>
+          Keep mine
+        </button>
+        <button type="button" disabled={busy} onClick={() => resolve(all("theirs"))}>
+          Keep theirs
+        </button>
+        <button type="button" className="primary" disabled={busy} onClick={() => resolve(chosen())}>
+          Apply choices
+        </button>
+        <button type="button" disabled={busy} onClick={onLater}>
+          Decide later
+        </button>
+      </div>
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+    </Dialog>
+  );
+}

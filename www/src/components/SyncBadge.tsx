@@ -1,0 +1,13 @@
+import { isSyncRunning, useSyncState } from "../hooks";
+
+/** Shown in the header on every page while a spreadsheet sync runs. */
+export function SyncBadge({ onOpen }: { onOpen: () => void }) {
+  const state = useSyncState();
+  if (!state || !isSyncRunning(state)) return null;
+  return (
+    <button type="button" className="sync-badge" data-testid="sync-badge" onClick={onOpen}>
+      <span className="spinner" aria-hidden="true" />
+      Syncing {Math.round(state.progress)}% <span className="visually-hidden">({state.phase}), open Settings</span>
+    </button>
+  );
+}
