@@ -136,6 +136,7 @@ export interface SyncStats {
   rows?: number;
   inserted?: number;
   updated?: number;
+  unchanged?: number;
   conflicts?: number;
   invalid?: number;
 }

@@ -1478,6 +1478,7 @@ impl Client {
                 .retry(mutation_id)
                 .map_err(|e| not_found(e.to_string()))?;
             let entry = state.outbox.get(mutation_id).cloned();
+            state.own.insert(mutation_id.to_owned());
             if let Some(e) = &entry {
                 state.records.set_state(
                     &RecordKey::new(&e.collection, &e.record_id),
@@ -1750,6 +1751,13 @@ impl Client {
                     self.settle(&entry.mutation_id, Err(err));
                 } else if err.is_transient() {
                     self.on_transient(&entry, err).await;
+                } else if err.status() == Some(409) {
+                    // A 409 that is not a version conflict (a double
+                    // booking): resending can never succeed, and API.md
+                    // keeps only other 4xx for a person to retry. The
+                    // caller hears why; the change is dropped.
+                    self.on_permanent(&entry, err).await;
+                    let _ = self.discard(&entry.mutation_id).await;
                 } else {
                     self.on_permanent(&entry, err).await;
                 }
