@@ -229,7 +229,32 @@ struct JsStatus<'a> {
 #[derive(Deserialize)]
 struct ListAnswer {
     items: Vec<Record>,
+    #[serde(default)]
+    cursor: Option<String>,
 }
+
+/// One entry of `GET /api/changes` (PROTOCOL.md, "Changes feed").
+#[derive(Deserialize)]
+struct FeedChange {
+    collection: String,
+    id: String,
+    #[serde(default)]
+    version: u64,
+    op: String,
+    #[serde(default)]
+    record: Option<Record>,
+}
+
+#[derive(Deserialize)]
+struct FeedPage {
+    changes: Vec<FeedChange>,
+    cursor: String,
+    #[serde(default)]
+    more: bool,
+}
+
+/// How often the leader asks the changes feed for other people's changes.
+const FEED_POLL_MS: u32 = 2_000;
 
 /// Mutable state of the engine.
 #[derive(Default)]
@@ -290,6 +315,13 @@ struct Inner {
     expired: Cell<bool>,
     debounce_timer: RefCell<Option<Timeout>>,
     retry_timer: RefCell<Option<Timeout>>,
+    /// The leader's poll of the changes feed.
+    feed_timer: RefCell<Option<gloo_timers::callback::Interval>>,
+    feed_busy: Cell<bool>,
+    /// Where the changes feed was read up to.
+    cursor: RefCell<Option<String>>,
+    /// Collections loaded here, reloaded whole when the cursor expired.
+    loaded: RefCell<HashSet<String>>,
     page: RefCell<Vec<EventListener>>,
     /// The channel to this user's other tabs, once the facade opened it.
     bus: RefCell<Option<Rc<EnvelopeChannel>>>,
@@ -319,6 +351,10 @@ impl Client {
             expired: Cell::new(false),
             debounce_timer: RefCell::new(None),
             retry_timer: RefCell::new(None),
+            feed_timer: RefCell::new(None),
+            feed_busy: Cell::new(false),
+            cursor: RefCell::new(None),
+            loaded: RefCell::new(HashSet::new()),
             page: RefCell::new(Vec::new()),
             bus: RefCell::new(None),
             lifecycle: RefCell::new(None),
@@ -326,6 +362,7 @@ impl Client {
         let client = Client { inner };
         client.open_storage().await;
         client.listen_to_page();
+        client.follow_feed();
         client.pump();
         client
     }
@@ -381,6 +418,113 @@ impl Client {
                     this.adopt_orphans().await;
                     this.pump();
                 });
+            }
+        }
+    }
+
+    /// Polls the changes feed while this tab leads and is online, so other
+    /// people's changes reach every tab without a reload. (The reference
+    /// server also offers Server-Sent Events; polling works with any
+    /// backend and through every proxy.)
+    fn follow_feed(&self) {
+        let weak = self.weak();
+        let interval = gloo_timers::callback::Interval::new(FEED_POLL_MS, move || {
+            let Some(client) = Client::from_weak(&weak) else {
+                return;
+            };
+            let ready = client.inner.leader.get()
+                && client.is_online()
+                && !client.inner.closed.get()
+                && !client.inner.expired.get()
+                && client.inner.cursor.borrow().is_some()
+                && !client.inner.feed_busy.replace(true);
+            if ready {
+                spawn_local(async move {
+                    client.read_feed().await;
+                    client.inner.feed_busy.set(false);
+                });
+            }
+        });
+        *self.inner.feed_timer.borrow_mut() = Some(interval);
+    }
+
+    /// Reads the changes feed from the stored cursor to its end and shows
+    /// what changed.
+    async fn read_feed(&self) {
+        for _ in 0..20 {
+            let Some(cursor) = self.inner.cursor.borrow().clone() else {
+                return;
+            };
+            let path = format!("/changes?since={}&limit=500", encode(&cursor));
+            let page: Result<FeedPage, Error> = match self.read(&path).await {
+                Ok(body) => from_server(body),
+                Err(e) => Err(e),
+            };
+            let page = match page {
+                Ok(p) => p,
+                Err(e) if e.status() == Some(410) => {
+                    // The server forgot our place: read everything again.
+                    *self.inner.cursor.borrow_mut() = None;
+                    let loaded: Vec<String> = self.inner.loaded.borrow().iter().cloned().collect();
+                    for collection in loaded {
+                        let _ = self.load(&collection).await;
+                    }
+                    return;
+                }
+                Err(_) => return,
+            };
+            let mut batch = DbBatch::new();
+            let mut changed = Vec::new();
+            {
+                let mut state = self.inner.state.borrow_mut();
+                for change in page.changes {
+                    let key = RecordKey::new(&change.collection, &change.id);
+                    let applied = match (change.op.as_str(), change.record) {
+                        ("delete", _) => {
+                            batch.delete(
+                                Store::Records.name(),
+                                record_key(&key.collection, &key.id),
+                            );
+                            state.records.apply_remote(
+                                &key.collection,
+                                RemoteChange::Delete {
+                                    id: key.id.clone(),
+                                    version: change.version,
+                                },
+                            )
+                        }
+                        (_, Some(record)) => {
+                            let _ = batch.put(
+                                Store::Records.name(),
+                                record_key(&key.collection, &key.id),
+                                &record,
+                            );
+                            state
+                                .records
+                                .apply_remote(&key.collection, RemoteChange::Put(record))
+                        }
+                        _ => false,
+                    };
+                    if applied {
+                        changed.push((key, change.version));
+                    }
+                }
+            }
+            *self.inner.cursor.borrow_mut() = Some(page.cursor);
+            self.persist(batch).await;
+            if !changed.is_empty() {
+                self.changed();
+                for (key, version) in changed {
+                    self.emit_record(&key, "server");
+                    self.tell_tabs(TabMessage::RecordChanged(RecordChange {
+                        collection: key.collection,
+                        id: key.id,
+                        version,
+                    }));
+                }
+            }
+            if !page.more {
+                return;
             }
         }
     }
@@ -925,6 +1069,10 @@ impl Client {
         match answer {
             Ok(body) => {
                 let list: ListAnswer = from_server(body)?;
+                self.inner.loaded.borrow_mut().insert(collection.to_owned());
+                if self.inner.cursor.borrow().is_none() {
+                    *self.inner.cursor.borrow_mut() = list.cursor.clone();
+                }
                 let mut batch = DbBatch::new();
                 for record in &list.items {
                     let _ = batch.put(
@@ -2126,6 +2274,7 @@ impl Client {
         }
         self.inner.debounce_timer.borrow_mut().take();
         self.inner.retry_timer.borrow_mut().take();
+        self.inner.feed_timer.borrow_mut().take();
         self.inner.page.borrow_mut().clear();
         self.inner.lifecycle.borrow_mut().take();
         let callers: Vec<u64> = {

@@ -206,3 +206,51 @@ async fn a_commit_in_one_tab_reaches_the_other_tab_as_a_record_event() {
     a.close();
     b.close();
 }
+
+#[wasm_bindgen_test]
+async fn another_users_change_arrives_by_itself_through_the_changes_feed() {
+    let writer = client("user38").await;
+    let reader = client("user39").await;
+    assert!(eventually(3000, || prop(&reader.tabs(), "isLeader") == JsValue::TRUE).await);
+    let list: Array = JsFuture::from(writer.load("customers".into()))
+        .await
+        .unwrap()
+        .into();
+    JsFuture::from(reader.load("customers".into()))
+        .await
+        .unwrap();
+    let id = prop(&list.get(21), "id").as_string().unwrap();
+    let events: Rc<RefCell<Vec<JsValue>>> = Rc::default();
+    let sink = Rc::clone(&events);
+    let listener = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| sink.borrow_mut().push(e));
+    let _unsubscribe = reader.subscribe(listener.as_ref().clone().into());
+    let city = format!("Feed city {}", (js_sys::Math::random() * 1e9) as u64);
+    let fields = Object::new();
+    Reflect::set(&fields, &"city".into(), &city.as_str().into()).unwrap();
+    JsFuture::from(writer.save("customers".into(), id.clone(), fields.into()))
+        .await
+        .unwrap();
+    let text = format!("feed comment {}", (js_sys::Math::random() * 1e9) as u64);
+    JsFuture::from(writer.comment("customers".into(), id.clone(), text.clone()))
+        .await
+        .unwrap();
+    let arrived = eventually(10_000, || {
+        let record = reader.get("customers", &id).unwrap();
+        let comments: Array = prop(&record, "comments").into();
+        prop(&prop(&record, "fields"), "city")
+            .as_string()
+            .as_deref()
+            == Some(city.as_str())
+            && comments
+                .iter()
+                .any(|c| prop(&c, "text").as_string().as_deref() == Some(text.as_str()))
+    })
+    .await;
+    assert!(arrived, "the reader never saw the change");
+    assert!(events.borrow().iter().any(|e| {
+        prop(e, "origin").as_string().as_deref() == Some("server")
+            && prop(e, "id").as_string().as_deref() == Some(id.as_str())
+    }));
+    writer.close();
+    reader.close();
+}
