@@ -86,7 +86,7 @@ suite_cargo native cargo test --workspace --exclude crm-sync-server
 suite_cargo server cargo test -p crm-sync-server
 
 if cargo build --quiet -p crm-sync-server >"$LOGS/server-build.log" 2>&1 &&
-   start_server "$BROWSER_PORT" /nonexistent --cors; then
+   start_server "$BROWSER_PORT" /nonexistent --cors --sheet-latency-ms 800; then
   CRM_TEST_SERVER="http://127.0.0.1:$BROWSER_PORT" \
     suite_cargo browser wasm-pack test --headless --chrome --mode no-install . --test browser
 else

@@ -254,3 +254,122 @@ async fn another_users_change_arrives_by_itself_through_the_changes_feed() {
     writer.close();
     reader.close();
 }
+
+fn sync_id(crm: &CrmSync) -> Option<String> {
+    prop(&prop(&crm.sync(), "state"), "syncId").as_string()
+}
+
+async fn start_timed(crm: &CrmSync) -> (JsValue, f64) {
+    let t0 = js_sys::Date::now();
+    let answer = JsFuture::from(Promise::from(call(&crm.sync(), "start", &[])))
+        .await
+        .unwrap();
+    (answer, js_sys::Date::now() - t0)
+}
+
+#[wasm_bindgen_test]
+async fn ten_users_sync_at_once_in_about_the_time_of_one() {
+    let solo = client("user21").await;
+    assert!(eventually(3000, || prop(&solo.tabs(), "isLeader") == JsValue::TRUE).await);
+    let t0 = js_sys::Date::now();
+    start_timed(&solo).await;
+    assert!(eventually(30_000, || phase(&solo) == "complete").await);
+    let one = js_sys::Date::now() - t0;
+    solo.close();
+
+    let mut clients = Vec::new();
+    for i in 11..=20 {
+        clients.push(client(&format!("user{i}")).await);
+    }
+    for c in &clients {
+        assert!(eventually(3000, || prop(&c.tabs(), "isLeader") == JsValue::TRUE).await);
+    }
+    let t0 = js_sys::Date::now();
+    let starts = Array::new();
+    for c in &clients {
+        starts.push(&Promise::from(call(&c.sync(), "start", &[])));
+    }
+    let answers: Array = JsFuture::from(Promise::all(&starts)).await.unwrap().into();
+    let started_in = js_sys::Date::now() - t0;
+    for a in answers.iter() {
+        assert_eq!(prop(&a, "status").as_string().as_deref(), Some("queued"));
+    }
+    assert!(started_in < 1000.0, "ten starts took {started_in} ms");
+    assert!(eventually(60_000, || clients.iter().all(|c| phase(c) == "complete")).await);
+    let ten = js_sys::Date::now() - t0;
+    let ratio = ten / one;
+    web_sys::console::log_1(
+        &format!("one sync {one:.0} ms, ten users at once {ten:.0} ms, ratio {ratio:.2}").into(),
+    );
+    assert!(ratio < 4.0, "ten users took {ratio:.2}x one");
+    for c in clients {
+        c.close();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn when_the_leader_closes_mid_sync_another_tab_follows_the_job_to_complete() {
+    let leader = client("user22").await;
+    assert!(eventually(3000, || prop(&leader.tabs(), "isLeader") == JsValue::TRUE).await);
+    let other = client("user22").await;
+    start_timed(&leader).await;
+    assert!(
+        eventually(5_000, || phase(&other) == "downloading").await,
+        "{}",
+        phase(&other)
+    );
+    let job = sync_id(&leader);
+    assert!(job.is_some());
+    leader.close();
+    assert!(eventually(3_000, || prop(&other.tabs(), "isLeader") == JsValue::TRUE).await);
+    assert!(
+        eventually(30_000, || phase(&other) == "complete").await,
+        "{}",
+        phase(&other)
+    );
+    assert_eq!(sync_id(&other), job);
+    other.close();
+}
+
+#[wasm_bindgen_test]
+async fn cancel_leaves_the_job_cancelled_on_the_server() {
+    let crm = client("user23").await;
+    assert!(eventually(3000, || prop(&crm.tabs(), "isLeader") == JsValue::TRUE).await);
+    start_timed(&crm).await;
+    assert!(
+        eventually(5_000, || phase(&crm) == "downloading").await,
+        "{}",
+        phase(&crm)
+    );
+    let job = sync_id(&crm).unwrap();
+    JsFuture::from(Promise::from(call(&crm.sync(), "cancel", &[])))
+        .await
+        .unwrap();
+    assert!(
+        eventually(5_000, || phase(&crm) == "cancelled").await,
+        "{}",
+        phase(&crm)
+    );
+    // The server's own word.
+    let init = web_sys::RequestInit::new();
+    let headers = web_sys::Headers::new().unwrap();
+    headers
+        .set("Authorization", &format!("Bearer {}", crm.token()))
+        .unwrap();
+    init.set_headers(&headers);
+    let url = format!("{}/api/sync/{job}", server());
+    let resp: web_sys::Response = JsFuture::from(
+        web_sys::window()
+            .unwrap()
+            .fetch_with_str_and_init(&url, &init),
+    )
+    .await
+    .unwrap()
+    .into();
+    let body = JsFuture::from(resp.json().unwrap()).await.unwrap();
+    assert_eq!(
+        prop(&body, "status").as_string().as_deref(),
+        Some("cancelled")
+    );
+    crm.close();
+}
