@@ -2423,8 +2423,8 @@ pub fn check_collection(collection: &str) -> Result<(), Error> {
     }
 }
 
-/// Percent-encodes a record id for a URL path.
-fn encode(id: &str) -> String {
+/// Percent-encodes an id for a URL path or query.
+pub fn encode(id: &str) -> String {
     String::from(js_sys::encode_uri_component(id))
 }
 

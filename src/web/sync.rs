@@ -22,7 +22,7 @@ use crate::core::progress::{
 };
 use crate::error::{Error, ErrorCode};
 use crate::web::channel::EnvelopeChannel;
-use crate::web::client::Client;
+use crate::web::client::{encode, Client};
 use crate::web::clock::{now_ms, uuid_v4};
 use crate::web::http::{send, HttpRequest, Method};
 use crate::web::idb::Store;
@@ -488,8 +488,4 @@ fn kind_str(kind: SyncKind) -> &'static str {
         SyncKind::FromSheet => "from-sheet",
         SyncKind::ToSheet => "to-sheet",
     }
-}
-
-fn encode(id: &str) -> String {
-    String::from(js_sys::encode_uri_component(id))
 }
