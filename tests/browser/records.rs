@@ -397,3 +397,86 @@ async fn an_offline_outbox_survives_a_reload_and_lands_once() {
     assert!(prop(&second.metrics(), "outboxReplayed").as_f64().unwrap() >= 2.0);
     second.close();
 }
+
+#[wasm_bindgen_test]
+async fn a_replay_after_a_lost_answer_applies_the_change_once() {
+    use crm_sync::core::outbox::{MutationOp, OutboxEntry};
+    use crm_sync::web::idb::{Store, UserDb};
+
+    let first = client("user46", &[]).await;
+    let id = customer(&first, 18).await;
+    let token = first.token();
+    let before = version(&server_record(&token, &id).await);
+    first.set_online(false);
+    let city = format!("Lost answer {}", run_tag());
+    let queued = wait(first.save(
+        "customers".into(),
+        id.clone(),
+        obj(&[("city", JsValue::from(city.as_str()))]),
+    ))
+    .await;
+    assert_eq!(status(&queued), "queued");
+    gloo_timers::future::TimeoutFuture::new(200).await;
+    first.close();
+
+    // Fault injection: the request reached the server and was applied, but
+    // its answer was lost (the tab died before reading it). Send the stored
+    // entry exactly as the module would, and drop the answer.
+    let db = UserDb::open("user46").await.unwrap();
+    let entries: Vec<(String, OutboxEntry)> = db.all(Store::Outbox).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0].1;
+    let MutationOp::Patch { base_version, .. } = &entry.op else {
+        panic!("expected a patch, got {:?}", entry.op);
+    };
+    db.close();
+    let init = web_sys::RequestInit::new();
+    init.set_method("PATCH");
+    let headers = web_sys::Headers::new().unwrap();
+    headers
+        .set("Authorization", &format!("Bearer {token}"))
+        .unwrap();
+    headers.set("Content-Type", "application/json").unwrap();
+    headers
+        .set("If-Match", &format!("\"{base_version}\""))
+        .unwrap();
+    headers
+        .set("Idempotency-Key", &entry.idempotency_key)
+        .unwrap();
+    init.set_headers(&headers);
+    init.set_body(&JsValue::from(format!(
+        r#"{{"fields":{{"city":"{city}"}}}}"#
+    )));
+    let url = format!("{}/api/customers/{id}", server());
+    let lost: web_sys::Response = JsFuture::from(
+        web_sys::window()
+            .unwrap()
+            .fetch_with_str_and_init(&url, &init),
+    )
+    .await
+    .unwrap()
+    .into();
+    assert_eq!(lost.status(), 200);
+    assert_eq!(version(&server_record(&token, &id).await), before + 1.0);
+
+    // The reload replays the entry with its key: the server answers from
+    // its record of the first attempt and changes nothing.
+    let second = client("user46", &[]).await;
+    let mut drained = false;
+    for _ in 0..60 {
+        if Array::from(&second.pending()).length() == 0 {
+            drained = true;
+            break;
+        }
+        gloo_timers::future::TimeoutFuture::new(100).await;
+    }
+    assert!(drained, "the outbox was not drained");
+    let after = server_record(&token, &id).await;
+    assert_eq!(version(&after), before + 1.0, "applied once");
+    assert_eq!(
+        prop(&prop(&after, "fields"), "city").as_string(),
+        Some(city)
+    );
+    assert_eq!(Array::from(&second.failed()).length(), 0);
+    second.close();
+}
