@@ -114,3 +114,15 @@ export function storeCount(name) {
 }
 export function settle(promises) { return Promise.allSettled(promises); }
 export function domException(name, message) { return new DOMException(message, name); }
+
+// ---- records.rs
+// A database at a version newer than this build knows (a newer app in
+// another tab upgraded it): opening it at our version fails.
+export function makeNewerDatabase(name) {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open(name, 99);
+    req.onupgradeneeded = () => req.result.createObjectStore("from-the-future");
+    req.onsuccess = () => { req.result.close(); resolve(); };
+    req.onerror = () => reject(req.error);
+  });
+}

@@ -480,3 +480,28 @@ async fn a_replay_after_a_lost_answer_applies_the_change_once() {
     assert_eq!(Array::from(&second.failed()).length(), 0);
     second.close();
 }
+
+#[wasm_bindgen::prelude::wasm_bindgen(module = "/tests/browser/helpers.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = makeNewerDatabase)]
+    fn make_newer_database(name: &str) -> Promise;
+}
+
+#[wasm_bindgen_test]
+async fn without_usable_indexeddb_the_client_works_in_memory_and_says_so() {
+    wait(make_newer_database("crm-sync:user48")).await;
+    let crm = client("user48", &[]).await;
+    assert_eq!(
+        prop(&crm.status(), "storage").as_string().as_deref(),
+        Some("memory")
+    );
+    let id = customer(&crm, 19).await;
+    let saved = wait(crm.save(
+        "customers".into(),
+        id,
+        obj(&[("city", JsValue::from(run_tag()))]),
+    ))
+    .await;
+    assert_eq!(status(&saved), "committed");
+    crm.close();
+}
