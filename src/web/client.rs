@@ -200,7 +200,7 @@ struct KeptConflict {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct JsMutation<'a> {
-    mutation_id: &'a str,
+    mutation_id: std::borrow::Cow<'a, str>,
     collection: &'a str,
     record_id: &'a str,
     op: &'static str,
@@ -252,6 +252,10 @@ struct FeedPage {
     #[serde(default)]
     more: bool,
 }
+
+/// `pending()` names a change still in the debounce window
+/// `staged:<collection>/<id>`, so `discard` can drop it too.
+const STAGED_PREFIX: &str = "staged:";
 
 /// How often the leader asks the changes feed for other people's changes.
 const FEED_POLL_MS: u32 = 2_000;
@@ -923,7 +927,7 @@ impl Client {
                     && !change.fields.is_empty()
                 {
                     rows.push(JsMutation {
-                        mutation_id: "",
+                        mutation_id: format!("{STAGED_PREFIX}{}/{}", key.collection, key.id).into(),
                         collection: &key.collection,
                         record_id: &key.id,
                         op: "patch",
@@ -1659,6 +1663,14 @@ impl Client {
     /// # Errors
     /// `not_found` for an unknown id, `invalid` while it is being sent.
     pub async fn discard(&self, mutation_id: &str) -> Result<(), Error> {
+        if let Some(key) = mutation_id
+            .strip_prefix(STAGED_PREFIX)
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(c, id)| RecordKey::new(c, id))
+        {
+            self.discard_staged(&key);
+            return Ok(());
+        }
         let entry = self
             .inner
             .state
@@ -1688,6 +1700,45 @@ impl Client {
         self.emit_record(&key, "local");
         self.emit_status();
         Ok(())
+    }
+
+    /// Drops the changes of a record that still wait in the debounce
+    /// window (not yet in the outbox); their callers hear `cancelled`.
+    fn discard_staged(&self, key: &RecordKey) {
+        let callers = {
+            let mut state = self.inner.state.borrow_mut();
+            let callers = state
+                .debounce
+                .as_mut()
+                .map(|d| d.cancel_key(key))
+                .unwrap_or_default();
+            let queued: HashSet<String> = state
+                .outbox
+                .pending()
+                .iter()
+                .filter(|e| e.collection == key.collection && e.record_id == key.id)
+                .filter_map(|e| e.op.fields())
+                .flat_map(|f| f.keys().cloned())
+                .collect();
+            let waiting: Fields = state
+                .records
+                .staged(key)
+                .map(|c| {
+                    c.fields
+                        .iter()
+                        .filter(|(k, _)| !queued.contains(*k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            state.records.unstage(key, &waiting);
+            callers
+        };
+        self.settle_callers(callers, &Err(Error::Cancelled));
+        self.schedule_debounce();
+        self.changed();
+        self.emit_record(key, "local");
+        self.emit_status();
     }
 
     /// Resolves a conflict with the fields a person chose; they are sent on
@@ -2332,7 +2383,7 @@ fn mutation_row(e: &OutboxEntry) -> JsMutation<'_> {
         MutationOp::Comment { text, .. } => ("comment", None, Some(text.as_str())),
     };
     JsMutation {
-        mutation_id: &e.mutation_id,
+        mutation_id: e.mutation_id.as_str().into(),
         collection: &e.collection,
         record_id: &e.record_id,
         op,

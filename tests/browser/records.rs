@@ -505,3 +505,34 @@ async fn without_usable_indexeddb_the_client_works_in_memory_and_says_so() {
     assert_eq!(status(&saved), "committed");
     crm.close();
 }
+
+#[wasm_bindgen_test]
+async fn a_change_still_in_the_debounce_window_can_be_discarded() {
+    let crm = client("user49", &[("debounceMs", 5_000.into())]).await;
+    let id = customer(&crm, 22).await;
+    let before = prop(&prop(&crm.get("customers", &id).unwrap(), "fields"), "city");
+    let saving = crm.save(
+        "customers".into(),
+        id.clone(),
+        obj(&[("city", JsValue::from(run_tag()))]),
+    );
+    let pending: Array = crm.pending().into();
+    assert_eq!(pending.length(), 1);
+    let row = pending.get(0);
+    assert_eq!(prop(&row, "state").as_string().as_deref(), Some("staged"));
+    let mutation_id = prop(&row, "mutationId").as_string().unwrap();
+    assert!(!mutation_id.is_empty());
+    wait(crm.discard(mutation_id)).await;
+    let err = JsFuture::from(saving).await.unwrap_err();
+    assert_eq!(prop(&err, "code").as_string().as_deref(), Some("cancelled"));
+    assert_eq!(Array::from(&crm.pending()).length(), 0);
+    let view = crm.view("customers", &id).unwrap();
+    assert_eq!(prop(&prop(&view, "fields"), "city"), before);
+    assert!(prop(&view, "pending").is_undefined());
+    assert_eq!(
+        prop(&crm.metrics(), "requests").as_f64(),
+        Some(1.0),
+        "the load, and no PATCH"
+    );
+    crm.close();
+}

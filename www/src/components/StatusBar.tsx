@@ -94,7 +94,7 @@ export function StatusBar({ onShowConflicts }: { onShowConflicts: () => void }) 
                   <li key={m.mutationId || `${m.recordId}-${i}`}>
                     <span>{describe(m)}</span>
                     <span className="hint">{m.state}</span>
-                    {m.state === "queued" && m.mutationId && (
+                    {(m.state === "queued" || m.state === "staged") && m.mutationId && (
                       <button type="button" onClick={() => act(() => crm.discard(m.mutationId))}>
                         Discard
                       </button>
