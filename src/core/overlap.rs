@@ -227,18 +227,18 @@ pub fn parse_rfc3339_ms(text: &str) -> Result<i64, TimestampError> {
     let mut cursor = Cursor::new(text.as_bytes());
 
     let year = cursor.digits(4).ok_or_else(malformed)?;
-    cursor.expect(b'-').ok_or_else(malformed)?;
+    cursor.skip_byte(b'-').ok_or_else(malformed)?;
     let month = cursor.digits(2).ok_or_else(malformed)?;
-    cursor.expect(b'-').ok_or_else(malformed)?;
+    cursor.skip_byte(b'-').ok_or_else(malformed)?;
     let day = cursor.digits(2).ok_or_else(malformed)?;
     match cursor.next() {
         Some(b'T' | b't' | b' ') => {}
         _ => return Err(malformed()),
     }
     let hour = cursor.digits(2).ok_or_else(malformed)?;
-    cursor.expect(b':').ok_or_else(malformed)?;
+    cursor.skip_byte(b':').ok_or_else(malformed)?;
     let minute = cursor.digits(2).ok_or_else(malformed)?;
-    cursor.expect(b':').ok_or_else(malformed)?;
+    cursor.skip_byte(b':').ok_or_else(malformed)?;
     let second = cursor.digits(2).ok_or_else(malformed)?;
 
     let mut millis = 0;
@@ -264,7 +264,7 @@ pub fn parse_rfc3339_ms(text: &str) -> Result<i64, TimestampError> {
         Some(b'Z' | b'z') => 0,
         Some(sign @ (b'+' | b'-')) => {
             let hours = cursor.digits(2).ok_or_else(malformed)?;
-            cursor.expect(b':').ok_or_else(malformed)?;
+            cursor.skip_byte(b':').ok_or_else(malformed)?;
             let minutes = cursor.digits(2).ok_or_else(malformed)?;
             if hours > 23 || minutes > 59 {
                 return Err(out_of_range());
@@ -342,7 +342,7 @@ impl<'a> Cursor<'a> {
         self.bytes.next().copied()
     }
 
-    pub(crate) fn expect(&mut self, byte: u8) -> Option<()> {
+    pub(crate) fn skip_byte(&mut self, byte: u8) -> Option<()> {
         (self.next()? == byte).then_some(())
     }
 

@@ -209,20 +209,20 @@ fn parse_http_date_ms(value: &str) -> Option<i64> {
     for _ in 0..3 {
         cursor.next().filter(u8::is_ascii_alphabetic)?;
     }
-    cursor.expect(b',')?;
-    cursor.expect(b' ')?;
+    cursor.skip_byte(b',')?;
+    cursor.skip_byte(b' ')?;
     let day = cursor.digits(2)?;
-    cursor.expect(b' ')?;
+    cursor.skip_byte(b' ')?;
     let name = [cursor.next()?, cursor.next()?, cursor.next()?];
     let month = MONTHS.iter().position(|candidate| **candidate == name)?;
     let month = i64::try_from(month).ok()? + 1;
-    cursor.expect(b' ')?;
+    cursor.skip_byte(b' ')?;
     let year = cursor.digits(4)?;
-    cursor.expect(b' ')?;
+    cursor.skip_byte(b' ')?;
     let hour = cursor.digits(2)?;
-    cursor.expect(b':')?;
+    cursor.skip_byte(b':')?;
     let minute = cursor.digits(2)?;
-    cursor.expect(b':')?;
+    cursor.skip_byte(b':')?;
     let second = cursor.digits(2)?;
     if cursor.rest() != b" GMT" {
         return None;
