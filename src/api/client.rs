@@ -615,11 +615,11 @@ impl CrmSync {
     pub fn logout(&self) -> Promise {
         let client = self.client.clone();
         promise(async move {
-            let mut req = HttpRequest::new(Method::Post, format!("{}/logout", client.base_url()));
-            req.token = Some(client.token());
-            req.timeout_ms = client.timeout_ms();
             // A token the server already forgot is logged out all the same.
-            let answer = send(&req).await;
+            let answer = match client.request(Method::Post, "/logout") {
+                Ok(req) => send(&req).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
             let user = client.user();
             client.tell_tabs_logged_out();
             client.emit_session("logged-out");

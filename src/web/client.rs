@@ -28,7 +28,7 @@ use crate::core::outbox::{
 };
 use crate::core::record::{Comment, Fields, PendingComment, Record, RecordKey};
 use crate::core::retry::RetryPolicy;
-use crate::core::staged::{RemoteChange, StageError, StagedRecords, StagedState};
+use crate::core::staged::{RemoteChange, StageError, StagedChange, StagedRecords, StagedState};
 use crate::error::{Error, ErrorCode};
 use crate::web::channel::EnvelopeChannel;
 use crate::web::clock::{now_ms, random_unit, uuid_v4};
@@ -915,16 +915,7 @@ impl Client {
         self.snapshot("pending".into(), || {
             let state = self.inner.state.borrow();
             let mut rows: Vec<JsMutation<'_>> = Vec::new();
-            let in_outbox: HashSet<(&str, &str)> = state
-                .outbox
-                .pending()
-                .iter()
-                .map(|e| (e.collection.as_str(), e.record_id.as_str()))
-                .collect();
-            for (key, change) in state.records.staged_changes() {
-                if change.state == StagedState::Staged
-                    && !in_outbox.contains(&(key.collection.as_str(), key.id.as_str()))
-                    && !change.fields.is_empty()
+            for (key, change) in debounced(&state) {
                 {
                     rows.push(JsMutation {
                         mutation_id: format!("{STAGED_PREFIX}{}/{}", key.collection, key.id).into(),
@@ -968,11 +959,7 @@ impl Client {
     pub fn status(&self) -> JsValue {
         self.snapshot("status".into(), || {
             let state = self.inner.state.borrow();
-            let staged_only = state
-                .records
-                .staged_changes()
-                .filter(|(_, c)| c.state == StagedState::Staged && !c.fields.is_empty())
-                .count();
+            let staged_only = debounced(&state).count();
             let status = JsStatus {
                 online: self.inner.online.get(),
                 leader: self.inner.leader.get(),
@@ -1015,7 +1002,11 @@ impl Client {
 
     // ----- requests ------------------------------------------------------------
 
-    fn request(&self, method: Method, path: &str) -> Result<HttpRequest, Error> {
+    /// A request to the API with the session's token and timeout.
+    ///
+    /// # Errors
+    /// `closed` after `close`.
+    pub fn request(&self, method: Method, path: &str) -> Result<HttpRequest, Error> {
         if self.inner.closed.get() {
             return Err(Error::Closed);
         }
@@ -1031,10 +1022,21 @@ impl Client {
     /// The last failure; `unauthorized` also ends the session.
     pub async fn read(&self, path: &str) -> Result<JsValue, Error> {
         let req = self.request(Method::Get, path)?;
+        self.send_with_retry(&req).await
+    }
+
+    /// Sends `req`, retrying network errors, timeouts, 5xx and 429 per the
+    /// retry policy (honouring `Retry-After`), never other 4xx; every retry
+    /// is the same request, `Idempotency-Key` included. A 401 ends the
+    /// session.
+    ///
+    /// # Errors
+    /// The last failure.
+    pub async fn send_with_retry(&self, req: &HttpRequest) -> Result<JsValue, Error> {
         let mut failures = 0u32;
         loop {
             self.inner.state.borrow_mut().metrics.requests += 1;
-            match send(&req).await {
+            match send(req).await {
                 Ok(resp) => return Ok(resp.body),
                 Err(err) => {
                     if err.code() == ErrorCode::Unauthorized {
@@ -1476,20 +1478,6 @@ impl Client {
         });
     }
 
-    /// Appends a comment (client-made id, never conflicts).
-    ///
-    /// # Errors
-    /// `invalid` for an empty text, `closed`, or what the server said.
-    pub async fn comment(
-        &self,
-        collection: &str,
-        id: &str,
-        text: String,
-    ) -> Result<JsValue, Error> {
-        let promise = self.comment_now(collection, id, text)?;
-        JsFuture::from(promise).await.map_err(rejected)
-    }
-
     /// Stages a comment at once and queues it; the promise settles with the
     /// server's answer.
     ///
@@ -1582,14 +1570,6 @@ impl Client {
             false,
         );
         JsFuture::from(promise).await.map_err(rejected)
-    }
-
-    /// Sends every debounced change now and waits for their answers.
-    pub async fn flush(&self) {
-        let promises = self.flush_now(false);
-        for p in promises {
-            let _ = JsFuture::from(p).await;
-        }
     }
 
     /// Sends every debounced change now; returns the callers' promises.
@@ -2341,11 +2321,22 @@ impl Client {
             db.close();
         }
     }
+}
 
-    /// Whether `close` was called.
-    pub fn is_closed(&self) -> bool {
-        self.inner.closed.get()
-    }
+/// Staged changes still waiting in the debounce window: not yet in the
+/// outbox (so `pending()` lists them apart, and `status.pending` counts them).
+fn debounced(state: &State) -> impl Iterator<Item = (&RecordKey, &StagedChange)> {
+    let in_outbox: HashSet<(&str, &str)> = state
+        .outbox
+        .pending()
+        .iter()
+        .map(|e| (e.collection.as_str(), e.record_id.as_str()))
+        .collect();
+    state.records.staged_changes().filter(move |(key, change)| {
+        change.state == StagedState::Staged
+            && !change.fields.is_empty()
+            && !in_outbox.contains(&(key.collection.as_str(), key.id.as_str()))
+    })
 }
 
 /// Lays an outbox entry's change over the confirmed record again (after a

@@ -24,7 +24,7 @@ use crate::error::{Error, ErrorCode};
 use crate::web::channel::EnvelopeChannel;
 use crate::web::client::{encode, Client};
 use crate::web::clock::{now_ms, uuid_v4};
-use crate::web::http::{send, HttpRequest, Method};
+use crate::web::http::{send, Method};
 use crate::web::idb::Store;
 use crate::web::js::{from_server, get, to_js};
 
@@ -244,35 +244,24 @@ impl SyncRunner {
         }
     }
 
-    fn request(&self, method: Method, path: &str) -> HttpRequest {
-        let mut req = HttpRequest::new(method, format!("{}{}", self.client.base_url(), path));
-        req.token = Some(self.client.token());
-        req.timeout_ms = self.client.timeout_ms();
-        req
-    }
-
     async fn post_start(&self, run: u64, kind: SyncKind) {
-        let mut req = self.request(Method::Post, "/sync");
-        let body = js_sys::Object::new();
-        let _ = js_sys::Reflect::set(&body, &"kind".into(), &kind_str(kind).into());
-        req.body = Some(body.into());
-        req.idempotency_key = Some(uuid_v4());
         // One key for every attempt of this start: a retry after a lost
         // answer never queues a second job.
-        let mut attempt = 0;
-        let answer = loop {
-            let result = send(&req).await;
-            match result {
-                Err(e) if e.is_transient() && attempt < 2 => {
-                    attempt += 1;
-                    crate::web::clock::sleep(500 * attempt).await;
-                }
-                other => break other,
+        let answer = match self.client.request(Method::Post, "/sync") {
+            Ok(mut req) => {
+                let body = js_sys::Object::new();
+                let _ = js_sys::Reflect::set(&body, &"kind".into(), &kind_str(kind).into());
+                req.body = Some(body.into());
+                req.idempotency_key = Some(uuid_v4());
+                self.client.send_with_retry(&req).await
             }
+            Err(e) => Err(e),
         };
-        let sync_id = answer
-            .map(|r| get(&r.body, "syncId").as_string())
-            .and_then(|id| id.ok_or_else(|| Error::BadResponse("no syncId in the answer".into())));
+        let sync_id = answer.and_then(|body| {
+            get(&body, "syncId")
+                .as_string()
+                .ok_or_else(|| Error::BadResponse("no syncId in the answer".into()))
+        });
         match sync_id {
             Ok(sync_id) => {
                 self.answer_waiters(Some(sync_id.clone()), "queued");
@@ -298,13 +287,18 @@ impl SyncRunner {
     }
 
     async fn poll(&self, sync_id: String, timeout_ms: u64) {
-        let mut req = self.request(Method::Get, &format!("/sync/{}", encode(&sync_id)));
-        req.timeout_ms = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
         let now = now_ms;
-        match send(&req)
-            .await
-            .and_then(|r| from_server::<ServerSyncStatus>(r.body))
+        let answer = match self
+            .client
+            .request(Method::Get, &format!("/sync/{}", encode(&sync_id)))
         {
+            Ok(mut req) => {
+                req.timeout_ms = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
+                send(&req).await.map(|r| r.body)
+            }
+            Err(e) => Err(e),
+        };
+        match answer.and_then(from_server::<ServerSyncStatus>) {
             Ok(status) => self.dispatch(SyncEvent::PollResult {
                 sync_id,
                 status: Box::new(status),
@@ -324,8 +318,14 @@ impl SyncRunner {
     }
 
     async fn cancel_job(&self, sync_id: String) {
-        let req = self.request(Method::Delete, &format!("/sync/{}", encode(&sync_id)));
-        match send(&req).await {
+        let answer = match self
+            .client
+            .request(Method::Delete, &format!("/sync/{}", encode(&sync_id)))
+        {
+            Ok(req) => send(&req).await.map(|r| r.body),
+            Err(e) => Err(e),
+        };
+        match answer {
             Ok(_) => self.dispatch(SyncEvent::CancelDone {
                 sync_id,
                 now: now_ms(),
