@@ -44,8 +44,10 @@ pub enum Error {
     #[error("storage quota exceeded")]
     Quota,
     /// A versioned write found another version than the expected one.
-    #[error("version mismatch: expected {expected}, found {found}")]
+    #[error("version mismatch on {key:?}: expected {expected}, found {found}")]
     VersionMismatch {
+        /// The key written.
+        key: String,
         /// The version the caller based the write on (0: absent).
         expected: u64,
         /// The version in storage (0: absent).

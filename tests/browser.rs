@@ -7,6 +7,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 mod browser {
     pub mod calendar;
+    pub mod debouncer;
     pub mod errors;
     pub mod records;
     pub mod server;

@@ -81,8 +81,13 @@ pub fn to_js_error(err: &Error) -> JsValue {
     );
     let details = match err {
         Error::Http { details, .. } => details.clone(),
-        Error::VersionMismatch { expected, found } => {
+        Error::VersionMismatch {
+            key,
+            expected,
+            found,
+        } => {
             let d = Object::new();
+            let _ = Reflect::set(&d, &"key".into(), &JsValue::from_str(key));
             let _ = Reflect::set(&d, &"expected".into(), &JsValue::from(*expected as f64));
             let _ = Reflect::set(&d, &"found".into(), &JsValue::from(*found as f64));
             d.into()

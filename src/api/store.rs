@@ -4,8 +4,9 @@
 //! Each entry is stored by structured clone as `{ v: version, value }`, so
 //! `Date`s, typed arrays and `Map`s come back as they went in, with no JSON
 //! round trip. Every write compares and writes inside one readwrite
-//! transaction ([`Db::read_modify_write`]), which the browser runs one after
-//! another across connections and tabs: a version check there is atomic.
+//! transaction ([`Db::checked_write`], or [`Db::read_modify_write`] for
+//! `update`), which the browser runs one after another across connections
+//! and tabs: a version check there is atomic.
 
 use std::rc::Rc;
 
@@ -46,9 +47,18 @@ export class LocalStore {
    * Writes `value` if the stored version is `expectedVersion` (absent,
    * `0` or `null`: the key must not exist). Resolves to the new version;
    * rejects with `CrmError` `version_mismatch` (`details: { expected, found }`)
-   * and writes nothing otherwise.
+   * and writes nothing otherwise. One round trip to the database: the
+   * check and the write are one transaction.
    */
   put<T>(key: string, value: T, expectedVersion?: number | null): Promise<number>;
+  /**
+   * Writes several values in one transaction, each if its stored version
+   * is its `expectedVersion` (as for `put`): all of them, or on any
+   * mismatch none (rejecting with `version_mismatch`, `details: { key,
+   * expected, found }` for the first key that differed). Resolves to the
+   * new versions, in the order given. A key may appear once.
+   */
+  putMany<T>(entries: ReadonlyArray<{ key: string; value: T; expectedVersion?: number | null }>): Promise<number[]>;
   /**
    * Atomic read-modify-write: calls `fn` with the current value (`undefined`
    * if absent) inside the transaction and stores what it returns, with the
@@ -81,8 +91,8 @@ const LOCAL_STORE_SCHEMA: Schema = Schema {
     migrations: &[local_store_v1],
 };
 
-/// IndexedDB with versioned values: `get`, version-checked `put` and
-/// `delete`, atomic `update`, `keys`.
+/// IndexedDB with versioned values: `get`, version-checked `put`,
+/// `putMany` and `delete`, atomic `update`, `keys`.
 #[wasm_bindgen(skip_typescript)]
 pub struct LocalStore {
     db: Rc<Db>,
@@ -136,19 +146,48 @@ impl LocalStore {
         let db = Rc::clone(&self.db);
         future_to_promise(async move {
             let expected = expected_version_of(&expected_version, true)?;
-            let version = db
-                .read_modify_write(&[ENTRIES], ENTRIES, &key, |current| {
-                    let found = version_of(&key, current.as_ref())?;
-                    if found != expected {
-                        return Err(Error::VersionMismatch { expected, found });
-                    }
-                    let next = found + 1;
-                    let mut batch = Batch::new();
-                    batch.put_js(ENTRIES, key.as_str(), entry(&value, next));
-                    Ok((batch, next))
-                })
-                .await?;
-            Ok(JsValue::from(version as f64))
+            let next = expected + 1;
+            let mut batch = Batch::new();
+            batch.put_js(ENTRIES, key.as_str(), entry(&value, next));
+            db.checked_write(&[ENTRIES], ENTRIES, &[&key], &batch, |current| {
+                check_version(&key, expected, current.first().and_then(Option::as_ref))
+            })
+            .await?;
+            Ok(JsValue::from(next as f64))
+        })
+    }
+
+    /// Writes several values in one transaction, each if its stored version
+    /// is its `expectedVersion`: all of them or, on any mismatch, none;
+    /// resolves to the new versions in the order given.
+    ///
+    /// # Errors
+    /// Rejects with `CrmError` `version_mismatch` (nothing written; `details`
+    /// name the first key that differed), `invalid` for an entry that is not
+    /// `{ key, value, expectedVersion? }`, a key given twice or a value that
+    /// cannot be cloned, `quota`, `closed` or `storage`.
+    #[wasm_bindgen(js_name = putMany, skip_typescript)]
+    pub fn put_many(&self, entries: JsValue) -> Promise {
+        let db = Rc::clone(&self.db);
+        future_to_promise(async move {
+            let items = read_entries(&entries)?;
+            let mut batch = Batch::new();
+            for (key, value, expected) in &items {
+                batch.put_js(ENTRIES, key.as_str(), entry(value, expected + 1));
+            }
+            let keys: Vec<&str> = items.iter().map(|(key, _, _)| key.as_str()).collect();
+            db.checked_write(&[ENTRIES], ENTRIES, &keys, &batch, |current| {
+                for ((key, _, expected), found) in items.iter().zip(&current) {
+                    check_version(key, *expected, found.as_ref())?;
+                }
+                Ok::<_, Error>(())
+            })
+            .await?;
+            Ok(items
+                .iter()
+                .map(|(_, _, expected)| JsValue::from((expected + 1) as f64))
+                .collect::<Array>()
+                .into())
         })
     }
 
@@ -198,20 +237,15 @@ impl LocalStore {
         let db = Rc::clone(&self.db);
         future_to_promise(async move {
             let expected = expected_version_of(&expected_version, false)?;
-            let deleted = db
-                .read_modify_write(&[ENTRIES], ENTRIES, &key, |current| {
-                    let found = version_of(&key, current.as_ref())?;
-                    if found != expected {
-                        return Err(Error::VersionMismatch { expected, found });
-                    }
-                    let mut batch = Batch::new();
-                    if found > 0 {
-                        batch.delete(ENTRIES, key.as_str());
-                    }
-                    Ok((batch, found > 0))
-                })
-                .await?;
-            Ok(JsValue::from(deleted))
+            let mut batch = Batch::new();
+            if expected > 0 {
+                batch.delete(ENTRIES, key.as_str());
+            }
+            db.checked_write(&[ENTRIES], ENTRIES, &[&key], &batch, |current| {
+                check_version(&key, expected, current.first().and_then(Option::as_ref))
+            })
+            .await?;
+            Ok(JsValue::from(expected > 0))
         })
     }
 
@@ -254,6 +288,52 @@ fn versioned(value: &JsValue, version: u64) -> JsValue {
     let _ = Reflect::set(&out, &"value".into(), value);
     let _ = Reflect::set(&out, &"version".into(), &JsValue::from(version as f64));
     out.into()
+}
+
+/// `Ok` when the stored entry has version `expected` (0: absent).
+fn check_version(key: &str, expected: u64, stored: Option<&JsValue>) -> Result<(), Error> {
+    let found = version_of(key, stored)?;
+    if found == expected {
+        Ok(())
+    } else {
+        Err(Error::VersionMismatch {
+            key: key.to_owned(),
+            expected,
+            found,
+        })
+    }
+}
+
+/// The most entries one `putMany` takes: one transaction holds them all in
+/// memory, twice (the values and their stored form).
+const MAX_PUT_MANY: u32 = 100_000;
+
+/// Reads `putMany`'s array of `{ key, value, expectedVersion? }`.
+fn read_entries(entries: &JsValue) -> Result<Vec<(String, JsValue, u64)>, Error> {
+    if !Array::is_array(entries) {
+        return Err(Error::Invalid(
+            "putMany takes an array of { key, value, expectedVersion }".into(),
+        ));
+    }
+    let entries = Array::from(entries);
+    if entries.length() > MAX_PUT_MANY {
+        return Err(Error::Invalid(format!(
+            "putMany takes at most {MAX_PUT_MANY} entries; split the batch"
+        )));
+    }
+    let mut out: Vec<(String, JsValue, u64)> = Vec::with_capacity(entries.length() as usize);
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, item) in entries.iter().enumerate() {
+        let key = get(&item, "key")
+            .as_string()
+            .ok_or_else(|| Error::Invalid(format!("putMany entry {i} has no string key")))?;
+        if !seen.insert(key.clone()) {
+            return Err(Error::Invalid(format!("putMany has the key {key:?} twice")));
+        }
+        let expected = expected_version_of(&get(&item, "expectedVersion"), true)?;
+        out.push((key, get(&item, "value"), expected));
+    }
+    Ok(out)
 }
 
 /// The version of a stored entry, 0 if absent.

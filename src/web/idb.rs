@@ -620,6 +620,43 @@ impl Db {
         Ok(out)
     }
 
+    /// A write that holds only if stored values are as expected: issues
+    /// reads of `keys` of `store` and then every write of `batch`, in one
+    /// readwrite transaction over `scope`, without waiting between them;
+    /// then hands the values read (`None` where absent, in `keys` order) to
+    /// `verify`. Its `Err` aborts the transaction, so nothing is written,
+    /// and is returned as it is. The reads come before the writes in the
+    /// transaction, so they see the values from before it; a versioned put
+    /// costs one round trip to the database, not two.
+    ///
+    /// # Errors
+    /// `verify`'s error, or those of [`Db::write`].
+    pub async fn checked_write<R, E: From<Error>>(
+        &self,
+        scope: &[&str],
+        store: &str,
+        keys: &[&str],
+        batch: &Batch,
+        verify: impl FnOnce(Vec<Option<JsValue>>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let tx = self.begin(scope, TransactionMode::Readwrite)?;
+        let os = tx.object_store(store).map_err(from_idb)?;
+        let mut reads = Vec::with_capacity(keys.len());
+        for key in keys {
+            reads.push(os.get(*key).primitive().map_err(from_idb)?);
+        }
+        batch.issue(&tx)?;
+        let mut current = Vec::with_capacity(keys.len());
+        for read in reads {
+            current.push(read.await.map_err(from_idb)?);
+        }
+        // Still inside the transaction: the writes' answers come in later
+        // tasks, after this check (a dropped transaction aborts).
+        let out = verify(current)?;
+        commit(tx).await?;
+        Ok(out)
+    }
+
     /// Deletes the database `name` (every connection of ours closes itself
     /// on the way, see [`Db::on_close`]).
     ///

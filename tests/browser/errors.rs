@@ -15,6 +15,7 @@ extern "C" {
 #[wasm_bindgen_test]
 fn crm_error_is_a_real_error_subclass_with_a_code() {
     let err: JsValue = Error::VersionMismatch {
+        key: "k".into(),
         expected: 3,
         found: 4,
     }
@@ -31,9 +32,13 @@ fn crm_error_is_a_real_error_subclass_with_a_code() {
     );
     assert_eq!(
         prop(&d, "text").as_string().as_deref(),
-        Some("CrmError: version mismatch: expected 3, found 4")
+        Some("CrmError: version mismatch on \"k\": expected 3, found 4")
     );
     assert_eq!(prop(&prop(&err, "details"), "found").as_f64(), Some(4.0));
+    assert_eq!(
+        prop(&prop(&err, "details"), "key").as_string().as_deref(),
+        Some("k")
+    );
     assert!(prop(&err, "status").is_undefined());
 }
 

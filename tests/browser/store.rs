@@ -593,3 +593,80 @@ async fn db_store_open_answered_on_the_retry_succeeds() {
     assert_eq!(db.version(), 1);
     assert_eq!(db.get("entries", "k").await.unwrap(), None);
 }
+
+fn entries(json: &str) -> JsValue {
+    js_fn("", &format!("return {json};"))
+        .call0(&JsValue::UNDEFINED)
+        .unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn local_store_put_many_writes_every_entry_in_one_transaction() {
+    let store = open_store(&unique("many")).await;
+    settled(store.put("b".into(), "old b".into(), JsValue::UNDEFINED))
+        .await
+        .unwrap();
+    let versions = settled(store.put_many(entries(
+        r#"[{ key: "a", value: { n: 1 } }, { key: "b", value: "new b", expectedVersion: 1 },
+            { key: "c", value: [1, 2], expectedVersion: null }]"#,
+    )))
+    .await
+    .unwrap();
+    let versions: Vec<f64> = versions
+        .unchecked_into::<Array>()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(versions, vec![1.0, 2.0, 1.0]);
+    let b = settled(store.get("b".into())).await.unwrap();
+    assert_eq!(prop(&b, "value").as_string().as_deref(), Some("new b"));
+    assert_eq!(prop(&b, "version").as_f64(), Some(2.0));
+    let a = settled(store.get("a".into())).await.unwrap();
+    assert_eq!(prop(&prop(&a, "value"), "n").as_f64(), Some(1.0));
+    let keys = settled(store.keys()).await.unwrap();
+    assert_eq!(keys.unchecked_into::<Array>().length(), 3);
+    // An empty batch is a valid no-op.
+    let none = settled(store.put_many(entries("[]"))).await.unwrap();
+    assert_eq!(none.unchecked_into::<Array>().length(), 0);
+}
+
+#[wasm_bindgen_test]
+async fn local_store_put_many_writes_nothing_when_one_version_differs() {
+    let store = open_store(&unique("many-stale")).await;
+    settled(store.put("b".into(), "b1".into(), JsValue::UNDEFINED))
+        .await
+        .unwrap();
+    let err = settled(store.put_many(entries(
+        r#"[{ key: "a", value: "a1" }, { key: "b", value: "b2", expectedVersion: 7 }, { key: "c", value: "c1" }]"#,
+    )))
+    .await
+    .unwrap_err();
+    assert_eq!(code(&err).as_deref(), Some("version_mismatch"));
+    let details = prop(&err, "details");
+    assert_eq!(prop(&details, "key").as_string().as_deref(), Some("b"));
+    assert_eq!(prop(&details, "expected").as_f64(), Some(7.0));
+    assert_eq!(prop(&details, "found").as_f64(), Some(1.0));
+    // All or nothing: neither "a" nor "c" was written, "b" is untouched.
+    assert!(settled(store.get("a".into())).await.unwrap().is_undefined());
+    assert!(settled(store.get("c".into())).await.unwrap().is_undefined());
+    let b = settled(store.get("b".into())).await.unwrap();
+    assert_eq!(prop(&b, "value").as_string().as_deref(), Some("b1"));
+    assert_eq!(prop(&b, "version").as_f64(), Some(1.0));
+}
+
+#[wasm_bindgen_test]
+async fn local_store_put_many_refuses_bad_input_with_invalid() {
+    let store = open_store(&unique("many-bad")).await;
+    for bad in [
+        "{ key: 'a', value: 1 }",
+        "[{ value: 1 }]",
+        "[{ key: 'a', value: 1 }, { key: 'a', value: 2 }]",
+        "[{ key: 'a', value: 1, expectedVersion: -1 }]",
+        "[{ key: 'a', value: () => 1 }]",
+    ] {
+        let err = settled(store.put_many(entries(bad))).await.unwrap_err();
+        assert_eq!(code(&err).as_deref(), Some("invalid"), "for {bad}");
+    }
+    let keys = settled(store.keys()).await.unwrap();
+    assert_eq!(keys.unchecked_into::<Array>().length(), 0);
+}
