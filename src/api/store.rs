@@ -126,7 +126,7 @@ impl LocalStore {
             match db.get(ENTRIES, &key).await? {
                 Some(entry) => {
                     let version = version_of(&key, Some(&entry))?;
-                    Ok(versioned(&get(&entry, "value"), version))
+                    Ok(versioned(&prop(&entry, VALUE), version))
                 }
                 None => Ok(JsValue::UNDEFINED),
             }
@@ -207,7 +207,7 @@ impl LocalStore {
             let (value, version) = db
                 .read_modify_write(&[ENTRIES], ENTRIES, &key, |current| {
                     let found = version_of(&key, current.as_ref())?;
-                    let old = current.map_or(JsValue::UNDEFINED, |entry| get(&entry, "value"));
+                    let old = current.map_or(JsValue::UNDEFINED, |entry| prop(&entry, VALUE));
                     let new = f.call1(&JsValue::UNDEFINED, &old)?;
                     if is_thenable(&new) {
                         return Err(Error::Invalid(
@@ -274,11 +274,32 @@ impl LocalStore {
     }
 }
 
+thread_local! {
+    /// The property names read and written per entry, made into JS
+    /// strings once: a batch of thousands would otherwise make each anew.
+    static NAMES: [JsValue; 4] = ["v", "value", "key", "expectedVersion"].map(JsValue::from_str);
+}
+
+const V: usize = 0;
+const VALUE: usize = 1;
+const KEY: usize = 2;
+const EXPECTED: usize = 3;
+
+/// `target[NAMES[name]]`, `undefined` if absent or not an object.
+fn prop(target: &JsValue, name: usize) -> JsValue {
+    if !target.is_object() {
+        return JsValue::UNDEFINED;
+    }
+    NAMES.with(|names| Reflect::get(target, &names[name]).unwrap_or(JsValue::UNDEFINED))
+}
+
 /// `{ v: version, value }`, the stored form.
 fn entry(value: &JsValue, version: u64) -> JsValue {
     let entry = Object::new();
-    let _ = Reflect::set(&entry, &"v".into(), &JsValue::from(version as f64));
-    let _ = Reflect::set(&entry, &"value".into(), value);
+    NAMES.with(|names| {
+        let _ = Reflect::set(&entry, &names[V], &JsValue::from(version as f64));
+        let _ = Reflect::set(&entry, &names[VALUE], value);
+    });
     entry.into()
 }
 
@@ -322,16 +343,20 @@ fn read_entries(entries: &JsValue) -> Result<Vec<(String, JsValue, u64)>, Error>
         )));
     }
     let mut out: Vec<(String, JsValue, u64)> = Vec::with_capacity(entries.length() as usize);
-    let mut seen = std::collections::BTreeSet::new();
     for (i, item) in entries.iter().enumerate() {
-        let key = get(&item, "key")
+        let key = prop(&item, KEY)
             .as_string()
             .ok_or_else(|| Error::Invalid(format!("putMany entry {i} has no string key")))?;
-        if !seen.insert(key.clone()) {
-            return Err(Error::Invalid(format!("putMany has the key {key:?} twice")));
-        }
-        let expected = expected_version_of(&get(&item, "expectedVersion"), true)?;
-        out.push((key, get(&item, "value"), expected));
+        let expected = expected_version_of(&prop(&item, EXPECTED), true)?;
+        out.push((key, prop(&item, VALUE), expected));
+    }
+    let mut keys: Vec<&str> = out.iter().map(|(key, _, _)| key.as_str()).collect();
+    keys.sort_unstable();
+    if let Some(twice) = keys.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::Invalid(format!(
+            "putMany has the key {:?} twice",
+            twice[0]
+        )));
     }
     Ok(out)
 }
@@ -341,7 +366,7 @@ fn version_of(key: &str, entry: Option<&JsValue>) -> Result<u64, Error> {
     let Some(entry) = entry else {
         return Ok(0);
     };
-    get(entry, "v")
+    prop(entry, V)
         .as_f64()
         .and_then(as_version)
         .filter(|v| *v > 0)

@@ -323,24 +323,26 @@ impl Batch {
     /// Issues every write in `tx` without awaiting them: the commit waits
     /// for them, and a failure of any aborts the whole transaction.
     fn issue(&self, tx: &Transaction<'_>) -> Result<(), Error> {
+        // Plain requests: nobody awaits them (the commit does), so no
+        // future is made per write; the store handle is reused while the
+        // store stays the same.
+        let mut current: Option<(&str, web_sys::IdbObjectStore)> = None;
         for op in &self.ops {
-            let store = tx.object_store(op.store()).map_err(from_idb)?;
-            match op {
+            let name = op.store();
+            let store = match &current {
+                Some((open, store)) if *open == name => store,
+                _ => {
+                    let store = tx.object_store(name).map_err(from_idb)?.as_sys().clone();
+                    &current.insert((name, store)).1
+                }
+            };
+            let issued = match op {
                 BatchOp::Put { key, value, .. } => {
-                    let request = store
-                        .put(value)
-                        .with_key(key.as_str())
-                        .without_key_type()
-                        .primitive()
-                        .map_err(from_idb)?;
-                    // Dropping the future does not cancel the request.
-                    drop(request);
+                    store.put_with_key(value, &JsValue::from_str(key))
                 }
-                BatchOp::Delete { key, .. } => {
-                    let request = store.delete(key.as_str()).primitive().map_err(from_idb)?;
-                    drop(request);
-                }
-            }
+                BatchOp::Delete { key, .. } => store.delete(&JsValue::from_str(key)),
+            };
+            issued.map_err(|e| error_from_js(&e))?;
         }
         Ok(())
     }
@@ -641,15 +643,34 @@ impl Db {
     ) -> Result<R, E> {
         let tx = self.begin(scope, TransactionMode::Readwrite)?;
         let os = tx.object_store(store).map_err(from_idb)?;
-        let mut reads = Vec::with_capacity(keys.len());
-        for key in keys {
-            reads.push(os.get(*key).primitive().map_err(from_idb)?);
+        // Plain requests, read back synchronously below: one future per
+        // key would cost a wake-up each.
+        let raw: &web_sys::IdbObjectStore = os.as_sys();
+        let Some((last_key, first_keys)) = keys.split_last() else {
+            batch.issue(&tx)?;
+            let out = verify(Vec::new())?;
+            commit(tx).await?;
+            return Ok(out);
+        };
+        // Plain requests, read back synchronously below: a future per key
+        // would cost a wake-up each. Requests of a transaction answer in
+        // order, so once the last read has answered, all have.
+        let mut reads = Vec::with_capacity(first_keys.len());
+        for key in first_keys {
+            reads.push(
+                raw.get(&JsValue::from_str(key))
+                    .map_err(|e| error_from_js(&e))?,
+            );
         }
+        let last = os.get(*last_key).primitive().map_err(from_idb)?;
         batch.issue(&tx)?;
+        let last: Option<JsValue> = last.await.map_err(from_idb)?;
         let mut current = Vec::with_capacity(keys.len());
         for read in reads {
-            current.push(read.await.map_err(from_idb)?);
+            let value = read.result().map_err(|e| error_from_js(&e))?;
+            current.push((!value.is_undefined()).then_some(value));
         }
+        current.push(last);
         // Still inside the transaction: the writes' answers come in later
         // tasks, after this check (a dropped transaction aborts).
         let out = verify(current)?;
