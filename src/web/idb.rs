@@ -42,6 +42,7 @@ use indexed_db_futures::error::{DomException, Error as IdbError, OpenDbError};
 // `versionchange`/`close` events with a synchronous close, the abandoned
 // open request, and the transaction's own error (quota).
 use indexed_db_futures::internals::SystemRepr;
+use indexed_db_futures::object_store::ObjectStore;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::transaction::{Transaction, TransactionMode};
 use indexed_db_futures::KeyRange;
@@ -652,6 +653,13 @@ impl Db {
             commit(tx).await?;
             return Ok(out);
         };
+        if keys.len() >= RANGE_READ_FROM {
+            if let Some(current) = read_range(&os, keys, batch, &tx).await? {
+                let out = verify(current)?;
+                commit(tx).await?;
+                return Ok(out);
+            }
+        }
         // Plain requests, read back synchronously below: a future per key
         // would cost a wake-up each. Requests of a transaction answer in
         // order, so once the last read has answered, all have.
@@ -777,6 +785,75 @@ fn migrate(upgrade: &Upgrade<'_>, event: &VersionChangeEvent, schema: Schema) ->
         })?;
     }
     Ok(())
+}
+
+/// From this many keys on, [`Db::checked_write`] first counts what is
+/// stored between the smallest and the greatest key and, when that is
+/// little, reads the range with two requests instead of one per key.
+const RANGE_READ_FROM: usize = 16;
+
+/// The range read of [`Db::checked_write`]: `None` (nothing issued but a
+/// count) when the range holds more than twice as many entries as `keys`;
+/// else the stored values of `keys` in their order, read before `batch` is
+/// issued.
+async fn read_range(
+    os: &ObjectStore<'_>,
+    keys: &[&str],
+    batch: &Batch,
+    tx: &Transaction<'_>,
+) -> Result<Option<Vec<Option<JsValue>>>, Error> {
+    // IndexedDB orders string keys by UTF-16 code units.
+    let order = |a: &str, b: &str| a.encode_utf16().cmp(b.encode_utf16());
+    let (Some(lo), Some(hi)) = (
+        keys.iter().copied().min_by(|a, b| order(a, b)),
+        keys.iter().copied().max_by(|a, b| order(a, b)),
+    ) else {
+        return Ok(None);
+    };
+    let range = || KeyRange::Bound(JsValue::from_str(lo), false, JsValue::from_str(hi), false);
+    let stored: u32 = os
+        .count()
+        .with_query::<JsValue, _>(range())
+        .primitive()
+        .map_err(from_idb)?
+        .await
+        .map_err(from_idb)?;
+    if stored as usize > keys.len().saturating_mul(2) {
+        return Ok(None);
+    }
+    let found_keys = os
+        .get_all_keys::<JsValue>()
+        .with_query::<JsValue, _>(range())
+        .primitive()
+        .map_err(from_idb)?;
+    let found_values = os
+        .get_all::<JsValue>()
+        .with_query::<JsValue, _>(range())
+        .primitive()
+        .map_err(from_idb)?;
+    batch.issue(tx)?;
+    let found_keys = found_keys.await.map_err(from_idb)?;
+    let found_values = found_values.await.map_err(from_idb)?;
+    let mut found: Vec<(String, JsValue)> = Vec::with_capacity(stored as usize);
+    for (key, value) in found_keys.zip(found_values) {
+        let key = key.map_err(from_idb)?;
+        let value = value.map_err(from_idb)?;
+        // A key of another type cannot equal one of ours.
+        if let Some(key) = key.as_string() {
+            found.push((key, value));
+        }
+    }
+    Ok(Some(
+        keys.iter()
+            .map(|key| {
+                found
+                    .binary_search_by(|(k, _)| order(k, key))
+                    .ok()
+                    .and_then(|at| found.get(at))
+                    .map(|(_, value)| value.clone())
+            })
+            .collect(),
+    ))
 }
 
 /// Commits, reporting why a transaction was aborted: Chromium aborts it on

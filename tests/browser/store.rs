@@ -670,3 +670,67 @@ async fn local_store_put_many_refuses_bad_input_with_invalid() {
     let keys = settled(store.keys()).await.unwrap();
     assert_eq!(keys.unchecked_into::<Array>().length(), 0);
 }
+
+/// `[{ key, value, expectedVersion }]` from `(key, expected)` pairs.
+fn batch_of(items: &[(String, u32)]) -> JsValue {
+    let out = Array::new();
+    for (key, expected) in items {
+        let o = js_sys::Object::new();
+        js_sys::Reflect::set(&o, &"key".into(), &key.into()).unwrap();
+        js_sys::Reflect::set(&o, &"value".into(), &format!("value of {key}").into()).unwrap();
+        js_sys::Reflect::set(&o, &"expectedVersion".into(), &(*expected).into()).unwrap();
+        out.push(&o);
+    }
+    out.into()
+}
+
+#[wasm_bindgen_test]
+async fn local_store_put_many_checks_large_batches_by_range_and_key_by_key() {
+    let store = open_store(&unique("many-large")).await;
+    // Keys outside the basic plane sort differently in UTF-16 (IndexedDB's
+    // order) than in UTF-8: "a😀" comes before "a～" there.
+    settled(store.put("a\u{1F600}".into(), 1.into(), JsValue::UNDEFINED))
+        .await
+        .unwrap();
+    let mut items: Vec<(String, u32)> = (0..20).map(|i| (format!("a{i:02}"), 0)).collect();
+    items.push(("a\u{FF5E}".into(), 0));
+    items.push(("a\u{1F600}".into(), 1));
+    settled(store.put_many(batch_of(&items))).await.unwrap();
+    let got = settled(store.get("a\u{1F600}".into())).await.unwrap();
+    assert_eq!(prop(&got, "version").as_f64(), Some(2.0));
+
+    // Every version right but "a～", claimed new though it exists: found
+    // only if the range read orders keys as IndexedDB does.
+    let mut again: Vec<(String, u32)> = items.iter().map(|(k, _)| (k.clone(), 1)).collect();
+    again[20].1 = 0;
+    again[21].1 = 2;
+    let err = settled(store.put_many(batch_of(&again))).await.unwrap_err();
+    assert_eq!(code(&err).as_deref(), Some("version_mismatch"));
+    assert_eq!(
+        prop(&prop(&err, "details"), "key").as_string().as_deref(),
+        Some("a\u{FF5E}")
+    );
+    again[20].1 = 1;
+    settled(store.put_many(batch_of(&again))).await.unwrap();
+
+    // A range holding far more than the batch is read key by key, with
+    // the same answers.
+    let filler: Vec<(String, u32)> = (0..100).map(|i| (format!("m{i:03}"), 0)).collect();
+    settled(store.put_many(batch_of(&filler))).await.unwrap();
+    let mut sparse: Vec<(String, u32)> = (0..16).map(|i| (format!("m{:03}", i * 6), 1)).collect();
+    sparse[7].1 = 3;
+    let err = settled(store.put_many(batch_of(&sparse)))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).as_deref(), Some("version_mismatch"));
+    assert_eq!(
+        prop(&prop(&err, "details"), "key").as_string().as_deref(),
+        Some("m042")
+    );
+    sparse[7].1 = 1;
+    settled(store.put_many(batch_of(&sparse))).await.unwrap();
+    let got = settled(store.get("m042".into())).await.unwrap();
+    assert_eq!(prop(&got, "version").as_f64(), Some(2.0));
+    let untouched = settled(store.get("m043".into())).await.unwrap();
+    assert_eq!(prop(&untouched, "version").as_f64(), Some(1.0));
+}
