@@ -115,6 +115,8 @@ export interface CrmMetrics {
   conflictRate: number;
   retryRate: number;
   outboxReplayed: number;
+  /** `change` events received from the server's `/api/events` stream by this tab (while it led); each starts a read of the changes feed. */
+  feedEvents: number;
   syncs: { started: number; completed: number; failed: number; meanDurationMs: number };
 }
 

@@ -105,6 +105,9 @@ struct Metrics {
     retries: u64,
     requests: u64,
     outbox_replayed: u64,
+    /// `change` events received from `/api/events` (each rings for a read
+    /// of the changes feed).
+    feed_events: u64,
 }
 
 /// A JS promise's settle functions, for a caller of save/comment/....
@@ -257,8 +260,38 @@ struct FeedPage {
 /// `staged:<collection>/<id>`, so `discard` can drop it too.
 const STAGED_PREFIX: &str = "staged:";
 
-/// How often the leader asks the changes feed for other people's changes.
+/// How often the leader asks the changes feed for other people's changes
+/// while `/api/events` is not connected.
 const FEED_POLL_MS: u32 = 2_000;
+
+/// While `/api/events` is connected, the feed is still read every this
+/// many poll ticks (30 s): a safety net for an event lost on the way.
+const POLLS_PER_SAFETY_READ: u32 = 15;
+
+/// The leader's `EventSource` on `/api/events`, used as a doorbell: each
+/// `change` event starts a read of the changes feed, which stays the one
+/// source of what changed (so nothing in an event needs trusting). Closed
+/// when dropped.
+struct EventFeed {
+    source: web_sys::EventSource,
+    _change: EventListener,
+}
+
+impl EventFeed {
+    fn is_connected(&self) -> bool {
+        self.source.ready_state() == web_sys::EventSource::OPEN
+    }
+
+    fn is_closed(&self) -> bool {
+        self.source.ready_state() == web_sys::EventSource::CLOSED
+    }
+}
+
+impl Drop for EventFeed {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}
 
 /// Mutable state of the engine.
 #[derive(Default)]
@@ -322,6 +355,13 @@ struct Inner {
     /// The leader's poll of the changes feed.
     feed_timer: RefCell<Option<gloo_timers::callback::Interval>>,
     feed_busy: Cell<bool>,
+    /// Rung while a read was under way: read once more after it.
+    feed_again: Cell<bool>,
+    feed_ticks: Cell<u32>,
+    /// The poll tick at which `/api/events` was last opened.
+    events_opened_at: Cell<u32>,
+    /// `/api/events`, while this tab leads.
+    events: RefCell<Option<EventFeed>>,
     /// Where the changes feed was read up to.
     cursor: RefCell<Option<String>>,
     /// Collections loaded here, reloaded whole when the cursor expired.
@@ -357,6 +397,10 @@ impl Client {
             retry_timer: RefCell::new(None),
             feed_timer: RefCell::new(None),
             feed_busy: Cell::new(false),
+            feed_again: Cell::new(false),
+            feed_ticks: Cell::new(0),
+            events_opened_at: Cell::new(0),
+            events: RefCell::new(None),
             cursor: RefCell::new(None),
             loaded: RefCell::new(HashSet::new()),
             page: RefCell::new(Vec::new()),
@@ -414,6 +458,9 @@ impl Client {
     /// are adopted.
     pub fn set_leader(&self, leader: bool) {
         if self.inner.leader.replace(leader) != leader {
+            if !leader {
+                self.inner.events.borrow_mut().take();
+            }
             self.changed();
             self.emit_status();
             if leader {
@@ -426,30 +473,106 @@ impl Client {
         }
     }
 
-    /// Polls the changes feed while this tab leads and is online, so other
-    /// people's changes reach every tab without a reload. (The reference
-    /// server also offers Server-Sent Events; polling works with any
-    /// backend and through every proxy.)
+    /// Follows other people's changes while this tab leads and is online,
+    /// so they reach every tab without a reload: the changes feed is read
+    /// whenever `/api/events` says something changed, and every 2 s while
+    /// that stream is not connected (a backend or proxy without it, a
+    /// reconnect), every 30 s while it is.
     fn follow_feed(&self) {
         let weak = self.weak();
         let interval = gloo_timers::callback::Interval::new(FEED_POLL_MS, move || {
             let Some(client) = Client::from_weak(&weak) else {
                 return;
             };
-            let ready = client.inner.leader.get()
+            let inner = &client.inner;
+            let wanted = inner.leader.get()
                 && client.is_online()
-                && !client.inner.closed.get()
-                && !client.inner.expired.get()
-                && client.inner.cursor.borrow().is_some()
-                && !client.inner.feed_busy.replace(true);
-            if ready {
-                spawn_local(async move {
-                    client.read_feed().await;
-                    client.inner.feed_busy.set(false);
-                });
+                && !inner.closed.get()
+                && !inner.expired.get()
+                && inner.cursor.borrow().is_some();
+            if !wanted {
+                inner.events.borrow_mut().take();
+                return;
+            }
+            let tick = inner.feed_ticks.get().wrapping_add(1);
+            inner.feed_ticks.set(tick);
+            client.listen_for_events(tick);
+            let connected = inner
+                .events
+                .borrow()
+                .as_ref()
+                .is_some_and(EventFeed::is_connected);
+            if !connected || tick % POLLS_PER_SAFETY_READ == 0 {
+                client.ring_feed();
             }
         });
         *self.inner.feed_timer.borrow_mut() = Some(interval);
+    }
+
+    /// Opens `/api/events` from the stored cursor unless it is open (or
+    /// reconnecting by itself). `EventSource` cannot send headers, so the
+    /// token goes in the query, as PROTOCOL.md allows. Where it cannot be
+    /// opened (no `EventSource`, a backend without the route: the browser
+    /// closes it), polling goes on, and the stream is tried again every
+    /// 30 s, not at every tick.
+    fn listen_for_events(&self, tick: u32) {
+        let mut events = self.inner.events.borrow_mut();
+        if let Some(open) = events.as_ref() {
+            let tried_lately =
+                tick.wrapping_sub(self.inner.events_opened_at.get()) < POLLS_PER_SAFETY_READ;
+            if !open.is_closed() || tried_lately {
+                return;
+            }
+        }
+        events.take();
+        let Some(cursor) = self.inner.cursor.borrow().clone() else {
+            return;
+        };
+        let url = format!(
+            "{}/events?since={}&token={}",
+            self.inner.config.base_url,
+            encode(&cursor),
+            encode(&self.token())
+        );
+        let Ok(source) = web_sys::EventSource::new(&url) else {
+            return;
+        };
+        self.inner.events_opened_at.set(tick);
+        let weak = self.weak();
+        let on_change = move |_: web_sys::Event| {
+            if let Some(client) = Client::from_weak(&weak) {
+                client.inner.state.borrow_mut().metrics.feed_events += 1;
+                client.ring_feed();
+            }
+        };
+        match EventListener::new(&source, "change", on_change) {
+            Ok(change) => {
+                *events = Some(EventFeed {
+                    source,
+                    _change: change,
+                });
+            }
+            Err(_) => source.close(),
+        }
+    }
+
+    /// Reads the changes feed now, or once more after the read under way.
+    fn ring_feed(&self) {
+        if self.inner.feed_busy.replace(true) {
+            self.inner.feed_again.set(true);
+            return;
+        }
+        let client = self.clone();
+        spawn_local(async move {
+            loop {
+                client.read_feed().await;
+                let again = client.inner.feed_again.replace(false);
+                if !again || client.inner.closed.get() || client.inner.expired.get() {
+                    break;
+                }
+            }
+            client.inner.feed_busy.set(false);
+        });
     }
 
     /// Reads the changes feed from the stored cursor to its end and shows
@@ -2306,6 +2429,7 @@ impl Client {
         self.inner.debounce_timer.borrow_mut().take();
         self.inner.retry_timer.borrow_mut().take();
         self.inner.feed_timer.borrow_mut().take();
+        self.inner.events.borrow_mut().take();
         self.inner.page.borrow_mut().clear();
         self.inner.lifecycle.borrow_mut().take();
         let callers: Vec<u64> = {

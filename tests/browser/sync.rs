@@ -255,6 +255,57 @@ async fn another_users_change_arrives_by_itself_through_the_changes_feed() {
     reader.close();
 }
 
+#[wasm_bindgen_test]
+async fn another_users_change_rings_through_the_events_stream() {
+    let writer = client("user33").await;
+    let reader = client("user34").await;
+    assert!(eventually(3000, || prop(&reader.tabs(), "isLeader") == JsValue::TRUE).await);
+    let list: Array = JsFuture::from(writer.load("customers".into()))
+        .await
+        .unwrap()
+        .into();
+    JsFuture::from(reader.load("customers".into()))
+        .await
+        .unwrap();
+    assert_eq!(prop(&reader.metrics(), "feedEvents").as_f64(), Some(0.0));
+    let id = prop(&list.get(22), "id").as_string().unwrap();
+    let city = format!("Stream city {}", (js_sys::Math::random() * 1e9) as u64);
+    let fields = Object::new();
+    Reflect::set(&fields, &"city".into(), &city.as_str().into()).unwrap();
+    JsFuture::from(writer.save("customers".into(), id.clone(), fields.into()))
+        .await
+        .unwrap();
+    // The stream opens from the cursor of the load, so the change is
+    // announced even if it was committed before the stream connected.
+    let arrived = eventually(10_000, || {
+        let record = reader.get("customers", &id).unwrap();
+        prop(&prop(&record, "fields"), "city")
+            .as_string()
+            .as_deref()
+            == Some(city.as_str())
+    })
+    .await;
+    assert!(arrived, "the reader never saw the change");
+    assert!(
+        eventually(5_000, || prop(&reader.metrics(), "feedEvents")
+            .as_f64()
+            .is_some_and(|n| n >= 1.0))
+        .await,
+        "no change event came through /api/events"
+    );
+    // Closing stops the stream with the rest: no event is counted after.
+    reader.close();
+    let counted = prop(&reader.metrics(), "feedEvents").as_f64();
+    let fields = Object::new();
+    Reflect::set(&fields, &"city".into(), &"After close".into()).unwrap();
+    JsFuture::from(writer.save("customers".into(), id.clone(), fields.into()))
+        .await
+        .unwrap();
+    crm_sync::web::clock::sleep(1_000).await;
+    assert_eq!(prop(&reader.metrics(), "feedEvents").as_f64(), counted);
+    writer.close();
+}
+
 fn sync_id(crm: &CrmSync) -> Option<String> {
     prop(&prop(&crm.sync(), "state"), "syncId").as_string()
 }
