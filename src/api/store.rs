@@ -351,7 +351,7 @@ fn read_entries(entries: &JsValue) -> Result<Vec<(String, JsValue, u64)>, Error>
         out.push((key, prop(&item, VALUE), expected));
     }
     let mut keys: Vec<&str> = out.iter().map(|(key, _, _)| key.as_str()).collect();
-    keys.sort_unstable();
+    crate::core::sort::sort(&mut keys);
     if let Some(twice) = keys.windows(2).find(|w| w[0] == w[1]) {
         return Err(Error::Invalid(format!(
             "putMany has the key {:?} twice",

@@ -277,7 +277,7 @@ impl<K: Ord + Clone, V, C> Debounce<K, V, C> {
         self.keys.retain(|_, state| {
             state.batch.is_some() || (options.leading && state.quiet_at_ms > now_ms)
         });
-        batches.sort_by_key(|batch| batch.first_call_ms);
+        crate::core::sort::sort_by_key(&mut batches, |batch| batch.first_call_ms);
         batches
     }
 
@@ -289,7 +289,7 @@ impl<K: Ord + Clone, V, C> Debounce<K, V, C> {
             .into_iter()
             .filter_map(|(key, state)| Some(into_batch(key, state.batch?)))
             .collect();
-        batches.sort_by_key(|batch| batch.first_call_ms);
+        crate::core::sort::sort_by_key(&mut batches, |batch| batch.first_call_ms);
         batches
     }
 

@@ -818,7 +818,7 @@ impl LockTable {
                 }
             }
         }
-        lost.sort();
+        crate::core::sort::sort(&mut lost);
         lost.dedup();
         for ticket in lost {
             self.own.retain(|e| e.ticket != ticket);

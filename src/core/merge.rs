@@ -30,6 +30,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::record::{FieldValue, Fields, Record};
+use crate::core::sort::CollectMap;
 
 /// What to do with fields both sides changed to different values
 /// (API.md option `onConflict`).
@@ -258,7 +259,7 @@ impl Conflict {
             .iter()
             .filter(|(name, _)| !self.fields.contains(name))
             .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
+            .collect_map();
         patch.extend(
             chosen
                 .iter()

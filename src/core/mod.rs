@@ -11,4 +11,5 @@ pub mod overlap;
 pub mod progress;
 pub mod record;
 pub mod retry;
+pub mod sort;
 pub mod staged;

@@ -40,6 +40,7 @@ use crate::core::code::ErrorCode;
 use crate::core::merge::{merge, merge_delete, Conflict, MergeOutcome, MergeRules};
 use crate::core::record::{FieldValue, Fields, Record};
 use crate::core::retry::RetryPolicy;
+use crate::core::sort::CollectMap;
 
 /// What a mutation does to its record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,7 +174,7 @@ impl OutboxEntry {
                 let base = fields
                     .keys()
                     .map(|name| (name.clone(), FieldValue::Null))
-                    .collect();
+                    .collect_map();
                 Some(merge(&base, fields, theirs, rules, self.merge_rounds))
             }
             MutationOp::Patch {
@@ -326,8 +327,8 @@ impl Outbox {
                 EntryState::Queued => outbox.entries.push(entry),
             }
         }
-        outbox.entries.sort_by_key(|entry| entry.seq);
-        outbox.failed.sort_by_key(|entry| entry.seq);
+        crate::core::sort::sort_by_key(&mut outbox.entries, |entry| entry.seq);
+        crate::core::sort::sort_by_key(&mut outbox.failed, |entry| entry.seq);
         outbox
     }
 
@@ -627,7 +628,7 @@ impl Outbox {
                                     theirs.fields.get(name).cloned().unwrap_or(FieldValue::Null);
                                 (name.clone(), value)
                             })
-                            .collect(),
+                            .collect_map(),
                         fields: patch,
                     },
                 };

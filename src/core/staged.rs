@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::core::record::{Comment, FieldValue, Fields, PendingComment, Record, RecordKey};
+use crate::core::sort::CollectMap;
 
 /// Where a staged change is on its way to the server (API.md `pending()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -92,7 +93,7 @@ impl StagedChange {
                     .unwrap_or(FieldValue::Null);
                 (name.clone(), value)
             })
-            .collect()
+            .collect_map()
     }
 }
 
@@ -168,7 +169,7 @@ impl StagedRecords {
         let mut fresh: BTreeMap<RecordKey, Record> = records
             .into_iter()
             .map(|record| (RecordKey::new(collection, &record.id), record))
-            .collect();
+            .collect_map();
         for (key, record) in fresh.iter_mut() {
             if let Some(known) = self.confirmed.get(key) {
                 if known.version > record.version {
@@ -220,7 +221,7 @@ impl StagedRecords {
             .chain(self.staged.keys())
             .filter(|key| key.collection == collection)
             .collect();
-        keys.sort();
+        crate::core::sort::sort(&mut keys);
         keys.dedup();
         keys.into_iter()
             .filter_map(|key| self.view_of(key, self.confirmed.get(key), self.staged.get(key)))
@@ -330,7 +331,7 @@ impl StagedRecords {
         change.base_fields = fields
             .keys()
             .map(|name| (name.clone(), FieldValue::Null))
-            .collect();
+            .collect_map();
         change.fields = fields;
         self.staged.insert(key.clone(), change);
         Ok(())

@@ -28,6 +28,7 @@ use crate::core::outbox::{
 };
 use crate::core::record::{Comment, Fields, PendingComment, Record, RecordKey};
 use crate::core::retry::RetryPolicy;
+use crate::core::sort::CollectMap;
 use crate::core::staged::{RemoteChange, StageError, StagedChange, StagedRecords, StagedState};
 use crate::error::{Error, ErrorCode};
 use crate::web::channel::EnvelopeChannel;
@@ -1831,7 +1832,7 @@ impl Client {
                         .iter()
                         .filter(|(k, _)| !queued.contains(*k))
                         .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
+                        .collect_map()
                 })
                 .unwrap_or_default();
             state.records.unstage(key, &waiting);
@@ -1883,7 +1884,7 @@ impl Client {
                         .unwrap_or(crate::core::record::FieldValue::Null),
                 )
             })
-            .collect();
+            .collect_map();
         {
             let mut state = self.inner.state.borrow_mut();
             state

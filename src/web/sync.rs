@@ -434,7 +434,7 @@ impl SyncRunner {
             return to_js(&Vec::<SyncHistoryEntry>::new());
         };
         let mut entries: Vec<(String, SyncHistoryEntry)> = db.all(Store::SyncLog).await?;
-        entries.sort_by(|a, b| b.0.cmp(&a.0));
+        crate::core::sort::sort_by(&mut entries, |a, b| b.0.cmp(&a.0));
         let list: Vec<SyncHistoryEntry> = entries.into_iter().map(|(_, e)| e).collect();
         to_js(&list)
     }
