@@ -85,8 +85,10 @@ pub struct SyncOptions {
     pub cooldown_ms: Option<u64>,
 }
 
-/// `CrmSync.login` arguments.
-#[derive(Debug, Clone, Deserialize, Tsify)]
+/// `CrmSync.login` arguments. The derive gives the TypeScript type; they
+/// are read by [`LoginOptions::read`], in two plain steps, because serde's
+/// `flatten` buffers every value first (code size and time).
+#[derive(Debug, Clone, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginOptions {
     /// Where the API lives, e.g. `/api` or `http://127.0.0.1:8080/api`.
@@ -100,8 +102,9 @@ pub struct LoginOptions {
     pub options: CrmOptions,
 }
 
-/// `CrmSync.open` arguments: a token the app already has.
-#[derive(Debug, Clone, Deserialize, Tsify)]
+/// `CrmSync.open` arguments: a token the app already has. Read by
+/// [`OpenOptions::read`].
+#[derive(Debug, Clone, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenOptions {
     /// Where the API lives.
@@ -115,6 +118,50 @@ pub struct OpenOptions {
     /// The other options.
     #[serde(flatten)]
     pub options: CrmOptions,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginFields {
+    base_url: String,
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OpenFields {
+    base_url: String,
+    token: String,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+impl LoginOptions {
+    /// Reads the app's argument: its own fields, then the shared options
+    /// from the same object.
+    fn read(value: JsValue) -> Result<Self, Error> {
+        let own: LoginFields = from_app(value.clone())?;
+        Ok(Self {
+            base_url: own.base_url,
+            username: own.username,
+            password: own.password,
+            options: from_app(value)?,
+        })
+    }
+}
+
+impl OpenOptions {
+    /// As [`LoginOptions::read`].
+    fn read(value: JsValue) -> Result<Self, Error> {
+        let own: OpenFields = from_app(value.clone())?;
+        Ok(Self {
+            base_url: own.base_url,
+            token: own.token,
+            user: own.user,
+            options: from_app(value)?,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -378,7 +425,7 @@ impl CrmSync {
     pub async fn login(
         #[wasm_bindgen(unchecked_param_type = "LoginOptions")] options: JsValue,
     ) -> Result<CrmSync, JsValue> {
-        let options: LoginOptions = from_app(options)?;
+        let options = LoginOptions::read(options)?;
         let config = options.options.config(&options.base_url)?;
         let mut req = HttpRequest::new(Method::Post, format!("{}/login", config.base_url));
         req.timeout_ms = config.timeout_ms;
@@ -402,7 +449,7 @@ impl CrmSync {
     pub async fn open(
         #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
     ) -> Result<CrmSync, JsValue> {
-        let options: OpenOptions = from_app(options)?;
+        let options = OpenOptions::read(options)?;
         if options.token.is_empty() {
             return Err(Error::Invalid("token is empty".into()).into());
         }

@@ -227,9 +227,10 @@ pub struct LockMessage {
     pub signal: LockSignal,
 }
 
-/// What a lock message says.
+/// What a lock message says. Read through [`RawSignal`] (see
+/// [`crate::core::outbox::MutationOp`] for why).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[serde(tag = "type", rename_all = "camelCase", try_from = "RawSignal")]
 pub enum LockSignal {
     /// "I want `lock`." Tabs with an entry for it answer with a heartbeat.
     Request {
@@ -263,6 +264,51 @@ pub enum LockSignal {
         /// Everything the sender waits for or holds.
         entries: Vec<LockEntry>,
     },
+}
+
+/// Every field any [`LockSignal`] has: `type` says which apply.
+#[derive(Deserialize)]
+struct RawSignal {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    lock: Option<String>,
+    #[serde(default)]
+    stamp: Option<u64>,
+    #[serde(default)]
+    acquired: Option<u64>,
+    #[serde(default)]
+    next: Option<HandOff>,
+    #[serde(default)]
+    entries: Option<Vec<LockEntry>>,
+}
+
+impl TryFrom<RawSignal> for LockSignal {
+    type Error = &'static str;
+
+    fn try_from(raw: RawSignal) -> Result<Self, &'static str> {
+        const INCOMPLETE: &str = "a lock signal without the fields of its type";
+        Ok(match raw.kind.as_str() {
+            "request" => LockSignal::Request {
+                lock: raw.lock.ok_or(INCOMPLETE)?,
+                stamp: raw.stamp.ok_or(INCOMPLETE)?,
+            },
+            "hold" => LockSignal::Hold {
+                lock: raw.lock.ok_or(INCOMPLETE)?,
+                stamp: raw.stamp.ok_or(INCOMPLETE)?,
+                acquired: raw.acquired.ok_or(INCOMPLETE)?,
+            },
+            "release" => LockSignal::Release {
+                lock: raw.lock.ok_or(INCOMPLETE)?,
+                stamp: raw.stamp.ok_or(INCOMPLETE)?,
+                next: raw.next,
+            },
+            "heartbeat" => LockSignal::Heartbeat {
+                entries: raw.entries.ok_or(INCOMPLETE)?,
+            },
+            _ => return Err("an unknown lock signal"),
+        })
+    }
 }
 
 /// The entry a releasing holder hands the lock to.
@@ -950,9 +996,10 @@ pub struct SessionNotice {
 }
 
 /// A press in a tab that does not lead, forwarded to the leader, which
-/// alone drives the sync reducer.
+/// alone drives the sync reducer. Read through [`RawCommand`] (see
+/// [`crate::core::outbox::MutationOp`] for why).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "command")]
+#[serde(rename_all = "camelCase", tag = "command", try_from = "RawCommand")]
 pub enum SyncCommand {
     /// `crm.sync.start(kind)`.
     Start {
@@ -963,6 +1010,29 @@ pub enum SyncCommand {
     Cancel,
     /// `crm.sync.dismiss()`.
     Dismiss,
+}
+
+/// Every field any [`SyncCommand`] has: `command` says which apply.
+#[derive(Deserialize)]
+struct RawCommand {
+    command: String,
+    #[serde(default)]
+    kind: Option<crate::core::progress::SyncKind>,
+}
+
+impl TryFrom<RawCommand> for SyncCommand {
+    type Error = &'static str;
+
+    fn try_from(raw: RawCommand) -> Result<Self, &'static str> {
+        Ok(match raw.command.as_str() {
+            "start" => SyncCommand::Start {
+                kind: raw.kind.ok_or("a start command without its kind")?,
+            },
+            "cancel" => SyncCommand::Cancel,
+            "dismiss" => SyncCommand::Dismiss,
+            _ => return Err("an unknown sync command"),
+        })
+    }
 }
 
 /// Everything tabs tell each other.

@@ -43,8 +43,12 @@ use crate::core::retry::RetryPolicy;
 use crate::core::sort::CollectMap;
 
 /// What a mutation does to its record.
+///
+/// Read through [`RawOp`], not with serde's internally tagged enum support,
+/// which buffers every value before it knows the variant (a copy of that
+/// machinery in the wasm, and time on every stored entry).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
+#[serde(tag = "kind", rename_all = "camelCase", try_from = "RawOp")]
 pub enum MutationOp {
     /// `POST /api/{collection}` with a client-made id.
     Create {
@@ -77,6 +81,49 @@ pub enum MutationOp {
         /// The comment's text.
         text: String,
     },
+}
+
+/// Every field any [`MutationOp`] has, as stored: `kind` says which apply.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawOp {
+    kind: String,
+    #[serde(default)]
+    fields: Option<Fields>,
+    #[serde(default)]
+    base_version: Option<u64>,
+    #[serde(default)]
+    base_fields: Option<Fields>,
+    #[serde(default)]
+    comment_id: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+impl TryFrom<RawOp> for MutationOp {
+    type Error = String;
+
+    fn try_from(raw: RawOp) -> Result<Self, String> {
+        let missing = |field: &str| format!("a {} mutation needs `{field}`", raw.kind);
+        Ok(match raw.kind.as_str() {
+            "create" => MutationOp::Create {
+                fields: raw.fields.ok_or_else(|| missing("fields"))?,
+            },
+            "patch" => MutationOp::Patch {
+                base_version: raw.base_version.ok_or_else(|| missing("baseVersion"))?,
+                base_fields: raw.base_fields.unwrap_or_default(),
+                fields: raw.fields.ok_or_else(|| missing("fields"))?,
+            },
+            "delete" => MutationOp::Delete {
+                base_version: raw.base_version.ok_or_else(|| missing("baseVersion"))?,
+            },
+            "comment" => MutationOp::Comment {
+                comment_id: raw.comment_id.ok_or_else(|| missing("commentId"))?,
+                text: raw.text.ok_or_else(|| missing("text"))?,
+            },
+            other => return Err(format!("unknown mutation kind {other:?}")),
+        })
+    }
 }
 
 impl MutationOp {

@@ -19,14 +19,43 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A point in time as the app or the server gives it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A point in time as the app or the server gives it. `Deserialize` reads
+/// the value's own type (see [`crate::core::record::FieldValue`] for why
+/// not `untagged`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Timestamp {
     /// Milliseconds since 1970-01-01T00:00:00Z (a JavaScript `Date.getTime()`).
     Millis(f64),
     /// An RFC 3339 timestamp with `Z` or a numeric offset.
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("epoch milliseconds or an RFC 3339 string")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Timestamp, E> {
+                Ok(Timestamp::Millis(v))
+            }
+            #[allow(clippy::cast_precision_loss)] // a JS number is an f64
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                Ok(Timestamp::Millis(v as f64))
+            }
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                Ok(Timestamp::Millis(v as f64))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                Ok(Timestamp::Text(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
 
 impl From<&str> for Timestamp {

@@ -218,7 +218,9 @@ pub struct SyncHistoryEntry {
 
 /// A job's `error` as the server may send it: a bare string or an object.
 /// Lenient on purpose: the run fails either way, this only feeds the message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Deserialize` reads the value's own type (see
+/// [`crate::core::record::FieldValue`] for why not `untagged`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ServerJobError {
     /// `"error": "sheet unreachable"`.
@@ -230,6 +232,43 @@ pub enum ServerJobError {
         /// A message, if any.
         message: Option<String>,
     },
+}
+
+/// The object form of [`ServerJobError`].
+#[derive(Deserialize)]
+struct ServerJobErrorDetail {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ServerJobError {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = ServerJobError;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an object with code and message")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ServerJobError, E> {
+                Ok(ServerJobError::Text(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ServerJobError, A::Error> {
+                let detail = ServerJobErrorDetail::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(ServerJobError::Detail {
+                    code: detail.code,
+                    message: detail.message,
+                })
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
 
 /// A job status as `GET /api/sync/{syncId}` answers it (PROTOCOL.md).

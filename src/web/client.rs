@@ -278,7 +278,26 @@ struct EventFeed {
     _change: EventListener,
 }
 
+/// At most this many `/api/events` streams per page. Over HTTP/1.1 a
+/// browser keeps six connections per server, for all its tabs together,
+/// and a stream holds one for good: a page with clients of many users (each
+/// leading for its user) would starve its own requests. Clients beyond the
+/// first poll.
+const STREAMS_PER_PAGE: u32 = 1;
+
+thread_local! {
+    static OPEN_STREAMS: Cell<u32> = const { Cell::new(0) };
+}
+
 impl EventFeed {
+    fn new(source: web_sys::EventSource, change: EventListener) -> Self {
+        OPEN_STREAMS.with(|n| n.set(n.get().saturating_add(1)));
+        Self {
+            source,
+            _change: change,
+        }
+    }
+
     fn is_connected(&self) -> bool {
         self.source.ready_state() == web_sys::EventSource::OPEN
     }
@@ -291,6 +310,7 @@ impl EventFeed {
 impl Drop for EventFeed {
     fn drop(&mut self) {
         self.source.close();
+        OPEN_STREAMS.with(|n| n.set(n.get().saturating_sub(1)));
     }
 }
 
@@ -526,6 +546,9 @@ impl Client {
             }
         }
         events.take();
+        if OPEN_STREAMS.with(Cell::get) >= STREAMS_PER_PAGE {
+            return;
+        }
         let Some(cursor) = self.inner.cursor.borrow().clone() else {
             return;
         };
@@ -547,12 +570,7 @@ impl Client {
             }
         };
         match EventListener::new(&source, "change", on_change) {
-            Ok(change) => {
-                *events = Some(EventFeed {
-                    source,
-                    _change: change,
-                });
-            }
+            Ok(change) => *events = Some(EventFeed::new(source, change)),
             Err(_) => source.close(),
         }
     }

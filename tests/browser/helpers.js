@@ -126,3 +126,18 @@ export function makeNewerDatabase(name) {
     req.onerror = () => reject(req.error);
   });
 }
+
+/** Another user's change made over plain HTTP: log in, read the record, PATCH it with If-Match. */
+export async function patchAs(base, username, collection, id, fields) {
+  const json = { "content-type": "application/json" };
+  const login = await fetch(`${base}/api/login`, { method: "POST", headers: json, body: JSON.stringify({ username, password: "demo" }) });
+  const { token } = await login.json();
+  const auth = { authorization: `Bearer ${token}` };
+  const current = await (await fetch(`${base}/api/${collection}/${id}`, { headers: auth })).json();
+  const res = await fetch(`${base}/api/${collection}/${id}`, {
+    method: "PATCH",
+    headers: { ...json, ...auth, "if-match": `"${current.version}"`, "idempotency-key": crypto.randomUUID() },
+    body: JSON.stringify({ fields }),
+  });
+  if (!res.ok) throw new Error(`PATCH answered ${res.status}`);
+}

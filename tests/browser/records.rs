@@ -373,10 +373,17 @@ async fn an_offline_outbox_survives_a_reload_and_lands_once() {
 
     // A new instance on the same database (a reload) drains the outbox.
     let second = client("user32", &[]).await;
+    // The patch and the comment are two requests, sent in order: wait for
+    // both (a lost one times out and fails below).
+    let has_comment = |record: &JsValue| {
+        Array::from(&prop(record, "comments"))
+            .iter()
+            .any(|c| prop(&c, "text").as_string().as_deref() == Some(text.as_str()))
+    };
     let mut landed = JsValue::UNDEFINED;
     for _ in 0..50 {
         landed = server_record(&token, &id).await;
-        if version(&landed) > before {
+        if version(&landed) > before && has_comment(&landed) {
             break;
         }
         gloo_timers::future::TimeoutFuture::new(100).await;

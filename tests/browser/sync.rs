@@ -12,6 +12,12 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 use super::support::{prop, server};
 
+#[wasm_bindgen(module = "/tests/browser/helpers.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = patchAs)]
+    fn patch_as(base: &str, user: &str, collection: &str, id: &str, fields: &JsValue) -> Promise;
+}
+
 async fn client(user: &str) -> CrmSync {
     let o = Object::new();
     let api = format!("{}/api", server());
@@ -257,24 +263,23 @@ async fn another_users_change_arrives_by_itself_through_the_changes_feed() {
 
 #[wasm_bindgen_test]
 async fn another_users_change_rings_through_the_events_stream() {
-    let writer = client("user33").await;
+    // The writer is plain HTTP: a page opens one stream, and it is the
+    // reader's.
     let reader = client("user34").await;
     assert!(eventually(3000, || prop(&reader.tabs(), "isLeader") == JsValue::TRUE).await);
-    let list: Array = JsFuture::from(writer.load("customers".into()))
+    let list: Array = JsFuture::from(reader.load("customers".into()))
         .await
         .unwrap()
         .into();
-    JsFuture::from(reader.load("customers".into()))
-        .await
-        .unwrap();
     assert_eq!(prop(&reader.metrics(), "feedEvents").as_f64(), Some(0.0));
     let id = prop(&list.get(22), "id").as_string().unwrap();
     let city = format!("Stream city {}", (js_sys::Math::random() * 1e9) as u64);
-    let fields = Object::new();
-    Reflect::set(&fields, &"city".into(), &city.as_str().into()).unwrap();
-    JsFuture::from(writer.save("customers".into(), id.clone(), fields.into()))
-        .await
-        .unwrap();
+    let change = |city: &str| {
+        let fields = Object::new();
+        Reflect::set(&fields, &"city".into(), &city.into()).unwrap();
+        patch_as(server(), "user33", "customers", &id, &fields.into())
+    };
+    JsFuture::from(change(&city)).await.unwrap();
     // The stream opens from the cursor of the load, so the change is
     // announced even if it was committed before the stream connected.
     let arrived = eventually(10_000, || {
@@ -296,14 +301,9 @@ async fn another_users_change_rings_through_the_events_stream() {
     // Closing stops the stream with the rest: no event is counted after.
     reader.close();
     let counted = prop(&reader.metrics(), "feedEvents").as_f64();
-    let fields = Object::new();
-    Reflect::set(&fields, &"city".into(), &"After close".into()).unwrap();
-    JsFuture::from(writer.save("customers".into(), id.clone(), fields.into()))
-        .await
-        .unwrap();
+    JsFuture::from(change("After close")).await.unwrap();
     crm_sync::web::clock::sleep(1_000).await;
     assert_eq!(prop(&reader.metrics(), "feedEvents").as_f64(), counted);
-    writer.close();
 }
 
 fn sync_id(crm: &CrmSync) -> Option<String> {
