@@ -47,8 +47,8 @@
 //! const off = tabs.onLeaderChange((leader) => console.log("leader:", leader));
 //! ```
 
+use crate::core::vecmap::VecMap;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use js_sys::{Array, Function, Object, Promise};
@@ -220,8 +220,8 @@ struct State {
     /// Between `pagehide` and a `pageshow` from the back/forward cache.
     hidden: bool,
     engine: Option<Engine>,
-    guards: BTreeMap<u64, Rc<GuardSlot>>,
-    pending: BTreeMap<u64, Canceller>,
+    guards: VecMap<u64, Rc<GuardSlot>>,
+    pending: VecMap<u64, Canceller>,
     next_id: u64,
     lifecycle: Option<PageLifecycle>,
 }
@@ -710,8 +710,8 @@ impl TabLocks {
                     closed: engine.is_none(),
                     hidden: false,
                     engine,
-                    guards: BTreeMap::new(),
-                    pending: BTreeMap::new(),
+                    guards: VecMap::new(),
+                    pending: VecMap::new(),
                     next_id: 0,
                     lifecycle: Some(lifecycle),
                 }),

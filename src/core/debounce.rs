@@ -20,7 +20,7 @@
 //! }
 //! ```
 
-use std::collections::BTreeMap;
+use crate::core::vecmap::VecMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -164,7 +164,7 @@ struct Pending<V, C> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Debounce<K, V, C = CallerId> {
     options: DebounceOptions,
-    keys: BTreeMap<K, KeyState<V, C>>,
+    keys: VecMap<K, KeyState<V, C>>,
 }
 
 impl<K: Ord + Clone, V, C> Debounce<K, V, C> {
@@ -172,7 +172,7 @@ impl<K: Ord + Clone, V, C> Debounce<K, V, C> {
     pub fn new(options: DebounceOptions) -> Self {
         Self {
             options,
-            keys: BTreeMap::new(),
+            keys: VecMap::new(),
         }
     }
 
@@ -203,7 +203,7 @@ impl<K: Ord + Clone, V, C> Debounce<K, V, C> {
         let wait_ms = self.options.wait_ms;
         let quiet_at_ms = now_ms.saturating_add(wait_ms);
         let leading = self.options.leading;
-        let state = self.keys.entry(key.clone()).or_insert(KeyState {
+        let state = self.keys.get_or_insert_with(key.clone(), || KeyState {
             batch: None,
             quiet_at_ms: 0,
         });

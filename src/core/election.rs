@@ -102,7 +102,7 @@
 //! assert!(table.holds(&ticket, 3_500));
 //! ```
 
-use std::collections::BTreeMap;
+use crate::core::vecmap::VecMap;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -375,7 +375,7 @@ pub struct LockTable {
     clock: u64,
     /// Ordered by stamp.
     own: Vec<OwnEntry>,
-    peers: BTreeMap<Participant, Peer>,
+    peers: VecMap<Participant, Peer>,
     /// When this tab last sent anything: the others' lease counts from there.
     last_sent: Option<u64>,
     /// Since when this tab has listened without a gap; no grant before
@@ -395,7 +395,7 @@ impl LockTable {
             config,
             clock: 0,
             own: Vec::new(),
-            peers: BTreeMap::new(),
+            peers: VecMap::new(),
             last_sent: None,
             joined_at: None,
             quiet_until: 0,
@@ -677,7 +677,7 @@ impl LockTable {
 
     /// Records what `who` says; true when it asked for an answer.
     fn take_in(&mut self, who: Participant, signal: LockSignal, now: u64) -> bool {
-        let peer = self.peers.entry(who.clone()).or_insert(Peer {
+        let peer = self.peers.get_or_insert_with(who.clone(), || Peer {
             last_seen: now,
             entries: Vec::new(),
         });
@@ -846,7 +846,7 @@ impl LockTable {
         let mut assert_hold = false;
         for entry in &self.own {
             let Some(mine) = entry.acquired else { continue };
-            for (who, peer) in &self.peers {
+            for (who, peer) in self.peers.iter() {
                 for other in &peer.entries {
                     let Some(theirs) = other.acquired else {
                         continue;

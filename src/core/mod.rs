@@ -13,3 +13,4 @@ pub mod record;
 pub mod retry;
 pub mod sort;
 pub mod staged;
+pub mod vecmap;

@@ -31,7 +31,7 @@
 //! # let _ = (state, effects);
 //! ```
 
-use std::collections::BTreeSet;
+use crate::core::vecmap::VecMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -401,7 +401,7 @@ struct RunLedger {
     cancel_requested: bool,
     /// Runs cancelled before their start was answered: their job, if the
     /// answer still comes, is cancelled on the server.
-    orphans: BTreeSet<u64>,
+    orphans: VecMap<u64, ()>,
     /// The wake-up last asked for, so an unchanged one is not asked again.
     scheduled: Option<u64>,
 }
@@ -825,7 +825,7 @@ impl SyncState {
     }
 
     fn accepted(&mut self, run: u64, sync_id: String, step: &mut Step<'_>) {
-        if self.ledger.orphans.remove(&run) {
+        if self.ledger.orphans.remove(&run).is_some() {
             // Cancelled before the server answered: cancel the job it made.
             step.effects.push(SyncEffect::SendCancel { sync_id });
             return;
@@ -956,7 +956,7 @@ impl SyncState {
         match self.sync_id.clone() {
             None => {
                 if self.ledger.driving {
-                    self.ledger.orphans.insert(self.ledger.run);
+                    self.ledger.orphans.insert(self.ledger.run, ());
                     while self.ledger.orphans.len() > ORPHANS_KEPT {
                         self.ledger.orphans.pop_first();
                     }

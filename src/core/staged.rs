@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::record::{Comment, FieldValue, Fields, PendingComment, Record, RecordKey};
 use crate::core::sort::CollectMap;
+use crate::core::vecmap::VecMap;
 
 /// Where a staged change is on its way to the server (API.md `pending()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -153,7 +154,7 @@ pub struct Committed {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StagedRecords {
     confirmed: BTreeMap<RecordKey, Record>,
-    staged: BTreeMap<RecordKey, StagedChange>,
+    staged: VecMap<RecordKey, StagedChange>,
 }
 
 impl StagedRecords {
@@ -295,9 +296,9 @@ impl StagedRecords {
                 let Some(record) = confirmed else {
                     return Err(StageError::UnknownRecord(key.clone()));
                 };
-                self.staged
-                    .entry(key.clone())
-                    .or_insert_with(|| empty_change(StagedKind::Update, record.version))
+                self.staged.get_or_insert_with(key.clone(), || {
+                    empty_change(StagedKind::Update, record.version)
+                })
             }
         };
         for name in fields.keys() {
@@ -369,8 +370,7 @@ impl StagedRecords {
         let version = self.confirmed.get(key).map_or(0, |record| record.version);
         let change = self
             .staged
-            .entry(key.clone())
-            .or_insert_with(|| empty_change(StagedKind::Update, version));
+            .get_or_insert_with(key.clone(), || empty_change(StagedKind::Update, version));
         if !change
             .comments
             .iter()

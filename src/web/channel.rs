@@ -6,8 +6,8 @@
 //! untrusted input. [`TabChannel`] hands raw values on; the envelope layer
 //! decodes them and counts what it ignores.
 
+use crate::core::vecmap::VecMap;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -291,7 +291,7 @@ struct Driver {
     /// The one timer the table asks for; cleared when replaced or dropped.
     timer: Option<Timeout>,
     /// Acquires not granted yet, by ticket.
-    waiting: BTreeMap<LockTicket, SharedOutcome>,
+    waiting: VecMap<LockTicket, SharedOutcome>,
     /// The ticket of this tab's candidacy for leadership.
     candidacy: Option<LockTicket>,
     /// Ignored messages of channels closed before (see `restore`).
@@ -480,7 +480,7 @@ impl BroadcastLocks {
             config,
             channel: None,
             timer: None,
-            waiting: BTreeMap::new(),
+            waiting: VecMap::new(),
             candidacy: None,
             ignored_before: 0,
             suspended: false,

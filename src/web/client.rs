@@ -11,7 +11,7 @@
 //! settled exactly once.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
@@ -30,6 +30,7 @@ use crate::core::record::{Comment, Fields, PendingComment, Record, RecordKey};
 use crate::core::retry::RetryPolicy;
 use crate::core::sort::CollectMap;
 use crate::core::staged::{RemoteChange, StageError, StagedChange, StagedRecords, StagedState};
+use crate::core::vecmap::VecMap;
 use crate::error::{Error, ErrorCode};
 use crate::web::channel::EnvelopeChannel;
 use crate::web::clock::{now_ms, random_unit, uuid_v4};
@@ -320,11 +321,11 @@ struct State {
     records: StagedRecords,
     outbox: Outbox,
     debounce: Option<Debounce<RecordKey, SavePayload>>,
-    callers: HashMap<u64, Caller>,
+    callers: VecMap<u64, Caller>,
     /// Callers waiting for each outbox entry.
-    waiting: HashMap<String, Vec<u64>>,
+    waiting: VecMap<String, Vec<u64>>,
     /// Fields re-sent after a merge, per entry (API.md's `merged`).
-    merged: HashMap<String, Vec<String>>,
+    merged: VecMap<String, Vec<String>>,
     /// Entries not yet written to IndexedDB: never sent before they are.
     unpersisted: HashSet<String>,
     /// Entries this tab made: it sends them itself, leader or not, so its
@@ -333,7 +334,7 @@ struct State {
     own: HashSet<String>,
     /// Entries whose send should outlive the page (`pagehide`).
     keepalive: HashSet<String>,
-    conflicts: BTreeMap<String, KeptConflict>,
+    conflicts: VecMap<String, KeptConflict>,
     stale: HashSet<String>,
     metrics: Metrics,
     next_caller: u64,
@@ -811,12 +812,11 @@ impl Client {
         let records: Vec<(String, Record)> = db.all(Store::Records).await.unwrap_or_default();
         {
             let mut state = self.inner.state.borrow_mut();
-            let mut by_collection: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+            let mut by_collection: VecMap<String, Vec<Record>> = VecMap::new();
             for (key, record) in records {
                 if let Some((collection, _)) = key.split_once('/') {
                     by_collection
-                        .entry(collection.to_owned())
-                        .or_default()
+                        .get_or_insert_with(collection.to_owned(), Vec::new)
                         .push(record);
                 }
             }
@@ -1584,8 +1584,7 @@ impl Client {
             let mut state = self.inner.state.borrow_mut();
             state
                 .waiting
-                .entry(target.clone())
-                .or_default()
+                .get_or_insert_with(target.clone(), Vec::new)
                 .extend(callers);
             state.unpersisted.insert(target.clone());
             state.own.insert(target.clone());
@@ -1766,8 +1765,7 @@ impl Client {
             .state
             .borrow_mut()
             .waiting
-            .entry(mutation_id.to_owned())
-            .or_default()
+            .get_or_insert_with(mutation_id.to_owned(), Vec::new)
             .push(caller);
         if let Some(entry) = entry {
             let mut batch = Self::entry_batch(&entry);
@@ -2280,7 +2278,9 @@ impl Client {
                         .records
                         .apply_remote(&key.collection, RemoteChange::Put(theirs.clone()));
                     state.records.rebase(&key, &theirs);
-                    let acc = state.merged.entry(entry.mutation_id.clone()).or_default();
+                    let acc = state
+                        .merged
+                        .get_or_insert_with(entry.mutation_id.clone(), Vec::new);
                     for m in merged {
                         if !acc.contains(&m) {
                             acc.push(m);
