@@ -147,13 +147,19 @@ impl LocalStore {
         future_to_promise(async move {
             let expected = expected_version_of(&expected_version, true)?;
             let next = expected + 1;
-            let mut batch = Batch::new();
-            batch.put_js(ENTRIES, key.as_str(), entry(&value, next));
-            db.checked_write(&[ENTRIES], ENTRIES, &[&key], &batch, |current| {
-                check_version(&key, expected, current.first().and_then(Option::as_ref))
-            })
-            .await?;
-            Ok(JsValue::from(next as f64))
+            match db
+                .versioned_put(ENTRIES, &key, &entry(&value, next), expected)
+                .await?
+            {
+                None => Ok(JsValue::from(next as f64)),
+                Some(Some(found)) => Err(Error::VersionMismatch {
+                    key,
+                    expected,
+                    found,
+                }
+                .into()),
+                Some(None) => Err(not_ours(&key).into()),
+            }
         })
     }
 
@@ -370,7 +376,11 @@ fn version_of(key: &str, entry: Option<&JsValue>) -> Result<u64, Error> {
         .as_f64()
         .and_then(as_version)
         .filter(|v| *v > 0)
-        .ok_or_else(|| Error::Storage(format!("entry {key:?} was not written by a LocalStore")))
+        .ok_or_else(|| not_ours(key))
+}
+
+fn not_ours(key: &str) -> Error {
+    Error::Storage(format!("entry {key:?} was not written by a LocalStore"))
 }
 
 /// Reads the app's expected version: a whole number from 0; where

@@ -66,10 +66,51 @@ export function abandonOpen(req) {
   req.onsuccess = () => { try { req.result.close(); } catch (_) {} };
   req.onerror = (event) => event.preventDefault();
 }
+
+export function versionedPut(db, store, key, entry, expected) {
+  // One versioned put in plain JS: the read and the write issued back to
+  // back in one transaction, the version checked when the read answers
+  // (the transaction is still active then) and the transaction aborted on
+  // a mismatch. Resolves to -1 when written, else to the version found
+  // (0: absent; NaN: an entry a LocalStore did not write); rejects with
+  // what IndexedDB threw or the transaction's error.
+  return new Promise((resolve, reject) => {
+    let found = -1;
+    let tx;
+    try {
+      tx = db.transaction(store, "readwrite");
+      const os = tx.objectStore(store);
+      const read = os.get(key);
+      os.put(entry, key);
+      read.onsuccess = () => {
+        const v = read.result === undefined ? 0 : read.result && read.result.v;
+        const version = typeof v === "number" && (v > 0 || read.result === undefined) ? v : NaN;
+        if (version !== expected) {
+          found = version;
+          tx.abort();
+        }
+      };
+    } catch (e) {
+      if (tx) { try { tx.abort(); } catch (_) {} }
+      reject(e);
+      return;
+    }
+    tx.oncomplete = () => resolve(found);
+    tx.onabort = () => (found !== -1 ? resolve(found) : reject(tx.error || new DOMException("aborted", "AbortError")));
+  });
+}
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = abandonOpen)]
     fn abandon_open(request: &web_sys::IdbOpenDbRequest);
+    #[wasm_bindgen(js_name = versionedPut)]
+    fn versioned_put(
+        db: &web_sys::IdbDatabase,
+        store: &str,
+        key: &str,
+        entry: &JsValue,
+        expected: f64,
+    ) -> js_sys::Promise;
 }
 
 /// One schema step: brings the database from version `n` to `n + 1`.
@@ -621,6 +662,46 @@ impl Db {
         batch.issue(&tx)?;
         commit(tx).await?;
         Ok(out)
+    }
+
+    /// Writes `entry` under `key` of `store` if the stored entry's `v` is
+    /// `expected` (0: absent), in one readwrite transaction whose read and
+    /// write are issued back to back (as [`Db::checked_write`], but in one
+    /// call into JavaScript: no Rust future per request). `Ok(None)` when
+    /// written, `Ok(Some(found))` when the version differed (nothing
+    /// written); `found` is `None` for an entry that carries no version.
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::Quota`], [`Error::Invalid`] for a value
+    /// that cannot be cloned, [`Error::Storage`] otherwise.
+    pub async fn versioned_put(
+        &self,
+        store: &str,
+        key: &str,
+        entry: &JsValue,
+        expected: u64,
+    ) -> Result<Option<Option<u64>>, Error> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let answer = wasm_bindgen_futures::JsFuture::from(versioned_put(
+            &self.raw,
+            store,
+            key,
+            entry,
+            expected as f64,
+        ))
+        .await
+        .map_err(|e| match get(&e, "name").as_string().as_deref() {
+            Some("InvalidStateError") => Error::Closed,
+            _ => error_from_js(&e),
+        })?;
+        let found = answer.as_f64().unwrap_or(f64::NAN);
+        if found == -1.0 {
+            return Ok(None);
+        }
+        let version = (found.fract() == 0.0 && found >= 0.0).then_some(found as u64);
+        Ok(Some(version))
     }
 
     /// A write that holds only if stored values are as expected: issues

@@ -141,3 +141,10 @@ export async function patchAs(base, username, collection, id, fields) {
   });
   if (!res.ok) throw new Error(`PATCH answered ${res.status}`);
 }
+
+/** Writes `value` under `key` of an existing database's store, bypassing LocalStore. */
+export async function putRaw(name, store, key, value) {
+  const db = await new Promise((ok, no) => { const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+  await new Promise((ok, no) => { const tx = db.transaction(store, "readwrite"); tx.objectStore(store).put(value, key); tx.oncomplete = ok; tx.onerror = () => no(tx.error); });
+  db.close();
+}

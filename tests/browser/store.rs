@@ -38,6 +38,8 @@ extern "C" {
     #[wasm_bindgen(js_name = storeCount)]
     fn store_count(name: &str) -> Promise;
     fn settle(promises: &Array) -> Promise;
+    #[wasm_bindgen(js_name = putRaw)]
+    fn put_raw(name: &str, store: &str, key: &str, value: &JsValue) -> Promise;
     #[wasm_bindgen(js_name = domException)]
     fn dom_exception(name: &str, message: &str) -> JsValue;
 }
@@ -733,4 +735,29 @@ async fn local_store_put_many_checks_large_batches_by_range_and_key_by_key() {
     assert_eq!(prop(&got, "version").as_f64(), Some(2.0));
     let untouched = settled(store.get("m043".into())).await.unwrap();
     assert_eq!(prop(&untouched, "version").as_f64(), Some(1.0));
+}
+
+#[wasm_bindgen_test]
+async fn local_store_reports_entries_it_did_not_write_as_storage_and_keeps_them() {
+    let name = unique("foreign");
+    let store = open_store(&name).await;
+    let foreign = entries("{ written: 'by another library' }");
+    settled(put_raw(&name, "entries", "k", &foreign))
+        .await
+        .unwrap();
+    for attempt in [
+        store.put("k".into(), "mine".into(), 1.into()),
+        store.put("k".into(), "mine".into(), JsValue::UNDEFINED),
+        store.get("k".into()),
+    ] {
+        let err = settled(attempt).await.unwrap_err();
+        assert_eq!(code(&err).as_deref(), Some("storage"));
+    }
+    // Nothing was overwritten.
+    let err = settled(store.delete("k".into(), 1.into()))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).as_deref(), Some("storage"));
+    let keys = settled(store.keys()).await.unwrap();
+    assert_eq!(keys.unchecked_into::<Array>().length(), 1);
 }
