@@ -1270,6 +1270,18 @@ mod tests {
         out
     }
 
+    /// Tabs `a` and `b`; `a` holds `x` since `T + 100` and `b` has heard
+    /// every message of it.
+    fn a_holds_x() -> (LockTable, LockTable, LockTicket) {
+        let mut a = table("a");
+        let mut b = table("b");
+        let (ta, fx) = a.acquire("x", None, T);
+        deliver(&mut b, &a, &fx, T + 1);
+        let fx = a.tick(T + 100);
+        deliver(&mut b, &a, &fx, T + 101);
+        (a, b, ta)
+    }
+
     fn granted_at(log: &[(u64, ElectionEffect)]) -> Vec<(u64, LockTicket)> {
         log.iter()
             .filter_map(|(at, e)| match e {
@@ -1360,12 +1372,7 @@ mod tests {
 
     #[test]
     fn the_named_waiter_takes_a_hand_off_without_the_settle_wait() {
-        let mut a = table("a");
-        let mut b = table("b");
-        let (ta, fx) = a.acquire("x", None, T);
-        deliver(&mut b, &a, &fx, T + 1);
-        let fx = a.tick(T + 100);
-        deliver(&mut b, &a, &fx, T + 101);
+        let (mut a, mut b, ta) = a_holds_x();
         // `b` asks and `a` releases 10 ms later, long before `b` settled.
         let (tb, fx) = b.acquire("x", None, T + 200);
         let answer = deliver(&mut a, &b, &fx, T + 201);
@@ -1492,12 +1499,7 @@ mod tests {
 
     #[test]
     fn a_waiter_times_out() {
-        let mut a = table("a");
-        let mut b = table("b");
-        let (_ta, fx) = a.acquire("x", None, T);
-        deliver(&mut b, &a, &fx, T + 1);
-        let fx = a.tick(T + 100);
-        deliver(&mut b, &a, &fx, T + 101);
+        let (_a, mut b, _ta) = a_holds_x();
         let (tb, fx) = b.acquire("x", Some(500), T + 200);
         assert_eq!(next_tick(&fx), Some(T + 300));
         let fx = b.tick(T + 700);
@@ -1508,12 +1510,7 @@ mod tests {
 
     #[test]
     fn a_crashed_holder_loses_the_lock_after_the_lease() {
-        let mut a = table("a");
-        let mut b = table("b");
-        let (_ta, fx) = a.acquire("x", None, T);
-        deliver(&mut b, &a, &fx, T + 1);
-        let fx = a.tick(T + 100);
-        deliver(&mut b, &a, &fx, T + 101);
+        let (mut a, mut b, _ta) = a_holds_x();
         let (tb, fx) = b.acquire("x", None, T + 200);
         let answer = deliver(&mut a, &b, &fx, T + 201);
         deliver(&mut b, &a, &answer, T + 202);

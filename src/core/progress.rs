@@ -1153,6 +1153,18 @@ fn clamp_progress(p: f64) -> Option<f64> {
 mod tests {
     use super::*;
 
+    /// The fields of `crm.sync.state`, in key order (API.md).
+    const STATE_KEYS: [&str; 8] = [
+        "error",
+        "message",
+        "phase",
+        "progress",
+        "startedAt",
+        "stats",
+        "syncId",
+        "updatedAt",
+    ];
+
     /// A leader tab with a simulated clock, remembering every effect.
     struct Tab {
         state: SyncState,
@@ -1884,19 +1896,7 @@ mod tests {
         tab.result("job-1", "processing", Some(71.0), 1_200);
         let json = serde_json::to_value(&tab.state).unwrap();
         let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
-        assert_eq!(
-            keys,
-            vec![
-                "error",
-                "message",
-                "phase",
-                "progress",
-                "startedAt",
-                "stats",
-                "syncId",
-                "updatedAt"
-            ]
-        );
+        assert_eq!(keys, STATE_KEYS.to_vec());
         assert_eq!(json["phase"], "processing");
         let back: SyncState = serde_json::from_value(json).unwrap();
         assert_eq!(back.progress, 71.0);
@@ -1933,19 +1933,7 @@ mod tests {
             .map(|k| k.as_str())
             .collect();
         keys.sort_unstable();
-        assert_eq!(
-            keys,
-            [
-                "error",
-                "message",
-                "phase",
-                "progress",
-                "startedAt",
-                "stats",
-                "syncId",
-                "updatedAt"
-            ]
-        );
+        assert_eq!(keys, STATE_KEYS);
     }
 
     #[test]

@@ -130,6 +130,22 @@ pub struct Record {
     pub comments: Vec<Comment>,
 }
 
+impl Record {
+    /// A record with only its id: version 0, no fields, no comments (what a
+    /// create shows before the server answered, or a delete whose record
+    /// was never loaded).
+    pub fn empty(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            version: 0,
+            updated_at: String::new(),
+            updated_by: String::new(),
+            fields: Fields::new(),
+            comments: Vec::new(),
+        }
+    }
+}
+
 /// Where a record's key lives: collection and id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RecordKey {

@@ -245,14 +245,7 @@ impl StagedRecords {
         let mut record = match (change.kind, confirmed) {
             (StagedKind::Delete, _) => return None,
             (_, Some(record)) => record.clone(),
-            (StagedKind::Create, None) => Record {
-                id: key.id.clone(),
-                version: 0,
-                updated_at: String::new(),
-                updated_by: String::new(),
-                fields: Fields::new(),
-                comments: Vec::new(),
-            },
+            (StagedKind::Create, None) => Record::empty(&key.id),
             (StagedKind::Update, None) => return None,
         };
         record.fields.extend(change.fields.clone());

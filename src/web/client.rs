@@ -2117,13 +2117,9 @@ impl Client {
                     Err(e) => {
                         // 2xx with a body we cannot read: the change is in,
                         // but we do not know its record; reload it.
-                        let _ = self
-                            .inner
-                            .state
-                            .borrow_mut()
-                            .outbox
-                            .on_success(&entry.mutation_id, None);
-                        self.inner.state.borrow_mut().records.unstage(&key, fields);
+                        let mut state = self.inner.state.borrow_mut();
+                        let _ = state.outbox.on_success(&entry.mutation_id, None);
+                        state.records.unstage(&key, fields);
                         Err(e)
                     }
                 }
@@ -2138,14 +2134,9 @@ impl Client {
                     last
                 };
                 batch.delete(Store::Records.name(), record_key(&key.collection, &key.id));
-                Ok(Outcome::Committed(last.unwrap_or_else(|| Record {
-                    id: key.id.clone(),
-                    version: 0,
-                    updated_at: String::new(),
-                    updated_by: String::new(),
-                    fields: Fields::new(),
-                    comments: Vec::new(),
-                })))
+                Ok(Outcome::Committed(
+                    last.unwrap_or_else(|| Record::empty(&key.id)),
+                ))
             }
             MutationOp::Comment { .. } => match from_server::<Comment>(body) {
                 Ok(comment) => {

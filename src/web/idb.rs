@@ -710,8 +710,9 @@ impl Db {
     /// then hands the values read (`None` where absent, in `keys` order) to
     /// `verify`. Its `Err` aborts the transaction, so nothing is written,
     /// and is returned as it is. The reads come before the writes in the
-    /// transaction, so they see the values from before it; a versioned put
-    /// costs one round trip to the database, not two.
+    /// transaction, so they see the values from before it: one wait for
+    /// the database, not two. (`LocalStore.delete` and `putMany`; a single
+    /// put has [`Db::versioned_put`].)
     ///
     /// # Errors
     /// `verify`'s error, or those of [`Db::write`].
@@ -725,41 +726,15 @@ impl Db {
     ) -> Result<R, E> {
         let tx = self.begin(scope, TransactionMode::Readwrite)?;
         let os = tx.object_store(store).map_err(from_idb)?;
-        // Plain requests, read back synchronously below: one future per
-        // key would cost a wake-up each.
-        let raw: &web_sys::IdbObjectStore = os.as_sys();
-        let Some((last_key, first_keys)) = keys.split_last() else {
-            batch.issue(&tx)?;
-            let out = verify(Vec::new())?;
-            commit(tx).await?;
-            return Ok(out);
+        let ranged = if keys.len() >= RANGE_READ_FROM {
+            read_range(&os, keys, batch, &tx).await?
+        } else {
+            None
         };
-        if keys.len() >= RANGE_READ_FROM {
-            if let Some(current) = read_range(&os, keys, batch, &tx).await? {
-                let out = verify(current)?;
-                commit(tx).await?;
-                return Ok(out);
-            }
-        }
-        // Plain requests, read back synchronously below: a future per key
-        // would cost a wake-up each. Requests of a transaction answer in
-        // order, so once the last read has answered, all have.
-        let mut reads = Vec::with_capacity(first_keys.len());
-        for key in first_keys {
-            reads.push(
-                raw.get(&JsValue::from_str(key))
-                    .map_err(|e| error_from_js(&e))?,
-            );
-        }
-        let last = os.get(*last_key).primitive().map_err(from_idb)?;
-        batch.issue(&tx)?;
-        let last: Option<JsValue> = last.await.map_err(from_idb)?;
-        let mut current = Vec::with_capacity(keys.len());
-        for read in reads {
-            let value = read.result().map_err(|e| error_from_js(&e))?;
-            current.push((!value.is_undefined()).then_some(value));
-        }
-        current.push(last);
+        let current = match ranged {
+            Some(current) => current,
+            None => read_keys(&os, keys, batch, &tx).await?,
+        };
         // Still inside the transaction: the writes' answers come in later
         // tasks, after this check (a dropped transaction aborts).
         let out = verify(current)?;
@@ -935,6 +910,41 @@ async fn read_range(
             })
             .collect(),
     ))
+}
+
+/// The key-by-key read of [`Db::checked_write`]: the values of `keys` (in
+/// their order) read before `batch` is issued. Plain requests, read back
+/// synchronously: a future per key would cost a wake-up each. Requests of
+/// a transaction answer in order, so once the last read has answered, all
+/// have.
+async fn read_keys(
+    os: &ObjectStore<'_>,
+    keys: &[&str],
+    batch: &Batch,
+    tx: &Transaction<'_>,
+) -> Result<Vec<Option<JsValue>>, Error> {
+    let Some((last_key, first_keys)) = keys.split_last() else {
+        batch.issue(tx)?;
+        return Ok(Vec::new());
+    };
+    let raw: &web_sys::IdbObjectStore = os.as_sys();
+    let mut reads = Vec::with_capacity(first_keys.len());
+    for key in first_keys {
+        reads.push(
+            raw.get(&JsValue::from_str(key))
+                .map_err(|e| error_from_js(&e))?,
+        );
+    }
+    let last = os.get(*last_key).primitive().map_err(from_idb)?;
+    batch.issue(tx)?;
+    let last: Option<JsValue> = last.await.map_err(from_idb)?;
+    let mut current = Vec::with_capacity(keys.len());
+    for read in reads {
+        let value = read.result().map_err(|e| error_from_js(&e))?;
+        current.push((!value.is_undefined()).then_some(value));
+    }
+    current.push(last);
+    Ok(current)
 }
 
 /// Commits, reporting why a transaction was aborted: Chromium aborts it on
