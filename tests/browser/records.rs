@@ -7,7 +7,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
 
-use super::support::{prop, server};
+use super::support::{fetch_as, prop, server};
 
 fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
     let o = Object::new();
@@ -39,18 +39,7 @@ async fn wait(p: Promise) -> JsValue {
 
 /// The server's record, read with plain fetch (not through the module).
 async fn server_record(token: &str, id: &str) -> JsValue {
-    let init = web_sys::RequestInit::new();
-    let headers = web_sys::Headers::new().unwrap();
-    headers
-        .set("Authorization", &format!("Bearer {token}"))
-        .unwrap();
-    init.set_headers(&headers);
-    let window = web_sys::window().unwrap();
-    let url = format!("{}/api/customers/{id}", server());
-    let resp: web_sys::Response = JsFuture::from(window.fetch_with_str_and_init(&url, &init))
-        .await
-        .unwrap()
-        .into();
+    let resp = fetch_as(token, "GET", &format!("/api/customers/{id}"), &[], None).await;
     wait(resp.json().unwrap()).await
 }
 
@@ -62,6 +51,20 @@ fn status(result: &JsValue) -> String {
     prop(result, "status").as_string().unwrap()
 }
 
+/// Thirty users' clients, each with the customers loaded, and the id of
+/// the n-th customer they will all change.
+async fn thirty_clients_on_customer(n: u32) -> (Vec<CrmSync>, String) {
+    let mut clients = Vec::new();
+    for i in 1..=30 {
+        clients.push(client(&format!("user{i:02}"), &[]).await);
+    }
+    let id = customer(&clients[0], n).await;
+    for c in &clients[1..] {
+        wait(c.load("customers".into())).await;
+    }
+    (clients, id)
+}
+
 /// The id of the n-th demo customer, so each test works on its own record.
 async fn customer(crm: &CrmSync, n: u32) -> String {
     let list: Array = wait(crm.load("customers".into())).await.into();
@@ -70,14 +73,7 @@ async fn customer(crm: &CrmSync, n: u32) -> String {
 
 #[wasm_bindgen_test]
 async fn thirty_clients_change_thirty_fields_and_all_land() {
-    let mut clients = Vec::new();
-    for i in 1..=30 {
-        clients.push(client(&format!("user{i:02}"), &[]).await);
-    }
-    let id = customer(&clients[0], 10).await;
-    for c in &clients[1..] {
-        wait(c.load("customers".into())).await;
-    }
+    let (clients, id) = thirty_clients_on_customer(10).await;
     let before = version(&clients[0].get("customers", &id).unwrap());
     let tag = run_tag();
     let saves = Array::new();
@@ -118,14 +114,7 @@ async fn thirty_clients_change_thirty_fields_and_all_land() {
 
 #[wasm_bindgen_test]
 async fn thirty_clients_change_one_field_committed_ones_raise_the_version() {
-    let mut clients = Vec::new();
-    for i in 1..=30 {
-        clients.push(client(&format!("user{i:02}"), &[]).await);
-    }
-    let id = customer(&clients[0], 11).await;
-    for c in &clients[1..] {
-        wait(c.load("customers".into())).await;
-    }
+    let (clients, id) = thirty_clients_on_customer(11).await;
     let before = version(&clients[0].get("customers", &id).unwrap());
     let tag = run_tag();
     let saves = Array::new();
@@ -437,32 +426,19 @@ async fn a_replay_after_a_lost_answer_applies_the_change_once() {
         panic!("expected a patch, got {:?}", entry.op);
     };
     db.close();
-    let init = web_sys::RequestInit::new();
-    init.set_method("PATCH");
-    let headers = web_sys::Headers::new().unwrap();
-    headers
-        .set("Authorization", &format!("Bearer {token}"))
-        .unwrap();
-    headers.set("Content-Type", "application/json").unwrap();
-    headers
-        .set("If-Match", &format!("\"{base_version}\""))
-        .unwrap();
-    headers
-        .set("Idempotency-Key", &entry.idempotency_key)
-        .unwrap();
-    init.set_headers(&headers);
-    init.set_body(&JsValue::from(format!(
-        r#"{{"fields":{{"city":"{city}"}}}}"#
-    )));
-    let url = format!("{}/api/customers/{id}", server());
-    let lost: web_sys::Response = JsFuture::from(
-        web_sys::window()
-            .unwrap()
-            .fetch_with_str_and_init(&url, &init),
+    let if_match = format!("\"{base_version}\"");
+    let lost = fetch_as(
+        &token,
+        "PATCH",
+        &format!("/api/customers/{id}"),
+        &[
+            ("Content-Type", "application/json"),
+            ("If-Match", &if_match),
+            ("Idempotency-Key", &entry.idempotency_key),
+        ],
+        Some(&format!(r#"{{"fields":{{"city":"{city}"}}}}"#)),
     )
-    .await
-    .unwrap()
-    .into();
+    .await;
     assert_eq!(lost.status(), 200);
     assert_eq!(version(&server_record(&token, &id).await), before + 1.0);
 

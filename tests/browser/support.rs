@@ -29,3 +29,31 @@ pub async fn login(user: &str) -> CrmSync {
 pub fn prop(v: &JsValue, key: &str) -> JsValue {
     js_sys::Reflect::get(v, &key.into()).unwrap()
 }
+
+/// A request to the test server with plain `fetch` (not through the
+/// module), with the user's bearer token and any other headers.
+pub async fn fetch_as(
+    token: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> web_sys::Response {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    let h = web_sys::Headers::new().unwrap();
+    h.set("Authorization", &format!("Bearer {token}")).unwrap();
+    for (name, value) in headers {
+        h.set(name, value).unwrap();
+    }
+    init.set_headers(&h);
+    if let Some(body) = body {
+        init.set_body(&JsValue::from_str(body));
+    }
+    let url = format!("{}{path}", server());
+    let window = web_sys::window().unwrap();
+    wasm_bindgen_futures::JsFuture::from(window.fetch_with_str_and_init(&url, &init))
+        .await
+        .unwrap()
+        .into()
+}

@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
 
-use super::support::{prop, server};
+use super::support::{fetch_as, prop, server};
 
 #[wasm_bindgen(module = "/tests/browser/helpers.js")]
 extern "C" {
@@ -402,21 +402,7 @@ async fn cancel_leaves_the_job_cancelled_on_the_server() {
         phase(&crm)
     );
     // The server's own word.
-    let init = web_sys::RequestInit::new();
-    let headers = web_sys::Headers::new().unwrap();
-    headers
-        .set("Authorization", &format!("Bearer {}", crm.token()))
-        .unwrap();
-    init.set_headers(&headers);
-    let url = format!("{}/api/sync/{job}", server());
-    let resp: web_sys::Response = JsFuture::from(
-        web_sys::window()
-            .unwrap()
-            .fetch_with_str_and_init(&url, &init),
-    )
-    .await
-    .unwrap()
-    .into();
+    let resp = fetch_as(&crm.token(), "GET", &format!("/api/sync/{job}"), &[], None).await;
     let body = JsFuture::from(resp.json().unwrap()).await.unwrap();
     assert_eq!(
         prop(&body, "status").as_string().as_deref(),
