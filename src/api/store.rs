@@ -82,7 +82,7 @@ export class LocalStore {
 /// The one object store of a `LocalStore` database.
 const ENTRIES: &str = "entries";
 
-fn local_store_v1(upgrade: &Upgrade<'_>) -> Result<(), Error> {
+fn local_store_v1(upgrade: &Upgrade) -> Result<(), Error> {
     upgrade.create_store(ENTRIES)
 }
 

@@ -128,13 +128,13 @@ impl Drop for TabChannel {
     }
 }
 
-/// A raw message off the channel, read with serde-wasm-bindgen; whatever
+/// A raw message off the channel, read with [`super::de`]; whatever
 /// does not fit reads as `None`, never a panic.
 struct RawMessage(JsValue);
 
 impl UntrustedMessage for RawMessage {
     fn read<T: DeserializeOwned>(&self) -> Option<T> {
-        serde_wasm_bindgen::from_value(self.0.clone()).ok()
+        super::de::from_js(self.0.clone()).ok()
     }
 }
 

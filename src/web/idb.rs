@@ -35,7 +35,7 @@ use std::rc::Rc;
 use std::task::Poll;
 
 use gloo_timers::future::TimeoutFuture;
-use indexed_db_futures::database::{Database, VersionChangeEvent};
+use indexed_db_futures::database::Database;
 use indexed_db_futures::error::{DomException, Error as IdbError, OpenDbError};
 // `SystemRepr::as_sys` is the crate's documented-but-hidden door to the
 // web-sys objects; it is needed for what the crate does not wrap: the
@@ -53,6 +53,7 @@ use wasm_bindgen::JsCast;
 
 use crate::error::Error;
 use crate::web::js::{describe, get, to_js};
+use crate::web::lifecycle::EventListener;
 
 #[wasm_bindgen(inline_js = r#"
 export function abandonOpen(req) {
@@ -117,7 +118,7 @@ extern "C" {
 ///
 /// Runs inside the upgrade transaction, synchronously: create or delete
 /// stores, or issue requests on [`Upgrade::transaction`] without awaiting.
-pub type Migration = fn(&Upgrade<'_>) -> Result<(), Error>;
+pub type Migration = fn(&Upgrade) -> Result<(), Error>;
 
 /// What a database looks like: its version and how to get there.
 #[derive(Debug, Clone, Copy)]
@@ -143,23 +144,28 @@ impl Schema {
 }
 
 /// The database during an upgrade, as a [`Migration`] sees it.
-pub struct Upgrade<'a> {
-    db: &'a Database,
-    request: Option<web_sys::IdbOpenDbRequest>,
+pub struct Upgrade {
+    db: Option<web_sys::IdbDatabase>,
+    request: web_sys::IdbOpenDbRequest,
 }
 
-impl Upgrade<'_> {
+impl Upgrade {
+    fn db(&self) -> Result<&web_sys::IdbDatabase, Error> {
+        self.db
+            .as_ref()
+            .ok_or_else(|| Error::Storage("the upgrade has no database".into()))
+    }
+
     /// Creates an object store with out-of-line keys (the key is given with
     /// each put).
     ///
     /// # Errors
     /// [`Error::Storage`] if it exists already.
     pub fn create_store(&self, name: &str) -> Result<(), Error> {
-        self.db
+        self.db()?
             .create_object_store(name)
-            .build()
             .map(|_| ())
-            .map_err(from_idb)
+            .map_err(|e| error_from_js(&e))
     }
 
     /// Deletes an object store and its data.
@@ -167,13 +173,15 @@ impl Upgrade<'_> {
     /// # Errors
     /// [`Error::Storage`] if there is no such store.
     pub fn delete_store(&self, name: &str) -> Result<(), Error> {
-        self.db.delete_object_store(name).map_err(from_idb)
+        self.db()?
+            .delete_object_store(name)
+            .map_err(|e| error_from_js(&e))
     }
 
     /// The upgrade transaction, for migrations that rewrite data or add
     /// indexes to existing stores.
     pub fn transaction(&self) -> Option<web_sys::IdbTransaction> {
-        self.request.as_ref().and_then(|r| r.transaction())
+        self.request.transaction()
     }
 }
 
@@ -773,49 +781,52 @@ enum Attempt {
 }
 
 async fn open_attempt(name: &str, schema: Schema, timeout_ms: u32) -> Result<Attempt, Error> {
-    let blocked = Rc::new(Cell::new(false));
-    let failure: Rc<RefCell<Option<Error>>> = Rc::default();
-    let request_slot: Rc<RefCell<Option<web_sys::IdbOpenDbRequest>>> = Rc::default();
-    let on_blocked = {
-        let blocked = Rc::clone(&blocked);
-        move |_: VersionChangeEvent| {
-            blocked.set(true);
-            Ok(())
-        }
-    };
-    let on_upgrade = {
-        let (failure, request_slot) = (Rc::clone(&failure), Rc::clone(&request_slot));
-        move |event: VersionChangeEvent, db: Database| {
-            let upgrade = Upgrade {
-                db: &db,
-                request: request_slot.borrow_mut().take(),
-            };
-            migrate(&upgrade, &event, schema).map_err(|e| {
-                // Throwing aborts the upgrade; our own error is kept to be
-                // reported instead of the AbortError the request gets.
-                let message = e.to_string();
-                *failure.borrow_mut() = Some(e);
-                IdbError::from(JsValue::from_str(&message))
-            })
-        }
-    };
     let mut request = Database::open(name)
         .with_version(schema.version)
-        .with_on_blocked(on_blocked)
-        .with_on_upgrade_needed(on_upgrade)
         .build()
         .map_err(from_open)?;
     let raw_request: web_sys::IdbOpenDbRequest = request.as_sys().clone();
-    // Events come later (in a task), so the slot is filled before any
-    // upgrade can read it.
-    *request_slot.borrow_mut() = Some(raw_request.clone());
+    // Our own listeners rather than indexed_db_futures' handlers: those
+    // format any error they are given, and that formatting pulls 14 KB of
+    // float printing into the wasm. Events come later (in a task), so both
+    // are in place before either can fire.
+    let blocked = Rc::new(Cell::new(false));
+    let failure: Rc<RefCell<Option<Error>>> = Rc::default();
+    let on_blocked = {
+        let blocked = Rc::clone(&blocked);
+        EventListener::new(&raw_request, "blocked", move |_| blocked.set(true))?
+    };
+    let on_upgrade = {
+        let (failure, raw_request) = (Rc::clone(&failure), raw_request.clone());
+        EventListener::new(&raw_request.clone(), "upgradeneeded", move |event| {
+            let from = get(&event, "oldVersion").as_f64().unwrap_or(0.0) as u32;
+            let to = get(&event, "newVersion")
+                .as_f64()
+                .map_or(schema.version, |v| v as u32);
+            let upgrade = Upgrade {
+                db: raw_request.result().map(JsCast::unchecked_into).ok(),
+                request: raw_request.clone(),
+            };
+            if let Err(e) = migrate(&upgrade, from, to, schema) {
+                // Aborting the version change fails the open; our own error
+                // is kept to be reported instead of the AbortError the
+                // request gets.
+                *failure.borrow_mut() = Some(e);
+                if let Some(tx) = raw_request.transaction() {
+                    let _ = tx.abort();
+                }
+            }
+        })?
+    };
     let mut timer = TimeoutFuture::new(timeout_ms);
-    match first(&mut request, &mut timer).await {
+    let outcome = first(&mut request, &mut timer).await;
+    drop((on_blocked, on_upgrade));
+    match outcome {
         Either::Left(Ok(db)) => Ok(Attempt::Opened(db)),
         Either::Left(Err(e)) => Err(failure.borrow_mut().take().unwrap_or_else(|| from_open(e))),
         Either::Right(()) => {
-            // Our handlers go first (dropping the request removes them),
-            // then the request is left to clean up after itself.
+            // Our listeners are gone and dropping the request removes its
+            // own; then the request is left to clean up after itself.
             drop(request);
             abandon_open(&raw_request);
             Ok(Attempt::TimedOut {
@@ -825,9 +836,7 @@ async fn open_attempt(name: &str, schema: Schema, timeout_ms: u32) -> Result<Att
     }
 }
 
-fn migrate(upgrade: &Upgrade<'_>, event: &VersionChangeEvent, schema: Schema) -> Result<(), Error> {
-    let from = event.old_version() as u32;
-    let to = event.new_version().map_or(schema.version, |v| v as u32);
+fn migrate(upgrade: &Upgrade, from: u32, to: u32, schema: Schema) -> Result<(), Error> {
     for step in from..to {
         let migration = schema
             .migrations
@@ -1009,7 +1018,12 @@ fn from_idb(e: IdbError) -> Error {
             from_dom(&dom.name(), &dom.message())
         }
         IdbError::Unknown(js) => error_from_js(&JsValue::from(js)),
-        other => Error::Storage(other.to_string()),
+        IdbError::MissingData(e) => Error::Storage(format!("IndexedDB: {e}")),
+        // Not through its `Display`: that formats floats, and the float
+        // formatter alone is 14 KB of wasm.
+        IdbError::Serialisation(_) => {
+            Error::Storage("IndexedDB returned a value of an unexpected type".into())
+        }
     }
 }
 
@@ -1017,7 +1031,9 @@ fn from_open(e: OpenDbError) -> Error {
     match e {
         OpenDbError::Base(e) => from_idb(e),
         OpenDbError::VersionZero => Error::Invalid("database version 0".into()),
-        other => Error::Storage(format!("IndexedDB is not available: {other}")),
+        OpenDbError::UnsupportedEnvironment | OpenDbError::NullFactory => {
+            Error::Storage("IndexedDB is not available".into())
+        }
     }
 }
 
@@ -1103,7 +1119,7 @@ pub fn record_key(collection: &str, id: &str) -> String {
     format!("{collection}/{id}")
 }
 
-fn user_schema_v1(upgrade: &Upgrade<'_>) -> Result<(), Error> {
+fn user_schema_v1(upgrade: &Upgrade) -> Result<(), Error> {
     Store::ALL
         .iter()
         .try_for_each(|store| upgrade.create_store(store.name()))
@@ -1269,6 +1285,6 @@ impl UserDb {
 }
 
 fn read<T: DeserializeOwned>(store: Store, key: &str, value: JsValue) -> Result<T, Error> {
-    serde_wasm_bindgen::from_value(value)
+    super::de::from_js(value)
         .map_err(|e| Error::Storage(format!("unreadable {} entry {key:?}: {e}", store.name())))
 }

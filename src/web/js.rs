@@ -22,7 +22,7 @@ pub fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, Error> {
 /// # Errors
 /// [`Error::Invalid`] naming what did not fit.
 pub fn from_app<T: DeserializeOwned>(value: JsValue) -> Result<T, Error> {
-    serde_wasm_bindgen::from_value(value).map_err(|e| Error::Invalid(e.to_string()))
+    super::de::from_js(value).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// Reads a value the server sent.
@@ -30,7 +30,7 @@ pub fn from_app<T: DeserializeOwned>(value: JsValue) -> Result<T, Error> {
 /// # Errors
 /// [`Error::BadResponse`] naming what did not fit.
 pub fn from_server<T: DeserializeOwned>(value: JsValue) -> Result<T, Error> {
-    serde_wasm_bindgen::from_value(value).map_err(|e| Error::BadResponse(e.to_string()))
+    super::de::from_js(value).map_err(|e| Error::BadResponse(e.to_string()))
 }
 
 /// A property of a JS object, `undefined` if absent or not an object.

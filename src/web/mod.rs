@@ -5,6 +5,7 @@
 pub mod channel;
 pub mod client;
 pub mod clock;
+pub mod de;
 pub mod http;
 pub mod idb;
 pub mod js;

@@ -403,11 +403,11 @@ async fn user_db_store_delete_closes_open_connections() {
     assert_eq!(fresh.get::<u32>(Store::Meta, "cursor").await.unwrap(), None);
 }
 
-fn create_entries(upgrade: &Upgrade<'_>) -> Result<(), Error> {
+fn create_entries(upgrade: &Upgrade) -> Result<(), Error> {
     upgrade.create_store("entries")
 }
 
-fn create_more(upgrade: &Upgrade<'_>) -> Result<(), Error> {
+fn create_more(upgrade: &Upgrade) -> Result<(), Error> {
     upgrade.create_store("more")
 }
 
