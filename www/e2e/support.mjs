@@ -85,6 +85,21 @@ export async function api(user) {
       if (!r.ok) throw new Error(`GET ${path}: ${r.status}`);
       return r.json();
     },
+    /** Another person's change, made straight on the server: PATCH on `version`. */
+    async patch(path, version, fields) {
+      const r = await fetch(`${BASE_URL}/api/${path}`, {
+        method: "PATCH",
+        headers: {
+          authorization: `Bearer ${token}`,
+          "content-type": "application/json",
+          "if-match": `"${version}"`,
+          "idempotency-key": crypto.randomUUID(),
+        },
+        body: JSON.stringify({ fields }),
+      });
+      if (!r.ok) throw new Error(`PATCH ${path}: ${r.status}`);
+      return r.json();
+    },
   };
 }
 

@@ -1,0 +1,90 @@
+// The leader tab follows /api/events as a doorbell for the changes feed.
+// Here something between browser and server keeps that stream from ever
+// connecting: another person's change must still show, through the 2 s poll
+// of /api/changes the client falls back to. Two ways a proxy refuses it, with
+// different paths in the client: an error status (the EventSource closes,
+// the client tries again every 30 s) and a cut connection (the EventSource
+// stays "connecting" and the browser reconnects it by itself every few s).
+// The stream is counted as tried and refused, so the change cannot have come
+// through it.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { launch, openPage, logInToCustomers, customerRow, api, unique, screenshot } from "./support.mjs";
+
+let browser;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+async function until(cond, ms, what) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`not within ${ms} ms: ${what}`);
+}
+
+/**
+ * Logs `user` in with every /api/events request answered by `refuse`, then
+ * bob changes customer `id` on the server; returns what was seen.
+ */
+async function changeWhileStreamRefused(user, id, refuse, shot) {
+  const page = await openPage(browser);
+  const streams = [];
+  await page.route("**/api/events**", (route) => {
+    streams.push(route.request().url());
+    return refuse(route);
+  });
+  const feedReads = [];
+  page.on("request", (r) => {
+    if (new URL(r.url()).pathname === "/api/changes") feedReads.push(r.url());
+  });
+  await logInToCustomers(page, user);
+  // The leader opens the stream at its first feed tick; wait for that try,
+  // so the change below is made while the stream is known to be refused.
+  await until(() => streams.length > 0, 10000, "the leader tries /api/events");
+  assert.match(streams[0], /[?&]token=/, "the stream carries the token in its query");
+
+  const bob = await api("bob");
+  const current = await bob.get(`customers/${id}`);
+  const city = unique("Unstreamed City");
+  const readsBefore = feedReads.length;
+  const changed = await bob.patch(`customers/${id}`, current.version, { city });
+  const row = customerRow(page, id);
+  await row.getByText(city).waitFor({ timeout: 10000 });
+  assert.equal(await row.locator("td").last().innerText(), String(changed.version));
+  assert.ok(feedReads.length > readsBefore, "the change came from a read of /api/changes");
+  await screenshot(page, shot);
+  return { page, streams };
+}
+
+test("a proxy answering 502 on /api/events: changes still arrive by polling, and the stream is not retried at every poll", async () => {
+  const { page, streams } = await changeWhileStreamRefused(
+    "user30",
+    "c-0090",
+    (route) => route.fulfill({ status: 502, contentType: "text/plain", body: "Bad Gateway" }),
+    "events-502-change-seen",
+  );
+  // A refused stream is closed for good by the browser; the client opens a
+  // new one only every 30 s, and this test lasts well under that.
+  assert.ok(streams.length <= 2, `the stream was tried ${streams.length} times`);
+  assert.deepEqual(page.problems.filter((p) => !/status of 502 \(Bad Gateway\)/.test(p)), []);
+  await page.context().close();
+});
+
+test("a connection cut on /api/events: changes still arrive by polling while the browser reconnects the stream", async () => {
+  const { page, streams } = await changeWhileStreamRefused(
+    "user31",
+    "c-0091",
+    (route) => route.abort("connectionreset"),
+    "events-cut-change-seen",
+  );
+  assert.ok(streams.length >= 1);
+  // Each cut stream logs one failed load, nothing else may go wrong.
+  assert.deepEqual(page.problems.filter((p) => !/Failed to load resource: net::ERR_/.test(p)), []);
+  await page.context().close();
+});

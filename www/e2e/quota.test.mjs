@@ -1,0 +1,151 @@
+// The storage quota runs out mid-session (Chromium's DevTools quota
+// override, so IndexedDB writes really fail with QuotaExceededError). The
+// client does not reject saves with a `quota` error: its failed write to
+// IndexedDB switches it to memory for the rest of the session, and the app
+// shows that (status.storage "memory"). Offline edits then live only in the
+// tab: sent exactly once if the tab stays open until it is online, lost if
+// it closes first, as the warning says.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { launch, openPage, logInToCustomers, customerRow, openCustomer, api, unique, screenshot, BASE_URL } from "./support.mjs";
+
+const MEMORY_WARNING = "This browser does not let the app store data: unsent changes are lost on reload.";
+
+let browser;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+/**
+ * Controls the page origin's quota. Chromium caches an origin's free space
+ * for about 30 s and asks again sooner only for a write bigger than what it
+ * has cached, so the quota is small (4 MiB) from the start, and `fill`
+ * makes one 5 MiB write (in a database of the test's own) to make a new
+ * quota bite at once.
+ */
+async function quotaControl(page) {
+  const cdp = await page.context().newCDPSession(page);
+  const origin = new URL(BASE_URL).origin;
+  const set = (quotaSize) =>
+    cdp.send("Storage.overrideQuotaForOrigin", quotaSize === undefined ? { origin } : { origin, quotaSize });
+  const write = (bytes) =>
+    page.evaluate(
+      (bytes) =>
+        new Promise((resolve) => {
+          const open = indexedDB.open("e2e-quota-probe", 1);
+          open.onupgradeneeded = () => open.result.createObjectStore("probe");
+          open.onerror = () => resolve(`open failed: ${open.error?.name}`);
+          open.onsuccess = () => {
+            const db = open.result;
+            const tx = db.transaction("probe", "readwrite");
+            tx.objectStore("probe").put("x".repeat(bytes), "probe");
+            tx.oncomplete = () => (db.close(), resolve("written"));
+            tx.onabort = () => (db.close(), resolve(tx.error?.name ?? "aborted"));
+          };
+        }),
+      bytes,
+    );
+  await set(4 << 20);
+  return {
+    async exhaust() {
+      await set(1);
+      assert.equal(await write(5 << 20), "QuotaExceededError", "IndexedDB writes now fail");
+    },
+    async restore() {
+      await set(undefined);
+      assert.equal(await write(1000), "written", "IndexedDB writes work again");
+    },
+  };
+}
+
+test("quota exceeded: an offline edit is kept in memory, says so, and lands exactly once when back online", async () => {
+  const ID = "c-0100";
+  const server = await api("user32");
+  const page = await openPage(browser);
+  const quota = await quotaControl(page);
+  await logInToCustomers(page, "user32");
+  const warning = page.getByText(MEMORY_WARNING);
+  const count = page.getByTestId("outbox-count");
+  assert.equal(await warning.count(), 0, "IndexedDB in use before the quota runs out");
+  const before = await server.get(`customers/${ID}`);
+
+  await quota.exhaust();
+  await page.context().setOffline(true);
+  await page.getByTestId("offline-banner").waitFor();
+  const city = unique("Full Disk City");
+  const dialog = await openCustomer(page, ID);
+  await dialog.getByLabel("City").fill(city);
+  // The save itself answers "queued", not a `quota` error: the write to
+  // IndexedDB fails after that, and only the warning tells.
+  await dialog.getByText("Offline: queued, will be sent when you are back online.").waitFor();
+  await warning.waitFor();
+  await page.keyboard.press("Escape");
+  await dialog.waitFor({ state: "detached" });
+  const row = customerRow(page, ID);
+  await row.getByText("pending").waitFor();
+  assert.equal(await count.innerText(), "1 queued · 0 failed");
+  await screenshot(page, "quota-offline-queued-in-memory");
+
+  await quota.restore();
+  await page.context().setOffline(false);
+  await row.getByText("pending").waitFor({ state: "detached", timeout: 15000 });
+  assert.equal(await count.innerText(), "0 queued · 0 failed");
+  const landed = await server.get(`customers/${ID}`);
+  assert.equal(landed.fields.city, city);
+  assert.equal(landed.version, before.version + 1, "applied exactly once");
+
+  // Space is back, but the client stays in memory until the page reloads.
+  const later = unique("Later City");
+  const again = await openCustomer(page, ID);
+  await again.getByLabel("City").fill(later);
+  await again.getByText(`Saved (version ${before.version + 2}).`).waitFor();
+  await page.keyboard.press("Escape");
+  assert.equal((await server.get(`customers/${ID}`)).fields.city, later);
+  assert.equal(await warning.count(), 1, "still in memory for this session");
+  await page.goto(BASE_URL + "/#/settings");
+  assert.equal(await page.locator('dt:has-text("Storage") + dd').innerText(), "memory only");
+  await screenshot(page, "quota-settings-memory-only");
+  // Requests that failed while offline are expected.
+  assert.deepEqual(page.problems.filter((p) => !/ERR_INTERNET_DISCONNECTED|Failed to fetch/.test(p)), []);
+  await page.context().close();
+});
+
+test("quota exceeded: an offline edit is lost when the tab closes before it is online, as the warning said", async () => {
+  const ID = "c-0101";
+  const server = await api("user33");
+  const page = await openPage(browser);
+  const quota = await quotaControl(page);
+  await logInToCustomers(page, "user33");
+  const before = await server.get(`customers/${ID}`);
+
+  await quota.exhaust();
+  await page.context().setOffline(true);
+  const dialog = await openCustomer(page, ID);
+  await dialog.getByLabel("City").fill(unique("Lost City"));
+  await dialog.getByText("Offline: queued, will be sent when you are back online.").waitFor();
+  await page.getByText(MEMORY_WARNING).waitFor();
+  await quota.restore();
+
+  // Closed while offline; the next tab of the same browser opens online.
+  const context = page.context();
+  await page.close();
+  await context.setOffline(false);
+  const next = await context.newPage();
+  next.problems = [];
+  next.on("pageerror", (e) => next.problems.push(`pageerror: ${e.message}`));
+  await next.goto(BASE_URL + "/#/customers");
+  await customerRow(next, ID).waitFor();
+  assert.equal(await next.getByText(MEMORY_WARNING).count(), 0, "IndexedDB in use again after a reload");
+  assert.equal(await next.getByTestId("outbox-count").innerText(), "0 queued · 0 failed", "nothing left to send");
+  // Time for a leader to send anything it found (the leader sends at once).
+  await new Promise((r) => setTimeout(r, 3000));
+  const after = await server.get(`customers/${ID}`);
+  assert.equal(after.version, before.version, "the edit never reached the server");
+  assert.equal(after.fields.city, before.fields.city);
+  assert.equal(await customerRow(next, ID).locator("td").last().innerText(), String(before.version));
+  assert.deepEqual(next.problems, []);
+  await context.close();
+});
