@@ -270,6 +270,10 @@ const FEED_POLL_MS: u32 = 2_000;
 /// many poll ticks (30 s): a safety net for an event lost on the way.
 const POLLS_PER_SAFETY_READ: u32 = 15;
 
+/// How often writes IndexedDB refused for lack of space are tried again
+/// while nothing else writes.
+const HELD_RETRY_MS: u32 = 30_000;
+
 /// The leader's `EventSource` on `/api/events`, used as a doorbell: each
 /// `change` event starts a read of the changes feed, which stays the one
 /// source of what changed (so nothing in an event needs trusting). Closed
@@ -364,6 +368,11 @@ struct Inner {
     session: RefCell<Session>,
     state: RefCell<State>,
     db: RefCell<Option<Rc<UserDb>>>,
+    /// Writes IndexedDB refused for lack of space, in order: written before
+    /// the next write, in its transaction, once there is room.
+    held: RefCell<Option<DbBatch>>,
+    /// Tries the held writes again while nothing else writes.
+    held_timer: RefCell<Option<Timeout>>,
     listeners: js_sys::Set,
     /// Snapshots handed to JS, kept until something changes, so
     /// `useSyncExternalStore` sees the same object between changes.
@@ -409,6 +418,8 @@ impl Client {
                 ..State::default()
             }),
             db: RefCell::new(None),
+            held: RefCell::new(None),
+            held_timer: RefCell::new(None),
             listeners: js_sys::Set::new(&JsValue::UNDEFINED),
             snapshots: RefCell::new(HashMap::new()),
             online: Cell::new(navigator_online()),
@@ -844,18 +855,65 @@ impl Client {
         self.changed();
     }
 
-    /// Writes `batch` if IndexedDB is in use; a failure there is reported
-    /// and the client goes on in memory (nothing the server has is lost).
+    /// Writes `batch` if IndexedDB is in use. When the browser refuses it
+    /// for lack of space (`QuotaExceededError`), the write is held in memory
+    /// and `status.storage` says `"memory"`; held writes go first, in one
+    /// transaction with the next write (so the database never has a later
+    /// write without an earlier one), or on their own every
+    /// [`HELD_RETRY_MS`]. Any other failure drops the database: the client
+    /// goes on in memory (nothing the server has is lost).
     async fn persist(&self, batch: DbBatch) {
         let Some(db) = self.db() else { return };
+        let held = self.inner.held.borrow_mut().take();
+        let was_full = held.is_some();
+        let batch = match held {
+            Some(mut earlier) => {
+                earlier.append(batch);
+                earlier
+            }
+            None => batch,
+        };
         if batch.is_empty() {
             return;
         }
-        if db.write_batch(&batch).await.is_err() {
-            self.inner.db.borrow_mut().take();
-            self.changed();
-            self.emit_status();
+        match db.write_batch(&batch).await {
+            Ok(()) => {
+                if was_full && self.inner.held.borrow().is_none() {
+                    self.inner.held_timer.borrow_mut().take();
+                    self.changed();
+                    self.emit_status();
+                }
+            }
+            Err(Error::Quota) => {
+                // Before whatever was held while this one was under way:
+                // the browser runs our transactions in the order they began.
+                let mut held = batch;
+                if let Some(later) = self.inner.held.borrow_mut().take() {
+                    held.append(later);
+                }
+                *self.inner.held.borrow_mut() = Some(held);
+                self.retry_held();
+                if !was_full {
+                    self.changed();
+                    self.emit_status();
+                }
+            }
+            Err(_) => {
+                self.inner.db.borrow_mut().take();
+                self.changed();
+                self.emit_status();
+            }
         }
+    }
+
+    fn retry_held(&self) {
+        let weak = self.weak();
+        let timer = Timeout::new(HELD_RETRY_MS, move || {
+            if let Some(client) = Client::from_weak(&weak) {
+                spawn_local(async move { client.persist(DbBatch::new()).await });
+            }
+        });
+        *self.inner.held_timer.borrow_mut() = Some(timer);
     }
 
     fn entry_batch(entry: &OutboxEntry) -> DbBatch {
@@ -1107,7 +1165,7 @@ impl Client {
                 leader: self.inner.leader.get(),
                 pending: state.outbox.pending().len() + staged_only,
                 failed: state.outbox.failed().len(),
-                storage: if self.inner.db.borrow().is_some() {
+                storage: if self.inner.db.borrow().is_some() && self.inner.held.borrow().is_none() {
                     "indexeddb"
                 } else {
                     "memory"
@@ -2438,6 +2496,7 @@ impl Client {
         }
         self.inner.debounce_timer.borrow_mut().take();
         self.inner.retry_timer.borrow_mut().take();
+        self.inner.held_timer.borrow_mut().take();
         self.inner.feed_timer.borrow_mut().take();
         self.inner.events.borrow_mut().take();
         self.inner.page.borrow_mut().clear();

@@ -349,6 +349,12 @@ impl Batch {
         self
     }
 
+    /// Adds `later`'s writes after this batch's, in order.
+    pub fn append(&mut self, later: Batch) -> &mut Self {
+        self.ops.extend(later.ops);
+        self
+    }
+
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()

@@ -26,9 +26,12 @@ export async function launch() {
   });
 }
 
-/** A page whose console errors and uncaught exceptions are collected. */
-export async function openPage(browser) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+/**
+ * A page whose console errors and uncaught exceptions are collected, in a
+ * new browser context or in `context` (another tab of the same browser).
+ */
+export async function openPage(browser, context) {
+  context ??= await browser.newContext({ viewport: { width: 1280, height: 860 } });
   const page = await context.newPage();
   page.problems = [];
   page.on("pageerror", (e) => page.problems.push(`pageerror: ${e.message}`));
