@@ -170,7 +170,9 @@ struct Follower {
 
 /// `GET /api/events`: one `change` event per committed change, `id` = the
 /// cursor after it. Resumes after `Last-Event-ID` or `?since=`; without
-/// either it starts at the present.
+/// either it starts at the present. Each connection begins with a `ready`
+/// event (no `id`, data `{}`), beyond PROTOCOL.md: it tells a client that
+/// events get through, where a buffering proxy would hold them back.
 ///
 /// # Errors
 /// `401`, `410 cursor_expired`.
@@ -200,7 +202,7 @@ pub async fn events_route(
         seq,
         head: head_rx,
         shutdown: state.shutdown.clone(),
-        pending: VecDeque::new(),
+        pending: VecDeque::from([Event::default().event("ready").data("{}")]),
     };
     Ok(Sse::new(follow(follower))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

@@ -1016,6 +1016,38 @@ async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<(String, Val
     out
 }
 
+/// A client tells a live stream from one a buffering proxy holds back by
+/// whether anything arrives: the server says `ready` at once, before any
+/// change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sent_events_begin_with_ready() {
+    let s = TestServer::start().await;
+    let t = s.login("alice").await;
+    let mut live = s
+        .client
+        .get(format!("{}/api/events?token={t}", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let mut buf = String::new();
+    while !buf.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), live.chunk())
+            .await
+            .expect("ready in time")
+            .unwrap()
+            .expect("stream open");
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let frame = &buf[..buf.find("\n\n").unwrap()];
+    let lines: Vec<&str> = frame.lines().map(str::trim).collect();
+    assert!(lines.contains(&"event: ready"), "first frame: {frame:?}");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("id:")),
+        "ready moves no cursor"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_sent_events_follow_commits_and_resume() {
     let s = TestServer::start().await;

@@ -278,9 +278,56 @@ const HELD_RETRY_MS: u32 = 30_000;
 /// `change` event starts a read of the changes feed, which stays the one
 /// source of what changed (so nothing in an event needs trusting). Closed
 /// when dropped.
+///
+/// A stream counts as connected only once something came through it since
+/// it (re)opened: the reference server sends a `ready` event at once, other
+/// backends their first `change`. A proxy that buffers the body answers
+/// `200` and then holds every event back; counting `open` alone, the
+/// leader would wait for the 30 s safety read to see any change.
 struct EventFeed {
     source: web_sys::EventSource,
-    _change: EventListener,
+    heard: Rc<Cell<bool>>,
+    _listeners: [EventListener; 3],
+}
+
+impl EventFeed {
+    /// Opens `url`, ringing `on_change` at each `change` event.
+    fn open(url: &str, on_change: impl Fn() + 'static) -> Option<Self> {
+        let source = web_sys::EventSource::new(url).ok()?;
+        let heard = Rc::new(Cell::new(false));
+        let hear = |kind: &'static str, what: Rc<dyn Fn()>| {
+            let heard = Rc::clone(&heard);
+            EventListener::new(&source, kind, move |_| {
+                heard.set(kind != "open");
+                what();
+            })
+        };
+        let listeners = (|| {
+            Ok::<_, Error>([
+                hear("open", Rc::new(|| {}))?,
+                hear("ready", Rc::new(|| {}))?,
+                hear("change", Rc::new(on_change))?,
+            ])
+        })();
+        let Ok(listeners) = listeners else {
+            source.close();
+            return None;
+        };
+        OPEN_STREAMS.with(|n| n.set(n.get().saturating_add(1)));
+        Some(Self {
+            source,
+            heard,
+            _listeners: listeners,
+        })
+    }
+
+    fn is_connected(&self) -> bool {
+        self.source.ready_state() == web_sys::EventSource::OPEN && self.heard.get()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.source.ready_state() == web_sys::EventSource::CLOSED
+    }
 }
 
 /// At most this many `/api/events` streams per page. Over HTTP/1.1 a
@@ -292,24 +339,6 @@ const STREAMS_PER_PAGE: u32 = 1;
 
 thread_local! {
     static OPEN_STREAMS: Cell<u32> = const { Cell::new(0) };
-}
-
-impl EventFeed {
-    fn new(source: web_sys::EventSource, change: EventListener) -> Self {
-        OPEN_STREAMS.with(|n| n.set(n.get().saturating_add(1)));
-        Self {
-            source,
-            _change: change,
-        }
-    }
-
-    fn is_connected(&self) -> bool {
-        self.source.ready_state() == web_sys::EventSource::OPEN
-    }
-
-    fn is_closed(&self) -> bool {
-        self.source.ready_state() == web_sys::EventSource::CLOSED
-    }
 }
 
 impl Drop for EventFeed {
@@ -570,20 +599,16 @@ impl Client {
             encode(&cursor),
             encode(&self.token())
         );
-        let Ok(source) = web_sys::EventSource::new(&url) else {
-            return;
-        };
-        self.inner.events_opened_at.set(tick);
         let weak = self.weak();
-        let on_change = move |_: web_sys::Event| {
+        let on_change = move || {
             if let Some(client) = Client::from_weak(&weak) {
                 client.inner.state.borrow_mut().metrics.feed_events += 1;
                 client.ring_feed();
             }
         };
-        match EventListener::new(&source, "change", on_change) {
-            Ok(change) => *events = Some(EventFeed::new(source, change)),
-            Err(_) => source.close(),
+        if let Some(feed) = EventFeed::open(&url, on_change) {
+            self.inner.events_opened_at.set(tick);
+            *events = Some(feed);
         }
     }
 

@@ -6,7 +6,10 @@
 // the client tries again every 30 s) and a cut connection (the EventSource
 // stays "connecting" and the browser reconnects it by itself every few s).
 // The stream is counted as tried and refused, so the change cannot have come
-// through it.
+// through it. A third proxy buffers: it answers 200 and holds every event
+// back; the client counts a stream as connected only once something came
+// through it (the reference server says `ready` at once), so it polls.
+import { createServer } from "node:http";
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { launch, openPage, logInToCustomers, customerRow, api, unique, screenshot } from "./support.mjs";
@@ -87,4 +90,31 @@ test("a connection cut on /api/events: changes still arrive by polling while the
   // Each cut stream logs one failed load, nothing else may go wrong.
   assert.deepEqual(page.problems.filter((p) => !/Failed to load resource: net::ERR_/.test(p)), []);
   await page.context().close();
+});
+
+test("a proxy that buffers /api/events (200, then nothing): changes still arrive by polling, not after the 30 s safety read", async () => {
+  // Stands in for the proxy: the stream's headers pass, its body never does.
+  const held = [];
+  const proxy = createServer((req, res) => {
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    res.flushHeaders();
+    held.push(res);
+  });
+  await new Promise((r) => proxy.listen(0, "127.0.0.1", r));
+  const at = `http://127.0.0.1:${proxy.address().port}`;
+  try {
+    const { page, streams } = await changeWhileStreamRefused(
+      "user34",
+      "c-0092",
+      (route) => route.continue({ url: at + new URL(route.request().url()).pathname }),
+      "events-buffered-change-seen",
+    );
+    assert.ok(held.length >= 1, "the stream reached the buffering proxy");
+    assert.equal(streams.length, 1, "an open stream is not opened again");
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  } finally {
+    for (const res of held) res.destroy();
+    proxy.close();
+  }
 });
