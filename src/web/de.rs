@@ -20,14 +20,87 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use crate::core::vecmap::VecMap;
 
-/// Why a value could not be read, in words fit for an error message.
+/// Why a value could not be read, in words fit for an error message, with
+/// where: `fields.city: invalid type: an object, expected …`.
 #[derive(Debug)]
 pub struct ReadError(String);
+
+impl ReadError {
+    /// `message`, after the path being read (see [`PATH`]).
+    #[cold]
+    #[inline(never)]
+    fn new(message: String) -> Self {
+        let path = PATH.with(|path| {
+            let mut out = String::new();
+            for step in path.borrow().iter() {
+                match step {
+                    Step::Field(name) => {
+                        if !out.is_empty() {
+                            out.push('.');
+                        }
+                        out.push_str(name);
+                    }
+                    Step::Key(key) => {
+                        if !out.is_empty() {
+                            out.push('.');
+                        }
+                        out.push_str(&key.as_string().unwrap_or_default());
+                    }
+                    Step::Index(i) => out.push_str(&format!("[{i}]")),
+                }
+            }
+            out
+        });
+        if path.is_empty() {
+            Self(message)
+        } else {
+            Self(format!("{path}: {message}"))
+        }
+    }
+}
 
 impl fmt::Display for ReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// One step into a value: a struct field, an object key, an array index.
+enum Step {
+    Field(&'static str),
+    Key(JsValue),
+    Index(u32),
+}
+
+thread_local! {
+    /// Where the read is, for error messages. A stack rather than a path
+    /// added to each error on the way out: that would be code in every
+    /// monomorphised reader, this is two calls.
+    static PATH: RefCell<Vec<Step>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reads `seed` one step further in.
+fn step_into<'de, T: DeserializeSeed<'de>>(
+    step: Step,
+    value: JsValue,
+    seed: T,
+) -> Result<T::Value, ReadError> {
+    enter(step);
+    let read = seed.deserialize(Reader(value));
+    leave();
+    read
+}
+
+#[inline(never)]
+fn enter(step: Step) {
+    PATH.with(|path| path.borrow_mut().push(step));
+}
+
+#[inline(never)]
+fn leave() {
+    PATH.with(|path| {
+        path.borrow_mut().pop();
+    });
 }
 
 impl std::error::Error for ReadError {}
@@ -36,19 +109,19 @@ impl de::Error for ReadError {
     #[cold]
     #[inline(never)]
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        Self(msg.to_string())
+        Self::new(msg.to_string())
     }
 
     #[cold]
     #[inline(never)]
     fn invalid_type(unexp: Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Self(format!("invalid type: {}, expected {exp}", kind(&unexp)))
+        Self::new(format!("invalid type: {}, expected {exp}", kind(&unexp)))
     }
 
     #[cold]
     #[inline(never)]
     fn invalid_value(unexp: Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Self(format!("invalid value: {}, expected {exp}", kind(&unexp)))
+        Self::new(format!("invalid value: {}, expected {exp}", kind(&unexp)))
     }
 }
 
@@ -317,6 +390,7 @@ impl<'de> de::Deserializer<'de> for Reader {
             Some(object) => visitor.visit_map(Entries {
                 entries: Object::entries(object),
                 next: 0,
+                key: JsValue::UNDEFINED,
                 value: None,
             }),
             None => self.invalid(&visitor),
@@ -335,6 +409,7 @@ impl<'de> de::Deserializer<'de> for Reader {
         visitor.visit_map(Fields {
             object: self.0,
             fields: fields.iter(),
+            field: "",
             value: None,
         })
     }
@@ -389,9 +464,9 @@ impl<'de> de::SeqAccess<'de> for Items<'_> {
         if self.next >= self.array.length() {
             return Ok(None);
         }
-        let item = self.array.get(self.next);
+        let at = self.next;
         self.next += 1;
-        seed.deserialize(Reader(item)).map(Some)
+        step_into(Step::Index(at), self.array.get(at), seed).map(Some)
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -403,6 +478,7 @@ impl<'de> de::SeqAccess<'de> for Items<'_> {
 struct Entries {
     entries: Array,
     next: u32,
+    key: JsValue,
     value: Option<JsValue>,
 }
 
@@ -419,11 +495,14 @@ impl<'de> de::MapAccess<'de> for Entries {
         let pair: Array = self.entries.get(self.next).unchecked_into();
         self.next += 1;
         self.value = Some(pair.get(1));
-        seed.deserialize(Reader(pair.get(0))).map(Some)
+        self.key = pair.get(0);
+        seed.deserialize(Reader(self.key.clone())).map(Some)
     }
 
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, ReadError> {
-        seed.deserialize(Reader(self.value.take().unwrap_or(JsValue::UNDEFINED)))
+        let value = self.value.take().unwrap_or(JsValue::UNDEFINED);
+        let key = std::mem::replace(&mut self.key, JsValue::UNDEFINED);
+        step_into(Step::Key(key), value, seed)
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -436,6 +515,7 @@ impl<'de> de::MapAccess<'de> for Entries {
 struct Fields {
     object: JsValue,
     fields: std::slice::Iter<'static, &'static str>,
+    field: &'static str,
     value: Option<JsValue>,
 }
 
@@ -450,6 +530,7 @@ impl<'de> de::MapAccess<'de> for Fields {
             let value = Reflect::get(&self.object, &js_name(field)).unwrap_or(JsValue::UNDEFINED);
             if !value.is_undefined() {
                 self.value = Some(value);
+                self.field = field;
                 return seed.deserialize(field.into_deserializer()).map(Some);
             }
         }
@@ -457,7 +538,8 @@ impl<'de> de::MapAccess<'de> for Fields {
     }
 
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, ReadError> {
-        seed.deserialize(Reader(self.value.take().unwrap_or(JsValue::UNDEFINED)))
+        let value = self.value.take().unwrap_or(JsValue::UNDEFINED);
+        step_into(Step::Field(self.field), value, seed)
     }
 }
 
