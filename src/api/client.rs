@@ -6,7 +6,7 @@ use js_sys::{Function, Promise};
 use serde::Deserialize;
 use tsify::Tsify;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
+use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::core::debounce::DebounceOptions;
 use crate::core::merge::{MergeRules, OnConflict};
@@ -412,7 +412,7 @@ fn promise<F>(f: F) -> Promise
 where
     F: Future<Output = Result<JsValue, Error>> + 'static,
 {
-    future_to_promise(async move { f.await.map_err(JsValue::from) })
+    super::spawn_promise(async move { f.await.map_err(JsValue::from) })
 }
 
 #[wasm_bindgen]

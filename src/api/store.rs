@@ -12,7 +12,6 @@ use std::rc::Rc;
 
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::Error;
 use crate::web::idb::{Batch, Db, OpenOptions, Schema, Upgrade};
@@ -122,7 +121,7 @@ impl LocalStore {
     #[wasm_bindgen(skip_typescript)]
     pub fn get(&self, key: String) -> Promise {
         let db = Rc::clone(&self.db);
-        future_to_promise(async move {
+        super::spawn_promise(async move {
             match db.get(ENTRIES, &key).await? {
                 Some(entry) => {
                     let version = version_of(&key, Some(&entry))?;
@@ -144,7 +143,7 @@ impl LocalStore {
     #[wasm_bindgen(skip_typescript)]
     pub fn put(&self, key: String, value: JsValue, expected_version: JsValue) -> Promise {
         let db = Rc::clone(&self.db);
-        future_to_promise(async move {
+        super::spawn_promise(async move {
             let expected = expected_version_of(&expected_version, true)?;
             let next = expected + 1;
             match db
@@ -175,7 +174,7 @@ impl LocalStore {
     #[wasm_bindgen(js_name = putMany, skip_typescript)]
     pub fn put_many(&self, entries: JsValue) -> Promise {
         let db = Rc::clone(&self.db);
-        future_to_promise(async move {
+        super::spawn_promise(async move {
             let items = read_entries(&entries)?;
             let mut batch = Batch::new();
             for (key, value, expected) in &items {
@@ -209,7 +208,7 @@ impl LocalStore {
     #[wasm_bindgen(skip_typescript)]
     pub fn update(&self, key: String, f: Function) -> Promise {
         let db = Rc::clone(&self.db);
-        future_to_promise(async move {
+        super::spawn_promise(async move {
             let (value, version) = db
                 .read_modify_write(&[ENTRIES], ENTRIES, &key, |current| {
                     let found = version_of(&key, current.as_ref())?;
@@ -241,7 +240,7 @@ impl LocalStore {
     #[wasm_bindgen(skip_typescript)]
     pub fn delete(&self, key: String, expected_version: JsValue) -> Promise {
         let db = Rc::clone(&self.db);
-        future_to_promise(async move {
+        super::spawn_promise(async move {
             let expected = expected_version_of(&expected_version, false)?;
             let mut batch = Batch::new();
             if expected > 0 {
@@ -262,7 +261,7 @@ impl LocalStore {
     #[wasm_bindgen(skip_typescript)]
     pub fn keys(&self) -> Promise {
         let db = Rc::clone(&self.db);
-        future_to_promise(async move {
+        super::spawn_promise(async move {
             let keys = db.keys(ENTRIES).await?;
             Ok(keys
                 .into_iter()

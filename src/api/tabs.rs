@@ -55,7 +55,7 @@ use js_sys::{Array, Function, Object, Promise};
 use serde::Deserialize;
 use tsify::Tsify;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
+use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::error::Error;
 use crate::web::channel::{
@@ -556,7 +556,7 @@ impl TabLocks {
     ) -> Promise {
         let shared = Rc::clone(&self.shared);
         let opts = self::options::<AcquireOptions>(options);
-        future_to_promise(async move {
+        super::spawn_promise(async move {
             let opts = opts?;
             let owner = Rc::downgrade(&shared);
             let slot = Self::acquire_slot(shared, name, opts.timeout_ms).await?;
@@ -569,7 +569,7 @@ impl TabLocks {
     pub fn with_lock(&self, name: String, f: Function, options: Option<Object>) -> Promise {
         let shared = Rc::clone(&self.shared);
         let opts = self::options::<AcquireOptions>(options);
-        future_to_promise(async move {
+        super::spawn_promise(async move {
             let opts = opts?;
             if !f.is_function() {
                 return Err(Error::Invalid("withLock needs a function".into()).into());
