@@ -560,6 +560,7 @@ mod properties {
             ],
             0..5,
         )
+        .prop_map(|m| m.into_iter().collect())
     }
 
     fn policy() -> impl Strategy<Value = OnConflict> {

@@ -1,7 +1,5 @@
 //! The record model of PROTOCOL.md ("Records"), shared by every core.
 
-use std::collections::BTreeMap;
-
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -81,7 +79,7 @@ impl<'de> Visitor<'de> for FieldValueVisitor {
 
 /// Field name to value. Ordered, so equal field sets compare and serialise
 /// the same way whatever order they were built in.
-pub type Fields = BTreeMap<String, FieldValue>;
+pub type Fields = crate::core::vecmap::VecMap<String, FieldValue>;
 
 /// A comment: an append-only log entry with a client-made id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,12 +171,12 @@ mod tests {
     fn field_values_read_as_the_untagged_form_did() {
         let fields: Fields =
             serde_json::from_str(r#"{"a":null,"b":true,"c":7,"d":-2,"e":1.5,"f":"x"}"#).unwrap();
-        assert_eq!(fields["a"], FieldValue::Null);
-        assert_eq!(fields["b"], FieldValue::Bool(true));
-        assert_eq!(fields["c"], FieldValue::Number(7.0));
-        assert_eq!(fields["d"], FieldValue::Number(-2.0));
-        assert_eq!(fields["e"], FieldValue::Number(1.5));
-        assert_eq!(fields["f"], FieldValue::Text("x".into()));
+        assert_eq!(fields.get("a"), Some(&FieldValue::Null));
+        assert_eq!(fields.get("b"), Some(&FieldValue::Bool(true)));
+        assert_eq!(fields.get("c"), Some(&FieldValue::Number(7.0)));
+        assert_eq!(fields.get("d"), Some(&FieldValue::Number(-2.0)));
+        assert_eq!(fields.get("e"), Some(&FieldValue::Number(1.5)));
+        assert_eq!(fields.get("f"), Some(&FieldValue::Text("x".into())));
         assert_eq!(
             serde_json::to_string(&fields).unwrap(),
             r#"{"a":null,"b":true,"c":7.0,"d":-2.0,"e":1.5,"f":"x"}"#

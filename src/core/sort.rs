@@ -8,7 +8,6 @@
 //! indirection costs nothing that shows.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 
 /// Sorts `items` by `compare`, keeping equal items in their order (stable).
 pub fn sort_by<T>(items: &mut Vec<T>, compare: impl Fn(&T, &T) -> Ordering) {
@@ -42,11 +41,9 @@ pub fn sort<T: Ord>(items: &mut Vec<T>) {
 /// map's own code, which is there anyway.
 pub trait CollectMap<K: Ord, V>: Iterator<Item = (K, V)> + Sized {
     /// The pairs as a map (a later pair of a key wins, as with `collect`).
-    fn collect_map(self) -> BTreeMap<K, V> {
-        let mut map = BTreeMap::new();
-        for (key, value) in self {
-            map.insert(key, value);
-        }
+    fn collect_map<M: Default + Extend<(K, V)>>(self) -> M {
+        let mut map = M::default();
+        map.extend(self);
         map
     }
 }

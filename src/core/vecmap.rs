@@ -1,5 +1,6 @@
-//! A map kept as a sorted `Vec`, for the crate's small maps (peers of a
-//! lock table, waiting tickets, a client's conflicts, ...).
+//! A map kept as a sorted `Vec`, for the crate's small maps (a record's
+//! fields, peers of a lock table, waiting tickets, a client's conflicts,
+//! ...). With serde it reads and writes as a map, as `BTreeMap` does.
 //!
 //! Every `BTreeMap<K, V>` the crate uses is compiled into its own copy of
 //! the B-tree's insert, remove and rebalancing code, four to five kilobytes
@@ -148,6 +149,11 @@ impl<K: Ord, V> VecMap<K, V> {
         self.pairs.iter_mut().map(|(_, v)| v)
     }
 
+    /// The keys in order, taken.
+    pub fn into_keys(self) -> impl Iterator<Item = K> {
+        self.pairs.into_iter().map(|(k, _)| k)
+    }
+
     /// The values in key order, taken.
     pub fn into_values(self) -> impl Iterator<Item = V> {
         self.pairs.into_iter().map(|(_, v)| v)
@@ -163,9 +169,95 @@ impl<K, V> IntoIterator for VecMap<K, V> {
     }
 }
 
+impl<'a, K, V> IntoIterator for &'a VecMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.pairs.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<K: Ord, V> FromIterator<(K, V)> for VecMap<K, V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut map = Self::new();
+        map.extend(iter);
+        map
+    }
+}
+
+impl<K: Ord, V> Extend<(K, V)> for VecMap<K, V> {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<K: Ord, V, const N: usize> From<[(K, V); N]> for VecMap<K, V> {
+    fn from(pairs: [(K, V); N]) -> Self {
+        pairs.into_iter().collect()
+    }
+}
+
+/// Written as a map (a JS object, a JSON object), as `BTreeMap` is.
+impl<K: serde::Serialize, V: serde::Serialize> serde::Serialize for VecMap<K, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.pairs.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de, K, V> serde::Deserialize<'de> for VecMap<K, V>
+where
+    K: Ord + serde::Deserialize<'de>,
+    V: serde::Deserialize<'de>,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<K, V>(std::marker::PhantomData<(K, V)>);
+
+        impl<'de, K, V> serde::de::Visitor<'de> for Visit<K, V>
+        where
+            K: Ord + serde::Deserialize<'de>,
+            V: serde::Deserialize<'de>,
+        {
+            type Value = VecMap<K, V>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<VecMap<K, V>, A::Error> {
+                let mut map = VecMap::new();
+                while let Some((k, v)) = access.next_entry()? {
+                    map.insert(k, v);
+                }
+                Ok(map)
+            }
+        }
+
+        deserializer.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_and_writes_as_a_json_object_in_key_order() {
+        let m: VecMap<String, u32> = serde_json::from_str(r#"{"b":2,"a":1,"c":3,"a":4}"#).unwrap();
+        assert_eq!(
+            m.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(m.get("a"), Some(&4), "a later key wins, as in a BTreeMap");
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"a":4,"b":2,"c":3}"#);
+        let from: VecMap<String, u32> = [("z".to_owned(), 1), ("y".to_owned(), 2)].into();
+        assert_eq!(from.iter().next(), Some((&"y".to_owned(), &2)));
+    }
 
     #[test]
     fn behaves_as_a_sorted_map() {

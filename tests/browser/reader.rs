@@ -1,9 +1,7 @@
 //! `web::de`, the reader of JS values: what the app, the server and other
 //! tabs hand over, read as the crate's types, with errors that say where.
 
-use std::collections::BTreeMap;
-
-use crm_sync::core::record::{FieldValue, Record};
+use crm_sync::core::record::{FieldValue, Fields, Record};
 use crm_sync::web::de::from_js;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
@@ -36,7 +34,7 @@ fn a_record_reads_with_its_fields() {
     .unwrap();
     assert_eq!(record.id, "c-1");
     assert_eq!(record.version, 3);
-    let expected: BTreeMap<String, FieldValue> = [
+    let expected: Fields = [
         ("fax", FieldValue::Null),
         ("name", FieldValue::Text("Acme".into())),
         ("size", FieldValue::Number(12.0)),
