@@ -32,15 +32,13 @@
 //! # Ok::<(), crm_sync::core::outbox::OutboxError>(())
 //! ```
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 
 use crate::core::code::ErrorCode;
 use crate::core::merge::{merge, merge_delete, Conflict, MergeOutcome, MergeRules};
 use crate::core::record::{FieldValue, Fields, Record};
 use crate::core::retry::RetryPolicy;
-use crate::core::sort::CollectMap;
+use crate::core::sort::{sort_by, CollectMap};
 
 /// What a mutation does to its record.
 ///
@@ -482,21 +480,38 @@ impl Outbox {
     /// What to send now: the head of each lane, if it is queued and its
     /// retry time has come. At most one entry per lane.
     pub fn next_sendable(&self, now_ms: u64) -> Vec<&OutboxEntry> {
-        let mut seen = BTreeSet::new();
-        self.entries
-            .iter()
-            .filter(|entry| seen.insert((entry.collection.as_str(), entry.record_id.as_str())))
+        self.lane_heads()
             .filter(|head| head.state == EntryState::Queued && head.retry_at_ms <= now_ms)
             .collect()
+    }
+
+    /// The first entry of each lane, in the outbox's order. (By sorting
+    /// with the crate's one sort rather than a set of seen lanes: a set
+    /// type of its own is kilobytes of wasm.)
+    fn lane_heads(&self) -> impl Iterator<Item = &OutboxEntry> {
+        fn lane(e: &OutboxEntry) -> (&str, &str) {
+            (e.collection.as_str(), e.record_id.as_str())
+        }
+        let mut by_lane: Vec<(usize, &OutboxEntry)> = self.entries.iter().enumerate().collect();
+        // Stable: within a lane, entries keep their order.
+        sort_by(&mut by_lane, |a, b| lane(a.1).cmp(&lane(b.1)));
+        let mut heads: Vec<(usize, &OutboxEntry)> = Vec::new();
+        for (at, entry) in by_lane {
+            if heads
+                .last()
+                .is_none_or(|(_, head)| lane(head) != lane(entry))
+            {
+                heads.push((at, entry));
+            }
+        }
+        sort_by(&mut heads, |a, b| a.0.cmp(&b.0));
+        heads.into_iter().map(|(_, entry)| entry)
     }
 
     /// When a lane head waiting for its retry time becomes sendable (the
     /// time to set a timer for), if one waits after `now_ms`.
     pub fn next_retry_at(&self, now_ms: u64) -> Option<u64> {
-        let mut seen = BTreeSet::new();
-        self.entries
-            .iter()
-            .filter(|entry| seen.insert((entry.collection.as_str(), entry.record_id.as_str())))
+        self.lane_heads()
             .filter(|head| head.state == EntryState::Queued && head.retry_at_ms > now_ms)
             .map(|head| head.retry_at_ms)
             .min()
