@@ -1118,7 +1118,7 @@ fn wire<'a, P: Serialize>(
 }
 
 /// A message as it came off the channel, not yet trusted: the web layer
-/// implements this for a `JsValue` (with serde-wasm-bindgen), tests for
+/// implements this for a `JsValue` (with `web::de`), tests for
 /// JSON. `read` is asked several times, for ever more of the message.
 pub trait UntrustedMessage {
     /// The message read as a `T`, or `None` if it is not of that shape.
