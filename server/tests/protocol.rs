@@ -982,35 +982,56 @@ async fn unknown_cursors_are_410() {
     assert_error(&r, 410, "cursor_expired");
 }
 
-/// Reads SSE frames until `n` `change` events arrived; returns (id, data) pairs.
-async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<(String, Value)> {
-    let mut buf = String::new();
-    let mut out = Vec::new();
-    while out.len() < n {
+/// Opens `/api/events` with the token in the query, as an `EventSource`
+/// must.
+async fn open_events(s: &TestServer, t: &str) -> reqwest::Response {
+    let live = s
+        .client
+        .get(format!("{}/api/events?token={t}", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    live
+}
+
+/// The next SSE frame (without its blank line), reading more of the stream
+/// into `buf` as needed.
+async fn next_frame(resp: &mut reqwest::Response, buf: &mut String) -> String {
+    while !buf.contains("\n\n") {
         let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
             .await
             .expect("event in time")
             .unwrap()
             .expect("stream open");
         buf.push_str(std::str::from_utf8(&chunk).unwrap());
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            let mut id = None;
-            let mut data = None;
-            let mut kind = None;
-            for line in frame.lines() {
-                if let Some(v) = line.strip_prefix("id:") {
-                    id = Some(v.trim().to_owned());
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data = Some(serde_json::from_str(v.trim()).unwrap());
-                } else if let Some(v) = line.strip_prefix("event:") {
-                    kind = Some(v.trim().to_owned());
-                }
+    }
+    let end = buf.find("\n\n").unwrap();
+    let frame: String = buf.drain(..end + 2).collect();
+    frame.trim_end().to_owned()
+}
+
+/// Reads SSE frames until `n` `change` events arrived; returns (id, data) pairs.
+async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<(String, Value)> {
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let frame = next_frame(resp, &mut buf).await;
+        let mut id = None;
+        let mut data = None;
+        let mut kind = None;
+        for line in frame.lines() {
+            if let Some(v) = line.strip_prefix("id:") {
+                id = Some(v.trim().to_owned());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data = Some(serde_json::from_str(v.trim()).unwrap());
+            } else if let Some(v) = line.strip_prefix("event:") {
+                kind = Some(v.trim().to_owned());
             }
-            if let (Some(id), Some(data)) = (id, data) {
-                assert_eq!(kind.as_deref(), Some("change"));
-                out.push((id, data));
-            }
+        }
+        if let (Some(id), Some(data)) = (id, data) {
+            assert_eq!(kind.as_deref(), Some("change"));
+            out.push((id, data));
         }
     }
     out
@@ -1023,23 +1044,8 @@ async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<(String, Val
 async fn server_sent_events_begin_with_ready() {
     let s = TestServer::start().await;
     let t = s.login("alice").await;
-    let mut live = s
-        .client
-        .get(format!("{}/api/events?token={t}", s.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), 200);
-    let mut buf = String::new();
-    while !buf.contains("\n\n") {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), live.chunk())
-            .await
-            .expect("ready in time")
-            .unwrap()
-            .expect("stream open");
-        buf.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
-    let frame = &buf[..buf.find("\n\n").unwrap()];
+    let mut live = open_events(&s, &t).await;
+    let frame = next_frame(&mut live, &mut String::new()).await;
     let lines: Vec<&str> = frame.lines().map(str::trim).collect();
     assert!(lines.contains(&"event: ready"), "first frame: {frame:?}");
     assert!(
@@ -1053,13 +1059,7 @@ async fn server_sent_events_follow_commits_and_resume() {
     let s = TestServer::start().await;
     let t = s.login("alice").await;
     // EventSource cannot set headers: the token may come in the query.
-    let mut live = s
-        .client
-        .get(format!("{}/api/events?token={t}", s.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), 200);
+    let mut live = open_events(&s, &t).await;
     assert!(live.headers()["content-type"]
         .to_str()
         .unwrap()
