@@ -287,7 +287,7 @@ const HELD_RETRY_MS: u32 = 30_000;
 struct EventFeed {
     source: web_sys::EventSource,
     heard: Rc<Cell<bool>>,
-    _listeners: [EventListener; 3],
+    _listeners: [EventListener; 4],
 }
 
 impl EventFeed {
@@ -295,18 +295,41 @@ impl EventFeed {
     fn open(url: &str, on_change: impl Fn() + 'static) -> Option<Self> {
         let source = web_sys::EventSource::new(url).ok()?;
         let heard = Rc::new(Cell::new(false));
-        let hear = |kind: &'static str, what: Rc<dyn Fn()>| {
-            let heard = Rc::clone(&heard);
-            EventListener::new(&source, kind, move |_| {
-                heard.set(kind != "open");
-                what();
-            })
+        let listen = |kind: &'static str, on: Box<dyn Fn()>| {
+            EventListener::new(&source, kind, move |_| on())
         };
+        let (h1, h2, h3, h4) = (
+            Rc::clone(&heard),
+            Rc::clone(&heard),
+            Rc::clone(&heard),
+            Rc::clone(&heard),
+        );
+        let failed = source.clone();
         let listeners = (|| {
             Ok::<_, Error>([
-                hear("open", Rc::new(|| {}))?,
-                hear("ready", Rc::new(|| {}))?,
-                hear("change", Rc::new(on_change))?,
+                listen("open", Box::new(move || h1.set(false)))?,
+                listen("ready", Box::new(move || h2.set(true)))?,
+                listen(
+                    "change",
+                    Box::new(move || {
+                        h3.set(true);
+                        on_change();
+                    }),
+                )?,
+                // A stream that fails before anything came through it (a
+                // proxy that cuts it, a backend without the route) is
+                // closed, so it is tried again in 30 s rather than
+                // reconnected by the browser every few seconds; one that
+                // worked is left to the browser's reconnect, which resumes
+                // after the last event id.
+                listen(
+                    "error",
+                    Box::new(move || {
+                        if !h4.get() {
+                            failed.close();
+                        }
+                    }),
+                )?,
             ])
         })();
         let Ok(listeners) = listeners else {
