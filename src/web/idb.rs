@@ -301,6 +301,13 @@ impl BatchOp {
             Self::Put { store, .. } | Self::Delete { store, .. } => store,
         }
     }
+
+    /// The entry it writes: store and key.
+    fn target(&self) -> (&str, &str) {
+        match self {
+            Self::Put { store, key, .. } | Self::Delete { store, key } => (store, key),
+        }
+    }
 }
 
 impl Batch {
@@ -349,8 +356,17 @@ impl Batch {
         self
     }
 
-    /// Adds `later`'s writes after this batch's, in order.
+    /// Adds `later`'s writes after this batch's, dropping the writes of
+    /// this batch that `later` overwrites (same store and key), so a batch
+    /// that keeps taking later ones holds at most one write per entry.
     pub fn append(&mut self, later: Batch) -> &mut Self {
+        if !self.ops.is_empty() {
+            let mut overwritten: Vec<(&str, &str)> =
+                later.ops.iter().map(BatchOp::target).collect();
+            crate::core::sort::sort(&mut overwritten);
+            self.ops
+                .retain(|op| overwritten.binary_search(&op.target()).is_err());
+        }
         self.ops.extend(later.ops);
         self
     }

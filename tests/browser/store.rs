@@ -320,6 +320,45 @@ async fn local_store_rejects_closed_after_close() {
     assert_eq!(code(&err).as_deref(), Some("closed"));
 }
 
+/// What a client holds while IndexedDB is full: each later batch appended,
+/// an entry written twice kept once, in the order of the last write.
+#[wasm_bindgen_test]
+async fn user_db_store_appended_batches_keep_one_write_per_entry() {
+    let db = UserDb::open(&unique("append")).await.unwrap();
+    let mut held = Batch::new();
+    held.put(Store::Meta, "a", &json!(1)).unwrap();
+    held.put(Store::Meta, "b", &json!(1)).unwrap();
+    held.put(Store::Outbox, "a", &json!("other store")).unwrap();
+    let mut later = Batch::new();
+    later.delete(Store::Meta, "a");
+    later.put(Store::Meta, "b", &json!(2)).unwrap();
+    later.put(Store::Meta, "c", &json!(3)).unwrap();
+    held.append(later);
+    assert_eq!(
+        held.len(),
+        4,
+        "the first writes of meta/a and meta/b are dropped"
+    );
+    let mut last = Batch::new();
+    last.put(Store::Meta, "a", &json!(4)).unwrap();
+    held.append(last);
+    assert_eq!(held.len(), 4);
+    db.write_batch(&held).await.unwrap();
+    assert_eq!(db.get::<u32>(Store::Meta, "a").await.unwrap(), Some(4));
+    assert_eq!(db.get::<u32>(Store::Meta, "b").await.unwrap(), Some(2));
+    assert_eq!(db.get::<u32>(Store::Meta, "c").await.unwrap(), Some(3));
+    assert_eq!(
+        db.get::<String>(Store::Outbox, "a")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("other store")
+    );
+    let mut into_empty = Batch::new();
+    into_empty.append(held);
+    assert_eq!(into_empty.len(), 4);
+}
+
 #[wasm_bindgen_test]
 async fn user_db_store_batch_is_all_or_nothing() {
     let user = unique("batch");
