@@ -205,15 +205,16 @@ impl Reader {
 }
 
 thread_local! {
-    /// Struct field names as JS strings, keyed by the address of their
-    /// `&'static str`: a record load reads the same few names many times.
-    static NAMES: RefCell<VecMap<usize, JsValue>> = RefCell::new(VecMap::new());
+    /// Struct field names as JS strings, keyed by where their `&'static
+    /// str` is: a record load reads the same few names many times.
+    static NAMES: RefCell<VecMap<(usize, usize), JsValue>> = RefCell::new(VecMap::new());
 }
 
 fn js_name(name: &'static str) -> JsValue {
     NAMES.with(|names| {
         let mut names = names.borrow_mut();
-        let at = name.as_ptr() as usize;
+        // Address and length: one literal may start where another does.
+        let at = (name.as_ptr() as usize, name.len());
         if let Some(js) = names.get(&at) {
             return js.clone();
         }
