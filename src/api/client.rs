@@ -137,29 +137,32 @@ struct OpenFields {
     user: Option<String>,
 }
 
+/// Reads an app's argument as its own fields `F` and the shared options,
+/// both from the same object.
+fn with_options<F: serde::de::DeserializeOwned>(value: JsValue) -> Result<(F, CrmOptions), Error> {
+    Ok((from_app(value.clone())?, from_app(value)?))
+}
+
 impl LoginOptions {
-    /// Reads the app's argument: its own fields, then the shared options
-    /// from the same object.
     fn read(value: JsValue) -> Result<Self, Error> {
-        let own: LoginFields = from_app(value.clone())?;
+        let (own, options) = with_options::<LoginFields>(value)?;
         Ok(Self {
             base_url: own.base_url,
             username: own.username,
             password: own.password,
-            options: from_app(value)?,
+            options,
         })
     }
 }
 
 impl OpenOptions {
-    /// As [`LoginOptions::read`].
     fn read(value: JsValue) -> Result<Self, Error> {
-        let own: OpenFields = from_app(value.clone())?;
+        let (own, options) = with_options::<OpenFields>(value)?;
         Ok(Self {
             base_url: own.base_url,
             token: own.token,
             user: own.user,
-            options: from_app(value)?,
+            options,
         })
     }
 }

@@ -15,7 +15,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
 use crate::web::idb::{Batch, Db, OpenOptions, Schema, Upgrade};
-use crate::web::js::get;
+use crate::web::js::{get, name, prop, safe_integer};
 
 #[wasm_bindgen(typescript_custom_section)]
 const LOCAL_STORE_TS: &'static str = r#"
@@ -279,40 +279,25 @@ impl LocalStore {
     }
 }
 
-thread_local! {
-    /// The property names read and written per entry, made into JS
-    /// strings once: a batch of thousands would otherwise make each anew.
-    static NAMES: [JsValue; 4] = ["v", "value", "key", "expectedVersion"].map(JsValue::from_str);
-}
-
-const V: usize = 0;
-const VALUE: usize = 1;
-const KEY: usize = 2;
-const EXPECTED: usize = 3;
-
-/// `target[NAMES[name]]`, `undefined` if absent or not an object.
-fn prop(target: &JsValue, name: usize) -> JsValue {
-    if !target.is_object() {
-        return JsValue::UNDEFINED;
-    }
-    NAMES.with(|names| Reflect::get(target, &names[name]).unwrap_or(JsValue::UNDEFINED))
-}
+/// Property names of a stored entry and of a `putMany` item.
+const V: &str = "v";
+const VALUE: &str = "value";
+const KEY: &str = "key";
+const EXPECTED: &str = "expectedVersion";
 
 /// `{ v: version, value }`, the stored form.
 fn entry(value: &JsValue, version: u64) -> JsValue {
     let entry = Object::new();
-    NAMES.with(|names| {
-        let _ = Reflect::set(&entry, &names[V], &JsValue::from(version as f64));
-        let _ = Reflect::set(&entry, &names[VALUE], value);
-    });
+    let _ = Reflect::set(&entry, &name(V), &JsValue::from(version as f64));
+    let _ = Reflect::set(&entry, &name(VALUE), value);
     entry.into()
 }
 
 /// `{ value, version }`, what JavaScript gets.
 fn versioned(value: &JsValue, version: u64) -> JsValue {
     let out = Object::new();
-    let _ = Reflect::set(&out, &"value".into(), value);
-    let _ = Reflect::set(&out, &"version".into(), &JsValue::from(version as f64));
+    let _ = Reflect::set(&out, &name(VALUE), value);
+    let _ = Reflect::set(&out, &name("version"), &JsValue::from(version as f64));
     out.into()
 }
 
@@ -395,9 +380,7 @@ fn expected_version_of(value: &JsValue, absent_is_zero: bool) -> Result<u64, Err
 }
 
 fn as_version(n: f64) -> Option<u64> {
-    // Above 2^53 a JS number no longer holds every whole number.
-    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
-    (n.fract() == 0.0 && (0.0..=MAX_SAFE).contains(&n)).then_some(n as u64)
+    safe_integer(n).filter(|n| *n >= 0.0).map(|n| n as u64)
 }
 
 fn is_thenable(value: &JsValue) -> bool {

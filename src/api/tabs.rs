@@ -47,7 +47,6 @@
 //! const off = tabs.onLeaderChange((leader) => console.log("leader:", leader));
 //! ```
 
-use crate::core::vecmap::VecMap;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
@@ -57,6 +56,7 @@ use tsify::Tsify;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
+use crate::core::vecmap::VecMap;
 use crate::error::Error;
 use crate::web::channel::{
     broadcast_channel_available, BroadcastCanceller, BroadcastHeld, BroadcastLocks,

@@ -20,11 +20,10 @@
 //! }
 //! ```
 
-use crate::core::vecmap::VecMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::core::record::{Fields, PendingComment};
+use crate::core::vecmap::VecMap;
 
 /// The settings of a debounced function (API.md `Debouncer` options and
 /// `debounceMs`/`maxWaitMs` of the client).

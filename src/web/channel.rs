@@ -6,7 +6,6 @@
 //! untrusted input. [`TabChannel`] hands raw values on; the envelope layer
 //! decodes them and counts what it ignores.
 
-use crate::core::vecmap::VecMap;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +22,7 @@ use crate::core::election::{
     decode, ElectionConfig, ElectionEffect, Envelope, Ignored, LockTable, LockTicket, TabId,
     TabMessage, UntrustedMessage, LEADER_LOCK,
 };
+use crate::core::vecmap::VecMap;
 use crate::error::Error;
 use crate::web::clock::{now_ms, random_unit};
 use crate::web::js::{describe, to_js};

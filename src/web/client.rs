@@ -274,6 +274,17 @@ const POLLS_PER_SAFETY_READ: u32 = 15;
 /// while nothing else writes.
 const HELD_RETRY_MS: u32 = 30_000;
 
+/// At most this many `/api/events` streams per page. Over HTTP/1.1 a
+/// browser keeps six connections per server, for all its tabs together,
+/// and a stream holds one for good: a page with clients of many users (each
+/// leading for its user) would starve its own requests. Clients beyond the
+/// first poll.
+const STREAMS_PER_PAGE: u32 = 1;
+
+thread_local! {
+    static OPEN_STREAMS: Cell<u32> = const { Cell::new(0) };
+}
+
 /// The leader's `EventSource` on `/api/events`, used as a doorbell: each
 /// `change` event starts a read of the changes feed, which stays the one
 /// source of what changed (so nothing in an event needs trusting). Closed
@@ -295,24 +306,21 @@ impl EventFeed {
     fn open(url: &str, on_change: impl Fn() + 'static) -> Option<Self> {
         let source = web_sys::EventSource::new(url).ok()?;
         let heard = Rc::new(Cell::new(false));
-        let listen = |kind: &'static str, on: Box<dyn Fn()>| {
-            EventListener::new(&source, kind, move |_| on())
+        // Each listener gets the `heard` flag.
+        type OnEvent = Box<dyn Fn(&Cell<bool>)>;
+        let on = |kind: &'static str, f: OnEvent| {
+            let heard = Rc::clone(&heard);
+            EventListener::new(&source, kind, move |_| f(&heard))
         };
-        let (h1, h2, h3, h4) = (
-            Rc::clone(&heard),
-            Rc::clone(&heard),
-            Rc::clone(&heard),
-            Rc::clone(&heard),
-        );
         let failed = source.clone();
         let listeners = (|| {
             Ok::<_, Error>([
-                listen("open", Box::new(move || h1.set(false)))?,
-                listen("ready", Box::new(move || h2.set(true)))?,
-                listen(
+                on("open", Box::new(|heard| heard.set(false)))?,
+                on("ready", Box::new(|heard| heard.set(true)))?,
+                on(
                     "change",
-                    Box::new(move || {
-                        h3.set(true);
+                    Box::new(move |heard| {
+                        heard.set(true);
                         on_change();
                     }),
                 )?,
@@ -322,10 +330,10 @@ impl EventFeed {
                 // reconnected by the browser every few seconds; one that
                 // worked is left to the browser's reconnect, which resumes
                 // after the last event id.
-                listen(
+                on(
                     "error",
-                    Box::new(move || {
-                        if !h4.get() {
+                    Box::new(move |heard| {
+                        if !heard.get() {
                             failed.close();
                         }
                     }),
@@ -351,17 +359,6 @@ impl EventFeed {
     fn is_closed(&self) -> bool {
         self.source.ready_state() == web_sys::EventSource::CLOSED
     }
-}
-
-/// At most this many `/api/events` streams per page. Over HTTP/1.1 a
-/// browser keeps six connections per server, for all its tabs together,
-/// and a stream holds one for good: a page with clients of many users (each
-/// leading for its user) would starve its own requests. Clients beyond the
-/// first poll.
-const STREAMS_PER_PAGE: u32 = 1;
-
-thread_local! {
-    static OPEN_STREAMS: Cell<u32> = const { Cell::new(0) };
 }
 
 impl Drop for EventFeed {

@@ -8,8 +8,8 @@
 //! byte arrays). It is ours for size: its error type words a wrong value by
 //! its kind ("a number") instead of through serde's `Unexpected`, whose
 //! `Display` pulls the whole float formatter into the module, and a struct
-//! reads only the fields it names, each name turned into a JS string once per
-//! page.
+//! reads only the fields it names, each name made into a JS string once per
+//! page ([`crate::web::js::name`]).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -18,7 +18,7 @@ use js_sys::{Array, Object, Reflect};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Unexpected, Visitor};
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::core::vecmap::VecMap;
+use crate::web::js::{name, safe_integer};
 
 /// Why a value could not be read, in words fit for an error message, with
 /// where: `fields.city: invalid type: an object, expected …`.
@@ -33,21 +33,18 @@ impl ReadError {
         let path = PATH.with(|path| {
             let mut out = String::new();
             for step in path.borrow().iter() {
-                match step {
-                    Step::Field(name) => {
-                        if !out.is_empty() {
-                            out.push('.');
-                        }
-                        out.push_str(name);
+                let name = match step {
+                    Step::Field(name) => (*name).to_owned(),
+                    Step::Key(key) => key.as_string().unwrap_or_default(),
+                    Step::Index(i) => {
+                        out.push_str(&format!("[{i}]"));
+                        continue;
                     }
-                    Step::Key(key) => {
-                        if !out.is_empty() {
-                            out.push('.');
-                        }
-                        out.push_str(&key.as_string().unwrap_or_default());
-                    }
-                    Step::Index(i) => out.push_str(&format!("[{i}]")),
+                };
+                if !out.is_empty() {
+                    out.push('.');
                 }
+                out.push_str(&name);
             }
             out
         });
@@ -151,9 +148,6 @@ pub fn from_js<T: DeserializeOwned>(value: JsValue) -> Result<T, ReadError> {
     T::deserialize(Reader(value))
 }
 
-/// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
-const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
-
 /// A JS value being read.
 struct Reader(JsValue);
 
@@ -164,9 +158,7 @@ impl Reader {
 
     /// The value as a safe integer, if it is one.
     fn integer(&self) -> Option<f64> {
-        self.0
-            .as_f64()
-            .filter(|v| v.fract() == 0.0 && v.abs() <= MAX_SAFE)
+        self.0.as_f64().and_then(safe_integer)
     }
 
     /// What the value is, for an error.
@@ -202,26 +194,6 @@ impl Reader {
     fn object(&self) -> Option<&Object> {
         (self.0.is_object() && !Array::is_array(&self.0)).then(|| self.0.unchecked_ref())
     }
-}
-
-thread_local! {
-    /// Struct field names as JS strings, keyed by where their `&'static
-    /// str` is: a record load reads the same few names many times.
-    static NAMES: RefCell<VecMap<(usize, usize), JsValue>> = RefCell::new(VecMap::new());
-}
-
-fn js_name(name: &'static str) -> JsValue {
-    NAMES.with(|names| {
-        let mut names = names.borrow_mut();
-        // Address and length: one literal may start where another does.
-        let at = (name.as_ptr() as usize, name.len());
-        if let Some(js) = names.get(&at) {
-            return js.clone();
-        }
-        let js = JsValue::from_str(name);
-        names.insert(at, js.clone());
-        js
-    })
 }
 
 impl<'de> de::Deserializer<'de> for Reader {
@@ -528,7 +500,8 @@ impl<'de> de::MapAccess<'de> for Fields {
         seed: K,
     ) -> Result<Option<K::Value>, ReadError> {
         for &field in self.fields.by_ref() {
-            let value = Reflect::get(&self.object, &js_name(field)).unwrap_or(JsValue::UNDEFINED);
+            // `object` is one (see `deserialize_struct`): no check per field.
+            let value = Reflect::get(&self.object, &name(field)).unwrap_or(JsValue::UNDEFINED);
             if !value.is_undefined() {
                 self.value = Some(value);
                 self.field = field;

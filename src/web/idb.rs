@@ -145,15 +145,17 @@ impl Schema {
 
 /// The database during an upgrade, as a [`Migration`] sees it.
 pub struct Upgrade {
-    db: Option<web_sys::IdbDatabase>,
+    /// The open request whose `upgradeneeded` this is: its `result` is the
+    /// database, its `transaction` the version change.
     request: web_sys::IdbOpenDbRequest,
 }
 
 impl Upgrade {
-    fn db(&self) -> Result<&web_sys::IdbDatabase, Error> {
-        self.db
-            .as_ref()
-            .ok_or_else(|| Error::Storage("the upgrade has no database".into()))
+    fn db(&self) -> Result<web_sys::IdbDatabase, Error> {
+        self.request
+            .result()
+            .map(JsCast::unchecked_into)
+            .map_err(|_| Error::Storage("the upgrade has no database".into()))
     }
 
     /// Creates an object store with out-of-line keys (the key is given with
@@ -819,22 +821,21 @@ async fn open_attempt(name: &str, schema: Schema, timeout_ms: u32) -> Result<Att
         EventListener::new(&raw_request, "blocked", move |_| blocked.set(true))?
     };
     let on_upgrade = {
-        let (failure, raw_request) = (Rc::clone(&failure), raw_request.clone());
-        EventListener::new(&raw_request.clone(), "upgradeneeded", move |event| {
+        let failure = Rc::clone(&failure);
+        let upgrade = Upgrade {
+            request: raw_request.clone(),
+        };
+        EventListener::new(&raw_request, "upgradeneeded", move |event| {
             let from = get(&event, "oldVersion").as_f64().unwrap_or(0.0) as u32;
             let to = get(&event, "newVersion")
                 .as_f64()
                 .map_or(schema.version, |v| v as u32);
-            let upgrade = Upgrade {
-                db: raw_request.result().map(JsCast::unchecked_into).ok(),
-                request: raw_request.clone(),
-            };
             if let Err(e) = migrate(&upgrade, from, to, schema) {
                 // Aborting the version change fails the open; our own error
                 // is kept to be reported instead of the AbortError the
                 // request gets.
                 *failure.borrow_mut() = Some(e);
-                if let Some(tx) = raw_request.transaction() {
+                if let Some(tx) = upgrade.transaction() {
                     let _ = tx.abort();
                 }
             }

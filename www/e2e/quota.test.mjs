@@ -144,9 +144,7 @@ test("quota exceeded: an offline edit is lost when the tab closes before there i
   const context = page.context();
   await page.close();
   await context.setOffline(false);
-  const next = await context.newPage();
-  next.problems = [];
-  next.on("pageerror", (e) => next.problems.push(`pageerror: ${e.message}`));
+  const next = await openPage(browser, context);
   await next.goto(BASE_URL + "/#/customers");
   await customerRow(next, ID).waitFor();
   assert.equal(await next.getByText(MEMORY_WARNING).count(), 0, "IndexedDB in use again after a reload");
