@@ -175,9 +175,7 @@ pub async fn login_route(
             Ok(())
         })
         .await?;
-    let expires_at = chrono::DateTime::from_timestamp(expires, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default();
+    let expires_at = rfc3339(expires);
     tracing::info!(user = %username, "signed in");
     Ok(Json(
         json!({ "token": token, "user": username, "expiresAt": expires_at }),
@@ -203,6 +201,43 @@ pub async fn logout_route(
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/me` -> `{ user, expiresAt }`: who a token belongs to. A client
+/// opened with a token alone asks this before it touches any local data, so
+/// one user's database is never read with another user's token.
+///
+/// # Errors
+/// `401 unauthorized` without a valid token.
+pub async fn me_route(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let token = bearer_token(&headers)
+        .ok_or_else(|| ApiError::unauthorized("sign in first: Authorization: Bearer <token>"))?;
+    let user = user_for_token(&state, Some(token.clone())).await?;
+    let hash = token_hash(&token);
+    let expires: Option<i64> = state
+        .db
+        .read(move |tx| {
+            Ok(tx
+                .query_row(
+                    "SELECT expires_at FROM tokens WHERE token_hash = ?1",
+                    [hash],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await?;
+    Ok(Json(
+        json!({ "user": user, "expiresAt": expires.map(rfc3339).unwrap_or_default() }),
+    ))
+}
+
+fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
 /// Deletes expired tokens.

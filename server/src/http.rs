@@ -159,6 +159,7 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
     let api = Router::new()
         .route("/api/login", post(auth::login_route))
         .route("/api/logout", post(auth::logout_route))
+        .route("/api/me", get(auth::me_route))
         .route("/api/changes", get(changes::feed_route))
         .route("/api/events", get(changes::events_route))
         .route(

@@ -116,6 +116,20 @@ async fn logout_revokes_the_token() {
     assert_eq!(s.get("/api/customers", &other).await.status, 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn me_names_the_tokens_user() {
+    let s = TestServer::start().await;
+    let t = s.login("bob").await;
+    let r = s.get("/api/me", &t).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["user"], "bob");
+    assert!(chrono_like(&r.body["expiresAt"]));
+    assert_error(&s.get("/api/me", "0000").await, 401, "unauthorized");
+    s.send(Method::POST, "/api/logout", Some(&t), None, &[])
+        .await;
+    assert_error(&s.get("/api/me", &t).await, 401, "unauthorized");
+}
+
 // ---------- records ----------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
