@@ -70,6 +70,15 @@ pub enum Error {
     /// The object was closed.
     #[error("closed")]
     Closed,
+    /// `logout` found changes of the user's that are not on the server;
+    /// `details` is `{ pending, failed, conflicts }` as the client lists them.
+    #[error("{count} change(s) are not on the server yet: send, resolve or discard them, or log out with discard")]
+    PendingChanges {
+        /// How many, in all.
+        count: usize,
+        /// `{ pending, failed, conflicts }`.
+        details: JsValue,
+    },
     /// The server lost the sync job (expired, or a restart).
     #[error("the server does not know sync job {0}")]
     SyncNotFound(String),
@@ -92,6 +101,7 @@ impl Error {
             Self::Storage(_) => ErrorCode::Storage,
             Self::Closed => ErrorCode::Closed,
             Self::SyncNotFound(_) => ErrorCode::SyncNotFound,
+            Self::PendingChanges { .. } => ErrorCode::PendingChanges,
         }
     }
 

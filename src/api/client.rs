@@ -168,6 +168,11 @@ impl OpenOptions {
 }
 
 #[derive(Deserialize)]
+struct MeAnswer {
+    user: String,
+}
+
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LoginAnswer {
     token: String,
@@ -255,10 +260,11 @@ async fn start_client(
     options: &CrmOptions,
     config: Config,
     session: Session,
+    verified: bool,
 ) -> Result<CrmSync, Error> {
     let mode = options.tabs_mode()?;
     let channel = format!("crm-sync:{}", session.user);
-    let client = Client::start(config, session).await;
+    let client = Client::start(config, session, verified).await;
     let sync = SyncRunner::new(client.clone(), options.sync_config());
     let tabs = TabLocks::open(&channel, mode)?;
 
@@ -277,6 +283,9 @@ async fn start_client(
                     spawn_local(async move { client.record_from_tab(&collection, &id).await });
                 }
                 TabMessage::Session(notice) => client.session_from_tab(notice.state),
+                TabMessage::WorkChanged(_) => {
+                    spawn_local(async move { client.reread_work().await });
+                }
                 other => sync.on_tab_message(other),
             }
         },
@@ -317,6 +326,20 @@ async fn start_client(
         _bus: bus,
         _on_leader: on_leader,
     })
+}
+
+/// Closes the engine, the sync follower and the tab coordination (which
+/// hands leadership to another tab at once).
+fn shut_down(client: &Client, sync: &SyncRunner, tabs_js: &JsValue) {
+    client.close();
+    sync.close();
+    client.set_bus(None);
+    sync.set_bus(None);
+    if let Ok(close) = js_sys::Reflect::get(tabs_js, &"close".into()) {
+        if let Ok(close) = close.dyn_into::<Function>() {
+            let _ = close.call0(tabs_js);
+        }
+    }
 }
 
 /// `crm.sync`: the spreadsheet sync as every tab of the user sees it.
@@ -441,14 +464,21 @@ impl CrmSync {
             token: answer.token,
             user: answer.user,
         };
-        Ok(start_client(&options.options, config, session).await?)
+        Ok(start_client(&options.options, config, session, true).await?)
     }
 
-    /// Opens a client with a token the app already has (and the user it
-    /// belongs to, which names the IndexedDB database). Makes no request.
+    /// Opens a client with a token the app already has. It first asks the
+    /// server whose token it is (`GET /api/me`) before it touches any
+    /// local data: the user's IndexedDB database and tab channel are named
+    /// by that answer. Offline, a `user` the app names opens that user's
+    /// data, and nothing is read from or sent to the server until it
+    /// confirms the token is that user's.
     ///
     /// # Errors
-    /// Rejects with `CrmError` `invalid` for an empty token or bad options.
+    /// Rejects with `CrmError` `invalid` for an empty token or bad options;
+    /// `unauthorized` for a token the server does not know, or one of
+    /// another user than `user`; `network`, `timeout` or `server` when the
+    /// server cannot be asked and no `user` was given.
     pub async fn open(
         #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
     ) -> Result<CrmSync, JsValue> {
@@ -457,11 +487,35 @@ impl CrmSync {
             return Err(Error::Invalid("token is empty".into()).into());
         }
         let config = options.options.config(&options.base_url)?;
+        let mut req = HttpRequest::new(Method::Get, format!("{}/me", config.base_url));
+        req.timeout_ms = config.timeout_ms;
+        req.token = Some(options.token.clone());
+        let named = options.user.filter(|u| !u.is_empty());
+        let answer = match send(&req).await {
+            Ok(resp) => from_server::<MeAnswer>(resp.body).map(Some),
+            Err(e) if e.is_transient() && named.is_some() => Ok(None),
+            Err(e) => Err(e),
+        }?;
+        let (user, verified) = match (answer, named) {
+            (Some(me), Some(named)) if me.user != named => {
+                return Err(Error::Http {
+                    code: crate::error::ErrorCode::Unauthorized,
+                    status: 401,
+                    message: format!("this token is {}'s, not {named}'s", me.user),
+                    details: JsValue::UNDEFINED,
+                    retry_after_ms: None,
+                }
+                .into())
+            }
+            (Some(me), _) => (me.user, true),
+            (None, Some(named)) => (named, false),
+            (None, None) => return Err(Error::Offline.into()),
+        };
         let session = Session {
             token: options.token,
-            user: options.user.unwrap_or_default(),
+            user,
         };
-        Ok(start_client(&options.options, config, session).await?)
+        Ok(start_client(&options.options, config, session, verified).await?)
     }
 
     /// The spreadsheet sync (`start`, `state`, `subscribe`, `cancel`,
@@ -660,39 +714,41 @@ impl CrmSync {
         out
     }
 
-    /// Revokes the token, deletes this user's IndexedDB data, and closes.
+    /// Logs out: first sends what is still queued; if anything is left
+    /// off the server, rejects with `pending_changes` (its `details` list
+    /// it) and changes nothing, unless `discard: true`. Then revokes the
+    /// token, tells every tab, releases this tab's leadership and locks, and
+    /// deletes this user's IndexedDB data. A revoke that cannot reach the
+    /// server rejects (`network`, `timeout`, `server`) and also changes
+    /// nothing: the user is either logged out everywhere with their data
+    /// deleted, or still logged in with everything kept.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn logout(&self) -> Promise {
+    pub fn logout(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "{ discard?: boolean }")] options: JsValue,
+    ) -> Promise {
+        let discard = crate::web::js::get(&options, "discard").as_bool() == Some(true);
         let client = self.client.clone();
+        let sync = Rc::clone(&self.sync);
+        let tabs = self.tabs_js.clone();
         promise(async move {
-            // A token the server already forgot is logged out all the same.
-            let answer = match client.request(Method::Post, "/logout") {
-                Ok(req) => send(&req).await.map(|_| ()),
-                Err(e) => Err(e),
-            };
+            if !discard {
+                client.send_before_logout().await?;
+            }
+            client.revoke().await?;
             let user = client.user();
             client.tell_tabs_logged_out();
             client.emit_session("logged-out");
-            client.close();
+            shut_down(&client, &sync, &tabs);
             let _ = UserDb::delete_user(&user, 5_000).await;
-            match answer {
-                Err(e) if e.code() != crate::error::ErrorCode::Unauthorized => Err(e),
-                _ => Ok(JsValue::UNDEFINED),
-            }
+            Ok(JsValue::UNDEFINED)
         })
     }
 
-    /// Stops timers, channels and polling; later calls fail with `closed`.
+    /// Stops timers, channels and polling, and gives up this tab's
+    /// leadership and locks at once; later calls fail with `closed`.
     pub fn close(&self) {
-        self.client.close();
-        self.sync.close();
-        self.client.set_bus(None);
-        self.sync.set_bus(None);
-        if let Ok(close) = js_sys::Reflect::get(&self.tabs_js, &"close".into()) {
-            if let Ok(close) = close.dyn_into::<Function>() {
-                let _ = close.call0(&self.tabs_js);
-            }
-        }
+        shut_down(&self.client, &self.sync, &self.tabs_js);
     }
 
     /// Test and demo hook: behave as if the browser went offline (`false`)
@@ -700,5 +756,28 @@ impl CrmSync {
     #[wasm_bindgen(js_name = setOnline)]
     pub fn set_online(&self, online: bool) {
         self.client.set_online(online);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_attempts_count_tries_in_all_with_one_default() {
+        let default = CrmOptions::default().config("/api").unwrap().retry;
+        let explicit = CrmOptions {
+            retry: Some(RetryOptions {
+                attempts: Some(4),
+                ..RetryOptions::default()
+            }),
+            ..CrmOptions::default()
+        }
+        .config("/api")
+        .unwrap()
+        .retry;
+        assert_eq!(default, explicit);
+        // Four tries in all: the first and three retries.
+        assert_eq!(default.attempts, 3);
     }
 }

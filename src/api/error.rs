@@ -21,7 +21,7 @@ export type CrmErrorCode =
   | "unauthorized" | "forbidden" | "not_found" | "invalid" | "conflict"
   | "overlap" | "network" | "timeout" | "server" | "bad_response" | "offline"
   | "quota" | "version_mismatch" | "lock_timeout" | "cancelled"
-  | "sync_not_found" | "storage" | "closed";
+  | "sync_not_found" | "already_finished" | "pending_changes" | "storage" | "closed";
 
 /** Every failure of crm-sync: a real `Error` with a machine-readable code. */
 export class CrmError extends Error {
@@ -80,7 +80,7 @@ pub fn to_js_error(err: &Error) -> JsValue {
         &err.status().map_or(JsValue::UNDEFINED, JsValue::from),
     );
     let details = match err {
-        Error::Http { details, .. } => details.clone(),
+        Error::Http { details, .. } | Error::PendingChanges { details, .. } => details.clone(),
         Error::VersionMismatch {
             key,
             expected,

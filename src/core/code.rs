@@ -39,6 +39,11 @@ pub enum ErrorCode {
     Cancelled,
     /// The server does not know the sync job (expired, or lost in a restart).
     SyncNotFound,
+    /// The sync job ended before it could be cancelled.
+    AlreadyFinished,
+    /// `logout` found changes not yet on the server (queued, refused, or a
+    /// conflict waiting for a person); `details` lists them.
+    PendingChanges,
     /// IndexedDB cannot be used (blocked upgrade, private mode, broken).
     Storage,
     /// The client or store was closed.
@@ -65,6 +70,8 @@ impl ErrorCode {
             Self::LockTimeout => "lock_timeout",
             Self::Cancelled => "cancelled",
             Self::SyncNotFound => "sync_not_found",
+            Self::AlreadyFinished => "already_finished",
+            Self::PendingChanges => "pending_changes",
             Self::Storage => "storage",
             Self::Closed => "closed",
         }
@@ -82,7 +89,8 @@ impl ErrorCode {
             Some("invalid") | Some("precondition_required") | Some("bad_request") => {
                 return Self::Invalid
             }
-            Some("conflict") | Some("already_finished") => return Self::Conflict,
+            Some("conflict") => return Self::Conflict,
+            Some("already_finished") => return Self::AlreadyFinished,
             Some("overlap") => return Self::Overlap,
             Some("sync_not_found") => return Self::SyncNotFound,
             _ => {}

@@ -995,6 +995,12 @@ pub struct SessionNotice {
     pub state: SessionEnd,
 }
 
+/// A tab changed the user's outbox, dead letters or conflicts in IndexedDB:
+/// every other tab reads them again (the notice carries no data, so a lost
+/// or forged one costs a read, never a wrong state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkNotice {}
+
 /// A press in a tab that does not lead, forwarded to the leader, which
 /// alone drives the sync reducer. Read through [`RawCommand`] (see
 /// [`crate::core::outbox::MutationOp`] for why).
@@ -1048,6 +1054,8 @@ pub enum TabMessage {
     SyncState(Box<SyncState>),
     /// A follower's press for the leader (kind `sync-command`).
     SyncCommand(SyncCommand),
+    /// The user's pending work changed: read it again (kind `work-changed`).
+    WorkChanged(WorkNotice),
 }
 
 impl TabMessage {
@@ -1059,6 +1067,7 @@ impl TabMessage {
             Self::Session(_) => "session",
             Self::SyncState(_) => "sync-state",
             Self::SyncCommand(_) => "sync-command",
+            Self::WorkChanged(_) => "work-changed",
         }
     }
 }
@@ -1098,6 +1107,7 @@ impl Serialize for Envelope {
             TabMessage::Session(p) => wire(tab, seq, kind, p).serialize(serializer),
             TabMessage::SyncState(p) => wire(tab, seq, kind, p.as_ref()).serialize(serializer),
             TabMessage::SyncCommand(p) => wire(tab, seq, kind, p).serialize(serializer),
+            TabMessage::WorkChanged(p) => wire(tab, seq, kind, p).serialize(serializer),
         }
     }
 }
@@ -1180,6 +1190,7 @@ pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, 
         "session" => TabMessage::Session(payload(raw)?),
         "sync-state" => TabMessage::SyncState(Box::new(payload(raw)?)),
         "sync-command" => TabMessage::SyncCommand(payload(raw)?),
+        "work-changed" => TabMessage::WorkChanged(payload(raw)?),
         _ => return Err(Ignored::UnknownKind),
     };
     Ok(Envelope { tab, seq, message })

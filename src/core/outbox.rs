@@ -650,10 +650,12 @@ impl Outbox {
     /// The server answered 409 with `theirs`; `outcome` is the merge of the
     /// entry's change into it (see [`OutboxEntry::merge_with`]).
     ///
-    /// [`MergeOutcome::Resend`] rewrites the entry on theirs' version and
-    /// keeps its place at the head of its lane; [`MergeOutcome::Settled`]
-    /// removes it; [`MergeOutcome::Conflict`] removes it and returns a
-    /// [`Conflict`] with id `conflict_id` for a person.
+    /// [`MergeOutcome::Resend`] rewrites the entry on theirs' version,
+    /// under `fresh_id` as its new `Idempotency-Key` (a key names one
+    /// request, and the re-sent one differs), and keeps its place at the
+    /// head of its lane; [`MergeOutcome::Settled`] removes it;
+    /// [`MergeOutcome::Conflict`] removes it and returns a [`Conflict`] with
+    /// id `fresh_id` for a person.
     ///
     /// # Errors
     ///
@@ -664,7 +666,7 @@ impl Outbox {
         mutation_id: &str,
         theirs: &Record,
         outcome: MergeOutcome,
-        conflict_id: String,
+        fresh_id: String,
     ) -> Result<ConflictHandled, OutboxError> {
         let entry = self.sending_mut(mutation_id)?;
         if matches!(entry.op, MutationOp::Comment { .. }) {
@@ -694,6 +696,7 @@ impl Outbox {
                         fields: patch,
                     },
                 };
+                entry.idempotency_key = fresh_id;
                 entry.state = EntryState::Queued;
                 entry.retry_at_ms = 0;
                 entry.merge_rounds = entry.merge_rounds.saturating_add(1);
@@ -707,7 +710,7 @@ impl Outbox {
                 let index = self.index_of(mutation_id)?;
                 let entry = self.entries.remove(index);
                 let conflict = Conflict {
-                    id: conflict_id,
+                    id: fresh_id,
                     collection: entry.collection.clone(),
                     record_id: entry.record_id.clone(),
                     base: entry.op.base_version().unwrap_or(0),
@@ -1300,6 +1303,35 @@ mod tests {
     }
 
     #[test]
+    fn a_merged_resend_goes_under_a_new_idempotency_key() {
+        // The key names one request: the re-sent change has another body and
+        // If-Match, so a server that checks keys against requests would
+        // refuse it under the old one (PROTOCOL.md, "Exactly once").
+        let mut outbox = Outbox::new();
+        let op = MutationOp::Patch {
+            base_version: 7,
+            base_fields: text(&[("x", "0")]),
+            fields: text(&[("x", "1")]),
+        };
+        outbox.enqueue(new("m1", "c-1", op), 0).unwrap();
+        let first_key = outbox.get("m1").unwrap().idempotency_key.clone();
+        outbox.mark_sending("m1").unwrap();
+        let theirs = record(8, &[("x", "0"), ("y", "9")]);
+        let outcome = outbox
+            .get("m1")
+            .unwrap()
+            .merge_with(&theirs, &MergeRules::default())
+            .unwrap();
+        let handled = outbox
+            .on_conflict("m1", &theirs, outcome, "fresh-key".into())
+            .unwrap();
+        assert!(matches!(handled, ConflictHandled::Resend { .. }));
+        let entry = outbox.get("m1").unwrap();
+        assert_ne!(entry.idempotency_key, first_key);
+        assert_eq!(entry.idempotency_key, "fresh-key");
+    }
+
+    #[test]
     fn a_merged_conflict_is_resent_on_theirs_version() {
         let mut outbox = Outbox::new();
         let mine = MutationOp::Patch {
@@ -1335,7 +1367,8 @@ mod tests {
             }
         );
         assert_eq!((entry.state, entry.merge_rounds), (EntryState::Queued, 1));
-        assert_eq!(entry.idempotency_key, "key-m1");
+        // Re-sent under the fresh key given (a key names one request).
+        assert_ne!(entry.idempotency_key, "key-m1");
         // It keeps its place at the head of its lane.
         assert_eq!(sendable(&outbox, 0), ["m1"]);
     }

@@ -35,8 +35,9 @@ pub enum Jitter {
     Equal,
 }
 
-/// When to try a failed request again. The defaults are API.md's
-/// `retry: { attempts: 4, baseDelayMs: 500, maxDelayMs: 8000 }`.
+/// When to try a failed request again. The defaults are the client's
+/// `retry: { attempts: 4, baseDelayMs: 500, maxDelayMs: 8000 }`, where
+/// `attempts` counts tries in all: the first try and three retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RetryPolicy {
@@ -54,7 +55,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            attempts: 4,
+            attempts: 3,
             base_delay_ms: 500,
             max_delay_ms: 8_000,
             jitter: Jitter::Full,
@@ -243,7 +244,8 @@ mod tests {
         let policy = RetryPolicy::default();
         assert_eq!(
             (policy.attempts, policy.base_delay_ms, policy.max_delay_ms),
-            (4, 500, 8_000)
+            (3, 500, 8_000),
+            "four tries in all: the first and three retries"
         );
     }
 
@@ -294,14 +296,14 @@ mod tests {
             policy.decide(&Failure::Status(422), 1, 0.5, None),
             RetryDecision::GiveUp(GiveUpReason::Permanent)
         );
-        for failures in 1..=4 {
+        for failures in 1..=3 {
             assert!(matches!(
                 policy.decide(&Failure::Network, failures, 0.5, None),
                 RetryDecision::RetryIn { .. }
             ));
         }
         assert_eq!(
-            policy.decide(&Failure::Network, 5, 0.5, None),
+            policy.decide(&Failure::Network, 4, 0.5, None),
             RetryDecision::GiveUp(GiveUpReason::Exhausted)
         );
         let never = RetryPolicy {

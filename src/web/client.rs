@@ -21,8 +21,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::core::debounce::{Batch, Debounce, DebounceOptions, Pushed, SavePayload};
-use crate::core::election::{RecordChange, SessionEnd, SessionNotice, TabMessage};
+use crate::core::election::{RecordChange, SessionEnd, SessionNotice, TabMessage, WorkNotice};
 use crate::core::merge::{Conflict, MergeRules};
+use crate::core::reachability::{Answer, Reachability};
 use crate::core::outbox::{
     ConflictHandled, EntryError, EntryState, MutationOp, NewMutation, Outbox, OutboxEntry,
 };
@@ -34,7 +35,7 @@ use crate::core::vecmap::VecMap;
 use crate::error::{Error, ErrorCode};
 use crate::web::channel::EnvelopeChannel;
 use crate::web::clock::{now_ms, random_unit, uuid_v4};
-use crate::web::http::{send, HttpRequest, Method};
+use crate::web::http::{send, HttpRequest, HttpResponse, Method};
 use crate::web::idb::{record_key, Batch as DbBatch, Store, UserDb};
 use crate::web::js::{from_server, get, to_js};
 use crate::web::lifecycle::{EventListener, PageEvent, PageLifecycle};
@@ -385,6 +386,10 @@ struct State {
     /// callers hear the server's answer. Entries restored from IndexedDB
     /// (a closed tab's, a reload's) are sent by the leader.
     own: HashSet<String>,
+    /// Entries another live tab made, known here from IndexedDB so that
+    /// `pending()` and `failed()` are the same in every tab; that tab sends
+    /// them (or the leader, once it adopts them).
+    foreign: HashSet<String>,
     /// Entries whose send should outlive the page (`pagehide`).
     keepalive: HashSet<String>,
     conflicts: VecMap<String, KeptConflict>,
@@ -426,7 +431,14 @@ struct Inner {
     /// Snapshots handed to JS, kept until something changes, so
     /// `useSyncExternalStore` sees the same object between changes.
     snapshots: RefCell<HashMap<String, JsValue>>,
-    online: Cell<bool>,
+    /// Whether the server can be reached (not `navigator.onLine` alone).
+    reach: RefCell<Reachability>,
+    /// The next probe of the server while it cannot be reached.
+    probe_timer: RefCell<Option<Timeout>>,
+    /// The server said the token is this session's user (`GET /api/me`, or
+    /// the login). Until then nothing is read from or sent to the server
+    /// with it, so one user's local data never goes out with another's token.
+    verified: Cell<bool>,
     leader: Cell<bool>,
     closed: Cell<bool>,
     expired: Cell<bool>,
@@ -457,7 +469,11 @@ impl Client {
     /// database and restores the outbox and conflicts kept there; where
     /// IndexedDB cannot be used, the client works in memory (`status.storage`
     /// says so).
-    pub async fn start(config: Config, session: Session) -> Client {
+    ///
+    /// `verified` says the server confirmed the token's user; a client
+    /// opened offline with a user the app named is not, and probes the
+    /// server before it reads or sends anything.
+    pub async fn start(config: Config, session: Session, verified: bool) -> Client {
         let debounce = Debounce::new(config.debounce);
         let inner = Rc::new(Inner {
             config,
@@ -471,7 +487,9 @@ impl Client {
             held_timer: RefCell::new(None),
             listeners: js_sys::Set::new(&JsValue::UNDEFINED),
             snapshots: RefCell::new(HashMap::new()),
-            online: Cell::new(navigator_online()),
+            reach: RefCell::new(Reachability::new(navigator_online())),
+            probe_timer: RefCell::new(None),
+            verified: Cell::new(verified),
             leader: Cell::new(false),
             closed: Cell::new(false),
             expired: Cell::new(false),
@@ -493,6 +511,12 @@ impl Client {
         client.open_storage().await;
         client.listen_to_page();
         client.follow_feed();
+        if !verified {
+            let mut reach = client.inner.reach.borrow_mut();
+            let _ = reach.request_ended(Answer::Unreachable, now_ms(), 0.0);
+            reach.nudge(now_ms());
+        }
+        client.schedule_probe();
         client.pump();
         client
     }
@@ -530,9 +554,15 @@ impl Client {
         self.inner.config.timeout_ms
     }
 
-    /// Whether the browser is believed online.
+    /// Whether the server can be reached (and the browser has a network).
     pub fn is_online(&self) -> bool {
-        self.inner.online.get()
+        self.inner.reach.borrow().online()
+    }
+
+    /// Online, and the token is known to be this session's user: the
+    /// server may be read from and written to.
+    fn can_talk(&self) -> bool {
+        self.is_online() && self.inner.verified.get()
     }
 
     /// Tells the engine whether this tab leads (sends the outbox entries
@@ -568,7 +598,7 @@ impl Client {
             };
             let inner = &client.inner;
             let wanted = inner.leader.get()
-                && client.is_online()
+                && client.can_talk()
                 && !inner.closed.get()
                 && !inner.expired.get()
                 && inner.cursor.borrow().is_some();
@@ -740,6 +770,10 @@ impl Client {
     /// Reads outbox entries from IndexedDB that this tab does not know
     /// (written by a tab that closed) and adds them to its outbox.
     async fn adopt_orphans(&self) {
+        // Entries known from other tabs become this leader's to send too
+        // (their tab may have closed; a live one's answer is the same, by
+        // its Idempotency-Key).
+        self.inner.state.borrow_mut().foreign.clear();
         let Some(db) = self.db() else { return };
         let stored: Vec<(String, OutboxEntry)> = db.all(Store::Outbox).await.unwrap_or_default();
         let mut state = self.inner.state.borrow_mut();
@@ -771,6 +805,112 @@ impl Client {
         drop(state);
         self.changed();
         self.emit_status();
+    }
+
+    /// Another tab changed the user's outbox, dead letters or conflicts:
+    /// read them again from IndexedDB, the one copy that counts, so every
+    /// tab shows the same `pending()`, `failed()` and `conflicts()`, and
+    /// raise `conflict` events for conflicts new here.
+    pub async fn reread_work(&self) {
+        let Some(db) = self.db() else { return };
+        let outbox: Result<Vec<(String, OutboxEntry)>, Error> = db.all(Store::Outbox).await;
+        let failed: Result<Vec<(String, OutboxEntry)>, Error> = db.all(Store::Failed).await;
+        let conflicts: Result<Vec<(String, KeptConflict)>, Error> =
+            db.all(Store::Conflicts).await;
+        let (Ok(outbox), Ok(failed), Ok(conflicts)) = (outbox, failed, conflicts) else {
+            return;
+        };
+        let (fresh_conflicts, gone_callers) = {
+            let mut guard = self.inner.state.borrow_mut();
+            let state = &mut *guard;
+            let mut stored: VecMap<String, OutboxEntry> = VecMap::new();
+            for (_, entry) in outbox.into_iter().chain(failed) {
+                stored.insert(entry.mutation_id.clone(), entry);
+            }
+            // What is under way here, or not yet written, stays as this tab
+            // has it; everything else is as IndexedDB says.
+            let mut all: Vec<OutboxEntry> = Vec::new();
+            let mut sending: Vec<String> = Vec::new();
+            for entry in state.outbox.entries() {
+                let id = &entry.mutation_id;
+                if entry.state == EntryState::Sending || state.unpersisted.contains(id) {
+                    if entry.state == EntryState::Sending {
+                        sending.push(id.clone());
+                    }
+                    stored.remove(id);
+                    all.push(entry.clone());
+                }
+            }
+            let known: HashSet<String> = state
+                .outbox
+                .entries()
+                .map(|e| e.mutation_id.clone())
+                .collect();
+            for (id, entry) in stored {
+                let local = state.outbox.get(&id);
+                // A failed entry of ours that another tab put back in line
+                // is that tab's to send now.
+                let retried_elsewhere = local.is_some_and(|l| {
+                    l.state == EntryState::Failed && entry.state != EntryState::Failed
+                });
+                if !known.contains(&id) {
+                    restage(&mut state.records, &entry);
+                }
+                if !known.contains(&id) || retried_elsewhere {
+                    state.own.remove(&id);
+                    state.foreign.insert(id.clone());
+                }
+                all.push(entry);
+            }
+            let kept: HashSet<String> = all.iter().map(|e| e.mutation_id.clone()).collect();
+            // Entries gone from IndexedDB: sent, discarded or resolved in
+            // another tab. Their staged changes go with them.
+            let gone: Vec<OutboxEntry> = state
+                .outbox
+                .entries()
+                .filter(|e| !kept.contains(&e.mutation_id))
+                .cloned()
+                .collect();
+            for entry in &gone {
+                let key = RecordKey::new(&entry.collection, &entry.record_id);
+                match &entry.op {
+                    MutationOp::Patch { fields, .. } => state.records.unstage(&key, fields),
+                    MutationOp::Comment { comment_id, .. } => {
+                        state.records.unstage_comment(&key, comment_id)
+                    }
+                    MutationOp::Create { .. } | MutationOp::Delete { .. } => {
+                        state.records.discard(&key);
+                    }
+                }
+                state.own.remove(&entry.mutation_id);
+                state.foreign.remove(&entry.mutation_id);
+            }
+            let gone_callers: Vec<String> = gone
+                .iter()
+                .map(|e| e.mutation_id.clone())
+                .filter(|id| state.waiting.get(id).is_some())
+                .collect();
+            state.outbox = Outbox::restore(all);
+            for id in sending {
+                let _ = state.outbox.mark_sending(&id);
+            }
+            let fresh: Vec<KeptConflict> = conflicts
+                .iter()
+                .filter(|(id, _)| state.conflicts.get(id).is_none())
+                .map(|(_, kept)| kept.clone())
+                .collect();
+            state.conflicts = conflicts.into_iter().collect_map();
+            (fresh, gone_callers)
+        };
+        for id in gone_callers {
+            self.settle(&id, Err(Error::Cancelled));
+        }
+        self.changed();
+        for kept in &fresh_conflicts {
+            self.emit_conflict(kept);
+        }
+        self.emit_status();
+        self.pump();
     }
 
     /// Lets the engine tell other tabs about commits and session ends.
@@ -921,8 +1061,14 @@ impl Client {
         if batch.is_empty() {
             return;
         }
+        let work = [Store::Outbox, Store::Failed, Store::Conflicts]
+            .iter()
+            .any(|store| batch.touches(store.name()));
         match db.write_batch(&batch).await {
             Ok(()) => {
+                if work {
+                    self.tell_tabs(TabMessage::WorkChanged(WorkNotice {}));
+                }
                 if was_full && self.inner.held.borrow().is_none() {
                     self.inner.held_timer.borrow_mut().take();
                     self.changed();
@@ -994,14 +1140,24 @@ impl Client {
             let weak = self.weak();
             let doc = document.clone();
             if let Ok(l) = EventListener::new(document.as_ref(), "visibilitychange", move |_| {
-                if doc.visibility_state() == web_sys::VisibilityState::Hidden {
-                    if let Some(client) = Client::from_weak(&weak) {
+                if let Some(client) = Client::from_weak(&weak) {
+                    if doc.visibility_state() == web_sys::VisibilityState::Hidden {
                         client.flush_now(true);
+                    } else {
+                        client.nudge();
                     }
                 }
             }) {
                 listeners.push(l);
             }
+        }
+        let weak = self.weak();
+        if let Ok(l) = EventListener::new(target, "focus", move |_| {
+            if let Some(client) = Client::from_weak(&weak) {
+                client.nudge();
+            }
+        }) {
+            listeners.push(l);
         }
         *self.inner.page.borrow_mut() = listeners;
         let weak = self.weak();
@@ -1014,13 +1170,120 @@ impl Client {
         }));
     }
 
-    /// The browser went online or offline (also called by the app's tests).
+    /// The browser says it has a network (`online`) or lost it (`offline`);
+    /// also the app's and tests' hook. Regained, the server is probed at
+    /// once and counts as reachable when it answers.
     pub fn set_online(&self, online: bool) {
-        if self.inner.online.replace(online) == online {
-            return;
-        }
+        let changed = self
+            .inner
+            .reach
+            .borrow_mut()
+            .network_changed(online, now_ms());
         if online {
             self.inner.state.borrow_mut().outbox.retry_all_now();
+        }
+        self.schedule_probe();
+        if changed.0 {
+            self.online_changed();
+        }
+    }
+
+    /// Window focus or a page made visible: if the server could not be
+    /// reached, try it now rather than at the next backoff step.
+    fn nudge(&self) {
+        self.inner.reach.borrow_mut().nudge(now_ms());
+        self.schedule_probe();
+    }
+
+    /// Sets the timer for the next probe (or clears it).
+    fn schedule_probe(&self) {
+        let at = self.inner.reach.borrow().next_probe_at();
+        let Some(at) = at.filter(|_| !self.inner.closed.get()) else {
+            self.inner.probe_timer.borrow_mut().take();
+            return;
+        };
+        let delay = at.saturating_sub(now_ms());
+        let weak = self.weak();
+        let timer = Timeout::new(u32::try_from(delay).unwrap_or(u32::MAX), move || {
+            if let Some(client) = Client::from_weak(&weak) {
+                if client.inner.reach.borrow_mut().take_due_probe(now_ms()) {
+                    spawn_local(async move { client.probe().await });
+                } else {
+                    client.schedule_probe();
+                }
+            }
+        });
+        *self.inner.probe_timer.borrow_mut() = Some(timer);
+    }
+
+    /// Asks the server who the token belongs to (`GET /api/me`): the
+    /// cheapest authenticated request, and the one that verifies a token
+    /// opened without a login.
+    async fn probe(&self) {
+        #[derive(Deserialize)]
+        struct Me {
+            user: String,
+        }
+        let result = match self.request(Method::Get, "/me") {
+            Ok(req) => {
+                self.inner.state.borrow_mut().metrics.requests += 1;
+                send(&req).await
+            }
+            Err(e) => Err(e),
+        };
+        if self.inner.closed.get() {
+            return;
+        }
+        let answer = reach_answer(&result).unwrap_or(Answer::Unreachable);
+        match result {
+            Ok(resp) => match from_server::<Me>(resp.body) {
+                Ok(me) if me.user == self.user() => self.inner.verified.set(true),
+                // Another user's token (or an answer we cannot read): this
+                // database's data never goes out with it.
+                _ => self.session_expired(),
+            },
+            Err(e) if e.code() == ErrorCode::Unauthorized => self.session_expired(),
+            Err(_) => {}
+        }
+        let changed = self
+            .inner
+            .reach
+            .borrow_mut()
+            .probed(answer, now_ms(), random_unit());
+        self.schedule_probe();
+        if changed.0 {
+            self.online_changed();
+        } else if answer == Answer::Answered {
+            // Verified while already believed online: start what waited.
+            self.pump();
+        }
+    }
+
+    /// Sends `req` once, counting it and telling reachability how it went.
+    async fn exchange(&self, req: &HttpRequest) -> Result<HttpResponse, Error> {
+        self.inner.state.borrow_mut().metrics.requests += 1;
+        let result = send(req).await;
+        let Some(answer) = reach_answer(&result).filter(|_| !self.inner.closed.get()) else {
+            return result;
+        };
+        let changed = self
+            .inner
+            .reach
+            .borrow_mut()
+            .request_ended(answer, now_ms(), random_unit());
+        if changed.0 {
+            self.schedule_probe();
+            self.online_changed();
+        }
+        result
+    }
+
+    /// `status.online` flipped: tell the app; offline, callers waiting on
+    /// entries that cannot be sent now hear `queued`; online again, send
+    /// what waited and catch up with other people's changes.
+    fn online_changed(&self) {
+        if self.is_online() {
+            self.ring_feed_if_leading();
         } else {
             // Callers waiting on entries that cannot be sent now hear
             // `queued` at once.
@@ -1043,11 +1306,28 @@ impl Client {
         self.pump();
     }
 
+    fn ring_feed_if_leading(&self) {
+        let inner = &self.inner;
+        if inner.leader.get() && inner.cursor.borrow().is_some() && self.can_talk() {
+            self.ring_feed();
+        }
+    }
+
     // ----- events and snapshots -------------------------------------------
 
     /// Adds a listener; returns the function that removes it.
     pub fn subscribe(&self, listener: &Function) -> Function {
         subscribe_to(&self.inner.listeners, listener)
+    }
+
+    /// Raises a `conflict` event.
+    fn emit_conflict(&self, kept: &KeptConflict) {
+        let event = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&event, &"type".into(), &"conflict".into());
+        if let Ok(c) = to_js(&js_conflict(kept)) {
+            let _ = js_sys::Reflect::set(&event, &"conflict".into(), &c);
+        }
+        emit_to(&self.inner.listeners, &event.into());
     }
 
     /// Drops the snapshots: the next read makes new ones.
@@ -1107,7 +1387,7 @@ impl Client {
     pub fn get(&self, collection: &str, id: &str) -> JsValue {
         self.snapshot(format!("get\u{0}{collection}\u{0}{id}"), || {
             let state = self.inner.state.borrow();
-            let stale = state.stale.contains(collection) && !self.inner.online.get();
+            let stale = state.stale.contains(collection) && !self.is_online();
             state
                 .records
                 .get(collection, id)
@@ -1120,7 +1400,7 @@ impl Client {
     pub fn list(&self, collection: &str) -> JsValue {
         self.snapshot(format!("list\u{0}{collection}"), || {
             let state = self.inner.state.borrow();
-            let stale = state.stale.contains(collection) && !self.inner.online.get();
+            let stale = state.stale.contains(collection) && !self.is_online();
             let list: Vec<JsRecord<'_>> = state
                 .records
                 .list(collection)
@@ -1139,7 +1419,7 @@ impl Client {
             let Some(view) = state.records.view(collection, id) else {
                 return JsValue::UNDEFINED;
             };
-            let stale = state.stale.contains(collection) && !self.inner.online.get();
+            let stale = state.stale.contains(collection) && !self.is_online();
             let mut out = JsRecord::of(&view.record, stale);
             for pending in &view.pending_comments {
                 out.comments.push(JsComment {
@@ -1206,7 +1486,7 @@ impl Client {
             let state = self.inner.state.borrow();
             let staged_only = debounced(&state).count();
             let status = JsStatus {
-                online: self.inner.online.get(),
+                online: self.is_online(),
                 leader: self.inner.leader.get(),
                 pending: state.outbox.pending().len() + staged_only,
                 failed: state.outbox.failed().len(),
@@ -1280,8 +1560,7 @@ impl Client {
     pub async fn send_with_retry(&self, req: &HttpRequest) -> Result<JsValue, Error> {
         let mut failures = 0u32;
         loop {
-            self.inner.state.borrow_mut().metrics.requests += 1;
-            match send(req).await {
+            match self.exchange(req).await {
                 Ok(resp) => return Ok(resp.body),
                 Err(err) => {
                     if err.code() == ErrorCode::Unauthorized {
@@ -1312,7 +1591,7 @@ impl Client {
     /// `invalid` for a bad name; the server's error when nothing is stored.
     pub async fn load(&self, collection: &str) -> Result<JsValue, Error> {
         check_collection(collection)?;
-        let answer = if self.is_online() {
+        let answer = if self.can_talk() {
             self.read(&format!("/{collection}")).await
         } else {
             Err(Error::Offline)
@@ -1371,12 +1650,6 @@ impl Client {
                             .load(collection, stored.into_iter().map(|(_, r)| r));
                     }
                     state.stale.insert(collection.to_owned());
-                }
-                if self.inner.online.get() {
-                    // The request failed although the browser says online:
-                    // believe the failure.
-                    self.inner.online.set(false);
-                    self.emit_status();
                 }
                 self.changed();
                 Ok(self.list(collection))
@@ -1855,6 +2128,7 @@ impl Client {
                 .map_err(|e| not_found(e.to_string()))?;
             let entry = state.outbox.get(mutation_id).cloned();
             state.own.insert(mutation_id.to_owned());
+            state.foreign.remove(mutation_id);
             if let Some(e) = &entry {
                 state.records.set_state(
                     &RecordKey::new(&e.collection, &e.record_id),
@@ -1873,7 +2147,12 @@ impl Client {
         if let Some(entry) = entry {
             let mut batch = Self::entry_batch(&entry);
             batch.delete(Store::Failed.name(), entry.mutation_id.clone());
-            self.persist(batch).await;
+            // Of two tabs retrying one entry at once, one finds it gone.
+            if let Err(e) = self.claim(Store::Failed, mutation_id, batch).await {
+                self.settle(mutation_id, Err(Error::Cancelled));
+                self.reread_work().await;
+                return Err(e);
+            }
         }
         self.changed();
         self.emit_status();
@@ -1925,6 +2204,27 @@ impl Client {
         Ok(())
     }
 
+    /// Writes `batch` only if `key` is still in `store`, in one readwrite
+    /// transaction (atomic across tabs), and tells the other tabs. Without
+    /// IndexedDB this tab's memory is the only copy: nothing to claim.
+    ///
+    /// # Errors
+    /// `not_found` when another tab took it first; storage errors.
+    async fn claim(&self, store: Store, key: &str, batch: DbBatch) -> Result<(), Error> {
+        let Some(db) = self.db() else { return Ok(()) };
+        let scope = [Store::Outbox.name(), Store::Failed.name(), Store::Conflicts.name()];
+        db.db()
+            .read_modify_write(&scope, store.name(), key, |current| match current {
+                Some(_) => Ok((batch, ())),
+                None => Err(not_found(format!(
+                    "{key:?} was already handled in another tab"
+                ))),
+            })
+            .await?;
+        self.tell_tabs(TabMessage::WorkChanged(WorkNotice {}));
+        Ok(())
+    }
+
     /// Drops the changes of a record that still wait in the debounce
     /// window (not yet in the outbox); their callers hear `cancelled`.
     fn discard_staged(&self, key: &RecordKey) {
@@ -1971,19 +2271,24 @@ impl Client {
     /// `not_found` for an unknown conflict, or what the server said.
     pub async fn resolve(&self, conflict_id: &str, chosen: Fields) -> Result<JsValue, Error> {
         self.check_open()?;
-        let kept = self
-            .inner
-            .state
-            .borrow_mut()
-            .conflicts
-            .remove(conflict_id)
-            .ok_or_else(|| not_found(format!("no conflict {conflict_id:?}")))?;
-        let conflict = kept.conflict;
-        let resolution = conflict.resolve(&chosen);
-        let key = RecordKey::new(&conflict.collection, &conflict.record_id);
+        if self.inner.state.borrow().conflicts.get(conflict_id).is_none() {
+            return Err(not_found(format!("no conflict {conflict_id:?}")));
+        }
+        // Of two tabs resolving one conflict at once, one finds it gone.
         let mut batch = DbBatch::new();
         batch.delete(Store::Conflicts.name(), conflict_id.to_owned());
-        self.persist(batch).await;
+        let claimed = self.claim(Store::Conflicts, conflict_id, batch).await;
+        let kept = self.inner.state.borrow_mut().conflicts.remove(conflict_id);
+        if let Err(e) = claimed {
+            self.changed();
+            self.emit_status();
+            return Err(e);
+        }
+        let conflict = kept
+            .ok_or_else(|| not_found(format!("no conflict {conflict_id:?}")))?
+            .conflict;
+        let resolution = conflict.resolve(&chosen);
+        let key = RecordKey::new(&conflict.collection, &conflict.record_id);
         if resolution.patch.is_empty() {
             self.changed();
             self.emit_status();
@@ -2035,7 +2340,7 @@ impl Client {
         if self.inner.closed.get() || self.inner.expired.get() {
             return;
         }
-        if !self.is_online() {
+        if !self.can_talk() {
             return;
         }
         let leader = self.inner.leader.get();
@@ -2047,6 +2352,7 @@ impl Client {
                 .next_sendable(now)
                 .into_iter()
                 .filter(|e| !state.unpersisted.contains(&e.mutation_id))
+                .filter(|e| !state.foreign.contains(&e.mutation_id))
                 .filter(|e| leader || state.own.contains(&e.mutation_id))
                 .map(|e| e.mutation_id.clone())
                 .collect();
@@ -2135,10 +2441,7 @@ impl Client {
 
     async fn send_entry(&self, entry: OutboxEntry) {
         let result = match self.build(&entry) {
-            Ok(req) => {
-                self.inner.state.borrow_mut().metrics.requests += 1;
-                send(&req).await
-            }
+            Ok(req) => self.exchange(&req).await,
             Err(e) => Err(e),
         };
         if self.inner.closed.get() {
@@ -2327,7 +2630,7 @@ impl Client {
                 return;
             }
         };
-        let conflict_id = uuid_v4();
+        let fresh_id = uuid_v4();
         let base_record = {
             let state = self.inner.state.borrow();
             state
@@ -2355,7 +2658,7 @@ impl Client {
             &entry.mutation_id,
             &theirs,
             outcome,
-            conflict_id,
+            fresh_id,
         );
         let mut batch = DbBatch::new();
         let _ = batch.put(
@@ -2426,15 +2729,7 @@ impl Client {
                 self.persist(batch).await;
                 self.changed();
                 self.emit_record(&key, "server");
-                let event = js_sys::Object::new();
-                let _ = js_sys::Reflect::set(&event, &"type".into(), &"conflict".into());
-                if let Ok(c) = to_js(&JsConflict {
-                    base: kept.base.as_ref().map(|b| JsRecord::of(b, false)),
-                    ..js_conflict_parts(&kept.conflict)
-                }) {
-                    let _ = js_sys::Reflect::set(&event, &"conflict".into(), &c);
-                }
-                emit_to(&self.inner.listeners, &event.into());
+                self.emit_conflict(&kept);
                 self.settle(&entry.mutation_id, Ok(Outcome::Conflict(conflict)));
             }
             Err(e) => {
@@ -2470,9 +2765,6 @@ impl Client {
             );
             r
         };
-        if matches!(err.code(), ErrorCode::Network | ErrorCode::Timeout) && !navigator_online() {
-            self.inner.online.set(false);
-        }
         let exhausted = retrying.map(|r| r.exhausted).unwrap_or(true);
         if exhausted || !self.is_online() {
             self.settle(
@@ -2522,6 +2814,65 @@ impl Client {
         self.settle(&entry.mutation_id, Err(err));
     }
 
+    /// Before a logout: sends every debounced change and waits (up to the
+    /// request timeout) while queued ones are sent. Succeeds when nothing
+    /// of the user's is left off the server.
+    ///
+    /// # Errors
+    /// [`Error::PendingChanges`] listing what is left (queued, refused, or
+    /// a conflict waiting for a person); the session is untouched.
+    pub async fn send_before_logout(&self) -> Result<(), Error> {
+        if self.inner.closed.get() {
+            return Err(Error::Closed);
+        }
+        let _ = self.flush_now(false);
+        let deadline = now_ms().saturating_add(u64::from(self.inner.config.timeout_ms));
+        loop {
+            let sending = {
+                let state = self.inner.state.borrow();
+                !state.outbox.pending().is_empty() || debounced(&state).next().is_some()
+            };
+            let stuck = !self.can_talk() || self.inner.expired.get() || self.inner.closed.get();
+            if !sending || stuck || now_ms() >= deadline {
+                break;
+            }
+            crate::web::clock::sleep(50).await;
+        }
+        let count = {
+            let state = self.inner.state.borrow();
+            state.outbox.pending().len()
+                + debounced(&state).count()
+                + state.outbox.failed().len()
+                + state.conflicts.len()
+        };
+        if count == 0 {
+            return Ok(());
+        }
+        let details = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&details, &"pending".into(), &self.pending());
+        let _ = js_sys::Reflect::set(&details, &"failed".into(), &self.failed());
+        let _ = js_sys::Reflect::set(&details, &"conflicts".into(), &self.conflicts());
+        Err(Error::PendingChanges {
+            count,
+            details: details.into(),
+        })
+    }
+
+    /// Revokes the token on the server (`POST /api/logout`). A token the
+    /// server already forgot counts as revoked.
+    ///
+    /// # Errors
+    /// `network`, `timeout`, `server`: the token may still be valid, and
+    /// nothing else was changed.
+    pub async fn revoke(&self) -> Result<(), Error> {
+        let req = self.request(Method::Post, "/logout")?;
+        match self.exchange(&req).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == ErrorCode::Unauthorized => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A 401: the token is no longer good. Every tab hears it (the facade
     /// relays it); writes wait in the outbox for a new login.
     pub fn session_expired(&self) {
@@ -2541,6 +2892,7 @@ impl Client {
         }
         self.inner.debounce_timer.borrow_mut().take();
         self.inner.retry_timer.borrow_mut().take();
+        self.inner.probe_timer.borrow_mut().take();
         self.inner.held_timer.borrow_mut().take();
         self.inner.feed_timer.borrow_mut().take();
         self.inner.events.borrow_mut().take();
@@ -2706,6 +3058,17 @@ pub fn check_collection(collection: &str) -> Result<(), Error> {
 /// Percent-encodes an id for a URL path or query.
 pub fn encode(id: &str) -> String {
     String::from(js_sys::encode_uri_component(id))
+}
+
+/// What a request's end says about reachability; `None` for a request that
+/// never left (a body that could not be made, a closed client).
+fn reach_answer(result: &Result<HttpResponse, Error>) -> Option<Answer> {
+    match result {
+        Ok(_) | Err(Error::BadResponse(_)) => Some(Answer::Answered),
+        Err(Error::Network(_) | Error::Timeout(_)) => Some(Answer::Unreachable),
+        Err(Error::Http { status, .. }) => Some(Answer::of_status(Some(*status))),
+        Err(_) => None,
+    }
 }
 
 fn navigator_online() -> bool {

@@ -144,9 +144,26 @@ pub async fn send(req: &HttpRequest) -> Result<HttpResponse, Error> {
         Err(thrown) => return Err(Error::Network(describe(&thrown))),
     };
     let status = response.status();
+    let declared = response
+        .headers()
+        .get("Content-Length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        controller.abort();
+        return Err(too_large(status));
+    }
     let text_promise = response.text().map_err(|e| Error::Network(describe(&e)))?;
     let text = match JsFuture::from(text_promise).await {
-        Ok(text) => text.as_string().unwrap_or_default(),
+        Ok(text) => {
+            // Measured before it is copied out of JavaScript.
+            let units = text.dyn_ref::<js_sys::JsString>().map_or(0, |t| t.length());
+            if units as usize > MAX_BODY_BYTES {
+                return Err(too_large(status));
+            }
+            text.as_string().unwrap_or_default()
+        }
         Err(thrown) if timed_out(&thrown) => return Err(Error::Timeout(req.timeout_ms)),
         Err(thrown) => return Err(Error::Network(describe(&thrown))),
     };
@@ -167,6 +184,19 @@ pub async fn send(req: &HttpRequest) -> Result<HttpResponse, Error> {
         _ => None,
     };
     Err(error_from_body(status, parsed.ok(), retry_after_ms))
+}
+
+/// No answer of the protocol is larger: a collection is read in pages and a
+/// changes-feed page is cut at about 4 MB. A body past this (a proxy's
+/// padding, a misrouted download) is refused without parsing it, so it
+/// costs neither the memory of a copy in Rust nor a frozen page.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+fn too_large(status: u16) -> Error {
+    Error::BadResponse(format!(
+        "HTTP {status} with a body over {} MB: not an answer of the protocol",
+        MAX_BODY_BYTES / (1024 * 1024)
+    ))
 }
 
 /// A server may ask for a pause; longer than this is not waited for.

@@ -378,6 +378,11 @@ impl Batch {
         self.ops.is_empty()
     }
 
+    /// Whether any write goes to `store`.
+    pub fn touches(&self, store: &str) -> bool {
+        self.ops.iter().any(|op| op.store() == store)
+    }
+
     /// How many writes.
     pub fn len(&self) -> usize {
         self.ops.len()
