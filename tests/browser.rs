@@ -9,6 +9,7 @@ mod browser {
     pub mod calendar;
     pub mod debouncer;
     pub mod errors;
+    pub mod oneuser;
     pub mod reader;
     pub mod records;
     pub mod server;

@@ -23,10 +23,10 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 use crate::core::debounce::{Batch, Debounce, DebounceOptions, Pushed, SavePayload};
 use crate::core::election::{RecordChange, SessionEnd, SessionNotice, TabMessage, WorkNotice};
 use crate::core::merge::{Conflict, MergeRules};
-use crate::core::reachability::{Answer, Reachability};
 use crate::core::outbox::{
     ConflictHandled, EntryError, EntryState, MutationOp, NewMutation, Outbox, OutboxEntry,
 };
+use crate::core::reachability::{Answer, Reachability};
 use crate::core::record::{Comment, Fields, PendingComment, Record, RecordKey};
 use crate::core::retry::RetryPolicy;
 use crate::core::sort::CollectMap;
@@ -39,6 +39,10 @@ use crate::web::http::{send, HttpRequest, HttpResponse, Method};
 use crate::web::idb::{record_key, Batch as DbBatch, Store, UserDb};
 use crate::web::js::{from_server, get, to_js};
 use crate::web::lifecycle::{EventListener, PageEvent, PageLifecycle};
+
+/// The key of the changes-feed cursor in the user's `meta` store: a reload
+/// catches up from it rather than reading every collection again.
+const CURSOR_KEY: &str = "feed-cursor";
 
 /// Adds `listener` to `set`; the returned function removes it again
 /// (`Set.prototype.delete` bound to both, so no Rust closure is kept).
@@ -698,6 +702,9 @@ impl Client {
                 Err(e) if e.status() == Some(410) => {
                     // The server forgot our place: read everything again.
                     *self.inner.cursor.borrow_mut() = None;
+                    let mut forget = DbBatch::new();
+                    forget.delete(Store::Meta.name(), CURSOR_KEY);
+                    self.persist(forget).await;
                     let loaded: Vec<String> = self.inner.loaded.borrow().iter().cloned().collect();
                     for collection in loaded {
                         let _ = self.load(&collection).await;
@@ -743,6 +750,9 @@ impl Client {
                     }
                 }
             }
+            // In the same transaction as the records it covers: a reload
+            // goes on from here, never past a change it did not store.
+            let _ = batch.put(Store::Meta.name(), CURSOR_KEY, &page.cursor);
             *self.inner.cursor.borrow_mut() = Some(page.cursor);
             self.persist(batch).await;
             if !changed.is_empty() {
@@ -815,8 +825,7 @@ impl Client {
         let Some(db) = self.db() else { return };
         let outbox: Result<Vec<(String, OutboxEntry)>, Error> = db.all(Store::Outbox).await;
         let failed: Result<Vec<(String, OutboxEntry)>, Error> = db.all(Store::Failed).await;
-        let conflicts: Result<Vec<(String, KeptConflict)>, Error> =
-            db.all(Store::Conflicts).await;
+        let conflicts: Result<Vec<(String, KeptConflict)>, Error> = db.all(Store::Conflicts).await;
         let (Ok(outbox), Ok(failed), Ok(conflicts)) = (outbox, failed, conflicts) else {
             return;
         };
@@ -1006,6 +1015,10 @@ impl Client {
         let conflicts: Vec<(String, KeptConflict)> =
             db.all(Store::Conflicts).await.unwrap_or_default();
         let records: Vec<(String, Record)> = db.all(Store::Records).await.unwrap_or_default();
+        let cursor: Option<String> = db.get(Store::Meta, CURSOR_KEY).await.unwrap_or_default();
+        if cursor.is_some() {
+            *self.inner.cursor.borrow_mut() = cursor;
+        }
         {
             let mut state = self.inner.state.borrow_mut();
             let mut by_collection: VecMap<String, Vec<Record>> = VecMap::new();
@@ -1600,10 +1613,13 @@ impl Client {
             Ok(body) => {
                 let list: ListAnswer = from_server(body)?;
                 self.inner.loaded.borrow_mut().insert(collection.to_owned());
+                let mut batch = DbBatch::new();
                 if self.inner.cursor.borrow().is_none() {
+                    if let Some(cursor) = &list.cursor {
+                        let _ = batch.put(Store::Meta.name(), CURSOR_KEY, cursor);
+                    }
                     *self.inner.cursor.borrow_mut() = list.cursor.clone();
                 }
-                let mut batch = DbBatch::new();
                 for record in &list.items {
                     let _ = batch.put(
                         Store::Records.name(),
@@ -2212,7 +2228,11 @@ impl Client {
     /// `not_found` when another tab took it first; storage errors.
     async fn claim(&self, store: Store, key: &str, batch: DbBatch) -> Result<(), Error> {
         let Some(db) = self.db() else { return Ok(()) };
-        let scope = [Store::Outbox.name(), Store::Failed.name(), Store::Conflicts.name()];
+        let scope = [
+            Store::Outbox.name(),
+            Store::Failed.name(),
+            Store::Conflicts.name(),
+        ];
         db.db()
             .read_modify_write(&scope, store.name(), key, |current| match current {
                 Some(_) => Ok((batch, ())),
@@ -2271,7 +2291,14 @@ impl Client {
     /// `not_found` for an unknown conflict, or what the server said.
     pub async fn resolve(&self, conflict_id: &str, chosen: Fields) -> Result<JsValue, Error> {
         self.check_open()?;
-        if self.inner.state.borrow().conflicts.get(conflict_id).is_none() {
+        if self
+            .inner
+            .state
+            .borrow()
+            .conflicts
+            .get(conflict_id)
+            .is_none()
+        {
             return Err(not_found(format!("no conflict {conflict_id:?}")));
         }
         // Of two tabs resolving one conflict at once, one finds it gone.
@@ -2832,7 +2859,11 @@ impl Client {
                 let state = self.inner.state.borrow();
                 !state.outbox.pending().is_empty() || debounced(&state).next().is_some()
             };
-            let stuck = !self.can_talk() || self.inner.expired.get() || self.inner.closed.get();
+            // Without a network nothing will go out; with one, a probe
+            // may bring the server back within the wait.
+            let stuck = !self.inner.reach.borrow().network()
+                || self.inner.expired.get()
+                || self.inner.closed.get();
             if !sending || stuck || now_ms() >= deadline {
                 break;
             }

@@ -1,0 +1,297 @@
+//! One truth per user, against the real server: who a token belongs to,
+//! a logout that keeps queued work, conflicts and dead letters that every
+//! tab of the user shares, leadership given up at once, and a reload that
+//! catches up from the stored feed cursor. Two `CrmSync` objects of one user
+//! in this page are two tabs: they share the user's IndexedDB database and
+//! BroadcastChannel, as tabs do.
+
+use crm_sync::api::CrmSync;
+use js_sys::{Array, Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use super::support::{fetch_as, prop, server};
+
+#[wasm_bindgen(module = "/tests/browser/helpers.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = patchAs)]
+    fn patch_as(base: &str, user: &str, collection: &str, id: &str, fields: &JsValue) -> Promise;
+}
+
+fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in pairs {
+        Reflect::set(&o, &(*k).into(), v).unwrap();
+    }
+    o.into()
+}
+
+fn api() -> JsValue {
+    format!("{}/api", server()).into()
+}
+
+async fn client(user: &str, extra: &[(&str, JsValue)]) -> CrmSync {
+    let mut pairs = vec![
+        ("baseUrl", api()),
+        ("username", user.into()),
+        ("password", "demo".into()),
+    ];
+    pairs.extend(extra.iter().cloned());
+    CrmSync::login(obj(&pairs)).await.unwrap()
+}
+
+async fn wait(p: Promise) -> JsValue {
+    JsFuture::from(p).await.unwrap()
+}
+
+async fn sleep(ms: u32) {
+    gloo_timers::future::TimeoutFuture::new(ms).await;
+}
+
+/// Waits until `cond` holds, up to `ms`; how long it took, or `None`.
+async fn eventually(ms: u32, mut cond: impl FnMut() -> bool) -> Option<f64> {
+    let start = js_sys::Date::now();
+    while js_sys::Date::now() - start < f64::from(ms) {
+        if cond() {
+            return Some(js_sys::Date::now() - start);
+        }
+        sleep(20).await;
+    }
+    cond().then(|| js_sys::Date::now() - start)
+}
+
+fn leads(crm: &CrmSync) -> bool {
+    prop(&crm.tabs(), "isLeader").as_bool() == Some(true)
+}
+
+fn len(v: JsValue) -> u32 {
+    Array::from(&v).length()
+}
+
+fn code(err: &JsValue) -> Option<String> {
+    prop(err, "code").as_string()
+}
+
+fn tag() -> String {
+    format!("{:x}", (js_sys::Math::random() * 1e12) as u64)
+}
+
+/// The id of the n-th customer, loaded into `crm`.
+async fn customer(crm: &CrmSync, n: u32) -> String {
+    let list: Array = wait(crm.load("customers".into())).await.into();
+    prop(&list.get(n), "id").as_string().unwrap()
+}
+
+async fn server_city(token: &str, id: &str) -> Option<String> {
+    let resp = fetch_as(token, "GET", &format!("/api/customers/{id}"), &[], None).await;
+    let body = wait(resp.json().unwrap()).await;
+    prop(&prop(&body, "fields"), "city").as_string()
+}
+
+#[wasm_bindgen_test]
+async fn open_with_a_token_alone_learns_its_user_from_the_server() {
+    let alice = client("user40", &[]).await;
+    let token = alice.token();
+    let opened = CrmSync::open(obj(&[("baseUrl", api()), ("token", token.clone().into())]))
+        .await
+        .unwrap();
+    assert_eq!(opened.user(), "user40");
+    opened.close();
+    // A token named as another user's is refused before any storage opens.
+    let err = CrmSync::open(obj(&[
+        ("baseUrl", api()),
+        ("token", token.into()),
+        ("user", "user43".into()),
+    ]))
+    .await
+    .err()
+    .expect("another user's token is refused");
+    assert_eq!(code(&err).as_deref(), Some("unauthorized"));
+    alice.close();
+}
+
+#[wasm_bindgen_test]
+async fn logout_sends_queued_work_first_and_refuses_while_some_is_left() {
+    let crm = client("user43", &[]).await;
+    let id = customer(&crm, 43).await;
+    let city = format!("Logout {}", tag());
+    crm.set_online(false);
+    let result = wait(crm.save(
+        "customers".into(),
+        id.clone(),
+        obj(&[("city", city.clone().into())]),
+    ))
+    .await;
+    assert_eq!(
+        prop(&result, "status").as_string().as_deref(),
+        Some("queued")
+    );
+
+    // Offline: nothing can be sent, so the logout is refused and changes
+    // nothing.
+    let err = JsFuture::from(crm.logout(JsValue::UNDEFINED))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).as_deref(), Some("pending_changes"));
+    assert_eq!(len(prop(&prop(&err, "details"), "pending")), 1);
+    assert_eq!(len(crm.pending()), 1);
+    assert_eq!(prop(&crm.status(), "pending").as_f64(), Some(1.0));
+
+    // Online again, the logout sends it and then logs out.
+    crm.set_online(true);
+    wait(crm.logout(JsValue::UNDEFINED)).await;
+    let check = client("user43", &[]).await;
+    assert_eq!(server_city(&check.token(), &id).await, Some(city));
+    check.close();
+}
+
+#[wasm_bindgen_test]
+async fn logout_with_discard_drops_queued_work_on_purpose() {
+    let crm = client("user43", &[]).await;
+    let id = customer(&crm, 44).await;
+    let before = server_city(&crm.token(), &id).await;
+    crm.set_online(false);
+    let _ = crm.save(
+        "customers".into(),
+        id.clone(),
+        obj(&[("city", format!("Dropped {}", tag()).into())]),
+    );
+    let _ = crm.flush();
+    wait(crm.logout(obj(&[("discard", true.into())]))).await;
+    let check = client("user43", &[]).await;
+    assert_eq!(len(check.pending()), 0, "the outbox went with the data");
+    assert_eq!(server_city(&check.token(), &id).await, before);
+    check.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_conflict_found_in_one_tab_is_resolved_in_another_and_gone_from_both() {
+    let manual = [("onConflict", JsValue::from("manual"))];
+    let a = client("user50", &manual).await;
+    let b = client("user50", &manual).await;
+    let id = customer(&a, 50).await;
+    wait(b.load("customers".into())).await;
+    wait(patch_as(
+        server(),
+        "alice",
+        "customers",
+        &id,
+        &obj(&[("city", format!("Theirs {}", tag()).into())]),
+    ))
+    .await;
+    let result = wait(a.save(
+        "customers".into(),
+        id.clone(),
+        obj(&[("city", format!("Mine {}", tag()).into())]),
+    ))
+    .await;
+    assert_eq!(
+        prop(&result, "status").as_string().as_deref(),
+        Some("conflict")
+    );
+    let conflict_id = prop(&prop(&result, "conflict"), "id").as_string().unwrap();
+
+    // Tab B sees it and resolves it.
+    assert!(eventually(3_000, || len(b.conflicts()) == 1)
+        .await
+        .is_some());
+    let chosen = format!("Chosen {}", tag());
+    let resolved =
+        wait(b.resolve(conflict_id.clone(), obj(&[("city", chosen.clone().into())]))).await;
+    assert_eq!(
+        prop(&resolved, "status").as_string().as_deref(),
+        Some("committed")
+    );
+    let took = eventually(3_000, || len(a.conflicts()) == 0).await;
+    assert!(took.is_some(), "tab A still shows the resolved conflict");
+    web_sys::console::log_1(
+        &format!(
+            "conflict gone from tab A {:.0} ms after the resolve in B",
+            took.unwrap()
+        )
+        .into(),
+    );
+    // Resolving it again in A is refused, typed; nothing is sent twice.
+    let err = JsFuture::from(a.resolve(conflict_id, obj(&[("city", "Again".into())])))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).as_deref(), Some("not_found"));
+    assert_eq!(server_city(&a.token(), &id).await, Some(chosen));
+    a.close();
+    b.close();
+}
+
+#[wasm_bindgen_test]
+async fn dead_letters_are_the_same_in_every_tab_and_a_discard_in_one_clears_all() {
+    let a = client("user12", &[]).await;
+    let b = client("user12", &[]).await;
+    let id = customer(&a, 12).await;
+    wait(b.load("customers".into())).await;
+    let err = JsFuture::from(a.save(
+        "customers".into(),
+        id,
+        obj(&[("email", "not an email".into())]),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(code(&err).as_deref(), Some("invalid"));
+    assert_eq!(len(a.failed()), 1);
+    assert!(eventually(3_000, || len(b.failed()) == 1).await.is_some());
+    let mutation_id = prop(&Array::from(&b.failed()).get(0), "mutationId")
+        .as_string()
+        .unwrap();
+    wait(b.discard(mutation_id)).await;
+    assert!(eventually(3_000, || len(a.failed()) == 0).await.is_some());
+    assert_eq!(prop(&a.status(), "failed").as_f64(), Some(0.0));
+    a.close();
+    b.close();
+}
+
+#[wasm_bindgen_test]
+async fn logout_gives_up_leadership_and_close_hands_it_on_within_a_second() {
+    let a = client("user13", &[]).await;
+    let b = client("user13", &[]).await;
+    assert!(eventually(3_000, || leads(&a) || leads(&b)).await.is_some());
+    let (leader, other) = if leads(&a) { (a, b) } else { (b, a) };
+    leader.close();
+    assert!(
+        eventually(1_000, || leads(&other)).await.is_some(),
+        "no new leader within 1 s of a close"
+    );
+    wait(other.logout(obj(&[("discard", true.into())]))).await;
+    assert!(!leads(&other), "a logged-out tab still leads");
+}
+
+#[wasm_bindgen_test]
+async fn a_reload_catches_up_from_the_stored_feed_cursor() {
+    let first = client("user14", &[]).await;
+    let id = customer(&first, 14).await;
+    let token = first.token();
+    first.close();
+    let city = format!("While away {}", tag());
+    wait(patch_as(
+        server(),
+        "alice",
+        "customers",
+        &id,
+        &obj(&[("city", city.clone().into())]),
+    ))
+    .await;
+    // The reload: a client on the same token and database, which loads
+    // nothing; the stored cursor brings the change.
+    let again = CrmSync::open(obj(&[("baseUrl", api()), ("token", token.into())]))
+        .await
+        .unwrap();
+    let seen = eventually(8_000, || {
+        prop(
+            &prop(&again.get("customers", &id).unwrap(), "fields"),
+            "city",
+        )
+        .as_string()
+            == Some(city.clone())
+    })
+    .await;
+    assert!(seen.is_some(), "the change made while away never arrived");
+    again.close();
+}
