@@ -725,9 +725,12 @@ impl CrmSync {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn logout(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "{ discard?: boolean }")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{ discard?: boolean }")] options: Option<
+            js_sys::Object,
+        >,
     ) -> Promise {
-        let discard = crate::web::js::get(&options, "discard").as_bool() == Some(true);
+        let discard =
+            options.is_some_and(|o| crate::web::js::get(&o, "discard").as_bool() == Some(true));
         let client = self.client.clone();
         let sync = Rc::clone(&self.sync);
         let tabs = self.tabs_js.clone();

@@ -17,6 +17,10 @@ use super::support::{fetch_as, prop, server};
 extern "C" {
     #[wasm_bindgen(js_name = patchAs)]
     fn patch_as(base: &str, user: &str, collection: &str, id: &str, fields: &JsValue) -> Promise;
+    #[wasm_bindgen(js_name = putRaw)]
+    fn put_raw(name: &str, store: &str, key: &str, value: &JsValue) -> Promise;
+    #[wasm_bindgen(js_name = getRaw)]
+    fn get_raw(name: &str, store: &str, key: &str) -> Promise;
 }
 
 fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
@@ -130,9 +134,7 @@ async fn logout_sends_queued_work_first_and_refuses_while_some_is_left() {
 
     // Offline: nothing can be sent, so the logout is refused and changes
     // nothing.
-    let err = JsFuture::from(crm.logout(JsValue::UNDEFINED))
-        .await
-        .unwrap_err();
+    let err = JsFuture::from(crm.logout(None)).await.unwrap_err();
     assert_eq!(code(&err).as_deref(), Some("pending_changes"));
     assert_eq!(len(prop(&prop(&err, "details"), "pending")), 1);
     assert_eq!(len(crm.pending()), 1);
@@ -140,7 +142,7 @@ async fn logout_sends_queued_work_first_and_refuses_while_some_is_left() {
 
     // Online again, the logout sends it and then logs out.
     crm.set_online(true);
-    wait(crm.logout(JsValue::UNDEFINED)).await;
+    wait(crm.logout(None)).await;
     let check = client("user43", &[]).await;
     assert_eq!(server_city(&check.token(), &id).await, Some(city));
     check.close();
@@ -158,7 +160,7 @@ async fn logout_with_discard_drops_queued_work_on_purpose() {
         obj(&[("city", format!("Dropped {}", tag()).into())]),
     );
     let _ = crm.flush();
-    wait(crm.logout(obj(&[("discard", true.into())]))).await;
+    wait(crm.logout(Some(obj(&[("discard", true.into())]).into()))).await;
     let check = client("user43", &[]).await;
     assert_eq!(len(check.pending()), 0, "the outbox went with the data");
     assert_eq!(server_city(&check.token(), &id).await, before);
@@ -259,7 +261,7 @@ async fn logout_gives_up_leadership_and_close_hands_it_on_within_a_second() {
         eventually(1_000, || leads(&other)).await.is_some(),
         "no new leader within 1 s of a close"
     );
-    wait(other.logout(obj(&[("discard", true.into())]))).await;
+    wait(other.logout(Some(obj(&[("discard", true.into())]).into()))).await;
     assert!(!leads(&other), "a logged-out tab still leads");
 }
 
@@ -294,4 +296,30 @@ async fn a_reload_catches_up_from_the_stored_feed_cursor() {
     .await;
     assert!(seen.is_some(), "the change made while away never arrived");
     again.close();
+}
+
+#[wasm_bindgen_test]
+async fn the_record_cache_never_goes_back_to_an_older_version() {
+    let crm = client("user15", &[]).await;
+    let id = customer(&crm, 45).await;
+    let key = format!("customers/{id}");
+    // Another tab stored a newer copy meanwhile.
+    let newer = obj(&[
+        ("id", id.clone().into()),
+        ("version", 100_000.into()),
+        ("updatedAt", "2026-12-04T00:00:00Z".into()),
+        ("updatedBy", "user15".into()),
+        ("fields", obj(&[("city", "Newer".into())])),
+        ("comments", Array::new().into()),
+    ]);
+    wait(put_raw("crm-sync:user15", "records", &key, &newer)).await;
+    // This tab's load writes the server's older version over it...
+    wait(crm.load("customers".into())).await;
+    let stored = wait(get_raw("crm-sync:user15", "records", &key)).await;
+    // ...which leaves the newer one in place.
+    assert_eq!(prop(&stored, "version").as_f64(), Some(100_000.0));
+    // Put the real one back for later runs.
+    let real = crm.get("customers", &id).unwrap();
+    wait(put_raw("crm-sync:user15", "records", &key, &real)).await;
+    crm.close();
 }

@@ -46,9 +46,7 @@ async fn bad_password_is_unauthorized_with_status() {
 async fn logout_revokes_the_token() {
     let crm = login("bob").await;
     let token = crm.token();
-    JsFuture::from(crm.logout(JsValue::UNDEFINED))
-        .await
-        .unwrap();
+    JsFuture::from(crm.logout(None)).await.unwrap();
     let o = js_sys::Object::new();
     let api = format!("{}/api", super::support::server());
     js_sys::Reflect::set(&o, &"baseUrl".into(), &api.into()).unwrap();

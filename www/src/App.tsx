@@ -1,5 +1,5 @@
 import { useEffect, useState, useSyncExternalStore } from "react";
-import { CrmSync } from "crm-sync";
+import { CrmError, CrmSync } from "crm-sync";
 import { ConflictDialog } from "./components/ConflictDialog";
 import { StatusBar } from "./components/StatusBar";
 import { SyncBadge } from "./components/SyncBadge";
@@ -89,9 +89,26 @@ export function App() {
       <Shell
         onLogout={async () => {
           const c = session.crm;
+          try {
+            await c.logout();
+          } catch (e) {
+            // Edits not on the server yet are never dropped silently: the
+            // person decides. A logout that could not reach the server
+            // changed nothing, and says so.
+            if (!(e instanceof CrmError) || e.code !== "pending_changes") {
+              window.alert(`Could not log out: ${explain(e)}`);
+              return;
+            }
+            if (!window.confirm(`${e.message}.\n\nLog out anyway and discard them?`)) return;
+            try {
+              await c.logout({ discard: true });
+            } catch (again) {
+              window.alert(`Could not log out: ${explain(again)}`);
+              return;
+            }
+          }
           writeSession(null);
           setSession({ state: "out", notice: null });
-          await c.logout().catch(() => c.close());
         }}
       />
     </CrmProvider>
