@@ -26,6 +26,9 @@ pkg: setup
 	@# The raw wasm exports (InitOutput) are typed `any` by wasm-bindgen; the
 	@# surface promises no `any`, and `unknown` is as true for them.
 	@sed -i '/^export interface InitOutput/,/^}/ s/\bany\b/unknown/g' pkg/crm_sync.d.ts
+	@# An optional parameter with a type of our own loses its `?` in
+	@# wasm-bindgen's output: `crm.logout()` takes its options or nothing.
+	@sed -i 's/logout(options: {/logout(options?: {/' pkg/crm_sync.d.ts
 	@echo "pkg: built ($$(scripts/size.sh | tail -1))"
 
 www-deps: pkg

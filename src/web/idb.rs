@@ -100,30 +100,8 @@ export function versionedPut(db, store, key, entry, expected) {
     tx.onabort = () => (found !== -1 ? resolve(found) : reject(tx.error || new DOMException("aborted", "AbortError")));
   });
 }
-
-export function putUnlessNewer(os, key, value) {
-  // A record is never replaced by an older copy of itself (the changes feed
-  // and a local commit race; a tab may write what it read before another
-  // tab's commit). The check runs when the read answers, while the
-  // transaction is still active; an equal version with more comments is
-  // newer too (comments do not change the version).
-  const read = os.get(key);
-  read.onsuccess = () => {
-    const cur = read.result;
-    const v = (r) => (r && typeof r.version === "number" ? r.version : -1);
-    const n = (r) => (r && Array.isArray(r.comments) ? r.comments.length : 0);
-    const newer = v(cur) > v(value) || (v(cur) === v(value) && n(cur) > n(value));
-    if (!newer) os.put(value, key);
-  };
-}
 "#)]
 extern "C" {
-    #[wasm_bindgen(js_name = putUnlessNewer, catch)]
-    fn put_unless_newer(
-        store: &web_sys::IdbObjectStore,
-        key: &str,
-        value: &JsValue,
-    ) -> Result<(), JsValue>;
     #[wasm_bindgen(js_name = abandonOpen)]
     fn abandon_open(request: &web_sys::IdbOpenDbRequest);
     #[wasm_bindgen(js_name = versionedPut)]
@@ -317,29 +295,19 @@ enum BatchOp {
         store: String,
         key: String,
     },
-    /// A put that leaves a newer version of the record in place.
-    PutRecord {
-        store: String,
-        key: String,
-        value: JsValue,
-    },
 }
 
 impl BatchOp {
     fn store(&self) -> &str {
         match self {
-            Self::Put { store, .. }
-            | Self::Delete { store, .. }
-            | Self::PutRecord { store, .. } => store,
+            Self::Put { store, .. } | Self::Delete { store, .. } => store,
         }
     }
 
     /// The entry it writes: store and key.
     fn target(&self) -> (&str, &str) {
         match self {
-            Self::Put { store, key, .. }
-            | Self::Delete { store, key }
-            | Self::PutRecord { store, key, .. } => (store, key),
+            Self::Put { store, key, .. } | Self::Delete { store, key } => (store, key),
         }
     }
 }
@@ -379,26 +347,6 @@ impl Batch {
             value,
         });
         self
-    }
-
-    /// Adds a put of a record (`{ version, comments, ... }`) that leaves a
-    /// newer version of it in place: checked inside the transaction, so it
-    /// holds across tabs.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] if the value cannot be represented in JS.
-    pub fn put_record<T: Serialize + ?Sized>(
-        &mut self,
-        store: impl AsRef<str>,
-        key: impl Into<String>,
-        value: &T,
-    ) -> Result<&mut Self, Error> {
-        self.ops.push(BatchOp::PutRecord {
-            store: store.as_ref().to_owned(),
-            key: key.into(),
-            value: to_js(value)?,
-        });
-        Ok(self)
     }
 
     /// Adds a delete (of nothing, if the key is absent).
@@ -472,10 +420,6 @@ impl Batch {
                     store.put_with_key(value, &JsValue::from_str(key))
                 }
                 BatchOp::Delete { key, .. } => store.delete(&JsValue::from_str(key)),
-                BatchOp::PutRecord { key, value, .. } => {
-                    put_unless_newer(store, key, value).map_err(|e| error_from_js(&e))?;
-                    continue;
-                }
             };
             issued.map_err(|e| error_from_js(&e))?;
         }
