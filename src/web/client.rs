@@ -734,7 +734,7 @@ impl Client {
                             )
                         }
                         (_, Some(record)) => {
-                            let _ = batch.put(
+                            let _ = batch.put_record(
                                 Store::Records.name(),
                                 record_key(&key.collection, &key.id),
                                 &record,
@@ -1621,7 +1621,7 @@ impl Client {
                     *self.inner.cursor.borrow_mut() = list.cursor.clone();
                 }
                 for record in &list.items {
-                    let _ = batch.put(
+                    let _ = batch.put_record(
                         Store::Records.name(),
                         record_key(collection, &record.id),
                         record,
@@ -1686,7 +1686,7 @@ impl Client {
             .apply_remote(&key.collection, RemoteChange::Put(record.clone()));
         self.persist({
             let mut b = DbBatch::new();
-            let _ = b.put(
+            let _ = b.put_record(
                 Store::Records.name(),
                 record_key(&key.collection, &key.id),
                 &record,
@@ -2537,7 +2537,7 @@ impl Client {
                             state.metrics.commits += 1;
                             state.merged.remove(&entry.mutation_id)
                         };
-                        let _ = batch.put(
+                        let _ = batch.put_record(
                             Store::Records.name(),
                             record_key(&key.collection, &key.id),
                             &record,
@@ -2581,7 +2581,7 @@ impl Client {
                         state.records.get(&key.collection, &key.id).cloned()
                     };
                     if let Some(r) = &record {
-                        let _ = batch.put(
+                        let _ = batch.put_record(
                             Store::Records.name(),
                             record_key(&key.collection, &key.id),
                             r,
@@ -2688,7 +2688,7 @@ impl Client {
             fresh_id,
         );
         let mut batch = DbBatch::new();
-        let _ = batch.put(
+        let _ = batch.put_record(
             Store::Records.name(),
             record_key(&key.collection, &key.id),
             &theirs,

@@ -100,8 +100,57 @@ export function versionedPut(db, store, key, entry, expected) {
     tx.onabort = () => (found !== -1 ? resolve(found) : reject(tx.error || new DOMException("aborted", "AbortError")));
   });
 }
+
+export function writeBatch(db, stores, ops) {
+  // One batch in one readwrite transaction, all or nothing, in plain JS so
+  // that a record put can look at the stored copy first: a record is never
+  // replaced by an older copy of itself (the changes feed and a local
+  // commit race; a tab may write what it read before another tab's
+  // commit). The check runs when the read answers, while the transaction
+  // is still active, and the transaction is left to commit by itself once
+  // nothing is pending (an explicit commit() would refuse that late put).
+  // An equal version with more comments is newer too: comments do not
+  // change the version. ops: [kind, store, key, value], kind 0 put, 1
+  // delete, 2 record put.
+  return new Promise((resolve, reject) => {
+    let tx;
+    try {
+      tx = db.transaction(stores, "readwrite");
+      const version = (r) => (r && typeof r.version === "number" ? r.version : -1);
+      const comments = (r) => (r && Array.isArray(r.comments) ? r.comments.length : 0);
+      for (const [kind, store, key, value] of ops) {
+        const os = tx.objectStore(store);
+        if (kind === 0) os.put(value, key);
+        else if (kind === 1) os.delete(key);
+        else {
+          const read = os.get(key);
+          read.onsuccess = () => {
+            const cur = read.result;
+            const newer = version(cur) > version(value)
+              || (version(cur) === version(value) && comments(cur) > comments(value));
+            if (!newer) {
+              try { os.put(value, key); } catch (e) { try { tx.abort(); } catch (_) {} }
+            }
+          };
+        }
+      }
+    } catch (e) {
+      if (tx) { try { tx.abort(); } catch (_) {} }
+      reject(e);
+      return;
+    }
+    tx.oncomplete = () => resolve();
+    tx.onabort = () => reject(tx.error || new DOMException("aborted", "AbortError"));
+  });
+}
 "#)]
 extern "C" {
+    #[wasm_bindgen(js_name = writeBatch)]
+    fn write_batch_js(
+        db: &web_sys::IdbDatabase,
+        stores: &js_sys::Array,
+        ops: &js_sys::Array,
+    ) -> js_sys::Promise;
     #[wasm_bindgen(js_name = abandonOpen)]
     fn abandon_open(request: &web_sys::IdbOpenDbRequest);
     #[wasm_bindgen(js_name = versionedPut)]
@@ -295,19 +344,29 @@ enum BatchOp {
         store: String,
         key: String,
     },
+    /// A put that leaves a newer version of the record in place.
+    PutRecord {
+        store: String,
+        key: String,
+        value: JsValue,
+    },
 }
 
 impl BatchOp {
     fn store(&self) -> &str {
         match self {
-            Self::Put { store, .. } | Self::Delete { store, .. } => store,
+            Self::Put { store, .. }
+            | Self::Delete { store, .. }
+            | Self::PutRecord { store, .. } => store,
         }
     }
 
     /// The entry it writes: store and key.
     fn target(&self) -> (&str, &str) {
         match self {
-            Self::Put { store, key, .. } | Self::Delete { store, key } => (store, key),
+            Self::Put { store, key, .. }
+            | Self::Delete { store, key }
+            | Self::PutRecord { store, key, .. } => (store, key),
         }
     }
 }
@@ -349,6 +408,26 @@ impl Batch {
         self
     }
 
+    /// Adds a put of a record (`{ version, comments, ... }`) that leaves a
+    /// newer version of it in place: checked inside the transaction, so it
+    /// holds across tabs.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if the value cannot be represented in JS.
+    pub fn put_record<T: Serialize + ?Sized>(
+        &mut self,
+        store: impl AsRef<str>,
+        key: impl Into<String>,
+        value: &T,
+    ) -> Result<&mut Self, Error> {
+        self.ops.push(BatchOp::PutRecord {
+            store: store.as_ref().to_owned(),
+            key: key.into(),
+            value: to_js(value)?,
+        });
+        Ok(self)
+    }
+
     /// Adds a delete (of nothing, if the key is absent).
     pub fn delete(&mut self, store: impl AsRef<str>, key: impl Into<String>) -> &mut Self {
         self.ops.push(BatchOp::Delete {
@@ -381,6 +460,38 @@ impl Batch {
     /// Whether any write goes to `store`.
     pub fn touches(&self, store: &str) -> bool {
         self.ops.iter().any(|op| op.store() == store)
+    }
+
+    /// Whether a write needs the check of [`Batch::put_record`].
+    fn has_record_puts(&self) -> bool {
+        self.ops
+            .iter()
+            .any(|op| matches!(op, BatchOp::PutRecord { .. }))
+    }
+
+    /// The batch as `writeBatch`'s arguments: the stores, and one
+    /// `[kind, store, key, value]` per write.
+    fn to_js_ops(&self) -> (js_sys::Array, js_sys::Array) {
+        let stores: js_sys::Array = self.stores().into_iter().map(JsValue::from_str).collect();
+        let ops: js_sys::Array = self
+            .ops
+            .iter()
+            .map(|op| {
+                let (kind, value) = match op {
+                    BatchOp::Put { value, .. } => (0, value.clone()),
+                    BatchOp::Delete { .. } => (1, JsValue::UNDEFINED),
+                    BatchOp::PutRecord { value, .. } => (2, value.clone()),
+                };
+                let (store, key) = op.target();
+                let row = js_sys::Array::new();
+                row.push(&JsValue::from(kind));
+                row.push(&JsValue::from_str(store));
+                row.push(&JsValue::from_str(key));
+                row.push(&value);
+                JsValue::from(row)
+            })
+            .collect();
+        (stores, ops)
     }
 
     /// How many writes.
@@ -420,6 +531,11 @@ impl Batch {
                     store.put_with_key(value, &JsValue::from_str(key))
                 }
                 BatchOp::Delete { key, .. } => store.delete(&JsValue::from_str(key)),
+                // Written by `write_js` only: an explicit commit would refuse
+                // the put a read's answer issues.
+                BatchOp::PutRecord { key, value, .. } => {
+                    store.put_with_key(value, &JsValue::from_str(key))
+                }
             };
             issued.map_err(|e| error_from_js(&e))?;
         }
@@ -661,6 +777,19 @@ impl Db {
     pub async fn write(&self, batch: &Batch) -> Result<(), Error> {
         if batch.is_empty() {
             return Ok(());
+        }
+        if batch.has_record_puts() {
+            if self.is_closed() {
+                return Err(Error::Closed);
+            }
+            let (stores, ops) = batch.to_js_ops();
+            return wasm_bindgen_futures::JsFuture::from(write_batch_js(&self.raw, &stores, &ops))
+                .await
+                .map(|_| ())
+                .map_err(|e| match get(&e, "name").as_string().as_deref() {
+                    Some("InvalidStateError") => Error::Closed,
+                    _ => error_from_js(&e),
+                });
         }
         let tx = self.begin(&batch.stores(), TransactionMode::Readwrite)?;
         batch.issue(&tx)?;

@@ -148,3 +148,12 @@ export async function putRaw(name, store, key, value) {
   await new Promise((ok, no) => { const tx = db.transaction(store, "readwrite"); tx.objectStore(store).put(value, key); tx.oncomplete = ok; tx.onerror = () => no(tx.error); });
   db.close();
 }
+
+// ---- oneuser.rs
+/** Reads `key` of a store of an existing database, bypassing the module. */
+export async function getRaw(name, store, key) {
+  const db = await new Promise((ok, no) => { const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+  const value = await new Promise((ok, no) => { const r = db.transaction(store).objectStore(store).get(key); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+  db.close();
+  return value;
+}

@@ -17,6 +17,10 @@ use super::support::{fetch_as, prop, server};
 extern "C" {
     #[wasm_bindgen(js_name = patchAs)]
     fn patch_as(base: &str, user: &str, collection: &str, id: &str, fields: &JsValue) -> Promise;
+    #[wasm_bindgen(js_name = putRaw)]
+    fn put_raw(name: &str, store: &str, key: &str, value: &JsValue) -> Promise;
+    #[wasm_bindgen(js_name = getRaw)]
+    fn get_raw(name: &str, store: &str, key: &str) -> Promise;
 }
 
 fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
@@ -292,4 +296,30 @@ async fn a_reload_catches_up_from_the_stored_feed_cursor() {
     .await;
     assert!(seen.is_some(), "the change made while away never arrived");
     again.close();
+}
+
+#[wasm_bindgen_test]
+async fn the_record_cache_never_goes_back_to_an_older_version() {
+    let crm = client("user15", &[]).await;
+    let id = customer(&crm, 45).await;
+    let key = format!("customers/{id}");
+    // Another tab stored a newer copy meanwhile.
+    let newer = obj(&[
+        ("id", id.clone().into()),
+        ("version", 100_000.into()),
+        ("updatedAt", "2026-12-04T00:00:00Z".into()),
+        ("updatedBy", "user15".into()),
+        ("fields", obj(&[("city", "Newer".into())])),
+        ("comments", Array::new().into()),
+    ]);
+    wait(put_raw("crm-sync:user15", "records", &key, &newer)).await;
+    // This tab's load writes the server's older version over it...
+    wait(crm.load("customers".into())).await;
+    let stored = wait(get_raw("crm-sync:user15", "records", &key)).await;
+    // ...which leaves the newer one in place.
+    assert_eq!(prop(&stored, "version").as_f64(), Some(100_000.0));
+    // Put the real one back for later runs.
+    let real = crm.get("customers", &id).unwrap();
+    wait(put_raw("crm-sync:user15", "records", &key, &real)).await;
+    crm.close();
 }
