@@ -108,7 +108,8 @@ impl Error {
     /// The HTTP status, for errors that came with one.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Self::Http { status, .. } => Some(*status),
+            // 0: made here, not answered by a server.
+            Self::Http { status, .. } => (*status != 0).then_some(*status),
             _ => None,
         }
     }

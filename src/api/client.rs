@@ -393,8 +393,7 @@ impl CrmSyncJobs {
     /// Cancels the running or queued job.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn cancel(&self) -> Promise {
-        self.runner.cancel();
-        Promise::resolve(&JsValue::UNDEFINED)
+        self.runner.cancel()
     }
 
     /// Back to `idle` after `complete`, `error` or `cancelled`.

@@ -47,6 +47,15 @@ struct StartWaiter {
     /// Whether a run was going on when the press came (a follower's press
     /// is answered `coalesced` then).
     busy: bool,
+    /// The job shown when the press came: a follower's press is answered
+    /// with the first other job the leader shows (the one it started).
+    seen: Option<String>,
+}
+
+/// A `cancel()` caller, settled with the server's answer.
+struct CancelWaiter {
+    resolve: Function,
+    reject: Function,
 }
 
 /// The sync follower of one client.
@@ -59,6 +68,9 @@ pub struct SyncRunner {
     timer: RefCell<Option<Timeout>>,
     bus: RefCell<Option<Rc<EnvelopeChannel>>>,
     waiters: RefCell<Vec<StartWaiter>>,
+    cancels: RefCell<Vec<CancelWaiter>>,
+    /// A `DELETE /api/sync/{id}` is under way.
+    cancelling: Cell<bool>,
     counts: Cell<SyncCounts>,
     schedule: RefCell<Option<gloo_timers::callback::Interval>>,
     me: RefCell<Weak<SyncRunner>>,
@@ -76,6 +88,8 @@ impl SyncRunner {
             timer: RefCell::new(None),
             bus: RefCell::new(None),
             waiters: RefCell::new(Vec::new()),
+            cancels: RefCell::new(Vec::new()),
+            cancelling: Cell::new(false),
             counts: Cell::new(SyncCounts::default()),
             schedule: RefCell::new(None),
             me: RefCell::new(Weak::new()),
@@ -166,6 +180,7 @@ impl SyncRunner {
                 timeout_ms,
             } => spawn_local(async move { me.poll(sync_id, timeout_ms).await }),
             SyncEffect::SendCancel { sync_id } => {
+                self.cancelling.set(true);
                 spawn_local(async move { me.cancel_job(sync_id).await })
             }
             SyncEffect::Broadcast(state) => {
@@ -210,18 +225,54 @@ impl SyncRunner {
         self.snapshot.borrow_mut().take();
         let state = self.state_js();
         crate::web::client::emit_fn(&self.listeners, &state);
-        // A follower's press is answered with the first state the leader
-        // shows after it.
         if !self.client.is_leader() {
-            let sync_id = self.state.borrow().sync_id.clone();
-            let waiters: Vec<StartWaiter> = self.waiters.borrow_mut().drain(..).collect();
-            for w in waiters {
+            self.answer_follower_waiters();
+        }
+    }
+
+    /// A follower hears how its presses went through the leader's states:
+    /// a start is answered once the leader shows the job it started (or
+    /// the run it was folded into), or fails with the run's error; a
+    /// cancel once the run ended.
+    fn answer_follower_waiters(&self) {
+        let state = self.state.borrow().clone();
+        let waiters: Vec<StartWaiter> = self.waiters.borrow_mut().drain(..).collect();
+        let mut still = Vec::new();
+        for w in waiters {
+            let fresh = state.sync_id.is_some() && state.sync_id != w.seen;
+            if w.busy || fresh {
                 let status = if w.busy { "coalesced" } else { "queued" };
                 let _ = w.resolve.call1(
                     &JsValue::UNDEFINED,
-                    &start_answer(sync_id.as_deref(), status),
+                    &start_answer(state.sync_id.as_deref(), status),
                 );
+            } else if let (SyncPhase::Error, Some(error)) = (state.phase, &state.error) {
+                let err = sync_error(error.code, &error.message);
+                let _ = w.reject.call1(&JsValue::UNDEFINED, &JsValue::from(err));
+            } else {
+                still.push(w);
             }
+        }
+        self.waiters.borrow_mut().extend(still);
+        if state.phase.is_terminal() {
+            let ended = if state.phase == SyncPhase::Cancelled {
+                Ok(())
+            } else {
+                Err(already_finished())
+            };
+            self.settle_cancels(&ended);
+        }
+    }
+
+    fn settle_cancels(&self, result: &Result<(), Error>) {
+        let waiters: Vec<CancelWaiter> = self.cancels.borrow_mut().drain(..).collect();
+        for w in waiters {
+            let _ = match result {
+                Ok(()) => w.resolve.call0(&JsValue::UNDEFINED),
+                Err(e) => w
+                    .reject
+                    .call1(&JsValue::UNDEFINED, &JsValue::from(e.clone())),
+            };
         }
     }
 
@@ -325,6 +376,8 @@ impl SyncRunner {
             Ok(req) => send(&req).await.map(|r| r.body),
             Err(e) => Err(e),
         };
+        self.cancelling.set(false);
+        self.settle_cancels(&answer.as_ref().map(|_| ()).map_err(Clone::clone));
         match answer {
             Ok(_) => self.dispatch(SyncEvent::CancelDone {
                 sync_id,
@@ -342,6 +395,7 @@ impl SyncRunner {
     /// the press was folded into a follow-up run).
     pub fn start(&self, kind: SyncKind) -> Promise {
         let busy = self.state.borrow().phase.is_running();
+        let seen = self.state.borrow().sync_id.clone();
         let mut slot = None;
         let promise = Promise::new(&mut |resolve, reject| slot = Some((resolve, reject)));
         if let Some((resolve, reject)) = slot {
@@ -349,6 +403,7 @@ impl SyncRunner {
                 resolve,
                 reject,
                 busy,
+                seen,
             });
         }
         if self.client.is_leader() {
@@ -362,13 +417,36 @@ impl SyncRunner {
         promise
     }
 
-    /// `crm.sync.cancel()`.
-    pub fn cancel(&self) {
+    /// `crm.sync.cancel()`: settles when the server answered the cancel
+    /// (in a tab that does not lead: when the leader shows the run ended);
+    /// rejects `already_finished` when no run is going on, or with the
+    /// server's error (`already_finished`, `network`, ...).
+    pub fn cancel(&self) -> Promise {
+        if !self.state.borrow().phase.is_running() {
+            return Promise::reject(&JsValue::from(already_finished()));
+        }
+        let mut slot = None;
+        let promise = Promise::new(&mut |resolve, reject| slot = Some((resolve, reject)));
+        if let Some((resolve, reject)) = slot {
+            self.cancels
+                .borrow_mut()
+                .push(CancelWaiter { resolve, reject });
+        }
         if self.client.is_leader() {
             self.dispatch(SyncEvent::CancelPressed { now: now_ms() });
+            // Cancelled before the server named the job: nothing to ask it.
+            if !self.cancelling.get() {
+                let ended = self.state.borrow().phase == SyncPhase::Cancelled;
+                self.settle_cancels(&if ended {
+                    Ok(())
+                } else {
+                    Err(already_finished())
+                });
+            }
         } else {
             self.forward(SyncCommand::Cancel);
         }
+        promise
     }
 
     /// `crm.sync.dismiss()`.
@@ -469,6 +547,21 @@ impl SyncRunner {
         self.timer.borrow_mut().take();
         self.schedule.borrow_mut().take();
         self.fail_waiters(&Error::Closed);
+        self.settle_cancels(&Err(Error::Closed));
+    }
+}
+
+fn already_finished() -> Error {
+    sync_error(ErrorCode::AlreadyFinished, "no sync is running")
+}
+
+fn sync_error(code: ErrorCode, message: &str) -> Error {
+    Error::Http {
+        code,
+        status: 0,
+        message: message.to_owned(),
+        details: JsValue::UNDEFINED,
+        retry_after_ms: None,
     }
 }
 

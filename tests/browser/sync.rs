@@ -410,3 +410,66 @@ async fn cancel_leaves_the_job_cancelled_on_the_server() {
     );
     crm.close();
 }
+
+#[wasm_bindgen_test]
+async fn a_start_from_a_tab_that_does_not_lead_resolves_with_the_servers_sync_id() {
+    let a = client("user16").await;
+    let b = client("user16").await;
+    let leads = |c: &CrmSync| prop(&c.tabs(), "isLeader") == JsValue::TRUE;
+    assert!(eventually(3000, || leads(&a) || leads(&b)).await);
+    let follower = if leads(&a) { &b } else { &a };
+    let answer = JsFuture::from(Promise::from(call(&follower.sync(), "start", &[])))
+        .await
+        .unwrap();
+    assert_eq!(
+        prop(&answer, "status").as_string().as_deref(),
+        Some("queued")
+    );
+    let id = prop(&answer, "syncId").as_string();
+    assert!(id.is_some(), "syncId was {:?}", prop(&answer, "syncId"));
+    // The server knows that job, as this user's.
+    let resp = fetch_as(
+        &follower.token(),
+        "GET",
+        &format!("/api/sync/{}", id.unwrap()),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        eventually(20_000, || phase(&a) == "complete"
+            && phase(&b) == "complete")
+        .await
+    );
+    a.close();
+    b.close();
+}
+
+#[wasm_bindgen_test]
+async fn cancel_settles_with_the_servers_answer() {
+    let crm = client("user17").await;
+    assert!(eventually(3000, || prop(&crm.tabs(), "isLeader") == JsValue::TRUE).await);
+    // Nothing to cancel: said, typed.
+    let idle = JsFuture::from(Promise::from(call(&crm.sync(), "cancel", &[])))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        prop(&idle, "code").as_string().as_deref(),
+        Some("already_finished")
+    );
+    start_timed(&crm).await;
+    assert!(eventually(5_000, || phase(&crm) == "downloading").await);
+    let job = sync_id(&crm).unwrap();
+    JsFuture::from(Promise::from(call(&crm.sync(), "cancel", &[])))
+        .await
+        .unwrap();
+    // Settled only once the server said so: its own word agrees at once.
+    let resp = fetch_as(&crm.token(), "GET", &format!("/api/sync/{job}"), &[], None).await;
+    let body = JsFuture::from(resp.json().unwrap()).await.unwrap();
+    assert_eq!(
+        prop(&body, "status").as_string().as_deref(),
+        Some("cancelled")
+    );
+    crm.close();
+}
