@@ -126,3 +126,31 @@ impl Error {
 
 /// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> Error {
+        Error::Http {
+            code: ErrorCode::from_http(status, None),
+            status,
+            message: String::new(),
+            details: JsValue::UNDEFINED,
+            retry_after_ms: None,
+        }
+    }
+
+    #[test]
+    fn only_network_timeouts_5xx_and_429_are_transient() {
+        assert!(Error::Network(String::new()).is_transient());
+        assert!(Error::Timeout(1).is_transient());
+        for s in [429, 500, 502, 503, 504, 599] {
+            assert!(status(s).is_transient(), "{s}");
+        }
+        for s in [400, 401, 403, 404, 408, 409, 410, 422, 428] {
+            assert!(!status(s).is_transient(), "{s}");
+        }
+        assert!(!Error::BadResponse(String::new()).is_transient());
+    }
+}

@@ -1,20 +1,22 @@
-//! Backoff with jitter, and which failures are worth another try.
+//! Backoff with jitter: when to try a failed request again, and how often.
 //!
-//! Only failures where trying again can help are retried: the request never
-//! arrived or its answer was lost (network, timeout), the server failed (5xx),
-//! or asked us to slow down (429). Any other 4xx is the server saying no, and
-//! asking again with the same body gets the same no.
+//! Which failures are worth another try is decided in one place,
+//! [`crate::Error::is_transient`]: the request never arrived or its answer
+//! was lost (network, timeout), the server failed (5xx), or asked us to slow
+//! down (429). Any other 4xx is the server saying no, and asking again with
+//! the same body gets the same no.
 //!
 //! Randomness is passed in (`sample` in `[0, 1)`) so tests are exact and the
 //! web layer picks its source (`Math.random()` is fine for jitter).
 //!
 //! ```no_run
-//! use crm_sync::core::retry::{Failure, RetryDecision, RetryPolicy};
+//! use crm_sync::core::retry::RetryPolicy;
 //!
 //! let policy = RetryPolicy::default();
-//! match policy.decide(&Failure::Status(503), 1, 0.42, None) {
-//!     RetryDecision::RetryIn { delay_ms } => { /* set a timer */ }
-//!     RetryDecision::GiveUp(_) => { /* report the error */ }
+//! let failures = 1;
+//! if policy.allows(failures) {
+//!     let _delay_ms = policy.delay_with_retry_after(failures, 0.42, None);
+//!     // set a timer
 //! }
 //! ```
 
@@ -63,49 +65,6 @@ impl Default for RetryPolicy {
     }
 }
 
-/// How a request failed, as far as retrying cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Failure {
-    /// The request did not reach the server or the answer was lost.
-    Network,
-    /// No answer within the request timeout.
-    Timeout,
-    /// The server answered with this non-success HTTP status.
-    Status(u16),
-}
-
-/// Whether trying again can help: network errors, timeouts, 5xx and 429.
-/// Every other status, 4xx included (even 408), is final: the server
-/// understood the request and refused it.
-pub fn is_transient(failure: &Failure) -> bool {
-    match failure {
-        Failure::Network | Failure::Timeout => true,
-        Failure::Status(status) => *status == 429 || (500..=599).contains(status),
-    }
-}
-
-/// What to do after a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryDecision {
-    /// Try again after this many milliseconds.
-    RetryIn {
-        /// The delay, jittered and bounded by `max_delay_ms`.
-        delay_ms: u64,
-    },
-    /// Stop and report the failure.
-    GiveUp(GiveUpReason),
-}
-
-/// Why no further try is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GiveUpReason {
-    /// The failure is not transient (a 4xx other than 429).
-    Permanent,
-    /// Every allowed retry was used.
-    Exhausted,
-}
-
 impl RetryPolicy {
     /// The delay cap of retry number `retry` (1 for the first retry):
     /// `base * 2^(retry - 1)`, at most `max_delay_ms`.
@@ -141,28 +100,6 @@ impl RetryPolicy {
     /// Whether retry number `retry` (1 for the first) is still allowed.
     pub fn allows(&self, retry: u32) -> bool {
         retry >= 1 && retry <= self.attempts
-    }
-
-    /// What to do after the `failures`-th failure of one request (1 after
-    /// the first try failed). `retry_after_ms` is the server's `Retry-After`
-    /// (see [`parse_retry_after`]): the delay is never shorter than it, nor
-    /// longer than `max_delay_ms`.
-    pub fn decide(
-        &self,
-        failure: &Failure,
-        failures: u32,
-        sample: f64,
-        retry_after_ms: Option<u64>,
-    ) -> RetryDecision {
-        if !is_transient(failure) {
-            return RetryDecision::GiveUp(GiveUpReason::Permanent);
-        }
-        if !self.allows(failures) {
-            return RetryDecision::GiveUp(GiveUpReason::Exhausted);
-        }
-        RetryDecision::RetryIn {
-            delay_ms: self.delay_with_retry_after(failures, sample, retry_after_ms),
-        }
     }
 
     /// The delay before retry number `retry`, honouring `Retry-After`
@@ -278,55 +215,10 @@ mod tests {
     }
 
     #[test]
-    fn only_network_timeouts_5xx_and_429_are_transient() {
-        assert!(is_transient(&Failure::Network));
-        assert!(is_transient(&Failure::Timeout));
-        for status in [429, 500, 502, 503, 504, 599] {
-            assert!(is_transient(&Failure::Status(status)), "{status}");
-        }
-        for status in [400, 401, 403, 404, 408, 409, 410, 422, 428, 300, 600] {
-            assert!(!is_transient(&Failure::Status(status)), "{status}");
-        }
-    }
-
-    #[test]
-    fn decide_counts_attempts() {
-        let policy = RetryPolicy::default();
-        assert_eq!(
-            policy.decide(&Failure::Status(422), 1, 0.5, None),
-            RetryDecision::GiveUp(GiveUpReason::Permanent)
-        );
-        for failures in 1..=3 {
-            assert!(matches!(
-                policy.decide(&Failure::Network, failures, 0.5, None),
-                RetryDecision::RetryIn { .. }
-            ));
-        }
-        assert_eq!(
-            policy.decide(&Failure::Network, 4, 0.5, None),
-            RetryDecision::GiveUp(GiveUpReason::Exhausted)
-        );
-        let never = RetryPolicy {
-            attempts: 0,
-            ..policy
-        };
-        assert_eq!(
-            never.decide(&Failure::Timeout, 1, 0.5, None),
-            RetryDecision::GiveUp(GiveUpReason::Exhausted)
-        );
-    }
-
-    #[test]
     fn retry_after_is_a_floor_bounded_by_the_max() {
         let policy = RetryPolicy::default();
-        assert_eq!(
-            policy.decide(&Failure::Status(429), 1, 0.0, Some(3_000)),
-            RetryDecision::RetryIn { delay_ms: 3_000 }
-        );
-        assert_eq!(
-            policy.decide(&Failure::Status(429), 1, 0.0, Some(3_600_000)),
-            RetryDecision::RetryIn { delay_ms: 8_000 }
-        );
+        assert_eq!(policy.delay_with_retry_after(1, 0.0, Some(3_000)), 3_000);
+        assert_eq!(policy.delay_with_retry_after(1, 0.0, Some(3_600_000)), 8_000);
         // A shorter Retry-After does not cut the backoff.
         assert_eq!(policy.delay_with_retry_after(4, 0.5, Some(0)), 2_000);
     }
