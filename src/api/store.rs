@@ -15,7 +15,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
 use crate::web::idb::{Batch, Db, OpenOptions, Schema, Upgrade};
-use crate::web::js::{get, name, prop, safe_integer};
+use crate::web::js::{get, prop};
+use crate::web::primitives::{name, safe_integer};
 
 #[wasm_bindgen(typescript_custom_section)]
 const LOCAL_STORE_TS: &'static str = r#"

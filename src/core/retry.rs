@@ -218,7 +218,10 @@ mod tests {
     fn retry_after_is_a_floor_bounded_by_the_max() {
         let policy = RetryPolicy::default();
         assert_eq!(policy.delay_with_retry_after(1, 0.0, Some(3_000)), 3_000);
-        assert_eq!(policy.delay_with_retry_after(1, 0.0, Some(3_600_000)), 8_000);
+        assert_eq!(
+            policy.delay_with_retry_after(1, 0.0, Some(3_600_000)),
+            8_000
+        );
         // A shorter Retry-After does not cut the backoff.
         assert_eq!(policy.delay_with_retry_after(4, 0.5, Some(0)), 2_000);
     }

@@ -9,7 +9,7 @@
 //! its kind ("a number") instead of through serde's `Unexpected`, whose
 //! `Display` pulls the whole float formatter into the module, and a struct
 //! reads only the fields it names, each name made into a JS string once per
-//! page ([`crate::web::js::name`]).
+//! page ([`crate::web::primitives::name`]).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -18,7 +18,7 @@ use js_sys::{Array, Object, Reflect};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Unexpected, Visitor};
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::web::js::{name, safe_integer};
+use crate::web::primitives::{name, safe_integer};
 
 /// Why a value could not be read, in words fit for an error message, with
 /// where: `fields.city: invalid type: an object, expected …`.

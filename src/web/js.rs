@@ -1,13 +1,11 @@
 //! Small conversions between Rust values and JavaScript values, shared by
 //! every wrapper.
 
-use std::cell::RefCell;
-
 use serde::{de::DeserializeOwned, Serialize};
 use wasm_bindgen::JsValue;
 
-use crate::core::vecmap::VecMap;
 use crate::error::Error;
+use crate::web::primitives::name;
 
 /// Serialises `value` to plain JS objects (never `Map`), as the app expects.
 ///
@@ -59,25 +57,6 @@ pub fn describe(thrown: &JsValue) -> String {
     }
 }
 
-thread_local! {
-    /// Property names as JS strings, keyed by where their `&'static str`
-    /// is: a record load or a batch of thousands reads the same few names
-    /// many times.
-    static NAMES: RefCell<VecMap<(usize, usize), JsValue>> = RefCell::new(VecMap::new());
-}
-
-/// `name` as a JS string, made once per page.
-pub fn name(name: &'static str) -> JsValue {
-    NAMES.with(|names| {
-        // Address and length: one literal may start where another does.
-        let at = (name.as_ptr() as usize, name.len());
-        names
-            .borrow_mut()
-            .get_or_insert_with(at, || JsValue::from_str(name))
-            .clone()
-    })
-}
-
 /// `target[name]` for a property name known at compile time (see
 /// [`name`]), `undefined` if absent or not an object.
 pub fn prop(target: &JsValue, key: &'static str) -> JsValue {
@@ -85,14 +64,4 @@ pub fn prop(target: &JsValue, key: &'static str) -> JsValue {
         return JsValue::UNDEFINED;
     }
     js_sys::Reflect::get(target, &name(key)).unwrap_or(JsValue::UNDEFINED)
-}
-
-/// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`);
-/// above it, not every whole number is a JS number.
-const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
-
-/// `n` if it is a whole number a JS number holds exactly
-/// (`Number.isSafeInteger`).
-pub fn safe_integer(n: f64) -> Option<f64> {
-    (n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER).then_some(n)
 }

@@ -11,4 +11,5 @@ pub mod idb;
 pub mod js;
 pub mod lifecycle;
 pub mod locks;
+pub mod primitives;
 pub mod sync;
