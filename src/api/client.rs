@@ -16,8 +16,9 @@ use crate::error::Error;
 use std::rc::Rc;
 
 use crate::api::tabs::{TabLocks, TabLocksMode};
-use crate::core::election::{TabId, TabMessage};
+use crate::core::election::TabId;
 use crate::core::progress::{SyncConfig, SyncKind};
+use crate::core::tab_message::TabMessage;
 use crate::web::channel::EnvelopeChannel;
 use crate::web::client::{check_collection, rejected, Client, Config, Session};
 use crate::web::http::{send, HttpRequest, Method};

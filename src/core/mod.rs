@@ -14,4 +14,5 @@ pub mod record;
 pub mod retry;
 pub mod sort;
 pub mod staged;
+pub mod tab_message;
 pub mod vecmap;

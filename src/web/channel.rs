@@ -19,9 +19,9 @@ use wasm_bindgen_futures::spawn_local;
 use web_sys::{BroadcastChannel, MessageEvent};
 
 use crate::core::election::{
-    decode, ElectionConfig, ElectionEffect, Envelope, Ignored, LockTable, LockTicket, TabId,
-    TabMessage, UntrustedMessage, LEADER_LOCK,
+    ElectionConfig, ElectionEffect, LockTable, LockTicket, TabId, LEADER_LOCK,
 };
+use crate::core::tab_message::{decode, Envelope, Ignored, TabMessage, UntrustedMessage};
 use crate::core::vecmap::VecMap;
 use crate::error::Error;
 use crate::web::clock::{now_ms, random_unit};

@@ -21,7 +21,6 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::core::debounce::{Batch, Debounce, DebounceOptions, Pushed, SavePayload};
-use crate::core::election::{RecordChange, SessionEnd, SessionNotice, TabMessage, WorkNotice};
 use crate::core::merge::{Conflict, MergeRules};
 use crate::core::outbox::{
     ConflictHandled, EntryError, EntryState, MutationOp, NewMutation, Outbox, OutboxEntry,
@@ -31,6 +30,7 @@ use crate::core::record::{Comment, Fields, PendingComment, Record, RecordKey};
 use crate::core::retry::RetryPolicy;
 use crate::core::sort::CollectMap;
 use crate::core::staged::{RemoteChange, StageError, StagedChange, StagedRecords, StagedState};
+use crate::core::tab_message::{RecordChange, SessionEnd, SessionNotice, TabMessage, WorkNotice};
 use crate::core::vecmap::VecMap;
 use crate::error::{Error, ErrorCode};
 use crate::web::channel::EnvelopeChannel;

@@ -15,11 +15,11 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
-use crate::core::election::{SyncCommand, TabMessage};
 use crate::core::progress::{
     reduce, ServerSyncStatus, StoredSyncJob, SyncConfig, SyncEffect, SyncEvent, SyncHistoryEntry,
     SyncKind, SyncOutcome, SyncPhase, SyncState,
 };
+use crate::core::tab_message::{SyncCommand, TabMessage};
 use crate::error::{Error, ErrorCode};
 use crate::web::channel::EnvelopeChannel;
 use crate::web::client::{encode, Client};
