@@ -58,10 +58,10 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::core::vecmap::VecMap;
 use crate::error::Error;
-use crate::web::channel::{
-    broadcast_channel_available, BroadcastCanceller, BroadcastHeld, BroadcastLocks,
-    PendingBroadcastLock,
+use crate::web::broadcast_locks::{
+    BroadcastCanceller, BroadcastHeld, BroadcastLocks, PendingBroadcastLock,
 };
+use crate::web::channel::broadcast_channel_available;
 use crate::web::clock::uuid_v4;
 use crate::web::js::from_app;
 use crate::web::lifecycle::{PageEvent, PageLifecycle};

@@ -2,6 +2,7 @@
 //! BroadcastChannel, Web Locks, timers and the page lifecycle, which carry out
 //! the effects the [`crate::core`] machines return.
 
+pub mod broadcast_locks;
 pub mod channel;
 pub mod client;
 pub mod clock;
