@@ -58,16 +58,10 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::core::vecmap::VecMap;
 use crate::error::Error;
-use crate::web::broadcast_locks::{
-    BroadcastCanceller, BroadcastHeld, BroadcastLocks, PendingBroadcastLock,
-};
-use crate::web::channel::broadcast_channel_available;
 use crate::web::clock::uuid_v4;
 use crate::web::js::from_app;
 use crate::web::lifecycle::{PageEvent, PageLifecycle};
-use crate::web::locks::{
-    web_locks_available, HeldLock, Leadership, LockCanceller, LockOptions, PendingLock, WebLocks,
-};
+use crate::web::tab_lock_path::{HeldTabLock, PathWanted, TabLockCanceller, TabLockPath};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TABS_TS: &'static str = r#"
@@ -139,63 +133,12 @@ fn check_name(what: &str, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// A lock held on either path; released when dropped.
-// The handles are never read: they are kept for their `Drop`, which releases.
-#[allow(dead_code)]
-enum Held {
-    Web(HeldLock),
-    Broadcast(BroadcastHeld),
-}
-
-/// A request on either path.
-enum Pending {
-    Web(PendingLock),
-    Broadcast(PendingBroadcastLock),
-}
-
-impl Pending {
-    async fn granted(self) -> Result<Held, Error> {
-        match self {
-            Pending::Web(p) => match p.granted().await? {
-                Some(held) => Ok(Held::Web(held)),
-                None => Err(Error::Cancelled),
-            },
-            Pending::Broadcast(p) => Ok(Held::Broadcast(p.granted().await?)),
-        }
-    }
-}
-
-/// Withdraws a request on either path.
-enum Canceller {
-    Web(LockCanceller),
-    Broadcast(BroadcastCanceller),
-}
-
-impl Canceller {
-    fn cancel(&self) {
-        match self {
-            Canceller::Web(c) => c.cancel(),
-            Canceller::Broadcast(c) => c.cancel(),
-        }
-    }
-}
-
-/// The path in use, with its leadership.
-enum Engine {
-    Web {
-        locks: WebLocks,
-        /// `None` while not competing (after `pagehide`).
-        leadership: Option<Leadership>,
-    },
-    Broadcast(BroadcastLocks),
-}
-
 /// One acquired lock; shared by its JS guard and the registry that releases
 /// it on `close()` and `pagehide`.
 struct GuardSlot {
     id: u64,
     name: String,
-    held: RefCell<Option<Held>>,
+    held: RefCell<Option<HeldTabLock>>,
 }
 
 impl GuardSlot {
@@ -219,9 +162,9 @@ struct State {
     closed: bool,
     /// Between `pagehide` and a `pageshow` from the back/forward cache.
     hidden: bool,
-    engine: Option<Engine>,
+    path: Option<TabLockPath>,
     guards: VecMap<u64, Rc<GuardSlot>>,
-    pending: VecMap<u64, Canceller>,
+    pending: VecMap<u64, TabLockCanceller>,
     next_id: u64,
     lifecycle: Option<PageLifecycle>,
 }
@@ -253,13 +196,7 @@ impl Shared {
         if state.closed || state.hidden {
             return false;
         }
-        match &state.engine {
-            Some(Engine::Web { leadership, .. }) => {
-                leadership.as_ref().is_some_and(Leadership::is_leader)
-            }
-            Some(Engine::Broadcast(b)) => b.is_leader(),
-            None => false,
-        }
+        state.path.as_ref().is_some_and(TabLockPath::is_leader)
     }
 
     /// Web Lock names of this instance's channel.
@@ -317,18 +254,8 @@ fn campaign(shared: &Rc<Shared>) -> Result<(), Error> {
     let weak = Rc::downgrade(shared);
     let leader_name = shared.leader_lock_name();
     let mut state = shared.state.try_borrow_mut().map_err(|_| busy())?;
-    match &mut state.engine {
-        Some(Engine::Web { locks, leadership }) => {
-            if leadership.is_none() {
-                let on_gain = move || tell_leader_soon(&weak);
-                *leadership = Some(locks.campaign(&leader_name, on_gain)?);
-            }
-            Ok(())
-        }
-        Some(Engine::Broadcast(b)) => {
-            b.campaign();
-            Ok(())
-        }
+    match &mut state.path {
+        Some(path) => path.campaign(&leader_name, move || tell_leader_soon(&weak)),
         None => Err(Error::Closed),
     }
 }
@@ -344,10 +271,7 @@ fn hide(shared: &Rc<Shared>) {
             return;
         }
         state.hidden = true;
-        let resigned = match &mut state.engine {
-            Some(Engine::Web { leadership, .. }) => leadership.take(),
-            _ => None,
-        };
+        let resigned = state.path.as_mut().and_then(TabLockPath::resign);
         (
             std::mem::take(&mut state.guards),
             std::mem::take(&mut state.pending),
@@ -365,8 +289,8 @@ fn hide(shared: &Rc<Shared>) {
     }
     drop(resigned);
     if let Ok(state) = shared.state.try_borrow() {
-        if let Some(Engine::Broadcast(b)) = &state.engine {
-            b.suspend();
+        if let Some(path) = &state.path {
+            path.suspend();
         }
     }
     tell_leader(shared);
@@ -383,8 +307,8 @@ fn restore(shared: &Rc<Shared>) {
             return;
         }
         state.hidden = false;
-        if let Some(Engine::Broadcast(b)) = &mut state.engine {
-            b.restore();
+        if let Some(path) = &mut state.path {
+            path.restore();
         }
     }
     // A failure leaves this tab a follower, which is always safe.
@@ -401,8 +325,8 @@ fn resume(shared: &Rc<Shared>) {
         let Ok(state) = shared.state.try_borrow() else {
             return;
         };
-        if let Some(Engine::Broadcast(b)) = &state.engine {
-            b.resume();
+        if let Some(path) = &state.path {
+            path.resume();
         }
     }
     tell_leader(shared);
@@ -438,10 +362,10 @@ impl TabLockGuard {
     pub fn released(&self) -> bool {
         match &*self.slot.held.borrow() {
             None => true,
-            Some(Held::Web(_)) => false,
+            Some(HeldTabLock::Web(_)) => false,
             // The protocol can take a lock away (this tab froze past its
             // lease, or lost to a duplicate holder after lost messages).
-            Some(Held::Broadcast(held)) => !held.is_held(),
+            Some(HeldTabLock::Broadcast(held)) => !held.is_held(),
         }
     }
 
@@ -513,10 +437,12 @@ impl TabLocks {
     /// which uses no channel.
     #[wasm_bindgen(getter, js_name = ignoredMessages)]
     pub fn ignored_messages(&self) -> u32 {
-        match &self.shared.state.borrow().engine {
-            Some(Engine::Broadcast(b)) => b.ignored_messages(),
-            _ => 0,
-        }
+        self.shared
+            .state
+            .borrow()
+            .path
+            .as_ref()
+            .map_or(0, TabLockPath::ignored_messages)
     }
 
     /// Calls `listener(isLeader)` whenever this tab gains or loses
@@ -590,7 +516,7 @@ impl TabLocks {
     /// Releases every lock, resigns leadership, rejects waiting `acquire`s
     /// with `closed` and stops listening. Calling it again does nothing.
     pub fn close(&self) {
-        let (engine, guards, pending, lifecycle) = {
+        let (path, guards, pending, lifecycle) = {
             let Ok(mut state) = self.shared.state.try_borrow_mut() else {
                 return;
             };
@@ -599,7 +525,7 @@ impl TabLocks {
             }
             state.closed = true;
             (
-                state.engine.take(),
+                state.path.take(),
                 std::mem::take(&mut state.guards),
                 std::mem::take(&mut state.pending),
                 state.lifecycle.take(),
@@ -614,7 +540,7 @@ impl TabLocks {
         for slot in guards.values() {
             slot.release(&weak);
         }
-        drop(engine);
+        drop(path);
         tell_leader(&self.shared);
     }
 
@@ -626,20 +552,20 @@ impl TabLocks {
     #[doc(hidden)]
     #[wasm_bindgen(js_name = simulateCrash, skip_typescript)]
     pub fn simulate_crash(&self) {
-        let engine = {
+        let path = {
             let Ok(mut state) = self.shared.state.try_borrow_mut() else {
                 return;
             };
-            match state.engine.take() {
-                Some(Engine::Broadcast(b)) => Some(b),
+            match state.path.take() {
+                Some(path) if path.is_broadcast() => Some(path),
                 other => {
-                    state.engine = other;
+                    state.path = other;
                     None
                 }
             }
         };
-        if let Some(engine) = engine {
-            engine.crash();
+        if let Some(path) = path {
+            path.crash();
         }
         self.close();
     }
@@ -656,19 +582,10 @@ impl TabLocks {
     pub fn open(channel_name: &str, mode: TabLocksMode) -> Result<TabLocks, Error> {
         check_name("the channel name", channel_name)?;
         let channel_name = channel_name.to_owned();
-        let web = web_locks_available();
-        let broadcast = broadcast_channel_available();
-        let mode = match mode {
-            TabLocksMode::Auto if web => TabLocksMode::WebLocks,
-            TabLocksMode::Auto if broadcast => TabLocksMode::Broadcast,
-            TabLocksMode::WebLocks if web => TabLocksMode::WebLocks,
-            TabLocksMode::Broadcast if broadcast => TabLocksMode::Broadcast,
-            asked => {
-                return Err(Error::Invalid(format!(
-                    "this browser cannot coordinate tabs in mode {asked:?} \
-                     (Web Locks: {web}, BroadcastChannel: {broadcast})"
-                )))
-            }
+        let wanted = match mode {
+            TabLocksMode::Auto => PathWanted::Auto,
+            TabLocksMode::WebLocks => PathWanted::WebLocks,
+            TabLocksMode::Broadcast => PathWanted::Broadcast,
         };
         let tab_id = uuid_v4();
         let mut failure = None;
@@ -677,20 +594,13 @@ impl TabLocks {
                 let weak = weak.clone();
                 move || tell_leader_soon(&weak)
             };
-            let engine = match mode {
-                TabLocksMode::Broadcast => {
-                    BroadcastLocks::open(&channel_name, &tab_id, on_leader_change)
-                        .map(Engine::Broadcast)
-                }
-                _ => match WebLocks::get() {
-                    Some(locks) => Ok(Engine::Web {
-                        locks,
-                        leadership: None,
-                    }),
-                    None => Err(Error::Invalid("navigator.locks is missing".into())),
-                },
+            let path = TabLockPath::open(wanted, &channel_name, &tab_id, on_leader_change)
+                .map_err(|e| failure = Some(e))
+                .ok();
+            let mode = match &path {
+                Some(p) if p.is_broadcast() => TabLocksMode::Broadcast,
+                _ => TabLocksMode::WebLocks,
             };
-            let engine = engine.map_err(|e| failure = Some(e)).ok();
             let weak = weak.clone();
             let lifecycle = PageLifecycle::listen(move |event| {
                 let Some(shared) = weak.upgrade() else { return };
@@ -707,9 +617,9 @@ impl TabLocks {
                 channel_name: channel_name.clone(),
                 mode,
                 state: RefCell::new(State {
-                    closed: engine.is_none(),
+                    closed: path.is_none(),
                     hidden: false,
-                    engine,
+                    path,
                     guards: VecMap::new(),
                     pending: VecMap::new(),
                     next_id: 0,
@@ -754,21 +664,8 @@ impl TabLocks {
             if state.hidden {
                 return Err(Error::Cancelled);
             }
-            let (pending, canceller) = match &state.engine {
-                Some(Engine::Web { locks, .. }) => {
-                    let options = LockOptions {
-                        if_available: false,
-                        timeout_ms,
-                    };
-                    let p = locks.request(&shared.lock_name(&name), options)?;
-                    let c = Canceller::Web(p.canceller());
-                    (Pending::Web(p), c)
-                }
-                Some(Engine::Broadcast(b)) => {
-                    let p = b.request(&name, timeout_ms)?;
-                    let c = Canceller::Broadcast(p.canceller());
-                    (Pending::Broadcast(p), c)
-                }
+            let (pending, canceller) = match &state.path {
+                Some(path) => path.request(&shared.lock_name(&name), &name, timeout_ms)?,
                 None => return Err(Error::Closed),
             };
             state.pending.insert(id, canceller);

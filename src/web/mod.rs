@@ -14,3 +14,4 @@ pub mod lifecycle;
 pub mod locks;
 pub mod primitives;
 pub mod sync;
+pub mod tab_lock_path;
