@@ -152,39 +152,59 @@ fn load_comments(conn: &Connection, collection: &str, id: &str) -> Result<Vec<Co
 /// # Errors
 /// Internal errors from SQLite.
 pub fn list(conn: &Connection, collection: &str) -> Result<Vec<Record>, ApiError> {
-    let mut comments: std::collections::HashMap<String, Vec<Comment>> = Default::default();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT record_id, id, author, text, created_at FROM comments
-             WHERE collection = ?1 ORDER BY seq",
-        )?;
-        let mut rows = stmt.query([collection])?;
-        while let Some(r) = rows.next()? {
-            comments.entry(r.get(0)?).or_default().push(Comment {
-                id: r.get(1)?,
-                author: r.get(2)?,
-                text: r.get(3)?,
-                created_at: r.get(4)?,
-            });
-        }
-    }
+    list_page(conn, collection, "", usize::MAX)
+}
+
+/// Up to `limit` live records of a collection with ids after `after` (""
+/// for the first page), in id order, with their comments: a keyset page,
+/// served by the records table's primary key.
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn list_page(
+    conn: &Connection,
+    collection: &str,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<Record>, ApiError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, version, updated_at, updated_by, fields FROM records
-         WHERE collection = ?1 AND deleted = 0 ORDER BY id",
+         WHERE collection = ?1 AND id > ?2 AND deleted = 0 ORDER BY id LIMIT ?3",
     )?;
-    let mut rows = stmt.query([collection])?;
+    let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = stmt.query(rusqlite::params![collection, after, sql_limit])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let id: String = r.get(0)?;
         let fields: String = r.get(4)?;
         out.push(Record {
-            comments: comments.remove(&id).unwrap_or_default(),
-            id,
+            comments: Vec::new(),
+            id: r.get(0)?,
             version: r.get(1)?,
             updated_at: r.get(2)?,
             updated_by: r.get(3)?,
             fields: parse_fields(&fields)?,
         });
+    }
+    let Some(last) = out.last().map(|r| r.id.clone()) else {
+        return Ok(out);
+    };
+    // The comments of this page's id range, in the order they were made.
+    let mut comments: std::collections::HashMap<String, Vec<Comment>> = Default::default();
+    let mut stmt = conn.prepare_cached(
+        "SELECT record_id, id, author, text, created_at FROM comments
+         WHERE collection = ?1 AND record_id > ?2 AND record_id <= ?3 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query(rusqlite::params![collection, after, last])?;
+    while let Some(r) = rows.next()? {
+        comments.entry(r.get(0)?).or_default().push(Comment {
+            id: r.get(1)?,
+            author: r.get(2)?,
+            text: r.get(3)?,
+            created_at: r.get(4)?,
+        });
+    }
+    for record in &mut out {
+        record.comments = comments.remove(&record.id).unwrap_or_default();
     }
     Ok(out)
 }
@@ -358,24 +378,88 @@ fn not_found(collection: &str, id: &str) -> ApiError {
     ApiError::not_found(format!("no record {id:?} in {collection}"))
 }
 
-/// `GET /api/{collection}`: every live record and the cursor to follow changes from.
+/// The largest page `GET /api/{collection}?limit=` serves.
+pub const MAX_PAGE: usize = 10_000;
+/// Ids are at most 128 bytes (see `validate`): no `after` is longer.
+const MAX_AFTER: usize = 128;
+
+/// Query of `GET /api/{collection}`: paging, both or neither.
+#[derive(Debug, serde::Deserialize)]
+pub struct PageQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+impl PageQuery {
+    /// `(after, limit)` of a paged read, `None` for the whole collection.
+    fn page(&self) -> Result<Option<(String, usize)>, ApiError> {
+        let invalid = |message: &str| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                message.to_owned(),
+            )
+        };
+        let Some(limit) = self.limit.as_deref() else {
+            return match self.after {
+                Some(_) => Err(invalid("after needs a limit")),
+                None => Ok(None),
+            };
+        };
+        let limit = match limit.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => return Err(invalid("limit must be a whole number from 1 to 10000")),
+        };
+        let after = match self.after.as_deref() {
+            None => String::new(),
+            Some(a) if !a.is_empty() && a.len() <= MAX_AFTER => a.to_owned(),
+            Some(_) => return Err(invalid("after must be a record id")),
+        };
+        Ok(Some((after, limit)))
+    }
+}
+
+/// `GET /api/{collection}`: every live record and the cursor to follow
+/// changes from; with `?limit=N&after=<id>`, one keyset page in id order
+/// and `next`, the `after` of the following page (`null` after the last).
+/// `cursor` is the feed's position when the page was read: a client keeps
+/// the first page's, and follows the feed from it once every page is in,
+/// so that no write made during the load is missed.
 ///
 /// # Errors
-/// `404` for a name that cannot be a collection.
+/// `404` for a name that cannot be a collection; `422 invalid` for a bad
+/// `limit` or `after`.
 pub async fn list_route(
     State(state): State<AppState>,
     _user: AuthUser,
     path: Result<Path<String>, PathRejection>,
+    query: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let collection = path_params(path)?;
     check_collection(&collection)?;
+    let axum::extract::Query(query) = query
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.body_text()))?;
+    let page = query.page()?;
     let epoch = state.db.epoch().to_owned();
     let body = state
         .db
         .read(move |tx| {
-            let items = list(tx, &collection)?;
+            // The position first: a write after it is in the feed from it.
             let head = crate::changes::head(tx)?;
-            Ok(json!({ "items": items, "cursor": cursor::encode(&epoch, head) }))
+            let cursor = cursor::encode(&epoch, head);
+            Ok(match page {
+                None => json!({ "items": list(tx, &collection)?, "cursor": cursor }),
+                Some((after, limit)) => {
+                    let mut items = list_page(tx, &collection, &after, limit + 1)?;
+                    let next = if items.len() > limit {
+                        items.truncate(limit);
+                        items.last().map(|r| r.id.clone())
+                    } else {
+                        None
+                    };
+                    json!({ "items": items, "next": next, "cursor": cursor })
+                }
+            })
         })
         .await?;
     Ok(axum::Json(body).into_response())
