@@ -547,9 +547,29 @@ impl CrmSync {
     /// Fetches a collection into memory and IndexedDB; offline it answers
     /// from IndexedDB with records marked `stale: true`.
     #[wasm_bindgen(unchecked_return_type = "Promise<CrmRecord[]>")]
-    pub fn load(&self, collection: String) -> Promise {
+    pub fn load(
+        &self,
+        collection: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: Option<
+            js_sys::Object,
+        >,
+    ) -> Promise {
         let client = self.client.clone();
-        promise(async move { client.load(&collection).await })
+        let page_size = options.map(|o| crate::web::js::get(&o, "pageSize"));
+        promise(async move {
+            let page_size = match page_size.filter(|v| !v.is_undefined()) {
+                None => None,
+                Some(v) => match v.as_f64() {
+                    Some(n) if n.fract() == 0.0 && (1.0..=10_000.0).contains(&n) => Some(n as u32),
+                    _ => {
+                        return Err(Error::Invalid(
+                            "pageSize must be a whole number from 1 to 10000".into(),
+                        ))
+                    }
+                },
+            };
+            client.load(&collection, page_size).await
+        })
     }
 
     /// The confirmed record (what the server last acknowledged), or

@@ -125,7 +125,14 @@ export type CrmEvent =
   | { type: "record"; collection: string; id: string; record: CrmRecord | null; origin: "local" | "server" | "tab" }
   | { type: "conflict"; conflict: Conflict }
   | { type: "status"; status: CrmStatus }
-  | { type: "session"; state: "expired" | "logged-out" };
+  | { type: "session"; state: "expired" | "logged-out" }
+  | { type: "load"; collection: string; loaded: number; total?: number };
+
+/** Options of `load`. */
+export interface LoadOptions {
+  /** Records asked for per page (1000; 1 to 10000). */
+  pageSize?: number;
+}
 
 /** The phases of a spreadsheet sync run. */
 export type SyncPhase =

@@ -77,6 +77,33 @@ impl ErrorCode {
         }
     }
 
+    /// The code spelled `text`, if it is one of ours.
+    pub fn parse(text: &str) -> Option<Self> {
+        const ALL: [ErrorCode; 20] = [
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::Invalid,
+            ErrorCode::Conflict,
+            ErrorCode::Overlap,
+            ErrorCode::Network,
+            ErrorCode::Timeout,
+            ErrorCode::Server,
+            ErrorCode::BadResponse,
+            ErrorCode::Offline,
+            ErrorCode::Quota,
+            ErrorCode::VersionMismatch,
+            ErrorCode::LockTimeout,
+            ErrorCode::Cancelled,
+            ErrorCode::SyncNotFound,
+            ErrorCode::AlreadyFinished,
+            ErrorCode::PendingChanges,
+            ErrorCode::Storage,
+            ErrorCode::Closed,
+        ];
+        ALL.into_iter().find(|c| c.as_str() == text)
+    }
+
     /// The code a server's error body or bare HTTP status stands for.
     ///
     /// `wire` is the `error.code` of PROTOCOL.md's error shape, if the body
@@ -127,6 +154,21 @@ mod tests {
             ErrorCode::Server
         );
         assert_eq!(ErrorCode::from_http(428, None), ErrorCode::Invalid);
+    }
+
+    #[test]
+    fn every_code_parses_back_from_its_text() {
+        for text in [
+            "unauthorized",
+            "network",
+            "timeout",
+            "already_finished",
+            "pending_changes",
+            "closed",
+        ] {
+            assert_eq!(ErrorCode::parse(text).map(ErrorCode::as_str), Some(text));
+        }
+        assert_eq!(ErrorCode::parse("nonsense"), None);
     }
 
     #[test]

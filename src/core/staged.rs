@@ -182,6 +182,16 @@ impl StagedRecords {
         self.confirmed.extend(fresh);
     }
 
+    /// How many confirmed records there are, in every collection.
+    pub fn len(&self) -> usize {
+        self.confirmed.len()
+    }
+
+    /// Whether no record is confirmed.
+    pub fn is_empty(&self) -> bool {
+        self.confirmed.is_empty()
+    }
+
     /// The confirmed record: what the server last acknowledged.
     pub fn get(&self, collection: &str, id: &str) -> Option<&Record> {
         self.confirmed.get(&RecordKey::new(collection, id))

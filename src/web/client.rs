@@ -40,6 +40,14 @@ use crate::web::idb::{record_key, Batch as DbBatch, Store, UserDb};
 use crate::web::js::{from_server, get, to_js};
 use crate::web::lifecycle::{EventListener, PageEvent, PageLifecycle};
 
+/// Records a page of `load`, unless the app asks for another size.
+pub const DEFAULT_PAGE: u32 = 1_000;
+/// The largest page asked for (the reference server's limit).
+pub const MAX_PAGE: u32 = 10_000;
+/// Work done in one go on the main thread before the event loop gets a
+/// turn: input and rendering stay smooth.
+const SLICE_MS: f64 = 8.0;
+
 /// The key of the changes-feed cursor in the user's `meta` store: a reload
 /// catches up from it rather than reading every collection again.
 const CURSOR_KEY: &str = "feed-cursor";
@@ -236,13 +244,6 @@ struct JsStatus<'a> {
     last_sync_at: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
-struct ListAnswer {
-    items: Vec<Record>,
-    #[serde(default)]
-    cursor: Option<String>,
-}
-
 /// One entry of `GET /api/changes` (PROTOCOL.md, "Changes feed").
 #[derive(Deserialize)]
 struct FeedChange {
@@ -435,6 +436,10 @@ struct Inner {
     /// Snapshots handed to JS, kept until something changes, so
     /// `useSyncExternalStore` sees the same object between changes.
     snapshots: RefCell<HashMap<String, JsValue>>,
+    /// Each confirmed record as a JS object, kept while the record stays
+    /// as it is: `get` and `list` hand out these, so a change of one record
+    /// makes one new object, not one per record of its collection.
+    record_js: RefCell<HashMap<RecordKey, CachedRecord>>,
     /// Whether the server can be reached (not `navigator.onLine` alone).
     reach: RefCell<Reachability>,
     /// The next probe of the server while it cannot be reached.
@@ -491,6 +496,7 @@ impl Client {
             held_timer: RefCell::new(None),
             listeners: js_sys::Set::new(&JsValue::UNDEFINED),
             snapshots: RefCell::new(HashMap::new()),
+            record_js: RefCell::new(HashMap::new()),
             reach: RefCell::new(Reachability::new(navigator_online())),
             probe_timer: RefCell::new(None),
             verified: Cell::new(verified),
@@ -707,7 +713,7 @@ impl Client {
                     self.persist(forget).await;
                     let loaded: Vec<String> = self.inner.loaded.borrow().iter().cloned().collect();
                     for collection in loaded {
-                        let _ = self.load(&collection).await;
+                        let _ = self.load(&collection, None).await;
                     }
                     return;
                 }
@@ -1401,11 +1407,13 @@ impl Client {
         self.snapshot(format!("get\u{0}{collection}\u{0}{id}"), || {
             let state = self.inner.state.borrow();
             let stale = state.stale.contains(collection) && !self.is_online();
+            let mut cache = self.inner.record_js.borrow_mut();
             state
                 .records
                 .get(collection, id)
-                .and_then(|r| to_js(&JsRecord::of(r, stale)).ok())
-                .unwrap_or(JsValue::UNDEFINED)
+                .map_or(JsValue::UNDEFINED, |r| {
+                    record_object(&mut cache, collection, r, stale)
+                })
         })
     }
 
@@ -1414,13 +1422,17 @@ impl Client {
         self.snapshot(format!("list\u{0}{collection}"), || {
             let state = self.inner.state.borrow();
             let stale = state.stale.contains(collection) && !self.is_online();
-            let list: Vec<JsRecord<'_>> = state
-                .records
-                .list(collection)
-                .into_iter()
-                .map(|r| JsRecord::of(r, stale))
-                .collect();
-            to_js(&list).unwrap_or_else(|_| js_sys::Array::new().into())
+            let mut cache = self.inner.record_js.borrow_mut();
+            let records = state.records.list(collection);
+            let out = js_sys::Array::new_with_length(records.len() as u32);
+            for (i, r) in records.iter().enumerate() {
+                out.set(i as u32, record_object(&mut cache, collection, r, stale));
+            }
+            // Records gone from the collection leave the cache too.
+            if cache.len() > state.records.len() {
+                cache.retain(|key, _| state.records.get(&key.collection, &key.id).is_some());
+            }
+            out.into()
         })
     }
 
@@ -1597,81 +1609,183 @@ impl Client {
         }
     }
 
-    /// Fetches a collection into memory and IndexedDB; offline (or when the
-    /// server cannot be reached) answers from IndexedDB, marked stale.
+    /// Fetches a collection into memory and IndexedDB page by page
+    /// (`page_size` records a page, [`DEFAULT_PAGE`] by default), without
+    /// blocking the page: the next page is in flight while one is stored,
+    /// and each page is read in slices of about [`SLICE_MS`] with the event
+    /// loop in between. Every page raises a `load` event with how many
+    /// records are in. Other people's changes are then followed from the
+    /// first page's feed cursor (unless a cursor is kept already, which is
+    /// older), so a write made during the load shows up.
+    /// Offline (or when the server cannot be reached) answers from
+    /// IndexedDB, marked stale.
     ///
     /// # Errors
-    /// `invalid` for a bad name; the server's error when nothing is stored.
-    pub async fn load(&self, collection: &str) -> Result<JsValue, Error> {
+    /// `invalid` for a bad name; `bad_response` for a page that is not of
+    /// the protocol's shape; the server's error when nothing is stored.
+    pub async fn load(&self, collection: &str, page_size: Option<u32>) -> Result<JsValue, Error> {
         check_collection(collection)?;
-        let answer = if self.can_talk() {
-            self.read(&format!("/{collection}")).await
-        } else {
-            Err(Error::Offline)
-        };
-        match answer {
-            Ok(body) => {
-                let list: ListAnswer = from_server(body)?;
-                self.inner.loaded.borrow_mut().insert(collection.to_owned());
-                let mut batch = DbBatch::new();
-                if self.inner.cursor.borrow().is_none() {
-                    if let Some(cursor) = &list.cursor {
-                        let _ = batch.put(Store::Meta.name(), CURSOR_KEY, cursor);
-                    }
-                    *self.inner.cursor.borrow_mut() = list.cursor.clone();
-                }
-                for record in &list.items {
-                    let _ = batch.put_record(
-                        Store::Records.name(),
-                        record_key(collection, &record.id),
-                        record,
-                    );
-                }
-                {
-                    let mut state = self.inner.state.borrow_mut();
-                    state.records.load(collection, list.items);
-                    state.stale.remove(collection);
-                }
-                self.changed();
-                self.persist(batch).await;
-                self.emit_status();
-                Ok(self.list(collection))
-            }
-            Err(err)
-                if matches!(
-                    err.code(),
-                    ErrorCode::Network | ErrorCode::Timeout | ErrorCode::Offline
-                ) =>
-            {
-                let db = self.db().ok_or_else(|| err.clone())?;
-                let stored: Vec<(String, Record)> = db
-                    .all_with_prefix(Store::Records, &format!("{collection}/"))
-                    .await?;
-                if stored.is_empty()
-                    && self
-                        .inner
-                        .state
-                        .borrow()
-                        .records
-                        .list(collection)
-                        .is_empty()
-                {
-                    return Err(err);
-                }
-                {
-                    let mut state = self.inner.state.borrow_mut();
-                    if state.records.list(collection).is_empty() {
-                        state
-                            .records
-                            .load(collection, stored.into_iter().map(|(_, r)| r));
-                    }
-                    state.stale.insert(collection.to_owned());
-                }
-                self.changed();
-                Ok(self.list(collection))
-            }
-            Err(err) => Err(err),
+        if !self.can_talk() {
+            return self.load_stored(collection, Error::Offline).await;
         }
+        let size = page_size.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let known_before: HashSet<String> = self
+            .inner
+            .state
+            .borrow()
+            .records
+            .list(collection)
+            .iter()
+            .map(|r| r.id.clone())
+            .collect();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut first_cursor: Option<String> = None;
+        let mut in_flight = Some(self.read_soon(format!("/{collection}?limit={size}")));
+        while let Some(page) = in_flight.take() {
+            let body = match JsFuture::from(page).await.map_err(rejected) {
+                Ok(body) => body,
+                Err(err) if first_cursor.is_none() && seen.is_empty() && is_unreachable(&err) => {
+                    return self.load_stored(collection, err).await;
+                }
+                Err(err) => return Err(err),
+            };
+            let items: js_sys::Array = get(&body, "items")
+                .dyn_into()
+                .map_err(|_| Error::BadResponse("a page without its items".into()))?;
+            if first_cursor.is_none() {
+                first_cursor = Some(get(&body, "cursor").as_string().unwrap_or_default());
+            }
+            // The next page is asked for before this one is stored.
+            if let Some(after) = get(&body, "next").as_string() {
+                in_flight = Some(self.read_soon(format!(
+                    "/{collection}?limit={size}&after={}",
+                    encode(&after)
+                )));
+            }
+            self.store_page(collection, &items, &mut seen).await?;
+            self.emit_load(collection, seen.len());
+        }
+        let mut batch = DbBatch::new();
+        {
+            let mut state = self.inner.state.borrow_mut();
+            // Known before and in no page: deleted on the server meanwhile.
+            for id in known_before.difference(&seen) {
+                let _ = state.records.apply_remote(
+                    collection,
+                    RemoteChange::Delete {
+                        id: id.clone(),
+                        version: u64::MAX,
+                    },
+                );
+                batch.delete(Store::Records.name(), record_key(collection, id));
+            }
+            state.stale.remove(collection);
+        }
+        let cursor = first_cursor.filter(|c| !c.is_empty());
+        if self.inner.cursor.borrow().is_none() && cursor.is_some() {
+            let _ = batch.put(Store::Meta.name(), CURSOR_KEY, &cursor);
+            *self.inner.cursor.borrow_mut() = cursor;
+        }
+        self.inner.loaded.borrow_mut().insert(collection.to_owned());
+        self.persist(batch).await;
+        self.changed();
+        self.emit_status();
+        Ok(self.list(collection))
+    }
+
+    /// Starts reading `path` now (a promise: a Rust future would wait for
+    /// its first poll).
+    fn read_soon(&self, path: String) -> Promise {
+        let client = self.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            client.read(&path).await.map_err(JsValue::from)
+        })
+    }
+
+    /// Reads one page's records in slices, then lays them over memory and
+    /// writes them to IndexedDB in one transaction (a page is atomic). The
+    /// server's own objects are kept as the records' JS snapshots and
+    /// stored as they are: one copy per record, not one per shape.
+    async fn store_page(
+        &self,
+        collection: &str,
+        items: &js_sys::Array,
+        seen: &mut HashSet<String>,
+    ) -> Result<(), Error> {
+        let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(items.length() as usize);
+        let mut slice_from = crate::web::clock::precise_ms();
+        for item in items.iter() {
+            let record: Record = from_server(item.clone())?;
+            read.push((record, item));
+            if crate::web::clock::precise_ms() - slice_from > SLICE_MS {
+                crate::web::clock::yield_to_page().await;
+                slice_from = crate::web::clock::precise_ms();
+            }
+        }
+        let mut batch = DbBatch::new();
+        {
+            let mut state = self.inner.state.borrow_mut();
+            let mut cache = self.inner.record_js.borrow_mut();
+            for (record, item) in read {
+                let key = RecordKey::new(collection, &record.id);
+                seen.insert(record.id.clone());
+                batch.put_record_js(
+                    Store::Records.name(),
+                    record_key(collection, &record.id),
+                    item.clone(),
+                );
+                let snapshot = CachedRecord::of(&record, false, item);
+                if state
+                    .records
+                    .apply_remote(collection, RemoteChange::Put(record))
+                {
+                    cache.insert(key, snapshot);
+                }
+            }
+        }
+        self.persist(batch).await;
+        self.changed();
+        Ok(())
+    }
+
+    /// Raises `{ type: "load", collection, loaded }`.
+    fn emit_load(&self, collection: &str, loaded: usize) {
+        let event = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&event, &"type".into(), &"load".into());
+        let _ = js_sys::Reflect::set(&event, &"collection".into(), &collection.into());
+        let _ = js_sys::Reflect::set(&event, &"loaded".into(), &(loaded as f64).into());
+        emit_to(&self.inner.listeners, &event.into());
+    }
+
+    /// A collection as IndexedDB has it, marked stale: the server cannot be
+    /// reached (`err`, returned when nothing is stored either).
+    async fn load_stored(&self, collection: &str, err: Error) -> Result<JsValue, Error> {
+        let db = self.db().ok_or_else(|| err.clone())?;
+        let stored: Vec<(String, Record)> = db
+            .all_with_prefix(Store::Records, &format!("{collection}/"))
+            .await?;
+        if stored.is_empty()
+            && self
+                .inner
+                .state
+                .borrow()
+                .records
+                .list(collection)
+                .is_empty()
+        {
+            return Err(err);
+        }
+        {
+            let mut state = self.inner.state.borrow_mut();
+            if state.records.list(collection).is_empty() {
+                state
+                    .records
+                    .load(collection, stored.into_iter().map(|(_, r)| r));
+            }
+            state.stale.insert(collection.to_owned());
+        }
+        self.changed();
+        Ok(self.list(collection))
     }
 
     async fn fetch_one(&self, key: &RecordKey) -> Result<(), Error> {
@@ -3058,7 +3172,7 @@ pub fn rejected(value: JsValue) -> Error {
         _ => Error::Http {
             code: code
                 .as_deref()
-                .map(|c| ErrorCode::from_http(0, Some(c)))
+                .and_then(ErrorCode::parse)
                 .unwrap_or(ErrorCode::Server),
             status: get(&value, "status").as_f64().map_or(0, |s| s as u16),
             message,
@@ -3091,6 +3205,47 @@ pub fn encode(id: &str) -> String {
     String::from(js_sys::encode_uri_component(id))
 }
 
+/// A confirmed record as a JS object, and what it was made from.
+struct CachedRecord {
+    version: u64,
+    comments: usize,
+    stale: bool,
+    value: JsValue,
+}
+
+impl CachedRecord {
+    fn of(record: &Record, stale: bool, value: JsValue) -> Self {
+        Self {
+            version: record.version,
+            comments: record.comments.len(),
+            stale,
+            value,
+        }
+    }
+}
+
+/// The JS object of `record` from `cache`, made anew only when the record
+/// changed (its version or comments) or its staleness did.
+fn record_object(
+    cache: &mut HashMap<RecordKey, CachedRecord>,
+    collection: &str,
+    record: &Record,
+    stale: bool,
+) -> JsValue {
+    let key = RecordKey::new(collection, &record.id);
+    if let Some(hit) = cache.get(&key) {
+        if hit.version == record.version
+            && hit.comments == record.comments.len()
+            && hit.stale == stale
+        {
+            return hit.value.clone();
+        }
+    }
+    let value = to_js(&JsRecord::of(record, stale)).unwrap_or(JsValue::UNDEFINED);
+    cache.insert(key, CachedRecord::of(record, stale, value.clone()));
+    value
+}
+
 /// What a request's end says about reachability; `None` for a request that
 /// never left (a body that could not be made, a closed client).
 fn reach_answer(result: &Result<HttpResponse, Error>) -> Option<Answer> {
@@ -3100,6 +3255,14 @@ fn reach_answer(result: &Result<HttpResponse, Error>) -> Option<Answer> {
         Err(Error::Http { status, .. }) => Some(Answer::of_status(Some(*status))),
         Err(_) => None,
     }
+}
+
+/// Failures that say the server cannot be reached now (not that it refused).
+fn is_unreachable(err: &Error) -> bool {
+    matches!(
+        err.code(),
+        ErrorCode::Network | ErrorCode::Timeout | ErrorCode::Offline
+    )
 }
 
 fn navigator_online() -> bool {

@@ -3,6 +3,42 @@
 
 use wasm_bindgen::prelude::*;
 
+#[wasm_bindgen(inline_js = r#"
+export function yieldToPage() {
+  // A turn of the event loop without the 4 ms clamp of nested timers:
+  // scheduler.yield() where the browser has it, else a message.
+  if (globalThis.scheduler && typeof globalThis.scheduler.yield === "function") {
+    return globalThis.scheduler.yield();
+  }
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => { channel.port1.close(); resolve(); };
+    channel.port2.postMessage(0);
+  });
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = yieldToPage)]
+    fn yield_to_page_js() -> js_sys::Promise;
+}
+
+/// Lets the page handle input and render before the next slice of work.
+pub async fn yield_to_page() {
+    let _ = wasm_bindgen_futures::JsFuture::from(yield_to_page_js()).await;
+}
+
+/// Milliseconds with sub-millisecond precision, for measuring slices of
+/// work (`performance.now()`; `Date.now()` where there is none).
+pub fn precise_ms() -> f64 {
+    let performance = js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .filter(|p| p.is_object());
+    match performance {
+        Some(p) => p.unchecked_into::<web_sys::Performance>().now(),
+        None => js_sys::Date::now(),
+    }
+}
+
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(catch, js_namespace = crypto, js_name = getRandomValues)]

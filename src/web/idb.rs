@@ -428,6 +428,22 @@ impl Batch {
         Ok(self)
     }
 
+    /// [`Batch::put_record`] of a record that is a JS object already (as
+    /// the server sent it).
+    pub fn put_record_js(
+        &mut self,
+        store: impl AsRef<str>,
+        key: impl Into<String>,
+        value: JsValue,
+    ) -> &mut Self {
+        self.ops.push(BatchOp::PutRecord {
+            store: store.as_ref().to_owned(),
+            key: key.into(),
+            value,
+        });
+        self
+    }
+
     /// Adds a delete (of nothing, if the key is absent).
     pub fn delete(&mut self, store: impl AsRef<str>, key: impl Into<String>) -> &mut Self {
         self.ops.push(BatchOp::Delete {

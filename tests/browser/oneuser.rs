@@ -5,6 +5,9 @@
 //! in this page are two tabs: they share the user's IndexedDB database and
 //! BroadcastChannel, as tabs do.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use crm_sync::api::CrmSync;
 use js_sys::{Array, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
@@ -83,7 +86,7 @@ fn tag() -> String {
 
 /// The id of the n-th customer, loaded into `crm`.
 async fn customer(crm: &CrmSync, n: u32) -> String {
-    let list: Array = wait(crm.load("customers".into())).await.into();
+    let list: Array = wait(crm.load("customers".into(), None)).await.into();
     prop(&list.get(n), "id").as_string().unwrap()
 }
 
@@ -173,7 +176,7 @@ async fn a_conflict_found_in_one_tab_is_resolved_in_another_and_gone_from_both()
     let a = client("user50", &manual).await;
     let b = client("user50", &manual).await;
     let id = customer(&a, 50).await;
-    wait(b.load("customers".into())).await;
+    wait(b.load("customers".into(), None)).await;
     wait(patch_as(
         server(),
         "alice",
@@ -229,7 +232,7 @@ async fn dead_letters_are_the_same_in_every_tab_and_a_discard_in_one_clears_all(
     let a = client("user12", &[]).await;
     let b = client("user12", &[]).await;
     let id = customer(&a, 12).await;
-    wait(b.load("customers".into())).await;
+    wait(b.load("customers".into(), None)).await;
     let err = JsFuture::from(a.save(
         "customers".into(),
         id,
@@ -314,12 +317,73 @@ async fn the_record_cache_never_goes_back_to_an_older_version() {
     ]);
     wait(put_raw("crm-sync:user15", "records", &key, &newer)).await;
     // This tab's load writes the server's older version over it...
-    wait(crm.load("customers".into())).await;
+    wait(crm.load("customers".into(), None)).await;
     let stored = wait(get_raw("crm-sync:user15", "records", &key)).await;
     // ...which leaves the newer one in place.
     assert_eq!(prop(&stored, "version").as_f64(), Some(100_000.0));
     // Put the real one back for later runs.
     let real = crm.get("customers", &id).unwrap();
     wait(put_raw("crm-sync:user15", "records", &key, &real)).await;
+    crm.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_paged_load_reports_progress_and_a_write_made_meanwhile_shows_up_after() {
+    let crm = client("user18", &[]).await;
+    let events = Rc::new(RefCell::new(Vec::<f64>::new()));
+    let seen = Rc::clone(&events);
+    let target: Rc<RefCell<Option<String>>> = Rc::new(RefCell::new(None));
+    let city = format!("Mid-load {}", tag());
+    let (write_target, write_city) = (Rc::clone(&target), city.clone());
+    let listener = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+        if prop(&event, "type").as_string().as_deref() != Some("load") {
+            return;
+        }
+        seen.borrow_mut()
+            .push(prop(&event, "loaded").as_f64().unwrap_or(-1.0));
+        // After the first page is in, another user changes a record of it.
+        if seen.borrow().len() == 1 {
+            let first = "c-0003".to_owned();
+            *write_target.borrow_mut() = Some(first.clone());
+            let _ = patch_as(
+                server(),
+                "alice",
+                "customers",
+                &first,
+                &obj(&[("city", write_city.clone().into())]),
+            );
+        }
+    });
+    let _unsubscribe = crm.subscribe(
+        listener
+            .as_ref()
+            .unchecked_ref::<js_sys::Function>()
+            .clone(),
+    );
+    let list: Array = wait(crm.load(
+        "customers".into(),
+        Some(obj(&[("pageSize", 20.into())]).into()),
+    ))
+    .await
+    .into();
+    assert!(list.length() >= 200, "{} records", list.length());
+    let loaded = events.borrow().clone();
+    assert!(
+        loaded.len() >= 10,
+        "one progress event per page: {loaded:?}"
+    );
+    assert!(loaded.windows(2).all(|w| w[0] < w[1]), "{loaded:?}");
+    assert_eq!(loaded.last().copied(), Some(f64::from(list.length())));
+    let id = target.borrow().clone().unwrap();
+    let arrived = eventually(8_000, || {
+        prop(&prop(&crm.get("customers", &id).unwrap(), "fields"), "city").as_string()
+            == Some(city.clone())
+    })
+    .await;
+    assert!(
+        arrived.is_some(),
+        "the write made during the load never arrived"
+    );
+    drop(listener);
     crm.close();
 }

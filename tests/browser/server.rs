@@ -13,7 +13,9 @@ async fn login_and_load_customers_from_the_server() {
     assert_eq!(crm.user(), "alice");
     assert!(crm.token().len() >= 32, "token: {}", crm.token());
 
-    let loaded = JsFuture::from(crm.load("customers".into())).await.unwrap();
+    let loaded = JsFuture::from(crm.load("customers".into(), None))
+        .await
+        .unwrap();
     let loaded: js_sys::Array = loaded.into();
     assert_eq!(loaded.length(), 200);
     let first = loaded.get(0);

@@ -178,11 +178,13 @@ async fn presses_behind_a_running_job_fold_into_one_follow_up() {
 async fn a_commit_in_one_tab_reaches_the_other_tab_as_a_record_event() {
     let a = client("user37").await;
     let b = client("user37").await;
-    let list: Array = JsFuture::from(a.load("customers".into()))
+    let list: Array = JsFuture::from(a.load("customers".into(), None))
         .await
         .unwrap()
         .into();
-    JsFuture::from(b.load("customers".into())).await.unwrap();
+    JsFuture::from(b.load("customers".into(), None))
+        .await
+        .unwrap();
     let id = prop(&list.get(20), "id").as_string().unwrap();
     let events: Rc<RefCell<Vec<JsValue>>> = Rc::default();
     let sink = Rc::clone(&events);
@@ -218,11 +220,11 @@ async fn another_users_change_arrives_by_itself_through_the_changes_feed() {
     let writer = client("user38").await;
     let reader = client("user39").await;
     assert!(eventually(3000, || prop(&reader.tabs(), "isLeader") == JsValue::TRUE).await);
-    let list: Array = JsFuture::from(writer.load("customers".into()))
+    let list: Array = JsFuture::from(writer.load("customers".into(), None))
         .await
         .unwrap()
         .into();
-    JsFuture::from(reader.load("customers".into()))
+    JsFuture::from(reader.load("customers".into(), None))
         .await
         .unwrap();
     let id = prop(&list.get(21), "id").as_string().unwrap();
@@ -267,7 +269,7 @@ async fn another_users_change_rings_through_the_events_stream() {
     // reader's.
     let reader = client("user34").await;
     assert!(eventually(3000, || prop(&reader.tabs(), "isLeader") == JsValue::TRUE).await);
-    let list: Array = JsFuture::from(reader.load("customers".into()))
+    let list: Array = JsFuture::from(reader.load("customers".into(), None))
         .await
         .unwrap()
         .into();
