@@ -329,6 +329,85 @@ async fn start_client(
     })
 }
 
+/// Reads `crm.query`'s options; anything else than documented is `invalid`.
+fn read_query(options: &JsValue) -> Result<crate::core::query::Query, Error> {
+    use crate::core::query::Query;
+    use crate::core::record::FieldValue;
+    use crate::web::js::get;
+    let mut query = Query::default();
+    if options.is_undefined() || options.is_null() {
+        return Ok(query);
+    }
+    if !options.is_object() {
+        return Err(Error::Invalid("query options must be an object".into()));
+    }
+    let value = |v: JsValue, field: &str| -> Result<FieldValue, Error> {
+        from_app::<FieldValue>(v).map_err(|_| {
+            Error::Invalid(format!(
+                "where.{field}: a value (text, number, true/false, null) or a list of them"
+            ))
+        })
+    };
+    let filters = get(options, "where");
+    if !filters.is_undefined() {
+        let obj: &js_sys::Object = filters
+            .dyn_ref()
+            .filter(|_| !js_sys::Array::is_array(&filters))
+            .ok_or_else(|| Error::Invalid("where must be an object".into()))?;
+        for entry in js_sys::Object::entries(obj).iter() {
+            let pair = js_sys::Array::from(&entry);
+            let field = pair.get(0).as_string().unwrap_or_default();
+            let wanted = pair.get(1);
+            let allowed = if js_sys::Array::is_array(&wanted) {
+                js_sys::Array::from(&wanted)
+                    .iter()
+                    .map(|v| value(v, &field))
+                    .collect::<Result<Vec<_>, _>>()?
+            } else {
+                vec![value(wanted, &field)?]
+            };
+            query.filters.push((field, allowed));
+        }
+    }
+    let search = get(options, "search");
+    if !search.is_undefined() {
+        let text = search
+            .as_string()
+            .ok_or_else(|| Error::Invalid("search must be a text".into()))?;
+        query.search = Some(text.to_lowercase());
+    }
+    let order = get(options, "orderBy");
+    if !order.is_undefined() {
+        let bad = || Error::Invalid("orderBy must be [field, \"asc\" | \"desc\"]".into());
+        let pair = order.dyn_ref::<js_sys::Array>().ok_or_else(bad)?;
+        let field = pair.get(0).as_string().ok_or_else(bad)?;
+        let descending = match pair.get(1).as_string().as_deref() {
+            None if pair.length() == 1 => false,
+            Some("asc") if pair.length() == 2 => false,
+            Some("desc") if pair.length() == 2 => true,
+            _ => return Err(bad()),
+        };
+        query.order_by = Some((field, descending));
+    }
+    let count = |name: &str| -> Result<Option<usize>, Error> {
+        let v = get(options, name);
+        if v.is_undefined() {
+            return Ok(None);
+        }
+        match v.as_f64() {
+            Some(n) if n.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&n) => {
+                Ok(Some(n as usize))
+            }
+            _ => Err(Error::Invalid(format!(
+                "{name} must be a whole number, 0 or more"
+            ))),
+        }
+    };
+    query.limit = count("limit")?;
+    query.offset = count("offset")?.unwrap_or(0);
+    Ok(query)
+}
+
 /// Closes the engine, the sync follower and the tab coordination (which
 /// hands leadership to another tab at once).
 fn shut_down(client: &Client, sync: &SyncRunner, tabs_js: &JsValue) {
@@ -591,6 +670,32 @@ impl CrmSync {
     pub fn list(&self, collection: &str) -> Result<JsValue, JsValue> {
         check_collection(collection)?;
         Ok(self.client.list(collection))
+    }
+
+    /// The records of a collection as `view` shows them, filtered
+    /// (`where: { status: "lead", owner: ["alice", "bob"] }`), searched
+    /// (`search`: text in any field, any case), sorted (`orderBy: ["name",
+    /// "asc"]`) and paged (`limit`, `offset`): `{ items, total }`. The same
+    /// object until something changed, for `useSyncExternalStore`.
+    ///
+    /// # Errors
+    /// Throws `CrmError` `invalid` for a bad collection name or query.
+    #[wasm_bindgen(unchecked_return_type = "QueryResult")]
+    pub fn query(
+        &self,
+        collection: &str,
+        #[wasm_bindgen(unchecked_param_type = "QueryOptions")] options: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        check_collection(collection)?;
+        let query = read_query(&options)?;
+        let key = if options.is_undefined() {
+            String::new()
+        } else {
+            js_sys::JSON::stringify(&options)
+                .map(String::from)
+                .unwrap_or_default()
+        };
+        Ok(self.client.query(collection, &query, &key))
     }
 
     /// The confirmed record with this tab's staged changes laid over it,

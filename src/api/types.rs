@@ -128,6 +128,24 @@ export type CrmEvent =
   | { type: "session"; state: "expired" | "logged-out" }
   | { type: "load"; collection: string; loaded: number; total?: number };
 
+/** What `query` asks for. */
+export interface QueryOptions {
+  /** Field to the value it must have, or to a list of values it may have. */
+  where?: { [field: string]: FieldValue | FieldValue[] };
+  /** Text that must appear in some field, in any case. */
+  search?: string;
+  /** One field (or `id`, `version`, `updatedAt`, `updatedBy`), ascending by default. */
+  orderBy?: [field: string, direction?: "asc" | "desc"];
+  limit?: number;
+  offset?: number;
+}
+
+/** One page of a query, and how many records matched in all. */
+export interface QueryResult {
+  items: CrmRecord[];
+  total: number;
+}
+
 /** Options of `load`. */
 export interface LoadOptions {
   /** Records asked for per page (1000; 1 to 10000). */

@@ -9,6 +9,7 @@ pub mod merge;
 pub mod outbox;
 pub mod overlap;
 pub mod progress;
+pub mod query;
 pub mod reachability;
 pub mod record;
 pub mod retry;

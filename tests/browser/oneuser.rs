@@ -387,3 +387,84 @@ async fn a_paged_load_reports_progress_and_a_write_made_meanwhile_shows_up_after
     drop(listener);
     crm.close();
 }
+
+#[wasm_bindgen_test]
+async fn query_filters_searches_sorts_and_pages_and_keeps_its_snapshot() {
+    let crm = client("user19", &[]).await;
+    let id = customer(&crm, 19).await;
+    let leads = obj(&[
+        (
+            "where",
+            obj(&[(
+                "status",
+                Array::of2(&"lead".into(), &"prospect".into()).into(),
+            )]),
+        ),
+        ("orderBy", Array::of2(&"name".into(), &"desc".into()).into()),
+        ("limit", 5.into()),
+        ("offset", 1.into()),
+    ]);
+    let first = crm.query("customers", leads.clone()).unwrap();
+    let items = Array::from(&prop(&first, "items"));
+    let total = prop(&first, "total").as_f64().unwrap();
+    assert!(items.length() <= 5 && total >= f64::from(items.length()));
+    let names: Vec<String> = items
+        .iter()
+        .map(|r| {
+            prop(&prop(&r, "fields"), "name")
+                .as_string()
+                .unwrap_or_default()
+                .to_lowercase()
+        })
+        .collect();
+    assert!(
+        names.windows(2).all(|w| w[0] >= w[1]),
+        "descending: {names:?}"
+    );
+    for r in items.iter() {
+        let status = prop(&prop(&r, "fields"), "status").as_string();
+        assert!(
+            matches!(status.as_deref(), Some("lead" | "prospect")),
+            "{status:?}"
+        );
+    }
+    // The same object until something changed.
+    let again = crm.query("customers", leads.clone()).unwrap();
+    assert!(js_sys::Object::is(&first, &again));
+    // A search finds a staged value too (the query runs over `view`).
+    let needle = format!("Zq{}", tag());
+    let _saving = crm.save(
+        "customers".into(),
+        id.clone(),
+        obj(&[("city", needle.clone().into())]),
+    );
+    let found = crm
+        .query(
+            "customers",
+            obj(&[("search", needle.to_lowercase().into())]),
+        )
+        .unwrap();
+    assert_eq!(prop(&found, "total").as_f64(), Some(1.0));
+    assert_eq!(
+        prop(&Array::from(&prop(&found, "items")).get(0), "id").as_string(),
+        Some(id)
+    );
+    assert!(!js_sys::Object::is(
+        &first,
+        &crm.query("customers", leads).unwrap()
+    ));
+    // Bad input is `invalid`, typed.
+    for bad in [
+        obj(&[("where", obj(&[("size", obj(&[("$gt", 3.into())]))]))]),
+        obj(&[("limit", "ten".into())]),
+        obj(&[("orderBy", "name".into())]),
+        obj(&[(
+            "orderBy",
+            Array::of2(&"name".into(), &"sideways".into()).into(),
+        )]),
+    ] {
+        let err = crm.query("customers", bad).unwrap_err();
+        assert_eq!(code(&err).as_deref(), Some("invalid"));
+    }
+    crm.close();
+}
