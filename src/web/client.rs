@@ -308,8 +308,12 @@ struct EventFeed {
 }
 
 impl EventFeed {
-    /// Opens `url`, ringing `on_change` at each `change` event.
-    fn open(url: &str, on_change: impl Fn() + 'static) -> Option<Self> {
+    /// Opens `url`, calling `ring(true)` at each `change` event and
+    /// `ring(false)` when a stream that worked drops (a read of the feed
+    /// then tells whether the session still holds, and catches up).
+    fn open(url: &str, ring: impl Fn(bool) + 'static) -> Option<Self> {
+        let ring = Rc::new(ring);
+        let ring_on_drop = Rc::clone(&ring);
         let source = web_sys::EventSource::new(url).ok()?;
         let heard = Rc::new(Cell::new(false));
         // Each listener gets the `heard` flag.
@@ -327,7 +331,7 @@ impl EventFeed {
                     "change",
                     Box::new(move |heard| {
                         heard.set(true);
-                        on_change();
+                        ring(true);
                     }),
                 )?,
                 // A stream that fails before anything came through it (a
@@ -339,7 +343,9 @@ impl EventFeed {
                 on(
                     "error",
                     Box::new(move |heard| {
-                        if !heard.get() {
+                        if heard.get() {
+                            ring_on_drop(false);
+                        } else {
                             failed.close();
                         }
                     }),
@@ -660,13 +666,19 @@ impl Client {
             encode(&self.token())
         );
         let weak = self.weak();
-        let on_change = move || {
+        let ring = move |change: bool| {
             if let Some(client) = Client::from_weak(&weak) {
-                client.inner.state.borrow_mut().metrics.feed_events += 1;
-                client.ring_feed();
+                if change {
+                    client.inner.state.borrow_mut().metrics.feed_events += 1;
+                    client.ring_feed();
+                } else if client.can_talk() {
+                    // Dropped: while the server cannot be reached, the probe
+                    // (not every reconnect of the browser) says when to read.
+                    client.ring_feed();
+                }
             }
         };
-        if let Some(feed) = EventFeed::open(&url, on_change) {
+        if let Some(feed) = EventFeed::open(&url, ring) {
             self.inner.events_opened_at.set(tick);
             *events = Some(feed);
         }
