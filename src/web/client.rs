@@ -1032,23 +1032,35 @@ impl Client {
         let failed: Vec<(String, OutboxEntry)> = db.all(Store::Failed).await.unwrap_or_default();
         let conflicts: Vec<(String, KeptConflict)> =
             db.all(Store::Conflicts).await.unwrap_or_default();
-        let records: Vec<(String, Record)> = db.all(Store::Records).await.unwrap_or_default();
+        // Only the records the kept work is about: a collection is read
+        // when it is loaded (in slices), so opening costs nothing that
+        // grows with the data.
+        let mut wanted: Vec<(String, String)> = entries
+            .iter()
+            .chain(&failed)
+            .map(|(_, e)| (e.collection.clone(), e.record_id.clone()))
+            .collect();
+        crate::core::sort::sort(&mut wanted);
+        wanted.dedup();
+        let mut records: Vec<(String, Record)> = Vec::new();
+        for (collection, id) in wanted {
+            if let Ok(Some(record)) = db
+                .get::<Record>(Store::Records, &record_key(&collection, &id))
+                .await
+            {
+                records.push((collection, record));
+            }
+        }
         let cursor: Option<String> = db.get(Store::Meta, CURSOR_KEY).await.unwrap_or_default();
         if cursor.is_some() {
             *self.inner.cursor.borrow_mut() = cursor;
         }
         {
             let mut state = self.inner.state.borrow_mut();
-            let mut by_collection: VecMap<String, Vec<Record>> = VecMap::new();
-            for (key, record) in records {
-                if let Some((collection, _)) = key.split_once('/') {
-                    by_collection
-                        .get_or_insert_with(collection.to_owned(), Vec::new)
-                        .push(record);
-                }
-            }
-            for (collection, list) in by_collection {
-                state.records.load(&collection, list);
+            for (collection, record) in records {
+                let _ = state
+                    .records
+                    .apply_remote(&collection, RemoteChange::Put(record));
                 state.stale.insert(collection);
             }
             let restored = entries.len() as u64;
@@ -1679,15 +1691,28 @@ impl Client {
             return self.load_stored(collection, Error::Offline).await;
         }
         let size = page_size.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-        let known_before: HashSet<String> = self
-            .inner
-            .state
-            .borrow()
-            .records
-            .list(collection)
-            .iter()
-            .map(|r| r.id.clone())
-            .collect();
+        // What this tab and IndexedDB hold before: whatever of it no page
+        // has is gone from the server.
+        let prefix = format!("{collection}/");
+        let mut known_before: HashSet<String> = match self.db() {
+            Some(db) => db
+                .keys(Store::Records)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
+                .collect(),
+            None => HashSet::new(),
+        };
+        known_before.extend(
+            self.inner
+                .state
+                .borrow()
+                .records
+                .list(collection)
+                .iter()
+                .map(|r| r.id.clone()),
+        );
         let mut seen: HashSet<String> = HashSet::new();
         let mut first_cursor: Option<String> = None;
         let mut in_flight = Some(self.read_soon(format!("/{collection}?limit={size}")));
@@ -1763,14 +1788,11 @@ impl Client {
         seen: &mut HashSet<String>,
     ) -> Result<(), Error> {
         let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(items.length() as usize);
-        let mut slice_from = crate::web::clock::precise_ms();
+        let mut slice = Slices::start();
         for item in items.iter() {
             let record: Record = from_server(item.clone())?;
             read.push((record, item));
-            if crate::web::clock::precise_ms() - slice_from > SLICE_MS {
-                crate::web::clock::yield_to_page().await;
-                slice_from = crate::web::clock::precise_ms();
-            }
+            slice.maybe_yield().await;
         }
         let mut batch = DbBatch::new();
         {
@@ -1808,29 +1830,40 @@ impl Client {
     }
 
     /// A collection as IndexedDB has it, marked stale: the server cannot be
-    /// reached (`err`, returned when nothing is stored either).
+    /// reached (`err`, returned when nothing is stored either). Read in
+    /// slices, as pages are; an entry that cannot be read is skipped (it is
+    /// a copy: the server has the record).
     async fn load_stored(&self, collection: &str, err: Error) -> Result<JsValue, Error> {
         let db = self.db().ok_or_else(|| err.clone())?;
-        let stored: Vec<(String, Record)> = db
-            .all_with_prefix(Store::Records, &format!("{collection}/"))
+        let stored = db
+            .db()
+            .entries(Store::Records.name(), Some(&format!("{collection}/")))
             .await?;
-        if stored.is_empty()
-            && self
-                .inner
-                .state
-                .borrow()
-                .records
-                .list(collection)
-                .is_empty()
-        {
-            return Err(err);
+        let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(stored.len());
+        let mut slice = Slices::start();
+        for (_, value) in stored {
+            if let Ok(record) = crate::web::de::from_js::<Record>(value.clone()) {
+                // Ours alone (just read): marked here, kept as the snapshot.
+                let _ = js_sys::Reflect::set(&value, &"stale".into(), &JsValue::TRUE);
+                read.push((record, value));
+            }
+            slice.maybe_yield().await;
         }
         {
             let mut state = self.inner.state.borrow_mut();
-            if state.records.list(collection).is_empty() {
-                state
+            if read.is_empty() && state.records.list(collection).is_empty() {
+                return Err(err);
+            }
+            let mut cache = self.inner.record_js.borrow_mut();
+            for (record, value) in read {
+                let key = RecordKey::new(collection, &record.id);
+                let snapshot = CachedRecord::of(&record, true, value);
+                if state
                     .records
-                    .load(collection, stored.into_iter().map(|(_, r)| r));
+                    .apply_remote(collection, RemoteChange::Put(record))
+                {
+                    cache.insert(key, snapshot);
+                }
             }
             state.stale.insert(collection.to_owned());
         }
@@ -3253,6 +3286,28 @@ pub fn check_collection(collection: &str) -> Result<(), Error> {
 /// Percent-encodes an id for a URL path or query.
 pub fn encode(id: &str) -> String {
     String::from(js_sys::encode_uri_component(id))
+}
+
+/// Work on the main thread in slices of about [`SLICE_MS`], with a turn of
+/// the event loop between them.
+struct Slices {
+    from: f64,
+}
+
+impl Slices {
+    fn start() -> Self {
+        Self {
+            from: crate::web::clock::precise_ms(),
+        }
+    }
+
+    /// Yields if this slice has run long enough.
+    async fn maybe_yield(&mut self) {
+        if crate::web::clock::precise_ms() - self.from > SLICE_MS {
+            crate::web::clock::yield_to_page().await;
+            self.from = crate::web::clock::precise_ms();
+        }
+    }
 }
 
 /// A confirmed record as a JS object, and what it was made from.

@@ -415,8 +415,8 @@ async fn cancel_leaves_the_job_cancelled_on_the_server() {
 
 #[wasm_bindgen_test]
 async fn a_start_from_a_tab_that_does_not_lead_resolves_with_the_servers_sync_id() {
-    let a = client("user16").await;
-    let b = client("user16").await;
+    let a = client("user40").await;
+    let b = client("user40").await;
     let leads = |c: &CrmSync| prop(&c.tabs(), "isLeader") == JsValue::TRUE;
     assert!(eventually(3000, || leads(&a) || leads(&b)).await);
     let follower = if leads(&a) { &b } else { &a };
@@ -450,7 +450,7 @@ async fn a_start_from_a_tab_that_does_not_lead_resolves_with_the_servers_sync_id
 
 #[wasm_bindgen_test]
 async fn cancel_settles_with_the_servers_answer() {
-    let crm = client("user17").await;
+    let crm = client("user43").await;
     assert!(eventually(3000, || prop(&crm.tabs(), "isLeader") == JsValue::TRUE).await);
     // Nothing to cancel: said, typed.
     let idle = JsFuture::from(Promise::from(call(&crm.sync(), "cancel", &[])))
