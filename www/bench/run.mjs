@@ -19,8 +19,14 @@ import { peerSizes, version as peerVersion } from "./size.mjs";
 const BASE = process.env.BENCH_BASE_URL ?? "http://127.0.0.1:8080";
 const API = `${BASE}/api`;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-/** `BENCH_ONLY=put,batch`: run only these rows (names as in `bench.mjs`, plus `server`). */
-const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : null;
+/**
+ * `BENCH_ONLY=put,batch`: run only these rows (names as in `bench.mjs` and
+ * `peers.mjs`, plus `server`; `peers` stands for every peer row).
+ */
+const PEER_ROWS = ["dexiePut", "dexieGet", "dexieBulkPut", "kvSet", "kvGet", "electWeb", "electBroadcast"];
+const ONLY = process.env.BENCH_ONLY
+  ? new Set(process.env.BENCH_ONLY.split(",").flatMap((n) => (n === "peers" ? PEER_ROWS : [n])))
+  : null;
 const wanted = (name) => !ONLY || ONLY.has(name);
 const CUSTOMERS = 10000;
 const USER = "alice";
@@ -320,9 +326,7 @@ async function main() {
   if (probe.crm[0] && ROUNDS > 1) await measure("recordEvent");
   await measure("saves", 1);
   // The peer rows (peers.mjs): crm-sync and the peer alternate as above.
-  for (const name of ["dexiePut", "dexieGet", "dexieBulkPut", "kvSet", "kvGet", "electWeb"]) {
-    await measure(name, ROUNDS, true);
-  }
+  for (const name of PEER_ROWS.filter((n) => n !== "electBroadcast")) await measure(name, ROUNDS, true);
   await measure("electBroadcast");
   await browser.close();
   if (problems.length) log(`page errors: ${problems.join("; ")}`);
