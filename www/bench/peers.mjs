@@ -192,9 +192,11 @@ async function kvRow(side, round, crm, peer) {
 const TABS = { "web-locks": 21, broadcast: 11 };
 /** How long the tabs are left to settle before the first close, and between closes. */
 const SETTLE = {
-  // crm-sync's BroadcastChannel path listens for join_ms (2.5 s) before it
-  // takes anything; the package's message elector applies for 2 × 150 ms.
-  first: { "web-locks": 50, broadcast: 3000 },
+  // All tabs open at once, so by the time the first leads (crm-sync's
+  // BroadcastChannel path: after its 2.5 s join wait; the package's message
+  // elector: after 2 × 150 ms of applying) the others are past their own
+  // first wait; half a second more lets their messages settle.
+  first: { "web-locks": 50, broadcast: 500 },
   between: { "web-locks": 10, broadcast: 50 },
 };
 
