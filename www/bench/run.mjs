@@ -474,7 +474,7 @@ async function main() {
       ratio: "1.00×",
     },
     ...peerSize.map((p) => ({
-      name: `${p.name} (${p.versions.replace(/@tanstack\//g, "")})`,
+      name: p.label,
       crm: `${fmtKb(p.gz)} gz${p.wasm ? ` (${fmtKb(p.js)} js + ${fmtKb(p.wasm)} wasm)` : ""}`,
       base: `${fmtKb(p.raw)} raw`,
       ratio: `${(gzCrm / p.gz).toFixed(2)}×`,
@@ -497,7 +497,7 @@ async function main() {
   printTable(
     ["", "Size: each peer's default use bundled by esbuild --minify from www/bench/node_modules, gzip -9 per file (www/bench/size/)"],
     sizeRows,
-    ["module", "gzipped", "raw", "crm-sync / it"],
+    ["module", "gzipped", "raw", "crm-sync ÷ it"],
   );
   if (process.env.BENCH_JSON) {
     writeFileSync(process.env.BENCH_JSON, JSON.stringify({ head, rows, peerRows, sizeRows, results }, null, 2));

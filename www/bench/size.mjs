@@ -27,30 +27,35 @@ const gzipSize = (data) => execFileSync("gzip", ["-9", "-c"], { input: data, max
 export const PEERS = [
   {
     name: "Dexie",
+    label: (v) => `Dexie ${v("dexie")}`,
     packages: ["dexie"],
     entry: "size/dexie.mjs",
     uses: "a database with one table, put, bulkPut, a where() query",
   },
   {
     name: "Replicache",
+    label: (v) => `Replicache ${v("replicache")}`,
     packages: ["replicache"],
     entry: "size/replicache.mjs",
     uses: "a client with a mutator, push and pull URLs, subscribe, mutate",
   },
   {
     name: "RxDB",
+    label: (v) => `RxDB ${v("rxdb")}, Dexie storage, replication, leader election`,
     packages: ["rxdb"],
     entry: "size/rxdb.mjs",
     uses: "core + Dexie storage + leader election + replication (HTTP handlers), insert, observed query",
   },
   {
     name: "TanStack DB + offline-transactions",
+    label: (v) => `TanStack DB ${v("@tanstack/db")} + offline-transactions ${v("@tanstack/offline-transactions")}`,
     packages: ["@tanstack/db", "@tanstack/offline-transactions"],
     entry: "size/tanstack-db.mjs",
     uses: "an IndexedDB collection, a live query, the offline executor (outbox, leader election)",
   },
   {
     name: "PowerSync web",
+    label: (v) => `PowerSync web ${v("@powersync/web")}, JS + wa-sqlite wasm`,
     packages: ["@powersync/web"],
     entry: "size/powersync.mjs",
     uses: "schema, PowerSyncDatabase, connector, connect, execute, watch",
@@ -138,6 +143,7 @@ export async function peerSizes() {
     const sum = (part) => files.filter((f) => !part || f.part === part).reduce((a, f) => a + f.gz, 0);
     rows.push({
       name: peer.name,
+      label: peer.label(version),
       versions,
       uses: peer.uses,
       files,
