@@ -450,7 +450,7 @@ async function main() {
       name,
       crm: spread(r.crm, fmtMs),
       base: spread(r.base, fmtMs),
-      ratio: ratio === null ? "n/a" : `${ratio.toFixed(2)}×`,
+      ratio: ratio === null ? "n/a" : `${ratio.toFixed(ratio < 0.1 ? 3 : 2)}×`,
     });
   };
   const dexie = `Dexie ${peerVersion("dexie")}`;
