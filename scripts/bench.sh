@@ -10,6 +10,12 @@
 # www/bench/run.mjs, which seeds 10,000 customers, drives headless Chromium
 # with playwright-core, runs the PATCH load generator and weighs pkg/.
 #
+# The peer rows (docs/performance.md, "Peers"): www/bench has its own
+# package.json with the other libraries as dev dependencies (installed here,
+# idempotently; nothing of theirs ships in pkg/). www/bench/peers.mjs is
+# bundled with esbuild into the page beside bench.mjs, and run.mjs builds the
+# size table from the installed packages (www/bench/size.mjs).
+#
 #   BENCH_ROUNDS=5         rounds per row (the median and spread are over them)
 #   BENCH_JSON=path        also write the raw results there
 #                          (default target/bench/results.json)
@@ -21,6 +27,14 @@ if [ -z "${MAKELEVEL:-}" ]; then
   make --no-print-directory pkg server
 fi
 scripts/setup.sh www >/dev/null # playwright-core lives in www/node_modules
+
+# The peers: npm ci when www/bench/node_modules is missing or older than the
+# lock file (as scripts/setup.sh does for www/ and tools/).
+if [ ! -f www/bench/node_modules/.package-lock.json ] ||
+   [ www/bench/package-lock.json -nt www/bench/node_modules/.package-lock.json ]; then
+  echo "bench: installing the peers' npm packages in www/bench/" >&2
+  (cd www/bench && npm ci --no-audit --no-fund --loglevel=error) >&2
+fi
 
 WORK=$(mktemp -d)
 SERVER_PID=
@@ -43,6 +57,10 @@ tools/node_modules/.bin/wasm-opt -Oz -g "$WORK/named/crm_sync_bg.wasm" -o "$WORK
 # The page and the module side by side: the page imports /pkg/crm_sync.js.
 mkdir -p "$WORK/static"
 cp www/bench/index.html www/bench/bench.mjs "$WORK/static/"
+# The peer benchmarks with their libraries in one module; crm-sync stays the
+# page's one /pkg/crm_sync.js (initialised by bench.mjs).
+www/bench/node_modules/.bin/esbuild www/bench/peers.mjs --bundle --format=esm --target=es2022 \
+  --external:/pkg/crm_sync.js --log-level=warning --outfile="$WORK/static/peers.mjs"
 cp -r pkg "$WORK/static/pkg"
 
 # A fresh database each run. --demo gives the users (alice logs in) and 200

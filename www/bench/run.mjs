@@ -14,12 +14,19 @@ import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { cpus } from "node:os";
 import { launch } from "../e2e/support.mjs";
+import { peerSizes, version as peerVersion } from "./size.mjs";
 
 const BASE = process.env.BENCH_BASE_URL ?? "http://127.0.0.1:8080";
 const API = `${BASE}/api`;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-/** `BENCH_ONLY=put,batch`: run only these rows (names as in `bench.mjs`, plus `server`). */
-const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(",")) : null;
+/**
+ * `BENCH_ONLY=put,batch`: run only these rows (names as in `bench.mjs` and
+ * `peers.mjs`, plus `server`; `peers` stands for every peer row).
+ */
+const PEER_ROWS = ["dexiePut", "dexieGet", "dexieBulkPut", "kvSet", "kvGet", "electWeb", "electBroadcast"];
+const ONLY = process.env.BENCH_ONLY
+  ? new Set(process.env.BENCH_ONLY.split(",").flatMap((n) => (n === "peers" ? PEER_ROWS : [n])))
+  : null;
 const wanted = (name) => !ONLY || ONLY.has(name);
 const CUSTOMERS = 10000;
 const USER = "alice";
@@ -254,9 +261,8 @@ function spread(xs, fmt) {
   return `${fmt(m)} ±${pct}%`;
 }
 
-function printTable(head, rows) {
-  const cols = ["benchmark", "crm-sync", "baseline", "ratio", "goal"];
-  const cells = rows.map((r) => [r.name, r.crm, r.base, r.ratio, r.goal]);
+function printTable(head, rows, cols = ["benchmark", "crm-sync", "baseline", "ratio", "goal"]) {
+  const cells = rows.map((r) => [r.name, r.crm, r.base, r.ratio, r.goal].slice(0, cols.length));
   const width = cols.map((c, k) => Math.max(c.length, ...cells.map((r) => String(r[k] ?? "").length)));
   const line = (r) => r.map((c, k) => String(c ?? "").padEnd(width[k])).join("  ").trimEnd();
   console.log(head.join("\n"));
@@ -319,6 +325,9 @@ async function main() {
   const probe = await measure("recordEvent", 1);
   if (probe.crm[0] && ROUNDS > 1) await measure("recordEvent");
   await measure("saves", 1);
+  // The peer rows (peers.mjs): crm-sync and the peer alternate as above.
+  for (const name of PEER_ROWS.filter((n) => n !== "electBroadcast")) await measure(name, ROUNDS, true);
+  await measure("electBroadcast");
   await browser.close();
   if (problems.length) log(`page errors: ${problems.join("; ")}`);
 
@@ -335,6 +344,8 @@ async function main() {
   log(`server done (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
 
   const size = shippedSize(process.env.BENCH_PKG ?? "pkg");
+  const peerSize = await peerSizes();
+  results.peerSizes = peerSize;
   const named = process.env.BENCH_NAMED_WASM ? largestFunctions(process.env.BENCH_NAMED_WASM, 8) : null;
   results.size = { files: size, named };
 
@@ -430,6 +441,46 @@ async function main() {
     }
   }
 
+  // ----- peer rows ----------------------------------------------------------
+  const peerRows = [];
+  const peerRow = (name, key) => {
+    const r = results[key];
+    const ratio = r.crm.length && r.base.length ? median(r.crm) / median(r.base) : null;
+    peerRows.push({
+      name,
+      crm: spread(r.crm, fmtMs),
+      base: spread(r.base, fmtMs),
+      ratio: ratio === null ? "n/a" : `${ratio.toFixed(ratio < 0.1 ? 3 : 2)}×`,
+    });
+  };
+  const dexie = `Dexie ${peerVersion("dexie")}`;
+  const kv = `idb-keyval ${peerVersion("idb-keyval")}`;
+  const bc = `broadcast-channel ${peerVersion("broadcast-channel")}`;
+  peerRow(`${dexie}: LocalStore.put | table.put, per put`, "dexiePut");
+  peerRow(`${dexie}: LocalStore.get | table.get, per get`, "dexieGet");
+  peerRow(`${dexie}: putMany | bulkPut, 1,000 records`, "dexieBulkPut");
+  peerRow(`${kv}: LocalStore.put | set, per put`, "kvSet");
+  peerRow(`${kv}: LocalStore.get | get, per get`, "kvGet");
+  peerRow(`${bc}: leader closes → next leads, Web Locks`, "electWeb");
+  peerRow(`${bc}: leader closes → next leads, BroadcastChannel`, "electBroadcast");
+
+  // ----- size table ---------------------------------------------------------
+  const gzCrm = size.reduce((a, f) => a + f.gz, 0);
+  const sizeRows = [
+    {
+      name: "crm-sync (pkg/*.wasm + pkg/*.js)",
+      crm: `${fmtKb(gzCrm)} gz`,
+      base: `${fmtKb(size.reduce((a, f) => a + f.raw, 0))} raw`,
+      ratio: "1.00×",
+    },
+    ...peerSize.map((p) => ({
+      name: p.label,
+      crm: `${fmtKb(p.gz)} gz${p.wasm ? ` (${fmtKb(p.js)} js + ${fmtKb(p.wasm)} wasm)` : ""}`,
+      base: `${fmtKb(p.raw)} raw`,
+      ratio: `${(gzCrm / p.gz).toFixed(2)}×`,
+    })),
+  ];
+
   const cpu = (cpus()[0]?.model ?? "unknown").trim();
   const head = [
     `crm-sync bench: ${ROUNDS} rounds per row, median ±spread ((max-min)/median); ratio = crm-sync / baseline (time: lower is better)`,
@@ -438,7 +489,19 @@ async function main() {
     "",
   ].filter((l, k) => l || k === 3);
   printTable(head, rows);
-  if (process.env.BENCH_JSON) writeFileSync(process.env.BENCH_JSON, JSON.stringify({ head, rows, results }, null, 2));
+  printTable(
+    ["", "Peers: crm-sync beside another library doing the same job, same page, same run; ratio = crm-sync / peer"],
+    peerRows,
+    ["benchmark (crm-sync | peer)", "crm-sync", "peer", "ratio"],
+  );
+  printTable(
+    ["", "Size: each peer's default use bundled by esbuild --minify from www/bench/node_modules, gzip -9 per file (www/bench/size/)"],
+    sizeRows,
+    ["module", "gzipped", "raw", "crm-sync ÷ it"],
+  );
+  if (process.env.BENCH_JSON) {
+    writeFileSync(process.env.BENCH_JSON, JSON.stringify({ head, rows, peerRows, sizeRows, results }, null, 2));
+  }
   log(`finished in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
 
