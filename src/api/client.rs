@@ -200,9 +200,10 @@ impl CrmOptions {
             Some("manual") => OnConflict::Manual,
             Some("theirs") => OnConflict::Theirs,
             Some("mine") => OnConflict::Mine,
+            Some("latest") => OnConflict::Latest,
             Some(other) => {
                 return Err(Error::Invalid(format!(
-                    "onConflict must be merge, manual, theirs or mine, not {other:?}"
+                    "onConflict must be merge, manual, theirs, mine or latest, not {other:?}"
                 )))
             }
         };

@@ -42,7 +42,7 @@ export interface CrmRecord {
 #[wasm_bindgen(typescript_custom_section)]
 const CLIENT_TS: &'static str = r#"
 /** How a 409 is handled: see API.md ("Records"). */
-export type ConflictPolicy = "merge" | "manual" | "theirs" | "mine";
+export type ConflictPolicy = "merge" | "manual" | "theirs" | "mine" | "latest";
 
 /** Retries of network errors, timeouts, 5xx and 429 (never other 4xx). */
 export interface RetryOptions {

@@ -47,6 +47,13 @@ pub enum OnConflict {
     Theirs,
     /// Overlapping fields are overwritten with mine.
     Mine,
+    /// Each overlapping field goes to the later change: mine (made at the
+    /// time passed to [`merge_at`]) or theirs (the server record's
+    /// `updatedAt`). A tie, or a server time that cannot be read, keeps
+    /// theirs. Clocks of different machines disagree: a change made later
+    /// on a clock that runs behind loses to an earlier one, and whichever
+    /// side loses is overwritten without anybody being asked.
+    Latest,
 }
 
 /// How many merge rounds one change may take before a person decides: under
@@ -142,6 +149,27 @@ pub fn merge(
     rules: &MergeRules,
     rounds: u32,
 ) -> MergeOutcome {
+    merge_at(base, mine, theirs, rules, rounds, 0)
+}
+
+/// Whether my change, made at `mine_at_ms`, is later than `theirs`.
+fn mine_is_later(theirs: &Record, mine_at_ms: u64) -> bool {
+    match crate::core::overlap::parse_rfc3339_ms(&theirs.updated_at) {
+        Ok(theirs_ms) => i64::try_from(mine_at_ms).is_ok_and(|mine| mine > theirs_ms),
+        Err(_) => false,
+    }
+}
+
+/// [`merge`] for a change made at `mine_at_ms` (ms since the epoch), the
+/// time [`OnConflict::Latest`] compares with the server's `updatedAt`.
+pub fn merge_at(
+    base: &Fields,
+    mine: &Fields,
+    theirs: &Record,
+    rules: &MergeRules,
+    rounds: u32,
+    mine_at_ms: u64,
+) -> MergeOutcome {
     let comparison = compare(base, mine, &theirs.fields);
     let person = |comparison: FieldComparison| {
         let fields = if comparison.conflicting.is_empty() {
@@ -173,7 +201,8 @@ pub fn merge(
             }
         }
         OnConflict::Merge | OnConflict::Theirs => {}
-        OnConflict::Mine => {
+        OnConflict::Latest if !mine_is_later(theirs, mine_at_ms) => {}
+        OnConflict::Mine | OnConflict::Latest => {
             for name in &conflicting {
                 if let Some(value) = mine.get(name) {
                     mine_only.insert(name.clone(), value.clone());
@@ -198,15 +227,29 @@ pub fn merge(
 /// `mine` re-sends the delete on theirs' version, and `merge`/`manual` ask a
 /// person, since deleting what someone just changed is not a field merge.
 pub fn merge_delete(theirs: &Record, rules: &MergeRules, rounds: u32) -> MergeOutcome {
+    merge_delete_at(theirs, rules, rounds, 0)
+}
+
+/// [`merge_delete`] for a delete made at `mine_at_ms`: under
+/// [`OnConflict::Latest`] the later of the delete and their change wins.
+pub fn merge_delete_at(
+    theirs: &Record,
+    rules: &MergeRules,
+    rounds: u32,
+    mine_at_ms: u64,
+) -> MergeOutcome {
     if rounds >= rules.max_rounds {
         return MergeOutcome::Conflict { fields: Vec::new() };
     }
     match rules.on_conflict {
         OnConflict::Merge | OnConflict::Manual => MergeOutcome::Conflict { fields: Vec::new() },
+        OnConflict::Latest if !mine_is_later(theirs, mine_at_ms) => MergeOutcome::Settled {
+            conflicting: Vec::new(),
+        },
         OnConflict::Theirs => MergeOutcome::Settled {
             conflicting: Vec::new(),
         },
-        OnConflict::Mine => MergeOutcome::Resend {
+        OnConflict::Mine | OnConflict::Latest => MergeOutcome::Resend {
             patch: Fields::new(),
             if_match: theirs.version,
             merged: Vec::new(),
@@ -519,6 +562,93 @@ mod tests {
             .resolve(&fields(&[("status", "lost"), ("phone", "1")]))
             .patch
             .is_empty());
+    }
+
+    /// 2026-12-04T10:00:00Z in ms.
+    const TEN: u64 = 1_796_378_400_000;
+
+    fn theirs_at(at: &str) -> Record {
+        Record {
+            updated_at: at.into(),
+            ..record(8, &[("status", "lost"), ("phone", "0"), ("city", "Graz")])
+        }
+    }
+
+    #[test]
+    fn latest_wins_field_by_field_in_both_orders() {
+        let base = fields(&[("status", "lead"), ("phone", "0")]);
+        let mine = fields(&[("status", "customer"), ("phone", "1")]);
+        let rules = rules(OnConflict::Latest);
+        // Mine is later: my status is re-sent with my phone.
+        let theirs = theirs_at("2026-12-04T09:59:59Z");
+        match merge_at(&base, &mine, &theirs, &rules, 0, TEN) {
+            MergeOutcome::Resend {
+                patch, if_match, ..
+            } => {
+                assert_eq!(patch, mine);
+                assert_eq!(if_match, 8);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Theirs is later: their status stays, my phone still goes.
+        let theirs = theirs_at("2026-12-04T10:00:01Z");
+        match merge_at(&base, &mine, &theirs, &rules, 0, TEN) {
+            MergeOutcome::Resend { patch, .. } => assert_eq!(patch, fields(&[("phone", "1")])),
+            other => panic!("{other:?}"),
+        }
+        // A tie, or a time that cannot be read, keeps theirs.
+        for at in ["2026-12-04T10:00:00Z", "yesterday"] {
+            match merge_at(&base, &mine, &theirs_at(at), &rules, 0, TEN) {
+                MergeOutcome::Resend { patch, .. } => {
+                    assert_eq!(patch, fields(&[("phone", "1")]), "{at}")
+                }
+                other => panic!("{at}: {other:?}"),
+            }
+        }
+        // A delete: the later side wins too.
+        assert!(matches!(
+            merge_delete_at(&theirs_at("2026-12-04T09:00:00Z"), &rules, 0, TEN),
+            MergeOutcome::Resend { .. }
+        ));
+        assert!(matches!(
+            merge_delete_at(&theirs_at("2026-12-04T11:00:00Z"), &rules, 0, TEN),
+            MergeOutcome::Settled { .. }
+        ));
+    }
+
+    #[test]
+    fn latest_wins_is_only_as_good_as_the_clocks() {
+        // My clock runs 10 minutes behind the server's: my change, made a
+        // minute after theirs in true time, carries an earlier time and
+        // loses. This is what latest-wins gives up, and why merge is the
+        // default.
+        let skew = 10 * 60 * 1000;
+        let theirs = theirs_at("2026-12-04T10:00:00Z");
+        let mine_true = TEN + 60 * 1000;
+        let base = fields(&[("status", "lead")]);
+        let mine = fields(&[("status", "customer")]);
+        assert!(matches!(
+            merge_at(
+                &base,
+                &mine,
+                &theirs,
+                &rules(OnConflict::Latest),
+                0,
+                mine_true - skew
+            ),
+            MergeOutcome::Settled { .. }
+        ));
+        assert!(matches!(
+            merge_at(
+                &base,
+                &mine,
+                &theirs,
+                &rules(OnConflict::Latest),
+                0,
+                mine_true
+            ),
+            MergeOutcome::Resend { .. }
+        ));
     }
 
     #[test]

@@ -35,7 +35,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::code::ErrorCode;
-use crate::core::merge::{merge, merge_delete, Conflict, MergeOutcome, MergeRules};
+use crate::core::merge::{merge_at, merge_delete_at, Conflict, MergeOutcome, MergeRules};
 use crate::core::record::{FieldValue, Fields, Record};
 use crate::core::retry::RetryPolicy;
 use crate::core::sort::{sort_by, CollectMap};
@@ -220,14 +220,33 @@ impl OutboxEntry {
                     .keys()
                     .map(|name| (name.clone(), FieldValue::Null))
                     .collect_map();
-                Some(merge(&base, fields, theirs, rules, self.merge_rounds))
+                Some(merge_at(
+                    &base,
+                    fields,
+                    theirs,
+                    rules,
+                    self.merge_rounds,
+                    self.created_at_ms,
+                ))
             }
             MutationOp::Patch {
                 base_fields,
                 fields,
                 ..
-            } => Some(merge(base_fields, fields, theirs, rules, self.merge_rounds)),
-            MutationOp::Delete { .. } => Some(merge_delete(theirs, rules, self.merge_rounds)),
+            } => Some(merge_at(
+                base_fields,
+                fields,
+                theirs,
+                rules,
+                self.merge_rounds,
+                self.created_at_ms,
+            )),
+            MutationOp::Delete { .. } => Some(merge_delete_at(
+                theirs,
+                rules,
+                self.merge_rounds,
+                self.created_at_ms,
+            )),
             MutationOp::Comment { .. } => None,
         }
     }
