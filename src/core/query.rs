@@ -76,38 +76,47 @@ impl<'a> FieldValueRef<'a> {
             _ => false,
         }
     }
-
-    /// Sort order: absent and null first, then booleans, numbers, and
-    /// texts without regard to case (ties by exact text).
-    fn rank(self) -> u8 {
-        match self {
-            Self::Null => 0,
-            Self::Bool(_) => 1,
-            Self::Number(_) => 2,
-            Self::Text(_) => 3,
-        }
-    }
-
-    fn compare(a: Option<Self>, b: Option<Self>) -> Ordering {
-        let a = a.unwrap_or(Self::Null);
-        let b = b.unwrap_or(Self::Null);
-        match (a, b) {
-            (Self::Bool(x), Self::Bool(y)) => x.cmp(&y),
-            (Self::Number(x), Self::Number(y)) => x.total_cmp(&y),
-            (Self::Text(x), Self::Text(y)) => {
-                let folded = x
-                    .chars()
-                    .flat_map(char::to_lowercase)
-                    .cmp(y.chars().flat_map(char::to_lowercase));
-                folded.then_with(|| x.cmp(y))
-            }
-            _ => a.rank().cmp(&b.rank()),
-        }
-    }
 }
 
+/// Whether `haystack` contains `needle_lower` (already lower case) in any
+/// case. ASCII text, nearly all of a CRM's, is compared in place; other
+/// text is lower-cased first.
 fn contains_folded(haystack: &str, needle_lower: &str) -> bool {
+    if haystack.is_ascii() && needle_lower.is_ascii() {
+        let (h, n) = (haystack.as_bytes(), needle_lower.as_bytes());
+        return n.is_empty()
+            || h.windows(n.len())
+                .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b));
+    }
     haystack.to_lowercase().contains(needle_lower)
+}
+
+/// A value as it sorts: absent and null first, then booleans, numbers, and
+/// texts without regard to case (ties by exact text).
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+enum SortKey {
+    Null,
+    Bool(bool),
+    Number(f64),
+    Text(String, String),
+}
+
+impl SortKey {
+    fn of(value: Option<FieldValueRef<'_>>) -> Self {
+        match value {
+            None | Some(FieldValueRef::Null) => Self::Null,
+            Some(FieldValueRef::Bool(b)) => Self::Bool(b),
+            Some(FieldValueRef::Number(n)) => Self::Number(n),
+            Some(FieldValueRef::Text(t)) => Self::Text(t.to_lowercase(), t.to_owned()),
+        }
+    }
+
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Self::Number(a), Self::Number(b)) => a.total_cmp(b),
+            _ => self.partial_cmp(other).unwrap_or(Ordering::Equal),
+        }
+    }
 }
 
 fn matches_search(record: &Record, needle: &str) -> bool {
@@ -143,15 +152,18 @@ impl Query {
             .filter(|&i| self.matches(records[i]))
             .collect();
         if let Some((field, descending)) = &self.order_by {
-            sort_by(&mut hits, |&a, &b| {
-                let order = FieldValueRef::compare(
-                    value_of(records[a], field),
-                    value_of(records[b], field),
-                );
+            // Each record's sort key once, not once per comparison.
+            let mut keyed: Vec<(SortKey, usize)> = hits
+                .iter()
+                .map(|&i| (SortKey::of(value_of(records[i], field)), i))
+                .collect();
+            sort_by(&mut keyed, |(ka, a), (kb, b)| {
+                let order = ka.cmp(kb);
                 // Ties keep id order either way, so paging is stable.
                 let order = if *descending { order.reverse() } else { order };
-                order.then_with(|| a.cmp(&b))
+                order.then_with(|| a.cmp(b))
             });
+            hits = keyed.into_iter().map(|(_, i)| i).collect();
         }
         let total = hits.len();
         let page = hits
