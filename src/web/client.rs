@@ -1787,6 +1787,8 @@ impl Client {
         items: &js_sys::Array,
         seen: &mut HashSet<String>,
     ) -> Result<(), Error> {
+        // Read first, all of the page: a page that does not read is not
+        // applied at all.
         let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(items.length() as usize);
         let mut slice = Slices::start();
         for item in items.iter() {
@@ -1795,25 +1797,25 @@ impl Client {
             slice.maybe_yield().await;
         }
         let mut batch = DbBatch::new();
-        {
-            let mut state = self.inner.state.borrow_mut();
-            let mut cache = self.inner.record_js.borrow_mut();
-            for (record, item) in read {
-                let key = RecordKey::new(collection, &record.id);
-                seen.insert(record.id.clone());
-                batch.put_record_js(
-                    Store::Records.name(),
-                    record_key(collection, &record.id),
-                    item.clone(),
-                );
-                let snapshot = CachedRecord::of(&record, false, item);
-                if state
-                    .records
-                    .apply_remote(collection, RemoteChange::Put(record))
-                {
-                    cache.insert(key, snapshot);
-                }
+        for (record, item) in read {
+            let key = RecordKey::new(collection, &record.id);
+            seen.insert(record.id.clone());
+            batch.put_record_js(
+                Store::Records.name(),
+                record_key(collection, &record.id),
+                item.clone(),
+            );
+            let snapshot = CachedRecord::of(&record, false, item);
+            let applied = self
+                .inner
+                .state
+                .borrow_mut()
+                .records
+                .apply_remote(collection, RemoteChange::Put(record));
+            if applied {
+                self.inner.record_js.borrow_mut().insert(key, snapshot);
             }
+            slice.maybe_yield().await;
         }
         self.persist(batch).await;
         self.changed();

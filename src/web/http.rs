@@ -156,22 +156,17 @@ pub async fn send(req: &HttpRequest) -> Result<HttpResponse, Error> {
     }
     let text_promise = response.text().map_err(|e| Error::Network(describe(&e)))?;
     let text = match JsFuture::from(text_promise).await {
-        Ok(text) => {
-            // Measured before it is copied out of JavaScript.
-            let units = text.dyn_ref::<js_sys::JsString>().map_or(0, |t| t.length());
-            if units as usize > MAX_BODY_BYTES {
-                return Err(too_large(status));
-            }
-            text.as_string().unwrap_or_default()
-        }
+        Ok(text) => text,
         Err(thrown) if timed_out(&thrown) => return Err(Error::Timeout(req.timeout_ms)),
         Err(thrown) => return Err(Error::Network(describe(&thrown))),
     };
-    let parsed = if text.trim().is_empty() {
-        Ok(JsValue::UNDEFINED)
-    } else {
-        JSON::parse(&text)
-    };
+    let units = text.dyn_ref::<js_sys::JsString>().map_or(0, |t| t.length());
+    if units as usize > MAX_BODY_BYTES {
+        return Err(too_large(status));
+    }
+    // Parsed where it is: copying a page of records into Rust and back
+    // would cost as much as the parse.
+    let parsed = parse_json(&text);
 
     if (200..300).contains(&status) {
         let body = parsed.map_err(|_| {
@@ -197,6 +192,17 @@ fn too_large(status: u16) -> Error {
         "HTTP {status} with a body over {} MB: not an answer of the protocol",
         MAX_BODY_BYTES / (1024 * 1024)
     ))
+}
+
+#[wasm_bindgen(inline_js = r#"
+export function parseJson(text) {
+  // An empty body is no value; anything else must be JSON.
+  return typeof text === "string" && text.trim() !== "" ? JSON.parse(text) : undefined;
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = parseJson, catch)]
+    fn parse_json(text: &JsValue) -> Result<JsValue, JsValue>;
 }
 
 /// A server may ask for a pause; longer than this is not waited for.

@@ -101,7 +101,7 @@ export function versionedPut(db, store, key, entry, expected) {
   });
 }
 
-export function writeBatch(db, stores, ops) {
+export function writeBatch(db, stores, storeOf, kinds, keys, values) {
   // One batch in one readwrite transaction, all or nothing, in plain JS so
   // that a record put can look at the stored copy first: a record is never
   // replaced by an older copy of itself (the changes feed and a local
@@ -110,35 +110,51 @@ export function writeBatch(db, stores, ops) {
   // is still active, and the transaction is left to commit by itself once
   // nothing is pending (an explicit commit() would refuse that late put).
   // An equal version with more comments is newer too: comments do not
-  // change the version. ops: [kind, store, key, value], kind 0 put, 1
-  // delete, 2 record put.
+  // change the version. Requests go out in chunks, the next one from the
+  // answer to the last of the one before (a task of its own, the
+  // transaction still active), so a page of records never holds the page
+  // for long. kinds: 0 put, 1 delete, 2 record put.
   return new Promise((resolve, reject) => {
     let tx;
     try {
       tx = db.transaction(stores, "readwrite");
-      const version = (r) => (r && typeof r.version === "number" ? r.version : -1);
-      const comments = (r) => (r && Array.isArray(r.comments) ? r.comments.length : 0);
-      for (const [kind, store, key, value] of ops) {
-        const os = tx.objectStore(store);
-        if (kind === 0) os.put(value, key);
-        else if (kind === 1) os.delete(key);
-        else {
-          const read = os.get(key);
-          read.onsuccess = () => {
-            const cur = read.result;
-            const newer = version(cur) > version(value)
-              || (version(cur) === version(value) && comments(cur) > comments(value));
-            if (!newer) {
-              try { os.put(value, key); } catch (e) { try { tx.abort(); } catch (_) {} }
-            }
-          };
-        }
-      }
     } catch (e) {
-      if (tx) { try { tx.abort(); } catch (_) {} }
       reject(e);
       return;
     }
+    const version = (r) => (r && typeof r.version === "number" ? r.version : -1);
+    const comments = (r) => (r && Array.isArray(r.comments) ? r.comments.length : 0);
+    const n = kinds.length;
+    let at = 0;
+    const issue = () => {
+      try {
+        const end = Math.min(n, at + 200);
+        let last;
+        for (; at < end; at++) {
+          const os = tx.objectStore(stores[storeOf[at]]);
+          const key = keys[at];
+          if (kinds[at] === 0) last = os.put(values[at], key);
+          else if (kinds[at] === 1) last = os.delete(key);
+          else {
+            const value = values[at];
+            const read = os.get(key);
+            read.onsuccess = () => {
+              const cur = read.result;
+              const newer = version(cur) > version(value)
+                || (version(cur) === version(value) && comments(cur) > comments(value));
+              if (!newer) {
+                try { os.put(value, key); } catch (e) { try { tx.abort(); } catch (_) {} }
+              }
+            };
+            last = read;
+          }
+        }
+        if (at < n && last) last.addEventListener("success", issue, { once: true });
+      } catch (e) {
+        try { tx.abort(); } catch (_) {}
+      }
+    };
+    issue();
     tx.oncomplete = () => resolve();
     tx.onabort = () => reject(tx.error || new DOMException("aborted", "AbortError"));
   });
@@ -149,7 +165,10 @@ extern "C" {
     fn write_batch_js(
         db: &web_sys::IdbDatabase,
         stores: &js_sys::Array,
-        ops: &js_sys::Array,
+        store_of: &[u8],
+        kinds: &[u8],
+        keys: &js_sys::Array,
+        values: &js_sys::Array,
     ) -> js_sys::Promise;
     #[wasm_bindgen(js_name = abandonOpen)]
     fn abandon_open(request: &web_sys::IdbOpenDbRequest);
@@ -485,29 +504,29 @@ impl Batch {
             .any(|op| matches!(op, BatchOp::PutRecord { .. }))
     }
 
-    /// The batch as `writeBatch`'s arguments: the stores, and one
-    /// `[kind, store, key, value]` per write.
-    fn to_js_ops(&self) -> (js_sys::Array, js_sys::Array) {
-        let stores: js_sys::Array = self.stores().into_iter().map(JsValue::from_str).collect();
-        let ops: js_sys::Array = self
-            .ops
-            .iter()
-            .map(|op| {
-                let (kind, value) = match op {
-                    BatchOp::Put { value, .. } => (0, value.clone()),
-                    BatchOp::Delete { .. } => (1, JsValue::UNDEFINED),
-                    BatchOp::PutRecord { value, .. } => (2, value.clone()),
-                };
-                let (store, key) = op.target();
-                let row = js_sys::Array::new();
-                row.push(&JsValue::from(kind));
-                row.push(&JsValue::from_str(store));
-                row.push(&JsValue::from_str(key));
-                row.push(&value);
-                JsValue::from(row)
-            })
-            .collect();
-        (stores, ops)
+    /// Writes the batch with `writeBatch`: one transaction, requests in
+    /// chunks, record puts checked against the stored version.
+    fn write_js(&self, db: &web_sys::IdbDatabase) -> js_sys::Promise {
+        let names = self.stores();
+        let stores: js_sys::Array = names.iter().map(|n| JsValue::from_str(n)).collect();
+        let mut store_of = Vec::with_capacity(self.ops.len());
+        let mut kinds = Vec::with_capacity(self.ops.len());
+        let keys = js_sys::Array::new();
+        let values = js_sys::Array::new();
+        for op in &self.ops {
+            let (store, key) = op.target();
+            let at = names.iter().position(|n| *n == store).unwrap_or(0);
+            store_of.push(u8::try_from(at).unwrap_or(0));
+            let (kind, value) = match op {
+                BatchOp::Put { value, .. } => (0, value),
+                BatchOp::Delete { .. } => (1, &JsValue::UNDEFINED),
+                BatchOp::PutRecord { value, .. } => (2, value),
+            };
+            kinds.push(kind);
+            keys.push(&JsValue::from_str(key));
+            values.push(value);
+        }
+        write_batch_js(db, &stores, &store_of, &kinds, &keys, &values)
     }
 
     /// How many writes.
@@ -798,8 +817,7 @@ impl Db {
             if self.is_closed() {
                 return Err(Error::Closed);
             }
-            let (stores, ops) = batch.to_js_ops();
-            return wasm_bindgen_futures::JsFuture::from(write_batch_js(&self.raw, &stores, &ops))
+            return wasm_bindgen_futures::JsFuture::from(batch.write_js(&self.raw))
                 .await
                 .map(|_| ())
                 .map_err(|e| match get(&e, "name").as_string().as_deref() {
