@@ -176,11 +176,11 @@ pub async fn login_route(
         .map(|ConnectInfo(a)| a.ip());
     state
         .logins
-        .check(username, address)
+        .begin(username, address)
         .map_err(IntoResponse::into_response)?;
     let (username, password) = (username.to_owned(), password.to_owned());
     let lookup = username.clone();
-    let phc: Option<String> = state
+    let phc: Result<Option<String>, ApiError> = state
         .db
         .read(move |tx| {
             Ok(tx
@@ -191,16 +191,24 @@ pub async fn login_route(
                 )
                 .optional()?)
         })
-        .await
-        .map_err(IntoResponse::into_response)?;
-    let ok = state
-        .logins
-        .verify(password, phc)
-        .await
-        .map_err(IntoResponse::into_response)?
-        .map_err(IntoResponse::into_response)?;
-    if !ok {
-        state.logins.failed(&username, address);
+        .await;
+    let phc = match phc {
+        Ok(phc) => phc,
+        Err(e) => {
+            state.logins.succeeded(&username, address);
+            return Err(e.into_response());
+        }
+    };
+    let checked = match state.logins.verify(password, phc).await {
+        Ok(Ok(ok)) => Ok(ok),
+        Ok(Err(e)) => Err(e.into_response()),
+        Err(busy) => Err(busy.into_response()),
+    };
+    if !matches!(checked, Ok(false)) {
+        // Only a wrong password counts: not a success, not a refusal for load.
+        state.logins.succeeded(&username, address);
+    }
+    if !checked? {
         return Err(ApiError::unauthorized("wrong username or password").into_response());
     }
     issue_token(&state, username)

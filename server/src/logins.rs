@@ -111,6 +111,15 @@ impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
         }
     }
 
+    fn take_back(&mut self, key: &K) {
+        if let Some(times) = self.recent.get_mut(key) {
+            times.pop_back();
+            if times.is_empty() {
+                self.recent.remove(key);
+            }
+        }
+    }
+
     fn sweep(&mut self, now: Instant) {
         self.recent.retain(|_, times| {
             times
@@ -160,18 +169,21 @@ impl LoginGuard {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Refuses a login from `address` for `username` that has failed too often.
+    /// Refuses a login from `address` for `username` that has failed too
+    /// often; otherwise counts the attempt as a failure until
+    /// [`LoginGuard::succeeded`] takes it back. Counting before the password
+    /// is checked keeps a burst of parallel attempts within the limit.
     ///
     /// # Errors
     /// [`TooManyLogins`].
-    pub fn check(&self, username: &str, address: Option<IpAddr>) -> Result<(), TooManyLogins> {
+    pub fn begin(&self, username: &str, address: Option<IpAddr>) -> Result<(), TooManyLogins> {
         let now = Instant::now();
         let mut counts = self.counts();
-        if let Some(wait) = counts.users.blocked(
-            &username.to_owned(),
-            self.limits.login_failures_per_user,
-            now,
-        ) {
+        let user = username.to_owned();
+        if let Some(wait) = counts
+            .users
+            .blocked(&user, self.limits.login_failures_per_user, now)
+        {
             return Err(TooManyLogins {
                 retry_after: wait,
                 message: "too many failed logins for this username; try again later",
@@ -188,23 +200,23 @@ impl LoginGuard {
                     message: "too many failed logins from this address; try again later",
                 });
             }
-        }
-        Ok(())
-    }
-
-    /// Counts a failed login.
-    pub fn failed(&self, username: &str, address: Option<IpAddr>) {
-        let now = Instant::now();
-        let mut counts = self.counts();
-        counts.users.add(
-            username.to_owned(),
-            self.limits.login_failures_per_user,
-            now,
-        );
-        if let Some(addr) = address {
             counts
                 .addresses
                 .add(addr, self.limits.login_failures_per_address, now);
+        }
+        counts
+            .users
+            .add(user, self.limits.login_failures_per_user, now);
+        Ok(())
+    }
+
+    /// Takes back the failure [`LoginGuard::begin`] counted: successful
+    /// logins never count.
+    pub fn succeeded(&self, username: &str, address: Option<IpAddr>) {
+        let mut counts = self.counts();
+        counts.users.take_back(&username.to_owned());
+        if let Some(addr) = address {
+            counts.addresses.take_back(&addr);
         }
     }
 
