@@ -2,14 +2,18 @@
 //! username and per client address, and a bounded set of password checkers.
 //!
 //! Why memory grew to gigabytes before: argon2's `verify_password` allocates
-//! its 19 MiB working memory on every call, and each call ran on its own
-//! `spawn_blocking` thread, unbounded. glibc gives threads their own malloc
-//! arenas and, after the first 19 MiB block is freed, raises its mmap
-//! threshold above 19 MiB, so later blocks come from those arenas and are kept
-//! by the process instead of being returned. Sixteen logins at once meant
-//! sixteen and more arenas of ~19 MiB each, never given back. Here a fixed
-//! number of checkers (the cores) each own one working memory, allocated once
-//! and reused: a flood waits for a checker (or gets `429`) and memory stays flat.
+//! its 19 MiB working memory on every call, and the calls ran on unbounded
+//! `spawn_blocking` threads. glibc serves a block that big with `mmap` only
+//! until the first one is freed; then it raises its mmap threshold above
+//! 19 MiB and serves later blocks from the malloc heap, where freed blocks
+//! are fragmented between live ones and never returned to the system.
+//! Measured on the old release build, 240 wrong logins 16 at a time: 5.6 MB
+//! -> 2,534 MB RSS, still there later; with `MALLOC_MMAP_THRESHOLD_=1048576`
+//! (a fixed threshold) the same flood ends at 7.3 MB, and with
+//! `MALLOC_ARENA_MAX=1` still at 3.1 GB: the heap, not per-thread arenas.
+//! Here a fixed number of checkers (the cores) each own one working memory,
+//! allocated once and reused: a flood waits for a checker (or gets `429`)
+//! and memory stays flat (63 MB after the same flood).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
