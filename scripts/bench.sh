@@ -10,6 +10,10 @@
 # www/bench/run.mjs, which seeds 10,000 customers, drives headless Chromium
 # with playwright-core, runs the PATCH load generator and weighs pkg/.
 #
+# Then scripts/soak.sh soaks a release server (login flood, 10,000 PATCHes,
+# 1,000 comments) and prints its RSS and database growth (BENCH_ONLY without
+# `soak` skips it).
+#
 #   BENCH_ROUNDS=5         rounds per row (the median and spread are over them)
 #   BENCH_JSON=path        also write the raw results there
 #                          (default target/bench/results.json)
@@ -67,3 +71,8 @@ mkdir -p target/bench
 BENCH_BASE_URL=$URL BENCH_SHEET=$WORK/sheet.csv BENCH_PKG=pkg BENCH_NAMED_WASM=$WORK/named.wasm \
   BENCH_JSON=${BENCH_JSON:-target/bench/results.json} \
   node www/bench/run.mjs
+
+# The server soak (its own release server; reported, never failing the run).
+case ",${BENCH_ONLY:-soak}," in
+  *,soak,*) scripts/soak.sh || echo "bench: the server soak did not finish" >&2 ;;
+esac
