@@ -15,6 +15,9 @@
 # idempotently; nothing of theirs ships in pkg/). www/bench/peers.mjs is
 # bundled with esbuild into the page beside bench.mjs, and run.mjs builds the
 # size table from the installed packages (www/bench/size.mjs).
+# Then scripts/soak.sh soaks a release server (login flood, 10,000 PATCHes,
+# 1,000 comments) and prints its RSS and database growth (BENCH_ONLY without
+# `soak` skips it).
 #
 #   BENCH_ROUNDS=5         rounds per row (the median and spread are over them)
 #   BENCH_JSON=path        also write the raw results there
@@ -85,3 +88,8 @@ mkdir -p target/bench
 BENCH_BASE_URL=$URL BENCH_SHEET=$WORK/sheet.csv BENCH_PKG=pkg BENCH_NAMED_WASM=$WORK/named.wasm \
   BENCH_JSON=${BENCH_JSON:-target/bench/results.json} \
   node www/bench/run.mjs
+
+# The server soak (its own release server; reported, never failing the run).
+case ",${BENCH_ONLY:-soak}," in
+  *,soak,*) scripts/soak.sh || echo "bench: the server soak did not finish" >&2 ;;
+esac

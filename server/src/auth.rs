@@ -3,17 +3,20 @@
 //! expiring after [`TOKEN_TTL_SECS`], revoked by logout.
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
+use axum::http::Extensions;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
 
 use crate::db::{random_hex, unix_now};
 use crate::error::ApiError;
@@ -39,16 +42,6 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::internal(format!("argon2: {e}")))
 }
 
-fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
 fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
@@ -69,11 +62,33 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// A live token: whose it is, its hash (how it is stored) and when it expires.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The user.
+    pub user: String,
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
 /// Looks a token up: the user it belongs to, or `401 unauthorized`.
 ///
 /// # Errors
 /// `401 unauthorized` for a missing, unknown or expired token.
 pub async fn user_for_token(state: &AppState, token: Option<String>) -> Result<String, ApiError> {
+    session_for_token(state, token).await.map(|s| s.user)
+}
+
+/// Looks a token up: its session, or `401 unauthorized`.
+///
+/// # Errors
+/// `401 unauthorized` for a missing, unknown or expired token.
+pub async fn session_for_token(
+    state: &AppState,
+    token: Option<String>,
+) -> Result<Session, ApiError> {
     let token = token
         .ok_or_else(|| ApiError::unauthorized("sign in first: Authorization: Bearer <token>"))?;
     // Tokens are 64 hex characters; anything else cannot be one of ours.
@@ -81,19 +96,29 @@ pub async fn user_for_token(state: &AppState, token: Option<String>) -> Result<S
         return Err(ApiError::unauthorized("unknown or expired token"));
     }
     let hash = token_hash(&token);
-    let user: Option<String> = state
-        .db
-        .read(move |tx| {
-            Ok(tx
-                .query_row(
-                    "SELECT user FROM tokens WHERE token_hash = ?1 AND expires_at > ?2",
-                    rusqlite::params![hash, unix_now()],
-                    |r| r.get(0),
-                )
-                .optional()?)
-        })
-        .await?;
-    user.ok_or_else(|| ApiError::unauthorized("unknown or expired token"))
+    let lookup = hash.clone();
+    let row: Option<(String, i64)> = state.db.read(move |tx| session_row(tx, &lookup)).await?;
+    let (user, expires_at) =
+        row.ok_or_else(|| ApiError::unauthorized("unknown or expired token"))?;
+    Ok(Session {
+        user,
+        token_hash: hash,
+        expires_at,
+    })
+}
+
+/// The user and expiry of a live (unexpired, not revoked) token hash.
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn session_row(conn: &Connection, token_hash: &str) -> Result<Option<(String, i64)>, ApiError> {
+    Ok(conn
+        .query_row(
+            "SELECT user, expires_at FROM tokens WHERE token_hash = ?1 AND expires_at > ?2",
+            rusqlite::params![token_hash, unix_now()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -122,13 +147,19 @@ pub fn ensure_user(conn: &Connection, name: &str, password_hash: &str) -> Result
 
 /// `POST /api/login` `{ username, password }` -> `{ token, user, expiresAt }`.
 ///
+/// Failed logins are counted per username and per client address; past the
+/// limits, or when too many password checks wait already, the answer is
+/// `429 too_many_requests` with `Retry-After`. An unknown username is checked
+/// against a dummy hash, so it takes as long as a wrong password.
+///
 /// # Errors
-/// `401 unauthorized` for bad credentials, `400`/`422` for a bad body.
+/// `401 unauthorized` for bad credentials, `429`, `400`/`422` for a bad body.
 pub async fn login_route(
     State(state): State<AppState>,
+    extensions: Extensions,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let body = json_body(body)?;
+) -> Result<Json<Value>, Response> {
+    let body = json_body(body).map_err(IntoResponse::into_response)?;
     let (Some(username), Some(password)) = (
         body.get("username").and_then(Value::as_str),
         body.get("password").and_then(Value::as_str),
@@ -137,11 +168,19 @@ pub async fn login_route(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid",
             "username and password are required strings",
-        ));
+        )
+        .into_response());
     };
+    let address = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip());
+    state
+        .logins
+        .begin(username, address)
+        .map_err(IntoResponse::into_response)?;
     let (username, password) = (username.to_owned(), password.to_owned());
     let lookup = username.clone();
-    let phc: Option<String> = state
+    let phc: Result<Option<String>, ApiError> = state
         .db
         .read(move |tx| {
             Ok(tx
@@ -152,15 +191,32 @@ pub async fn login_route(
                 )
                 .optional()?)
         })
-        .await?;
-    // argon2 is deliberately slow: keep it off the async worker threads.
-    let ok = match phc {
-        Some(phc) => tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await?,
-        None => false,
+        .await;
+    let phc = match phc {
+        Ok(phc) => phc,
+        Err(e) => {
+            state.logins.succeeded(&username, address);
+            return Err(e.into_response());
+        }
     };
-    if !ok {
-        return Err(ApiError::unauthorized("wrong username or password"));
+    let checked = match state.logins.verify(password, phc).await {
+        Ok(Ok(ok)) => Ok(ok),
+        Ok(Err(e)) => Err(e.into_response()),
+        Err(busy) => Err(busy.into_response()),
+    };
+    if !matches!(checked, Ok(false)) {
+        // Only a wrong password counts: not a success, not a refusal for load.
+        state.logins.succeeded(&username, address);
     }
+    if !checked? {
+        return Err(ApiError::unauthorized("wrong username or password").into_response());
+    }
+    issue_token(&state, username)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+async fn issue_token(state: &AppState, username: String) -> Result<Json<Value>, ApiError> {
     let token = random_hex(32)?;
     let expires = unix_now() + TOKEN_TTL_SECS;
     let hash = token_hash(&token);
@@ -190,9 +246,8 @@ pub async fn logout_route(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let token = bearer_token(&headers);
-    user_for_token(&state, token.clone()).await?;
-    let hash = token_hash(&token.unwrap_or_default());
+    let session = session_for_token(&state, bearer_token(&headers)).await?;
+    let hash = session.token_hash.clone();
     state
         .db
         .write(move |tx| {
@@ -200,6 +255,8 @@ pub async fn logout_route(
             Ok(())
         })
         .await?;
+    // Event streams opened with this token end now, not at their next change.
+    state.streams.revoke(&session.token_hash);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -3,7 +3,7 @@
 //! follow commit order because SQLite has a single writer; so a reader that
 //! asks for "everything after seq N" never misses a change.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,15 +15,17 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, Stream};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::auth::{bearer_token, user_for_token, AuthUser};
+use crate::auth::{bearer_token, session_for_token, session_row, AuthUser};
+use crate::db::unix_now;
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::AppState;
+use crate::streams::StreamTicket;
+use crate::{records, AppState};
 
 /// Most entries one feed page returns.
 pub const MAX_LIMIT: usize = 1000;
@@ -42,13 +44,14 @@ pub mod cursor {
     /// The sequence number a cursor points after.
     ///
     /// # Errors
-    /// `410 cursor_expired` for garbage, another database's cursor, or one from the future.
-    pub fn decode(epoch: &str, cursor: &str, head: i64) -> Result<i64, ApiError> {
+    /// `410 cursor_expired` for garbage, another database's cursor, one from
+    /// before `floor` (pruned), or one from the future.
+    pub fn decode(epoch: &str, cursor: &str, floor: i64, head: i64) -> Result<i64, ApiError> {
         let (e, seq) = cursor
             .split_once('.')
             .ok_or_else(ApiError::cursor_expired)?;
         let seq: i64 = seq.parse().map_err(|_| ApiError::cursor_expired())?;
-        if e != epoch || seq < 0 || seq > head {
+        if e != epoch || seq < floor.max(0) || seq > head {
             return Err(ApiError::cursor_expired());
         }
         Ok(seq)
@@ -67,7 +70,11 @@ pub fn head(conn: &Connection) -> Result<i64, ApiError> {
     )
 }
 
-/// Up to `limit` changes after `since`: `(seq, entry)` pairs.
+/// Up to `limit` changes after `since`, cut once their JSON passes
+/// `max_bytes` (at least one is always returned): `(seq, entry)` pairs and
+/// whether the cut left changes out. A `put` carries the record as it is now
+/// (the table stores what changed, not copies of records); a change to a record
+/// deleted since is reported as that deletion.
 ///
 /// # Errors
 /// Internal errors from SQLite.
@@ -75,33 +82,106 @@ pub fn changes_after(
     conn: &Connection,
     since: i64,
     limit: usize,
-) -> Result<Vec<(i64, Value)>, ApiError> {
+    max_bytes: usize,
+) -> Result<(Vec<(i64, Value)>, bool), ApiError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, collection, id, version, op, record FROM changes
+        "SELECT seq, collection, id, version, op FROM changes
          WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows = stmt.query(rusqlite::params![since, limit])?;
+    let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let mut rows = stmt.query(rusqlite::params![since, fetch])?;
     let mut out = Vec::new();
+    let mut bytes = 0usize;
+    let mut current: HashMap<(String, String), Option<Value>> = HashMap::new();
     while let Some(r) = rows.next()? {
+        if out.len() >= limit || (bytes >= max_bytes && !out.is_empty()) {
+            return Ok((out, true));
+        }
         let seq: i64 = r.get(0)?;
         let collection: String = r.get(1)?;
         let id: String = r.get(2)?;
-        let version: i64 = r.get(3)?;
-        let op: String = r.get(4)?;
-        let record: Option<String> = r.get(5)?;
+        let mut version: i64 = r.get(3)?;
+        let mut op: String = r.get(4)?;
+        let key = (collection.clone(), id.clone());
+        let record = match current.get(&key) {
+            Some(known) => known.clone(),
+            None => {
+                let now = records::load(conn, &collection, &id)?.map(|stored| {
+                    if stored.deleted {
+                        json!({ "deleted": stored.record.version })
+                    } else {
+                        stored.record.to_json()
+                    }
+                });
+                current.insert(key, now.clone());
+                now
+            }
+        };
         let mut entry = serde_json::Map::new();
         entry.insert("collection".into(), collection.into());
         entry.insert("id".into(), id.into());
-        entry.insert("version".into(), version.into());
-        entry.insert("op".into(), op.into());
-        if let Some(text) = record {
-            let record: Value = serde_json::from_str(&text).map_err(ApiError::internal)?;
-            entry.insert("record".into(), record);
+        match record {
+            Some(Value::Object(rec)) if op == "put" && !rec.contains_key("deleted") => {
+                version = rec
+                    .get("version")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(version);
+                entry.insert("version".into(), version.into());
+                entry.insert("op".into(), op.into());
+                entry.insert("record".into(), Value::Object(rec));
+            }
+            Some(Value::Object(rec)) if op == "put" => {
+                version = rec
+                    .get("deleted")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(version);
+                op = "delete".into();
+                entry.insert("version".into(), version.into());
+                entry.insert("op".into(), op.into());
+            }
+            _ => {
+                entry.insert("version".into(), version.into());
+                entry.insert("op".into(), op.into());
+            }
         }
-        out.push((seq, Value::Object(entry)));
+        let entry = Value::Object(entry);
+        bytes = bytes.saturating_add(serde_json::to_vec(&entry).map_or(0, |v| v.len()));
+        out.push((seq, entry));
     }
-    Ok(out)
+    Ok((out, false))
+}
+
+/// The sequence number below which changes were pruned: a cursor before it
+/// cannot be served.
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn floor(conn: &Connection) -> Result<i64, ApiError> {
+    Ok(conn
+        .query_row(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'pruned_through'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Deletes all but the newest `keep` changes and remembers where it cut.
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn prune(conn: &Connection, keep: i64) -> Result<usize, ApiError> {
+    let cut = head(conn)? - keep.max(1);
+    if cut <= floor(conn)? {
+        return Ok(0);
+    }
+    let n = conn.execute("DELETE FROM changes WHERE seq <= ?1", [cut])?;
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned_through', ?1)",
+        [cut.to_string()],
+    )?;
+    Ok(n)
 }
 
 /// Query of `GET /api/changes`.
@@ -133,17 +213,18 @@ pub async fn feed_route(
         },
     };
     let epoch = state.db.epoch().to_owned();
+    let max_bytes = state.limits.feed_page_bytes;
     let body = state
         .db
         .read(move |tx| {
             let head = head(tx)?;
+            let floor = floor(tx)?;
             let since = match q.since.as_deref() {
+                None | Some("") if floor > 0 => return Err(ApiError::cursor_expired()),
                 None | Some("") => 0,
-                Some(c) => cursor::decode(&epoch, c, head)?,
+                Some(c) => cursor::decode(&epoch, c, floor, head)?,
             };
-            let mut rows = changes_after(tx, since, limit + 1)?;
-            let more = rows.len() > limit;
-            rows.truncate(limit);
+            let (rows, more) = changes_after(tx, since, limit, max_bytes)?;
             let last = rows.last().map_or(since, |(seq, _)| *seq);
             let changes: Vec<Value> = rows.into_iter().map(|(_, e)| e).collect();
             Ok(json!({ "changes": changes, "cursor": cursor::encode(&epoch, last), "more": more }))
@@ -166,6 +247,10 @@ struct Follower {
     head: watch::Receiver<i64>,
     shutdown: watch::Receiver<bool>,
     pending: VecDeque<Event>,
+    token_hash: String,
+    expires: tokio::time::Instant,
+    max_bytes: usize,
+    ticket: StreamTicket,
 }
 
 /// `GET /api/events`: one `change` event per committed change, `id` = the
@@ -173,6 +258,10 @@ struct Follower {
 /// either it starts at the present. Each connection begins with a `ready`
 /// event (no `id`, data `{}`), beyond PROTOCOL.md: it tells a client that
 /// events get through, where a buffering proxy would hold them back.
+///
+/// The stream belongs to its token: it ends when the token is revoked
+/// (logout), when it expires, and when the user opens more streams than
+/// allowed (the oldest ends). Each batch is read with the token checked again.
 ///
 /// # Errors
 /// `401`, `410 cursor_expired`.
@@ -183,7 +272,7 @@ pub async fn events_route(
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let token = bearer_token(&headers).or(q.token);
-    user_for_token(&state, token).await?;
+    let session = session_for_token(&state, token).await?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -194,15 +283,24 @@ pub async fn events_route(
     let head_rx = state.db.subscribe();
     let head = state.db.head();
     let seq = match resume {
-        Some(c) => cursor::decode(state.db.epoch(), &c, head)?,
+        Some(c) => {
+            let floor = state.db.read(|tx| floor(tx)).await?;
+            cursor::decode(state.db.epoch(), &c, floor, head)?
+        }
         None => head,
     };
+    let left = u64::try_from(session.expires_at - unix_now()).unwrap_or(0);
+    let ticket = state.streams.open(&session.user, &session.token_hash);
     let follower = Follower {
         db: Arc::clone(&state.db),
         seq,
         head: head_rx,
         shutdown: state.shutdown.clone(),
         pending: VecDeque::from([Event::default().event("ready").data("{}")]),
+        token_hash: session.token_hash,
+        expires: tokio::time::Instant::now() + Duration::from_secs(left),
+        max_bytes: state.limits.feed_page_bytes,
+        ticket,
     };
     Ok(Sse::new(follow(follower))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -212,19 +310,25 @@ pub async fn events_route(
 fn follow(follower: Follower) -> impl Stream<Item = Result<Event, Infallible>> {
     stream::unfold(follower, |mut f| async move {
         loop {
+            if *f.shutdown.borrow() || *f.ticket.closed.borrow() {
+                return None;
+            }
             if let Some(event) = f.pending.pop_front() {
                 return Some((Ok(event), f));
             }
-            if *f.shutdown.borrow() {
-                return None;
-            }
             let head = *f.head.borrow_and_update();
             if head > f.seq {
-                let since = f.seq;
-                let rows =
-                    f.db.read(move |tx| changes_after(tx, since, DEFAULT_LIMIT))
-                        .await
-                        .ok()?;
+                let (since, max_bytes, token_hash) = (f.seq, f.max_bytes, f.token_hash.clone());
+                let batch =
+                    f.db.read(move |tx| {
+                        if session_row(tx, &token_hash)?.is_none() {
+                            return Ok(None);
+                        }
+                        changes_after(tx, since, DEFAULT_LIMIT, max_bytes).map(Some)
+                    })
+                    .await
+                    .ok()??;
+                let (rows, _more) = batch;
                 // Rows can only be missing if the table was pruned; never spin.
                 f.seq = rows.last().map_or(head, |(seq, _)| *seq);
                 let epoch = f.db.epoch().to_owned();
@@ -242,6 +346,8 @@ fn follow(follower: Follower) -> impl Stream<Item = Result<Event, Infallible>> {
             tokio::select! {
                 changed = f.head.changed() => changed.ok()?,
                 _ = f.shutdown.changed() => return None,
+                _ = f.ticket.closed.changed() => return None,
+                () = tokio::time::sleep_until(f.expires) => return None,
             }
         }
     })
@@ -254,10 +360,12 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
         let c = cursor::encode("abc", 7);
-        assert_eq!(cursor::decode("abc", &c, 9).ok(), Some(7));
-        assert!(cursor::decode("abd", &c, 9).is_err());
-        assert!(cursor::decode("abc", &c, 6).is_err());
-        assert!(cursor::decode("abc", "garbage", 9).is_err());
-        assert!(cursor::decode("abc", "abc.-1", 9).is_err());
+        assert_eq!(cursor::decode("abc", &c, 0, 9).ok(), Some(7));
+        assert_eq!(cursor::decode("abc", &c, 7, 9).ok(), Some(7));
+        assert!(cursor::decode("abc", &c, 8, 9).is_err());
+        assert!(cursor::decode("abd", &c, 0, 9).is_err());
+        assert!(cursor::decode("abc", &c, 0, 6).is_err());
+        assert!(cursor::decode("abc", "garbage", 0, 9).is_err());
+        assert!(cursor::decode("abc", "abc.-1", 0, 9).is_err());
     }
 }

@@ -16,7 +16,8 @@ const MAX_IDLE_READERS: usize = 8;
 
 /// Each entry moves the schema one version up; `PRAGMA user_version` says how
 /// many have run. Never edit an entry that shipped: add one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE users (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL);
 CREATE TABLE tokens (
@@ -70,7 +71,17 @@ CREATE TABLE sheet_sync (
   version INTEGER NOT NULL,
   PRIMARY KEY (collection, id)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+-- The changes table stops copying records: a change names what changed
+-- (the PATCH's fields, or the comment id) and the feed serves records from
+-- their current state. Old copies are dropped.
+ALTER TABLE changes ADD COLUMN what TEXT;
+UPDATE changes SET record = NULL;
+-- A key names one request: the hash of method, path and body is kept with it.
+ALTER TABLE idempotency ADD COLUMN request_hash TEXT;
+"#,
+];
 
 /// The database: a file in WAL mode shared by every request and sync job.
 pub struct Db {

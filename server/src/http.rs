@@ -18,12 +18,14 @@ use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::services::{ServeDir, ServeFile};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
+use crate::limits::Limits;
 use crate::{auth, changes, records, sync_jobs, AppState};
 
-/// Largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest request line plus headers hyper reads (its read buffer).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// A finished answer to a mutating request: what is stored for idempotent replays.
 #[derive(Debug, Clone)]
@@ -84,10 +86,10 @@ impl IntoResponse for Answer {
 }
 
 /// Parses a JSON request body. Syntax errors, bad UTF-8 and empty bodies are
-/// `400`; bodies over [`MAX_BODY_BYTES`] are `413`.
+/// `400`; bodies over the body limit (`DefaultBodyLimit`) are `413`.
 ///
 /// # Errors
-/// `400 invalid`, `413 payload_too_large`.
+/// `400 invalid`, `413 too_large`.
 pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -103,11 +105,16 @@ pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError>
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))
 }
 
+/// The bytes of a body that could be read, or none.
+pub fn body_bytes(body: &Result<Bytes, BytesRejection>) -> &[u8] {
+    body.as_ref().map_or(&[], |b| &b[..])
+}
+
 fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+        "too_large",
+        "the request body is larger than this server accepts",
     )
 }
 
@@ -152,6 +159,8 @@ pub struct RouterOptions {
     pub static_dir: PathBuf,
     /// Allow any origin.
     pub cors: bool,
+    /// Body limit and request timeout.
+    pub limits: Limits,
 }
 
 /// The whole HTTP surface.
@@ -161,7 +170,6 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .route("/api/logout", post(auth::logout_route))
         .route("/api/me", get(auth::me_route))
         .route("/api/changes", get(changes::feed_route))
-        .route("/api/events", get(changes::events_route))
         .route(
             "/api/sync",
             get(sync_jobs::list_route).post(sync_jobs::start_route),
@@ -190,7 +198,13 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
                 "method_not_allowed",
                 "method not allowed here",
             )
-        });
+        })
+        // Every request but an event stream (added after this layer) has a deadline.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            options.limits.request_timeout,
+        ))
+        .route("/api/events", get(changes::events_route));
 
     let index = options.static_dir.join("index.html");
     let files = ServeDir::new(&options.static_dir).fallback(ServeFile::new(index));
@@ -201,14 +215,18 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
                 if request.uri().path().starts_with("/api/") || request.uri().path() == "/api" {
                     return ApiError::not_found("no such API route").into_response();
                 }
+                if names_a_dotfile(request.uri().path()) {
+                    return ApiError::not_found("no such file").into_response();
+                }
                 match files.oneshot(request).await {
                     Ok(response) => response.map(Body::new),
                     Err(e) => ApiError::internal(e).into_response(),
                 }
             }
         })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(options.limits.max_body_bytes))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::map_response(shape_bare_refusals))
         .layer(CatchPanicLayer::custom(|_panic| {
             ApiError::internal("a request handler panicked").into_response()
         }))
@@ -217,6 +235,104 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         app = app.layer(CorsLayer::permissive());
     }
     app
+}
+
+/// Whether any segment of a URL path (percent-decoded) starts with a dot:
+/// `.env`, `.git/config`, `%2Egit`. Such files are never served.
+pub fn names_a_dotfile(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let lower = segment.to_ascii_lowercase();
+        segment.starts_with('.') || lower.starts_with("%2e")
+    })
+}
+
+/// Refusals made below the handlers (a layer's `408`, `413`, ...) come
+/// without a body; give them the one error shape.
+async fn shape_bare_refusals(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let code = match status {
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        s if s.is_server_error() => "internal",
+        _ => "invalid",
+    };
+    let message = status.canonical_reason().unwrap_or("refused");
+    let mut shaped = ApiError::new(status, code, message.to_ascii_lowercase()).into_response();
+    for (name, value) in response.headers() {
+        if !shaped.headers().contains_key(name) {
+            shaped.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    shaped.headers_mut().remove(header::CONTENT_LENGTH);
+    shaped
+}
+
+/// Serves `app` on `listener` until `shutdown` turns `true`, then waits for
+/// open connections. Connections are HTTP/1 by hyper, whose header-read timer
+/// closes a connection that has not sent a request's headers within
+/// `header_timeout`; the timer also runs while a keep-alive connection waits
+/// for its next request, so an idle connection is closed after the same time.
+/// Accept errors (too many open files) are waited out, never fatal.
+///
+/// # Errors
+/// Never in practice; the type matches a listener task.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    header_timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        // Request line and headers together stay under 64 KiB: hyper answers
+        // a longer URI with 414 and bigger headers with 431 itself, before
+        // any of our code runs, so those two have no JSON body.
+        .max_header_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(remote));
+                app.clone().oneshot(request.map(Body::new))
+            });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// One log line per request: method, path (never the query, which may hold a

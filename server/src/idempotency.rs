@@ -4,6 +4,8 @@
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use rusqlite::{Connection, OptionalExtension};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::db::unix_now;
 use crate::error::ApiError;
@@ -23,6 +25,10 @@ pub struct Mutation {
     pub method: String,
     /// Request path (no query), for the same reason.
     pub path: String,
+    /// SHA-256 of method, path and body (JSON in a canonical form, so key
+    /// order and spacing do not matter): a key reused for another request
+    /// is noticed, not answered with the first request's answer.
+    pub request_hash: String,
 }
 
 impl Mutation {
@@ -35,6 +41,7 @@ impl Mutation {
         headers: &HeaderMap,
         method: &Method,
         path: &str,
+        body: &[u8],
     ) -> Result<Self, ApiError> {
         let key = match headers.get("idempotency-key") {
             None => None,
@@ -56,34 +63,40 @@ impl Mutation {
             key,
             method: method.as_str().to_owned(),
             path: path.to_owned(),
+            request_hash: request_hash(method.as_str(), path, body),
         })
     }
 
     /// The stored answer for this key, if the key was seen in the last 24 hours.
     ///
     /// # Errors
-    /// `422 invalid` when the key was used for a different request.
+    /// `422 idempotency_mismatch` when the key was used for a different
+    /// method, path or body.
     pub fn replay(&self, conn: &Connection) -> Result<Option<Answer>, ApiError> {
         let Some(key) = &self.key else {
             return Ok(None);
         };
-        let row: Option<(String, String, u16, String)> = conn
+        let row: Option<(String, String, u16, String, Option<String>)> = conn
             .query_row(
-                "SELECT method, path, status, body FROM idempotency
+                "SELECT method, path, status, body, request_hash FROM idempotency
                  WHERE user = ?1 AND key = ?2 AND created_at > ?3",
                 rusqlite::params![self.user, key, unix_now() - KEEP_SECS],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
-        let Some((method, path, status, body)) = row else {
+        let Some((method, path, status, body, hash)) = row else {
             return Ok(None);
         };
-        if method != self.method || path != self.path {
+        // Answers stored before hashes were kept have none: method and path decide.
+        let same_body = hash.is_none_or(|h| h == self.request_hash);
+        if method != self.method || path != self.path || !same_body {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                format!("this Idempotency-Key was already used for {method} {path}"),
-            ));
+                "idempotency_mismatch",
+                "this Idempotency-Key was already used for a different request; \
+                 send a new request under a new key",
+            )
+            .with_details(serde_json::json!({ "method": method, "path": path })));
         }
         let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
         Ok(Some(Answer {
@@ -104,8 +117,9 @@ impl Mutation {
             return Ok(());
         };
         conn.execute(
-            "INSERT OR REPLACE INTO idempotency (user, key, method, path, status, body, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR REPLACE INTO idempotency
+             (user, key, method, path, status, body, created_at, request_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             rusqlite::params![
                 self.user,
                 key,
@@ -113,10 +127,58 @@ impl Mutation {
                 self.path,
                 answer.status.as_u16(),
                 answer.body,
-                unix_now()
+                unix_now(),
+                self.request_hash
             ],
         )?;
         Ok(())
+    }
+}
+
+/// SHA-256 (hex) of method, path and body. A JSON body is hashed in a
+/// canonical form (object keys sorted, no spaces); anything else as bytes.
+pub fn request_hash(method: &str, path: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(path.as_bytes());
+    hasher.update(b"\n");
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => canonical(&value, &mut hasher),
+        Err(_) => hasher.update(body),
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn canonical(value: &Value, out: &mut Sha256) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.update(b"{");
+            for k in keys {
+                out.update(Value::String(k.clone()).to_string().as_bytes());
+                out.update(b":");
+                if let Some(v) = map.get(k) {
+                    canonical(v, out);
+                }
+                out.update(b",");
+            }
+            out.update(b"}");
+        }
+        Value::Array(items) => {
+            out.update(b"[");
+            for v in items {
+                canonical(v, out);
+                out.update(b",");
+            }
+            out.update(b"]");
+        }
+        other => out.update(other.to_string().as_bytes()),
     }
 }
 

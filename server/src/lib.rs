@@ -23,8 +23,11 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod limits;
+pub mod logins;
 pub mod records;
 pub mod sheet;
+pub mod streams;
 pub mod sync_jobs;
 pub mod validate;
 
@@ -37,6 +40,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::db::Db;
+use crate::limits::Limits;
+use crate::logins::LoginGuard;
+use crate::streams::Streams;
 use crate::sync_jobs::{SheetConfig, SyncJobs};
 
 /// Everything the server is told at start.
@@ -63,6 +69,11 @@ pub struct Config {
     /// How long finished sync jobs can be asked about (no flag: PROTOCOL.md
     /// says 10 minutes; tests shorten it).
     pub keep_finished_jobs: Duration,
+    /// Every bound on clients (PROTOCOL.md, "Limits").
+    pub limits: Limits,
+    /// How often expired tokens, answers, jobs and old changes are cleaned
+    /// up (no flag; tests shorten it).
+    pub janitor_every: Duration,
 }
 
 impl Default for Config {
@@ -78,6 +89,8 @@ impl Default for Config {
             workers: 16,
             cors: false,
             keep_finished_jobs: sync_jobs::KEEP_FINISHED,
+            limits: Limits::default(),
+            janitor_every: Duration::from_secs(60),
         }
     }
 }
@@ -91,6 +104,12 @@ pub struct AppState {
     pub jobs: Arc<SyncJobs>,
     /// Turns `true` when the server stops, ending event streams.
     pub shutdown: watch::Receiver<bool>,
+    /// The limits in force.
+    pub limits: Arc<Limits>,
+    /// Login throttling and password checkers.
+    pub logins: Arc<LoginGuard>,
+    /// Open event streams, per user and token.
+    pub streams: Arc<Streams>,
 }
 
 /// Why the server could not start.
@@ -141,13 +160,20 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         },
         config.workers,
         config.keep_finished_jobs,
+        config.limits.jobs_per_user,
         tokio::runtime::Handle::current(),
     ));
     let (stop, shutdown) = watch::channel(false);
+    let limits = Arc::new(config.limits.clone());
+    let logins = Arc::new(LoginGuard::new(&limits).map_err(|e| e.message)?);
+    let streams = Arc::new(Streams::new(limits.streams_per_user));
     let state = AppState {
         db: Arc::clone(&db),
         jobs: Arc::clone(&jobs),
         shutdown: shutdown.clone(),
+        limits: Arc::clone(&limits),
+        logins: Arc::clone(&logins),
+        streams: Arc::clone(&streams),
     };
     if !config.static_dir.is_dir() {
         tracing::warn!(dir = %config.static_dir.display(), "static directory missing; serving the API only");
@@ -157,19 +183,18 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         &http::RouterOptions {
             static_dir: config.static_dir.clone(),
             cors: config.cors,
+            limits: (*limits).clone(),
         },
     );
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
     let addr = listener.local_addr()?;
-    let mut stopped = shutdown.clone();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-    });
-    let janitor = tokio::spawn(janitor(db, jobs));
+    let task = tokio::spawn(http::serve(
+        listener,
+        app,
+        shutdown.clone(),
+        limits.header_timeout,
+    ));
+    let janitor = tokio::spawn(janitor(db, jobs, logins, limits, config.janitor_every));
     tracing::info!(%addr, "listening");
     Ok(Server {
         addr,
@@ -179,14 +204,25 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     })
 }
 
-/// Forgets expired tokens, idempotency answers and finished jobs.
-async fn janitor(db: Arc<Db>, jobs: Arc<SyncJobs>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+/// Forgets expired tokens, idempotency answers, finished jobs, old login
+/// failures and changes beyond the ones kept.
+async fn janitor(
+    db: Arc<Db>,
+    jobs: Arc<SyncJobs>,
+    logins: Arc<LoginGuard>,
+    limits: Arc<Limits>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
     loop {
         tick.tick().await;
         jobs.purge();
+        logins.sweep();
+        let keep = limits.changes_kept;
         let purged = db
-            .write(|tx| Ok(auth::purge_expired(tx)? + idempotency::purge(tx)?))
+            .write(move |tx| {
+                Ok(auth::purge_expired(tx)? + idempotency::purge(tx)? + changes::prune(tx, keep)?)
+            })
             .await;
         if let Err(e) = purged {
             tracing::warn!(error = %e.message, "cleanup failed");

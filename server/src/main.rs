@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use crm_sync_server::limits::Limits;
 use crm_sync_server::Config;
 
 /// Reference backend for crm-sync (PROTOCOL.md on SQLite).
@@ -40,6 +41,52 @@ struct Args {
     /// Allow requests from any origin.
     #[arg(long)]
     cors: bool,
+    /// Largest request body, bytes (413 too_large).
+    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Largest record `fields` as JSON, bytes (422 invalid).
+    #[arg(long, default_value_t = Limits::default().max_fields_bytes)]
+    max_fields_bytes: usize,
+    /// Most fields per record (422 invalid).
+    #[arg(long, default_value_t = Limits::default().max_fields)]
+    max_fields: usize,
+    /// Longest comment, characters (422 invalid).
+    #[arg(long, default_value_t = Limits::default().max_comment_chars)]
+    max_comment_chars: usize,
+    /// Most comments per record (422 invalid).
+    #[arg(long, default_value_t = Limits::default().max_comments)]
+    max_comments: usize,
+    /// Failed logins per username per minute before 429.
+    #[arg(long, default_value_t = Limits::default().login_failures_per_user)]
+    login_failures_per_user: usize,
+    /// Failed logins per client address per minute before 429.
+    #[arg(long, default_value_t = Limits::default().login_failures_per_address)]
+    login_failures_per_address: usize,
+    /// Password checks at once (0 = the number of cores).
+    #[arg(long, default_value_t = Limits::default().password_checks)]
+    password_checks: usize,
+    /// Logins that may wait for a password check before more get 429.
+    #[arg(long, default_value_t = Limits::default().password_queue)]
+    password_queue: usize,
+    /// Bytes after which a feed page or event batch is cut (more: true).
+    #[arg(long, default_value_t = Limits::default().feed_page_bytes)]
+    feed_page_bytes: usize,
+    /// Changes kept in the feed; older cursors get 410 cursor_expired.
+    #[arg(long, default_value_t = Limits::default().changes_kept)]
+    changes_kept: i64,
+    /// Open event streams per user (the oldest is closed).
+    #[arg(long, default_value_t = Limits::default().streams_per_user)]
+    streams_per_user: usize,
+    /// Unfinished sync jobs per user (429 too_many_jobs).
+    #[arg(long, default_value_t = Limits::default().jobs_per_user)]
+    jobs_per_user: usize,
+    /// Seconds a connection has to send a request's headers (also the
+    /// longest a keep-alive connection stays idle).
+    #[arg(long, default_value_t = Limits::default().header_timeout.as_secs())]
+    header_timeout_secs: u64,
+    /// Seconds a request may take (event streams excepted).
+    #[arg(long, default_value_t = Limits::default().request_timeout.as_secs())]
+    request_timeout_secs: u64,
 }
 
 #[tokio::main]
@@ -63,6 +110,23 @@ async fn main() -> ExitCode {
         sheet_latency: Duration::from_millis(args.sheet_latency_ms),
         workers: args.workers,
         cors: args.cors,
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_fields_bytes: args.max_fields_bytes,
+            max_fields: args.max_fields,
+            max_comment_chars: args.max_comment_chars,
+            max_comments: args.max_comments,
+            login_failures_per_user: args.login_failures_per_user,
+            login_failures_per_address: args.login_failures_per_address,
+            password_checks: args.password_checks,
+            password_queue: args.password_queue,
+            feed_page_bytes: args.feed_page_bytes,
+            changes_kept: args.changes_kept,
+            streams_per_user: args.streams_per_user,
+            jobs_per_user: args.jobs_per_user,
+            header_timeout: Duration::from_secs(args.header_timeout_secs),
+            request_timeout: Duration::from_secs(args.request_timeout_secs),
+        },
         ..Config::default()
     };
     let server = match crm_sync_server::start(config).await {

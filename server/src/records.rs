@@ -2,6 +2,8 @@
 //! collection, with tombstones for deleted records so the changes feed can
 //! report deletions.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -15,8 +17,9 @@ use crate::auth::AuthUser;
 use crate::changes::cursor;
 use crate::db::{random_hex, rfc3339_now};
 use crate::error::ApiError;
-use crate::http::{if_match, json_body, path_params, Answer};
+use crate::http::{body_bytes, if_match, json_body, path_params, Answer};
 use crate::idempotency::Mutation;
+use crate::limits::Limits;
 use crate::validate::{
     check_collection, check_known_fields, is_valid_record_id, parse_time, scalar_fields,
     CALENDAR_EVENTS,
@@ -243,7 +246,7 @@ pub fn insert(
         fields,
         comments: Vec::new(),
     };
-    record_change(conn, collection, &record, "put")?;
+    record_change(conn, collection, &record, "put", None)?;
     Ok(record)
 }
 
@@ -260,6 +263,18 @@ pub fn update_fields(
     fields: Map<String, Value>,
     user: &str,
 ) -> Result<Option<Record>, ApiError> {
+    let changed: Map<String, Value> = fields
+        .iter()
+        .filter(|(k, v)| current.fields.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(
+            current
+                .fields
+                .keys()
+                .filter(|k| !fields.contains_key(*k))
+                .map(|k| (k.clone(), Value::Null)),
+        )
+        .collect();
     let now = rfc3339_now();
     let version = current.version + 1;
     let n = conn.execute(
@@ -286,11 +301,19 @@ pub fn update_fields(
         fields,
         comments: current.comments.clone(),
     };
-    record_change(conn, collection, &record, "put")?;
+    record_change(
+        conn,
+        collection,
+        &record,
+        "put",
+        Some(&json!({ "fields": changed })),
+    )?;
     Ok(Some(record))
 }
 
-/// Appends one entry to the changes feed.
+/// Appends one entry to the changes feed. `what` says what changed (the
+/// fields a PATCH named, a comment's id), never a copy of the record: the
+/// feed serves records from their current state.
 ///
 /// # Errors
 /// Internal errors from SQLite.
@@ -299,22 +322,44 @@ pub fn record_change(
     collection: &str,
     record: &Record,
     op: &str,
+    what: Option<&Value>,
 ) -> Result<(), ApiError> {
-    let snapshot = if op == "delete" {
-        None
-    } else {
-        Some(serde_json::to_string(record).map_err(ApiError::internal)?)
-    };
+    let what = what.map(Value::to_string);
     conn.prepare_cached(
-        "INSERT INTO changes (collection, id, version, op, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO changes (collection, id, version, op, what) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(rusqlite::params![
         collection,
         record.id,
         record.version,
         op,
-        snapshot
+        what
     ])?;
+    Ok(())
+}
+
+/// Refuses fields over the limits: more than `max_fields` of them, or more
+/// than `max_bytes` as JSON.
+///
+/// # Errors
+/// `422 invalid` with `details.fields.fields`.
+pub fn check_size(fields: &Map<String, Value>, limits: &Limits) -> Result<(), ApiError> {
+    if fields.len() > limits.max_fields {
+        return Err(ApiError::invalid_field(
+            "fields",
+            format!("a record has at most {} fields", limits.max_fields),
+        ));
+    }
+    let bytes = serde_json::to_vec(fields).map_or(usize::MAX, |v| v.len());
+    if bytes > limits.max_fields_bytes {
+        return Err(ApiError::invalid_field(
+            "fields",
+            format!(
+                "a record's fields are at most {} bytes as JSON",
+                limits.max_fields_bytes
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -502,7 +547,7 @@ pub async fn create_route(
 ) -> Result<Answer, ApiError> {
     let collection = path_params(path)?;
     check_collection(&collection)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path())?;
+    let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
     let body = json_body(body)?;
     let Some(obj) = body.as_object() else {
         return Err(ApiError::invalid_field(
@@ -522,6 +567,7 @@ pub async fn create_route(
     };
     let fields = scalar_fields(obj.get("fields"), false)?;
     check_known_fields(&collection, &fields, &fields)?;
+    check_size(&fields, &state.limits)?;
     state
         .db
         .write(move |tx| {
@@ -560,7 +606,7 @@ pub async fn patch_route(
 ) -> Result<Answer, ApiError> {
     let (collection, id) = path_params(path)?;
     check_collection(&collection)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path())?;
+    let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
     let expected = if_match(&headers)?.ok_or_else(ApiError::precondition_required)?;
     let body = json_body(body)?;
     let Some(obj) = body.as_object() else {
@@ -570,6 +616,13 @@ pub async fn patch_route(
         ));
     };
     let patch = scalar_fields(obj.get("fields"), true)?;
+    if patch.is_empty() {
+        return Err(ApiError::invalid_field(
+            "fields",
+            "name at least one field to change",
+        ));
+    }
+    let limits = Arc::clone(&state.limits);
     state
         .db
         .write(move |tx| {
@@ -590,6 +643,7 @@ pub async fn patch_route(
                 }
             }
             check_known_fields(&collection, &patch, &merged)?;
+            check_size(&merged, &limits)?;
             if collection == CALENDAR_EVENTS {
                 check_overlap(tx, &id, &merged)?;
             }
@@ -627,7 +681,7 @@ pub async fn delete_route(
 ) -> Result<Answer, ApiError> {
     let (collection, id) = path_params(path)?;
     check_collection(&collection)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path())?;
+    let mutation = Mutation::new(&user, &headers, &method, uri.path(), b"")?;
     let expected = if_match(&headers)?.ok_or_else(ApiError::precondition_required)?;
     state
         .db
@@ -662,7 +716,7 @@ pub async fn delete_route(
                 fields: Map::new(),
                 comments: Vec::new(),
             };
-            record_change(tx, &collection, &tombstone, "delete")?;
+            record_change(tx, &collection, &tombstone, "delete", None)?;
             let answer = Answer::empty(StatusCode::NO_CONTENT);
             mutation.remember(tx, &answer)?;
             Ok(answer)
@@ -687,7 +741,7 @@ pub async fn comment_route(
 ) -> Result<Answer, ApiError> {
     let (collection, id) = path_params(path)?;
     check_collection(&collection)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path())?;
+    let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
     let body = json_body(body)?;
     let Some(obj) = body.as_object() else {
         return Err(ApiError::invalid_field(
@@ -705,12 +759,16 @@ pub async fn comment_route(
             ))
         }
     };
+    let max_chars = state.limits.max_comment_chars;
+    let max_comments = state.limits.max_comments;
     let text = match obj.get("text") {
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 10_000 => s.clone(),
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= max_chars => {
+            s.clone()
+        }
         _ => {
             return Err(ApiError::invalid_field(
                 "text",
-                "required: 1 to 10000 characters",
+                format!("required: 1 to {max_chars} characters"),
             ))
         }
     };
@@ -720,12 +778,18 @@ pub async fn comment_route(
             if let Some(answer) = mutation.replay(tx)? {
                 return Ok(answer);
             }
-            let mut record =
+            let record =
                 load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
             if let Some(stored) = record.comments.iter().find(|c| c.id == comment_id) {
                 let answer = Answer::json(StatusCode::OK, stored)?;
                 mutation.remember(tx, &answer)?;
                 return Ok(answer);
+            }
+            if record.comments.len() >= max_comments {
+                return Err(ApiError::invalid_field(
+                    "comments",
+                    format!("a record has at most {max_comments} comments"),
+                ));
             }
             let comment = Comment {
                 id: comment_id,
@@ -745,9 +809,15 @@ pub async fn comment_route(
                     comment.created_at
                 ],
             )?;
-            record.comments.push(comment.clone());
-            // The feed carries the whole record, so other screens see the new comment.
-            record_change(tx, &collection, &record, "put")?;
+            // The feed serves the record as it is now, new comment included,
+            // so other screens see it; the change itself names the comment.
+            record_change(
+                tx,
+                &collection,
+                &record,
+                "put",
+                Some(&json!({ "comment": comment.id })),
+            )?;
             let answer = Answer::json(StatusCode::CREATED, &comment)?;
             mutation.remember(tx, &answer)?;
             Ok(answer)

@@ -150,7 +150,7 @@ fn parse_row(
     };
     let mut fields = Map::new();
     for (name, i) in field_cols {
-        let value = cell(*i)?;
+        let value = unescape_cell(cell(*i)?);
         let value = if value.is_empty() {
             Value::Null
         } else {
@@ -172,6 +172,26 @@ fn parse_row(
     })
 }
 
+/// First characters that make a spreadsheet read a cell as a formula.
+const FORMULA_STARTS: [char; 4] = ['=', '+', '-', '@'];
+
+/// A cell as written: a text a spreadsheet would take for a formula gets a
+/// leading `'` (shown as text, never run). A text that starts with `'`
+/// itself gets one more, so [`unescape_cell`] gives back exactly what was
+/// written (`'` is what spreadsheets use to mean "this is text").
+pub fn escape_cell(text: &str) -> String {
+    if text.starts_with(FORMULA_STARTS) || text.starts_with('\'') {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// A cell as read: one leading `'` is dropped (see [`escape_cell`]).
+pub fn unescape_cell(text: &str) -> &str {
+    text.strip_prefix('\'').unwrap_or(text)
+}
+
 /// Writes records as a sheet ([`COLUMNS`]).
 ///
 /// # Errors
@@ -182,11 +202,11 @@ pub fn to_csv(records: &[Record]) -> Result<Vec<u8>, String> {
     for r in records {
         let mut row = vec![r.id.clone(), r.version.to_string()];
         for name in FIELD_COLUMNS {
-            row.push(match r.fields.get(name) {
+            row.push(escape_cell(&match r.fields.get(name) {
                 None | Some(Value::Null) => String::new(),
                 Some(Value::String(s)) => s.clone(),
                 Some(other) => other.to_string(),
-            });
+            }));
         }
         writer.write_record(&row).map_err(|e| e.to_string())?;
     }
@@ -212,6 +232,23 @@ mod tests {
         assert_eq!(parsed.invalid.len(), 4);
         assert_eq!(parsed.rows[1].fields["name"], "Quoted, name");
         assert_eq!(parsed.rows[0].version, Some(1));
+    }
+
+    #[test]
+    fn formula_like_cells_round_trip() {
+        for text in [
+            "=HYPERLINK(\"x\")",
+            "+1-555-0001",
+            "-5",
+            "@SUM(A1)",
+            "'quoted",
+            "''",
+            "plain",
+        ] {
+            let written = escape_cell(text);
+            assert!(!written.starts_with(FORMULA_STARTS), "{written}");
+            assert_eq!(unescape_cell(&written), text);
+        }
     }
 
     #[test]

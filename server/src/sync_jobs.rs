@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use crate::auth::AuthUser;
 use crate::db::{random_hex, rfc3339_now, Db};
 use crate::error::ApiError;
-use crate::http::{json_body, path_params, Answer};
+use crate::http::{body_bytes, json_body, path_params, Answer};
 use crate::idempotency::Mutation;
 use crate::records::{self, Record};
 use crate::sheet::{self, SheetRow, FIELD_COLUMNS};
@@ -187,6 +187,7 @@ pub struct SheetConfig {
 pub struct SyncJobs {
     queues: Mutex<Queues>,
     workers: Arc<Semaphore>,
+    jobs_per_user: usize,
     db: Arc<Db>,
     sheet: SheetConfig,
     runtime: tokio::runtime::Handle,
@@ -223,6 +224,7 @@ impl SyncJobs {
         sheet: SheetConfig,
         workers: usize,
         keep_finished: Duration,
+        jobs_per_user: usize,
         runtime: tokio::runtime::Handle,
     ) -> Self {
         Self {
@@ -232,6 +234,7 @@ impl SyncJobs {
             }),
             // Clamped so a silly --workers value cannot make the semaphore panic.
             workers: Arc::new(Semaphore::new(workers.clamp(1, 4096))),
+            jobs_per_user: jobs_per_user.max(1),
             db,
             sheet,
             runtime,
@@ -246,12 +249,24 @@ impl SyncJobs {
     /// Queues a job for `user` and returns its status (`queued`, with its position).
     ///
     /// # Errors
-    /// Internal error when no random id can be made.
+    /// `429 too_many_jobs` when the user has the most unfinished jobs
+    /// allowed; internal error when no random id can be made.
     pub fn enqueue(self: &Arc<Self>, user: &str, kind: SyncKind) -> Result<Value, ApiError> {
         let id = random_hex(16)?;
         let now = rfc3339_now();
         let mut q = self.lock();
         q.purge();
+        let unfinished = q.waiting.get(user).map_or(0, VecDeque::len);
+        if unfinished >= self.jobs_per_user {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_jobs",
+                format!(
+                    "{unfinished} sync jobs are waiting or running; start another when one has finished"
+                ),
+            )
+            .with_details(json!({ "limit": self.jobs_per_user })));
+        }
         q.next_seq += 1;
         let job = Job {
             id: id.clone(),
@@ -570,7 +585,11 @@ impl Run {
         let latency = self.jobs.sheet.latency;
         let mut file = tokio::fs::File::open(path)
             .await
-            .map_err(|e| Stop::Failed(format!("cannot open the sheet {}: {e}", path.display())))?;
+            // The path is the server's business: it is logged, never shown.
+            .map_err(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "cannot open the sheet");
+                Stop::Failed(format!("cannot open the sheet: {}", e.kind()))
+            })?;
         let total = file.metadata().await?.len();
         if total > MAX_SHEET_BYTES as u64 {
             return Err(Stop::Failed(format!(
@@ -772,7 +791,7 @@ pub async fn start_route(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Answer, ApiError> {
-    let mutation = Mutation::new(&user, &headers, &method, uri.path())?;
+    let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
     let body = json_body(body)?;
     let kind = match body.get("kind").and_then(Value::as_str) {
         Some("from-sheet") => SyncKind::FromSheet,
@@ -830,7 +849,7 @@ pub async fn cancel_route(
     headers: HeaderMap,
 ) -> Result<Answer, ApiError> {
     let id = path_params(path)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path())?;
+    let mutation = Mutation::new(&user, &headers, &method, uri.path(), b"")?;
     let jobs = Arc::clone(&state.jobs);
     state
         .db
