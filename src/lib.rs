@@ -1,7 +1,7 @@
 //! `crm-sync`: staged, offline-first, multi-tab record sync for CRM web apps.
 //!
 //! The crate compiles to WebAssembly and is imported from npm by a React app
-//! (see `README.md` and the JavaScript contract in `API.md`). It is laid out in
+//! (see `README.md` and the guides in `docs/`). It is laid out in
 //! three layers:
 //!
 //! - [`core`]: pure Rust state machines (debounce, staged records, three-way

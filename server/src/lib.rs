@@ -1,4 +1,4 @@
-//! `crm-sync-server`: the reference backend of PROTOCOL.md on SQLite.
+//! `crm-sync-server`: the reference backend of docs/backend/protocol.md on SQLite.
 //!
 //! The binary parses flags into a [`Config`] and calls [`start`]; integration
 //! tests call [`start`] directly on port 0.
@@ -60,7 +60,7 @@ pub struct Config {
     pub workers: usize,
     /// Allow any origin.
     pub cors: bool,
-    /// How long finished sync jobs can be asked about (no flag: PROTOCOL.md
+    /// How long finished sync jobs can be asked about (no flag: docs/backend/protocol.md
     /// says 10 minutes; tests shorten it).
     pub keep_finished_jobs: Duration,
 }

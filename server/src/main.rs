@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use crm_sync_server::Config;
 
-/// Reference backend for crm-sync (PROTOCOL.md on SQLite).
+/// Reference backend for crm-sync (docs/backend/protocol.md on SQLite).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {

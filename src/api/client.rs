@@ -1,4 +1,4 @@
-//! `CrmSync`: the client a React app holds (API.md, "The client").
+//! `CrmSync`: the client a React app holds (docs/guide/getting-started.md).
 
 use std::future::Future;
 
@@ -25,7 +25,7 @@ use crate::web::idb::UserDb;
 use crate::web::js::{from_app, from_server};
 use crate::web::sync::SyncRunner;
 
-/// Options shared by `login` and `open`; every one is optional (API.md,
+/// Options shared by `login` and `open`; every one is optional (docs/guide/getting-started.md,
 /// "The client", gives the defaults).
 #[derive(Debug, Clone, Default, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
@@ -179,7 +179,7 @@ impl CrmOptions {
         let mut retry = RetryPolicy::default();
         if let Some(r) = &self.retry {
             if let Some(a) = r.attempts {
-                // API.md counts attempts in all; the policy counts retries.
+                // docs/guide/errors.md ("Retries") counts attempts in all; the policy counts retries.
                 retry.attempts = a.saturating_sub(1);
             }
             if let Some(b) = r.base_delay_ms {

@@ -1,5 +1,5 @@
 //! The outbox: every mutation on its way to the server, kept until the
-//! server has answered it for good (DESIGN.md "Outbox first").
+//! server has answered it for good (docs/architecture.md, docs/guide/offline.md).
 //!
 //! Entries form one *lane* per record: within a lane they are sent one after
 //! another in order (a patch must not overtake the create before it);

@@ -35,7 +35,7 @@ pub enum Jitter {
     Equal,
 }
 
-/// When to try a failed request again. The defaults are API.md's
+/// When to try a failed request again. The defaults are those of docs/guide/getting-started.md:
 /// `retry: { attempts: 4, baseDelayMs: 500, maxDelayMs: 8000 }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
