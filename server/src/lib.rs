@@ -16,6 +16,8 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(rustdoc::broken_intra_doc_links)]
+
 pub mod auth;
 pub mod changes;
 pub mod db;

@@ -86,7 +86,7 @@ pub struct SyncOptions {
 }
 
 /// `CrmSync.login` arguments. The derive gives the TypeScript type; they
-/// are read by [`LoginOptions::read`], in two plain steps, because serde's
+/// are read by `LoginOptions::read`, in two plain steps, because serde's
 /// `flatten` buffers every value first (code size and time).
 #[derive(Debug, Clone, Tsify)]
 #[serde(rename_all = "camelCase")]
@@ -103,7 +103,7 @@ pub struct LoginOptions {
 }
 
 /// `CrmSync.open` arguments: a token the app already has. Read by
-/// [`OpenOptions::read`].
+/// `OpenOptions::read`.
 #[derive(Debug, Clone, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenOptions {

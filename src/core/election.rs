@@ -227,7 +227,7 @@ pub struct LockMessage {
     pub signal: LockSignal,
 }
 
-/// What a lock message says. Read through [`RawSignal`] (see
+/// What a lock message says. Read through `RawSignal` (see
 /// [`crate::core::outbox::MutationOp`] for why).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", try_from = "RawSignal")]
@@ -996,7 +996,7 @@ pub struct SessionNotice {
 }
 
 /// A press in a tab that does not lead, forwarded to the leader, which
-/// alone drives the sync reducer. Read through [`RawCommand`] (see
+/// alone drives the sync reducer. Read through `RawCommand` (see
 /// [`crate::core::outbox::MutationOp`] for why).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "command", try_from = "RawCommand")]

@@ -42,7 +42,7 @@ use crate::core::sort::{sort_by, CollectMap};
 
 /// What a mutation does to its record.
 ///
-/// Read through [`RawOp`], not with serde's internally tagged enum support,
+/// Read through `RawOp`, not with serde's internally tagged enum support,
 /// which buffers every value before it knows the variant (a copy of that
 /// machinery in the wasm, and time on every stored entry).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
