@@ -14,7 +14,7 @@ WASM_OPT_FEATURES := --enable-bulk-memory --enable-bulk-memory-opt \
   --enable-reference-types --enable-multivalue
 DEMO_PORT ?= 8080
 
-.PHONY: demo test bench size setup pkg www-deps www server clean
+.PHONY: demo test bench size setup pkg www-deps www server docs clean
 
 setup:
 	@scripts/setup.sh tools
@@ -53,6 +53,15 @@ demo: www server
 test: setup
 	@scripts/test.sh
 
+# The documentation site: docs/ (VitePress) with the API reference generated
+# by TypeDoc from pkg/crm_sync.d.ts and www/src/hooks/. Offline; output in
+# docs/.vitepress/dist/ (see docs/toolchain.md).
+docs: pkg
+	@scripts/setup.sh docs
+	@cd docs && node_modules/.bin/typedoc
+	@cd docs && node_modules/.bin/vitepress build . --logLevel warn
+	@echo "docs: built in docs/.vitepress/dist/ (npm --prefix docs run preview serves it)"
+
 bench: pkg server
 	@scripts/bench.sh
 
@@ -61,4 +70,4 @@ size: pkg
 
 clean:
 	cargo clean
-	rm -rf pkg www/dist www/node_modules tools/node_modules
+	rm -rf pkg www/dist www/node_modules tools/node_modules docs/node_modules docs/public/api docs/.vitepress/dist docs/.vitepress/cache

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what crm-sync's build and tests need, idempotently and quietly when
 # everything is there. Only package registries are used (crates.io, npm,
-# Debian): see ../shared/TOOLCHAIN.md for why each step is done this way.
+# Debian): see docs/toolchain.md for why each step is done this way.
 #
 #   scripts/setup.sh tools   Rust target, wasm-pack, wasm-bindgen-cli, Chromium,
 #                            wasm-opt (npm binaryen)
 #   scripts/setup.sh www     the demo's npm packages (needs pkg/ built first)
+#   scripts/setup.sh docs    the documentation site's npm packages (VitePress, TypeDoc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,8 +66,13 @@ www() {
   npm_ci www
 }
 
+docs() {
+  npm_ci docs
+}
+
 case "${1:-tools}" in
   tools) tools ;;
   www) www ;;
-  *) echo "usage: $0 [tools|www]" >&2; exit 2 ;;
+  docs) docs ;;
+  *) echo "usage: $0 [tools|www|docs]" >&2; exit 2 ;;
 esac

@@ -82,6 +82,8 @@ echo "== crm-sync: every suite (logs in $LOGS/)"
 check fmt cargo fmt --all --check
 check clippy-host cargo clippy --workspace --all-targets -- -D warnings
 check clippy-wasm cargo clippy -p crm-sync --target wasm32-unknown-unknown --lib --test browser -- -D warnings
+# No file names a path (a doc, a source, a folder) that is not in the repository.
+check links node scripts/check-links.mjs
 suite_cargo native cargo test --workspace --exclude crm-sync-server
 suite_cargo server cargo test -p crm-sync-server
 

@@ -1,7 +1,7 @@
 //! `crm-sync`: staged, offline-first, multi-tab record sync for CRM web apps.
 //!
 //! The crate compiles to WebAssembly and is imported from npm by a React app
-//! (see `README.md` and the JavaScript contract in `API.md`). It is laid out in
+//! (see `README.md` and the guides in `docs/`). It is laid out in
 //! three layers:
 //!
 //! - [`core`]: pure Rust state machines (debounce, staged records, three-way
@@ -15,6 +15,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![warn(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod api;
 pub mod core;

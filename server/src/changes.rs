@@ -256,7 +256,7 @@ struct Follower {
 /// `GET /api/events`: one `change` event per committed change, `id` = the
 /// cursor after it. Resumes after `Last-Event-ID` or `?since=`; without
 /// either it starts at the present. Each connection begins with a `ready`
-/// event (no `id`, data `{}`), beyond PROTOCOL.md: it tells a client that
+/// event (no `id`, data `{}`), beyond docs/backend/protocol.md: it tells a client that
 /// events get through, where a buffering proxy would hold them back.
 ///
 /// The stream belongs to its token: it ends when the token is revoked

@@ -1,4 +1,4 @@
-//! The one error shape of PROTOCOL.md: `{ "error": { "code", "message", "details" } }`.
+//! The one error shape of docs/backend/protocol.md: `{ "error": { "code", "message", "details" } }`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

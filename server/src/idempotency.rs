@@ -11,7 +11,7 @@ use crate::db::unix_now;
 use crate::error::ApiError;
 use crate::http::Answer;
 
-/// How long an answer is kept: PROTOCOL.md asks for at least 24 hours.
+/// How long an answer is kept: docs/backend/protocol.md asks for at least 24 hours.
 pub const KEEP_SECS: i64 = 24 * 3600;
 
 /// A mutating request, as far as idempotency cares.

@@ -1,4 +1,4 @@
-//! `crm-sync-server`: the reference backend of PROTOCOL.md on SQLite.
+//! `crm-sync-server`: the reference backend of docs/backend/protocol.md on SQLite.
 //!
 //! The binary parses flags into a [`Config`] and calls [`start`]; integration
 //! tests call [`start`] directly on port 0.
@@ -15,6 +15,8 @@
 //! server.shutdown().await;
 //! # Ok(()) }
 //! ```
+
+#![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod auth;
 pub mod changes;
@@ -66,10 +68,10 @@ pub struct Config {
     pub workers: usize,
     /// Allow any origin.
     pub cors: bool,
-    /// How long finished sync jobs can be asked about (no flag: PROTOCOL.md
+    /// How long finished sync jobs can be asked about (no flag: docs/backend/protocol.md
     /// says 10 minutes; tests shorten it).
     pub keep_finished_jobs: Duration,
-    /// Every bound on clients (PROTOCOL.md, "Limits").
+    /// Every bound on clients (docs/backend/protocol.md, "Limits").
     pub limits: Limits,
     /// How often expired tokens, answers, jobs and old changes are cleaned
     /// up (no flag; tests shorten it).

@@ -1,9 +1,9 @@
-//! Every bound the server puts on its clients (PROTOCOL.md, "Limits"), in one
+//! Every bound the server puts on its clients (docs/backend/protocol.md, "Limits"), in one
 //! place so README.md can list them and `main.rs` can turn each into a flag.
 
 use std::time::Duration;
 
-/// The limits of one server. [`Limits::default`] is what PROTOCOL.md asks for.
+/// The limits of one server. [`Limits::default`] is what docs/backend/protocol.md asks for.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest request body (`413 too_large`).
@@ -38,7 +38,7 @@ pub struct Limits {
     pub jobs_per_user: usize,
     /// Time a connection has to send a request's headers. hyper's timer for
     /// this also runs while a keep-alive connection waits for its next
-    /// request, so it is the idle limit too (shorter than PROTOCOL.md's 60 s).
+    /// request, so it is the idle limit too (shorter than docs/backend/protocol.md's 60 s).
     pub header_timeout: Duration,
     /// Time a request (except an event stream) may take.
     pub request_timeout: Duration,

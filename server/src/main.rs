@@ -9,7 +9,7 @@ use clap::Parser;
 use crm_sync_server::limits::Limits;
 use crm_sync_server::Config;
 
-/// Reference backend for crm-sync (PROTOCOL.md on SQLite).
+/// Reference backend for crm-sync (docs/backend/protocol.md on SQLite).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {

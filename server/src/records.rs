@@ -26,7 +26,7 @@ use crate::validate::{
 };
 use crate::AppState;
 
-/// A record as PROTOCOL.md shows it.
+/// A record as docs/backend/protocol.md shows it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {

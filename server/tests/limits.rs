@@ -1,4 +1,4 @@
-//! PROTOCOL.md's "Limits": every bound and every refusal, over real HTTP
+//! docs/backend/protocol.md's "Limits": every bound and every refusal, over real HTTP
 //! against a real SQLite file.
 
 mod common;

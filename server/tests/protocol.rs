@@ -1,4 +1,4 @@
-//! Every row of PROTOCOL.md's records, auth, exactly-once and changes-feed
+//! Every row of the contract's (docs/backend/protocol.md) records, auth, exactly-once and changes-feed
 //! sections, over real HTTP against a real SQLite file.
 
 mod common;

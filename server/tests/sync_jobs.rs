@@ -1,4 +1,4 @@
-//! The spreadsheet sync jobs of PROTOCOL.md: queueing, parallelism, phases,
+//! The spreadsheet sync jobs of docs/backend/protocol.md: queueing, parallelism, phases,
 //! progress, stats, cancel, ownership, idempotency, optimistic locking.
 
 mod common;

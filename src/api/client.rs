@@ -1,4 +1,4 @@
-//! `CrmSync`: the client a React app holds (API.md, "The client").
+//! `CrmSync`: the client a React app holds (docs/guide/getting-started.md).
 
 use std::future::Future;
 
@@ -26,7 +26,7 @@ use crate::web::idb::UserDb;
 use crate::web::js::{from_app, from_server};
 use crate::web::sync::SyncRunner;
 
-/// Options shared by `login` and `open`; every one is optional (API.md,
+/// Options shared by `login` and `open`; every one is optional (docs/guide/getting-started.md,
 /// "The client", gives the defaults).
 #[derive(Debug, Clone, Default, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
@@ -87,7 +87,7 @@ pub struct SyncOptions {
 }
 
 /// `CrmSync.login` arguments. The derive gives the TypeScript type; they
-/// are read by [`LoginOptions::read`], in two plain steps, because serde's
+/// are read by `LoginOptions::read`, in two plain steps, because serde's
 /// `flatten` buffers every value first (code size and time).
 #[derive(Debug, Clone, Tsify)]
 #[serde(rename_all = "camelCase")]
@@ -104,7 +104,7 @@ pub struct LoginOptions {
 }
 
 /// `CrmSync.open` arguments: a token the app already has. Read by
-/// [`OpenOptions::read`].
+/// `OpenOptions::read`.
 #[derive(Debug, Clone, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenOptions {
@@ -185,7 +185,7 @@ impl CrmOptions {
         let mut retry = RetryPolicy::default();
         if let Some(r) = &self.retry {
             if let Some(a) = r.attempts {
-                // API.md counts attempts in all; the policy counts retries.
+                // docs/guide/errors.md ("Retries") counts attempts in all; the policy counts retries.
                 retry.attempts = a.saturating_sub(1);
             }
             if let Some(b) = r.base_delay_ms {

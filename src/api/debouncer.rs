@@ -1,5 +1,5 @@
 //! `Debouncer`: the client's save batching as a building block of its own
-//! (API.md, "Building blocks"). Calls that come within `waitMs` of each
+//! (docs/reference.md). Calls that come within `waitMs` of each
 //! other become one call of the app's function, with the last argument;
 //! every caller's promise settles with that call's result.
 //!

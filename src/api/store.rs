@@ -1,5 +1,5 @@
 //! `LocalStore`: IndexedDB with versioned values, usable without the
-//! client (API.md, "Building blocks").
+//! client (docs/reference.md).
 //!
 //! Each entry is stored by structured clone as `{ v: version, value }`, so
 //! `Date`s, typed arrays and `Map`s come back as they went in, with no JSON

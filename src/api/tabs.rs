@@ -1,5 +1,5 @@
 //! `TabLocks`: mutual exclusion and leadership among the tabs of an origin
-//! (API.md, "Building blocks" and "Tabs").
+//! (docs/guide/tabs.md, docs/reference.md).
 //!
 //! Two paths sit behind one type:
 //!

@@ -1,7 +1,7 @@
 //! TypeScript declarations of the data that crosses into JavaScript.
 //!
 //! Written by hand rather than derived: the record model must read as
-//! PROTOCOL.md's JSON (`null` values, a `fields` object, not `Map`s), and
+//! the contract's (docs/backend/protocol.md) JSON (`null` values, a `fields` object, not `Map`s), and
 //! `Record` would shadow TypeScript's built-in of that name.
 
 use wasm_bindgen::prelude::*;
@@ -24,7 +24,7 @@ export interface Comment {
   pending?: true;
 }
 
-/** A record as PROTOCOL.md defines it. */
+/** A record as docs/backend/protocol.md defines it. */
 export interface CrmRecord {
   id: string;
   version: number;
@@ -41,7 +41,7 @@ export interface CrmRecord {
 
 #[wasm_bindgen(typescript_custom_section)]
 const CLIENT_TS: &'static str = r#"
-/** How a 409 is handled: see API.md ("Records"). */
+/** How a 409 is handled: see docs/guide/conflicts.md. */
 export type ConflictPolicy = "merge" | "manual" | "theirs" | "mine" | "latest";
 
 /** Retries of network errors, timeouts, 5xx and 429 (never other 4xx). */

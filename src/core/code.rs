@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What went wrong, in words a caller can act on. Serialised as the
-/// snake_case strings of API.md ("Errors"), e.g. `"version_mismatch"`.
+/// snake_case strings of docs/guide/errors.md, e.g. `"version_mismatch"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -51,7 +51,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// The code as API.md spells it.
+    /// The code as docs/guide/errors.md spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unauthorized => "unauthorized",
@@ -106,7 +106,7 @@ impl ErrorCode {
 
     /// The code a server's error body or bare HTTP status stands for.
     ///
-    /// `wire` is the `error.code` of PROTOCOL.md's error shape, if the body
+    /// `wire` is the `error.code` of the contract's (docs/backend/protocol.md) error shape, if the body
     /// had one; unknown wire codes fall back to the status.
     pub fn from_http(status: u16, wire: Option<&str>) -> Self {
         match wire {

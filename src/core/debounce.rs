@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::record::{Fields, PendingComment};
 use crate::core::vecmap::VecMap;
 
-/// The settings of a debounced function (API.md `Debouncer` options and
+/// The settings of a debounced function (docs/reference.md, `Debouncer` options and
 /// `debounceMs`/`maxWaitMs` of the client).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -41,7 +41,7 @@ pub struct DebounceOptions {
 }
 
 impl Default for DebounceOptions {
-    /// API.md's client defaults: `debounceMs: 300`, `maxWaitMs: 2000`.
+    /// The client defaults of docs/guide/getting-started.md: `debounceMs: 300`, `maxWaitMs: 2000`.
     fn default() -> Self {
         Self {
             wait_ms: 300,

@@ -221,7 +221,7 @@ pub struct LockMessage {
     pub signal: LockSignal,
 }
 
-/// What a lock message says. Read through [`RawSignal`] (see
+/// What a lock message says. Read through `RawSignal` (see
 /// [`crate::core::outbox::MutationOp`] for why).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", try_from = "RawSignal")]

@@ -33,7 +33,7 @@ use crate::core::record::{FieldValue, Fields, Record};
 use crate::core::sort::CollectMap;
 
 /// What to do with fields both sides changed to different values
-/// (API.md option `onConflict`).
+/// (docs/guide/conflicts.md, option `onConflict`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnConflict {
@@ -117,7 +117,7 @@ pub enum MergeOutcome {
         patch: Fields,
         /// Theirs' version.
         if_match: u64,
-        /// The names of the re-sent fields (API.md's `merged`).
+        /// The names of the re-sent fields (`merged` in docs/guide/conflicts.md).
         merged: Vec<String>,
         /// Fields both sides changed; the policy kept mine (in `patch`) or
         /// theirs (left out).
@@ -258,7 +258,7 @@ pub fn merge_delete_at(
     }
 }
 
-/// A change the server refused that a person has to look at (API.md
+/// A change the server refused that a person has to look at (docs/guide/conflicts.md
 /// `conflicts()`): serialised as `{ id, collection, recordId, base, mine,
 /// theirs, fields }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

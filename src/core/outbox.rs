@@ -1,5 +1,5 @@
 //! The outbox: every mutation on its way to the server, kept until the
-//! server has answered it for good (DESIGN.md "Outbox first").
+//! server has answered it for good (docs/architecture.md, docs/guide/offline.md).
 //!
 //! Entries form one *lane* per record: within a lane they are sent one after
 //! another in order (a patch must not overtake the create before it);
@@ -42,7 +42,7 @@ use crate::core::sort::{sort_by, CollectMap};
 
 /// What a mutation does to its record.
 ///
-/// Read through [`RawOp`], not with serde's internally tagged enum support,
+/// Read through `RawOp`, not with serde's internally tagged enum support,
 /// which buffers every value before it knows the variant (a copy of that
 /// machinery in the wasm, and time on every stored entry).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1325,7 +1325,7 @@ mod tests {
     fn a_merged_resend_goes_under_a_new_idempotency_key() {
         // The key names one request: the re-sent change has another body and
         // If-Match, so a server that checks keys against requests would
-        // refuse it under the old one (PROTOCOL.md, "Exactly once").
+        // refuse it under the old one (docs/backend/protocol.md, "Exactly once").
         let mut outbox = Outbox::new();
         let op = MutationOp::Patch {
             base_version: 7,

@@ -2,7 +2,7 @@
 //! candidate's `[start, end)`.
 //!
 //! The server refuses an overlapping create or change with `409 overlap`
-//! (PROTOCOL.md "Records"); this is the same check on the client, so a form
+//! (docs/backend/protocol.md, "Records"); this is the same check on the client, so a form
 //! can warn before anything is sent. Timestamps are RFC 3339 strings (as the
 //! protocol stores them) or epoch milliseconds (as JavaScript `Date` gives
 //! them), parsed here without a date library to keep the module small.

@@ -1,5 +1,5 @@
 //! The sync-progress reducer: one state machine for the spreadsheet sync
-//! (API.md, "Sync progress"; PROTOCOL.md, "Sync jobs").
+//! (docs/guide/sync-jobs.md; docs/backend/protocol.md, "Sync jobs").
 //!
 //! The leader tab feeds [`SyncEvent`]s into [`reduce`] and carries out the
 //! [`SyncEffect`]s it returns: the start request, one poll at a time, the
@@ -100,7 +100,7 @@ impl SyncPhase {
     }
 
     /// The phase a server `status` string stands for; `None` for anything
-    /// PROTOCOL.md does not list (the caller turns that into `bad_response`).
+    /// docs/backend/protocol.md does not list (the caller turns that into `bad_response`).
     pub fn from_server(status: &str) -> Option<Self> {
         match status {
             "queued" => Some(Self::Queued),
@@ -271,7 +271,7 @@ impl<'de> Deserialize<'de> for ServerJobError {
     }
 }
 
-/// A job status as `GET /api/sync/{syncId}` answers it (PROTOCOL.md).
+/// A job status as `GET /api/sync/{syncId}` answers it (docs/backend/protocol.md).
 ///
 /// Every field is optional so that the web layer can deserialise whatever
 /// the server sent without failing; the reducer then judges the shape
@@ -302,7 +302,7 @@ pub struct ServerSyncStatus {
     pub updated_at: Option<String>,
 }
 
-/// Settings of the reducer; `sync` of the client's options (API.md).
+/// Settings of the reducer; `sync` of the client's options (docs/guide/sync-jobs.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SyncConfig {
@@ -1153,7 +1153,7 @@ fn clamp_progress(p: f64) -> Option<f64> {
 mod tests {
     use super::*;
 
-    /// The fields of `crm.sync.state`, in key order (API.md).
+    /// The fields of `crm.sync.state`, in key order (docs/guide/sync-jobs.md).
     const STATE_KEYS: [&str; 8] = [
         "error",
         "message",

@@ -1,4 +1,4 @@
-//! The record model of PROTOCOL.md ("Records"), shared by every core.
+//! The record model of docs/backend/protocol.md ("Records"), shared by every core.
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};

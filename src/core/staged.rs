@@ -28,7 +28,7 @@ use crate::core::record::{Comment, FieldValue, Fields, PendingComment, Record, R
 use crate::core::sort::CollectMap;
 use crate::core::vecmap::VecMap;
 
-/// Where a staged change is on its way to the server (API.md `pending()`).
+/// Where a staged change is on its way to the server (docs/guide/offline.md, `pending()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StagedState {

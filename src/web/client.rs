@@ -85,7 +85,7 @@ pub fn emit_fn(set: &js_sys::Set, event: &JsValue) {
     emit_to(set, event)
 }
 
-/// Settings of one client, from the app's options with API.md's defaults.
+/// Settings of one client, from the app's options with the defaults of docs/guide/getting-started.md.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the API lives, without a trailing slash.
@@ -109,7 +109,7 @@ pub struct Session {
     pub user: String,
 }
 
-/// Counters since the client was made (API.md `metrics()`).
+/// Counters since the client was made (docs/reference.md, `metrics()`).
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Metrics {
@@ -244,7 +244,7 @@ struct JsStatus<'a> {
     last_sync_at: Option<&'a str>,
 }
 
-/// One entry of `GET /api/changes` (PROTOCOL.md, "Changes feed").
+/// One entry of `GET /api/changes` (docs/backend/protocol.md, "Other people's changes").
 #[derive(Deserialize)]
 struct FeedChange {
     collection: String,
@@ -389,7 +389,7 @@ struct State {
     callers: VecMap<u64, Caller>,
     /// Callers waiting for each outbox entry.
     waiting: VecMap<String, Vec<u64>>,
-    /// Fields re-sent after a merge, per entry (API.md's `merged`).
+    /// Fields re-sent after a merge, per entry (`merged` in docs/guide/conflicts.md).
     merged: VecMap<String, Vec<String>>,
     /// Entries not yet written to IndexedDB: never sent before they are.
     unpersisted: HashSet<String>,
@@ -639,7 +639,7 @@ impl Client {
 
     /// Opens `/api/events` from the stored cursor unless it is open (or
     /// reconnecting by itself). `EventSource` cannot send headers, so the
-    /// token goes in the query, as PROTOCOL.md allows. Where it cannot be
+    /// token goes in the query, as docs/backend/protocol.md allows. Where it cannot be
     /// opened (no `EventSource`, a backend without the route: the browser
     /// closes it), polling goes on, and the stream is tried again every
     /// 30 s, not at every tick.
@@ -1588,7 +1588,7 @@ impl Client {
         })
     }
 
-    /// API.md's `metrics()`, without `syncs` (the facade adds it).
+    /// `metrics()` of docs/reference.md, without `syncs` (the facade adds it).
     pub fn metrics(&self) -> JsValue {
         let state = self.inner.state.borrow();
         let m = &state.metrics;
@@ -2704,7 +2704,7 @@ impl Client {
                     self.on_transient(&entry, err).await;
                 } else if err.status() == Some(409) {
                     // A 409 that is not a version conflict (a double
-                    // booking): resending can never succeed, and API.md
+                    // booking): resending can never succeed, and docs/guide/errors.md
                     // keeps only other 4xx for a person to retry. The
                     // caller hears why; the change is dropped.
                     self.on_permanent(&entry, err).await;

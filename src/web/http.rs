@@ -1,4 +1,4 @@
-//! `fetch` with a per-request timeout, and PROTOCOL.md's error shape parsed
+//! `fetch` with a per-request timeout, and the contract's (docs/backend/protocol.md) error shape parsed
 //! into [`Error`].
 
 use gloo_timers::callback::Timeout;

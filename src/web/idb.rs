@@ -10,7 +10,7 @@
 //!   values read and written with serde.
 //!
 //! Every write goes through one readwrite transaction that awaits nothing but
-//! IndexedDB requests (TOOLCHAIN.md: anything else lets the browser
+//! IndexedDB requests (docs/toolchain.md: anything else lets the browser
 //! auto-commit), so serialisation happens before a transaction starts: a
 //! [`Batch`] holds JS values already. A transaction that is dropped before
 //! its commit rolls back (`indexed_db_futures` aborts it on drop), which is

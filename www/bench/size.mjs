@@ -60,7 +60,7 @@ export const PEERS = [
     entry: "size/powersync.mjs",
     uses: "schema, PowerSyncDatabase, connector, connect, execute, watch",
     worker: {
-      entry: "node_modules/@powersync/web/lib/worker/worker.js", // what lib/worker/client.js starts
+      entry: "node_modules/@powersync/web/lib/worker/worker.js", // what lib/worker/client.js starts (check-links: ignore)
       // The default VFS (IDBBatchAtomicVFS) and the build it needs.
       lazy: [/IDBBatchAtomicVFS\.js$/, /dist\/wa-sqlite-async\.mjs$/],
       assets: ["@journeyapps/wa-sqlite/dist/wa-sqlite-async.wasm"],

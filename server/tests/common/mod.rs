@@ -186,7 +186,7 @@ pub async fn send(
     }
 }
 
-/// Asserts the PROTOCOL.md error shape and returns the code.
+/// Asserts the docs/backend/protocol.md error shape and returns the code.
 pub fn assert_error(r: &Reply, status: u16, code: &str) {
     assert_eq!(r.status.as_u16(), status, "{:?}", r.body);
     let e = &r.body["error"];

@@ -6,7 +6,7 @@ import { useCrm } from "./CrmProvider";
 export type SyncJobKind = SyncHistoryEntry["kind"];
 
 /**
- * `crm.sync` as API.md ("Sync progress") describes it. Declared here so the
+ * `crm.sync` as docs/guide/sync-jobs.md describes it. Declared here so the
  * app compiles against a package built before `crm.sync` existed; once the
  * package has it, `syncOf` simply finds it.
  */
