@@ -899,16 +899,7 @@ impl Client {
                 .cloned()
                 .collect();
             for entry in &gone {
-                let key = RecordKey::new(&entry.collection, &entry.record_id);
-                match &entry.op {
-                    MutationOp::Patch { fields, .. } => state.records.unstage(&key, fields),
-                    MutationOp::Comment { comment_id, .. } => {
-                        state.records.unstage_comment(&key, comment_id)
-                    }
-                    MutationOp::Create { .. } | MutationOp::Delete { .. } => {
-                        state.records.discard(&key);
-                    }
-                }
+                unstage(&mut state.records, entry);
                 state.own.remove(&entry.mutation_id);
                 state.foreign.remove(&entry.mutation_id);
             }
@@ -2396,18 +2387,7 @@ impl Client {
             .discard(mutation_id)
             .map_err(|e| not_found(e.to_string()))?;
         let key = RecordKey::new(&entry.collection, &entry.record_id);
-        {
-            let mut state = self.inner.state.borrow_mut();
-            match &entry.op {
-                MutationOp::Patch { fields, .. } => state.records.unstage(&key, fields),
-                MutationOp::Comment { comment_id, .. } => {
-                    state.records.unstage_comment(&key, comment_id)
-                }
-                MutationOp::Create { .. } | MutationOp::Delete { .. } => {
-                    state.records.discard(&key);
-                }
-            }
-        }
+        unstage(&mut self.inner.state.borrow_mut().records, &entry);
         self.settle(mutation_id, Err(Error::Cancelled));
         let mut batch = DbBatch::new();
         batch.delete(Store::Outbox.name(), mutation_id.to_owned());
@@ -3184,6 +3164,19 @@ fn restage(records: &mut StagedRecords, entry: &OutboxEntry) {
         StagedState::Queued
     };
     records.set_state(&key, state);
+}
+
+/// Takes an outbox entry's change off the confirmed record (it was
+/// discarded, or another tab sent or dropped it).
+fn unstage(records: &mut StagedRecords, entry: &OutboxEntry) {
+    let key = RecordKey::new(&entry.collection, &entry.record_id);
+    match &entry.op {
+        MutationOp::Patch { fields, .. } => records.unstage(&key, fields),
+        MutationOp::Comment { comment_id, .. } => records.unstage_comment(&key, comment_id),
+        MutationOp::Create { .. } | MutationOp::Delete { .. } => {
+            records.discard(&key);
+        }
+    }
 }
 
 fn mutation_row(e: &OutboxEntry) -> JsMutation<'_> {
