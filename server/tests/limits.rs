@@ -353,6 +353,36 @@ async fn changes_store_what_changed_and_the_feed_serves_current_records() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_to_a_record_deleted_since_is_reported_as_the_deletion() {
+    let s = TestServer::start().await;
+    let t = s.login("alice").await;
+    let cursor = s.get("/api/customers", &t).await.body["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = s
+        .patch("/api/customers/c-0060", &t, 1, json!({ "city": "Oslo" }))
+        .await;
+    assert_eq!(r.status, 200);
+    let r = s
+        .send(
+            Method::DELETE,
+            "/api/customers/c-0060",
+            Some(&t),
+            None,
+            &[("if-match", "2")],
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let feed = s
+        .get(&format!("/api/changes?since={cursor}"), &t)
+        .await
+        .body;
+    let entry = json!({ "collection": "customers", "id": "c-0060", "version": 3, "op": "delete" });
+    assert_eq!(feed["changes"], json!([entry, entry]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_changes_are_pruned_and_their_cursors_are_410() {
     let s = TestServer::start_with(|c| {
         c.limits.changes_kept = 5;
