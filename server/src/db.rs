@@ -80,6 +80,9 @@ ALTER TABLE changes ADD COLUMN what TEXT;
 UPDATE changes SET record = NULL;
 -- A key names one request: the hash of method, path and body is kept with it.
 ALTER TABLE idempotency ADD COLUMN request_hash TEXT;
+-- An answer that is a record is kept as a reference to that record's
+-- version, rebuilt on replay from the record and the changes after it.
+ALTER TABLE idempotency ADD COLUMN record_ref TEXT;
 "#,
 ];
 

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::db::unix_now;
 use crate::error::ApiError;
 use crate::http::Answer;
+use crate::records::{self, RecordRef};
 
 /// How long an answer is kept: docs/backend/protocol.md asks for at least 24 hours.
 pub const KEEP_SECS: i64 = 24 * 3600;
@@ -76,15 +77,25 @@ impl Mutation {
         let Some(key) = &self.key else {
             return Ok(None);
         };
-        let row: Option<(String, String, u16, String, Option<String>)> = conn
+        type Row = (String, String, u16, String, Option<String>, Option<String>);
+        let row: Option<Row> = conn
             .query_row(
-                "SELECT method, path, status, body, request_hash FROM idempotency
+                "SELECT method, path, status, body, request_hash, record_ref FROM idempotency
                  WHERE user = ?1 AND key = ?2 AND created_at > ?3",
                 rusqlite::params![self.user, key, unix_now() - KEEP_SECS],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
             )
             .optional()?;
-        let Some((method, path, status, body, hash)) = row else {
+        let Some((method, path, status, mut body, hash, record_ref)) = row else {
             return Ok(None);
         };
         // Answers stored before hashes were kept have none: method and path decide.
@@ -97,6 +108,9 @@ impl Mutation {
                  send a new request under a new key",
             )
             .with_details(serde_json::json!({ "method": method, "path": path })));
+        }
+        if let Some(text) = record_ref {
+            body = rebuild_record_answer(conn, &text)?;
         }
         let status = StatusCode::from_u16(status).map_err(ApiError::internal)?;
         Ok(Some(Answer {
@@ -133,6 +147,21 @@ impl Mutation {
         )?;
         Ok(())
     }
+}
+
+/// The body of a record answer stored as a [`RecordRef`]: the record as that
+/// request left it. If the changes needed to rebuild it were pruned, the
+/// record as it is now (or, deleted, its id and version) stands in.
+fn rebuild_record_answer(conn: &Connection, text: &str) -> Result<String, ApiError> {
+    let r: RecordRef = serde_json::from_str(text).map_err(ApiError::internal)?;
+    let record = match records::record_at(conn, &r)? {
+        Some(record) => record.to_json(),
+        None => match records::load_live(conn, &r.collection, &r.id)? {
+            Some(now) => now.to_json(),
+            None => serde_json::json!({ "id": r.id, "version": r.version }),
+        },
+    };
+    serde_json::to_string(&record).map_err(ApiError::internal)
 }
 
 /// SHA-256 (hex) of method, path and body. A JSON body is hashed in a
@@ -179,6 +208,42 @@ fn canonical(value: &Value, out: &mut Sha256) {
             out.update(b"]");
         }
         other => out.update(other.to_string().as_bytes()),
+    }
+}
+
+impl Mutation {
+    /// Stores a record answer as a reference to the version it wrote
+    /// (no-op without a key): a copy of the record per keyed write would
+    /// grow the database by the record's size on every change.
+    ///
+    /// # Errors
+    /// Internal errors from SQLite.
+    pub fn remember_record(
+        &self,
+        conn: &Connection,
+        answer: &Answer,
+        written: &RecordRef,
+    ) -> Result<(), ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        let reference = serde_json::to_string(written).map_err(ApiError::internal)?;
+        conn.execute(
+            "INSERT OR REPLACE INTO idempotency
+             (user, key, method, path, status, body, created_at, request_hash, record_ref)
+             VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?7, ?8)",
+            rusqlite::params![
+                self.user,
+                key,
+                self.method,
+                self.path,
+                answer.status.as_u16(),
+                unix_now(),
+                self.request_hash,
+                reference
+            ],
+        )?;
+        Ok(())
     }
 }
 

@@ -246,7 +246,13 @@ pub fn insert(
         fields,
         comments: Vec::new(),
     };
-    record_change(conn, collection, &record, "put", None)?;
+    record_change(
+        conn,
+        collection,
+        &record,
+        "put",
+        Some(&json!({ "fields": record.fields, "before": {} })),
+    )?;
     Ok(record)
 }
 
@@ -274,6 +280,15 @@ pub fn update_fields(
                 .filter(|k| !fields.contains_key(*k))
                 .map(|k| (k.clone(), Value::Null)),
         )
+        .collect();
+    let before: Map<String, Value> = changed
+        .keys()
+        .map(|k| {
+            (
+                k.clone(),
+                current.fields.get(k).cloned().unwrap_or(Value::Null),
+            )
+        })
         .collect();
     let now = rfc3339_now();
     let version = current.version + 1;
@@ -306,14 +321,16 @@ pub fn update_fields(
         collection,
         &record,
         "put",
-        Some(&json!({ "fields": changed })),
+        Some(&json!({ "fields": changed, "before": before })),
     )?;
     Ok(Some(record))
 }
 
-/// Appends one entry to the changes feed. `what` says what changed (the
-/// fields a PATCH named, a comment's id), never a copy of the record: the
-/// feed serves records from their current state.
+/// Appends one entry to the changes feed and returns its sequence number.
+/// `what` says what changed (`fields`: the new values of the fields that
+/// changed, `before`: their old ones; or a comment's id), never a copy of the
+/// record: the feed serves records from their current state, and an older
+/// state is rebuilt by undoing `before`s (see [`record_at`]).
 ///
 /// # Errors
 /// Internal errors from SQLite.
@@ -323,7 +340,7 @@ pub fn record_change(
     record: &Record,
     op: &str,
     what: Option<&Value>,
-) -> Result<(), ApiError> {
+) -> Result<i64, ApiError> {
     let what = what.map(Value::to_string);
     conn.prepare_cached(
         "INSERT INTO changes (collection, id, version, op, what) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -335,7 +352,130 @@ pub fn record_change(
         op,
         what
     ])?;
-    Ok(())
+    Ok(conn.last_insert_rowid())
+}
+
+/// Where a record answer can be rebuilt from: the record's version written
+/// by one request, the change that wrote it and the comments it had then.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordRef {
+    /// Collection.
+    pub collection: String,
+    /// Record id.
+    pub id: String,
+    /// Version the request wrote.
+    pub version: i64,
+    /// `updatedAt` of that version.
+    pub updated_at: String,
+    /// `updatedBy` of that version.
+    pub updated_by: String,
+    /// Sequence number of the change that wrote it.
+    pub seq: i64,
+    /// Highest comment sequence number of the record then (0: none).
+    pub comments_upto: i64,
+}
+
+impl RecordRef {
+    /// The reference to `record` just written by change `seq`.
+    ///
+    /// # Errors
+    /// Internal errors from SQLite.
+    pub fn new(
+        conn: &Connection,
+        collection: &str,
+        record: &Record,
+        seq: i64,
+    ) -> Result<Self, ApiError> {
+        let comments_upto: i64 = conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM comments WHERE collection = ?1 AND record_id = ?2",
+            [collection, &record.id],
+            |r| r.get(0),
+        )?;
+        Ok(Self {
+            collection: collection.to_owned(),
+            id: record.id.clone(),
+            version: record.version,
+            updated_at: record.updated_at.clone(),
+            updated_by: record.updated_by.clone(),
+            seq,
+            comments_upto,
+        })
+    }
+}
+
+/// The record as `r` names it, rebuilt from the current fields by undoing
+/// every later change; `None` when a later change was pruned already.
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn record_at(conn: &Connection, r: &RecordRef) -> Result<Option<Record>, ApiError> {
+    if r.seq < crate::changes::floor(conn)? {
+        return Ok(None);
+    }
+    let current: Option<String> = conn
+        .query_row(
+            "SELECT fields FROM records WHERE collection = ?1 AND id = ?2",
+            [&r.collection, &r.id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    let mut fields = parse_fields(&current)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT what FROM changes WHERE collection = ?1 AND id = ?2 AND seq > ?3
+         ORDER BY seq DESC",
+    )?;
+    let mut rows = stmt.query(rusqlite::params![r.collection, r.id, r.seq])?;
+    while let Some(row) = rows.next()? {
+        let what: Option<String> = row.get(0)?;
+        let what: Value = what
+            .as_deref()
+            .map_or(Ok(Value::Null), serde_json::from_str)
+            .map_err(ApiError::internal)?;
+        let Some(before) = what.get("before").and_then(Value::as_object) else {
+            continue;
+        };
+        if what.get("fields").is_none() {
+            // A deletion: the fields it cleared are the whole record.
+            fields.clone_from(before);
+            continue;
+        }
+        for (k, v) in before {
+            if v.is_null() {
+                fields.remove(k);
+            } else {
+                fields.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, author, text, created_at FROM comments
+         WHERE collection = ?1 AND record_id = ?2 AND seq <= ?3 ORDER BY seq",
+    )?;
+    let comments = stmt
+        .query_map(
+            rusqlite::params![r.collection, r.id, r.comments_upto],
+            |row| {
+                Ok(Comment {
+                    id: row.get(0)?,
+                    author: row.get(1)?,
+                    text: row.get(2)?,
+                    created_at: row.get(3)?,
+                })
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Record {
+        id: r.id.clone(),
+        version: r.version,
+        updated_at: r.updated_at.clone(),
+        updated_by: r.updated_by.clone(),
+        fields,
+        comments,
+    }))
 }
 
 /// Refuses fields over the limits: more than `max_fields` of them, or more
@@ -585,7 +725,8 @@ pub async fn create_route(
             }
             let record = insert(tx, &collection, &id, fields, &user)?;
             let answer = Answer::json(StatusCode::CREATED, &record)?;
-            mutation.remember(tx, &answer)?;
+            let written = RecordRef::new(tx, &collection, &record, crate::changes::head(tx)?)?;
+            mutation.remember_record(tx, &answer, &written)?;
             Ok(answer)
         })
         .await
@@ -651,7 +792,8 @@ pub async fn patch_route(
                 return Err(stale(&current, expected));
             };
             let answer = Answer::json(StatusCode::OK, &record)?;
-            mutation.remember(tx, &answer)?;
+            let written = RecordRef::new(tx, &collection, &record, crate::changes::head(tx)?)?;
+            mutation.remember_record(tx, &answer, &written)?;
             Ok(answer)
         })
         .await
@@ -716,7 +858,14 @@ pub async fn delete_route(
                 fields: Map::new(),
                 comments: Vec::new(),
             };
-            record_change(tx, &collection, &tombstone, "delete", None)?;
+            // The fields the deletion cleared, so an older answer can be rebuilt.
+            record_change(
+                tx,
+                &collection,
+                &tombstone,
+                "delete",
+                Some(&json!({ "before": current.fields })),
+            )?;
             let answer = Answer::empty(StatusCode::NO_CONTENT);
             mutation.remember(tx, &answer)?;
             Ok(answer)

@@ -243,6 +243,80 @@ async fn an_idempotency_key_reused_with_another_body_is_422_idempotency_mismatch
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_rebuilds_the_first_answer_exactly_without_storing_record_copies() {
+    let s = TestServer::start().await;
+    let t = s.login("alice").await;
+    let big = "q".repeat(100 * 1024);
+    let keyed = |version: i64, key: String, fields: Value| {
+        let etag = format!("\"{version}\"");
+        let s = &s;
+        let t = &t;
+        async move {
+            s.send(
+                Method::PATCH,
+                "/api/customers/c-0070",
+                Some(t),
+                Some(json!({ "fields": fields })),
+                &[("if-match", &etag), ("idempotency-key", &key)],
+            )
+            .await
+        }
+    };
+    let first = keyed(1, "k-first".into(), json!({ "notes": big, "city": "Oslo" })).await;
+    assert_eq!(first.status, 200);
+    s.post(
+        "/api/customers/c-0070/comments",
+        &t,
+        json!({ "id": "later", "text": "after the first write" }),
+    )
+    .await;
+    for i in 0..100i64 {
+        let r = keyed(i + 2, format!("k-{i}"), json!({ "n": i, "city": null })).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let replay = keyed(1, "k-first".into(), json!({ "notes": big, "city": "Oslo" })).await;
+    assert_eq!(replay.status, 200);
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    assert_eq!(replay.body, first.body, "the replay is the first answer");
+    let middle = keyed(52, "k-50".into(), json!({ "n": 50, "city": null })).await;
+    assert_eq!(middle.body["version"], 53);
+    assert_eq!(middle.body["fields"]["n"], 50);
+    assert_eq!(middle.body["comments"][0]["id"], "later");
+    // Deleted since, and created again: the first answer is still the same.
+    let r = s
+        .send(
+            Method::DELETE,
+            "/api/customers/c-0070",
+            Some(&t),
+            None,
+            &[("if-match", "102")],
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = s
+        .post(
+            "/api/customers",
+            &t,
+            json!({ "id": "c-0070", "fields": { "name": "New" } }),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let replay = keyed(1, "k-first".into(), json!({ "notes": big, "city": "Oslo" })).await;
+    assert_eq!(replay.body["fields"], first.body["fields"]);
+    assert_eq!(replay.body["version"], 2);
+    // 101 keyed answers of a 100 KB record, stored as references.
+    let conn = rusqlite::Connection::open(s.path("data/crm.db")).unwrap();
+    let stored: i64 = conn
+        .query_row(
+            "SELECT SUM(LENGTH(body) + LENGTH(COALESCE(record_ref, ''))) FROM idempotency",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(stored < 64 * 1024, "{stored} bytes of answers");
+}
+
 // ---------- changes feed ----------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,6 +424,36 @@ async fn changes_store_what_changed_and_the_feed_serves_current_records() {
     assert_eq!(changes.len(), 40);
     assert_eq!(changes[0]["record"]["fields"]["city"], "c19");
     assert_eq!(changes[0]["record"]["version"], changes[0]["version"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_to_a_record_deleted_since_is_reported_as_the_deletion() {
+    let s = TestServer::start().await;
+    let t = s.login("alice").await;
+    let cursor = s.get("/api/customers", &t).await.body["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = s
+        .patch("/api/customers/c-0060", &t, 1, json!({ "city": "Oslo" }))
+        .await;
+    assert_eq!(r.status, 200);
+    let r = s
+        .send(
+            Method::DELETE,
+            "/api/customers/c-0060",
+            Some(&t),
+            None,
+            &[("if-match", "2")],
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let feed = s
+        .get(&format!("/api/changes?since={cursor}"), &t)
+        .await
+        .body;
+    let entry = json!({ "collection": "customers", "id": "c-0060", "version": 3, "op": "delete" });
+    assert_eq!(feed["changes"], json!([entry, entry]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

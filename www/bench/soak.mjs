@@ -118,7 +118,8 @@ await phase(`${PATCHES} small PATCHes of those records, one writer per record`, 
         const r = await api("PATCH", `/notes/${id}`, {
           token,
           body: { fields: { n: i } },
-          headers: { "if-match": `"${versions[id]}"` },
+          // As the browser module sends every write: with a key.
+          headers: { "if-match": `"${versions[id]}"`, "idempotency-key": `soak-patch-${i}` },
         });
         if (r.status === 200) versions[id] = r.body.version;
         statuses[r.status] = (statuses[r.status] ?? 0) + 1;
@@ -134,6 +135,7 @@ await phase(`${COMMENTS} comments on one record, 8 at a time`, async () => {
     const r = await api("POST", `/notes/${ids[0]}/comments`, {
       token,
       body: { id: `soak-comment-${i}`, text },
+      headers: { "idempotency-key": `soak-comment-${i}` },
     });
     return r.status;
   });
