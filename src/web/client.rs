@@ -2044,6 +2044,10 @@ impl Client {
     ) -> Result<Option<Promise>, Error> {
         self.check_open()?;
         check_collection(collection)?;
+        if fields.is_empty() {
+            // A PATCH of nothing changes nothing; servers refuse it.
+            return Err(Error::Invalid("a save needs at least one field".into()));
+        }
         let key = RecordKey::new(collection, id);
         let known = {
             let state = self.inner.state.borrow();

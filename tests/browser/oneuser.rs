@@ -446,12 +446,19 @@ async fn query_filters_searches_sorts_and_pages_and_keeps_its_snapshot() {
     assert_eq!(prop(&found, "total").as_f64(), Some(1.0));
     assert_eq!(
         prop(&Array::from(&prop(&found, "items")).get(0), "id").as_string(),
-        Some(id)
+        Some(id.clone())
     );
     assert!(!js_sys::Object::is(
         &first,
         &crm.query("customers", leads).unwrap()
     ));
+    // A save of no field is refused at once, and nothing is queued.
+    let pending_before = len(crm.pending());
+    let err = JsFuture::from(crm.save("customers".into(), id.clone(), obj(&[])))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).as_deref(), Some("invalid"));
+    assert_eq!(len(crm.pending()), pending_before);
     // Bad input is `invalid`, typed.
     for bad in [
         obj(&[("where", obj(&[("size", obj(&[("$gt", 3.into())]))]))]),
