@@ -799,6 +799,14 @@ impl CrmSync {
         })
     }
 
+    /// The user's record-sync log, newest first, kept in IndexedDB and
+    /// shared by the user's tabs: one line per exchange with the server (a
+    /// drained outbox, a feed catch-up, a load), the newest 500.
+    #[wasm_bindgen(js_name = syncLog, unchecked_return_type = "SyncLogEntry[]")]
+    pub fn sync_log(&self) -> JsValue {
+        self.client.sync_log()
+    }
+
     /// Conflicts waiting for a person.
     #[wasm_bindgen(unchecked_return_type = "Conflict[]")]
     pub fn conflicts(&self) -> JsValue {

@@ -128,6 +128,23 @@ export type CrmEvent =
   | { type: "session"; state: "expired" | "logged-out" }
   | { type: "load"; collection: string; loaded: number; total?: number };
 
+/** One exchange with the server, in `crm.syncLog()`. */
+export interface SyncLogEntry {
+  /** When it ended (ms since the epoch). */
+  at: number;
+  direction: "push" | "pull";
+  /** A drained outbox, a changes-feed catch-up, or a load. */
+  kind: "outbox" | "feed" | "load";
+  pushed: number;
+  pulled: number;
+  merged: number;
+  conflicts: number;
+  failed: number;
+  durationMs: number;
+  /** Why it stopped short, if it did. */
+  error: string | null;
+}
+
 /** What `query` asks for. */
 export interface QueryOptions {
   /** Field to the value it must have, or to a list of values it may have. */

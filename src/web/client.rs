@@ -123,7 +123,41 @@ struct Metrics {
     /// `change` events received from `/api/events` (each rings for a read
     /// of the changes feed).
     feed_events: u64,
+    /// Mutations the server refused for good.
+    failed: u64,
 }
+
+/// One exchange with the server in the record-sync log (`crm.syncLog()`):
+/// a drained outbox (`push`), a feed catch-up or a load (`pull`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SyncLogEntry {
+    /// When it ended, ms since the epoch.
+    at: f64,
+    /// `push` or `pull`.
+    direction: String,
+    /// `outbox`, `feed` or `load`.
+    kind: String,
+    pushed: u64,
+    pulled: u64,
+    merged: u64,
+    conflicts: u64,
+    failed: u64,
+    duration_ms: f64,
+    error: Option<String>,
+}
+
+/// A drain of the outbox under way: when it began and the counters then.
+#[derive(Debug, Clone)]
+struct Drain {
+    since: u64,
+    at_start: Metrics,
+}
+
+/// The key of the record-sync log in the user's `meta` store.
+const SYNC_LOG_KEY: &str = "sync-log";
+/// Entries the log keeps, the newest.
+const SYNC_LOG_KEPT: u32 = 500;
 
 /// A JS promise's settle functions, for a caller of save/comment/....
 struct Caller {
@@ -406,6 +440,10 @@ struct State {
     conflicts: VecMap<String, KeptConflict>,
     stale: HashSet<String>,
     metrics: Metrics,
+    /// The outbox drain under way, for the sync log.
+    drain: Option<Drain>,
+    /// The record-sync log as IndexedDB has it (newest first).
+    sync_log: Option<JsValue>,
     next_caller: u64,
     last_sync_at: Option<String>,
 }
@@ -706,9 +744,31 @@ impl Client {
     /// Reads the changes feed from the stored cursor to its end and shows
     /// what changed.
     async fn read_feed(&self) {
+        let since = now_ms();
+        let (pulled, error) = self.read_feed_pages().await;
+        if pulled > 0 || error.is_some() {
+            self.log_exchange(SyncLogEntry {
+                at: now_ms() as f64,
+                direction: "pull".into(),
+                kind: "feed".into(),
+                pushed: 0,
+                pulled,
+                merged: 0,
+                conflicts: 0,
+                failed: 0,
+                duration_ms: now_ms().saturating_sub(since) as f64,
+                error,
+            });
+        }
+    }
+
+    /// The pages of [`Client::read_feed`]: how many changes were applied,
+    /// and what stopped it early.
+    async fn read_feed_pages(&self) -> (u64, Option<String>) {
+        let mut pulled = 0u64;
         for _ in 0..20 {
             let Some(cursor) = self.inner.cursor.borrow().clone() else {
-                return;
+                return (pulled, None);
             };
             let path = format!("/changes?since={}&limit=500", encode(&cursor));
             let page: Result<FeedPage, Error> = match self.read(&path).await {
@@ -727,9 +787,9 @@ impl Client {
                     for collection in loaded {
                         let _ = self.load(&collection, None).await;
                     }
-                    return;
+                    return (pulled, None);
                 }
-                Err(_) => return,
+                Err(e) => return (pulled, Some(e.to_string())),
             };
             let mut batch = DbBatch::new();
             let mut changed = Vec::new();
@@ -773,6 +833,7 @@ impl Client {
             let _ = batch.put(Store::Meta.name(), CURSOR_KEY, &page.cursor);
             *self.inner.cursor.borrow_mut() = Some(page.cursor);
             self.persist(batch).await;
+            pulled += changed.len() as u64;
             if !changed.is_empty() {
                 self.changed();
                 for (key, version) in changed {
@@ -785,9 +846,10 @@ impl Client {
                 }
             }
             if !page.more {
-                return;
+                return (pulled, None);
             }
         }
+        (pulled, None)
     }
 
     /// Whether this tab leads.
@@ -847,6 +909,9 @@ impl Client {
         let (Ok(outbox), Ok(failed), Ok(conflicts)) = (outbox, failed, conflicts) else {
             return;
         };
+        if let Ok(Some(log)) = db.db().get(Store::Meta.name(), SYNC_LOG_KEY).await {
+            self.inner.state.borrow_mut().sync_log = Some(log);
+        }
         let (fresh_conflicts, gone_callers) = {
             let mut guard = self.inner.state.borrow_mut();
             let state = &mut *guard;
@@ -1046,6 +1111,13 @@ impl Client {
         if cursor.is_some() {
             *self.inner.cursor.borrow_mut() = cursor;
         }
+        let sync_log = db
+            .db()
+            .get(Store::Meta.name(), SYNC_LOG_KEY)
+            .await
+            .ok()
+            .flatten();
+        self.inner.state.borrow_mut().sync_log = sync_log;
         {
             let mut state = self.inner.state.borrow_mut();
             for (collection, record) in records {
@@ -1682,6 +1754,7 @@ impl Client {
             return self.load_stored(collection, Error::Offline).await;
         }
         let size = page_size.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let started = now_ms();
         // What this tab and IndexedDB hold before: whatever of it no page
         // has is gone from the server.
         let prefix = format!("{collection}/");
@@ -1756,6 +1829,18 @@ impl Client {
         self.persist(batch).await;
         self.changed();
         self.emit_status();
+        self.log_exchange(SyncLogEntry {
+            at: now_ms() as f64,
+            direction: "pull".into(),
+            kind: "load".into(),
+            pushed: 0,
+            pulled: seen.len() as u64,
+            merged: 0,
+            conflicts: 0,
+            failed: 0,
+            duration_ms: now_ms().saturating_sub(started) as f64,
+            error: None,
+        });
         Ok(self.list(collection))
     }
 
@@ -2579,6 +2664,15 @@ impl Client {
             }
             ready
         };
+        if !ready.is_empty() {
+            let mut state = self.inner.state.borrow_mut();
+            if state.drain.is_none() {
+                state.drain = Some(Drain {
+                    since: now,
+                    at_start: state.metrics.clone(),
+                });
+            }
+        }
         for entry in ready {
             let this = self.clone();
             spawn_local(async move { this.send_entry(entry).await });
@@ -2698,9 +2792,108 @@ impl Client {
                 }
             }
         }
+        self.end_drain_if_quiet();
         self.changed();
         self.emit_status();
         self.pump();
+    }
+
+    /// When nothing of the outbox is on the wire any more, the drain that
+    /// began ends: one line of the sync log.
+    fn end_drain_if_quiet(&self) {
+        let entry = {
+            let mut state = self.inner.state.borrow_mut();
+            let on_the_wire = state
+                .outbox
+                .pending()
+                .iter()
+                .any(|e| e.state == EntryState::Sending);
+            if on_the_wire {
+                return;
+            }
+            let Some(drain) = state.drain.take() else {
+                return;
+            };
+            let (now, then) = (&state.metrics, &drain.at_start);
+            let waiting = state
+                .outbox
+                .pending()
+                .iter()
+                .find_map(|e| e.last_error.as_ref());
+            SyncLogEntry {
+                at: now_ms() as f64,
+                direction: "push".into(),
+                kind: "outbox".into(),
+                pushed: now.commits.saturating_sub(then.commits),
+                pulled: 0,
+                merged: now.merged.saturating_sub(then.merged),
+                conflicts: now.conflicts.saturating_sub(then.conflicts),
+                failed: now.failed.saturating_sub(then.failed),
+                duration_ms: now_ms().saturating_sub(drain.since) as f64,
+                error: waiting.map(|e| e.message.clone()),
+            }
+        };
+        self.log_exchange(entry);
+    }
+
+    /// Adds a line to the user's record-sync log: in IndexedDB (the newest
+    /// [`SYNC_LOG_KEPT`], read-modify-write in one transaction, so tabs
+    /// never lose each other's lines) and in memory; other tabs are told.
+    fn log_exchange(&self, entry: SyncLogEntry) {
+        let Ok(line) = to_js(&entry) else { return };
+        let this = self.clone();
+        spawn_local(async move {
+            let Some(db) = this.db() else {
+                // In memory only: the log lives as long as the page.
+                let log = this.sync_log_array();
+                log.unshift(&line);
+                log.set_length(log.length().min(SYNC_LOG_KEPT));
+                this.inner.state.borrow_mut().sync_log = Some(log.into());
+                this.changed();
+                return;
+            };
+            let meta = Store::Meta.name();
+            let written = db
+                .db()
+                .read_modify_write(&[meta], meta, SYNC_LOG_KEY, |current| {
+                    let log: js_sys::Array = current
+                        .filter(js_sys::Array::is_array)
+                        .map(Into::into)
+                        .unwrap_or_default();
+                    log.unshift(&line);
+                    log.set_length(log.length().min(SYNC_LOG_KEPT));
+                    let mut batch = DbBatch::new();
+                    batch.put_js(meta, SYNC_LOG_KEY, log.clone().into());
+                    Ok::<_, Error>((batch, log))
+                })
+                .await;
+            if let Ok(log) = written {
+                this.inner.state.borrow_mut().sync_log = Some(log.into());
+                this.changed();
+                this.tell_tabs(TabMessage::WorkChanged(WorkNotice {}));
+            }
+        });
+    }
+
+    fn sync_log_array(&self) -> js_sys::Array {
+        self.inner
+            .state
+            .borrow()
+            .sync_log
+            .clone()
+            .filter(js_sys::Array::is_array)
+            .map(Into::into)
+            .unwrap_or_default()
+    }
+
+    /// `crm.syncLog()`: the user's record-sync log, newest first; the same
+    /// array until a line is added.
+    pub fn sync_log(&self) -> JsValue {
+        self.snapshot("syncLog".into(), || {
+            let log = self.sync_log_array();
+            // A copy: the app may not change the log it was handed.
+            log.slice(0, log.length()).into()
+        })
     }
 
     async fn on_success(&self, entry: &OutboxEntry, body: JsValue) {
@@ -2999,6 +3192,7 @@ impl Client {
         let key = RecordKey::new(&entry.collection, &entry.record_id);
         let failed = {
             let mut state = self.inner.state.borrow_mut();
+            state.metrics.failed += 1;
             let failed = state
                 .outbox
                 .on_permanent_failure(

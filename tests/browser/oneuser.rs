@@ -474,3 +474,50 @@ async fn query_filters_searches_sorts_and_pages_and_keeps_its_snapshot() {
     }
     crm.close();
 }
+
+#[wasm_bindgen_test]
+async fn the_sync_log_keeps_each_exchange_and_every_tab_reads_the_same() {
+    let a = client("user47", &[]).await;
+    let b = client("user47", &[]).await;
+    let id = customer(&a, 47).await;
+    // The load is a line.
+    assert!(eventually(3_000, || {
+        Array::from(&a.sync_log())
+            .iter()
+            .any(|l| prop(&l, "kind").as_string().as_deref() == Some("load"))
+    })
+    .await
+    .is_some());
+    // An offline session: two edits queued, then sent when back online.
+    a.set_online(false);
+    for city in ["First", "Second"] {
+        let r = wait(a.save(
+            "customers".into(),
+            id.clone(),
+            obj(&[("city", format!("{city} {}", tag()).into())]),
+        ))
+        .await;
+        assert_eq!(prop(&r, "status").as_string().as_deref(), Some("queued"));
+    }
+    a.set_online(true);
+    let push = |crm: &CrmSync| {
+        Array::from(&crm.sync_log()).iter().find(|l| {
+            prop(l, "direction").as_string().as_deref() == Some("push")
+                && prop(l, "pushed").as_f64().unwrap_or(0.0) >= 1.0
+        })
+    };
+    assert!(
+        eventually(8_000, || push(&a).is_some()).await.is_some(),
+        "no push line"
+    );
+    let line = push(&a).unwrap();
+    assert_eq!(prop(&line, "failed").as_f64(), Some(0.0));
+    assert!(prop(&line, "durationMs").as_f64().is_some());
+    // The other tab reads the same log.
+    assert!(
+        eventually(3_000, || push(&b).is_some()).await.is_some(),
+        "tab B has no push line"
+    );
+    a.close();
+    b.close();
+}
