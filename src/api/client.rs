@@ -315,6 +315,9 @@ async fn start_client(
         client.set_leader(true);
         let s = Rc::clone(&sync);
         spawn_local(async move { s.on_leadership().await });
+    } else {
+        let s = Rc::clone(&sync);
+        spawn_local(async move { s.restore_schedule().await });
     }
     let sync_js: JsValue = CrmSyncJobs {
         runner: Rc::clone(&sync),
@@ -489,9 +492,53 @@ impl CrmSyncJobs {
         promise(async move { runner.history().await })
     }
 
-    /// Starts a sync every `intervalMs` (the leader does); `null` stops it.
-    pub fn schedule(&self, interval_ms: Option<u32>) {
-        self.runner.schedule(interval_ms);
+    /// Starts a sync every `intervalMs` (two hours when not given) from now
+    /// on, of `kind` (`"from-sheet"` by default); `null` stops it. Kept in
+    /// IndexedDB: it survives reloads, and whichever tab leads carries it
+    /// out, without doubling a run or losing one when the leader changes.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn schedule(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "number | null | undefined")] interval_ms: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "\"from-sheet\" | \"to-sheet\" | undefined")]
+        kind: JsValue,
+    ) -> Promise {
+        let interval = if interval_ms.is_null() {
+            Ok(None)
+        } else if interval_ms.is_undefined() {
+            Ok(Some(crate::web::sync::DEFAULT_SCHEDULE_MS))
+        } else {
+            match interval_ms.as_f64() {
+                Some(ms)
+                    if ms.fract() == 0.0
+                        && ms >= crate::web::sync::MIN_SCHEDULE_MS as f64
+                        && ms <= 9_007_199_254_740_991.0 =>
+                {
+                    Ok(Some(ms as u64))
+                }
+                _ => Err(Error::Invalid(
+                    "intervalMs must be a whole number of ms, 1000 or more, or null".into(),
+                )),
+            }
+        };
+        let kind = match kind.as_string().as_deref() {
+            None | Some("from-sheet") => Ok(SyncKind::FromSheet),
+            Some("to-sheet") => Ok(SyncKind::ToSheet),
+            Some(other) => Err(Error::Invalid(format!(
+                "kind must be from-sheet or to-sheet, not {other:?}"
+            ))),
+        };
+        let runner = Rc::clone(&self.runner);
+        promise(async move {
+            runner.schedule(interval?, kind?).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// The schedule: `{ intervalMs, kind, nextAt }`, or `null`.
+    #[wasm_bindgen(getter, unchecked_return_type = "SyncSchedule | null")]
+    pub fn scheduled(&self) -> JsValue {
+        self.runner.scheduled_js()
     }
 }
 

@@ -128,6 +128,14 @@ export type CrmEvent =
   | { type: "session"; state: "expired" | "logged-out" }
   | { type: "load"; collection: string; loaded: number; total?: number };
 
+/** The user's sync schedule, shared by their tabs. */
+export interface SyncSchedule {
+  intervalMs: number;
+  kind: "from-sheet" | "to-sheet";
+  /** When the next run is due (ms since the epoch). */
+  nextAt: number;
+}
+
 /** One exchange with the server, in `crm.syncLog()`. */
 export interface SyncLogEntry {
   /** When it ended (ms since the epoch). */

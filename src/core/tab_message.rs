@@ -67,6 +67,8 @@ pub enum SyncCommand {
     Cancel,
     /// `crm.sync.dismiss()`.
     Dismiss,
+    /// `crm.sync.schedule(...)` changed the stored schedule: read it again.
+    Reschedule,
 }
 
 /// Every field any [`SyncCommand`] has: `command` says which apply.
@@ -87,6 +89,7 @@ impl TryFrom<RawCommand> for SyncCommand {
             },
             "cancel" => SyncCommand::Cancel,
             "dismiss" => SyncCommand::Dismiss,
+            "reschedule" => SyncCommand::Reschedule,
             _ => return Err("an unknown sync command"),
         })
     }

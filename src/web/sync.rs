@@ -11,7 +11,7 @@ use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
 use js_sys::{Function, Promise};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
@@ -30,6 +30,27 @@ use crate::web::js::{from_server, get, to_js};
 
 /// The key of the followed job in the user's `meta` store.
 const JOB_KEY: &str = "sync-job";
+/// The key of the shared schedule in the user's `meta` store.
+const SCHEDULE_KEY: &str = "sync-schedule";
+/// `schedule()` without an interval runs a sync every two hours.
+pub const DEFAULT_SCHEDULE_MS: u64 = 2 * 60 * 60 * 1000;
+/// Shorter schedules are refused: a sync job is not a heartbeat.
+pub const MIN_SCHEDULE_MS: u64 = 1_000;
+
+/// The user's sync schedule, kept in IndexedDB and shared by their tabs:
+/// whichever tab leads starts the run that is due, and claims it in the
+/// same transaction that moves `next_at` on, so no run is doubled and
+/// none is lost when the leader changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncSchedule {
+    /// Time between runs.
+    pub interval_ms: u64,
+    /// Which way the runs copy.
+    pub kind: SyncKind,
+    /// When the next run is due (ms since the epoch).
+    pub next_at: u64,
+}
 
 #[derive(Default, Clone, Copy)]
 struct SyncCounts {
@@ -72,7 +93,13 @@ pub struct SyncRunner {
     /// A `DELETE /api/sync/{id}` is under way.
     cancelling: Cell<bool>,
     counts: Cell<SyncCounts>,
-    schedule: RefCell<Option<gloo_timers::callback::Interval>>,
+    /// The timer of the next scheduled run.
+    schedule: RefCell<Option<Timeout>>,
+    /// The schedule as last read or written.
+    planned: RefCell<Option<SyncSchedule>>,
+    /// Counts this tab's writes of the schedule: a read that began before
+    /// one is older than it and is not taken.
+    schedule_writes: Cell<u64>,
     me: RefCell<Weak<SyncRunner>>,
 }
 
@@ -92,6 +119,8 @@ impl SyncRunner {
             cancelling: Cell::new(false),
             counts: Cell::new(SyncCounts::default()),
             schedule: RefCell::new(None),
+            planned: RefCell::new(None),
+            schedule_writes: Cell::new(0),
             me: RefCell::new(Weak::new()),
         });
         *runner.me.borrow_mut() = Rc::downgrade(&runner);
@@ -471,6 +500,8 @@ impl SyncRunner {
                 SyncCommand::Start { kind } => SyncEvent::StartPressed { kind, now },
                 SyncCommand::Cancel => SyncEvent::CancelPressed { now },
                 SyncCommand::Dismiss => SyncEvent::Dismiss { now },
+                // Written to IndexedDB already: nothing to do here.
+                SyncCommand::Reschedule => return,
             });
         }
     }
@@ -484,12 +515,18 @@ impl SyncRunner {
                     now: now_ms(),
                 });
             }
+            TabMessage::SyncCommand(SyncCommand::Reschedule) => {
+                if let Some(me) = self.me() {
+                    spawn_local(async move { me.restore_schedule().await });
+                }
+            }
             TabMessage::SyncCommand(command) if self.client.is_leader() => {
                 let now = now_ms();
                 self.dispatch(match *command {
                     SyncCommand::Start { kind } => SyncEvent::StartPressed { kind, now },
                     SyncCommand::Cancel => SyncEvent::CancelPressed { now },
                     SyncCommand::Dismiss => SyncEvent::Dismiss { now },
+                    SyncCommand::Reschedule => return,
                 });
             }
             _ => {}
@@ -499,6 +536,7 @@ impl SyncRunner {
     /// This tab became leader: go on following a job a closed leader (or
     /// this tab before a reload) left in IndexedDB.
     pub async fn on_leadership(&self) {
+        self.restore_schedule().await;
         let Some(db) = self.client.db() else { return };
         let job: Result<Option<StoredSyncJob>, Error> = db.get(Store::Meta, JOB_KEY).await;
         if let Ok(Some(job)) = job {
@@ -517,29 +555,125 @@ impl SyncRunner {
         to_js(&list)
     }
 
-    /// `crm.sync.schedule(ms | null)`: the leader starts a sync every
-    /// interval while online.
-    pub fn schedule(&self, interval_ms: Option<u32>) {
-        let Some(ms) = interval_ms.filter(|ms| *ms > 0) else {
+    /// `crm.sync.schedule(ms | null, kind)`: a sync every `ms` from now on
+    /// (`None`: stop), kept in IndexedDB so it survives reloads, and
+    /// carried out by whichever tab leads.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when IndexedDB refused the write.
+    pub async fn schedule(&self, interval_ms: Option<u64>, kind: SyncKind) -> Result<(), Error> {
+        let plan = interval_ms.map(|ms| SyncSchedule {
+            interval_ms: ms,
+            kind,
+            next_at: now_ms().saturating_add(ms),
+        });
+        self.schedule_writes.set(self.schedule_writes.get() + 1);
+        if let Some(db) = self.client.db() {
+            match &plan {
+                Some(plan) => db.put(Store::Meta, SCHEDULE_KEY, plan).await?,
+                None => db.delete(Store::Meta, SCHEDULE_KEY).await?,
+            }
+        }
+        *self.planned.borrow_mut() = plan;
+        self.arm();
+        if let Some(bus) = self.bus.borrow().as_ref() {
+            let _ = bus.post(TabMessage::SyncCommand(SyncCommand::Reschedule));
+        }
+        Ok(())
+    }
+
+    /// `crm.sync.scheduled`: `{ intervalMs, kind, nextAt }`, or `null`.
+    pub fn scheduled_js(&self) -> JsValue {
+        match &*self.planned.borrow() {
+            Some(plan) => to_js(plan).unwrap_or(JsValue::NULL),
+            None => JsValue::NULL,
+        }
+    }
+
+    /// Reads the schedule from IndexedDB (at start, on leadership, when
+    /// another tab changed it) and sets the timer.
+    pub async fn restore_schedule(&self) {
+        let writes = self.schedule_writes.get();
+        if let Some(db) = self.client.db() {
+            if let Ok(plan) = db.get::<SyncSchedule>(Store::Meta, SCHEDULE_KEY).await {
+                if self.schedule_writes.get() == writes {
+                    *self.planned.borrow_mut() = plan;
+                }
+            }
+        }
+        self.arm();
+    }
+
+    /// Sets the one timer for the next scheduled run.
+    fn arm(&self) {
+        let Some(at) = self.planned.borrow().as_ref().map(|p| p.next_at) else {
             self.schedule.borrow_mut().take();
             return;
         };
+        let delay = at.saturating_sub(now_ms()).saturating_add(20);
         let weak = self.me.borrow().clone();
-        let interval = gloo_timers::callback::Interval::new(ms, move || {
+        let timer = Timeout::new(u32::try_from(delay).unwrap_or(u32::MAX), move || {
             if let Some(runner) = weak.upgrade() {
-                let idle = matches!(
-                    runner.state.borrow().phase,
-                    SyncPhase::Idle | SyncPhase::Complete | SyncPhase::Error | SyncPhase::Cancelled
-                );
-                if runner.client.is_leader() && runner.client.is_online() && idle {
-                    runner.dispatch(SyncEvent::StartPressed {
-                        kind: SyncKind::FromSheet,
-                        now: now_ms(),
-                    });
-                }
+                spawn_local(async move { runner.run_due().await });
             }
         });
-        *self.schedule.borrow_mut() = Some(interval);
+        *self.schedule.borrow_mut() = Some(timer);
+    }
+
+    /// The timer fired. The leader claims the due run in IndexedDB (moving
+    /// `next_at` on in the same transaction, so of two tabs that both
+    /// think they lead only one starts it) and starts it; every tab then
+    /// re-arms from what is stored.
+    async fn run_due(&self) {
+        let leads = self.client.is_leader() && self.client.is_online();
+        let now = now_ms();
+        let claimed = match self.client.db() {
+            Some(db) if leads => {
+                let meta = Store::Meta.name();
+                db.db()
+                    .read_modify_write(&[meta], meta, SCHEDULE_KEY, |current| {
+                        let stored: Option<SyncSchedule> =
+                            current.and_then(|v| crate::web::de::from_js(v).ok());
+                        let mut batch = crate::web::idb::Batch::new();
+                        let due = stored.filter(|p| p.next_at <= now).map(|mut p| {
+                            p.next_at = now.saturating_add(p.interval_ms);
+                            p
+                        });
+                        if let Some(next) = &due {
+                            batch.put(meta, SCHEDULE_KEY, next)?;
+                        }
+                        Ok::<_, Error>((batch, due))
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            // In memory only: this tab's schedule is the only one.
+            None if leads => {
+                let mut planned = self.planned.borrow_mut();
+                match planned.as_mut().filter(|p| p.next_at <= now) {
+                    Some(p) => {
+                        p.next_at = now.saturating_add(p.interval_ms);
+                        Some(p.clone())
+                    }
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(plan) = &claimed {
+            let idle = matches!(
+                self.state.borrow().phase,
+                SyncPhase::Idle | SyncPhase::Complete | SyncPhase::Error | SyncPhase::Cancelled
+            );
+            if idle {
+                self.dispatch(SyncEvent::StartPressed {
+                    kind: plan.kind,
+                    now,
+                });
+            }
+        }
+        self.restore_schedule().await;
     }
 
     /// Stops the timers.

@@ -475,3 +475,80 @@ async fn cancel_settles_with_the_servers_answer() {
     );
     crm.close();
 }
+
+/// The scheduled interval a tab knows, if any.
+fn interval_of(crm: &CrmSync) -> Option<f64> {
+    let planned = prop(&crm.sync(), "scheduled");
+    if planned.is_object() {
+        prop(&planned, "intervalMs").as_f64()
+    } else {
+        None
+    }
+}
+
+/// This user's jobs on the server, newest first.
+async fn server_jobs(token: &str) -> Array {
+    let resp = fetch_as(token, "GET", "/api/sync", &[], None).await;
+    let body = JsFuture::from(resp.json().unwrap()).await.unwrap();
+    prop(&body, "items").into()
+}
+
+#[wasm_bindgen_test]
+async fn a_schedule_survives_a_reload_and_a_leader_change_without_doubled_runs() {
+    let a = client("user39").await;
+    let b = client("user39").await;
+    let leads = |c: &CrmSync| prop(&c.tabs(), "isLeader") == JsValue::TRUE;
+    assert!(eventually(3000, || leads(&a) || leads(&b)).await);
+    let (leader, follower) = if leads(&a) { (a, b) } else { (b, a) };
+    let token = leader.token();
+    let before = server_jobs(&token).await.length();
+    // Set from the tab that does not lead: the leader carries it out.
+    JsFuture::from(Promise::from(call(
+        &follower.sync(),
+        "schedule",
+        &[2500.into()],
+    )))
+    .await
+    .unwrap();
+    assert_eq!(interval_of(&follower), Some(2500.0));
+    assert!(eventually(3000, || interval_of(&leader) == Some(2500.0)).await);
+    sleep(5_600).await;
+    let runs = server_jobs(&token).await.length() - before;
+    assert!(
+        (1..=3).contains(&runs),
+        "{runs} runs in 5.6 s at one per 2.5 s"
+    );
+    // The leader goes; the other tab goes on with the same schedule.
+    leader.close();
+    assert!(eventually(3000, || leads(&follower)).await);
+    let mid = server_jobs(&token).await.length();
+    sleep(5_600).await;
+    let after = server_jobs(&token).await.length() - mid;
+    assert!(
+        (1..=3).contains(&after),
+        "{after} runs after the leader change"
+    );
+    // A reload (a new client on the same database) knows it.
+    let reloaded = client("user39").await;
+    assert!(eventually(3000, || interval_of(&reloaded) == Some(2500.0)).await);
+    JsFuture::from(Promise::from(call(
+        &reloaded.sync(),
+        "schedule",
+        &[JsValue::NULL],
+    )))
+    .await
+    .unwrap();
+    assert!(prop(&reloaded.sync(), "scheduled").is_null());
+    assert!(eventually(3000, || prop(&follower.sync(), "scheduled").is_null()).await);
+    // Bad input is `invalid`.
+    let bad = JsFuture::from(Promise::from(call(
+        &reloaded.sync(),
+        "schedule",
+        &[5.into()],
+    )))
+    .await
+    .unwrap_err();
+    assert_eq!(prop(&bad, "code").as_string().as_deref(), Some("invalid"));
+    follower.close();
+    reloaded.close();
+}
