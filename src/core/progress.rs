@@ -302,6 +302,54 @@ pub struct ServerSyncStatus {
     pub updated_at: Option<String>,
 }
 
+impl ServerSyncStatus {
+    /// A finished job as a line of `crm.sync.history()`, so that a browser
+    /// that never followed it (a fresh one, another device) shows it too.
+    /// `None` for a job still going, or one whose times cannot be read.
+    pub fn as_history(&self) -> Option<SyncHistoryEntry> {
+        let status = match self.status.as_deref()? {
+            "complete" => SyncOutcome::Complete,
+            "error" => SyncOutcome::Error,
+            "cancelled" => SyncOutcome::Cancelled,
+            _ => return None,
+        };
+        let time = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|t| crate::core::overlap::parse_rfc3339_ms(t).ok())
+                .and_then(|ms| u64::try_from(ms).ok())
+        };
+        let started_at = time(&self.created_at)?;
+        let finished_at = time(&self.updated_at)?.max(started_at);
+        let kind = match self.kind.as_deref() {
+            Some("to-sheet") => SyncKind::ToSheet,
+            _ => SyncKind::FromSheet,
+        };
+        let error = (status == SyncOutcome::Error).then(|| {
+            let (code, message) = match &self.error {
+                Some(ServerJobError::Text(text)) => (None, Some(text.clone())),
+                Some(ServerJobError::Detail { code, message }) => (code.clone(), message.clone()),
+                None => (None, None),
+            };
+            SyncError::new(
+                code.as_deref()
+                    .and_then(ErrorCode::parse)
+                    .unwrap_or(ErrorCode::Server),
+                message.unwrap_or_else(|| "the sync failed".into()),
+            )
+        });
+        Some(SyncHistoryEntry {
+            sync_id: self.sync_id.clone(),
+            kind,
+            status,
+            started_at,
+            finished_at,
+            duration_ms: finished_at - started_at,
+            stats: self.stats,
+            error,
+        })
+    }
+}
+
 /// Settings of the reducer; `sync` of the client's options (docs/guide/sync-jobs.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -1724,6 +1772,40 @@ mod tests {
         let mut tab = Tab::new();
         assert!(tab.on(SyncEvent::CancelPressed { now: 5 }).is_empty());
         assert_eq!(tab.state.phase, SyncPhase::Idle);
+    }
+
+    #[test]
+    fn a_finished_job_from_the_server_is_a_history_line() {
+        let job = ServerSyncStatus {
+            sync_id: Some("s-1".into()),
+            kind: Some("to-sheet".into()),
+            status: Some("error".into()),
+            error: Some(ServerJobError::Text("sheet unreachable".into())),
+            created_at: Some("2026-12-04T10:00:00Z".into()),
+            updated_at: Some("2026-12-04T10:00:03Z".into()),
+            ..ServerSyncStatus::default()
+        };
+        let line = job.as_history().unwrap();
+        assert_eq!(line.sync_id.as_deref(), Some("s-1"));
+        assert_eq!(
+            (line.kind, line.status),
+            (SyncKind::ToSheet, SyncOutcome::Error)
+        );
+        assert_eq!(line.duration_ms, 3_000);
+        assert_eq!(line.error.unwrap().message, "sheet unreachable");
+        // Still going, or without readable times: not a line.
+        for status in ["queued", "downloading"] {
+            let going = ServerSyncStatus {
+                status: Some(status.into()),
+                ..job.clone()
+            };
+            assert!(going.as_history().is_none());
+        }
+        let undated = ServerSyncStatus {
+            updated_at: Some("yesterday".into()),
+            ..job
+        };
+        assert!(undated.as_history().is_none());
     }
 
     #[test]

@@ -544,14 +544,36 @@ impl SyncRunner {
         }
     }
 
-    /// `crm.sync.history()`: finished runs, newest first.
+    /// `crm.sync.history()`: finished runs, newest first: those this
+    /// browser followed (IndexedDB) and, when the server can be reached,
+    /// the user's recent jobs it lists (`GET /api/sync`), so a fresh
+    /// browser shows past runs too.
     pub async fn history(&self) -> Result<JsValue, Error> {
-        let Some(db) = self.client.db() else {
-            return to_js(&Vec::<SyncHistoryEntry>::new());
+        let mut list: Vec<SyncHistoryEntry> = match self.client.db() {
+            Some(db) => db
+                .all::<SyncHistoryEntry>(Store::SyncLog)
+                .await?
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect(),
+            None => Vec::new(),
         };
-        let mut entries: Vec<(String, SyncHistoryEntry)> = db.all(Store::SyncLog).await?;
-        crate::core::sort::sort_by(&mut entries, |a, b| b.0.cmp(&a.0));
-        let list: Vec<SyncHistoryEntry> = entries.into_iter().map(|(_, e)| e).collect();
+        if self.client.is_online() {
+            let listed = match self.client.request(Method::Get, "/sync") {
+                Ok(req) => send(&req).await.map(|r| get(&r.body, "items")),
+                Err(e) => Err(e),
+            };
+            if let Ok(items) = listed.and_then(from_server::<Vec<ServerSyncStatus>>) {
+                for line in items.iter().filter_map(ServerSyncStatus::as_history) {
+                    let known =
+                        line.sync_id.is_some() && list.iter().any(|l| l.sync_id == line.sync_id);
+                    if !known {
+                        list.push(line);
+                    }
+                }
+            }
+        }
+        crate::core::sort::sort_by(&mut list, |a, b| b.finished_at.cmp(&a.finished_at));
         to_js(&list)
     }
 

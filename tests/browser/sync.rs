@@ -552,3 +552,31 @@ async fn a_schedule_survives_a_reload_and_a_leader_change_without_doubled_runs()
     follower.close();
     reloaded.close();
 }
+
+#[wasm_bindgen_test]
+async fn a_fresh_browser_shows_past_runs_from_the_server() {
+    let first = client("user38").await;
+    assert!(eventually(3000, || prop(&first.tabs(), "isLeader") == JsValue::TRUE).await);
+    let (answer, _) = start_timed(&first).await;
+    let id = prop(&answer, "syncId").as_string().unwrap();
+    assert!(eventually(20_000, || phase(&first) == "complete").await);
+    // Logging out deletes this browser's copy of the history.
+    let discard = Object::new();
+    Reflect::set(&discard, &"discard".into(), &true.into()).unwrap();
+    JsFuture::from(first.logout(Some(discard))).await.unwrap();
+    let fresh = client("user38").await;
+    let history: Array = JsFuture::from(Promise::from(call(&fresh.sync(), "history", &[])))
+        .await
+        .unwrap()
+        .into();
+    let line = history
+        .iter()
+        .find(|l| prop(l, "syncId").as_string().as_deref() == Some(id.as_str()))
+        .expect("the run from the server's list");
+    assert_eq!(
+        prop(&line, "status").as_string().as_deref(),
+        Some("complete")
+    );
+    assert!(prop(&line, "durationMs").as_f64().is_some());
+    fresh.close();
+}
