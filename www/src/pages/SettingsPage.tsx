@@ -1,7 +1,10 @@
 import { useEffect, useState } from "react";
-import type { SyncHistoryEntry, SyncState } from "crm-sync";
-import { isSyncRunning, useCrm, useCrmStatus, useSyncJobs, useSyncState, type SyncJobKind, type SyncJobs } from "../hooks";
+import type { CrmSyncJobs, SyncHistoryEntry, SyncState } from "crm-sync";
+import { useCrm, useCrmStatus, useSyncState } from "crm-sync/react";
 import { explain, when } from "../lib";
+import { isSyncRunning } from "../useLoad";
+
+type SyncJobKind = SyncHistoryEntry["kind"];
 
 const STAT_LABELS: [string, string][] = [
   ["rows", "Rows"],
@@ -31,7 +34,7 @@ function Stats({ stats }: { stats: SyncState["stats"] | SyncHistoryEntry["stats"
 }
 
 /** The spreadsheet sync: start, progress, cancel, history. */
-function SyncPanel({ sync }: { sync: SyncJobs }) {
+function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
   const state = useSyncState();
   const [kind, setKind] = useState<SyncJobKind>("from-sheet");
   const [history, setHistory] = useState<SyncHistoryEntry[] | null>(null);
@@ -177,7 +180,7 @@ function SyncPanel({ sync }: { sync: SyncJobs }) {
 /** Settings: the sync panel and what this device knows. */
 export function SettingsPage() {
   const crm = useCrm();
-  const sync = useSyncJobs();
+  const sync = crm.sync as CrmSyncJobs | undefined;
   const status = useCrmStatus();
   const metrics = crm.metrics();
   return (
