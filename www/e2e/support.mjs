@@ -4,6 +4,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
 export const BASE_URL = process.env.E2E_BASE_URL ?? "http://127.0.0.1:8080";
@@ -116,4 +117,13 @@ export function gate() {
   let release;
   const opened = new Promise((r) => (release = r));
   return { opened, release };
+}
+
+/**
+ * Waits until nothing is queued or failed: the status bar then says "All
+ * changes saved" instead of a count.
+ */
+export async function allSaved(page, timeout = 10000) {
+  await page.getByTestId("all-saved").waitFor({ timeout });
+  assert.equal(await page.getByTestId("outbox-count").count(), 0);
 }
