@@ -84,6 +84,21 @@ export async function api(user) {
   if (!res.ok) throw new Error(`login ${user}: ${res.status}`);
   const { token } = await res.json();
   return {
+    token,
+    /** Another person's new record, made straight on the server. */
+    async post(collection, fields) {
+      const r = await fetch(`${BASE_URL}/api/${collection}`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${token}`,
+          "content-type": "application/json",
+          "idempotency-key": crypto.randomUUID(),
+        },
+        body: JSON.stringify({ fields }),
+      });
+      if (!r.ok) throw new Error(`POST ${collection}: ${r.status}`);
+      return r.json();
+    },
     async get(path) {
       const r = await fetch(`${BASE_URL}/api/${path}`, { headers: { authorization: `Bearer ${token}` } });
       if (!r.ok) throw new Error(`GET ${path}: ${r.status}`);

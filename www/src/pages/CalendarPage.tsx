@@ -107,7 +107,7 @@ function useBookingWriter() {
             await crm.discard(m.mutationId).catch(() => {});
           }
         }
-        return { kind: "refused", message: plain(e), overlaps: serverOverlaps(e) };
+        return { kind: "refused", message: e.message, overlaps: serverOverlaps(e) };
       }
       return { kind: "error", message: plain(e) };
     }
