@@ -31,6 +31,9 @@ export default defineConfig({
         // it is offline and reads IndexedDB itself.
         navigateFallbackDenylist: [/^\/api\//],
         cleanupOutdatedCaches: true,
+        // The first visit's page is controlled at once (so it works offline
+        // without a reload); a later build still waits for "Reload".
+        clientsClaim: true,
       },
     }),
   ],
