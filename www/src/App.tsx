@@ -154,6 +154,9 @@ function Shell({ onLogout }: { onLogout: () => void }) {
       </a>
       <header className={menuOpen ? "top menu-open" : "top"}>
         <strong className="brand">crm-sync</strong>
+        <span className="user" data-testid="user">
+          Signed in as {crm.user}
+        </span>
         <button
           type="button"
           className="menu-toggle"
@@ -172,9 +175,6 @@ function Shell({ onLogout }: { onLogout: () => void }) {
               </a>
             ))}
           </nav>
-          <span className="user" data-testid="user">
-            Signed in as {crm.user}
-          </span>
           <button type="button" className="logout" onClick={onLogout}>
             Log out
           </button>
