@@ -72,6 +72,7 @@ test("two users change one customer's status at once; the second sees the confli
   const told = `bob kept “${bobStatus}” for Status (instead of yours).`;
   await aliceDialog.getByTestId("kept-inline").getByText(told).waitFor({ timeout: 15000 });
   await alice.getByTestId("kept-notice").getByText(told).waitFor();
+  await aliceDialog.getByTestId("save-state").getByText(/^Saved \(version \d+\), then replaced by bob's change\.$/).waitFor();
   await screenshot(alice, "conflict-loser-told");
   await aliceDialog.getByRole("button", { name: "Close" }).click();
   await alice.getByTestId("kept-notice").getByRole("button", { name: "OK" }).click();

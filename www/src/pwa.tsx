@@ -19,7 +19,7 @@ export function UpdatePrompt() {
   return (
     <div className="update-prompt" role="alert" data-testid="update-prompt">
       <span>A new version of the app is ready.</span>
-      <button type="button" className="primary" onClick={() => void updateServiceWorker(true)}>
+      <button type="button" className="primary" onClick={() => activate(updateServiceWorker)}>
         Reload
       </button>
       <button type="button" onClick={() => setNeedRefresh(false)}>
@@ -27,4 +27,16 @@ export function UpdatePrompt() {
       </button>
     </div>
   );
+}
+
+/**
+ * Tells the waiting service worker to take over, and reloads once it does.
+ * The plugin reloads on Workbox's "controlling" event, which Workbox only
+ * raises for a worker it saw installing itself; a build found by the
+ * browser's own update check would leave the tab waiting, so the page
+ * listens for the controller change as well.
+ */
+function activate(updateServiceWorker: (reload?: boolean) => Promise<void>) {
+  navigator.serviceWorker?.addEventListener("controllerchange", () => window.location.reload(), { once: true });
+  void updateServiceWorker(true);
 }

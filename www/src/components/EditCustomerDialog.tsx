@@ -156,7 +156,11 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
       case "result":
         switch (note.result.status) {
           case "committed":
-            return `Saved (version ${note.result.record.version}).`;
+            // Someone else's later value replaced this one: the dialog no
+            // longer claims it stands (who kept what is said below).
+            return mine.length > 0
+              ? `Saved (version ${note.result.record.version}), then replaced by ${view!.updatedBy}'s change.`
+              : `Saved (version ${note.result.record.version}).`;
           case "merged":
             return `Saved, merged with another change (version ${note.result.record.version}).`;
           case "conflict": {
