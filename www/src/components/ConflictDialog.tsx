@@ -63,7 +63,7 @@ export function ConflictDialog({ conflict, onLater }: { conflict: Conflict; onLa
         {conflict.theirs?.updatedBy ?? "Someone"} changed this {conflict.collection.replace(/s$/, "")} while you
         were editing it. Choose what to keep for each field.
       </p>
-      <div className="scroll-x">
+      <div className="scroll-x" tabIndex={0} role="region" aria-label="Conflicting fields, scrolls sideways on small screens">
       <table aria-label="Conflicting fields" className="conflict-table">
         <thead>
           <tr>

@@ -143,6 +143,7 @@ function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
       ) : history.length === 0 ? (
         <p className="hint">No syncs yet.</p>
       ) : (
+        <div className="scroll-x" tabIndex={0} role="region" aria-label="Sync history, scrolls sideways on small screens">
         <table aria-label="Sync history" className="history">
           <thead>
             <tr>
@@ -172,6 +173,7 @@ function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
             ))}
           </tbody>
         </table>
+        </div>
       )}
     </section>
   );
