@@ -5,11 +5,12 @@
 // versions the demo already uses, so its cache answers (--prefer-offline).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { launch, openPage } from "./support.mjs";
 
 const WWW = join(dirname(fileURLToPath(import.meta.url)), "..");
 const ROOT = join(WWW, "..");
@@ -58,7 +59,7 @@ test("pkg/ exports crm-sync and crm-sync/react with types, React as a peer", () 
   assert.doesNotMatch(types, /:\s*any\b|<any>|any\[\]/, "no any on the surface");
 });
 
-test("a new Vite React app from the README installs pkg/, uses CrmProvider and useRecords, type-checks and builds", () => {
+test("a new Vite React app from the README installs pkg/, uses CrmProvider and useRecords, type-checks, builds and runs", async () => {
   const files = guideFiles();
   for (const f of ["vite.config.ts", "src/main.tsx", "src/Customers.tsx", "index.html", "tsconfig.json"]) {
     assert.ok(files[f], `the guide has ${f}`);
@@ -103,7 +104,66 @@ test("a new Vite React app from the README installs pkg/, uses CrmProvider and u
     assert.ok(assets.some((a) => a.endsWith(".wasm")), `the module's wasm is emitted: ${assets.join(", ")}`);
     const js = assets.filter((a) => a.endsWith(".js")).map((a) => readFileSync(join(dir, "dist", "assets", a), "utf8")).join("\n");
     assert.match(js, /useSyncExternalStore/, "the hooks are bundled");
+
+    // And it works: the reference server serves the built app, which logs
+    // in, lists the customers through useRecords and saves through useCrm.
+    await runApp(join(dir, "dist"), dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** Serves `dist` from a reference server of its own and drives the app. */
+async function runApp(dist, dir) {
+  const server = spawn(
+    join(ROOT, "target", "debug", "crm-sync-server"),
+    ["--port", "0", "--db", join(dir, "crm.db"), "--demo", "--static", dist, "--sheet", join(dir, "sheet.csv")],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const browser = await launch();
+  try {
+    const base = await new Promise((resolve, reject) => {
+      let out = "";
+      const timer = setTimeout(() => reject(new Error(`the server did not start: ${out}`)), 30_000);
+      server.stdout.on("data", (chunk) => {
+        out += chunk;
+        const m = /listening on (http:\/\/\S+)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      });
+      server.on("exit", (code) => reject(new Error(`the server exited (${code}): ${out}`)));
+    });
+    const page = await openPage(browser);
+    await page.goto(base + "/");
+    const items = page.getByRole("listitem");
+    await page.getByRole("heading", { name: "Customers" }).waitFor();
+    await items.nth(199).waitFor({ timeout: 15000 });
+    assert.equal(await items.count(), 200, "every customer, through useRecords");
+    const first = items.first();
+    const name = (await first.innerText()).replace(/\s*won$/, "");
+    await first.getByRole("button", { name: "won" }).click();
+    const token = await page.evaluate(async () => {
+      const r = await fetch("/api/login", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ username: "bob", password: "demo" }),
+      });
+      return (await r.json()).token;
+    });
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const r = await fetch(`${base}/api/customers?limit=1000`, { headers: { authorization: `Bearer ${token}` } });
+      const { items: records } = await r.json();
+      const record = records.find((c) => c.fields.name === name);
+      if (record?.fields.status === "customer" && record.updatedBy === "alice") break;
+      assert.ok(Date.now() < deadline, `the save of ${name} reached the server`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await browser.close();
+    server.kill();
+  }
+}
