@@ -21,7 +21,7 @@ test("comments: Ctrl+Enter sends, and the thread scrolls to the newest", async (
   const box = dialog.getByLabel("New comment");
   let last;
   for (let n = 0; n < 6; n++) {
-    last = unique(`note ${n}\nsecond line`);
+    last = `${unique(`note ${n}`)}\nsecond line`;
     await box.fill(last);
     await box.press("Control+Enter");
     await dialog.locator(".comment:not(.pending)").filter({ hasText: last.split("\n")[0] }).waitFor();
