@@ -19,7 +19,8 @@ DEMO_PORT ?= 8080
 setup:
 	@scripts/setup.sh tools
 
-# The npm package: pkg/crm_sync.js, pkg/crm_sync_bg.wasm, pkg/crm_sync.d.ts.
+# The npm package: pkg/crm_sync.js, pkg/crm_sync_bg.wasm, pkg/crm_sync.d.ts,
+# and crm-sync/react (pkg/react.js, pkg/react.d.ts).
 pkg: setup
 	@wasm-pack --quiet build --target web --release --mode no-install --out-dir pkg --out-name crm_sync
 	@$(WASM_OPT) -Oz $(WASM_OPT_FEATURES) pkg/crm_sync_bg.wasm -o pkg/crm_sync_bg.wasm
@@ -29,6 +30,8 @@ pkg: setup
 	@# An optional parameter with a type of our own loses its `?` in
 	@# wasm-bindgen's output: `crm.logout()` takes its options or nothing.
 	@sed -i 's/logout(options: {/logout(options?: {/' pkg/crm_sync.d.ts
+	@# crm-sync/react: the hooks, an `exports` map and React as a peer dependency.
+	@node www/react/add-to-pkg.mjs pkg
 	@echo "pkg: built ($$(scripts/size.sh | tail -1))"
 
 www-deps: pkg
@@ -54,7 +57,7 @@ test: setup
 	@scripts/test.sh
 
 # The documentation site: docs/ (VitePress) with the API reference generated
-# by TypeDoc from pkg/crm_sync.d.ts and www/src/hooks/. Offline; output in
+# by TypeDoc from pkg/crm_sync.d.ts and www/react/react.d.ts. Offline; output in
 # docs/.vitepress/dist/ (see docs/toolchain.md).
 docs: pkg
 	@scripts/setup.sh docs

@@ -71,7 +71,7 @@ function checkPath(file, lineNo, ref, candidates) {
 
 const mdLink = /!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g;
 const pathWord = new RegExp(
-  String.raw`(?<![\w@:/.~$-])((?:\.\.?/)*[A-Za-z0-9_][\w.-]*(?:/[\w.-]+)*/(?:[\w.-]+\.(?:${EXTENSIONS})\b|(?=[\s\`'")\],;:]|$)))`,
+  String.raw`(?<![\w@:/.~$=-])((?:\.\.?/)*[A-Za-z0-9_][\w.-]*(?:/[\w.-]+)*/(?:[\w.-]+\.(?:${EXTENSIONS})\b|(?=[\s\`'")\],;:]|$)))`,
   "g",
 );
 const bareMd = /(?<![\w/.-])([A-Za-z0-9_][\w-]*\.md)\b/g;

@@ -1,9 +1,10 @@
-// Booking a resource twice: the page warns first (findOverlaps on what it
-// has), and if the person insists, the server's 409 overlap is shown
-// plainly and nothing is booked.
+// The calendar as a team uses it: a week view with who booked what, 24-hour
+// times, a double booking warned about before anything is sent (and no
+// "Book anyway" that the server would refuse), and cancel and move through
+// the same staged, versioned path as every other change.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { launch, openPage, logIn, api, unique, screenshot } from "./support.mjs";
+import { launch, openPage, logIn, api, unique, screenshot, allSaved } from "./support.mjs";
 
 let browser;
 before(async () => {
@@ -13,50 +14,115 @@ after(async () => {
   await browser?.close();
 });
 
-async function fillBooking(form, { title, resource, from, to }) {
+// A day next week, so the bookings of other tests and of today stay apart.
+function nextWeekDay() {
+  const d = new Date(Date.now() + 7 * 24 * 3600 * 1000);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+async function fillBooking(form, { title, resource, date, from, to }) {
   await form.getByLabel("Title").fill(title);
   await form.getByLabel("Resource").fill(resource);
-  await form.getByLabel("Date").fill("2031-03-15");
-  await form.getByLabel("From").fill(from);
-  await form.getByLabel("To").fill(to);
+  await form.getByLabel("Date").fill(date);
+  await form.getByLabel("From").selectOption(from);
+  await form.getByLabel("To").selectOption(to);
   await form.getByRole("button", { name: "Book" }).click();
 }
 
-test("a double booking is warned about, then refused by the server with a clear message", async () => {
+async function stored(server, resource) {
+  return (await server.get("calendar_events")).items.filter((e) => e.fields.resource === resource);
+}
+
+test("a week view: book, be warned of a double booking, move and cancel a booking", async () => {
   const resource = unique("room-test");
+  const date = nextWeekDay();
+  const server = await api("user02");
   const page = await openPage(browser);
   await logIn(page, "user02");
+  await page.getByText("Signed in as user02").waitFor();
   await page.getByRole("link", { name: "Calendar" }).click();
-  const events = page.getByRole("table", { name: "Calendar events" });
-  await events.locator("tbody tr").first().waitFor();
+  const week = page.getByTestId("week");
+  // The seeded bookings of today, with who booked them, in 24-hour time.
+  await week.locator(".booking").first().waitFor();
+  assert.equal(await week.locator(".day").count(), 7, "seven days");
+  assert.match(await week.locator(".booking").first().innerText(), /\d\d:\d\d–\d\d:\d\d[\s\S]*booked by demo/);
   const form = page.getByRole("form", { name: "Book a resource" });
+  const times = await form.getByLabel("From").locator("option").allInnerTexts();
+  assert.ok(times.includes("14:00") && times.includes("23:45"), "24-hour choices");
+  assert.doesNotMatch(await page.locator("main").innerText(), /\b(AM|PM)\b/);
 
-  await fillBooking(form, { title: "Team meeting", resource, from: "10:00", to: "11:00" });
+  await fillBooking(form, { title: "Team meeting", resource, date, from: "10:00", to: "11:00" });
   await form.getByRole("status").filter({ hasText: "Booked “Team meeting”" }).waitFor();
-  const ours = events.locator("tbody tr", { hasText: resource });
+  // The week view moved to the booking's week.
+  const ours = week.locator(`[data-day="${date}"] .booking`, { hasText: resource });
   await ours.first().waitFor();
   assert.equal(await ours.count(), 1);
+  assert.match(await ours.innerText(), /10:00–11:00[\s\S]*Team meeting[\s\S]*booked by user02/);
 
-  await fillBooking(form, { title: "Customer call", resource, from: "10:30", to: "11:30" });
+  // A double booking is said before anything is sent, with no way to insist.
+  await fillBooking(form, { title: "Customer call", resource, date, from: "10:30", to: "11:30" });
   const warning = page.getByTestId("overlap-warning");
   await warning.waitFor();
-  assert.match(await warning.innerText(), /Double booking/);
-  assert.match(await warning.innerText(), /Team meeting/);
-  assert.equal(await page.getByRole("alert").count(), 1);
+  assert.match(await warning.innerText(), /Double booking[\s\S]*Team meeting[\s\S]*10:00–11:00[\s\S]*Nothing was booked/);
+  assert.equal(await page.getByRole("button", { name: "Book anyway" }).count(), 0);
+  await screenshot(page, "calendar-double-booking");
+  assert.equal(await ours.count(), 1, "no second booking");
 
-  await warning.getByRole("button", { name: "Book anyway" }).click();
+  // Move it: a versioned save of start and end.
+  const [booked] = await stored(server, resource);
+  assert.equal(booked.fields.bookedBy, "user02");
+  await ours.getByRole("button", { name: /^Move/ }).click();
+  const move = page.getByRole("dialog", { name: /^Move “Team meeting”/ });
+  await move.getByLabel("From").selectOption("15:00");
+  await move.getByLabel("To").selectOption("16:30");
+  await move.getByRole("button", { name: "Move", exact: true }).click();
+  await move.waitFor({ state: "detached" });
+  await ours.getByText("15:00–16:30").waitFor();
+  const [moved] = await stored(server, resource);
+  assert.equal(moved.version, booked.version + 1, "one versioned change");
+  assert.equal(new Date(moved.fields.start).getHours(), 15);
+  assert.equal(new Date(moved.fields.end).getMinutes(), 30);
+
+  // The freed slot can be booked now; the moved one cannot be doubled.
+  await fillBooking(form, { title: "Customer call", resource, date, from: "10:30", to: "11:30" });
+  await form.getByRole("status").filter({ hasText: "Booked “Customer call”" }).waitFor();
+  await ours.nth(1).waitFor();
+
+  // Cancel: a versioned save of the status, asked once.
+  const meeting = ours.filter({ hasText: "Team meeting" });
+  await meeting.getByRole("button", { name: /^Cancel/ }).click();
+  await meeting.getByRole("button", { name: "Yes, cancel it" }).click();
+  await meeting.getByText("cancelled").first().waitFor();
+  const cancelled = (await stored(server, resource)).find((e) => e.fields.title === "Team meeting");
+  assert.equal(cancelled.fields.status, "cancelled");
+  assert.equal(cancelled.version, moved.version + 1);
+  assert.equal(await meeting.getByRole("button", { name: /^Move/ }).count(), 0, "a cancelled booking is not moved");
+  await screenshot(page, "calendar-week");
+  await allSaved(page);
+  assert.deepEqual(page.problems, []);
+});
+
+test("a booking made elsewhere meanwhile: the server's refusal is said plainly and nothing is left failed", async () => {
+  const resource = unique("room-race");
+  const date = nextWeekDay();
+  const page = await openPage(browser);
+  await logIn(page, "user03");
+  await page.getByText("Signed in as user03").waitFor();
+  await page.getByRole("link", { name: "Calendar" }).click();
+  await page.getByTestId("week").locator(".booking").first().waitFor();
+  // Someone else books 10:00–11:00 on the server; this page has not heard of
+  // it when it books an overlapping slot (the feed is held back).
+  await page.route("**/api/changes**", (route) => route.abort());
+  const other = await api("bob");
+  const start = new Date(`${date}T10:00`).toISOString();
+  const end = new Date(`${date}T11:00`).toISOString();
+  await other.post("calendar_events", { title: "Bob's demo", resource, start, end, status: "confirmed", bookedBy: "bob" });
+  const form = page.getByRole("form", { name: "Book a resource" });
+  await fillBooking(form, { title: "My call", resource, date, from: "10:30", to: "11:30" });
   const refused = page.getByTestId("booking-refused");
   await refused.waitFor();
-  const message = await refused.innerText();
-  assert.match(message, /Not booked: the server refused a double booking/);
-  assert.match(message, new RegExp(`${resource} is already booked`));
-  assert.match(message, /Overlaps Team meeting/);
-  await screenshot(page, "calendar-double-booking");
-
-  assert.equal(await ours.count(), 1, "no second event in the table");
-  const stored = (await (await api("user02")).get("calendar_events")).items.filter((e) => e.fields.resource === resource);
-  assert.deepEqual(stored.map((e) => e.fields.title), ["Team meeting"]);
-  // The refused booking is not left behind as a failed change.
-  assert.equal(await page.getByTestId("outbox-count").innerText(), "0 queued · 0 failed");
-  assert.deepEqual(page.problems.filter((p) => !p.includes("409")), []);
+  assert.match(await refused.innerText(), new RegExp(`Not booked: the server refused a double booking[\\s\\S]*${resource} is already booked[\\s\\S]*Overlaps Bob's demo`));
+  await allSaved(page);
+  assert.deepEqual(page.problems.filter((p) => !/409|ERR_FAILED|changes/.test(p)), []);
 });

@@ -1,6 +1,6 @@
 // Two people change the same customer's status at once: the second one's
 // save answers 409 on the same field, and that person sees base, mine and
-// theirs and decides.
+// theirs and decides; the one whose value lost is told who kept what.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { launch, openPage, logInToCustomers, customerRow, openCustomer, api, gate, screenshot } from "./support.mjs";
@@ -58,6 +58,8 @@ test("two users change one customer's status at once; the second sees the confli
   await conflict.getByRole("button", { name: "Keep mine" }).click();
   await conflict.waitFor({ state: "detached" });
   await bob.unroute(`**/api/customers/${ID}`);
+  // The resolver's own dialog no longer asks him to choose.
+  await bobDialog.getByTestId("save-state").getByText(/^Conflict resolved: now version \d+/).waitFor();
   await bobDialog.getByRole("button", { name: "Close" }).click();
   const bobRow = customerRow(bob, ID);
   await bobRow.getByText(bobStatus, { exact: true }).waitFor();
@@ -65,11 +67,21 @@ test("two users change one customer's status at once; the second sees the confli
   assert.equal(after.fields.status, bobStatus);
   assert.equal(after.updatedBy, "bob");
 
-  // Alice's window has her own value until it hears of Bob's; a reload
-  // shows the resolved record.
+  // Alice, whose value lost, is told who kept what: in her open dialog and
+  // in the status bar.
+  const told = `bob kept “${bobStatus}” for Status (instead of yours).`;
+  await aliceDialog.getByTestId("kept-inline").getByText(told).waitFor({ timeout: 15000 });
+  await alice.getByTestId("kept-notice").getByText(told).waitFor();
+  await aliceDialog.getByTestId("save-state").getByText(/^Saved \(version \d+\), then replaced by bob's change\.$/).waitFor();
+  await screenshot(alice, "conflict-loser-told");
+  await aliceDialog.getByRole("button", { name: "Close" }).click();
+  await alice.getByTestId("kept-notice").getByRole("button", { name: "OK" }).click();
+  await alice.getByTestId("kept-notice").waitFor({ state: "detached" });
+
+  // A reload shows the resolved record.
   await alice.reload();
   await customerRow(alice, ID).getByText(bobStatus, { exact: true }).waitFor();
-  assert.equal(await customerRow(alice, ID).locator("td").last().innerText(), String(after.version));
+  assert.equal((await server.get(`customers/${ID}`)).version, after.version, "nothing changed it since");
   assert.deepEqual(alice.problems.filter((p) => !p.includes("409")), []);
   assert.deepEqual(bob.problems.filter((p) => !p.includes("409")), []);
 });

@@ -4,7 +4,7 @@
 // without a reload.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { launch, logInToCustomers, customerRow, openCustomer, api, unique, screenshot, BASE_URL } from "./support.mjs";
+import { launch, logInToCustomers, customerRow, openCustomer, api, unique, screenshot, BASE_URL, allSaved } from "./support.mjs";
 
 const IDS = ["c-0080", "c-0081", "c-0082"];
 
@@ -57,7 +57,7 @@ test("offline work survives a closed tab and lands once; another user sees it li
   await context.setOffline(false);
   const next = await context.newPage();
   await next.goto(BASE_URL + "/#/customers");
-  await next.getByTestId("outbox-count").getByText("0 queued · 0 failed").waitFor({ timeout: 20000 });
+  await allSaved(next, 20000);
   for (const [i, id] of IDS.entries()) {
     const now = await server.get(`customers/${id}`);
     assert.equal(now.fields.city, cities[i]);

@@ -4,6 +4,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
 export const BASE_URL = process.env.E2E_BASE_URL ?? "http://127.0.0.1:8080";
@@ -83,6 +84,21 @@ export async function api(user) {
   if (!res.ok) throw new Error(`login ${user}: ${res.status}`);
   const { token } = await res.json();
   return {
+    token,
+    /** Another person's new record, made straight on the server. */
+    async post(collection, fields) {
+      const r = await fetch(`${BASE_URL}/api/${collection}`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${token}`,
+          "content-type": "application/json",
+          "idempotency-key": crypto.randomUUID(),
+        },
+        body: JSON.stringify({ fields }),
+      });
+      if (!r.ok) throw new Error(`POST ${collection}: ${r.status}`);
+      return r.json();
+    },
     async get(path) {
       const r = await fetch(`${BASE_URL}/api/${path}`, { headers: { authorization: `Bearer ${token}` } });
       if (!r.ok) throw new Error(`GET ${path}: ${r.status}`);
@@ -116,4 +132,13 @@ export function gate() {
   let release;
   const opened = new Promise((r) => (release = r));
   return { opened, release };
+}
+
+/**
+ * Waits until nothing is queued or failed: the status bar then says "All
+ * changes saved" instead of a count.
+ */
+export async function allSaved(page, timeout = 10000) {
+  await page.getByTestId("all-saved").waitFor({ timeout });
+  assert.equal(await page.getByTestId("outbox-count").count(), 0);
 }

@@ -80,6 +80,16 @@ test("a save in one tab shows in another tab's records, and a 401 ends the sessi
   const token = await a.evaluate(() => JSON.parse(localStorage.getItem("crm-sync-demo.session")).token);
   const out = await fetch(`${BASE_URL}/api/logout`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
   assert.equal(out.status, 204);
+  // The event stream was opened before the logout and stays open, and the
+  // feed may have been read just before it: unless a request already met the
+  // 401, an edit makes the next one now rather than at the 30 s safety read.
+  await Promise.race([
+    a.getByText("Your session has expired").waitFor({ timeout: 8000 }),
+    (async () => {
+      const again = await openCustomer(a, "c-0060");
+      await again.getByLabel("City").fill(unique("After logout"));
+    })().catch(() => {}),
+  ]);
   for (const p of [a, b]) {
     await p.getByText("Your session has expired").waitFor({ timeout: 8000 });
   }

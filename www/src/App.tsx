@@ -1,10 +1,12 @@
-import { useEffect, useState, useSyncExternalStore } from "react";
+import { useEffect, useMemo, useState, useSyncExternalStore } from "react";
 import { CrmError, CrmSync } from "crm-sync";
+import { CrmProvider, useConflicts, useCrm, useSyncState } from "crm-sync/react";
 import { ConflictDialog } from "./components/ConflictDialog";
 import { StatusBar } from "./components/StatusBar";
 import { SyncBadge } from "./components/SyncBadge";
-import { CrmProvider, useConflicts, useCrm, useSyncState } from "./hooks";
+import { KeptContext, KeptNotices } from "./kept";
 import { explain, readSession, writeSession } from "./lib";
+import { UpdatePrompt } from "./pwa";
 import { CalendarPage } from "./pages/CalendarPage";
 import { CustomersPage } from "./pages/CustomersPage";
 import { LoginPage } from "./pages/LoginPage";
@@ -72,20 +74,31 @@ export function App() {
     });
   }, [crm]);
 
-  if (session.state === "starting") return <p className="loading">Opening your session…</p>;
+  if (session.state === "starting") {
+    return (
+      <>
+        <UpdatePrompt />
+        <p className="loading">Opening your session…</p>
+      </>
+    );
+  }
   if (session.state === "out") {
     return (
-      <LoginPage
+      <>
+        <UpdatePrompt />
+        <LoginPage
         notice={session.notice}
         onLogin={(c) => {
           writeSession({ token: c.token, user: c.user });
           setSession({ state: "in", crm: c });
         }}
       />
+      </>
     );
   }
   return (
-    <CrmProvider client={session.crm}>
+    <CrmProvider crm={session.crm}>
+      <UpdatePrompt />
       <Shell
         onLogout={async () => {
           const c = session.crm;
@@ -120,7 +133,12 @@ function Shell({ onLogout }: { onLogout: () => void }) {
   const page = useSyncExternalStore(subscribeHash, currentPage);
   const conflicts = useConflicts();
   const [later, setLater] = useState<Set<string>>(() => new Set());
+  const [menuOpen, setMenuOpen] = useState(false);
   const shownConflict = conflicts.find((c) => !later.has(c.id));
+  const kept = useMemo(() => new KeptNotices(crm), [crm]);
+  useEffect(() => kept.listen(), [kept]);
+  // A page chosen from the collapsed menu closes it.
+  useEffect(() => setMenuOpen(false), [page]);
 
   // A finished sync may have added or changed many customers at once:
   // read the collection again rather than wait for the changes feed.
@@ -130,26 +148,37 @@ function Shell({ onLogout }: { onLogout: () => void }) {
   }, [crm, syncPhase]);
 
   return (
-    <>
+    <KeptContext.Provider value={kept}>
       <a className="skip" href="#content">
         Skip to content
       </a>
-      <header className="top">
+      <header className={menuOpen ? "top menu-open" : "top"}>
         <strong className="brand">crm-sync</strong>
-        <nav aria-label="Main">
-          {PAGES.map((p) => (
-            <a key={p.hash} href={p.hash} aria-current={page === p.hash ? "page" : undefined}>
-              {p.label}
-            </a>
-          ))}
-        </nav>
-        <SyncBadge onOpen={() => (window.location.hash = "#/settings")} />
         <span className="user" data-testid="user">
           Signed in as {crm.user}
         </span>
-        <button type="button" onClick={onLogout}>
-          Log out
+        <button
+          type="button"
+          className="menu-toggle"
+          aria-expanded={menuOpen}
+          aria-controls="main-menu"
+          onClick={() => setMenuOpen((o) => !o)}
+        >
+          <span aria-hidden="true">☰</span> Menu
         </button>
+        <SyncBadge onOpen={() => (window.location.hash = "#/settings")} />
+        <div className="menu" id="main-menu">
+          <nav aria-label="Main">
+            {PAGES.map((p) => (
+              <a key={p.hash} href={p.hash} aria-current={page === p.hash ? "page" : undefined}>
+                {p.label}
+              </a>
+            ))}
+          </nav>
+          <button type="button" className="logout" onClick={onLogout}>
+            Log out
+          </button>
+        </div>
       </header>
       <StatusBar onShowConflicts={() => setLater(new Set())} />
       <main id="content" tabIndex={-1}>
@@ -164,6 +193,6 @@ function Shell({ onLogout }: { onLogout: () => void }) {
           onLater={() => setLater((l) => new Set(l).add(shownConflict.id))}
         />
       )}
-    </>
+    </KeptContext.Provider>
   );
 }

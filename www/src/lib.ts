@@ -7,9 +7,40 @@ export function explain(e: unknown): string {
   return String(e);
 }
 
+/** The message alone, for people (no machine code in front). */
+export function plain(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e);
+  return message ? message.charAt(0).toUpperCase() + message.slice(1) : "Something went wrong";
+}
+
+/** How people call a customer field. */
+export const FIELD_LABELS: Record<string, string> = {
+  name: "Name",
+  email: "Email",
+  phone: "Phone",
+  owner: "Owner",
+  city: "City",
+  status: "Status",
+  title: "Title",
+  resource: "Resource",
+  start: "Start",
+  end: "End",
+};
+
+export function fieldLabel(field: string): string {
+  return FIELD_LABELS[field] ?? field;
+}
+
 /** A field value as text for an input or a cell. */
 export function text(value: FieldValue | undefined): string {
   return value === null || value === undefined ? "" : String(value);
+}
+
+/** "09:05": a time of day, 24-hour, in the browser's zone. */
+export function clock(value: string | number | Date): string {
+  const d = value instanceof Date ? value : new Date(value);
+  if (Number.isNaN(d.getTime())) return "";
+  return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
 }
 
 /** A point in time for people: "2026-11-23 09:00" in the browser's zone. */

@@ -1,7 +1,7 @@
 import { useState } from "react";
 import type { Conflict, FieldValue, Fields } from "crm-sync";
-import { useCrm } from "../hooks";
-import { CUSTOMER_STATUSES, explain, text } from "../lib";
+import { useCrm } from "crm-sync/react";
+import { CUSTOMER_STATUSES, fieldLabel, plain, text } from "../lib";
 import { Dialog } from "./Dialog";
 
 type Choice = "mine" | "theirs" | "edit";
@@ -33,7 +33,7 @@ export function ConflictDialog({ conflict, onLater }: { conflict: Conflict; onLa
     try {
       await crm.resolve(conflict.id, fields);
     } catch (e) {
-      setError(`Not resolved: ${explain(e)}`);
+      setError(`Not resolved: ${plain(e)}`);
       setBusy(false);
     }
   }
@@ -63,6 +63,7 @@ export function ConflictDialog({ conflict, onLater }: { conflict: Conflict; onLa
         {conflict.theirs?.updatedBy ?? "Someone"} changed this {conflict.collection.replace(/s$/, "")} while you
         were editing it. Choose what to keep for each field.
       </p>
+      <div className="scroll-x" tabIndex={0} role="region" aria-label="Conflicting fields, scrolls sideways on small screens">
       <table aria-label="Conflicting fields" className="conflict-table">
         <thead>
           <tr>
@@ -79,13 +80,13 @@ export function ConflictDialog({ conflict, onLater }: { conflict: Conflict; onLa
             const set = (c: Choice) => setChoices((cs) => ({ ...cs, [f]: c }));
             return (
               <tr key={f} data-field={f}>
-                <th scope="row">{f}</th>
+                <th scope="row">{fieldLabel(f)}</th>
                 <td>{show(base[f])}</td>
                 <td className="mine">{show(conflict.mine[f])}</td>
                 <td className="theirs">{show(theirs[f])}</td>
                 <td>
                   <fieldset className="choice">
-                    <legend className="visually-hidden">Keep for {f}</legend>
+                    <legend className="visually-hidden">Keep for {fieldLabel(f)}</legend>
                     <label>
                       <input type="radio" name={`keep-${f}`} checked={choice === "mine"} onChange={() => set("mine")} />
                       mine
@@ -101,7 +102,7 @@ export function ConflictDialog({ conflict, onLater }: { conflict: Conflict; onLa
                     {choice === "edit" &&
                       (f === "status" ? (
                         <select
-                          aria-label={`New value for ${f}`}
+                          aria-label={`New value for ${fieldLabel(f)}`}
                           value={edits[f] ?? text(conflict.mine[f])}
                           onChange={(e) => setEdits((es) => ({ ...es, [f]: e.target.value }))}
                         >
@@ -111,7 +112,7 @@ export function ConflictDialog({ conflict, onLater }: { conflict: Conflict; onLa
                         </select>
                       ) : (
                         <input
-                          aria-label={`New value for ${f}`}
+                          aria-label={`New value for ${fieldLabel(f)}`}
                           value={edits[f] ?? text(conflict.mine[f])}
                           onChange={(e) => setEdits((es) => ({ ...es, [f]: e.target.value }))}
                         />
@@ -123,7 +124,8 @@ export function ConflictDialog({ conflict, onLater }: { conflict: Conflict; onLa
           })}
         </tbody>
       </table>
-      {alsoMine.length > 0 && <p className="hint">Your changes to {alsoMine.join(", ")} are kept as well.</p>}
+      </div>
+      {alsoMine.length > 0 && <p className="hint">Your changes to {alsoMine.map(fieldLabel).join(", ")} are kept as well.</p>}
       <div className="actions">
         <button type="button" disabled={busy} onClick={() => resolve(all("mine"))}>
           Keep mine

@@ -1,7 +1,8 @@
-import { useRef, useState, type FormEvent } from "react";
+import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
 import type { FieldValue, SaveResult } from "crm-sync";
-import { useCrm, useRecord } from "../hooks";
-import { CUSTOMER_STATUSES, explain, looksLikeEmail, text, when } from "../lib";
+import { useConflicts, useCrm, useCrmStatus, useRecord } from "crm-sync/react";
+import { useKeptNotices } from "../kept";
+import { CUSTOMER_STATUSES, looksLikeEmail, plain, text, when } from "../lib";
 import { Dialog } from "./Dialog";
 
 const TEXT_FIELDS = [
@@ -16,71 +17,90 @@ type Note =
   | { kind: "idle" }
   | { kind: "saving" }
   | { kind: "result"; result: SaveResult }
-  | { kind: "local-invalid"; text: string }
   | { kind: "error"; text: string };
 
-function noteText(note: Note): string {
-  switch (note.kind) {
-    case "idle":
-      return "Changes are saved as you type.";
-    case "saving":
-      return "Saving…";
-    case "local-invalid":
-    case "error":
-      return note.text;
-    case "result":
-      switch (note.result.status) {
-        case "committed":
-          return `Saved (version ${note.result.record.version}).`;
-        case "merged":
-          return `Saved, merged with another change (version ${note.result.record.version}).`;
-        case "conflict":
-          return "Someone else changed the same field: choose what to keep.";
-        case "queued":
-          return "Offline: queued, will be sent when you are back online.";
-      }
+/** What a field's typed value is wrong about, if anything (not sent then). */
+function invalid(field: string, value: string): string | null {
+  if (field === "name" && value.trim() === "") return "Name cannot be empty: not saved.";
+  if (field === "email" && value !== "" && !looksLikeEmail(value)) {
+    return `Email “${value}” is not an address yet: not saved.`;
   }
+  return null;
 }
 
 /**
  * Edits one customer. Every change calls `crm.save` at once; the module
  * debounces them into one request per pause. Shown values are what the
- * person typed until the save settles, then the record's view.
+ * person typed until the save settles, then the record's view. A value the
+ * server would refuse (empty name, bad email) is kept in the field and
+ * said, never sent and never dropped silently.
  */
 export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () => void }) {
   const crm = useCrm();
-  const { view } = useRecord("customers", id);
+  const view = useRecord("customers", id);
+  const conflicts = useConflicts();
+  const status = useCrmStatus();
+  const { store: kept, notices } = useKeptNotices();
   const [typed, setTyped] = useState<Record<string, string>>({});
+  const [problems, setProblems] = useState<Record<string, string>>({});
   const [note, setNote] = useState<Note>({ kind: "idle" });
+  const [closeWarned, setCloseWarned] = useState(false);
+  const [confirmDelete, setConfirmDelete] = useState(false);
   const [comment, setComment] = useState("");
   const [commentError, setCommentError] = useState<string | null>(null);
   const latest = useRef(0);
+  const thread = useRef<HTMLOListElement>(null);
+  const commentCount = view?.comments.length ?? 0;
+
+  // The newest comment is at the bottom: keep it in sight.
+  useEffect(() => {
+    const el = thread.current;
+    if (el) el.scrollTop = el.scrollHeight;
+  }, [commentCount]);
 
   function change(field: string, value: string) {
     setTyped((t) => ({ ...t, [field]: value }));
+    setCloseWarned(false);
     const call = ++latest.current;
-    if (field === "email" && value !== "" && !looksLikeEmail(value)) {
-      setNote({ kind: "local-invalid", text: "Email: not an address yet, so not saved." });
-      return;
-    }
+    const problem = invalid(field, value);
+    setProblems((p) => {
+      const next = { ...p };
+      if (problem) next[field] = problem;
+      else delete next[field];
+      return next;
+    });
+    if (problem) return;
     const fieldValue: FieldValue = value === "" ? null : value;
     setNote({ kind: "saving" });
     crm.save("customers", id, { [field]: fieldValue }).then(
       (result) => {
+        if (result.status === "committed" || result.status === "merged") {
+          kept?.remember("customers", id, { [field]: fieldValue });
+        }
         if (call !== latest.current) return;
         setNote({ kind: "result", result });
-        // Nothing newer in flight: show the record itself again.
-        setTyped({});
+        // Nothing newer in flight: show the record itself again, except
+        // what is still refused locally.
+        setTyped((t) => Object.fromEntries(Object.entries(t).filter(([f]) => invalid(f, t[f]) !== null)));
       },
       (e: unknown) => {
         if (call !== latest.current) return;
-        setNote({ kind: "error", text: `Not saved: ${explain(e)}` });
+        setNote({ kind: "error", text: `Not saved: ${plain(e)}` });
       },
     );
   }
 
-  async function addComment(e: FormEvent) {
-    e.preventDefault();
+  function close() {
+    // A refused value is lost on close: say so once, close on the second try.
+    if (Object.keys(problems).length > 0 && !closeWarned) {
+      setCloseWarned(true);
+      return;
+    }
+    onClose();
+  }
+
+  async function addComment(e?: FormEvent) {
+    e?.preventDefault();
     const body = comment.trim();
     if (!body) return;
     setCommentError(null);
@@ -88,7 +108,29 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
     try {
       await crm.comment("customers", id, body);
     } catch (err) {
-      setCommentError(`Comment not sent: ${explain(err)}`);
+      setCommentError(`Comment not sent: ${plain(err)}`);
+    }
+  }
+
+  function commentKey(e: KeyboardEvent<HTMLTextAreaElement>) {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      void addComment();
+    }
+  }
+
+  async function remove() {
+    try {
+      const result = await crm.remove("customers", id);
+      if (result.status === "conflict") {
+        setNote({ kind: "result", result });
+        setConfirmDelete(false);
+        return;
+      }
+      onClose();
+    } catch (e) {
+      setNote({ kind: "error", text: `Not deleted: ${plain(e)}` });
+      setConfirmDelete(false);
     }
   }
 
@@ -101,10 +143,43 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
   }
 
   const value = (field: string) => typed[field] ?? text(view.fields[field]);
-  const noteClass = note.kind === "error" || note.kind === "local-invalid" ? "note error" : "note";
+  const mine = notices.filter((n) => n.collection === "customers" && n.recordId === id);
+
+  function noteText(): string {
+    switch (note.kind) {
+      case "idle":
+        return "Changes are saved as you type.";
+      case "saving":
+        return "Saving…";
+      case "error":
+        return note.text;
+      case "result":
+        switch (note.result.status) {
+          case "committed":
+            // Someone else's later value replaced this one: the dialog no
+            // longer claims it stands (who kept what is said below).
+            return mine.length > 0
+              ? `Saved (version ${note.result.record.version}), then replaced by ${view!.updatedBy}'s change.`
+              : `Saved (version ${note.result.record.version}).`;
+          case "merged":
+            return `Saved, merged with another change (version ${note.result.record.version}).`;
+          case "conflict": {
+            const conflictId = note.result.conflict.id;
+            return conflicts.some((c) => c.id === conflictId)
+              ? "Someone else changed the same field: choose what to keep."
+              : `Conflict resolved: now version ${view!.version}.`;
+          }
+          case "queued":
+            return "Offline: queued, will be sent when you are back online.";
+        }
+    }
+  }
+
+  const problemList = Object.values(problems);
+  const noteIsError = note.kind === "error";
 
   return (
-    <Dialog title={`Customer ${text(view.fields.name) || id}`} onClose={onClose} className="edit-dialog">
+    <Dialog title={`Customer ${text(view.fields.name) || id}`} onClose={close} className="edit-dialog sheet">
       <form className="fields" onSubmit={(e) => e.preventDefault()} aria-label="Customer fields">
         {TEXT_FIELDS.map((f) => (
           <label key={f.name}>
@@ -113,6 +188,8 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
               name={f.name}
               type={f.type}
               value={value(f.name)}
+              required={f.name === "name"}
+              aria-invalid={problems[f.name] ? true : undefined}
               onChange={(e) => change(f.name, e.target.value)}
             />
           </label>
@@ -131,11 +208,24 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
           </select>
         </label>
       </form>
-      <p className={noteClass} role="status" data-testid="save-state">
-        {noteText(note)}
+      {problemList.length > 0 && (
+        <div className="error-box" role="alert" data-testid="field-problems">
+          {problemList.map((p) => (
+            <p key={p}>{p}</p>
+          ))}
+          {closeWarned && <p>Close again to leave without it.</p>}
+        </div>
+      )}
+      {mine.map((n) => (
+        <p key={n.key} className="kept-inline" role="status" data-testid="kept-inline">
+          {n.text}
+        </p>
+      ))}
+      <p className={noteIsError ? "note error" : "note"} role="status" data-testid="save-state">
+        {noteText()}
       </p>
       <p className="meta">
-        Version {view.version}, last changed by {view.updatedBy} at {when(view.updatedAt)}
+        Last changed by {view.updatedBy} at {when(view.updatedAt)}
         {view.pending && <span className="badge pending">pending</span>}
       </p>
 
@@ -144,12 +234,14 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
         {view.comments.length === 0 ? (
           <p className="hint">No comments yet.</p>
         ) : (
-          <ol className="thread" aria-label="Comment thread">
+          <ol className="thread" aria-label="Comment thread" ref={thread} tabIndex={0}>
             {view.comments.map((c) => (
               <li key={c.id} className={c.pending ? "comment pending" : "comment"}>
                 <div className="comment-head">
                   <strong>{c.author}</strong> <span className="hint">{when(c.createdAt)}</span>
-                  {c.pending && <span className="badge pending">sending…</span>}
+                  {c.pending && (
+                    <span className="badge pending">{status.online ? "sending…" : "queued: sent when online"}</span>
+                  )}
                 </div>
                 <p className="comment-text">{c.text}</p>
               </li>
@@ -158,8 +250,8 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
         )}
         <form onSubmit={addComment} className="comment-form">
           <label>
-            New comment
-            <textarea value={comment} onChange={(e) => setComment(e.target.value)} rows={2} />
+            New comment <span className="hint">(Ctrl+Enter sends)</span>
+            <textarea value={comment} onChange={(e) => setComment(e.target.value)} onKeyDown={commentKey} rows={2} />
           </label>
           <button type="submit" disabled={!comment.trim()}>
             Add comment
@@ -171,6 +263,24 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
           </p>
         )}
       </section>
+
+      <div className="danger-zone">
+        {confirmDelete ? (
+          <div className="actions" role="group" aria-label="Confirm delete">
+            <span>Delete {text(view.fields.name) || id} for everyone?</span>
+            <button type="button" className="danger" onClick={() => void remove()}>
+              Yes, delete
+            </button>
+            <button type="button" onClick={() => setConfirmDelete(false)}>
+              Keep
+            </button>
+          </div>
+        ) : (
+          <button type="button" className="danger-outline" onClick={() => setConfirmDelete(true)}>
+            Delete customer
+          </button>
+        )}
+      </div>
     </Dialog>
   );
 }

@@ -1,19 +1,39 @@
 import { useState } from "react";
-import type { PendingMutation } from "crm-sync";
-import { useConflicts, useCrm, useCrmStatus, useFailed, usePending } from "../hooks";
-import { explain, text } from "../lib";
+import type { CrmSync, PendingMutation } from "crm-sync";
+import { useConflicts, useCrm, useCrmStatus, useFailed, usePending } from "crm-sync/react";
+import { useKeptNotices } from "../kept";
+import { fieldLabel, plain, text } from "../lib";
 
-function describe(m: PendingMutation): string {
-  const what =
-    m.op === "comment"
-      ? `comment “${m.text ?? ""}”`
-      : m.op === "delete"
-        ? "delete"
-        : Object.entries(m.fields ?? {})
-            .map(([k, v]) => `${k} = ${text(v) || "(empty)"}`)
-            .join(", ");
-  return `${m.collection}/${m.recordId}: ${m.op} ${what}`;
+const KIND: Record<string, string> = { customers: "customer", calendar_events: "booking" };
+
+/** A change in the words of the people who made it: names, not ids. */
+function describe(crm: CrmSync, m: PendingMutation): string {
+  const kind = KIND[m.collection] ?? "record";
+  const record = crm.view(m.collection, m.recordId) ?? crm.get(m.collection, m.recordId);
+  const named = text(m.fields?.name ?? m.fields?.title);
+  const name = text(record?.fields.name ?? record?.fields.title) || named || `a ${kind}`;
+  switch (m.op) {
+    case "comment":
+      return `Comment on ${name}: “${m.text ?? ""}”`;
+    case "delete":
+      return `Delete ${kind} ${name}`;
+    case "create":
+      return `New ${kind} “${named || name}”`;
+    default: {
+      const changes = Object.entries(m.fields ?? {})
+        .map(([k, v]) => `${fieldLabel(k)} to “${text(v) || "(empty)"}”`)
+        .join(", ");
+      return `${name}: ${changes ? `change ${changes}` : "change"}`;
+    }
+  }
 }
+
+const STATE_WORDS: Record<string, string> = {
+  staged: "about to be sent",
+  queued: "waiting for the network",
+  sending: "sending…",
+  failed: "refused",
+};
 
 /**
  * The offline banner, the count of queued and failed changes (with retry
@@ -25,6 +45,7 @@ export function StatusBar({ onShowConflicts }: { onShowConflicts: () => void }) 
   const pending = usePending();
   const failed = useFailed();
   const conflicts = useConflicts();
+  const { store: kept, notices } = useKeptNotices();
   const [open, setOpen] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const queued = pending.filter((m) => m.state === "queued" || m.state === "sending");
@@ -34,7 +55,7 @@ export function StatusBar({ onShowConflicts }: { onShowConflicts: () => void }) 
     try {
       await what();
     } catch (e) {
-      setError(explain(e));
+      setError(plain(e));
     }
   }
 
@@ -50,10 +71,28 @@ export function StatusBar({ onShowConflicts }: { onShowConflicts: () => void }) 
           This browser does not let the app store data: unsent changes are lost on reload.
         </div>
       )}
+      {notices.map((n) => (
+        <div key={n.key} className="kept-notice" role="status" data-testid="kept-notice">
+          <span>
+            <strong>{n.recordName}:</strong> {n.text}
+          </span>
+          <button type="button" onClick={() => kept?.dismiss(n.key)}>
+            OK
+          </button>
+        </div>
+      ))}
+      {/* Always laid out (at the height of its buttons), so nothing below
+          moves when a count or "Resolve conflicts" appears. */}
       <div className="outbox-summary">
-        <span data-testid="outbox-count">
-          {queued.length} queued · {failed.length} failed
-        </span>
+        {queued.length > 0 || failed.length > 0 ? (
+          <span data-testid="outbox-count">
+            {queued.length} queued · {failed.length} failed
+          </span>
+        ) : (
+          <span className="hint" data-testid="all-saved">
+            All changes saved
+          </span>
+        )}
         {(queued.length > 0 || failed.length > 0) && (
           <button type="button" aria-expanded={open} onClick={() => setOpen((o) => !o)}>
             {open ? "Hide changes" : "Review changes"}
@@ -73,8 +112,8 @@ export function StatusBar({ onShowConflicts }: { onShowConflicts: () => void }) 
               <ul>
                 {failed.map((m) => (
                   <li key={m.mutationId}>
-                    <span>{describe(m)}</span>
-                    <span className="error">{m.error ? `${m.error.code}: ${m.error.message}` : ""}</span>
+                    <span>{describe(crm, m)}</span>
+                    <span className="error">{m.error ? plain(new Error(m.error.message)) : ""}</span>
                     <button type="button" onClick={() => act(() => crm.retry(m.mutationId))}>
                       Retry
                     </button>
@@ -92,8 +131,8 @@ export function StatusBar({ onShowConflicts }: { onShowConflicts: () => void }) 
               <ul>
                 {queued.map((m, i) => (
                   <li key={m.mutationId || `${m.recordId}-${i}`}>
-                    <span>{describe(m)}</span>
-                    <span className="hint">{m.state}</span>
+                    <span>{describe(crm, m)}</span>
+                    <span className="hint">{status.online ? STATE_WORDS[m.state] ?? m.state : "waiting for the network"}</span>
                     {(m.state === "queued" || m.state === "staged") && m.mutationId && (
                       <button type="button" onClick={() => act(() => crm.discard(m.mutationId))}>
                         Discard

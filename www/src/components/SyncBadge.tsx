@@ -1,4 +1,5 @@
-import { isSyncRunning, useSyncState } from "../hooks";
+import { useSyncState } from "crm-sync/react";
+import { isSyncRunning } from "../useLoad";
 
 /** Shown in the header on every page while a spreadsheet sync runs. */
 export function SyncBadge({ onOpen }: { onOpen: () => void }) {

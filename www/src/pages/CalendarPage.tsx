@@ -1,31 +1,55 @@
 import { useMemo, useState, type FormEvent } from "react";
-import { CrmError, findOverlaps, type CalendarEventLike, type CrmRecord, type Fields } from "crm-sync";
-import { useCrm, useLoad, useRecords } from "../hooks";
-import { explain, text, when } from "../lib";
+import { CrmError, findOverlaps, type CalendarEventLike, type CrmRecord, type Fields, type SaveResult } from "crm-sync";
+import { useCrm, usePending, useRecords } from "crm-sync/react";
+import { Dialog } from "../components/Dialog";
+import { clock, explain, plain, text } from "../lib";
+import { useLoad } from "../useLoad";
 
-interface Booking {
-  title: string;
+interface Slot {
   resource: string;
   start: string;
   end: string;
 }
 
 type Outcome =
-  | { kind: "warning"; booking: Booking; overlaps: CalendarEventLike[] }
+  | { kind: "warning"; resource: string; overlaps: CalendarEventLike[] }
   | { kind: "refused"; message: string; overlaps: string[] }
   | { kind: "error"; message: string }
-  | { kind: "booked"; message: string };
+  | { kind: "done"; message: string };
 
-function today(): string {
-  const d = new Date();
-  const pad = (n: number) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+const pad = (n: number) => String(n).padStart(2, "0");
+const isoDay = (d: Date) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** Every quarter hour of a day, 24-hour: the time pickers' choices. */
+const TIMES = Array.from({ length: 96 }, (_, i) => `${pad(Math.floor(i / 4))}:${pad((i % 4) * 15)}`);
+
+/** Monday 00:00 of the week holding `d`. */
+function mondayOf(d: Date): Date {
+  const m = new Date(d.getFullYear(), d.getMonth(), d.getDate());
+  m.setDate(m.getDate() - ((m.getDay() + 6) % 7));
+  return m;
+}
+
+function dayTitle(d: Date): string {
+  return d.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short" });
+}
+
+function range(e: CalendarEventLike | CrmRecord): string {
+  const f: Record<string, unknown> = "fields" in e ? e.fields : e;
+  return `${clock(String(f.start))}–${clock(String(f.end))}`;
 }
 
 function label(e: CalendarEventLike | CrmRecord): string {
   const f: Record<string, unknown> = "fields" in e ? e.fields : e;
-  const title = typeof f.title === "string" && f.title ? f.title : e.id;
-  return `${title} (${String(f.resource ?? "")}, ${when(f.start as string)} – ${when(f.end as string)})`;
+  const title = typeof f.title === "string" && f.title ? f.title : "a booking";
+  const day = new Date(String(f.start));
+  return `${title} (${String(f.resource ?? "")}, ${Number.isNaN(day.getTime()) ? "" : isoDay(day)} ${range(e)})`;
+}
+
+/** Who booked it: the field the demo writes, else whoever made the record. */
+function bookedBy(e: CrmRecord): string {
+  return text(e.fields.bookedBy) || e.updatedBy;
 }
 
 /** The events the server named in a 409 `overlap` (`details.conflicts`). */
@@ -37,85 +61,251 @@ function serverOverlaps(e: CrmError): string[] {
     .map(label);
 }
 
-/** Calendar events and a booking form that warns of double bookings. */
+/** `date` + `HH:MM` in the browser's zone as an RFC 3339 time, or null if the end is not after the start. */
+function slotOf(date: string, from: string, to: string, resource: string): Slot | null {
+  const start = new Date(`${date}T${from}`);
+  const end = new Date(`${date}T${to}`);
+  if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime()) || end <= start) return null;
+  return { resource: resource.trim(), start: start.toISOString(), end: end.toISOString() };
+}
+
+/**
+ * Checks a slot against what this tab knows, then writes it through the
+ * staged, versioned path (`crm.create` or `crm.save`). The server checks
+ * again: a booking made elsewhere in the meantime is refused with 409
+ * `overlap`, which is said plainly; the refused change is dropped from the
+ * failed list (retrying it could not work).
+ */
+function useBookingWriter() {
+  const crm = useCrm();
+  const events = useRecords("calendar_events");
+  return async function write(
+    slot: Slot,
+    id: string | null,
+    send: () => Promise<SaveResult>,
+  ): Promise<Outcome> {
+    let overlaps: CalendarEventLike[];
+    try {
+      overlaps = findOverlaps(events, { id: id ?? "(new booking)", ...slot });
+    } catch (err) {
+      return { kind: "error", message: `Cannot check this booking: ${plain(err)}` };
+    }
+    if (overlaps.length > 0) return { kind: "warning", resource: slot.resource, overlaps };
+    try {
+      const result = await send();
+      if (result.status === "queued") {
+        return { kind: "done", message: "Offline: queued; the server checks it for double bookings when it is sent." };
+      }
+      if (result.status === "conflict") {
+        return { kind: "error", message: "Someone else changed this booking at the same time: choose what to keep." };
+      }
+      return { kind: "done", message: "" };
+    } catch (e) {
+      if (e instanceof CrmError && e.code === "overlap") {
+        for (const m of crm.failed()) {
+          if (m.collection === "calendar_events" && m.error?.code === "overlap") {
+            await crm.discard(m.mutationId).catch(() => {});
+          }
+        }
+        return { kind: "refused", message: e.message, overlaps: serverOverlaps(e) };
+      }
+      return { kind: "error", message: plain(e) };
+    }
+  };
+}
+
+function OutcomeView({ outcome, what }: { outcome: Outcome | null; what: string }) {
+  if (!outcome) return null;
+  switch (outcome.kind) {
+    case "warning":
+      return (
+        <div className="warning" role="alert" data-testid="overlap-warning">
+          <p>
+            <strong>Double booking:</strong> {outcome.resource} is already booked then:
+          </p>
+          <ul>
+            {outcome.overlaps.map((o) => (
+              <li key={o.id}>{label(o)}</li>
+            ))}
+          </ul>
+          <p>Nothing was {what}: choose another time or resource.</p>
+        </div>
+      );
+    case "refused":
+      return (
+        <div className="error-box" role="alert" data-testid="booking-refused">
+          <p>
+            <strong>Not {what}: the server refused a double booking.</strong> {outcome.message}.
+          </p>
+          {outcome.overlaps.length > 0 && (
+            <ul>
+              {outcome.overlaps.map((o) => (
+                <li key={o}>Overlaps {o}</li>
+              ))}
+            </ul>
+          )}
+        </div>
+      );
+    case "error":
+      return (
+        <p role="alert" className="error">
+          {outcome.message}
+        </p>
+      );
+    case "done":
+      return outcome.message ? (
+        <p role="status" className="ok">
+          {outcome.message}
+        </p>
+      ) : null;
+  }
+}
+
+function TimeSelect({ label: name, value, onChange }: { label: string; value: string; onChange: (v: string) => void }) {
+  return (
+    <label>
+      {name}
+      <select value={value} onChange={(e) => onChange(e.target.value)}>
+        {TIMES.map((t) => (
+          <option key={t}>{t}</option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
+/** Moves a booking (day, times, resource) through `crm.save`. */
+function MoveDialog({ event, onClose }: { event: CrmRecord; onClose: () => void }) {
+  const crm = useCrm();
+  const write = useBookingWriter();
+  const start = new Date(text(event.fields.start));
+  const end = new Date(text(event.fields.end));
+  const [form, setForm] = useState({
+    date: isoDay(start),
+    from: clock(start),
+    to: clock(end),
+    resource: text(event.fields.resource),
+  });
+  const [outcome, setOutcome] = useState<Outcome | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  async function submit(e: FormEvent) {
+    e.preventDefault();
+    const slot = slotOf(form.date, form.from, form.to, form.resource);
+    if (!slot) return setOutcome({ kind: "error", message: "The end must be after the start." });
+    setBusy(true);
+    const result = await write(slot, event.id, () => crm.save("calendar_events", event.id, { ...slot }));
+    setBusy(false);
+    if (result.kind === "done" && !result.message) onClose();
+    else setOutcome(result);
+  }
+
+  return (
+    <Dialog title={`Move “${text(event.fields.title) || "booking"}”`} onClose={onClose} className="sheet">
+      <form className="booking-form plain" onSubmit={submit} aria-label="Move booking">
+        <label>
+          Resource
+          <input value={form.resource} onChange={(e) => setForm((f) => ({ ...f, resource: e.target.value }))} required />
+        </label>
+        <label>
+          Date
+          <input type="date" value={form.date} onChange={(e) => setForm((f) => ({ ...f, date: e.target.value }))} required />
+        </label>
+        <div className="row">
+          <TimeSelect label="From" value={form.from} onChange={(v) => setForm((f) => ({ ...f, from: v }))} />
+          <TimeSelect label="To" value={form.to} onChange={(v) => setForm((f) => ({ ...f, to: v }))} />
+        </div>
+        <div className="actions">
+          <button type="submit" className="primary" disabled={busy}>
+            Move
+          </button>
+          <button type="button" onClick={onClose}>
+            Keep as it is
+          </button>
+        </div>
+        <OutcomeView outcome={outcome} what="moved" />
+      </form>
+    </Dialog>
+  );
+}
+
+/** A week of bookings, a booking form that refuses double bookings, cancel and move. */
 export function CalendarPage() {
   const crm = useCrm();
   const { loading, error } = useLoad("calendar_events");
   const events = useRecords("calendar_events");
-  const [form, setForm] = useState({ title: "", resource: "room-a", date: today(), from: "14:00", to: "15:00" });
+  const pending = usePending();
+  const write = useBookingWriter();
+  const [monday, setMonday] = useState(() => mondayOf(new Date()));
+  const [form, setForm] = useState({ title: "", resource: "room-a", date: isoDay(new Date()), from: "14:00", to: "15:00" });
   const [outcome, setOutcome] = useState<Outcome | null>(null);
   const [busy, setBusy] = useState(false);
+  const [moving, setMoving] = useState<string | null>(null);
+  const [confirmCancel, setConfirmCancel] = useState<string | null>(null);
+  const [rowNote, setRowNote] = useState<{ id: string; text: string } | null>(null);
 
-  const sorted = useMemo(
-    () => [...events].sort((a, b) => text(a.fields.start).localeCompare(text(b.fields.start))),
-    [events],
+  const pendingIds = useMemo(
+    () => new Set(pending.filter((m) => m.collection === "calendar_events").map((m) => m.recordId)),
+    [pending],
   );
   const resources = useMemo(
     () => [...new Set(events.map((e) => text(e.fields.resource)).filter(Boolean))].sort(),
     [events],
   );
+  const days = useMemo(() => {
+    const list = Array.from({ length: 7 }, (_, i) => {
+      const day = new Date(monday);
+      day.setDate(monday.getDate() + i);
+      return { day, key: isoDay(day), events: [] as CrmRecord[] };
+    });
+    const end = new Date(monday.getTime() + 7 * DAY_MS + 2 * 60 * 60 * 1000);
+    for (const e of events) {
+      const start = new Date(text(e.fields.start));
+      if (Number.isNaN(start.getTime()) || start < monday || start >= end) continue;
+      list.find((d) => d.key === isoDay(start))?.events.push(e);
+    }
+    for (const d of list) d.events.sort((a, b) => text(a.fields.start).localeCompare(text(b.fields.start)));
+    return list;
+  }, [events, monday]);
+  const sunday = days[6].day;
+  const todayKey = isoDay(new Date());
 
-  async function book(booking: Booking) {
+  async function submit(e: FormEvent) {
+    e.preventDefault();
+    const slot = slotOf(form.date, form.from, form.to, form.resource);
+    if (!slot) return setOutcome({ kind: "error", message: "The end must be after the start." });
+    const title = form.title.trim() || "Booking";
     setBusy(true);
     setOutcome(null);
-    const fields: Fields = { ...booking, status: "confirmed" };
-    try {
-      const result = await crm.create("calendar_events", fields);
-      setOutcome({
-        kind: "booked",
-        message:
-          result.status === "queued"
-            ? `Offline: “${booking.title}” is queued; the server checks it for double bookings when it is sent.`
-            : `Booked “${booking.title}” on ${booking.resource}.`,
-      });
-    } catch (e) {
-      if (e instanceof CrmError && e.code === "overlap") {
-        setOutcome({ kind: "refused", message: e.message, overlaps: serverOverlaps(e) });
-        // The refused create stays in `crm.failed()`; retrying it cannot
-        // succeed and the person has just been told, so drop it.
-        for (const m of crm.failed()) {
-          if (
-            m.op === "create" && m.collection === "calendar_events" && m.error?.code === "overlap" &&
-            m.fields?.start === booking.start && m.fields?.end === booking.end && m.fields?.resource === booking.resource
-          ) {
-            await crm.discard(m.mutationId).catch(() => {});
-          }
-        }
-      } else {
-        setOutcome({ kind: "error", message: `Not booked: ${explain(e)}` });
-      }
-    } finally {
-      setBusy(false);
+    const fields: Fields = { title, ...slot, status: "confirmed", bookedBy: crm.user };
+    const result = await write(slot, null, () => crm.create("calendar_events", fields));
+    setBusy(false);
+    if (result.kind === "done") {
+      setOutcome({ kind: "done", message: result.message || `Booked “${title}” on ${slot.resource}, ${form.date} ${form.from}–${form.to}.` });
+      // Show the week of the new booking.
+      setMonday(mondayOf(new Date(slot.start)));
+    } else {
+      setOutcome(result);
     }
   }
 
-  function submit(e: FormEvent) {
-    e.preventDefault();
-    const start = new Date(`${form.date}T${form.from}`);
-    const end = new Date(`${form.date}T${form.to}`);
-    if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime()) || end <= start) {
-      setOutcome({ kind: "error", message: "The end must be after the start." });
-      return;
-    }
-    const booking: Booking = {
-      title: form.title.trim() || "Booking",
-      resource: form.resource.trim(),
-      start: start.toISOString(),
-      end: end.toISOString(),
-    };
-    let overlaps: CalendarEventLike[];
+  async function cancel(event: CrmRecord) {
+    setConfirmCancel(null);
     try {
-      overlaps = findOverlaps(events, { id: "(new booking)", ...booking });
-    } catch (err) {
-      setOutcome({ kind: "error", message: `Cannot check this booking: ${explain(err)}` });
-      return;
+      const result = await crm.save("calendar_events", event.id, { status: "cancelled" });
+      setRowNote({
+        id: event.id,
+        text: result.status === "queued" ? "Cancellation queued: sent when you are back online." : "Cancelled.",
+      });
+    } catch (e) {
+      setRowNote({ id: event.id, text: `Not cancelled: ${plain(e)}` });
     }
-    if (overlaps.length > 0) setOutcome({ kind: "warning", booking, overlaps });
-    else void book(booking);
   }
 
   const set = (key: keyof typeof form) => (e: { target: { value: string } }) =>
     setForm((f) => ({ ...f, [key]: e.target.value }));
+  const shift = (weeks: number) => setMonday((m) => new Date(m.getFullYear(), m.getMonth(), m.getDate() + 7 * weeks));
+  const movingEvent = moving ? events.find((e) => e.id === moving) : undefined;
 
   return (
     <section aria-labelledby="calendar-title">
@@ -141,94 +331,101 @@ export function CalendarPage() {
             <input type="date" value={form.date} onChange={set("date")} required />
           </label>
           <div className="row">
-            <label>
-              From
-              <input type="time" value={form.from} onChange={set("from")} required />
-            </label>
-            <label>
-              To
-              <input type="time" value={form.to} onChange={set("to")} required />
-            </label>
+            <TimeSelect label="From" value={form.from} onChange={(v) => setForm((f) => ({ ...f, from: v }))} />
+            <TimeSelect label="To" value={form.to} onChange={(v) => setForm((f) => ({ ...f, to: v }))} />
           </div>
           <button type="submit" className="primary" disabled={busy}>
             Book
           </button>
-          {outcome?.kind === "warning" && (
-            <div className="warning" role="alert" data-testid="overlap-warning">
-              <p>
-                <strong>Double booking:</strong> {outcome.booking.resource} is already booked then:
-              </p>
-              <ul>
-                {outcome.overlaps.map((o) => (
-                  <li key={o.id}>{label(o)}</li>
-                ))}
-              </ul>
-              <div className="actions">
-                <button type="button" onClick={() => setOutcome(null)}>
-                  Change the time
-                </button>
-                <button type="button" onClick={() => void book(outcome.booking)}>
-                  Book anyway
-                </button>
-              </div>
-            </div>
-          )}
-          {outcome?.kind === "refused" && (
-            <div className="error-box" role="alert" data-testid="booking-refused">
-              <p>
-                <strong>Not booked: the server refused a double booking.</strong> {outcome.message}.
-              </p>
-              {outcome.overlaps.length > 0 && (
-                <ul>
-                  {outcome.overlaps.map((o) => (
-                    <li key={o}>Overlaps {o}</li>
-                  ))}
-                </ul>
-              )}
-            </div>
-          )}
-          {outcome?.kind === "error" && (
-            <p role="alert" className="error">
-              {outcome.message}
-            </p>
-          )}
-          {outcome?.kind === "booked" && (
-            <p role="status" className="ok">
-              {outcome.message}
-            </p>
-          )}
+          <OutcomeView outcome={outcome} what="booked" />
         </form>
-        <div className="events">
-          {loading && events.length === 0 && <p role="status">Loading events…</p>}
+        <div className="week-view">
+          <div className="week-nav">
+            <h2 id="week-title" data-testid="week-title">
+              Week of {isoDay(monday)} – {isoDay(sunday)}
+            </h2>
+            <div className="actions">
+              <button type="button" onClick={() => shift(-1)}>
+                ‹ Previous
+              </button>
+              <button type="button" onClick={() => setMonday(mondayOf(new Date()))}>
+                This week
+              </button>
+              <button type="button" onClick={() => shift(1)}>
+                Next ›
+              </button>
+            </div>
+          </div>
+          {loading && events.length === 0 && <p role="status">Loading bookings…</p>}
           {error != null && (
             <p role="alert" className="error">
-              Could not load events: {explain(error)}
+              Could not load bookings: {explain(error)}
             </p>
           )}
-          <table aria-label="Calendar events">
-            <thead>
-              <tr>
-                <th scope="col">Title</th>
-                <th scope="col">Resource</th>
-                <th scope="col">Start</th>
-                <th scope="col">End</th>
-                <th scope="col">Status</th>
-              </tr>
-            </thead>
-            <tbody>
-              {sorted.map((e) => (
-                <tr key={e.id} data-id={e.id}>
-                  <td>{text(e.fields.title)}</td>
-                  <td>{text(e.fields.resource)}</td>
-                  <td>{when(text(e.fields.start))}</td>
-                  <td>{when(text(e.fields.end))}</td>
-                  <td>{text(e.fields.status)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <ol className="week" aria-labelledby="week-title" data-testid="week">
+            {days.map((d) => (
+              <li key={d.key} className={d.key === todayKey ? "day today" : "day"} data-day={d.key}>
+                <h3>
+                  {dayTitle(d.day)}
+                  {d.key === todayKey && <span className="visually-hidden"> (today)</span>}
+                </h3>
+                {d.events.length === 0 ? (
+                  <p className="hint">Free</p>
+                ) : (
+                  <ul className="bookings">
+                    {d.events.map((e) => {
+                      const cancelled = e.fields.status === "cancelled";
+                      const isPending = pendingIds.has(e.id);
+                      const view = isPending ? (crm.view("calendar_events", e.id) ?? e) : e;
+                      return (
+                        <li
+                          key={e.id}
+                          data-id={e.id}
+                          className={["booking", cancelled && "cancelled", isPending && "pending"].filter(Boolean).join(" ")}
+                        >
+                          <div className="booking-time">{range(view)}</div>
+                          <div className="booking-title">{text(view.fields.title) || "Booking"}</div>
+                          <div className="hint">
+                            {text(view.fields.resource)} · booked by {bookedBy(e)}
+                            {cancelled && " · cancelled"}
+                            {isPending && <span className="badge pending">pending</span>}
+                          </div>
+                          {!cancelled &&
+                            (confirmCancel === e.id ? (
+                              <div className="actions" role="group" aria-label="Confirm cancel">
+                                <button type="button" className="danger" onClick={() => void cancel(e)}>
+                                  Yes, cancel it
+                                </button>
+                                <button type="button" onClick={() => setConfirmCancel(null)}>
+                                  Keep
+                                </button>
+                              </div>
+                            ) : (
+                              <div className="actions">
+                                <button type="button" onClick={() => setMoving(e.id)}>
+                                  Move<span className="visually-hidden"> {text(e.fields.title)}</span>
+                                </button>
+                                <button type="button" onClick={() => setConfirmCancel(e.id)}>
+                                  Cancel<span className="visually-hidden"> {text(e.fields.title)}</span>
+                                </button>
+                              </div>
+                            ))}
+                          {rowNote?.id === e.id && (
+                            <p role="status" className="hint">
+                              {rowNote.text}
+                            </p>
+                          )}
+                        </li>
+                      );
+                    })}
+                  </ul>
+                )}
+              </li>
+            ))}
+          </ol>
         </div>
       </div>
+      {movingEvent && <MoveDialog event={movingEvent} onClose={() => setMoving(null)} />}
     </section>
   );
 }

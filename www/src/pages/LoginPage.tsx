@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { CrmSync } from "crm-sync";
-import { explain } from "../lib";
+import { plain } from "../lib";
 
 /** Logs in as a demo user; hands the client up. */
 export function LoginPage({ onLogin, notice }: { onLogin: (crm: CrmSync) => void; notice: string | null }) {
@@ -18,7 +18,7 @@ export function LoginPage({ onLogin, notice }: { onLogin: (crm: CrmSync) => void
       });
       onLogin(crm);
     } catch (e) {
-      setError(explain(e));
+      setError(plain(e));
     } finally {
       setBusy(false);
     }

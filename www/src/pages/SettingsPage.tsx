@@ -1,7 +1,10 @@
 import { useEffect, useState } from "react";
-import type { SyncHistoryEntry, SyncState } from "crm-sync";
-import { isSyncRunning, useCrm, useCrmStatus, useSyncJobs, useSyncState, type SyncJobKind, type SyncJobs } from "../hooks";
+import type { CrmSyncJobs, SyncHistoryEntry, SyncState } from "crm-sync";
+import { useCrm, useCrmStatus, useSyncState } from "crm-sync/react";
 import { explain, when } from "../lib";
+import { isSyncRunning } from "../useLoad";
+
+type SyncJobKind = SyncHistoryEntry["kind"];
 
 const STAT_LABELS: [string, string][] = [
   ["rows", "Rows"],
@@ -31,7 +34,7 @@ function Stats({ stats }: { stats: SyncState["stats"] | SyncHistoryEntry["stats"
 }
 
 /** The spreadsheet sync: start, progress, cancel, history. */
-function SyncPanel({ sync }: { sync: SyncJobs }) {
+function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
   const state = useSyncState();
   const [kind, setKind] = useState<SyncJobKind>("from-sheet");
   const [history, setHistory] = useState<SyncHistoryEntry[] | null>(null);
@@ -140,6 +143,7 @@ function SyncPanel({ sync }: { sync: SyncJobs }) {
       ) : history.length === 0 ? (
         <p className="hint">No syncs yet.</p>
       ) : (
+        <div className="scroll-x" tabIndex={0} role="region" aria-label="Sync history, scrolls sideways on small screens">
         <table aria-label="Sync history" className="history">
           <thead>
             <tr>
@@ -169,6 +173,7 @@ function SyncPanel({ sync }: { sync: SyncJobs }) {
             ))}
           </tbody>
         </table>
+        </div>
       )}
     </section>
   );
@@ -177,7 +182,7 @@ function SyncPanel({ sync }: { sync: SyncJobs }) {
 /** Settings: the sync panel and what this device knows. */
 export function SettingsPage() {
   const crm = useCrm();
-  const sync = useSyncJobs();
+  const sync = crm.sync as CrmSyncJobs | undefined;
   const status = useCrmStatus();
   const metrics = crm.metrics();
   return (

@@ -1,0 +1,34 @@
+// Types of crm-sync/react (see react.js).
+import type { ReactNode, ReactElement } from "react";
+import type { Conflict, CrmRecord, CrmStatus, CrmSync, PendingMutation, SyncState } from "./crm_sync.js";
+
+/** Makes one logged-in client available to the hooks below it. */
+export declare function CrmProvider(props: { crm: CrmSync; children?: ReactNode }): ReactElement;
+
+/** The client of the nearest `<CrmProvider>`; throws without one. */
+export declare function useCrm(): CrmSync;
+
+/** All confirmed records of a collection (`crm.list`): what the server acknowledged. */
+export declare function useRecords(collection: string): CrmRecord[];
+
+/**
+ * One record as this tab sees it (`crm.view`): the confirmed record with this
+ * tab's staged changes laid over it (`pending: true` where any), or
+ * `undefined` when it is not loaded. `crm.get` gives the confirmed one.
+ */
+export declare function useRecord(collection: string, id: string): CrmRecord | undefined;
+
+/** Staged and queued mutations of this user, oldest first (`crm.pending`). */
+export declare function usePending(): PendingMutation[];
+
+/** Mutations the server refused for good, kept for retry or discard (`crm.failed`). */
+export declare function useFailed(): PendingMutation[];
+
+/** Conflicts waiting for a person (`crm.conflicts`). */
+export declare function useConflicts(): Conflict[];
+
+/** `{ online, leader, pending, failed, storage, lastSyncAt }` (`crm.status`). */
+export declare function useCrmStatus(): CrmStatus;
+
+/** The spreadsheet sync's state (`crm.sync.state`), re-rendered on every change. */
+export declare function useSyncState(): SyncState;
