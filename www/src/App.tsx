@@ -170,7 +170,12 @@ function Shell({ onLogout }: { onLogout: () => void }) {
         <div className="menu" id="main-menu">
           <nav aria-label="Main">
             {PAGES.map((p) => (
-              <a key={p.hash} href={p.hash} aria-current={page === p.hash ? "page" : undefined}>
+              <a
+                key={p.hash}
+                href={p.hash}
+                aria-current={page === p.hash ? "page" : undefined}
+                onClick={() => setMenuOpen(false)}
+              >
                 {p.label}
               </a>
             ))}
