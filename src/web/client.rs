@@ -2850,6 +2850,7 @@ impl Client {
                 log.set_length(log.length().min(SYNC_LOG_KEPT));
                 this.inner.state.borrow_mut().sync_log = Some(log.into());
                 this.changed();
+                this.emit_status();
                 return;
             };
             let meta = Store::Meta.name();
@@ -2870,6 +2871,8 @@ impl Client {
             if let Ok(log) = written {
                 this.inner.state.borrow_mut().sync_log = Some(log.into());
                 this.changed();
+                // Subscribers (useSyncLog) hear of it with the status.
+                this.emit_status();
                 this.tell_tabs(TabMessage::WorkChanged(WorkNotice {}));
             }
         });

@@ -1,6 +1,6 @@
 // Types of crm-sync/react (see react.js).
 import type { ReactNode, ReactElement } from "react";
-import type { Conflict, CrmRecord, CrmStatus, CrmSync, PendingMutation, SyncState } from "./crm_sync.js";
+import type { Conflict, CrmRecord, CrmStatus, CrmSync, PendingMutation, QueryOptions, QueryResult, SyncLogEntry, SyncState } from "./crm_sync.js";
 
 /** Makes one logged-in client available to the hooks below it. */
 export declare function CrmProvider(props: { crm: CrmSync; children?: ReactNode }): ReactElement;
@@ -17,6 +17,17 @@ export declare function useRecords(collection: string): CrmRecord[];
  * `undefined` when it is not loaded. `crm.get` gives the confirmed one.
  */
 export declare function useRecord(collection: string, id: string): CrmRecord | undefined;
+
+/**
+ * The records of a collection as `view` shows them, filtered, searched,
+ * sorted and paged (`crm.query`): `{ items, total }`. The options may be
+ * written inline: equal options give the same result object until something
+ * changed.
+ */
+export declare function useQuery(collection: string, query?: QueryOptions): QueryResult;
+
+/** The user's record-sync log, newest first (`crm.syncLog`). */
+export declare function useSyncLog(): SyncLogEntry[];
 
 /** Staged and queued mutations of this user, oldest first (`crm.pending`). */
 export declare function usePending(): PendingMutation[];

@@ -48,6 +48,18 @@ export function useRecord(collection, id) {
   return useClientStore((crm) => crm.view(collection, id));
 }
 
+// `crm.query` hands out the same object for the same options (compared as
+// JSON) until something changed, so a query written inline in a component
+// does not re-render it on every render.
+export function useQuery(collection, query) {
+  checkName("useQuery", collection);
+  return useClientStore((crm) => crm.query(collection, query));
+}
+
+export function useSyncLog() {
+  return useClientStore((crm) => crm.syncLog());
+}
+
 export function usePending() {
   return useClientStore((crm) => crm.pending());
 }
