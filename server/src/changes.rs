@@ -221,7 +221,9 @@ pub async fn feed_route(
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = match q.limit.as_deref() {
-        None | Some("") => DEFAULT_LIMIT,
+        // An empty `limit=` is not a number: refused like any other
+        // (Schemathesis found it read as "absent").
+        None => DEFAULT_LIMIT,
         // Read as the document's int64: a number past it is refused, not
         // clamped (Schemathesis sent 2^63 and got a page).
         Some(s) => match s.parse::<i64>() {
