@@ -307,3 +307,22 @@ async fn feed_limit_empty_is_400() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     s.stop().await;
 }
+
+/// `server/openapi.json` is the document as committed, for readers without a
+/// running server and for the crate's own check of its parsers against the
+/// examples (`tests/openapi_examples.rs`, which cannot depend on the
+/// server). `OPENAPI_UPDATE=1 cargo test -p crm-sync-server --test openapi`
+/// rewrites it.
+#[test]
+fn the_committed_copy_of_the_document_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    let text = serde_json::to_string_pretty(&crm_sync_server::openapi::document()).unwrap() + "\n";
+    if std::env::var_os("OPENAPI_UPDATE").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == text,
+        "server/openapi.json is out of date: run OPENAPI_UPDATE=1 cargo test -p crm-sync-server --test openapi"
+    );
+}
