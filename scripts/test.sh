@@ -105,7 +105,7 @@ suite_fuzz() {
   # descriptions call ast.parse, which CPython 3.11 can fail with "AST
   # constructor recursion depth mismatch" when two threads parse at once.
   # Excluded: POST /api/logout, which would revoke the fuzzer's own token
-  # and turn the rest of the run into 401s (tests/protocol.rs covers it).
+  # and turn the rest of the run into 401s (server/tests/protocol.rs covers it).
   (cd "$dir" && SCHEMATHESIS_HOOKS="$OLDPWD/server/fuzz/hooks.py" \
     "$OLDPWD/target/fuzz-venv/bin/schemathesis" --config-file "$OLDPWD/server/fuzz/schemathesis.toml" \
     run "http://127.0.0.1:$FUZZ_PORT/api/openapi.json" --url "http://127.0.0.1:$FUZZ_PORT" \

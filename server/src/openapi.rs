@@ -196,7 +196,7 @@ pub struct NewComment {
 
 /// `GET /api/{collection}`: every live record, or one page of them.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({ "items": [{ "id": "c-123", "version": 7, "updatedAt": "2026-01-01T09:00:00Z", "updatedBy": "alice", "fields": { "name": "Acme", "status": "lead" }, "comments": [] }], "next": null, "cursor": "e3b0c442:1042" }))]
+#[schema(example = json!({ "items": [{ "id": "c-123", "version": 7, "updatedAt": "2026-01-01T09:00:00Z", "updatedBy": "alice", "fields": { "name": "Acme", "status": "lead" }, "comments": [] }], "next": null, "cursor": "7f3a9c1e5b2d4f60.1042" }))]
 pub struct RecordList {
     /// Records in id order.
     pub items: Vec<Record>,
@@ -235,7 +235,7 @@ pub struct Change {
 
 /// A page of the changes feed.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({ "changes": [{ "collection": "customers", "id": "c-9", "version": 3, "op": "delete" }], "cursor": "e3b0c442:1043", "more": false }))]
+#[schema(example = json!({ "changes": [{ "collection": "customers", "id": "c-9", "version": 3, "op": "delete" }], "cursor": "7f3a9c1e5b2d4f60.1043", "more": false }))]
 pub struct Feed {
     /// Changes after `since`, oldest first.
     pub changes: Vec<Change>,
@@ -258,7 +258,7 @@ pub enum EventName {
 /// One event of the `text/event-stream` of `GET /api/events`, as its fields.
 /// Comment lines (keep-alives every 15 s) are not events.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({ "event": "change", "id": "e3b0c442:1043", "data": "{\"collection\":\"customers\",\"id\":\"c-9\",\"version\":3,\"op\":\"delete\"}" }))]
+#[schema(example = json!({ "event": "change", "id": "7f3a9c1e5b2d4f60.1043", "data": "{\"collection\":\"customers\",\"id\":\"c-9\",\"version\":3,\"op\":\"delete\"}" }))]
 pub struct ServerEvent {
     /// `ready` or `change`.
     pub event: EventName,
