@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what crm-sync's build and tests need, idempotently and quietly when
 # everything is there. Only package registries are used (crates.io, npm,
-# Debian): see docs/toolchain.md for why each step is done this way.
+# Debian, PyPI): see docs/toolchain.md for why each step is done this way.
 #
 #   scripts/setup.sh tools   Rust target, wasm-pack, wasm-bindgen-cli, Chromium,
-#                            wasm-opt (npm binaryen)
+#                            wasm-opt (npm binaryen), and what `fuzz` installs
+#   scripts/setup.sh fuzz    Schemathesis (server/requirements-fuzz.txt) in a
+#                            Python virtual environment, target/fuzz-venv
 #   scripts/setup.sh www     the demo's npm packages (needs pkg/ built first)
 #   scripts/setup.sh docs    the documentation site's npm packages (VitePress, TypeDoc)
 set -euo pipefail
@@ -49,6 +51,29 @@ tools() {
   fi
 
   npm_ci tools
+  fuzz
+}
+
+# The Python tools of the server's fuzz suite, pinned in
+# server/requirements-fuzz.txt, in a virtual environment of their own
+# (target/fuzz-venv). Reinstalled when the requirements file is newer than the
+# last install, or when the venv is missing or broken.
+FUZZ_VENV=target/fuzz-venv
+fuzz() {
+  local stamp=$FUZZ_VENV/.installed
+  if [ -f "$stamp" ] && [ ! server/requirements-fuzz.txt -nt "$stamp" ] &&
+     "$FUZZ_VENV/bin/schemathesis" --version >/dev/null 2>&1; then
+    return 0
+  fi
+  say "installing server/requirements-fuzz.txt (Schemathesis) into $FUZZ_VENV"
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  fi
+  rm -rf "$FUZZ_VENV"
+  python3 -m venv "$FUZZ_VENV"
+  "$FUZZ_VENV/bin/pip" install --quiet --disable-pip-version-check -r server/requirements-fuzz.txt
+  touch "$stamp"
 }
 
 # npm ci when node_modules is missing or older than the lock file.
@@ -72,7 +97,8 @@ docs() {
 
 case "${1:-tools}" in
   tools) tools ;;
+  fuzz) fuzz ;;
   www) www ;;
   docs) docs ;;
-  *) echo "usage: $0 [tools|www|docs]" >&2; exit 2 ;;
+  *) echo "usage: $0 [tools|fuzz|www|docs]" >&2; exit 2 ;;
 esac

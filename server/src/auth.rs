@@ -2,6 +2,7 @@
 //! stored as SHA-256 hashes (a leaked database file holds no usable token),
 //! expiring after [`TOKEN_TTL_SECS`], revoked by logout.
 
+use crate::openapi::*;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
@@ -154,6 +155,24 @@ pub fn ensure_user(conn: &Connection, name: &str, password_hash: &str) -> Result
 ///
 /// # Errors
 /// `401 unauthorized` for bad credentials, `429`, `400`/`422` for a bad body.
+#[utoipa::path(
+    post,
+    path = "/api/login",
+    tag = "auth",
+    operation_id = "login",
+    security(()),
+    request_body(content = LoginRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Signed in", body = LoginAnswer),
+        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: wrong username or password", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
+        (status = 422, description = "`invalid`: username and password must be strings", body = ErrorBody),
+        (status = 429, description = "`too_many_requests`: too many failed logins (per username or address) or password checks waiting; `details.retryAfter`", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn login_route(
     State(state): State<AppState>,
     extensions: Extensions,
@@ -242,6 +261,18 @@ async fn issue_token(state: &AppState, username: String) -> Result<Json<Value>, 
 ///
 /// # Errors
 /// `401 unauthorized` without a valid token.
+#[utoipa::path(
+    post,
+    path = "/api/logout",
+    tag = "auth",
+    operation_id = "logout",
+    responses(
+        (status = 204, description = "The token is revoked; its event streams end"),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn logout_route(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -266,6 +297,18 @@ pub async fn logout_route(
 ///
 /// # Errors
 /// `401 unauthorized` without a valid token.
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "auth",
+    operation_id = "me",
+    responses(
+        (status = 200, description = "Whom the token belongs to", body = MeAnswer),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn me_route(
     State(state): State<AppState>,
     headers: HeaderMap,

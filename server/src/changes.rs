@@ -3,6 +3,7 @@
 //! follow commit order because SQLite has a single writer; so a reader that
 //! asks for "everything after seq N" never misses a change.
 
+use crate::openapi::*;
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -195,6 +196,24 @@ pub struct FeedQuery {
 ///
 /// # Errors
 /// `410 cursor_expired`, `400` for a bad limit.
+#[utoipa::path(
+    get,
+    path = "/api/changes",
+    tag = "changes",
+    operation_id = "changes",
+    params(
+        ("since" = Option<String>, Query, nullable = false, description = "A cursor from a list, a feed page or an event; absent or empty = from the start (only while nothing was pruned)"),
+        ("limit" = Option<i64>, Query, nullable = false, description = "Most changes on the page (default 500; more than 1000 is read as 1000)", minimum = 1),
+    ),
+    responses(
+        (status = 200, description = "Changes after `since`", body = Feed),
+        (status = 400, description = "`invalid`: a bad `limit`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 410, description = "`cursor_expired`: unknown or expired cursor; reload everything", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn feed_route(
     State(state): State<AppState>,
     _user: AuthUser,
@@ -202,9 +221,13 @@ pub async fn feed_route(
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = match q.limit.as_deref() {
-        None | Some("") => DEFAULT_LIMIT,
-        Some(s) => match s.parse::<usize>() {
-            Ok(n) if n >= 1 => n.min(MAX_LIMIT),
+        // An empty `limit=` is not a number: refused like any other
+        // (Schemathesis found it read as "absent").
+        None => DEFAULT_LIMIT,
+        // Read as the document's int64: a number past it is refused, not
+        // clamped (Schemathesis sent 2^63 and got a page).
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if n >= 1 => usize::try_from(n).map_or(MAX_LIMIT, |n| n.min(MAX_LIMIT)),
             _ => {
                 return Err(ApiError::bad_request(
                     "limit must be a whole number from 1 to 1000",
@@ -265,6 +288,24 @@ struct Follower {
 ///
 /// # Errors
 /// `401`, `410 cursor_expired`.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "changes",
+    operation_id = "events",
+    params(
+        ("since" = Option<String>, Query, nullable = false, description = "Resume after this cursor (`Last-Event-ID` wins); absent = from now"),
+        ("token" = Option<String>, Query, nullable = false, description = "The bearer token, for `EventSource`, which cannot send headers"),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Resume after this cursor"),
+    ),
+    responses(
+        (status = 200, description = "A Server-Sent Events stream: first a `ready` event (data `{}`), then one `change` event per committed change, `data` a `Change` and `id` the cursor after it. It has no deadline; it ends at logout, token expiry, or when the user opens too many streams.", content_type = "text/event-stream", body = ServerEvent),
+        (status = 400, description = "`invalid`: a query that cannot be read", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 410, description = "`cursor_expired`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn events_route(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -7,10 +7,11 @@ use std::time::Instant;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Request};
+use axum::handler::Handler;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use serde::Serialize;
 use serde_json::Value;
@@ -22,7 +23,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::{auth, changes, records, sync_jobs, AppState};
+use crate::{auth, changes, openapi, records, sync_jobs, AppState};
 
 /// Largest request line plus headers hyper reads (its read buffer).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -163,35 +164,75 @@ pub struct RouterOptions {
     pub limits: Limits,
 }
 
+/// One route of the API. [`api_routes`] is the only list of them: the router
+/// is built from it, and a test checks it against the OpenAPI document.
+pub struct ApiRoute {
+    /// Path in axum's syntax, which is also OpenAPI's (`/api/{collection}`).
+    pub path: &'static str,
+    /// The method, upper case.
+    pub method: &'static str,
+    /// Whether the request deadline (`408`) applies; not to event streams.
+    pub timed: bool,
+    handler: MethodRouter<AppState>,
+}
+
+fn api_route<H, T>(method: &'static str, path: &'static str, handler: H) -> ApiRoute
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = match method {
+        "GET" => MethodFilter::GET,
+        "POST" => MethodFilter::POST,
+        "PATCH" => MethodFilter::PATCH,
+        "DELETE" => MethodFilter::DELETE,
+        other => unreachable!("no route uses {other}"),
+    };
+    ApiRoute {
+        path,
+        method,
+        timed: true,
+        handler: on(filter, handler),
+    }
+}
+
+/// Every route under `/api/`.
+pub fn api_routes() -> Vec<ApiRoute> {
+    vec![
+        api_route("POST", "/api/login", auth::login_route),
+        api_route("POST", "/api/logout", auth::logout_route),
+        api_route("GET", "/api/me", auth::me_route),
+        api_route("GET", "/api/changes", changes::feed_route),
+        ApiRoute {
+            timed: false,
+            ..api_route("GET", "/api/events", changes::events_route)
+        },
+        api_route("GET", "/api/sync", sync_jobs::list_route),
+        api_route("POST", "/api/sync", sync_jobs::start_route),
+        api_route("GET", "/api/sync/{sync_id}", sync_jobs::status_route),
+        api_route("DELETE", "/api/sync/{sync_id}", sync_jobs::cancel_route),
+        api_route("GET", "/api/openapi.json", openapi::openapi_route),
+        api_route("GET", "/api/{collection}", records::list_route),
+        api_route("POST", "/api/{collection}", records::create_route),
+        api_route("GET", "/api/{collection}/{id}", records::get_route),
+        api_route("PATCH", "/api/{collection}/{id}", records::patch_route),
+        api_route("DELETE", "/api/{collection}/{id}", records::delete_route),
+        api_route(
+            "POST",
+            "/api/{collection}/{id}/comments",
+            records::comment_route,
+        ),
+    ]
+}
+
 /// The whole HTTP surface.
 pub fn router(state: AppState, options: &RouterOptions) -> Router {
-    let api = Router::new()
-        .route("/api/login", post(auth::login_route))
-        .route("/api/logout", post(auth::logout_route))
-        .route("/api/me", get(auth::me_route))
-        .route("/api/changes", get(changes::feed_route))
-        .route(
-            "/api/sync",
-            get(sync_jobs::list_route).post(sync_jobs::start_route),
-        )
-        .route(
-            "/api/sync/{sync_id}",
-            get(sync_jobs::status_route).delete(sync_jobs::cancel_route),
-        )
-        .route(
-            "/api/{collection}",
-            get(records::list_route).post(records::create_route),
-        )
-        .route(
-            "/api/{collection}/{id}",
-            get(records::get_route)
-                .patch(records::patch_route)
-                .delete(records::delete_route),
-        )
-        .route(
-            "/api/{collection}/{id}/comments",
-            post(records::comment_route),
-        )
+    let (timed, untimed): (Vec<_>, Vec<_>) = api_routes().into_iter().partition(|r| r.timed);
+    let mut api = Router::new();
+    for r in timed {
+        api = api.route(r.path, r.handler);
+    }
+    api = api
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -203,8 +244,10 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             options.limits.request_timeout,
-        ))
-        .route("/api/events", get(changes::events_route));
+        ));
+    for r in untimed {
+        api = api.route(r.path, r.handler);
+    }
 
     let index = options.static_dir.join("index.html");
     let files = ServeDir::new(&options.static_dir).fallback(ServeFile::new(index));

@@ -27,6 +27,7 @@ pub mod http;
 pub mod idempotency;
 pub mod limits;
 pub mod logins;
+pub mod openapi;
 pub mod records;
 pub mod sheet;
 pub mod streams;

@@ -2,6 +2,7 @@
 //! collection, with tombstones for deleted records so the changes feed can
 //! report deletions.
 
+use crate::openapi::*;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -27,8 +28,9 @@ use crate::validate::{
 use crate::AppState;
 
 /// A record as docs/backend/protocol.md shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({ "id": "c-123", "version": 7, "updatedAt": "2026-01-01T09:00:00Z", "updatedBy": "alice", "fields": { "name": "Acme", "status": "lead", "employees": 42, "vip": false }, "comments": [{ "id": "5b0e7c1e-2f43-4d0c-9a57-3f1d2c4b5a69", "author": "bob", "text": "Called them", "createdAt": "2026-01-01T08:30:00Z" }] }))]
 pub struct Record {
     /// Id, unique within its collection.
     pub id: String,
@@ -39,13 +41,15 @@ pub struct Record {
     /// User who made the last change.
     pub updated_by: String,
     /// Free-form scalar fields.
+    #[schema(value_type = Fields)]
     pub fields: Map<String, Value>,
     /// Append-only comment log, oldest first.
     pub comments: Vec<Comment>,
 }
 
 /// One comment on a record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({ "id": "5b0e7c1e-2f43-4d0c-9a57-3f1d2c4b5a69", "author": "bob", "text": "Called them", "createdAt": "2026-01-01T08:30:00Z" }))]
 #[serde(rename_all = "camelCase")]
 pub struct Comment {
     /// Client-chosen id (a uuid); the same id is never stored twice.
@@ -614,6 +618,26 @@ impl PageQuery {
 /// # Errors
 /// `404` for a name that cannot be a collection; `422 invalid` for a bad
 /// `limit` or `after`.
+#[utoipa::path(
+    get,
+    path = "/api/{collection}",
+    tag = "records",
+    operation_id = "listRecords",
+    params(
+        ("collection" = CollectionName, Path, description = "The collection"),
+        ("limit" = Option<i64>, Query, nullable = false, description = "Page size; without it, the whole collection", minimum = 1, maximum = 10000),
+        ("after" = Option<String>, Query, nullable = false, description = "The `next` of the previous page (needs `limit`)", min_length = 1, max_length = 128),
+    ),
+    responses(
+        (status = 200, description = "The records (`next` only with `limit`)", body = RecordList),
+        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 404, description = "`not_found`: a name that cannot be a collection", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 422, description = "`invalid`: a bad `limit` or `after`, or `after` without `limit`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn list_route(
     State(state): State<AppState>,
     _user: AuthUser,
@@ -654,6 +678,24 @@ pub async fn list_route(
 ///
 /// # Errors
 /// `404 not_found`.
+#[utoipa::path(
+    get,
+    path = "/api/{collection}/{id}",
+    tag = "records",
+    operation_id = "getRecord",
+    params(
+        ("collection" = CollectionName, Path, description = "The collection"),
+        ("id" = RecordId, Path, description = "The record's id"),
+    ),
+    responses(
+        (status = 200, description = "The record", body = Record, headers(("ETag" = String, description = "The version, quoted: `\"7\"`"))),
+        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn get_route(
     State(state): State<AppState>,
     _user: AuthUser,
@@ -676,6 +718,28 @@ pub async fn get_route(
 ///
 /// # Errors
 /// `409 conflict` when the id exists, `409 overlap`, `422 invalid`, `400`.
+#[utoipa::path(
+    post,
+    path = "/api/{collection}",
+    tag = "records",
+    operation_id = "createRecord",
+    request_body(content = CreateRecord, content_type = "application/json"),
+    params(
+        ("collection" = CollectionName, Path, description = "The collection"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
+    ),
+    responses(
+        (status = 201, description = "The record at version 1", body = Record),
+        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 404, description = "`not_found`: a name that cannot be a collection", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 409, description = "`conflict`: the id exists (`details.current`); `overlap`: a calendar event in the way (`details.conflicts`)", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
+        (status = 422, description = "`invalid` with `details.fields`; `idempotency_mismatch` for a key reused on another request", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn create_route(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -736,6 +800,31 @@ pub async fn create_route(
 ///
 /// # Errors
 /// `428`, `404`, `409 conflict` with the current record, `409 overlap`, `422`, `400`.
+#[utoipa::path(
+    patch,
+    path = "/api/{collection}/{id}",
+    tag = "records",
+    operation_id = "patchRecord",
+    request_body(content = PatchRecord, content_type = "application/json"),
+    params(
+        ("collection" = CollectionName, Path, description = "The collection"),
+        ("id" = RecordId, Path, description = "The record's id"),
+        ("If-Match" = String, Header, description = "The version the change is based on: `\"7\"` (also `7` or `W/\"7\"`)", pattern = r#"^(W/)?("0*[1-9][0-9]{0,17}"|0*[1-9][0-9]{0,17})$"#),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
+    ),
+    responses(
+        (status = 200, description = "The record at its next version", body = Record),
+        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 409, description = "`conflict`: `If-Match` is not the current version (`details.current` = the record); `overlap` (`details.conflicts`)", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
+        (status = 422, description = "`invalid` with `details.fields` (bad values, or no field named); `idempotency_mismatch`", body = ErrorBody),
+        (status = 428, description = "`precondition_required`: no `If-Match`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn patch_route(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -813,6 +902,29 @@ fn stale(current: &Record, expected: i64) -> ApiError {
 ///
 /// # Errors
 /// `428`, `404`, `409 conflict` with the current record.
+#[utoipa::path(
+    delete,
+    path = "/api/{collection}/{id}",
+    tag = "records",
+    operation_id = "deleteRecord",
+    params(
+        ("collection" = CollectionName, Path, description = "The collection"),
+        ("id" = RecordId, Path, description = "The record's id"),
+        ("If-Match" = String, Header, description = "The version the change is based on: `\"7\"` (also `7` or `W/\"7\"`)", pattern = r#"^(W/)?("0*[1-9][0-9]{0,17}"|0*[1-9][0-9]{0,17})$"#),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
+    ),
+    responses(
+        (status = 204, description = "Deleted (a tombstone stays in the feed)"),
+        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 409, description = "`conflict`: `If-Match` is not the current version (`details.current`)", body = ErrorBody),
+        (status = 422, description = "`idempotency_mismatch`", body = ErrorBody),
+        (status = 428, description = "`precondition_required`: no `If-Match`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn delete_route(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -879,6 +991,29 @@ pub async fn delete_route(
 ///
 /// # Errors
 /// `404`, `422`, `400`.
+#[utoipa::path(
+    post,
+    path = "/api/{collection}/{id}/comments",
+    tag = "records",
+    operation_id = "addComment",
+    request_body(content = NewComment, content_type = "application/json"),
+    params(
+        ("collection" = CollectionName, Path, description = "The collection"),
+        ("id" = RecordId, Path, description = "The record's id"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
+    ),
+    responses(
+        (status = 200, description = "A comment of this id existed: the stored one", body = Comment),
+        (status = 201, description = "The new comment", body = Comment),
+        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
+        (status = 422, description = "`invalid` with `details.fields` (`text`, `id`, or too many comments); `idempotency_mismatch`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn comment_route(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

@@ -3,6 +3,7 @@
 //! semaphore of `--workers` permits. Jobs live in memory only: a restart loses
 //! them, and finished jobs are forgotten after [`KEEP_FINISHED`].
 
+use crate::openapi::*;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +45,7 @@ const SAVE_BATCH: usize = 200;
 const DOWNLOAD_STEPS: u64 = 20;
 
 /// Which way a job copies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum SyncKind {
     /// Read the sheet into the `customers` collection.
     #[serde(rename = "from-sheet")]
@@ -55,7 +56,7 @@ pub enum SyncKind {
 }
 
 /// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncStatus {
     /// Waiting for the user's earlier jobs or for a worker.
@@ -82,7 +83,7 @@ impl SyncStatus {
 }
 
 /// Counters of a job.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct SyncStats {
     /// Bytes read from or written to the sheet.
     pub bytes: u64,
@@ -783,6 +784,26 @@ fn apply_rows(conn: &Connection, rows: &[SheetRow], user: &str) -> Result<RowCou
 ///
 /// # Errors
 /// `422` for an unknown kind, `400` for a bad body.
+#[utoipa::path(
+    post,
+    path = "/api/sync",
+    tag = "sync",
+    operation_id = "startSync",
+    request_body(content = StartSync, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
+    ),
+    responses(
+        (status = 202, description = "Queued", body = SyncStarted),
+        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
+        (status = 422, description = "`invalid` with `details.fields`; `idempotency_mismatch` for a key reused on another request", body = ErrorBody),
+        (status = 429, description = "`too_many_jobs`: the user has the most unfinished jobs allowed; `details.limit`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn start_route(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -827,6 +848,24 @@ pub async fn start_route(
 ///
 /// # Errors
 /// `404 sync_not_found`, `403 forbidden`.
+#[utoipa::path(
+    get,
+    path = "/api/sync/{sync_id}",
+    tag = "sync",
+    operation_id = "syncStatus",
+    params(
+        ("sync_id" = String, Path, description = "The job's `syncId`"),
+    ),
+    responses(
+        (status = 200, description = "The job", body = SyncJobStatus),
+        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
+        (status = 404, description = "`sync_not_found`: unknown, expired or lost in a restart", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn status_route(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -840,6 +879,27 @@ pub async fn status_route(
 ///
 /// # Errors
 /// `404 sync_not_found`, `403 forbidden`, `409 already_finished`.
+#[utoipa::path(
+    delete,
+    path = "/api/sync/{sync_id}",
+    tag = "sync",
+    operation_id = "cancelSync",
+    params(
+        ("sync_id" = String, Path, description = "The job's `syncId`"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
+    ),
+    responses(
+        (status = 200, description = "The job, `cancelled`", body = SyncJobStatus),
+        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
+        (status = 404, description = "`sync_not_found`", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 409, description = "`already_finished`", body = ErrorBody),
+        (status = 422, description = "`idempotency_mismatch`: the key was used for another request", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn cancel_route(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -865,6 +925,18 @@ pub async fn cancel_route(
 }
 
 /// `GET /api/sync` -> `{ items }`, this user's jobs newest first.
+#[utoipa::path(
+    get,
+    path = "/api/sync",
+    tag = "sync",
+    operation_id = "listSyncJobs",
+    responses(
+        (status = 200, description = "This user's recent jobs, newest first", body = SyncJobList),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn list_route(State(state): State<AppState>, AuthUser(user): AuthUser) -> Json<Value> {
     Json(state.jobs.list(&user))
 }
