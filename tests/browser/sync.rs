@@ -177,6 +177,10 @@ async fn presses_behind_a_running_job_fold_into_one_follow_up() {
 #[wasm_bindgen_test]
 async fn a_commit_in_one_tab_reaches_the_other_tab_as_a_record_event() {
     let a = client("user37").await;
+    // A leads, so B hears of the commit from A (`origin: "tab"`); were B
+    // the leader, its own read of the feed could bring it first
+    // (`origin: "server"`), and no second event would follow.
+    assert!(eventually(3000, || prop(&a.tabs(), "isLeader") == JsValue::TRUE).await);
     let b = client("user37").await;
     let list: Array = JsFuture::from(a.load("customers".into(), None))
         .await
