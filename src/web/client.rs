@@ -1195,7 +1195,13 @@ impl Client {
                     self.emit_status();
                 }
             }
-            Err(_) => {
+            Err(e) => {
+                // Said where a developer looks: `status.storage` only says
+                // that it happened.
+                web_sys::console::error_1(
+                    &format!("crm-sync: IndexedDB refused a write ({e}); going on in memory")
+                        .into(),
+                );
                 self.inner.db.borrow_mut().take();
                 self.changed();
                 self.emit_status();

@@ -114,6 +114,10 @@ export function writeBatch(db, stores, storeOf, kinds, keys, values) {
   // answer to the last of the one before (a task of its own, the
   // transaction still active), so a page of records never holds the page
   // for long. kinds: 0 put, 1 delete, 2 record put.
+  // storeOf and kinds are views of the module's memory, good only during
+  // this call: later chunks read copies.
+  storeOf = storeOf.slice();
+  kinds = kinds.slice();
   return new Promise((resolve, reject) => {
     let tx;
     try {
@@ -124,6 +128,12 @@ export function writeBatch(db, stores, storeOf, kinds, keys, values) {
     }
     const version = (r) => (r && typeof r.version === "number" ? r.version : -1);
     const comments = (r) => (r && Array.isArray(r.comments) ? r.comments.length : 0);
+    // What made us abort, for the rejection (tx.error is null then).
+    let failure = null;
+    const fail = (e) => {
+      failure = failure || e;
+      try { tx.abort(); } catch (_) {}
+    };
     const n = kinds.length;
     let at = 0;
     const issue = () => {
@@ -143,7 +153,7 @@ export function writeBatch(db, stores, storeOf, kinds, keys, values) {
               const newer = version(cur) > version(value)
                 || (version(cur) === version(value) && comments(cur) > comments(value));
               if (!newer) {
-                try { os.put(value, key); } catch (e) { try { tx.abort(); } catch (_) {} }
+                try { os.put(value, key); } catch (e) { fail(e); }
               }
             };
             last = read;
@@ -151,12 +161,12 @@ export function writeBatch(db, stores, storeOf, kinds, keys, values) {
         }
         if (at < n && last) last.addEventListener("success", issue, { once: true });
       } catch (e) {
-        try { tx.abort(); } catch (_) {}
+        fail(e);
       }
     };
     issue();
     tx.oncomplete = () => resolve();
-    tx.onabort = () => reject(tx.error || new DOMException("aborted", "AbortError"));
+    tx.onabort = () => reject(failure || tx.error || new DOMException("aborted", "AbortError"));
   });
 }
 "#)]

@@ -212,7 +212,20 @@ async fn a_commit_in_one_tab_reaches_the_other_tab_as_a_record_event() {
         })
     })
     .await;
-    assert!(arrived);
+    assert!(
+        arrived,
+        "no record event from the tab; B's storage: {:?}, events: {:?}",
+        prop(&b.status(), "storage").as_string(),
+        events
+            .borrow()
+            .iter()
+            .map(|e| format!(
+                "{:?}/{:?}",
+                prop(e, "type").as_string(),
+                prop(e, "origin").as_string()
+            ))
+            .collect::<Vec<_>>()
+    );
     let in_b = b.get("customers", &id).unwrap();
     assert_eq!(prop(&prop(&in_b, "fields"), "city").as_string(), Some(city));
     a.close();
