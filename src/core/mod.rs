@@ -5,6 +5,7 @@
 pub mod code;
 pub mod debounce;
 pub mod election;
+pub mod engine;
 pub mod merge;
 pub mod outbox;
 pub mod overlap;
