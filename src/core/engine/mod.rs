@@ -201,26 +201,87 @@ pub struct StoredWork {
     pub conflicts: Vec<KeptConflict>,
 }
 
+impl StoredWork {
+    /// Lays writes not yet in IndexedDB (held for lack of space) over what
+    /// was read, so a re-read never takes back what this tab already
+    /// decided (found by the simulation: a conflict came back as an entry
+    /// and was sent again).
+    pub fn overlay(&mut self, ops: &[StoreOp]) {
+        for op in ops {
+            match op {
+                StoreOp::PutEntry(entry) => {
+                    self.outbox.retain(|e| e.mutation_id != entry.mutation_id);
+                    self.failed.retain(|e| e.mutation_id != entry.mutation_id);
+                    if entry.state == crate::core::outbox::EntryState::Failed {
+                        self.failed.push(entry.clone());
+                    } else {
+                        self.outbox.push(entry.clone());
+                    }
+                }
+                StoreOp::DeleteEntry {
+                    mutation_id,
+                    failed,
+                } => {
+                    let list = if *failed {
+                        &mut self.failed
+                    } else {
+                        &mut self.outbox
+                    };
+                    list.retain(|e| &e.mutation_id != mutation_id);
+                }
+                StoreOp::PutConflict(kept) => {
+                    self.conflicts.retain(|k| k.conflict.id != kept.conflict.id);
+                    self.conflicts.push(kept.clone());
+                }
+                StoreOp::DeleteConflict(id) => self.conflicts.retain(|k| &k.conflict.id != id),
+                StoreOp::PutRecord { .. } | StoreOp::DeleteRecord(_) => {}
+            }
+        }
+    }
+}
+
 /// Something that happened: an app call, a timer, an answer, a tab.
+/// (Fields are named for what they hold: `key` the record, `caller` the
+/// promise to settle.)
+#[allow(missing_docs)]
 #[derive(Debug, Clone)]
 pub enum Event {
     /// `save`: stage fields and debounce them. The record must be known
     /// (the runner fetches it first otherwise).
-    Save { key: RecordKey, fields: Fields, caller: CallerId },
+    Save {
+        key: RecordKey,
+        fields: Fields,
+        caller: CallerId,
+    },
     /// `comment`.
-    Comment { key: RecordKey, text: String, caller: CallerId },
+    Comment {
+        key: RecordKey,
+        text: String,
+        caller: CallerId,
+    },
     /// `create` with a fresh id.
-    Create { key: RecordKey, fields: Fields, caller: CallerId },
+    Create {
+        key: RecordKey,
+        fields: Fields,
+        caller: CallerId,
+    },
     /// `remove`; the record is known here.
     Delete { key: RecordKey, caller: CallerId },
     /// `flush()` (or the page going away, with `keepalive`).
     Flush { keepalive: bool },
     /// `retry(mutationId)`, after the runner claimed it in IndexedDB.
-    Retry { mutation_id: String, caller: CallerId },
+    Retry {
+        mutation_id: String,
+        caller: CallerId,
+    },
     /// `discard(mutationId)`.
     Discard { mutation_id: String },
     /// `resolve(conflictId, chosen)`, after the runner claimed it.
-    Resolve { conflict_id: String, chosen: Fields, caller: CallerId },
+    Resolve {
+        conflict_id: String,
+        chosen: Fields,
+        caller: CallerId,
+    },
     /// A claim lost to another tab: the caller is told, the entry stays.
     ClaimLost { caller: CallerId },
     /// The debounce timer fired.
@@ -237,7 +298,10 @@ pub enum Event {
     /// A sent entry's answer.
     Answered { mutation_id: String, reply: Reply },
     /// A record read for a comment on a record not loaded here.
-    Fetched { mutation_id: String, record: Option<Record> },
+    Fetched {
+        mutation_id: String,
+        record: Option<Record>,
+    },
     /// The probe's answer.
     Probed(ProbeReply),
     /// Another request (feed, load, sync job) ended: answered or not.
@@ -259,15 +323,22 @@ pub enum Event {
 }
 
 /// Something the runner must do, in order.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Write these operations in one IndexedDB transaction. With
     /// `persisted`, report [`Event::Persisted`] for that entry after.
-    Write { ops: Vec<StoreOp>, persisted: Option<String> },
+    Write {
+        ops: Vec<StoreOp>,
+        persisted: Option<String>,
+    },
     /// Send an outbox entry; report [`Event::Answered`].
     Send { entry: OutboxEntry, keepalive: bool },
     /// Settle these callers' promises.
-    Settle { callers: Vec<CallerId>, result: Result<Outcome, Failure> },
+    Settle {
+        callers: Vec<CallerId>,
+        result: Result<Outcome, Failure>,
+    },
     /// Set a timer to fire at this time, or clear it (`None`).
     Timer { timer: Timer, at: Option<u64> },
     /// Ask the server who the token belongs to; report [`Event::Probed`].
@@ -302,6 +373,7 @@ pub enum Timer {
 }
 
 /// One operation of an IndexedDB write.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreOp {
     /// Put the confirmed record.
@@ -436,9 +508,15 @@ pub struct ClientEngine {
 impl ClientEngine {
     /// An engine for `user`'s session. `verified` says the server confirmed
     /// the token's user; `network` is `navigator.onLine`.
-    pub fn new(config: EngineConfig, user: &str, verified: bool, network: bool, ids: IdSource) -> Self {
+    pub fn new(
+        config: EngineConfig,
+        user: &str,
+        verified: bool,
+        network: bool,
+        ids: IdSource,
+    ) -> Self {
         Self {
-            debounce: Debounce::new(config.debounce.clone()),
+            debounce: Debounce::new(config.debounce),
             config,
             user: user.to_owned(),
             records: StagedRecords::new(),
@@ -477,12 +555,23 @@ impl ClientEngine {
             return out;
         }
         match event {
-            Event::Save { key, fields, caller } => self.save(key, fields, caller, now, &mut out),
+            Event::Save {
+                key,
+                fields,
+                caller,
+            } => self.save(key, fields, caller, now, &mut out),
             Event::Comment { key, text, caller } => self.comment(key, text, caller, now, &mut out),
-            Event::Create { key, fields, caller } => self.create(key, fields, caller, now, &mut out),
+            Event::Create {
+                key,
+                fields,
+                caller,
+            } => self.create(key, fields, caller, now, &mut out),
             Event::Delete { key, caller } => self.delete(key, caller, now, &mut out),
             Event::Flush { keepalive } => self.flush(keepalive, now, &mut out),
-            Event::Retry { mutation_id, caller } => self.retry(&mutation_id, caller, now, &mut out),
+            Event::Retry {
+                mutation_id,
+                caller,
+            } => self.retry(&mutation_id, caller, now, &mut out),
             Event::Discard { mutation_id } => self.discard(&mutation_id, now, &mut out),
             Event::Resolve {
                 conflict_id,
@@ -500,15 +589,23 @@ impl ClientEngine {
             }
             Event::RetryDue => {}
             Event::ProbeDue => self.probe_due(now, &mut out),
-            Event::Persisted { mutation_id, written } => {
+            Event::Persisted {
+                mutation_id,
+                written,
+            } => {
                 self.unpersisted.remove(&mutation_id);
                 if !written {
                     self.held.insert(mutation_id);
                 }
             }
             Event::HeldWritten => self.held.clear(),
-            Event::Answered { mutation_id, reply } => self.answered(&mutation_id, reply, now, &mut out),
-            Event::Fetched { mutation_id, record } => self.fetched(&mutation_id, record, &mut out),
+            Event::Answered { mutation_id, reply } => {
+                self.answered(&mutation_id, reply, now, &mut out)
+            }
+            Event::Fetched {
+                mutation_id,
+                record,
+            } => self.fetched(&mutation_id, record, &mut out),
             Event::Probed(reply) => self.probed(reply, now, &mut out),
             Event::RequestEnded(answer) => self.request_ended(answer, now, &mut out),
             Event::WorkStored(work) => self.work_stored(work, now, &mut out),
@@ -586,7 +683,9 @@ impl ClientEngine {
     }
 
     /// Changes debounced and not yet in the outbox.
-    pub fn debounced(&self) -> impl Iterator<Item = (&RecordKey, &crate::core::staged::StagedChange)> {
+    pub fn debounced(
+        &self,
+    ) -> impl Iterator<Item = (&RecordKey, &crate::core::staged::StagedChange)> {
         self.records
             .staged_changes()
             .filter(|(key, _)| self.debounce.is_waiting(key))
@@ -620,7 +719,9 @@ impl ClientEngine {
     /// Whether anything of the user's is left off the server here:
     /// debounced, queued, failed or a conflict.
     pub fn is_quiet(&self) -> bool {
-        self.debounce.pending() == 0 && self.outbox.entries().next().is_none() && self.conflicts.is_empty()
+        self.debounce.pending() == 0
+            && self.outbox.entries().next().is_none()
+            && self.conflicts.is_empty()
     }
 
     /// The session's user.

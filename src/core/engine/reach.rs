@@ -62,7 +62,10 @@ impl ClientEngine {
         } else {
             let ids: Vec<String> = self.waiting.keys().cloned().collect();
             for id in ids {
-                let sending = self.outbox.get(&id).is_some_and(|e| e.state == EntryState::Sending);
+                let sending = self
+                    .outbox
+                    .get(&id)
+                    .is_some_and(|e| e.state == EntryState::Sending);
                 if !sending {
                     self.settle(&id, Ok(Outcome::Queued(id.clone())), out);
                 }

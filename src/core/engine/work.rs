@@ -22,7 +22,10 @@ impl ClientEngine {
         let mut sending: Vec<String> = Vec::new();
         for entry in self.outbox.entries() {
             let id = &entry.mutation_id;
-            if entry.state == EntryState::Sending || self.unpersisted.contains(id) || self.held.contains(id) {
+            if entry.state == EntryState::Sending
+                || self.unpersisted.contains(id)
+                || self.held.contains(id)
+            {
                 if entry.state == EntryState::Sending {
                     sending.push(id.clone());
                 }
@@ -30,12 +33,18 @@ impl ClientEngine {
                 all.push(entry.clone());
             }
         }
-        let known: HashSet<String> = self.outbox.entries().map(|e| e.mutation_id.clone()).collect();
+        let known: HashSet<String> = self
+            .outbox
+            .entries()
+            .map(|e| e.mutation_id.clone())
+            .collect();
         for (id, entry) in stored {
             let local = self.outbox.get(&id);
             // A failed entry of ours that another tab put back in line is
             // that tab's to send now.
-            let retried_elsewhere = local.is_some_and(|l| l.state == EntryState::Failed && entry.state != EntryState::Failed);
+            let retried_elsewhere = local.is_some_and(|l| {
+                l.state == EntryState::Failed && entry.state != EntryState::Failed
+            });
             if !known.contains(&id) {
                 restage(&mut self.records, &entry);
             }
@@ -50,7 +59,12 @@ impl ClientEngine {
         let kept: HashSet<&str> = all.iter().map(|e| e.mutation_id.as_str()).collect();
         // Entries gone from IndexedDB: sent, discarded or resolved in
         // another tab. Their staged changes go with them.
-        let gone: Vec<OutboxEntry> = self.outbox.entries().filter(|e| !kept.contains(e.mutation_id.as_str())).cloned().collect();
+        let gone: Vec<OutboxEntry> = self
+            .outbox
+            .entries()
+            .filter(|e| !kept.contains(e.mutation_id.as_str()))
+            .cloned()
+            .collect();
         for entry in &gone {
             unstage(&mut self.records, entry);
             self.own.remove(&entry.mutation_id);
@@ -66,7 +80,11 @@ impl ClientEngine {
             .filter(|kept| self.conflicts.get(&kept.conflict.id).is_none())
             .cloned()
             .collect();
-        self.conflicts = work.conflicts.into_iter().map(|k| (k.conflict.id.clone(), k)).collect();
+        self.conflicts = work
+            .conflicts
+            .into_iter()
+            .map(|k| (k.conflict.id.clone(), k))
+            .collect();
         for entry in gone {
             self.settle(&entry.mutation_id, Err(Failure::Cancelled), out);
         }
@@ -82,7 +100,11 @@ impl ClientEngine {
     pub(super) fn lead(&mut self, work: StoredWork, out: &mut Vec<Effect>) {
         let was = std::mem::replace(&mut self.leader, true);
         self.foreign.clear();
-        let fresh: Vec<OutboxEntry> = work.outbox.into_iter().filter(|e| self.outbox.get(&e.mutation_id).is_none()).collect();
+        let fresh: Vec<OutboxEntry> = work
+            .outbox
+            .into_iter()
+            .filter(|e| self.outbox.get(&e.mutation_id).is_none())
+            .collect();
         if !was || !fresh.is_empty() {
             out.push(Effect::Changed);
         }
@@ -117,6 +139,10 @@ impl ClientEngine {
             restage(&mut self.records, entry);
         }
         self.outbox = Outbox::restore(entries);
-        self.conflicts = work.conflicts.into_iter().map(|k| (k.conflict.id.clone(), k)).collect();
+        self.conflicts = work
+            .conflicts
+            .into_iter()
+            .map(|k| (k.conflict.id.clone(), k))
+            .collect();
     }
 }

@@ -1,35 +1,67 @@
 //! The write path: stage, debounce, outbox, send, settle; merge on a 409;
 //! dead letters for what the server refuses for good.
 
-use super::{CallerId, ClientEngine, Drain, DrainReport, Effect, Failure, KeptConflict, Origin, Outcome, Refusal, Reply, StoreOp};
+use super::{
+    CallerId, ClientEngine, Drain, DrainReport, Effect, Failure, KeptConflict, Origin, Outcome,
+    Refusal, Reply, StoreOp,
+};
 use crate::core::code::ErrorCode;
-use crate::core::reachability::Answer;
 use crate::core::debounce::{Batch, Pushed, SavePayload};
-use crate::core::outbox::{ConflictHandled, EntryError, EntryState, Enqueued, MutationOp, NewMutation, OutboxEntry};
+use crate::core::outbox::{
+    ConflictHandled, Enqueued, EntryError, EntryState, MutationOp, NewMutation, OutboxEntry,
+};
+use crate::core::reachability::Answer;
 use crate::core::record::{FieldValue, Fields, PendingComment, Record, RecordKey};
 use crate::core::staged::{RemoteChange, StagedRecords, StagedState};
 
 impl ClientEngine {
-    pub(super) fn save(&mut self, key: RecordKey, fields: Fields, caller: CallerId, now: u64, out: &mut Vec<Effect>) {
+    pub(super) fn save(
+        &mut self,
+        key: RecordKey,
+        fields: Fields,
+        caller: CallerId,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
         if fields.is_empty() {
             // A PATCH of nothing changes nothing; servers refuse it.
-            return reject(out, caller, Failure::Invalid("a save needs at least one field".into()));
+            return reject(
+                out,
+                caller,
+                Failure::Invalid("a save needs at least one field".into()),
+            );
         }
         if let Err(e) = self.records.stage(&key, fields.clone()) {
             return reject(out, caller, Failure::Invalid(e.to_string()));
         }
         self.counters.operations += 1;
-        let pushed = self.debounce.push(key.clone(), SavePayload::fields(fields), caller, now);
+        let pushed = self
+            .debounce
+            .push(key.clone(), SavePayload::fields(fields), caller, now);
         out.push(Effect::Changed);
-        out.push(Effect::RecordChanged { key, origin: Origin::Local });
+        out.push(Effect::RecordChanged {
+            key,
+            origin: Origin::Local,
+        });
         if let Pushed::Fired(batch) = pushed {
             self.dispatch(batch, false, now, out);
         }
     }
 
-    pub(super) fn comment(&mut self, key: RecordKey, text: String, caller: CallerId, now: u64, out: &mut Vec<Effect>) {
+    pub(super) fn comment(
+        &mut self,
+        key: RecordKey,
+        text: String,
+        caller: CallerId,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
         if text.trim().is_empty() {
-            return reject(out, caller, Failure::Invalid("a comment needs some text".into()));
+            return reject(
+                out,
+                caller,
+                Failure::Invalid("a comment needs some text".into()),
+            );
         }
         let comment_id = self.ids.uuid();
         self.records.stage_comment(
@@ -41,29 +73,75 @@ impl ClientEngine {
         );
         self.counters.operations += 1;
         out.push(Effect::Changed);
-        out.push(Effect::RecordChanged { key: key.clone(), origin: Origin::Local });
-        self.enqueue(key, MutationOp::Comment { comment_id, text }, vec![caller], false, now, out);
+        out.push(Effect::RecordChanged {
+            key: key.clone(),
+            origin: Origin::Local,
+        });
+        self.enqueue(
+            key,
+            MutationOp::Comment { comment_id, text },
+            vec![caller],
+            false,
+            now,
+            out,
+        );
     }
 
-    pub(super) fn create(&mut self, key: RecordKey, fields: Fields, caller: CallerId, now: u64, out: &mut Vec<Effect>) {
+    pub(super) fn create(
+        &mut self,
+        key: RecordKey,
+        fields: Fields,
+        caller: CallerId,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
         if let Err(e) = self.records.stage_create(&key, fields.clone()) {
             return reject(out, caller, Failure::Invalid(e.to_string()));
         }
         self.counters.operations += 1;
         out.push(Effect::Changed);
-        out.push(Effect::RecordChanged { key: key.clone(), origin: Origin::Local });
-        self.enqueue(key, MutationOp::Create { fields }, vec![caller], false, now, out);
+        out.push(Effect::RecordChanged {
+            key: key.clone(),
+            origin: Origin::Local,
+        });
+        self.enqueue(
+            key,
+            MutationOp::Create { fields },
+            vec![caller],
+            false,
+            now,
+            out,
+        );
     }
 
-    pub(super) fn delete(&mut self, key: RecordKey, caller: CallerId, now: u64, out: &mut Vec<Effect>) {
+    pub(super) fn delete(
+        &mut self,
+        key: RecordKey,
+        caller: CallerId,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
         if let Err(e) = self.records.stage_delete(&key) {
             return reject(out, caller, Failure::NotFound(e.to_string()));
         }
         self.counters.operations += 1;
-        let base_version = self.records.get(&key.collection, &key.id).map_or(0, |r| r.version);
+        let base_version = self
+            .records
+            .get(&key.collection, &key.id)
+            .map_or(0, |r| r.version);
         out.push(Effect::Changed);
-        out.push(Effect::RecordChanged { key: key.clone(), origin: Origin::Local });
-        self.enqueue(key, MutationOp::Delete { base_version }, vec![caller], false, now, out);
+        out.push(Effect::RecordChanged {
+            key: key.clone(),
+            origin: Origin::Local,
+        });
+        self.enqueue(
+            key,
+            MutationOp::Delete { base_version },
+            vec![caller],
+            false,
+            now,
+            out,
+        );
     }
 
     pub(super) fn flush(&mut self, keepalive: bool, now: u64, out: &mut Vec<Effect>) {
@@ -73,12 +151,23 @@ impl ClientEngine {
     }
 
     /// Turns a debounced batch into an outbox entry.
-    pub(super) fn dispatch(&mut self, batch: Batch<RecordKey, SavePayload>, keepalive: bool, now: u64, out: &mut Vec<Effect>) {
+    pub(super) fn dispatch(
+        &mut self,
+        batch: Batch<RecordKey, SavePayload>,
+        keepalive: bool,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
         let key = batch.key;
         let fields = batch.value.fields;
         let (base_version, base_fields) = match self.records.staged(&key) {
             Some(change) => (change.base_version, change.base_of(&fields)),
-            None => (self.records.get(&key.collection, &key.id).map_or(0, |r| r.version), Fields::new()),
+            None => (
+                self.records
+                    .get(&key.collection, &key.id)
+                    .map_or(0, |r| r.version),
+                Fields::new(),
+            ),
         };
         let op = MutationOp::Patch {
             base_version,
@@ -90,7 +179,15 @@ impl ClientEngine {
 
     /// Puts a mutation in the outbox and writes it; it is sent once written
     /// (or at once, before the write, when the page is going away).
-    fn enqueue(&mut self, key: RecordKey, op: MutationOp, callers: Vec<CallerId>, keepalive: bool, now: u64, out: &mut Vec<Effect>) {
+    fn enqueue(
+        &mut self,
+        key: RecordKey,
+        op: MutationOp,
+        callers: Vec<CallerId>,
+        keepalive: bool,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
         let mutation = NewMutation {
             mutation_id: self.ids.uuid(),
             idempotency_key: self.ids.uuid(),
@@ -109,11 +206,15 @@ impl ClientEngine {
                 return;
             }
         };
-        self.waiting.get_or_insert_with(target.clone(), Vec::new).extend(callers);
+        self.waiting
+            .get_or_insert_with(target.clone(), Vec::new)
+            .extend(callers);
         self.own.insert(target.clone());
         self.records.set_state(&key, StagedState::Queued);
         out.push(Effect::Changed);
-        let Some(entry) = self.outbox.get(&target).cloned() else { return };
+        let Some(entry) = self.outbox.get(&target).cloned() else {
+            return;
+        };
         if !self.reach.online() {
             self.settle(&target, Ok(Outcome::Queued(target.clone())), out);
         }
@@ -136,7 +237,13 @@ impl ClientEngine {
     }
 
     /// Puts a dead letter back in its lane (the runner claimed it).
-    pub(super) fn retry(&mut self, mutation_id: &str, caller: CallerId, _now: u64, out: &mut Vec<Effect>) {
+    pub(super) fn retry(
+        &mut self,
+        mutation_id: &str,
+        caller: CallerId,
+        _now: u64,
+        out: &mut Vec<Effect>,
+    ) {
         if let Err(e) = self.outbox.retry(mutation_id) {
             return reject(out, caller, Failure::NotFound(e.to_string()));
         }
@@ -146,7 +253,9 @@ impl ClientEngine {
             let key = RecordKey::new(&e.collection, &e.record_id);
             self.records.set_state(&key, StagedState::Queued);
         }
-        self.waiting.get_or_insert_with(mutation_id.to_owned(), Vec::new).push(caller);
+        self.waiting
+            .get_or_insert_with(mutation_id.to_owned(), Vec::new)
+            .push(caller);
         if let Some(entry) = self.outbox.get(mutation_id).cloned() {
             out.push(Effect::Write {
                 ops: vec![
@@ -189,7 +298,10 @@ impl ClientEngine {
             persisted: None,
         });
         out.push(Effect::Changed);
-        out.push(Effect::RecordChanged { key, origin: Origin::Local });
+        out.push(Effect::RecordChanged {
+            key,
+            origin: Origin::Local,
+        });
     }
 
     /// Whether `discard(mutation_id)` has something to drop.
@@ -201,7 +313,9 @@ impl ClientEngine {
             };
         }
         match self.outbox.get(mutation_id) {
-            Some(e) if e.state == EntryState::Sending => Err(format!("{mutation_id:?} is being sent")),
+            Some(e) if e.state == EntryState::Sending => {
+                Err(format!("{mutation_id:?} is being sent"))
+            }
             Some(_) => Ok(()),
             None => Err(format!("no mutation {mutation_id:?}")),
         }
@@ -244,9 +358,20 @@ impl ClientEngine {
 
     /// A person chose the fields of a conflict (the runner claimed it in
     /// IndexedDB first): they are sent on the server's version.
-    pub(super) fn resolve(&mut self, conflict_id: &str, chosen: &Fields, caller: CallerId, now: u64, out: &mut Vec<Effect>) {
+    pub(super) fn resolve(
+        &mut self,
+        conflict_id: &str,
+        chosen: &Fields,
+        caller: CallerId,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(kept) = self.conflicts.remove(conflict_id) else {
-            return reject(out, caller, Failure::NotFound(format!("no conflict {conflict_id:?}")));
+            return reject(
+                out,
+                caller,
+                Failure::NotFound(format!("no conflict {conflict_id:?}")),
+            );
         };
         out.push(Effect::Changed);
         let conflict = kept.conflict;
@@ -262,12 +387,26 @@ impl ClientEngine {
         let base_fields: Fields = resolution
             .patch
             .keys()
-            .map(|k| (k.clone(), conflict.theirs.fields.get(k).cloned().unwrap_or(FieldValue::Null)))
+            .map(|k| {
+                (
+                    k.clone(),
+                    conflict
+                        .theirs
+                        .fields
+                        .get(k)
+                        .cloned()
+                        .unwrap_or(FieldValue::Null),
+                )
+            })
             .collect();
-        self.records.apply_remote(&key.collection, RemoteChange::Put(conflict.theirs.clone()));
+        self.records
+            .apply_remote(&key.collection, RemoteChange::Put(conflict.theirs.clone()));
         let _ = self.records.stage(&key, resolution.patch.clone());
         self.counters.operations += 1;
-        out.push(Effect::RecordChanged { key: key.clone(), origin: Origin::Local });
+        out.push(Effect::RecordChanged {
+            key: key.clone(),
+            origin: Origin::Local,
+        });
         let op = MutationOp::Patch {
             base_version: resolution.if_match,
             base_fields,
@@ -303,7 +442,9 @@ impl ClientEngine {
             .map(|e| e.mutation_id.clone())
             .collect();
         for id in ids {
-            let Ok(entry) = self.outbox.mark_sending(&id) else { continue };
+            let Ok(entry) = self.outbox.mark_sending(&id) else {
+                continue;
+            };
             let entry = entry.clone();
             let key = RecordKey::new(&entry.collection, &entry.record_id);
             self.records.set_state(&key, StagedState::Sending);
@@ -342,7 +483,13 @@ impl ClientEngine {
     }
 
     /// A sent entry's answer.
-    pub(super) fn answered(&mut self, mutation_id: &str, reply: Reply, now: u64, out: &mut Vec<Effect>) {
+    pub(super) fn answered(
+        &mut self,
+        mutation_id: &str,
+        reply: Reply,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
         let answer = match &reply {
             Reply::Refused(refusal) => reach_of(refusal),
             _ => Some(Answer::Answered),
@@ -350,7 +497,12 @@ impl ClientEngine {
         if let Some(answer) = answer {
             self.request_ended(answer, now, out);
         }
-        let Some(entry) = self.outbox.get(mutation_id).filter(|e| e.state == EntryState::Sending).cloned() else {
+        let Some(entry) = self
+            .outbox
+            .get(mutation_id)
+            .filter(|e| e.state == EntryState::Sending)
+            .cloned()
+        else {
             // Not ours any more (discarded, re-read from another tab).
             return;
         };
@@ -374,7 +526,10 @@ impl ClientEngine {
                     // Commented without loading the record: read it, so the
                     // caller gets the record with its log.
                     None => {
-                        out.push(Effect::Write { ops: done, persisted: None });
+                        out.push(Effect::Write {
+                            ops: done,
+                            persisted: None,
+                        });
                         out.push(Effect::Fetch {
                             key,
                             mutation_id: mutation_id.to_owned(),
@@ -403,7 +558,10 @@ impl ClientEngine {
                     key: key.clone(),
                     origin: Origin::Local,
                 });
-                out.push(Effect::TellCommitted { key: key.clone(), version: 0 });
+                out.push(Effect::TellCommitted {
+                    key: key.clone(),
+                    version: 0,
+                });
                 let record = last.unwrap_or_else(|| Record::empty(&key.id));
                 self.settle(mutation_id, Ok(Outcome::Committed(record)), out);
             }
@@ -414,14 +572,20 @@ impl ClientEngine {
     }
 
     /// A 2xx of a PATCH or create: the record is confirmed.
-    fn committed(&mut self, entry: &OutboxEntry, record: Result<Record, String>, out: &mut Vec<Effect>) {
+    fn committed(
+        &mut self,
+        entry: &OutboxEntry,
+        record: Result<Record, String>,
+        out: &mut Vec<Effect>,
+    ) {
         let key = RecordKey::new(&entry.collection, &entry.record_id);
         let id = &entry.mutation_id;
         match record {
             Ok(record) => {
                 let sent = entry.op.fields().cloned().unwrap_or_default();
                 let _ = self.outbox.on_success(id, Some(&record));
-                self.records.commit(&entry.collection, record.clone(), &sent);
+                self.records
+                    .commit(&entry.collection, record.clone(), &sent);
                 self.counters.commits += 1;
                 let merged = self.merged.remove(id).unwrap_or_default();
                 let done = vec![StoreOp::DeleteEntry {
@@ -448,7 +612,10 @@ impl ClientEngine {
                     }],
                     persisted: None,
                 });
-                out.push(Effect::RecordChanged { key, origin: Origin::Local });
+                out.push(Effect::RecordChanged {
+                    key,
+                    origin: Origin::Local,
+                });
                 self.settle(id, Err(Failure::Unreadable(why)), out);
             }
         }
@@ -456,12 +623,21 @@ impl ClientEngine {
 
     /// Writes a committed record (and drops its entry), tells the page and
     /// the other tabs.
-    fn tell_committed(&mut self, key: &RecordKey, record: &Record, mut ops: Vec<StoreOp>, out: &mut Vec<Effect>) {
+    fn tell_committed(
+        &mut self,
+        key: &RecordKey,
+        record: &Record,
+        mut ops: Vec<StoreOp>,
+        out: &mut Vec<Effect>,
+    ) {
         ops.push(StoreOp::PutRecord {
             collection: key.collection.clone(),
             record: record.clone(),
         });
-        out.push(Effect::Write { ops, persisted: None });
+        out.push(Effect::Write {
+            ops,
+            persisted: None,
+        });
         out.push(Effect::Changed);
         out.push(Effect::RecordChanged {
             key: key.clone(),
@@ -474,12 +650,21 @@ impl ClientEngine {
     }
 
     /// The record read for a comment made on a record not loaded here.
-    pub(super) fn fetched(&mut self, mutation_id: &str, record: Option<Record>, out: &mut Vec<Effect>) {
+    pub(super) fn fetched(
+        &mut self,
+        mutation_id: &str,
+        record: Option<Record>,
+        out: &mut Vec<Effect>,
+    ) {
         match record {
             Some(record) => {
                 self.settle(mutation_id, Ok(Outcome::Committed(record)), out);
             }
-            None => self.settle(mutation_id, Err(Failure::Unreadable("record vanished".into())), out),
+            None => self.settle(
+                mutation_id,
+                Err(Failure::Unreadable("record vanished".into())),
+                out,
+            ),
         }
     }
 
@@ -526,22 +711,28 @@ impl ClientEngine {
         };
         // The base as the change saw it: confirmed values with the base
         // values of the changed fields.
-        let base_record = self.records.get(&key.collection, &key.id).cloned().map(|mut r| {
-            if let MutationOp::Patch {
-                base_fields,
-                base_version,
-                ..
-            } = &entry.op
-            {
-                r.version = *base_version;
-                for (k, v) in base_fields {
-                    r.fields.insert(k.clone(), v.clone());
+        let base_record = self
+            .records
+            .get(&key.collection, &key.id)
+            .cloned()
+            .map(|mut r| {
+                if let MutationOp::Patch {
+                    base_fields,
+                    base_version,
+                    ..
+                } = &entry.op
+                {
+                    r.version = *base_version;
+                    for (k, v) in base_fields {
+                        r.fields.insert(k.clone(), v.clone());
+                    }
                 }
-            }
-            r
-        });
+                r
+            });
         let fresh_id = self.ids.uuid();
-        let handled = self.outbox.on_conflict(&entry.mutation_id, &theirs, outcome, fresh_id);
+        let handled = self
+            .outbox
+            .on_conflict(&entry.mutation_id, &theirs, outcome, fresh_id);
         let mut ops = vec![StoreOp::PutRecord {
             collection: key.collection.clone(),
             record: theirs.clone(),
@@ -550,7 +741,8 @@ impl ClientEngine {
         match handled {
             Ok(ConflictHandled::Resend { merged }) => {
                 self.counters.merged += 1;
-                self.records.apply_remote(&key.collection, RemoteChange::Put(theirs.clone()));
+                self.records
+                    .apply_remote(&key.collection, RemoteChange::Put(theirs.clone()));
                 self.records.rebase(&key, &theirs);
                 let acc = self.merged.get_or_insert_with(id.clone(), Vec::new);
                 for m in merged {
@@ -561,7 +753,10 @@ impl ClientEngine {
                 if let Some(updated) = self.outbox.get(&id).cloned() {
                     ops.push(StoreOp::PutEntry(updated));
                 }
-                out.push(Effect::Write { ops, persisted: None });
+                out.push(Effect::Write {
+                    ops,
+                    persisted: None,
+                });
             }
             Ok(ConflictHandled::Settled(settled)) => {
                 self.counters.merged += 1;
@@ -571,9 +766,15 @@ impl ClientEngine {
                     mutation_id: id.clone(),
                     failed: false,
                 });
-                out.push(Effect::Write { ops, persisted: None });
+                out.push(Effect::Write {
+                    ops,
+                    persisted: None,
+                });
                 let merged = self.merged.remove(&id).unwrap_or_default();
-                out.push(Effect::RecordChanged { key, origin: Origin::Server });
+                out.push(Effect::RecordChanged {
+                    key,
+                    origin: Origin::Server,
+                });
                 self.settle(&id, Ok(Outcome::Merged(theirs, merged)), out);
             }
             Ok(ConflictHandled::Conflict(conflict, _)) => {
@@ -582,7 +783,8 @@ impl ClientEngine {
                     base: base_record,
                 };
                 self.counters.conflicts += 1;
-                self.records.apply_remote(&key.collection, RemoteChange::Put(theirs.clone()));
+                self.records
+                    .apply_remote(&key.collection, RemoteChange::Put(theirs.clone()));
                 self.records.discard(&key);
                 self.merged.remove(&id);
                 self.conflicts.insert(conflict.id.clone(), kept.clone());
@@ -591,20 +793,38 @@ impl ClientEngine {
                     failed: false,
                 });
                 ops.push(StoreOp::PutConflict(kept.clone()));
-                out.push(Effect::Write { ops, persisted: None });
+                out.push(Effect::Write {
+                    ops,
+                    persisted: None,
+                });
                 out.push(Effect::Changed);
-                out.push(Effect::RecordChanged { key, origin: Origin::Server });
+                out.push(Effect::RecordChanged {
+                    key,
+                    origin: Origin::Server,
+                });
                 out.push(Effect::ConflictFound(Box::new(kept)));
                 self.settle(&id, Ok(Outcome::Conflict(conflict)), out);
             }
             Err(e) => {
                 let why = e.to_string();
-                self.permanent(entry, ErrorCode::Invalid, why.clone(), Failure::Invalid(why), out);
+                self.permanent(
+                    entry,
+                    ErrorCode::Invalid,
+                    why.clone(),
+                    Failure::Invalid(why),
+                    out,
+                );
             }
         }
     }
 
-    fn transient(&mut self, entry: &OutboxEntry, refusal: Refusal, now: u64, out: &mut Vec<Effect>) {
+    fn transient(
+        &mut self,
+        entry: &OutboxEntry,
+        refusal: Refusal,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
         let error = EntryError {
             code: refusal.code,
             message: refusal.message,
@@ -635,11 +855,22 @@ impl ClientEngine {
     }
 
     /// Refused for good: a dead letter, kept for a person to retry or drop.
-    fn permanent(&mut self, entry: &OutboxEntry, code: ErrorCode, message: String, failure: Failure, out: &mut Vec<Effect>) {
+    fn permanent(
+        &mut self,
+        entry: &OutboxEntry,
+        code: ErrorCode,
+        message: String,
+        failure: Failure,
+        out: &mut Vec<Effect>,
+    ) {
         let key = RecordKey::new(&entry.collection, &entry.record_id);
         self.counters.failed += 1;
         let error = EntryError { code, message };
-        let failed = self.outbox.on_permanent_failure(&entry.mutation_id, error).ok().cloned();
+        let failed = self
+            .outbox
+            .on_permanent_failure(&entry.mutation_id, error)
+            .ok()
+            .cloned();
         self.records.fail(&key);
         let mut ops = vec![StoreOp::DeleteEntry {
             mutation_id: entry.mutation_id.clone(),
@@ -648,22 +879,39 @@ impl ClientEngine {
         if let Some(f) = failed {
             ops.push(StoreOp::PutEntry(f));
         }
-        out.push(Effect::Write { ops, persisted: None });
+        out.push(Effect::Write {
+            ops,
+            persisted: None,
+        });
         out.push(Effect::Changed);
-        out.push(Effect::RecordChanged { key, origin: Origin::Local });
+        out.push(Effect::RecordChanged {
+            key,
+            origin: Origin::Local,
+        });
         self.settle(&entry.mutation_id, Err(failure), out);
     }
 
     /// When nothing of the outbox is on the wire any more, the drain that
     /// began ends: one line of the sync log.
     fn end_drain_if_quiet(&mut self, now: u64, out: &mut Vec<Effect>) {
-        let on_the_wire = self.outbox.pending().iter().any(|e| e.state == EntryState::Sending);
+        let on_the_wire = self
+            .outbox
+            .pending()
+            .iter()
+            .any(|e| e.state == EntryState::Sending);
         if on_the_wire {
             return;
         }
-        let Some(drain) = self.drain.take() else { return };
+        let Some(drain) = self.drain.take() else {
+            return;
+        };
         let (c, then) = (&self.counters, &drain.at_start);
-        let error = self.outbox.pending().iter().find_map(|e| e.last_error.as_ref()).map(|e| e.message.clone());
+        let error = self
+            .outbox
+            .pending()
+            .iter()
+            .find_map(|e| e.last_error.as_ref())
+            .map(|e| e.message.clone());
         out.push(Effect::Drained(DrainReport {
             since: drain.since,
             duration_ms: now.saturating_sub(drain.since),
@@ -676,7 +924,12 @@ impl ClientEngine {
     }
 
     /// Settles the callers waiting for an entry.
-    pub(super) fn settle(&mut self, mutation_id: &str, result: Result<Outcome, Failure>, out: &mut Vec<Effect>) {
+    pub(super) fn settle(
+        &mut self,
+        mutation_id: &str,
+        result: Result<Outcome, Failure>,
+        out: &mut Vec<Effect>,
+    ) {
         if let Some(callers) = self.waiting.remove(mutation_id) {
             if !callers.is_empty() {
                 out.push(Effect::Settle { callers, result });
@@ -708,7 +961,11 @@ impl ClientEngine {
                 result: Err(Failure::Closed),
             });
         }
-        for timer in [super::Timer::Debounce, super::Timer::Retry, super::Timer::Probe] {
+        for timer in [
+            super::Timer::Debounce,
+            super::Timer::Retry,
+            super::Timer::Probe,
+        ] {
             out.push(Effect::Timer { timer, at: None });
         }
     }
@@ -777,7 +1034,9 @@ pub(super) fn unstage(records: &mut StagedRecords, entry: &OutboxEntry) {
 pub(super) fn reach_of(refusal: &Refusal) -> Option<Answer> {
     match refusal.status {
         Some(status) => Some(Answer::of_status(Some(status))),
-        None if matches!(refusal.code, ErrorCode::Network | ErrorCode::Timeout) => Some(Answer::Unreachable),
+        None if matches!(refusal.code, ErrorCode::Network | ErrorCode::Timeout) => {
+            Some(Answer::Unreachable)
+        }
         None if refusal.code == ErrorCode::BadResponse => Some(Answer::Answered),
         None => None,
     }

@@ -12,7 +12,8 @@
 mod server;
 
 use super::{
-    CallerId, ClientEngine, EngineConfig, Effect, Event, IdSource, KeptConflict, Outcome, ProbeReply, Refusal, Reply, StoreOp, StoredWork, Timer,
+    CallerId, ClientEngine, Effect, EngineConfig, Event, IdSource, KeptConflict, Outcome,
+    ProbeReply, Refusal, Reply, StoreOp, StoredWork, Timer,
 };
 use crate::core::code::ErrorCode;
 use crate::core::outbox::{EntryState, OutboxEntry};
@@ -90,7 +91,9 @@ impl UserDb {
                     let mut record = record.clone();
                     match self.records.get(&record.id) {
                         Some(r) if r.version > record.version => continue,
-                        Some(r) if r.version == record.version => crate::core::staged::join_comments(&mut record, r),
+                        Some(r) if r.version == record.version => {
+                            crate::core::staged::join_comments(&mut record, r)
+                        }
                         _ => {}
                     }
                     self.records.insert(record.id.clone(), record);
@@ -108,7 +111,10 @@ impl UserDb {
                         self.outbox.insert(id, entry.clone());
                     }
                 }
-                StoreOp::DeleteEntry { mutation_id, failed } => {
+                StoreOp::DeleteEntry {
+                    mutation_id,
+                    failed,
+                } => {
                     if *failed {
                         self.failed.remove(mutation_id);
                     } else {
@@ -116,7 +122,8 @@ impl UserDb {
                     }
                 }
                 StoreOp::PutConflict(kept) => {
-                    self.conflicts.insert(kept.conflict.id.clone(), kept.clone());
+                    self.conflicts
+                        .insert(kept.conflict.id.clone(), kept.clone());
                 }
                 StoreOp::DeleteConflict(id) => {
                     self.conflicts.remove(id);
@@ -142,18 +149,60 @@ struct Tab {
 
 #[derive(Debug, Clone)]
 enum Msg {
-    Request { tab: usize, epoch: u32, attempt: u64, entry: Box<OutboxEntry> },
-    Answer { tab: usize, epoch: u32, attempt: u64, reply: Reply },
-    Deadline { tab: usize, epoch: u32, attempt: u64 },
-    Probe { tab: usize, epoch: u32, attempt: u64 },
-    Timer { tab: usize, epoch: u32, timer: Timer, at: u64 },
-    WorkNotice { tab: usize, epoch: u32 },
-    RecordNotice { tab: usize, epoch: u32, id: String },
-    Leading { tab: usize, epoch: u32 },
-    Feed { tab: usize, epoch: u32 },
-    Reconnect { tab: usize, epoch: u32 },
+    Request {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+        entry: Box<OutboxEntry>,
+    },
+    Answer {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+        reply: Reply,
+    },
+    Deadline {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+    },
+    Probe {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+    },
+    Timer {
+        tab: usize,
+        epoch: u32,
+        timer: Timer,
+        at: u64,
+    },
+    WorkNotice {
+        tab: usize,
+        epoch: u32,
+    },
+    RecordNotice {
+        tab: usize,
+        epoch: u32,
+        id: String,
+    },
+    Leading {
+        tab: usize,
+        epoch: u32,
+    },
+    Feed {
+        tab: usize,
+        epoch: u32,
+    },
+    Reconnect {
+        tab: usize,
+        epoch: u32,
+    },
     /// The runner tries writes IndexedDB refused again.
-    HeldRetry { tab: usize, epoch: u32 },
+    HeldRetry {
+        tab: usize,
+        epoch: u32,
+    },
 }
 
 struct World {
@@ -252,8 +301,16 @@ impl World {
     /// user's IndexedDB and loads the records kept there.
     fn open_tab(&mut self, tab: usize) {
         let user = self.tabs[tab].user;
-        let ids = IdSource::new(self.seed ^ ((tab as u64 + 1) << 32) ^ u64::from(self.tabs[tab].epoch) << 48);
-        let mut engine = ClientEngine::new(EngineConfig::default(), &Self::user_name(user), true, true, ids);
+        let ids = IdSource::new(
+            self.seed ^ ((tab as u64 + 1) << 32) ^ u64::from(self.tabs[tab].epoch) << 48,
+        );
+        let mut engine = ClientEngine::new(
+            EngineConfig::default(),
+            &Self::user_name(user),
+            true,
+            true,
+            ids,
+        );
         let records: Vec<Record> = if self.dbs[user].records.is_empty() {
             self.server.records.values().cloned().collect()
         } else {
@@ -277,7 +334,8 @@ impl World {
 
     /// Web Locks: the lowest live tab of a user leads.
     fn elect(&mut self, user: usize) {
-        let next = (0..self.tabs.len()).find(|&t| self.tabs[t].user == user && self.tabs[t].engine.is_some());
+        let next = (0..self.tabs.len())
+            .find(|&t| self.tabs[t].user == user && self.tabs[t].engine.is_some());
         if self.leaders[user] == next {
             return;
         }
@@ -306,8 +364,12 @@ impl World {
     /// Hands one event to a tab's engine and carries out the effects.
     fn deliver(&mut self, tab: usize, event: Event) {
         let now = self.now;
-        let Some(engine) = self.tabs[tab].engine.as_mut() else { return };
-        let label = self.tracing.then(|| format!("tab {tab} <- {}", short(&event)));
+        let Some(engine) = self.tabs[tab].engine.as_mut() else {
+            return;
+        };
+        let label = self
+            .tracing
+            .then(|| format!("tab {tab} <- {}", short(&event)));
         let effects = engine.handle(event, now);
         if let Some(label) = label {
             self.note(label);
@@ -333,7 +395,9 @@ impl World {
                     self.tabs[tab].held = all;
                     self.at(1_000, Msg::HeldRetry { tab, epoch });
                 } else {
-                    let work = all.iter().any(|op| !matches!(op, StoreOp::PutRecord { .. } | StoreOp::DeleteRecord(_)));
+                    let work = all.iter().any(|op| {
+                        !matches!(op, StoreOp::PutRecord { .. } | StoreOp::DeleteRecord(_))
+                    });
                     self.dbs[user].apply(&all);
                     if work {
                         self.tell_tabs(tab, |tab, epoch| Msg::WorkNotice { tab, epoch });
@@ -343,7 +407,13 @@ impl World {
                     }
                 }
                 if let Some(mutation_id) = persisted {
-                    self.deliver(tab, Event::Persisted { mutation_id, written });
+                    self.deliver(
+                        tab,
+                        Event::Persisted {
+                            mutation_id,
+                            written,
+                        },
+                    );
                 }
             }
             Effect::Send { entry, .. } => {
@@ -358,12 +428,29 @@ impl World {
                         message: "network error: cut".into(),
                         current: None,
                     });
-                    self.inflight.insert(attempt, (tab, epoch, Some(entry.mutation_id.clone())));
-                    self.at(1, Msg::Answer { tab, epoch, attempt, reply });
+                    self.inflight
+                        .insert(attempt, (tab, epoch, Some(entry.mutation_id.clone())));
+                    self.at(
+                        1,
+                        Msg::Answer {
+                            tab,
+                            epoch,
+                            attempt,
+                            reply,
+                        },
+                    );
                     return;
                 }
-                self.inflight.insert(attempt, (tab, epoch, Some(entry.mutation_id.clone())));
-                self.at(REQUEST_TIMEOUT_MS, Msg::Deadline { tab, epoch, attempt });
+                self.inflight
+                    .insert(attempt, (tab, epoch, Some(entry.mutation_id.clone())));
+                self.at(
+                    REQUEST_TIMEOUT_MS,
+                    Msg::Deadline {
+                        tab,
+                        epoch,
+                        attempt,
+                    },
+                );
                 self.send_over_network(Msg::Request {
                     tab,
                     epoch,
@@ -374,19 +461,33 @@ impl World {
             Effect::Settle { callers, result } => {
                 for caller in callers {
                     let Some(what) = self.tabs[tab].callers.remove(&caller) else {
-                        panic!("seed {}: caller {caller} of tab {tab} settled twice or never made", self.seed);
+                        panic!(
+                            "seed {}: caller {caller} of tab {tab} settled twice or never made",
+                            self.seed
+                        );
                     };
                     if let Ok(Outcome::Committed(record) | Outcome::Merged(record, _)) = &result {
                         self.check_acknowledged(record, &what);
                     }
-                    self.note(format!("tab {tab} settles {what}: {}", outcome_name(&result)));
+                    self.note(format!(
+                        "tab {tab} settles {what}: {}",
+                        outcome_name(&result)
+                    ));
                 }
             }
             Effect::Timer { timer, at } => match at {
                 Some(at) => {
                     self.tabs[tab].timers.insert(timer, at);
                     let delay = at.saturating_sub(self.now);
-                    self.at(delay, Msg::Timer { tab, epoch, timer, at });
+                    self.at(
+                        delay,
+                        Msg::Timer {
+                            tab,
+                            epoch,
+                            timer,
+                            at,
+                        },
+                    );
                 }
                 None => {
                     self.tabs[tab].timers.remove(&timer);
@@ -397,15 +498,39 @@ impl World {
                 self.next_attempt += 1;
                 self.inflight.insert(attempt, (tab, epoch, None));
                 if self.tabs[tab].cut_until.is_some() {
-                    self.at(1, Msg::Deadline { tab, epoch, attempt });
+                    self.at(
+                        1,
+                        Msg::Deadline {
+                            tab,
+                            epoch,
+                            attempt,
+                        },
+                    );
                 } else {
-                    self.at(REQUEST_TIMEOUT_MS, Msg::Deadline { tab, epoch, attempt });
-                    self.send_over_network(Msg::Probe { tab, epoch, attempt });
+                    self.at(
+                        REQUEST_TIMEOUT_MS,
+                        Msg::Deadline {
+                            tab,
+                            epoch,
+                            attempt,
+                        },
+                    );
+                    self.send_over_network(Msg::Probe {
+                        tab,
+                        epoch,
+                        attempt,
+                    });
                 }
             }
             Effect::Fetch { key, mutation_id } => {
                 let record = self.server.records.get(&key.id).cloned();
-                self.deliver(tab, Event::Fetched { mutation_id, record });
+                self.deliver(
+                    tab,
+                    Event::Fetched {
+                        mutation_id,
+                        record,
+                    },
+                );
             }
             Effect::TellCommitted { key, .. } => {
                 let id = key.id.clone();
@@ -454,7 +579,10 @@ impl World {
         if record.version == 0 {
             return;
         }
-        let kept = self.server.history.get(&(record.id.clone(), record.version));
+        let kept = self
+            .server
+            .history
+            .get(&(record.id.clone(), record.version));
         assert!(
             kept == Some(&record.fields),
             "seed {}: {what} acknowledged {}@v{} with fields the server never had at that version",
@@ -465,15 +593,35 @@ impl World {
     }
 
     fn on_msg(&mut self, msg: Msg) {
-        let live = |w: &World, tab: usize, epoch: u32| w.tabs[tab].engine.is_some() && w.tabs[tab].epoch == epoch;
+        let live = |w: &World, tab: usize, epoch: u32| {
+            w.tabs[tab].engine.is_some() && w.tabs[tab].epoch == epoch
+        };
         match msg {
-            Msg::Request { tab, epoch, attempt, entry } => {
+            Msg::Request {
+                tab,
+                epoch,
+                attempt,
+                entry,
+            } => {
                 let user = Self::user_name(self.tabs[tab].user);
                 let reply = self.server.handle(&user, &entry);
-                self.note(format!("server handles {} of tab {tab}: {}", entry.mutation_id.get(..8).unwrap_or(""), reply_name(&reply)));
-                self.send_over_network(Msg::Answer { tab, epoch, attempt, reply });
+                self.note(format!(
+                    "server handles {} of tab {tab}: {}",
+                    entry.mutation_id.get(..8).unwrap_or(""),
+                    reply_name(&reply)
+                ));
+                self.send_over_network(Msg::Answer {
+                    tab,
+                    epoch,
+                    attempt,
+                    reply,
+                });
             }
-            Msg::Probe { tab, epoch, attempt } => {
+            Msg::Probe {
+                tab,
+                epoch,
+                attempt,
+            } => {
                 let user = Self::user_name(self.tabs[tab].user);
                 let reply = Reply::Refused(Refusal {
                     status: Some(200),
@@ -483,10 +631,22 @@ impl World {
                     message: user,
                     current: None,
                 });
-                self.send_over_network(Msg::Answer { tab, epoch, attempt, reply });
+                self.send_over_network(Msg::Answer {
+                    tab,
+                    epoch,
+                    attempt,
+                    reply,
+                });
             }
-            Msg::Answer { tab, epoch, attempt, reply } => {
-                let Some((_, _, mutation)) = self.inflight.remove(&attempt) else { return };
+            Msg::Answer {
+                tab,
+                epoch,
+                attempt,
+                reply,
+            } => {
+                let Some((_, _, mutation)) = self.inflight.remove(&attempt) else {
+                    return;
+                };
                 if !live(self, tab, epoch) {
                     return;
                 }
@@ -498,8 +658,14 @@ impl World {
                     }
                 }
             }
-            Msg::Deadline { tab, epoch, attempt } => {
-                let Some((_, _, mutation)) = self.inflight.remove(&attempt) else { return };
+            Msg::Deadline {
+                tab,
+                epoch,
+                attempt,
+            } => {
+                let Some((_, _, mutation)) = self.inflight.remove(&attempt) else {
+                    return;
+                };
                 if !live(self, tab, epoch) {
                     return;
                 }
@@ -518,7 +684,12 @@ impl World {
                     None => self.deliver(tab, Event::Probed(ProbeReply::Unreachable)),
                 }
             }
-            Msg::Timer { tab, epoch, timer, at } => {
+            Msg::Timer {
+                tab,
+                epoch,
+                timer,
+                at,
+            } => {
                 if live(self, tab, epoch) && self.tabs[tab].timers.get(&timer) == Some(&at) {
                     self.tabs[tab].timers.remove(&timer);
                     let event = match timer {
@@ -531,7 +702,8 @@ impl World {
             }
             Msg::WorkNotice { tab, epoch } => {
                 if live(self, tab, epoch) {
-                    let work = self.dbs[self.tabs[tab].user].work();
+                    let mut work = self.dbs[self.tabs[tab].user].work();
+                    work.overlay(&self.tabs[tab].held);
                     self.deliver(tab, Event::WorkStored(work));
                 }
             }
@@ -539,14 +711,17 @@ impl World {
                 if live(self, tab, epoch) {
                     if let Some(record) = self.dbs[self.tabs[tab].user].records.get(&id).cloned() {
                         if let Some(engine) = self.tabs[tab].engine.as_mut() {
-                            engine.records_mut().apply_remote(COLLECTION, RemoteChange::Put(record));
+                            engine
+                                .records_mut()
+                                .apply_remote(COLLECTION, RemoteChange::Put(record));
                         }
                     }
                 }
             }
             Msg::Leading { tab, epoch } => {
                 if live(self, tab, epoch) && self.leaders[self.tabs[tab].user] == Some(tab) {
-                    let work = self.dbs[self.tabs[tab].user].work();
+                    let mut work = self.dbs[self.tabs[tab].user].work();
+                    work.overlay(&self.tabs[tab].held);
                     self.deliver(tab, Event::Leading(work));
                 }
             }
@@ -558,7 +733,13 @@ impl World {
             }
             Msg::HeldRetry { tab, epoch } => {
                 if live(self, tab, epoch) && !self.tabs[tab].held.is_empty() {
-                    self.carry_out(tab, Effect::Write { ops: Vec::new(), persisted: None });
+                    self.carry_out(
+                        tab,
+                        Effect::Write {
+                            ops: Vec::new(),
+                            persisted: None,
+                        },
+                    );
                 }
             }
             Msg::Reconnect { tab, epoch } => {
@@ -587,7 +768,9 @@ impl World {
                     record: record.clone(),
                 }]);
                 if let Some(engine) = self.tabs[tab].engine.as_mut() {
-                    engine.records_mut().apply_remote(COLLECTION, RemoteChange::Put(record));
+                    engine
+                        .records_mut()
+                        .apply_remote(COLLECTION, RemoteChange::Put(record));
                 }
             }
         }
@@ -625,7 +808,14 @@ impl World {
             let mut fields = Fields::new();
             fields.insert(field.into(), FieldValue::Text(value.clone()));
             let caller = self.new_caller(tab, format!("save {id}.{field}={value}"));
-            self.deliver(tab, Event::Save { key, fields, caller });
+            self.deliver(
+                tab,
+                Event::Save {
+                    key,
+                    fields,
+                    caller,
+                },
+            );
         } else if roll < 0.55 {
             let caller = self.new_caller(tab, format!("comment on {id}"));
             let text = format!("note {}", self.seq);
@@ -640,14 +830,31 @@ impl World {
                 let chosen: Fields = if self.chance(0.5) {
                     kept.conflict.mine.clone()
                 } else {
-                    kept.conflict.fields.iter().filter_map(|k| kept.conflict.theirs.fields.get(k).map(|v| (k.clone(), v.clone()))).collect()
+                    kept.conflict
+                        .fields
+                        .iter()
+                        .filter_map(|k| {
+                            kept.conflict
+                                .theirs
+                                .fields
+                                .get(k)
+                                .map(|v| (k.clone(), v.clone()))
+                        })
+                        .collect()
                 };
                 let cid = kept.conflict.id.clone();
                 // The claim: one transaction over the user's stores.
                 let caller = self.new_caller(tab, format!("resolve {}", &cid[..8]));
                 if self.dbs[user].conflicts.remove(&cid).is_some() {
                     self.tell_tabs(tab, |tab, epoch| Msg::WorkNotice { tab, epoch });
-                    self.deliver(tab, Event::Resolve { conflict_id: cid, chosen, caller });
+                    self.deliver(
+                        tab,
+                        Event::Resolve {
+                            conflict_id: cid,
+                            chosen,
+                            caller,
+                        },
+                    );
                 } else {
                     self.deliver(tab, Event::ClaimLost { caller });
                 }
@@ -668,12 +875,15 @@ impl World {
         } else if roll < 0.7 + f.crash + f.cut + f.idb_refusal + f.server_restart {
             // A restart: requests on their way in are lost.
             self.note("server restarts".into());
-            self.queue.retain(|_, m| !matches!(m, Msg::Request { .. } | Msg::Probe { .. }));
+            self.queue
+                .retain(|_, m| !matches!(m, Msg::Request { .. } | Msg::Probe { .. }));
         }
     }
 
     fn step_queue(&mut self) -> bool {
-        let Some((&(at, seq), _)) = self.queue.iter().next() else { return false };
+        let Some((&(at, seq), _)) = self.queue.iter().next() else {
+            return false;
+        };
         let msg = self.queue.remove(&(at, seq)).expect("present");
         self.now = self.now.max(at);
         self.on_msg(msg);
@@ -711,7 +921,16 @@ impl World {
     }
 
     fn why_not_quiet(&self) -> Option<String> {
-        let in_flight = self.queue.values().any(|m| matches!(m, Msg::Request { .. } | Msg::Answer { .. } | Msg::Probe { .. } | Msg::WorkNotice { .. } | Msg::Leading { .. }));
+        let in_flight = self.queue.values().any(|m| {
+            matches!(
+                m,
+                Msg::Request { .. }
+                    | Msg::Answer { .. }
+                    | Msg::Probe { .. }
+                    | Msg::WorkNotice { .. }
+                    | Msg::Leading { .. }
+            )
+        });
         if in_flight || !self.inflight.is_empty() {
             return Some("messages in flight".into());
         }
@@ -721,13 +940,19 @@ impl World {
                 return Some(format!("tab {i} believes it is offline"));
             }
             if let Some(p) = e.outbox().pending().first() {
-                let views: Vec<String> = self
-                    .tabs
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, o)| o.user == t.user)
-                    .map(|(j, o)| format!("  tab {j}: {}", o.engine.as_ref().map_or("closed".into(), |e| e.describe(&p.mutation_id, self.now))))
-                    .collect();
+                let views: Vec<String> =
+                    self.tabs
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, o)| o.user == t.user)
+                        .map(|(j, o)| {
+                            format!(
+                                "  tab {j}: {}",
+                                o.engine.as_ref().map_or("closed".into(), |e| e
+                                    .describe(&p.mutation_id, self.now))
+                            )
+                        })
+                        .collect();
                 return Some(format!(
                     "tab {i} still has {} in its outbox; in IndexedDB: {}\n{}",
                     p.mutation_id,
@@ -756,7 +981,9 @@ impl World {
         for (tab, t) in self.tabs.iter().enumerate() {
             let Some(engine) = &t.engine else { continue };
             if let Some((caller, what)) = t.callers.iter().next() {
-                return Err(self.fail(&format!("tab {tab}: caller {caller} ({what}) never settled")));
+                return Err(self.fail(&format!(
+                    "tab {tab}: caller {caller} ({what}) never settled"
+                )));
             }
             for (id, theirs) in &self.server.records {
                 let mine = engine.records().get(COLLECTION, id);
@@ -804,27 +1031,61 @@ impl World {
             Ok(needle) => self.trace.iter().filter(|l| l.contains(&needle)).collect(),
             Err(_) => self.trace.iter().rev().take(60).rev().collect(),
         };
-        lines.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("\n")
+        lines
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
 /// What a tab shows of the user's work: outbox, dead letters, conflicts.
 fn work_view(engine: &ClientEngine) -> String {
-    let pending: BTreeSet<&str> = engine.outbox().pending().iter().map(|e| e.mutation_id.as_str()).collect();
-    let failed: BTreeSet<&str> = engine.outbox().failed().iter().map(|e| e.mutation_id.as_str()).collect();
+    let pending: BTreeSet<&str> = engine
+        .outbox()
+        .pending()
+        .iter()
+        .map(|e| e.mutation_id.as_str())
+        .collect();
+    let failed: BTreeSet<&str> = engine
+        .outbox()
+        .failed()
+        .iter()
+        .map(|e| e.mutation_id.as_str())
+        .collect();
     let conflicts: BTreeSet<&str> = engine.conflicts().keys().map(String::as_str).collect();
     format!("pending {pending:?} failed {failed:?} conflicts {conflicts:?}")
 }
 
 fn short(event: &Event) -> String {
     match event {
-        Event::Save { key, fields, caller } => format!("Save {} {:?} (caller {caller})", key.id, fields.keys().collect::<Vec<_>>()),
-        Event::Answered { mutation_id, reply } => format!("Answered {} {}", &mutation_id[..8], reply_name(reply)),
-        Event::Persisted { mutation_id, written } => format!("Persisted {} written {written}", &mutation_id[..8]),
+        Event::Save {
+            key,
+            fields,
+            caller,
+        } => format!(
+            "Save {} {:?} (caller {caller})",
+            key.id,
+            fields.keys().collect::<Vec<_>>()
+        ),
+        Event::Answered { mutation_id, reply } => {
+            format!("Answered {} {}", &mutation_id[..8], reply_name(reply))
+        }
+        Event::Persisted {
+            mutation_id,
+            written,
+        } => format!("Persisted {} written {written}", &mutation_id[..8]),
         Event::WorkStored(w) | Event::Leading(w) => format!(
             "{} outbox {:?} failed {} conflicts {}",
-            if matches!(event, Event::Leading(_)) { "Leading" } else { "WorkStored" },
-            w.outbox.iter().map(|e| &e.mutation_id[..8]).collect::<Vec<_>>(),
+            if matches!(event, Event::Leading(_)) {
+                "Leading"
+            } else {
+                "WorkStored"
+            },
+            w.outbox
+                .iter()
+                .map(|e| &e.mutation_id[..8])
+                .collect::<Vec<_>>(),
             w.failed.len(),
             w.conflicts.len()
         ),
@@ -869,7 +1130,12 @@ fn run_once(seed: u64, faults: Faults, tracing: bool) -> Result<(), SimFailure> 
     for _ in 0..world.faults.steps {
         // Between actions, the world moves on a little.
         let until = world.now + 1 + world.pick(400) as u64;
-        while world.queue.keys().next().is_some_and(|(at, _)| *at <= until) {
+        while world
+            .queue
+            .keys()
+            .next()
+            .is_some_and(|(at, _)| *at <= until)
+        {
             world.step_queue();
             world.check_step()?;
         }
@@ -912,25 +1178,41 @@ mod tests {
         if let Ok(seed) = std::env::var("CRM_SIM_SEED") {
             return vec![seed.parse().expect("CRM_SIM_SEED is a number")];
         }
-        let n: u64 = std::env::var("CRM_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000);
+        let n: u64 = std::env::var("CRM_SIM_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2_000);
         (1..=n).collect()
     }
 
     #[test]
     fn many_users_and_tabs_end_equal_to_the_server() {
         let seeds = seeds();
-        let threads = std::thread::available_parallelism().map_or(1, usize::from).min(8);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(8);
         let failures: Vec<String> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|t| {
                     let mine: Vec<u64> = seeds.iter().copied().skip(t).step_by(threads).collect();
-                    scope.spawn(move || mine.into_iter().find_map(|seed| run(seed, Faults::default()).err()))
+                    scope.spawn(move || {
+                        mine.into_iter()
+                            .find_map(|seed| run(seed, Faults::default()).err())
+                    })
                 })
                 .collect();
-            workers.into_iter().filter_map(|w| w.join().ok().flatten()).map(|SimFailure(why)| why).collect()
+            workers
+                .into_iter()
+                .filter_map(|w| w.join().ok().flatten())
+                .map(|SimFailure(why)| why)
+                .collect()
         });
         if let Some(first) = failures.first() {
-            panic!("{} of {} seeds failed; the first:\n{first}", failures.len(), seeds.len());
+            panic!(
+                "{} of {} seeds failed; the first:\n{first}",
+                failures.len(),
+                seeds.len()
+            );
         }
     }
 }

@@ -30,7 +30,10 @@ impl ModelServer {
         let mut server = Self::default();
         for id in ids {
             let mut fields = Fields::new();
-            fields.insert("name".into(), crate::core::record::FieldValue::Text(format!("{id} Ltd")));
+            fields.insert(
+                "name".into(),
+                crate::core::record::FieldValue::Text(format!("{id} Ltd")),
+            );
             let record = Record {
                 id: id.clone(),
                 version: 1,
@@ -54,10 +57,14 @@ impl ModelServer {
         let id = entry.record_id.clone();
         let reply = match &entry.op {
             MutationOp::Patch {
-                base_version, fields, ..
+                base_version,
+                fields,
+                ..
             } => match self.records.get_mut(&id) {
                 None => refusal(404, ErrorCode::NotFound, None),
-                Some(r) if r.version != *base_version => refusal(409, ErrorCode::Conflict, Some(r.clone())),
+                Some(r) if r.version != *base_version => {
+                    refusal(409, ErrorCode::Conflict, Some(r.clone()))
+                }
                 Some(r) => {
                     for (k, v) in fields {
                         r.fields.insert(k.clone(), v.clone());
@@ -65,9 +72,13 @@ impl ModelServer {
                     r.version += 1;
                     r.updated_by = user.to_owned();
                     r.updated_at = format!("t{:08}", self.clock);
-                    self.history.insert((id.clone(), r.version), r.fields.clone());
+                    self.history
+                        .insert((id.clone(), r.version), r.fields.clone());
                     self.feed.push(id.clone());
-                    *self.applied.entry(entry.idempotency_key.clone()).or_default() += 1;
+                    *self
+                        .applied
+                        .entry(entry.idempotency_key.clone())
+                        .or_default() += 1;
                     Reply::Record(r.clone())
                 }
             },
@@ -86,7 +97,10 @@ impl ModelServer {
                     self.history.insert((id.clone(), 1), fields.clone());
                     self.records.insert(id.clone(), record.clone());
                     self.feed.push(id);
-                    *self.applied.entry(entry.idempotency_key.clone()).or_default() += 1;
+                    *self
+                        .applied
+                        .entry(entry.idempotency_key.clone())
+                        .or_default() += 1;
                     Reply::Record(record)
                 }
             }
@@ -105,7 +119,10 @@ impl ModelServer {
                             };
                             r.comments.push(c.clone());
                             self.feed.push(id.clone());
-                            *self.applied.entry(entry.idempotency_key.clone()).or_default() += 1;
+                            *self
+                                .applied
+                                .entry(entry.idempotency_key.clone())
+                                .or_default() += 1;
                             c
                         }
                     };
@@ -113,7 +130,8 @@ impl ModelServer {
                 }
             },
         };
-        self.replies.insert(entry.idempotency_key.clone(), reply.clone());
+        self.replies
+            .insert(entry.idempotency_key.clone(), reply.clone());
         reply
     }
 }
