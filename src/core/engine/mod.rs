@@ -209,7 +209,12 @@ impl StoredWork {
     pub fn overlay(&mut self, ops: &[StoreOp]) {
         for op in ops {
             match op {
-                StoreOp::PutEntry(entry) => {
+                StoreOp::UpdateEntry(entry)
+                    if !self
+                        .outbox
+                        .iter()
+                        .any(|e| e.mutation_id == entry.mutation_id) => {}
+                StoreOp::PutEntry(entry) | StoreOp::UpdateEntry(entry) => {
                     self.outbox.retain(|e| e.mutation_id != entry.mutation_id);
                     self.failed.retain(|e| e.mutation_id != entry.mutation_id);
                     if entry.state == crate::core::outbox::EntryState::Failed {
@@ -380,8 +385,13 @@ pub enum StoreOp {
     PutRecord { collection: String, record: Record },
     /// Delete the confirmed record.
     DeleteRecord(RecordKey),
-    /// Put an entry in the outbox (`failed: false`) or dead letters.
+    /// Put an entry in the outbox, or in the dead letters when its state
+    /// is `failed` (taking it out of the other store).
     PutEntry(OutboxEntry),
+    /// As `PutEntry`, only if the entry is still in the outbox store: an
+    /// entry another tab finished meanwhile is not brought back (found by
+    /// the simulation: a retry's write revived a sent entry).
+    UpdateEntry(OutboxEntry),
     /// Delete an entry from the outbox or the dead letters.
     DeleteEntry { mutation_id: String, failed: bool },
     /// Put a conflict.
@@ -481,6 +491,10 @@ pub struct ClientEngine {
     /// as this tab has them (found by the simulation: they were dropped as
     /// "sent elsewhere" and never sent).
     held: HashSet<String>,
+    /// Entries on the wire here that another tab finished meanwhile (gone
+    /// from IndexedDB): if their send fails, they are dropped, not retried
+    /// (found by the simulation: such an entry stayed in memory for good).
+    finished_elsewhere: HashSet<String>,
     /// Entries this tab made: it sends them itself, leader or not, so its
     /// callers hear the server's answer.
     own: HashSet<String>,
@@ -525,6 +539,7 @@ impl ClientEngine {
             merged: VecMap::new(),
             unpersisted: HashSet::new(),
             held: HashSet::new(),
+            finished_elsewhere: HashSet::new(),
             own: HashSet::new(),
             foreign: VecMap::new(),
             keepalive: HashSet::new(),

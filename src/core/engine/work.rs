@@ -29,7 +29,13 @@ impl ClientEngine {
                 if entry.state == EntryState::Sending {
                     sending.push(id.clone());
                 }
-                stored.remove(id);
+                if stored.remove(id).is_none()
+                    && entry.state == EntryState::Sending
+                    && !self.unpersisted.contains(id)
+                    && !self.held.contains(id)
+                {
+                    self.finished_elsewhere.insert(id.clone());
+                }
                 all.push(entry.clone());
             }
         }
@@ -72,7 +78,7 @@ impl ClientEngine {
         }
         self.outbox = Outbox::restore(all);
         for id in sending {
-            let _ = self.outbox.mark_sending(&id);
+            let _ = self.outbox.still_sending(&id);
         }
         let fresh: Vec<KeptConflict> = work
             .conflicts
@@ -126,7 +132,7 @@ impl ClientEngine {
         self.outbox = Outbox::restore(all);
         // Restoring forgets what was in flight; it still is.
         for id in sending {
-            let _ = self.outbox.mark_sending(&id);
+            let _ = self.outbox.still_sending(&id);
         }
     }
 

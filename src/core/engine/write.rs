@@ -195,7 +195,14 @@ impl ClientEngine {
             record_id: key.id.clone(),
             op,
         };
-        let target = match self.outbox.enqueue(mutation, now) {
+        // Fold only into this tab's own entries: another tab sends its
+        // entry as it holds it, and would drop what was folded in here
+        // (found by the simulation).
+        let own = &self.own;
+        let target = match self
+            .outbox
+            .enqueue_folding(mutation, now, |id| own.contains(id))
+        {
             Ok(Enqueued::Added { mutation_id }) => mutation_id,
             Ok(Enqueued::Folded { into }) => into,
             Err(e) => {
@@ -751,7 +758,7 @@ impl ClientEngine {
                     }
                 }
                 if let Some(updated) = self.outbox.get(&id).cloned() {
-                    ops.push(StoreOp::PutEntry(updated));
+                    ops.push(StoreOp::UpdateEntry(updated));
                 }
                 out.push(Effect::Write {
                     ops,
@@ -825,6 +832,14 @@ impl ClientEngine {
         now: u64,
         out: &mut Vec<Effect>,
     ) {
+        if self.finished_elsewhere.remove(&entry.mutation_id) {
+            // Another tab finished it while it was on the wire here.
+            if let Ok(gone) = self.outbox.discard_sending(&entry.mutation_id) {
+                unstage(&mut self.records, &gone);
+            }
+            self.settle(&entry.mutation_id, Err(Failure::Cancelled), out);
+            return;
+        }
         let error = EntryError {
             code: refusal.code,
             message: refusal.message,
@@ -848,7 +863,7 @@ impl ClientEngine {
         }
         if let Some(updated) = self.outbox.get(&entry.mutation_id).cloned() {
             out.push(Effect::Write {
-                ops: vec![StoreOp::PutEntry(updated)],
+                ops: vec![StoreOp::UpdateEntry(updated)],
                 persisted: None,
             });
         }
@@ -872,13 +887,15 @@ impl ClientEngine {
             .ok()
             .cloned();
         self.records.fail(&key);
-        let mut ops = vec![StoreOp::DeleteEntry {
-            mutation_id: entry.mutation_id.clone(),
-            failed: false,
-        }];
-        if let Some(f) = failed {
-            ops.push(StoreOp::PutEntry(f));
-        }
+        // Moved from the outbox to the dead letters, if no other tab
+        // finished it meanwhile.
+        let ops = match failed {
+            Some(f) => vec![StoreOp::UpdateEntry(f)],
+            None => vec![StoreOp::DeleteEntry {
+                mutation_id: entry.mutation_id.clone(),
+                failed: false,
+            }],
+        };
         out.push(Effect::Write {
             ops,
             persisted: None,

@@ -101,7 +101,8 @@ impl UserDb {
                 StoreOp::DeleteRecord(key) => {
                     self.records.remove(&key.id);
                 }
-                StoreOp::PutEntry(entry) => {
+                StoreOp::UpdateEntry(entry) if !self.outbox.contains_key(&entry.mutation_id) => {}
+                StoreOp::PutEntry(entry) | StoreOp::UpdateEntry(entry) => {
                     let id = entry.mutation_id.clone();
                     if entry.state == EntryState::Failed {
                         self.outbox.remove(&id);
@@ -142,6 +143,9 @@ struct Tab {
     /// Callers not yet settled, and what they asked.
     callers: BTreeMap<CallerId, String>,
     cut_until: Option<u64>,
+    /// `Idempotency-Key`s whose answer (not a transient failure) this tab
+    /// received: a key names one request, so none may be sent again.
+    answered: BTreeSet<String>,
     /// Writes IndexedDB refused for lack of space, written first next time.
     held: Vec<StoreOp>,
     feed_read: usize,
@@ -221,6 +225,10 @@ struct World {
     next_attempt: u64,
     next_caller: CallerId,
     trace: Vec<String>,
+    /// The key each mutation was last sent with.
+    keys: BTreeMap<String, String>,
+    /// An invariant an effect broke, reported at the next check.
+    broken: Option<String>,
     /// Runs are traced only when replayed after a failure: the same seed
     /// makes the same run.
     tracing: bool,
@@ -248,6 +256,8 @@ impl World {
             next_attempt: 0,
             next_caller: 0,
             trace: Vec::new(),
+            keys: BTreeMap::new(),
+            broken: None,
             tracing: false,
             healing: false,
             server,
@@ -262,6 +272,7 @@ impl World {
                     timers: BTreeMap::new(),
                     callers: BTreeMap::new(),
                     cut_until: None,
+                    answered: BTreeSet::new(),
                     held: Vec::new(),
                     feed_read: 0,
                 });
@@ -324,6 +335,7 @@ impl World {
         t.timers.clear();
         t.callers.clear();
         t.held.clear();
+        t.answered.clear();
         t.cut_until = None;
         t.feed_read = 0;
         let epoch = t.epoch;
@@ -384,6 +396,10 @@ impl World {
         let epoch = self.tabs[tab].epoch;
         match effect {
             Effect::Write { ops, persisted } => {
+                if self.tracing {
+                    let names: Vec<String> = ops.iter().map(op_name).collect();
+                    self.note(format!("tab {tab} writes {names:?}"));
+                }
                 let mut all = std::mem::take(&mut self.tabs[tab].held);
                 let was_held = !all.is_empty();
                 all.extend(ops);
@@ -417,6 +433,14 @@ impl World {
                 }
             }
             Effect::Send { entry, .. } => {
+                if self.tabs[tab].answered.contains(&entry.idempotency_key) {
+                    self.broken = Some(format!(
+                        "tab {tab} sent {} again under an Idempotency-Key already answered",
+                        entry.mutation_id
+                    ));
+                }
+                self.keys
+                    .insert(entry.mutation_id.clone(), entry.idempotency_key.clone());
                 let attempt = self.next_attempt;
                 self.next_attempt += 1;
                 if self.tabs[tab].cut_until.is_some() {
@@ -651,7 +675,13 @@ impl World {
                     return;
                 }
                 match mutation {
-                    Some(mutation_id) => self.deliver(tab, Event::Answered { mutation_id, reply }),
+                    Some(mutation_id) => {
+                        let transient = matches!(&reply, Reply::Refused(r) if r.transient);
+                        if let (false, Some(key)) = (transient, self.keys.get(&mutation_id)) {
+                            self.tabs[tab].answered.insert(key.clone());
+                        }
+                        self.deliver(tab, Event::Answered { mutation_id, reply });
+                    }
                     None => {
                         let user = Self::user_name(self.tabs[tab].user);
                         self.deliver(tab, Event::Probed(ProbeReply::User(user)));
@@ -754,7 +784,12 @@ impl World {
     /// The changes feed, read by a tab that can reach the server: the
     /// records changed since its last read replace what it has.
     fn read_feed(&mut self, tab: usize) {
-        if self.tabs[tab].cut_until.is_some() {
+        // As the web runner: only a tab that believes it can talk reads.
+        let talks = self.tabs[tab]
+            .engine
+            .as_ref()
+            .is_some_and(ClientEngine::can_talk);
+        if self.tabs[tab].cut_until.is_some() || !talks {
             return;
         }
         let from = self.tabs[tab].feed_read;
@@ -891,6 +926,9 @@ impl World {
     }
 
     fn check_step(&self) -> Result<(), SimFailure> {
+        if let Some(what) = &self.broken {
+            return Err(self.fail(what));
+        }
         for user in 0..self.faults.users {
             let leaders = self
                 .tabs
@@ -1055,6 +1093,21 @@ fn work_view(engine: &ClientEngine) -> String {
         .collect();
     let conflicts: BTreeSet<&str> = engine.conflicts().keys().map(String::as_str).collect();
     format!("pending {pending:?} failed {failed:?} conflicts {conflicts:?}")
+}
+
+fn op_name(op: &StoreOp) -> String {
+    match op {
+        StoreOp::PutRecord { record, .. } => format!("put {}@v{}", record.id, record.version),
+        StoreOp::DeleteRecord(key) => format!("delete {}", key.id),
+        StoreOp::PutEntry(e) => format!("put entry {} {:?}", &e.mutation_id[..8], e.state),
+        StoreOp::UpdateEntry(e) => format!("update entry {} {:?}", &e.mutation_id[..8], e.state),
+        StoreOp::DeleteEntry {
+            mutation_id,
+            failed,
+        } => format!("delete entry {} failed {failed}", &mutation_id[..8]),
+        StoreOp::PutConflict(k) => format!("put conflict {}", &k.conflict.id[..8]),
+        StoreOp::DeleteConflict(id) => format!("delete conflict {}", &id[..8]),
+    }
 }
 
 fn short(event: &Event) -> String {
