@@ -221,12 +221,10 @@ struct World {
     tabs: Vec<Tab>,
     leaders: Vec<Option<usize>>,
     /// Requests on the wire, by attempt: the tab, the entry (None: a probe).
-    inflight: BTreeMap<u64, (usize, u32, Option<String>)>,
+    inflight: BTreeMap<u64, (usize, u32, Option<(String, String)>)>,
     next_attempt: u64,
     next_caller: CallerId,
     trace: Vec<String>,
-    /// The key each mutation was last sent with.
-    keys: BTreeMap<String, String>,
     /// An invariant an effect broke, reported at the next check.
     broken: Option<String>,
     /// Runs are traced only when replayed after a failure: the same seed
@@ -256,7 +254,6 @@ impl World {
             next_attempt: 0,
             next_caller: 0,
             trace: Vec::new(),
-            keys: BTreeMap::new(),
             broken: None,
             tracing: false,
             healing: false,
@@ -439,8 +436,10 @@ impl World {
                         entry.mutation_id
                     ));
                 }
-                self.keys
-                    .insert(entry.mutation_id.clone(), entry.idempotency_key.clone());
+                if self.tracing {
+                    let (m, k) = (&entry.mutation_id[..8], &entry.idempotency_key[..8]);
+                    self.note(format!("tab {tab} sends {m} key {k}"));
+                }
                 let attempt = self.next_attempt;
                 self.next_attempt += 1;
                 if self.tabs[tab].cut_until.is_some() {
@@ -452,8 +451,14 @@ impl World {
                         message: "network error: cut".into(),
                         current: None,
                     });
-                    self.inflight
-                        .insert(attempt, (tab, epoch, Some(entry.mutation_id.clone())));
+                    self.inflight.insert(
+                        attempt,
+                        (
+                            tab,
+                            epoch,
+                            Some((entry.mutation_id.clone(), entry.idempotency_key.clone())),
+                        ),
+                    );
                     self.at(
                         1,
                         Msg::Answer {
@@ -465,8 +470,14 @@ impl World {
                     );
                     return;
                 }
-                self.inflight
-                    .insert(attempt, (tab, epoch, Some(entry.mutation_id.clone())));
+                self.inflight.insert(
+                    attempt,
+                    (
+                        tab,
+                        epoch,
+                        Some((entry.mutation_id.clone(), entry.idempotency_key.clone())),
+                    ),
+                );
                 self.at(
                     REQUEST_TIMEOUT_MS,
                     Msg::Deadline {
@@ -675,10 +686,10 @@ impl World {
                     return;
                 }
                 match mutation {
-                    Some(mutation_id) => {
+                    Some((mutation_id, key)) => {
                         let transient = matches!(&reply, Reply::Refused(r) if r.transient);
-                        if let (false, Some(key)) = (transient, self.keys.get(&mutation_id)) {
-                            self.tabs[tab].answered.insert(key.clone());
+                        if !transient {
+                            self.tabs[tab].answered.insert(key);
                         }
                         self.deliver(tab, Event::Answered { mutation_id, reply });
                     }
@@ -700,7 +711,7 @@ impl World {
                     return;
                 }
                 match mutation {
-                    Some(mutation_id) => {
+                    Some((mutation_id, _)) => {
                         let reply = Reply::Refused(Refusal {
                             status: None,
                             code: ErrorCode::Timeout,
@@ -974,6 +985,9 @@ impl World {
         }
         for (i, t) in self.tabs.iter().enumerate() {
             let Some(e) = &t.engine else { continue };
+            if !t.held.is_empty() {
+                return Some(format!("tab {i} holds writes IndexedDB refused"));
+            }
             if !e.is_online() {
                 return Some(format!("tab {i} believes it is offline"));
             }
