@@ -1276,7 +1276,7 @@ mod tests {
         });
         if let Some(first) = failures.first() {
             panic!(
-                "{} of {} seeds failed; the first:\n{first}",
+                "{} of {} seeds failed (each worker stops at its first failure); the first:\n{first}",
                 failures.len(),
                 seeds.len()
             );
