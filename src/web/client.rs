@@ -481,6 +481,8 @@ struct Inner {
     /// as it is: `get` and `list` hand out these, so a change of one record
     /// makes one new object, not one per record of its collection.
     record_js: RefCell<HashMap<RecordKey, CachedRecord>>,
+    /// `crm.query`'s kept matches and pages.
+    queries: RefCell<query_cache::QueryCache>,
     /// Whether the server can be reached (not `navigator.onLine` alone).
     reach: RefCell<Reachability>,
     /// The next probe of the server while it cannot be reached.
@@ -538,6 +540,7 @@ impl Client {
             listeners: js_sys::Set::new(&JsValue::UNDEFINED),
             snapshots: RefCell::new(HashMap::new()),
             record_js: RefCell::new(HashMap::new()),
+            queries: RefCell::default(),
             reach: RefCell::new(Reachability::new(navigator_online())),
             probe_timer: RefCell::new(None),
             verified: Cell::new(verified),
