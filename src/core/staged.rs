@@ -253,6 +253,23 @@ impl StagedRecords {
         }
     }
 
+    /// Up to `count` ids of a collection's confirmed records after `after`
+    /// (from the first without it), in id order: a collection read a run at
+    /// a time.
+    pub fn ids_after(&self, collection: &str, after: Option<&str>, count: usize) -> Vec<String> {
+        use std::ops::Bound;
+        let from = match after {
+            Some(id) => Bound::Excluded(RecordKey::new(collection, id)),
+            None => Bound::Included(RecordKey::new(collection, "")),
+        };
+        self.confirmed
+            .range((from, Bound::Unbounded))
+            .take_while(|(key, _)| key.collection == collection)
+            .take(count)
+            .map(|(key, _)| key.id.clone())
+            .collect()
+    }
+
     /// How many confirmed records there are, in every collection.
     pub fn len(&self) -> usize {
         self.confirmed.len()

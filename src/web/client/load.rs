@@ -9,8 +9,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use super::{
-    check_collection, emit_to, encode, is_unreachable, rejected, CachedRecord, Client,
-    SyncLogEntry, CURSOR_KEY,
+    check_collection, emit_to, encode, is_unreachable, record_object, rejected, CachedRecord,
+    Client, SyncLogEntry, CURSOR_KEY,
 };
 use crate::core::record::{Record, RecordKey};
 use crate::core::staged::RemoteChange;
@@ -51,26 +51,7 @@ impl Client {
         let started = now_ms();
         // What this tab and IndexedDB hold before: whatever of it no page
         // has is gone from the server.
-        let prefix = format!("{collection}/");
-        let mut known_before: HashSet<String> = match self.db() {
-            Some(db) => db
-                .keys(Store::Records)
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
-                .collect(),
-            None => HashSet::new(),
-        };
-        known_before.extend(
-            self.inner
-                .state
-                .borrow()
-                .records
-                .list(collection)
-                .iter()
-                .map(|r| r.id.clone()),
-        );
+        let known_before = self.known_ids(collection).await;
         let mut seen: HashSet<String> = HashSet::new();
         let mut first_cursor: Option<String> = None;
         let mut in_flight = Some(self.read_soon(format!("/{collection}?limit={size}")));
@@ -135,7 +116,77 @@ impl Client {
             duration_ms: now_ms().saturating_sub(started) as f64,
             error: None,
         });
-        Ok(self.list(collection))
+        Ok(self.list_in_slices(collection).await)
+    }
+
+    /// The collection as `list` gives it, made a run of records at a time
+    /// with the event loop between (the end of a large load would otherwise
+    /// make every record's object in one task). Not kept as `list`'s
+    /// snapshot: a record may change between two runs.
+    async fn list_in_slices(&self, collection: &str) -> JsValue {
+        let out = js_sys::Array::new();
+        let mut after: Option<String> = None;
+        let mut slice = Slices::start();
+        loop {
+            let last = {
+                let state = self.inner.state.borrow();
+                let ids = state.records.ids_after(collection, after.as_deref(), 256);
+                let stale = state.stale.contains(collection) && !self.is_online();
+                let mut cache = self.inner.record_js.borrow_mut();
+                for id in &ids {
+                    if let Some(record) = state.records.get(collection, id) {
+                        out.push(&record_object(&mut cache, collection, record, stale));
+                    }
+                }
+                ids.last().cloned()
+            };
+            let Some(last) = last else {
+                break;
+            };
+            after = Some(last);
+            slice.look().await;
+        }
+        out.into()
+    }
+
+    /// The ids of `collection` this tab and IndexedDB hold, read in slices
+    /// (a large collection's keys are not turned into strings in one task).
+    async fn known_ids(&self, collection: &str) -> HashSet<String> {
+        let prefix = format!("{collection}/");
+        let mut known: HashSet<String> = HashSet::new();
+        let mut slice = Slices::start();
+        if let Some(db) = self.db() {
+            if let Ok(keys) = db
+                .db()
+                .keys_with_prefix(Store::Records.name(), &prefix)
+                .await
+            {
+                for key in keys {
+                    if let Some(id) = key
+                        .as_string()
+                        .and_then(|k| k.strip_prefix(&prefix).map(str::to_owned))
+                    {
+                        known.insert(id);
+                    }
+                    slice.maybe_yield().await;
+                }
+            }
+        }
+        let mut after: Option<String> = None;
+        loop {
+            // A run of ids at a time, the state not borrowed across a yield.
+            let run: Vec<String> = {
+                let state = self.inner.state.borrow();
+                state.records.ids_after(collection, after.as_deref(), 2_000)
+            };
+            let Some(last) = run.last().cloned() else {
+                break;
+            };
+            known.extend(run);
+            after = Some(last);
+            slice.maybe_yield().await;
+        }
+        known
     }
 
     /// Starts reading `path` now (a promise: a Rust future would wait for
@@ -248,17 +299,36 @@ impl Client {
 /// the event loop between them.
 struct Slices {
     from: f64,
+    /// Steps since the clock was last read.
+    steps: u32,
 }
+
+/// The clock is read every this many steps: a step is a record's worth of
+/// work, far below a millisecond, and reading the clock is a call to JS.
+const STEPS_PER_LOOK: u32 = 32;
 
 impl Slices {
     fn start() -> Self {
         Self {
             from: crate::web::clock::precise_ms(),
+            steps: 0,
         }
+    }
+
+    /// Yields if this slice has run long enough, reading the clock now
+    /// (after a step of many records).
+    async fn look(&mut self) {
+        self.steps = STEPS_PER_LOOK;
+        self.maybe_yield().await;
     }
 
     /// Yields if this slice has run long enough.
     async fn maybe_yield(&mut self) {
+        self.steps += 1;
+        if self.steps < STEPS_PER_LOOK {
+            return;
+        }
+        self.steps = 0;
         if crate::web::clock::precise_ms() - self.from > SLICE_MS {
             crate::web::clock::yield_to_page().await;
             self.from = crate::web::clock::precise_ms();
