@@ -51,14 +51,16 @@ impl Client {
         let started = now_ms();
         // What this tab and IndexedDB hold before: whatever of it no page
         // has is gone from the server.
-        let known_before = self.known_ids(collection).await;
-        let mut seen: HashSet<String> = HashSet::new();
+        // Whittled down as pages come in: what is left at the end is gone
+        // from the server.
+        let mut not_seen = self.known_ids(collection).await;
+        let mut loaded: usize = 0;
         let mut first_cursor: Option<String> = None;
         let mut in_flight = Some(self.read_soon(format!("/{collection}?limit={size}")));
         while let Some(page) = in_flight.take() {
             let body = match JsFuture::from(page).await.map_err(rejected) {
                 Ok(body) => body,
-                Err(err) if first_cursor.is_none() && seen.is_empty() && is_unreachable(&err) => {
+                Err(err) if first_cursor.is_none() && loaded == 0 && is_unreachable(&err) => {
                     return self.load_stored(collection, err).await;
                 }
                 Err(err) => return Err(err),
@@ -76,14 +78,14 @@ impl Client {
                     encode(&after)
                 )));
             }
-            self.store_page(collection, &items, &mut seen).await?;
-            self.emit_load(collection, seen.len());
+            loaded += self.store_page(collection, &items, &mut not_seen).await?;
+            self.emit_load(collection, loaded);
         }
         let mut batch = DbBatch::new();
         {
             let mut state = self.inner.state.borrow_mut();
             // Known before and in no page: deleted on the server meanwhile.
-            for id in known_before.difference(&seen) {
+            for id in &not_seen {
                 let _ = state.records.apply_remote(
                     collection,
                     RemoteChange::Delete {
@@ -109,7 +111,7 @@ impl Client {
             direction: "pull".into(),
             kind: "load".into(),
             pushed: 0,
-            pulled: seen.len() as u64,
+            pulled: loaded as u64,
             merged: 0,
             conflicts: 0,
             failed: 0,
@@ -184,7 +186,7 @@ impl Client {
             };
             known.extend(run);
             after = Some(last);
-            slice.maybe_yield().await;
+            slice.look().await;
         }
         known
     }
@@ -201,13 +203,14 @@ impl Client {
     /// Reads one page's records in slices, then lays them over memory and
     /// writes them to IndexedDB in one transaction (a page is atomic). The
     /// server's own objects are kept as the records' JS snapshots and
-    /// stored as they are: one copy per record, not one per shape.
+    /// stored as they are: one copy per record, not one per shape. Each
+    /// record's id leaves `not_seen`; returns how many records the page had.
     async fn store_page(
         &self,
         collection: &str,
         items: &js_sys::Array,
-        seen: &mut HashSet<String>,
-    ) -> Result<(), Error> {
+        not_seen: &mut HashSet<String>,
+    ) -> Result<usize, Error> {
         // Read first, all of the page: a page that does not read is not
         // applied at all.
         let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(items.length() as usize);
@@ -217,10 +220,11 @@ impl Client {
             read.push((record, item));
             slice.maybe_yield().await;
         }
+        let count = read.len();
         let mut batch = DbBatch::new();
         for (record, item) in read {
             let key = RecordKey::new(collection, &record.id);
-            seen.insert(record.id.clone());
+            not_seen.remove(&record.id);
             batch.put_record_js(
                 Store::Records.name(),
                 record_key(collection, &record.id),
@@ -240,7 +244,7 @@ impl Client {
         }
         self.persist(batch).await;
         self.changed();
-        Ok(())
+        Ok(count)
     }
 
     /// Raises `{ type: "load", collection, loaded }`.
