@@ -45,6 +45,7 @@ use crate::core::vecmap::VecMap;
 use std::collections::HashSet;
 
 pub use crate::core::debounce::SavePayload;
+pub use write::STAGED_PREFIX;
 
 /// How long the leader leaves another tab's entry to that tab before it
 /// sends it itself.
@@ -569,6 +570,19 @@ impl ClientEngine {
             }
             return out;
         }
+        // A timer that fired is no longer set, whether or not its time had
+        // come by this clock (a browser may fire a little early): the next
+        // deadline is set again below (found in a browser test: a debounce
+        // fired 1 ms early was never set again).
+        let fired = match &event {
+            Event::DebounceDue => Some(Timer::Debounce),
+            Event::RetryDue => Some(Timer::Retry),
+            Event::ProbeDue => Some(Timer::Probe),
+            _ => None,
+        };
+        if let Some(timer) = fired {
+            self.timers.remove(&timer);
+        }
         match event {
             Event::Save {
                 key,
@@ -692,18 +706,38 @@ impl ClientEngine {
         self.counters.requests += 1;
     }
 
+    /// Counts a retry of a request the runner sent on its own.
+    pub fn count_retry(&mut self) {
+        self.counters.retries += 1;
+    }
+
     /// Counts a `change` event of `/api/events`.
     pub fn count_feed_event(&mut self) {
         self.counters.feed_events += 1;
     }
 
-    /// Changes debounced and not yet in the outbox.
+    /// Staged changes still waiting in the debounce window: not yet in
+    /// the outbox (so `pending()` lists them apart, and `status.pending`
+    /// counts them).
     pub fn debounced(
         &self,
     ) -> impl Iterator<Item = (&RecordKey, &crate::core::staged::StagedChange)> {
-        self.records
-            .staged_changes()
-            .filter(|(key, _)| self.debounce.is_waiting(key))
+        let in_outbox: HashSet<(&str, &str)> = self
+            .outbox
+            .pending()
+            .iter()
+            .map(|e| (e.collection.as_str(), e.record_id.as_str()))
+            .collect();
+        self.records.staged_changes().filter(move |(key, change)| {
+            change.state == crate::core::staged::StagedState::Staged
+                && !change.fields.is_empty()
+                && !in_outbox.contains(&(key.collection.as_str(), key.id.as_str()))
+        })
+    }
+
+    /// Whether saves wait in the debounce window.
+    pub fn is_debouncing(&self) -> bool {
+        self.debounce.pending() > 0
     }
 
     /// Whether the server can be reached.
@@ -752,6 +786,11 @@ impl ClientEngine {
 
 #[cfg(test)]
 impl ClientEngine {
+    /// Whether this tab made the entry.
+    pub(crate) fn is_own(&self, mutation_id: &str) -> bool {
+        self.own.contains(mutation_id)
+    }
+
     /// How this tab sees an entry (the simulation's diagnostics).
     pub(crate) fn describe(&self, mutation_id: &str, now: u64) -> String {
         format!(

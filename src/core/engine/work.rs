@@ -4,6 +4,7 @@
 use super::write::{restage, unstage};
 use super::{ClientEngine, Effect, Failure, KeptConflict, StoredWork};
 use crate::core::outbox::{EntryState, Outbox, OutboxEntry};
+use crate::core::record::RecordKey;
 use crate::core::vecmap::VecMap;
 use std::collections::HashSet;
 
@@ -45,14 +46,22 @@ impl ClientEngine {
             .map(|e| e.mutation_id.clone())
             .collect();
         for (id, entry) in stored {
-            let local = self.outbox.get(&id);
+            let local = self.outbox.get(&id).cloned();
             // A failed entry of ours that another tab put back in line is
             // that tab's to send now.
-            let retried_elsewhere = local.is_some_and(|l| {
+            let retried_elsewhere = local.as_ref().is_some_and(|l| {
                 l.state == EntryState::Failed && entry.state != EntryState::Failed
             });
-            if !known.contains(&id) {
-                restage(&mut self.records, &entry);
+            match &local {
+                None => restage(&mut self.records, &entry),
+                // Another tab folded a later save into its entry: lay the
+                // entry over the record as it is now (found by the
+                // simulation: the older value stayed staged for good).
+                Some(l) if l.op != entry.op => {
+                    unstage(&mut self.records, l);
+                    restage(&mut self.records, &entry);
+                }
+                Some(_) => {}
             }
             if !known.contains(&id) || retried_elsewhere {
                 self.own.remove(&id);
@@ -80,6 +89,7 @@ impl ClientEngine {
         for id in sending {
             let _ = self.outbox.still_sending(&id);
         }
+        self.drop_unbacked_changes();
         let fresh: Vec<KeptConflict> = work
             .conflicts
             .iter()
@@ -97,6 +107,28 @@ impl ClientEngine {
         out.push(Effect::Changed);
         for kept in fresh {
             out.push(Effect::ConflictFound(Box::new(kept)));
+        }
+    }
+
+    /// Drops staged changes no outbox entry and no debounced save stands
+    /// for: what they stood for was sent or dropped in another tab, and an
+    /// unstage by value can leave a field behind (found by the simulation:
+    /// a value another tab replaced in its entry stayed staged for good).
+    pub(super) fn drop_unbacked_changes(&mut self) {
+        let unbacked: Vec<RecordKey> = self
+            .records
+            .staged_changes()
+            .map(|(key, _)| key.clone())
+            .filter(|key| !self.debounce.is_waiting(key))
+            .filter(|key| {
+                !self
+                    .outbox
+                    .entries()
+                    .any(|e| e.collection == key.collection && e.record_id == key.id)
+            })
+            .collect();
+        for key in unbacked {
+            self.records.discard(&key);
         }
     }
 

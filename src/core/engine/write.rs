@@ -574,6 +574,7 @@ impl ClientEngine {
             }
             Reply::Refused(refusal) => self.refused(&entry, refusal, now, out),
         }
+        self.drop_unbacked_changes();
         self.end_drain_if_quiet(now, out);
         out.push(Effect::Changed);
     }

@@ -430,7 +430,14 @@ impl World {
                 }
             }
             Effect::Send { entry, .. } => {
-                if self.tabs[tab].answered.contains(&entry.idempotency_key) {
+                // A tab re-sending its own entry under a key it saw answered
+                // would only get the old answer again (another tab's stale
+                // copy may bring a key back; its replay is harmless).
+                let own = self.tabs[tab]
+                    .engine
+                    .as_ref()
+                    .is_some_and(|e| e.is_own(&entry.mutation_id));
+                if own && self.tabs[tab].answered.contains(&entry.idempotency_key) {
                     self.broken = Some(format!(
                         "tab {tab} sent {} again under an Idempotency-Key already answered",
                         entry.mutation_id
@@ -513,7 +520,10 @@ impl World {
             Effect::Timer { timer, at } => match at {
                 Some(at) => {
                     self.tabs[tab].timers.insert(timer, at);
-                    let delay = at.saturating_sub(self.now);
+                    // Browsers may fire a timer a millisecond before the
+                    // clock says its time has come.
+                    let early = u64::from(self.chance(0.2));
+                    let delay = at.saturating_sub(self.now).saturating_sub(early);
                     self.at(
                         delay,
                         Msg::Timer {
@@ -1012,8 +1022,17 @@ impl World {
                     views.join("\n")
                 ));
             }
-            if e.debounced().next().is_some() {
-                return Some(format!("tab {i} still debounces"));
+            if e.is_debouncing() {
+                return Some(format!("tab {i} has saves in the debounce window"));
+            }
+            if let Some((key, change)) = e.debounced().next() {
+                let confirmed = e.records().get(&key.collection, &key.id);
+                return Some(format!(
+                    "tab {i} still debounces {}: {:?}; confirmed {:?}",
+                    key.id,
+                    change,
+                    confirmed.map(|r| (r.version, &r.fields))
+                ));
             }
         }
         for (u, db) in self.dbs.iter().enumerate() {
