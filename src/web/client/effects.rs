@@ -39,6 +39,15 @@ impl Client {
     /// a write is awaited before the effects after it (a caller hears
     /// `committed` once the record is stored).
     fn carry_out(&self, effects: Vec<Effect>, answer: Option<Error>) {
+        // Timers are set now, wherever they stand: they say when the engine
+        // wants to hear from the clock as of this event, and a timer set
+        // after a write finished could undo one a later event set.
+        let (timers, effects): (Vec<Effect>, Vec<Effect>) = effects
+            .into_iter()
+            .partition(|e| matches!(e, Effect::Timer { .. }));
+        for timer in timers {
+            self.carry_out_now(timer, None);
+        }
         let mut effects = effects.into_iter();
         let mut changed = false;
         while let Some(effect) = effects.next() {
