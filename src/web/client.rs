@@ -21,8 +21,8 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::core::debounce::DebounceOptions;
 use crate::core::engine::{
-    CallerId, ClientEngine, EngineConfig, Event, IdSource, KeptConflict, Outcome, StoreOp,
-    StoredWork, Timer, STAGED_PREFIX,
+    CallerId, ClientEngine, EngineConfig, Event, IdSource, KeptConflict, Outcome, StoredWork,
+    Timer, STAGED_PREFIX,
 };
 use crate::core::merge::{Conflict, MergeRules};
 use crate::core::outbox::{EntryError, EntryState, MutationOp, OutboxEntry};
@@ -379,9 +379,6 @@ struct State {
     /// The record-sync log as IndexedDB has it (newest first).
     sync_log: Option<JsValue>,
     last_sync_at: Option<String>,
-    /// The engine's writes IndexedDB refused for lack of space (held in
-    /// `Inner::held`), laid over what a re-read finds.
-    held_ops: Vec<StoreOp>,
 }
 
 /// A handle that does not keep the engine alive (for callbacks the engine
@@ -482,7 +479,6 @@ impl Client {
                 stale: HashSet::new(),
                 sync_log: None,
                 last_sync_at: None,
-                held_ops: Vec::new(),
             }),
             db: RefCell::new(None),
             held: RefCell::new(None),
@@ -1049,7 +1045,6 @@ impl Client {
             if let Some(client) = Client::from_weak(&weak) {
                 spawn_local(async move {
                     if client.persist(DbBatch::new()).await {
-                        client.inner.state.borrow_mut().held_ops.clear();
                         client.handle(Event::HeldWritten);
                     }
                 });

@@ -13,7 +13,7 @@
 //!
 //! ```text
 //!  Save ──► stage + debounce ──(DebounceDue)──► outbox entry
-//!         ──► Effect::Write(entry) ──(Persisted)──► Effect::Send(entry)
+//!         ──► Effect::Write(entry) ──(Written)──► Effect::Send(entry)
 //!         ──(Answered)──► 2xx: commit, Write, Settle, Tell
 //!                         409 version: merge ──► Send again | Conflict
 //!                         401: SessionEnded;  5xx/network: retry timer
@@ -296,9 +296,9 @@ pub enum Event {
     RetryDue,
     /// The probe timer fired.
     ProbeDue,
-    /// An entry's first write ended: `written` in IndexedDB, or held in
-    /// memory by the runner because IndexedDB refused it (quota).
-    Persisted { mutation_id: String, written: bool },
+    /// A write ended: `written` in IndexedDB, or held in memory by the
+    /// runner because IndexedDB refused it (quota).
+    Written { id: u64, written: bool },
     /// The writes the runner held were written at last.
     HeldWritten,
     /// A sent entry's answer.
@@ -332,9 +332,11 @@ pub enum Event {
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Write these operations in one IndexedDB transaction. With
-    /// `persisted`, report [`Event::Persisted`] for that entry after.
+    /// Write these operations in one IndexedDB transaction and report
+    /// [`Event::Written`] with this `id` (given by `handle`). `persisted`
+    /// names the entry whose first write it is.
     Write {
+        id: u64,
         ops: Vec<StoreOp>,
         persisted: Option<String>,
     },
@@ -492,6 +494,12 @@ pub struct ClientEngine {
     /// as this tab has them (found by the simulation: they were dropped as
     /// "sent elsewhere" and never sent).
     held: HashSet<String>,
+    /// Writes not yet reported as written, in the order they were asked
+    /// for, with the entry whose first write each is.
+    unwritten: VecMap<u64, (Vec<StoreOp>, Option<String>)>,
+    /// Writes the runner holds for lack of space.
+    held_writes: HashSet<u64>,
+    next_write: u64,
     /// Entries on the wire here that another tab finished meanwhile (gone
     /// from IndexedDB): if their send fails, they are dropped, not retried
     /// (found by the simulation: such an entry stayed in memory for good).
@@ -540,6 +548,9 @@ impl ClientEngine {
             merged: VecMap::new(),
             unpersisted: HashSet::new(),
             held: HashSet::new(),
+            unwritten: VecMap::new(),
+            held_writes: HashSet::new(),
+            next_write: 0,
             finished_elsewhere: HashSet::new(),
             own: HashSet::new(),
             foreign: VecMap::new(),
@@ -618,16 +629,13 @@ impl ClientEngine {
             }
             Event::RetryDue => {}
             Event::ProbeDue => self.probe_due(now, &mut out),
-            Event::Persisted {
-                mutation_id,
-                written,
-            } => {
-                self.unpersisted.remove(&mutation_id);
-                if !written {
-                    self.held.insert(mutation_id);
+            Event::Written { id, written } => self.written(id, written),
+            Event::HeldWritten => {
+                self.held.clear();
+                for id in std::mem::take(&mut self.held_writes) {
+                    self.unwritten.remove(&id);
                 }
             }
-            Event::HeldWritten => self.held.clear(),
             Event::Answered { mutation_id, reply } => {
                 self.answered(&mutation_id, reply, now, &mut out)
             }
@@ -637,8 +645,14 @@ impl ClientEngine {
             } => self.fetched(&mutation_id, record, &mut out),
             Event::Probed(reply) => self.probed(reply, now, &mut out),
             Event::RequestEnded(answer) => self.request_ended(answer, now, &mut out),
-            Event::WorkStored(work) => self.work_stored(work, now, &mut out),
-            Event::Leading(work) => self.lead(work, &mut out),
+            Event::WorkStored(work) => {
+                let work = self.with_unwritten(work);
+                self.work_stored(work, now, &mut out);
+            }
+            Event::Leading(work) => {
+                let work = self.with_unwritten(work);
+                self.lead(work, &mut out);
+            }
             Event::NotLeading => {
                 if self.leader {
                     self.leader = false;
@@ -654,7 +668,47 @@ impl ClientEngine {
             self.pump(now, &mut out);
             self.set_timers(now, &mut out);
         }
+        self.number_writes(&mut out);
         out
+    }
+
+    /// Gives each write its id and keeps its operations until the runner
+    /// says they are in IndexedDB: a re-read of IndexedDB made before then
+    /// has them laid over it, so it never takes back what this tab decided
+    /// (found by the simulation: a conflict whose write had not landed came
+    /// back from a re-read as an entry no tab would send).
+    fn number_writes(&mut self, out: &mut [Effect]) {
+        for effect in out.iter_mut() {
+            if let Effect::Write { id, ops, persisted } = effect {
+                self.next_write += 1;
+                *id = self.next_write;
+                self.unwritten.insert(*id, (ops.clone(), persisted.clone()));
+            }
+        }
+    }
+
+    /// A write ended.
+    fn written(&mut self, id: u64, written: bool) {
+        let persisted = self.unwritten.get(&id).and_then(|(_, p)| p.clone());
+        if let Some(mutation_id) = persisted {
+            self.unpersisted.remove(&mutation_id);
+            if !written {
+                self.held.insert(mutation_id);
+            }
+        }
+        if written {
+            self.unwritten.remove(&id);
+        } else {
+            self.held_writes.insert(id);
+        }
+    }
+
+    /// What IndexedDB will hold once this tab's writes land.
+    fn with_unwritten(&self, mut work: StoredWork) -> StoredWork {
+        for (ops, _) in self.unwritten.values() {
+            work.overlay(ops);
+        }
+        work
     }
 
     /// Sets or clears each timer whose deadline moved.

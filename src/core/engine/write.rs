@@ -231,6 +231,7 @@ impl ClientEngine {
             self.keepalive.insert(target.clone());
             self.unpersisted.remove(&target);
             out.push(Effect::Write {
+                id: 0,
                 ops: vec![StoreOp::PutEntry(entry)],
                 persisted: None,
             });
@@ -238,6 +239,7 @@ impl ClientEngine {
         }
         self.unpersisted.insert(target.clone());
         out.push(Effect::Write {
+            id: 0,
             ops: vec![StoreOp::PutEntry(entry)],
             persisted: Some(target),
         });
@@ -265,6 +267,7 @@ impl ClientEngine {
             .push(caller);
         if let Some(entry) = self.outbox.get(mutation_id).cloned() {
             out.push(Effect::Write {
+                id: 0,
                 ops: vec![
                     StoreOp::DeleteEntry {
                         mutation_id: mutation_id.to_owned(),
@@ -292,6 +295,7 @@ impl ClientEngine {
         unstage(&mut self.records, &entry);
         self.settle(mutation_id, Err(Failure::Cancelled), out);
         out.push(Effect::Write {
+            id: 0,
             ops: vec![
                 StoreOp::DeleteEntry {
                     mutation_id: mutation_id.to_owned(),
@@ -534,6 +538,7 @@ impl ClientEngine {
                     // caller gets the record with its log.
                     None => {
                         out.push(Effect::Write {
+                            id: 0,
                             ops: done,
                             persisted: None,
                         });
@@ -551,6 +556,7 @@ impl ClientEngine {
                 self.records.commit_delete(&key);
                 self.counters.commits += 1;
                 out.push(Effect::Write {
+                    id: 0,
                     ops: vec![
                         StoreOp::DeleteEntry {
                             mutation_id: mutation_id.to_owned(),
@@ -614,6 +620,7 @@ impl ClientEngine {
                 let _ = self.outbox.on_success(id, None);
                 unstage(&mut self.records, entry);
                 out.push(Effect::Write {
+                    id: 0,
                     ops: vec![StoreOp::DeleteEntry {
                         mutation_id: id.clone(),
                         failed: false,
@@ -643,6 +650,7 @@ impl ClientEngine {
             record: record.clone(),
         });
         out.push(Effect::Write {
+            id: 0,
             ops,
             persisted: None,
         });
@@ -762,6 +770,7 @@ impl ClientEngine {
                     ops.push(StoreOp::UpdateEntry(updated));
                 }
                 out.push(Effect::Write {
+                    id: 0,
                     ops,
                     persisted: None,
                 });
@@ -775,6 +784,7 @@ impl ClientEngine {
                     failed: false,
                 });
                 out.push(Effect::Write {
+                    id: 0,
                     ops,
                     persisted: None,
                 });
@@ -802,6 +812,7 @@ impl ClientEngine {
                 });
                 ops.push(StoreOp::PutConflict(kept.clone()));
                 out.push(Effect::Write {
+                    id: 0,
                     ops,
                     persisted: None,
                 });
@@ -864,6 +875,7 @@ impl ClientEngine {
         }
         if let Some(updated) = self.outbox.get(&entry.mutation_id).cloned() {
             out.push(Effect::Write {
+                id: 0,
                 ops: vec![StoreOp::UpdateEntry(updated)],
                 persisted: None,
             });
@@ -898,6 +910,7 @@ impl ClientEngine {
             }],
         };
         out.push(Effect::Write {
+            id: 0,
             ops,
             persisted: None,
         });

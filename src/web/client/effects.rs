@@ -52,7 +52,7 @@ impl Client {
         let mut changed = false;
         while let Some(effect) = effects.next() {
             match effect {
-                Effect::Write { ops, persisted } => {
+                Effect::Write { id, ops, .. } => {
                     if changed {
                         self.changed();
                         self.emit_status();
@@ -61,12 +61,7 @@ impl Client {
                     let this = self.clone();
                     spawn_local(async move {
                         let written = this.persist_ops(ops).await;
-                        if let Some(mutation_id) = persisted {
-                            this.handle(Event::Persisted {
-                                mutation_id,
-                                written,
-                            });
-                        }
+                        this.handle(Event::Written { id, written });
                         this.carry_out(rest, answer);
                     });
                     return;
@@ -217,23 +212,16 @@ impl Client {
                 }
             };
         }
-        let was_held = !self.inner.state.borrow().held_ops.is_empty();
+        let was_held = self.inner.held.borrow().is_some();
         let written = self.persist(batch).await;
-        let mut state = self.inner.state.borrow_mut();
-        if written {
-            state.held_ops.clear();
-        } else if self.db().is_some() {
-            state.held_ops.extend(ops);
-        }
-        drop(state);
         if written && was_held {
             self.handle(Event::HeldWritten);
         }
         written
     }
 
-    /// The user's work as IndexedDB holds it, with the writes this tab
-    /// holds laid over it.
+    /// The user's work as IndexedDB holds it (the engine lays the writes
+    /// of this tab that have not landed over it).
     pub(super) async fn stored_work(&self) -> Option<StoredWork> {
         let db = self.db()?;
         let outbox: Result<Vec<(String, OutboxEntry)>, Error> = db.all(Store::Outbox).await;
@@ -243,12 +231,11 @@ impl Client {
         let (Ok(outbox), Ok(failed), Ok(conflicts)) = (outbox, failed, conflicts) else {
             return None;
         };
-        let mut work = StoredWork {
+        let work = StoredWork {
             outbox: outbox.into_iter().map(|(_, e)| e).collect(),
             failed: failed.into_iter().map(|(_, e)| e).collect(),
             conflicts: conflicts.into_iter().map(|(_, k)| k).collect(),
         };
-        work.overlay(&self.inner.state.borrow().held_ops);
         Some(work)
     }
 

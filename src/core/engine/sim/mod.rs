@@ -136,6 +136,8 @@ impl UserDb {
 
 struct Tab {
     user: usize,
+    /// When this tab's last write completes (writes complete in order).
+    writes_free_at: u64,
     engine: Option<ClientEngine>,
     /// Incarnation: messages for an older one are dropped.
     epoch: u32,
@@ -201,6 +203,13 @@ enum Msg {
     Reconnect {
         tab: usize,
         epoch: u32,
+    },
+    /// A write's transaction completes; the effects after it follow.
+    WriteDone {
+        tab: usize,
+        epoch: u32,
+        write: Box<Effect>,
+        after: Vec<Effect>,
     },
     /// The runner tries writes IndexedDB refused again.
     HeldRetry {
@@ -270,6 +279,7 @@ impl World {
                     callers: BTreeMap::new(),
                     cut_until: None,
                     answered: BTreeSet::new(),
+                    writes_free_at: 0,
                     held: Vec::new(),
                     feed_read: 0,
                 });
@@ -383,7 +393,39 @@ impl World {
         if let Some(label) = label {
             self.note(label);
         }
-        for effect in effects {
+        self.run_effects(tab, effects);
+    }
+
+    /// Carries out effects as the web runner does: timers at once, the
+    /// rest in order, and what follows a write only once its transaction
+    /// completed (a few ms later, a tab's writes in the order they began).
+    fn run_effects(&mut self, tab: usize, effects: Vec<Effect>) {
+        let (timers, rest): (Vec<Effect>, Vec<Effect>) = effects
+            .into_iter()
+            .partition(|e| matches!(e, Effect::Timer { .. }));
+        for timer in timers {
+            self.carry_out(tab, timer);
+        }
+        let mut rest = rest.into_iter();
+        while let Some(effect) = rest.next() {
+            if matches!(effect, Effect::Write { .. }) {
+                let after: Vec<Effect> = rest.collect();
+                let done =
+                    (self.now + 1 + self.pick(5) as u64).max(self.tabs[tab].writes_free_at + 1);
+                self.tabs[tab].writes_free_at = done;
+                let epoch = self.tabs[tab].epoch;
+                let delay = done - self.now;
+                self.at(
+                    delay,
+                    Msg::WriteDone {
+                        tab,
+                        epoch,
+                        write: Box::new(effect),
+                        after,
+                    },
+                );
+                return;
+            }
             self.carry_out(tab, effect);
         }
     }
@@ -392,7 +434,7 @@ impl World {
         let user = self.tabs[tab].user;
         let epoch = self.tabs[tab].epoch;
         match effect {
-            Effect::Write { ops, persisted } => {
+            Effect::Write { id, ops, .. } => {
                 if self.tracing {
                     let names: Vec<String> = ops.iter().map(op_name).collect();
                     self.note(format!("tab {tab} writes {names:?}"));
@@ -419,15 +461,7 @@ impl World {
                         self.deliver(tab, Event::HeldWritten);
                     }
                 }
-                if let Some(mutation_id) = persisted {
-                    self.deliver(
-                        tab,
-                        Event::Persisted {
-                            mutation_id,
-                            written,
-                        },
-                    );
-                }
+                self.deliver(tab, Event::Written { id, written });
             }
             Effect::Send { entry, .. } => {
                 // A tab re-sending its own entry under a key it saw answered
@@ -753,8 +787,7 @@ impl World {
             }
             Msg::WorkNotice { tab, epoch } => {
                 if live(self, tab, epoch) {
-                    let mut work = self.dbs[self.tabs[tab].user].work();
-                    work.overlay(&self.tabs[tab].held);
+                    let work = self.dbs[self.tabs[tab].user].work();
                     self.deliver(tab, Event::WorkStored(work));
                 }
             }
@@ -771,8 +804,7 @@ impl World {
             }
             Msg::Leading { tab, epoch } => {
                 if live(self, tab, epoch) && self.leaders[self.tabs[tab].user] == Some(tab) {
-                    let mut work = self.dbs[self.tabs[tab].user].work();
-                    work.overlay(&self.tabs[tab].held);
+                    let work = self.dbs[self.tabs[tab].user].work();
                     self.deliver(tab, Event::Leading(work));
                 }
             }
@@ -782,11 +814,23 @@ impl World {
                     self.at(FEED_EVERY_MS, Msg::Feed { tab, epoch });
                 }
             }
+            Msg::WriteDone {
+                tab,
+                epoch,
+                write,
+                after,
+            } => {
+                if live(self, tab, epoch) {
+                    self.carry_out(tab, *write);
+                    self.run_effects(tab, after);
+                }
+            }
             Msg::HeldRetry { tab, epoch } => {
                 if live(self, tab, epoch) && !self.tabs[tab].held.is_empty() {
                     self.carry_out(
                         tab,
                         Effect::Write {
+                            id: 0,
                             ops: Vec::new(),
                             persisted: None,
                         },
@@ -988,6 +1032,8 @@ impl World {
                     | Msg::Probe { .. }
                     | Msg::WorkNotice { .. }
                     | Msg::Leading { .. }
+                    | Msg::RecordNotice { .. }
+                    | Msg::WriteDone { .. }
             )
         });
         if in_flight || !self.inflight.is_empty() {
@@ -1157,10 +1203,7 @@ fn short(event: &Event) -> String {
         Event::Answered { mutation_id, reply } => {
             format!("Answered {} {}", &mutation_id[..8], reply_name(reply))
         }
-        Event::Persisted {
-            mutation_id,
-            written,
-        } => format!("Persisted {} written {written}", &mutation_id[..8]),
+        Event::Written { id, written } => format!("Written {id} written {written}"),
         Event::WorkStored(w) | Event::Leading(w) => format!(
             "{} outbox {:?} failed {} conflicts {}",
             if matches!(event, Event::Leading(_)) {
