@@ -18,6 +18,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
+use crate::history::{FieldChange, HistoryEntry, HistoryList, HistoryOp};
 use crate::records::{Comment, Record};
 use crate::sync_jobs::{SyncKind, SyncStats, SyncStatus};
 
@@ -391,23 +392,24 @@ impl Modify for BearerAuth {
         crate::auth::me_route,
         crate::changes::feed_route,
         crate::changes::events_route,
-        crate::sync_jobs::list_route,
-        crate::sync_jobs::start_route,
-        crate::sync_jobs::status_route,
-        crate::sync_jobs::cancel_route,
-        crate::records::list_route,
-        crate::records::create_route,
-        crate::records::get_route,
-        crate::records::patch_route,
-        crate::records::delete_route,
-        crate::records::comment_route,
+        crate::sync_routes::list_route,
+        crate::sync_routes::start_route,
+        crate::sync_routes::status_route,
+        crate::sync_routes::cancel_route,
+        crate::record_routes::list_route,
+        crate::record_routes::create_route,
+        crate::record_routes::get_route,
+        crate::record_routes::patch_route,
+        crate::record_routes::delete_route,
+        crate::record_routes::comment_route,
+        crate::history::history_route,
         openapi_route,
     ),
     components(schemas(
         ErrorBody, ErrorInfo, ErrorCode, FieldValue, Fields, CollectionName, RecordId, Record, Comment, LoginRequest,
         LoginAnswer, MeAnswer, CreateRecord, PatchRecord, NewComment, RecordList, Change,
         ChangeOp, Feed, EventName, ServerEvent, StartSync, SyncStarted, SyncJobStatus, SyncJobList, SyncKind,
-        SyncStatus, SyncStats,
+        SyncStatus, SyncStats, HistoryList, HistoryEntry, HistoryOp, FieldChange,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
