@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::history::{FieldChange, HistoryEntry, HistoryList, HistoryOp};
 use crate::records::{Comment, Record};
-use crate::sync_jobs::{SyncKind, SyncStats, SyncStatus};
+use crate::sync_jobs::{ConflictReason, ConflictRow, SyncKind, SyncStats, SyncStatus};
 
 /// Every `error.code` the server answers with.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
@@ -293,7 +293,7 @@ pub struct SyncStarted {
 /// The state of one sync job.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(example = json!({ "syncId": "4f9a0c2b7e1d3a5c4f9a0c2b7e1d3a5c", "kind": "from-sheet", "status": "processing", "progress": 64, "message": "Checking rows", "position": 0, "stats": { "bytes": 18220, "rows": 200, "inserted": 0, "updated": 3, "unchanged": 196, "conflicts": 1, "invalid": 0 }, "error": null, "createdAt": "2026-01-01T09:00:00Z", "updatedAt": "2026-01-01T09:00:02Z" }))]
+#[schema(example = json!({ "syncId": "4f9a0c2b7e1d3a5c4f9a0c2b7e1d3a5c", "kind": "from-sheet", "status": "processing", "progress": 64, "message": "Checking rows", "position": 0, "stats": { "bytes": 18220, "rows": 200, "inserted": 0, "updated": 3, "unchanged": 196, "conflicts": 1, "invalid": 0 }, "conflictRows": [{ "id": "c-0010", "line": 11, "reason": "changed", "version": 2, "updatedBy": "bob", "message": "changed in the CRM by bob since the last sync (version 2; the row is based on version 1)" }], "error": null, "createdAt": "2026-01-01T09:00:00Z", "updatedAt": "2026-01-01T09:00:02Z" }))]
 pub struct SyncJobStatus {
     /// The job's id.
     pub sync_id: String,
@@ -310,6 +310,9 @@ pub struct SyncJobStatus {
     pub position: u64,
     /// Counters.
     pub stats: SyncStats,
+    /// The sheet rows a from-sheet run did not apply because the record
+    /// changed in the CRM since (the first 100; `stats.conflicts` counts all).
+    pub conflict_rows: Vec<ConflictRow>,
     /// Why it failed (`status: error`), else `null`.
     #[schema(nullable)]
     pub error: Option<String>,
@@ -409,7 +412,7 @@ impl Modify for BearerAuth {
         ErrorBody, ErrorInfo, ErrorCode, FieldValue, Fields, CollectionName, RecordId, Record, Comment, LoginRequest,
         LoginAnswer, MeAnswer, CreateRecord, PatchRecord, NewComment, RecordList, Change,
         ChangeOp, Feed, EventName, ServerEvent, StartSync, SyncStarted, SyncJobStatus, SyncJobList, SyncKind,
-        SyncStatus, SyncStats, HistoryList, HistoryEntry, HistoryOp, FieldChange,
+        SyncStatus, SyncStats, HistoryList, HistoryEntry, HistoryOp, FieldChange, ConflictRow, ConflictReason,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -101,6 +101,7 @@ struct Job {
     progress: u8,
     message: String,
     stats: SyncStats,
+    conflict_rows: Vec<ConflictRow>,
     error: Option<String>,
     created_at: String,
     updated_at: String,
@@ -139,6 +140,7 @@ impl Queues {
             "message": job.message,
             "position": position,
             "stats": job.stats,
+            "conflictRows": job.conflict_rows,
             "error": job.error,
             "createdAt": job.created_at,
             "updatedAt": job.updated_at,
@@ -269,6 +271,7 @@ impl SyncJobs {
             progress: 0,
             message: "Waiting to start".into(),
             stats: SyncStats::default(),
+            conflict_rows: Vec::new(),
             error: None,
             created_at: now.clone(),
             updated_at: now,
@@ -534,6 +537,11 @@ impl Run {
                 s.unchanged += counts.unchanged;
                 s.conflicts += counts.conflicts;
             });
+            self.update(|job| {
+                let room = MAX_LISTED_CONFLICTS.saturating_sub(job.conflict_rows.len());
+                job.conflict_rows
+                    .extend(counts.conflict_rows.into_iter().take(room));
+            });
             self.progress(80 + (20 * done / good) as u64);
         }
 
@@ -690,12 +698,77 @@ fn write_atomically(
     result
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+/// The most conflicting rows a job lists; `stats.conflicts` counts them all.
+pub const MAX_LISTED_CONFLICTS: usize = 100;
+
+/// Why a sheet row was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictReason {
+    /// The record changed in the CRM since the row's version (or the last sync).
+    Changed,
+    /// The record was deleted in the CRM since.
+    Deleted,
+}
+
+/// A sheet row a from-sheet run did not apply, because the CRM's record
+/// moved on since the version the row was based on.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({ "id": "c-0010", "line": 11, "reason": "changed", "version": 2, "updatedBy": "bob", "message": "changed in the CRM by bob since the last sync (version 2; the row is based on version 1)" }))]
+pub struct ConflictRow {
+    /// The customer's record id.
+    pub id: String,
+    /// The row's line in the sheet (1 = header).
+    pub line: u64,
+    /// Why it was not applied.
+    pub reason: ConflictReason,
+    /// The record's version in the CRM.
+    pub version: i64,
+    /// Who changed (or deleted) the record last in the CRM.
+    pub updated_by: String,
+    /// For people.
+    pub message: String,
+}
+
+impl ConflictRow {
+    fn new(row: &SheetRow, current: &Record, deleted: bool, base: Option<i64>) -> Self {
+        let based = base.map_or("the row names no version".to_owned(), |b| {
+            format!("the row is based on version {b}")
+        });
+        let (reason, what) = if deleted {
+            (ConflictReason::Deleted, "deleted")
+        } else {
+            (ConflictReason::Changed, "changed")
+        };
+        Self {
+            id: row.id.clone(),
+            line: row.line,
+            reason,
+            version: current.version,
+            updated_by: current.updated_by.clone(),
+            message: format!(
+                "{what} in the CRM by {} since the last sync (version {}; {based})",
+                current.updated_by, current.version
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
 struct RowCounts {
     inserted: u64,
     updated: u64,
     unchanged: u64,
     conflicts: u64,
+    conflict_rows: Vec<ConflictRow>,
+}
+
+impl RowCounts {
+    fn conflict(&mut self, row: ConflictRow) {
+        self.conflicts += 1;
+        self.conflict_rows.push(row);
+    }
 }
 
 /// Applies sheet rows with the same optimistic locking as a PATCH. The base
@@ -724,7 +797,7 @@ fn apply_rows(conn: &Connection, rows: &[SheetRow], by: &Author) -> Result<RowCo
             }
             // Deleted in the CRM since: the deletion wins, like a PATCH on a stale version.
             Some(s) if s.deleted => {
-                counts.conflicts += 1;
+                counts.conflict(ConflictRow::new(row, &s.record, true, base));
                 continue;
             }
             Some(s) => {
@@ -754,12 +827,12 @@ fn apply_rows(conn: &Connection, rows: &[SheetRow], by: &Author) -> Result<RowCo
                             r.version
                         }
                         None => {
-                            counts.conflicts += 1;
+                            counts.conflict(ConflictRow::new(row, &current, false, base));
                             continue;
                         }
                     }
                 } else {
-                    counts.conflicts += 1;
+                    counts.conflict(ConflictRow::new(row, &current, false, base));
                     continue;
                 }
             }
