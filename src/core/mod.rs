@@ -5,6 +5,7 @@
 pub mod code;
 pub mod debounce;
 pub mod election;
+pub mod history;
 pub mod merge;
 pub mod outbox;
 pub mod overlap;
