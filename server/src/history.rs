@@ -321,6 +321,36 @@ mod tests {
         v.as_object().cloned().unwrap_or_default()
     }
 
+    #[tokio::test]
+    async fn a_record_keeps_its_newest_entries_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = std::sync::Arc::new(crate::db::Db::open(&dir.path().join("h.db")).unwrap());
+        let kept = db
+            .write(|tx| {
+                let by = Author::person("alice");
+                let mut record =
+                    crate::records::insert(tx, "deals", "d-1", map(json!({ "n": 0 })), &by)?;
+                for n in 1..=KEPT_PER_RECORD + 5 {
+                    record = crate::records::update_fields(
+                        tx,
+                        "deals",
+                        &record,
+                        map(json!({ "n": n })),
+                        &by,
+                    )?
+                    .unwrap();
+                }
+                let all = read(tx, "deals", "d-1", usize::MAX)?.unwrap();
+                Ok((record.version, all))
+            })
+            .await
+            .unwrap();
+        let (version, all) = kept;
+        assert_eq!(all.len() as i64, KEPT_PER_RECORD);
+        assert_eq!(all[0].version, version);
+        assert_eq!(all.last().unwrap().version, version - KEPT_PER_RECORD + 1);
+    }
+
     #[test]
     fn diff_names_changed_added_and_cleared_fields_only() {
         let before = map(json!({ "a": 1, "b": "x", "c": true }));
