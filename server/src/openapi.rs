@@ -161,6 +161,31 @@ pub struct MeAnswer {
     pub expires_at: String,
 }
 
+/// The `Idempotency-Key` header every mutating route takes.
+#[derive(Debug, Clone, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// 1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        pattern = r"^[!-~]{1,200}$"
+    )]
+    pub key: Option<String>,
+}
+
+/// The `If-Match` header of a change or deletion.
+#[derive(Debug, Clone, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfMatch {
+    /// The version the change is based on: `"7"` (also `7` or `W/"7"`)
+    #[param(
+        rename = "If-Match",
+        pattern = r#"^(W/)?("0*[1-9][0-9]{0,17}"|0*[1-9][0-9]{0,17})$"#
+    )]
+    pub version: String,
+}
+
 /// `POST /api/{collection}` body.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({ "id": "c-123", "fields": { "name": "Acme", "status": "lead" } }))]

@@ -275,7 +275,7 @@ pub async fn get_route(
     request_body(content = CreateRecord, content_type = "application/json"),
     params(
         ("collection" = CollectionName, Path, description = "The collection"),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
+        IdempotencyKey,
     ),
     responses(
         (status = 201, description = "The record at version 1", body = Record),
@@ -350,8 +350,8 @@ pub async fn create_route(
     params(
         ("collection" = CollectionName, Path, description = "The collection"),
         ("id" = RecordId, Path, description = "The record's id"),
-        ("If-Match" = String, Header, description = "The version the change is based on: `\"7\"` (also `7` or `W/\"7\"`)", pattern = r#"^(W/)?("0*[1-9][0-9]{0,17}"|0*[1-9][0-9]{0,17})$"#),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
+        IfMatch,
+        IdempotencyKey,
     ),
     responses(
         (status = 200, description = "The record at its next version", body = Record),
@@ -461,8 +461,8 @@ fn stale(current: &Record, expected: i64) -> ApiError {
     params(
         ("collection" = CollectionName, Path, description = "The collection"),
         ("id" = RecordId, Path, description = "The record's id"),
-        ("If-Match" = String, Header, description = "The version the change is based on: `\"7\"` (also `7` or `W/\"7\"`)", pattern = r#"^(W/)?("0*[1-9][0-9]{0,17}"|0*[1-9][0-9]{0,17})$"#),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
+        IfMatch,
+        IdempotencyKey,
     ),
     responses(
         (status = 204, description = "Deleted (a tombstone stays in the feed)"),
@@ -517,7 +517,7 @@ pub async fn delete_route(
     params(
         ("collection" = CollectionName, Path, description = "The collection"),
         ("id" = RecordId, Path, description = "The record's id"),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
+        IdempotencyKey,
     ),
     responses(
         (status = 200, description = "A comment of this id existed: the stored one", body = Comment),

@@ -29,7 +29,7 @@ use crate::AppState;
     operation_id = "startSync",
     request_body(content = StartSync, content_type = "application/json"),
     params(
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
+        IdempotencyKey,
     ),
     responses(
         (status = 202, description = "Queued", body = SyncStarted),
@@ -118,7 +118,7 @@ pub async fn status_route(
     operation_id = "cancelSync",
     params(
         ("sync_id" = String, Path, description = "The job's `syncId`"),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
+        IdempotencyKey,
     ),
     responses(
         (status = 200, description = "The job, `cancelled`", body = SyncJobStatus),
