@@ -53,7 +53,7 @@ fn parse_exposition(text: &str) -> Result<Vec<Sample>, String> {
             continue;
         }
         let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
+            .find(['{', ' '])
             .ok_or_else(|| format!("line {}: no value", n + 1))?;
         let name = &line[..name_end];
         if !is_name(name) {
