@@ -324,7 +324,7 @@ async fn start_client(
         runner: Rc::clone(&sync),
     }
     .into();
-    let metrics = MetricsKeeper::start(client.clone(), &sync);
+    let metrics = MetricsKeeper::start(client.clone(), &sync).await;
     Ok(CrmSync {
         client,
         sync,

@@ -30,8 +30,9 @@ pub struct MetricsKeeper {
 }
 
 impl MetricsKeeper {
-    /// Reads the stored totals, then writes new counts as they come.
-    pub fn start(client: Client, sync: &Rc<SyncRunner>) -> Rc<Self> {
+    /// Reads the stored totals (so `metrics()` is right from the start),
+    /// then writes new counts as they come.
+    pub async fn start(client: Client, sync: &Rc<SyncRunner>) -> Rc<Self> {
         let keeper = Rc::new(Self {
             client,
             sync: Rc::downgrade(sync),
@@ -39,19 +40,15 @@ impl MetricsKeeper {
             writing: Cell::new(false),
             ticker: RefCell::new(None),
         });
+        let stored = keeper.read_stored().await;
+        *keeper.kept.borrow_mut() = KeptCounters::restored(stored);
         let me = Rc::downgrade(&keeper);
-        spawn_local(async move {
-            let Some(keeper) = me.upgrade() else { return };
-            let stored = keeper.read_stored().await;
-            *keeper.kept.borrow_mut() = KeptCounters::restored(stored);
-            let me = Rc::downgrade(&keeper);
-            let ticker = Interval::new(WRITE_EVERY_MS, move || {
-                if let Some(keeper) = me.upgrade() {
-                    keeper.write_soon();
-                }
-            });
-            *keeper.ticker.borrow_mut() = Some(ticker);
+        let ticker = Interval::new(WRITE_EVERY_MS, move || {
+            if let Some(keeper) = me.upgrade() {
+                keeper.write_soon();
+            }
         });
+        *keeper.ticker.borrow_mut() = Some(ticker);
         keeper
     }
 
