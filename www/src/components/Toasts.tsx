@@ -49,7 +49,8 @@ export function Toasts() {
     const run = sync.syncId ?? String(sync.startedAt);
     if (phase === "complete") {
       const s = sync.stats;
-      const figures = s ? `: ${s.inserted ?? 0} inserted, ${s.updated ?? 0} updated, ${s.conflicts ?? 0} conflicts` : "";
+      const n = (count: number | undefined, one: string) => `${count ?? 0} ${one}${count === 1 ? "" : "s"}`;
+      const figures = s ? `: ${s.inserted ?? 0} inserted, ${s.updated ?? 0} updated, ${n(s.conflicts, "conflict")}` : "";
       add({ key: `sync-${run}`, kind: "ok", text: `Sheet sync complete${figures}.` });
     } else if (phase === "error") {
       add({ key: `sync-${run}`, kind: "bad", text: `Sheet sync failed: ${sync.error?.message ?? "unknown error"}.` });
