@@ -80,14 +80,16 @@ test("toasts: a conflict found, a value someone else kept, a sheet sync complete
   await keptToast.getByRole("button", { name: "OK" }).click();
   await keptToast.waitFor({ state: "detached" });
 
-  // A sheet sync started from Settings ends with a toast, on any page.
+  // A sheet sync started from Settings ends with a toast, on any page. To
+  // the sheet: from it would add the sheet's extra rows for later tests.
   await toSettings(first);
+  await first.getByLabel("From the CRM to the sheet").check();
   await first.getByRole("button", { name: "Start sync" }).click();
   await first.getByRole("link", { name: "Customers" }).click();
   const done = first.getByTestId("toast-ok");
   await done.getByText(/^Sheet sync complete: \d+ inserted, \d+ updated, \d+ conflicts?\.$/).waitFor({ timeout: 30000 });
   await screenshot(first, "toast-sync-complete");
-  await done.getByRole("button", { name: "Dismiss" }).click();
+  await done.getByRole("button", { name: "Close notice" }).click();
   await done.waitFor({ state: "detached" });
   assert.deepEqual(first.problems, []);
   assert.deepEqual(second.problems.filter((p) => !p.includes("409")), []);
@@ -147,8 +149,9 @@ test("the automatic sync survives a reload and the leader tab closing", async ()
   await toSettings(a);
   const status = a.getByTestId("schedule-status");
   await a.getByLabel("Every (minutes)").fill("0.05");
+  await a.getByRole("combobox", { name: "Direction" }).selectOption("to-sheet");
   await a.getByRole("button", { name: "Set schedule" }).click();
-  await status.getByText(/^Every 3 s \(from-sheet\); next run at \d\d:\d\d:\d\d$/).waitFor();
+  await status.getByText(/^Every 3 s \(to-sheet\); next run at \d\d:\d\d:\d\d$/).waitFor();
 
   // A reload keeps it, and it goes on running.
   await a.reload();

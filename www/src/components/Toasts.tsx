@@ -91,7 +91,7 @@ export function Toasts() {
       {toasts.map((t) => (
         <div key={t.key} className={`toast toast-${t.kind}`} data-testid={`toast-${t.kind}`}>
           <span>{t.text}</span>
-          <button type="button" aria-label="Dismiss" onClick={() => drop(t.key)}>
+          <button type="button" aria-label="Close notice" onClick={() => drop(t.key)}>
             ×
           </button>
         </div>
