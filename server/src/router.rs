@@ -3,6 +3,7 @@
 //! refusals, static files), and the connection loop.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -21,7 +22,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::{auth, changes, history, openapi, record_routes, sync_routes, AppState};
+use crate::{auth, changes, history, metrics, openapi, record_routes, sync_routes, AppState};
 
 /// Largest request line plus headers hyper reads (its read buffer).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -69,7 +70,7 @@ where
     }
 }
 
-/// Every route under `/api/`.
+/// Every route under `/api/`, and `/metrics`.
 pub fn api_routes() -> Vec<ApiRoute> {
     vec![
         api_route("POST", "/api/login", auth::login_route),
@@ -85,6 +86,8 @@ pub fn api_routes() -> Vec<ApiRoute> {
         api_route("GET", "/api/sync/{sync_id}", sync_routes::status_route),
         api_route("DELETE", "/api/sync/{sync_id}", sync_routes::cancel_route),
         api_route("GET", "/api/openapi.json", openapi::openapi_route),
+        api_route("GET", "/api/metrics", metrics::summary_route),
+        api_route("GET", "/metrics", metrics::prometheus_route),
         api_route("GET", "/api/{collection}", record_routes::list_route),
         api_route("POST", "/api/{collection}", record_routes::create_route),
         api_route("GET", "/api/{collection}/{id}", record_routes::get_route),
@@ -113,6 +116,7 @@ pub fn api_routes() -> Vec<ApiRoute> {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState, options: &RouterOptions) -> Router {
+    let figures = Arc::clone(&state.metrics);
     let (timed, untimed): (Vec<_>, Vec<_>) = api_routes().into_iter().partition(|r| r.timed);
     let mut api = Router::new();
     for r in timed {
@@ -154,6 +158,10 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(options.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            figures,
+            metrics::track_requests,
+        ))
         .layer(middleware::from_fn(log_request))
         .layer(middleware::map_response(shape_bare_refusals))
         .layer(CatchPanicLayer::custom(|_panic| {

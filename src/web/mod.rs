@@ -11,6 +11,7 @@ pub mod history;
 pub mod http;
 pub mod idb;
 pub mod js;
+pub mod kept_metrics;
 pub mod lifecycle;
 pub mod locks;
 pub mod primitives;
