@@ -768,6 +768,29 @@ impl Db {
             .collect()
     }
 
+    /// The keys of a store that start with `prefix`, in key order, each
+    /// taken from the array IndexedDB answered only as the caller goes on:
+    /// a caller can read a large store's keys in slices.
+    ///
+    /// # Errors
+    /// As [`Db::keys`].
+    pub async fn keys_with_prefix(
+        &self,
+        store: &str,
+        prefix: &str,
+    ) -> Result<impl Iterator<Item = JsValue>, Error> {
+        let tx = self.begin(&[store], TransactionMode::Readonly)?;
+        let os = tx.object_store(store).map_err(from_idb)?;
+        let keys = os
+            .get_all_keys::<JsValue>()
+            .with_query::<JsValue, _>(prefix_range(prefix))
+            .primitive()
+            .map_err(from_idb)?
+            .await
+            .map_err(from_idb)?;
+        Ok(keys.filter_map(Result::ok))
+    }
+
     /// Every `(key, value)` of a store, in key order; with `prefix`, only
     /// the keys that start with it.
     ///
