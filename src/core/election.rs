@@ -235,21 +235,19 @@ pub struct LockTicket {
 }
 
 /// An entry as a heartbeat lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockEntry {
     /// The lock's name.
     pub lock: String,
     /// The stamp of the request.
     pub stamp: u64,
     /// The stamp of the grant, if the sender holds the lock.
-    #[serde(default)]
     pub acquired: Option<u64>,
 }
 
-/// One message of the lock protocol, as one tab sends it to all others.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// One message of the lock protocol, as one tab sends it to all others
+/// (on the wire: [`crate::core::tab_message`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockMessage {
     /// The sender's token (the envelope carries its tab id).
     pub token: u64,
@@ -259,10 +257,8 @@ pub struct LockMessage {
     pub signal: LockSignal,
 }
 
-/// What a lock message says. Read through `RawSignal` (see
-/// [`crate::core::outbox::MutationOp`] for why).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", try_from = "RawSignal")]
+/// What a lock message says.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockSignal {
     /// "I want `lock`." Tabs with an entry for it answer with a heartbeat.
     Request {
@@ -288,7 +284,6 @@ pub enum LockSignal {
         stamp: u64,
         /// When the sender held the lock: the entry first in line as it
         /// saw it, which may take the lock at once (the hand-off).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         next: Option<HandOff>,
     },
     /// "I am alive, and these are all my entries."
@@ -298,54 +293,8 @@ pub enum LockSignal {
     },
 }
 
-/// Every field any [`LockSignal`] has: `type` says which apply.
-#[derive(Deserialize)]
-struct RawSignal {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    lock: Option<String>,
-    #[serde(default)]
-    stamp: Option<u64>,
-    #[serde(default)]
-    acquired: Option<u64>,
-    #[serde(default)]
-    next: Option<HandOff>,
-    #[serde(default)]
-    entries: Option<Vec<LockEntry>>,
-}
-
-impl TryFrom<RawSignal> for LockSignal {
-    type Error = &'static str;
-
-    fn try_from(raw: RawSignal) -> Result<Self, &'static str> {
-        const INCOMPLETE: &str = "a lock signal without the fields of its type";
-        Ok(match raw.kind.as_str() {
-            "request" => LockSignal::Request {
-                lock: raw.lock.ok_or(INCOMPLETE)?,
-                stamp: raw.stamp.ok_or(INCOMPLETE)?,
-            },
-            "hold" => LockSignal::Hold {
-                lock: raw.lock.ok_or(INCOMPLETE)?,
-                stamp: raw.stamp.ok_or(INCOMPLETE)?,
-                acquired: raw.acquired.ok_or(INCOMPLETE)?,
-            },
-            "release" => LockSignal::Release {
-                lock: raw.lock.ok_or(INCOMPLETE)?,
-                stamp: raw.stamp.ok_or(INCOMPLETE)?,
-                next: raw.next,
-            },
-            "heartbeat" => LockSignal::Heartbeat {
-                entries: raw.entries.ok_or(INCOMPLETE)?,
-            },
-            _ => return Err("an unknown lock signal"),
-        })
-    }
-}
-
 /// The entry a releasing holder hands the lock to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandOff {
     /// Its tab.
     pub tab: TabId,

@@ -72,9 +72,11 @@ export function versionedPut(db, store, key, entry, expected) {
   // One versioned put in plain JS: the read and the write issued back to
   // back in one transaction, the version checked when the read answers
   // (the transaction is still active then) and the transaction aborted on
-  // a mismatch. Resolves to -1 when written, else to the version found
-  // (0: absent; NaN: an entry a LocalStore did not write); rejects with
-  // what IndexedDB threw or the transaction's error.
+  // a mismatch, else committed at once: nothing more will be asked of it,
+  // so the commit need not wait for the put's success to reach the page.
+  // Resolves to -1 when written, else to the version found (0: absent;
+  // NaN: an entry a LocalStore did not write); rejects with what
+  // IndexedDB threw or the transaction's error.
   return new Promise((resolve, reject) => {
     let found = -1;
     let tx;
@@ -89,6 +91,8 @@ export function versionedPut(db, store, key, entry, expected) {
         if (version !== expected) {
           found = version;
           tx.abort();
+        } else if (tx.commit) {
+          tx.commit();
         }
       };
     } catch (e) {
