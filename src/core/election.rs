@@ -954,7 +954,7 @@ impl LockTable {
     }
 
     /// Grants made on the lone-tab path so far.
-    #[cfg(test)]
+    #[cfg(all(test, not(target_arch = "wasm32")))]
     pub(crate) fn lone_grants(&self) -> u64 {
         self.lone_grants
     }

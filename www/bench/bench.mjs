@@ -73,8 +73,12 @@ async function rawPut(db, key, value) {
 const PUTS = 500;
 const BATCH = 1000;
 const GETS = 1000;
-/** Acquire+release loops per round: the BroadcastChannel path takes ~100 ms each. */
-const LOCK_ROUNDS = { "web-locks": 200, broadcast: 10 };
+/**
+ * Acquire+release loops per round. On the BroadcastChannel path a tab alone
+ * takes a lock at once; beside another tab each acquire waits the settle
+ * time (~100 ms).
+ */
+const LOCK_ROUNDS = { "web-locks": 200, broadcast: 200, "broadcast-pair": 10 };
 const HANDOFFS = { "web-locks": 40, broadcast: 10 };
 const ROUND_TRIPS = 100;
 const SAVES = 1000;
@@ -281,6 +285,8 @@ const benches = {
   lockWeb: (side, round) => lockLoop(side, round, "web-locks"),
   /** The same on the BroadcastChannel path (its baseline stays raw Web Locks). */
   lockBroadcast: (side, round) => lockLoop(side, round, "broadcast"),
+  /** The same with a second tab open on the channel (idle, standing for leader). */
+  lockBroadcastPair: (side, round) => lockLoop(side, round, "broadcast", true),
   /** ms from one tab's release to the waiting tab's grant, Web Locks path. */
   handoffWeb: (side, round) => handoff(side, round, "web-locks"),
   /** The same on the BroadcastChannel path. */
@@ -364,23 +370,26 @@ const benches = {
   },
 };
 
-async function lockLoop(side, round, mode) {
-  const name = `bench-lock-${mode}-${round}`;
+async function lockLoop(side, round, mode, pair = false) {
+  const name = `bench-lock-${mode}${pair ? "-pair" : ""}-${round}`;
+  const rounds = LOCK_ROUNDS[pair ? "broadcast-pair" : mode];
   if (side === "base") {
     const t0 = now();
-    for (let i = 0; i < LOCK_ROUNDS[mode]; i++) await navigator.locks.request(name, async () => {});
-    return (now() - t0) / LOCK_ROUNDS[mode];
+    for (let i = 0; i < rounds; i++) await navigator.locks.request(name, async () => {});
+    return (now() - t0) / rounds;
   }
   const locks = new TabLocks(name, { mode });
+  const other = pair ? new TabLocks(name, { mode }) : null;
   try {
     // The first acquire on the BroadcastChannel path waits out the join
     // period (listening for other tabs); measure the steady state.
     (await locks.acquire("L", { timeoutMs: 10000 })).release();
     const t0 = now();
-    for (let i = 0; i < LOCK_ROUNDS[mode]; i++) (await locks.acquire("L", { timeoutMs: 10000 })).release();
-    return (now() - t0) / LOCK_ROUNDS[mode];
+    for (let i = 0; i < rounds; i++) (await locks.acquire("L", { timeoutMs: 10000 })).release();
+    return (now() - t0) / rounds;
   } finally {
     locks.close();
+    other?.close();
   }
 }
 
