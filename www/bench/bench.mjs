@@ -293,8 +293,10 @@ const benches = {
   handoffBroadcast: (side, round) => handoff(side, round, "broadcast"),
 
   /**
-   * ms from a commit in one client (its `record` event, origin `local`) to
-   * the other client's `record` event for that record; two clients of one
+   * ms from a commit in one client (its `record` event, origin `local`,
+   * that follows the server's answer) to the other client's `record` event
+   * for that record (and, as `fromSave`, from the save's first `local`
+   * event, so including the PATCH); two clients of one
    * user in one page stand for two tabs. The baseline is a raw
    * BroadcastChannel round trip between two channel objects. The crm side
    * gives up after 3 s and answers `null` (not available).
@@ -323,6 +325,7 @@ const benches = {
     try {
       await one.load("benchdeb");
       await other.load("benchdeb");
+      let stagedAt = 0;
       let committedAt = 0;
       let seenAt = 0;
       let origin = "";
@@ -336,14 +339,18 @@ const benches = {
           }
         });
       });
+      // The committing client's first `local` event is the save staged
+      // (before the PATCH); the last one before the other client's event is
+      // the commit (stored, after the server's answer).
       one.subscribe((e) => {
-        if (e.type === "record" && e.id === "r2" && e.origin === "local" && !committedAt) {
+        if (e.type === "record" && e.id === "r2" && e.origin === "local" && !seenAt) {
+          if (!stagedAt) stagedAt = now();
           committedAt = now();
         }
       });
       await one.save("benchdeb", "r2", { n: round });
       const got = await Promise.race([seen.then(() => true), sleep(3000).then(() => false)]);
-      return got ? { ms: seenAt - committedAt, origin } : null;
+      return got ? { ms: seenAt - committedAt, fromSave: seenAt - stagedAt, origin } : null;
     } finally {
       one.close();
       other.close();
