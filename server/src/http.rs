@@ -2,6 +2,7 @@
 //! always answers in the error shape, request logging, static files.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -23,7 +24,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::{auth, changes, openapi, records, sync_jobs, AppState};
+use crate::{auth, changes, metrics, openapi, records, sync_jobs, AppState};
 
 /// Largest request line plus headers hyper reads (its read buffer).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -196,7 +197,7 @@ where
     }
 }
 
-/// Every route under `/api/`.
+/// Every route under `/api/`, and `/metrics`.
 pub fn api_routes() -> Vec<ApiRoute> {
     vec![
         api_route("POST", "/api/login", auth::login_route),
@@ -212,6 +213,8 @@ pub fn api_routes() -> Vec<ApiRoute> {
         api_route("GET", "/api/sync/{sync_id}", sync_jobs::status_route),
         api_route("DELETE", "/api/sync/{sync_id}", sync_jobs::cancel_route),
         api_route("GET", "/api/openapi.json", openapi::openapi_route),
+        api_route("GET", "/api/metrics", metrics::summary_route),
+        api_route("GET", "/metrics", metrics::prometheus_route),
         api_route("GET", "/api/{collection}", records::list_route),
         api_route("POST", "/api/{collection}", records::create_route),
         api_route("GET", "/api/{collection}/{id}", records::get_route),
@@ -227,6 +230,7 @@ pub fn api_routes() -> Vec<ApiRoute> {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState, options: &RouterOptions) -> Router {
+    let figures = Arc::clone(&state.metrics);
     let (timed, untimed): (Vec<_>, Vec<_>) = api_routes().into_iter().partition(|r| r.timed);
     let mut api = Router::new();
     for r in timed {
@@ -268,6 +272,10 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(options.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            figures,
+            metrics::track_requests,
+        ))
         .layer(middleware::from_fn(log_request))
         .layer(middleware::map_response(shape_bare_refusals))
         .layer(CatchPanicLayer::custom(|_panic| {

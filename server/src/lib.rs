@@ -27,6 +27,7 @@ pub mod http;
 pub mod idempotency;
 pub mod limits;
 pub mod logins;
+pub mod metrics;
 pub mod openapi;
 pub mod records;
 pub mod sheet;
@@ -113,6 +114,8 @@ pub struct AppState {
     pub logins: Arc<LoginGuard>,
     /// Open event streams, per user and token.
     pub streams: Arc<Streams>,
+    /// The server's figures (`/metrics`, `/api/metrics`).
+    pub metrics: Arc<metrics::ServerMetrics>,
 }
 
 /// Why the server could not start.
@@ -166,6 +169,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         config.limits.jobs_per_user,
         tokio::runtime::Handle::current(),
     ));
+    let metrics = Arc::new(metrics::ServerMetrics::new());
+    jobs.report_to(Arc::clone(&metrics));
     let (stop, shutdown) = watch::channel(false);
     let limits = Arc::new(config.limits.clone());
     let logins = Arc::new(LoginGuard::new(&limits).map_err(|e| e.message)?);
@@ -177,6 +182,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         limits: Arc::clone(&limits),
         logins: Arc::clone(&logins),
         streams: Arc::clone(&streams),
+        metrics: Arc::clone(&metrics),
     };
     if !config.static_dir.is_dir() {
         tracing::warn!(dir = %config.static_dir.display(), "static directory missing; serving the API only");
@@ -197,7 +203,14 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         shutdown.clone(),
         limits.header_timeout,
     ));
-    let janitor = tokio::spawn(janitor(db, jobs, logins, limits, config.janitor_every));
+    let janitor = tokio::spawn(janitor(
+        db,
+        jobs,
+        logins,
+        limits,
+        metrics,
+        config.janitor_every,
+    ));
     tracing::info!(%addr, "listening");
     Ok(Server {
         addr,
@@ -214,6 +227,7 @@ async fn janitor(
     jobs: Arc<SyncJobs>,
     logins: Arc<LoginGuard>,
     limits: Arc<Limits>,
+    metrics: Arc<metrics::ServerMetrics>,
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
@@ -221,6 +235,7 @@ async fn janitor(
         tick.tick().await;
         jobs.purge();
         logins.sweep();
+        metrics.upkeep();
         let keep = limits.changes_kept;
         let purged = db
             .write(move |tx| {

@@ -402,12 +402,15 @@ impl Modify for BearerAuth {
         crate::records::delete_route,
         crate::records::comment_route,
         openapi_route,
+        crate::metrics::summary_route,
+        crate::metrics::prometheus_route,
     ),
     components(schemas(
         ErrorBody, ErrorInfo, ErrorCode, FieldValue, Fields, CollectionName, RecordId, Record, Comment, LoginRequest,
         LoginAnswer, MeAnswer, CreateRecord, PatchRecord, NewComment, RecordList, Change,
         ChangeOp, Feed, EventName, ServerEvent, StartSync, SyncStarted, SyncJobStatus, SyncJobList, SyncKind,
-        SyncStatus, SyncStats,
+        SyncStatus, SyncStats, crate::metrics::MetricsSummary, crate::metrics::RouteFigures,
+        crate::metrics::SyncJobFigures,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -416,7 +419,7 @@ impl Modify for BearerAuth {
         (name = "records", description = "Collections of records, optimistic locking, comments"),
         (name = "changes", description = "Other people's changes: the feed and its event stream"),
         (name = "sync", description = "Sync jobs with the spreadsheet"),
-        (name = "meta", description = "This document"),
+        (name = "meta", description = "This document and the server's figures"),
     )
 )]
 pub struct ApiDoc;
@@ -431,7 +434,9 @@ pub fn document() -> Value {
 pub struct CollectionName;
 
 /// Names under `/api/` that are routes, never collections.
-pub const RESERVED_NAMES: [&str; 6] = ["changes", "events", "login", "logout", "me", "sync"];
+pub const RESERVED_NAMES: [&str; 7] = [
+    "changes", "events", "login", "logout", "me", "metrics", "sync",
+];
 
 impl PartialSchema for CollectionName {
     fn schema() -> RefOr<Schema> {

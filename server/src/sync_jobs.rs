@@ -192,6 +192,17 @@ pub struct SyncJobs {
     db: Arc<Db>,
     sheet: SheetConfig,
     runtime: tokio::runtime::Handle,
+    /// Where finished runs are counted (set once at start).
+    metrics: std::sync::OnceLock<Arc<crate::metrics::ServerMetrics>>,
+}
+
+/// Jobs not finished yet, for the server's figures.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct JobLoad {
+    /// Per user: jobs waiting for their turn (users with none are absent).
+    pub queued: std::collections::BTreeMap<String, u64>,
+    /// Jobs running now, all users.
+    pub running: u64,
 }
 
 /// Why a job stopped early.
@@ -239,7 +250,33 @@ impl SyncJobs {
             db,
             sheet,
             runtime,
+            metrics: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Counts each finished run in `metrics` from now on.
+    pub fn report_to(&self, metrics: Arc<crate::metrics::ServerMetrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// Jobs queued per user and running now.
+    pub fn load(&self) -> JobLoad {
+        let q = self.lock();
+        let mut load = JobLoad::default();
+        for (user, ids) in &q.waiting {
+            for id in ids {
+                let Some(job) = q.jobs.get(id) else { continue };
+                if job.status.is_finished() {
+                    continue;
+                }
+                if job.started {
+                    load.running += 1;
+                } else {
+                    *load.queued.entry(user.clone()).or_default() += 1;
+                }
+            }
+        }
+        load
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
@@ -410,6 +447,7 @@ impl SyncJobs {
                 user: user.clone(),
                 cancel,
             };
+            let began = Instant::now();
             // A task of its own, so even a bug that panics cannot wedge the queue.
             let outcome = tokio::spawn(async move {
                 match kind {
@@ -419,12 +457,14 @@ impl SyncJobs {
             })
             .await
             .unwrap_or_else(|e| Err(Stop::from(e)));
-            self.finish(&user, &id, outcome);
+            self.finish(&user, &id, outcome, began.elapsed());
             drop(permit);
         }
     }
 
-    fn finish(&self, user: &str, id: &str, outcome: Result<String, Stop>) {
+    /// Ends a run that took `took`, and counts it (under the lock, so no one
+    /// sees the job finished before it is counted).
+    fn finish(&self, user: &str, id: &str, outcome: Result<String, Stop>, took: Duration) {
         let mut q = self.lock();
         if let Some(w) = q.waiting.get_mut(user) {
             w.retain(|j| j != id);
@@ -456,6 +496,9 @@ impl SyncJobs {
             sync_id = %id, user = %user, status = ?job.status, progress = job.progress,
             stats = ?job.stats, "sync job finished"
         );
+        if let Some(metrics) = self.metrics.get() {
+            metrics.sync_job_finished(job.status, took);
+        }
     }
 }
 

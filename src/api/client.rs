@@ -23,7 +23,8 @@ use crate::web::channel::EnvelopeChannel;
 use crate::web::client::{check_collection, rejected, Client, Config, Session};
 use crate::web::http::{send, HttpRequest, Method};
 use crate::web::idb::UserDb;
-use crate::web::js::{from_app, from_server};
+use crate::web::js::{from_app, from_server, to_js};
+use crate::web::kept_metrics::MetricsKeeper;
 use crate::web::sync::SyncRunner;
 
 /// Options shared by `login` and `open`; every one is optional (docs/guide/getting-started.md,
@@ -323,9 +324,11 @@ async fn start_client(
         runner: Rc::clone(&sync),
     }
     .into();
+    let metrics = MetricsKeeper::start(client.clone(), &sync).await;
     Ok(CrmSync {
         client,
         sync,
+        metrics,
         sync_js,
         tabs_js: tabs.into(),
         _bus: bus,
@@ -554,6 +557,7 @@ impl CrmSyncJobs {
 pub struct CrmSync {
     client: Client,
     sync: Rc<SyncRunner>,
+    metrics: Rc<MetricsKeeper>,
     sync_js: JsValue,
     tabs_js: JsValue,
     _bus: Option<Rc<EnvelopeChannel>>,
@@ -887,12 +891,12 @@ impl CrmSync {
         self.client.status()
     }
 
-    /// Counters since the client was made.
+    /// The user's counters: kept in IndexedDB and added up over reloads
+    /// and the user's tabs (a tab's newest counts are written within a
+    /// second, and other tabs' show here after this tab's next write).
     #[wasm_bindgen(unchecked_return_type = "CrmMetrics")]
     pub fn metrics(&self) -> JsValue {
-        let out = self.client.metrics();
-        let _ = js_sys::Reflect::set(&out, &"syncs".into(), &self.sync.counts_js());
-        out
+        to_js(&self.metrics.view()).unwrap_or(JsValue::UNDEFINED)
     }
 
     /// Logs out: first sends what is still queued; if anything is left
@@ -932,6 +936,7 @@ impl CrmSync {
     /// Stops timers, channels and polling, and gives up this tab's
     /// leadership and locks at once; later calls fail with `closed`.
     pub fn close(&self) {
+        self.metrics.stop();
         shut_down(&self.client, &self.sync, &self.tabs_js);
     }
 

@@ -104,7 +104,7 @@ export interface CrmStatus {
   lastSyncAt: string | null;
 }
 
-/** Counters since the client was made. */
+/** The user's counters, kept in IndexedDB: a reload does not zero them, and the user's tabs add up. */
 export interface CrmMetrics {
   operations: number;
   commits: number;
@@ -115,8 +115,10 @@ export interface CrmMetrics {
   conflictRate: number;
   retryRate: number;
   outboxReplayed: number;
-  /** `change` events received from the server's `/api/events` stream by this tab (while it led); each starts a read of the changes feed. */
+  /** `change` events received from the server's `/api/events` stream by the user's leading tabs; each starts a read of the changes feed. */
   feedEvents: number;
+  /** Mutations the server refused for good. */
+  failed: number;
   syncs: { started: number; completed: number; failed: number; meanDurationMs: number };
 }
 

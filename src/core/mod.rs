@@ -3,6 +3,7 @@
 //! [`crate::web`] layer carries out.
 
 pub mod code;
+pub mod counters;
 pub mod debounce;
 pub mod election;
 pub mod merge;

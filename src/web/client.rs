@@ -1673,21 +1673,13 @@ impl Client {
         })
     }
 
-    /// `metrics()` of docs/reference.md, without `syncs` (the facade adds it).
-    pub fn metrics(&self) -> JsValue {
+    /// This tab's counters since it started, by their `metrics()` names
+    /// (the facade adds the sync runs and the stored totals).
+    pub fn counters(&self) -> crate::core::counters::Counters {
         let state = self.inner.state.borrow();
-        let m = &state.metrics;
-        let out = to_js(m).unwrap_or(JsValue::UNDEFINED);
-        let rate = |n: u64| {
-            if m.operations == 0 {
-                0.0
-            } else {
-                n as f64 / m.operations as f64
-            }
-        };
-        let _ = js_sys::Reflect::set(&out, &"conflictRate".into(), &rate(m.conflicts).into());
-        let _ = js_sys::Reflect::set(&out, &"retryRate".into(), &rate(m.retries).into());
-        out
+        to_js(&state.metrics)
+            .and_then(from_server)
+            .unwrap_or_default()
     }
 
     /// Marks when the last spreadsheet sync ended (for `status`).

@@ -10,6 +10,7 @@ pub mod de;
 pub mod http;
 pub mod idb;
 pub mod js;
+pub mod kept_metrics;
 pub mod lifecycle;
 pub mod locks;
 pub mod primitives;

@@ -151,28 +151,19 @@ impl SyncRunner {
         crate::web::client::subscribe_fn(&self.listeners, listener)
     }
 
-    /// `{ started, completed, failed, meanDurationMs }` for `metrics()`.
-    pub fn counts_js(&self) -> JsValue {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Out {
-            started: u64,
-            completed: u64,
-            failed: u64,
-            mean_duration_ms: f64,
-        }
+    /// The runs this tab counted, by their `metrics()` counter names.
+    pub fn counters(&self) -> crate::core::counters::Counters {
         let c = self.counts.get();
-        to_js(&Out {
-            started: c.started,
-            completed: c.completed,
-            failed: c.failed,
-            mean_duration_ms: if c.finished == 0 {
-                0.0
-            } else {
-                c.total_ms as f64 / c.finished as f64
-            },
-        })
-        .unwrap_or(JsValue::UNDEFINED)
+        [
+            ("syncStarted", c.started),
+            ("syncCompleted", c.completed),
+            ("syncFailed", c.failed),
+            ("syncTotalMs", c.total_ms),
+            ("syncFinished", c.finished),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v as f64))
+        .collect()
     }
 
     fn dispatch(&self, event: SyncEvent) {
