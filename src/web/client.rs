@@ -838,11 +838,7 @@ impl Client {
                 self.changed();
                 for (key, version) in changed {
                     self.emit_record(&key, "server");
-                    self.tell_tabs(TabMessage::RecordChanged(RecordChange {
-                        collection: key.collection,
-                        id: key.id,
-                        version,
-                    }));
+                    self.tell_tabs_record(&key, version);
                 }
             }
             if !page.more {
@@ -1007,13 +1003,33 @@ impl Client {
         }
     }
 
-    /// Another tab committed a record: read it from IndexedDB (the copy
-    /// that counts; the message is only a hint) and show it.
-    pub async fn record_from_tab(&self, collection: &str, id: &str) {
-        let Some(db) = self.db() else { return };
-        let stored: Result<Option<Record>, Error> =
-            db.get(Store::Records, &record_key(collection, id)).await;
-        let Ok(stored) = stored else { return };
+    /// Tells the other tabs that `key` is stored at `version`, with the
+    /// record itself when it is that version and small.
+    fn tell_tabs_record(&self, key: &RecordKey, version: u64) {
+        let change = {
+            let state = self.inner.state.borrow();
+            let record = state.records.get(&key.collection, &key.id);
+            RecordChange::new(&key.collection, &key.id, version, record)
+        };
+        self.tell_tabs(TabMessage::RecordChanged(change));
+    }
+
+    /// Another tab committed a record: show the record the notice carried
+    /// when it is the version the notice names, else read it from
+    /// IndexedDB (the copy that counts) and show that.
+    pub async fn record_from_tab(&self, change: RecordChange) {
+        let (collection, id) = (change.collection.clone(), change.id.clone());
+        let (collection, id) = (collection.as_str(), id.as_str());
+        let stored = match change.verified_record() {
+            Some(record) => Some(record),
+            None => {
+                let Some(db) = self.db() else { return };
+                let stored: Result<Option<Record>, Error> =
+                    db.get(Store::Records, &record_key(collection, id)).await;
+                let Ok(stored) = stored else { return };
+                stored
+            }
+        };
         let key = RecordKey::new(collection, id);
         let changed = {
             let mut state = self.inner.state.borrow_mut();
@@ -2752,11 +2768,7 @@ impl Client {
             .records
             .get(&key.collection, &key.id)
             .map_or(0, |r| r.version);
-        self.tell_tabs(TabMessage::RecordChanged(RecordChange {
-            collection: key.collection.clone(),
-            id: key.id.clone(),
-            version,
-        }));
+        self.tell_tabs_record(&key, version);
         self.settle(&entry.mutation_id, outcome);
     }
 
