@@ -63,7 +63,7 @@ cp www/bench/index.html www/bench/bench.mjs "$WORK/static/"
 # The peer benchmarks with their libraries in one module; crm-sync stays the
 # page's one /pkg/crm_sync.js (initialised by bench.mjs).
 www/bench/node_modules/.bin/esbuild www/bench/peers.mjs --bundle --format=esm --target=es2022 \
-  --external:/pkg/crm_sync.js --log-level=warning --outfile="$WORK/static/peers.mjs"
+  --external:/pkg/crm_sync.js --external:/bench.mjs --log-level=warning --outfile="$WORK/static/peers.mjs"
 cp -r pkg "$WORK/static/pkg"
 
 # A fresh database each run. --demo gives the users (alice logs in) and 200

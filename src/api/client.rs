@@ -284,8 +284,8 @@ async fn start_client(
             };
             match &envelope.message {
                 TabMessage::RecordChanged(change) => {
-                    let (collection, id) = (change.collection.clone(), change.id.clone());
-                    spawn_local(async move { client.record_from_tab(&collection, &id).await });
+                    let change = change.clone();
+                    spawn_local(async move { client.record_from_tab(change).await });
                 }
                 TabMessage::Session(notice) => client.session_from_tab(notice.state),
                 TabMessage::WorkChanged(_) => {

@@ -93,12 +93,14 @@ fn contains_folded(haystack: &str, needle_lower: &str) -> bool {
 
 /// A value as it sorts: absent and null first, then booleans, numbers, and
 /// texts without regard to case (ties by exact text).
-#[derive(Debug, Clone, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, PartialEq)]
 enum SortKey {
     Null,
     Bool(bool),
     Number(f64),
-    Text(String, String),
+    /// The text folded to lower case, and the exact text only where it
+    /// differs (most texts are stored once).
+    Text(Box<str>, Option<Box<str>>),
 }
 
 impl SortKey {
@@ -107,15 +109,110 @@ impl SortKey {
             None | Some(FieldValueRef::Null) => Self::Null,
             Some(FieldValueRef::Bool(b)) => Self::Bool(b),
             Some(FieldValueRef::Number(n)) => Self::Number(n),
-            Some(FieldValueRef::Text(t)) => Self::Text(t.to_lowercase(), t.to_owned()),
+            Some(FieldValueRef::Text(t)) => {
+                let folded = if t.is_ascii() {
+                    t.to_ascii_lowercase()
+                } else {
+                    t.to_lowercase()
+                };
+                let exact = (folded != t).then(|| Box::from(t));
+                Self::Text(folded.into_boxed_str(), exact)
+            }
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Null => 0,
+            Self::Bool(_) => 1,
+            Self::Number(_) => 2,
+            Self::Text(..) => 3,
         }
     }
 
     fn cmp(&self, other: &Self) -> Ordering {
         match (self, other) {
+            (Self::Bool(a), Self::Bool(b)) => a.cmp(b),
             (Self::Number(a), Self::Number(b)) => a.total_cmp(b),
-            _ => self.partial_cmp(other).unwrap_or(Ordering::Equal),
+            (Self::Text(fa, ea), Self::Text(fb, eb)) => fa.cmp(fb).then_with(|| {
+                let ea = ea.as_deref().unwrap_or(fa);
+                let eb = eb.as_deref().unwrap_or(fb);
+                ea.cmp(eb)
+            }),
+            _ => self.rank().cmp(&other.rank()),
         }
+    }
+}
+
+/// One matching record in a [`Matches`]: its sort key and id.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    key: SortKey,
+    id: Box<str>,
+}
+
+/// A query's matches in the order asked for, kept between runs: a change
+/// of one record is laid in with [`Matches::update`] (a binary search and
+/// one move of the rows after it), not by sorting everything again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Matches {
+    rows: Vec<Row>,
+}
+
+impl Matches {
+    /// The matches of `query` among `records` (any order).
+    pub fn build<'a>(query: &Query, records: impl IntoIterator<Item = &'a Record>) -> Self {
+        let mut matches = Self::default();
+        for record in records {
+            matches.add(query, record);
+        }
+        matches.sort(query);
+        matches
+    }
+
+    /// Adds `record` if it matches, unordered: [`Matches::sort`] once all
+    /// are added.
+    pub fn add(&mut self, query: &Query, record: &Record) {
+        if query.matches(record) {
+            self.rows.push(query.row(record));
+        }
+    }
+
+    /// Puts the added matches in order.
+    pub fn sort(&mut self, query: &Query) {
+        sort_by(&mut self.rows, |a, b| query.order(a, b));
+    }
+
+    /// Lays in the record `id` as it is now (`None`: gone or not shown).
+    /// Returns whether the matches changed (the record was or is one).
+    pub fn update(&mut self, query: &Query, id: &str, record: Option<&Record>) -> bool {
+        let was = self.rows.iter().position(|row| &*row.id == id);
+        if let Some(at) = was {
+            self.rows.remove(at);
+        }
+        let Some(record) = record.filter(|r| query.matches(r)) else {
+            return was.is_some();
+        };
+        let row = query.row(record);
+        let at = self
+            .rows
+            .partition_point(|other| query.order(other, &row) == Ordering::Less);
+        self.rows.insert(at, row);
+        true
+    }
+
+    /// How many records match.
+    pub fn total(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The ids of one page: `offset` skipped, at most `limit`.
+    pub fn page(&self, offset: usize, limit: Option<usize>) -> impl Iterator<Item = &str> {
+        self.rows
+            .iter()
+            .skip(offset)
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|row| &*row.id)
     }
 }
 
@@ -138,6 +235,37 @@ fn matches_search(record: &Record, needle: &str) -> bool {
 }
 
 impl Query {
+    /// The same query without paging: what its [`Matches`] depend on.
+    pub fn unpaged(&self) -> Self {
+        Self {
+            offset: 0,
+            limit: None,
+            ..self.clone()
+        }
+    }
+
+    fn row(&self, record: &Record) -> Row {
+        let key = match &self.order_by {
+            Some((field, _)) => SortKey::of(value_of(record, field)),
+            None => SortKey::Null,
+        };
+        Row {
+            key,
+            id: record.id.as_str().into(),
+        }
+    }
+
+    /// The order of two matches: by the sort key (reversed when
+    /// descending), ties in id order either way so paging is stable.
+    fn order(&self, a: &Row, b: &Row) -> Ordering {
+        let by_key = a.key.cmp(&b.key);
+        let by_key = match self.order_by {
+            Some((_, true)) => by_key.reverse(),
+            _ => by_key,
+        };
+        by_key.then_with(|| a.id.cmp(&b.id))
+    }
+
     /// Whether `record` passes the filters and the search.
     pub fn matches(&self, record: &Record) -> bool {
         self.filters.iter().all(|(name, allowed)| {
@@ -154,28 +282,17 @@ impl Query {
 
     /// Runs the query over `records` (in id order, as a collection is kept).
     pub fn run(&self, records: &[&Record]) -> Found {
-        let mut hits: Vec<usize> = (0..records.len())
+        let mut hits: Vec<(Row, usize)> = (0..records.len())
             .filter(|&i| self.matches(records[i]))
+            .map(|i| (self.row(records[i]), i))
             .collect();
-        if let Some((field, descending)) = &self.order_by {
-            // Each record's sort key once, not once per comparison.
-            let mut keyed: Vec<(SortKey, usize)> = hits
-                .iter()
-                .map(|&i| (SortKey::of(value_of(records[i], field)), i))
-                .collect();
-            sort_by(&mut keyed, |(ka, a), (kb, b)| {
-                let order = ka.cmp(kb);
-                // Ties keep id order either way, so paging is stable.
-                let order = if *descending { order.reverse() } else { order };
-                order.then_with(|| a.cmp(b))
-            });
-            hits = keyed.into_iter().map(|(_, i)| i).collect();
-        }
+        sort_by(&mut hits, |(a, _), (b, _)| self.order(a, b));
         let total = hits.len();
         let page = hits
             .into_iter()
             .skip(self.offset)
             .take(self.limit.unwrap_or(usize::MAX))
+            .map(|(_, i)| i)
             .collect();
         Found { page, total }
     }
@@ -317,5 +434,90 @@ mod tests {
         let found = q.run(&refs);
         assert_eq!(ids(&found, &records), ["c-3", "c-2"]);
         assert_eq!(found.total, 4);
+    }
+
+    fn page_ids(m: &Matches, q: &Query) -> Vec<String> {
+        m.page(q.offset, q.limit).map(str::to_owned).collect()
+    }
+
+    fn run_ids(q: &Query, records: &[Record]) -> (Vec<String>, usize) {
+        let refs: Vec<&Record> = records.iter().collect();
+        let found = q.run(&refs);
+        (ids(&found, records), found.total)
+    }
+
+    #[test]
+    fn kept_matches_patched_one_record_at_a_time_equal_a_fresh_run() {
+        let mut base = people();
+        for n in 5..60 {
+            let name = format!("{}name {n}", if n % 3 == 0 { "A" } else { "b" });
+            let status = if n % 2 == 0 { "lead" } else { "customer" };
+            base.push(record(
+                &format!("c-{n:02}"),
+                &[("name", text(&name)), ("status", text(status))],
+            ));
+        }
+        for q in [
+            Query {
+                filters: vec![("status".into(), vec![text("lead")])],
+                order_by: Some(("name".into(), false)),
+                offset: 2,
+                limit: Some(7),
+                ..Query::default()
+            },
+            Query {
+                search: Some("a".into()),
+                order_by: Some(("name".into(), true)),
+                limit: Some(10),
+                ..Query::default()
+            },
+            Query::default(),
+        ] {
+            let mut records = base.clone();
+            let mut kept = Matches::build(&q, &records);
+            assert_eq!((page_ids(&kept, &q), kept.total()), run_ids(&q, &records));
+            // A record changes its sort key, one stops matching, one starts,
+            // one is deleted, one is created: each laid in alone.
+            records[6].fields.insert("name".into(), text("aaa first"));
+            assert!(
+                kept.update(&q, &records[6].id.clone(), Some(&records[6]))
+                    || !q.matches(&records[6])
+            );
+            records[7].fields.insert("status".into(), text("churned"));
+            kept.update(&q, &records[7].id.clone(), Some(&records[7]));
+            records[9].fields.insert("status".into(), text("lead"));
+            kept.update(&q, &records[9].id.clone(), Some(&records[9]));
+            let gone = records.remove(10);
+            kept.update(&q, &gone.id, None);
+            records.push(record(
+                "c-99",
+                &[("name", text("Zed")), ("status", text("lead"))],
+            ));
+            kept.update(&q, "c-99", records.last());
+            assert_eq!(
+                (page_ids(&kept, &q), kept.total()),
+                run_ids(&q, &records),
+                "{q:?}"
+            );
+            assert_eq!(kept, Matches::build(&q, &records));
+        }
+    }
+
+    #[test]
+    fn a_change_outside_the_matches_leaves_them_alone() {
+        let records = people();
+        let q = Query {
+            filters: vec![("status".into(), vec![text("customer")])],
+            ..Query::default()
+        };
+        let mut kept = Matches::build(&q, &records);
+        let mut other = records[0].clone();
+        other.fields.insert("city".into(), text("Paris"));
+        assert!(!kept.update(&q, "c-1", Some(&other)));
+        assert!(!kept.update(&q, "c-3", None));
+        let mut covered = records[1].clone();
+        covered.fields.insert("city".into(), text("Paris"));
+        assert!(kept.update(&q, "c-2", Some(&covered)));
+        assert_eq!(kept.total(), 1);
     }
 }

@@ -150,11 +150,33 @@ pub struct Committed {
     pub still_staged: bool,
 }
 
+/// Which records changed since [`StagedRecords::take_touched`] was last
+/// called: what a kept query result needs to lay in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Touched {
+    /// Too many, or not known: anything kept must be made anew.
+    #[default]
+    All,
+    /// These records (confirmed, staged or both), in the order touched.
+    Keys(Vec<RecordKey>),
+}
+
+/// Past this many touched records, [`Touched::All`] is cheaper to act on.
+const TOUCHED_MAX: usize = 2_048;
+
 /// Confirmed records per `(collection, id)` and the staged change of each.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct StagedRecords {
     confirmed: BTreeMap<RecordKey, Record>,
     staged: VecMap<RecordKey, StagedChange>,
+    touched: Touched,
+}
+
+impl PartialEq for StagedRecords {
+    /// Equal records and staged changes (what was touched does not count).
+    fn eq(&self, other: &Self) -> bool {
+        self.confirmed == other.confirmed && self.staged == other.staged
+    }
 }
 
 impl StagedRecords {
@@ -180,6 +202,72 @@ impl StagedRecords {
         }
         self.confirmed.retain(|key, _| key.collection != collection);
         self.confirmed.extend(fresh);
+        self.touched = Touched::All;
+    }
+
+    /// Which records changed since the last call (everything, the first
+    /// time), and starts counting afresh.
+    pub fn take_touched(&mut self) -> Touched {
+        std::mem::replace(&mut self.touched, Touched::Keys(Vec::new()))
+    }
+
+    fn touch(&mut self, key: &RecordKey) {
+        if let Touched::Keys(keys) = &mut self.touched {
+            if keys.len() >= TOUCHED_MAX {
+                self.touched = Touched::All;
+            } else {
+                keys.push(key.clone());
+            }
+        }
+    }
+
+    /// Each record of a collection as [`StagedRecords::view`] shows it
+    /// (staged deletes left out): the confirmed ones in id order, then
+    /// staged creates in id order. Records nothing is staged on are not
+    /// copied.
+    pub fn for_each_view(&self, collection: &str, mut each: impl FnMut(&Record)) {
+        let from = RecordKey::new(collection, "");
+        let mut creates: Vec<&RecordKey> = self
+            .staged
+            .keys()
+            .filter(|key| key.collection == collection && !self.confirmed.contains_key(*key))
+            .collect();
+        for (key, record) in self.confirmed.range(from..) {
+            if key.collection != collection {
+                break;
+            }
+            match self.staged.get(key) {
+                None => each(record),
+                Some(change) => {
+                    if let Some(view) = self.view_of(key, Some(record), Some(change)) {
+                        each(&view.record);
+                    }
+                }
+            }
+        }
+        crate::core::sort::sort(&mut creates);
+        for key in creates {
+            if let Some(view) = self.view_of(key, None, self.staged.get(key)) {
+                each(&view.record);
+            }
+        }
+    }
+
+    /// Up to `count` ids of a collection's confirmed records after `after`
+    /// (from the first without it), in id order: a collection read a run at
+    /// a time.
+    pub fn ids_after(&self, collection: &str, after: Option<&str>, count: usize) -> Vec<String> {
+        use std::ops::Bound;
+        let from = match after {
+            Some(id) => Bound::Excluded(RecordKey::new(collection, id)),
+            None => Bound::Included(RecordKey::new(collection, "")),
+        };
+        self.confirmed
+            .range((from, Bound::Unbounded))
+            .take_while(|(key, _)| key.collection == collection)
+            .take(count)
+            .map(|(key, _)| key.id.clone())
+            .collect()
     }
 
     /// How many confirmed records there are, in every collection.
@@ -318,6 +406,7 @@ impl StagedRecords {
             // New intent of the person: the change is on its way again.
             change.state = StagedState::Staged;
         }
+        self.touch(key);
         Ok(())
     }
 
@@ -338,6 +427,7 @@ impl StagedRecords {
             .collect_map();
         change.fields = fields;
         self.staged.insert(key.clone(), change);
+        self.touch(key);
         Ok(())
     }
 
@@ -364,6 +454,7 @@ impl StagedRecords {
             }
             (None, None) => return Err(StageError::UnknownRecord(key.clone())),
         }
+        self.touch(key);
         Ok(())
     }
 
@@ -381,17 +472,17 @@ impl StagedRecords {
         {
             change.comments.push(comment);
         }
+        self.touch(key);
     }
 
     /// Sets where the staged change is on its way; false when there is none.
     pub fn set_state(&mut self, key: &RecordKey, state: StagedState) -> bool {
-        match self.staged.get_mut(key) {
-            Some(change) => {
-                change.state = state;
-                true
-            }
-            None => false,
-        }
+        let Some(change) = self.staged.get_mut(key) else {
+            return false;
+        };
+        change.state = state;
+        self.touch(key);
+        true
     }
 
     /// The server answered 2xx with `record` to a create or patch that sent
@@ -426,6 +517,7 @@ impl StagedRecords {
                 self.staged.remove(&key);
             }
         }
+        self.touch(&key);
         Committed {
             replaced,
             still_staged,
@@ -437,6 +529,7 @@ impl StagedRecords {
     pub fn commit_delete(&mut self, key: &RecordKey) {
         self.confirmed.remove(key);
         self.staged.remove(key);
+        self.touch(key);
     }
 
     /// The server acknowledged a comment: it leaves the pending ones and
@@ -453,6 +546,7 @@ impl StagedRecords {
                 record.comments.push(comment);
             }
         }
+        self.touch(key);
     }
 
     /// The server refused the change for good: it is marked failed (kept for
@@ -475,6 +569,7 @@ impl StagedRecords {
             if change.is_empty() {
                 self.staged.remove(key);
             }
+            self.touch(key);
         }
     }
 
@@ -485,12 +580,14 @@ impl StagedRecords {
             if change.is_empty() {
                 self.staged.remove(key);
             }
+            self.touch(key);
         }
     }
 
     /// Drops the whole staged change of a record (discard, or a conflict
     /// handed to a person) and returns it.
     pub fn discard(&mut self, key: &RecordKey) -> Option<StagedChange> {
+        self.touch(key);
         self.staged.remove(key)
     }
 
@@ -502,6 +599,7 @@ impl StagedRecords {
             for (name, base) in change.base_fields.iter_mut() {
                 *base = theirs.fields.get(name).cloned().unwrap_or(FieldValue::Null);
             }
+            self.touch(key);
         }
     }
 
@@ -522,6 +620,7 @@ impl StagedRecords {
                 match self.confirmed.get(&key) {
                     Some(record) if record.version <= version => {
                         self.confirmed.remove(&key);
+                        self.touch(&key);
                         true
                     }
                     _ => false,
@@ -535,6 +634,7 @@ impl StagedRecords {
         match self.confirmed.get(&key) {
             Some(known) if known.version > record.version => false,
             _ => {
+                self.touch(&key);
                 self.confirmed.insert(key, record);
                 true
             }
@@ -915,6 +1015,40 @@ mod tests {
         assert!(store.get("customers", "c-2").is_none());
         assert!(store.staged(&key("c-2")).is_some());
         assert_eq!(store.list("customers").len(), 2);
+    }
+
+    #[test]
+    fn every_change_of_a_record_is_told_once_and_a_load_tells_all() {
+        let mut store = loaded();
+        assert_eq!(store.take_touched(), Touched::All);
+        assert_eq!(store.take_touched(), Touched::Keys(Vec::new()));
+        store
+            .stage(&key("c-1"), fields(&[("name", "Beta")]))
+            .unwrap();
+        store
+            .stage_create(&key("c-3"), fields(&[("name", "New")]))
+            .unwrap();
+        store.apply_remote("customers", RemoteChange::Put(record("c-2", 2, &[])));
+        // Nothing changed: nothing told.
+        store.apply_remote("customers", RemoteChange::Put(record("c-2", 2, &[])));
+        store.stage_delete(&key("c-2")).unwrap();
+        assert_eq!(
+            store.take_touched(),
+            Touched::Keys(vec![key("c-1"), key("c-3"), key("c-2"), key("c-2")])
+        );
+        let mut seen = Vec::new();
+        store.for_each_view("customers", |r| {
+            seen.push((r.id.clone(), r.fields.get("name").cloned()));
+        });
+        assert_eq!(
+            seen,
+            [
+                ("c-1".to_owned(), Some(FieldValue::Text("Beta".into()))),
+                ("c-3".to_owned(), Some(FieldValue::Text("New".into()))),
+            ]
+        );
+        store.load("customers", []);
+        assert_eq!(store.take_touched(), Touched::All);
     }
 }
 

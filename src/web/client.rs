@@ -40,13 +40,10 @@ use crate::web::idb::{record_key, Batch as DbBatch, Store, UserDb};
 use crate::web::js::{from_server, get, to_js};
 use crate::web::lifecycle::{EventListener, PageEvent, PageLifecycle};
 
-/// Records a page of `load`, unless the app asks for another size.
-pub const DEFAULT_PAGE: u32 = 1_000;
-/// The largest page asked for (the reference server's limit).
-pub const MAX_PAGE: u32 = 10_000;
-/// Work done in one go on the main thread before the event loop gets a
-/// turn: input and rendering stay smooth.
-const SLICE_MS: f64 = 8.0;
+mod load;
+mod query_cache;
+
+pub use load::{DEFAULT_PAGE, MAX_PAGE};
 
 /// The key of the changes-feed cursor in the user's `meta` store: a reload
 /// catches up from it rather than reading every collection again.
@@ -484,6 +481,8 @@ struct Inner {
     /// as it is: `get` and `list` hand out these, so a change of one record
     /// makes one new object, not one per record of its collection.
     record_js: RefCell<HashMap<RecordKey, CachedRecord>>,
+    /// `crm.query`'s kept matches and pages.
+    queries: RefCell<query_cache::QueryCache>,
     /// Whether the server can be reached (not `navigator.onLine` alone).
     reach: RefCell<Reachability>,
     /// The next probe of the server while it cannot be reached.
@@ -541,6 +540,7 @@ impl Client {
             listeners: js_sys::Set::new(&JsValue::UNDEFINED),
             snapshots: RefCell::new(HashMap::new()),
             record_js: RefCell::new(HashMap::new()),
+            queries: RefCell::default(),
             reach: RefCell::new(Reachability::new(navigator_online())),
             probe_timer: RefCell::new(None),
             verified: Cell::new(verified),
@@ -838,11 +838,7 @@ impl Client {
                 self.changed();
                 for (key, version) in changed {
                     self.emit_record(&key, "server");
-                    self.tell_tabs(TabMessage::RecordChanged(RecordChange {
-                        collection: key.collection,
-                        id: key.id,
-                        version,
-                    }));
+                    self.tell_tabs_record(&key, version);
                 }
             }
             if !page.more {
@@ -1007,13 +1003,33 @@ impl Client {
         }
     }
 
-    /// Another tab committed a record: read it from IndexedDB (the copy
-    /// that counts; the message is only a hint) and show it.
-    pub async fn record_from_tab(&self, collection: &str, id: &str) {
-        let Some(db) = self.db() else { return };
-        let stored: Result<Option<Record>, Error> =
-            db.get(Store::Records, &record_key(collection, id)).await;
-        let Ok(stored) = stored else { return };
+    /// Tells the other tabs that `key` is stored at `version`, with the
+    /// record itself when it is that version and small.
+    fn tell_tabs_record(&self, key: &RecordKey, version: u64) {
+        let change = {
+            let state = self.inner.state.borrow();
+            let record = state.records.get(&key.collection, &key.id);
+            RecordChange::new(&key.collection, &key.id, version, record)
+        };
+        self.tell_tabs(TabMessage::RecordChanged(change));
+    }
+
+    /// Another tab committed a record: show the record the notice carried
+    /// when it is the version the notice names, else read it from
+    /// IndexedDB (the copy that counts) and show that.
+    pub async fn record_from_tab(&self, change: RecordChange) {
+        let (collection, id) = (change.collection.clone(), change.id.clone());
+        let (collection, id) = (collection.as_str(), id.as_str());
+        let stored = match change.verified_record() {
+            Some(record) => Some(record),
+            None => {
+                let Some(db) = self.db() else { return };
+                let stored: Result<Option<Record>, Error> =
+                    db.get(Store::Records, &record_key(collection, id)).await;
+                let Ok(stored) = stored else { return };
+                stored
+            }
+        };
         let key = RecordKey::new(collection, id);
         let changed = {
             let mut state = self.inner.state.borrow_mut();
@@ -1529,44 +1545,6 @@ impl Client {
         })
     }
 
-    /// `crm.query`: the records of a collection as `view` shows them,
-    /// filtered, searched, sorted and paged: `{ items, total }`. The same
-    /// object comes back until something changed; `key` names the query
-    /// (the app's options as text).
-    pub fn query(&self, collection: &str, query: &crate::core::query::Query, key: &str) -> JsValue {
-        self.snapshot(format!("query\u{0}{collection}\u{0}{key}"), || {
-            let state = self.inner.state.borrow();
-            let stale = state.stale.contains(collection) && !self.is_online();
-            let staged = state
-                .records
-                .staged_changes()
-                .any(|(k, _)| k.collection == collection);
-            let items = js_sys::Array::new();
-            let total = if staged {
-                // Staged changes count: match against the views.
-                let views = state.records.view_list(collection);
-                let refs: Vec<&Record> = views.iter().map(|v| &v.record).collect();
-                let found = query.run(&refs);
-                for i in found.page {
-                    items.push(&self.view(collection, &views[i].record.id));
-                }
-                found.total
-            } else {
-                let records = state.records.list(collection);
-                let found = query.run(&records);
-                let mut cache = self.inner.record_js.borrow_mut();
-                for i in found.page {
-                    items.push(&record_object(&mut cache, collection, records[i], stale));
-                }
-                found.total
-            };
-            let out = js_sys::Object::new();
-            let _ = js_sys::Reflect::set(&out, &"items".into(), &items);
-            let _ = js_sys::Reflect::set(&out, &"total".into(), &(total as f64).into());
-            out.into()
-        })
-    }
-
     /// The confirmed record with this tab's staged changes laid over it.
     pub fn view(&self, collection: &str, id: &str) -> JsValue {
         self.snapshot(format!("view\u{0}{collection}\u{0}{id}"), || {
@@ -1730,221 +1708,6 @@ impl Client {
                 }
             }
         }
-    }
-
-    /// Fetches a collection into memory and IndexedDB page by page
-    /// (`page_size` records a page, [`DEFAULT_PAGE`] by default), without
-    /// blocking the page: the next page is in flight while one is stored,
-    /// and each page is read in slices of about [`SLICE_MS`] with the event
-    /// loop in between. Every page raises a `load` event with how many
-    /// records are in. Other people's changes are then followed from the
-    /// first page's feed cursor (unless a cursor is kept already, which is
-    /// older), so a write made during the load shows up.
-    /// Offline (or when the server cannot be reached) answers from
-    /// IndexedDB, marked stale.
-    ///
-    /// # Errors
-    /// `invalid` for a bad name; `bad_response` for a page that is not of
-    /// the protocol's shape; the server's error when nothing is stored.
-    pub async fn load(&self, collection: &str, page_size: Option<u32>) -> Result<JsValue, Error> {
-        check_collection(collection)?;
-        if !self.can_talk() {
-            return self.load_stored(collection, Error::Offline).await;
-        }
-        let size = page_size.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-        let started = now_ms();
-        // What this tab and IndexedDB hold before: whatever of it no page
-        // has is gone from the server.
-        let prefix = format!("{collection}/");
-        let mut known_before: HashSet<String> = match self.db() {
-            Some(db) => db
-                .keys(Store::Records)
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
-                .collect(),
-            None => HashSet::new(),
-        };
-        known_before.extend(
-            self.inner
-                .state
-                .borrow()
-                .records
-                .list(collection)
-                .iter()
-                .map(|r| r.id.clone()),
-        );
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut first_cursor: Option<String> = None;
-        let mut in_flight = Some(self.read_soon(format!("/{collection}?limit={size}")));
-        while let Some(page) = in_flight.take() {
-            let body = match JsFuture::from(page).await.map_err(rejected) {
-                Ok(body) => body,
-                Err(err) if first_cursor.is_none() && seen.is_empty() && is_unreachable(&err) => {
-                    return self.load_stored(collection, err).await;
-                }
-                Err(err) => return Err(err),
-            };
-            let items: js_sys::Array = get(&body, "items")
-                .dyn_into()
-                .map_err(|_| Error::BadResponse("a page without its items".into()))?;
-            if first_cursor.is_none() {
-                first_cursor = Some(get(&body, "cursor").as_string().unwrap_or_default());
-            }
-            // The next page is asked for before this one is stored.
-            if let Some(after) = get(&body, "next").as_string() {
-                in_flight = Some(self.read_soon(format!(
-                    "/{collection}?limit={size}&after={}",
-                    encode(&after)
-                )));
-            }
-            self.store_page(collection, &items, &mut seen).await?;
-            self.emit_load(collection, seen.len());
-        }
-        let mut batch = DbBatch::new();
-        {
-            let mut state = self.inner.state.borrow_mut();
-            // Known before and in no page: deleted on the server meanwhile.
-            for id in known_before.difference(&seen) {
-                let _ = state.records.apply_remote(
-                    collection,
-                    RemoteChange::Delete {
-                        id: id.clone(),
-                        version: u64::MAX,
-                    },
-                );
-                batch.delete(Store::Records.name(), record_key(collection, id));
-            }
-            state.stale.remove(collection);
-        }
-        let cursor = first_cursor.filter(|c| !c.is_empty());
-        if self.inner.cursor.borrow().is_none() && cursor.is_some() {
-            let _ = batch.put(Store::Meta.name(), CURSOR_KEY, &cursor);
-            *self.inner.cursor.borrow_mut() = cursor;
-        }
-        self.inner.loaded.borrow_mut().insert(collection.to_owned());
-        self.persist(batch).await;
-        self.changed();
-        self.emit_status();
-        self.log_exchange(SyncLogEntry {
-            at: now_ms() as f64,
-            direction: "pull".into(),
-            kind: "load".into(),
-            pushed: 0,
-            pulled: seen.len() as u64,
-            merged: 0,
-            conflicts: 0,
-            failed: 0,
-            duration_ms: now_ms().saturating_sub(started) as f64,
-            error: None,
-        });
-        Ok(self.list(collection))
-    }
-
-    /// Starts reading `path` now (a promise: a Rust future would wait for
-    /// its first poll).
-    fn read_soon(&self, path: String) -> Promise {
-        let client = self.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            client.read(&path).await.map_err(JsValue::from)
-        })
-    }
-
-    /// Reads one page's records in slices, then lays them over memory and
-    /// writes them to IndexedDB in one transaction (a page is atomic). The
-    /// server's own objects are kept as the records' JS snapshots and
-    /// stored as they are: one copy per record, not one per shape.
-    async fn store_page(
-        &self,
-        collection: &str,
-        items: &js_sys::Array,
-        seen: &mut HashSet<String>,
-    ) -> Result<(), Error> {
-        // Read first, all of the page: a page that does not read is not
-        // applied at all.
-        let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(items.length() as usize);
-        let mut slice = Slices::start();
-        for item in items.iter() {
-            let record: Record = from_server(item.clone())?;
-            read.push((record, item));
-            slice.maybe_yield().await;
-        }
-        let mut batch = DbBatch::new();
-        for (record, item) in read {
-            let key = RecordKey::new(collection, &record.id);
-            seen.insert(record.id.clone());
-            batch.put_record_js(
-                Store::Records.name(),
-                record_key(collection, &record.id),
-                item.clone(),
-            );
-            let snapshot = CachedRecord::of(&record, false, item);
-            let applied = self
-                .inner
-                .state
-                .borrow_mut()
-                .records
-                .apply_remote(collection, RemoteChange::Put(record));
-            if applied {
-                self.inner.record_js.borrow_mut().insert(key, snapshot);
-            }
-            slice.maybe_yield().await;
-        }
-        self.persist(batch).await;
-        self.changed();
-        Ok(())
-    }
-
-    /// Raises `{ type: "load", collection, loaded }`.
-    fn emit_load(&self, collection: &str, loaded: usize) {
-        let event = js_sys::Object::new();
-        let _ = js_sys::Reflect::set(&event, &"type".into(), &"load".into());
-        let _ = js_sys::Reflect::set(&event, &"collection".into(), &collection.into());
-        let _ = js_sys::Reflect::set(&event, &"loaded".into(), &(loaded as f64).into());
-        emit_to(&self.inner.listeners, &event.into());
-    }
-
-    /// A collection as IndexedDB has it, marked stale: the server cannot be
-    /// reached (`err`, returned when nothing is stored either). Read in
-    /// slices, as pages are; an entry that cannot be read is skipped (it is
-    /// a copy: the server has the record).
-    async fn load_stored(&self, collection: &str, err: Error) -> Result<JsValue, Error> {
-        let db = self.db().ok_or_else(|| err.clone())?;
-        let stored = db
-            .db()
-            .entries(Store::Records.name(), Some(&format!("{collection}/")))
-            .await?;
-        let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(stored.len());
-        let mut slice = Slices::start();
-        for (_, value) in stored {
-            if let Ok(record) = crate::web::de::from_js::<Record>(value.clone()) {
-                // Ours alone (just read): marked here, kept as the snapshot.
-                let _ = js_sys::Reflect::set(&value, &"stale".into(), &JsValue::TRUE);
-                read.push((record, value));
-            }
-            slice.maybe_yield().await;
-        }
-        {
-            let mut state = self.inner.state.borrow_mut();
-            if read.is_empty() && state.records.list(collection).is_empty() {
-                return Err(err);
-            }
-            let mut cache = self.inner.record_js.borrow_mut();
-            for (record, value) in read {
-                let key = RecordKey::new(collection, &record.id);
-                let snapshot = CachedRecord::of(&record, true, value);
-                if state
-                    .records
-                    .apply_remote(collection, RemoteChange::Put(record))
-                {
-                    cache.insert(key, snapshot);
-                }
-            }
-            state.stale.insert(collection.to_owned());
-        }
-        self.changed();
-        Ok(self.list(collection))
     }
 
     async fn fetch_one(&self, key: &RecordKey) -> Result<(), Error> {
@@ -3005,11 +2768,7 @@ impl Client {
             .records
             .get(&key.collection, &key.id)
             .map_or(0, |r| r.version);
-        self.tell_tabs(TabMessage::RecordChanged(RecordChange {
-            collection: key.collection.clone(),
-            id: key.id.clone(),
-            version,
-        }));
+        self.tell_tabs_record(&key, version);
         self.settle(&entry.mutation_id, outcome);
     }
 
@@ -3480,28 +3239,6 @@ pub fn check_collection(collection: &str) -> Result<(), Error> {
 /// Percent-encodes an id for a URL path or query.
 pub fn encode(id: &str) -> String {
     String::from(js_sys::encode_uri_component(id))
-}
-
-/// Work on the main thread in slices of about [`SLICE_MS`], with a turn of
-/// the event loop between them.
-struct Slices {
-    from: f64,
-}
-
-impl Slices {
-    fn start() -> Self {
-        Self {
-            from: crate::web::clock::precise_ms(),
-        }
-    }
-
-    /// Yields if this slice has run long enough.
-    async fn maybe_yield(&mut self) {
-        if crate::web::clock::precise_ms() - self.from > SLICE_MS {
-            crate::web::clock::yield_to_page().await;
-            self.from = crate::web::clock::precise_ms();
-        }
-    }
 }
 
 /// A confirmed record as a JS object, and what it was made from.

@@ -427,16 +427,28 @@ async fn query_filters_searches_sorts_and_pages_and_keeps_its_snapshot() {
             "{status:?}"
         );
     }
-    // The same object until something changed.
+    // The same object until a record the query covers changed.
     let again = crm.query("customers", leads.clone()).unwrap();
     assert!(js_sys::Object::is(&first, &again));
-    // A search finds a staged value too (the query runs over `view`).
+    let all: Array = crm.list("customers").unwrap().into();
+    let status_of = |r: &JsValue| prop(&prop(r, "fields"), "status").as_string();
+    let outside = all
+        .iter()
+        .find(|r| !matches!(status_of(r).as_deref(), Some("lead" | "prospect")))
+        .map(|r| prop(&r, "id").as_string().unwrap())
+        .expect("a customer neither lead nor prospect");
+    // A staged change outside it keeps it; a search finds the staged value
+    // (the query runs over `view`).
     let needle = format!("Zq{}", tag());
     let _saving = crm.save(
         "customers".into(),
-        id.clone(),
+        outside.clone(),
         obj(&[("city", needle.clone().into())]),
     );
+    assert!(js_sys::Object::is(
+        &first,
+        &crm.query("customers", leads.clone()).unwrap()
+    ));
     let found = crm
         .query(
             "customers",
@@ -446,12 +458,48 @@ async fn query_filters_searches_sorts_and_pages_and_keeps_its_snapshot() {
     assert_eq!(prop(&found, "total").as_f64(), Some(1.0));
     assert_eq!(
         prop(&Array::from(&prop(&found, "items")).get(0), "id").as_string(),
-        Some(id.clone())
+        Some(outside.clone())
+    );
+    // A change inside it gives a new object, with the record moved to
+    // where its new value sorts and the count unchanged.
+    let inside = prop(&items.get(0), "id").as_string().unwrap();
+    let top = obj(&[
+        (
+            "where",
+            obj(&[(
+                "status",
+                Array::of2(&"lead".into(), &"prospect".into()).into(),
+            )]),
+        ),
+        ("orderBy", Array::of2(&"name".into(), &"desc".into()).into()),
+        ("limit", 3.into()),
+    ]);
+    let before = crm.query("customers", top.clone()).unwrap();
+    let _renaming = crm.save(
+        "customers".into(),
+        inside.clone(),
+        obj(&[("name", "\u{10ffff} first of all".into())]),
+    );
+    let after = crm.query("customers", top).unwrap();
+    assert!(!js_sys::Object::is(&before, &after));
+    assert_eq!(
+        prop(&Array::from(&prop(&after, "items")).get(0), "id").as_string(),
+        Some(inside.clone())
+    );
+    assert_eq!(
+        prop(&after, "total").as_f64(),
+        prop(&before, "total").as_f64()
     );
     assert!(!js_sys::Object::is(
         &first,
-        &crm.query("customers", leads).unwrap()
+        &crm.query("customers", leads.clone()).unwrap()
     ));
+    // Its name back (the two saves go out as one, changing nothing).
+    let _restoring = crm.save(
+        "customers".into(),
+        inside.clone(),
+        obj(&[("name", prop(&prop(&items.get(0), "fields"), "name"))]),
+    );
     // A save of no field is refused at once, and nothing is queued.
     let pending_before = len(crm.pending());
     let err = JsFuture::from(crm.save("customers".into(), id.clone(), obj(&[])))

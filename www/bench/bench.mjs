@@ -73,8 +73,12 @@ async function rawPut(db, key, value) {
 const PUTS = 500;
 const BATCH = 1000;
 const GETS = 1000;
-/** Acquire+release loops per round: the BroadcastChannel path takes ~100 ms each. */
-const LOCK_ROUNDS = { "web-locks": 200, broadcast: 10 };
+/**
+ * Acquire+release loops per round. On the BroadcastChannel path a tab alone
+ * takes a lock at once; beside another tab each acquire waits the settle
+ * time (~100 ms).
+ */
+const LOCK_ROUNDS = { "web-locks": 200, broadcast: 200, "broadcast-pair": 10 };
 const HANDOFFS = { "web-locks": 40, broadcast: 10 };
 const ROUND_TRIPS = 100;
 const SAVES = 1000;
@@ -100,6 +104,54 @@ function heartbeat() {
     },
   };
 }
+
+/**
+ * The long tasks (50 ms or more) the browser reports while something runs,
+ * through PerformanceObserver: the longest one's duration (0 when there was
+ * none) and how many there were.
+ */
+export function longTasks() {
+  const seen = [];
+  let observer = null;
+  try {
+    observer = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) seen.push(e.duration);
+    });
+    observer.observe({ type: "longtask" });
+  } catch {
+    observer = null; // not supported: the heartbeat still tells
+  }
+  return {
+    stop() {
+      if (observer) {
+        for (const e of observer.takeRecords()) seen.push(e.duration);
+        observer.disconnect();
+      }
+      return { longtask: seen.length ? Math.max(...seen) : 0, longtasks: seen.length };
+    },
+  };
+}
+
+/** The same pages crm-sync's `load` reads, fetched and parsed in plain JS. */
+export async function* pages(collection = "customers") {
+  let after = null;
+  do {
+    const query = `limit=${PAGE}${after ? `&after=${encodeURIComponent(after)}` : ""}`;
+    const res = await fetch(`${session.baseUrl}/${collection}?${query}`, {
+      headers: { authorization: `Bearer ${session.token}` },
+    });
+    if (!res.ok) throw new Error(`load: HTTP ${res.status}`);
+    const page = JSON.parse(await res.text());
+    yield page.items;
+    after = page.next;
+  } while (after);
+}
+
+/** The query of the `query` row, and the same in plain JS. */
+export const QUERY = { where: { status: ["lead", "customer"] }, search: "a", orderBy: ["name", "asc"], limit: 50 };
+export const matchesQuery = (r) =>
+  QUERY.where.status.includes(r.fields.status) &&
+  Object.values(r.fields).some((v) => String(v).toLowerCase().includes(QUERY.search));
 
 const benches = {
   /** ms per versioned put; 20 keys written in turn, each with its version. */
@@ -201,7 +253,10 @@ const benches = {
     let ms;
     let count;
     const beat = heartbeat();
+    const tasks = longTasks();
     if (side === "crm") {
+      // CrmSync.open is inside the watched time: it must do no
+      // collection-sized work either.
       const crm = await CrmSync.open({ ...session });
       const t0 = now();
       const list = await crm.load("customers", { pageSize: PAGE });
@@ -213,29 +268,24 @@ const benches = {
       const db = await openRaw("bench-load-raw", "records");
       const t0 = now();
       const byId = new Map();
-      let after = null;
-      do {
-        const query = `limit=${PAGE}${after ? `&after=${encodeURIComponent(after)}` : ""}`;
-        const res = await fetch(`${session.baseUrl}/customers?${query}`, {
-          headers: { authorization: `Bearer ${session.token}` },
-        });
-        if (!res.ok) throw new Error(`load: HTTP ${res.status}`);
-        const page = JSON.parse(await res.text());
+      for await (const items of pages()) {
         const tx = db.transaction("records", "readwrite");
         const os = tx.objectStore("records");
-        for (const r of page.items) {
+        for (const r of items) {
           byId.set(r.id, r);
           os.put(r, `customers/${r.id}`);
         }
         await done(tx);
-        after = page.next;
-      } while (after);
+      }
       ms = now() - t0;
       count = byId.size;
       db.close();
     }
-    return { ms, count, longest: beat.stop() };
+    return { ms, count, longest: beat.stop(), ...tasks.stop() };
   },
+
+  /** The same as `load`, run once the server holds 100,000 customers. */
+  loadLarge: (side) => benches.load(side),
 
   /**
    * `crm.query` with a where, a search, an orderBy and a limit of 50 over
@@ -246,12 +296,13 @@ const benches = {
   async query(side) {
     const crm = await CrmSync.open({ ...session });
     const list = await crm.load("customers", { pageSize: PAGE });
-    const q = { where: { status: ["lead", "customer"] }, search: "a", orderBy: ["name", "asc"], limit: 50 };
+    const q = QUERY;
     let cold;
     let warm;
+    let count;
     if (side === "crm") {
       let t0 = now();
-      crm.query("customers", q);
+      count = crm.query("customers", q).total;
       cold = now() - t0;
       // One record changes (as a committed save or a feed change would).
       await crm.save("customers", list[0].id, { note: `bench ${Math.random()}` });
@@ -259,36 +310,39 @@ const benches = {
       crm.query("customers", q);
       warm = now() - t0;
     } else {
-      const run = (records) => {
-        const wanted = new Set(q.where.status);
-        return records
-          .filter((r) => wanted.has(r.fields.status) && Object.values(r.fields).some((v) => String(v).toLowerCase().includes(q.search)))
+      const run = (records) =>
+        records
+          .filter(matchesQuery)
           .sort((a, b) => String(a.fields.name ?? "").localeCompare(String(b.fields.name ?? "")))
           .slice(0, q.limit);
-      };
       let t0 = now();
       run(list);
       cold = now() - t0;
       t0 = now();
       run(crm.list("customers"));
       warm = now() - t0;
+      count = list.filter(matchesQuery).length;
     }
     crm.close();
-    return { cold, warm };
+    return { cold, warm, records: list.length, count };
   },
 
   /** ms per uncontended acquire + release, TabLocks on the Web Locks path. */
   lockWeb: (side, round) => lockLoop(side, round, "web-locks"),
   /** The same on the BroadcastChannel path (its baseline stays raw Web Locks). */
   lockBroadcast: (side, round) => lockLoop(side, round, "broadcast"),
+  /** The same with a second tab open on the channel (idle, standing for leader). */
+  lockBroadcastPair: (side, round) => lockLoop(side, round, "broadcast", true),
   /** ms from one tab's release to the waiting tab's grant, Web Locks path. */
   handoffWeb: (side, round) => handoff(side, round, "web-locks"),
   /** The same on the BroadcastChannel path. */
   handoffBroadcast: (side, round) => handoff(side, round, "broadcast"),
 
   /**
-   * ms from a commit in one client (its `record` event, origin `local`) to
-   * the other client's `record` event for that record; two clients of one
+   * ms from a commit in one client (its `record` event, origin `local`,
+   * that follows the server's answer) to the other client's `record` event
+   * for that record (and, as `fromSave`, from the save's first `local`
+   * event, so including the PATCH); two clients of one
    * user in one page stand for two tabs. The baseline is a raw
    * BroadcastChannel round trip between two channel objects. The crm side
    * gives up after 3 s and answers `null` (not available).
@@ -317,6 +371,7 @@ const benches = {
     try {
       await one.load("benchdeb");
       await other.load("benchdeb");
+      let stagedAt = 0;
       let committedAt = 0;
       let seenAt = 0;
       let origin = "";
@@ -330,14 +385,18 @@ const benches = {
           }
         });
       });
+      // The committing client's first `local` event is the save staged
+      // (before the PATCH); the last one before the other client's event is
+      // the commit (stored, after the server's answer).
       one.subscribe((e) => {
-        if (e.type === "record" && e.id === "r2" && e.origin === "local" && !committedAt) {
+        if (e.type === "record" && e.id === "r2" && e.origin === "local" && !seenAt) {
+          if (!stagedAt) stagedAt = now();
           committedAt = now();
         }
       });
       await one.save("benchdeb", "r2", { n: round });
       const got = await Promise.race([seen.then(() => true), sleep(3000).then(() => false)]);
-      return got ? { ms: seenAt - committedAt, origin } : null;
+      return got ? { ms: seenAt - committedAt, fromSave: seenAt - stagedAt, origin } : null;
     } finally {
       one.close();
       other.close();
@@ -364,23 +423,26 @@ const benches = {
   },
 };
 
-async function lockLoop(side, round, mode) {
-  const name = `bench-lock-${mode}-${round}`;
+async function lockLoop(side, round, mode, pair = false) {
+  const name = `bench-lock-${mode}${pair ? "-pair" : ""}-${round}`;
+  const rounds = LOCK_ROUNDS[pair ? "broadcast-pair" : mode];
   if (side === "base") {
     const t0 = now();
-    for (let i = 0; i < LOCK_ROUNDS[mode]; i++) await navigator.locks.request(name, async () => {});
-    return (now() - t0) / LOCK_ROUNDS[mode];
+    for (let i = 0; i < rounds; i++) await navigator.locks.request(name, async () => {});
+    return (now() - t0) / rounds;
   }
   const locks = new TabLocks(name, { mode });
+  const other = pair ? new TabLocks(name, { mode }) : null;
   try {
     // The first acquire on the BroadcastChannel path waits out the join
     // period (listening for other tabs); measure the steady state.
     (await locks.acquire("L", { timeoutMs: 10000 })).release();
     const t0 = now();
-    for (let i = 0; i < LOCK_ROUNDS[mode]; i++) (await locks.acquire("L", { timeoutMs: 10000 })).release();
-    return (now() - t0) / LOCK_ROUNDS[mode];
+    for (let i = 0; i < rounds; i++) (await locks.acquire("L", { timeoutMs: 10000 })).release();
+    return (now() - t0) / rounds;
   } finally {
     locks.close();
+    other?.close();
   }
 }
 

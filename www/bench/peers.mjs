@@ -10,6 +10,8 @@
 //
 // Figures are milliseconds. Nothing here asserts anything.
 import { LocalStore, TabLocks } from "/pkg/crm_sync.js";
+// The page's own bench.mjs (kept external by bench.sh: one module, one session).
+import { longTasks, pages, QUERY, matchesQuery } from "/bench.mjs";
 import Dexie from "dexie";
 import { createStore, get as kvGet, set as kvSet } from "idb-keyval";
 import { BroadcastChannel as PeerChannel, createLeaderElection } from "broadcast-channel";
@@ -285,6 +287,70 @@ function election(side, round, mode) {
   return handOffs(channel, mode, side === "crm" ? crmTab(mode) : peerTab(mode));
 }
 
+// ----- Dexie on the large rows ----------------------------------------------
+// The same pages as crm-sync's `load` and the same query as its `query` row,
+// over the server's customers (100,000 by then). The crm-sync side of these
+// rows is measured once, by bench.mjs's `loadLarge` and `query`: run.mjs
+// sets Dexie's figures beside those, so the crm side here answers null.
+
+const DEXIE_LOAD = "bench-dexie-load";
+
+function dexieCustomers() {
+  const db = new Dexie(DEXIE_LOAD);
+  db.version(1).stores({ customers: "id, fields.status, fields.name" });
+  return db;
+}
+
+/** ms to bring every customer into a Dexie table, `bulkPut` per page. */
+async function dexieLoad(side) {
+  if (side === "crm") return null;
+  const tasks = longTasks();
+  const db = dexieCustomers();
+  await db.open();
+  const t0 = now();
+  let count = 0;
+  for await (const items of pages()) {
+    await db.customers.bulkPut(items);
+    count += items.length;
+  }
+  const ms = now() - t0;
+  db.close();
+  return { ms, count, ...tasks.stop() };
+}
+
+/**
+ * The `query` row's query with Dexie: an indexed `where(...).anyOf`, the
+ * search as a `filter`, `sortBy` and the first 50; then again after one
+ * record changed. Over the table `dexieLoad` filled.
+ */
+async function dexieQuery(side) {
+  if (side === "crm") return null;
+  const db = dexieCustomers();
+  await db.open();
+  const run = async () =>
+    (
+      await db.customers
+        .where("fields.status")
+        .anyOf(QUERY.where.status)
+        .filter(matchesQuery)
+        .sortBy("fields.name")
+    ).slice(0, QUERY.limit);
+  let t0 = now();
+  const first = await run();
+  const cold = now() - t0;
+  if (!first.length) {
+    db.close();
+    throw new Error("dexieQuery: the table is empty (dexieLoad runs first)");
+  }
+  await db.customers.update(first[0].id, { "fields.note": `bench ${Math.random()}` });
+  t0 = now();
+  await run();
+  const warm = now() - t0;
+  const records = await db.customers.count();
+  db.close();
+  return { cold, warm, records };
+}
+
 // ----- the rows ----------------------------------------------------------------
 
 export const benches = {
@@ -302,6 +368,10 @@ export const benches = {
   electWeb: (side, round) => election(side, round, "web-locks"),
   /** The same on the BroadcastChannel path. */
   electBroadcast: (side, round) => election(side, round, "broadcast"),
+  /** Dexie's side of the 100,000-customer load (`bulkPut` per page). */
+  dexieLoad,
+  /** Dexie's side of the query row (indexed where + sortBy). */
+  dexieQuery,
 };
 
 export function run(name, side, round) {

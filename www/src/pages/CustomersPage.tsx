@@ -1,12 +1,17 @@
 import { useDeferredValue, useMemo, useState } from "react";
-import type { CrmRecord } from "crm-sync";
-import { useConflicts, useCrm, usePending, useRecords } from "crm-sync/react";
+import type { QueryOptions } from "crm-sync";
+import { useConflicts, usePending, useQuery } from "crm-sync/react";
 import { EditCustomerDialog } from "../components/EditCustomerDialog";
 import { NewCustomerDialog } from "../components/NewCustomerDialog";
 import { CUSTOMER_STATUSES, explain, text } from "../lib";
 import { useLoad } from "../useLoad";
 
-const SEARCHED = ["name", "email", "phone", "city", "owner"];
+/**
+ * Rows a page of the table shows. The client sorts and pages (`crm.query`,
+ * kept and patched as records change), so a page costs the same at 200 or
+ * 100,000 customers.
+ */
+const PAGE_SIZE = 250;
 const COLUMNS = [
   { field: "name", label: "Name" },
   { field: "status", label: "Status" },
@@ -16,24 +21,15 @@ const COLUMNS = [
 ] as const;
 type Sort = { field: string; dir: "asc" | "desc" };
 
-function matches(record: CrmRecord, query: string, status: string): boolean {
-  if (status && record.fields.status !== status) return false;
-  if (!query) return true;
-  return SEARCHED.some((f) => text(record.fields[f]).toLowerCase().includes(query));
-}
-
-const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
-
-/** The customers table: search, status filter, sorting, pending and conflict markers, add, edit. */
+/** The customers table: search, status filter, sorting, paging, pending and conflict markers, add, edit. */
 export function CustomersPage() {
-  const crm = useCrm();
   const { loading, error } = useLoad("customers");
-  const records = useRecords("customers");
   const pending = usePending();
   const conflicts = useConflicts();
   const [query, setQuery] = useState("");
   const [status, setStatus] = useState("");
   const [sort, setSort] = useState<Sort>({ field: "name", dir: "asc" });
+  const [page, setPage] = useState(0);
   const [editing, setEditing] = useState<string | null>(null);
   const [adding, setAdding] = useState(false);
   const [added, setAdded] = useState<string | null>(null);
@@ -47,17 +43,22 @@ export function CustomersPage() {
     () => new Set(conflicts.filter((c) => c.collection === "customers").map((c) => c.recordId)),
     [conflicts],
   );
-  const shown = useMemo(() => {
-    const rows = records.filter((r) => matches(r, deferredQuery, status));
-    const sign = sort.dir === "asc" ? 1 : -1;
-    return rows.sort(
-      (a, b) => sign * collator.compare(text(a.fields[sort.field]), text(b.fields[sort.field])) || collator.compare(a.id, b.id),
-    );
-  }, [records, deferredQuery, status, sort]);
-  const stale = records.some((r) => r.stale);
+  const matching: QueryOptions = {
+    ...(status ? { where: { status } } : {}),
+    ...(deferredQuery ? { search: deferredQuery } : {}),
+    orderBy: [sort.field, sort.dir],
+  };
+  // How many match, to know the last page; then the page itself.
+  const { total } = useQuery("customers", { ...matching, limit: 0 });
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+  const current = Math.min(page, pages - 1);
+  const { items: shown } = useQuery("customers", { ...matching, limit: PAGE_SIZE, offset: current * PAGE_SIZE });
+  const all = useQuery("customers", { limit: 0 }).total;
+  const stale = shown.some((r) => r.stale);
 
   function sortBy(field: string) {
     setSort((s) => (s.field === field ? { field, dir: s.dir === "asc" ? "desc" : "asc" } : { field, dir: "asc" }));
+    setPage(0);
   }
 
   return (
@@ -70,11 +71,25 @@ export function CustomersPage() {
         <div className="filters" role="search">
           <label>
             Search
-            <input type="search" value={query} onChange={(e) => setQuery(e.target.value)} placeholder="name, email, city…" />
+            <input
+              type="search"
+              value={query}
+              onChange={(e) => {
+                setQuery(e.target.value);
+                setPage(0);
+              }}
+              placeholder="name, email, city…"
+            />
           </label>
           <label>
             Status filter
-            <select value={status} onChange={(e) => setStatus(e.target.value)}>
+            <select
+              value={status}
+              onChange={(e) => {
+                setStatus(e.target.value);
+                setPage(0);
+              }}
+            >
               <option value="">all</option>
               {CUSTOMER_STATUSES.map((s) => (
                 <option key={s}>{s}</option>
@@ -83,7 +98,7 @@ export function CustomersPage() {
           </label>
         </div>
       </div>
-      {loading && records.length === 0 && <p role="status">Loading customers…</p>}
+      {loading && all === 0 && <p role="status">Loading customers…</p>}
       {error != null && (
         <p role="alert" className="error">
           Could not load customers: {explain(error)}
@@ -96,8 +111,9 @@ export function CustomersPage() {
         </p>
       )}
       <p className="hint" aria-live="polite">
-        {shown.length} of {records.length} customers
+        {total} of {all} customers
       </p>
+      {pages > 1 && <Pager current={current} pages={pages} onPage={setPage} />}
       <div className="table-scroll">
         <table aria-label="Customers" className="customers">
           <thead>
@@ -120,11 +136,10 @@ export function CustomersPage() {
             </tr>
           </thead>
           <tbody>
-            {shown.map((confirmed) => {
-              const isPending = pendingIds.has(confirmed.id);
-              const inConflict = conflictIds.has(confirmed.id);
-              // Rows with staged changes show them (the view), marked pending.
-              const r = isPending ? (crm.view("customers", confirmed.id) ?? confirmed) : confirmed;
+            {shown.map((r) => {
+              // The query runs over `view`: rows with staged changes show them.
+              const isPending = pendingIds.has(r.id) || r.pending === true;
+              const inConflict = conflictIds.has(r.id);
               const className = [isPending && "pending", inConflict && "in-conflict"].filter(Boolean).join(" ");
               return (
                 <tr key={r.id} data-id={r.id} className={className || undefined}>
@@ -156,7 +171,7 @@ export function CustomersPage() {
         </table>
         {!loading && shown.length === 0 && (
           <div className="empty" role="status" data-testid="empty-state">
-            {records.length === 0 ? (
+            {all === 0 ? (
               <p>No customers yet. Add the first one with “New customer”.</p>
             ) : (
               <>
@@ -166,6 +181,7 @@ export function CustomersPage() {
                   onClick={() => {
                     setQuery("");
                     setStatus("");
+                    setPage(0);
                   }}
                 >
                   Clear search
@@ -187,5 +203,22 @@ export function CustomersPage() {
         />
       )}
     </section>
+  );
+}
+
+/** Previous / next and where in the pages the table is. */
+function Pager({ current, pages, onPage }: { current: number; pages: number; onPage: (page: number) => void }) {
+  return (
+    <nav className="pager" aria-label="Customer pages">
+      <button type="button" disabled={current === 0} onClick={() => onPage(current - 1)}>
+        Previous page
+      </button>
+      <span aria-live="polite">
+        Page {current + 1} of {pages}
+      </span>
+      <button type="button" disabled={current >= pages - 1} onClick={() => onPage(current + 1)}>
+        Next page
+      </button>
+    </nav>
   );
 }
