@@ -23,16 +23,20 @@ pub mod changes;
 pub mod db;
 pub mod demo;
 pub mod error;
-pub mod http;
+pub mod extract;
+pub mod history;
 pub mod idempotency;
 pub mod limits;
 pub mod logins;
 pub mod metrics;
 pub mod openapi;
+pub mod record_routes;
 pub mod records;
+pub mod router;
 pub mod sheet;
 pub mod streams;
 pub mod sync_jobs;
+pub mod sync_routes;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -187,9 +191,9 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     if !config.static_dir.is_dir() {
         tracing::warn!(dir = %config.static_dir.display(), "static directory missing; serving the API only");
     }
-    let app = http::router(
+    let app = router::router(
         state,
-        &http::RouterOptions {
+        &router::RouterOptions {
             static_dir: config.static_dir.clone(),
             cors: config.cors,
             limits: (*limits).clone(),
@@ -197,7 +201,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     );
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(http::serve(
+    let task = tokio::spawn(router::serve(
         listener,
         app,
         shutdown.clone(),

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{assert_error, TestServer};
-use crm_sync_server::http::api_routes;
+use crm_sync_server::router::api_routes;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

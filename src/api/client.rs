@@ -9,6 +9,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::core::debounce::DebounceOptions;
+use crate::core::history::HistoryOptions;
 use crate::core::merge::{MergeRules, OnConflict};
 use crate::core::record::Fields;
 use crate::core::retry::RetryPolicy;
@@ -21,6 +22,7 @@ use crate::core::progress::{SyncConfig, SyncKind};
 use crate::core::tab_message::TabMessage;
 use crate::web::channel::EnvelopeChannel;
 use crate::web::client::{check_collection, rejected, Client, Config, Session};
+use crate::web::history::record_history;
 use crate::web::http::{send, HttpRequest, Method};
 use crate::web::idb::UserDb;
 use crate::web::js::{from_app, from_server, to_js};
@@ -799,6 +801,29 @@ impl CrmSync {
     pub fn remove(&self, collection: String, id: String) -> Promise {
         let client = self.client.clone();
         promise(async move { client.remove(&collection, &id).await })
+    }
+
+    /// Who changed which field of a record from what to what, and when:
+    /// the server's history of it, newest first (`limit`, 50 by default, at
+    /// most 1000). Comments are in the record itself.
+    ///
+    /// # Errors
+    /// Rejects with `CrmError` `invalid`, `offline`, `not_found`,
+    /// `bad_response`, `network`, `timeout`, `server`, `unauthorized`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<RecordHistoryEntry[]>")]
+    pub fn history(
+        &self,
+        collection: String,
+        id: String,
+        #[wasm_bindgen(unchecked_param_type = "HistoryOptions | undefined")] options: JsValue,
+    ) -> Promise {
+        let client = self.client.clone();
+        let options = if options.is_undefined() || options.is_null() {
+            Ok(HistoryOptions::default())
+        } else {
+            from_app::<HistoryOptions>(options)
+        };
+        promise(async move { record_history(&client, &collection, &id, &options?).await })
     }
 
     /// Appends a comment; never conflicts, never posted twice.

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod client;
 pub mod clock;
 pub mod de;
+pub mod history;
 pub mod http;
 pub mod idb;
 pub mod js;

@@ -556,10 +556,17 @@ impl SyncRunner {
             };
             if let Ok(items) = listed.and_then(from_server::<Vec<ServerSyncStatus>>) {
                 for line in items.iter().filter_map(ServerSyncStatus::as_history) {
-                    let known =
-                        line.sync_id.is_some() && list.iter().any(|l| l.sync_id == line.sync_id);
-                    if !known {
-                        list.push(line);
+                    let known = line
+                        .sync_id
+                        .as_ref()
+                        .and_then(|id| list.iter_mut().find(|l| l.sync_id.as_ref() == Some(id)));
+                    match known {
+                        // Followed here: the server's list adds which rows conflicted.
+                        Some(kept) if kept.conflict_rows.is_empty() => {
+                            kept.conflict_rows = line.conflict_rows;
+                        }
+                        Some(_) => {}
+                        None => list.push(line),
                     }
                 }
             }

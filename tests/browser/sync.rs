@@ -655,3 +655,38 @@ async fn a_fresh_browser_shows_past_runs_from_the_server() {
     assert!(prop(&line, "durationMs").as_f64().is_some());
     fresh.close();
 }
+
+#[wasm_bindgen_test]
+async fn a_from_sheet_runs_conflicting_rows_are_in_its_history_line() {
+    let crm = client("user26").await;
+    assert!(eventually(3000, || prop(&crm.tabs(), "isLeader") == JsValue::TRUE).await);
+    // user29 changes c-0196 in the CRM: the sheet's row for it no longer applies.
+    let phone = format!("+1-555-{:x}", (js_sys::Math::random() * 1e9) as u64);
+    let fields = Object::new();
+    Reflect::set(&fields, &"phone".into(), &phone.into()).unwrap();
+    JsFuture::from(patch_as(server(), "user29", "customers", "c-0196", &fields))
+        .await
+        .unwrap();
+    let (answer, _) = start_timed(&crm).await;
+    let id = prop(&answer, "syncId").as_string().unwrap();
+    assert!(eventually(20_000, || phase(&crm) == "complete").await);
+    let history: Array = JsFuture::from(Promise::from(call(&crm.sync(), "history", &[])))
+        .await
+        .unwrap()
+        .into();
+    let line = history
+        .iter()
+        .find(|l| prop(l, "syncId").as_string().as_deref() == Some(id.as_str()))
+        .expect("the run is in the history");
+    let rows: Array = prop(&line, "conflictRows").into();
+    let row = rows
+        .iter()
+        .find(|r| prop(r, "id").as_string().as_deref() == Some("c-0196"))
+        .unwrap_or_else(|| panic!("c-0196 not among {} rows", rows.length()));
+    assert_eq!(prop(&row, "reason").as_string().as_deref(), Some("changed"));
+    assert_eq!(
+        prop(&row, "updatedBy").as_string().as_deref(),
+        Some("user29")
+    );
+    crm.close();
+}
