@@ -9,6 +9,7 @@ mod browser {
     pub mod calendar;
     pub mod debouncer;
     pub mod errors;
+    pub mod history;
     pub mod oneuser;
     pub mod reader;
     pub mod records;

@@ -12,7 +12,8 @@
 use std::collections::BTreeSet;
 
 use crm_sync::core::code::ErrorCode;
-use crm_sync::core::progress::{ServerSyncStatus, SyncKind, SyncPhase, SyncStats};
+use crm_sync::core::history::{FieldChange, HistoryEntry};
+use crm_sync::core::progress::{ServerSyncStatus, SyncConflictRow, SyncKind, SyncPhase, SyncStats};
 use crm_sync::core::record::{Comment, Record};
 use serde_json::Value;
 
@@ -66,7 +67,21 @@ fn sync_status(value: &Value) -> ServerSyncStatus {
         let parsed = s.stats.unwrap();
         assert_eq!(serde_json::to_value(parsed).unwrap(), **stats);
     }
+    if let Some(rows) = value.get("conflictRows") {
+        let parsed = s.conflict_rows.clone().unwrap();
+        assert_eq!(normal(&serde_json::to_value(parsed).unwrap()), normal(rows));
+    }
     s
+}
+
+/// Parses `value` as `T` and writes it back: nothing may be lost.
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(value: &Value) {
+    let parsed: T = serde_json::from_value(value.clone())
+        .unwrap_or_else(|e| panic!("not parsed ({e}): {value}"));
+    assert_eq!(
+        normal(&serde_json::to_value(&parsed).unwrap()),
+        normal(value)
+    );
 }
 
 /// Every schema that has an example, checked by the parser the module uses
@@ -120,6 +135,12 @@ fn every_example_goes_through_the_modules_parsers() {
     check("SyncJobStatus", &|e| {
         sync_status(e);
     });
+    check("HistoryEntry", &|e| {
+        round_trip::<HistoryEntry>(e);
+        assert!(e["changes"].as_object().is_some_and(|c| !c.is_empty()));
+    });
+    check("FieldChange", &|e| round_trip::<FieldChange>(e));
+    check("ConflictRow", &|e| round_trip::<SyncConflictRow>(e));
     check("SyncStarted", &|e| {
         let s = sync_status(e);
         assert_eq!(s.status.as_deref(), Some("queued"));

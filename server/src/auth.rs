@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 
 use crate::db::{random_hex, unix_now};
 use crate::error::ApiError;
-use crate::http::json_body;
+use crate::extract::json_body;
 use crate::AppState;
 
 /// How long a token lives.

@@ -84,6 +84,22 @@ ALTER TABLE idempotency ADD COLUMN request_hash TEXT;
 -- version, rebuilt on replay from the record and the changes after it.
 ALTER TABLE idempotency ADD COLUMN record_ref TEXT;
 "#,
+    r#"
+-- Each record's change history: who changed which fields from what to what.
+-- Keyed by the record and version, so a record's newest entries are a walk
+-- of the primary key whatever the size of the collection.
+CREATE TABLE history (
+  collection TEXT NOT NULL,
+  id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  at TEXT NOT NULL,
+  by TEXT NOT NULL,
+  op TEXT NOT NULL,
+  sync_id TEXT,
+  changes TEXT NOT NULL,
+  PRIMARY KEY (collection, id, version)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The database: a file in WAL mode shared by every request and sync job.

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::{ensure_user, hash_password};
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::history::Author;
 use crate::records;
 use crate::validate::{CALENDAR_EVENTS, CUSTOMERS, CUSTOMER_STATUSES};
 
@@ -134,7 +135,7 @@ pub async fn seed(db: &Arc<Db>) -> Result<(), ApiError> {
                         |r| r.get(0),
                     )?;
                     if exists == 0 {
-                        records::insert(tx, collection, id, fields, "demo")?;
+                        records::insert(tx, collection, id, fields, &Author::person("demo"))?;
                         added += 1;
                     }
                     Ok(())

@@ -125,6 +125,15 @@ impl From<tokio::task::JoinError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        let code = AnsweredCode(self.code);
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        // For the server's figures (a 409 `conflict` is counted, an `overlap` is not).
+        response.extensions_mut().insert(code);
+        response
     }
 }
+
+/// The `error.code` of an answer, kept on the response for the layers
+/// outside the handler (the request figures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnsweredCode(pub &'static str);

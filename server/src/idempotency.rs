@@ -2,14 +2,16 @@
 //! (user, `Idempotency-Key`) in the same transaction as the change, so a resent
 //! request gets the stored answer and changes nothing.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, Method, StatusCode};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, Transaction};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::db::unix_now;
+use crate::db::{unix_now, Db};
 use crate::error::ApiError;
-use crate::http::Answer;
+use crate::extract::Answer;
 use crate::records::{self, RecordRef};
 
 /// How long an answer is kept: docs/backend/protocol.md asks for at least 24 hours.
@@ -245,6 +247,53 @@ impl Mutation {
         )?;
         Ok(())
     }
+}
+
+/// What a write produced: its answer, and the record version it wrote when
+/// the answer is a record (kept as a reference to that version, see
+/// [`Mutation::remember_record`]).
+#[derive(Debug)]
+pub struct Written {
+    /// The answer to send and keep.
+    pub answer: Answer,
+    /// The record version the answer shows, if it shows one.
+    pub record: Option<RecordRef>,
+}
+
+impl From<Answer> for Written {
+    fn from(answer: Answer) -> Self {
+        Self {
+            answer,
+            record: None,
+        }
+    }
+}
+
+/// Runs one mutating request exactly once: in one write transaction, a key
+/// seen before gets its stored answer and `apply` does not run; otherwise
+/// `apply` makes the change and its answer is stored under the key in the
+/// same transaction, so a resent request can never apply twice. An error
+/// from `apply` rolls everything back and is not stored.
+///
+/// # Errors
+/// `422 idempotency_mismatch`, whatever `apply` refuses with, and internal
+/// errors from SQLite.
+pub async fn write_once<F>(db: &Arc<Db>, mutation: Mutation, apply: F) -> Result<Answer, ApiError>
+where
+    F: FnOnce(&Transaction<'_>) -> Result<Written, ApiError> + Send + 'static,
+{
+    db.write(move |tx| {
+        if let Some(answer) = mutation.replay(tx)? {
+            return Ok(answer);
+        }
+        let written = apply(tx)?;
+        match &written.record {
+            Some(record) => mutation.remember_record(tx, &written.answer, record)?,
+            None => mutation.remember(tx, &written.answer)?,
+        }
+        Ok(written.answer)
+    })
+    .await
 }
 
 /// Deletes answers older than [`KEEP_SECS`].

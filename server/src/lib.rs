@@ -23,15 +23,20 @@ pub mod changes;
 pub mod db;
 pub mod demo;
 pub mod error;
-pub mod http;
+pub mod extract;
+pub mod history;
 pub mod idempotency;
 pub mod limits;
 pub mod logins;
+pub mod metrics;
 pub mod openapi;
+pub mod record_routes;
 pub mod records;
+pub mod router;
 pub mod sheet;
 pub mod streams;
 pub mod sync_jobs;
+pub mod sync_routes;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -113,6 +118,8 @@ pub struct AppState {
     pub logins: Arc<LoginGuard>,
     /// Open event streams, per user and token.
     pub streams: Arc<Streams>,
+    /// The server's figures (`/metrics`, `/api/metrics`).
+    pub metrics: Arc<metrics::ServerMetrics>,
 }
 
 /// Why the server could not start.
@@ -166,6 +173,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         config.limits.jobs_per_user,
         tokio::runtime::Handle::current(),
     ));
+    let metrics = Arc::new(metrics::ServerMetrics::new());
+    jobs.report_to(Arc::clone(&metrics));
     let (stop, shutdown) = watch::channel(false);
     let limits = Arc::new(config.limits.clone());
     let logins = Arc::new(LoginGuard::new(&limits).map_err(|e| e.message)?);
@@ -177,13 +186,14 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         limits: Arc::clone(&limits),
         logins: Arc::clone(&logins),
         streams: Arc::clone(&streams),
+        metrics: Arc::clone(&metrics),
     };
     if !config.static_dir.is_dir() {
         tracing::warn!(dir = %config.static_dir.display(), "static directory missing; serving the API only");
     }
-    let app = http::router(
+    let app = router::router(
         state,
-        &http::RouterOptions {
+        &router::RouterOptions {
             static_dir: config.static_dir.clone(),
             cors: config.cors,
             limits: (*limits).clone(),
@@ -191,13 +201,20 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     );
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(http::serve(
+    let task = tokio::spawn(router::serve(
         listener,
         app,
         shutdown.clone(),
         limits.header_timeout,
     ));
-    let janitor = tokio::spawn(janitor(db, jobs, logins, limits, config.janitor_every));
+    let janitor = tokio::spawn(janitor(
+        db,
+        jobs,
+        logins,
+        limits,
+        metrics,
+        config.janitor_every,
+    ));
     tracing::info!(%addr, "listening");
     Ok(Server {
         addr,
@@ -214,6 +231,7 @@ async fn janitor(
     jobs: Arc<SyncJobs>,
     logins: Arc<LoginGuard>,
     limits: Arc<Limits>,
+    metrics: Arc<metrics::ServerMetrics>,
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
@@ -221,6 +239,7 @@ async fn janitor(
         tick.tick().await;
         jobs.purge();
         logins.sweep();
+        metrics.upkeep();
         let keep = limits.changes_kept;
         let purged = db
             .write(move |tx| {

@@ -18,8 +18,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
+use crate::history::{FieldChange, HistoryEntry, HistoryList, HistoryOp};
 use crate::records::{Comment, Record};
-use crate::sync_jobs::{SyncKind, SyncStats, SyncStatus};
+use crate::sync_jobs::{ConflictReason, ConflictRow, SyncKind, SyncStats, SyncStatus};
 
 /// Every `error.code` the server answers with.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
@@ -160,6 +161,31 @@ pub struct MeAnswer {
     pub expires_at: String,
 }
 
+/// The `Idempotency-Key` header every mutating route takes.
+#[derive(Debug, Clone, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// 1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        pattern = r"^[!-~]{1,200}$"
+    )]
+    pub key: Option<String>,
+}
+
+/// The `If-Match` header of a change or deletion.
+#[derive(Debug, Clone, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfMatch {
+    /// The version the change is based on: `"7"` (also `7` or `W/"7"`)
+    #[param(
+        rename = "If-Match",
+        pattern = r#"^(W/)?("0*[1-9][0-9]{0,17}"|0*[1-9][0-9]{0,17})$"#
+    )]
+    pub version: String,
+}
+
 /// `POST /api/{collection}` body.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({ "id": "c-123", "fields": { "name": "Acme", "status": "lead" } }))]
@@ -292,7 +318,7 @@ pub struct SyncStarted {
 /// The state of one sync job.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(example = json!({ "syncId": "4f9a0c2b7e1d3a5c4f9a0c2b7e1d3a5c", "kind": "from-sheet", "status": "processing", "progress": 64, "message": "Checking rows", "position": 0, "stats": { "bytes": 18220, "rows": 200, "inserted": 0, "updated": 3, "unchanged": 196, "conflicts": 1, "invalid": 0 }, "error": null, "createdAt": "2026-01-01T09:00:00Z", "updatedAt": "2026-01-01T09:00:02Z" }))]
+#[schema(example = json!({ "syncId": "4f9a0c2b7e1d3a5c4f9a0c2b7e1d3a5c", "kind": "from-sheet", "status": "processing", "progress": 64, "message": "Checking rows", "position": 0, "stats": { "bytes": 18220, "rows": 200, "inserted": 0, "updated": 3, "unchanged": 196, "conflicts": 1, "invalid": 0 }, "conflictRows": [{ "id": "c-0010", "line": 11, "reason": "changed", "version": 2, "updatedBy": "bob", "message": "changed in the CRM by bob since the last sync (version 2; the row is based on version 1)" }], "error": null, "createdAt": "2026-01-01T09:00:00Z", "updatedAt": "2026-01-01T09:00:02Z" }))]
 pub struct SyncJobStatus {
     /// The job's id.
     pub sync_id: String,
@@ -309,6 +335,9 @@ pub struct SyncJobStatus {
     pub position: u64,
     /// Counters.
     pub stats: SyncStats,
+    /// The sheet rows a from-sheet run did not apply because the record
+    /// changed in the CRM since (the first 100; `stats.conflicts` counts all).
+    pub conflict_rows: Vec<ConflictRow>,
     /// Why it failed (`status: error`), else `null`.
     #[schema(nullable)]
     pub error: Option<String>,
@@ -391,23 +420,27 @@ impl Modify for BearerAuth {
         crate::auth::me_route,
         crate::changes::feed_route,
         crate::changes::events_route,
-        crate::sync_jobs::list_route,
-        crate::sync_jobs::start_route,
-        crate::sync_jobs::status_route,
-        crate::sync_jobs::cancel_route,
-        crate::records::list_route,
-        crate::records::create_route,
-        crate::records::get_route,
-        crate::records::patch_route,
-        crate::records::delete_route,
-        crate::records::comment_route,
+        crate::sync_routes::list_route,
+        crate::sync_routes::start_route,
+        crate::sync_routes::status_route,
+        crate::sync_routes::cancel_route,
+        crate::record_routes::list_route,
+        crate::record_routes::create_route,
+        crate::record_routes::get_route,
+        crate::record_routes::patch_route,
+        crate::record_routes::delete_route,
+        crate::record_routes::comment_route,
+        crate::history::history_route,
         openapi_route,
+        crate::metrics::summary_route,
+        crate::metrics::prometheus_route,
     ),
     components(schemas(
         ErrorBody, ErrorInfo, ErrorCode, FieldValue, Fields, CollectionName, RecordId, Record, Comment, LoginRequest,
         LoginAnswer, MeAnswer, CreateRecord, PatchRecord, NewComment, RecordList, Change,
         ChangeOp, Feed, EventName, ServerEvent, StartSync, SyncStarted, SyncJobStatus, SyncJobList, SyncKind,
-        SyncStatus, SyncStats,
+        SyncStatus, SyncStats, HistoryList, HistoryEntry, HistoryOp, FieldChange, ConflictRow, ConflictReason,
+        crate::metrics::MetricsSummary, crate::metrics::RouteFigures, crate::metrics::SyncJobFigures,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -416,7 +449,7 @@ impl Modify for BearerAuth {
         (name = "records", description = "Collections of records, optimistic locking, comments"),
         (name = "changes", description = "Other people's changes: the feed and its event stream"),
         (name = "sync", description = "Sync jobs with the spreadsheet"),
-        (name = "meta", description = "This document"),
+        (name = "meta", description = "This document and the server's figures"),
     )
 )]
 pub struct ApiDoc;
@@ -431,7 +464,9 @@ pub fn document() -> Value {
 pub struct CollectionName;
 
 /// Names under `/api/` that are routes, never collections.
-pub const RESERVED_NAMES: [&str; 6] = ["changes", "events", "login", "logout", "me", "sync"];
+pub const RESERVED_NAMES: [&str; 7] = [
+    "changes", "events", "login", "logout", "me", "metrics", "sync",
+];
 
 impl PartialSchema for CollectionName {
     fn schema() -> RefOr<Schema> {

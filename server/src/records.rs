@@ -3,29 +3,14 @@
 //! report deletions.
 
 use crate::openapi::*;
-use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::auth::AuthUser;
-use crate::changes::cursor;
-use crate::db::{random_hex, rfc3339_now};
+use crate::db::rfc3339_now;
 use crate::error::ApiError;
-use crate::http::{body_bytes, if_match, json_body, path_params, Answer};
-use crate::idempotency::Mutation;
-use crate::limits::Limits;
-use crate::validate::{
-    check_collection, check_known_fields, is_valid_record_id, parse_time, scalar_fields,
-    CALENDAR_EVENTS,
-};
-use crate::AppState;
+use crate::history::{self, Author, HistoryOp};
 
 /// A record as docs/backend/protocol.md shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -226,8 +211,9 @@ pub fn insert(
     collection: &str,
     id: &str,
     fields: Map<String, Value>,
-    user: &str,
+    by: &Author,
 ) -> Result<Record, ApiError> {
+    let user = by.user.as_str();
     let tombstone: Option<i64> = conn
         .query_row(
             "SELECT version FROM records WHERE collection = ?1 AND id = ?2 AND deleted = 1",
@@ -257,6 +243,8 @@ pub fn insert(
         "put",
         Some(&json!({ "fields": record.fields, "before": {} })),
     )?;
+    let changes = history::diff(&Map::new(), &record.fields);
+    history::append(conn, collection, &record, HistoryOp::Create, &changes, by)?;
     Ok(record)
 }
 
@@ -271,8 +259,9 @@ pub fn update_fields(
     collection: &str,
     current: &Record,
     fields: Map<String, Value>,
-    user: &str,
+    by: &Author,
 ) -> Result<Option<Record>, ApiError> {
+    let user = by.user.as_str();
     let changed: Map<String, Value> = fields
         .iter()
         .filter(|(k, v)| current.fields.get(*k) != Some(*v))
@@ -327,7 +316,63 @@ pub fn update_fields(
         "put",
         Some(&json!({ "fields": changed, "before": before })),
     )?;
+    let changes = history::diff(&current.fields, &record.fields);
+    history::append(conn, collection, &record, HistoryOp::Update, &changes, by)?;
     Ok(Some(record))
+}
+
+/// Deletes a live record still at `current.version`, leaving a tombstone one
+/// version above it; its comments go. Returns the tombstone, or `None` when
+/// the version moved on.
+///
+/// # Errors
+/// Internal errors from SQLite.
+pub fn delete(
+    conn: &Connection,
+    collection: &str,
+    current: &Record,
+    by: &Author,
+) -> Result<Option<Record>, ApiError> {
+    let now = rfc3339_now();
+    let n = conn.execute(
+        "UPDATE records SET version = version + 1, updated_at = ?1, updated_by = ?2,
+         fields = '{}', deleted = 1
+         WHERE collection = ?3 AND id = ?4 AND version = ?5 AND deleted = 0",
+        rusqlite::params![now, by.user, collection, current.id, current.version],
+    )?;
+    if n == 0 {
+        return Ok(None);
+    }
+    conn.execute(
+        "DELETE FROM comments WHERE collection = ?1 AND record_id = ?2",
+        [collection, &current.id],
+    )?;
+    let tombstone = Record {
+        id: current.id.clone(),
+        version: current.version + 1,
+        updated_at: now,
+        updated_by: by.user.clone(),
+        fields: Map::new(),
+        comments: Vec::new(),
+    };
+    // The fields the deletion cleared, so an older answer can be rebuilt.
+    record_change(
+        conn,
+        collection,
+        &tombstone,
+        "delete",
+        Some(&json!({ "before": current.fields })),
+    )?;
+    let changes = history::diff(&current.fields, &Map::new());
+    history::append(
+        conn,
+        collection,
+        &tombstone,
+        HistoryOp::Delete,
+        &changes,
+        by,
+    )?;
+    Ok(Some(tombstone))
 }
 
 /// Appends one entry to the changes feed and returns its sequence number.
@@ -480,631 +525,4 @@ pub fn record_at(conn: &Connection, r: &RecordRef) -> Result<Option<Record>, Api
         fields,
         comments,
     }))
-}
-
-/// Refuses fields over the limits: more than `max_fields` of them, or more
-/// than `max_bytes` as JSON.
-///
-/// # Errors
-/// `422 invalid` with `details.fields.fields`.
-pub fn check_size(fields: &Map<String, Value>, limits: &Limits) -> Result<(), ApiError> {
-    if fields.len() > limits.max_fields {
-        return Err(ApiError::invalid_field(
-            "fields",
-            format!("a record has at most {} fields", limits.max_fields),
-        ));
-    }
-    let bytes = serde_json::to_vec(fields).map_or(usize::MAX, |v| v.len());
-    if bytes > limits.max_fields_bytes {
-        return Err(ApiError::invalid_field(
-            "fields",
-            format!(
-                "a record's fields are at most {} bytes as JSON",
-                limits.max_fields_bytes
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Refuses a calendar event whose `[start, end)` overlaps a non-cancelled
-/// event of the same resource. Runs inside the write transaction, so two
-/// overlapping bookings can never both pass.
-fn check_overlap(conn: &Connection, id: &str, fields: &Map<String, Value>) -> Result<(), ApiError> {
-    if is_cancelled(fields) {
-        return Ok(());
-    }
-    let (Some(start), Some(end), Some(resource)) = (
-        parse_time(fields.get("start")),
-        parse_time(fields.get("end")),
-        fields.get("resource").and_then(Value::as_str),
-    ) else {
-        return Ok(());
-    };
-    let ids: Vec<String> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id FROM records WHERE collection = ?1 AND deleted = 0 AND id != ?2
-             AND json_extract(fields, '$.resource') = ?3 ORDER BY id",
-        )?;
-        let rows = stmt.query_map([CALENDAR_EVENTS, id, resource], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let mut conflicts = Vec::new();
-    for other_id in ids {
-        let Some(other) = load_live(conn, CALENDAR_EVENTS, &other_id)? else {
-            continue;
-        };
-        if is_cancelled(&other.fields) {
-            continue;
-        }
-        let (Some(os), Some(oe)) = (
-            parse_time(other.fields.get("start")),
-            parse_time(other.fields.get("end")),
-        ) else {
-            continue;
-        };
-        if start < oe && os < end {
-            conflicts.push(other.to_json());
-        }
-    }
-    if conflicts.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "overlap",
-            format!("{resource} is already booked in that time"),
-        )
-        .with_details(json!({ "conflicts": conflicts })))
-    }
-}
-
-fn is_cancelled(fields: &Map<String, Value>) -> bool {
-    fields.get("status").and_then(Value::as_str) == Some("cancelled")
-}
-
-fn not_found(collection: &str, id: &str) -> ApiError {
-    ApiError::not_found(format!("no record {id:?} in {collection}"))
-}
-
-/// The largest page `GET /api/{collection}?limit=` serves.
-pub const MAX_PAGE: usize = 10_000;
-/// Ids are at most 128 bytes (see `validate`): no `after` is longer.
-const MAX_AFTER: usize = 128;
-
-/// Query of `GET /api/{collection}`: paging, both or neither.
-#[derive(Debug, serde::Deserialize)]
-pub struct PageQuery {
-    limit: Option<String>,
-    after: Option<String>,
-}
-
-impl PageQuery {
-    /// `(after, limit)` of a paged read, `None` for the whole collection.
-    fn page(&self) -> Result<Option<(String, usize)>, ApiError> {
-        let invalid = |message: &str| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                message.to_owned(),
-            )
-        };
-        let Some(limit) = self.limit.as_deref() else {
-            return match self.after {
-                Some(_) => Err(invalid("after needs a limit")),
-                None => Ok(None),
-            };
-        };
-        let limit = match limit.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => return Err(invalid("limit must be a whole number from 1 to 10000")),
-        };
-        let after = match self.after.as_deref() {
-            None => String::new(),
-            Some(a) if !a.is_empty() && a.len() <= MAX_AFTER => a.to_owned(),
-            Some(_) => return Err(invalid("after must be a record id")),
-        };
-        Ok(Some((after, limit)))
-    }
-}
-
-/// `GET /api/{collection}`: every live record and the cursor to follow
-/// changes from; with `?limit=N&after=<id>`, one keyset page in id order
-/// and `next`, the `after` of the following page (`null` after the last).
-/// `cursor` is the feed's position when the page was read: a client keeps
-/// the first page's, and follows the feed from it once every page is in,
-/// so that no write made during the load is missed.
-///
-/// # Errors
-/// `404` for a name that cannot be a collection; `422 invalid` for a bad
-/// `limit` or `after`.
-#[utoipa::path(
-    get,
-    path = "/api/{collection}",
-    tag = "records",
-    operation_id = "listRecords",
-    params(
-        ("collection" = CollectionName, Path, description = "The collection"),
-        ("limit" = Option<i64>, Query, nullable = false, description = "Page size; without it, the whole collection", minimum = 1, maximum = 10000),
-        ("after" = Option<String>, Query, nullable = false, description = "The `next` of the previous page (needs `limit`)", min_length = 1, max_length = 128),
-    ),
-    responses(
-        (status = 200, description = "The records (`next` only with `limit`)", body = RecordList),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 422, description = "`invalid`: a bad `limit` or `after`, or `after` without `limit`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-    )
-)]
-pub async fn list_route(
-    State(state): State<AppState>,
-    _user: AuthUser,
-    path: Result<Path<String>, PathRejection>,
-    query: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let collection = path_params(path)?;
-    check_collection(&collection)?;
-    let axum::extract::Query(query) = query
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.body_text()))?;
-    let page = query.page()?;
-    let epoch = state.db.epoch().to_owned();
-    let body = state
-        .db
-        .read(move |tx| {
-            // The position first: a write after it is in the feed from it.
-            let head = crate::changes::head(tx)?;
-            let cursor = cursor::encode(&epoch, head);
-            Ok(match page {
-                None => json!({ "items": list(tx, &collection)?, "cursor": cursor }),
-                Some((after, limit)) => {
-                    let mut items = list_page(tx, &collection, &after, limit + 1)?;
-                    let next = if items.len() > limit {
-                        items.truncate(limit);
-                        items.last().map(|r| r.id.clone())
-                    } else {
-                        None
-                    };
-                    json!({ "items": items, "next": next, "cursor": cursor })
-                }
-            })
-        })
-        .await?;
-    Ok(axum::Json(body).into_response())
-}
-
-/// `GET /api/{collection}/{id}` with `ETag: "version"`.
-///
-/// # Errors
-/// `404 not_found`.
-#[utoipa::path(
-    get,
-    path = "/api/{collection}/{id}",
-    tag = "records",
-    operation_id = "getRecord",
-    params(
-        ("collection" = CollectionName, Path, description = "The collection"),
-        ("id" = RecordId, Path, description = "The record's id"),
-    ),
-    responses(
-        (status = 200, description = "The record", body = Record, headers(("ETag" = String, description = "The version, quoted: `\"7\"`"))),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-    )
-)]
-pub async fn get_route(
-    State(state): State<AppState>,
-    _user: AuthUser,
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let (collection, id) = path_params(path)?;
-    check_collection(&collection)?;
-    let record = state
-        .db
-        .read(move |tx| load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id)))
-        .await?;
-    let mut response = axum::Json(&record).into_response();
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", record.version)) {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    Ok(response)
-}
-
-/// `POST /api/{collection}` `{ "id"?, "fields" }` -> `201` record at version 1.
-///
-/// # Errors
-/// `409 conflict` when the id exists, `409 overlap`, `422 invalid`, `400`.
-#[utoipa::path(
-    post,
-    path = "/api/{collection}",
-    tag = "records",
-    operation_id = "createRecord",
-    request_body(content = CreateRecord, content_type = "application/json"),
-    params(
-        ("collection" = CollectionName, Path, description = "The collection"),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
-    ),
-    responses(
-        (status = 201, description = "The record at version 1", body = Record),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 409, description = "`conflict`: the id exists (`details.current`); `overlap`: a calendar event in the way (`details.conflicts`)", body = ErrorBody),
-        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
-        (status = 422, description = "`invalid` with `details.fields`; `idempotency_mismatch` for a key reused on another request", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-    )
-)]
-pub async fn create_route(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    path: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Answer, ApiError> {
-    let collection = path_params(path)?;
-    check_collection(&collection)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
-    let body = json_body(body)?;
-    let Some(obj) = body.as_object() else {
-        return Err(ApiError::invalid_field(
-            "body",
-            "must be an object { id?, fields }",
-        ));
-    };
-    let id = match obj.get("id") {
-        None | Some(Value::Null) => random_hex(16)?,
-        Some(Value::String(s)) if is_valid_record_id(s) => s.clone(),
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "id",
-                "1 to 128 letters, digits or -_.:@",
-            ))
-        }
-    };
-    let fields = scalar_fields(obj.get("fields"), false)?;
-    check_known_fields(&collection, &fields, &fields)?;
-    check_size(&fields, &state.limits)?;
-    state
-        .db
-        .write(move |tx| {
-            if let Some(answer) = mutation.replay(tx)? {
-                return Ok(answer);
-            }
-            if let Some(existing) = load_live(tx, &collection, &id)? {
-                return Err(ApiError::conflict(
-                    format!("a record {id:?} already exists in {collection}"),
-                    existing.to_json(),
-                ));
-            }
-            if collection == CALENDAR_EVENTS {
-                check_overlap(tx, &id, &fields)?;
-            }
-            let record = insert(tx, &collection, &id, fields, &user)?;
-            let answer = Answer::json(StatusCode::CREATED, &record)?;
-            let written = RecordRef::new(tx, &collection, &record, crate::changes::head(tx)?)?;
-            mutation.remember_record(tx, &answer, &written)?;
-            Ok(answer)
-        })
-        .await
-}
-
-/// `PATCH /api/{collection}/{id}` `{ "fields" }` + `If-Match`.
-///
-/// # Errors
-/// `428`, `404`, `409 conflict` with the current record, `409 overlap`, `422`, `400`.
-#[utoipa::path(
-    patch,
-    path = "/api/{collection}/{id}",
-    tag = "records",
-    operation_id = "patchRecord",
-    request_body(content = PatchRecord, content_type = "application/json"),
-    params(
-        ("collection" = CollectionName, Path, description = "The collection"),
-        ("id" = RecordId, Path, description = "The record's id"),
-        ("If-Match" = String, Header, description = "The version the change is based on: `\"7\"` (also `7` or `W/\"7\"`)", pattern = r#"^(W/)?("0*[1-9][0-9]{0,17}"|0*[1-9][0-9]{0,17})$"#),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
-    ),
-    responses(
-        (status = 200, description = "The record at its next version", body = Record),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 409, description = "`conflict`: `If-Match` is not the current version (`details.current` = the record); `overlap` (`details.conflicts`)", body = ErrorBody),
-        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
-        (status = 422, description = "`invalid` with `details.fields` (bad values, or no field named); `idempotency_mismatch`", body = ErrorBody),
-        (status = 428, description = "`precondition_required`: no `If-Match`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-    )
-)]
-pub async fn patch_route(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    path: Result<Path<(String, String)>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Answer, ApiError> {
-    let (collection, id) = path_params(path)?;
-    check_collection(&collection)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
-    let expected = if_match(&headers)?.ok_or_else(ApiError::precondition_required)?;
-    let body = json_body(body)?;
-    let Some(obj) = body.as_object() else {
-        return Err(ApiError::invalid_field(
-            "body",
-            "must be an object { fields }",
-        ));
-    };
-    let patch = scalar_fields(obj.get("fields"), true)?;
-    if patch.is_empty() {
-        return Err(ApiError::invalid_field(
-            "fields",
-            "name at least one field to change",
-        ));
-    }
-    let limits = Arc::clone(&state.limits);
-    state
-        .db
-        .write(move |tx| {
-            if let Some(answer) = mutation.replay(tx)? {
-                return Ok(answer);
-            }
-            let current =
-                load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
-            if current.version != expected {
-                return Err(stale(&current, expected));
-            }
-            let mut merged = current.fields.clone();
-            for (k, v) in &patch {
-                if v.is_null() {
-                    merged.remove(k);
-                } else {
-                    merged.insert(k.clone(), v.clone());
-                }
-            }
-            check_known_fields(&collection, &patch, &merged)?;
-            check_size(&merged, &limits)?;
-            if collection == CALENDAR_EVENTS {
-                check_overlap(tx, &id, &merged)?;
-            }
-            let Some(record) = update_fields(tx, &collection, &current, merged, &user)? else {
-                return Err(stale(&current, expected));
-            };
-            let answer = Answer::json(StatusCode::OK, &record)?;
-            let written = RecordRef::new(tx, &collection, &record, crate::changes::head(tx)?)?;
-            mutation.remember_record(tx, &answer, &written)?;
-            Ok(answer)
-        })
-        .await
-}
-
-fn stale(current: &Record, expected: i64) -> ApiError {
-    ApiError::conflict(
-        format!(
-            "version {expected} is out of date; the record is at version {}",
-            current.version
-        ),
-        current.to_json(),
-    )
-}
-
-/// `DELETE /api/{collection}/{id}` + `If-Match` -> `204`, leaving a tombstone.
-///
-/// # Errors
-/// `428`, `404`, `409 conflict` with the current record.
-#[utoipa::path(
-    delete,
-    path = "/api/{collection}/{id}",
-    tag = "records",
-    operation_id = "deleteRecord",
-    params(
-        ("collection" = CollectionName, Path, description = "The collection"),
-        ("id" = RecordId, Path, description = "The record's id"),
-        ("If-Match" = String, Header, description = "The version the change is based on: `\"7\"` (also `7` or `W/\"7\"`)", pattern = r#"^(W/)?("0*[1-9][0-9]{0,17}"|0*[1-9][0-9]{0,17})$"#),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
-    ),
-    responses(
-        (status = 204, description = "Deleted (a tombstone stays in the feed)"),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 409, description = "`conflict`: `If-Match` is not the current version (`details.current`)", body = ErrorBody),
-        (status = 422, description = "`idempotency_mismatch`", body = ErrorBody),
-        (status = 428, description = "`precondition_required`: no `If-Match`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-    )
-)]
-pub async fn delete_route(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    path: Result<Path<(String, String)>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Answer, ApiError> {
-    let (collection, id) = path_params(path)?;
-    check_collection(&collection)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path(), b"")?;
-    let expected = if_match(&headers)?.ok_or_else(ApiError::precondition_required)?;
-    state
-        .db
-        .write(move |tx| {
-            if let Some(answer) = mutation.replay(tx)? {
-                return Ok(answer);
-            }
-            let current =
-                load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
-            if current.version != expected {
-                return Err(stale(&current, expected));
-            }
-            let now = rfc3339_now();
-            let n = tx.execute(
-                "UPDATE records SET version = version + 1, updated_at = ?1, updated_by = ?2,
-                 fields = '{}', deleted = 1
-                 WHERE collection = ?3 AND id = ?4 AND version = ?5 AND deleted = 0",
-                rusqlite::params![now, user, collection, id, expected],
-            )?;
-            if n == 0 {
-                return Err(stale(&current, expected));
-            }
-            tx.execute(
-                "DELETE FROM comments WHERE collection = ?1 AND record_id = ?2",
-                [&collection, &id],
-            )?;
-            let tombstone = Record {
-                id: id.clone(),
-                version: expected + 1,
-                updated_at: now,
-                updated_by: user.clone(),
-                fields: Map::new(),
-                comments: Vec::new(),
-            };
-            // The fields the deletion cleared, so an older answer can be rebuilt.
-            record_change(
-                tx,
-                &collection,
-                &tombstone,
-                "delete",
-                Some(&json!({ "before": current.fields })),
-            )?;
-            let answer = Answer::empty(StatusCode::NO_CONTENT);
-            mutation.remember(tx, &answer)?;
-            Ok(answer)
-        })
-        .await
-}
-
-/// `POST /api/{collection}/{id}/comments` `{ "id", "text" }` -> `201 comment`;
-/// the same comment id again -> `200` with the stored comment, never a copy.
-/// Comments never conflict and never change `version`.
-///
-/// # Errors
-/// `404`, `422`, `400`.
-#[utoipa::path(
-    post,
-    path = "/api/{collection}/{id}/comments",
-    tag = "records",
-    operation_id = "addComment",
-    request_body(content = NewComment, content_type = "application/json"),
-    params(
-        ("collection" = CollectionName, Path, description = "The collection"),
-        ("id" = RecordId, Path, description = "The record's id"),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
-    ),
-    responses(
-        (status = 200, description = "A comment of this id existed: the stored one", body = Comment),
-        (status = 201, description = "The new comment", body = Comment),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
-        (status = 422, description = "`invalid` with `details.fields` (`text`, `id`, or too many comments); `idempotency_mismatch`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-    )
-)]
-pub async fn comment_route(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    path: Result<Path<(String, String)>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Answer, ApiError> {
-    let (collection, id) = path_params(path)?;
-    check_collection(&collection)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
-    let body = json_body(body)?;
-    let Some(obj) = body.as_object() else {
-        return Err(ApiError::invalid_field(
-            "body",
-            "must be an object { id, text }",
-        ));
-    };
-    let comment_id = match obj.get("id") {
-        None | Some(Value::Null) => random_hex(16)?,
-        Some(Value::String(s)) if is_valid_record_id(s) => s.clone(),
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "id",
-                "1 to 128 letters, digits or -_.:@",
-            ))
-        }
-    };
-    let max_chars = state.limits.max_comment_chars;
-    let max_comments = state.limits.max_comments;
-    let text = match obj.get("text") {
-        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= max_chars => {
-            s.clone()
-        }
-        _ => {
-            return Err(ApiError::invalid_field(
-                "text",
-                format!("required: 1 to {max_chars} characters"),
-            ))
-        }
-    };
-    state
-        .db
-        .write(move |tx| {
-            if let Some(answer) = mutation.replay(tx)? {
-                return Ok(answer);
-            }
-            let record =
-                load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
-            if let Some(stored) = record.comments.iter().find(|c| c.id == comment_id) {
-                let answer = Answer::json(StatusCode::OK, stored)?;
-                mutation.remember(tx, &answer)?;
-                return Ok(answer);
-            }
-            if record.comments.len() >= max_comments {
-                return Err(ApiError::invalid_field(
-                    "comments",
-                    format!("a record has at most {max_comments} comments"),
-                ));
-            }
-            let comment = Comment {
-                id: comment_id,
-                author: user,
-                text,
-                created_at: rfc3339_now(),
-            };
-            tx.execute(
-                "INSERT INTO comments (collection, record_id, id, author, text, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                rusqlite::params![
-                    collection,
-                    id,
-                    comment.id,
-                    comment.author,
-                    comment.text,
-                    comment.created_at
-                ],
-            )?;
-            // The feed serves the record as it is now, new comment included,
-            // so other screens see it; the change itself names the comment.
-            record_change(
-                tx,
-                &collection,
-                &record,
-                "put",
-                Some(&json!({ "comment": comment.id })),
-            )?;
-            let answer = Answer::json(StatusCode::CREATED, &comment)?;
-            mutation.remember(tx, &answer)?;
-            Ok(answer)
-        })
-        .await
 }

@@ -3,33 +3,25 @@
 //! semaphore of `--workers` permits. Jobs live in memory only: a restart loses
 //! them, and finished jobs are forgotten after [`KEEP_FINISHED`].
 
-use crate::openapi::*;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::Json;
+use axum::http::StatusCode;
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
-use crate::auth::AuthUser;
 use crate::db::{random_hex, rfc3339_now, Db};
 use crate::error::ApiError;
-use crate::http::{body_bytes, json_body, path_params, Answer};
-use crate::idempotency::Mutation;
+use crate::history::Author;
 use crate::records::{self, Record};
 use crate::sheet::{self, SheetRow, FIELD_COLUMNS};
 use crate::validate::CUSTOMERS;
-use crate::AppState;
 
 /// How long a finished job can still be asked about.
 pub const KEEP_FINISHED: Duration = Duration::from_secs(10 * 60);
@@ -109,6 +101,7 @@ struct Job {
     progress: u8,
     message: String,
     stats: SyncStats,
+    conflict_rows: Vec<ConflictRow>,
     error: Option<String>,
     created_at: String,
     updated_at: String,
@@ -147,6 +140,7 @@ impl Queues {
             "message": job.message,
             "position": position,
             "stats": job.stats,
+            "conflictRows": job.conflict_rows,
             "error": job.error,
             "createdAt": job.created_at,
             "updatedAt": job.updated_at,
@@ -192,6 +186,17 @@ pub struct SyncJobs {
     db: Arc<Db>,
     sheet: SheetConfig,
     runtime: tokio::runtime::Handle,
+    /// Where finished runs are counted (set once at start).
+    metrics: std::sync::OnceLock<Arc<crate::metrics::ServerMetrics>>,
+}
+
+/// Jobs not finished yet, for the server's figures.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct JobLoad {
+    /// Per user: jobs waiting for their turn (users with none are absent).
+    pub queued: std::collections::BTreeMap<String, u64>,
+    /// Jobs running now, all users.
+    pub running: u64,
 }
 
 /// Why a job stopped early.
@@ -239,7 +244,33 @@ impl SyncJobs {
             db,
             sheet,
             runtime,
+            metrics: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Counts each finished run in `metrics` from now on.
+    pub fn report_to(&self, metrics: Arc<crate::metrics::ServerMetrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// Jobs queued per user and running now.
+    pub fn load(&self) -> JobLoad {
+        let q = self.lock();
+        let mut load = JobLoad::default();
+        for (user, ids) in &q.waiting {
+            for id in ids {
+                let Some(job) = q.jobs.get(id) else { continue };
+                if job.status.is_finished() {
+                    continue;
+                }
+                if job.started {
+                    load.running += 1;
+                } else {
+                    *load.queued.entry(user.clone()).or_default() += 1;
+                }
+            }
+        }
+        load
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
@@ -277,6 +308,7 @@ impl SyncJobs {
             progress: 0,
             message: "Waiting to start".into(),
             stats: SyncStats::default(),
+            conflict_rows: Vec::new(),
             error: None,
             created_at: now.clone(),
             updated_at: now,
@@ -410,6 +442,7 @@ impl SyncJobs {
                 user: user.clone(),
                 cancel,
             };
+            let began = Instant::now();
             // A task of its own, so even a bug that panics cannot wedge the queue.
             let outcome = tokio::spawn(async move {
                 match kind {
@@ -419,12 +452,14 @@ impl SyncJobs {
             })
             .await
             .unwrap_or_else(|e| Err(Stop::from(e)));
-            self.finish(&user, &id, outcome);
+            self.finish(&user, &id, outcome, began.elapsed());
             drop(permit);
         }
     }
 
-    fn finish(&self, user: &str, id: &str, outcome: Result<String, Stop>) {
+    /// Ends a run that took `took`, and counts it (under the lock, so no one
+    /// sees the job finished before it is counted).
+    fn finish(&self, user: &str, id: &str, outcome: Result<String, Stop>, took: Duration) {
         let mut q = self.lock();
         if let Some(w) = q.waiting.get_mut(user) {
             w.retain(|j| j != id);
@@ -456,6 +491,9 @@ impl SyncJobs {
             sync_id = %id, user = %user, status = ?job.status, progress = job.progress,
             stats = ?job.stats, "sync job finished"
         );
+        if let Some(metrics) = self.metrics.get() {
+            metrics.sync_job_finished(job.status, took);
+        }
     }
 }
 
@@ -529,11 +567,11 @@ impl Run {
             self.check()?;
             let batch = batch.to_vec();
             let n = batch.len();
-            let user = self.user.clone();
+            let by = Author::sheet_sync(&self.user, &self.id);
             let counts = self
                 .jobs
                 .db
-                .write(move |tx| apply_rows(tx, &batch, &user))
+                .write(move |tx| apply_rows(tx, &batch, &by))
                 .await?;
             done += n;
             self.stats(|s| {
@@ -541,6 +579,11 @@ impl Run {
                 s.updated += counts.updated;
                 s.unchanged += counts.unchanged;
                 s.conflicts += counts.conflicts;
+            });
+            self.update(|job| {
+                let room = MAX_LISTED_CONFLICTS.saturating_sub(job.conflict_rows.len());
+                job.conflict_rows
+                    .extend(counts.conflict_rows.into_iter().take(room));
             });
             self.progress(80 + (20 * done / good) as u64);
         }
@@ -698,19 +741,84 @@ fn write_atomically(
     result
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+/// The most conflicting rows a job lists; `stats.conflicts` counts them all.
+pub const MAX_LISTED_CONFLICTS: usize = 100;
+
+/// Why a sheet row was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictReason {
+    /// The record changed in the CRM since the row's version (or the last sync).
+    Changed,
+    /// The record was deleted in the CRM since.
+    Deleted,
+}
+
+/// A sheet row a from-sheet run did not apply, because the CRM's record
+/// moved on since the version the row was based on.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({ "id": "c-0010", "line": 11, "reason": "changed", "version": 2, "updatedBy": "bob", "message": "changed in the CRM by bob since the last sync (version 2; the row is based on version 1)" }))]
+pub struct ConflictRow {
+    /// The customer's record id.
+    pub id: String,
+    /// The row's line in the sheet (1 = header).
+    pub line: u64,
+    /// Why it was not applied.
+    pub reason: ConflictReason,
+    /// The record's version in the CRM.
+    pub version: i64,
+    /// Who changed (or deleted) the record last in the CRM.
+    pub updated_by: String,
+    /// For people.
+    pub message: String,
+}
+
+impl ConflictRow {
+    fn new(row: &SheetRow, current: &Record, deleted: bool, base: Option<i64>) -> Self {
+        let based = base.map_or("the row names no version".to_owned(), |b| {
+            format!("the row is based on version {b}")
+        });
+        let (reason, what) = if deleted {
+            (ConflictReason::Deleted, "deleted")
+        } else {
+            (ConflictReason::Changed, "changed")
+        };
+        Self {
+            id: row.id.clone(),
+            line: row.line,
+            reason,
+            version: current.version,
+            updated_by: current.updated_by.clone(),
+            message: format!(
+                "{what} in the CRM by {} since the last sync (version {}; {based})",
+                current.updated_by, current.version
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
 struct RowCounts {
     inserted: u64,
     updated: u64,
     unchanged: u64,
     conflicts: u64,
+    conflict_rows: Vec<ConflictRow>,
+}
+
+impl RowCounts {
+    fn conflict(&mut self, row: ConflictRow) {
+        self.conflicts += 1;
+        self.conflict_rows.push(row);
+    }
 }
 
 /// Applies sheet rows with the same optimistic locking as a PATCH. The base
 /// version of a row is the record version stored at its last sync (or, for a
 /// row never synced, the sheet's own `version` cell): if the record has moved
 /// past it, someone changed the record since, and the row is a conflict.
-fn apply_rows(conn: &Connection, rows: &[SheetRow], user: &str) -> Result<RowCounts, ApiError> {
+fn apply_rows(conn: &Connection, rows: &[SheetRow], by: &Author) -> Result<RowCounts, ApiError> {
     let mut counts = RowCounts::default();
     for row in rows {
         let synced: Option<i64> = conn
@@ -728,11 +836,11 @@ fn apply_rows(conn: &Connection, rows: &[SheetRow], user: &str) -> Result<RowCou
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 counts.inserted += 1;
-                records::insert(conn, CUSTOMERS, &row.id, fields, user)?.version
+                records::insert(conn, CUSTOMERS, &row.id, fields, by)?.version
             }
             // Deleted in the CRM since: the deletion wins, like a PATCH on a stale version.
             Some(s) if s.deleted => {
-                counts.conflicts += 1;
+                counts.conflict(ConflictRow::new(row, &s.record, true, base));
                 continue;
             }
             Some(s) => {
@@ -756,18 +864,18 @@ fn apply_rows(conn: &Connection, rows: &[SheetRow], user: &str) -> Result<RowCou
                             merged.insert(k.clone(), v.clone());
                         }
                     }
-                    match records::update_fields(conn, CUSTOMERS, &current, merged, user)? {
+                    match records::update_fields(conn, CUSTOMERS, &current, merged, by)? {
                         Some(r) => {
                             counts.updated += 1;
                             r.version
                         }
                         None => {
-                            counts.conflicts += 1;
+                            counts.conflict(ConflictRow::new(row, &current, false, base));
                             continue;
                         }
                     }
                 } else {
-                    counts.conflicts += 1;
+                    counts.conflict(ConflictRow::new(row, &current, false, base));
                     continue;
                 }
             }
@@ -778,165 +886,4 @@ fn apply_rows(conn: &Connection, rows: &[SheetRow], user: &str) -> Result<RowCou
         .execute(rusqlite::params![CUSTOMERS, row.id, version])?;
     }
     Ok(counts)
-}
-
-/// `POST /api/sync` `{ kind }` + `Idempotency-Key` -> `202 { syncId, status: "queued", position }`.
-///
-/// # Errors
-/// `422` for an unknown kind, `400` for a bad body.
-#[utoipa::path(
-    post,
-    path = "/api/sync",
-    tag = "sync",
-    operation_id = "startSync",
-    request_body(content = StartSync, content_type = "application/json"),
-    params(
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
-    ),
-    responses(
-        (status = 202, description = "Queued", body = SyncStarted),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
-        (status = 422, description = "`invalid` with `details.fields`; `idempotency_mismatch` for a key reused on another request", body = ErrorBody),
-        (status = 429, description = "`too_many_jobs`: the user has the most unfinished jobs allowed; `details.limit`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-    )
-)]
-pub async fn start_route(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Answer, ApiError> {
-    let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
-    let body = json_body(body)?;
-    let kind = match body.get("kind").and_then(Value::as_str) {
-        Some("from-sheet") => SyncKind::FromSheet,
-        Some("to-sheet") => SyncKind::ToSheet,
-        _ => {
-            return Err(ApiError::invalid_field(
-                "kind",
-                "must be \"from-sheet\" or \"to-sheet\"",
-            ))
-        }
-    };
-    let jobs = Arc::clone(&state.jobs);
-    state
-        .db
-        .write(move |tx| {
-            if let Some(answer) = mutation.replay(tx)? {
-                return Ok(answer);
-            }
-            // Queued inside the transaction that stores the answer, so two
-            // requests with one key can never both start a job.
-            let status = jobs.enqueue(&user, kind)?;
-            let answer = Answer::json(
-                StatusCode::ACCEPTED,
-                &json!({ "syncId": status["syncId"], "status": "queued", "position": status["position"] }),
-            )?;
-            mutation.remember(tx, &answer)?;
-            Ok(answer)
-        })
-        .await
-}
-
-/// `GET /api/sync/{syncId}`.
-///
-/// # Errors
-/// `404 sync_not_found`, `403 forbidden`.
-#[utoipa::path(
-    get,
-    path = "/api/sync/{sync_id}",
-    tag = "sync",
-    operation_id = "syncStatus",
-    params(
-        ("sync_id" = String, Path, description = "The job's `syncId`"),
-    ),
-    responses(
-        (status = 200, description = "The job", body = SyncJobStatus),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
-        (status = 404, description = "`sync_not_found`: unknown, expired or lost in a restart", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-    )
-)]
-pub async fn status_route(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let id = path_params(path)?;
-    state.jobs.status(&user, &id).map(Json)
-}
-
-/// `DELETE /api/sync/{syncId}` -> `200` with `status: "cancelled"`.
-///
-/// # Errors
-/// `404 sync_not_found`, `403 forbidden`, `409 already_finished`.
-#[utoipa::path(
-    delete,
-    path = "/api/sync/{sync_id}",
-    tag = "sync",
-    operation_id = "cancelSync",
-    params(
-        ("sync_id" = String, Path, description = "The job's `syncId`"),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters (a uuid); a key seen before returns the stored answer", pattern = r"^[!-~]{1,200}$"),
-    ),
-    responses(
-        (status = 200, description = "The job, `cancelled`", body = SyncJobStatus),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
-        (status = 404, description = "`sync_not_found`", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 409, description = "`already_finished`", body = ErrorBody),
-        (status = 422, description = "`idempotency_mismatch`: the key was used for another request", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-    )
-)]
-pub async fn cancel_route(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    path: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Answer, ApiError> {
-    let id = path_params(path)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path(), b"")?;
-    let jobs = Arc::clone(&state.jobs);
-    state
-        .db
-        .write(move |tx| {
-            if let Some(answer) = mutation.replay(tx)? {
-                return Ok(answer);
-            }
-            let answer = Answer::json(StatusCode::OK, &jobs.cancel(&user, &id)?)?;
-            mutation.remember(tx, &answer)?;
-            Ok(answer)
-        })
-        .await
-}
-
-/// `GET /api/sync` -> `{ items }`, this user's jobs newest first.
-#[utoipa::path(
-    get,
-    path = "/api/sync",
-    tag = "sync",
-    operation_id = "listSyncJobs",
-    responses(
-        (status = 200, description = "This user's recent jobs, newest first", body = SyncJobList),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-    )
-)]
-pub async fn list_route(State(state): State<AppState>, AuthUser(user): AuthUser) -> Json<Value> {
-    Json(state.jobs.list(&user))
 }

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{assert_error, TestServer};
-use crm_sync_server::http::api_routes;
+use crm_sync_server::router::api_routes;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -98,6 +98,12 @@ async fn documented_operations_answer_and_other_methods_are_405() {
         }
         let token = s.login("alice").await;
         for method in METHODS {
+            if path == "/metrics" && method == "get" {
+                // Text, not JSON: the Prometheus format (tests/metrics.rs).
+                let r = s.client.get(format!("{}/metrics", s.base)).send().await;
+                assert_eq!(r.unwrap().status(), StatusCode::OK);
+                continue;
+            }
             let m = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
             let r = s
                 .send(m, &concrete(path), Some(&token), Some(json!({})), &[])
@@ -136,9 +142,10 @@ fn every_operation_documents_the_statuses_of_the_layers() {
         assert!(has("500"), "{name}: 500");
         // The request deadline applies to all but the event stream.
         assert_eq!(has("408"), route.timed, "{name}: 408");
-        let public = ["/api/login", "/api/openapi.json"].contains(&route.path);
+        let public = ["/api/login", "/api/openapi.json", "/metrics"].contains(&route.path);
         // Login answers 401 too: for bad credentials.
-        assert_eq!(has("401"), route.path != "/api/openapi.json", "{name}: 401");
+        let open = ["/api/openapi.json", "/metrics"].contains(&route.path);
+        assert_eq!(has("401"), !open, "{name}: 401");
         assert_eq!(op["security"] == json!([{}]), public, "{name}: security");
         if op.get("requestBody").is_some() {
             for status in ["400", "413", "422"] {

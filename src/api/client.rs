@@ -9,6 +9,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::core::debounce::DebounceOptions;
+use crate::core::history::HistoryOptions;
 use crate::core::merge::{MergeRules, OnConflict};
 use crate::core::record::Fields;
 use crate::core::retry::RetryPolicy;
@@ -21,9 +22,11 @@ use crate::core::progress::{SyncConfig, SyncKind};
 use crate::core::tab_message::TabMessage;
 use crate::web::channel::EnvelopeChannel;
 use crate::web::client::{check_collection, rejected, Client, Config, Session};
+use crate::web::history::record_history;
 use crate::web::http::{send, HttpRequest, Method};
 use crate::web::idb::UserDb;
-use crate::web::js::{from_app, from_server};
+use crate::web::js::{from_app, from_server, to_js};
+use crate::web::kept_metrics::MetricsKeeper;
 use crate::web::sync::SyncRunner;
 
 /// Options shared by `login` and `open`; every one is optional (docs/guide/getting-started.md,
@@ -281,8 +284,8 @@ async fn start_client(
             };
             match &envelope.message {
                 TabMessage::RecordChanged(change) => {
-                    let (collection, id) = (change.collection.clone(), change.id.clone());
-                    spawn_local(async move { client.record_from_tab(&collection, &id).await });
+                    let change = change.clone();
+                    spawn_local(async move { client.record_from_tab(change).await });
                 }
                 TabMessage::Session(notice) => client.session_from_tab(notice.state),
                 TabMessage::WorkChanged(_) => {
@@ -323,9 +326,11 @@ async fn start_client(
         runner: Rc::clone(&sync),
     }
     .into();
+    let metrics = MetricsKeeper::start(client.clone(), &sync).await;
     Ok(CrmSync {
         client,
         sync,
+        metrics,
         sync_js,
         tabs_js: tabs.into(),
         _bus: bus,
@@ -554,6 +559,7 @@ impl CrmSyncJobs {
 pub struct CrmSync {
     client: Client,
     sync: Rc<SyncRunner>,
+    metrics: Rc<MetricsKeeper>,
     sync_js: JsValue,
     tabs_js: JsValue,
     _bus: Option<Rc<EnvelopeChannel>>,
@@ -797,6 +803,29 @@ impl CrmSync {
         promise(async move { client.remove(&collection, &id).await })
     }
 
+    /// Who changed which field of a record from what to what, and when:
+    /// the server's history of it, newest first (`limit`, 50 by default, at
+    /// most 1000). Comments are in the record itself.
+    ///
+    /// # Errors
+    /// Rejects with `CrmError` `invalid`, `offline`, `not_found`,
+    /// `bad_response`, `network`, `timeout`, `server`, `unauthorized`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<RecordHistoryEntry[]>")]
+    pub fn history(
+        &self,
+        collection: String,
+        id: String,
+        #[wasm_bindgen(unchecked_param_type = "HistoryOptions | undefined")] options: JsValue,
+    ) -> Promise {
+        let client = self.client.clone();
+        let options = if options.is_undefined() || options.is_null() {
+            Ok(HistoryOptions::default())
+        } else {
+            from_app::<HistoryOptions>(options)
+        };
+        promise(async move { record_history(&client, &collection, &id, &options?).await })
+    }
+
     /// Appends a comment; never conflicts, never posted twice.
     #[wasm_bindgen(unchecked_return_type = "Promise<SaveResult>")]
     pub fn comment(&self, collection: String, id: String, text: String) -> Promise {
@@ -887,12 +916,12 @@ impl CrmSync {
         self.client.status()
     }
 
-    /// Counters since the client was made.
+    /// The user's counters: kept in IndexedDB and added up over reloads
+    /// and the user's tabs (a tab's newest counts are written within a
+    /// second, and other tabs' show here after this tab's next write).
     #[wasm_bindgen(unchecked_return_type = "CrmMetrics")]
     pub fn metrics(&self) -> JsValue {
-        let out = self.client.metrics();
-        let _ = js_sys::Reflect::set(&out, &"syncs".into(), &self.sync.counts_js());
-        out
+        to_js(&self.metrics.view()).unwrap_or(JsValue::UNDEFINED)
     }
 
     /// Logs out: first sends what is still queued; if anything is left
@@ -932,6 +961,7 @@ impl CrmSync {
     /// Stops timers, channels and polling, and gives up this tab's
     /// leadership and locks at once; later calls fail with `closed`.
     pub fn close(&self) {
+        self.metrics.stop();
         shut_down(&self.client, &self.sync, &self.tabs_js);
     }
 

@@ -96,6 +96,30 @@ const LOCAL_STORE_SCHEMA: Schema = Schema {
 #[wasm_bindgen(skip_typescript)]
 pub struct LocalStore {
     db: Rc<Db>,
+    /// What a failed `put` rejects with (see [`put_failure`]); made once.
+    put_failure: Closure<dyn FnMut(f64, JsValue, String, f64) -> JsValue>,
+}
+
+/// The error a `put` rejects with: `found` is the version seen when it
+/// differed (NaN: not an entry of a `LocalStore`), or -1 with what
+/// IndexedDB threw.
+fn put_failure(found: f64, thrown: JsValue, key: String, expected: f64) -> JsValue {
+    let err = if found == -1.0 {
+        match get(&thrown, "name").as_string().as_deref() {
+            Some("InvalidStateError") => Error::Closed,
+            _ => crate::web::idb::error_from_js(&thrown),
+        }
+    } else {
+        match as_version(found) {
+            Some(found) => Error::VersionMismatch {
+                key,
+                expected: as_version(expected).unwrap_or(0),
+                found,
+            },
+            None => not_ours(&key),
+        }
+    };
+    err.into()
 }
 
 #[wasm_bindgen]
@@ -110,7 +134,10 @@ impl LocalStore {
     #[wasm_bindgen(skip_typescript)]
     pub async fn open(name: String) -> Result<LocalStore, JsValue> {
         let db = Db::open(&name, LOCAL_STORE_SCHEMA, OpenOptions::default()).await?;
-        Ok(LocalStore { db: Rc::new(db) })
+        Ok(LocalStore {
+            db: Rc::new(db),
+            put_failure: Closure::new(put_failure),
+        })
     }
 
     /// `{ value, version }` under `key`, or `undefined`.
@@ -143,24 +170,18 @@ impl LocalStore {
     /// be cloned (a function), `quota`, `closed` or `storage`.
     #[wasm_bindgen(skip_typescript)]
     pub fn put(&self, key: String, value: JsValue, expected_version: JsValue) -> Promise {
-        let db = Rc::clone(&self.db);
-        super::spawn_promise(async move {
-            let expected = expected_version_of(&expected_version, true)?;
-            let next = expected + 1;
-            match db
-                .versioned_put(ENTRIES, &key, &entry(&value, next), expected)
-                .await?
-            {
-                None => Ok(JsValue::from(next as f64)),
-                Some(Some(found)) => Err(Error::VersionMismatch {
-                    key,
-                    expected,
-                    found,
-                }
-                .into()),
-                Some(None) => Err(not_ours(&key).into()),
-            }
-        })
+        // No Rust future: the snippet's promise is the answer, and a
+        // failure is made into a `CrmError` by `put_failure`.
+        let written = expected_version_of(&expected_version, true).and_then(|expected| {
+            self.db.versioned_put(
+                ENTRIES,
+                &key,
+                &entry(&value, expected + 1),
+                expected,
+                self.put_failure.as_ref().unchecked_ref(),
+            )
+        });
+        written.unwrap_or_else(|e| Promise::reject(&e.into()))
     }
 
     /// Writes several values in one transaction, each if its stored version

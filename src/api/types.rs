@@ -104,7 +104,7 @@ export interface CrmStatus {
   lastSyncAt: string | null;
 }
 
-/** Counters since the client was made. */
+/** The user's counters, kept in IndexedDB: a reload does not zero them, and the user's tabs add up. */
 export interface CrmMetrics {
   operations: number;
   commits: number;
@@ -115,8 +115,10 @@ export interface CrmMetrics {
   conflictRate: number;
   retryRate: number;
   outboxReplayed: number;
-  /** `change` events received from the server's `/api/events` stream by this tab (while it led); each starts a read of the changes feed. */
+  /** `change` events received from the server's `/api/events` stream by the user's leading tabs; each starts a read of the changes feed. */
   feedEvents: number;
+  /** Mutations the server refused for good. */
+  failed: number;
   syncs: { started: number; completed: number; failed: number; meanDurationMs: number };
 }
 
@@ -205,6 +207,53 @@ export interface SyncState {
   updatedAt: number | null;
 }
 
+/** What a change did to its record. */
+export type HistoryOp = "create" | "update" | "delete";
+
+/** One field's value before and after a change (`null`: not set, or cleared). */
+export interface FieldChange {
+  from: FieldValue;
+  to: FieldValue;
+}
+
+/** One committed change of a record, from `crm.history`. */
+export interface RecordHistoryEntry {
+  /** The version the change made. */
+  version: number;
+  /** When the server committed it (RFC 3339). */
+  at: string;
+  /** Who made it; for a sheet sync, the user who ran it. */
+  by: string;
+  /** Create, update or delete (a backend may leave it out). */
+  op?: HistoryOp;
+  /** The sheet sync run that applied it, if one did. */
+  syncId?: string;
+  /** Each changed field, by name. */
+  changes: { [field: string]: FieldChange };
+}
+
+/** Options of `crm.history`. */
+export interface HistoryOptions {
+  /** How many entries, newest first (50; at most 1000). */
+  limit?: number;
+}
+
+/** A sheet row a from-sheet run did not apply: the record changed in the CRM since. */
+export interface SyncConflictRow {
+  /** The customer's record id. */
+  id: string;
+  /** Its line in the sheet (1 = header), when the server says. */
+  line?: number;
+  /** `"changed"` or `"deleted"` in the CRM since the row's version. */
+  reason: string;
+  /** The record's version in the CRM, when the server says. */
+  version?: number;
+  /** Who changed it last in the CRM, when the server says. */
+  updatedBy?: string;
+  /** For people. */
+  message: string;
+}
+
 /** One finished run, from the user's sync log. */
 export interface SyncHistoryEntry {
   syncId: string | null;
@@ -215,5 +264,7 @@ export interface SyncHistoryEntry {
   durationMs: number;
   stats: SyncStats | null;
   error: { code: CrmErrorCode; message: string } | null;
+  /** The rows of the sheet a from-sheet run did not apply, and why. */
+  conflictRows: SyncConflictRow[];
 }
 "#;

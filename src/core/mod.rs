@@ -3,9 +3,11 @@
 //! [`crate::web`] layer carries out.
 
 pub mod code;
+pub mod counters;
 pub mod debounce;
 pub mod election;
 pub mod engine;
+pub mod history;
 pub mod merge;
 pub mod outbox;
 pub mod overlap;

@@ -214,6 +214,34 @@ pub struct SyncHistoryEntry {
     pub stats: Option<SyncStats>,
     /// Why it failed, for `status: "error"`.
     pub error: Option<SyncError>,
+    /// The sheet rows a from-sheet run did not apply, and why (from the
+    /// server's list of its jobs; entries kept before it have none).
+    #[serde(default)]
+    pub conflict_rows: Vec<SyncConflictRow>,
+}
+
+/// A sheet row a from-sheet run did not apply because the record changed
+/// (or was deleted) in the CRM since the version the row was based on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncConflictRow {
+    /// The customer's record id.
+    pub id: String,
+    /// Its line in the sheet (1 = header), when the server says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// `changed` or `deleted`.
+    #[serde(default)]
+    pub reason: String,
+    /// The record's version in the CRM, when the server says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Who changed it last in the CRM, when the server says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
+    /// For people.
+    #[serde(default)]
+    pub message: String,
 }
 
 /// A job's `error` as the server may send it: a bare string or an object.
@@ -294,6 +322,8 @@ pub struct ServerSyncStatus {
     pub position: Option<f64>,
     /// Counters so far.
     pub stats: Option<SyncStats>,
+    /// The rows a from-sheet run did not apply, and why.
+    pub conflict_rows: Option<Vec<SyncConflictRow>>,
     /// Why the job failed, for `status: "error"`.
     pub error: Option<ServerJobError>,
     /// RFC 3339, unused by the reducer.
@@ -346,6 +376,7 @@ impl ServerSyncStatus {
             duration_ms: finished_at - started_at,
             stats: self.stats,
             error,
+            conflict_rows: self.conflict_rows.clone().unwrap_or_default(),
         })
     }
 }
@@ -1110,6 +1141,7 @@ impl SyncState {
                 duration_ms: now.saturating_sub(started_at),
                 stats: self.stats,
                 error,
+                conflict_rows: Vec::new(),
             }));
         // Shown now, even if a follow-up starts in the same step: every tab
         // sees how the run ended.
@@ -1436,6 +1468,7 @@ mod tests {
                 duration_ms: 1_500,
                 stats: None,
                 error: None,
+                conflict_rows: Vec::new(),
             }]
         );
         assert!(fx
@@ -1809,6 +1842,35 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_jobs_conflicting_rows_are_in_its_history_line() {
+        let job: ServerSyncStatus = serde_json::from_value(serde_json::json!({
+            "syncId": "s-2", "kind": "from-sheet", "status": "complete",
+            "stats": { "conflicts": 1 },
+            "conflictRows": [{ "id": "c-0010", "line": 11, "reason": "changed",
+                "version": 2, "updatedBy": "bob", "message": "changed by bob" }],
+            "createdAt": "2026-12-04T10:00:00Z", "updatedAt": "2026-12-04T10:00:01Z"
+        }))
+        .unwrap();
+        let line = job.as_history().unwrap();
+        assert_eq!(
+            line.conflict_rows,
+            [SyncConflictRow {
+                id: "c-0010".into(),
+                line: Some(11),
+                reason: "changed".into(),
+                version: Some(2),
+                updated_by: Some("bob".into()),
+                message: "changed by bob".into(),
+            }]
+        );
+        // A line kept before rows were listed reads as none.
+        let mut old = serde_json::to_value(&line).unwrap();
+        old.as_object_mut().unwrap().remove("conflictRows");
+        let old: SyncHistoryEntry = serde_json::from_value(old).unwrap();
+        assert!(old.conflict_rows.is_empty());
+    }
+
+    #[test]
     fn sync_not_found_while_following_is_an_error_and_a_new_start_works() {
         let mut tab = Tab::running();
         let fx = tab.fail("job-1", ErrorCode::SyncNotFound, 1_200);
@@ -2029,6 +2091,7 @@ mod tests {
             duration_ms: 2,
             stats: None,
             error: Some(SyncError::new(ErrorCode::SyncNotFound, "gone")),
+            conflict_rows: Vec::new(),
         };
         let json = serde_json::to_value(&entry).unwrap();
         assert_eq!(json["kind"], "to-sheet");

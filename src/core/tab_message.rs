@@ -1,5 +1,20 @@
 //! What tabs of one user tell each other over the BroadcastChannel, and
-//! the envelope around it: `{ v, tab, seq, kind, payload }` on the wire.
+//! the envelope around it.
+//!
+//! # The wire form
+//!
+//! One flat array per message, read by position:
+//! `[v, tab, seq, kind, ...fields]`, where `kind` is a small number (see
+//! [`TabMessage::kind`]) and the fields follow in the order the types below
+//! list them. Only numbers (integers up to 2^53), strings and `null` occur,
+//! except for the two kinds that carry a whole object (a sync state, a
+//! record). Reading by position takes far less code than reading named
+//! fields, and the module is shipped to every browser.
+//!
+//! Compatibility: fields added at the end by a newer build of the same
+//! format are ignored by this one; a message of another format version
+//! (an older build posted objects, `{ v: 1, ... }`) or of an unknown kind is
+//! ignored and counted, never acted on.
 //!
 //! Everything read off the channel is untrusted (another build of the app,
 //! a broken tab, a hostile script of the same origin): [`decode`] never
@@ -8,17 +23,22 @@
 //! itself is [`crate::core::election`].
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
-use crate::core::election::{LockMessage, TabId};
-use crate::core::progress::SyncState;
+use crate::core::election::{HandOff, LockEntry, LockMessage, LockSignal, TabId};
+use crate::core::progress::{SyncKind, SyncState};
+use crate::core::record::{FieldValue, Record};
 
 /// The envelope format of this build; messages of other formats are ignored.
-pub const FORMAT_VERSION: u64 = 1;
+/// 1 was the object form `{ v, tab, seq, kind, payload }`.
+pub const FORMAT_VERSION: u64 = 2;
 
-/// A record committed in one tab, so others re-read it from IndexedDB.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A record carried in a notice is at most about this many bytes of text;
+/// a larger one is left for the receiver to read from IndexedDB.
+pub const MAX_CARRIED_RECORD: usize = 8 * 1024;
+
+/// A record committed in one tab. The others show `record` when it came
+/// along and is the version named, else they read it from IndexedDB.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RecordChange {
     /// The collection.
     pub collection: String,
@@ -26,11 +46,59 @@ pub struct RecordChange {
     pub id: String,
     /// The version now stored.
     pub version: u64,
+    /// The record as stored, when small (see [`MAX_CARRIED_RECORD`]).
+    pub record: Option<Box<Record>>,
+}
+
+impl RecordChange {
+    /// A notice for `record` (or for a record gone, `None`), stored at
+    /// `version`: the record rides along when it is that version and small.
+    pub fn new(collection: &str, id: &str, version: u64, record: Option<&Record>) -> Self {
+        let record = record
+            .filter(|r| r.version == version && r.id == id && text_size(r) <= MAX_CARRIED_RECORD)
+            .map(|r| Box::new(r.clone()));
+        Self {
+            collection: collection.to_owned(),
+            id: id.to_owned(),
+            version,
+            record,
+        }
+    }
+
+    /// The carried record, if it can stand for what IndexedDB holds: its id
+    /// and version are the notice's. Anything else is left to a read.
+    pub fn verified_record(self) -> Option<Record> {
+        self.record
+            .filter(|r| r.id == self.id && r.version == self.version)
+            .map(|r| *r)
+    }
+}
+
+/// About how many bytes of text a record is (its strings, plus a little
+/// per value).
+fn text_size(record: &Record) -> usize {
+    let fields: usize = record
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            k.len()
+                + 8
+                + match v {
+                    FieldValue::Text(t) => t.len(),
+                    _ => 8,
+                }
+        })
+        .sum();
+    let comments: usize = record
+        .comments
+        .iter()
+        .map(|c| c.id.len() + c.author.len() + c.text.len() + c.created_at.len() + 16)
+        .sum();
+    record.id.len() + record.updated_at.len() + record.updated_by.len() + fields + comments + 32
 }
 
 /// How a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionEnd {
     /// A 401: the token no longer works.
     Expired,
@@ -39,8 +107,7 @@ pub enum SessionEnd {
 }
 
 /// The session notice every tab turns into a `session` event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionNotice {
     /// How it ended.
     pub state: SessionEnd,
@@ -49,14 +116,12 @@ pub struct SessionNotice {
 /// A tab changed the user's outbox, dead letters or conflicts in IndexedDB:
 /// every other tab reads them again (the notice carries no data, so a lost
 /// or forged one costs a read, never a wrong state).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkNotice {}
 
 /// A press in a tab that does not lead, forwarded to the leader, which
-/// alone drives the sync reducer. Read through [`RawCommand`] (see
-/// [`crate::core::outbox::MutationOp`] for why).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "command", try_from = "RawCommand")]
+/// alone drives the sync reducer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncCommand {
     /// `crm.sync.start(kind)`.
     Start {
@@ -71,62 +136,43 @@ pub enum SyncCommand {
     Reschedule,
 }
 
-/// Every field any [`SyncCommand`] has: `command` says which apply.
-#[derive(Deserialize)]
-struct RawCommand {
-    command: String,
-    #[serde(default)]
-    kind: Option<crate::core::progress::SyncKind>,
-}
-
-impl TryFrom<RawCommand> for SyncCommand {
-    type Error = &'static str;
-
-    fn try_from(raw: RawCommand) -> Result<Self, &'static str> {
-        Ok(match raw.command.as_str() {
-            "start" => SyncCommand::Start {
-                kind: raw.kind.ok_or("a start command without its kind")?,
-            },
-            "cancel" => SyncCommand::Cancel,
-            "dismiss" => SyncCommand::Dismiss,
-            "reschedule" => SyncCommand::Reschedule,
-            _ => return Err("an unknown sync command"),
-        })
-    }
-}
-
 /// Everything tabs tell each other.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TabMessage {
-    /// The lock protocol (kind `lock`).
+    /// The lock protocol: `token, clock, signal, ...` (signal 0 request:
+    /// `lock, stamp`; 1 hold: `lock, stamp, acquired`; 2 release: `lock,
+    /// stamp[, next tab, next token, next stamp]`; 3 heartbeat: `lock,
+    /// stamp, acquired or null` for each entry).
     Lock(LockMessage),
-    /// A record changed (kind `record-changed`).
+    /// A record changed: `collection, id, version[, record]`.
     RecordChanged(RecordChange),
-    /// The session ended (kind `session`).
+    /// The session ended: `0` expired, `1` logged out.
     Session(SessionNotice),
-    /// The leader's sync state (kind `sync-state`).
+    /// The leader's sync state: one object.
     SyncState(Box<SyncState>),
-    /// A follower's press for the leader (kind `sync-command`).
+    /// A follower's press for the leader: `0, "from-sheet" | "to-sheet"`
+    /// (start), `1` cancel, `2` dismiss, `3` reschedule.
     SyncCommand(SyncCommand),
-    /// The user's pending work changed: read it again (kind `work-changed`).
+    /// The user's pending work changed: read it again (no fields).
     WorkChanged(WorkNotice),
 }
 
 impl TabMessage {
-    /// The envelope's `kind` for this message.
-    pub fn kind(&self) -> &'static str {
+    /// The envelope's `kind` for this message: 0 lock, 1 record changed,
+    /// 2 session, 3 sync state, 4 sync command, 5 work changed.
+    pub fn kind(&self) -> u64 {
         match self {
-            Self::Lock(_) => "lock",
-            Self::RecordChanged(_) => "record-changed",
-            Self::Session(_) => "session",
-            Self::SyncState(_) => "sync-state",
-            Self::SyncCommand(_) => "sync-command",
-            Self::WorkChanged(_) => "work-changed",
+            Self::Lock(_) => 0,
+            Self::RecordChanged(_) => 1,
+            Self::Session(_) => 2,
+            Self::SyncState(_) => 3,
+            Self::SyncCommand(_) => 4,
+            Self::WorkChanged(_) => 5,
         }
     }
 }
 
-/// A message between tabs: `{ v, tab, seq, kind, payload }` on the wire.
+/// A message between tabs: `[v, tab, seq, kind, ...fields]` on the wire.
 ///
 /// `seq` counts up per sender from 0, so a receiver can count gaps (lost
 /// messages) and duplicates.
@@ -140,59 +186,114 @@ pub struct Envelope {
     pub message: TabMessage,
 }
 
-/// The wire shape, written out field by field so that the same shape is
-/// read back in two steps by [`decode`].
-#[derive(Serialize)]
-struct Wire<'a, P: Serialize> {
-    v: u64,
-    tab: &'a TabId,
-    seq: u64,
-    kind: &'static str,
-    payload: &'a P,
+/// One item of the wire array.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// An integer (at most 2^53 - 1, so a JavaScript number holds it).
+    Num(u64),
+    /// A string.
+    Text(String),
+    /// `null`.
+    Null,
+    /// A sync state, as an object.
+    State(Box<SyncState>),
+    /// A record, as an object.
+    Record(Box<Record>),
 }
 
-impl Serialize for Envelope {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let kind = self.message.kind();
-        let (tab, seq) = (&self.tab, self.seq);
-        match &self.message {
-            TabMessage::Lock(p) => wire(tab, seq, kind, p).serialize(serializer),
-            TabMessage::RecordChanged(p) => wire(tab, seq, kind, p).serialize(serializer),
-            TabMessage::Session(p) => wire(tab, seq, kind, p).serialize(serializer),
-            TabMessage::SyncState(p) => wire(tab, seq, kind, p.as_ref()).serialize(serializer),
-            TabMessage::SyncCommand(p) => wire(tab, seq, kind, p).serialize(serializer),
-            TabMessage::WorkChanged(p) => wire(tab, seq, kind, p).serialize(serializer),
-        }
+fn text(s: &str) -> Item {
+    Item::Text(s.to_owned())
+}
+
+fn sync_kind_name(kind: SyncKind) -> &'static str {
+    match kind {
+        SyncKind::FromSheet => "from-sheet",
+        SyncKind::ToSheet => "to-sheet",
     }
 }
 
-fn wire<'a, P: Serialize>(
-    tab: &'a TabId,
-    seq: u64,
-    kind: &'static str,
-    payload: &'a P,
-) -> Wire<'a, P> {
-    Wire {
-        v: FORMAT_VERSION,
-        tab,
-        seq,
-        kind,
-        payload,
+impl Envelope {
+    /// The wire array.
+    pub fn encode(&self) -> Vec<Item> {
+        use Item::{Null, Num};
+        let mut out = vec![
+            Num(FORMAT_VERSION),
+            Item::Text(self.tab.0.clone()),
+            Num(self.seq),
+            Num(self.message.kind()),
+        ];
+        match &self.message {
+            TabMessage::Lock(m) => {
+                out.extend([Num(m.token), Num(m.clock)]);
+                match &m.signal {
+                    LockSignal::Request { lock, stamp } => {
+                        out.extend([Num(0), text(lock), Num(*stamp)]);
+                    }
+                    LockSignal::Hold {
+                        lock,
+                        stamp,
+                        acquired,
+                    } => out.extend([Num(1), text(lock), Num(*stamp), Num(*acquired)]),
+                    LockSignal::Release { lock, stamp, next } => {
+                        out.extend([Num(2), text(lock), Num(*stamp)]);
+                        if let Some(n) = next {
+                            out.extend([text(&n.tab.0), Num(n.token), Num(n.stamp)]);
+                        }
+                    }
+                    LockSignal::Heartbeat { entries } => {
+                        out.push(Num(3));
+                        for e in entries {
+                            out.extend([text(&e.lock), Num(e.stamp), e.acquired.map_or(Null, Num)]);
+                        }
+                    }
+                }
+            }
+            TabMessage::RecordChanged(c) => {
+                out.extend([text(&c.collection), text(&c.id), Num(c.version)]);
+                if let Some(r) = &c.record {
+                    out.push(Item::Record(r.clone()));
+                }
+            }
+            TabMessage::Session(n) => out.push(Num(match n.state {
+                SessionEnd::Expired => 0,
+                SessionEnd::LoggedOut => 1,
+            })),
+            TabMessage::SyncState(s) => out.push(Item::State(s.clone())),
+            TabMessage::SyncCommand(c) => match c {
+                SyncCommand::Start { kind } => out.extend([Num(0), text(sync_kind_name(*kind))]),
+                SyncCommand::Cancel => out.push(Num(1)),
+                SyncCommand::Dismiss => out.push(Num(2)),
+                SyncCommand::Reschedule => out.push(Num(3)),
+            },
+            TabMessage::WorkChanged(_) => {}
+        }
+        out
     }
 }
 
 /// A message as it came off the channel, not yet trusted: the web layer
-/// implements this for a `JsValue` (with `web::de`), tests for
-/// JSON. `read` is asked several times, for ever more of the message.
+/// implements this for a `JsValue`, tests for JSON. Every method answers
+/// `None` for what is not there or not of its type, never panics.
 pub trait UntrustedMessage {
-    /// The message read as a `T`, or `None` if it is not of that shape.
-    fn read<T: DeserializeOwned>(&self) -> Option<T>;
+    /// The number of items, if the message is an array.
+    fn items(&self) -> Option<usize>;
+    /// Item `i` as a whole number from 0 to 2^53 - 1.
+    fn uint(&self, i: usize) -> Option<u64>;
+    /// Item `i` as a string.
+    fn text(&self, i: usize) -> Option<String>;
+    /// Whether item `i` is `null` or `undefined` (or missing).
+    fn is_null(&self, i: usize) -> bool;
+    /// Item `i` read as a `T` (the two kinds that carry an object).
+    fn read<T: DeserializeOwned>(&self, i: usize) -> Option<T>;
+    /// The property `v` of an object message (the object form of format
+    /// 1 and any other), to name the version of what is ignored.
+    fn object_version(&self) -> Option<u64>;
 }
 
 /// Why a message was ignored; the caller counts these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ignored {
-    /// Not an envelope at all, or a payload not of its kind's shape.
+    /// Not an envelope at all, or fields not of their kind's shape.
     Malformed,
     /// An envelope of an older format (a tab still running an older build).
     OlderVersion(u64),
@@ -204,99 +305,286 @@ pub enum Ignored {
     FromSelf,
 }
 
-#[derive(Deserialize)]
-struct VersionOnly {
-    v: u64,
+/// Reads the items of a message in order.
+struct Reader<'a, M> {
+    raw: &'a M,
+    at: usize,
 }
 
-#[derive(Deserialize)]
-struct Header {
-    tab: TabId,
-    seq: u64,
-    kind: String,
-}
-
-#[derive(Deserialize)]
-struct PayloadOnly<P> {
-    payload: P,
+impl<M: UntrustedMessage> Reader<'_, M> {
+    fn uint(&mut self) -> Result<u64, Ignored> {
+        self.at += 1;
+        self.raw.uint(self.at - 1).ok_or(Ignored::Malformed)
+    }
+    fn text(&mut self) -> Result<String, Ignored> {
+        self.at += 1;
+        self.raw.text(self.at - 1).ok_or(Ignored::Malformed)
+    }
+    /// A number, or nothing for `null`.
+    fn maybe_uint(&mut self) -> Result<Option<u64>, Ignored> {
+        if self.raw.is_null(self.at) {
+            self.at += 1;
+            Ok(None)
+        } else {
+            self.uint().map(Some)
+        }
+    }
+    fn more(&self, len: usize) -> bool {
+        self.at < len
+    }
 }
 
 /// Reads an envelope from untrusted input: never panics; anything not of
 /// this build's format is an [`Ignored`] reason.
 ///
 /// The version is read first and alone, so that a message of another
-/// format is told apart from a broken one even if its other fields changed.
+/// format is told apart from a broken one whatever its other items are.
 pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, Ignored> {
-    let VersionOnly { v } = raw.read().ok_or(Ignored::Malformed)?;
+    let Some(len) = raw.items() else {
+        return Err(raw
+            .object_version()
+            .map_or(Ignored::Malformed, Ignored::OlderVersion));
+    };
+    let v = raw.uint(0).ok_or(Ignored::Malformed)?;
     if v < FORMAT_VERSION {
         return Err(Ignored::OlderVersion(v));
     }
     if v > FORMAT_VERSION {
         return Err(Ignored::NewerVersion(v));
     }
-    let Header { tab, seq, kind } = raw.read().ok_or(Ignored::Malformed)?;
+    let mut r = Reader { raw, at: 1 };
+    let tab = TabId(r.text()?);
+    let seq = r.uint()?;
+    let kind = r.uint()?;
     if &tab == own_tab {
         return Err(Ignored::FromSelf);
     }
-    let message = match kind.as_str() {
-        "lock" => TabMessage::Lock(payload(raw)?),
-        "record-changed" => TabMessage::RecordChanged(payload(raw)?),
-        "session" => TabMessage::Session(payload(raw)?),
-        "sync-state" => TabMessage::SyncState(Box::new(payload(raw)?)),
-        "sync-command" => TabMessage::SyncCommand(payload(raw)?),
-        "work-changed" => TabMessage::WorkChanged(payload(raw)?),
+    let message = match kind {
+        0 => TabMessage::Lock(lock_message(&mut r, len)?),
+        1 => {
+            let collection = r.text()?;
+            let id = r.text()?;
+            let version = r.uint()?;
+            // A record that does not read is left to IndexedDB.
+            let record = raw.read::<Record>(r.at).map(Box::new);
+            TabMessage::RecordChanged(RecordChange {
+                collection,
+                id,
+                version,
+                record,
+            })
+        }
+        2 => TabMessage::Session(SessionNotice {
+            state: match r.uint()? {
+                0 => SessionEnd::Expired,
+                1 => SessionEnd::LoggedOut,
+                _ => return Err(Ignored::Malformed),
+            },
+        }),
+        3 => TabMessage::SyncState(Box::new(raw.read(r.at).ok_or(Ignored::Malformed)?)),
+        4 => TabMessage::SyncCommand(match r.uint()? {
+            0 => SyncCommand::Start {
+                kind: match r.text()?.as_str() {
+                    "from-sheet" => SyncKind::FromSheet,
+                    "to-sheet" => SyncKind::ToSheet,
+                    _ => return Err(Ignored::Malformed),
+                },
+            },
+            1 => SyncCommand::Cancel,
+            2 => SyncCommand::Dismiss,
+            3 => SyncCommand::Reschedule,
+            _ => return Err(Ignored::Malformed),
+        }),
+        5 => TabMessage::WorkChanged(WorkNotice {}),
         _ => return Err(Ignored::UnknownKind),
     };
     Ok(Envelope { tab, seq, message })
 }
 
-fn payload<P: DeserializeOwned>(raw: &impl UntrustedMessage) -> Result<P, Ignored> {
-    raw.read::<PayloadOnly<P>>()
-        .map(|p| p.payload)
-        .ok_or(Ignored::Malformed)
+/// A heartbeat lists at most this many entries (what the lock table keeps
+/// of a peer); the rest of a longer one is not read.
+const MAX_ENTRIES: usize = 64;
+
+fn lock_message<M: UntrustedMessage>(
+    r: &mut Reader<'_, M>,
+    len: usize,
+) -> Result<LockMessage, Ignored> {
+    let token = r.uint()?;
+    let clock = r.uint()?;
+    let signal = match r.uint()? {
+        0 => LockSignal::Request {
+            lock: r.text()?,
+            stamp: r.uint()?,
+        },
+        1 => LockSignal::Hold {
+            lock: r.text()?,
+            stamp: r.uint()?,
+            acquired: r.uint()?,
+        },
+        2 => {
+            let lock = r.text()?;
+            let stamp = r.uint()?;
+            let next = if r.raw.text(r.at).is_some() {
+                Some(HandOff {
+                    tab: TabId(r.text()?),
+                    token: r.uint()?,
+                    stamp: r.uint()?,
+                })
+            } else {
+                None
+            };
+            LockSignal::Release { lock, stamp, next }
+        }
+        3 => {
+            let mut entries = Vec::new();
+            while r.more(len) && entries.len() < MAX_ENTRIES {
+                if r.at + 3 > len {
+                    return Err(Ignored::Malformed);
+                }
+                entries.push(LockEntry {
+                    lock: r.text()?,
+                    stamp: r.uint()?,
+                    acquired: r.maybe_uint()?,
+                });
+            }
+            LockSignal::Heartbeat { entries }
+        }
+        _ => return Err(Ignored::Malformed),
+    };
+    Ok(LockMessage {
+        token,
+        clock,
+        signal,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::election::{LockEntry, LockSignal};
+    use serde_json::{json, Value};
 
-    struct Json(serde_json::Value);
+    struct Json(Value);
 
     impl UntrustedMessage for Json {
-        fn read<T: DeserializeOwned>(&self) -> Option<T> {
-            serde_json::from_value(self.0.clone()).ok()
+        fn items(&self) -> Option<usize> {
+            self.0.as_array().map(Vec::len)
+        }
+        fn uint(&self, i: usize) -> Option<u64> {
+            self.0.get(i)?.as_u64().filter(|n| *n < 1 << 53)
+        }
+        fn text(&self, i: usize) -> Option<String> {
+            self.0.get(i)?.as_str().map(str::to_owned)
+        }
+        fn is_null(&self, i: usize) -> bool {
+            self.0.get(i).is_none_or(Value::is_null)
+        }
+        fn read<T: DeserializeOwned>(&self, i: usize) -> Option<T> {
+            serde_json::from_value(self.0.get(i)?.clone()).ok()
+        }
+        fn object_version(&self) -> Option<u64> {
+            self.0.as_object()?.get("v")?.as_u64()
         }
     }
 
-    fn json(envelope: &Envelope) -> serde_json::Value {
-        serde_json::to_value(envelope).unwrap()
+    fn json(envelope: &Envelope) -> Value {
+        Value::Array(
+            envelope
+                .encode()
+                .into_iter()
+                .map(|item| match item {
+                    Item::Num(n) => json!(n),
+                    Item::Text(t) => json!(t),
+                    Item::Null => Value::Null,
+                    Item::State(s) => serde_json::to_value(s).unwrap(),
+                    Item::Record(r) => serde_json::to_value(r).unwrap(),
+                })
+                .collect(),
+        )
+    }
+
+    fn record(id: &str, version: u64, city: &str) -> Record {
+        let mut r = Record::empty(id);
+        r.version = version;
+        r.fields
+            .insert("city".to_owned(), FieldValue::Text(city.to_owned()));
+        r
+    }
+
+    fn lock(signal: LockSignal) -> TabMessage {
+        TabMessage::Lock(LockMessage {
+            token: 3,
+            clock: 9,
+            signal,
+        })
     }
 
     #[test]
     fn every_kind_goes_through_the_envelope_and_back() {
         let me = TabId("me".into());
         let messages = vec![
-            TabMessage::Lock(LockMessage {
-                token: 3,
-                clock: 9,
-                signal: LockSignal::Heartbeat {
-                    entries: vec![LockEntry {
+            lock(LockSignal::Heartbeat {
+                entries: vec![
+                    LockEntry {
                         lock: "x".into(),
                         stamp: 1,
                         acquired: Some(2),
-                    }],
-                },
+                    },
+                    LockEntry {
+                        lock: "y".into(),
+                        stamp: 4,
+                        acquired: None,
+                    },
+                ],
             }),
-            TabMessage::RecordChanged(RecordChange {
-                collection: "customers".into(),
-                id: "c1".into(),
-                version: 4,
+            lock(LockSignal::Heartbeat { entries: vec![] }),
+            lock(LockSignal::Request {
+                lock: "x".into(),
+                stamp: 5,
             }),
+            lock(LockSignal::Hold {
+                lock: "x".into(),
+                stamp: 5,
+                acquired: 6,
+            }),
+            lock(LockSignal::Release {
+                lock: "x".into(),
+                stamp: 5,
+                next: None,
+            }),
+            lock(LockSignal::Release {
+                lock: "x".into(),
+                stamp: 5,
+                next: Some(HandOff {
+                    tab: TabId("n".into()),
+                    token: (1 << 53) - 1,
+                    stamp: 7,
+                }),
+            }),
+            TabMessage::RecordChanged(RecordChange::new("customers", "c1", 4, None)),
+            TabMessage::RecordChanged(RecordChange::new(
+                "customers",
+                "c1",
+                4,
+                Some(&record("c1", 4, "Lyon")),
+            )),
             TabMessage::Session(SessionNotice {
                 state: SessionEnd::LoggedOut,
             }),
+            TabMessage::Session(SessionNotice {
+                state: SessionEnd::Expired,
+            }),
             TabMessage::SyncState(Box::default()),
+            TabMessage::SyncCommand(SyncCommand::Start {
+                kind: SyncKind::ToSheet,
+            }),
+            TabMessage::SyncCommand(SyncCommand::Start {
+                kind: SyncKind::FromSheet,
+            }),
+            TabMessage::SyncCommand(SyncCommand::Cancel),
+            TabMessage::SyncCommand(SyncCommand::Dismiss),
+            TabMessage::SyncCommand(SyncCommand::Reschedule),
+            TabMessage::WorkChanged(WorkNotice {}),
         ];
         for (seq, message) in messages.into_iter().enumerate() {
             let envelope = Envelope {
@@ -305,14 +593,14 @@ mod tests {
                 message,
             };
             let value = json(&envelope);
-            assert_eq!(value["v"], 1);
-            assert_eq!(value["kind"], envelope.message.kind());
+            assert_eq!(value[0], 2);
+            assert_eq!(value[3], envelope.message.kind());
             assert_eq!(decode(&Json(value), &me), Ok(envelope));
         }
     }
 
     #[test]
-    fn the_wire_shape_is_plain() {
+    fn the_wire_shape_is_a_flat_array() {
         let envelope = Envelope {
             tab: TabId("t1".into()),
             seq: 5,
@@ -320,76 +608,143 @@ mod tests {
                 state: SessionEnd::Expired,
             }),
         };
-        assert_eq!(
-            json(&envelope),
-            serde_json::json!({ "v": 1, "tab": "t1", "seq": 5, "kind": "session", "payload": { "state": "expired" } })
-        );
-        let lock = Envelope {
+        assert_eq!(json(&envelope), json!([2, "t1", 5, 2, 0]));
+        let hold = Envelope {
             tab: TabId("t1".into()),
             seq: 6,
-            message: TabMessage::Lock(LockMessage {
-                token: 1,
-                clock: 2,
-                signal: LockSignal::Request {
+            message: lock(LockSignal::Heartbeat {
+                entries: vec![LockEntry {
                     lock: "x".into(),
-                    stamp: 2,
-                },
+                    stamp: 1,
+                    acquired: None,
+                }],
             }),
         };
+        assert_eq!(json(&hold), json!([2, "t1", 6, 0, 3, 9, 3, "x", 1, null]));
+    }
+
+    #[test]
+    fn a_small_record_rides_along_and_a_large_or_other_one_does_not() {
+        let small = record("c1", 4, "Lyon");
+        let change = RecordChange::new("customers", "c1", 4, Some(&small));
+        assert_eq!(change.clone().verified_record(), Some(small.clone()));
+        // Another version than the notice's, or another id: not carried.
         assert_eq!(
-            json(&lock)["payload"],
-            serde_json::json!({ "token": 1, "clock": 2, "signal": { "type": "request", "lock": "x", "stamp": 2 } })
+            RecordChange::new("customers", "c1", 5, Some(&small)).record,
+            None
+        );
+        assert_eq!(
+            RecordChange::new("customers", "c2", 4, Some(&small)).record,
+            None
+        );
+        let large = record("c1", 4, &"x".repeat(MAX_CARRIED_RECORD));
+        assert_eq!(
+            RecordChange::new("customers", "c1", 4, Some(&large)).record,
+            None
+        );
+        // A forged notice whose record is not the version it names: only
+        // the notice is taken, the record is left to IndexedDB.
+        let forged = json!([
+            2,
+            "t",
+            1,
+            1,
+            "customers",
+            "c1",
+            5,
+            serde_json::to_value(&small).unwrap()
+        ]);
+        let Ok(Envelope {
+            message: TabMessage::RecordChanged(change),
+            ..
+        }) = decode(&Json(forged), &TabId("me".into()))
+        else {
+            panic!("not a record notice");
+        };
+        assert_eq!(change.version, 5);
+        assert_eq!(change.verified_record(), None);
+        // A record that does not read is dropped, the notice kept.
+        let broken = json!([2, "t", 1, 1, "customers", "c1", 5, { "id": 7 }]);
+        let decoded = decode(&Json(broken), &TabId("me".into()));
+        assert!(matches!(
+            decoded,
+            Ok(Envelope {
+                message: TabMessage::RecordChanged(RecordChange { record: None, .. }),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn fields_a_newer_build_appends_are_ignored() {
+        let me = TabId("me".into());
+        let with_more = json!([2, "t", 1, 2, 1, "a field of a newer build", { "x": 1 }]);
+        assert_eq!(
+            decode(&Json(with_more), &me),
+            Ok(Envelope {
+                tab: TabId("t".into()),
+                seq: 1,
+                message: TabMessage::Session(SessionNotice {
+                    state: SessionEnd::LoggedOut
+                })
+            })
         );
     }
 
     #[test]
     fn untrusted_input_is_ignored_with_a_reason() {
-        use serde_json::json;
         let me = TabId("me".into());
         let cases = [
             (json!(null), Ignored::Malformed),
             (json!(42), Ignored::Malformed),
             (json!("hello"), Ignored::Malformed),
-            (json!([1, 2]), Ignored::Malformed),
+            (json!([]), Ignored::Malformed),
             (json!({}), Ignored::Malformed),
-            (json!({ "v": "1" }), Ignored::Malformed),
-            (json!({ "v": -1 }), Ignored::Malformed),
+            (json!(["2"]), Ignored::Malformed),
+            (json!([-1]), Ignored::Malformed),
+            (json!([2.5, "t"]), Ignored::Malformed),
+            (json!([1, 2]), Ignored::OlderVersion(1)),
+            (json!([0, "anything"]), Ignored::OlderVersion(0)),
+            (json!([3, { "renamed": true }]), Ignored::NewerVersion(3)),
+            // What a tab of the object format (1) posts.
             (
-                json!({ "v": 0, "anything": true }),
-                Ignored::OlderVersion(0),
+                json!({ "v": 1, "tab": "t", "seq": 1, "kind": "session", "payload": { "state": "expired" } }),
+                Ignored::OlderVersion(1),
             ),
             (
-                json!({ "v": 2, "sender": "renamed" }),
-                Ignored::NewerVersion(2),
+                json!({ "v": 1, "tab": "t", "seq": 1, "kind": "lock", "payload": { "token": 1, "clock": 1, "signal": { "type": "request", "lock": "x", "stamp": 1 } } }),
+                Ignored::OlderVersion(1),
             ),
+            (json!([2, "t"]), Ignored::Malformed),
+            (json!([2, "t", 1]), Ignored::Malformed),
+            (json!([2, 7, 1, 2, 0]), Ignored::Malformed),
+            (json!([2, "t", "one", 2, 0]), Ignored::Malformed),
+            (json!([2, "t", 1, 99]), Ignored::UnknownKind),
+            (json!([2, "t", 1, "lock"]), Ignored::Malformed),
+            (json!([2, "t", 1, 2]), Ignored::Malformed),
+            (json!([2, "t", 1, 2, 7]), Ignored::Malformed),
+            (json!([2, "t", 1, 0, 1, 1, 9, "x", 1]), Ignored::Malformed),
+            (json!([2, "t", 1, 0, 1, 1, 0, "x"]), Ignored::Malformed),
+            (json!([2, "t", 1, 0, 1, 1, 1, "x", 1]), Ignored::Malformed),
+            (json!([2, "t", 1, 0, 1, 1, 3, "x", 1]), Ignored::Malformed),
             (
-                json!({ "v": 1, "tab": "t", "kind": "session", "payload": { "state": "expired" } }),
+                json!([2, "t", 1, 0, 1, 1, 3, "x", 1, "two"]),
                 Ignored::Malformed,
             ),
             (
-                json!({ "v": 1, "tab": "t", "seq": 1, "kind": "gossip", "payload": {} }),
-                Ignored::UnknownKind,
-            ),
-            (
-                json!({ "v": 1, "tab": "t", "seq": 1, "kind": "session", "payload": { "state": "asleep" } }),
+                json!([2, "t", 1, 0, 1, 1, 2, "x", 1, "n", 1]),
                 Ignored::Malformed,
             ),
+            (json!([2, "t", 1, 0, -1, 1, 0, "x", 1]), Ignored::Malformed),
             (
-                json!({ "v": 1, "tab": "t", "seq": 1, "kind": "session" }),
+                json!([2, "t", 1, 0, 9_007_199_254_740_992u64, 1, 0, "x", 1]),
                 Ignored::Malformed,
             ),
-            (
-                json!({ "v": 1, "tab": "t", "seq": 1, "kind": "lock", "payload": { "token": 1, "clock": 1, "signal": { "type": "shout" } } }),
-                Ignored::Malformed,
-            ),
-            (
-                json!({ "v": 1, "tab": "t", "seq": 1, "kind": "record-changed", "payload": { "collection": "c", "id": "i", "version": -3 } }),
-                Ignored::Malformed,
-            ),
-            (
-                json!({ "v": 1, "tab": "me", "seq": 1, "kind": "session", "payload": { "state": "expired" } }),
-                Ignored::FromSelf,
-            ),
+            (json!([2, "t", 1, 1, "c", "i", -3]), Ignored::Malformed),
+            (json!([2, "t", 1, 3, "not a state"]), Ignored::Malformed),
+            (json!([2, "t", 1, 4, 0, "sideways"]), Ignored::Malformed),
+            (json!([2, "t", 1, 4, 4]), Ignored::Malformed),
+            (json!([2, "me", 1, 2, 0]), Ignored::FromSelf),
         ];
         for (value, reason) in cases {
             assert_eq!(decode(&Json(value.clone()), &me), Err(reason), "{value}");

@@ -14,10 +14,12 @@ use wasm_bindgen::prelude::*;
 use web_sys::{BroadcastChannel, MessageEvent};
 
 use crate::core::election::TabId;
-use crate::core::tab_message::{decode, Envelope, Ignored, TabMessage, UntrustedMessage};
+use crate::core::tab_message::{decode, Envelope, Ignored, Item, TabMessage, UntrustedMessage};
 use crate::error::Error;
 use crate::web::js::{describe, to_js};
 use crate::web::lifecycle::EventListener;
+use crate::web::primitives::{name, safe_integer};
+use js_sys::{Array, Reflect};
 
 /// What a channel delivers.
 #[derive(Debug, Clone)]
@@ -119,14 +121,71 @@ impl Drop for TabChannel {
     }
 }
 
-/// A raw message off the channel, read with [`super::de`]; whatever
-/// does not fit reads as `None`, never a panic.
-struct RawMessage(JsValue);
+/// A raw message off the channel, read item by item (objects with
+/// [`super::de`]); whatever does not fit reads as `None`, never a panic.
+struct RawMessage(JsValue, Option<Array>);
+
+impl RawMessage {
+    fn new(value: JsValue) -> Self {
+        let array = Array::is_array(&value).then(|| value.clone().unchecked_into::<Array>());
+        Self(value, array)
+    }
+
+    fn item(&self, i: usize) -> JsValue {
+        match (&self.1, u32::try_from(i)) {
+            (Some(array), Ok(i)) => array.get(i),
+            _ => JsValue::UNDEFINED,
+        }
+    }
+}
 
 impl UntrustedMessage for RawMessage {
-    fn read<T: DeserializeOwned>(&self) -> Option<T> {
-        super::de::from_js(self.0.clone()).ok()
+    fn items(&self) -> Option<usize> {
+        self.1.as_ref().map(|a| a.length() as usize)
     }
+
+    fn uint(&self, i: usize) -> Option<u64> {
+        let n = self.item(i).as_f64().and_then(safe_integer)?;
+        (n >= 0.0).then_some(n as u64)
+    }
+
+    fn text(&self, i: usize) -> Option<String> {
+        self.item(i).as_string()
+    }
+
+    fn is_null(&self, i: usize) -> bool {
+        self.item(i).is_null_or_undefined()
+    }
+
+    fn read<T: DeserializeOwned>(&self, i: usize) -> Option<T> {
+        super::de::from_js(self.item(i)).ok()
+    }
+
+    fn object_version(&self) -> Option<u64> {
+        if !self.0.is_object() {
+            return None;
+        }
+        let v = Reflect::get(&self.0, &name("v"))
+            .ok()?
+            .as_f64()
+            .and_then(safe_integer)?;
+        (v >= 0.0).then_some(v as u64)
+    }
+}
+
+/// The wire array of an envelope (see [`crate::core::tab_message`]).
+fn to_wire(envelope: &Envelope) -> Result<JsValue, Error> {
+    let out = Array::new();
+    for item in envelope.encode() {
+        out.push(&match item {
+            Item::Num(n) => JsValue::from_f64(n as f64),
+            Item::Text(t) => JsValue::from_str(&t),
+            Item::Null => JsValue::NULL,
+            Item::State(state) => to_js(&state)?,
+            Item::Record(record) => to_js(&record)?,
+        });
+    }
+    Ok(out.into())
 }
 
 /// A [`TabChannel`] that speaks [`Envelope`]s: it stamps what it posts with
@@ -171,7 +230,7 @@ impl EnvelopeChannel {
         let own = tab.clone();
         let channel = TabChannel::open(name, move |incoming| {
             let outcome = match incoming {
-                Incoming::Message(data) => decode(&RawMessage(data), &own),
+                Incoming::Message(data) => decode(&RawMessage::new(data), &own),
                 Incoming::Undecodable => Err(Ignored::Malformed),
             };
             match outcome {
@@ -212,6 +271,6 @@ impl EnvelopeChannel {
             seq,
             message,
         };
-        self.channel.post(&to_js(&envelope)?)
+        self.channel.post(&to_wire(&envelope)?)
     }
 }

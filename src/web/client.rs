@@ -793,11 +793,7 @@ impl Client {
                 self.changed();
                 for (key, version) in changed {
                     self.emit_record(&key, "server");
-                    self.tell_tabs(TabMessage::RecordChanged(RecordChange {
-                        collection: key.collection,
-                        id: key.id,
-                        version,
-                    }));
+                    self.tell_tabs_record(&key, version);
                 }
             }
             if !page.more {
@@ -836,13 +832,33 @@ impl Client {
         }
     }
 
-    /// Another tab committed a record: read it from IndexedDB (the copy
-    /// that counts; the message is only a hint) and show it.
-    pub async fn record_from_tab(&self, collection: &str, id: &str) {
-        let Some(db) = self.db() else { return };
-        let stored: Result<Option<Record>, Error> =
-            db.get(Store::Records, &record_key(collection, id)).await;
-        let Ok(stored) = stored else { return };
+    /// Tells the other tabs that `key` is stored at `version`, with the
+    /// record itself when it is that version and small.
+    pub(super) fn tell_tabs_record(&self, key: &RecordKey, version: u64) {
+        let change = {
+            let state = self.inner.state.borrow();
+            let record = state.engine.records().get(&key.collection, &key.id);
+            RecordChange::new(&key.collection, &key.id, version, record)
+        };
+        self.tell_tabs(TabMessage::RecordChanged(change));
+    }
+
+    /// Another tab committed a record: show the record the notice carried
+    /// when it is the version the notice names, else read it from
+    /// IndexedDB (the copy that counts) and show that.
+    pub async fn record_from_tab(&self, change: RecordChange) {
+        let (collection, id) = (change.collection.clone(), change.id.clone());
+        let (collection, id) = (collection.as_str(), id.as_str());
+        let stored = match change.verified_record() {
+            Some(record) => Some(record),
+            None => {
+                let Some(db) = self.db() else { return };
+                let stored: Result<Option<Record>, Error> =
+                    db.get(Store::Records, &record_key(collection, id)).await;
+                let Ok(stored) = stored else { return };
+                stored
+            }
+        };
         let key = RecordKey::new(collection, id);
         let changed = {
             let mut state = self.inner.state.borrow_mut();
@@ -1332,21 +1348,13 @@ impl Client {
         })
     }
 
-    /// `metrics()` of docs/reference.md, without `syncs` (the facade adds it).
-    pub fn metrics(&self) -> JsValue {
+    /// This tab's counters since it started, by their `metrics()` names
+    /// (the facade adds the sync runs and the stored totals).
+    pub fn counters(&self) -> crate::core::counters::Counters {
         let state = self.inner.state.borrow();
-        let m = state.engine.counters();
-        let out = to_js(m).unwrap_or(JsValue::UNDEFINED);
-        let rate = |n: u64| {
-            if m.operations == 0 {
-                0.0
-            } else {
-                n as f64 / m.operations as f64
-            }
-        };
-        let _ = js_sys::Reflect::set(&out, &"conflictRate".into(), &rate(m.conflicts).into());
-        let _ = js_sys::Reflect::set(&out, &"retryRate".into(), &rate(m.retries).into());
-        out
+        to_js(state.engine.counters())
+            .and_then(from_server)
+            .unwrap_or_default()
     }
 
     /// Marks when the last spreadsheet sync ended (for `status`).

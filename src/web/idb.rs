@@ -68,13 +68,16 @@ export function abandonOpen(req) {
   req.onerror = (event) => event.preventDefault();
 }
 
-export function versionedPut(db, store, key, entry, expected) {
+export function versionedPut(db, store, key, entry, expected, fail) {
   // One versioned put in plain JS: the read and the write issued back to
   // back in one transaction, the version checked when the read answers
   // (the transaction is still active then) and the transaction aborted on
-  // a mismatch. Resolves to -1 when written, else to the version found
-  // (0: absent; NaN: an entry a LocalStore did not write); rejects with
-  // what IndexedDB threw or the transaction's error.
+  // a mismatch, else committed at once: nothing more will be asked of it,
+  // so the commit need not wait for the put's success to reach the page.
+  // Resolves to expected + 1 (the version written); rejects with what
+  // fail(found, thrown, key, expected) makes of a mismatch (found: the
+  // version found, 0 absent, NaN an entry a LocalStore did not write) or
+  // of what IndexedDB threw (found: -1), so that no Rust future is needed.
   return new Promise((resolve, reject) => {
     let found = -1;
     let tx;
@@ -89,15 +92,17 @@ export function versionedPut(db, store, key, entry, expected) {
         if (version !== expected) {
           found = version;
           tx.abort();
+        } else if (tx.commit) {
+          tx.commit();
         }
       };
     } catch (e) {
       if (tx) { try { tx.abort(); } catch (_) {} }
-      reject(e);
+      reject(fail(-1, e, key, expected));
       return;
     }
-    tx.oncomplete = () => resolve(found);
-    tx.onabort = () => (found !== -1 ? resolve(found) : reject(tx.error || new DOMException("aborted", "AbortError")));
+    tx.oncomplete = () => resolve(expected + 1);
+    tx.onabort = () => reject(fail(found, found !== -1 ? null : tx.error || new DOMException("aborted", "AbortError"), key, expected));
   });
 }
 
@@ -198,6 +203,7 @@ extern "C" {
         key: &str,
         entry: &JsValue,
         expected: f64,
+        fail: &js_sys::Function,
     ) -> js_sys::Promise;
 }
 
@@ -938,41 +944,34 @@ impl Db {
     /// Writes `entry` under `key` of `store` if the stored entry's `v` is
     /// `expected` (0: absent), in one readwrite transaction whose read and
     /// write are issued back to back (as [`Db::checked_write`], but in one
-    /// call into JavaScript: no Rust future per request). `Ok(None)` when
-    /// written, `Ok(Some(found))` when the version differed (nothing
-    /// written); `found` is `None` for an entry that carries no version.
+    /// call into JavaScript, answered by the promise itself: no Rust future
+    /// per put). The promise resolves to `expected + 1` when written, and
+    /// rejects with what `fail(found, thrown, key, expected)` returns: for
+    /// a version that differed, `found` is the version seen (0 absent, NaN
+    /// an entry that carries no version) and `thrown` null; for an
+    /// IndexedDB error, `found` is -1 and `thrown` what it threw.
     ///
     /// # Errors
-    /// [`Error::Closed`], [`Error::Quota`], [`Error::Invalid`] for a value
-    /// that cannot be cloned, [`Error::Storage`] otherwise.
-    pub async fn versioned_put(
+    /// [`Error::Closed`] when the database is closed.
+    pub fn versioned_put(
         &self,
         store: &str,
         key: &str,
         entry: &JsValue,
         expected: u64,
-    ) -> Result<Option<Option<u64>>, Error> {
+        fail: &js_sys::Function,
+    ) -> Result<js_sys::Promise, Error> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        let answer = wasm_bindgen_futures::JsFuture::from(versioned_put(
+        Ok(versioned_put(
             &self.raw,
             store,
             key,
             entry,
             expected as f64,
+            fail,
         ))
-        .await
-        .map_err(|e| match get(&e, "name").as_string().as_deref() {
-            Some("InvalidStateError") => Error::Closed,
-            _ => error_from_js(&e),
-        })?;
-        let found = answer.as_f64().unwrap_or(f64::NAN);
-        if found == -1.0 {
-            return Ok(None);
-        }
-        let version = (found.fract() == 0.0 && found >= 0.0).then_some(found as u64);
-        Ok(Some(version))
     }
 
     /// A write that holds only if stored values are as expected: issues

@@ -151,28 +151,19 @@ impl SyncRunner {
         crate::web::client::subscribe_fn(&self.listeners, listener)
     }
 
-    /// `{ started, completed, failed, meanDurationMs }` for `metrics()`.
-    pub fn counts_js(&self) -> JsValue {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Out {
-            started: u64,
-            completed: u64,
-            failed: u64,
-            mean_duration_ms: f64,
-        }
+    /// The runs this tab counted, by their `metrics()` counter names.
+    pub fn counters(&self) -> crate::core::counters::Counters {
         let c = self.counts.get();
-        to_js(&Out {
-            started: c.started,
-            completed: c.completed,
-            failed: c.failed,
-            mean_duration_ms: if c.finished == 0 {
-                0.0
-            } else {
-                c.total_ms as f64 / c.finished as f64
-            },
-        })
-        .unwrap_or(JsValue::UNDEFINED)
+        [
+            ("syncStarted", c.started),
+            ("syncCompleted", c.completed),
+            ("syncFailed", c.failed),
+            ("syncTotalMs", c.total_ms),
+            ("syncFinished", c.finished),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v as f64))
+        .collect()
     }
 
     fn dispatch(&self, event: SyncEvent) {
@@ -565,10 +556,17 @@ impl SyncRunner {
             };
             if let Ok(items) = listed.and_then(from_server::<Vec<ServerSyncStatus>>) {
                 for line in items.iter().filter_map(ServerSyncStatus::as_history) {
-                    let known =
-                        line.sync_id.is_some() && list.iter().any(|l| l.sync_id == line.sync_id);
-                    if !known {
-                        list.push(line);
+                    let known = line
+                        .sync_id
+                        .as_ref()
+                        .and_then(|id| list.iter_mut().find(|l| l.sync_id.as_ref() == Some(id)));
+                    match known {
+                        // Followed here: the server's list adds which rows conflicted.
+                        Some(kept) if kept.conflict_rows.is_empty() => {
+                            kept.conflict_rows = line.conflict_rows;
+                        }
+                        Some(_) => {}
+                        None => list.push(line),
                     }
                 }
             }

@@ -27,6 +27,15 @@ export function malformedMessages() {
     { version: 1, sender: 42, sequence: "x", kind: {}, payload: [] },
     { __proto__: null, kind: "release" },
     new Uint8Array([1, 2, 3]),
+    // The object form of format 1, well formed: an older build's lock request.
+    { v: 1, tab: "x", seq: 1, kind: "lock", payload: { token: 1, clock: 1, signal: { type: "request", lock: "crm-sync:leader", stamp: 1 } } },
+    // Format 2 arrays: a newer format, an unknown kind, broken fields.
+    [3, "x", 1, 0, 1, 1, 0, "crm-sync:leader", 1],
+    [2, "x", 1, 99],
+    [2, "x", "one", 0],
+    [2, "x", 1, 0, 1, 1, 7, "crm-sync:leader", 1],
+    [2, "x", 1, 0, 1, 1, 3, "crm-sync:leader", 1],
+    [2, "x", 1, 0, -1, 1, 0, "crm-sync:leader", 1],
   ];
 }
 export function pageTransition(type, persisted) {

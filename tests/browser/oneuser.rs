@@ -569,3 +569,46 @@ async fn the_sync_log_keeps_each_exchange_and_every_tab_reads_the_same() {
     a.close();
     b.close();
 }
+
+/// `crm.metrics()` is kept per user in IndexedDB: a client opened after
+/// another closed (a reload) starts from its totals, not from zero, and
+/// goes on counting from there.
+#[wasm_bindgen_test]
+async fn metrics_survive_a_reload() {
+    let commits = |crm: &CrmSync| prop(&crm.metrics(), "commits").as_f64().unwrap_or(0.0);
+    let a = client("user26", &[]).await;
+    let id = customer(&a, 26).await;
+    for city in ["Graz", "Linz"] {
+        let r = wait(a.save(
+            "customers".into(),
+            id.clone(),
+            obj(&[("city", format!("{city} {}", tag()).into())]),
+        ))
+        .await;
+        assert_eq!(prop(&r, "status").as_string().as_deref(), Some("committed"));
+    }
+    let before = commits(&a);
+    assert!(before >= 2.0, "{before}");
+    let operations = prop(&a.metrics(), "operations").as_f64().unwrap();
+    // Written within a second.
+    sleep(1_500).await;
+    a.close();
+
+    let b = client("user26", &[]).await;
+    // At once: the totals are read before the client is handed out.
+    assert!(
+        commits(&b) >= before,
+        "after the reload: {} commits, {before} before",
+        commits(&b)
+    );
+    assert!(prop(&b.metrics(), "operations").as_f64().unwrap() >= operations);
+    let r = wait(b.save(
+        "customers".into(),
+        id.clone(),
+        obj(&[("city", format!("Wels {}", tag()).into())]),
+    ))
+    .await;
+    assert_eq!(prop(&r, "status").as_string().as_deref(), Some("committed"));
+    assert!(commits(&b) >= before + 1.0);
+    b.close();
+}

@@ -116,6 +116,14 @@ async fn thirty_clients_change_thirty_fields_and_all_land() {
 async fn thirty_clients_change_one_field_committed_ones_raise_the_version() {
     let (clients, id) = thirty_clients_on_customer(11).await;
     let before = version(&clients[0].get("customers", &id).unwrap());
+    // The users' totals over sessions: count from here.
+    let conflicts_of = |clients: &[CrmSync]| -> f64 {
+        clients
+            .iter()
+            .map(|c| prop(&c.metrics(), "conflicts").as_f64().unwrap())
+            .sum()
+    };
+    let conflicts_before = conflicts_of(&clients);
     let tag = run_tag();
     let saves = Array::new();
     for (i, c) in clients.iter().enumerate() {
@@ -149,10 +157,7 @@ async fn thirty_clients_change_one_field_committed_ones_raise_the_version() {
         prop(&prop(&conflict, "base"), "version").as_f64(),
         Some(before)
     );
-    let total_conflicts: f64 = clients
-        .iter()
-        .map(|c| prop(&c.metrics(), "conflicts").as_f64().unwrap())
-        .sum();
+    let total_conflicts = conflicts_of(&clients) - conflicts_before;
     assert_eq!(total_conflicts as usize, conflicts);
     // Resolving sends the person's choice on the server's version.
     let resolved = wait(with_conflict.resolve(
@@ -205,7 +210,11 @@ async fn fifty_saves_in_the_window_send_one_patch_and_share_its_result() {
     let crm = client("alice", &[("debounceMs", 200.into())]).await;
     let id = customer(&crm, 13).await;
     let before = version(&crm.get("customers", &id).unwrap());
-    let requests_before = prop(&crm.metrics(), "requests").as_f64().unwrap();
+    // `metrics()` are the user's totals over sessions (alice is in many
+    // tests): compare with the figures before.
+    let count = |crm: &CrmSync, name: &str| prop(&crm.metrics(), name).as_f64().unwrap();
+    let requests_before = count(&crm, "requests");
+    let (operations_before, commits_before) = (count(&crm, "operations"), count(&crm, "commits"));
     let saves = Array::new();
     let tag = run_tag();
     for i in 0..50 {
@@ -234,8 +243,14 @@ async fn fifty_saves_in_the_window_send_one_patch_and_share_its_result() {
         prop(&metrics, "requests").as_f64().unwrap() - requests_before,
         1.0
     );
-    assert_eq!(prop(&metrics, "operations").as_f64(), Some(50.0));
-    assert_eq!(prop(&metrics, "commits").as_f64(), Some(1.0));
+    assert_eq!(
+        prop(&metrics, "operations").as_f64(),
+        Some(operations_before + 50.0)
+    );
+    assert_eq!(
+        prop(&metrics, "commits").as_f64(),
+        Some(commits_before + 1.0)
+    );
     for r in results.iter() {
         assert_eq!(status(&r), "committed");
         assert_eq!(version(&prop(&r, "record")), before + 1.0);

@@ -16,6 +16,35 @@ use super::support::{fetch_as, prop, server};
 extern "C" {
     #[wasm_bindgen(js_name = patchAs)]
     fn patch_as(base: &str, user: &str, collection: &str, id: &str, fields: &JsValue) -> Promise;
+    #[wasm_bindgen(js_name = postRaw)]
+    fn post_raw(channel_name: &str, messages: &Array);
+}
+
+/// A record notice as a tab posts it (format 2: `[v, tab, seq, kind,
+/// collection, id, version, record]`), from a tab id of its own.
+fn record_notice(id: &str, version: u64, record: &JsValue) -> JsValue {
+    let items: [JsValue; 8] = [
+        2.into(),
+        "another-build".into(),
+        0.into(),
+        1.into(),
+        "customers".into(),
+        id.into(),
+        (version as f64).into(),
+        record.clone(),
+    ];
+    items.iter().collect::<Array>().into()
+}
+
+/// `{ id, version, fields: { city } }`, a record as a notice carries it.
+fn carried(id: &str, version: u64, city: &str) -> JsValue {
+    let fields = Object::new();
+    Reflect::set(&fields, &"city".into(), &city.into()).unwrap();
+    let record = Object::new();
+    Reflect::set(&record, &"id".into(), &id.into()).unwrap();
+    Reflect::set(&record, &"version".into(), &(version as f64).into()).unwrap();
+    Reflect::set(&record, &"fields".into(), &fields).unwrap();
+    record.into()
 }
 
 async fn client(user: &str) -> CrmSync {
@@ -227,7 +256,36 @@ async fn a_commit_in_one_tab_reaches_the_other_tab_as_a_record_event() {
             .collect::<Vec<_>>()
     );
     let in_b = b.get("customers", &id).unwrap();
-    assert_eq!(prop(&prop(&in_b, "fields"), "city").as_string(), Some(city));
+    assert_eq!(
+        prop(&prop(&in_b, "fields"), "city").as_string(),
+        Some(city.clone())
+    );
+
+    // The record rode in the notice: one that is the version the notice
+    // names is shown as it came (IndexedDB still holds the committed copy,
+    // so only the notice can have brought this city)...
+    let version = prop(&in_b, "version").as_f64().unwrap() as u64;
+    let channel = "crm-sync:user37:events";
+    let carried_city = format!("Carried {}", (js_sys::Math::random() * 1e9) as u64);
+    let notice = record_notice(&id, version + 1, &carried(&id, version + 1, &carried_city));
+    post_raw(channel, &[notice].iter().collect());
+    let shown = eventually(3_000, || {
+        let r = b.get("customers", &id).unwrap();
+        prop(&prop(&r, "fields"), "city").as_string().as_deref() == Some(carried_city.as_str())
+    })
+    .await;
+    assert!(shown, "the carried record was not shown");
+    // ...and one that is not the version named is not taken: the notice
+    // sends B to IndexedDB, whose copy is older than what B shows.
+    let odd = record_notice(&id, version + 3, &carried(&id, version + 2, "Not this one"));
+    post_raw(channel, &[odd].iter().collect());
+    sleep(300).await;
+    let r = b.get("customers", &id).unwrap();
+    assert_eq!(
+        prop(&prop(&r, "fields"), "city").as_string(),
+        Some(carried_city)
+    );
+    assert_eq!(prop(&r, "version").as_f64(), Some((version + 1) as f64));
     a.close();
     b.close();
 }
@@ -596,4 +654,39 @@ async fn a_fresh_browser_shows_past_runs_from_the_server() {
     );
     assert!(prop(&line, "durationMs").as_f64().is_some());
     fresh.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_from_sheet_runs_conflicting_rows_are_in_its_history_line() {
+    let crm = client("user26").await;
+    assert!(eventually(3000, || prop(&crm.tabs(), "isLeader") == JsValue::TRUE).await);
+    // user29 changes c-0196 in the CRM: the sheet's row for it no longer applies.
+    let phone = format!("+1-555-{:x}", (js_sys::Math::random() * 1e9) as u64);
+    let fields = Object::new();
+    Reflect::set(&fields, &"phone".into(), &phone.into()).unwrap();
+    JsFuture::from(patch_as(server(), "user29", "customers", "c-0196", &fields))
+        .await
+        .unwrap();
+    let (answer, _) = start_timed(&crm).await;
+    let id = prop(&answer, "syncId").as_string().unwrap();
+    assert!(eventually(20_000, || phase(&crm) == "complete").await);
+    let history: Array = JsFuture::from(Promise::from(call(&crm.sync(), "history", &[])))
+        .await
+        .unwrap()
+        .into();
+    let line = history
+        .iter()
+        .find(|l| prop(l, "syncId").as_string().as_deref() == Some(id.as_str()))
+        .expect("the run is in the history");
+    let rows: Array = prop(&line, "conflictRows").into();
+    let row = rows
+        .iter()
+        .find(|r| prop(r, "id").as_string().as_deref() == Some("c-0196"))
+        .unwrap_or_else(|| panic!("c-0196 not among {} rows", rows.length()));
+    assert_eq!(prop(&row, "reason").as_string().as_deref(), Some("changed"));
+    assert_eq!(
+        prop(&row, "updatedBy").as_string().as_deref(),
+        Some("user29")
+    );
+    crm.close();
 }

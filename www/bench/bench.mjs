@@ -73,8 +73,12 @@ async function rawPut(db, key, value) {
 const PUTS = 500;
 const BATCH = 1000;
 const GETS = 1000;
-/** Acquire+release loops per round: the BroadcastChannel path takes ~100 ms each. */
-const LOCK_ROUNDS = { "web-locks": 200, broadcast: 10 };
+/**
+ * Acquire+release loops per round. On the BroadcastChannel path a tab alone
+ * takes a lock at once; beside another tab each acquire waits the settle
+ * time (~100 ms).
+ */
+const LOCK_ROUNDS = { "web-locks": 200, broadcast: 200, "broadcast-pair": 10 };
 const HANDOFFS = { "web-locks": 40, broadcast: 10 };
 const ROUND_TRIPS = 100;
 const SAVES = 1000;
@@ -327,14 +331,18 @@ const benches = {
   lockWeb: (side, round) => lockLoop(side, round, "web-locks"),
   /** The same on the BroadcastChannel path (its baseline stays raw Web Locks). */
   lockBroadcast: (side, round) => lockLoop(side, round, "broadcast"),
+  /** The same with a second tab open on the channel (idle, standing for leader). */
+  lockBroadcastPair: (side, round) => lockLoop(side, round, "broadcast", true),
   /** ms from one tab's release to the waiting tab's grant, Web Locks path. */
   handoffWeb: (side, round) => handoff(side, round, "web-locks"),
   /** The same on the BroadcastChannel path. */
   handoffBroadcast: (side, round) => handoff(side, round, "broadcast"),
 
   /**
-   * ms from a commit in one client (its `record` event, origin `local`) to
-   * the other client's `record` event for that record; two clients of one
+   * ms from a commit in one client (its `record` event, origin `local`,
+   * that follows the server's answer) to the other client's `record` event
+   * for that record (and, as `fromSave`, from the save's first `local`
+   * event, so including the PATCH); two clients of one
    * user in one page stand for two tabs. The baseline is a raw
    * BroadcastChannel round trip between two channel objects. The crm side
    * gives up after 3 s and answers `null` (not available).
@@ -363,6 +371,7 @@ const benches = {
     try {
       await one.load("benchdeb");
       await other.load("benchdeb");
+      let stagedAt = 0;
       let committedAt = 0;
       let seenAt = 0;
       let origin = "";
@@ -376,14 +385,18 @@ const benches = {
           }
         });
       });
+      // The committing client's first `local` event is the save staged
+      // (before the PATCH); the last one before the other client's event is
+      // the commit (stored, after the server's answer).
       one.subscribe((e) => {
-        if (e.type === "record" && e.id === "r2" && e.origin === "local" && !committedAt) {
+        if (e.type === "record" && e.id === "r2" && e.origin === "local" && !seenAt) {
+          if (!stagedAt) stagedAt = now();
           committedAt = now();
         }
       });
       await one.save("benchdeb", "r2", { n: round });
       const got = await Promise.race([seen.then(() => true), sleep(3000).then(() => false)]);
-      return got ? { ms: seenAt - committedAt, origin } : null;
+      return got ? { ms: seenAt - committedAt, fromSave: seenAt - stagedAt, origin } : null;
     } finally {
       one.close();
       other.close();
@@ -410,23 +423,26 @@ const benches = {
   },
 };
 
-async function lockLoop(side, round, mode) {
-  const name = `bench-lock-${mode}-${round}`;
+async function lockLoop(side, round, mode, pair = false) {
+  const name = `bench-lock-${mode}${pair ? "-pair" : ""}-${round}`;
+  const rounds = LOCK_ROUNDS[pair ? "broadcast-pair" : mode];
   if (side === "base") {
     const t0 = now();
-    for (let i = 0; i < LOCK_ROUNDS[mode]; i++) await navigator.locks.request(name, async () => {});
-    return (now() - t0) / LOCK_ROUNDS[mode];
+    for (let i = 0; i < rounds; i++) await navigator.locks.request(name, async () => {});
+    return (now() - t0) / rounds;
   }
   const locks = new TabLocks(name, { mode });
+  const other = pair ? new TabLocks(name, { mode }) : null;
   try {
     // The first acquire on the BroadcastChannel path waits out the join
     // period (listening for other tabs); measure the steady state.
     (await locks.acquire("L", { timeoutMs: 10000 })).release();
     const t0 = now();
-    for (let i = 0; i < LOCK_ROUNDS[mode]; i++) (await locks.acquire("L", { timeoutMs: 10000 })).release();
-    return (now() - t0) / LOCK_ROUNDS[mode];
+    for (let i = 0; i < rounds; i++) (await locks.acquire("L", { timeoutMs: 10000 })).release();
+    return (now() - t0) / rounds;
   } finally {
     locks.close();
+    other?.close();
   }
 }
 

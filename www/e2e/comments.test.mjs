@@ -16,7 +16,7 @@ after(async () => {
 
 /** How often each text appears in a window's comment thread. */
 async function countIn(dialog, texts) {
-  const shown = await dialog.getByRole("list", { name: "Comment thread" }).locator(".comment-text").allInnerTexts();
+  const shown = await dialog.getByRole("list", { name: "Activity" }).locator(".comment-text").allInnerTexts();
   return texts.map((t) => shown.filter((s) => s === t).length);
 }
 

@@ -27,7 +27,7 @@ test("comments: Ctrl+Enter sends, and the thread scrolls to the newest", async (
     await dialog.locator(".comment:not(.pending)").filter({ hasText: last.split("\n")[0] }).waitFor();
   }
   assert.equal(await box.inputValue(), "", "sent and cleared");
-  const thread = dialog.getByRole("list", { name: "Comment thread" });
+  const thread = dialog.getByRole("list", { name: "Activity" });
   // Scrolled to the bottom, and the newest comment is in view.
   await page.waitForFunction(
     (el) => el.scrollHeight > el.clientHeight && el.scrollTop + el.clientHeight >= el.scrollHeight - 2,

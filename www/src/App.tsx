@@ -4,6 +4,7 @@ import { CrmProvider, useConflicts, useCrm, useSyncState } from "crm-sync/react"
 import { ConflictDialog } from "./components/ConflictDialog";
 import { StatusBar } from "./components/StatusBar";
 import { SyncBadge } from "./components/SyncBadge";
+import { Toasts } from "./components/Toasts";
 import { KeptContext, KeptNotices } from "./kept";
 import { explain, readSession, writeSession } from "./lib";
 import { UpdatePrompt } from "./pwa";
@@ -11,10 +12,12 @@ import { CalendarPage } from "./pages/CalendarPage";
 import { CustomersPage } from "./pages/CustomersPage";
 import { LoginPage } from "./pages/LoginPage";
 import { SettingsPage } from "./pages/SettingsPage";
+import { TeamPage } from "./pages/TeamPage";
 
 const PAGES = [
   { hash: "#/customers", label: "Customers" },
   { hash: "#/calendar", label: "Calendar" },
+  { hash: "#/team", label: "Team activity" },
   { hash: "#/settings", label: "Settings" },
 ] as const;
 type PageHash = (typeof PAGES)[number]["hash"];
@@ -189,8 +192,10 @@ function Shell({ onLogout }: { onLogout: () => void }) {
       <main id="content" tabIndex={-1}>
         {page === "#/customers" && <CustomersPage />}
         {page === "#/calendar" && <CalendarPage />}
+        {page === "#/team" && <TeamPage />}
         {page === "#/settings" && <SettingsPage />}
       </main>
+      <Toasts />
       {shownConflict && (
         <ConflictDialog
           key={shownConflict.id}

@@ -14,7 +14,6 @@ use crate::core::engine::{
 use crate::core::outbox::{EntryState, MutationOp, OutboxEntry};
 use crate::core::reachability::Answer;
 use crate::core::record::{Comment, Record};
-use crate::core::tab_message::{RecordChange, TabMessage};
 use crate::error::{Error, ErrorCode};
 use crate::web::clock::now_ms;
 use crate::web::http::{send, HttpRequest, HttpResponse, Method};
@@ -126,13 +125,7 @@ impl Client {
                 },
             ),
             Effect::ConflictFound(kept) => self.emit_conflict(&kept),
-            Effect::TellCommitted { key, version } => {
-                self.tell_tabs(TabMessage::RecordChanged(RecordChange {
-                    collection: key.collection,
-                    id: key.id,
-                    version,
-                }));
-            }
+            Effect::TellCommitted { key, version } => self.tell_tabs_record(&key, version),
             Effect::Reachable => self.ring_feed_if_leading(),
             Effect::SessionEnded => self.session_ended_here(),
             Effect::Drained(report) => self.log_exchange(SyncLogEntry {

@@ -1,8 +1,9 @@
-import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
+import { useRef, useState, type FormEvent, type KeyboardEvent } from "react";
 import type { FieldValue, SaveResult } from "crm-sync";
-import { useConflicts, useCrm, useCrmStatus, useRecord } from "crm-sync/react";
+import { useConflicts, useCrm, useRecord } from "crm-sync/react";
 import { useKeptNotices } from "../kept";
 import { CUSTOMER_STATUSES, looksLikeEmail, plain, text, when } from "../lib";
+import { ActivityTimeline } from "./ActivityTimeline";
 import { Dialog } from "./Dialog";
 
 const TEXT_FIELDS = [
@@ -39,7 +40,6 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
   const crm = useCrm();
   const view = useRecord("customers", id);
   const conflicts = useConflicts();
-  const status = useCrmStatus();
   const { store: kept, notices } = useKeptNotices();
   const [typed, setTyped] = useState<Record<string, string>>({});
   const [problems, setProblems] = useState<Record<string, string>>({});
@@ -49,14 +49,6 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
   const [comment, setComment] = useState("");
   const [commentError, setCommentError] = useState<string | null>(null);
   const latest = useRef(0);
-  const thread = useRef<HTMLOListElement>(null);
-  const commentCount = view?.comments.length ?? 0;
-
-  // The newest comment is at the bottom: keep it in sight.
-  useEffect(() => {
-    const el = thread.current;
-    if (el) el.scrollTop = el.scrollHeight;
-  }, [commentCount]);
 
   function change(field: string, value: string) {
     setTyped((t) => ({ ...t, [field]: value }));
@@ -230,24 +222,8 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
       </p>
 
       <section aria-labelledby="comments-title" className="comments">
-        <h3 id="comments-title">Comments</h3>
-        {view.comments.length === 0 ? (
-          <p className="hint">No comments yet.</p>
-        ) : (
-          <ol className="thread" aria-label="Comment thread" ref={thread} tabIndex={0}>
-            {view.comments.map((c) => (
-              <li key={c.id} className={c.pending ? "comment pending" : "comment"}>
-                <div className="comment-head">
-                  <strong>{c.author}</strong> <span className="hint">{when(c.createdAt)}</span>
-                  {c.pending && (
-                    <span className="badge pending">{status.online ? "sending…" : "queued: sent when online"}</span>
-                  )}
-                </div>
-                <p className="comment-text">{c.text}</p>
-              </li>
-            ))}
-          </ol>
-        )}
+        <h3 id="comments-title">Activity</h3>
+        <ActivityTimeline collection="customers" id={id} version={view.version} comments={view.comments} />
         <form onSubmit={addComment} className="comment-form">
           <label>
             New comment <span className="hint">(Ctrl+Enter sends)</span>

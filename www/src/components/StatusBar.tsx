@@ -1,7 +1,6 @@
 import { useState } from "react";
 import type { CrmSync, PendingMutation } from "crm-sync";
 import { useConflicts, useCrm, useCrmStatus, useFailed, usePending } from "crm-sync/react";
-import { useKeptNotices } from "../kept";
 import { fieldLabel, plain, text } from "../lib";
 
 const KIND: Record<string, string> = { customers: "customer", calendar_events: "booking" };
@@ -45,7 +44,6 @@ export function StatusBar({ onShowConflicts }: { onShowConflicts: () => void }) 
   const pending = usePending();
   const failed = useFailed();
   const conflicts = useConflicts();
-  const { store: kept, notices } = useKeptNotices();
   const [open, setOpen] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const queued = pending.filter((m) => m.state === "queued" || m.state === "sending");
@@ -71,16 +69,6 @@ export function StatusBar({ onShowConflicts }: { onShowConflicts: () => void }) 
           This browser does not let the app store data: unsent changes are lost on reload.
         </div>
       )}
-      {notices.map((n) => (
-        <div key={n.key} className="kept-notice" role="status" data-testid="kept-notice">
-          <span>
-            <strong>{n.recordName}:</strong> {n.text}
-          </span>
-          <button type="button" onClick={() => kept?.dismiss(n.key)}>
-            OK
-          </button>
-        </div>
-      ))}
       {/* Always laid out (at the height of its buttons), so nothing below
           moves when a count or "Resolve conflicts" appears. */}
       <div className="outbox-summary">

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "react";
-import type { CrmSyncJobs, SyncHistoryEntry, SyncState } from "crm-sync";
-import { useCrm, useCrmStatus, useSyncState } from "crm-sync/react";
+import type { CrmSyncJobs, SyncHistoryEntry, SyncSchedule, SyncState } from "crm-sync";
+import { useCrm, useCrmStatus, useSyncLog, useSyncState } from "crm-sync/react";
 import { explain, when } from "../lib";
 import { isSyncRunning } from "../useLoad";
 
@@ -179,6 +179,145 @@ function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
   );
 }
 
+/** "09:05:30" on the day, with the date when it is another day. */
+function moment(ms: number): string {
+  const d = new Date(ms);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  return d.toDateString() === new Date().toDateString() ? time : `${when(ms)}:${pad(d.getSeconds())}`;
+}
+
+/** The shared schedule, as every tab of the user has it (read each second). */
+function useSchedule(sync: CrmSyncJobs): SyncSchedule | null {
+  const [schedule, setSchedule] = useState<SyncSchedule | null>(() => sync.scheduled);
+  useEffect(() => {
+    const timer = window.setInterval(() => {
+      const next = sync.scheduled;
+      setSchedule((now) =>
+        now?.nextAt === next?.nextAt && now?.intervalMs === next?.intervalMs && now?.kind === next?.kind ? now : next,
+      );
+    }, 1000);
+    return () => window.clearInterval(timer);
+  }, [sync]);
+  return schedule;
+}
+
+/** Set or stop the automatic sync; shows when it next runs. */
+function SchedulePanel({ sync }: { sync: CrmSyncJobs }) {
+  const schedule = useSchedule(sync);
+  const [minutes, setMinutes] = useState("120");
+  const [kind, setKind] = useState<SyncJobKind>("from-sheet");
+  const [error, setError] = useState<string | null>(null);
+
+  async function set(intervalMs: number | null) {
+    setError(null);
+    try {
+      await sync.schedule(intervalMs, kind);
+    } catch (e) {
+      setError(`Could not change the schedule: ${explain(e)}`);
+    }
+  }
+  const asked = Number(minutes);
+  const valid = Number.isFinite(asked) && asked * 60_000 >= 1000;
+  return (
+    <section aria-labelledby="schedule-title" className="panel">
+      <h2 id="schedule-title">Automatic sync</h2>
+      <p data-testid="schedule-status">
+        {schedule ? (
+          <>
+            Every {schedule.intervalMs >= 60_000 ? `${+(schedule.intervalMs / 60_000).toFixed(2)} min` : `${schedule.intervalMs / 1000} s`}{" "}
+            ({schedule.kind}); next run at <time data-testid="schedule-next">{moment(schedule.nextAt)}</time>
+          </>
+        ) : (
+          "Off"
+        )}
+      </p>
+      <div className="row">
+        <label>
+          Every (minutes){" "}
+          <input
+            type="number"
+            min="0.02"
+            step="any"
+            value={minutes}
+            onChange={(e) => setMinutes(e.target.value)}
+            aria-invalid={!valid}
+          />
+        </label>
+        <label>
+          Direction{" "}
+          <select value={kind} onChange={(e) => setKind(e.target.value as SyncJobKind)}>
+            <option value="from-sheet">From the sheet</option>
+            <option value="to-sheet">To the sheet</option>
+          </select>
+        </label>
+        <div className="actions">
+          <button type="button" className="primary" disabled={!valid} onClick={() => set(Math.round(asked * 60_000))}>
+            Set schedule
+          </button>
+          <button type="button" disabled={!schedule} onClick={() => set(null)}>
+            Stop schedule
+          </button>
+        </div>
+      </div>
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+    </section>
+  );
+}
+
+/** The record-sync log: each exchange with the server, newest first. */
+function SyncLogPanel() {
+  const log = useSyncLog();
+  const shown = log.slice(0, 50);
+  return (
+    <section aria-labelledby="synclog-title" className="panel">
+      <h2 id="synclog-title">Record sync log</h2>
+      {shown.length === 0 ? (
+        <p className="hint">Nothing exchanged yet.</p>
+      ) : (
+        <div className="scroll-x" tabIndex={0} role="region" aria-label="Record sync log, scrolls sideways on small screens">
+          <table aria-label="Record sync log" className="history">
+            <thead>
+              <tr>
+                <th scope="col">At</th>
+                <th scope="col">What</th>
+                <th scope="col">Pushed</th>
+                <th scope="col">Pulled</th>
+                <th scope="col">Merged</th>
+                <th scope="col">Conflicts</th>
+                <th scope="col">Failed</th>
+                <th scope="col">Took</th>
+                <th scope="col">Error</th>
+              </tr>
+            </thead>
+            <tbody>
+              {shown.map((l, i) => (
+                <tr key={`${l.at}-${i}`} data-direction={l.direction} data-kind={l.kind}>
+                  <td>{moment(l.at)}</td>
+                  <td>
+                    {l.direction} ({l.kind})
+                  </td>
+                  <td>{l.pushed}</td>
+                  <td>{l.pulled}</td>
+                  <td>{l.merged}</td>
+                  <td>{l.conflicts}</td>
+                  <td>{l.failed}</td>
+                  <td>{Math.round(l.durationMs)} ms</td>
+                  <td className={l.error ? "result-error" : undefined}>{l.error ?? ""}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
 /** Settings: the sync panel and what this device knows. */
 export function SettingsPage() {
   const crm = useCrm();
@@ -189,13 +328,17 @@ export function SettingsPage() {
     <section aria-labelledby="settings-title">
       <h1 id="settings-title">Settings</h1>
       {sync ? (
-        <SyncPanel sync={sync} />
+        <>
+          <SyncPanel sync={sync} />
+          <SchedulePanel sync={sync} />
+        </>
       ) : (
         <section className="panel" aria-labelledby="sync-title" data-testid="sync-unavailable">
           <h2 id="sync-title">Spreadsheet sync</h2>
           <p>This build of crm-sync has no <code>crm.sync</code> yet, so the sync panel is off.</p>
         </section>
       )}
+      <SyncLogPanel />
       <section className="panel" aria-labelledby="device-title">
         <h2 id="device-title">This device</h2>
         <dl className="facts">
@@ -216,7 +359,7 @@ export function SettingsPage() {
             <dd>{status.storage === "indexeddb" ? "IndexedDB (survives reloads)" : "memory only"}</dd>
           </div>
           <div>
-            <dt>Saves / conflicts / merged</dt>
+            <dt>Saves / conflicts / merged (all sessions)</dt>
             <dd>
               {metrics.commits} / {metrics.conflicts} / {metrics.merged}
             </dd>

@@ -218,6 +218,10 @@ enum Msg {
     },
 }
 
+/// A request on the wire: the tab and its incarnation, and for an outbox
+/// entry its mutation id and `Idempotency-Key` (none for a probe).
+type OnTheWire = (usize, u32, Option<(String, String)>);
+
 struct World {
     seed: u64,
     rng: IdSource,
@@ -230,7 +234,7 @@ struct World {
     tabs: Vec<Tab>,
     leaders: Vec<Option<usize>>,
     /// Requests on the wire, by attempt: the tab, the entry (None: a probe).
-    inflight: BTreeMap<u64, (usize, u32, Option<(String, String)>)>,
+    inflight: BTreeMap<u64, OnTheWire>,
     next_attempt: u64,
     next_caller: CallerId,
     trace: Vec<String>,

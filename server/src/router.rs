@@ -1,20 +1,19 @@
-//! HTTP plumbing: the router, body and header parsing that never panics and
-//! always answers in the error shape, request logging, static files.
+//! The HTTP surface: the route table, the router built from it with its
+//! layers (deadlines, body limit, request log, error shape for bare
+//! refusals, static files), and the connection loop.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, Request};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::handler::Handler;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
-use serde::Serialize;
-use serde_json::Value;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::CorsLayer;
@@ -23,135 +22,10 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::{auth, changes, openapi, records, sync_jobs, AppState};
+use crate::{auth, changes, history, metrics, openapi, record_routes, sync_routes, AppState};
 
 /// Largest request line plus headers hyper reads (its read buffer).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-
-/// A finished answer to a mutating request: what is stored for idempotent replays.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// JSON body text, empty for `204`.
-    pub body: String,
-    /// Whether this came from the idempotency store.
-    pub replayed: bool,
-}
-
-impl Answer {
-    /// An answer with a JSON body.
-    ///
-    /// # Errors
-    /// Internal error if `value` cannot be serialised.
-    pub fn json(status: StatusCode, value: &impl Serialize) -> Result<Self, ApiError> {
-        Ok(Self {
-            status,
-            body: serde_json::to_string(value).map_err(ApiError::internal)?,
-            replayed: false,
-        })
-    }
-
-    /// An answer without a body.
-    pub fn empty(status: StatusCode) -> Self {
-        Self {
-            status,
-            body: String::new(),
-            replayed: false,
-        }
-    }
-}
-
-impl IntoResponse for Answer {
-    fn into_response(self) -> Response {
-        let mut response = if self.body.is_empty() {
-            self.status.into_response()
-        } else {
-            (
-                self.status,
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                self.body,
-            )
-                .into_response()
-        };
-        if self.replayed {
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-        }
-        response
-    }
-}
-
-/// Parses a JSON request body. Syntax errors, bad UTF-8 and empty bodies are
-/// `400`; bodies over the body limit (`DefaultBodyLimit`) are `413`.
-///
-/// # Errors
-/// `400 invalid`, `413 too_large`.
-pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
-        } else {
-            ApiError::bad_request(format!("cannot read the request body: {}", e.body_text()))
-        }
-    })?;
-    if bytes.is_empty() {
-        return Err(ApiError::bad_request("the request needs a JSON body"));
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))
-}
-
-/// The bytes of a body that could be read, or none.
-pub fn body_bytes(body: &Result<Bytes, BytesRejection>) -> &[u8] {
-    body.as_ref().map_or(&[], |b| &b[..])
-}
-
-fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-        "the request body is larger than this server accepts",
-    )
-}
-
-/// Unwraps path parameters, turning a bad path (e.g. bad percent-encoding) into `400`.
-///
-/// # Errors
-/// `400 invalid`.
-pub fn path_params<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
-    path.map(|Path(p)| p)
-        .map_err(|e| ApiError::bad_request(format!("bad path: {}", e.body_text())))
-}
-
-/// Reads `If-Match`: accepts `"7"`, `7` and `W/"7"`; `None` when absent.
-///
-/// # Errors
-/// `400 invalid` for anything else.
-pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let mut values = headers.get_all(header::IF_MATCH).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    let bad = || ApiError::bad_request("If-Match must be a record version such as \"7\"");
-    if values.next().is_some() {
-        return Err(bad());
-    }
-    let text = value.to_str().map_err(|_| bad())?.trim();
-    let text = text.strip_prefix("W/").unwrap_or(text);
-    let text = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(text);
-    match text.parse::<i64>() {
-        Ok(v) if v >= 1 && !text.starts_with('+') => Ok(Some(v)),
-        _ => Err(bad()),
-    }
-}
 
 /// Options of the router.
 #[derive(Debug, Clone)]
@@ -196,7 +70,7 @@ where
     }
 }
 
-/// Every route under `/api/`.
+/// Every route under `/api/`, and `/metrics`.
 pub fn api_routes() -> Vec<ApiRoute> {
     vec![
         api_route("POST", "/api/login", auth::login_route),
@@ -207,26 +81,42 @@ pub fn api_routes() -> Vec<ApiRoute> {
             timed: false,
             ..api_route("GET", "/api/events", changes::events_route)
         },
-        api_route("GET", "/api/sync", sync_jobs::list_route),
-        api_route("POST", "/api/sync", sync_jobs::start_route),
-        api_route("GET", "/api/sync/{sync_id}", sync_jobs::status_route),
-        api_route("DELETE", "/api/sync/{sync_id}", sync_jobs::cancel_route),
+        api_route("GET", "/api/sync", sync_routes::list_route),
+        api_route("POST", "/api/sync", sync_routes::start_route),
+        api_route("GET", "/api/sync/{sync_id}", sync_routes::status_route),
+        api_route("DELETE", "/api/sync/{sync_id}", sync_routes::cancel_route),
         api_route("GET", "/api/openapi.json", openapi::openapi_route),
-        api_route("GET", "/api/{collection}", records::list_route),
-        api_route("POST", "/api/{collection}", records::create_route),
-        api_route("GET", "/api/{collection}/{id}", records::get_route),
-        api_route("PATCH", "/api/{collection}/{id}", records::patch_route),
-        api_route("DELETE", "/api/{collection}/{id}", records::delete_route),
+        api_route("GET", "/api/metrics", metrics::summary_route),
+        api_route("GET", "/metrics", metrics::prometheus_route),
+        api_route("GET", "/api/{collection}", record_routes::list_route),
+        api_route("POST", "/api/{collection}", record_routes::create_route),
+        api_route("GET", "/api/{collection}/{id}", record_routes::get_route),
+        api_route(
+            "PATCH",
+            "/api/{collection}/{id}",
+            record_routes::patch_route,
+        ),
+        api_route(
+            "DELETE",
+            "/api/{collection}/{id}",
+            record_routes::delete_route,
+        ),
         api_route(
             "POST",
             "/api/{collection}/{id}/comments",
-            records::comment_route,
+            record_routes::comment_route,
+        ),
+        api_route(
+            "GET",
+            "/api/{collection}/{id}/history",
+            history::history_route,
         ),
     ]
 }
 
 /// The whole HTTP surface.
 pub fn router(state: AppState, options: &RouterOptions) -> Router {
+    let figures = Arc::clone(&state.metrics);
     let (timed, untimed): (Vec<_>, Vec<_>) = api_routes().into_iter().partition(|r| r.timed);
     let mut api = Router::new();
     for r in timed {
@@ -268,6 +158,10 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(options.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            figures,
+            metrics::track_requests,
+        ))
         .layer(middleware::from_fn(log_request))
         .layer(middleware::map_response(shape_bare_refusals))
         .layer(CatchPanicLayer::custom(|_panic| {
@@ -393,27 +287,4 @@ async fn log_request(request: Request, next: Next) -> Response {
         "request"
     );
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::IF_MATCH, HeaderValue::from_str(value).unwrap());
-        h
-    }
-
-    #[test]
-    fn if_match_forms() {
-        assert_eq!(if_match(&HeaderMap::new()).unwrap(), None);
-        assert_eq!(if_match(&with("\"7\"")).unwrap(), Some(7));
-        assert_eq!(if_match(&with("7")).unwrap(), Some(7));
-        assert_eq!(if_match(&with("W/\"7\"")).unwrap(), Some(7));
-        assert!(if_match(&with("*")).is_err());
-        assert!(if_match(&with("\"x\"")).is_err());
-        assert!(if_match(&with("0")).is_err());
-        assert!(if_match(&with("+7")).is_err());
-    }
 }

@@ -1,0 +1,167 @@
+//! The sync-job routes: start, follow, cancel and list a user's jobs.
+//! The jobs themselves run in [`crate::sync_jobs`].
+
+use crate::openapi::*;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::extract::{body_bytes, json_body, path_params, Answer};
+use crate::idempotency::{write_once, Mutation};
+use crate::sync_jobs::SyncKind;
+use crate::AppState;
+
+/// `POST /api/sync` `{ kind }` + `Idempotency-Key` -> `202 { syncId, status: "queued", position }`.
+///
+/// # Errors
+/// `422` for an unknown kind, `400` for a bad body.
+#[utoipa::path(
+    post,
+    path = "/api/sync",
+    tag = "sync",
+    operation_id = "startSync",
+    request_body(content = StartSync, content_type = "application/json"),
+    params(
+        IdempotencyKey,
+    ),
+    responses(
+        (status = 202, description = "Queued", body = SyncStarted),
+        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
+        (status = 422, description = "`invalid` with `details.fields`; `idempotency_mismatch` for a key reused on another request", body = ErrorBody),
+        (status = 429, description = "`too_many_jobs`: the user has the most unfinished jobs allowed; `details.limit`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
+pub async fn start_route(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Answer, ApiError> {
+    let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
+    let body = json_body(body)?;
+    let kind = match body.get("kind").and_then(Value::as_str) {
+        Some("from-sheet") => SyncKind::FromSheet,
+        Some("to-sheet") => SyncKind::ToSheet,
+        _ => {
+            return Err(ApiError::invalid_field(
+                "kind",
+                "must be \"from-sheet\" or \"to-sheet\"",
+            ))
+        }
+    };
+    let jobs = Arc::clone(&state.jobs);
+    write_once(&state.db, mutation, move |_tx| {
+            // Queued inside the transaction that stores the answer, so two
+            // requests with one key can never both start a job.
+            let status = jobs.enqueue(&user, kind)?;
+            Ok(Answer::json(
+                StatusCode::ACCEPTED,
+                &json!({ "syncId": status["syncId"], "status": "queued", "position": status["position"] }),
+            )?
+            .into())
+        })
+        .await
+}
+
+/// `GET /api/sync/{syncId}`.
+///
+/// # Errors
+/// `404 sync_not_found`, `403 forbidden`.
+#[utoipa::path(
+    get,
+    path = "/api/sync/{sync_id}",
+    tag = "sync",
+    operation_id = "syncStatus",
+    params(
+        ("sync_id" = String, Path, description = "The job's `syncId`"),
+    ),
+    responses(
+        (status = 200, description = "The job", body = SyncJobStatus),
+        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
+        (status = 404, description = "`sync_not_found`: unknown, expired or lost in a restart", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
+pub async fn status_route(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_params(path)?;
+    state.jobs.status(&user, &id).map(Json)
+}
+
+/// `DELETE /api/sync/{syncId}` -> `200` with `status: "cancelled"`.
+///
+/// # Errors
+/// `404 sync_not_found`, `403 forbidden`, `409 already_finished`.
+#[utoipa::path(
+    delete,
+    path = "/api/sync/{sync_id}",
+    tag = "sync",
+    operation_id = "cancelSync",
+    params(
+        ("sync_id" = String, Path, description = "The job's `syncId`"),
+        IdempotencyKey,
+    ),
+    responses(
+        (status = 200, description = "The job, `cancelled`", body = SyncJobStatus),
+        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
+        (status = 404, description = "`sync_not_found`", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 409, description = "`already_finished`", body = ErrorBody),
+        (status = 422, description = "`idempotency_mismatch`: the key was used for another request", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
+pub async fn cancel_route(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    path: Result<Path<String>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Answer, ApiError> {
+    let id = path_params(path)?;
+    let mutation = Mutation::new(&user, &headers, &method, uri.path(), b"")?;
+    let jobs = Arc::clone(&state.jobs);
+    write_once(&state.db, mutation, move |_tx| {
+        Ok(Answer::json(StatusCode::OK, &jobs.cancel(&user, &id)?)?.into())
+    })
+    .await
+}
+
+/// `GET /api/sync` -> `{ items }`, this user's jobs newest first.
+#[utoipa::path(
+    get,
+    path = "/api/sync",
+    tag = "sync",
+    operation_id = "listSyncJobs",
+    responses(
+        (status = 200, description = "This user's recent jobs, newest first", body = SyncJobList),
+        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
+pub async fn list_route(State(state): State<AppState>, AuthUser(user): AuthUser) -> Json<Value> {
+    Json(state.jobs.list(&user))
+}
