@@ -6,6 +6,7 @@ pub mod code;
 pub mod counters;
 pub mod debounce;
 pub mod election;
+pub mod engine;
 pub mod history;
 pub mod merge;
 pub mod outbox;

@@ -433,6 +433,22 @@ impl Outbox {
     ///
     /// [`OutboxError::DuplicateMutation`] when the mutation id is in use.
     pub fn enqueue(&mut self, mutation: NewMutation, now_ms: u64) -> Result<Enqueued, OutboxError> {
+        self.enqueue_folding(mutation, now_ms, |_| true)
+    }
+
+    /// [`Outbox::enqueue`], folding only into an entry `may_fold` allows
+    /// (by its mutation id): a tab folds only into entries it made, since
+    /// another tab sends its own entries as it has them in memory.
+    ///
+    /// # Errors
+    ///
+    /// As [`Outbox::enqueue`].
+    pub fn enqueue_folding(
+        &mut self,
+        mutation: NewMutation,
+        now_ms: u64,
+        may_fold: impl Fn(&str) -> bool,
+    ) -> Result<Enqueued, OutboxError> {
         if self.get(&mutation.mutation_id).is_some() {
             return Err(OutboxError::DuplicateMutation(mutation.mutation_id));
         }
@@ -448,7 +464,10 @@ impl Outbox {
                 base_version,
                 base_fields,
                 fields,
-            } => match self.fold_target(&collection, &record_id) {
+            } => match self
+                .fold_target(&collection, &record_id)
+                .filter(|tail| may_fold(&tail.mutation_id))
+            {
                 Some(tail) => {
                     fold_patch(tail, base_fields, fields);
                     return Ok(Enqueued::Folded {
@@ -568,6 +587,32 @@ impl Outbox {
         entry.state = EntryState::Sending;
         entry.attempts = entry.attempts.saturating_add(1);
         Ok(entry)
+    }
+
+    /// Drops an entry being sent (another tab finished it).
+    ///
+    /// # Errors
+    ///
+    /// [`OutboxError::UnknownMutation`], [`OutboxError::NotSending`].
+    pub fn discard_sending(&mut self, mutation_id: &str) -> Result<OutboxEntry, OutboxError> {
+        self.sending_mut(mutation_id)?;
+        let index = self.index_of(mutation_id)?;
+        Ok(self.entries.remove(index))
+    }
+
+    /// Keeps an entry marked as being sent after [`Outbox::restore`] (which
+    /// forgets what is on the wire), whatever its place in the lane now and
+    /// without counting an attempt: its answer is still to come.
+    ///
+    /// # Errors
+    ///
+    /// [`OutboxError::UnknownMutation`].
+    pub fn still_sending(&mut self, mutation_id: &str) -> Result<(), OutboxError> {
+        let index = self.index_of(mutation_id)?;
+        if let Some(entry) = self.entries.get_mut(index) {
+            entry.state = EntryState::Sending;
+        }
+        Ok(())
     }
 
     /// The request ended without an answer that says anything (the tab

@@ -629,10 +629,21 @@ impl StagedRecords {
         }
     }
 
-    /// Confirms `record` unless a newer version is confirmed already.
-    fn put_confirmed(&mut self, key: RecordKey, record: Record) -> bool {
+    /// Confirms `record` unless a newer version is confirmed already. At
+    /// the same version the comment logs are joined: comments do not change
+    /// `version`, so an answer read before a comment was posted can arrive
+    /// after the record that has it (found by the engine's simulation).
+    fn put_confirmed(&mut self, key: RecordKey, mut record: Record) -> bool {
         match self.confirmed.get(&key) {
             Some(known) if known.version > record.version => false,
+            Some(known) if known.version == record.version => {
+                join_comments(&mut record, known);
+                if self.confirmed.get(&key) == Some(&record) {
+                    return false;
+                }
+                self.confirmed.insert(key, record);
+                true
+            }
             _ => {
                 self.touch(&key);
                 self.confirmed.insert(key, record);
@@ -640,6 +651,23 @@ impl StagedRecords {
             }
         }
     }
+}
+
+/// Adds to `record` the comments of `other` (the same record at the same
+/// version) that it lacks, keeping the log in the order it was written.
+pub fn join_comments(record: &mut Record, other: &Record) {
+    let missing: Vec<Comment> = other
+        .comments
+        .iter()
+        .filter(|c| !record.comments.iter().any(|mine| mine.id == c.id))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    record.comments.extend(missing);
+    // Stable: comments of one instant keep the order they came in.
+    crate::core::sort::sort_by(&mut record.comments, |a, b| a.created_at.cmp(&b.created_at));
 }
 
 fn empty_change(kind: StagedKind, base_version: u64) -> StagedChange {

@@ -1,14 +1,13 @@
-//! The client's engine: runs the record cores ([`StagedRecords`],
-//! [`Debounce`], [`Outbox`], the merge) with real timers, fetch and
-//! IndexedDB, and tells subscribers what changed.
+//! The client in the browser: the [`ClientEngine`] (every decision of the
+//! write path, reachability and the user's shared work) run by the runner
+//! in `client/effects.rs`, plus what only a page has: the changes feed and
+//! `/api/events`, loading collections, snapshots for React, events.
 //!
-//! The life of a save: it is staged at once (so `view` shows it), waits in
-//! the debouncer, becomes an outbox entry written to IndexedDB, and only then
-//! is sent. A 2xx commits it; a 409 is merged and re-sent or becomes a
-//! conflict; a transient failure is retried with backoff (the caller hears
-//! `queued` once the attempts are used up or the browser is offline); a
-//! permanent 4xx moves it to the failed mutations. Every caller of a batch is
-//! settled exactly once.
+//! The life of a save: `save` hands the engine an event; the engine stages
+//! it (so `view` shows it), debounces it, makes it an outbox entry, asks for
+//! it to be written to IndexedDB and then sent; the runner does so and
+//! reports the answer, and the engine commits, merges a 409, retries or
+//! keeps a dead letter. Every caller of a batch is settled exactly once.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -20,26 +19,28 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
-use crate::core::debounce::{Batch, Debounce, DebounceOptions, Pushed, SavePayload};
-use crate::core::merge::{Conflict, MergeRules};
-use crate::core::outbox::{
-    ConflictHandled, EntryError, EntryState, MutationOp, NewMutation, Outbox, OutboxEntry,
+use crate::core::debounce::DebounceOptions;
+use crate::core::engine::{
+    CallerId, ClientEngine, EngineConfig, Event, IdSource, KeptConflict, Outcome, StoredWork,
+    Timer, STAGED_PREFIX,
 };
-use crate::core::reachability::{Answer, Reachability};
-use crate::core::record::{Comment, Fields, PendingComment, Record, RecordKey};
+use crate::core::merge::{Conflict, MergeRules};
+use crate::core::outbox::{EntryError, EntryState, MutationOp, OutboxEntry};
+use crate::core::reachability::Answer;
+use crate::core::record::{Fields, Record, RecordKey};
 use crate::core::retry::RetryPolicy;
-use crate::core::sort::CollectMap;
-use crate::core::staged::{RemoteChange, StageError, StagedChange, StagedRecords, StagedState};
+use crate::core::staged::RemoteChange;
 use crate::core::tab_message::{RecordChange, SessionEnd, SessionNotice, TabMessage, WorkNotice};
 use crate::core::vecmap::VecMap;
 use crate::error::{Error, ErrorCode};
 use crate::web::channel::EnvelopeChannel;
 use crate::web::clock::{now_ms, random_unit, uuid_v4};
-use crate::web::http::{send, HttpRequest, HttpResponse, Method};
+use crate::web::http::{HttpRequest, Method};
 use crate::web::idb::{record_key, Batch as DbBatch, Store, UserDb};
 use crate::web::js::{from_server, get, to_js};
 use crate::web::lifecycle::{EventListener, PageEvent, PageLifecycle};
 
+mod effects;
 mod load;
 mod query_cache;
 
@@ -106,24 +107,6 @@ pub struct Session {
     pub user: String,
 }
 
-/// Counters since the client was made (docs/reference.md, `metrics()`).
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Metrics {
-    operations: u64,
-    commits: u64,
-    conflicts: u64,
-    merged: u64,
-    retries: u64,
-    requests: u64,
-    outbox_replayed: u64,
-    /// `change` events received from `/api/events` (each rings for a read
-    /// of the changes feed).
-    feed_events: u64,
-    /// Mutations the server refused for good.
-    failed: u64,
-}
-
 /// One exchange with the server in the record-sync log (`crm.syncLog()`):
 /// a drained outbox (`push`), a feed catch-up or a load (`pull`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,13 +127,6 @@ struct SyncLogEntry {
     error: Option<String>,
 }
 
-/// A drain of the outbox under way: when it began and the counters then.
-#[derive(Debug, Clone)]
-struct Drain {
-    since: u64,
-    at_start: Metrics,
-}
-
 /// The key of the record-sync log in the user's `meta` store.
 const SYNC_LOG_KEY: &str = "sync-log";
 /// Entries the log keeps, the newest.
@@ -161,14 +137,6 @@ struct Caller {
     resolve: Function,
     reject: Function,
     promise: Promise,
-}
-
-/// What an entry's callers hear when it ends.
-enum Outcome {
-    Committed(Record),
-    Merged(Record, Vec<String>),
-    Conflict(Box<Conflict>),
-    Queued(String),
 }
 
 #[derive(Serialize)]
@@ -237,14 +205,6 @@ struct JsConflict<'a> {
     fields: &'a [String],
 }
 
-/// A kept conflict and the record as the change was based on it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct KeptConflict {
-    conflict: Conflict,
-    base: Option<Record>,
-}
-
 /// One row of `pending()` / `failed()`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -294,10 +254,6 @@ struct FeedPage {
     #[serde(default)]
     more: bool,
 }
-
-/// `pending()` names a change still in the debounce window
-/// `staged:<collection>/<id>`, so `discard` can drop it too.
-const STAGED_PREFIX: &str = "staged:";
 
 /// How often the leader asks the changes feed for other people's changes
 /// while `/api/events` is not connected.
@@ -411,37 +367,17 @@ impl Drop for EventFeed {
     }
 }
 
-/// Mutable state of the engine.
-#[derive(Default)]
+/// The engine and what only the runner keeps.
 struct State {
-    records: StagedRecords,
-    outbox: Outbox,
-    debounce: Option<Debounce<RecordKey, SavePayload>>,
-    callers: VecMap<u64, Caller>,
-    /// Callers waiting for each outbox entry.
-    waiting: VecMap<String, Vec<u64>>,
-    /// Fields re-sent after a merge, per entry (`merged` in docs/guide/conflicts.md).
-    merged: VecMap<String, Vec<String>>,
-    /// Entries not yet written to IndexedDB: never sent before they are.
-    unpersisted: HashSet<String>,
-    /// Entries this tab made: it sends them itself, leader or not, so its
-    /// callers hear the server's answer. Entries restored from IndexedDB
-    /// (a closed tab's, a reload's) are sent by the leader.
-    own: HashSet<String>,
-    /// Entries another live tab made, known here from IndexedDB so that
-    /// `pending()` and `failed()` are the same in every tab; that tab sends
-    /// them (or the leader, once it adopts them).
-    foreign: HashSet<String>,
-    /// Entries whose send should outlive the page (`pagehide`).
-    keepalive: HashSet<String>,
-    conflicts: VecMap<String, KeptConflict>,
+    /// Every decision of the write path, reachability and shared work.
+    engine: ClientEngine,
+    /// The promises of callers the engine has not settled yet.
+    callers: VecMap<CallerId, Caller>,
+    next_caller: CallerId,
+    /// Collections read from IndexedDB while offline (shown as stale).
     stale: HashSet<String>,
-    metrics: Metrics,
-    /// The outbox drain under way, for the sync log.
-    drain: Option<Drain>,
     /// The record-sync log as IndexedDB has it (newest first).
     sync_log: Option<JsValue>,
-    next_caller: u64,
     last_sync_at: Option<String>,
 }
 
@@ -483,19 +419,13 @@ struct Inner {
     record_js: RefCell<HashMap<RecordKey, CachedRecord>>,
     /// `crm.query`'s kept matches and pages.
     queries: RefCell<query_cache::QueryCache>,
-    /// Whether the server can be reached (not `navigator.onLine` alone).
-    reach: RefCell<Reachability>,
-    /// The next probe of the server while it cannot be reached.
-    probe_timer: RefCell<Option<Timeout>>,
-    /// The server said the token is this session's user (`GET /api/me`, or
-    /// the login). Until then nothing is read from or sent to the server
-    /// with it, so one user's local data never goes out with another's token.
-    verified: Cell<bool>,
+    /// Whether this tab leads (the engine hears it once the work a leader
+    /// adopts is read).
     leader: Cell<bool>,
-    closed: Cell<bool>,
-    expired: Cell<bool>,
-    debounce_timer: RefCell<Option<Timeout>>,
-    retry_timer: RefCell<Option<Timeout>>,
+    /// A session end being handled came from another tab (not told back).
+    from_tab: Cell<bool>,
+    /// The engine's timers.
+    timers: RefCell<VecMap<Timer, Timeout>>,
     /// The leader's poll of the changes feed.
     feed_timer: RefCell<Option<gloo_timers::callback::Interval>>,
     feed_busy: Cell<bool>,
@@ -526,13 +456,29 @@ impl Client {
     /// opened offline with a user the app named is not, and probes the
     /// server before it reads or sends anything.
     pub async fn start(config: Config, session: Session, verified: bool) -> Client {
-        let debounce = Debounce::new(config.debounce);
+        let engine_config = EngineConfig {
+            debounce: config.debounce,
+            retry: config.retry,
+            rules: config.rules,
+        };
+        let seed = u64::from_str_radix(&uuid_v4().replace('-', "")[..16], 16).unwrap_or(0);
+        let engine = ClientEngine::new(
+            engine_config,
+            &session.user,
+            verified,
+            navigator_online(),
+            IdSource::new(seed),
+        );
         let inner = Rc::new(Inner {
             config,
             session: RefCell::new(session),
             state: RefCell::new(State {
-                debounce: Some(debounce),
-                ..State::default()
+                engine,
+                callers: VecMap::new(),
+                next_caller: 0,
+                stale: HashSet::new(),
+                sync_log: None,
+                last_sync_at: None,
             }),
             db: RefCell::new(None),
             held: RefCell::new(None),
@@ -541,14 +487,9 @@ impl Client {
             snapshots: RefCell::new(HashMap::new()),
             record_js: RefCell::new(HashMap::new()),
             queries: RefCell::default(),
-            reach: RefCell::new(Reachability::new(navigator_online())),
-            probe_timer: RefCell::new(None),
-            verified: Cell::new(verified),
             leader: Cell::new(false),
-            closed: Cell::new(false),
-            expired: Cell::new(false),
-            debounce_timer: RefCell::new(None),
-            retry_timer: RefCell::new(None),
+            from_tab: Cell::new(false),
+            timers: RefCell::new(VecMap::new()),
             feed_timer: RefCell::new(None),
             feed_busy: Cell::new(false),
             feed_again: Cell::new(false),
@@ -566,12 +507,13 @@ impl Client {
         client.listen_to_page();
         client.follow_feed();
         if !verified {
-            let mut reach = client.inner.reach.borrow_mut();
-            let _ = reach.request_ended(Answer::Unreachable, now_ms(), 0.0);
-            reach.nudge(now_ms());
+            // Not known to be this user's token: unreachable until the
+            // probe says whose it is.
+            client.handle(Event::RequestEnded(Answer::Unreachable));
+            client.handle(Event::Nudge);
+        } else {
+            client.handle(Event::RetryDue);
         }
-        client.schedule_probe();
-        client.pump();
         client
     }
 
@@ -610,13 +552,19 @@ impl Client {
 
     /// Whether the server can be reached (and the browser has a network).
     pub fn is_online(&self) -> bool {
-        self.inner.reach.borrow().online()
+        self.inner.state.borrow().engine.is_online()
     }
 
     /// Online, and the token is known to be this session's user: the
     /// server may be read from and written to.
     fn can_talk(&self) -> bool {
-        self.is_online() && self.inner.verified.get()
+        self.inner.state.borrow().engine.can_talk()
+    }
+
+    /// Closed, or the session ended: nothing more is read or sent.
+    fn is_done(&self) -> bool {
+        let state = self.inner.state.borrow();
+        state.engine.is_closed() || state.engine.is_expired()
     }
 
     /// Tells the engine whether this tab leads (sends the outbox entries
@@ -626,14 +574,17 @@ impl Client {
         if self.inner.leader.replace(leader) != leader {
             if !leader {
                 self.inner.events.borrow_mut().take();
+                self.handle(Event::NotLeading);
             }
             self.changed();
             self.emit_status();
             if leader {
                 let this = self.clone();
                 spawn_local(async move {
-                    this.adopt_orphans().await;
-                    this.pump();
+                    let work = this.stored_work().await.unwrap_or_default();
+                    if this.inner.leader.get() {
+                        this.handle(Event::Leading(work));
+                    }
                 });
             }
         }
@@ -653,8 +604,8 @@ impl Client {
             let inner = &client.inner;
             let wanted = inner.leader.get()
                 && client.can_talk()
-                && !inner.closed.get()
-                && !inner.expired.get()
+                && !inner.state.borrow().engine.is_closed()
+                && !inner.state.borrow().engine.is_expired()
                 && inner.cursor.borrow().is_some();
             if !wanted {
                 inner.events.borrow_mut().take();
@@ -707,7 +658,7 @@ impl Client {
         let ring = move |change: bool| {
             if let Some(client) = Client::from_weak(&weak) {
                 if change {
-                    client.inner.state.borrow_mut().metrics.feed_events += 1;
+                    client.inner.state.borrow_mut().engine.count_feed_event();
                     client.ring_feed();
                 } else if client.can_talk() {
                     // Dropped: while the server cannot be reached, the probe
@@ -733,7 +684,10 @@ impl Client {
             loop {
                 client.read_feed().await;
                 let again = client.inner.feed_again.replace(false);
-                if !again || client.inner.closed.get() || client.inner.expired.get() {
+                if !again
+                    || client.inner.state.borrow().engine.is_closed()
+                    || client.inner.state.borrow().engine.is_expired()
+                {
                     break;
                 }
             }
@@ -803,7 +757,7 @@ impl Client {
                                 Store::Records.name(),
                                 record_key(&key.collection, &key.id),
                             );
-                            state.records.apply_remote(
+                            state.engine.records_mut().apply_remote(
                                 &key.collection,
                                 RemoteChange::Delete {
                                     id: key.id.clone(),
@@ -818,7 +772,8 @@ impl Client {
                                 &record,
                             );
                             state
-                                .records
+                                .engine
+                                .records_mut()
                                 .apply_remote(&key.collection, RemoteChange::Put(record))
                         }
                         _ => false,
@@ -853,143 +808,17 @@ impl Client {
         self.inner.leader.get()
     }
 
-    /// Reads outbox entries from IndexedDB that this tab does not know
-    /// (written by a tab that closed) and adds them to its outbox.
-    async fn adopt_orphans(&self) {
-        // Entries known from other tabs become this leader's to send too
-        // (their tab may have closed; a live one's answer is the same, by
-        // its Idempotency-Key).
-        self.inner.state.borrow_mut().foreign.clear();
-        let Some(db) = self.db() else { return };
-        let stored: Vec<(String, OutboxEntry)> = db.all(Store::Outbox).await.unwrap_or_default();
-        let mut state = self.inner.state.borrow_mut();
-        let fresh: Vec<OutboxEntry> = stored
-            .into_iter()
-            .map(|(_, e)| e)
-            .filter(|e| state.outbox.get(&e.mutation_id).is_none())
-            .collect();
-        if fresh.is_empty() {
-            return;
-        }
-        let sending: Vec<String> = state
-            .outbox
-            .pending()
-            .iter()
-            .filter(|e| e.state == EntryState::Sending)
-            .map(|e| e.mutation_id.clone())
-            .collect();
-        for entry in &fresh {
-            restage(&mut state.records, entry);
-        }
-        state.metrics.outbox_replayed += fresh.len() as u64;
-        let all: Vec<OutboxEntry> = state.outbox.entries().cloned().chain(fresh).collect();
-        state.outbox = Outbox::restore(all);
-        // Restoring forgets what was in flight; it still is.
-        for id in sending {
-            let _ = state.outbox.mark_sending(&id);
-        }
-        drop(state);
-        self.changed();
-        self.emit_status();
-    }
-
     /// Another tab changed the user's outbox, dead letters or conflicts:
     /// read them again from IndexedDB, the one copy that counts, so every
-    /// tab shows the same `pending()`, `failed()` and `conflicts()`, and
-    /// raise `conflict` events for conflicts new here.
+    /// tab shows the same `pending()`, `failed()` and `conflicts()`.
     pub async fn reread_work(&self) {
         let Some(db) = self.db() else { return };
-        let outbox: Result<Vec<(String, OutboxEntry)>, Error> = db.all(Store::Outbox).await;
-        let failed: Result<Vec<(String, OutboxEntry)>, Error> = db.all(Store::Failed).await;
-        let conflicts: Result<Vec<(String, KeptConflict)>, Error> = db.all(Store::Conflicts).await;
-        let (Ok(outbox), Ok(failed), Ok(conflicts)) = (outbox, failed, conflicts) else {
-            return;
-        };
         if let Ok(Some(log)) = db.db().get(Store::Meta.name(), SYNC_LOG_KEY).await {
             self.inner.state.borrow_mut().sync_log = Some(log);
         }
-        let (fresh_conflicts, gone_callers) = {
-            let mut guard = self.inner.state.borrow_mut();
-            let state = &mut *guard;
-            let mut stored: VecMap<String, OutboxEntry> = VecMap::new();
-            for (_, entry) in outbox.into_iter().chain(failed) {
-                stored.insert(entry.mutation_id.clone(), entry);
-            }
-            // What is under way here, or not yet written, stays as this tab
-            // has it; everything else is as IndexedDB says.
-            let mut all: Vec<OutboxEntry> = Vec::new();
-            let mut sending: Vec<String> = Vec::new();
-            for entry in state.outbox.entries() {
-                let id = &entry.mutation_id;
-                if entry.state == EntryState::Sending || state.unpersisted.contains(id) {
-                    if entry.state == EntryState::Sending {
-                        sending.push(id.clone());
-                    }
-                    stored.remove(id);
-                    all.push(entry.clone());
-                }
-            }
-            let known: HashSet<String> = state
-                .outbox
-                .entries()
-                .map(|e| e.mutation_id.clone())
-                .collect();
-            for (id, entry) in stored {
-                let local = state.outbox.get(&id);
-                // A failed entry of ours that another tab put back in line
-                // is that tab's to send now.
-                let retried_elsewhere = local.is_some_and(|l| {
-                    l.state == EntryState::Failed && entry.state != EntryState::Failed
-                });
-                if !known.contains(&id) {
-                    restage(&mut state.records, &entry);
-                }
-                if !known.contains(&id) || retried_elsewhere {
-                    state.own.remove(&id);
-                    state.foreign.insert(id.clone());
-                }
-                all.push(entry);
-            }
-            let kept: HashSet<String> = all.iter().map(|e| e.mutation_id.clone()).collect();
-            // Entries gone from IndexedDB: sent, discarded or resolved in
-            // another tab. Their staged changes go with them.
-            let gone: Vec<OutboxEntry> = state
-                .outbox
-                .entries()
-                .filter(|e| !kept.contains(&e.mutation_id))
-                .cloned()
-                .collect();
-            for entry in &gone {
-                unstage(&mut state.records, entry);
-                state.own.remove(&entry.mutation_id);
-                state.foreign.remove(&entry.mutation_id);
-            }
-            let gone_callers: Vec<String> = gone
-                .iter()
-                .map(|e| e.mutation_id.clone())
-                .filter(|id| state.waiting.get(id).is_some())
-                .collect();
-            state.outbox = Outbox::restore(all);
-            for id in sending {
-                let _ = state.outbox.mark_sending(&id);
-            }
-            let fresh: Vec<KeptConflict> = conflicts
-                .iter()
-                .filter(|(id, _)| state.conflicts.get(id).is_none())
-                .map(|(_, kept)| kept.clone())
-                .collect();
-            state.conflicts = conflicts.into_iter().collect_map();
-            (fresh, gone_callers)
-        };
-        for id in gone_callers {
-            self.settle(&id, Err(Error::Cancelled));
+        if let Some(work) = self.stored_work().await {
+            self.handle(Event::WorkStored(work));
         }
-        self.changed();
-        for kept in &fresh_conflicts {
-            self.emit_conflict(kept);
-        }
-        self.emit_status();
-        self.pump();
     }
 
     /// Lets the engine tell other tabs about commits and session ends.
@@ -1005,10 +834,10 @@ impl Client {
 
     /// Tells the other tabs that `key` is stored at `version`, with the
     /// record itself when it is that version and small.
-    fn tell_tabs_record(&self, key: &RecordKey, version: u64) {
+    pub(super) fn tell_tabs_record(&self, key: &RecordKey, version: u64) {
         let change = {
             let state = self.inner.state.borrow();
-            let record = state.records.get(&key.collection, &key.id);
+            let record = state.engine.records().get(&key.collection, &key.id);
             RecordChange::new(&key.collection, &key.id, version, record)
         };
         self.tell_tabs(TabMessage::RecordChanged(change));
@@ -1035,11 +864,16 @@ impl Client {
             let mut state = self.inner.state.borrow_mut();
             match stored {
                 Some(record) => state
-                    .records
+                    .engine
+                    .records_mut()
                     .apply_remote(collection, RemoteChange::Put(record)),
                 None => {
-                    let version = state.records.get(collection, id).map_or(0, |r| r.version);
-                    state.records.apply_remote(
+                    let version = state
+                        .engine
+                        .records()
+                        .get(collection, id)
+                        .map_or(0, |r| r.version);
+                    state.engine.records_mut().apply_remote(
                         collection,
                         RemoteChange::Delete {
                             id: id.to_owned(),
@@ -1066,8 +900,10 @@ impl Client {
     pub fn session_from_tab(&self, end: SessionEnd) {
         match end {
             SessionEnd::Expired => {
-                if !self.inner.expired.replace(true) {
-                    self.emit_session("expired");
+                if !self.inner.state.borrow().engine.is_expired() {
+                    self.inner.from_tab.set(true);
+                    self.handle(Event::SessionEnded);
+                    self.inner.from_tab.set(false);
                 }
             }
             SessionEnd::LoggedOut => {
@@ -1133,30 +969,21 @@ impl Client {
             .await
             .ok()
             .flatten();
-        self.inner.state.borrow_mut().sync_log = sync_log;
         {
             let mut state = self.inner.state.borrow_mut();
+            state.sync_log = sync_log;
             for (collection, record) in records {
                 let _ = state
-                    .records
+                    .engine
+                    .records_mut()
                     .apply_remote(&collection, RemoteChange::Put(record));
                 state.stale.insert(collection);
             }
-            let restored = entries.len() as u64;
-            let all: Vec<OutboxEntry> = entries
-                .into_iter()
-                .chain(failed)
-                .map(|(_, entry)| entry)
-                .collect();
-            state.outbox = Outbox::restore(all);
-            state.metrics.outbox_replayed += restored;
-            let outbox_entries: Vec<OutboxEntry> = state.outbox.entries().cloned().collect();
-            for entry in &outbox_entries {
-                restage(&mut state.records, entry);
-            }
-            for (id, kept) in conflicts {
-                state.conflicts.insert(id, kept);
-            }
+            state.engine.restore(StoredWork {
+                outbox: entries.into_iter().map(|(_, e)| e).collect(),
+                failed: failed.into_iter().map(|(_, e)| e).collect(),
+                conflicts: conflicts.into_iter().map(|(_, k)| k).collect(),
+            });
         }
         *self.inner.db.borrow_mut() = Some(Rc::new(db));
         self.changed();
@@ -1169,8 +996,8 @@ impl Client {
     /// write without an earlier one), or on their own every
     /// [`HELD_RETRY_MS`]. Any other failure drops the database: the client
     /// goes on in memory (nothing the server has is lost).
-    async fn persist(&self, batch: DbBatch) {
-        let Some(db) = self.db() else { return };
+    async fn persist(&self, batch: DbBatch) -> bool {
+        let Some(db) = self.db() else { return true };
         let held = self.inner.held.borrow_mut().take();
         let was_full = held.is_some();
         let batch = match held {
@@ -1181,7 +1008,7 @@ impl Client {
             None => batch,
         };
         if batch.is_empty() {
-            return;
+            return true;
         }
         let work = [Store::Outbox, Store::Failed, Store::Conflicts]
             .iter()
@@ -1196,6 +1023,7 @@ impl Client {
                     self.changed();
                     self.emit_status();
                 }
+                true
             }
             Err(Error::Quota) => {
                 // Before whatever was held while this one was under way:
@@ -1210,6 +1038,7 @@ impl Client {
                     self.changed();
                     self.emit_status();
                 }
+                false
             }
             Err(e) => {
                 // Said where a developer looks: `status.storage` only says
@@ -1221,6 +1050,7 @@ impl Client {
                 self.inner.db.borrow_mut().take();
                 self.changed();
                 self.emit_status();
+                true
             }
         }
     }
@@ -1229,21 +1059,14 @@ impl Client {
         let weak = self.weak();
         let timer = Timeout::new(HELD_RETRY_MS, move || {
             if let Some(client) = Client::from_weak(&weak) {
-                spawn_local(async move { client.persist(DbBatch::new()).await });
+                spawn_local(async move {
+                    if client.persist(DbBatch::new()).await {
+                        client.handle(Event::HeldWritten);
+                    }
+                });
             }
         });
         *self.inner.held_timer.borrow_mut() = Some(timer);
-    }
-
-    fn entry_batch(entry: &OutboxEntry) -> DbBatch {
-        let mut batch = DbBatch::new();
-        let store = if entry.state == EntryState::Failed {
-            Store::Failed
-        } else {
-            Store::Outbox
-        };
-        let _ = batch.put(store.name(), entry.mutation_id.clone(), entry);
-        batch
     }
 
     // ----- page and network ------------------------------------------------
@@ -1302,136 +1125,13 @@ impl Client {
     /// also the app's and tests' hook. Regained, the server is probed at
     /// once and counts as reachable when it answers.
     pub fn set_online(&self, online: bool) {
-        let changed = self
-            .inner
-            .reach
-            .borrow_mut()
-            .network_changed(online, now_ms());
-        if online {
-            self.inner.state.borrow_mut().outbox.retry_all_now();
-        }
-        self.schedule_probe();
-        if changed.0 {
-            self.online_changed();
-        }
+        self.handle(Event::Network(online));
     }
 
     /// Window focus or a page made visible: if the server could not be
     /// reached, try it now rather than at the next backoff step.
     fn nudge(&self) {
-        self.inner.reach.borrow_mut().nudge(now_ms());
-        self.schedule_probe();
-    }
-
-    /// Sets the timer for the next probe (or clears it).
-    fn schedule_probe(&self) {
-        let at = self.inner.reach.borrow().next_probe_at();
-        let Some(at) = at.filter(|_| !self.inner.closed.get()) else {
-            self.inner.probe_timer.borrow_mut().take();
-            return;
-        };
-        let delay = at.saturating_sub(now_ms());
-        let weak = self.weak();
-        let timer = Timeout::new(u32::try_from(delay).unwrap_or(u32::MAX), move || {
-            if let Some(client) = Client::from_weak(&weak) {
-                if client.inner.reach.borrow_mut().take_due_probe(now_ms()) {
-                    spawn_local(async move { client.probe().await });
-                } else {
-                    client.schedule_probe();
-                }
-            }
-        });
-        *self.inner.probe_timer.borrow_mut() = Some(timer);
-    }
-
-    /// Asks the server who the token belongs to (`GET /api/me`): the
-    /// cheapest authenticated request, and the one that verifies a token
-    /// opened without a login.
-    async fn probe(&self) {
-        #[derive(Deserialize)]
-        struct Me {
-            user: String,
-        }
-        let result = match self.request(Method::Get, "/me") {
-            Ok(req) => {
-                self.inner.state.borrow_mut().metrics.requests += 1;
-                send(&req).await
-            }
-            Err(e) => Err(e),
-        };
-        if self.inner.closed.get() {
-            return;
-        }
-        let answer = reach_answer(&result).unwrap_or(Answer::Unreachable);
-        match result {
-            Ok(resp) => match from_server::<Me>(resp.body) {
-                Ok(me) if me.user == self.user() => self.inner.verified.set(true),
-                // Another user's token (or an answer we cannot read): this
-                // database's data never goes out with it.
-                _ => self.session_expired(),
-            },
-            Err(e) if e.code() == ErrorCode::Unauthorized => self.session_expired(),
-            Err(_) => {}
-        }
-        let changed = self
-            .inner
-            .reach
-            .borrow_mut()
-            .probed(answer, now_ms(), random_unit());
-        self.schedule_probe();
-        if changed.0 {
-            self.online_changed();
-        } else if answer == Answer::Answered {
-            // Verified while already believed online: start what waited.
-            self.pump();
-        }
-    }
-
-    /// Sends `req` once, counting it and telling reachability how it went.
-    async fn exchange(&self, req: &HttpRequest) -> Result<HttpResponse, Error> {
-        self.inner.state.borrow_mut().metrics.requests += 1;
-        let result = send(req).await;
-        let Some(answer) = reach_answer(&result).filter(|_| !self.inner.closed.get()) else {
-            return result;
-        };
-        let changed = self
-            .inner
-            .reach
-            .borrow_mut()
-            .request_ended(answer, now_ms(), random_unit());
-        if changed.0 {
-            self.schedule_probe();
-            self.online_changed();
-        }
-        result
-    }
-
-    /// `status.online` flipped: tell the app; offline, callers waiting on
-    /// entries that cannot be sent now hear `queued`; online again, send
-    /// what waited and catch up with other people's changes.
-    fn online_changed(&self) {
-        if self.is_online() {
-            self.ring_feed_if_leading();
-        } else {
-            // Callers waiting on entries that cannot be sent now hear
-            // `queued` at once.
-            let ids: Vec<String> = self.inner.state.borrow().waiting.keys().cloned().collect();
-            for id in ids {
-                let sending = self
-                    .inner
-                    .state
-                    .borrow()
-                    .outbox
-                    .get(&id)
-                    .is_some_and(|e| e.state == EntryState::Sending);
-                if !sending {
-                    self.settle(&id, Ok(Outcome::Queued(id.clone())));
-                }
-            }
-        }
-        self.changed();
-        self.emit_status();
-        self.pump();
+        self.handle(Event::Nudge);
     }
 
     fn ring_feed_if_leading(&self) {
@@ -1518,7 +1218,8 @@ impl Client {
             let stale = state.stale.contains(collection) && !self.is_online();
             let mut cache = self.inner.record_js.borrow_mut();
             state
-                .records
+                .engine
+                .records()
                 .get(collection, id)
                 .map_or(JsValue::UNDEFINED, |r| {
                     record_object(&mut cache, collection, r, stale)
@@ -1532,14 +1233,20 @@ impl Client {
             let state = self.inner.state.borrow();
             let stale = state.stale.contains(collection) && !self.is_online();
             let mut cache = self.inner.record_js.borrow_mut();
-            let records = state.records.list(collection);
+            let records = state.engine.records().list(collection);
             let out = js_sys::Array::new_with_length(records.len() as u32);
             for (i, r) in records.iter().enumerate() {
                 out.set(i as u32, record_object(&mut cache, collection, r, stale));
             }
             // Records gone from the collection leave the cache too.
-            if cache.len() > state.records.len() {
-                cache.retain(|key, _| state.records.get(&key.collection, &key.id).is_some());
+            if cache.len() > state.engine.records().len() {
+                cache.retain(|key, _| {
+                    state
+                        .engine
+                        .records()
+                        .get(&key.collection, &key.id)
+                        .is_some()
+                });
             }
             out.into()
         })
@@ -1550,7 +1257,7 @@ impl Client {
         self.snapshot(format!("view\u{0}{collection}\u{0}{id}"), || {
             let state = self.inner.state.borrow();
             let user = self.inner.session.borrow().user.clone();
-            let Some(view) = state.records.view(collection, id) else {
+            let Some(view) = state.engine.records().view(collection, id) else {
                 return JsValue::UNDEFINED;
             };
             let stale = state.stale.contains(collection) && !self.is_online();
@@ -1574,7 +1281,7 @@ impl Client {
         self.snapshot("pending".into(), || {
             let state = self.inner.state.borrow();
             let mut rows: Vec<JsMutation<'_>> = Vec::new();
-            for (key, change) in debounced(&state) {
+            for (key, change) in state.engine.debounced() {
                 {
                     rows.push(JsMutation {
                         mutation_id: format!("{STAGED_PREFIX}{}/{}", key.collection, key.id).into(),
@@ -1590,7 +1297,7 @@ impl Client {
                     });
                 }
             }
-            rows.extend(state.outbox.pending().iter().map(mutation_row));
+            rows.extend(state.engine.outbox().pending().iter().map(mutation_row));
             to_js(&rows).unwrap_or_else(|_| js_sys::Array::new().into())
         })
     }
@@ -1599,8 +1306,13 @@ impl Client {
     pub fn failed(&self) -> JsValue {
         self.snapshot("failed".into(), || {
             let state = self.inner.state.borrow();
-            let rows: Vec<JsMutation<'_>> =
-                state.outbox.failed().iter().map(mutation_row).collect();
+            let rows: Vec<JsMutation<'_>> = state
+                .engine
+                .outbox()
+                .failed()
+                .iter()
+                .map(mutation_row)
+                .collect();
             to_js(&rows).unwrap_or_else(|_| js_sys::Array::new().into())
         })
     }
@@ -1609,7 +1321,8 @@ impl Client {
     pub fn conflicts(&self) -> JsValue {
         self.snapshot("conflicts".into(), || {
             let state = self.inner.state.borrow();
-            let rows: Vec<JsConflict<'_>> = state.conflicts.values().map(js_conflict).collect();
+            let rows: Vec<JsConflict<'_>> =
+                state.engine.conflicts().values().map(js_conflict).collect();
             to_js(&rows).unwrap_or_else(|_| js_sys::Array::new().into())
         })
     }
@@ -1618,12 +1331,12 @@ impl Client {
     pub fn status(&self) -> JsValue {
         self.snapshot("status".into(), || {
             let state = self.inner.state.borrow();
-            let staged_only = debounced(&state).count();
+            let staged_only = state.engine.debounced().count();
             let status = JsStatus {
-                online: self.is_online(),
+                online: state.engine.is_online(),
                 leader: self.inner.leader.get(),
-                pending: state.outbox.pending().len() + staged_only,
-                failed: state.outbox.failed().len(),
+                pending: state.engine.outbox().pending().len() + staged_only,
+                failed: state.engine.outbox().failed().len(),
                 storage: if self.inner.db.borrow().is_some() && self.inner.held.borrow().is_none() {
                     "indexeddb"
                 } else {
@@ -1639,7 +1352,7 @@ impl Client {
     /// (the facade adds the sync runs and the stored totals).
     pub fn counters(&self) -> crate::core::counters::Counters {
         let state = self.inner.state.borrow();
-        to_js(&state.metrics)
+        to_js(state.engine.counters())
             .and_then(from_server)
             .unwrap_or_default()
     }
@@ -1658,7 +1371,7 @@ impl Client {
     /// # Errors
     /// `closed` after `close`.
     pub fn request(&self, method: Method, path: &str) -> Result<HttpRequest, Error> {
-        if self.inner.closed.get() {
+        if self.inner.state.borrow().engine.is_closed() {
             return Err(Error::Closed);
         }
         let mut req = HttpRequest::new(method, format!("{}{}", self.inner.config.base_url, path));
@@ -1698,7 +1411,7 @@ impl Client {
                     if !err.is_transient() || !policy.allows(failures) || !self.is_online() {
                         return Err(err);
                     }
-                    self.inner.state.borrow_mut().metrics.retries += 1;
+                    self.inner.state.borrow_mut().engine.count_retry();
                     let retry_after = match &err {
                         Error::Http { retry_after_ms, .. } => *retry_after_ms,
                         _ => None,
@@ -1718,7 +1431,8 @@ impl Client {
         self.inner
             .state
             .borrow_mut()
-            .records
+            .engine
+            .records_mut()
             .apply_remote(&key.collection, RemoteChange::Put(record.clone()));
         self.persist({
             let mut b = DbBatch::new();
@@ -1775,22 +1489,6 @@ impl Client {
         }
     }
 
-    /// Settles everyone waiting for an entry.
-    fn settle(&self, mutation_id: &str, result: Result<Outcome, Error>) {
-        let callers = self
-            .inner
-            .state
-            .borrow_mut()
-            .waiting
-            .remove(mutation_id)
-            .unwrap_or_default();
-        if callers.is_empty() {
-            return;
-        }
-        let value = result.and_then(|outcome| self.outcome_js(outcome));
-        self.settle_callers(callers, &value);
-    }
-
     fn outcome_js(&self, outcome: Outcome) -> Result<JsValue, Error> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -1825,7 +1523,7 @@ impl Client {
             }),
             Outcome::Conflict(conflict) => {
                 let state = self.inner.state.borrow();
-                let kept = state.conflicts.get(&conflict.id);
+                let kept = state.engine.conflicts().get(&conflict.id);
                 let base = kept.and_then(|k| k.base.as_ref());
                 to_js(&Out {
                     status: "conflict",
@@ -1847,10 +1545,11 @@ impl Client {
     // ----- writes ----------------------------------------------------------
 
     fn check_open(&self) -> Result<(), Error> {
-        if self.inner.closed.get() {
+        let state = self.inner.state.borrow();
+        if state.engine.is_closed() {
             return Err(Error::Closed);
         }
-        if self.inner.expired.get() {
+        if state.engine.is_expired() {
             return Err(Error::Http {
                 code: ErrorCode::Unauthorized,
                 status: 401,
@@ -1871,7 +1570,12 @@ impl Client {
             Some(p) => p,
             None => {
                 self.fetch_one(&RecordKey::new(collection, id)).await?;
-                self.stage_and_debounce(RecordKey::new(collection, id), fields)?
+                self.check_open()?;
+                self.ask(|caller| Event::Save {
+                    key: RecordKey::new(collection, id),
+                    fields,
+                    caller,
+                })
             }
         };
         JsFuture::from(promise).await.map_err(rejected)
@@ -1897,158 +1601,24 @@ impl Client {
         let key = RecordKey::new(collection, id);
         let known = {
             let state = self.inner.state.borrow();
-            state.records.get(collection, id).is_some() || state.records.staged(&key).is_some()
+            let records = state.engine.records();
+            records.get(collection, id).is_some() || records.staged(&key).is_some()
         };
         if !known {
             return Ok(None);
         }
-        self.stage_and_debounce(key, fields).map(Some)
-    }
-
-    fn stage_and_debounce(&self, key: RecordKey, fields: Fields) -> Result<Promise, Error> {
-        self.inner
-            .state
-            .borrow_mut()
-            .records
-            .stage(&key, fields.clone())
-            .map_err(stage_error)?;
-        let (caller, promise) = self.new_caller();
-        let pushed = {
-            let mut state = self.inner.state.borrow_mut();
-            state.metrics.operations += 1;
-            match state.debounce.as_mut() {
-                Some(d) => d.push(key.clone(), SavePayload::fields(fields), caller, now_ms()),
-                None => return Err(Error::Closed),
-            }
-        };
-        self.changed();
-        self.emit_record(&key, "local");
-        self.emit_status();
-        match pushed {
-            Pushed::Fired(batch) => self.dispatch(batch, false),
-            Pushed::Waiting { .. } => self.schedule_debounce(),
-        }
-        Ok(promise)
-    }
-
-    fn schedule_debounce(&self) {
-        let deadline = self
-            .inner
-            .state
-            .borrow()
-            .debounce
-            .as_ref()
-            .and_then(|d| d.next_deadline());
-        let Some(deadline) = deadline else {
-            self.inner.debounce_timer.borrow_mut().take();
-            return;
-        };
-        let delay = deadline.saturating_sub(now_ms());
-        let weak = self.weak();
-        let timer = Timeout::new(u32::try_from(delay).unwrap_or(u32::MAX), move || {
-            if let Some(client) = Client::from_weak(&weak) {
-                let due = client
-                    .inner
-                    .state
-                    .borrow_mut()
-                    .debounce
-                    .as_mut()
-                    .map(|d| d.due(now_ms()))
-                    .unwrap_or_default();
-                for batch in due {
-                    client.dispatch(batch, false);
-                }
-                client.schedule_debounce();
-            }
-        });
-        *self.inner.debounce_timer.borrow_mut() = Some(timer);
-    }
-
-    /// Turns a debounced batch into an outbox entry.
-    fn dispatch(&self, batch: Batch<RecordKey, SavePayload>, keepalive: bool) {
-        let key = batch.key;
-        let fields = batch.value.fields;
-        let (base_version, base_fields) = {
-            let state = self.inner.state.borrow();
-            match state.records.staged(&key) {
-                Some(change) => (change.base_version, change.base_of(&fields)),
-                None => (
-                    state
-                        .records
-                        .get(&key.collection, &key.id)
-                        .map_or(0, |r| r.version),
-                    Fields::new(),
-                ),
-            }
-        };
-        let op = MutationOp::Patch {
-            base_version,
-            base_fields,
+        Ok(Some(self.ask(|caller| Event::Save {
+            key,
             fields,
-        };
-        self.enqueue(key, op, batch.callers, keepalive);
+            caller,
+        })))
     }
 
-    /// Puts a mutation in the outbox, writes it to IndexedDB, then sends it.
-    fn enqueue(&self, key: RecordKey, op: MutationOp, callers: Vec<u64>, keepalive: bool) {
-        let mutation = NewMutation {
-            mutation_id: uuid_v4(),
-            idempotency_key: uuid_v4(),
-            collection: key.collection.clone(),
-            record_id: key.id.clone(),
-            op,
-        };
-        let enqueued = self
-            .inner
-            .state
-            .borrow_mut()
-            .outbox
-            .enqueue(mutation, now_ms());
-        let target = match enqueued {
-            Ok(crate::core::outbox::Enqueued::Added { mutation_id }) => mutation_id,
-            Ok(crate::core::outbox::Enqueued::Folded { into }) => into,
-            Err(e) => {
-                self.settle_callers(callers, &Err(Error::Invalid(e.to_string())));
-                return;
-            }
-        };
-        let entry = {
-            let mut state = self.inner.state.borrow_mut();
-            state
-                .waiting
-                .get_or_insert_with(target.clone(), Vec::new)
-                .extend(callers);
-            state.unpersisted.insert(target.clone());
-            state.own.insert(target.clone());
-            if keepalive {
-                state.keepalive.insert(target.clone());
-            }
-            state.records.set_state(&key, StagedState::Queued);
-            state.outbox.get(&target).cloned()
-        };
-        self.changed();
-        self.emit_status();
-        let Some(entry) = entry else { return };
-        if !self.is_online() {
-            self.settle(&target, Ok(Outcome::Queued(target.clone())));
-        }
-        if keepalive {
-            // The page is going away: IndexedDB may not finish, the
-            // keepalive fetch will. Send first, then write.
-            self.inner.state.borrow_mut().unpersisted.remove(&target);
-            self.pump();
-            let this = self.clone();
-            spawn_local(async move {
-                this.persist(Self::entry_batch(&entry)).await;
-            });
-            return;
-        }
-        let this = self.clone();
-        spawn_local(async move {
-            this.persist(Self::entry_batch(&entry)).await;
-            this.inner.state.borrow_mut().unpersisted.remove(&target);
-            this.pump();
-        });
+    /// A promise for a caller, and the engine told what it asks.
+    fn ask(&self, event: impl FnOnce(CallerId) -> Event) -> Promise {
+        let (caller, promise) = self.new_caller();
+        self.handle(event(caller));
+        promise
     }
 
     /// Stages a comment at once and queues it; the promise settles with the
@@ -2063,28 +1633,7 @@ impl Client {
             return Err(Error::Invalid("a comment needs some text".into()));
         }
         let key = RecordKey::new(collection, id);
-        let comment_id = uuid_v4();
-        {
-            let mut state = self.inner.state.borrow_mut();
-            state.records.stage_comment(
-                &key,
-                PendingComment {
-                    id: comment_id.clone(),
-                    text: text.clone(),
-                },
-            );
-            state.metrics.operations += 1;
-        }
-        let (caller, promise) = self.new_caller();
-        self.changed();
-        self.emit_record(&key, "local");
-        self.enqueue(
-            key,
-            MutationOp::Comment { comment_id, text },
-            vec![caller],
-            false,
-        );
-        Ok(promise)
+        Ok(self.ask(|caller| Event::Comment { key, text, caller }))
     }
 
     /// Creates a record with a client-made id.
@@ -2095,17 +1644,11 @@ impl Client {
         self.check_open()?;
         check_collection(collection)?;
         let key = RecordKey::new(collection, uuid_v4());
-        self.inner
-            .state
-            .borrow_mut()
-            .records
-            .stage_create(&key, fields.clone())
-            .map_err(stage_error)?;
-        self.inner.state.borrow_mut().metrics.operations += 1;
-        let (caller, promise) = self.new_caller();
-        self.changed();
-        self.emit_record(&key, "local");
-        self.enqueue(key, MutationOp::Create { fields }, vec![caller], false);
+        let promise = self.ask(|caller| Event::Create {
+            key,
+            fields,
+            caller,
+        });
         JsFuture::from(promise).await.map_err(rejected)
     }
 
@@ -2117,57 +1660,30 @@ impl Client {
         self.check_open()?;
         check_collection(collection)?;
         let key = RecordKey::new(collection, id);
-        if self
+        let known = self
             .inner
             .state
             .borrow()
-            .records
+            .engine
+            .records()
             .get(collection, id)
-            .is_none()
-        {
+            .is_some();
+        if !known {
             self.fetch_one(&key).await?;
         }
-        let base_version = {
-            let mut state = self.inner.state.borrow_mut();
-            state.records.stage_delete(&key).map_err(stage_error)?;
-            state.metrics.operations += 1;
-            state.records.get(collection, id).map_or(0, |r| r.version)
-        };
-        let (caller, promise) = self.new_caller();
-        self.changed();
-        self.emit_record(&key, "local");
-        self.enqueue(
-            key,
-            MutationOp::Delete { base_version },
-            vec![caller],
-            false,
-        );
+        let promise = self.ask(|caller| Event::Delete { key, caller });
         JsFuture::from(promise).await.map_err(rejected)
     }
 
     /// Sends every debounced change now; returns the callers' promises.
     pub fn flush_now(&self, keepalive: bool) -> Vec<Promise> {
-        let batches = self
-            .inner
-            .state
-            .borrow_mut()
-            .debounce
-            .as_mut()
-            .map(|d| d.flush())
-            .unwrap_or_default();
-        let promises: Vec<Promise> = {
-            let state = self.inner.state.borrow();
-            batches
-                .iter()
-                .flat_map(|b| b.callers.iter())
-                .filter_map(|c| state.callers.get(c).map(|c| c.promise.clone()))
-                .collect()
-        };
-        for batch in batches {
-            self.dispatch(batch, keepalive);
-        }
-        self.schedule_debounce();
-        promises
+        let before: Vec<CallerId> = self.inner.state.borrow().callers.keys().copied().collect();
+        self.handle(Event::Flush { keepalive });
+        let state = self.inner.state.borrow();
+        before
+            .iter()
+            .filter_map(|c| state.callers.get(c).map(|c| c.promise.clone()))
+            .collect()
     }
 
     /// Puts a failed mutation back in its lane and sends it.
@@ -2176,43 +1692,34 @@ impl Client {
     /// `not_found` for an unknown id.
     pub async fn retry(&self, mutation_id: &str) -> Result<JsValue, Error> {
         self.check_open()?;
-        let entry = {
-            let mut state = self.inner.state.borrow_mut();
-            state
-                .outbox
-                .retry(mutation_id)
-                .map_err(|e| not_found(e.to_string()))?;
-            let entry = state.outbox.get(mutation_id).cloned();
-            state.own.insert(mutation_id.to_owned());
-            state.foreign.remove(mutation_id);
-            if let Some(e) = &entry {
-                state.records.set_state(
-                    &RecordKey::new(&e.collection, &e.record_id),
-                    StagedState::Queued,
-                );
-            }
-            entry
-        };
-        let (caller, promise) = self.new_caller();
-        self.inner
+        let entry = self
+            .inner
             .state
-            .borrow_mut()
-            .waiting
-            .get_or_insert_with(mutation_id.to_owned(), Vec::new)
-            .push(caller);
-        if let Some(entry) = entry {
-            let mut batch = Self::entry_batch(&entry);
-            batch.delete(Store::Failed.name(), entry.mutation_id.clone());
-            // Of two tabs retrying one entry at once, one finds it gone.
-            if let Err(e) = self.claim(Store::Failed, mutation_id, batch).await {
-                self.settle(mutation_id, Err(Error::Cancelled));
-                self.reread_work().await;
-                return Err(e);
-            }
+            .borrow()
+            .engine
+            .outbox()
+            .failed()
+            .iter()
+            .find(|e| e.mutation_id == mutation_id)
+            .cloned();
+        let Some(entry) = entry else {
+            return Err(not_found(format!("no failed mutation {mutation_id:?}")));
+        };
+        // Of two tabs retrying one entry at once, one finds it gone.
+        let mut batch = DbBatch::new();
+        batch.delete(Store::Failed.name(), mutation_id.to_owned());
+        let mut queued = entry;
+        queued.state = crate::core::outbox::EntryState::Queued;
+        batch.put(Store::Outbox.name(), mutation_id.to_owned(), &queued)?;
+        if let Err(e) = self.claim(Store::Failed, mutation_id, batch).await {
+            self.reread_work().await;
+            return Err(e);
         }
-        self.changed();
-        self.emit_status();
-        self.pump();
+        let mutation_id = mutation_id.to_owned();
+        let promise = self.ask(|caller| Event::Retry {
+            mutation_id,
+            caller,
+        });
         JsFuture::from(promise).await.map_err(rejected)
     }
 
@@ -2221,31 +1728,15 @@ impl Client {
     /// # Errors
     /// `not_found` for an unknown id, `invalid` while it is being sent.
     pub async fn discard(&self, mutation_id: &str) -> Result<(), Error> {
-        if let Some(key) = mutation_id
-            .strip_prefix(STAGED_PREFIX)
-            .and_then(|rest| rest.split_once('/'))
-            .map(|(c, id)| RecordKey::new(c, id))
-        {
-            self.discard_staged(&key);
-            return Ok(());
+        let sendable = self.inner.state.borrow().engine.can_discard(mutation_id);
+        match sendable {
+            Ok(()) => {}
+            Err(why) if why.contains("being sent") => return Err(Error::Invalid(why)),
+            Err(why) => return Err(not_found(why)),
         }
-        let entry = self
-            .inner
-            .state
-            .borrow_mut()
-            .outbox
-            .discard(mutation_id)
-            .map_err(|e| not_found(e.to_string()))?;
-        let key = RecordKey::new(&entry.collection, &entry.record_id);
-        unstage(&mut self.inner.state.borrow_mut().records, &entry);
-        self.settle(mutation_id, Err(Error::Cancelled));
-        let mut batch = DbBatch::new();
-        batch.delete(Store::Outbox.name(), mutation_id.to_owned());
-        batch.delete(Store::Failed.name(), mutation_id.to_owned());
-        self.persist(batch).await;
-        self.changed();
-        self.emit_record(&key, "local");
-        self.emit_status();
+        self.handle(Event::Discard {
+            mutation_id: mutation_id.to_owned(),
+        });
         Ok(())
     }
 
@@ -2274,45 +1765,6 @@ impl Client {
         Ok(())
     }
 
-    /// Drops the changes of a record that still wait in the debounce
-    /// window (not yet in the outbox); their callers hear `cancelled`.
-    fn discard_staged(&self, key: &RecordKey) {
-        let callers = {
-            let mut state = self.inner.state.borrow_mut();
-            let callers = state
-                .debounce
-                .as_mut()
-                .map(|d| d.cancel_key(key))
-                .unwrap_or_default();
-            let queued: HashSet<String> = state
-                .outbox
-                .pending()
-                .iter()
-                .filter(|e| e.collection == key.collection && e.record_id == key.id)
-                .filter_map(|e| e.op.fields())
-                .flat_map(|f| f.keys().cloned())
-                .collect();
-            let waiting: Fields = state
-                .records
-                .staged(key)
-                .map(|c| {
-                    c.fields
-                        .iter()
-                        .filter(|(k, _)| !queued.contains(*k))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect_map()
-                })
-                .unwrap_or_default();
-            state.records.unstage(key, &waiting);
-            callers
-        };
-        self.settle_callers(callers, &Err(Error::Cancelled));
-        self.schedule_debounce();
-        self.changed();
-        self.emit_record(key, "local");
-        self.emit_status();
-    }
-
     /// Resolves a conflict with the fields a person chose; they are sent on
     /// the server's version.
     ///
@@ -2320,282 +1772,26 @@ impl Client {
     /// `not_found` for an unknown conflict, or what the server said.
     pub async fn resolve(&self, conflict_id: &str, chosen: Fields) -> Result<JsValue, Error> {
         self.check_open()?;
-        if self
-            .inner
-            .state
-            .borrow()
-            .conflicts
-            .get(conflict_id)
-            .is_none()
-        {
+        if !self.inner.state.borrow().engine.has_conflict(conflict_id) {
             return Err(not_found(format!("no conflict {conflict_id:?}")));
         }
         // Of two tabs resolving one conflict at once, one finds it gone.
         let mut batch = DbBatch::new();
         batch.delete(Store::Conflicts.name(), conflict_id.to_owned());
-        let claimed = self.claim(Store::Conflicts, conflict_id, batch).await;
-        let kept = self.inner.state.borrow_mut().conflicts.remove(conflict_id);
-        if let Err(e) = claimed {
-            self.changed();
-            self.emit_status();
+        if let Err(e) = self.claim(Store::Conflicts, conflict_id, batch).await {
+            self.reread_work().await;
             return Err(e);
         }
-        let conflict = kept
-            .ok_or_else(|| not_found(format!("no conflict {conflict_id:?}")))?
-            .conflict;
-        let resolution = conflict.resolve(&chosen);
-        let key = RecordKey::new(&conflict.collection, &conflict.record_id);
-        if resolution.patch.is_empty() {
-            self.changed();
-            self.emit_status();
-            return self.outcome_js(Outcome::Committed(conflict.theirs));
-        }
-        let base_fields: Fields = resolution
-            .patch
-            .keys()
-            .map(|k| {
-                (
-                    k.clone(),
-                    conflict
-                        .theirs
-                        .fields
-                        .get(k)
-                        .cloned()
-                        .unwrap_or(crate::core::record::FieldValue::Null),
-                )
-            })
-            .collect_map();
-        {
-            let mut state = self.inner.state.borrow_mut();
-            state
-                .records
-                .apply_remote(&key.collection, RemoteChange::Put(conflict.theirs.clone()));
-            let _ = state.records.stage(&key, resolution.patch.clone());
-            state.metrics.operations += 1;
-        }
-        let (caller, promise) = self.new_caller();
-        self.changed();
-        self.emit_record(&key, "local");
-        self.enqueue(
-            key,
-            MutationOp::Patch {
-                base_version: resolution.if_match,
-                base_fields,
-                fields: resolution.patch,
-            },
-            vec![caller],
-            false,
-        );
+        let conflict_id = conflict_id.to_owned();
+        let promise = self.ask(|caller| Event::Resolve {
+            conflict_id,
+            chosen,
+            caller,
+        });
         JsFuture::from(promise).await.map_err(rejected)
     }
 
     // ----- the outbox pump ---------------------------------------------------
-
-    /// Sends what can be sent now: one entry per record lane, in parallel.
-    pub fn pump(&self) {
-        if self.inner.closed.get() || self.inner.expired.get() {
-            return;
-        }
-        if !self.can_talk() {
-            return;
-        }
-        let leader = self.inner.leader.get();
-        let now = now_ms();
-        let ready: Vec<OutboxEntry> = {
-            let mut state = self.inner.state.borrow_mut();
-            let ids: Vec<String> = state
-                .outbox
-                .next_sendable(now)
-                .into_iter()
-                .filter(|e| !state.unpersisted.contains(&e.mutation_id))
-                .filter(|e| !state.foreign.contains(&e.mutation_id))
-                .filter(|e| leader || state.own.contains(&e.mutation_id))
-                .map(|e| e.mutation_id.clone())
-                .collect();
-            let mut ready = Vec::new();
-            for id in ids {
-                if let Ok(entry) = state.outbox.mark_sending(&id) {
-                    let entry = entry.clone();
-                    state.records.set_state(
-                        &RecordKey::new(&entry.collection, &entry.record_id),
-                        StagedState::Sending,
-                    );
-                    ready.push(entry);
-                }
-            }
-            ready
-        };
-        if !ready.is_empty() {
-            let mut state = self.inner.state.borrow_mut();
-            if state.drain.is_none() {
-                state.drain = Some(Drain {
-                    since: now,
-                    at_start: state.metrics.clone(),
-                });
-            }
-        }
-        for entry in ready {
-            let this = self.clone();
-            spawn_local(async move { this.send_entry(entry).await });
-        }
-        self.schedule_retry();
-    }
-
-    fn schedule_retry(&self) {
-        let at = self.inner.state.borrow().outbox.next_retry_at(now_ms());
-        let Some(at) = at else {
-            self.inner.retry_timer.borrow_mut().take();
-            return;
-        };
-        let delay = at.saturating_sub(now_ms()).max(1);
-        let weak = self.weak();
-        let timer = Timeout::new(u32::try_from(delay).unwrap_or(u32::MAX), move || {
-            if let Some(client) = Client::from_weak(&weak) {
-                client.pump();
-            }
-        });
-        *self.inner.retry_timer.borrow_mut() = Some(timer);
-    }
-
-    fn build(&self, entry: &OutboxEntry) -> Result<HttpRequest, Error> {
-        let c = &entry.collection;
-        let id = encode(&entry.record_id);
-        let body = js_sys::Object::new();
-        let set = |k: &str, v: &JsValue| {
-            let _ = js_sys::Reflect::set(&body, &k.into(), v);
-        };
-        let mut req = match &entry.op {
-            MutationOp::Patch {
-                base_version,
-                fields,
-                ..
-            } => {
-                set("fields", &to_js(fields)?);
-                let mut r = self.request(Method::Patch, &format!("/{c}/{id}"))?;
-                r.if_match = Some(*base_version);
-                r
-            }
-            MutationOp::Create { fields } => {
-                set("id", &entry.record_id.as_str().into());
-                set("fields", &to_js(fields)?);
-                self.request(Method::Post, &format!("/{c}"))?
-            }
-            MutationOp::Delete { base_version } => {
-                let mut r = self.request(Method::Delete, &format!("/{c}/{id}"))?;
-                r.if_match = Some(*base_version);
-                r
-            }
-            MutationOp::Comment { comment_id, text } => {
-                set("id", &comment_id.as_str().into());
-                set("text", &text.as_str().into());
-                self.request(Method::Post, &format!("/{c}/{id}/comments"))?
-            }
-        };
-        if !matches!(entry.op, MutationOp::Delete { .. }) {
-            req.body = Some(body.into());
-        }
-        req.idempotency_key = Some(entry.idempotency_key.clone());
-        req.keepalive = self
-            .inner
-            .state
-            .borrow()
-            .keepalive
-            .contains(&entry.mutation_id);
-        Ok(req)
-    }
-
-    async fn send_entry(&self, entry: OutboxEntry) {
-        let result = match self.build(&entry) {
-            Ok(req) => self.exchange(&req).await,
-            Err(e) => Err(e),
-        };
-        if self.inner.closed.get() {
-            return;
-        }
-        self.inner
-            .state
-            .borrow_mut()
-            .keepalive
-            .remove(&entry.mutation_id);
-        match result {
-            Ok(resp) => self.on_success(&entry, resp.body).await,
-            Err(err) => {
-                let is_version_conflict = matches!(
-                    &err,
-                    Error::Http {
-                        status: 409,
-                        code: ErrorCode::Conflict,
-                        ..
-                    }
-                );
-                if is_version_conflict && !matches!(entry.op, MutationOp::Comment { .. }) {
-                    self.on_conflict(&entry, err).await;
-                } else if err.code() == ErrorCode::Unauthorized {
-                    let _ = self
-                        .inner
-                        .state
-                        .borrow_mut()
-                        .outbox
-                        .release(&entry.mutation_id);
-                    self.session_expired();
-                    self.settle(&entry.mutation_id, Err(err));
-                } else if err.is_transient() {
-                    self.on_transient(&entry, err).await;
-                } else if err.status() == Some(409) {
-                    // A 409 that is not a version conflict (a double
-                    // booking): resending can never succeed, and docs/guide/errors.md
-                    // keeps only other 4xx for a person to retry. The
-                    // caller hears why; the change is dropped.
-                    self.on_permanent(&entry, err).await;
-                    let _ = self.discard(&entry.mutation_id).await;
-                } else {
-                    self.on_permanent(&entry, err).await;
-                }
-            }
-        }
-        self.end_drain_if_quiet();
-        self.changed();
-        self.emit_status();
-        self.pump();
-    }
-
-    /// When nothing of the outbox is on the wire any more, the drain that
-    /// began ends: one line of the sync log.
-    fn end_drain_if_quiet(&self) {
-        let entry = {
-            let mut state = self.inner.state.borrow_mut();
-            let on_the_wire = state
-                .outbox
-                .pending()
-                .iter()
-                .any(|e| e.state == EntryState::Sending);
-            if on_the_wire {
-                return;
-            }
-            let Some(drain) = state.drain.take() else {
-                return;
-            };
-            let (now, then) = (&state.metrics, &drain.at_start);
-            let waiting = state
-                .outbox
-                .pending()
-                .iter()
-                .find_map(|e| e.last_error.as_ref());
-            SyncLogEntry {
-                at: now_ms() as f64,
-                direction: "push".into(),
-                kind: "outbox".into(),
-                pushed: now.commits.saturating_sub(then.commits),
-                pulled: 0,
-                merged: now.merged.saturating_sub(then.merged),
-                conflicts: now.conflicts.saturating_sub(then.conflicts),
-                failed: now.failed.saturating_sub(then.failed),
-                duration_ms: now_ms().saturating_sub(drain.since) as f64,
-                error: waiting.map(|e| e.message.clone()),
-            }
-        };
-        self.log_exchange(entry);
-    }
 
     /// Adds a line to the user's record-sync log: in IndexedDB (the newest
     /// [`SYNC_LOG_KEPT`], read-modify-write in one transaction, so tabs
@@ -2660,324 +1856,6 @@ impl Client {
         })
     }
 
-    async fn on_success(&self, entry: &OutboxEntry, body: JsValue) {
-        let key = RecordKey::new(&entry.collection, &entry.record_id);
-        let mut batch = DbBatch::new();
-        batch.delete(Store::Outbox.name(), entry.mutation_id.clone());
-        let outcome = match &entry.op {
-            MutationOp::Patch { fields, .. } | MutationOp::Create { fields } => {
-                match from_server::<Record>(body) {
-                    Ok(record) => {
-                        let merged = {
-                            let mut state = self.inner.state.borrow_mut();
-                            let _ = state.outbox.on_success(&entry.mutation_id, Some(&record));
-                            state
-                                .records
-                                .commit(&entry.collection, record.clone(), fields);
-                            state.metrics.commits += 1;
-                            state.merged.remove(&entry.mutation_id)
-                        };
-                        let _ = batch.put_record(
-                            Store::Records.name(),
-                            record_key(&key.collection, &key.id),
-                            &record,
-                        );
-                        match merged {
-                            Some(m) if !m.is_empty() => Ok(Outcome::Merged(record, m)),
-                            _ => Ok(Outcome::Committed(record)),
-                        }
-                    }
-                    Err(e) => {
-                        // 2xx with a body we cannot read: the change is in,
-                        // but we do not know its record; reload it.
-                        let mut state = self.inner.state.borrow_mut();
-                        let _ = state.outbox.on_success(&entry.mutation_id, None);
-                        state.records.unstage(&key, fields);
-                        Err(e)
-                    }
-                }
-            }
-            MutationOp::Delete { .. } => {
-                let last = {
-                    let mut state = self.inner.state.borrow_mut();
-                    let _ = state.outbox.on_success(&entry.mutation_id, None);
-                    let last = state.records.get(&key.collection, &key.id).cloned();
-                    state.records.commit_delete(&key);
-                    state.metrics.commits += 1;
-                    last
-                };
-                batch.delete(Store::Records.name(), record_key(&key.collection, &key.id));
-                Ok(Outcome::Committed(
-                    last.unwrap_or_else(|| Record::empty(&key.id)),
-                ))
-            }
-            MutationOp::Comment { .. } => match from_server::<Comment>(body) {
-                Ok(comment) => {
-                    let record = {
-                        let mut state = self.inner.state.borrow_mut();
-                        let _ = state.outbox.on_success(&entry.mutation_id, None);
-                        state.records.commit_comment(&key, comment);
-                        state.metrics.commits += 1;
-                        state.records.get(&key.collection, &key.id).cloned()
-                    };
-                    if let Some(r) = &record {
-                        let _ = batch.put_record(
-                            Store::Records.name(),
-                            record_key(&key.collection, &key.id),
-                            r,
-                        );
-                    }
-                    match record {
-                        Some(r) => Ok(Outcome::Committed(r)),
-                        None => {
-                            // Commented without loading the record: read it
-                            // now, so the caller gets the record with its log.
-                            match self.fetch_one(&key).await {
-                                Ok(()) => self
-                                    .inner
-                                    .state
-                                    .borrow()
-                                    .records
-                                    .get(&key.collection, &key.id)
-                                    .cloned()
-                                    .map(Outcome::Committed)
-                                    .ok_or_else(|| Error::BadResponse("record vanished".into())),
-                                Err(e) => Err(e),
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    let _ = self
-                        .inner
-                        .state
-                        .borrow_mut()
-                        .outbox
-                        .on_success(&entry.mutation_id, None);
-                    Err(e)
-                }
-            },
-        };
-        self.persist(batch).await;
-        self.changed();
-        self.emit_record(&key, "local");
-        let version = self
-            .inner
-            .state
-            .borrow()
-            .records
-            .get(&key.collection, &key.id)
-            .map_or(0, |r| r.version);
-        self.tell_tabs_record(&key, version);
-        self.settle(&entry.mutation_id, outcome);
-    }
-
-    async fn on_conflict(&self, entry: &OutboxEntry, err: Error) {
-        let key = RecordKey::new(&entry.collection, &entry.record_id);
-        let details = match &err {
-            Error::Http { details, .. } => details.clone(),
-            _ => JsValue::UNDEFINED,
-        };
-        let theirs: Record = match from_server(get(&details, "current")) {
-            Ok(r) => r,
-            Err(e) => {
-                self.on_permanent(entry, e).await;
-                return;
-            }
-        };
-        let rules = self.inner.config.rules;
-        let outcome = match entry.merge_with(&theirs, &rules) {
-            Some(o) => o,
-            None => {
-                self.on_permanent(entry, err).await;
-                return;
-            }
-        };
-        let fresh_id = uuid_v4();
-        let base_record = {
-            let state = self.inner.state.borrow();
-            state
-                .records
-                .get(&key.collection, &key.id)
-                .cloned()
-                .map(|mut r| {
-                    // The base as the change saw it: confirmed values with the
-                    // base values of the changed fields.
-                    if let MutationOp::Patch {
-                        base_fields,
-                        base_version,
-                        ..
-                    } = &entry.op
-                    {
-                        r.version = *base_version;
-                        for (k, v) in base_fields {
-                            r.fields.insert(k.clone(), v.clone());
-                        }
-                    }
-                    r
-                })
-        };
-        let handled = self.inner.state.borrow_mut().outbox.on_conflict(
-            &entry.mutation_id,
-            &theirs,
-            outcome,
-            fresh_id,
-        );
-        let mut batch = DbBatch::new();
-        let _ = batch.put_record(
-            Store::Records.name(),
-            record_key(&key.collection, &key.id),
-            &theirs,
-        );
-        match handled {
-            Ok(ConflictHandled::Resend { merged }) => {
-                let updated = {
-                    let mut state = self.inner.state.borrow_mut();
-                    state.metrics.merged += 1;
-                    state
-                        .records
-                        .apply_remote(&key.collection, RemoteChange::Put(theirs.clone()));
-                    state.records.rebase(&key, &theirs);
-                    let acc = state
-                        .merged
-                        .get_or_insert_with(entry.mutation_id.clone(), Vec::new);
-                    for m in merged {
-                        if !acc.contains(&m) {
-                            acc.push(m);
-                        }
-                    }
-                    state.outbox.get(&entry.mutation_id).cloned()
-                };
-                if let Some(updated) = updated {
-                    let _ = batch.put(Store::Outbox.name(), updated.mutation_id.clone(), &updated);
-                }
-                self.persist(batch).await;
-            }
-            Ok(ConflictHandled::Settled(settled)) => {
-                {
-                    let mut state = self.inner.state.borrow_mut();
-                    state.metrics.merged += 1;
-                    let sent = settled.op.fields().cloned().unwrap_or_default();
-                    state.records.commit(&key.collection, theirs.clone(), &sent);
-                }
-                batch.delete(Store::Outbox.name(), entry.mutation_id.clone());
-                self.persist(batch).await;
-                let merged = self
-                    .inner
-                    .state
-                    .borrow_mut()
-                    .merged
-                    .remove(&entry.mutation_id)
-                    .unwrap_or_default();
-                self.emit_record(&key, "server");
-                self.settle(&entry.mutation_id, Ok(Outcome::Merged(theirs, merged)));
-            }
-            Ok(ConflictHandled::Conflict(conflict, _)) => {
-                let kept = KeptConflict {
-                    conflict: (*conflict).clone(),
-                    base: base_record,
-                };
-                {
-                    let mut state = self.inner.state.borrow_mut();
-                    state.metrics.conflicts += 1;
-                    state
-                        .records
-                        .apply_remote(&key.collection, RemoteChange::Put(theirs.clone()));
-                    state.records.discard(&key);
-                    state.merged.remove(&entry.mutation_id);
-                    state.conflicts.insert(conflict.id.clone(), kept.clone());
-                }
-                batch.delete(Store::Outbox.name(), entry.mutation_id.clone());
-                let _ = batch.put(Store::Conflicts.name(), conflict.id.clone(), &kept);
-                self.persist(batch).await;
-                self.changed();
-                self.emit_record(&key, "server");
-                self.emit_conflict(&kept);
-                self.settle(&entry.mutation_id, Ok(Outcome::Conflict(conflict)));
-            }
-            Err(e) => {
-                self.on_permanent(entry, Error::Invalid(e.to_string()))
-                    .await;
-            }
-        }
-    }
-
-    async fn on_transient(&self, entry: &OutboxEntry, err: Error) {
-        let retry_after = match &err {
-            Error::Http { retry_after_ms, .. } => *retry_after_ms,
-            _ => None,
-        };
-        let error = EntryError {
-            code: err.code(),
-            message: err.to_string(),
-        };
-        let retrying = {
-            let mut state = self.inner.state.borrow_mut();
-            state.metrics.retries += 1;
-            let r = state.outbox.on_transient_failure(
-                &entry.mutation_id,
-                error,
-                now_ms(),
-                &self.inner.config.retry,
-                random_unit(),
-                retry_after,
-            );
-            state.records.set_state(
-                &RecordKey::new(&entry.collection, &entry.record_id),
-                StagedState::Queued,
-            );
-            r
-        };
-        let exhausted = retrying.map(|r| r.exhausted).unwrap_or(true);
-        if exhausted || !self.is_online() {
-            self.settle(
-                &entry.mutation_id,
-                Ok(Outcome::Queued(entry.mutation_id.clone())),
-            );
-        }
-        if let Some(updated) = self
-            .inner
-            .state
-            .borrow()
-            .outbox
-            .get(&entry.mutation_id)
-            .cloned()
-        {
-            let this = self.clone();
-            spawn_local(async move { this.persist(Self::entry_batch(&updated)).await });
-        }
-    }
-
-    async fn on_permanent(&self, entry: &OutboxEntry, err: Error) {
-        let key = RecordKey::new(&entry.collection, &entry.record_id);
-        let failed = {
-            let mut state = self.inner.state.borrow_mut();
-            state.metrics.failed += 1;
-            let failed = state
-                .outbox
-                .on_permanent_failure(
-                    &entry.mutation_id,
-                    EntryError {
-                        code: err.code(),
-                        message: err.to_string(),
-                    },
-                )
-                .ok()
-                .cloned();
-            state.records.fail(&key);
-            failed
-        };
-        let mut batch = DbBatch::new();
-        batch.delete(Store::Outbox.name(), entry.mutation_id.clone());
-        if let Some(f) = &failed {
-            let _ = batch.put(Store::Failed.name(), f.mutation_id.clone(), f);
-        }
-        self.persist(batch).await;
-        self.changed();
-        self.emit_record(&key, "local");
-        self.settle(&entry.mutation_id, Err(err));
-    }
-
     /// Before a logout: sends every debounced change and waits (up to the
     /// request timeout) while queued ones are sent. Succeeds when nothing
     /// of the user's is left off the server.
@@ -2986,7 +1864,7 @@ impl Client {
     /// [`Error::PendingChanges`] listing what is left (queued, refused, or
     /// a conflict waiting for a person); the session is untouched.
     pub async fn send_before_logout(&self) -> Result<(), Error> {
-        if self.inner.closed.get() {
+        if self.inner.state.borrow().engine.is_closed() {
             return Err(Error::Closed);
         }
         let _ = self.flush_now(false);
@@ -2994,13 +1872,12 @@ impl Client {
         loop {
             let sending = {
                 let state = self.inner.state.borrow();
-                !state.outbox.pending().is_empty() || debounced(&state).next().is_some()
+                !state.engine.outbox().pending().is_empty()
+                    || state.engine.debounced().next().is_some()
             };
             // Without a network nothing will go out; with one, a probe
             // may bring the server back within the wait.
-            let stuck = !self.inner.reach.borrow().network()
-                || self.inner.expired.get()
-                || self.inner.closed.get();
+            let stuck = !navigator_online() || self.is_done();
             if !sending || stuck || now_ms() >= deadline {
                 break;
             }
@@ -3008,10 +1885,10 @@ impl Client {
         }
         let count = {
             let state = self.inner.state.borrow();
-            state.outbox.pending().len()
-                + debounced(&state).count()
-                + state.outbox.failed().len()
-                + state.conflicts.len()
+            state.engine.outbox().pending().len()
+                + state.engine.debounced().count()
+                + state.engine.outbox().failed().len()
+                + state.engine.conflicts().len()
         };
         if count == 0 {
             return Ok(());
@@ -3044,95 +1921,36 @@ impl Client {
     /// A 401: the token is no longer good. Every tab hears it (the facade
     /// relays it); writes wait in the outbox for a new login.
     pub fn session_expired(&self) {
-        if self.inner.expired.replace(true) {
-            return;
-        }
+        self.handle(Event::SessionEnded);
+    }
+
+    /// The engine says the session ended: the app hears it, and the other
+    /// tabs too unless one of them said so first.
+    fn session_ended_here(&self) {
         self.emit_session("expired");
-        self.tell_tabs(TabMessage::Session(SessionNotice {
-            state: SessionEnd::Expired,
-        }));
+        if !self.inner.from_tab.get() {
+            self.tell_tabs(TabMessage::Session(SessionNotice {
+                state: SessionEnd::Expired,
+            }));
+        }
     }
 
     /// Stops timers and listeners; waiting callers are rejected with `closed`.
     pub fn close(&self) {
-        if self.inner.closed.replace(true) {
+        if self.inner.state.borrow().engine.is_closed() {
             return;
         }
-        self.inner.debounce_timer.borrow_mut().take();
-        self.inner.retry_timer.borrow_mut().take();
-        self.inner.probe_timer.borrow_mut().take();
+        self.handle(Event::Close);
+        self.inner.timers.borrow_mut().clear();
         self.inner.held_timer.borrow_mut().take();
         self.inner.feed_timer.borrow_mut().take();
         self.inner.events.borrow_mut().take();
         self.inner.page.borrow_mut().clear();
         self.inner.lifecycle.borrow_mut().take();
-        let callers: Vec<u64> = {
-            let mut state = self.inner.state.borrow_mut();
-            if let Some(d) = state.debounce.as_mut() {
-                d.cancel();
-            }
-            state.waiting.clear();
-            state.callers.keys().copied().collect()
-        };
+        let callers: Vec<CallerId> = self.inner.state.borrow().callers.keys().copied().collect();
         self.settle_callers(callers, &Err(Error::Closed));
         if let Some(db) = self.inner.db.borrow_mut().take() {
             db.close();
-        }
-    }
-}
-
-/// Staged changes still waiting in the debounce window: not yet in the
-/// outbox (so `pending()` lists them apart, and `status.pending` counts them).
-fn debounced(state: &State) -> impl Iterator<Item = (&RecordKey, &StagedChange)> {
-    let in_outbox: HashSet<(&str, &str)> = state
-        .outbox
-        .pending()
-        .iter()
-        .map(|e| (e.collection.as_str(), e.record_id.as_str()))
-        .collect();
-    state.records.staged_changes().filter(move |(key, change)| {
-        change.state == StagedState::Staged
-            && !change.fields.is_empty()
-            && !in_outbox.contains(&(key.collection.as_str(), key.id.as_str()))
-    })
-}
-
-/// Lays an outbox entry's change over the confirmed record again (after a
-/// reload, the outbox is the truth about what is staged).
-fn restage(records: &mut StagedRecords, entry: &OutboxEntry) {
-    let key = RecordKey::new(&entry.collection, &entry.record_id);
-    let _ = match &entry.op {
-        MutationOp::Patch { fields, .. } => records.stage(&key, fields.clone()),
-        MutationOp::Create { fields } => records.stage_create(&key, fields.clone()),
-        MutationOp::Delete { .. } => records.stage_delete(&key),
-        MutationOp::Comment { comment_id, text } => {
-            records.stage_comment(
-                &key,
-                PendingComment {
-                    id: comment_id.clone(),
-                    text: text.clone(),
-                },
-            );
-            Ok(())
-        }
-    };
-    let state = if entry.state == EntryState::Failed {
-        StagedState::Failed
-    } else {
-        StagedState::Queued
-    };
-    records.set_state(&key, state);
-}
-
-/// Takes an outbox entry's change off the confirmed record (it was
-/// discarded, or another tab sent or dropped it).
-fn unstage(records: &mut StagedRecords, entry: &OutboxEntry) {
-    let key = RecordKey::new(&entry.collection, &entry.record_id);
-    match &entry.op {
-        MutationOp::Patch { fields, .. } => records.unstage(&key, fields),
-        MutationOp::Comment { comment_id, .. } => records.unstage_comment(&key, comment_id),
-        MutationOp::Create { .. } | MutationOp::Delete { .. } => {
-            records.discard(&key);
         }
     }
 }
@@ -3178,13 +1996,6 @@ fn js_conflict(kept: &KeptConflict) -> JsConflict<'_> {
     JsConflict {
         base: kept.base.as_ref().map(|b| JsRecord::of(b, false)),
         ..js_conflict_parts(&kept.conflict)
-    }
-}
-
-fn stage_error(e: StageError) -> Error {
-    match e {
-        StageError::UnknownRecord(_) => not_found(e.to_string()),
-        StageError::AlreadyExists(_) | StageError::Deleted(_) => Error::Invalid(e.to_string()),
     }
 }
 
@@ -3280,17 +2091,6 @@ fn record_object(
     let value = to_js(&JsRecord::of(record, stale)).unwrap_or(JsValue::UNDEFINED);
     cache.insert(key, CachedRecord::of(record, stale, value.clone()));
     value
-}
-
-/// What a request's end says about reachability; `None` for a request that
-/// never left (a body that could not be made, a closed client).
-fn reach_answer(result: &Result<HttpResponse, Error>) -> Option<Answer> {
-    match result {
-        Ok(_) | Err(Error::BadResponse(_)) => Some(Answer::Answered),
-        Err(Error::Network(_) | Error::Timeout(_)) => Some(Answer::Unreachable),
-        Err(Error::Http { status, .. }) => Some(Answer::of_status(Some(*status))),
-        Err(_) => None,
-    }
 }
 
 /// Failures that say the server cannot be reached now (not that it refused).

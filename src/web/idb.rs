@@ -118,7 +118,7 @@ export function writeBatch(db, stores, storeOf, kinds, keys, values) {
   // change the version. Requests go out in chunks, the next one from the
   // answer to the last of the one before (a task of its own, the
   // transaction still active), so a page of records never holds the page
-  // for long. kinds: 0 put, 1 delete, 2 record put.
+  // for long. kinds: 0 put, 1 delete, 2 record put, 3 put if present.
   // storeOf and kinds are views of the module's memory, good only during
   // this call: later chunks read copies.
   storeOf = storeOf.slice();
@@ -150,7 +150,16 @@ export function writeBatch(db, stores, storeOf, kinds, keys, values) {
           const key = keys[at];
           if (kinds[at] === 0) last = os.put(values[at], key);
           else if (kinds[at] === 1) last = os.delete(key);
-          else {
+          else if (kinds[at] === 3) {
+            const value = values[at];
+            const read = os.getKey(key);
+            read.onsuccess = () => {
+              if (read.result !== undefined) {
+                try { os.put(value, key); } catch (e) { fail(e); }
+              }
+            };
+            last = read;
+          } else {
             const value = values[at];
             const read = os.get(key);
             read.onsuccess = () => {
@@ -385,6 +394,12 @@ enum BatchOp {
         key: String,
         value: JsValue,
     },
+    /// A put made only if the key is in the store.
+    PutIfPresent {
+        store: String,
+        key: String,
+        value: JsValue,
+    },
 }
 
 impl BatchOp {
@@ -392,7 +407,8 @@ impl BatchOp {
         match self {
             Self::Put { store, .. }
             | Self::Delete { store, .. }
-            | Self::PutRecord { store, .. } => store,
+            | Self::PutRecord { store, .. }
+            | Self::PutIfPresent { store, .. } => store,
         }
     }
 
@@ -401,7 +417,8 @@ impl BatchOp {
         match self {
             Self::Put { store, key, .. }
             | Self::Delete { store, key }
-            | Self::PutRecord { store, key, .. } => (store, key),
+            | Self::PutRecord { store, key, .. }
+            | Self::PutIfPresent { store, key, .. } => (store, key),
         }
     }
 }
@@ -479,6 +496,25 @@ impl Batch {
         self
     }
 
+    /// Adds a put made only if `key` is in the store when the transaction
+    /// runs (an outbox entry another tab finished is not brought back).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if the value cannot be represented in JS.
+    pub fn put_if_present<T: Serialize + ?Sized>(
+        &mut self,
+        store: impl AsRef<str>,
+        key: impl Into<String>,
+        value: &T,
+    ) -> Result<&mut Self, Error> {
+        self.ops.push(BatchOp::PutIfPresent {
+            store: store.as_ref().to_owned(),
+            key: key.into(),
+            value: to_js(value)?,
+        });
+        Ok(self)
+    }
+
     /// Adds a delete (of nothing, if the key is absent).
     pub fn delete(&mut self, store: impl AsRef<str>, key: impl Into<String>) -> &mut Self {
         self.ops.push(BatchOp::Delete {
@@ -517,7 +553,7 @@ impl Batch {
     fn has_record_puts(&self) -> bool {
         self.ops
             .iter()
-            .any(|op| matches!(op, BatchOp::PutRecord { .. }))
+            .any(|op| matches!(op, BatchOp::PutRecord { .. } | BatchOp::PutIfPresent { .. }))
     }
 
     /// Writes the batch with `writeBatch`: one transaction, requests in
@@ -537,6 +573,7 @@ impl Batch {
                 BatchOp::Put { value, .. } => (0, value),
                 BatchOp::Delete { .. } => (1, &JsValue::UNDEFINED),
                 BatchOp::PutRecord { value, .. } => (2, value),
+                BatchOp::PutIfPresent { value, .. } => (3, value),
             };
             kinds.push(kind);
             keys.push(&JsValue::from_str(key));
@@ -584,7 +621,8 @@ impl Batch {
                 BatchOp::Delete { key, .. } => store.delete(&JsValue::from_str(key)),
                 // Written by `write_js` only: an explicit commit would refuse
                 // the put a read's answer issues.
-                BatchOp::PutRecord { key, value, .. } => {
+                BatchOp::PutRecord { key, value, .. }
+                | BatchOp::PutIfPresent { key, value, .. } => {
                     store.put_with_key(value, &JsValue::from_str(key))
                 }
             };

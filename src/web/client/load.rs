@@ -86,7 +86,7 @@ impl Client {
             let mut state = self.inner.state.borrow_mut();
             // Known before and in no page: deleted on the server meanwhile.
             for id in &not_seen {
-                let _ = state.records.apply_remote(
+                let _ = state.engine.records_mut().apply_remote(
                     collection,
                     RemoteChange::Delete {
                         id: id.clone(),
@@ -132,11 +132,14 @@ impl Client {
         loop {
             let last = {
                 let state = self.inner.state.borrow();
-                let ids = state.records.ids_after(collection, after.as_deref(), 256);
+                let ids = state
+                    .engine
+                    .records()
+                    .ids_after(collection, after.as_deref(), 256);
                 let stale = state.stale.contains(collection) && !self.is_online();
                 let mut cache = self.inner.record_js.borrow_mut();
                 for id in &ids {
-                    if let Some(record) = state.records.get(collection, id) {
+                    if let Some(record) = state.engine.records().get(collection, id) {
                         out.push(&record_object(&mut cache, collection, record, stale));
                     }
                 }
@@ -179,7 +182,10 @@ impl Client {
             // A run of ids at a time, the state not borrowed across a yield.
             let run: Vec<String> = {
                 let state = self.inner.state.borrow();
-                state.records.ids_after(collection, after.as_deref(), 2_000)
+                state
+                    .engine
+                    .records()
+                    .ids_after(collection, after.as_deref(), 2_000)
             };
             let Some(last) = run.last().cloned() else {
                 break;
@@ -235,7 +241,8 @@ impl Client {
                 .inner
                 .state
                 .borrow_mut()
-                .records
+                .engine
+                .records_mut()
                 .apply_remote(collection, RemoteChange::Put(record));
             if applied {
                 self.inner.record_js.borrow_mut().insert(key, snapshot);
@@ -278,7 +285,7 @@ impl Client {
         }
         {
             let mut state = self.inner.state.borrow_mut();
-            if read.is_empty() && state.records.list(collection).is_empty() {
+            if read.is_empty() && state.engine.records().list(collection).is_empty() {
                 return Err(err);
             }
             let mut cache = self.inner.record_js.borrow_mut();
@@ -286,7 +293,8 @@ impl Client {
                 let key = RecordKey::new(collection, &record.id);
                 let snapshot = CachedRecord::of(&record, true, value);
                 if state
-                    .records
+                    .engine
+                    .records_mut()
                     .apply_remote(collection, RemoteChange::Put(record))
                 {
                     cache.insert(key, snapshot);

@@ -111,9 +111,9 @@ impl Client {
     pub fn query(&self, collection: &str, query: &Query, _key: &str) -> JsValue {
         let stale = self.inner.state.borrow().stale.contains(collection) && !self.is_online();
         let mut cache = self.inner.queries.borrow_mut();
-        cache.catch_up(&mut self.inner.state.borrow_mut().records);
+        cache.catch_up(self.inner.state.borrow_mut().engine.records_mut());
         let state = self.inner.state.borrow();
-        let entry = cache.entry(&state.records, collection, query.unpaged());
+        let entry = cache.entry(state.engine.records(), collection, query.unpaged());
         let kept = entry
             .pages
             .iter()
@@ -124,10 +124,10 @@ impl Client {
         let items = js_sys::Array::new();
         for id in entry.matches.page(query.offset, query.limit) {
             let key = RecordKey::new(collection, id);
-            let item = if state.records.staged(&key).is_some() {
+            let item = if state.engine.records().staged(&key).is_some() {
                 self.view(collection, id)
             } else {
-                match state.records.get(collection, id) {
+                match state.engine.records().get(collection, id) {
                     Some(record) => record_object(
                         &mut self.inner.record_js.borrow_mut(),
                         collection,

@@ -1,0 +1,148 @@
+//! An in-memory model of the reference server's record routes: versions,
+//! 409 with the current record, `Idempotency-Key` replays, comments by id,
+//! and a changes feed.
+
+use crate::core::code::ErrorCode;
+use crate::core::engine::{Refusal, Reply};
+use crate::core::outbox::{MutationOp, OutboxEntry};
+use crate::core::record::{Comment, Fields, Record};
+use std::collections::BTreeMap;
+
+/// The model server.
+#[derive(Debug, Default)]
+pub struct ModelServer {
+    /// Current records by id (one collection).
+    pub records: BTreeMap<String, Record>,
+    /// The fields of every version of every record.
+    pub history: BTreeMap<(String, u64), Fields>,
+    /// The answer kept per `Idempotency-Key`.
+    replies: BTreeMap<String, Reply>,
+    /// How often each key's mutation was applied (must stay at 1).
+    pub applied: BTreeMap<String, u32>,
+    /// Record ids in the order they changed (the changes feed).
+    pub feed: Vec<String>,
+    clock: u64,
+}
+
+impl ModelServer {
+    /// A server holding `ids`, each at version 1.
+    pub fn with_records(ids: &[String]) -> Self {
+        let mut server = Self::default();
+        for id in ids {
+            let mut fields = Fields::new();
+            fields.insert(
+                "name".into(),
+                crate::core::record::FieldValue::Text(format!("{id} Ltd")),
+            );
+            let record = Record {
+                id: id.clone(),
+                version: 1,
+                updated_at: String::new(),
+                updated_by: "seed".into(),
+                fields: fields.clone(),
+                comments: Vec::new(),
+            };
+            server.history.insert((id.clone(), 1), fields);
+            server.records.insert(id.clone(), record);
+        }
+        server
+    }
+
+    /// Handles one request of `user`.
+    pub fn handle(&mut self, user: &str, entry: &OutboxEntry) -> Reply {
+        if let Some(reply) = self.replies.get(&entry.idempotency_key) {
+            return reply.clone();
+        }
+        self.clock += 1;
+        let id = entry.record_id.clone();
+        let reply = match &entry.op {
+            MutationOp::Patch {
+                base_version,
+                fields,
+                ..
+            } => match self.records.get_mut(&id) {
+                None => refusal(404, ErrorCode::NotFound, None),
+                Some(r) if r.version != *base_version => {
+                    refusal(409, ErrorCode::Conflict, Some(r.clone()))
+                }
+                Some(r) => {
+                    for (k, v) in fields {
+                        r.fields.insert(k.clone(), v.clone());
+                    }
+                    r.version += 1;
+                    r.updated_by = user.to_owned();
+                    r.updated_at = format!("t{:08}", self.clock);
+                    self.history
+                        .insert((id.clone(), r.version), r.fields.clone());
+                    self.feed.push(id.clone());
+                    *self
+                        .applied
+                        .entry(entry.idempotency_key.clone())
+                        .or_default() += 1;
+                    Reply::Record(r.clone())
+                }
+            },
+            MutationOp::Create { fields } => {
+                if self.records.contains_key(&id) {
+                    refusal(409, ErrorCode::Conflict, self.records.get(&id).cloned())
+                } else {
+                    let record = Record {
+                        id: id.clone(),
+                        version: 1,
+                        updated_at: format!("t{:08}", self.clock),
+                        updated_by: user.to_owned(),
+                        fields: fields.clone(),
+                        comments: Vec::new(),
+                    };
+                    self.history.insert((id.clone(), 1), fields.clone());
+                    self.records.insert(id.clone(), record.clone());
+                    self.feed.push(id);
+                    *self
+                        .applied
+                        .entry(entry.idempotency_key.clone())
+                        .or_default() += 1;
+                    Reply::Record(record)
+                }
+            }
+            MutationOp::Delete { .. } => refusal(405, ErrorCode::Invalid, None),
+            MutationOp::Comment { comment_id, text } => match self.records.get_mut(&id) {
+                None => refusal(404, ErrorCode::NotFound, None),
+                Some(r) => {
+                    let comment = match r.comments.iter().find(|c| &c.id == comment_id) {
+                        Some(c) => c.clone(),
+                        None => {
+                            let c = Comment {
+                                id: comment_id.clone(),
+                                author: user.to_owned(),
+                                text: text.clone(),
+                                created_at: format!("t{:08}", self.clock),
+                            };
+                            r.comments.push(c.clone());
+                            self.feed.push(id.clone());
+                            *self
+                                .applied
+                                .entry(entry.idempotency_key.clone())
+                                .or_default() += 1;
+                            c
+                        }
+                    };
+                    Reply::Comment(comment)
+                }
+            },
+        };
+        self.replies
+            .insert(entry.idempotency_key.clone(), reply.clone());
+        reply
+    }
+}
+
+fn refusal(status: u16, code: ErrorCode, current: Option<Record>) -> Reply {
+    Reply::Refused(Refusal {
+        status: Some(status),
+        code,
+        transient: false,
+        retry_after_ms: None,
+        message: format!("{status}"),
+        current: current.map(Ok),
+    })
+}

@@ -1,0 +1,186 @@
+//! The user's work shared by their tabs: the outbox, dead letters and
+//! conflicts as IndexedDB holds them, and who sends which entry.
+
+use super::write::{restage, unstage};
+use super::{ClientEngine, Effect, Failure, KeptConflict, StoredWork};
+use crate::core::outbox::{EntryState, Outbox, OutboxEntry};
+use crate::core::record::RecordKey;
+use crate::core::vecmap::VecMap;
+use std::collections::HashSet;
+
+impl ClientEngine {
+    /// Another tab changed the user's work: take IndexedDB's copy, the one
+    /// that counts, so every tab shows the same `pending()`, `failed()` and
+    /// `conflicts()`; raise `conflict` for conflicts new here.
+    pub(super) fn work_stored(&mut self, work: StoredWork, now: u64, out: &mut Vec<Effect>) {
+        let mut stored: VecMap<String, OutboxEntry> = VecMap::new();
+        for entry in work.outbox.into_iter().chain(work.failed) {
+            stored.insert(entry.mutation_id.clone(), entry);
+        }
+        // What is under way here, or not yet written, stays as this tab
+        // has it; everything else is as IndexedDB says.
+        let mut all: Vec<OutboxEntry> = Vec::new();
+        let mut sending: Vec<String> = Vec::new();
+        for entry in self.outbox.entries() {
+            let id = &entry.mutation_id;
+            if entry.state == EntryState::Sending
+                || self.unpersisted.contains(id)
+                || self.held.contains(id)
+            {
+                if entry.state == EntryState::Sending {
+                    sending.push(id.clone());
+                }
+                if stored.remove(id).is_none()
+                    && entry.state == EntryState::Sending
+                    && !self.unpersisted.contains(id)
+                    && !self.held.contains(id)
+                {
+                    self.finished_elsewhere.insert(id.clone());
+                }
+                all.push(entry.clone());
+            }
+        }
+        let known: HashSet<String> = self
+            .outbox
+            .entries()
+            .map(|e| e.mutation_id.clone())
+            .collect();
+        for (id, entry) in stored {
+            let local = self.outbox.get(&id).cloned();
+            // A failed entry of ours that another tab put back in line is
+            // that tab's to send now.
+            let retried_elsewhere = local.as_ref().is_some_and(|l| {
+                l.state == EntryState::Failed && entry.state != EntryState::Failed
+            });
+            match &local {
+                None => restage(&mut self.records, &entry),
+                // Another tab folded a later save into its entry: lay the
+                // entry over the record as it is now (found by the
+                // simulation: the older value stayed staged for good).
+                Some(l) if l.op != entry.op => {
+                    unstage(&mut self.records, l);
+                    restage(&mut self.records, &entry);
+                }
+                Some(_) => {}
+            }
+            if !known.contains(&id) || retried_elsewhere {
+                self.own.remove(&id);
+                if self.foreign.get(&id).is_none() {
+                    self.foreign.insert(id.clone(), now);
+                }
+            }
+            all.push(entry);
+        }
+        let kept: HashSet<&str> = all.iter().map(|e| e.mutation_id.as_str()).collect();
+        // Entries gone from IndexedDB: sent, discarded or resolved in
+        // another tab. Their staged changes go with them.
+        let gone: Vec<OutboxEntry> = self
+            .outbox
+            .entries()
+            .filter(|e| !kept.contains(e.mutation_id.as_str()))
+            .cloned()
+            .collect();
+        for entry in &gone {
+            unstage(&mut self.records, entry);
+            self.own.remove(&entry.mutation_id);
+            self.foreign.remove(&entry.mutation_id);
+        }
+        self.outbox = Outbox::restore(all);
+        for id in sending {
+            let _ = self.outbox.still_sending(&id);
+        }
+        self.drop_unbacked_changes();
+        let fresh: Vec<KeptConflict> = work
+            .conflicts
+            .iter()
+            .filter(|kept| self.conflicts.get(&kept.conflict.id).is_none())
+            .cloned()
+            .collect();
+        self.conflicts = work
+            .conflicts
+            .into_iter()
+            .map(|k| (k.conflict.id.clone(), k))
+            .collect();
+        for entry in gone {
+            self.settle(&entry.mutation_id, Err(Failure::Cancelled), out);
+        }
+        out.push(Effect::Changed);
+        for kept in fresh {
+            out.push(Effect::ConflictFound(Box::new(kept)));
+        }
+    }
+
+    /// Drops staged changes no outbox entry and no debounced save stands
+    /// for: what they stood for was sent or dropped in another tab, and an
+    /// unstage by value can leave a field behind (found by the simulation:
+    /// a value another tab replaced in its entry stayed staged for good).
+    pub(super) fn drop_unbacked_changes(&mut self) {
+        let unbacked: Vec<RecordKey> = self
+            .records
+            .staged_changes()
+            .map(|(key, _)| key.clone())
+            .filter(|key| !self.debounce.is_waiting(key))
+            .filter(|key| {
+                !self
+                    .outbox
+                    .entries()
+                    .any(|e| e.collection == key.collection && e.record_id == key.id)
+            })
+            .collect();
+        for key in unbacked {
+            self.records.discard(&key);
+        }
+    }
+
+    /// This tab leads now: entries other tabs left in IndexedDB become its
+    /// to send (their tab may have closed; a live one's answer is the same,
+    /// by its `Idempotency-Key`).
+    pub(super) fn lead(&mut self, work: StoredWork, out: &mut Vec<Effect>) {
+        let was = std::mem::replace(&mut self.leader, true);
+        self.foreign.clear();
+        let fresh: Vec<OutboxEntry> = work
+            .outbox
+            .into_iter()
+            .filter(|e| self.outbox.get(&e.mutation_id).is_none())
+            .collect();
+        if !was || !fresh.is_empty() {
+            out.push(Effect::Changed);
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        let sending: Vec<String> = self
+            .outbox
+            .pending()
+            .iter()
+            .filter(|e| e.state == EntryState::Sending)
+            .map(|e| e.mutation_id.clone())
+            .collect();
+        for entry in &fresh {
+            restage(&mut self.records, entry);
+        }
+        self.counters.outbox_replayed += fresh.len() as u64;
+        let all: Vec<OutboxEntry> = self.outbox.entries().cloned().chain(fresh).collect();
+        self.outbox = Outbox::restore(all);
+        // Restoring forgets what was in flight; it still is.
+        for id in sending {
+            let _ = self.outbox.still_sending(&id);
+        }
+    }
+
+    /// At open: the outbox, dead letters and conflicts IndexedDB kept.
+    /// They are this tab's to send only once it leads.
+    pub fn restore(&mut self, work: StoredWork) {
+        self.counters.outbox_replayed += work.outbox.len() as u64;
+        let entries: Vec<OutboxEntry> = work.outbox.into_iter().chain(work.failed).collect();
+        for entry in &entries {
+            restage(&mut self.records, entry);
+        }
+        self.outbox = Outbox::restore(entries);
+        self.conflicts = work
+            .conflicts
+            .into_iter()
+            .map(|k| (k.conflict.id.clone(), k))
+            .collect();
+    }
+}

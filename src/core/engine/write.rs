@@ -1,0 +1,1074 @@
+//! The write path: stage, debounce, outbox, send, settle; merge on a 409;
+//! dead letters for what the server refuses for good.
+
+use super::{
+    CallerId, ClientEngine, Drain, DrainReport, Effect, Failure, KeptConflict, Origin, Outcome,
+    Refusal, Reply, StoreOp,
+};
+use crate::core::code::ErrorCode;
+use crate::core::debounce::{Batch, Pushed, SavePayload};
+use crate::core::outbox::{
+    ConflictHandled, Enqueued, EntryError, EntryState, MutationOp, NewMutation, OutboxEntry,
+};
+use crate::core::reachability::Answer;
+use crate::core::record::{FieldValue, Fields, PendingComment, Record, RecordKey};
+use crate::core::staged::{RemoteChange, StagedRecords, StagedState};
+
+impl ClientEngine {
+    pub(super) fn save(
+        &mut self,
+        key: RecordKey,
+        fields: Fields,
+        caller: CallerId,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        if fields.is_empty() {
+            // A PATCH of nothing changes nothing; servers refuse it.
+            return reject(
+                out,
+                caller,
+                Failure::Invalid("a save needs at least one field".into()),
+            );
+        }
+        if let Err(e) = self.records.stage(&key, fields.clone()) {
+            return reject(out, caller, Failure::Invalid(e.to_string()));
+        }
+        self.counters.operations += 1;
+        let pushed = self
+            .debounce
+            .push(key.clone(), SavePayload::fields(fields), caller, now);
+        out.push(Effect::Changed);
+        out.push(Effect::RecordChanged {
+            key,
+            origin: Origin::Local,
+        });
+        if let Pushed::Fired(batch) = pushed {
+            self.dispatch(batch, false, now, out);
+        }
+    }
+
+    pub(super) fn comment(
+        &mut self,
+        key: RecordKey,
+        text: String,
+        caller: CallerId,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        if text.trim().is_empty() {
+            return reject(
+                out,
+                caller,
+                Failure::Invalid("a comment needs some text".into()),
+            );
+        }
+        let comment_id = self.ids.uuid();
+        self.records.stage_comment(
+            &key,
+            PendingComment {
+                id: comment_id.clone(),
+                text: text.clone(),
+            },
+        );
+        self.counters.operations += 1;
+        out.push(Effect::Changed);
+        out.push(Effect::RecordChanged {
+            key: key.clone(),
+            origin: Origin::Local,
+        });
+        self.enqueue(
+            key,
+            MutationOp::Comment { comment_id, text },
+            vec![caller],
+            false,
+            now,
+            out,
+        );
+    }
+
+    pub(super) fn create(
+        &mut self,
+        key: RecordKey,
+        fields: Fields,
+        caller: CallerId,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Err(e) = self.records.stage_create(&key, fields.clone()) {
+            return reject(out, caller, Failure::Invalid(e.to_string()));
+        }
+        self.counters.operations += 1;
+        out.push(Effect::Changed);
+        out.push(Effect::RecordChanged {
+            key: key.clone(),
+            origin: Origin::Local,
+        });
+        self.enqueue(
+            key,
+            MutationOp::Create { fields },
+            vec![caller],
+            false,
+            now,
+            out,
+        );
+    }
+
+    pub(super) fn delete(
+        &mut self,
+        key: RecordKey,
+        caller: CallerId,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Err(e) = self.records.stage_delete(&key) {
+            return reject(out, caller, Failure::NotFound(e.to_string()));
+        }
+        self.counters.operations += 1;
+        let base_version = self
+            .records
+            .get(&key.collection, &key.id)
+            .map_or(0, |r| r.version);
+        out.push(Effect::Changed);
+        out.push(Effect::RecordChanged {
+            key: key.clone(),
+            origin: Origin::Local,
+        });
+        self.enqueue(
+            key,
+            MutationOp::Delete { base_version },
+            vec![caller],
+            false,
+            now,
+            out,
+        );
+    }
+
+    pub(super) fn flush(&mut self, keepalive: bool, now: u64, out: &mut Vec<Effect>) {
+        for batch in self.debounce.flush() {
+            self.dispatch(batch, keepalive, now, out);
+        }
+    }
+
+    /// Turns a debounced batch into an outbox entry.
+    pub(super) fn dispatch(
+        &mut self,
+        batch: Batch<RecordKey, SavePayload>,
+        keepalive: bool,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let key = batch.key;
+        let fields = batch.value.fields;
+        let (base_version, base_fields) = match self.records.staged(&key) {
+            Some(change) => (change.base_version, change.base_of(&fields)),
+            None => (
+                self.records
+                    .get(&key.collection, &key.id)
+                    .map_or(0, |r| r.version),
+                Fields::new(),
+            ),
+        };
+        let op = MutationOp::Patch {
+            base_version,
+            base_fields,
+            fields,
+        };
+        self.enqueue(key, op, batch.callers, keepalive, now, out);
+    }
+
+    /// Puts a mutation in the outbox and writes it; it is sent once written
+    /// (or at once, before the write, when the page is going away).
+    fn enqueue(
+        &mut self,
+        key: RecordKey,
+        op: MutationOp,
+        callers: Vec<CallerId>,
+        keepalive: bool,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let mutation = NewMutation {
+            mutation_id: self.ids.uuid(),
+            idempotency_key: self.ids.uuid(),
+            collection: key.collection.clone(),
+            record_id: key.id.clone(),
+            op,
+        };
+        // Fold only into this tab's own entries: another tab sends its
+        // entry as it holds it, and would drop what was folded in here
+        // (found by the simulation).
+        let own = &self.own;
+        let target = match self
+            .outbox
+            .enqueue_folding(mutation, now, |id| own.contains(id))
+        {
+            Ok(Enqueued::Added { mutation_id }) => mutation_id,
+            Ok(Enqueued::Folded { into }) => into,
+            Err(e) => {
+                out.push(Effect::Settle {
+                    callers,
+                    result: Err(Failure::Invalid(e.to_string())),
+                });
+                return;
+            }
+        };
+        self.waiting
+            .get_or_insert_with(target.clone(), Vec::new)
+            .extend(callers);
+        self.own.insert(target.clone());
+        self.records.set_state(&key, StagedState::Queued);
+        out.push(Effect::Changed);
+        let Some(entry) = self.outbox.get(&target).cloned() else {
+            return;
+        };
+        if !self.reach.online() {
+            self.settle(&target, Ok(Outcome::Queued(target.clone())), out);
+        }
+        if keepalive {
+            // The page is going away: IndexedDB may not finish, a keepalive
+            // fetch will. Send first (the pump after this event), then write.
+            self.keepalive.insert(target.clone());
+            self.unpersisted.remove(&target);
+            out.push(Effect::Write {
+                id: 0,
+                ops: vec![StoreOp::PutEntry(entry)],
+                persisted: None,
+            });
+            return;
+        }
+        self.unpersisted.insert(target.clone());
+        out.push(Effect::Write {
+            id: 0,
+            ops: vec![StoreOp::PutEntry(entry)],
+            persisted: Some(target),
+        });
+    }
+
+    /// Puts a dead letter back in its lane (the runner claimed it).
+    pub(super) fn retry(
+        &mut self,
+        mutation_id: &str,
+        caller: CallerId,
+        _now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Err(e) = self.outbox.retry(mutation_id) {
+            return reject(out, caller, Failure::NotFound(e.to_string()));
+        }
+        self.own.insert(mutation_id.to_owned());
+        self.foreign.remove(mutation_id);
+        if let Some(e) = self.outbox.get(mutation_id) {
+            let key = RecordKey::new(&e.collection, &e.record_id);
+            self.records.set_state(&key, StagedState::Queued);
+        }
+        self.waiting
+            .get_or_insert_with(mutation_id.to_owned(), Vec::new)
+            .push(caller);
+        if let Some(entry) = self.outbox.get(mutation_id).cloned() {
+            out.push(Effect::Write {
+                id: 0,
+                ops: vec![
+                    StoreOp::DeleteEntry {
+                        mutation_id: mutation_id.to_owned(),
+                        failed: true,
+                    },
+                    StoreOp::PutEntry(entry),
+                ],
+                persisted: None,
+            });
+        }
+        out.push(Effect::Changed);
+    }
+
+    /// Drops a queued or failed entry and its staged change; a
+    /// `staged:<collection>/<id>` id drops what still waits in the debounce.
+    pub(super) fn discard(&mut self, mutation_id: &str, _now: u64, out: &mut Vec<Effect>) {
+        if let Some(key) = staged_key(mutation_id) {
+            return self.discard_staged(&key, out);
+        }
+        let entry = match self.outbox.discard(mutation_id) {
+            Ok(entry) => entry,
+            Err(_) => return,
+        };
+        let key = RecordKey::new(&entry.collection, &entry.record_id);
+        unstage(&mut self.records, &entry);
+        self.settle(mutation_id, Err(Failure::Cancelled), out);
+        out.push(Effect::Write {
+            id: 0,
+            ops: vec![
+                StoreOp::DeleteEntry {
+                    mutation_id: mutation_id.to_owned(),
+                    failed: false,
+                },
+                StoreOp::DeleteEntry {
+                    mutation_id: mutation_id.to_owned(),
+                    failed: true,
+                },
+            ],
+            persisted: None,
+        });
+        out.push(Effect::Changed);
+        out.push(Effect::RecordChanged {
+            key,
+            origin: Origin::Local,
+        });
+    }
+
+    /// Whether `discard(mutation_id)` has something to drop.
+    pub fn can_discard(&self, mutation_id: &str) -> Result<(), String> {
+        if let Some(key) = staged_key(mutation_id) {
+            return match self.records.staged(&key) {
+                Some(_) => Ok(()),
+                None => Err(format!("nothing staged for {}/{}", key.collection, key.id)),
+            };
+        }
+        match self.outbox.get(mutation_id) {
+            Some(e) if e.state == EntryState::Sending => {
+                Err(format!("{mutation_id:?} is being sent"))
+            }
+            Some(_) => Ok(()),
+            None => Err(format!("no mutation {mutation_id:?}")),
+        }
+    }
+
+    /// Drops the changes of a record that still wait in the debounce
+    /// window; their callers hear `cancelled`.
+    fn discard_staged(&mut self, key: &RecordKey, out: &mut Vec<Effect>) {
+        let callers = self.debounce.cancel_key(key);
+        let queued: std::collections::HashSet<String> = self
+            .outbox
+            .pending()
+            .iter()
+            .filter(|e| e.collection == key.collection && e.record_id == key.id)
+            .filter_map(|e| e.op.fields())
+            .flat_map(|f| f.keys().cloned())
+            .collect();
+        let waiting: Fields = self
+            .records
+            .staged(key)
+            .map(|c| {
+                c.fields
+                    .iter()
+                    .filter(|(k, _)| !queued.contains(*k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.records.unstage(key, &waiting);
+        out.push(Effect::Settle {
+            callers,
+            result: Err(Failure::Cancelled),
+        });
+        out.push(Effect::Changed);
+        out.push(Effect::RecordChanged {
+            key: key.clone(),
+            origin: Origin::Local,
+        });
+    }
+
+    /// A person chose the fields of a conflict (the runner claimed it in
+    /// IndexedDB first): they are sent on the server's version.
+    pub(super) fn resolve(
+        &mut self,
+        conflict_id: &str,
+        chosen: &Fields,
+        caller: CallerId,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(kept) = self.conflicts.remove(conflict_id) else {
+            return reject(
+                out,
+                caller,
+                Failure::NotFound(format!("no conflict {conflict_id:?}")),
+            );
+        };
+        out.push(Effect::Changed);
+        let conflict = kept.conflict;
+        let resolution = conflict.resolve(chosen);
+        let key = RecordKey::new(&conflict.collection, &conflict.record_id);
+        if resolution.patch.is_empty() {
+            out.push(Effect::Settle {
+                callers: vec![caller],
+                result: Ok(Outcome::Committed(conflict.theirs)),
+            });
+            return;
+        }
+        let base_fields: Fields = resolution
+            .patch
+            .keys()
+            .map(|k| {
+                (
+                    k.clone(),
+                    conflict
+                        .theirs
+                        .fields
+                        .get(k)
+                        .cloned()
+                        .unwrap_or(FieldValue::Null),
+                )
+            })
+            .collect();
+        self.records
+            .apply_remote(&key.collection, RemoteChange::Put(conflict.theirs.clone()));
+        let _ = self.records.stage(&key, resolution.patch.clone());
+        self.counters.operations += 1;
+        out.push(Effect::RecordChanged {
+            key: key.clone(),
+            origin: Origin::Local,
+        });
+        let op = MutationOp::Patch {
+            base_version: resolution.if_match,
+            base_fields,
+            fields: resolution.patch,
+        };
+        self.enqueue(key, op, vec![caller], false, now, out);
+    }
+
+    /// Whether a conflict is kept here.
+    pub fn has_conflict(&self, conflict_id: &str) -> bool {
+        self.conflicts.get(conflict_id).is_some()
+    }
+
+    // ----- sending -------------------------------------------------------------
+
+    /// Sends what can be sent now: one entry per record lane, in parallel.
+    /// Entries of other live tabs, and (unless leading) entries no tab of
+    /// this session made, wait.
+    pub(super) fn pump(&mut self, now: u64, out: &mut Vec<Effect>) {
+        if self.expired || !self.can_talk() {
+            return;
+        }
+        let ids: Vec<String> = self
+            .outbox
+            .next_sendable(now)
+            .into_iter()
+            .filter(|e| !self.unpersisted.contains(&e.mutation_id))
+            .filter(|e| match self.foreign.get(&e.mutation_id) {
+                Some(seen) => self.leader && now >= seen.saturating_add(super::ADOPT_AFTER_MS),
+                None => true,
+            })
+            .filter(|e| self.leader || self.own.contains(&e.mutation_id))
+            .map(|e| e.mutation_id.clone())
+            .collect();
+        for id in ids {
+            let Ok(entry) = self.outbox.mark_sending(&id) else {
+                continue;
+            };
+            let entry = entry.clone();
+            let key = RecordKey::new(&entry.collection, &entry.record_id);
+            self.records.set_state(&key, StagedState::Sending);
+            if self.drain.is_none() {
+                self.drain = Some(Drain {
+                    since: now,
+                    at_start: self.counters.clone(),
+                });
+            }
+            self.counters.requests += 1;
+            let keepalive = self.keepalive.remove(&id);
+            out.push(Effect::Send { entry, keepalive });
+        }
+    }
+
+    /// When the next entry may be sent: a retry time, or a foreign entry
+    /// the leader adopts.
+    pub(super) fn next_send_at(&self, now: u64) -> Option<u64> {
+        let retry = self.outbox.next_retry_at(now);
+        let adopt = if self.leader {
+            self.outbox
+                .pending()
+                .iter()
+                .filter(|e| e.state == EntryState::Queued)
+                .filter_map(|e| self.foreign.get(&e.mutation_id))
+                .map(|seen| seen.saturating_add(super::ADOPT_AFTER_MS))
+                .filter(|at| *at > now)
+                .min()
+        } else {
+            None
+        };
+        match (retry, adopt) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A sent entry's answer.
+    pub(super) fn answered(
+        &mut self,
+        mutation_id: &str,
+        reply: Reply,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let answer = match &reply {
+            Reply::Refused(refusal) => reach_of(refusal),
+            _ => Some(Answer::Answered),
+        };
+        if let Some(answer) = answer {
+            self.request_ended(answer, now, out);
+        }
+        let Some(entry) = self
+            .outbox
+            .get(mutation_id)
+            .filter(|e| e.state == EntryState::Sending)
+            .cloned()
+        else {
+            // Not ours any more (discarded, re-read from another tab).
+            return;
+        };
+        match reply {
+            Reply::Record(record) => self.committed(&entry, Ok(record), out),
+            Reply::Unreadable(why) => self.committed(&entry, Err(why), out),
+            Reply::Comment(comment) => {
+                let key = RecordKey::new(&entry.collection, &entry.record_id);
+                let _ = self.outbox.on_success(mutation_id, None);
+                self.records.commit_comment(&key, comment);
+                self.counters.commits += 1;
+                let done = vec![StoreOp::DeleteEntry {
+                    mutation_id: mutation_id.to_owned(),
+                    failed: false,
+                }];
+                match self.records.get(&key.collection, &key.id).cloned() {
+                    Some(record) => {
+                        self.tell_committed(&key, &record, done, out);
+                        self.settle(mutation_id, Ok(Outcome::Committed(record)), out);
+                    }
+                    // Commented without loading the record: read it, so the
+                    // caller gets the record with its log.
+                    None => {
+                        out.push(Effect::Write {
+                            id: 0,
+                            ops: done,
+                            persisted: None,
+                        });
+                        out.push(Effect::Fetch {
+                            key,
+                            mutation_id: mutation_id.to_owned(),
+                        });
+                    }
+                }
+            }
+            Reply::Done => {
+                let key = RecordKey::new(&entry.collection, &entry.record_id);
+                let _ = self.outbox.on_success(mutation_id, None);
+                let last = self.records.get(&key.collection, &key.id).cloned();
+                self.records.commit_delete(&key);
+                self.counters.commits += 1;
+                out.push(Effect::Write {
+                    id: 0,
+                    ops: vec![
+                        StoreOp::DeleteEntry {
+                            mutation_id: mutation_id.to_owned(),
+                            failed: false,
+                        },
+                        StoreOp::DeleteRecord(key.clone()),
+                    ],
+                    persisted: None,
+                });
+                out.push(Effect::Changed);
+                out.push(Effect::RecordChanged {
+                    key: key.clone(),
+                    origin: Origin::Local,
+                });
+                out.push(Effect::TellCommitted {
+                    key: key.clone(),
+                    version: 0,
+                });
+                let record = last.unwrap_or_else(|| Record::empty(&key.id));
+                self.settle(mutation_id, Ok(Outcome::Committed(record)), out);
+            }
+            Reply::Refused(refusal) => self.refused(&entry, refusal, now, out),
+        }
+        self.drop_unbacked_changes();
+        self.end_drain_if_quiet(now, out);
+        out.push(Effect::Changed);
+    }
+
+    /// A 2xx of a PATCH or create: the record is confirmed.
+    fn committed(
+        &mut self,
+        entry: &OutboxEntry,
+        record: Result<Record, String>,
+        out: &mut Vec<Effect>,
+    ) {
+        let key = RecordKey::new(&entry.collection, &entry.record_id);
+        let id = &entry.mutation_id;
+        match record {
+            Ok(record) => {
+                let sent = entry.op.fields().cloned().unwrap_or_default();
+                let _ = self.outbox.on_success(id, Some(&record));
+                self.records
+                    .commit(&entry.collection, record.clone(), &sent);
+                self.counters.commits += 1;
+                let merged = self.merged.remove(id).unwrap_or_default();
+                let done = vec![StoreOp::DeleteEntry {
+                    mutation_id: id.clone(),
+                    failed: false,
+                }];
+                self.tell_committed(&key, &record, done, out);
+                let outcome = if merged.is_empty() {
+                    Outcome::Committed(record)
+                } else {
+                    Outcome::Merged(record, merged)
+                };
+                self.settle(id, Ok(outcome), out);
+            }
+            Err(why) => {
+                // In, but we do not know its record: drop the staged change
+                // and let the caller hear why.
+                let _ = self.outbox.on_success(id, None);
+                unstage(&mut self.records, entry);
+                out.push(Effect::Write {
+                    id: 0,
+                    ops: vec![StoreOp::DeleteEntry {
+                        mutation_id: id.clone(),
+                        failed: false,
+                    }],
+                    persisted: None,
+                });
+                out.push(Effect::RecordChanged {
+                    key,
+                    origin: Origin::Local,
+                });
+                self.settle(id, Err(Failure::Unreadable(why)), out);
+            }
+        }
+    }
+
+    /// Writes a committed record (and drops its entry), tells the page and
+    /// the other tabs.
+    fn tell_committed(
+        &mut self,
+        key: &RecordKey,
+        record: &Record,
+        mut ops: Vec<StoreOp>,
+        out: &mut Vec<Effect>,
+    ) {
+        ops.push(StoreOp::PutRecord {
+            collection: key.collection.clone(),
+            record: record.clone(),
+        });
+        out.push(Effect::Write {
+            id: 0,
+            ops,
+            persisted: None,
+        });
+        out.push(Effect::Changed);
+        out.push(Effect::RecordChanged {
+            key: key.clone(),
+            origin: Origin::Local,
+        });
+        out.push(Effect::TellCommitted {
+            key: key.clone(),
+            version: record.version,
+        });
+    }
+
+    /// The record read for a comment made on a record not loaded here.
+    pub(super) fn fetched(
+        &mut self,
+        mutation_id: &str,
+        record: Option<Record>,
+        out: &mut Vec<Effect>,
+    ) {
+        match record {
+            Some(record) => {
+                self.settle(mutation_id, Ok(Outcome::Committed(record)), out);
+            }
+            None => self.settle(
+                mutation_id,
+                Err(Failure::Unreadable("record vanished".into())),
+                out,
+            ),
+        }
+    }
+
+    /// Not a 2xx: a version conflict, an ended session, a transient
+    /// failure, a double booking or a refusal for good.
+    fn refused(&mut self, entry: &OutboxEntry, refusal: Refusal, now: u64, out: &mut Vec<Effect>) {
+        let version_conflict = refusal.status == Some(409) && refusal.code == ErrorCode::Conflict;
+        if version_conflict && !matches!(entry.op, MutationOp::Comment { .. }) {
+            return self.version_conflict(entry, refusal, out);
+        }
+        if refusal.code == ErrorCode::Unauthorized {
+            let _ = self.outbox.release(&entry.mutation_id);
+            self.session_ended(out);
+            self.settle(&entry.mutation_id, Err(Failure::Answer), out);
+            return;
+        }
+        if refusal.transient {
+            return self.transient(entry, refusal, now, out);
+        }
+        self.permanent(entry, refusal.code, refusal.message, Failure::Answer, out);
+        if refusal.status == Some(409) {
+            // Not a version conflict (a double booking): resending can never
+            // succeed, so it is not kept for a person to retry either.
+            self.discard(&entry.mutation_id, now, out);
+        }
+    }
+
+    fn version_conflict(&mut self, entry: &OutboxEntry, refusal: Refusal, out: &mut Vec<Effect>) {
+        let key = RecordKey::new(&entry.collection, &entry.record_id);
+        let theirs = match refusal.current {
+            Some(Ok(record)) => record,
+            Some(Err(why)) => {
+                let failure = Failure::Unreadable(why.clone());
+                return self.permanent(entry, ErrorCode::BadResponse, why, failure, out);
+            }
+            None => {
+                let why = "a 409 without the current record".to_owned();
+                let failure = Failure::Unreadable(why.clone());
+                return self.permanent(entry, ErrorCode::BadResponse, why, failure, out);
+            }
+        };
+        let Some(outcome) = entry.merge_with(&theirs, &self.config.rules) else {
+            return self.permanent(entry, refusal.code, refusal.message, Failure::Answer, out);
+        };
+        // The base as the change saw it: confirmed values with the base
+        // values of the changed fields.
+        let base_record = self
+            .records
+            .get(&key.collection, &key.id)
+            .cloned()
+            .map(|mut r| {
+                if let MutationOp::Patch {
+                    base_fields,
+                    base_version,
+                    ..
+                } = &entry.op
+                {
+                    r.version = *base_version;
+                    for (k, v) in base_fields {
+                        r.fields.insert(k.clone(), v.clone());
+                    }
+                }
+                r
+            });
+        let fresh_id = self.ids.uuid();
+        let handled = self
+            .outbox
+            .on_conflict(&entry.mutation_id, &theirs, outcome, fresh_id);
+        let mut ops = vec![StoreOp::PutRecord {
+            collection: key.collection.clone(),
+            record: theirs.clone(),
+        }];
+        let id = entry.mutation_id.clone();
+        match handled {
+            Ok(ConflictHandled::Resend { merged }) => {
+                self.counters.merged += 1;
+                self.records
+                    .apply_remote(&key.collection, RemoteChange::Put(theirs.clone()));
+                self.records.rebase(&key, &theirs);
+                let acc = self.merged.get_or_insert_with(id.clone(), Vec::new);
+                for m in merged {
+                    if !acc.contains(&m) {
+                        acc.push(m);
+                    }
+                }
+                if let Some(updated) = self.outbox.get(&id).cloned() {
+                    ops.push(StoreOp::UpdateEntry(updated));
+                }
+                out.push(Effect::Write {
+                    id: 0,
+                    ops,
+                    persisted: None,
+                });
+            }
+            Ok(ConflictHandled::Settled(settled)) => {
+                self.counters.merged += 1;
+                let sent = settled.op.fields().cloned().unwrap_or_default();
+                self.records.commit(&key.collection, theirs.clone(), &sent);
+                ops.push(StoreOp::DeleteEntry {
+                    mutation_id: id.clone(),
+                    failed: false,
+                });
+                out.push(Effect::Write {
+                    id: 0,
+                    ops,
+                    persisted: None,
+                });
+                let merged = self.merged.remove(&id).unwrap_or_default();
+                out.push(Effect::RecordChanged {
+                    key,
+                    origin: Origin::Server,
+                });
+                self.settle(&id, Ok(Outcome::Merged(theirs, merged)), out);
+            }
+            Ok(ConflictHandled::Conflict(conflict, _)) => {
+                let kept = KeptConflict {
+                    conflict: (*conflict).clone(),
+                    base: base_record,
+                };
+                self.counters.conflicts += 1;
+                self.records
+                    .apply_remote(&key.collection, RemoteChange::Put(theirs.clone()));
+                self.records.discard(&key);
+                self.merged.remove(&id);
+                self.conflicts.insert(conflict.id.clone(), kept.clone());
+                ops.push(StoreOp::DeleteEntry {
+                    mutation_id: id.clone(),
+                    failed: false,
+                });
+                ops.push(StoreOp::PutConflict(kept.clone()));
+                out.push(Effect::Write {
+                    id: 0,
+                    ops,
+                    persisted: None,
+                });
+                out.push(Effect::Changed);
+                out.push(Effect::RecordChanged {
+                    key,
+                    origin: Origin::Server,
+                });
+                out.push(Effect::ConflictFound(Box::new(kept)));
+                self.settle(&id, Ok(Outcome::Conflict(conflict)), out);
+            }
+            Err(e) => {
+                let why = e.to_string();
+                self.permanent(
+                    entry,
+                    ErrorCode::Invalid,
+                    why.clone(),
+                    Failure::Invalid(why),
+                    out,
+                );
+            }
+        }
+    }
+
+    fn transient(
+        &mut self,
+        entry: &OutboxEntry,
+        refusal: Refusal,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.finished_elsewhere.remove(&entry.mutation_id) {
+            // Another tab finished it while it was on the wire here.
+            if let Ok(gone) = self.outbox.discard_sending(&entry.mutation_id) {
+                unstage(&mut self.records, &gone);
+            }
+            self.settle(&entry.mutation_id, Err(Failure::Cancelled), out);
+            return;
+        }
+        let error = EntryError {
+            code: refusal.code,
+            message: refusal.message,
+        };
+        self.counters.retries += 1;
+        let sample = self.ids.unit();
+        let retrying = self.outbox.on_transient_failure(
+            &entry.mutation_id,
+            error,
+            now,
+            &self.config.retry,
+            sample,
+            refusal.retry_after_ms,
+        );
+        let key = RecordKey::new(&entry.collection, &entry.record_id);
+        self.records.set_state(&key, StagedState::Queued);
+        let exhausted = retrying.map(|r| r.exhausted).unwrap_or(true);
+        if exhausted || !self.reach.online() {
+            let id = entry.mutation_id.clone();
+            self.settle(&id, Ok(Outcome::Queued(id.clone())), out);
+        }
+        if let Some(updated) = self.outbox.get(&entry.mutation_id).cloned() {
+            out.push(Effect::Write {
+                id: 0,
+                ops: vec![StoreOp::UpdateEntry(updated)],
+                persisted: None,
+            });
+        }
+    }
+
+    /// Refused for good: a dead letter, kept for a person to retry or drop.
+    fn permanent(
+        &mut self,
+        entry: &OutboxEntry,
+        code: ErrorCode,
+        message: String,
+        failure: Failure,
+        out: &mut Vec<Effect>,
+    ) {
+        let key = RecordKey::new(&entry.collection, &entry.record_id);
+        self.counters.failed += 1;
+        let error = EntryError { code, message };
+        let failed = self
+            .outbox
+            .on_permanent_failure(&entry.mutation_id, error)
+            .ok()
+            .cloned();
+        self.records.fail(&key);
+        // Moved from the outbox to the dead letters, if no other tab
+        // finished it meanwhile.
+        let ops = match failed {
+            Some(f) => vec![StoreOp::UpdateEntry(f)],
+            None => vec![StoreOp::DeleteEntry {
+                mutation_id: entry.mutation_id.clone(),
+                failed: false,
+            }],
+        };
+        out.push(Effect::Write {
+            id: 0,
+            ops,
+            persisted: None,
+        });
+        out.push(Effect::Changed);
+        out.push(Effect::RecordChanged {
+            key,
+            origin: Origin::Local,
+        });
+        self.settle(&entry.mutation_id, Err(failure), out);
+    }
+
+    /// When nothing of the outbox is on the wire any more, the drain that
+    /// began ends: one line of the sync log.
+    fn end_drain_if_quiet(&mut self, now: u64, out: &mut Vec<Effect>) {
+        let on_the_wire = self
+            .outbox
+            .pending()
+            .iter()
+            .any(|e| e.state == EntryState::Sending);
+        if on_the_wire {
+            return;
+        }
+        let Some(drain) = self.drain.take() else {
+            return;
+        };
+        let (c, then) = (&self.counters, &drain.at_start);
+        let error = self
+            .outbox
+            .pending()
+            .iter()
+            .find_map(|e| e.last_error.as_ref())
+            .map(|e| e.message.clone());
+        out.push(Effect::Drained(DrainReport {
+            since: drain.since,
+            duration_ms: now.saturating_sub(drain.since),
+            pushed: c.commits.saturating_sub(then.commits),
+            merged: c.merged.saturating_sub(then.merged),
+            conflicts: c.conflicts.saturating_sub(then.conflicts),
+            failed: c.failed.saturating_sub(then.failed),
+            error,
+        }));
+    }
+
+    /// Settles the callers waiting for an entry.
+    pub(super) fn settle(
+        &mut self,
+        mutation_id: &str,
+        result: Result<Outcome, Failure>,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Some(callers) = self.waiting.remove(mutation_id) {
+            if !callers.is_empty() {
+                out.push(Effect::Settle { callers, result });
+            }
+        }
+    }
+
+    /// The token stopped working: nothing more is sent with it; callers
+    /// wait no more.
+    pub(super) fn session_ended(&mut self, out: &mut Vec<Effect>) {
+        if self.expired {
+            return;
+        }
+        self.expired = true;
+        out.push(Effect::SessionEnded);
+        out.push(Effect::Changed);
+    }
+
+    /// `close()`: every caller still waiting hears `closed`; timers go.
+    pub(super) fn close(&mut self, out: &mut Vec<Effect>) {
+        self.closed = true;
+        let mut callers = self.debounce.cancel();
+        for (_, waiting) in std::mem::take(&mut self.waiting) {
+            callers.extend(waiting);
+        }
+        if !callers.is_empty() {
+            out.push(Effect::Settle {
+                callers,
+                result: Err(Failure::Closed),
+            });
+        }
+        for timer in [
+            super::Timer::Debounce,
+            super::Timer::Retry,
+            super::Timer::Probe,
+        ] {
+            out.push(Effect::Timer { timer, at: None });
+        }
+    }
+}
+
+fn reject(out: &mut Vec<Effect>, caller: CallerId, failure: Failure) {
+    out.push(Effect::Settle {
+        callers: vec![caller],
+        result: Err(failure),
+    });
+}
+
+/// The prefix of the ids `pending()` gives changes still in the debounce
+/// window (`staged:<collection>/<id>`).
+pub const STAGED_PREFIX: &str = "staged:";
+
+fn staged_key(mutation_id: &str) -> Option<RecordKey> {
+    mutation_id
+        .strip_prefix(STAGED_PREFIX)
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(c, id)| RecordKey::new(c, id))
+}
+
+/// Lays an outbox entry's change over the confirmed record again (after a
+/// reload, the outbox is the truth about what is staged).
+pub(super) fn restage(records: &mut StagedRecords, entry: &OutboxEntry) {
+    let key = RecordKey::new(&entry.collection, &entry.record_id);
+    let _ = match &entry.op {
+        MutationOp::Patch { fields, .. } => records.stage(&key, fields.clone()),
+        MutationOp::Create { fields } => records.stage_create(&key, fields.clone()),
+        MutationOp::Delete { .. } => records.stage_delete(&key),
+        MutationOp::Comment { comment_id, text } => {
+            records.stage_comment(
+                &key,
+                PendingComment {
+                    id: comment_id.clone(),
+                    text: text.clone(),
+                },
+            );
+            Ok(())
+        }
+    };
+    let state = if entry.state == EntryState::Failed {
+        StagedState::Failed
+    } else {
+        StagedState::Queued
+    };
+    records.set_state(&key, state);
+}
+
+/// Takes an outbox entry's change off the confirmed record (discarded, or
+/// another tab sent or dropped it).
+pub(super) fn unstage(records: &mut StagedRecords, entry: &OutboxEntry) {
+    let key = RecordKey::new(&entry.collection, &entry.record_id);
+    match &entry.op {
+        MutationOp::Patch { fields, .. } => records.unstage(&key, fields),
+        MutationOp::Comment { comment_id, .. } => records.unstage_comment(&key, comment_id),
+        MutationOp::Create { .. } | MutationOp::Delete { .. } => {
+            records.discard(&key);
+        }
+    }
+}
+
+/// What a failed exchange says about reachability; `None` for a request
+/// that never left.
+pub(super) fn reach_of(refusal: &Refusal) -> Option<Answer> {
+    match refusal.status {
+        Some(status) => Some(Answer::of_status(Some(status))),
+        None if matches!(refusal.code, ErrorCode::Network | ErrorCode::Timeout) => {
+            Some(Answer::Unreachable)
+        }
+        None if refusal.code == ErrorCode::BadResponse => Some(Answer::Answered),
+        None => None,
+    }
+}

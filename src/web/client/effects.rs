@@ -1,0 +1,437 @@
+//! The runner: hands events to the [`ClientEngine`] and carries out the
+//! effects it returns with fetch, IndexedDB, timers, the tab channel and
+//! the callers' promises. It decides nothing: what to send, when, and what
+//! an answer means are the engine's.
+
+use gloo_timers::callback::Timeout;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::spawn_local;
+
+use super::{encode, Client, SyncLogEntry};
+use crate::core::engine::{
+    Effect, Event, Failure, Origin, ProbeReply, Refusal, Reply, StoreOp, StoredWork, Timer,
+};
+use crate::core::outbox::{EntryState, MutationOp, OutboxEntry};
+use crate::core::reachability::Answer;
+use crate::core::record::{Comment, Record};
+use crate::error::{Error, ErrorCode};
+use crate::web::clock::now_ms;
+use crate::web::http::{send, HttpRequest, HttpResponse, Method};
+use crate::web::idb::{record_key, Batch as DbBatch, Store};
+use crate::web::js::{from_server, get, to_js};
+
+impl Client {
+    /// Hands one event to the engine and carries out what it says.
+    pub(super) fn handle(&self, event: Event) {
+        self.handle_with(event, None);
+    }
+
+    /// [`Client::handle`] for an answer whose full error (details
+    /// included) the callers hear when the engine says [`Failure::Answer`].
+    fn handle_with(&self, event: Event, answer: Option<Error>) {
+        let effects = self.inner.state.borrow_mut().engine.handle(event, now_ms());
+        self.carry_out(effects, answer);
+    }
+
+    /// Carries out effects in order. Everything up to the first IndexedDB
+    /// write happens now (so `view` shows a save before the call returns);
+    /// a write is awaited before the effects after it (a caller hears
+    /// `committed` once the record is stored).
+    fn carry_out(&self, effects: Vec<Effect>, answer: Option<Error>) {
+        // Timers are set now, wherever they stand: they say when the engine
+        // wants to hear from the clock as of this event, and a timer set
+        // after a write finished could undo one a later event set.
+        let (timers, effects): (Vec<Effect>, Vec<Effect>) = effects
+            .into_iter()
+            .partition(|e| matches!(e, Effect::Timer { .. }));
+        for timer in timers {
+            self.carry_out_now(timer, None);
+        }
+        let mut effects = effects.into_iter();
+        let mut changed = false;
+        while let Some(effect) = effects.next() {
+            match effect {
+                Effect::Write { id, ops, .. } => {
+                    if changed {
+                        self.changed();
+                        self.emit_status();
+                    }
+                    let rest: Vec<Effect> = effects.collect();
+                    let this = self.clone();
+                    spawn_local(async move {
+                        let written = this.persist_ops(ops).await;
+                        this.handle(Event::Written { id, written });
+                        this.carry_out(rest, answer);
+                    });
+                    return;
+                }
+                Effect::Changed => {
+                    self.changed();
+                    changed = true;
+                }
+                other => self.carry_out_now(other, answer.as_ref()),
+            }
+        }
+        if changed {
+            self.emit_status();
+        }
+    }
+
+    /// The effects that need no waiting.
+    fn carry_out_now(&self, effect: Effect, answer: Option<&Error>) {
+        match effect {
+            Effect::Write { .. } | Effect::Changed => {}
+            Effect::Send { entry, keepalive } => {
+                let this = self.clone();
+                spawn_local(async move { this.send_entry(entry, keepalive).await });
+            }
+            Effect::Settle { callers, result } => {
+                let value = match result {
+                    Ok(outcome) => self.outcome_js(outcome),
+                    Err(failure) => Err(error_of(failure, answer)),
+                };
+                self.settle_callers(callers, &value);
+            }
+            Effect::Timer { timer, at } => self.set_timer(timer, at),
+            Effect::Probe => {
+                let this = self.clone();
+                spawn_local(async move { this.probe().await });
+            }
+            Effect::Fetch { key, mutation_id } => {
+                let this = self.clone();
+                spawn_local(async move {
+                    let record = match this.fetch_one(&key).await {
+                        Ok(()) => this
+                            .inner
+                            .state
+                            .borrow()
+                            .engine
+                            .records()
+                            .get(&key.collection, &key.id)
+                            .cloned(),
+                        Err(_) => None,
+                    };
+                    this.handle(Event::Fetched {
+                        mutation_id,
+                        record,
+                    });
+                });
+            }
+            Effect::RecordChanged { key, origin } => self.emit_record(
+                &key,
+                match origin {
+                    Origin::Local => "local",
+                    Origin::Server => "server",
+                },
+            ),
+            Effect::ConflictFound(kept) => self.emit_conflict(&kept),
+            Effect::TellCommitted { key, version } => self.tell_tabs_record(&key, version),
+            Effect::Reachable => self.ring_feed_if_leading(),
+            Effect::SessionEnded => self.session_ended_here(),
+            Effect::Drained(report) => self.log_exchange(SyncLogEntry {
+                at: now_ms() as f64,
+                direction: "push".into(),
+                kind: "outbox".into(),
+                pushed: report.pushed,
+                pulled: 0,
+                merged: report.merged,
+                conflicts: report.conflicts,
+                failed: report.failed,
+                duration_ms: report.duration_ms as f64,
+                error: report.error,
+            }),
+        }
+    }
+
+    /// Sets an engine timer (or clears it).
+    fn set_timer(&self, timer: Timer, at: Option<u64>) {
+        let mut timers = self.inner.timers.borrow_mut();
+        let Some(at) = at else {
+            timers.remove(&timer);
+            return;
+        };
+        let delay = at.saturating_sub(now_ms()).max(1);
+        let weak = self.weak();
+        let timeout = Timeout::new(u32::try_from(delay).unwrap_or(u32::MAX), move || {
+            if let Some(client) = Client::from_weak(&weak) {
+                client.inner.timers.borrow_mut().remove(&timer);
+                client.handle(match timer {
+                    Timer::Debounce => Event::DebounceDue,
+                    Timer::Retry => Event::RetryDue,
+                    Timer::Probe => Event::ProbeDue,
+                });
+            }
+        });
+        timers.insert(timer, timeout);
+    }
+
+    /// Writes the engine's store operations; `false` when IndexedDB held
+    /// them for lack of space (they are written first next time).
+    async fn persist_ops(&self, ops: Vec<StoreOp>) -> bool {
+        let mut batch = DbBatch::new();
+        for op in &ops {
+            let _ = match op {
+                StoreOp::PutRecord { collection, record } => batch
+                    .put_record(
+                        Store::Records.name(),
+                        record_key(collection, &record.id),
+                        record,
+                    )
+                    .map(|_| ()),
+                StoreOp::DeleteRecord(key) => {
+                    batch.delete(Store::Records.name(), record_key(&key.collection, &key.id));
+                    Ok(())
+                }
+                StoreOp::PutEntry(entry) => put_entry(&mut batch, entry, false),
+                StoreOp::UpdateEntry(entry) => put_entry(&mut batch, entry, true),
+                StoreOp::DeleteEntry {
+                    mutation_id,
+                    failed,
+                } => {
+                    let store = if *failed {
+                        Store::Failed
+                    } else {
+                        Store::Outbox
+                    };
+                    batch.delete(store.name(), mutation_id.clone());
+                    Ok(())
+                }
+                StoreOp::PutConflict(kept) => batch
+                    .put(Store::Conflicts.name(), kept.conflict.id.clone(), kept)
+                    .map(|_| ()),
+                StoreOp::DeleteConflict(id) => {
+                    batch.delete(Store::Conflicts.name(), id.clone());
+                    Ok(())
+                }
+            };
+        }
+        let was_held = self.inner.held.borrow().is_some();
+        let written = self.persist(batch).await;
+        if written && was_held {
+            self.handle(Event::HeldWritten);
+        }
+        written
+    }
+
+    /// The user's work as IndexedDB holds it (the engine lays the writes
+    /// of this tab that have not landed over it).
+    pub(super) async fn stored_work(&self) -> Option<StoredWork> {
+        let db = self.db()?;
+        let outbox: Result<Vec<(String, OutboxEntry)>, Error> = db.all(Store::Outbox).await;
+        let failed: Result<Vec<(String, OutboxEntry)>, Error> = db.all(Store::Failed).await;
+        let conflicts: Result<Vec<(String, crate::core::engine::KeptConflict)>, Error> =
+            db.all(Store::Conflicts).await;
+        let (Ok(outbox), Ok(failed), Ok(conflicts)) = (outbox, failed, conflicts) else {
+            return None;
+        };
+        let work = StoredWork {
+            outbox: outbox.into_iter().map(|(_, e)| e).collect(),
+            failed: failed.into_iter().map(|(_, e)| e).collect(),
+            conflicts: conflicts.into_iter().map(|(_, k)| k).collect(),
+        };
+        Some(work)
+    }
+
+    /// Sends an outbox entry and tells the engine the answer.
+    async fn send_entry(&self, entry: OutboxEntry, keepalive: bool) {
+        let result = match self.build(&entry, keepalive) {
+            Ok(req) => send(&req).await,
+            Err(e) => Err(e),
+        };
+        if self.inner.state.borrow().engine.is_closed() {
+            return;
+        }
+        let (reply, error) = reply_of(&entry, result);
+        self.handle_with(
+            Event::Answered {
+                mutation_id: entry.mutation_id,
+                reply,
+            },
+            error,
+        );
+    }
+
+    /// The request of an outbox entry, with its `Idempotency-Key`.
+    fn build(&self, entry: &OutboxEntry, keepalive: bool) -> Result<HttpRequest, Error> {
+        let c = &entry.collection;
+        let id = encode(&entry.record_id);
+        let body = js_sys::Object::new();
+        let set = |k: &str, v: &JsValue| {
+            let _ = js_sys::Reflect::set(&body, &k.into(), v);
+        };
+        let mut req = match &entry.op {
+            MutationOp::Patch {
+                base_version,
+                fields,
+                ..
+            } => {
+                set("fields", &to_js(fields)?);
+                let mut r = self.request(Method::Patch, &format!("/{c}/{id}"))?;
+                r.if_match = Some(*base_version);
+                r
+            }
+            MutationOp::Create { fields } => {
+                set("id", &entry.record_id.as_str().into());
+                set("fields", &to_js(fields)?);
+                self.request(Method::Post, &format!("/{c}"))?
+            }
+            MutationOp::Delete { base_version } => {
+                let mut r = self.request(Method::Delete, &format!("/{c}/{id}"))?;
+                r.if_match = Some(*base_version);
+                r
+            }
+            MutationOp::Comment { comment_id, text } => {
+                set("id", &comment_id.as_str().into());
+                set("text", &text.as_str().into());
+                self.request(Method::Post, &format!("/{c}/{id}/comments"))?
+            }
+        };
+        if !matches!(entry.op, MutationOp::Delete { .. }) {
+            req.body = Some(body.into());
+        }
+        req.idempotency_key = Some(entry.idempotency_key.clone());
+        req.keepalive = keepalive;
+        Ok(req)
+    }
+
+    /// Asks the server who the token belongs to (`GET /api/me`): the
+    /// cheapest authenticated request, and the one that verifies a token
+    /// opened without a login.
+    async fn probe(&self) {
+        #[derive(serde::Deserialize)]
+        struct Me {
+            user: String,
+        }
+        let result = match self.request(Method::Get, "/me") {
+            Ok(req) => send(&req).await,
+            Err(e) => Err(e),
+        };
+        if self.inner.state.borrow().engine.is_closed() {
+            return;
+        }
+        let reply = match result {
+            Ok(resp) => match from_server::<Me>(resp.body) {
+                Ok(me) => ProbeReply::User(me.user),
+                Err(_) => ProbeReply::Unreadable,
+            },
+            Err(e) if e.code() == ErrorCode::Unauthorized => ProbeReply::Unauthorized,
+            Err(Error::Http { status, .. }) => ProbeReply::Status(status),
+            Err(Error::BadResponse(_)) => ProbeReply::Garbled,
+            Err(_) => ProbeReply::Unreachable,
+        };
+        self.handle(Event::Probed(reply));
+    }
+
+    /// Sends a request of the runner's own (feed, load, sync job, logout)
+    /// once, and tells the engine whether the server answered.
+    pub(super) async fn exchange(&self, req: &HttpRequest) -> Result<HttpResponse, Error> {
+        self.inner.state.borrow_mut().engine.count_request();
+        let result = send(req).await;
+        if let Some(answer) = reach_answer(&result) {
+            if !self.inner.state.borrow().engine.is_closed() {
+                self.handle(Event::RequestEnded(answer));
+            }
+        }
+        result
+    }
+}
+
+/// Puts an entry in its store (the dead letters for a failed one);
+/// `only_if_present` writes it only if another tab did not finish it
+/// meanwhile.
+fn put_entry(batch: &mut DbBatch, entry: &OutboxEntry, only_if_present: bool) -> Result<(), Error> {
+    let id = entry.mutation_id.clone();
+    if entry.state == EntryState::Failed {
+        batch.delete(Store::Outbox.name(), id.clone());
+        batch.put(Store::Failed.name(), id, entry)?;
+    } else {
+        batch.delete(Store::Failed.name(), id.clone());
+        if only_if_present {
+            batch.put_if_present(Store::Outbox.name(), id, entry)?;
+        } else {
+            batch.put(Store::Outbox.name(), id, entry)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a sent entry's result means to the engine, and the full error the
+/// callers hear when it is refused.
+fn reply_of(entry: &OutboxEntry, result: Result<HttpResponse, Error>) -> (Reply, Option<Error>) {
+    match result {
+        Ok(resp) => {
+            let reply = match &entry.op {
+                MutationOp::Patch { .. } | MutationOp::Create { .. } => {
+                    match from_server::<Record>(resp.body) {
+                        Ok(record) => Reply::Record(record),
+                        Err(e) => Reply::Unreadable(unreadable(e)),
+                    }
+                }
+                MutationOp::Delete { .. } => Reply::Done,
+                MutationOp::Comment { .. } => match from_server::<Comment>(resp.body) {
+                    Ok(comment) => Reply::Comment(comment),
+                    Err(e) => Reply::Unreadable(unreadable(e)),
+                },
+            };
+            (reply, None)
+        }
+        Err(err) => {
+            let current = match &err {
+                Error::Http {
+                    status: 409,
+                    details,
+                    ..
+                } => {
+                    Some(from_server::<Record>(get(details, "current")).map_err(|e| e.to_string()))
+                }
+                _ => None,
+            };
+            let refusal = Refusal {
+                status: err.status(),
+                code: err.code(),
+                transient: err.is_transient(),
+                retry_after_ms: match &err {
+                    Error::Http { retry_after_ms, .. } => *retry_after_ms,
+                    _ => None,
+                },
+                message: err.to_string(),
+                current,
+            };
+            (Reply::Refused(refusal), Some(err))
+        }
+    }
+}
+
+/// The error a caller hears for a failure the engine names.
+fn error_of(failure: Failure, answer: Option<&Error>) -> Error {
+    match failure {
+        Failure::Answer => answer
+            .cloned()
+            .unwrap_or_else(|| Error::BadResponse("no answer".into())),
+        Failure::Unreadable(why) => Error::BadResponse(why),
+        Failure::Cancelled => Error::Cancelled,
+        Failure::Closed => Error::Closed,
+        Failure::Invalid(why) => Error::Invalid(why),
+        Failure::NotFound(why) => super::not_found(why),
+    }
+}
+
+/// What a request's end says about reachability; `None` for a request that
+/// never left (a body that could not be made, a closed client).
+fn reach_answer(result: &Result<HttpResponse, Error>) -> Option<Answer> {
+    match result {
+        Ok(_) | Err(Error::BadResponse(_)) => Some(Answer::Answered),
+        Err(Error::Network(_) | Error::Timeout(_)) => Some(Answer::Unreachable),
+        Err(Error::Http { status, .. }) => Some(Answer::of_status(Some(*status))),
+        Err(_) => None,
+    }
+}
+
+/// The message of a body that could not be read, without saying twice
+/// that it could not be.
+fn unreadable(e: Error) -> String {
+    match e {
+        Error::BadResponse(message) => message,
+        other => other.to_string(),
+    }
+}
