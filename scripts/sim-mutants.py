@@ -18,7 +18,7 @@ muts = [
  ("fold into another tab's entry", "src/core/engine/write.rs", "|id| own.contains(id)", "|_| true"),
  ("a timer that fired early is not set again", "src/core/engine/mod.rs", "            self.timers.remove(&timer);", "            let _ = &timer;"),
  ("a folded entry of another tab not re-staged", "src/core/engine/work.rs", "Some(l) if l.op != entry.op => {", "Some(l) if false && l.op != entry.op => {"),
- ("an entry finished elsewhere while on the wire is retried", "src/core/engine/write.rs", "if self.finished_elsewhere.remove(&entry.mutation_id) {", "if false && self.finished_elsewhere.remove(&entry.mutation_id) {"),
+ ("an entry finished elsewhere while on the wire is retried", "src/core/engine/answer.rs", "if self.finished_elsewhere.remove(&entry.mutation_id) {", "if false && self.finished_elsewhere.remove(&entry.mutation_id) {"),
 ]
 only = sys.argv[1:] 
 for i,(name, path, old, new) in enumerate(muts):

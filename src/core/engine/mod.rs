@@ -24,6 +24,7 @@
 //! simulation of many users and tabs against a model server (see
 //! `sim` in the tests), on a simulated clock and a faulty network.
 
+mod answer;
 mod reach;
 mod work;
 mod write;
