@@ -760,7 +760,7 @@ impl Outbox {
                         fields: patch,
                     },
                 };
-                let _ = fresh_id;
+                entry.idempotency_key = fresh_id;
                 entry.state = EntryState::Queued;
                 entry.retry_at_ms = 0;
                 entry.merge_rounds = entry.merge_rounds.saturating_add(1);
