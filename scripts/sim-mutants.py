@@ -11,13 +11,13 @@ muts = [
  ("probe answers ignored (offline until reload)", "src/core/engine/reach.rs", "let changed = self.reach.probed(answer, now, sample);", "let _ = (answer, sample); let changed = crate::core::reachability::Changed(false);"),
  ("conflicts of other tabs not re-read", "src/core/engine/work.rs", "        self.conflicts = work\n            .conflicts", "        let _unused: VecMap<String, KeptConflict> = work\n            .conflicts"),
  ("resend after a 409 keeps the answered key", "src/core/outbox.rs", "                entry.idempotency_key = fresh_id;", "                let _ = fresh_id;"),
- ("no re-read of the user's work after a notice", "src/core/engine/mod.rs", "Event::WorkStored(work) => self.work_stored(work, now, &mut out),", "Event::WorkStored(_) => {}"),
+ ("no re-read of the user's work after a notice", "src/core/engine/mod.rs", "self.work_stored(work, now, &mut out);", "let _ = work;"),
  ("a closed tab's entries never adopted", "src/core/engine/write.rs", "Some(seen) => self.leader && now >= seen.saturating_add(super::ADOPT_AFTER_MS),", "Some(_) => false,"),
  ("comment logs not joined at one version", "src/core/staged.rs", "                join_comments(&mut record, known);", "                let _ = known;"),
- ("held writes not laid over a re-read", "src/core/engine/sim/mod.rs", "work.overlay(&self.tabs[tab].held);", "let _ = &work;"),
+ ("writes not yet landed not laid over a re-read", "src/core/engine/mod.rs", "let work = self.with_unwritten(work);", "let work = work;"),
  ("fold into another tab's entry", "src/core/engine/write.rs", "|id| own.contains(id)", "|_| true"),
  ("a timer that fired early is not set again", "src/core/engine/mod.rs", "            self.timers.remove(&timer);", "            let _ = &timer;"),
- ("a folded entry of another tab not re-staged", "src/core/engine/work.rs", "Some(l) if l.op != entry.op => {", "Some(l) if false && l.op != entry.op => {"),
+ ("staged changes nothing stands for are kept", "src/core/engine/work.rs", "            self.records.discard(&key);", "            let _ = key;"),
  ("an entry finished elsewhere while on the wire is retried", "src/core/engine/answer.rs", "if self.finished_elsewhere.remove(&entry.mutation_id) {", "if false && self.finished_elsewhere.remove(&entry.mutation_id) {"),
 ]
 only = sys.argv[1:] 

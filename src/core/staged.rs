@@ -637,7 +637,7 @@ impl StagedRecords {
         match self.confirmed.get(&key) {
             Some(known) if known.version > record.version => false,
             Some(known) if known.version == record.version => {
-                let _ = known;
+                join_comments(&mut record, known);
                 if self.confirmed.get(&key) == Some(&record) {
                     return false;
                 }
