@@ -11,10 +11,11 @@ import schemathesis
 # collections. Such a request is not an invalid request to the collection
 # operation: it is a valid request to another operation (GET /api/me answers
 # 200 as /api/me does; POST /api/logout would revoke the fuzzer's own token;
-# GET /api/events would open a stream). Those operations are fuzzed on their
-# own, so here the name is swapped for one that breaks the pattern the same
-# way and reaches the collection operation, which must refuse it with 404.
-RESERVED = {"changes", "events", "login", "logout", "me", "sync"}
+# GET /api/events would open a stream; GET /api/metrics answers the server's
+# figures). Those operations are fuzzed on their own, so here the name is
+# swapped for one that breaks the pattern the same way and reaches the
+# collection operation, which must refuse it with 404.
+RESERVED = {"changes", "events", "login", "logout", "me", "metrics", "sync"}
 
 
 @schemathesis.hook
