@@ -291,6 +291,10 @@ async fn start_client(
                 TabMessage::WorkChanged(_) => {
                     spawn_local(async move { client.reread_work().await });
                 }
+                TabMessage::CollectionReloaded(collection) => {
+                    let collection = collection.clone();
+                    spawn_local(async move { client.reread_collection(&collection).await });
+                }
                 other => sync.on_tab_message(other),
             }
         },

@@ -207,20 +207,8 @@ struct Inner {
     from_tab: Cell<bool>,
     /// The engine's timers.
     timers: RefCell<VecMap<Timer, Timeout>>,
-    /// The leader's poll of the changes feed.
-    feed_timer: RefCell<Option<gloo_timers::callback::Interval>>,
-    feed_busy: Cell<bool>,
-    /// Rung while a read was under way: read once more after it.
-    feed_again: Cell<bool>,
-    feed_ticks: Cell<u32>,
-    /// The poll tick at which `/api/events` was last opened.
-    events_opened_at: Cell<u32>,
     /// `/api/events`, while this tab leads.
     events: RefCell<Option<EventFeed>>,
-    /// Where the changes feed was read up to.
-    cursor: RefCell<Option<String>>,
-    /// Collections loaded here, reloaded whole when the cursor expired.
-    loaded: RefCell<HashSet<String>>,
     page: RefCell<Vec<EventListener>>,
     /// The channel to this user's other tabs, once the facade opened it.
     bus: RefCell<Option<Rc<EnvelopeChannel>>>,
@@ -271,14 +259,7 @@ impl Client {
             leader: Cell::new(false),
             from_tab: Cell::new(false),
             timers: RefCell::new(VecMap::new()),
-            feed_timer: RefCell::new(None),
-            feed_busy: Cell::new(false),
-            feed_again: Cell::new(false),
-            feed_ticks: Cell::new(0),
-            events_opened_at: Cell::new(0),
             events: RefCell::new(None),
-            cursor: RefCell::new(None),
-            loaded: RefCell::new(HashSet::new()),
             page: RefCell::new(Vec::new()),
             bus: RefCell::new(None),
             lifecycle: RefCell::new(None),
@@ -286,7 +267,6 @@ impl Client {
         let client = Client { inner };
         client.open_storage().await;
         client.listen_to_page();
-        client.follow_feed();
         if !verified {
             // Not known to be this user's token: unreachable until the
             // probe says whose it is.
@@ -354,7 +334,6 @@ impl Client {
     pub fn set_leader(&self, leader: bool) {
         if self.inner.leader.replace(leader) != leader {
             if !leader {
-                self.inner.events.borrow_mut().take();
                 self.handle(Event::NotLeading);
             }
             self.changed();
@@ -1048,7 +1027,6 @@ impl Client {
         self.handle(Event::Close);
         self.inner.timers.borrow_mut().clear();
         self.inner.held_timer.borrow_mut().take();
-        self.inner.feed_timer.borrow_mut().take();
         self.inner.events.borrow_mut().take();
         self.inner.page.borrow_mut().clear();
         self.inner.lifecycle.borrow_mut().take();

@@ -507,6 +507,7 @@ impl ClientEngine {
             return;
         }
         self.expired = true;
+        self.stop_following(out);
         out.push(Effect::SessionEnded);
         out.push(Effect::Changed);
     }
@@ -514,6 +515,7 @@ impl ClientEngine {
     /// `close()`: every caller still waiting hears `closed`; timers go.
     pub(super) fn close(&mut self, out: &mut Vec<Effect>) {
         self.closed = true;
+        self.stop_following(out);
         let mut callers = self.debounce.cancel();
         for (_, waiting) in std::mem::take(&mut self.waiting) {
             callers.extend(waiting);
@@ -528,6 +530,7 @@ impl ClientEngine {
             super::Timer::Debounce,
             super::Timer::Retry,
             super::Timer::Probe,
+            super::Timer::FeedPoll,
         ] {
             out.push(Effect::Timer { timer, at: None });
         }
