@@ -34,7 +34,7 @@ use crate::core::tab_message::{RecordChange, SessionEnd, SessionNotice, TabMessa
 use crate::core::vecmap::VecMap;
 use crate::error::{Error, ErrorCode};
 use crate::web::channel::EnvelopeChannel;
-use crate::web::clock::{now_ms, random_unit, uuid_v4};
+use crate::web::clock::{random_unit, uuid_v4};
 use crate::web::http::{HttpRequest, Method};
 use crate::web::idb::{record_key, Batch as DbBatch, Store, UserDb};
 use crate::web::js::{from_server, get, to_js};
@@ -229,6 +229,7 @@ impl Client {
             debounce: config.debounce,
             retry: config.retry,
             rules: config.rules,
+            logout_wait_ms: u64::from(config.timeout_ms),
         };
         let seed = u64::from_str_radix(&uuid_v4().replace('-', "")[..16], 16).unwrap_or(0);
         let engine = ClientEngine::new(
@@ -320,12 +321,6 @@ impl Client {
     /// server may be read from and written to.
     fn can_talk(&self) -> bool {
         self.inner.state.borrow().engine.can_talk()
-    }
-
-    /// Closed, or the session ended: nothing more is read or sent.
-    fn is_done(&self) -> bool {
-        let state = self.inner.state.borrow();
-        state.engine.is_closed() || state.engine.is_expired()
     }
 
     /// Tells the engine whether this tab leads (sends the outbox entries
@@ -940,51 +935,29 @@ impl Client {
 
     // ----- the outbox pump ---------------------------------------------------
 
-    /// Before a logout: sends every debounced change and waits (up to the
-    /// request timeout) while queued ones are sent. Succeeds when nothing
-    /// of the user's is left off the server.
+    /// Logs out as the engine decides: sends what is queued first and
+    /// refuses with `pending_changes` if anything is left (unless
+    /// `discard`), then revokes the token and tells the other tabs. The
+    /// caller then shuts the tab down and deletes the user's data.
     ///
     /// # Errors
-    /// [`Error::PendingChanges`] listing what is left (queued, refused, or
-    /// a conflict waiting for a person); the session is untouched.
-    pub async fn send_before_logout(&self) -> Result<(), Error> {
-        if self.inner.state.borrow().engine.is_closed() {
-            return Err(Error::Closed);
-        }
-        let _ = self.flush_now(false);
-        let deadline = now_ms().saturating_add(u64::from(self.inner.config.timeout_ms));
-        loop {
-            let sending = {
-                let state = self.inner.state.borrow();
-                !state.engine.outbox().pending().is_empty()
-                    || state.engine.debounced().next().is_some()
-            };
-            // Without a network nothing will go out; with one, a probe
-            // may bring the server back within the wait.
-            let stuck = !navigator_online() || self.is_done();
-            if !sending || stuck || now_ms() >= deadline {
-                break;
-            }
-            crate::web::clock::sleep(50).await;
-        }
-        let count = {
-            let state = self.inner.state.borrow();
-            state.engine.outbox().pending().len()
-                + state.engine.debounced().count()
-                + state.engine.outbox().failed().len()
-                + state.engine.conflicts().len()
-        };
-        if count == 0 {
-            return Ok(());
-        }
+    /// `closed`.
+    pub fn logout(&self, discard: bool) -> Result<Promise, Error> {
+        self.check_open()?;
+        Ok(self.ask(|caller| Event::Logout { discard, caller }))
+    }
+
+    /// The error of a logout that found `count` changes not on the server:
+    /// its `details` list them as `pending()`, `failed()` and `conflicts()`.
+    fn pending_changes(&self, count: usize) -> Error {
         let details = js_sys::Object::new();
         let _ = js_sys::Reflect::set(&details, &"pending".into(), &self.pending());
         let _ = js_sys::Reflect::set(&details, &"failed".into(), &self.failed());
         let _ = js_sys::Reflect::set(&details, &"conflicts".into(), &self.conflicts());
-        Err(Error::PendingChanges {
+        Error::PendingChanges {
             count,
             details: details.into(),
-        })
+        }
     }
 
     /// Revokes the token on the server (`POST /api/logout`). A token the
@@ -1055,6 +1028,14 @@ pub fn rejected(value: JsValue) -> Error {
     match code.as_deref() {
         Some("closed") => Error::Closed,
         Some("cancelled") => Error::Cancelled,
+        Some("pending_changes") => {
+            let details = get(&value, "details");
+            let count = ["pending", "failed", "conflicts"]
+                .iter()
+                .map(|k| js_sys::Array::from(&get(&details, k)).length() as usize)
+                .sum();
+            Error::PendingChanges { count, details }
+        }
         _ => Error::Http {
             code: code
                 .as_deref()

@@ -27,6 +27,7 @@
 mod answer;
 mod feed;
 mod reach;
+mod session;
 mod work;
 mod write;
 
@@ -67,6 +68,9 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// The merge policy on a 409.
     pub rules: MergeRules,
+    /// How long `logout` waits for the outbox to drain (the request
+    /// timeout).
+    pub logout_wait_ms: u64,
 }
 
 /// A kept conflict and the record as the change was based on it.
@@ -123,6 +127,8 @@ pub enum Outcome {
     Conflict(Box<Conflict>),
     /// Cannot be sent now; kept in the outbox under this mutation id.
     Queued(String),
+    /// `logout` revoked the token.
+    LoggedOut,
 }
 
 /// Why a caller's promise is rejected.
@@ -141,6 +147,8 @@ pub enum Failure {
     Invalid(String),
     /// No such entry, record or conflict.
     NotFound(String),
+    /// `logout` found this many changes not on the server.
+    PendingChanges(usize),
 }
 
 /// The server's answer to a sent outbox entry, as far as the engine
@@ -345,6 +353,12 @@ pub enum Event {
     Stream(StreamSignal),
     /// A page of the changes feed, or why there is none.
     FeedRead(Result<FeedPage, Refusal>),
+    /// `logout({ discard })`.
+    Logout { discard: bool, caller: CallerId },
+    /// The logout's wait for the outbox is over.
+    LogoutDue,
+    /// `POST /api/logout` answered, or not.
+    Revoked(Result<(), Refusal>),
 }
 
 /// Something the runner must do, in order.
@@ -400,6 +414,10 @@ pub enum Effect {
     TellReloaded { collection: String },
     /// A read of the feed ended: one line of the sync log.
     Pulled(PullReport),
+    /// Revoke the token (`POST /api/logout`); report [`Event::Revoked`].
+    Revoke,
+    /// The token is revoked: tell the other tabs and the app.
+    LoggedOut,
 }
 
 /// The engine's timers.
@@ -413,6 +431,8 @@ pub enum Timer {
     Probe,
     /// The leader's next look at the changes feed.
     FeedPoll,
+    /// The end of a logout's wait for the outbox.
+    Logout,
 }
 
 /// One operation of an IndexedDB write.
@@ -568,6 +588,8 @@ pub struct ClientEngine {
     timers: VecMap<Timer, Option<u64>>,
     /// Other people's changes: the feed, its cursor and the stream.
     feed: feed::FeedFollower,
+    /// A logout under way.
+    logging_out: Option<session::LoggingOut>,
 }
 
 impl ClientEngine {
@@ -608,6 +630,7 @@ impl ClientEngine {
             ids,
             timers: VecMap::new(),
             feed: feed::FeedFollower::default(),
+            logging_out: None,
         }
     }
 
@@ -616,6 +639,18 @@ impl ClientEngine {
         let mut out = Vec::new();
         if self.closed {
             // A closed client settles what still asks, and does nothing else.
+            if let Some(caller) = event_caller(&event) {
+                out.push(Effect::Settle {
+                    callers: vec![caller],
+                    result: Err(Failure::Closed),
+                });
+            }
+            return out;
+        }
+        if self.logging_out.is_some() && is_change(&event) {
+            // The token is on its way out: a change made now could not be
+            // sent (found by the simulation: a save made during a logout
+            // was lost with the session).
             if let Some(caller) = event_caller(&event) {
                 out.push(Effect::Settle {
                     callers: vec![caller],
@@ -633,6 +668,7 @@ impl ClientEngine {
             Event::RetryDue => Some(Timer::Retry),
             Event::ProbeDue => Some(Timer::Probe),
             Event::FeedPollDue => Some(Timer::FeedPoll),
+            Event::LogoutDue => Some(Timer::Logout),
             _ => None,
         };
         if let Some(timer) = fired {
@@ -731,9 +767,13 @@ impl ClientEngine {
             Event::FeedPollDue => self.feed_poll_due(now, &mut out),
             Event::Stream(signal) => self.stream_signal(signal, now, &mut out),
             Event::FeedRead(result) => self.feed_read(result, now, &mut out),
+            Event::Logout { discard, caller } => self.logout(discard, caller, now, &mut out),
+            Event::LogoutDue => {}
+            Event::Revoked(result) => self.revoked(result, &mut out),
         }
         if !self.closed {
             self.pump(now, &mut out);
+            self.logout_step(now, &mut out);
             self.set_timers(now, &mut out);
         }
         self.number_writes(&mut out);
@@ -787,6 +827,12 @@ impl ClientEngine {
             (Timer::Retry, self.next_send_at(now)),
             (Timer::Probe, probe),
             (Timer::FeedPoll, self.feed.next_poll()),
+            (
+                Timer::Logout,
+                self.logging_out
+                    .as_ref()
+                    .and_then(session::LoggingOut::deadline),
+            ),
         ];
         for (timer, at) in wanted {
             if self.timers.get(&timer) != Some(&at) {
@@ -941,6 +987,19 @@ impl ClientEngine {
 }
 
 /// The caller an app call carries, for settling it when closed.
+/// Whether the event is the app changing data. (`retry` and `resolve`
+/// come after the runner claimed their entry in IndexedDB, so they go on.)
+fn is_change(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Save { .. }
+            | Event::Comment { .. }
+            | Event::Create { .. }
+            | Event::Delete { .. }
+            | Event::Discard { .. }
+    )
+}
+
 fn event_caller(event: &Event) -> Option<CallerId> {
     match event {
         Event::Save { caller, .. }
@@ -949,7 +1008,8 @@ fn event_caller(event: &Event) -> Option<CallerId> {
         | Event::Delete { caller, .. }
         | Event::Retry { caller, .. }
         | Event::Resolve { caller, .. }
-        | Event::ClaimLost { caller } => Some(*caller),
+        | Event::ClaimLost { caller }
+        | Event::Logout { caller, .. } => Some(*caller),
         _ => None,
     }
 }

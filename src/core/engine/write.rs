@@ -520,6 +520,9 @@ impl ClientEngine {
         for (_, waiting) in std::mem::take(&mut self.waiting) {
             callers.extend(waiting);
         }
+        if let Some(logout) = self.logging_out.take() {
+            callers.push(logout.caller);
+        }
         if !callers.is_empty() {
             out.push(Effect::Settle {
                 callers,
@@ -531,6 +534,7 @@ impl ClientEngine {
             super::Timer::Retry,
             super::Timer::Probe,
             super::Timer::FeedPoll,
+            super::Timer::Logout,
         ] {
             out.push(Effect::Timer { timer, at: None });
         }

@@ -89,6 +89,7 @@ impl Client {
             Effect::Settle { callers, result } => {
                 let value = match result {
                     Ok(outcome) => self.outcome_js(outcome),
+                    Err(Failure::PendingChanges(count)) => Err(self.pending_changes(count)),
                     Err(failure) => Err(error_of(failure, answer)),
                 };
                 self.settle_callers(callers, &value);
@@ -132,6 +133,18 @@ impl Client {
                 spawn_local(async move { this.read_feed_page(&since).await });
             }
             Effect::OpenStream { since } => self.open_stream(&since),
+            Effect::Revoke => {
+                let this = self.clone();
+                spawn_local(async move {
+                    let result = this.revoke().await;
+                    let event = Event::Revoked(result.as_ref().map(|_| ()).map_err(refusal_of));
+                    this.handle_with(event, result.err());
+                });
+            }
+            Effect::LoggedOut => {
+                self.tell_tabs_logged_out();
+                self.emit_session("logged-out");
+            }
             Effect::TellReloaded { collection } => {
                 self.tell_tabs(TabMessage::CollectionReloaded(collection));
             }
@@ -187,6 +200,7 @@ impl Client {
                     Timer::Retry => Event::RetryDue,
                     Timer::Probe => Event::ProbeDue,
                     Timer::FeedPoll => Event::FeedPollDue,
+                    Timer::Logout => Event::LogoutDue,
                 });
             }
         });
@@ -456,6 +470,10 @@ fn error_of(failure: Failure, answer: Option<&Error>) -> Error {
         Failure::Closed => Error::Closed,
         Failure::Invalid(why) => Error::Invalid(why),
         Failure::NotFound(why) => super::not_found(why),
+        Failure::PendingChanges(count) => Error::PendingChanges {
+            count,
+            details: JsValue::UNDEFINED,
+        },
     }
 }
 

@@ -152,6 +152,8 @@ struct Tab {
     answered: BTreeSet<String>,
     /// Writes IndexedDB refused for lack of space, written first next time.
     held: Vec<StoreOp>,
+    /// A logout asked here, and whether it discards.
+    logout: Option<bool>,
     /// The open `/api/events` stream: its number (signals of an older one
     /// are dropped) and whether the browser has it connected.
     stream: Option<(u64, bool)>,
@@ -220,6 +222,22 @@ enum Msg {
         stream: u64,
         signal: StreamSignal,
     },
+    /// `POST /api/logout` on its way.
+    RevokeRequest {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+    },
+    RevokeAnswer {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+    },
+    /// The user's tabs hear the logout and close; IndexedDB is deleted.
+    LoggedOut {
+        user: usize,
+        discard: bool,
+    },
     /// Another tab loaded the collection again: read it from IndexedDB.
     ReloadNotice {
         tab: usize,
@@ -255,6 +273,7 @@ enum Wire {
     Entry(String, String),
     Probe,
     Feed,
+    Revoke,
 }
 
 /// A request on the wire: the tab, its incarnation, and what it is.
@@ -337,6 +356,7 @@ impl World {
                     answered: BTreeSet::new(),
                     writes_free_at: 0,
                     held: Vec::new(),
+                    logout: None,
                     stream: None,
                 });
             }
@@ -379,7 +399,10 @@ impl World {
             self.seed ^ ((tab as u64 + 1) << 32) ^ u64::from(self.tabs[tab].epoch) << 48,
         );
         let mut engine = ClientEngine::new(
-            EngineConfig::default(),
+            EngineConfig {
+                logout_wait_ms: REQUEST_TIMEOUT_MS,
+                ..EngineConfig::default()
+            },
             &Self::user_name(user),
             true,
             true,
@@ -415,6 +438,7 @@ impl World {
         t.answered.clear();
         t.cut_until = None;
         t.stream = None;
+        t.logout = None;
         self.note(format!("tab {tab} (user{user}) opens"));
         self.deliver(tab, Event::StorageOpened { cursor: kept });
         self.deliver(
@@ -734,6 +758,59 @@ impl World {
                 }
             }
             Effect::CloseStream => self.tabs[tab].stream = None,
+            Effect::Revoke => {
+                let attempt = self.next_attempt;
+                self.next_attempt += 1;
+                self.inflight.insert(attempt, (tab, epoch, Wire::Revoke));
+                if self.tabs[tab].cut_until.is_some() {
+                    self.at(
+                        1,
+                        Msg::Deadline {
+                            tab,
+                            epoch,
+                            attempt,
+                        },
+                    );
+                } else {
+                    self.at(
+                        REQUEST_TIMEOUT_MS,
+                        Msg::Deadline {
+                            tab,
+                            epoch,
+                            attempt,
+                        },
+                    );
+                    self.send_over_network(Msg::RevokeRequest {
+                        tab,
+                        epoch,
+                        attempt,
+                    });
+                }
+            }
+            Effect::LoggedOut => {
+                // Logout keeps work: unless discarded, nothing of the
+                // user's is left off the server when the token goes.
+                // Logout keeps work: unless discarded, nothing this tab
+                // made is left off the server when the token goes (what
+                // other tabs queue meanwhile stays in IndexedDB, below).
+                let discard = self.tabs[tab].logout.take().unwrap_or(true);
+                let own_left = self.tabs[tab].engine.as_ref().map_or(0, |e| {
+                    e.outbox()
+                        .entries()
+                        .filter(|x| e.is_own(&x.mutation_id))
+                        .count()
+                        + e.debounced().count()
+                });
+                if !discard && own_left > 0 {
+                    self.broken = Some(format!(
+                        "tab {tab} logged user{user} out with {own_left} of its changes off the server"
+                    ));
+                }
+                self.note(format!(
+                    "tab {tab} logged user{user} out (discard {discard})"
+                ));
+                self.at(1, Msg::LoggedOut { user, discard });
+            }
             Effect::TellReloaded { .. } => {
                 self.tell_tabs(tab, |tab, epoch| Msg::ReloadNotice { tab, epoch });
             }
@@ -867,7 +944,7 @@ impl World {
                         let user = Self::user_name(self.tabs[tab].user);
                         self.deliver(tab, Event::Probed(ProbeReply::User(user)));
                     }
-                    Wire::Feed => {}
+                    Wire::Feed | Wire::Revoke => {}
                 }
             }
             Msg::Deadline {
@@ -891,6 +968,10 @@ impl World {
                         tab,
                         Event::FeedRead(Err(no_answer(ErrorCode::Timeout, "timeout"))),
                     ),
+                    Wire::Revoke => self.deliver(
+                        tab,
+                        Event::Revoked(Err(no_answer(ErrorCode::Timeout, "timeout"))),
+                    ),
                 }
             }
             Msg::Timer {
@@ -906,6 +987,7 @@ impl World {
                         Timer::Retry => Event::RetryDue,
                         Timer::Probe => Event::ProbeDue,
                         Timer::FeedPoll => Event::FeedPollDue,
+                        Timer::Logout => Event::LogoutDue,
                     };
                     self.deliver(tab, event);
                 }
@@ -978,6 +1060,49 @@ impl World {
                     self.tabs[tab].stream = Some((stream, connected));
                     self.deliver(tab, Event::Stream(signal));
                 }
+            }
+            Msg::RevokeRequest {
+                tab,
+                epoch,
+                attempt,
+            } => {
+                self.send_over_network(Msg::RevokeAnswer {
+                    tab,
+                    epoch,
+                    attempt,
+                });
+            }
+            Msg::RevokeAnswer {
+                tab,
+                epoch,
+                attempt,
+            } => {
+                if self.inflight.remove(&attempt).is_some() && live(self, tab, epoch) {
+                    self.deliver(tab, Event::Revoked(Ok(())));
+                }
+            }
+            Msg::LoggedOut { user, discard } => {
+                for tab in 0..self.tabs.len() {
+                    if self.tabs[tab].user == user && self.tabs[tab].engine.is_some() {
+                        self.deliver(tab, Event::Close);
+                        let t = &mut self.tabs[tab];
+                        t.engine = None;
+                        t.callers.clear();
+                        t.epoch += 1;
+                    }
+                }
+                // As the web facade: the user's data is deleted unless it
+                // holds work another tab queued meanwhile (kept for the
+                // next login, which sends it).
+                let db = &self.dbs[user];
+                let holds_work =
+                    !db.outbox.is_empty() || !db.failed.is_empty() || !db.conflicts.is_empty();
+                if discard || !holds_work {
+                    self.dbs[user] = UserDb::default();
+                } else {
+                    self.note(format!("user{user}'s IndexedDB is kept: it holds work"));
+                }
+                self.elect(user);
             }
             Msg::ReloadNotice { tab, epoch } => {
                 if live(self, tab, epoch) {
@@ -1169,9 +1294,17 @@ impl World {
                     self.deliver(tab, Event::ClaimLost { caller });
                 }
             }
-        } else if roll < 0.7 + f.crash {
+        } else if roll < 0.71 {
+            // A person logs out, now and then throwing away what is left.
+            if self.tabs[tab].logout.is_none() {
+                let discard = self.chance(0.3);
+                self.tabs[tab].logout = Some(discard);
+                let caller = self.new_caller(tab, format!("logout (discard {discard})"));
+                self.deliver(tab, Event::Logout { discard, caller });
+            }
+        } else if roll < 0.71 + f.crash {
             self.crash(tab);
-        } else if roll < 0.7 + f.crash + f.cut {
+        } else if roll < 0.71 + f.crash + f.cut {
             if self.tabs[tab].cut_until.is_none() {
                 let len = 500 + self.pick(10_000) as u64;
                 self.tabs[tab].cut_until = Some(self.now + len);
@@ -1181,9 +1314,9 @@ impl World {
                 self.deliver(tab, Event::Network(false));
                 self.drop_stream(tab);
             }
-        } else if roll < 0.7 + f.crash + f.cut + f.idb_refusal {
+        } else if roll < 0.71 + f.crash + f.cut + f.idb_refusal {
             self.dbs[user].refuse_next = true;
-        } else if roll < 0.7 + f.crash + f.cut + f.idb_refusal + f.server_restart {
+        } else if roll < 0.71 + f.crash + f.cut + f.idb_refusal + f.server_restart {
             // A restart: requests on their way in are lost, streams drop,
             // and the feed may come back pruned (its older entries gone).
             self.note("server restarts".into());
@@ -1289,6 +1422,9 @@ impl World {
                     | Msg::FeedAnswer { .. }
                     | Msg::Reload { .. }
                     | Msg::ReloadNotice { .. }
+                    | Msg::RevokeRequest { .. }
+                    | Msg::RevokeAnswer { .. }
+                    | Msg::LoggedOut { .. }
             )
         });
         if in_flight || !self.inflight.is_empty() {
@@ -1545,6 +1681,7 @@ fn outcome_name(result: &Result<Outcome, super::Failure>) -> String {
         Ok(Outcome::Merged(r, f)) => format!("merged v{} {f:?}", r.version),
         Ok(Outcome::Conflict(c)) => format!("conflict on {:?}", c.fields),
         Ok(Outcome::Queued(_)) => "queued".into(),
+        Ok(Outcome::LoggedOut) => "logged out".into(),
         Err(e) => format!("{e:?}"),
     }
 }
