@@ -1697,9 +1697,68 @@ fn reply_name(reply: &Reply) -> String {
 }
 
 /// Runs one seed: random work with faults, then healing to quiescence. A
-/// failing seed is run again with its trace kept, for the report.
+/// failing seed is shrunk (see [`shrink`]) and run again with its trace
+/// kept, for the report.
 pub fn run(seed: u64, faults: Faults) -> Result<(), SimFailure> {
-    run_once(seed, faults.clone(), false).or_else(|_| run_once(seed, faults, true))
+    if run_once(seed, faults.clone(), false).is_ok() {
+        return Ok(());
+    }
+    let (small, said) = shrink(seed, faults);
+    match run_once(seed, small, true) {
+        Err(SimFailure(why)) => Err(SimFailure(format!("{why}\nshrunk: {said}"))),
+        Ok(()) => Err(SimFailure(format!("seed {seed} failed once and not again"))),
+    }
+}
+
+/// The smallest run of this seed that still fails: the fewest actions
+/// (the same seed makes the same first actions, so this is a prefix of
+/// the run), then each kind of fault turned off where it still fails
+/// without it.
+fn shrink(seed: u64, faults: Faults) -> (Faults, String) {
+    let fails = |f: &Faults| run_once(seed, f.clone(), false).is_err();
+    let mut best = faults;
+    let (mut low, mut high) = (0, best.steps);
+    while low < high {
+        let mid = (low + high) / 2;
+        let tried = Faults {
+            steps: mid,
+            ..best.clone()
+        };
+        if fails(&tried) {
+            high = mid;
+        } else {
+            low = mid + 1;
+        }
+    }
+    best.steps = high;
+    let mut off = Vec::new();
+    let kinds: [(&str, fn(&mut Faults)); 6] = [
+        ("loss", |f| f.loss = 0.0),
+        ("duplicates", |f| f.duplicate = 0.0),
+        ("crashes", |f| f.crash = 0.0),
+        ("cuts", |f| f.cut = 0.0),
+        ("IndexedDB refusals", |f| f.idb_refusal = 0.0),
+        ("server restarts", |f| f.server_restart = 0.0),
+    ];
+    for (name, turn_off) in kinds {
+        let mut tried = best.clone();
+        turn_off(&mut tried);
+        if fails(&tried) {
+            best = tried;
+            off.push(name);
+        }
+    }
+    let said = format!(
+        "{} actions of {}; not needed: {}",
+        best.steps,
+        Faults::default().steps,
+        if off.is_empty() {
+            "none".to_owned()
+        } else {
+            off.join(", ")
+        }
+    );
+    (best, said)
 }
 
 fn run_once(seed: u64, faults: Faults, tracing: bool) -> Result<(), SimFailure> {
