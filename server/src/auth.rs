@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 
-use crate::db::{random_hex, unix_now};
+use crate::db::{random_hex, unix_seconds};
 use crate::error::ApiError;
 use crate::extract::json_body;
 use crate::AppState;
@@ -116,7 +116,7 @@ pub fn session_row(conn: &Connection, token_hash: &str) -> Result<Option<(String
     Ok(conn
         .query_row(
             "SELECT user, expires_at FROM tokens WHERE token_hash = ?1 AND expires_at > ?2",
-            rusqlite::params![token_hash, unix_now()],
+            rusqlite::params![token_hash, unix_seconds()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?)
@@ -237,7 +237,7 @@ pub async fn login_route(
 
 async fn issue_token(state: &AppState, username: String) -> Result<Json<Value>, ApiError> {
     let token = random_hex(32)?;
-    let expires = unix_now() + TOKEN_TTL_SECS;
+    let expires = unix_seconds() + TOKEN_TTL_SECS;
     let hash = token_hash(&token);
     let user = username.clone();
     state
@@ -345,5 +345,8 @@ fn rfc3339(unix: i64) -> String {
 /// # Errors
 /// Internal errors from SQLite.
 pub fn purge_expired(conn: &Connection) -> Result<usize, ApiError> {
-    Ok(conn.execute("DELETE FROM tokens WHERE expires_at <= ?1", [unix_now()])?)
+    Ok(conn.execute(
+        "DELETE FROM tokens WHERE expires_at <= ?1",
+        [unix_seconds()],
+    )?)
 }

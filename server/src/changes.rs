@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::auth::{bearer_token, session_for_token, session_row, AuthUser};
-use crate::db::unix_now;
+use crate::db::unix_seconds;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::streams::StreamTicket;
@@ -330,7 +330,7 @@ pub async fn events_route(
         }
         None => head,
     };
-    let left = u64::try_from(session.expires_at - unix_now()).unwrap_or(0);
+    let left = u64::try_from(session.expires_at - unix_seconds()).unwrap_or(0);
     let ticket = state.streams.open(&session.user, &session.token_hash);
     let follower = Follower {
         db: Arc::clone(&state.db),

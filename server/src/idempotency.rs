@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::db::{unix_now, Db};
+use crate::db::{unix_seconds, Db};
 use crate::error::ApiError;
 use crate::extract::Answer;
 use crate::records::{self, RecordRef};
@@ -84,7 +84,7 @@ impl Mutation {
             .query_row(
                 "SELECT method, path, status, body, request_hash, record_ref FROM idempotency
                  WHERE user = ?1 AND key = ?2 AND created_at > ?3",
-                rusqlite::params![self.user, key, unix_now() - KEEP_SECS],
+                rusqlite::params![self.user, key, unix_seconds() - KEEP_SECS],
                 |r| {
                     Ok((
                         r.get(0)?,
@@ -143,7 +143,7 @@ impl Mutation {
                 self.path,
                 answer.status.as_u16(),
                 answer.body,
-                unix_now(),
+                unix_seconds(),
                 self.request_hash
             ],
         )?;
@@ -240,7 +240,7 @@ impl Mutation {
                 self.method,
                 self.path,
                 answer.status.as_u16(),
-                unix_now(),
+                unix_seconds(),
                 self.request_hash,
                 reference
             ],
@@ -303,6 +303,6 @@ where
 pub fn purge(conn: &Connection) -> Result<usize, ApiError> {
     Ok(conn.execute(
         "DELETE FROM idempotency WHERE created_at <= ?1",
-        [unix_now() - KEEP_SECS],
+        [unix_seconds() - KEEP_SECS],
     )?)
 }

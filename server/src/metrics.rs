@@ -281,8 +281,9 @@ impl ServerMetrics {
         tally.jobs_total_ms += took.as_secs_f64() * 1000.0;
     }
 
-    /// Sets the figures of now (jobs waiting and running, streams open).
-    fn set_now(&self, load: &JobLoad, streams: usize) {
+    /// Sets the gauges to the present load (jobs waiting and running, streams
+    /// open).
+    fn set_gauges(&self, load: &JobLoad, streams: usize) {
         let users: Vec<String> = {
             let mut tally = self.tally();
             tally.queued_users.extend(load.queued.keys().cloned());
@@ -300,7 +301,7 @@ impl ServerMetrics {
 
     /// Every figure in Prometheus' text format.
     pub fn prometheus_text(&self, load: &JobLoad, streams: usize) -> String {
-        self.set_now(load, streams);
+        self.set_gauges(load, streams);
         self.handle.render()
     }
 

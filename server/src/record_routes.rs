@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::AuthUser;
 use crate::changes::cursor;
-use crate::db::{random_hex, rfc3339_now};
+use crate::db::{random_hex, timestamp_rfc3339};
 use crate::error::ApiError;
 use crate::extract::{body_bytes, if_match, json_body, path_params, Answer};
 use crate::history::Author;
@@ -588,7 +588,7 @@ pub async fn comment_route(
             id: comment_id,
             author: user,
             text,
-            created_at: rfc3339_now(),
+            created_at: timestamp_rfc3339(),
         };
         tx.execute(
             "INSERT INTO comments (collection, record_id, id, author, text, created_at)

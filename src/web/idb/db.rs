@@ -43,15 +43,16 @@ pub enum CloseReason {
 /// What the owner is told when the connection closes by itself.
 type CloseCallback = Box<dyn FnOnce(CloseReason)>;
 
-/// Connection state shared with the event listeners.
+/// Whether and why the connection closed, and whom to tell: shared with
+/// the event listeners that see it close.
 #[derive(Default)]
-struct Shared {
+struct CloseStatus {
     closed: Cell<bool>,
     reason: Cell<Option<CloseReason>>,
     on_close: RefCell<Option<CloseCallback>>,
 }
 
-impl Shared {
+impl CloseStatus {
     fn closed_by(&self, reason: CloseReason) {
         self.closed.set(true);
         self.reason.set(Some(reason));
@@ -108,7 +109,7 @@ impl Drop for Listener {
 pub struct Db {
     db: Database,
     raw: web_sys::IdbDatabase,
-    shared: Rc<Shared>,
+    close_status: Rc<CloseStatus>,
     _listeners: [Listener; 2],
 }
 
@@ -117,7 +118,7 @@ impl std::fmt::Debug for Db {
         f.debug_struct("Db")
             .field("name", &self.raw.name())
             .field("version", &self.raw.version())
-            .field("closed", &self.shared.closed.get())
+            .field("closed", &self.close_status.closed.get())
             .finish()
     }
 }
@@ -160,20 +161,20 @@ impl Db {
 
     fn wrap(db: Database) -> Result<Db, Error> {
         let raw: web_sys::IdbDatabase = db.as_sys().unchecked_ref::<web_sys::IdbDatabase>().clone();
-        let shared = Rc::new(Shared::default());
+        let close_status = Rc::new(CloseStatus::default());
         let on_version_change = {
-            let (raw, shared) = (raw.clone(), Rc::clone(&shared));
+            let (raw, close_status) = (raw.clone(), Rc::clone(&close_status));
             // Closing here, synchronously, is what lets the other
             // connection's upgrade go on without a `blocked` event.
             move |event: web_sys::Event| {
                 raw.close();
                 let new_version = get(&event, "newVersion").as_f64().map(|v| v as u32);
-                shared.closed_by(CloseReason::VersionChange { new_version });
+                close_status.closed_by(CloseReason::VersionChange { new_version });
             }
         };
         let on_forced_close = {
-            let shared = Rc::clone(&shared);
-            move |_: web_sys::Event| shared.closed_by(CloseReason::Forced)
+            let close_status = Rc::clone(&close_status);
+            move |_: web_sys::Event| close_status.closed_by(CloseReason::Forced)
         };
         let listeners = Listener::new(&raw, "versionchange", on_version_change)
             .and_then(|a| Ok([a, Listener::new(&raw, "close", on_forced_close)?]));
@@ -189,7 +190,7 @@ impl Db {
         Ok(Db {
             db,
             raw,
-            shared,
+            close_status,
             _listeners: listeners,
         })
     }
@@ -206,7 +207,7 @@ impl Db {
 
     /// Whether the connection is closed (by [`Db::close`] or by itself).
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.get()
+        self.close_status.closed.get()
     }
 
     /// Calls `callback` once when the connection closes by itself (another
@@ -214,15 +215,15 @@ impl Db {
     /// the owner can tell the app (a status event) and reopen. Called at
     /// once if that has happened already; replaces an earlier callback.
     pub fn on_close(&self, callback: impl FnOnce(CloseReason) + 'static) {
-        match self.shared.reason.get() {
+        match self.close_status.reason.get() {
             Some(reason) => callback(reason),
-            None => *self.shared.on_close.borrow_mut() = Some(Box::new(callback)),
+            None => *self.close_status.on_close.borrow_mut() = Some(Box::new(callback)),
         }
     }
 
     /// Closes the connection (running transactions still finish).
     pub fn close(&self) {
-        if !self.shared.closed.replace(true) {
+        if !self.close_status.closed.replace(true) {
             self.raw.close();
         }
     }
