@@ -164,13 +164,10 @@ pub fn ensure_user(conn: &Connection, name: &str, password_hash: &str) -> Result
     request_body(content = LoginRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Signed in", body = LoginAnswer),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        Unreadable, ServerErrors, BodyTooLarge,
         (status = 401, description = "`unauthorized`: wrong username or password", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
         (status = 422, description = "`invalid`: username and password must be strings", body = ErrorBody),
         (status = 429, description = "`too_many_requests`: too many failed logins (per username or address) or password checks waiting; `details.retryAfter`", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn login_route(
@@ -268,9 +265,7 @@ async fn issue_token(state: &AppState, username: String) -> Result<Json<Value>, 
     operation_id = "logout",
     responses(
         (status = 204, description = "The token is revoked; its event streams end"),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        SignedInErrors,
     )
 )]
 pub async fn logout_route(
@@ -304,9 +299,7 @@ pub async fn logout_route(
     operation_id = "me",
     responses(
         (status = 200, description = "Whom the token belongs to", body = MeAnswer),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        SignedInErrors,
     )
 )]
 pub async fn me_route(

@@ -207,11 +207,9 @@ pub struct FeedQuery {
     ),
     responses(
         (status = 200, description = "Changes after `since`", body = Feed),
+        SignedInErrors,
         (status = 400, description = "`invalid`: a bad `limit`", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
         (status = 410, description = "`cursor_expired`: unknown or expired cursor; reload everything", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn feed_route(
@@ -300,8 +298,8 @@ struct Follower {
     ),
     responses(
         (status = 200, description = "A Server-Sent Events stream: first a `ready` event (data `{}`), then one `change` event per committed change, `data` a `Change` and `id` the cursor after it. It has no deadline; it ends at logout, token expiry, or when the user opens too many streams.", content_type = "text/event-stream", body = ServerEvent),
+        Unauthorized,
         (status = 400, description = "`invalid`: a query that cannot be read", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
         (status = 410, description = "`cursor_expired`", body = ErrorBody),
         (status = 500, description = "`internal`", body = ErrorBody),
     )

@@ -25,7 +25,7 @@ use utoipa::ToSchema;
 
 use crate::auth::AuthUser;
 use crate::error::AnsweredCode;
-use crate::openapi::ErrorBody;
+use crate::openapi::{OpenRouteErrors, SignedInErrors};
 use crate::sync_jobs::{JobLoad, SyncStatus};
 use crate::AppState;
 
@@ -420,9 +420,7 @@ pub async fn track_requests(
     operation_id = "metrics",
     responses(
         (status = 200, description = "The server's figures since it started", body = MetricsSummary),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        SignedInErrors,
     )
 )]
 pub async fn summary_route(
@@ -446,8 +444,7 @@ pub async fn summary_route(
     security(()),
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
-        (status = 408, description = "`timeout`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        OpenRouteErrors,
     )
 )]
 pub async fn prometheus_route(State(state): State<AppState>) -> Response {

@@ -179,12 +179,8 @@ impl PageQuery {
     ),
     responses(
         (status = 200, description = "The records (`next` only with `limit`)", body = RecordList),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        RequestErrors, CollectionNotFound,
         (status = 422, description = "`invalid`: a bad `limit` or `after`, or `after` without `limit`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn list_route(
@@ -238,11 +234,7 @@ pub async fn list_route(
     ),
     responses(
         (status = 200, description = "The record", body = Record, headers(("ETag" = String, description = "The version, quoted: `\"7\"`"))),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        RequestErrors, RecordNotFound,
     )
 )]
 pub async fn get_route(
@@ -279,14 +271,9 @@ pub async fn get_route(
     ),
     responses(
         (status = 201, description = "The record at version 1", body = Record),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        RequestErrors, CollectionNotFound, BodyTooLarge,
         (status = 409, description = "`conflict`: the id exists (`details.current`); `overlap`: a calendar event in the way (`details.conflicts`)", body = ErrorBody),
-        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
         (status = 422, description = "`invalid` with `details.fields`; `idempotency_mismatch` for a key reused on another request", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn create_route(
@@ -355,15 +342,9 @@ pub async fn create_route(
     ),
     responses(
         (status = 200, description = "The record at its next version", body = Record),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        RequestErrors, RecordNotFound, BodyTooLarge, IfMatchRequired,
         (status = 409, description = "`conflict`: `If-Match` is not the current version (`details.current` = the record); `overlap` (`details.conflicts`)", body = ErrorBody),
-        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
         (status = 422, description = "`invalid` with `details.fields` (bad values, or no field named); `idempotency_mismatch`", body = ErrorBody),
-        (status = 428, description = "`precondition_required`: no `If-Match`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn patch_route(
@@ -466,14 +447,9 @@ fn stale(current: &Record, expected: i64) -> ApiError {
     ),
     responses(
         (status = 204, description = "Deleted (a tombstone stays in the feed)"),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        RequestErrors, RecordNotFound, IfMatchRequired,
         (status = 409, description = "`conflict`: `If-Match` is not the current version (`details.current`)", body = ErrorBody),
         (status = 422, description = "`idempotency_mismatch`", body = ErrorBody),
-        (status = 428, description = "`precondition_required`: no `If-Match`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn delete_route(
@@ -522,13 +498,8 @@ pub async fn delete_route(
     responses(
         (status = 200, description = "A comment of this id existed: the stored one", body = Comment),
         (status = 201, description = "The new comment", body = Comment),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
+        RequestErrors, RecordNotFound, BodyTooLarge,
         (status = 422, description = "`invalid` with `details.fields` (`text`, `id`, or too many comments); `idempotency_mismatch`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn comment_route(
