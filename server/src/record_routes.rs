@@ -289,22 +289,8 @@ pub async fn create_route(
     check_collection(&collection)?;
     let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
     let body = json_body(body)?;
-    let Some(obj) = body.as_object() else {
-        return Err(ApiError::invalid_field(
-            "body",
-            "must be an object { id?, fields }",
-        ));
-    };
-    let id = match obj.get("id") {
-        None | Some(Value::Null) => random_hex(16)?,
-        Some(Value::String(s)) if is_valid_record_id(s) => s.clone(),
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "id",
-                "1 to 128 letters, digits or -_.:@",
-            ))
-        }
-    };
+    let obj = body_object(&body, "{ id?, fields }")?;
+    let id = named_or_new_id(obj)?;
     let fields = scalar_fields(obj.get("fields"), false)?;
     check_known_fields(&collection, &fields, &fields)?;
     check_size(&fields, &state.limits)?;
@@ -361,12 +347,7 @@ pub async fn patch_route(
     let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
     let expected = if_match(&headers)?.ok_or_else(ApiError::precondition_required)?;
     let body = json_body(body)?;
-    let Some(obj) = body.as_object() else {
-        return Err(ApiError::invalid_field(
-            "body",
-            "must be an object { fields }",
-        ));
-    };
+    let obj = body_object(&body, "{ fields }")?;
     let patch = scalar_fields(obj.get("fields"), true)?;
     if patch.is_empty() {
         return Err(ApiError::invalid_field(
@@ -402,6 +383,25 @@ pub async fn patch_route(
         record_written(tx, StatusCode::OK, &collection, &record)
     })
     .await
+}
+
+/// The request body as a JSON object; `shape` says which one is expected.
+fn body_object<'a>(body: &'a Value, shape: &str) -> Result<&'a Map<String, Value>, ApiError> {
+    body.as_object()
+        .ok_or_else(|| ApiError::invalid_field("body", format!("must be an object {shape}")))
+}
+
+/// The `id` a new record or comment is given: the one the body names, or
+/// a random one.
+fn named_or_new_id(body: &Map<String, Value>) -> Result<String, ApiError> {
+    match body.get("id") {
+        None | Some(Value::Null) => random_hex(16),
+        Some(Value::String(s)) if is_valid_record_id(s) => Ok(s.clone()),
+        Some(_) => Err(ApiError::invalid_field(
+            "id",
+            "1 to 128 letters, digits or -_.:@",
+        )),
+    }
 }
 
 /// A record answer, kept by the idempotency store as a reference to the
@@ -515,22 +515,8 @@ pub async fn comment_route(
     check_collection(&collection)?;
     let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
     let body = json_body(body)?;
-    let Some(obj) = body.as_object() else {
-        return Err(ApiError::invalid_field(
-            "body",
-            "must be an object { id, text }",
-        ));
-    };
-    let comment_id = match obj.get("id") {
-        None | Some(Value::Null) => random_hex(16)?,
-        Some(Value::String(s)) if is_valid_record_id(s) => s.clone(),
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "id",
-                "1 to 128 letters, digits or -_.:@",
-            ))
-        }
-    };
+    let obj = body_object(&body, "{ id, text }")?;
+    let comment_id = named_or_new_id(obj)?;
     let max_chars = state.limits.max_comment_chars;
     let max_comments = state.limits.max_comments;
     let text = match obj.get("text") {
