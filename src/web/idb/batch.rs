@@ -21,49 +21,28 @@ pub struct Batch {
     ops: Vec<BatchOp>,
 }
 
+/// One write of a batch: what it does to the entry `key` of `store`.
 #[derive(Debug, Clone)]
-enum BatchOp {
-    Put {
-        store: String,
-        key: String,
-        value: JsValue,
-    },
-    Delete {
-        store: String,
-        key: String,
-    },
+struct BatchOp {
+    store: String,
+    key: String,
+    write: Write,
+}
+
+#[derive(Debug, Clone)]
+enum Write {
+    Put(JsValue),
+    Delete,
     /// A put that leaves a newer version of the record in place.
-    PutRecord {
-        store: String,
-        key: String,
-        value: JsValue,
-    },
+    PutRecord(JsValue),
     /// A put made only if the key is in the store.
-    PutIfPresent {
-        store: String,
-        key: String,
-        value: JsValue,
-    },
+    PutIfPresent(JsValue),
 }
 
 impl BatchOp {
-    fn store(&self) -> &str {
-        match self {
-            Self::Put { store, .. }
-            | Self::Delete { store, .. }
-            | Self::PutRecord { store, .. }
-            | Self::PutIfPresent { store, .. } => store,
-        }
-    }
-
     /// The entry it writes: store and key.
     fn target(&self) -> (&str, &str) {
-        match self {
-            Self::Put { store, key, .. }
-            | Self::Delete { store, key }
-            | Self::PutRecord { store, key, .. }
-            | Self::PutIfPresent { store, key, .. } => (store, key),
-        }
+        (&self.store, &self.key)
     }
 }
 
@@ -71,6 +50,15 @@ impl Batch {
     /// An empty batch.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn push(&mut self, store: impl AsRef<str>, key: impl Into<String>, write: Write) -> &mut Self {
+        self.ops.push(BatchOp {
+            store: store.as_ref().to_owned(),
+            key: key.into(),
+            write,
+        });
+        self
     }
 
     /// Adds a put of `value`, serialised now (to plain objects, never
@@ -84,8 +72,7 @@ impl Batch {
         key: impl Into<String>,
         value: &T,
     ) -> Result<&mut Self, Error> {
-        let value = to_js(value)?;
-        Ok(self.put_js(store, key, value))
+        Ok(self.push(store, key, Write::Put(to_js(value)?)))
     }
 
     /// Adds a put of a JS value as it is (stored by structured clone:
@@ -96,12 +83,7 @@ impl Batch {
         key: impl Into<String>,
         value: JsValue,
     ) -> &mut Self {
-        self.ops.push(BatchOp::Put {
-            store: store.as_ref().to_owned(),
-            key: key.into(),
-            value,
-        });
-        self
+        self.push(store, key, Write::Put(value))
     }
 
     /// Adds a put of a record (`{ version, comments, ... }`) that leaves a
@@ -116,12 +98,7 @@ impl Batch {
         key: impl Into<String>,
         value: &T,
     ) -> Result<&mut Self, Error> {
-        self.ops.push(BatchOp::PutRecord {
-            store: store.as_ref().to_owned(),
-            key: key.into(),
-            value: to_js(value)?,
-        });
-        Ok(self)
+        Ok(self.push(store, key, Write::PutRecord(to_js(value)?)))
     }
 
     /// [`Batch::put_record`] of a record that is a JS object already (as
@@ -132,12 +109,7 @@ impl Batch {
         key: impl Into<String>,
         value: JsValue,
     ) -> &mut Self {
-        self.ops.push(BatchOp::PutRecord {
-            store: store.as_ref().to_owned(),
-            key: key.into(),
-            value,
-        });
-        self
+        self.push(store, key, Write::PutRecord(value))
     }
 
     /// Adds a put made only if `key` is in the store when the transaction
@@ -151,21 +123,12 @@ impl Batch {
         key: impl Into<String>,
         value: &T,
     ) -> Result<&mut Self, Error> {
-        self.ops.push(BatchOp::PutIfPresent {
-            store: store.as_ref().to_owned(),
-            key: key.into(),
-            value: to_js(value)?,
-        });
-        Ok(self)
+        Ok(self.push(store, key, Write::PutIfPresent(to_js(value)?)))
     }
 
     /// Adds a delete (of nothing, if the key is absent).
     pub fn delete(&mut self, store: impl AsRef<str>, key: impl Into<String>) -> &mut Self {
-        self.ops.push(BatchOp::Delete {
-            store: store.as_ref().to_owned(),
-            key: key.into(),
-        });
-        self
+        self.push(store, key, Write::Delete)
     }
 
     /// Adds `later`'s writes after this batch's, dropping the writes of
@@ -190,14 +153,14 @@ impl Batch {
 
     /// Whether any write goes to `store`.
     pub fn touches(&self, store: &str) -> bool {
-        self.ops.iter().any(|op| op.store() == store)
+        self.ops.iter().any(|op| op.store == store)
     }
 
     /// Whether a write needs the check of [`Batch::put_record`].
     pub(super) fn has_record_puts(&self) -> bool {
         self.ops
             .iter()
-            .any(|op| matches!(op, BatchOp::PutRecord { .. } | BatchOp::PutIfPresent { .. }))
+            .any(|op| matches!(op.write, Write::PutRecord(_) | Write::PutIfPresent(_)))
     }
 
     /// Writes the batch with `writeBatch`: one transaction, requests in
@@ -213,11 +176,11 @@ impl Batch {
             let (store, key) = op.target();
             let at = names.iter().position(|n| *n == store).unwrap_or(0);
             store_of.push(u8::try_from(at).unwrap_or(0));
-            let (kind, value) = match op {
-                BatchOp::Put { value, .. } => (0, value),
-                BatchOp::Delete { .. } => (1, &JsValue::UNDEFINED),
-                BatchOp::PutRecord { value, .. } => (2, value),
-                BatchOp::PutIfPresent { value, .. } => (3, value),
+            let (kind, value) = match &op.write {
+                Write::Put(value) => (0, value),
+                Write::Delete => (1, &JsValue::UNDEFINED),
+                Write::PutRecord(value) => (2, value),
+                Write::PutIfPresent(value) => (3, value),
             };
             kinds.push(kind);
             keys.push(&JsValue::from_str(key));
@@ -235,8 +198,8 @@ impl Batch {
     pub(super) fn stores(&self) -> Vec<&str> {
         let mut stores: Vec<&str> = Vec::new();
         for op in &self.ops {
-            if !stores.contains(&op.store()) {
-                stores.push(op.store());
+            if !stores.contains(&op.store.as_str()) {
+                stores.push(&op.store);
             }
         }
         stores
@@ -250,7 +213,7 @@ impl Batch {
         // store stays the same.
         let mut current: Option<(&str, web_sys::IdbObjectStore)> = None;
         for op in &self.ops {
-            let name = op.store();
+            let name = op.store.as_str();
             let store = match &current {
                 Some((open, store)) if *open == name => store,
                 _ => {
@@ -258,16 +221,14 @@ impl Batch {
                     &current.insert((name, store)).1
                 }
             };
-            let issued = match op {
-                BatchOp::Put { key, value, .. } => {
-                    store.put_with_key(value, &JsValue::from_str(key))
-                }
-                BatchOp::Delete { key, .. } => store.delete(&JsValue::from_str(key)),
+            let key = JsValue::from_str(&op.key);
+            let issued = match &op.write {
+                Write::Put(value) => store.put_with_key(value, &key),
+                Write::Delete => store.delete(&key),
                 // Written by `write_js` only: an explicit commit would refuse
                 // the put a read's answer issues.
-                BatchOp::PutRecord { key, value, .. }
-                | BatchOp::PutIfPresent { key, value, .. } => {
-                    store.put_with_key(value, &JsValue::from_str(key))
+                Write::PutRecord(value) | Write::PutIfPresent(value) => {
+                    store.put_with_key(value, &key)
                 }
             };
             issued.map_err(|e| error_from_js(&e))?;
