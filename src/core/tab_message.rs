@@ -155,11 +155,15 @@ pub enum TabMessage {
     SyncCommand(SyncCommand),
     /// The user's pending work changed: read it again (no fields).
     WorkChanged(WorkNotice),
+    /// A collection was loaded again whole (the feed's cursor had
+    /// expired): `collection`. Read it from IndexedDB.
+    CollectionReloaded(String),
 }
 
 impl TabMessage {
     /// The envelope's `kind` for this message: 0 lock, 1 record changed,
-    /// 2 session, 3 sync state, 4 sync command, 5 work changed.
+    /// 2 session, 3 sync state, 4 sync command, 5 work changed, 6 a
+    /// collection loaded again.
     pub fn kind(&self) -> u64 {
         match self {
             Self::Lock(_) => 0,
@@ -168,6 +172,7 @@ impl TabMessage {
             Self::SyncState(_) => 3,
             Self::SyncCommand(_) => 4,
             Self::WorkChanged(_) => 5,
+            Self::CollectionReloaded(_) => 6,
         }
     }
 }
@@ -266,6 +271,7 @@ impl Envelope {
                 SyncCommand::Reschedule => out.push(Num(3)),
             },
             TabMessage::WorkChanged(_) => {}
+            TabMessage::CollectionReloaded(collection) => out.push(text(collection)),
         }
         out
     }
@@ -396,6 +402,7 @@ pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, 
             _ => return Err(Ignored::Malformed),
         }),
         5 => TabMessage::WorkChanged(WorkNotice {}),
+        6 => TabMessage::CollectionReloaded(r.text()?),
         _ => return Err(Ignored::UnknownKind),
     };
     Ok(Envelope { tab, seq, message })

@@ -108,6 +108,24 @@ impl UserDb {
         Ok(UserDb { db })
     }
 
+    /// Whether the user's database holds work not on the server (outbox,
+    /// dead letters, conflicts). A database that cannot be read counts as
+    /// holding some: it is not deleted on a guess.
+    pub async fn holds_work(user: &str) -> bool {
+        let Ok(db) = UserDb::open(user).await else {
+            return true;
+        };
+        let mut holds = false;
+        for store in [Store::Outbox, Store::Failed, Store::Conflicts] {
+            match db.all::<serde::de::IgnoredAny>(store).await {
+                Ok(entries) if entries.is_empty() => {}
+                _ => holds = true,
+            }
+        }
+        db.close();
+        holds
+    }
+
     /// Deletes the database of `user` (logout). Open connections, in this
     /// tab and others, close themselves and report
     /// [`CloseReason::VersionChange`] with `new_version: None`.

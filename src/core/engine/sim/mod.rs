@@ -12,12 +12,11 @@
 mod server;
 
 use super::{
-    CallerId, ClientEngine, Effect, EngineConfig, Event, IdSource, KeptConflict, Outcome,
-    ProbeReply, Refusal, Reply, StoreOp, StoredWork, Timer,
+    CallerId, ClientEngine, Effect, EngineConfig, Event, FeedPage, IdSource, KeptConflict, Outcome,
+    ProbeReply, Refusal, Reply, StoreOp, StoredWork, StreamSignal, Timer,
 };
 use crate::core::code::ErrorCode;
 use crate::core::outbox::{EntryState, OutboxEntry};
-use crate::core::reachability::Answer;
 use crate::core::record::{FieldValue, Fields, Record, RecordKey};
 use crate::core::staged::RemoteChange;
 use server::ModelServer;
@@ -26,7 +25,6 @@ use std::collections::{BTreeMap, BTreeSet};
 const COLLECTION: &str = "customers";
 const FIELDS: [&str; 3] = ["name", "city", "phone"];
 const REQUEST_TIMEOUT_MS: u64 = 3_000;
-const FEED_EVERY_MS: u64 = 2_000;
 /// The Web Locks hand-over after a leader tab dies (the browser releases
 /// its lock; the next tab's request is granted).
 const HANDOVER_MS: u64 = 5;
@@ -70,6 +68,8 @@ struct UserDb {
     failed: BTreeMap<String, OutboxEntry>,
     conflicts: BTreeMap<String, KeptConflict>,
     records: BTreeMap<String, Record>,
+    /// The changes feed's cursor (`meta` store).
+    cursor: Option<String>,
     /// The next write is refused (quota).
     refuse_next: bool,
 }
@@ -129,6 +129,8 @@ impl UserDb {
                 StoreOp::DeleteConflict(id) => {
                     self.conflicts.remove(id);
                 }
+                StoreOp::PutCursor(cursor) => self.cursor = Some(cursor.clone()),
+                StoreOp::DeleteCursor => self.cursor = None,
             }
         }
     }
@@ -150,7 +152,11 @@ struct Tab {
     answered: BTreeSet<String>,
     /// Writes IndexedDB refused for lack of space, written first next time.
     held: Vec<StoreOp>,
-    feed_read: usize,
+    /// A logout asked here, and whether it discards.
+    logout: Option<bool>,
+    /// The open `/api/events` stream: its number (signals of an older one
+    /// are dropped) and whether the browser has it connected.
+    stream: Option<(u64, bool)>,
 }
 
 #[derive(Debug, Clone)]
@@ -196,7 +202,49 @@ enum Msg {
         tab: usize,
         epoch: u32,
     },
-    Feed {
+    /// `GET /api/changes` on its way to the server.
+    FeedRequest {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+        since: String,
+    },
+    FeedAnswer {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+        page: Result<FeedPage, Refusal>,
+    },
+    /// What `/api/events` says, to the stream numbered `stream`.
+    Stream {
+        tab: usize,
+        epoch: u32,
+        stream: u64,
+        signal: StreamSignal,
+    },
+    /// `POST /api/logout` on its way.
+    RevokeRequest {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+    },
+    RevokeAnswer {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+    },
+    /// The user's tabs hear the logout and close; IndexedDB is deleted.
+    LoggedOut {
+        user: usize,
+        discard: bool,
+    },
+    /// Another tab loaded the collection again: read it from IndexedDB.
+    ReloadNotice {
+        tab: usize,
+        epoch: u32,
+    },
+    /// A load of the collection (after the feed's cursor expired) ends.
+    Reload {
         tab: usize,
         epoch: u32,
     },
@@ -218,9 +266,30 @@ enum Msg {
     },
 }
 
-/// A request on the wire: the tab and its incarnation, and for an outbox
-/// entry its mutation id and `Idempotency-Key` (none for a probe).
-type OnTheWire = (usize, u32, Option<(String, String)>);
+/// What a request on the wire is.
+#[derive(Debug, Clone)]
+enum Wire {
+    /// An outbox entry: its mutation id and `Idempotency-Key`.
+    Entry(String, String),
+    Probe,
+    Feed,
+    Revoke,
+}
+
+/// A request on the wire: the tab, its incarnation, and what it is.
+type OnTheWire = (usize, u32, Wire);
+
+/// A request that got no answer.
+fn no_answer(code: ErrorCode, message: &str) -> Refusal {
+    Refusal {
+        status: None,
+        code,
+        transient: true,
+        retry_after_ms: None,
+        message: message.into(),
+        current: None,
+    }
+}
 
 struct World {
     seed: u64,
@@ -236,6 +305,7 @@ struct World {
     /// Requests on the wire, by attempt: the tab, the entry (None: a probe).
     inflight: BTreeMap<u64, OnTheWire>,
     next_attempt: u64,
+    next_stream: u64,
     next_caller: CallerId,
     trace: Vec<String>,
     /// An invariant an effect broke, reported at the next check.
@@ -265,6 +335,7 @@ impl World {
             leaders: vec![None; faults.users],
             inflight: BTreeMap::new(),
             next_attempt: 0,
+            next_stream: 0,
             next_caller: 0,
             trace: Vec::new(),
             broken: None,
@@ -285,7 +356,8 @@ impl World {
                     answered: BTreeSet::new(),
                     writes_free_at: 0,
                     held: Vec::new(),
-                    feed_read: 0,
+                    logout: None,
+                    stream: None,
                 });
             }
         }
@@ -327,17 +399,34 @@ impl World {
             self.seed ^ ((tab as u64 + 1) << 32) ^ u64::from(self.tabs[tab].epoch) << 48,
         );
         let mut engine = ClientEngine::new(
-            EngineConfig::default(),
+            EngineConfig {
+                logout_wait_ms: REQUEST_TIMEOUT_MS,
+                ..EngineConfig::default()
+            },
             &Self::user_name(user),
             true,
             true,
             ids,
         );
-        let records: Vec<Record> = if self.dbs[user].records.is_empty() {
-            self.server.records.values().cloned().collect()
+        // The app loads the collection at open: from the server when
+        // IndexedDB keeps no cursor (first open, or after a 410), else
+        // from IndexedDB, the feed catching up from the kept cursor.
+        let kept = self.dbs[user].cursor.clone();
+        let loaded_cursor = if kept.is_none() {
+            let records: Vec<Record> = self.server.records.values().cloned().collect();
+            let ops: Vec<StoreOp> = records
+                .iter()
+                .map(|r| StoreOp::PutRecord {
+                    collection: COLLECTION.into(),
+                    record: r.clone(),
+                })
+                .collect();
+            self.dbs[user].apply(&ops);
+            Some(self.server.feed.len().to_string())
         } else {
-            self.dbs[user].records.values().cloned().collect()
+            None
         };
+        let records: Vec<Record> = self.dbs[user].records.values().cloned().collect();
         engine.records_mut().load(COLLECTION, records);
         engine.restore(self.dbs[user].work());
         let t = &mut self.tabs[tab];
@@ -348,10 +437,17 @@ impl World {
         t.held.clear();
         t.answered.clear();
         t.cut_until = None;
-        t.feed_read = 0;
-        let epoch = t.epoch;
+        t.stream = None;
+        t.logout = None;
         self.note(format!("tab {tab} (user{user}) opens"));
-        self.at(FEED_EVERY_MS, Msg::Feed { tab, epoch });
+        self.deliver(tab, Event::StorageOpened { cursor: kept });
+        self.deliver(
+            tab,
+            Event::Loaded {
+                collection: COLLECTION.into(),
+                cursor: loaded_cursor,
+            },
+        );
         self.elect(user);
     }
 
@@ -487,23 +583,10 @@ impl World {
                 }
                 let attempt = self.next_attempt;
                 self.next_attempt += 1;
+                let wire = Wire::Entry(entry.mutation_id.clone(), entry.idempotency_key.clone());
                 if self.tabs[tab].cut_until.is_some() {
-                    let reply = Reply::Refused(Refusal {
-                        status: None,
-                        code: ErrorCode::Network,
-                        transient: true,
-                        retry_after_ms: None,
-                        message: "network error: cut".into(),
-                        current: None,
-                    });
-                    self.inflight.insert(
-                        attempt,
-                        (
-                            tab,
-                            epoch,
-                            Some((entry.mutation_id.clone(), entry.idempotency_key.clone())),
-                        ),
-                    );
+                    let reply = Reply::Refused(no_answer(ErrorCode::Network, "network error: cut"));
+                    self.inflight.insert(attempt, (tab, epoch, wire));
                     self.at(
                         1,
                         Msg::Answer {
@@ -515,14 +598,7 @@ impl World {
                     );
                     return;
                 }
-                self.inflight.insert(
-                    attempt,
-                    (
-                        tab,
-                        epoch,
-                        Some((entry.mutation_id.clone(), entry.idempotency_key.clone())),
-                    ),
-                );
+                self.inflight.insert(attempt, (tab, epoch, wire));
                 self.at(
                     REQUEST_TIMEOUT_MS,
                     Msg::Deadline {
@@ -579,7 +655,7 @@ impl World {
             Effect::Probe => {
                 let attempt = self.next_attempt;
                 self.next_attempt += 1;
-                self.inflight.insert(attempt, (tab, epoch, None));
+                self.inflight.insert(attempt, (tab, epoch, Wire::Probe));
                 if self.tabs[tab].cut_until.is_some() {
                     self.at(
                         1,
@@ -623,12 +699,131 @@ impl World {
                     id: id.clone(),
                 });
             }
+            Effect::ReadFeed { since } => {
+                let attempt = self.next_attempt;
+                self.next_attempt += 1;
+                self.inflight.insert(attempt, (tab, epoch, Wire::Feed));
+                if self.tabs[tab].cut_until.is_some() {
+                    let page = Err(no_answer(ErrorCode::Network, "network error: cut"));
+                    self.at(
+                        1,
+                        Msg::FeedAnswer {
+                            tab,
+                            epoch,
+                            attempt,
+                            page,
+                        },
+                    );
+                } else {
+                    self.at(
+                        REQUEST_TIMEOUT_MS,
+                        Msg::Deadline {
+                            tab,
+                            epoch,
+                            attempt,
+                        },
+                    );
+                    self.send_over_network(Msg::FeedRequest {
+                        tab,
+                        epoch,
+                        attempt,
+                        since,
+                    });
+                }
+            }
+            Effect::OpenStream { .. } => {
+                self.next_stream += 1;
+                let stream = self.next_stream;
+                self.tabs[tab].stream = Some((stream, false));
+                // A stream that cannot get through, or a proxy that cuts
+                // it before anything came, fails; else the browser opens
+                // it and the server says `ready`.
+                let fails = self.tabs[tab].cut_until.is_some() || self.chance(0.1);
+                let signals: &[StreamSignal] = if fails {
+                    &[StreamSignal::Error]
+                } else {
+                    &[StreamSignal::Opened, StreamSignal::Ready]
+                };
+                for (i, &signal) in signals.iter().enumerate() {
+                    let delay = 5 + 10 * i as u64 + self.pick(100) as u64;
+                    self.at(
+                        delay,
+                        Msg::Stream {
+                            tab,
+                            epoch,
+                            stream,
+                            signal,
+                        },
+                    );
+                }
+            }
+            Effect::CloseStream => self.tabs[tab].stream = None,
+            Effect::Revoke => {
+                let attempt = self.next_attempt;
+                self.next_attempt += 1;
+                self.inflight.insert(attempt, (tab, epoch, Wire::Revoke));
+                if self.tabs[tab].cut_until.is_some() {
+                    self.at(
+                        1,
+                        Msg::Deadline {
+                            tab,
+                            epoch,
+                            attempt,
+                        },
+                    );
+                } else {
+                    self.at(
+                        REQUEST_TIMEOUT_MS,
+                        Msg::Deadline {
+                            tab,
+                            epoch,
+                            attempt,
+                        },
+                    );
+                    self.send_over_network(Msg::RevokeRequest {
+                        tab,
+                        epoch,
+                        attempt,
+                    });
+                }
+            }
+            Effect::LoggedOut => {
+                // Logout keeps work: unless discarded, nothing of the
+                // user's is left off the server when the token goes.
+                // Logout keeps work: unless discarded, nothing this tab
+                // made is left off the server when the token goes (what
+                // other tabs queue meanwhile stays in IndexedDB, below).
+                let discard = self.tabs[tab].logout.take().unwrap_or(true);
+                let own_left = self.tabs[tab].engine.as_ref().map_or(0, |e| {
+                    e.outbox()
+                        .entries()
+                        .filter(|x| e.is_own(&x.mutation_id))
+                        .count()
+                        + e.debounced().count()
+                });
+                if !discard && own_left > 0 {
+                    self.broken = Some(format!(
+                        "tab {tab} logged user{user} out with {own_left} of its changes off the server"
+                    ));
+                }
+                self.note(format!(
+                    "tab {tab} logged user{user} out (discard {discard})"
+                ));
+                self.at(1, Msg::LoggedOut { user, discard });
+            }
+            Effect::TellReloaded { .. } => {
+                self.tell_tabs(tab, |tab, epoch| Msg::ReloadNotice { tab, epoch });
+            }
+            Effect::Reload { .. } => {
+                let delay = 5 + self.pick(300) as u64;
+                self.at(delay, Msg::Reload { tab, epoch });
+            }
             Effect::RecordChanged { .. }
             | Effect::Changed
             | Effect::ConflictFound(_)
-            | Effect::Reachable
             | Effect::SessionEnded
-            | Effect::Drained(_) => {}
+            | Effect::Drained(_)
+            | Effect::Pulled(_) => {}
         }
     }
 
@@ -687,7 +882,11 @@ impl World {
                 entry,
             } => {
                 let user = Self::user_name(self.tabs[tab].user);
+                let changes = self.server.feed.len();
                 let reply = self.server.handle(&user, &entry);
+                if self.server.feed.len() > changes {
+                    self.ring_streams();
+                }
                 self.note(format!(
                     "server handles {} of tab {tab}: {}",
                     entry.mutation_id.get(..8).unwrap_or(""),
@@ -734,17 +933,18 @@ impl World {
                     return;
                 }
                 match mutation {
-                    Some((mutation_id, key)) => {
+                    Wire::Entry(mutation_id, key) => {
                         let transient = matches!(&reply, Reply::Refused(r) if r.transient);
                         if !transient {
                             self.tabs[tab].answered.insert(key);
                         }
                         self.deliver(tab, Event::Answered { mutation_id, reply });
                     }
-                    None => {
+                    Wire::Probe => {
                         let user = Self::user_name(self.tabs[tab].user);
                         self.deliver(tab, Event::Probed(ProbeReply::User(user)));
                     }
+                    Wire::Feed | Wire::Revoke => {}
                 }
             }
             Msg::Deadline {
@@ -759,18 +959,19 @@ impl World {
                     return;
                 }
                 match mutation {
-                    Some((mutation_id, _)) => {
-                        let reply = Reply::Refused(Refusal {
-                            status: None,
-                            code: ErrorCode::Timeout,
-                            transient: true,
-                            retry_after_ms: None,
-                            message: "timeout".into(),
-                            current: None,
-                        });
+                    Wire::Entry(mutation_id, _) => {
+                        let reply = Reply::Refused(no_answer(ErrorCode::Timeout, "timeout"));
                         self.deliver(tab, Event::Answered { mutation_id, reply });
                     }
-                    None => self.deliver(tab, Event::Probed(ProbeReply::Unreachable)),
+                    Wire::Probe => self.deliver(tab, Event::Probed(ProbeReply::Unreachable)),
+                    Wire::Feed => self.deliver(
+                        tab,
+                        Event::FeedRead(Err(no_answer(ErrorCode::Timeout, "timeout"))),
+                    ),
+                    Wire::Revoke => self.deliver(
+                        tab,
+                        Event::Revoked(Err(no_answer(ErrorCode::Timeout, "timeout"))),
+                    ),
                 }
             }
             Msg::Timer {
@@ -785,6 +986,8 @@ impl World {
                         Timer::Debounce => Event::DebounceDue,
                         Timer::Retry => Event::RetryDue,
                         Timer::Probe => Event::ProbeDue,
+                        Timer::FeedPoll => Event::FeedPollDue,
+                        Timer::Logout => Event::LogoutDue,
                     };
                     self.deliver(tab, event);
                 }
@@ -812,10 +1015,114 @@ impl World {
                     self.deliver(tab, Event::Leading(work));
                 }
             }
-            Msg::Feed { tab, epoch } => {
+            Msg::FeedRequest {
+                tab,
+                epoch,
+                attempt,
+                since,
+            } => {
+                let page = self.server.changes(&since, COLLECTION);
+                self.send_over_network(Msg::FeedAnswer {
+                    tab,
+                    epoch,
+                    attempt,
+                    page,
+                });
+            }
+            Msg::FeedAnswer {
+                tab,
+                epoch,
+                attempt,
+                page,
+            } => {
+                if self.inflight.remove(&attempt).is_some() && live(self, tab, epoch) {
+                    self.deliver(tab, Event::FeedRead(page));
+                }
+            }
+            Msg::Stream {
+                tab,
+                epoch,
+                stream,
+                signal,
+            } => {
+                let current = self.tabs[tab].stream.map(|(n, _)| n);
+                if live(self, tab, epoch) && current == Some(stream) {
+                    // Nothing gets through a cut connection.
+                    let signal = if self.tabs[tab].cut_until.is_some() {
+                        StreamSignal::Error
+                    } else {
+                        signal
+                    };
+                    let connected = match signal {
+                        StreamSignal::Ready | StreamSignal::Change => true,
+                        StreamSignal::Opened | StreamSignal::Error => false,
+                    };
+                    self.tabs[tab].stream = Some((stream, connected));
+                    self.deliver(tab, Event::Stream(signal));
+                }
+            }
+            Msg::RevokeRequest {
+                tab,
+                epoch,
+                attempt,
+            } => {
+                self.send_over_network(Msg::RevokeAnswer {
+                    tab,
+                    epoch,
+                    attempt,
+                });
+            }
+            Msg::RevokeAnswer {
+                tab,
+                epoch,
+                attempt,
+            } => {
+                if self.inflight.remove(&attempt).is_some() && live(self, tab, epoch) {
+                    self.deliver(tab, Event::Revoked(Ok(())));
+                }
+            }
+            Msg::LoggedOut { user, discard } => {
+                for tab in 0..self.tabs.len() {
+                    if self.tabs[tab].user == user && self.tabs[tab].engine.is_some() {
+                        self.deliver(tab, Event::Close);
+                        let t = &mut self.tabs[tab];
+                        t.engine = None;
+                        t.callers.clear();
+                        t.epoch += 1;
+                    }
+                }
+                // As the web facade: the user's data is deleted unless it
+                // holds work another tab queued meanwhile (kept for the
+                // next login, which sends it).
+                let db = &self.dbs[user];
+                let holds_work =
+                    !db.outbox.is_empty() || !db.failed.is_empty() || !db.conflicts.is_empty();
+                if discard || !holds_work {
+                    self.dbs[user] = UserDb::default();
+                } else {
+                    self.note(format!("user{user}'s IndexedDB is kept: it holds work"));
+                }
+                self.elect(user);
+            }
+            Msg::ReloadNotice { tab, epoch } => {
                 if live(self, tab, epoch) {
-                    self.read_feed(tab);
-                    self.at(FEED_EVERY_MS, Msg::Feed { tab, epoch });
+                    let records: Vec<Record> = self.dbs[self.tabs[tab].user]
+                        .records
+                        .values()
+                        .cloned()
+                        .collect();
+                    if let Some(engine) = self.tabs[tab].engine.as_mut() {
+                        for record in records {
+                            engine
+                                .records_mut()
+                                .apply_remote(COLLECTION, RemoteChange::Put(record));
+                        }
+                    }
+                }
+            }
+            Msg::Reload { tab, epoch } => {
+                if live(self, tab, epoch) {
+                    self.reload(tab);
                 }
             }
             Msg::WriteDone {
@@ -850,40 +1157,64 @@ impl World {
         }
     }
 
-    /// The changes feed, read by a tab that can reach the server: the
-    /// records changed since its last read replace what it has.
-    fn read_feed(&mut self, tab: usize) {
-        // As the web runner: only a tab that believes it can talk reads.
-        let talks = self.tabs[tab]
-            .engine
-            .as_ref()
-            .is_some_and(ClientEngine::can_talk);
-        if self.tabs[tab].cut_until.is_some() || !talks {
+    /// The server tells every connected `/api/events` stream that
+    /// something changed (an event may be lost on the way).
+    fn ring_streams(&mut self) {
+        for tab in 0..self.tabs.len() {
+            let Some((stream, true)) = self.tabs[tab].stream else {
+                continue;
+            };
+            if self.tabs[tab].cut_until.is_some() {
+                continue;
+            }
+            let epoch = self.tabs[tab].epoch;
+            if !self.healing && self.chance(self.faults.loss) {
+                continue;
+            }
+            let delay = 5 + self.pick(100) as u64;
+            self.at(
+                delay,
+                Msg::Stream {
+                    tab,
+                    epoch,
+                    stream,
+                    signal: StreamSignal::Change,
+                },
+            );
+        }
+    }
+
+    /// `load()` of the collection, as the runner does it after a 410: the
+    /// server's records into IndexedDB and the engine, then the cursor
+    /// taken before the pages. A load that cannot reach the server fails
+    /// (the engine asks again later).
+    fn reload(&mut self, tab: usize) {
+        if self.tabs[tab].cut_until.is_some() {
+            self.note(format!("tab {tab} cannot load: cut"));
             return;
         }
-        let from = self.tabs[tab].feed_read;
-        let ids: BTreeSet<String> = self.server.feed[from..].iter().cloned().collect();
-        self.tabs[tab].feed_read = self.server.feed.len();
         let user = self.tabs[tab].user;
-        for id in ids {
-            if let Some(record) = self.server.records.get(&id).cloned() {
-                self.dbs[user].apply(&[StoreOp::PutRecord {
-                    collection: COLLECTION.into(),
-                    record: record.clone(),
-                }]);
-                if let Some(engine) = self.tabs[tab].engine.as_mut() {
-                    engine
-                        .records_mut()
-                        .apply_remote(COLLECTION, RemoteChange::Put(record));
-                }
+        let cursor = self.server.feed.len().to_string();
+        let records: Vec<Record> = self.server.records.values().cloned().collect();
+        for record in records {
+            self.dbs[user].apply(&[StoreOp::PutRecord {
+                collection: COLLECTION.into(),
+                record: record.clone(),
+            }]);
+            if let Some(engine) = self.tabs[tab].engine.as_mut() {
+                engine
+                    .records_mut()
+                    .apply_remote(COLLECTION, RemoteChange::Put(record));
             }
         }
-        let now = self.now;
-        if let Some(engine) = self.tabs[tab].engine.as_mut() {
-            for effect in engine.handle(Event::RequestEnded(Answer::Answered), now) {
-                self.carry_out(tab, effect);
-            }
-        }
+        self.note(format!("tab {tab} loads the collection again"));
+        self.deliver(
+            tab,
+            Event::Loaded {
+                collection: COLLECTION.into(),
+                cursor: Some(cursor),
+            },
+        );
     }
 
     fn new_caller(&mut self, tab: usize, what: String) -> CallerId {
@@ -963,9 +1294,17 @@ impl World {
                     self.deliver(tab, Event::ClaimLost { caller });
                 }
             }
-        } else if roll < 0.7 + f.crash {
+        } else if roll < 0.71 {
+            // A person logs out, now and then throwing away what is left.
+            if self.tabs[tab].logout.is_none() {
+                let discard = self.chance(0.3);
+                self.tabs[tab].logout = Some(discard);
+                let caller = self.new_caller(tab, format!("logout (discard {discard})"));
+                self.deliver(tab, Event::Logout { discard, caller });
+            }
+        } else if roll < 0.71 + f.crash {
             self.crash(tab);
-        } else if roll < 0.7 + f.crash + f.cut {
+        } else if roll < 0.71 + f.crash + f.cut {
             if self.tabs[tab].cut_until.is_none() {
                 let len = 500 + self.pick(10_000) as u64;
                 self.tabs[tab].cut_until = Some(self.now + len);
@@ -973,14 +1312,55 @@ impl World {
                 self.at(len, Msg::Reconnect { tab, epoch });
                 self.note(format!("tab {tab} loses its connection for {len} ms"));
                 self.deliver(tab, Event::Network(false));
+                self.drop_stream(tab);
             }
-        } else if roll < 0.7 + f.crash + f.cut + f.idb_refusal {
+        } else if roll < 0.71 + f.crash + f.cut + f.idb_refusal {
             self.dbs[user].refuse_next = true;
-        } else if roll < 0.7 + f.crash + f.cut + f.idb_refusal + f.server_restart {
-            // A restart: requests on their way in are lost.
+        } else if roll < 0.71 + f.crash + f.cut + f.idb_refusal + f.server_restart {
+            // A restart: requests on their way in are lost, streams drop,
+            // and the feed may come back pruned (its older entries gone).
             self.note("server restarts".into());
-            self.queue
-                .retain(|_, m| !matches!(m, Msg::Request { .. } | Msg::Probe { .. }));
+            self.queue.retain(|_, m| {
+                !matches!(
+                    m,
+                    Msg::Request { .. } | Msg::Probe { .. } | Msg::FeedRequest { .. }
+                )
+            });
+            if self.chance(0.5) {
+                self.server.feed_floor = self.server.feed.len();
+                self.note("the server prunes its changes feed".into());
+            }
+            for tab in 0..self.tabs.len() {
+                self.drop_stream(tab);
+            }
+        }
+    }
+
+    /// A connected stream drops: the browser says so, and reconnects by
+    /// itself a while later if the server answers then.
+    fn drop_stream(&mut self, tab: usize) {
+        let Some((stream, true)) = self.tabs[tab].stream else {
+            return;
+        };
+        let epoch = self.tabs[tab].epoch;
+        self.tabs[tab].stream = Some((stream, false));
+        self.deliver(tab, Event::Stream(StreamSignal::Error));
+        if self.tabs[tab].stream.is_some() {
+            let delay = 3_000 + self.pick(11_000) as u64;
+            for (i, signal) in [StreamSignal::Opened, StreamSignal::Ready]
+                .into_iter()
+                .enumerate()
+            {
+                self.at(
+                    delay + i as u64,
+                    Msg::Stream {
+                        tab,
+                        epoch,
+                        stream,
+                        signal,
+                    },
+                );
+            }
         }
     }
 
@@ -1038,6 +1418,13 @@ impl World {
                     | Msg::Leading { .. }
                     | Msg::RecordNotice { .. }
                     | Msg::WriteDone { .. }
+                    | Msg::FeedRequest { .. }
+                    | Msg::FeedAnswer { .. }
+                    | Msg::Reload { .. }
+                    | Msg::ReloadNotice { .. }
+                    | Msg::RevokeRequest { .. }
+                    | Msg::RevokeAnswer { .. }
+                    | Msg::LoggedOut { .. }
             )
         });
         if in_flight || !self.inflight.is_empty() {
@@ -1093,10 +1480,65 @@ impl World {
         None
     }
 
+    /// Whether every user's leader has read the changes feed to its end.
+    fn feed_behind(&self) -> Option<String> {
+        let end = self.server.feed.len().to_string();
+        for user in 0..self.faults.users {
+            let Some(leader) = self.leaders[user] else {
+                continue;
+            };
+            let Some(engine) = &self.tabs[leader].engine else {
+                continue;
+            };
+            if !engine.is_leader() {
+                return Some(format!("user{user}'s tab {leader} has not taken the lead"));
+            }
+            if engine.feed_cursor() != Some(end.as_str()) || engine.is_reading_feed() {
+                return Some(format!(
+                    "user{user}'s leader (tab {leader}) read the feed to {:?} of {end}",
+                    engine.feed_cursor()
+                ));
+            }
+        }
+        None
+    }
+
+    /// Every tab ends with the server's records: the leaders follow the
+    /// changes feed (polled every 2 s, or rung by `/api/events` with a
+    /// safety read every 30 s) and tell their other tabs.
+    fn settle_feed(&mut self) -> Result<(), SimFailure> {
+        let deadline = self.now + 3 * super::SAFETY_READ_MS;
+        while !(self.quiet() && self.feed_behind().is_none()) {
+            if self.now > deadline || !self.step_queue() {
+                let why = self
+                    .feed_behind()
+                    .or_else(|| self.why_not_quiet())
+                    .unwrap_or_default();
+                return Err(self.fail(&format!("the feed never caught up: {why}")));
+            }
+            self.check_step()?;
+        }
+        Ok(())
+    }
+
     fn check_quiescence(&mut self) -> Result<(), SimFailure> {
-        for tab in 0..self.tabs.len() {
-            if self.tabs[tab].engine.is_some() {
-                self.read_feed(tab);
+        self.settle_feed()?;
+        for (user, db) in self.dbs.iter().enumerate() {
+            if !self
+                .tabs
+                .iter()
+                .any(|t| t.user == user && t.engine.is_some())
+            {
+                continue;
+            }
+            for (id, theirs) in &self.server.records {
+                if db.records.get(id) != Some(theirs) {
+                    return Err(self.fail(&format!(
+                        "user{user}'s IndexedDB has {id} as {:?}, the server v{}",
+                        db.records.get(id).map(|r| r.version),
+                        theirs.version
+                    )));
+                }
             }
         }
         for (tab, t) in self.tabs.iter().enumerate() {
@@ -1190,6 +1632,8 @@ fn op_name(op: &StoreOp) -> String {
         } => format!("delete entry {} failed {failed}", &mutation_id[..8]),
         StoreOp::PutConflict(k) => format!("put conflict {}", &k.conflict.id[..8]),
         StoreOp::DeleteConflict(id) => format!("delete conflict {}", &id[..8]),
+        StoreOp::PutCursor(c) => format!("put cursor {c}"),
+        StoreOp::DeleteCursor => "delete cursor".into(),
     }
 }
 
@@ -1237,6 +1681,7 @@ fn outcome_name(result: &Result<Outcome, super::Failure>) -> String {
         Ok(Outcome::Merged(r, f)) => format!("merged v{} {f:?}", r.version),
         Ok(Outcome::Conflict(c)) => format!("conflict on {:?}", c.fields),
         Ok(Outcome::Queued(_)) => "queued".into(),
+        Ok(Outcome::LoggedOut) => "logged out".into(),
         Err(e) => format!("{e:?}"),
     }
 }
