@@ -201,7 +201,7 @@ pub enum Item {
     /// `null`.
     Null,
     /// A sync state, as an object.
-    State(Box<SyncState>),
+    SyncState(Box<SyncState>),
     /// A record, as an object.
     Record(Box<Record>),
 }
@@ -263,7 +263,7 @@ impl Envelope {
                 SessionEnd::Expired => 0,
                 SessionEnd::LoggedOut => 1,
             })),
-            TabMessage::SyncState(s) => out.push(Item::State(s.clone())),
+            TabMessage::SyncState(s) => out.push(Item::SyncState(s.clone())),
             TabMessage::SyncCommand(c) => match c {
                 SyncCommand::Start { kind } => out.extend([Num(0), text(sync_kind_name(*kind))]),
                 SyncCommand::Cancel => out.push(Num(1)),
@@ -503,7 +503,7 @@ mod tests {
                     Item::Num(n) => json!(n),
                     Item::Text(t) => json!(t),
                     Item::Null => Value::Null,
-                    Item::State(s) => serde_json::to_value(s).unwrap(),
+                    Item::SyncState(s) => serde_json::to_value(s).unwrap(),
                     Item::Record(r) => serde_json::to_value(r).unwrap(),
                 })
                 .collect(),
