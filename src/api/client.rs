@@ -778,8 +778,11 @@ impl CrmSync {
     ) -> Promise {
         let client = self.client.clone();
         // Staged before this returns, so `view` shows it at once.
-        let staged = from_app::<Fields>(fields)
-            .and_then(|f| client.save_now(&collection, &id, f.clone()).map(|p| (p, f)));
+        let staged = from_app::<Fields>(fields).and_then(|f| {
+            client
+                .stage_save(&collection, &id, f.clone())
+                .map(|p| (p, f))
+        });
         promise(async move {
             match staged? {
                 (Some(p), _) => JsFuture::from(p).await.map_err(rejected),
@@ -833,7 +836,7 @@ impl CrmSync {
     /// Appends a comment; never conflicts, never posted twice.
     #[wasm_bindgen(unchecked_return_type = "Promise<SaveResult>")]
     pub fn comment(&self, collection: String, id: String, text: String) -> Promise {
-        let staged = self.client.comment_now(&collection, &id, text);
+        let staged = self.client.stage_comment(&collection, &id, text);
         promise(async move { JsFuture::from(staged?).await.map_err(rejected) })
     }
 
@@ -841,7 +844,7 @@ impl CrmSync {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn flush(&self) -> Promise {
         // Sent before this returns; the promise waits for the answers.
-        let waiting = self.client.flush_now(false);
+        let waiting = self.client.flush_all(false);
         promise(async move {
             for p in waiting {
                 let _ = JsFuture::from(p).await;

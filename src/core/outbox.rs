@@ -563,13 +563,6 @@ impl Outbox {
         }
     }
 
-    /// The former name of [`Outbox::clear_retry_times`], kept until its last
-    /// caller (`core::engine::reach`) is renamed.
-    #[doc(hidden)]
-    pub fn retry_all_now(&mut self) {
-        self.clear_retry_times();
-    }
-
     /// The entry's request starts. Its retry time is not checked, so the
     /// caller may send early (e.g. when the browser comes back online).
     ///

@@ -149,7 +149,7 @@ struct Caller {
 const HELD_RETRY_MS: u32 = 30_000;
 
 /// The engine and what only the runner keeps.
-struct State {
+struct RunnerState {
     /// Every decision of the write path, reachability and shared work.
     engine: ClientEngine,
     /// The promises of callers the engine has not settled yet.
@@ -165,7 +165,7 @@ struct State {
 /// A handle that does not keep the engine alive (for callbacks the engine
 /// itself owns, which would otherwise make a cycle).
 #[derive(Clone)]
-pub struct WeakClient(Weak<Inner>);
+pub struct WeakClient(Weak<ClientShared>);
 
 impl WeakClient {
     /// The engine, if it still exists.
@@ -177,13 +177,13 @@ impl WeakClient {
 /// The engine behind `CrmSync`; cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    inner: Rc<Inner>,
+    inner: Rc<ClientShared>,
 }
 
-struct Inner {
+struct ClientShared {
     config: Config,
     session: RefCell<Session>,
-    state: RefCell<State>,
+    state: RefCell<RunnerState>,
     db: RefCell<Option<Rc<UserDb>>>,
     /// Writes IndexedDB refused for lack of space, in order: written before
     /// the next write, in its transaction, once there is room.
@@ -239,10 +239,10 @@ impl Client {
             navigator_online(),
             IdSource::new(seed),
         );
-        let inner = Rc::new(Inner {
+        let inner = Rc::new(ClientShared {
             config,
             session: RefCell::new(session),
-            state: RefCell::new(State {
+            state: RefCell::new(RunnerState {
                 engine,
                 callers: VecMap::new(),
                 next_caller: 0,
@@ -284,11 +284,11 @@ impl Client {
         WeakClient(self.weak())
     }
 
-    fn weak(&self) -> Weak<Inner> {
+    fn weak(&self) -> Weak<ClientShared> {
         Rc::downgrade(&self.inner)
     }
 
-    fn from_weak(weak: &Weak<Inner>) -> Option<Client> {
+    fn from_weak(weak: &Weak<ClientShared>) -> Option<Client> {
         weak.upgrade().map(|inner| Client { inner })
     }
 
@@ -473,7 +473,7 @@ impl Client {
             if let Ok(l) = EventListener::new(document.as_ref(), "visibilitychange", move |_| {
                 if let Some(client) = Client::from_weak(&weak) {
                     if doc.visibility_state() == web_sys::VisibilityState::Hidden {
-                        client.flush_now(true);
+                        client.flush_all(true);
                     } else {
                         client.nudge();
                     }
@@ -495,7 +495,7 @@ impl Client {
         *self.inner.lifecycle.borrow_mut() = Some(PageLifecycle::listen(move |event| {
             if let PageEvent::Hide { .. } = event {
                 if let Some(client) = Client::from_weak(&weak) {
-                    client.flush_now(true);
+                    client.flush_all(true);
                 }
             }
         }));
@@ -733,7 +733,7 @@ impl Client {
     /// # Errors
     /// `invalid`, `not_found` (no such record), `closed`, or what the server said.
     pub async fn save(&self, collection: &str, id: &str, fields: Fields) -> Result<JsValue, Error> {
-        let promise = match self.save_now(collection, id, fields.clone())? {
+        let promise = match self.stage_save(collection, id, fields.clone())? {
             Some(p) => p,
             None => {
                 self.fetch_one(&RecordKey::new(collection, id)).await?;
@@ -753,7 +753,7 @@ impl Client {
     ///
     /// # Errors
     /// `invalid`, `closed`.
-    pub fn save_now(
+    pub fn stage_save(
         &self,
         collection: &str,
         id: &str,
@@ -793,7 +793,12 @@ impl Client {
     ///
     /// # Errors
     /// `invalid` for an empty text, `closed`.
-    pub fn comment_now(&self, collection: &str, id: &str, text: String) -> Result<Promise, Error> {
+    pub fn stage_comment(
+        &self,
+        collection: &str,
+        id: &str,
+        text: String,
+    ) -> Result<Promise, Error> {
         self.check_open()?;
         check_collection(collection)?;
         if text.trim().is_empty() {
@@ -843,7 +848,7 @@ impl Client {
     }
 
     /// Sends every debounced change now; returns the callers' promises.
-    pub fn flush_now(&self, keepalive: bool) -> Vec<Promise> {
+    pub fn flush_all(&self, keepalive: bool) -> Vec<Promise> {
         let before: Vec<CallerId> = self.inner.state.borrow().callers.keys().copied().collect();
         self.handle(Event::Flush { keepalive });
         let state = self.inner.state.borrow();

@@ -46,7 +46,7 @@ impl ClientEngine {
     pub(super) fn network(&mut self, up: bool, now: u64, out: &mut Vec<Effect>) {
         let changed = self.reach.network_changed(up, now);
         if up {
-            self.outbox.retry_all_now();
+            self.outbox.clear_retry_times();
         }
         self.reachability_changed(changed, now, out);
     }

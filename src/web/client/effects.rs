@@ -46,7 +46,7 @@ impl Client {
             .into_iter()
             .partition(|e| matches!(e, Effect::Timer { .. }));
         for timer in timers {
-            self.carry_out_now(timer, None);
+            self.carry_out_one(timer, None);
         }
         let mut effects = effects.into_iter();
         let mut changed = false;
@@ -70,7 +70,7 @@ impl Client {
                     self.changed();
                     changed = true;
                 }
-                other => self.carry_out_now(other, answer.as_ref()),
+                other => self.carry_out_one(other, answer.as_ref()),
             }
         }
         if changed {
@@ -79,7 +79,7 @@ impl Client {
     }
 
     /// The effects that need no waiting.
-    fn carry_out_now(&self, effect: Effect, answer: Option<&Error>) {
+    fn carry_out_one(&self, effect: Effect, answer: Option<&Error>) {
         match effect {
             Effect::Write { .. } | Effect::Changed => {}
             Effect::Send { entry, keepalive } => {
