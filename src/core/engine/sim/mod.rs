@@ -1732,7 +1732,8 @@ fn shrink(seed: u64, faults: Faults) -> (Faults, String) {
     }
     best.steps = high;
     let mut off = Vec::new();
-    let kinds: [(&str, fn(&mut Faults)); 6] = [
+    type TurnOff = fn(&mut Faults);
+    let kinds: [(&str, TurnOff); 6] = [
         ("loss", |f| f.loss = 0.0),
         ("duplicates", |f| f.duplicate = 0.0),
         ("crashes", |f| f.crash = 0.0),
