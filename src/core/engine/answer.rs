@@ -296,7 +296,10 @@ impl ClientEngine {
                     }
                 }
                 if let Some(updated) = self.outbox.get(&id).cloned() {
-                    ops.push(StoreOp::UpdateEntry(updated));
+                    ops.push(StoreOp::UpdateEntry {
+                        entry: updated,
+                        if_key: entry.idempotency_key.clone(),
+                    });
                 }
                 out.push(Effect::Write {
                     id: 0,
@@ -408,7 +411,10 @@ impl ClientEngine {
         if let Some(updated) = self.outbox.get(&entry.mutation_id).cloned() {
             out.push(Effect::Write {
                 id: 0,
-                ops: vec![StoreOp::UpdateEntry(updated)],
+                ops: vec![StoreOp::UpdateEntry {
+                    entry: updated,
+                    if_key: entry.idempotency_key.clone(),
+                }],
                 persisted: None,
             });
         }
@@ -435,7 +441,10 @@ impl ClientEngine {
         // Moved from the outbox to the dead letters, if no other tab
         // finished it meanwhile.
         let ops = match failed {
-            Some(f) => vec![StoreOp::UpdateEntry(f)],
+            Some(f) => vec![StoreOp::UpdateEntry {
+                entry: f,
+                if_key: entry.idempotency_key.clone(),
+            }],
             None => vec![StoreOp::DeleteEntry {
                 mutation_id: entry.mutation_id.clone(),
                 failed: false,

@@ -221,12 +221,11 @@ impl StoredWork {
     pub fn overlay(&mut self, ops: &[StoreOp]) {
         for op in ops {
             match op {
-                StoreOp::UpdateEntry(entry)
-                    if !self
-                        .outbox
-                        .iter()
-                        .any(|e| e.mutation_id == entry.mutation_id) => {}
-                StoreOp::PutEntry(entry) | StoreOp::UpdateEntry(entry) => {
+                StoreOp::UpdateEntry { entry, if_key }
+                    if !self.outbox.iter().any(|e| {
+                        e.mutation_id == entry.mutation_id && &e.idempotency_key == if_key
+                    }) => {}
+                StoreOp::PutEntry(entry) | StoreOp::UpdateEntry { entry, .. } => {
                     self.outbox.retain(|e| e.mutation_id != entry.mutation_id);
                     self.failed.retain(|e| e.mutation_id != entry.mutation_id);
                     if entry.state == crate::core::outbox::EntryState::Failed {
@@ -446,10 +445,13 @@ pub enum StoreOp {
     /// Put an entry in the outbox, or in the dead letters when its state
     /// is `failed` (taking it out of the other store).
     PutEntry(OutboxEntry),
-    /// As `PutEntry`, only if the entry is still in the outbox store: an
-    /// entry another tab finished meanwhile is not brought back (found by
-    /// the simulation: a retry's write revived a sent entry).
-    UpdateEntry(OutboxEntry),
+    /// As `PutEntry`, only if the entry is still in the outbox store under
+    /// the `Idempotency-Key` this tab sent (`if_key`): an entry another
+    /// tab finished meanwhile is not brought back (found by the
+    /// simulation: a retry's write revived a sent entry), and a stale copy
+    /// does not undo another tab's merge, which gave the entry a new key
+    /// (found by the simulation: the old key came back and was sent again).
+    UpdateEntry { entry: OutboxEntry, if_key: String },
     /// Delete an entry from the outbox or the dead letters.
     DeleteEntry { mutation_id: String, failed: bool },
     /// Put a conflict.

@@ -231,8 +231,10 @@ impl Client {
                     batch.delete(Store::Meta.name(), super::CURSOR_KEY);
                     Ok(())
                 }
-                StoreOp::PutEntry(entry) => put_entry(&mut batch, entry, false),
-                StoreOp::UpdateEntry(entry) => put_entry(&mut batch, entry, true),
+                StoreOp::PutEntry(entry) => put_entry(&mut batch, entry, None),
+                StoreOp::UpdateEntry { entry, if_key } => {
+                    put_entry(&mut batch, entry, Some(if_key))
+                }
                 StoreOp::DeleteEntry {
                     mutation_id,
                     failed,
@@ -385,18 +387,18 @@ impl Client {
     }
 }
 
-/// Puts an entry in its store (the dead letters for a failed one);
-/// `only_if_present` writes it only if another tab did not finish it
-/// meanwhile.
-fn put_entry(batch: &mut DbBatch, entry: &OutboxEntry, only_if_present: bool) -> Result<(), Error> {
+/// Puts an entry in its store (the dead letters for a failed one); with
+/// `if_key` it is written only if the outbox still holds it under that
+/// `Idempotency-Key` (no other tab finished it or gave it a new key).
+fn put_entry(batch: &mut DbBatch, entry: &OutboxEntry, if_key: Option<&str>) -> Result<(), Error> {
     let id = entry.mutation_id.clone();
     if entry.state == EntryState::Failed {
         batch.delete(Store::Outbox.name(), id.clone());
         batch.put(Store::Failed.name(), id, entry)?;
     } else {
         batch.delete(Store::Failed.name(), id.clone());
-        if only_if_present {
-            batch.put_if_present(Store::Outbox.name(), id, entry)?;
+        if let Some(key) = if_key {
+            batch.put_if_present(Store::Outbox.name(), id, entry, key)?;
         } else {
             batch.put(Store::Outbox.name(), id, entry)?;
         }

@@ -36,7 +36,7 @@ enum Write {
     /// A put that leaves a newer version of the record in place.
     PutRecord(JsValue),
     /// A put made only if the key is in the store.
-    PutIfPresent(JsValue),
+    PutIfPresent(JsValue, String),
 }
 
 impl BatchOp {
@@ -113,7 +113,8 @@ impl Batch {
     }
 
     /// Adds a put made only if `key` is in the store when the transaction
-    /// runs (an outbox entry another tab finished is not brought back).
+    /// runs, with `idempotency_key` as its `idempotencyKey` (an outbox
+    /// entry another tab finished or re-keyed is not overwritten).
     ///
     /// # Errors
     /// [`Error::Invalid`] if the value cannot be represented in JS.
@@ -122,8 +123,13 @@ impl Batch {
         store: impl AsRef<str>,
         key: impl Into<String>,
         value: &T,
+        idempotency_key: &str,
     ) -> Result<&mut Self, Error> {
-        Ok(self.push(store, key, Write::PutIfPresent(to_js(value)?)))
+        Ok(self.push(
+            store,
+            key,
+            Write::PutIfPresent(to_js(value)?, idempotency_key.to_owned()),
+        ))
     }
 
     /// Adds a delete (of nothing, if the key is absent).
@@ -160,7 +166,7 @@ impl Batch {
     pub(super) fn has_record_puts(&self) -> bool {
         self.ops
             .iter()
-            .any(|op| matches!(op.write, Write::PutRecord(_) | Write::PutIfPresent(_)))
+            .any(|op| matches!(op.write, Write::PutRecord(_) | Write::PutIfPresent(..)))
     }
 
     /// Writes the batch with `writeBatch`: one transaction, requests in
@@ -177,14 +183,17 @@ impl Batch {
             let at = names.iter().position(|n| *n == store).unwrap_or(0);
             store_of.push(u8::try_from(at).unwrap_or(0));
             let (kind, value) = match &op.write {
-                Write::Put(value) => (0, value),
-                Write::Delete => (1, &JsValue::UNDEFINED),
-                Write::PutRecord(value) => (2, value),
-                Write::PutIfPresent(value) => (3, value),
+                Write::Put(value) => (0, value.clone()),
+                Write::Delete => (1, JsValue::UNDEFINED),
+                Write::PutRecord(value) => (2, value.clone()),
+                Write::PutIfPresent(value, if_key) => (
+                    3,
+                    js_sys::Array::of2(value, &JsValue::from_str(if_key)).into(),
+                ),
             };
             kinds.push(kind);
             keys.push(&JsValue::from_str(key));
-            values.push(value);
+            values.push(&value);
         }
         write_batch_js(db, &stores, &store_of, &kinds, &keys, &values)
     }
@@ -227,7 +236,7 @@ impl Batch {
                 Write::Delete => store.delete(&key),
                 // Written by `write_js` only: an explicit commit would refuse
                 // the put a read's answer issues.
-                Write::PutRecord(value) | Write::PutIfPresent(value) => {
+                Write::PutRecord(value) | Write::PutIfPresent(value, _) => {
                     store.put_with_key(value, &key)
                 }
             };

@@ -67,7 +67,8 @@ export function writeBatch(db, stores, storeOf, kinds, keys, values) {
   // change the version. Requests go out in chunks, the next one from the
   // answer to the last of the one before (a task of its own, the
   // transaction still active), so a page of records never holds the page
-  // for long. kinds: 0 put, 1 delete, 2 record put, 3 put if present.
+  // for long. kinds: 0 put, 1 delete, 2 record put, 3 put if present
+  // under the same idempotencyKey (its value is [value, key]).
   // storeOf and kinds are views of the module's memory, good only during
   // this call: later chunks read copies.
   storeOf = storeOf.slice();
@@ -100,10 +101,11 @@ export function writeBatch(db, stores, storeOf, kinds, keys, values) {
           if (kinds[at] === 0) last = os.put(values[at], key);
           else if (kinds[at] === 1) last = os.delete(key);
           else if (kinds[at] === 3) {
-            const value = values[at];
-            const read = os.getKey(key);
+            const [value, ifKey] = values[at];
+            const read = os.get(key);
             read.onsuccess = () => {
-              if (read.result !== undefined) {
+              const cur = read.result;
+              if (cur !== undefined && cur !== null && cur.idempotencyKey === ifKey) {
                 try { os.put(value, key); } catch (e) { fail(e); }
               }
             };

@@ -107,8 +107,12 @@ impl UserDb {
                 StoreOp::DeleteRecord(key) => {
                     self.records.remove(&key.id);
                 }
-                StoreOp::UpdateEntry(entry) if !self.outbox.contains_key(&entry.mutation_id) => {}
-                StoreOp::PutEntry(entry) | StoreOp::UpdateEntry(entry) => {
+                StoreOp::UpdateEntry { entry, if_key }
+                    if self
+                        .outbox
+                        .get(&entry.mutation_id)
+                        .is_none_or(|e| &e.idempotency_key != if_key) => {}
+                StoreOp::PutEntry(entry) | StoreOp::UpdateEntry { entry, .. } => {
                     let id = entry.mutation_id.clone();
                     if entry.state == EntryState::Failed {
                         self.outbox.remove(&id);

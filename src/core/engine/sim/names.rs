@@ -25,7 +25,12 @@ pub(super) fn op_name(op: &StoreOp) -> String {
         StoreOp::PutRecord { record, .. } => format!("put {}@v{}", record.id, record.version),
         StoreOp::DeleteRecord(key) => format!("delete {}", key.id),
         StoreOp::PutEntry(e) => format!("put entry {} {:?}", &e.mutation_id[..8], e.state),
-        StoreOp::UpdateEntry(e) => format!("update entry {} {:?}", &e.mutation_id[..8], e.state),
+        StoreOp::UpdateEntry { entry: e, if_key } => format!(
+            "update entry {} {:?} if key {}",
+            &e.mutation_id[..8],
+            e.state,
+            &if_key[..8]
+        ),
         StoreOp::DeleteEntry {
             mutation_id,
             failed,
