@@ -134,6 +134,9 @@ pub enum SyncCommand {
     Dismiss,
     /// `crm.sync.schedule(...)` changed the stored schedule: read it again.
     Reschedule,
+    /// A tab that follows asks the leader to send its sync state again (it
+    /// just opened, or heard nothing of a running sync for a while).
+    Show,
 }
 
 /// Everything tabs tell each other.
@@ -264,6 +267,7 @@ impl Envelope {
                 SyncCommand::Cancel => out.push(Num(1)),
                 SyncCommand::Dismiss => out.push(Num(2)),
                 SyncCommand::Reschedule => out.push(Num(3)),
+                SyncCommand::Show => out.push(Num(4)),
             },
             TabMessage::WorkChanged(_) => {}
         }
@@ -393,6 +397,7 @@ pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, 
             1 => SyncCommand::Cancel,
             2 => SyncCommand::Dismiss,
             3 => SyncCommand::Reschedule,
+            4 => SyncCommand::Show,
             _ => return Err(Ignored::Malformed),
         }),
         5 => TabMessage::WorkChanged(WorkNotice {}),
@@ -584,6 +589,7 @@ mod tests {
             TabMessage::SyncCommand(SyncCommand::Cancel),
             TabMessage::SyncCommand(SyncCommand::Dismiss),
             TabMessage::SyncCommand(SyncCommand::Reschedule),
+            TabMessage::SyncCommand(SyncCommand::Show),
             TabMessage::WorkChanged(WorkNotice {}),
         ];
         for (seq, message) in messages.into_iter().enumerate() {

@@ -132,8 +132,14 @@ impl SyncRunner {
     }
 
     /// The channel to the other tabs.
+    /// With a channel, the tab follows the leader's sync state until it
+    /// leads: it asks the leader to send it ([`SyncEvent::Follow`]).
     pub fn set_bus(&self, bus: Option<Rc<EnvelopeChannel>>) {
+        let follows = bus.is_some();
         *self.bus.borrow_mut() = bus;
+        if follows && !self.client.is_leader() {
+            self.dispatch(SyncEvent::Follow { now: now_ms() });
+        }
     }
 
     /// `crm.sync.state`: the same object until the state changes.
@@ -238,6 +244,11 @@ impl SyncRunner {
                 });
             }
             SyncEffect::Notify => self.notify(),
+            SyncEffect::AskState => {
+                if let Some(bus) = self.bus.borrow().as_ref() {
+                    let _ = bus.post(TabMessage::SyncCommand(SyncCommand::Show));
+                }
+            }
         }
     }
 
@@ -491,8 +502,8 @@ impl SyncRunner {
                 SyncCommand::Start { kind } => SyncEvent::StartPressed { kind, now },
                 SyncCommand::Cancel => SyncEvent::CancelPressed { now },
                 SyncCommand::Dismiss => SyncEvent::Dismiss { now },
-                // Written to IndexedDB already: nothing to do here.
-                SyncCommand::Reschedule => return,
+                // Written to IndexedDB already, or only for a leader.
+                SyncCommand::Reschedule | SyncCommand::Show => return,
             });
         }
     }
@@ -517,6 +528,7 @@ impl SyncRunner {
                     SyncCommand::Start { kind } => SyncEvent::StartPressed { kind, now },
                     SyncCommand::Cancel => SyncEvent::CancelPressed { now },
                     SyncCommand::Dismiss => SyncEvent::Dismiss { now },
+                    SyncCommand::Show => SyncEvent::StateAsked { now },
                     SyncCommand::Reschedule => return,
                 });
             }
@@ -525,14 +537,19 @@ impl SyncRunner {
     }
 
     /// This tab became leader: go on following a job a closed leader (or
-    /// this tab before a reload) left in IndexedDB.
+    /// this tab before a reload) left in IndexedDB, or settle a run this tab
+    /// shows as going that none is stored for ([`SyncEvent::Lead`]).
     pub async fn on_leadership(&self) {
         self.restore_schedule().await;
-        let Some(db) = self.client.db() else { return };
-        let job: Result<Option<StoredSyncJob>, Error> = db.get(Store::Meta, JOB_KEY).await;
-        if let Ok(Some(job)) = job {
-            self.dispatch(SyncEvent::Resume { job, now: now_ms() });
-        }
+        let job = match self.client.db() {
+            Some(db) => {
+                let stored: Result<Option<StoredSyncJob>, Error> =
+                    db.get(Store::Meta, JOB_KEY).await;
+                stored.ok().flatten()
+            }
+            None => None,
+        };
+        self.dispatch(SyncEvent::Lead { job, now: now_ms() });
     }
 
     /// `crm.sync.history()`: finished runs, newest first: those this

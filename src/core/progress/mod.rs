@@ -222,6 +222,14 @@ impl SyncConfig {
         self.poll_ms.max(MIN_POLL_MS)
     }
 
+    /// How long a follower showing a running sync waits for news before it
+    /// asks the leader again.
+    fn follower_patience(&self) -> u64 {
+        self.poll_timeout_ms
+            .max(self.poll_interval())
+            .saturating_mul(2)
+    }
+
     /// The wait before the next poll after `failures` failed polls in a row.
     fn poll_delay(&self, failures: u32) -> u64 {
         let base = self.poll_interval();
@@ -286,6 +294,13 @@ struct RunLedger {
     orphans: VecMap<u64, ()>,
     /// The wake-up last asked for, so an unchanged one is not asked again.
     scheduled: Option<u64>,
+    /// This tab opened as a follower ([`SyncEvent::Follow`]) and does not
+    /// lead since.
+    following: bool,
+    /// Whether a follower heard the leader's state since it opened.
+    heard: bool,
+    /// When a follower last heard the leader's state (or asked for it).
+    heard_at: u64,
 }
 
 impl SyncState {
@@ -440,6 +455,27 @@ pub enum SyncEvent {
         /// When.
         now: u64,
     },
+    /// This tab became leader and read the stored job: [`SyncEvent::Resume`]
+    /// when there is one; without one, a run this tab shows as going (its
+    /// leader died before this tab heard how it ended) is followed to its end
+    /// by its job id, or ended here when it had none yet.
+    Lead {
+        /// The stored job, if any.
+        job: Option<StoredSyncJob>,
+        /// When.
+        now: u64,
+    },
+    /// This tab opened as a follower: it asks the leader for its state
+    /// ([`SyncEffect::AskState`]).
+    Follow {
+        /// When.
+        now: u64,
+    },
+    /// A follower asked for the state: the leader sends it again.
+    StateAsked {
+        /// When.
+        now: u64,
+    },
 }
 
 impl SyncEvent {
@@ -457,7 +493,10 @@ impl SyncEvent {
             | Self::CancelFailed { now, .. }
             | Self::Dismiss { now }
             | Self::RemoteState { now, .. }
-            | Self::Resume { now, .. } => *now,
+            | Self::Resume { now, .. }
+            | Self::Lead { now, .. }
+            | Self::Follow { now }
+            | Self::StateAsked { now } => *now,
         }
     }
 }
@@ -507,6 +546,9 @@ pub enum SyncEffect {
     RecordHistory(SyncHistoryEntry),
     /// Tell this tab's subscribers that `state` changed.
     Notify,
+    /// Ask the leader to send its state again (`SyncCommand::Show`); feed
+    /// the leader [`SyncEvent::StateAsked`].
+    AskState,
 }
 
 /// One step of the reducer: the effects so far and what was last shown.
@@ -548,8 +590,8 @@ impl SyncState {
     /// Method form of [`reduce`].
     pub fn reduce(mut self, event: SyncEvent, config: &SyncConfig) -> (SyncState, Vec<SyncEffect>) {
         let now = event.now();
-        if let SyncEvent::RemoteState { state, .. } = event {
-            return self.mirror(*state);
+        if let SyncEvent::RemoteState { state, now } = event {
+            return self.mirror(*state, now, config);
         }
         let mut step = Step {
             now,
@@ -566,14 +608,28 @@ impl SyncState {
 
     /// A follower shows the leader's state, but never lets a stale message
     /// (an older leader's, or one overtaken by a newer) move a run backwards.
-    fn mirror(mut self, remote: SyncState) -> (SyncState, Vec<SyncEffect>) {
+    fn mirror(
+        mut self,
+        remote: SyncState,
+        now: u64,
+        config: &SyncConfig,
+    ) -> (SyncState, Vec<SyncEffect>) {
         if self.ledger.driving {
             // This tab drives the run: its own state is the authority.
             return (self, Vec::new());
         }
+        self.ledger.heard_at = now;
+        self.ledger.heard = true;
+        let mut effects = Vec::new();
         let same_job = remote.sync_id.is_some() && remote.sync_id == self.sync_id;
-        if same_job && self.phase.is_terminal() && remote.phase.is_running() {
-            return (self, Vec::new());
+        // Tab messages of two leaders (a dead one's late, a new one's) may
+        // cross: the older state, by when it was shown and then by the run
+        // it shows, never replaces a newer one.
+        let older = (remote.updated_at, remote.started_at.unwrap_or(0))
+            < (self.updated_at, self.started_at.unwrap_or(0));
+        if older || (same_job && self.phase.is_terminal() && remote.phase.is_running()) {
+            self.watch_leader(now, config, &mut effects);
+            return (self, effects);
         }
         let before = self.view();
         let floor = if same_job && !self.phase.is_terminal() {
@@ -589,12 +645,36 @@ impl SyncState {
         self.error = remote.error;
         self.started_at = remote.started_at;
         self.updated_at = remote.updated_at;
-        let effects = if self.view() == before {
-            Vec::new()
-        } else {
-            vec![SyncEffect::Notify]
-        };
+        if self.view() != before {
+            effects.push(SyncEffect::Notify);
+        }
+        self.watch_leader(now, config, &mut effects);
         (self, effects)
+    }
+
+    /// Whether this tab follows and lacks news: it has not heard the leader
+    /// since it opened, or it shows a run going.
+    fn waits_for_leader(&self) -> bool {
+        self.ledger.following
+            && !self.ledger.driving
+            && (!self.ledger.heard || self.phase.is_running())
+    }
+
+    /// A follower that shows a running sync wakes up if it hears nothing
+    /// for a while, to ask the leader again: a lost message must not leave
+    /// it showing a run that ended.
+    fn watch_leader(&mut self, now: u64, config: &SyncConfig, effects: &mut Vec<SyncEffect>) {
+        if !self.waits_for_leader() {
+            return;
+        }
+        let at = self
+            .ledger
+            .heard_at
+            .saturating_add(config.follower_patience());
+        if self.ledger.scheduled != Some(at) {
+            self.ledger.scheduled = Some(at);
+            effects.push(SyncEffect::SchedulePoll { at_ms: at.max(now) });
+        }
     }
 
     fn apply(&mut self, event: SyncEvent, step: &mut Step<'_>) {
@@ -654,6 +734,23 @@ impl SyncState {
                 }
             }
             SyncEvent::Resume { job, .. } => self.resume(job, step),
+            SyncEvent::Lead { job, .. } => {
+                self.ledger.following = false;
+                match job {
+                    Some(job) => self.resume(job, step),
+                    None => self.lead_without_job(step),
+                }
+            }
+            SyncEvent::Follow { now } => {
+                if !self.ledger.driving {
+                    self.ledger.following = true;
+                    self.ledger.heard_at = now;
+                    step.effects.push(SyncEffect::AskState);
+                }
+            }
+            SyncEvent::StateAsked { .. } => step
+                .effects
+                .push(SyncEffect::Broadcast(Box::new(self.clone()))),
             // Handled before `apply`, by `mirror`.
             SyncEvent::RemoteState { .. } => {}
         }
@@ -877,6 +974,34 @@ impl SyncState {
         }
     }
 
+    /// A new leader found no stored job: a run it shows as going ended with
+    /// its old leader, or is still going without a stored id.
+    fn lead_without_job(&mut self, step: &mut Step<'_>) {
+        if self.ledger.driving || !self.phase.is_running() {
+            return;
+        }
+        match (self.sync_id.clone(), self.started_at) {
+            // Poll it once at least: the job tells how it ended.
+            (Some(sync_id), Some(started_at)) => self.resume(
+                StoredSyncJob {
+                    sync_id,
+                    kind: self.ledger.kind.unwrap_or_default(),
+                    started_at,
+                },
+                step,
+            ),
+            // Its start died with the tab that sent it: nobody can follow it.
+            _ => self.finish(
+                SyncOutcome::Error,
+                Some(SyncError::new(
+                    ErrorCode::Closed,
+                    "the tab that started the sync closed before the server answered",
+                )),
+                step,
+            ),
+        }
+    }
+
     fn resume(&mut self, job: StoredSyncJob, step: &mut Step<'_>) {
         if self.ledger.driving && self.phase.is_running() {
             return;
@@ -954,6 +1079,16 @@ impl SyncState {
     /// What is due at `now`: the total timeout, a poll, a deferred follow-up.
     fn advance(&mut self, step: &mut Step<'_>) {
         let now = step.now;
+        if self.waits_for_leader()
+            && now
+                >= self
+                    .ledger
+                    .heard_at
+                    .saturating_add(step.config.follower_patience())
+        {
+            self.ledger.heard_at = now;
+            step.effects.push(SyncEffect::AskState);
+        }
         if self.ledger.driving && self.phase.is_running() && now >= self.ledger.deadline {
             self.finish(
                 SyncOutcome::Error,
@@ -1011,6 +1146,13 @@ impl SyncState {
         if !self.phase.is_running() && self.ledger.follow_up.is_some() {
             consider(self.ledger.cooldown_until);
         }
+        if self.waits_for_leader() {
+            consider(
+                self.ledger
+                    .heard_at
+                    .saturating_add(step.config.follower_patience()),
+            );
+        }
         if let Some(at) = next {
             let at = at.max(step.now);
             if self.ledger.scheduled != Some(at) {
@@ -1037,3 +1179,6 @@ mod tests;
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod properties;
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod sim;

@@ -178,7 +178,10 @@ impl World {
                         "a run ended twice"
                     );
                 }
-                SyncEffect::Coalesced { .. } | SyncEffect::StoreJob(_) | SyncEffect::Notify => {}
+                SyncEffect::Coalesced { .. }
+                | SyncEffect::StoreJob(_)
+                | SyncEffect::Notify
+                | SyncEffect::AskState => {}
             }
         }
         prop_assert_eq!(recorded, terminal_broadcasts, "every end is shown once");
