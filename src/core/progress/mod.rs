@@ -332,6 +332,13 @@ impl SyncState {
         self.ledger.cooldown_until
     }
 
+    /// Stamps a state about to be shown: `now`, but at least a millisecond
+    /// after the last stamp, so that two states shown in the same
+    /// millisecond are told apart by the tabs that receive them.
+    fn stamp(&mut self, now: u64) {
+        self.updated_at = now.max(self.updated_at.saturating_add(1));
+    }
+
     /// The part every tab shows, to tell whether anything visible changed.
     fn view(&self) -> SyncView {
         SyncView {
@@ -566,7 +573,7 @@ impl Step<'_> {
         if view == self.shown {
             return;
         }
-        state.updated_at = self.now;
+        state.stamp(self.now);
         self.shown = view;
         self.effects
             .push(SyncEffect::Broadcast(Box::new(state.clone())));
@@ -599,9 +606,23 @@ impl SyncState {
             effects: Vec::new(),
             shown: self.view(),
         };
+        let leads = matches!(event, SyncEvent::Lead { .. });
         self.apply(event, &mut step);
         self.advance(&mut step);
         step.publish(&mut self);
+        if leads
+            && !step
+                .effects
+                .iter()
+                .any(|e| matches!(e, SyncEffect::Broadcast(_)))
+        {
+            // A new leader says what it shows, stamped now: the followers
+            // drop what they still show of the dead leader's (a start that
+            // died with it, say) for it.
+            self.stamp(now);
+            step.effects
+                .push(SyncEffect::Broadcast(Box::new(self.clone())));
+        }
         self.schedule(&mut step);
         (self, step.effects)
     }
@@ -622,11 +643,10 @@ impl SyncState {
         self.ledger.heard = true;
         let mut effects = Vec::new();
         let same_job = remote.sync_id.is_some() && remote.sync_id == self.sync_id;
-        // Tab messages of two leaders (a dead one's late, a new one's) may
-        // cross: the older state, by when it was shown and then by the run
-        // it shows, never replaces a newer one.
-        let older = (remote.updated_at, remote.started_at.unwrap_or(0))
-            < (self.updated_at, self.started_at.unwrap_or(0));
+        // Tab messages may cross (a dead leader's late ones, a new
+        // leader's): an older state never replaces a newer one. A leader's
+        // stamps grow with every state it shows ([`SyncState::stamp`]).
+        let older = remote.updated_at < self.updated_at;
         if older || (same_job && self.phase.is_terminal() && remote.phase.is_running()) {
             self.watch_leader(now, config, &mut effects);
             return (self, effects);

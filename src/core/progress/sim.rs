@@ -37,6 +37,10 @@ const START_ATTEMPTS: u32 = 3;
 const JOB_LIMIT: usize = 3;
 /// How long a restarting server refuses connections.
 const DOWN_MS: u64 = 300;
+/// A leader shows a job running at most this long after the server ended
+/// or lost it (polls back off, fail at most `max_poll_failures` times in a
+/// row, a dead leader's successor polls at once).
+const LATE_MS: u64 = 30_000;
 
 /// The knobs of one run.
 #[derive(Debug, Clone)]
@@ -71,7 +75,9 @@ impl Default for Faults {
 fn config() -> SyncConfig {
     SyncConfig {
         poll_ms: 500,
-        timeout_ms: 20_000,
+        // Well above `LATE_MS`, so a run that ends only by its total timeout
+        // shows.
+        timeout_ms: 60_000,
         poll_timeout_ms: 2_000,
         cooldown_ms: 2_000,
         max_backoff_factor: 4,
@@ -220,6 +226,13 @@ struct Job {
     running: bool,
 }
 
+impl Job {
+    fn ends(&mut self, end: &'static str, at: u64, gone: &mut BTreeMap<String, u64>, id: &str) {
+        self.end = Some(end);
+        gone.entry(id.to_owned()).or_insert(at);
+    }
+}
+
 /// The server's sync jobs: per user one after another, in memory (a
 /// restart loses them), with idempotent starts.
 #[derive(Debug, Default)]
@@ -234,32 +247,39 @@ struct ModelServer {
     created: Vec<u64>,
     down_until: u64,
     advanced_to: u64,
+    /// When each job ended or was lost, as far as a poll could tell.
+    gone: BTreeMap<String, u64>,
 }
 
 impl ModelServer {
     /// Moves time on: each user's oldest unfinished job runs.
     fn advance(&mut self, now: u64) {
-        let dt = now.saturating_sub(self.advanced_to) as f64;
+        let from = self.advanced_to;
+        let dt = now.saturating_sub(from) as f64;
         self.advanced_to = self.advanced_to.max(now);
         let users = self.created.len();
         for user in 0..users {
             let mut budget = dt;
-            for job in self.jobs.values_mut() {
+            for (id, job) in self.jobs.iter_mut() {
                 if job.user != user || job.end.is_some() {
                     continue;
                 }
                 job.running = true;
                 let reach = job.progress + job.rate * budget;
-                if let Some(fail) = job.fail_at.filter(|f| reach >= *f) {
+                let end = if let Some(fail) = job.fail_at.filter(|f| reach >= *f) {
                     budget -= (fail - job.progress) / job.rate;
                     job.progress = fail;
-                    job.end = Some("error");
-                    continue;
-                }
-                if reach >= 100.0 {
+                    Some("error")
+                } else if reach >= 100.0 {
                     budget -= (100.0 - job.progress) / job.rate;
                     job.progress = 100.0;
-                    job.end = Some("complete");
+                    Some("complete")
+                } else {
+                    None
+                };
+                if let Some(end) = end {
+                    let at = from + (dt - budget.max(0.0)) as u64;
+                    job.ends(end, at, &mut self.gone, id);
                     continue;
                 }
                 job.progress = reach;
@@ -341,7 +361,7 @@ impl ModelServer {
                 Some(job) if job.user != user => Answer::Refused(403, "forbidden"),
                 Some(job) if job.end.is_some() => Answer::Refused(409, "already_finished"),
                 Some(job) => {
-                    job.end = Some("cancelled");
+                    job.ends("cancelled", now, &mut self.gone, id);
                     Answer::Status(Box::new(Self::status(id, job)))
                 }
                 None => Answer::Refused(404, "sync_not_found"),
@@ -350,6 +370,10 @@ impl ModelServer {
     }
 
     fn restart(&mut self, now: u64) {
+        self.advance(now);
+        for id in self.jobs.keys() {
+            self.gone.entry(id.clone()).or_insert(now);
+        }
         self.jobs.clear();
         self.generation += 1;
         self.down_until = now + DOWN_MS;
@@ -939,13 +963,41 @@ impl World {
     }
 
     /// After every step: what `watch` saw; one press starts at most one
-    /// server job; at most one leader per user (by construction: the lock
-    /// moves only when its holder died).
+    /// server job; a leader stops showing a job running within `LATE_MS`
+    /// of its end or loss on the server (a lost job is not left running);
+    /// no run ends in `bad_response` (the model server keeps to the
+    /// protocol: such an end means an answer was taken for the wrong job);
+    /// at most one leader per user (by construction: the lock moves only
+    /// when its holder died).
     fn check_step(&mut self) -> Result<(), SimFailure> {
         if let Some(why) = self.broken.take() {
             return Err(self.fail(&why));
         }
+        self.server.advance(self.now);
+        for tab in 0..self.tabs.len() {
+            let s = &self.tabs[tab].state;
+            if !(self.tabs[tab].alive && s.is_driving() && s.phase.is_running()) {
+                continue;
+            }
+            let Some(id) = &s.sync_id else { continue };
+            if let Some(&gone) = self.server.gone.get(id) {
+                if self.now > gone + LATE_MS {
+                    return Err(self.fail(&format!(
+                        "tab{tab} still shows {id} {:?} {}s after the server ended or lost it",
+                        s.phase,
+                        (self.now - gone) / 1000
+                    )));
+                }
+            }
+        }
         for user in 0..self.faults.users {
+            for entry in &self.history[user] {
+                if entry.error.as_ref().map(|e| e.code) == Some(ErrorCode::BadResponse) {
+                    return Err(self.fail(&format!(
+                        "a run of user{user} ended in bad_response, but the server keeps to the protocol: {entry:?}"
+                    )));
+                }
+            }
             if self.server.created[user] > self.presses[user] {
                 return Err(self.fail(&format!(
                     "user{user} made {} start presses and the server created {} jobs",
