@@ -134,8 +134,7 @@ pub enum SyncCommand {
     Dismiss,
     /// `crm.sync.schedule(...)` changed the stored schedule: read it again.
     Reschedule,
-    /// A tab that follows asks the leader to send its sync state again (it
-    /// just opened, or heard nothing of a running sync for a while).
+    /// A tab that just opened asks the leader to send its sync state.
     Show,
 }
 

@@ -54,6 +54,9 @@ const MIN_POLL_MS: u64 = 50;
 /// starts rare, so a handful is plenty.
 const ORPHANS_KEPT: usize = 8;
 
+/// How many runs' highest progress a tab remembers ([`SyncState::keep_peak`]).
+const PEAKS_KEPT: usize = 8;
+
 /// Which way a sync job copies records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -222,14 +225,6 @@ impl SyncConfig {
         self.poll_ms.max(MIN_POLL_MS)
     }
 
-    /// How long a follower showing a running sync waits for news before it
-    /// asks the leader again.
-    fn follower_patience(&self) -> u64 {
-        self.poll_timeout_ms
-            .max(self.poll_interval())
-            .saturating_mul(2)
-    }
-
     /// The wait before the next poll after `failures` failed polls in a row.
     fn poll_delay(&self, failures: u32) -> u64 {
         let base = self.poll_interval();
@@ -294,13 +289,9 @@ struct RunLedger {
     orphans: VecMap<u64, ()>,
     /// The wake-up last asked for, so an unchanged one is not asked again.
     scheduled: Option<u64>,
-    /// This tab opened as a follower ([`SyncEvent::Follow`]) and does not
-    /// lead since.
-    following: bool,
-    /// Whether a follower heard the leader's state since it opened.
-    heard: bool,
-    /// When a follower last heard the leader's state (or asked for it).
-    heard_at: u64,
+    /// The highest progress this tab showed of each recent run, by its
+    /// `startedAt`.
+    peaks: VecMap<u64, f64>,
 }
 
 impl SyncState {
@@ -337,6 +328,24 @@ impl SyncState {
     /// millisecond are told apart by the tabs that receive them.
     fn stamp(&mut self, now: u64) {
         self.updated_at = now.max(self.updated_at.saturating_add(1));
+    }
+
+    /// Never shows a run's progress lower than this tab showed it before.
+    /// A new leader may know less of a run than a follower did (the dead
+    /// leader's last states reached one tab and not the other), and says
+    /// so until its next poll: the follower then shows that run's phase
+    /// again, but not a lower percentage.
+    fn keep_peak(&mut self) {
+        let Some(run) = self.started_at else { return };
+        if self.phase == SyncPhase::Idle {
+            return;
+        }
+        let peak = self.ledger.peaks.get(&run).copied().unwrap_or(0.0);
+        self.progress = self.progress.max(peak);
+        self.ledger.peaks.insert(run, self.progress);
+        while self.ledger.peaks.len() > PEAKS_KEPT {
+            self.ledger.peaks.pop_first();
+        }
     }
 
     /// The part every tab shows, to tell whether anything visible changed.
@@ -553,8 +562,8 @@ pub enum SyncEffect {
     RecordHistory(SyncHistoryEntry),
     /// Tell this tab's subscribers that `state` changed.
     Notify,
-    /// Ask the leader to send its state again (`SyncCommand::Show`); feed
-    /// the leader [`SyncEvent::StateAsked`].
+    /// Ask the leader to send its state (`SyncCommand::Show`); feed the
+    /// leader [`SyncEvent::StateAsked`].
     AskState,
 }
 
@@ -569,6 +578,7 @@ struct Step<'a> {
 impl Step<'_> {
     /// Stamps and announces `state` if what it shows changed.
     fn publish(&mut self, state: &mut SyncState) {
+        state.keep_peak();
         let view = state.view();
         if view == self.shown {
             return;
@@ -597,8 +607,8 @@ impl SyncState {
     /// Method form of [`reduce`].
     pub fn reduce(mut self, event: SyncEvent, config: &SyncConfig) -> (SyncState, Vec<SyncEffect>) {
         let now = event.now();
-        if let SyncEvent::RemoteState { state, now } = event {
-            return self.mirror(*state, now, config);
+        if let SyncEvent::RemoteState { state, .. } = event {
+            return self.mirror(*state);
         }
         let mut step = Step {
             now,
@@ -629,72 +639,35 @@ impl SyncState {
 
     /// A follower shows the leader's state, but never lets a stale message
     /// (an older leader's, or one overtaken by a newer) move a run backwards.
-    fn mirror(
-        mut self,
-        remote: SyncState,
-        now: u64,
-        config: &SyncConfig,
-    ) -> (SyncState, Vec<SyncEffect>) {
+    fn mirror(mut self, remote: SyncState) -> (SyncState, Vec<SyncEffect>) {
         if self.ledger.driving {
             // This tab drives the run: its own state is the authority.
             return (self, Vec::new());
         }
-        self.ledger.heard_at = now;
-        self.ledger.heard = true;
-        let mut effects = Vec::new();
         let same_job = remote.sync_id.is_some() && remote.sync_id == self.sync_id;
         // Tab messages may cross (a dead leader's late ones, a new
         // leader's): an older state never replaces a newer one. A leader's
         // stamps grow with every state it shows ([`SyncState::stamp`]).
         let older = remote.updated_at < self.updated_at;
         if older || (same_job && self.phase.is_terminal() && remote.phase.is_running()) {
-            self.watch_leader(now, config, &mut effects);
-            return (self, effects);
+            return (self, Vec::new());
         }
         let before = self.view();
-        let floor = if same_job && !self.phase.is_terminal() {
-            self.progress
-        } else {
-            0.0
-        };
         self.phase = remote.phase;
-        self.progress = clamp_progress(remote.progress).unwrap_or(0.0).max(floor);
+        self.progress = clamp_progress(remote.progress).unwrap_or(0.0);
         self.message = remote.message;
         self.sync_id = remote.sync_id;
         self.stats = remote.stats;
         self.error = remote.error;
         self.started_at = remote.started_at;
         self.updated_at = remote.updated_at;
-        if self.view() != before {
-            effects.push(SyncEffect::Notify);
-        }
-        self.watch_leader(now, config, &mut effects);
+        self.keep_peak();
+        let effects = if self.view() == before {
+            Vec::new()
+        } else {
+            vec![SyncEffect::Notify]
+        };
         (self, effects)
-    }
-
-    /// Whether this tab follows and lacks news: it has not heard the leader
-    /// since it opened, or it shows a run going.
-    fn waits_for_leader(&self) -> bool {
-        self.ledger.following
-            && !self.ledger.driving
-            && (!self.ledger.heard || self.phase.is_running())
-    }
-
-    /// A follower that shows a running sync wakes up if it hears nothing
-    /// for a while, to ask the leader again: a lost message must not leave
-    /// it showing a run that ended.
-    fn watch_leader(&mut self, now: u64, config: &SyncConfig, effects: &mut Vec<SyncEffect>) {
-        if !self.waits_for_leader() {
-            return;
-        }
-        let at = self
-            .ledger
-            .heard_at
-            .saturating_add(config.follower_patience());
-        if self.ledger.scheduled != Some(at) {
-            self.ledger.scheduled = Some(at);
-            effects.push(SyncEffect::SchedulePoll { at_ms: at.max(now) });
-        }
     }
 
     fn apply(&mut self, event: SyncEvent, step: &mut Step<'_>) {
@@ -754,17 +727,12 @@ impl SyncState {
                 }
             }
             SyncEvent::Resume { job, .. } => self.resume(job, step),
-            SyncEvent::Lead { job, .. } => {
-                self.ledger.following = false;
-                match job {
-                    Some(job) => self.resume(job, step),
-                    None => self.lead_without_job(step),
-                }
-            }
-            SyncEvent::Follow { now } => {
+            SyncEvent::Lead { job, .. } => match job {
+                Some(job) => self.resume(job, step),
+                None => self.lead_without_job(step),
+            },
+            SyncEvent::Follow { .. } => {
                 if !self.ledger.driving {
-                    self.ledger.following = true;
-                    self.ledger.heard_at = now;
                     step.effects.push(SyncEffect::AskState);
                 }
             }
@@ -1099,16 +1067,6 @@ impl SyncState {
     /// What is due at `now`: the total timeout, a poll, a deferred follow-up.
     fn advance(&mut self, step: &mut Step<'_>) {
         let now = step.now;
-        if self.waits_for_leader()
-            && now
-                >= self
-                    .ledger
-                    .heard_at
-                    .saturating_add(step.config.follower_patience())
-        {
-            self.ledger.heard_at = now;
-            step.effects.push(SyncEffect::AskState);
-        }
         if self.ledger.driving && self.phase.is_running() && now >= self.ledger.deadline {
             self.finish(
                 SyncOutcome::Error,
@@ -1165,13 +1123,6 @@ impl SyncState {
         }
         if !self.phase.is_running() && self.ledger.follow_up.is_some() {
             consider(self.ledger.cooldown_until);
-        }
-        if self.waits_for_leader() {
-            consider(
-                self.ledger
-                    .heard_at
-                    .saturating_add(step.config.follower_patience()),
-            );
         }
         if let Some(at) = next {
             let at = at.max(step.now);

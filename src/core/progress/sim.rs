@@ -1125,7 +1125,13 @@ fn run_once(seed: u64, tracing: bool) -> Result<(), SimFailure> {
     let mut world = World::new(seed, Faults::default());
     world.tracing = tracing;
     for _ in 0..world.faults.steps {
-        let until = world.now + 1 + world.rng.below(400);
+        // Often at the very millisecond of the next event, so that a press
+        // and an answer or a state meet.
+        let next = world.queue.keys().next().map(|(at, _)| *at);
+        let until = match next {
+            Some(at) if at > world.now && world.rng.unit() < 0.3 => at,
+            _ => world.now + 1 + world.rng.below(400),
+        };
         while world
             .queue
             .keys()
@@ -1158,7 +1164,7 @@ fn seeds() -> Vec<u64> {
     let n: u64 = std::env::var("CRM_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000);
+        .unwrap_or(2_000);
     (1..=n).collect()
 }
 
