@@ -511,7 +511,9 @@ impl SyncRunner {
     /// A message from another tab.
     pub fn on_tab_message(&self, message: &TabMessage) {
         match message {
-            TabMessage::SyncState(state) if !self.client.is_leader() => {
+            // The leader too: the reducer takes from another tab's state
+            // only how far the run it drives got.
+            TabMessage::SyncState(state) => {
                 self.dispatch(SyncEvent::RemoteState {
                     state: state.clone(),
                     now: now_ms(),

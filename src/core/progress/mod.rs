@@ -292,6 +292,9 @@ struct RunLedger {
     /// The highest progress this tab showed of each recent run, by its
     /// `startedAt`.
     peaks: VecMap<u64, f64>,
+    /// This tab leads ([`SyncEvent::Lead`]): other tabs' states only tell
+    /// it how far the run it shows got.
+    leads: bool,
 }
 
 impl SyncState {
@@ -608,7 +611,7 @@ impl SyncState {
     pub fn reduce(mut self, event: SyncEvent, config: &SyncConfig) -> (SyncState, Vec<SyncEffect>) {
         let now = event.now();
         if let SyncEvent::RemoteState { state, .. } = event {
-            return self.mirror(*state);
+            return self.mirror(*state, now);
         }
         let mut step = Step {
             now,
@@ -639,9 +642,22 @@ impl SyncState {
 
     /// A follower shows the leader's state, but never lets a stale message
     /// (an older leader's, or one overtaken by a newer) move a run backwards.
-    fn mirror(mut self, remote: SyncState) -> (SyncState, Vec<SyncEffect>) {
-        if self.ledger.driving {
-            // This tab drives the run: its own state is the authority.
+    fn mirror(mut self, remote: SyncState, now: u64) -> (SyncState, Vec<SyncEffect>) {
+        let same_run = remote.started_at.is_some() && remote.started_at == self.started_at;
+        let told = clamp_progress(remote.progress).unwrap_or(0.0);
+        if self.ledger.driving || self.ledger.leads {
+            // This tab's own state is the authority, but a follower may
+            // have seen the run further along (a dead leader's last poll):
+            // the server's progress never goes down, so take it.
+            if same_run && self.phase != SyncPhase::Idle && told > self.progress {
+                self.progress = told;
+                self.keep_peak();
+                self.stamp(now);
+                return (
+                    self.clone(),
+                    vec![SyncEffect::Broadcast(Box::new(self)), SyncEffect::Notify],
+                );
+            }
             return (self, Vec::new());
         }
         let same_job = remote.sync_id.is_some() && remote.sync_id == self.sync_id;
@@ -662,11 +678,15 @@ impl SyncState {
         self.started_at = remote.started_at;
         self.updated_at = remote.updated_at;
         self.keep_peak();
-        let effects = if self.view() == before {
-            Vec::new()
-        } else {
-            vec![SyncEffect::Notify]
-        };
+        let mut effects = Vec::new();
+        if self.view() != before {
+            effects.push(SyncEffect::Notify);
+        }
+        if same_run && self.progress > told {
+            // This tab saw the run further along than the sender: say so,
+            // so that the leader (and every tab) shows it too.
+            effects.push(SyncEffect::Broadcast(Box::new(self.clone())));
+        }
         (self, effects)
     }
 
@@ -727,10 +747,13 @@ impl SyncState {
                 }
             }
             SyncEvent::Resume { job, .. } => self.resume(job, step),
-            SyncEvent::Lead { job, .. } => match job {
-                Some(job) => self.resume(job, step),
-                None => self.lead_without_job(step),
-            },
+            SyncEvent::Lead { job, .. } => {
+                self.ledger.leads = true;
+                match job {
+                    Some(job) => self.resume(job, step),
+                    None => self.lead_without_job(step),
+                }
+            }
             SyncEvent::Follow { .. } => {
                 if !self.ledger.driving {
                     step.effects.push(SyncEffect::AskState);

@@ -754,9 +754,7 @@ impl World {
     fn on_tab_message(&mut self, tab: usize, msg: TabMsg) {
         let now = self.now;
         match msg {
-            TabMsg::State(state) if !self.is_leader(tab) => {
-                self.dispatch(tab, SyncEvent::RemoteState { state, now })
-            }
+            TabMsg::State(state) => self.dispatch(tab, SyncEvent::RemoteState { state, now }),
             TabMsg::Command(command) if self.is_leader(tab) => {
                 self.dispatch(tab, command_event(&command, now))
             }
