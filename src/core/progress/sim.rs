@@ -207,6 +207,10 @@ enum Msg {
     Reopen {
         tab: usize,
     },
+    Crash {
+        tab: usize,
+        epoch: u64,
+    },
 }
 
 /// One job of the model server.
@@ -743,6 +747,12 @@ impl World {
         self.note(|| format!("tab{tab} press {command:?}"));
         if self.is_leader(tab) {
             self.dispatch(tab, command_event(&command, now));
+            // Closed right after the press, its messages still on the way.
+            if self.chance(self.faults.crash * 5.0) {
+                let epoch = self.tabs[tab].epoch;
+                let delay = self.rng.below(40);
+                self.at(delay, Msg::Crash { tab, epoch });
+            }
         } else {
             let user = self.tabs[tab].user;
             if let Some(leader) = self.leaders[user] {
@@ -907,6 +917,11 @@ impl World {
             }
             Msg::Handover { user } => self.handover(user),
             Msg::Reopen { tab } => self.reopen(tab),
+            Msg::Crash { tab, epoch } => {
+                if live(self, tab, epoch) {
+                    self.crash(tab);
+                }
+            }
         }
         true
     }
