@@ -19,6 +19,10 @@ muts = [
  ("a timer that fired early is not set again", "src/core/engine/mod.rs", "            self.timers.remove(&timer);", "            let _ = &timer;"),
  ("staged changes nothing stands for are kept", "src/core/engine/work.rs", "            self.records.discard(&key);", "            let _ = key;"),
  ("an entry finished elsewhere while on the wire is retried", "src/core/engine/answer.rs", "if self.finished_elsewhere.remove(&entry.mutation_id) {", "if false && self.finished_elsewhere.remove(&entry.mutation_id) {"),
+ ("a 410 does not load the collections again", "src/core/engine/feed.rs", "out.push(Effect::Reload { collections });", "let _ = collections;"),
+ ("records of held writes are not told again once written", "src/core/engine/mod.rs", "if let StoreOp::PutRecord { collection, record } = op {", "if let (false, StoreOp::PutRecord { collection, record }) = (true, op) {"),
+ ("logout revokes with the tab's work off the server", "src/core/engine/session.rs", "if left > 0 && !state.discard {", "if false && left > 0 && !state.discard {"),
+ ("changes accepted while logging out", "src/core/engine/mod.rs", "if self.logging_out.is_some() && is_change(&event) {", "if false && is_change(&event) {"),
 ]
 only = sys.argv[1:] 
 for i,(name, path, old, new) in enumerate(muts):

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 
-use crate::db::{random_hex, unix_now};
+use crate::db::{random_hex, unix_seconds};
 use crate::error::ApiError;
 use crate::extract::json_body;
 use crate::AppState;
@@ -116,7 +116,7 @@ pub fn session_row(conn: &Connection, token_hash: &str) -> Result<Option<(String
     Ok(conn
         .query_row(
             "SELECT user, expires_at FROM tokens WHERE token_hash = ?1 AND expires_at > ?2",
-            rusqlite::params![token_hash, unix_now()],
+            rusqlite::params![token_hash, unix_seconds()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?)
@@ -164,13 +164,10 @@ pub fn ensure_user(conn: &Connection, name: &str, password_hash: &str) -> Result
     request_body(content = LoginRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Signed in", body = LoginAnswer),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
+        Unreadable, ServerErrors, BodyTooLarge,
         (status = 401, description = "`unauthorized`: wrong username or password", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
         (status = 422, description = "`invalid`: username and password must be strings", body = ErrorBody),
         (status = 429, description = "`too_many_requests`: too many failed logins (per username or address) or password checks waiting; `details.retryAfter`", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn login_route(
@@ -237,7 +234,7 @@ pub async fn login_route(
 
 async fn issue_token(state: &AppState, username: String) -> Result<Json<Value>, ApiError> {
     let token = random_hex(32)?;
-    let expires = unix_now() + TOKEN_TTL_SECS;
+    let expires = unix_seconds() + TOKEN_TTL_SECS;
     let hash = token_hash(&token);
     let user = username.clone();
     state
@@ -268,9 +265,7 @@ async fn issue_token(state: &AppState, username: String) -> Result<Json<Value>, 
     operation_id = "logout",
     responses(
         (status = 204, description = "The token is revoked; its event streams end"),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        SignedInErrors,
     )
 )]
 pub async fn logout_route(
@@ -304,9 +299,7 @@ pub async fn logout_route(
     operation_id = "me",
     responses(
         (status = 200, description = "Whom the token belongs to", body = MeAnswer),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        SignedInErrors,
     )
 )]
 pub async fn me_route(
@@ -345,5 +338,8 @@ fn rfc3339(unix: i64) -> String {
 /// # Errors
 /// Internal errors from SQLite.
 pub fn purge_expired(conn: &Connection) -> Result<usize, ApiError> {
-    Ok(conn.execute("DELETE FROM tokens WHERE expires_at <= ?1", [unix_now()])?)
+    Ok(conn.execute(
+        "DELETE FROM tokens WHERE expires_at <= ?1",
+        [unix_seconds()],
+    )?)
 }

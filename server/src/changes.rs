@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::auth::{bearer_token, session_for_token, session_row, AuthUser};
-use crate::db::unix_now;
+use crate::db::unix_seconds;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::streams::StreamTicket;
@@ -207,11 +207,9 @@ pub struct FeedQuery {
     ),
     responses(
         (status = 200, description = "Changes after `since`", body = Feed),
+        SignedInErrors,
         (status = 400, description = "`invalid`: a bad `limit`", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
         (status = 410, description = "`cursor_expired`: unknown or expired cursor; reload everything", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn feed_route(
@@ -300,8 +298,8 @@ struct Follower {
     ),
     responses(
         (status = 200, description = "A Server-Sent Events stream: first a `ready` event (data `{}`), then one `change` event per committed change, `data` a `Change` and `id` the cursor after it. It has no deadline; it ends at logout, token expiry, or when the user opens too many streams.", content_type = "text/event-stream", body = ServerEvent),
+        Unauthorized,
         (status = 400, description = "`invalid`: a query that cannot be read", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
         (status = 410, description = "`cursor_expired`", body = ErrorBody),
         (status = 500, description = "`internal`", body = ErrorBody),
     )
@@ -330,7 +328,7 @@ pub async fn events_route(
         }
         None => head,
     };
-    let left = u64::try_from(session.expires_at - unix_now()).unwrap_or(0);
+    let left = u64::try_from(session.expires_at - unix_seconds()).unwrap_or(0);
     let ticket = state.streams.open(&session.user, &session.token_hash);
     let follower = Follower {
         db: Arc::clone(&state.db),

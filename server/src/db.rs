@@ -133,12 +133,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Current time in whole seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
+pub fn unix_seconds() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
 /// Current time as RFC 3339 UTC with milliseconds.
-pub fn rfc3339_now() -> String {
+pub fn timestamp_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 

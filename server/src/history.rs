@@ -283,12 +283,8 @@ impl HistoryQuery {
     ),
     responses(
         (status = 200, description = "Who changed which field from what to what, and when; newest first. A deleted record keeps its history.", body = HistoryList),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        RequestErrors, RecordNotFound,
         (status = 422, description = "`invalid`: a bad `limit`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn history_route(

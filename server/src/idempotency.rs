@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::db::{unix_now, Db};
+use crate::db::{unix_seconds, Db};
 use crate::error::ApiError;
 use crate::extract::Answer;
 use crate::records::{self, RecordRef};
@@ -84,7 +84,7 @@ impl Mutation {
             .query_row(
                 "SELECT method, path, status, body, request_hash, record_ref FROM idempotency
                  WHERE user = ?1 AND key = ?2 AND created_at > ?3",
-                rusqlite::params![self.user, key, unix_now() - KEEP_SECS],
+                rusqlite::params![self.user, key, unix_seconds() - KEEP_SECS],
                 |r| {
                     Ok((
                         r.get(0)?,
@@ -129,22 +129,36 @@ impl Mutation {
     /// # Errors
     /// Internal errors from SQLite.
     pub fn remember(&self, conn: &Connection, answer: &Answer) -> Result<(), ApiError> {
+        self.store(conn, answer, &answer.body, None)
+    }
+
+    /// Stores the answer's status with `body`, or with `record_ref` (then
+    /// `body` is empty) for a record answer kept as a reference; no-op
+    /// without a key.
+    fn store(
+        &self,
+        conn: &Connection,
+        answer: &Answer,
+        body: &str,
+        record_ref: Option<&str>,
+    ) -> Result<(), ApiError> {
         let Some(key) = &self.key else {
             return Ok(());
         };
         conn.execute(
             "INSERT OR REPLACE INTO idempotency
-             (user, key, method, path, status, body, created_at, request_hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             (user, key, method, path, status, body, created_at, request_hash, record_ref)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             rusqlite::params![
                 self.user,
                 key,
                 self.method,
                 self.path,
                 answer.status.as_u16(),
-                answer.body,
-                unix_now(),
-                self.request_hash
+                body,
+                unix_seconds(),
+                self.request_hash,
+                record_ref
             ],
         )?;
         Ok(())
@@ -226,26 +240,11 @@ impl Mutation {
         answer: &Answer,
         written: &RecordRef,
     ) -> Result<(), ApiError> {
-        let Some(key) = &self.key else {
+        if self.key.is_none() {
             return Ok(());
-        };
+        }
         let reference = serde_json::to_string(written).map_err(ApiError::internal)?;
-        conn.execute(
-            "INSERT OR REPLACE INTO idempotency
-             (user, key, method, path, status, body, created_at, request_hash, record_ref)
-             VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?7, ?8)",
-            rusqlite::params![
-                self.user,
-                key,
-                self.method,
-                self.path,
-                answer.status.as_u16(),
-                unix_now(),
-                self.request_hash,
-                reference
-            ],
-        )?;
-        Ok(())
+        self.store(conn, answer, "", Some(&reference))
     }
 }
 
@@ -303,6 +302,6 @@ where
 pub fn purge(conn: &Connection) -> Result<usize, ApiError> {
     Ok(conn.execute(
         "DELETE FROM idempotency WHERE created_at <= ?1",
-        [unix_now() - KEEP_SECS],
+        [unix_seconds() - KEEP_SECS],
     )?)
 }

@@ -25,7 +25,7 @@ use utoipa::ToSchema;
 
 use crate::auth::AuthUser;
 use crate::error::AnsweredCode;
-use crate::openapi::ErrorBody;
+use crate::openapi::{OpenRouteErrors, SignedInErrors};
 use crate::sync_jobs::{JobLoad, SyncStatus};
 use crate::AppState;
 
@@ -281,8 +281,9 @@ impl ServerMetrics {
         tally.jobs_total_ms += took.as_secs_f64() * 1000.0;
     }
 
-    /// Sets the figures of now (jobs waiting and running, streams open).
-    fn set_now(&self, load: &JobLoad, streams: usize) {
+    /// Sets the gauges to the present load (jobs waiting and running, streams
+    /// open).
+    fn set_gauges(&self, load: &JobLoad, streams: usize) {
         let users: Vec<String> = {
             let mut tally = self.tally();
             tally.queued_users.extend(load.queued.keys().cloned());
@@ -300,7 +301,7 @@ impl ServerMetrics {
 
     /// Every figure in Prometheus' text format.
     pub fn prometheus_text(&self, load: &JobLoad, streams: usize) -> String {
-        self.set_now(load, streams);
+        self.set_gauges(load, streams);
         self.handle.render()
     }
 
@@ -419,9 +420,7 @@ pub async fn track_requests(
     operation_id = "metrics",
     responses(
         (status = 200, description = "The server's figures since it started", body = MetricsSummary),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        SignedInErrors,
     )
 )]
 pub async fn summary_route(
@@ -445,8 +444,7 @@ pub async fn summary_route(
     security(()),
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
-        (status = 408, description = "`timeout`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        OpenRouteErrors,
     )
 )]
 pub async fn prometheus_route(State(state): State<AppState>) -> Response {

@@ -7,6 +7,7 @@
 //! only; `server/tests/openapi.rs` checks real answers against them and the
 //! crate's own parsers check the examples (`tests/openapi_examples.rs`).
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use axum::http::{header, HeaderValue};
@@ -15,8 +16,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::RefOr;
-use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::history::{FieldChange, HistoryEntry, HistoryList, HistoryOp};
 use crate::records::{Comment, Record};
@@ -185,6 +186,93 @@ pub struct IfMatch {
     )]
     pub version: String,
 }
+
+/// Declares a set of error answers a route can name in its `responses(..)`:
+/// either `(status, description)` pairs, each in the error shape
+/// ([`ErrorBody`]), or the union of other sets (`A + B`). A route adds its
+/// own answers (a 409, a 422 with its details) beside the sets it names.
+macro_rules! error_answers {
+    ($(#[$doc:meta])* $set:ident = [$(($status:literal, $description:literal)),+ $(,)?]) => {
+        $(#[$doc])*
+        pub struct $set;
+
+        impl IntoResponses for $set {
+            fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+                BTreeMap::from([$(($status.to_string(), error_answer($description))),+])
+            }
+        }
+    };
+    ($(#[$doc:meta])* $set:ident = $first:ident $(+ $more:ident)*) => {
+        $(#[$doc])*
+        pub struct $set;
+
+        impl IntoResponses for $set {
+            fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+                let mut all = <$first as IntoResponses>::responses();
+                $(all.extend(<$more as IntoResponses>::responses());)*
+                all
+            }
+        }
+    };
+}
+
+/// One answer in the error shape, as `(status = .., description = ..,
+/// body = ErrorBody)` on a route lists it.
+fn error_answer(description: &str) -> RefOr<utoipa::openapi::Response> {
+    let body = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+        .build();
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", body)
+        .build()
+        .into()
+}
+
+error_answers!(
+    /// `400` for a request that cannot be read.
+    Unreadable = [(400, "`invalid`: the request cannot be read (malformed JSON, bad header or path)")]
+);
+error_answers!(
+    /// `401` for a route that takes a token.
+    Unauthorized = [(401, "`unauthorized`: no, unknown or expired token")]
+);
+error_answers!(
+    /// `408` and `500`: what any route that does work may answer.
+    ServerErrors = [
+        (408, "`timeout`: the request took longer than the server allows"),
+        (500, "`internal`"),
+    ]
+);
+error_answers!(
+    /// What a route that takes a token may answer besides its own.
+    SignedInErrors = Unauthorized + ServerErrors
+);
+error_answers!(
+    /// [`SignedInErrors`] and [`Unreadable`]: a route with path parameters,
+    /// headers or a body.
+    RequestErrors = Unreadable + SignedInErrors
+);
+error_answers!(
+    /// What a route without a token may answer besides its own.
+    OpenRouteErrors = [(408, "`timeout`"), (500, "`internal`")]
+);
+error_answers!(
+    /// `404` for a record that does not exist (or a collection that cannot).
+    RecordNotFound = [(404, "`not_found`: no such record, or a name that cannot be a collection")]
+);
+error_answers!(
+    /// `404` for a name that cannot be a collection.
+    CollectionNotFound = [(404, "`not_found`: a name that cannot be a collection")]
+);
+error_answers!(
+    /// `413` for a body over the limit.
+    BodyTooLarge = [(413, "`too_large`: the body is larger than the server accepts (1 MiB)")]
+);
+error_answers!(
+    /// `428` for a change or deletion without `If-Match`.
+    IfMatchRequired = [(428, "`precondition_required`: no `If-Match`")]
+);
 
 /// `POST /api/{collection}` body.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -366,8 +454,7 @@ pub struct SyncJobList {
     security(()),
     responses(
         (status = 200, description = "This OpenAPI 3.1 document.", content_type = "application/json", body = Object),
-        (status = 408, description = "`timeout`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        OpenRouteErrors,
     )
 )]
 pub async fn openapi_route() -> Response {

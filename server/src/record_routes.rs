@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::AuthUser;
 use crate::changes::cursor;
-use crate::db::{random_hex, rfc3339_now};
+use crate::db::{random_hex, timestamp_rfc3339};
 use crate::error::ApiError;
 use crate::extract::{body_bytes, if_match, json_body, path_params, Answer};
 use crate::history::Author;
@@ -179,12 +179,8 @@ impl PageQuery {
     ),
     responses(
         (status = 200, description = "The records (`next` only with `limit`)", body = RecordList),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        RequestErrors, CollectionNotFound,
         (status = 422, description = "`invalid`: a bad `limit` or `after`, or `after` without `limit`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn list_route(
@@ -238,11 +234,7 @@ pub async fn list_route(
     ),
     responses(
         (status = 200, description = "The record", body = Record, headers(("ETag" = String, description = "The version, quoted: `\"7\"`"))),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        RequestErrors, RecordNotFound,
     )
 )]
 pub async fn get_route(
@@ -279,14 +271,9 @@ pub async fn get_route(
     ),
     responses(
         (status = 201, description = "The record at version 1", body = Record),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        RequestErrors, CollectionNotFound, BodyTooLarge,
         (status = 409, description = "`conflict`: the id exists (`details.current`); `overlap`: a calendar event in the way (`details.conflicts`)", body = ErrorBody),
-        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
         (status = 422, description = "`invalid` with `details.fields`; `idempotency_mismatch` for a key reused on another request", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn create_route(
@@ -302,22 +289,8 @@ pub async fn create_route(
     check_collection(&collection)?;
     let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
     let body = json_body(body)?;
-    let Some(obj) = body.as_object() else {
-        return Err(ApiError::invalid_field(
-            "body",
-            "must be an object { id?, fields }",
-        ));
-    };
-    let id = match obj.get("id") {
-        None | Some(Value::Null) => random_hex(16)?,
-        Some(Value::String(s)) if is_valid_record_id(s) => s.clone(),
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "id",
-                "1 to 128 letters, digits or -_.:@",
-            ))
-        }
-    };
+    let obj = body_object(&body, "{ id?, fields }")?;
+    let id = named_or_new_id(obj)?;
     let fields = scalar_fields(obj.get("fields"), false)?;
     check_known_fields(&collection, &fields, &fields)?;
     check_size(&fields, &state.limits)?;
@@ -355,15 +328,9 @@ pub async fn create_route(
     ),
     responses(
         (status = 200, description = "The record at its next version", body = Record),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        RequestErrors, RecordNotFound, BodyTooLarge, IfMatchRequired,
         (status = 409, description = "`conflict`: `If-Match` is not the current version (`details.current` = the record); `overlap` (`details.conflicts`)", body = ErrorBody),
-        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
         (status = 422, description = "`invalid` with `details.fields` (bad values, or no field named); `idempotency_mismatch`", body = ErrorBody),
-        (status = 428, description = "`precondition_required`: no `If-Match`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn patch_route(
@@ -380,12 +347,7 @@ pub async fn patch_route(
     let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
     let expected = if_match(&headers)?.ok_or_else(ApiError::precondition_required)?;
     let body = json_body(body)?;
-    let Some(obj) = body.as_object() else {
-        return Err(ApiError::invalid_field(
-            "body",
-            "must be an object { fields }",
-        ));
-    };
+    let obj = body_object(&body, "{ fields }")?;
     let patch = scalar_fields(obj.get("fields"), true)?;
     if patch.is_empty() {
         return Err(ApiError::invalid_field(
@@ -421,6 +383,25 @@ pub async fn patch_route(
         record_written(tx, StatusCode::OK, &collection, &record)
     })
     .await
+}
+
+/// The request body as a JSON object; `shape` says which one is expected.
+fn body_object<'a>(body: &'a Value, shape: &str) -> Result<&'a Map<String, Value>, ApiError> {
+    body.as_object()
+        .ok_or_else(|| ApiError::invalid_field("body", format!("must be an object {shape}")))
+}
+
+/// The `id` a new record or comment is given: the one the body names, or
+/// a random one.
+fn named_or_new_id(body: &Map<String, Value>) -> Result<String, ApiError> {
+    match body.get("id") {
+        None | Some(Value::Null) => random_hex(16),
+        Some(Value::String(s)) if is_valid_record_id(s) => Ok(s.clone()),
+        Some(_) => Err(ApiError::invalid_field(
+            "id",
+            "1 to 128 letters, digits or -_.:@",
+        )),
+    }
 }
 
 /// A record answer, kept by the idempotency store as a reference to the
@@ -466,14 +447,9 @@ fn stale(current: &Record, expected: i64) -> ApiError {
     ),
     responses(
         (status = 204, description = "Deleted (a tombstone stays in the feed)"),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
+        RequestErrors, RecordNotFound, IfMatchRequired,
         (status = 409, description = "`conflict`: `If-Match` is not the current version (`details.current`)", body = ErrorBody),
         (status = 422, description = "`idempotency_mismatch`", body = ErrorBody),
-        (status = 428, description = "`precondition_required`: no `If-Match`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn delete_route(
@@ -522,13 +498,8 @@ pub async fn delete_route(
     responses(
         (status = 200, description = "A comment of this id existed: the stored one", body = Comment),
         (status = 201, description = "The new comment", body = Comment),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such record, or a name that cannot be a collection", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
+        RequestErrors, RecordNotFound, BodyTooLarge,
         (status = 422, description = "`invalid` with `details.fields` (`text`, `id`, or too many comments); `idempotency_mismatch`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn comment_route(
@@ -544,22 +515,8 @@ pub async fn comment_route(
     check_collection(&collection)?;
     let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
     let body = json_body(body)?;
-    let Some(obj) = body.as_object() else {
-        return Err(ApiError::invalid_field(
-            "body",
-            "must be an object { id, text }",
-        ));
-    };
-    let comment_id = match obj.get("id") {
-        None | Some(Value::Null) => random_hex(16)?,
-        Some(Value::String(s)) if is_valid_record_id(s) => s.clone(),
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "id",
-                "1 to 128 letters, digits or -_.:@",
-            ))
-        }
-    };
+    let obj = body_object(&body, "{ id, text }")?;
+    let comment_id = named_or_new_id(obj)?;
     let max_chars = state.limits.max_comment_chars;
     let max_comments = state.limits.max_comments;
     let text = match obj.get("text") {
@@ -588,7 +545,7 @@ pub async fn comment_route(
             id: comment_id,
             author: user,
             text,
-            created_at: rfc3339_now(),
+            created_at: timestamp_rfc3339(),
         };
         tx.execute(
             "INSERT INTO comments (collection, record_id, id, author, text, created_at)

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::db::rfc3339_now;
+use crate::db::timestamp_rfc3339;
 use crate::error::ApiError;
 use crate::history::{self, Author, HistoryOp};
 
@@ -222,7 +222,7 @@ pub fn insert(
         )
         .optional()?;
     let version = tombstone.map_or(1, |v| v + 1);
-    let now = rfc3339_now();
+    let now = timestamp_rfc3339();
     conn.execute(
         "INSERT OR REPLACE INTO records (collection, id, version, updated_at, updated_by, fields, deleted)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
@@ -283,7 +283,7 @@ pub fn update_fields(
             )
         })
         .collect();
-    let now = rfc3339_now();
+    let now = timestamp_rfc3339();
     let version = current.version + 1;
     let n = conn.execute(
         "UPDATE records SET version = ?1, updated_at = ?2, updated_by = ?3, fields = ?4
@@ -333,7 +333,7 @@ pub fn delete(
     current: &Record,
     by: &Author,
 ) -> Result<Option<Record>, ApiError> {
-    let now = rfc3339_now();
+    let now = timestamp_rfc3339();
     let n = conn.execute(
         "UPDATE records SET version = version + 1, updated_at = ?1, updated_by = ?2,
          fields = '{}', deleted = 1

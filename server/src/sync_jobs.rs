@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
-use crate::db::{random_hex, rfc3339_now, Db};
+use crate::db::{random_hex, timestamp_rfc3339, Db};
 use crate::error::ApiError;
 use crate::history::Author;
 use crate::records::{self, Record};
@@ -285,7 +285,7 @@ impl SyncJobs {
     /// allowed; internal error when no random id can be made.
     pub fn enqueue(self: &Arc<Self>, user: &str, kind: SyncKind) -> Result<Value, ApiError> {
         let id = random_hex(16)?;
-        let now = rfc3339_now();
+        let now = timestamp_rfc3339();
         let mut q = self.lock();
         q.purge();
         let unfinished = q.waiting.get(user).map_or(0, VecDeque::len);
@@ -370,7 +370,7 @@ impl SyncJobs {
         job.cancel.store(true, Ordering::SeqCst);
         job.status = SyncStatus::Cancelled;
         job.message = "Cancelled".into();
-        job.updated_at = rfc3339_now();
+        job.updated_at = timestamp_rfc3339();
         job.finished_at = Some(Instant::now());
         let started = job.started;
         if !started {
@@ -484,7 +484,7 @@ impl SyncJobs {
                     job.error = Some(e);
                 }
             }
-            job.updated_at = rfc3339_now();
+            job.updated_at = timestamp_rfc3339();
             job.finished_at = Some(Instant::now());
         }
         tracing::info!(
@@ -520,7 +520,7 @@ impl Run {
             // After cancel the job's answer is final; late progress is dropped.
             if !job.status.is_finished() {
                 f(job);
-                job.updated_at = rfc3339_now();
+                job.updated_at = timestamp_rfc3339();
             }
         }
     }

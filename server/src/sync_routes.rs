@@ -33,13 +33,9 @@ use crate::AppState;
     ),
     responses(
         (status = 202, description = "Queued", body = SyncStarted),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 413, description = "`too_large`: the body is larger than the server accepts (1 MiB)", body = ErrorBody),
+        RequestErrors, BodyTooLarge,
         (status = 422, description = "`invalid` with `details.fields`; `idempotency_mismatch` for a key reused on another request", body = ErrorBody),
         (status = 429, description = "`too_many_jobs`: the user has the most unfinished jobs allowed; `details.limit`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn start_route(
@@ -90,12 +86,9 @@ pub async fn start_route(
     ),
     responses(
         (status = 200, description = "The job", body = SyncJobStatus),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        RequestErrors,
         (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
         (status = 404, description = "`sync_not_found`: unknown, expired or lost in a restart", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn status_route(
@@ -122,14 +115,11 @@ pub async fn status_route(
     ),
     responses(
         (status = 200, description = "The job, `cancelled`", body = SyncJobStatus),
-        (status = 400, description = "`invalid`: the request cannot be read (malformed JSON, bad header or path)", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
+        RequestErrors,
         (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
         (status = 404, description = "`sync_not_found`", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
         (status = 409, description = "`already_finished`", body = ErrorBody),
         (status = 422, description = "`idempotency_mismatch`: the key was used for another request", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
     )
 )]
 pub async fn cancel_route(
@@ -157,9 +147,7 @@ pub async fn cancel_route(
     operation_id = "listSyncJobs",
     responses(
         (status = 200, description = "This user's recent jobs, newest first", body = SyncJobList),
-        (status = 401, description = "`unauthorized`: no, unknown or expired token", body = ErrorBody),
-        (status = 408, description = "`timeout`: the request took longer than the server allows", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        SignedInErrors,
     )
 )]
 pub async fn list_route(State(state): State<AppState>, AuthUser(user): AuthUser) -> Json<Value> {

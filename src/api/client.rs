@@ -291,6 +291,10 @@ async fn start_client(
                 TabMessage::WorkChanged(_) => {
                     spawn_local(async move { client.reread_work().await });
                 }
+                TabMessage::CollectionReloaded(collection) => {
+                    let collection = collection.clone();
+                    spawn_local(async move { client.reread_collection(&collection).await });
+                }
                 other => sync.on_tab_message(other),
             }
         },
@@ -774,8 +778,11 @@ impl CrmSync {
     ) -> Promise {
         let client = self.client.clone();
         // Staged before this returns, so `view` shows it at once.
-        let staged = from_app::<Fields>(fields)
-            .and_then(|f| client.save_now(&collection, &id, f.clone()).map(|p| (p, f)));
+        let staged = from_app::<Fields>(fields).and_then(|f| {
+            client
+                .stage_save(&collection, &id, f.clone())
+                .map(|p| (p, f))
+        });
         promise(async move {
             match staged? {
                 (Some(p), _) => JsFuture::from(p).await.map_err(rejected),
@@ -829,7 +836,7 @@ impl CrmSync {
     /// Appends a comment; never conflicts, never posted twice.
     #[wasm_bindgen(unchecked_return_type = "Promise<SaveResult>")]
     pub fn comment(&self, collection: String, id: String, text: String) -> Promise {
-        let staged = self.client.comment_now(&collection, &id, text);
+        let staged = self.client.stage_comment(&collection, &id, text);
         promise(async move { JsFuture::from(staged?).await.map_err(rejected) })
     }
 
@@ -837,7 +844,7 @@ impl CrmSync {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn flush(&self) -> Promise {
         // Sent before this returns; the promise waits for the answers.
-        let waiting = self.client.flush_now(false);
+        let waiting = self.client.flush_all(false);
         promise(async move {
             for p in waiting {
                 let _ = JsFuture::from(p).await;
@@ -928,7 +935,8 @@ impl CrmSync {
     /// off the server, rejects with `pending_changes` (its `details` list
     /// it) and changes nothing, unless `discard: true`. Then revokes the
     /// token, tells every tab, releases this tab's leadership and locks, and
-    /// deletes this user's IndexedDB data. A revoke that cannot reach the
+    /// deletes this user's IndexedDB data (unless another tab queued work
+    /// meanwhile: that is kept for the user's next login). A revoke that cannot reach the
     /// server rejects (`network`, `timeout`, `server`) and also changes
     /// nothing: the user is either logged out everywhere with their data
     /// deleted, or still logged in with everything kept.
@@ -945,15 +953,15 @@ impl CrmSync {
         let sync = Rc::clone(&self.sync);
         let tabs = self.tabs_js.clone();
         promise(async move {
-            if !discard {
-                client.send_before_logout().await?;
-            }
-            client.revoke().await?;
+            let done = client.logout(discard)?;
+            JsFuture::from(done).await.map_err(rejected)?;
             let user = client.user();
-            client.tell_tabs_logged_out();
-            client.emit_session("logged-out");
             shut_down(&client, &sync, &tabs);
-            let _ = UserDb::delete_user(&user, 5_000).await;
+            // Another tab may have queued work while the token was being
+            // revoked: then the user's data stays for their next login.
+            if discard || !UserDb::holds_work(&user).await {
+                let _ = UserDb::delete_user(&user, 5_000).await;
+            }
             Ok(JsValue::UNDEFINED)
         })
     }

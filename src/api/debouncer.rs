@@ -66,7 +66,10 @@ struct Caller {
     reject: Function,
 }
 
-struct Inner {
+/// The app's function with its batching: the machine, the callers whose
+/// promises wait for a batch, and the one timer. Shared with the timer's
+/// callback, which holds it weakly.
+struct DebouncedFn {
     f: Function,
     machine: RefCell<Debounce<(), Latest<JsValue>>>,
     callers: RefCell<Vec<Caller>>,
@@ -77,7 +80,7 @@ struct Inner {
 /// Debounced calls of a JS function; see the module docs.
 #[wasm_bindgen(skip_typescript)]
 pub struct Debouncer {
-    inner: Rc<Inner>,
+    debounced: Rc<DebouncedFn>,
 }
 
 #[wasm_bindgen]
@@ -94,7 +97,7 @@ impl Debouncer {
             .map_err(|_| Error::Invalid("Debouncer needs a function".into()))?;
         let options = read_options(&options)?;
         Ok(Debouncer {
-            inner: Rc::new(Inner {
+            debounced: Rc::new(DebouncedFn {
                 f,
                 machine: RefCell::new(Debounce::new(options)),
                 callers: RefCell::new(Vec::new()),
@@ -108,23 +111,23 @@ impl Debouncer {
     /// the batch's call.
     #[wasm_bindgen(skip_typescript)]
     pub fn call(&self, arg: JsValue) -> Promise {
-        let inner = &self.inner;
-        let id = inner.next_id.get();
-        inner.next_id.set(id.wrapping_add(1));
+        let debounced = &self.debounced;
+        let id = debounced.next_id.get();
+        debounced.next_id.set(id.wrapping_add(1));
         let promise = Promise::new(&mut |resolve, reject| {
-            inner.callers.borrow_mut().push(Caller {
+            debounced.callers.borrow_mut().push(Caller {
                 id,
                 resolve,
                 reject,
             });
         });
-        let pushed = inner
+        let pushed = debounced
             .machine
             .borrow_mut()
             .push((), Latest(arg), id, now_ms());
         match pushed {
-            Pushed::Fired(batch) => run(inner, batch.value.0, &batch.callers),
-            Pushed::Waiting { .. } => arm(inner),
+            Pushed::Fired(batch) => run(debounced, batch.value.0, &batch.callers),
+            Pushed::Waiting { .. } => arm(debounced),
         }
         promise
     }
@@ -132,10 +135,10 @@ impl Debouncer {
     /// Runs the waiting batch now, if any.
     #[wasm_bindgen(skip_typescript)]
     pub fn flush(&self) {
-        let batches = self.inner.machine.borrow_mut().flush();
-        self.inner.timer.borrow_mut().take();
+        let batches = self.debounced.machine.borrow_mut().flush();
+        self.debounced.timer.borrow_mut().take();
         for batch in batches {
-            run(&self.inner, batch.value.0, &batch.callers);
+            run(&self.debounced, batch.value.0, &batch.callers);
         }
     }
 
@@ -143,10 +146,10 @@ impl Debouncer {
     /// `CrmError` `cancelled`.
     #[wasm_bindgen(skip_typescript)]
     pub fn cancel(&self) {
-        let ids = self.inner.machine.borrow_mut().cancel();
-        self.inner.timer.borrow_mut().take();
+        let ids = self.debounced.machine.borrow_mut().cancel();
+        self.debounced.timer.borrow_mut().take();
         let err: JsValue = Error::Cancelled.into();
-        for caller in take_callers(&self.inner, &ids) {
+        for caller in take_callers(&self.debounced, &ids) {
             let _ = caller.reject.call1(&JsValue::UNDEFINED, &err);
         }
     }
@@ -154,7 +157,7 @@ impl Debouncer {
     /// How many calls wait for their batch.
     #[wasm_bindgen(getter, skip_typescript)]
     pub fn pending(&self) -> u32 {
-        u32::try_from(self.inner.machine.borrow().pending()).unwrap_or(u32::MAX)
+        u32::try_from(self.debounced.machine.borrow().pending()).unwrap_or(u32::MAX)
     }
 }
 
@@ -167,9 +170,9 @@ impl Drop for Debouncer {
 
 /// Calls the app's function once for `callers` and settles their promises.
 /// No borrow is held while the app's code runs: it may call back in.
-fn run(inner: &Rc<Inner>, arg: JsValue, ids: &[u64]) {
-    let callers = take_callers(inner, ids);
-    match inner.f.call1(&JsValue::UNDEFINED, &arg) {
+fn run(debounced: &Rc<DebouncedFn>, arg: JsValue, ids: &[u64]) {
+    let callers = take_callers(debounced, ids);
+    match debounced.f.call1(&JsValue::UNDEFINED, &arg) {
         // Resolving with a promise follows it.
         Ok(result) => {
             for caller in callers {
@@ -184,31 +187,33 @@ fn run(inner: &Rc<Inner>, arg: JsValue, ids: &[u64]) {
     }
 }
 
-fn take_callers(inner: &Inner, ids: &[u64]) -> Vec<Caller> {
-    let mut all = inner.callers.borrow_mut();
+fn take_callers(debounced: &DebouncedFn, ids: &[u64]) -> Vec<Caller> {
+    let mut all = debounced.callers.borrow_mut();
     let (mine, rest): (Vec<Caller>, Vec<Caller>) = all.drain(..).partition(|c| ids.contains(&c.id));
     *all = rest;
     mine
 }
 
 /// (Re)arms the one timer for the machine's next deadline.
-fn arm(inner: &Rc<Inner>) {
-    let Some(deadline) = inner.machine.borrow().next_deadline() else {
-        inner.timer.borrow_mut().take();
+fn arm(debounced: &Rc<DebouncedFn>) {
+    let Some(deadline) = debounced.machine.borrow().next_deadline() else {
+        debounced.timer.borrow_mut().take();
         return;
     };
     let delay = u32::try_from(deadline.saturating_sub(now_ms())).unwrap_or(u32::MAX);
-    let weak: Weak<Inner> = Rc::downgrade(inner);
+    let weak: Weak<DebouncedFn> = Rc::downgrade(debounced);
     let timeout = Timeout::new(delay, move || {
-        let Some(inner) = weak.upgrade() else { return };
-        let batches = inner.machine.borrow_mut().due(now_ms());
+        let Some(debounced) = weak.upgrade() else {
+            return;
+        };
+        let batches = debounced.machine.borrow_mut().due(now_ms());
         for batch in batches {
-            run(&inner, batch.value.0, &batch.callers);
+            run(&debounced, batch.value.0, &batch.callers);
         }
-        arm(&inner);
+        arm(&debounced);
     });
     // Replacing the old timer cancels it.
-    *inner.timer.borrow_mut() = Some(timeout);
+    *debounced.timer.borrow_mut() = Some(timeout);
 }
 
 fn read_options(options: &JsValue) -> Result<DebounceOptions, Error> {

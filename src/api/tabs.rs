@@ -150,15 +150,17 @@ impl GuardSlot {
         let was_held = held.is_some();
         drop(held);
         if let Some(owner) = owner.upgrade() {
-            if let Ok(mut state) = owner.state.try_borrow_mut() {
-                state.guards.remove(&self.id);
+            if let Ok(mut registry) = owner.registry.try_borrow_mut() {
+                registry.guards.remove(&self.id);
             }
         }
         was_held
     }
 }
 
-struct State {
+/// What one `TabLocks` holds and waits for: its path (Web Locks or
+/// BroadcastChannel), the guards it holds, the acquisitions it waits on.
+struct LockRegistry {
     closed: bool,
     /// Between `pagehide` and a `pageshow` from the back/forward cache.
     hidden: bool,
@@ -173,7 +175,7 @@ struct Shared {
     tab_id: String,
     channel_name: String,
     mode: TabLocksMode,
-    state: RefCell<State>,
+    registry: RefCell<LockRegistry>,
     /// `onLeaderChange` callbacks. A JS `Set`, so that the unsubscribe
     /// function can be `Set.prototype.delete` bound to it: no Rust closure
     /// to keep alive or leak.
@@ -184,19 +186,19 @@ struct Shared {
 
 impl Shared {
     fn next_id(&self) -> Result<u64, Error> {
-        let mut state = self.state.try_borrow_mut().map_err(|_| busy())?;
-        state.next_id += 1;
-        Ok(state.next_id)
+        let mut registry = self.registry.try_borrow_mut().map_err(|_| busy())?;
+        registry.next_id += 1;
+        Ok(registry.next_id)
     }
 
     fn is_leader(&self) -> bool {
-        let Ok(state) = self.state.try_borrow() else {
+        let Ok(registry) = self.registry.try_borrow() else {
             return self.told_leader.get();
         };
-        if state.closed || state.hidden {
+        if registry.closed || registry.hidden {
             return false;
         }
-        state.path.as_ref().is_some_and(TabLockPath::is_leader)
+        registry.path.as_ref().is_some_and(TabLockPath::is_leader)
     }
 
     /// Web Lock names of this instance's channel.
@@ -242,7 +244,7 @@ fn tell_leader(shared: &Shared) {
     }
 }
 
-/// The state is borrowed only inside synchronous calls that never run app
+/// The registry is borrowed only inside synchronous calls that never run app
 /// code, so this is not expected; it is an error rather than a panic all
 /// the same.
 fn busy() -> Error {
@@ -253,8 +255,8 @@ fn busy() -> Error {
 fn campaign(shared: &Rc<Shared>) -> Result<(), Error> {
     let weak = Rc::downgrade(shared);
     let leader_name = shared.leader_lock_name();
-    let mut state = shared.state.try_borrow_mut().map_err(|_| busy())?;
-    match &mut state.path {
+    let mut registry = shared.registry.try_borrow_mut().map_err(|_| busy())?;
+    match &mut registry.path {
         Some(path) => path.campaign(&leader_name, move || tell_leader_soon(&weak)),
         None => Err(Error::Closed),
     }
@@ -264,17 +266,17 @@ fn campaign(shared: &Rc<Shared>) -> Result<(), Error> {
 /// again for a long time (or ever).
 fn hide(shared: &Rc<Shared>) {
     let (guards, pending, resigned) = {
-        let Ok(mut state) = shared.state.try_borrow_mut() else {
+        let Ok(mut registry) = shared.registry.try_borrow_mut() else {
             return;
         };
-        if state.closed || state.hidden {
+        if registry.closed || registry.hidden {
             return;
         }
-        state.hidden = true;
-        let resigned = state.path.as_mut().and_then(TabLockPath::resign);
+        registry.hidden = true;
+        let resigned = registry.path.as_mut().and_then(TabLockPath::resign);
         (
-            std::mem::take(&mut state.guards),
-            std::mem::take(&mut state.pending),
+            std::mem::take(&mut registry.guards),
+            std::mem::take(&mut registry.pending),
             resigned,
         )
     };
@@ -288,8 +290,8 @@ fn hide(shared: &Rc<Shared>) {
         slot.release(&weak);
     }
     drop(resigned);
-    if let Ok(state) = shared.state.try_borrow() {
-        if let Some(path) = &state.path {
+    if let Ok(registry) = shared.registry.try_borrow() {
+        if let Some(path) = &registry.path {
             path.suspend();
         }
     }
@@ -300,14 +302,14 @@ fn hide(shared: &Rc<Shared>) {
 /// not assumed: it is won afresh, like a new tab.
 fn restore(shared: &Rc<Shared>) {
     {
-        let Ok(mut state) = shared.state.try_borrow_mut() else {
+        let Ok(mut registry) = shared.registry.try_borrow_mut() else {
             return;
         };
-        if state.closed || !state.hidden {
+        if registry.closed || !registry.hidden {
             return;
         }
-        state.hidden = false;
-        if let Some(path) = &mut state.path {
+        registry.hidden = false;
+        if let Some(path) = &mut registry.path {
             path.restore();
         }
     }
@@ -322,10 +324,10 @@ fn restore(shared: &Rc<Shared>) {
 /// before this tab acts as leader.
 fn resume(shared: &Rc<Shared>) {
     {
-        let Ok(state) = shared.state.try_borrow() else {
+        let Ok(registry) = shared.registry.try_borrow() else {
             return;
         };
-        if let Some(path) = &state.path {
+        if let Some(path) = &registry.path {
             path.resume();
         }
     }
@@ -438,7 +440,7 @@ impl TabLocks {
     #[wasm_bindgen(getter, js_name = ignoredMessages)]
     pub fn ignored_messages(&self) -> u32 {
         self.shared
-            .state
+            .registry
             .borrow()
             .path
             .as_ref()
@@ -517,18 +519,18 @@ impl TabLocks {
     /// with `closed` and stops listening. Calling it again does nothing.
     pub fn close(&self) {
         let (path, guards, pending, lifecycle) = {
-            let Ok(mut state) = self.shared.state.try_borrow_mut() else {
+            let Ok(mut registry) = self.shared.registry.try_borrow_mut() else {
                 return;
             };
-            if state.closed {
+            if registry.closed {
                 return;
             }
-            state.closed = true;
+            registry.closed = true;
             (
-                state.path.take(),
-                std::mem::take(&mut state.guards),
-                std::mem::take(&mut state.pending),
-                state.lifecycle.take(),
+                registry.path.take(),
+                std::mem::take(&mut registry.guards),
+                std::mem::take(&mut registry.pending),
+                registry.lifecycle.take(),
             )
         };
         drop(lifecycle);
@@ -553,13 +555,13 @@ impl TabLocks {
     #[wasm_bindgen(js_name = simulateCrash, skip_typescript)]
     pub fn simulate_crash(&self) {
         let path = {
-            let Ok(mut state) = self.shared.state.try_borrow_mut() else {
+            let Ok(mut registry) = self.shared.registry.try_borrow_mut() else {
                 return;
             };
-            match state.path.take() {
+            match registry.path.take() {
                 Some(path) if path.is_broadcast() => Some(path),
                 other => {
-                    state.path = other;
+                    registry.path = other;
                     None
                 }
             }
@@ -616,7 +618,7 @@ impl TabLocks {
                 tab_id: tab_id.clone(),
                 channel_name: channel_name.clone(),
                 mode,
-                state: RefCell::new(State {
+                registry: RefCell::new(LockRegistry {
                     closed: path.is_none(),
                     hidden: false,
                     path,
@@ -657,30 +659,30 @@ impl TabLocks {
         check_name("a lock name", &name)?;
         let id = shared.next_id()?;
         let pending = {
-            let mut state = shared.state.try_borrow_mut().map_err(|_| busy())?;
-            if state.closed {
+            let mut registry = shared.registry.try_borrow_mut().map_err(|_| busy())?;
+            if registry.closed {
                 return Err(Error::Closed);
             }
-            if state.hidden {
+            if registry.hidden {
                 return Err(Error::Cancelled);
             }
-            let (pending, canceller) = match &state.path {
+            let (pending, canceller) = match &registry.path {
                 Some(path) => path.request(&shared.lock_name(&name), &name, timeout_ms)?,
                 None => return Err(Error::Closed),
             };
-            state.pending.insert(id, canceller);
+            registry.pending.insert(id, canceller);
             pending
         };
         let outcome = pending.granted().await;
-        let Ok(mut state) = shared.state.try_borrow_mut() else {
+        let Ok(mut registry) = shared.registry.try_borrow_mut() else {
             // Gives a grant straight back.
             drop(outcome);
             return Err(busy());
         };
-        state.pending.remove(&id);
-        let lost = if state.closed {
+        registry.pending.remove(&id);
+        let lost = if registry.closed {
             Some(Error::Closed)
-        } else if state.hidden {
+        } else if registry.hidden {
             Some(Error::Cancelled)
         } else {
             None
@@ -692,11 +694,11 @@ impl TabLocks {
                     name,
                     held: RefCell::new(Some(held)),
                 });
-                state.guards.insert(id, Rc::clone(&slot));
+                registry.guards.insert(id, Rc::clone(&slot));
                 Ok(slot)
             }
             (outcome, Some(err)) => {
-                drop(state);
+                drop(registry);
                 // Granted just as the instance closed or the page hid: give
                 // it straight back.
                 drop(outcome);

@@ -1,7 +1,8 @@
 //! Named exclusive locks among the tabs of an origin over a
 //! `BroadcastChannel`, for browsers without Web Locks, as a pure state
 //! machine per tab ([`LockTable`]); leadership is the lock [`LEADER_LOCK`].
-//! Also the one versioned [`Envelope`] of every message between tabs.
+//! The envelope every message between tabs travels in, these included, is
+//! [`crate::core::tab_message`]'s.
 //!
 //! # The protocol
 //!
@@ -307,7 +308,8 @@ pub struct HandOff {
 /// What the web layer must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ElectionEffect {
-    /// Post this message (in an [`Envelope`]) to the other tabs.
+    /// Post this message (in a [`crate::core::tab_message::Envelope`]) to the
+    /// other tabs.
     Send(LockMessage),
     /// The ticket's lock is now held by this tab.
     Granted(LockTicket),

@@ -209,8 +209,9 @@ impl OutboxEntry {
         self.state == EntryState::Queued && self.attempts == 0
     }
 
-    /// Merges this entry's change into `theirs` after a 409 ([`merge`] for
-    /// creates and patches, [`merge_delete`] for deletes); `None` for a
+    /// Merges this entry's change into `theirs` after a 409
+    /// ([`crate::core::merge::merge`] for creates and patches,
+    /// [`crate::core::merge::merge_delete`] for deletes); `None` for a
     /// comment, which never conflicts.
     pub fn merge_with(&self, theirs: &Record, rules: &MergeRules) -> Option<MergeOutcome> {
         match &self.op {
@@ -556,7 +557,7 @@ impl Outbox {
     }
 
     /// Clears every retry time (the browser came back online: try at once).
-    pub fn retry_all_now(&mut self) {
+    pub fn clear_retry_times(&mut self) {
         for entry in &mut self.entries {
             entry.retry_at_ms = 0;
         }
@@ -1247,7 +1248,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(retrying.retry_at_ms, now + 8_000);
-        outbox.retry_all_now();
+        outbox.clear_retry_times();
         assert_eq!(sendable(&outbox, now), ["m1"]);
     }
 
@@ -1784,7 +1785,7 @@ mod properties {
             while !outbox.is_idle() {
                 rounds += 1;
                 prop_assert!(rounds < 1_000);
-                outbox.retry_all_now();
+                outbox.clear_retry_times();
                 for id in sending(&outbox) {
                     outbox.release(&id).unwrap();
                 }

@@ -157,11 +157,15 @@ pub enum TabMessage {
     SyncCommand(SyncCommand),
     /// The user's pending work changed: read it again (no fields).
     WorkChanged(WorkNotice),
+    /// A collection was loaded again whole (the feed's cursor had
+    /// expired): `collection`. Read it from IndexedDB.
+    CollectionReloaded(String),
 }
 
 impl TabMessage {
     /// The envelope's `kind` for this message: 0 lock, 1 record changed,
-    /// 2 session, 3 sync state, 4 sync command, 5 work changed.
+    /// 2 session, 3 sync state, 4 sync command, 5 work changed, 6 a
+    /// collection loaded again.
     pub fn kind(&self) -> u64 {
         match self {
             Self::Lock(_) => 0,
@@ -170,6 +174,7 @@ impl TabMessage {
             Self::SyncState(_) => 3,
             Self::SyncCommand(_) => 4,
             Self::WorkChanged(_) => 5,
+            Self::CollectionReloaded(_) => 6,
         }
     }
 }
@@ -198,7 +203,7 @@ pub enum Item {
     /// `null`.
     Null,
     /// A sync state, as an object.
-    State(Box<SyncState>),
+    SyncState(Box<SyncState>),
     /// A record, as an object.
     Record(Box<Record>),
 }
@@ -260,7 +265,7 @@ impl Envelope {
                 SessionEnd::Expired => 0,
                 SessionEnd::LoggedOut => 1,
             })),
-            TabMessage::SyncState(s) => out.push(Item::State(s.clone())),
+            TabMessage::SyncState(s) => out.push(Item::SyncState(s.clone())),
             TabMessage::SyncCommand(c) => match c {
                 SyncCommand::Start { kind } => out.extend([Num(0), text(sync_kind_name(*kind))]),
                 SyncCommand::Cancel => out.push(Num(1)),
@@ -269,6 +274,7 @@ impl Envelope {
                 SyncCommand::Show => out.push(Num(4)),
             },
             TabMessage::WorkChanged(_) => {}
+            TabMessage::CollectionReloaded(collection) => out.push(text(collection)),
         }
         out
     }
@@ -400,6 +406,7 @@ pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, 
             _ => return Err(Ignored::Malformed),
         }),
         5 => TabMessage::WorkChanged(WorkNotice {}),
+        6 => TabMessage::CollectionReloaded(r.text()?),
         _ => return Err(Ignored::UnknownKind),
     };
     Ok(Envelope { tab, seq, message })
@@ -500,7 +507,7 @@ mod tests {
                     Item::Num(n) => json!(n),
                     Item::Text(t) => json!(t),
                     Item::Null => Value::Null,
-                    Item::State(s) => serde_json::to_value(s).unwrap(),
+                    Item::SyncState(s) => serde_json::to_value(s).unwrap(),
                     Item::Record(r) => serde_json::to_value(r).unwrap(),
                 })
                 .collect(),

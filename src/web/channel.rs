@@ -181,7 +181,7 @@ fn to_wire(envelope: &Envelope) -> Result<JsValue, Error> {
             Item::Num(n) => JsValue::from_f64(n as f64),
             Item::Text(t) => JsValue::from_str(&t),
             Item::Null => JsValue::NULL,
-            Item::State(state) => to_js(&state)?,
+            Item::SyncState(state) => to_js(&state)?,
             Item::Record(record) => to_js(&record)?,
         });
     }

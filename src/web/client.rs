@@ -34,7 +34,7 @@ use crate::core::tab_message::{RecordChange, SessionEnd, SessionNotice, TabMessa
 use crate::core::vecmap::VecMap;
 use crate::error::{Error, ErrorCode};
 use crate::web::channel::EnvelopeChannel;
-use crate::web::clock::{now_ms, random_unit, uuid_v4};
+use crate::web::clock::{random_unit, uuid_v4};
 use crate::web::http::{HttpRequest, Method};
 use crate::web::idb::{record_key, Batch as DbBatch, Store, UserDb};
 use crate::web::js::{from_server, get, to_js};
@@ -149,7 +149,7 @@ struct Caller {
 const HELD_RETRY_MS: u32 = 30_000;
 
 /// The engine and what only the runner keeps.
-struct State {
+struct RunnerState {
     /// Every decision of the write path, reachability and shared work.
     engine: ClientEngine,
     /// The promises of callers the engine has not settled yet.
@@ -165,7 +165,7 @@ struct State {
 /// A handle that does not keep the engine alive (for callbacks the engine
 /// itself owns, which would otherwise make a cycle).
 #[derive(Clone)]
-pub struct WeakClient(Weak<Inner>);
+pub struct WeakClient(Weak<ClientShared>);
 
 impl WeakClient {
     /// The engine, if it still exists.
@@ -177,13 +177,13 @@ impl WeakClient {
 /// The engine behind `CrmSync`; cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    inner: Rc<Inner>,
+    inner: Rc<ClientShared>,
 }
 
-struct Inner {
+struct ClientShared {
     config: Config,
     session: RefCell<Session>,
-    state: RefCell<State>,
+    state: RefCell<RunnerState>,
     db: RefCell<Option<Rc<UserDb>>>,
     /// Writes IndexedDB refused for lack of space, in order: written before
     /// the next write, in its transaction, once there is room.
@@ -207,20 +207,8 @@ struct Inner {
     from_tab: Cell<bool>,
     /// The engine's timers.
     timers: RefCell<VecMap<Timer, Timeout>>,
-    /// The leader's poll of the changes feed.
-    feed_timer: RefCell<Option<gloo_timers::callback::Interval>>,
-    feed_busy: Cell<bool>,
-    /// Rung while a read was under way: read once more after it.
-    feed_again: Cell<bool>,
-    feed_ticks: Cell<u32>,
-    /// The poll tick at which `/api/events` was last opened.
-    events_opened_at: Cell<u32>,
     /// `/api/events`, while this tab leads.
     events: RefCell<Option<EventFeed>>,
-    /// Where the changes feed was read up to.
-    cursor: RefCell<Option<String>>,
-    /// Collections loaded here, reloaded whole when the cursor expired.
-    loaded: RefCell<HashSet<String>>,
     page: RefCell<Vec<EventListener>>,
     /// The channel to this user's other tabs, once the facade opened it.
     bus: RefCell<Option<Rc<EnvelopeChannel>>>,
@@ -241,6 +229,7 @@ impl Client {
             debounce: config.debounce,
             retry: config.retry,
             rules: config.rules,
+            logout_wait_ms: u64::from(config.timeout_ms),
         };
         let seed = u64::from_str_radix(&uuid_v4().replace('-', "")[..16], 16).unwrap_or(0);
         let engine = ClientEngine::new(
@@ -250,10 +239,10 @@ impl Client {
             navigator_online(),
             IdSource::new(seed),
         );
-        let inner = Rc::new(Inner {
+        let inner = Rc::new(ClientShared {
             config,
             session: RefCell::new(session),
-            state: RefCell::new(State {
+            state: RefCell::new(RunnerState {
                 engine,
                 callers: VecMap::new(),
                 next_caller: 0,
@@ -271,14 +260,7 @@ impl Client {
             leader: Cell::new(false),
             from_tab: Cell::new(false),
             timers: RefCell::new(VecMap::new()),
-            feed_timer: RefCell::new(None),
-            feed_busy: Cell::new(false),
-            feed_again: Cell::new(false),
-            feed_ticks: Cell::new(0),
-            events_opened_at: Cell::new(0),
             events: RefCell::new(None),
-            cursor: RefCell::new(None),
-            loaded: RefCell::new(HashSet::new()),
             page: RefCell::new(Vec::new()),
             bus: RefCell::new(None),
             lifecycle: RefCell::new(None),
@@ -286,7 +268,6 @@ impl Client {
         let client = Client { inner };
         client.open_storage().await;
         client.listen_to_page();
-        client.follow_feed();
         if !verified {
             // Not known to be this user's token: unreachable until the
             // probe says whose it is.
@@ -303,11 +284,11 @@ impl Client {
         WeakClient(self.weak())
     }
 
-    fn weak(&self) -> Weak<Inner> {
+    fn weak(&self) -> Weak<ClientShared> {
         Rc::downgrade(&self.inner)
     }
 
-    fn from_weak(weak: &Weak<Inner>) -> Option<Client> {
+    fn from_weak(weak: &Weak<ClientShared>) -> Option<Client> {
         weak.upgrade().map(|inner| Client { inner })
     }
 
@@ -342,19 +323,12 @@ impl Client {
         self.inner.state.borrow().engine.can_talk()
     }
 
-    /// Closed, or the session ended: nothing more is read or sent.
-    fn is_done(&self) -> bool {
-        let state = self.inner.state.borrow();
-        state.engine.is_closed() || state.engine.is_expired()
-    }
-
     /// Tells the engine whether this tab leads (sends the outbox entries
     /// of closed tabs). On gaining it, entries other tabs left in IndexedDB
     /// are adopted.
     pub fn set_leader(&self, leader: bool) {
         if self.inner.leader.replace(leader) != leader {
             if !leader {
-                self.inner.events.borrow_mut().take();
                 self.handle(Event::NotLeading);
             }
             self.changed();
@@ -499,7 +473,7 @@ impl Client {
             if let Ok(l) = EventListener::new(document.as_ref(), "visibilitychange", move |_| {
                 if let Some(client) = Client::from_weak(&weak) {
                     if doc.visibility_state() == web_sys::VisibilityState::Hidden {
-                        client.flush_now(true);
+                        client.flush_all(true);
                     } else {
                         client.nudge();
                     }
@@ -521,7 +495,7 @@ impl Client {
         *self.inner.lifecycle.borrow_mut() = Some(PageLifecycle::listen(move |event| {
             if let PageEvent::Hide { .. } = event {
                 if let Some(client) = Client::from_weak(&weak) {
-                    client.flush_now(true);
+                    client.flush_all(true);
                 }
             }
         }));
@@ -759,7 +733,7 @@ impl Client {
     /// # Errors
     /// `invalid`, `not_found` (no such record), `closed`, or what the server said.
     pub async fn save(&self, collection: &str, id: &str, fields: Fields) -> Result<JsValue, Error> {
-        let promise = match self.save_now(collection, id, fields.clone())? {
+        let promise = match self.stage_save(collection, id, fields.clone())? {
             Some(p) => p,
             None => {
                 self.fetch_one(&RecordKey::new(collection, id)).await?;
@@ -779,7 +753,7 @@ impl Client {
     ///
     /// # Errors
     /// `invalid`, `closed`.
-    pub fn save_now(
+    pub fn stage_save(
         &self,
         collection: &str,
         id: &str,
@@ -819,7 +793,12 @@ impl Client {
     ///
     /// # Errors
     /// `invalid` for an empty text, `closed`.
-    pub fn comment_now(&self, collection: &str, id: &str, text: String) -> Result<Promise, Error> {
+    pub fn stage_comment(
+        &self,
+        collection: &str,
+        id: &str,
+        text: String,
+    ) -> Result<Promise, Error> {
         self.check_open()?;
         check_collection(collection)?;
         if text.trim().is_empty() {
@@ -869,7 +848,7 @@ impl Client {
     }
 
     /// Sends every debounced change now; returns the callers' promises.
-    pub fn flush_now(&self, keepalive: bool) -> Vec<Promise> {
+    pub fn flush_all(&self, keepalive: bool) -> Vec<Promise> {
         let before: Vec<CallerId> = self.inner.state.borrow().callers.keys().copied().collect();
         self.handle(Event::Flush { keepalive });
         let state = self.inner.state.borrow();
@@ -961,51 +940,29 @@ impl Client {
 
     // ----- the outbox pump ---------------------------------------------------
 
-    /// Before a logout: sends every debounced change and waits (up to the
-    /// request timeout) while queued ones are sent. Succeeds when nothing
-    /// of the user's is left off the server.
+    /// Logs out as the engine decides: sends what is queued first and
+    /// refuses with `pending_changes` if anything is left (unless
+    /// `discard`), then revokes the token and tells the other tabs. The
+    /// caller then shuts the tab down and deletes the user's data.
     ///
     /// # Errors
-    /// [`Error::PendingChanges`] listing what is left (queued, refused, or
-    /// a conflict waiting for a person); the session is untouched.
-    pub async fn send_before_logout(&self) -> Result<(), Error> {
-        if self.inner.state.borrow().engine.is_closed() {
-            return Err(Error::Closed);
-        }
-        let _ = self.flush_now(false);
-        let deadline = now_ms().saturating_add(u64::from(self.inner.config.timeout_ms));
-        loop {
-            let sending = {
-                let state = self.inner.state.borrow();
-                !state.engine.outbox().pending().is_empty()
-                    || state.engine.debounced().next().is_some()
-            };
-            // Without a network nothing will go out; with one, a probe
-            // may bring the server back within the wait.
-            let stuck = !navigator_online() || self.is_done();
-            if !sending || stuck || now_ms() >= deadline {
-                break;
-            }
-            crate::web::clock::sleep(50).await;
-        }
-        let count = {
-            let state = self.inner.state.borrow();
-            state.engine.outbox().pending().len()
-                + state.engine.debounced().count()
-                + state.engine.outbox().failed().len()
-                + state.engine.conflicts().len()
-        };
-        if count == 0 {
-            return Ok(());
-        }
+    /// `closed`.
+    pub fn logout(&self, discard: bool) -> Result<Promise, Error> {
+        self.check_open()?;
+        Ok(self.ask(|caller| Event::Logout { discard, caller }))
+    }
+
+    /// The error of a logout that found `count` changes not on the server:
+    /// its `details` list them as `pending()`, `failed()` and `conflicts()`.
+    fn pending_changes(&self, count: usize) -> Error {
         let details = js_sys::Object::new();
         let _ = js_sys::Reflect::set(&details, &"pending".into(), &self.pending());
         let _ = js_sys::Reflect::set(&details, &"failed".into(), &self.failed());
         let _ = js_sys::Reflect::set(&details, &"conflicts".into(), &self.conflicts());
-        Err(Error::PendingChanges {
+        Error::PendingChanges {
             count,
             details: details.into(),
-        })
+        }
     }
 
     /// Revokes the token on the server (`POST /api/logout`). A token the
@@ -1048,7 +1005,6 @@ impl Client {
         self.handle(Event::Close);
         self.inner.timers.borrow_mut().clear();
         self.inner.held_timer.borrow_mut().take();
-        self.inner.feed_timer.borrow_mut().take();
         self.inner.events.borrow_mut().take();
         self.inner.page.borrow_mut().clear();
         self.inner.lifecycle.borrow_mut().take();
@@ -1077,6 +1033,14 @@ pub fn rejected(value: JsValue) -> Error {
     match code.as_deref() {
         Some("closed") => Error::Closed,
         Some("cancelled") => Error::Cancelled,
+        Some("pending_changes") => {
+            let details = get(&value, "details");
+            let count = ["pending", "failed", "conflicts"]
+                .iter()
+                .map(|k| js_sys::Array::from(&get(&details, k)).length() as usize)
+                .sum();
+            Error::PendingChanges { count, details }
+        }
         _ => Error::Http {
             code: code
                 .as_deref()

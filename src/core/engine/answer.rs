@@ -275,6 +275,14 @@ impl ClientEngine {
             record: theirs.clone(),
         }];
         let id = entry.mutation_id.clone();
+        // The server's record, stored here, is told to the other tabs too
+        // (found by the simulation: a tab that learned a version only from
+        // a 409 kept it to itself, and its other tabs an older one).
+        let told = Effect::TellCommitted {
+            key: key.clone(),
+            version: theirs.version,
+        };
+        let stored = handled.is_ok();
         match handled {
             Ok(ConflictHandled::Resend { merged }) => {
                 self.counters.merged += 1;
@@ -355,6 +363,9 @@ impl ClientEngine {
                     out,
                 );
             }
+        }
+        if stored {
+            out.push(told);
         }
     }
 

@@ -25,7 +25,9 @@
 //! `sim` in the tests), on a simulated clock and a faulty network.
 
 mod answer;
+mod feed;
 mod reach;
+mod session;
 mod work;
 mod write;
 
@@ -46,6 +48,7 @@ use crate::core::vecmap::VecMap;
 use std::collections::HashSet;
 
 pub use crate::core::debounce::SavePayload;
+pub use feed::{FeedChange, FeedPage, PullReport, StreamSignal, FEED_POLL_MS, SAFETY_READ_MS};
 pub use write::STAGED_PREFIX;
 
 /// How long the leader leaves another tab's entry to that tab before it
@@ -65,6 +68,9 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// The merge policy on a 409.
     pub rules: MergeRules,
+    /// How long `logout` waits for the outbox to drain (the request
+    /// timeout).
+    pub logout_wait_ms: u64,
 }
 
 /// A kept conflict and the record as the change was based on it.
@@ -121,6 +127,8 @@ pub enum Outcome {
     Conflict(Box<Conflict>),
     /// Cannot be sent now; kept in the outbox under this mutation id.
     Queued(String),
+    /// `logout` revoked the token.
+    LoggedOut,
 }
 
 /// Why a caller's promise is rejected.
@@ -139,6 +147,8 @@ pub enum Failure {
     Invalid(String),
     /// No such entry, record or conflict.
     NotFound(String),
+    /// `logout` found this many changes not on the server.
+    PendingChanges(usize),
 }
 
 /// The server's answer to a sent outbox entry, as far as the engine
@@ -241,7 +251,10 @@ impl StoredWork {
                     self.conflicts.push(kept.clone());
                 }
                 StoreOp::DeleteConflict(id) => self.conflicts.retain(|k| &k.conflict.id != id),
-                StoreOp::PutRecord { .. } | StoreOp::DeleteRecord(_) => {}
+                StoreOp::PutRecord { .. }
+                | StoreOp::DeleteRecord(_)
+                | StoreOp::PutCursor(_)
+                | StoreOp::DeleteCursor => {}
             }
         }
     }
@@ -327,6 +340,25 @@ pub enum Event {
     SessionEnded,
     /// `close()`.
     Close,
+    /// IndexedDB was read at start: the kept feed cursor.
+    StorageOpened { cursor: Option<String> },
+    /// `load(collection)` stored every page; the first page's cursor.
+    Loaded {
+        collection: String,
+        cursor: Option<String>,
+    },
+    /// The feed's poll timer fired.
+    FeedPollDue,
+    /// `/api/events` said something.
+    Stream(StreamSignal),
+    /// A page of the changes feed, or why there is none.
+    FeedRead(Result<FeedPage, Refusal>),
+    /// `logout({ discard })`.
+    Logout { discard: bool, caller: CallerId },
+    /// The logout's wait for the outbox is over.
+    LogoutDue,
+    /// `POST /api/logout` answered, or not.
+    Revoked(Result<(), Refusal>),
 }
 
 /// Something the runner must do, in order.
@@ -362,12 +394,30 @@ pub enum Effect {
     TellCommitted { key: RecordKey, version: u64 },
     /// Snapshots and status changed: drop them and tell subscribers.
     Changed,
-    /// The server is reachable again: catch up with other people's changes.
-    Reachable,
     /// The session ended (401, another user's token).
     SessionEnded,
     /// An outbox drain ended: one line of the sync log.
     Drained(DrainReport),
+    /// Read one page of the changes feed from `since`; report
+    /// [`Event::FeedRead`].
+    ReadFeed { since: String },
+    /// Open `/api/events` from `since`; report what it says with
+    /// [`Event::Stream`] (an [`StreamSignal::Error`] if it cannot be opened).
+    OpenStream { since: String },
+    /// Close `/api/events`.
+    CloseStream,
+    /// The feed's cursor expired: load these collections again (and
+    /// report each with [`Event::Loaded`]).
+    Reload { collections: Vec<String> },
+    /// Tell the user's other tabs that a collection was loaded again:
+    /// they read it from IndexedDB.
+    TellReloaded { collection: String },
+    /// A read of the feed ended: one line of the sync log.
+    Pulled(PullReport),
+    /// Revoke the token (`POST /api/logout`); report [`Event::Revoked`].
+    Revoke,
+    /// The token is revoked: tell the other tabs and the app.
+    LoggedOut,
 }
 
 /// The engine's timers.
@@ -379,6 +429,10 @@ pub enum Timer {
     Retry,
     /// The next probe of an unreachable server.
     Probe,
+    /// The leader's next look at the changes feed.
+    FeedPoll,
+    /// The end of a logout's wait for the outbox.
+    Logout,
 }
 
 /// One operation of an IndexedDB write.
@@ -402,6 +456,11 @@ pub enum StoreOp {
     PutConflict(KeptConflict),
     /// Delete a conflict.
     DeleteConflict(String),
+    /// Keep the changes feed's cursor (always in the write of the records
+    /// it covers).
+    PutCursor(String),
+    /// Forget the changes feed's cursor.
+    DeleteCursor,
 }
 
 /// What one drain of the outbox did (a `push` line of the sync log).
@@ -527,6 +586,10 @@ pub struct ClientEngine {
     ids: IdSource,
     /// The timers as last set, so an unchanged deadline is not set again.
     timers: VecMap<Timer, Option<u64>>,
+    /// Other people's changes: the feed, its cursor and the stream.
+    feed: feed::FeedFollower,
+    /// A logout under way.
+    logging_out: Option<session::LoggingOut>,
 }
 
 impl ClientEngine {
@@ -566,6 +629,8 @@ impl ClientEngine {
             expired: false,
             ids,
             timers: VecMap::new(),
+            feed: feed::FeedFollower::default(),
+            logging_out: None,
         }
     }
 
@@ -582,6 +647,18 @@ impl ClientEngine {
             }
             return out;
         }
+        if self.logging_out.is_some() && is_change(&event) {
+            // The token is on its way out: a change made now could not be
+            // sent (found by the simulation: a save made during a logout
+            // was lost with the session).
+            if let Some(caller) = event_caller(&event) {
+                out.push(Effect::Settle {
+                    callers: vec![caller],
+                    result: Err(Failure::Closed),
+                });
+            }
+            return out;
+        }
         // A timer that fired is no longer set, whether or not its time had
         // come by this clock (a browser may fire a little early): the next
         // deadline is set again below (found in a browser test: a debounce
@@ -590,6 +667,8 @@ impl ClientEngine {
             Event::DebounceDue => Some(Timer::Debounce),
             Event::RetryDue => Some(Timer::Retry),
             Event::ProbeDue => Some(Timer::Probe),
+            Event::FeedPollDue => Some(Timer::FeedPoll),
+            Event::LogoutDue => Some(Timer::Logout),
             _ => None,
         };
         if let Some(timer) = fired {
@@ -634,7 +713,22 @@ impl ClientEngine {
             Event::HeldWritten => {
                 self.held.clear();
                 for id in std::mem::take(&mut self.held_writes) {
-                    self.unwritten.remove(&id);
+                    // The other tabs were told of these records when IndexedDB
+                    // did not have them yet: tell them again (found by the
+                    // simulation: a tab kept the version before for good).
+                    for op in self
+                        .unwritten
+                        .remove(&id)
+                        .map(|(ops, _)| ops)
+                        .unwrap_or_default()
+                    {
+                        if let StoreOp::PutRecord { collection, record } = op {
+                            out.push(Effect::TellCommitted {
+                                key: RecordKey::new(&collection, &record.id),
+                                version: record.version,
+                            });
+                        }
+                    }
                 }
             }
             Event::Answered { mutation_id, reply } => {
@@ -653,10 +747,12 @@ impl ClientEngine {
             Event::Leading(work) => {
                 let work = self.with_unwritten(work);
                 self.lead(work, &mut out);
+                self.ring_feed_if_following(now, &mut out);
             }
             Event::NotLeading => {
                 if self.leader {
                     self.leader = false;
+                    self.stop_following(&mut out);
                     out.push(Effect::Changed);
                 }
             }
@@ -664,9 +760,20 @@ impl ClientEngine {
             Event::Nudge => self.reach.nudge(now),
             Event::SessionEnded => self.session_ended(&mut out),
             Event::Close => self.close(&mut out),
+            Event::StorageOpened { cursor } => self.storage_opened(cursor, now),
+            Event::Loaded { collection, cursor } => {
+                self.collection_loaded(collection, cursor, now, &mut out)
+            }
+            Event::FeedPollDue => self.feed_poll_due(now, &mut out),
+            Event::Stream(signal) => self.stream_signal(signal, now, &mut out),
+            Event::FeedRead(result) => self.feed_read(result, now, &mut out),
+            Event::Logout { discard, caller } => self.logout(discard, caller, now, &mut out),
+            Event::LogoutDue => {}
+            Event::Revoked(result) => self.revoked(result, &mut out),
         }
         if !self.closed {
             self.pump(now, &mut out);
+            self.logout_step(now, &mut out);
             self.set_timers(now, &mut out);
         }
         self.number_writes(&mut out);
@@ -719,6 +826,13 @@ impl ClientEngine {
             (Timer::Debounce, self.debounce.next_deadline()),
             (Timer::Retry, self.next_send_at(now)),
             (Timer::Probe, probe),
+            (Timer::FeedPoll, self.feed.next_poll()),
+            (
+                Timer::Logout,
+                self.logging_out
+                    .as_ref()
+                    .and_then(session::LoggingOut::deadline),
+            ),
         ];
         for (timer, at) in wanted {
             if self.timers.get(&timer) != Some(&at) {
@@ -749,6 +863,16 @@ impl ClientEngine {
     /// The kept conflicts.
     pub fn conflicts(&self) -> &VecMap<String, KeptConflict> {
         &self.conflicts
+    }
+
+    /// Where the changes feed was read up to.
+    pub fn feed_cursor(&self) -> Option<&str> {
+        self.feed.cursor()
+    }
+
+    /// Whether a read of the changes feed is under way.
+    pub fn is_reading_feed(&self) -> bool {
+        self.feed.is_reading()
     }
 
     /// The counters.
@@ -863,6 +987,19 @@ impl ClientEngine {
 }
 
 /// The caller an app call carries, for settling it when closed.
+/// Whether the event is the app changing data. (`retry` and `resolve`
+/// come after the runner claimed their entry in IndexedDB, so they go on.)
+fn is_change(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Save { .. }
+            | Event::Comment { .. }
+            | Event::Create { .. }
+            | Event::Delete { .. }
+            | Event::Discard { .. }
+    )
+}
+
 fn event_caller(event: &Event) -> Option<CallerId> {
     match event {
         Event::Save { caller, .. }
@@ -871,7 +1008,8 @@ fn event_caller(event: &Event) -> Option<CallerId> {
         | Event::Delete { caller, .. }
         | Event::Retry { caller, .. }
         | Event::Resolve { caller, .. }
-        | Event::ClaimLost { caller } => Some(*caller),
+        | Event::ClaimLost { caller }
+        | Event::Logout { caller, .. } => Some(*caller),
         _ => None,
     }
 }

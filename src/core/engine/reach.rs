@@ -30,7 +30,7 @@ impl ClientEngine {
         }
         let sample = self.ids.unit();
         let changed = self.reach.probed(answer, now, sample);
-        self.reachability_changed(changed, out);
+        self.reachability_changed(changed, now, out);
     }
 
     /// A request of any kind ended; `answer` says whether the server
@@ -38,7 +38,7 @@ impl ClientEngine {
     pub(super) fn request_ended(&mut self, answer: Answer, now: u64, out: &mut Vec<Effect>) {
         let sample = self.ids.unit();
         let changed = self.reach.request_ended(answer, now, sample);
-        self.reachability_changed(changed, out);
+        self.reachability_changed(changed, now, out);
     }
 
     /// The browser's `online`/`offline` events. Back online, entries
@@ -46,19 +46,19 @@ impl ClientEngine {
     pub(super) fn network(&mut self, up: bool, now: u64, out: &mut Vec<Effect>) {
         let changed = self.reach.network_changed(up, now);
         if up {
-            self.outbox.retry_all_now();
+            self.outbox.clear_retry_times();
         }
-        self.reachability_changed(changed, out);
+        self.reachability_changed(changed, now, out);
     }
 
     /// `status.online` flipped: offline, callers waiting on entries that
     /// cannot be sent now hear `queued`; online again, catch up.
-    fn reachability_changed(&mut self, changed: Changed, out: &mut Vec<Effect>) {
+    fn reachability_changed(&mut self, changed: Changed, now: u64, out: &mut Vec<Effect>) {
         if !changed.0 {
             return;
         }
         if self.reach.online() {
-            out.push(Effect::Reachable);
+            self.ring_feed_if_following(now, out);
         } else {
             let ids: Vec<String> = self.waiting.keys().cloned().collect();
             for id in ids {

@@ -507,6 +507,7 @@ impl ClientEngine {
             return;
         }
         self.expired = true;
+        self.stop_following(out);
         out.push(Effect::SessionEnded);
         out.push(Effect::Changed);
     }
@@ -514,9 +515,13 @@ impl ClientEngine {
     /// `close()`: every caller still waiting hears `closed`; timers go.
     pub(super) fn close(&mut self, out: &mut Vec<Effect>) {
         self.closed = true;
+        self.stop_following(out);
         let mut callers = self.debounce.cancel();
         for (_, waiting) in std::mem::take(&mut self.waiting) {
             callers.extend(waiting);
+        }
+        if let Some(logout) = self.logging_out.take() {
+            callers.push(logout.caller);
         }
         if !callers.is_empty() {
             out.push(Effect::Settle {
@@ -528,6 +533,8 @@ impl ClientEngine {
             super::Timer::Debounce,
             super::Timer::Retry,
             super::Timer::Probe,
+            super::Timer::FeedPoll,
+            super::Timer::Logout,
         ] {
             out.push(Effect::Timer { timer, at: None });
         }

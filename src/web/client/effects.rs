@@ -14,6 +14,7 @@ use crate::core::engine::{
 use crate::core::outbox::{EntryState, MutationOp, OutboxEntry};
 use crate::core::reachability::Answer;
 use crate::core::record::{Comment, Record};
+use crate::core::tab_message::TabMessage;
 use crate::error::{Error, ErrorCode};
 use crate::web::clock::now_ms;
 use crate::web::http::{send, HttpRequest, HttpResponse, Method};
@@ -45,7 +46,7 @@ impl Client {
             .into_iter()
             .partition(|e| matches!(e, Effect::Timer { .. }));
         for timer in timers {
-            self.carry_out_now(timer, None);
+            self.carry_out_one(timer, None);
         }
         let mut effects = effects.into_iter();
         let mut changed = false;
@@ -69,7 +70,7 @@ impl Client {
                     self.changed();
                     changed = true;
                 }
-                other => self.carry_out_now(other, answer.as_ref()),
+                other => self.carry_out_one(other, answer.as_ref()),
             }
         }
         if changed {
@@ -78,7 +79,7 @@ impl Client {
     }
 
     /// The effects that need no waiting.
-    fn carry_out_now(&self, effect: Effect, answer: Option<&Error>) {
+    fn carry_out_one(&self, effect: Effect, answer: Option<&Error>) {
         match effect {
             Effect::Write { .. } | Effect::Changed => {}
             Effect::Send { entry, keepalive } => {
@@ -88,6 +89,7 @@ impl Client {
             Effect::Settle { callers, result } => {
                 let value = match result {
                     Ok(outcome) => self.outcome_js(outcome),
+                    Err(Failure::PendingChanges(count)) => Err(self.pending_changes(count)),
                     Err(failure) => Err(error_of(failure, answer)),
                 };
                 self.settle_callers(callers, &value);
@@ -126,7 +128,45 @@ impl Client {
             ),
             Effect::ConflictFound(kept) => self.emit_conflict(&kept),
             Effect::TellCommitted { key, version } => self.tell_tabs_record(&key, version),
-            Effect::Reachable => self.ring_feed_if_leading(),
+            Effect::ReadFeed { since } => {
+                let this = self.clone();
+                spawn_local(async move { this.read_feed_page(&since).await });
+            }
+            Effect::OpenStream { since } => self.open_stream(&since),
+            Effect::Revoke => {
+                let this = self.clone();
+                spawn_local(async move {
+                    let result = this.revoke().await;
+                    let event = Event::Revoked(result.as_ref().map(|_| ()).map_err(refusal_of));
+                    this.handle_with(event, result.err());
+                });
+            }
+            Effect::LoggedOut => {
+                self.tell_tabs_logged_out();
+                self.emit_session("logged-out");
+            }
+            Effect::TellReloaded { collection } => {
+                self.tell_tabs(TabMessage::CollectionReloaded(collection));
+            }
+            Effect::CloseStream => {
+                self.inner.events.borrow_mut().take();
+            }
+            Effect::Reload { collections } => {
+                let this = self.clone();
+                spawn_local(async move { this.reload(collections).await });
+            }
+            Effect::Pulled(report) => self.log_exchange(SyncLogEntry {
+                at: now_ms() as f64,
+                direction: "pull".into(),
+                kind: "feed".into(),
+                pushed: 0,
+                pulled: report.pulled,
+                merged: 0,
+                conflicts: 0,
+                failed: 0,
+                duration_ms: report.duration_ms as f64,
+                error: report.error,
+            }),
             Effect::SessionEnded => self.session_ended_here(),
             Effect::Drained(report) => self.log_exchange(SyncLogEntry {
                 at: now_ms() as f64,
@@ -159,6 +199,8 @@ impl Client {
                     Timer::Debounce => Event::DebounceDue,
                     Timer::Retry => Event::RetryDue,
                     Timer::Probe => Event::ProbeDue,
+                    Timer::FeedPoll => Event::FeedPollDue,
+                    Timer::Logout => Event::LogoutDue,
                 });
             }
         });
@@ -180,6 +222,13 @@ impl Client {
                     .map(|_| ()),
                 StoreOp::DeleteRecord(key) => {
                     batch.delete(Store::Records.name(), record_key(&key.collection, &key.id));
+                    Ok(())
+                }
+                StoreOp::PutCursor(cursor) => batch
+                    .put(Store::Meta.name(), super::CURSOR_KEY, cursor)
+                    .map(|_| ()),
+                StoreOp::DeleteCursor => {
+                    batch.delete(Store::Meta.name(), super::CURSOR_KEY);
                     Ok(())
                 }
                 StoreOp::PutEntry(entry) => put_entry(&mut batch, entry, false),
@@ -387,18 +436,26 @@ fn reply_of(entry: &OutboxEntry, result: Result<HttpResponse, Error>) -> (Reply,
                 _ => None,
             };
             let refusal = Refusal {
-                status: err.status(),
-                code: err.code(),
-                transient: err.is_transient(),
-                retry_after_ms: match &err {
-                    Error::Http { retry_after_ms, .. } => *retry_after_ms,
-                    _ => None,
-                },
-                message: err.to_string(),
                 current,
+                ..refusal_of(&err)
             };
             (Reply::Refused(refusal), Some(err))
         }
+    }
+}
+
+/// A failed exchange as the engine sees it.
+pub(super) fn refusal_of(err: &Error) -> Refusal {
+    Refusal {
+        status: err.status(),
+        code: err.code(),
+        transient: err.is_transient(),
+        retry_after_ms: match err {
+            Error::Http { retry_after_ms, .. } => *retry_after_ms,
+            _ => None,
+        },
+        message: err.to_string(),
+        current: None,
     }
 }
 
@@ -413,6 +470,10 @@ fn error_of(failure: Failure, answer: Option<&Error>) -> Error {
         Failure::Closed => Error::Closed,
         Failure::Invalid(why) => Error::Invalid(why),
         Failure::NotFound(why) => super::not_found(why),
+        Failure::PendingChanges(count) => Error::PendingChanges {
+            count,
+            details: JsValue::UNDEFINED,
+        },
     }
 }
 

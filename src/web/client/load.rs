@@ -10,8 +10,9 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::{
     check_collection, emit_to, encode, is_unreachable, record_object, rejected, CachedRecord,
-    Client, SyncLogEntry, CURSOR_KEY,
+    Client, SyncLogEntry,
 };
+use crate::core::engine::Event;
 use crate::core::record::{Record, RecordKey};
 use crate::core::staged::RemoteChange;
 use crate::error::Error;
@@ -97,13 +98,13 @@ impl Client {
             }
             state.stale.remove(collection);
         }
-        let cursor = first_cursor.filter(|c| !c.is_empty());
-        if self.inner.cursor.borrow().is_none() && cursor.is_some() {
-            let _ = batch.put(Store::Meta.name(), CURSOR_KEY, &cursor);
-            *self.inner.cursor.borrow_mut() = cursor;
-        }
-        self.inner.loaded.borrow_mut().insert(collection.to_owned());
         self.persist(batch).await;
+        // The feed goes on from the first page's cursor, taken before any
+        // page was read (the engine keeps an older one).
+        self.handle(Event::Loaded {
+            collection: collection.to_owned(),
+            cursor: first_cursor,
+        });
         self.changed();
         self.emit_status();
         self.log_exchange(SyncLogEntry {
@@ -268,6 +269,30 @@ impl Client {
     /// slices, as pages are; an entry that cannot be read is skipped (it is
     /// a copy: the server has the record).
     async fn load_stored(&self, collection: &str, err: Error) -> Result<JsValue, Error> {
+        self.read_stored(collection, err, true).await
+    }
+
+    /// Another tab loaded `collection` again: what it stored replaces the
+    /// older versions here.
+    pub async fn reread_collection(&self, collection: &str) {
+        if self
+            .read_stored(collection, Error::Closed, false)
+            .await
+            .is_ok()
+        {
+            self.emit_status();
+        }
+    }
+
+    /// Reads `collection` from IndexedDB in slices into the confirmed
+    /// records (never over a newer version); `stale` marks them as not
+    /// checked with the server.
+    async fn read_stored(
+        &self,
+        collection: &str,
+        err: Error,
+        stale: bool,
+    ) -> Result<JsValue, Error> {
         let db = self.db().ok_or_else(|| err.clone())?;
         let stored = db
             .db()
@@ -278,7 +303,7 @@ impl Client {
         for (_, value) in stored {
             if let Ok(record) = crate::web::de::from_js::<Record>(value.clone()) {
                 // Ours alone (just read): marked here, kept as the snapshot.
-                let _ = js_sys::Reflect::set(&value, &"stale".into(), &JsValue::TRUE);
+                let _ = js_sys::Reflect::set(&value, &"stale".into(), &JsValue::from(stale));
                 read.push((record, value));
             }
             slice.maybe_yield().await;
@@ -291,7 +316,7 @@ impl Client {
             let mut cache = self.inner.record_js.borrow_mut();
             for (record, value) in read {
                 let key = RecordKey::new(collection, &record.id);
-                let snapshot = CachedRecord::of(&record, true, value);
+                let snapshot = CachedRecord::of(&record, stale, value);
                 if state
                     .engine
                     .records_mut()
@@ -300,7 +325,9 @@ impl Client {
                     cache.insert(key, snapshot);
                 }
             }
-            state.stale.insert(collection.to_owned());
+            if stale {
+                state.stale.insert(collection.to_owned());
+            }
         }
         self.changed();
         Ok(self.list(collection))

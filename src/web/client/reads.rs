@@ -276,6 +276,7 @@ impl Client {
             mutation_id: None,
         };
         match &outcome {
+            Outcome::LoggedOut => Ok(JsValue::UNDEFINED),
             Outcome::Committed(record) => to_js(&Out {
                 record: Some(JsRecord::of(record, false)),
                 ..empty

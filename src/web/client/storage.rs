@@ -9,7 +9,10 @@ impl Client {
         let user = self.user();
         let db = match UserDb::open(&user).await {
             Ok(db) => db,
-            Err(_) => return,
+            Err(_) => {
+                self.handle(Event::StorageOpened { cursor: None });
+                return;
+            }
         };
         let weak = self.weak();
         db.on_close(move |_reason| {
@@ -45,9 +48,6 @@ impl Client {
             }
         }
         let cursor: Option<String> = db.get(Store::Meta, CURSOR_KEY).await.unwrap_or_default();
-        if cursor.is_some() {
-            *self.inner.cursor.borrow_mut() = cursor;
-        }
         let sync_log = db
             .db()
             .get(Store::Meta.name(), SYNC_LOG_KEY)
@@ -71,6 +71,7 @@ impl Client {
             });
         }
         *self.inner.db.borrow_mut() = Some(Rc::new(db));
+        self.handle(Event::StorageOpened { cursor });
         self.changed();
     }
 

@@ -9,15 +9,20 @@
 //! results as events. Invariants are checked after every event and at
 //! quiescence. `CRM_SIM_SEEDS=n` runs `n` seeds; `CRM_SIM_SEED=s` replays one.
 
+mod checks;
+mod feed;
+mod names;
+mod runner;
 mod server;
 
+use names::{op_name, outcome_name, reply_name, short, work_view};
+
 use super::{
-    CallerId, ClientEngine, Effect, EngineConfig, Event, IdSource, KeptConflict, Outcome,
-    ProbeReply, Refusal, Reply, StoreOp, StoredWork, Timer,
+    CallerId, ClientEngine, Effect, EngineConfig, Event, FeedPage, IdSource, KeptConflict, Outcome,
+    ProbeReply, Refusal, Reply, StoreOp, StoredWork, StreamSignal, Timer,
 };
 use crate::core::code::ErrorCode;
 use crate::core::outbox::{EntryState, OutboxEntry};
-use crate::core::reachability::Answer;
 use crate::core::record::{FieldValue, Fields, Record, RecordKey};
 use crate::core::staged::RemoteChange;
 use server::ModelServer;
@@ -26,7 +31,6 @@ use std::collections::{BTreeMap, BTreeSet};
 const COLLECTION: &str = "customers";
 const FIELDS: [&str; 3] = ["name", "city", "phone"];
 const REQUEST_TIMEOUT_MS: u64 = 3_000;
-const FEED_EVERY_MS: u64 = 2_000;
 /// The Web Locks hand-over after a leader tab dies (the browser releases
 /// its lock; the next tab's request is granted).
 const HANDOVER_MS: u64 = 5;
@@ -70,6 +74,8 @@ struct UserDb {
     failed: BTreeMap<String, OutboxEntry>,
     conflicts: BTreeMap<String, KeptConflict>,
     records: BTreeMap<String, Record>,
+    /// The changes feed's cursor (`meta` store).
+    cursor: Option<String>,
     /// The next write is refused (quota).
     refuse_next: bool,
 }
@@ -129,6 +135,8 @@ impl UserDb {
                 StoreOp::DeleteConflict(id) => {
                     self.conflicts.remove(id);
                 }
+                StoreOp::PutCursor(cursor) => self.cursor = Some(cursor.clone()),
+                StoreOp::DeleteCursor => self.cursor = None,
             }
         }
     }
@@ -150,7 +158,11 @@ struct Tab {
     answered: BTreeSet<String>,
     /// Writes IndexedDB refused for lack of space, written first next time.
     held: Vec<StoreOp>,
-    feed_read: usize,
+    /// A logout asked here, and whether it discards.
+    logout: Option<bool>,
+    /// The open `/api/events` stream: its number (signals of an older one
+    /// are dropped) and whether the browser has it connected.
+    stream: Option<(u64, bool)>,
 }
 
 #[derive(Debug, Clone)]
@@ -196,7 +208,49 @@ enum Msg {
         tab: usize,
         epoch: u32,
     },
-    Feed {
+    /// `GET /api/changes` on its way to the server.
+    FeedRequest {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+        since: String,
+    },
+    FeedAnswer {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+        page: Result<FeedPage, Refusal>,
+    },
+    /// What `/api/events` says, to the stream numbered `stream`.
+    Stream {
+        tab: usize,
+        epoch: u32,
+        stream: u64,
+        signal: StreamSignal,
+    },
+    /// `POST /api/logout` on its way.
+    RevokeRequest {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+    },
+    RevokeAnswer {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+    },
+    /// The user's tabs hear the logout and close; IndexedDB is deleted.
+    LoggedOut {
+        user: usize,
+        discard: bool,
+    },
+    /// Another tab loaded the collection again: read it from IndexedDB.
+    ReloadNotice {
+        tab: usize,
+        epoch: u32,
+    },
+    /// A load of the collection (after the feed's cursor expired) ends.
+    Reload {
         tab: usize,
         epoch: u32,
     },
@@ -218,9 +272,30 @@ enum Msg {
     },
 }
 
-/// A request on the wire: the tab and its incarnation, and for an outbox
-/// entry its mutation id and `Idempotency-Key` (none for a probe).
-type OnTheWire = (usize, u32, Option<(String, String)>);
+/// What a request on the wire is.
+#[derive(Debug, Clone)]
+enum Wire {
+    /// An outbox entry: its mutation id and `Idempotency-Key`.
+    Entry(String, String),
+    Probe,
+    Feed,
+    Revoke,
+}
+
+/// A request on the wire: the tab, its incarnation, and what it is.
+type OnTheWire = (usize, u32, Wire);
+
+/// A request that got no answer.
+fn no_answer(code: ErrorCode, message: &str) -> Refusal {
+    Refusal {
+        status: None,
+        code,
+        transient: true,
+        retry_after_ms: None,
+        message: message.into(),
+        current: None,
+    }
+}
 
 struct World {
     seed: u64,
@@ -236,6 +311,7 @@ struct World {
     /// Requests on the wire, by attempt: the tab, the entry (None: a probe).
     inflight: BTreeMap<u64, OnTheWire>,
     next_attempt: u64,
+    next_stream: u64,
     next_caller: CallerId,
     trace: Vec<String>,
     /// An invariant an effect broke, reported at the next check.
@@ -265,6 +341,7 @@ impl World {
             leaders: vec![None; faults.users],
             inflight: BTreeMap::new(),
             next_attempt: 0,
+            next_stream: 0,
             next_caller: 0,
             trace: Vec::new(),
             broken: None,
@@ -285,7 +362,8 @@ impl World {
                     answered: BTreeSet::new(),
                     writes_free_at: 0,
                     held: Vec::new(),
-                    feed_read: 0,
+                    logout: None,
+                    stream: None,
                 });
             }
         }
@@ -327,17 +405,34 @@ impl World {
             self.seed ^ ((tab as u64 + 1) << 32) ^ u64::from(self.tabs[tab].epoch) << 48,
         );
         let mut engine = ClientEngine::new(
-            EngineConfig::default(),
+            EngineConfig {
+                logout_wait_ms: REQUEST_TIMEOUT_MS,
+                ..EngineConfig::default()
+            },
             &Self::user_name(user),
             true,
             true,
             ids,
         );
-        let records: Vec<Record> = if self.dbs[user].records.is_empty() {
-            self.server.records.values().cloned().collect()
+        // The app loads the collection at open: from the server when
+        // IndexedDB keeps no cursor (first open, or after a 410), else
+        // from IndexedDB, the feed catching up from the kept cursor.
+        let kept = self.dbs[user].cursor.clone();
+        let loaded_cursor = if kept.is_none() {
+            let records: Vec<Record> = self.server.records.values().cloned().collect();
+            let ops: Vec<StoreOp> = records
+                .iter()
+                .map(|r| StoreOp::PutRecord {
+                    collection: COLLECTION.into(),
+                    record: r.clone(),
+                })
+                .collect();
+            self.dbs[user].apply(&ops);
+            Some(self.server.feed.len().to_string())
         } else {
-            self.dbs[user].records.values().cloned().collect()
+            None
         };
+        let records: Vec<Record> = self.dbs[user].records.values().cloned().collect();
         engine.records_mut().load(COLLECTION, records);
         engine.restore(self.dbs[user].work());
         let t = &mut self.tabs[tab];
@@ -348,10 +443,17 @@ impl World {
         t.held.clear();
         t.answered.clear();
         t.cut_until = None;
-        t.feed_read = 0;
-        let epoch = t.epoch;
+        t.stream = None;
+        t.logout = None;
         self.note(format!("tab {tab} (user{user}) opens"));
-        self.at(FEED_EVERY_MS, Msg::Feed { tab, epoch });
+        self.deliver(tab, Event::StorageOpened { cursor: kept });
+        self.deliver(
+            tab,
+            Event::Loaded {
+                collection: COLLECTION.into(),
+                cursor: loaded_cursor,
+            },
+        );
         self.elect(user);
     }
 
@@ -400,281 +502,6 @@ impl World {
         self.run_effects(tab, effects);
     }
 
-    /// Carries out effects as the web runner does: timers at once, the
-    /// rest in order, and what follows a write only once its transaction
-    /// completed (a few ms later, a tab's writes in the order they began).
-    fn run_effects(&mut self, tab: usize, effects: Vec<Effect>) {
-        let (timers, rest): (Vec<Effect>, Vec<Effect>) = effects
-            .into_iter()
-            .partition(|e| matches!(e, Effect::Timer { .. }));
-        for timer in timers {
-            self.carry_out(tab, timer);
-        }
-        let mut rest = rest.into_iter();
-        while let Some(effect) = rest.next() {
-            if matches!(effect, Effect::Write { .. }) {
-                let after: Vec<Effect> = rest.collect();
-                let done =
-                    (self.now + 1 + self.pick(5) as u64).max(self.tabs[tab].writes_free_at + 1);
-                self.tabs[tab].writes_free_at = done;
-                let epoch = self.tabs[tab].epoch;
-                let delay = done - self.now;
-                self.at(
-                    delay,
-                    Msg::WriteDone {
-                        tab,
-                        epoch,
-                        write: Box::new(effect),
-                        after,
-                    },
-                );
-                return;
-            }
-            self.carry_out(tab, effect);
-        }
-    }
-
-    fn carry_out(&mut self, tab: usize, effect: Effect) {
-        let user = self.tabs[tab].user;
-        let epoch = self.tabs[tab].epoch;
-        match effect {
-            Effect::Write { id, ops, .. } => {
-                if self.tracing {
-                    let names: Vec<String> = ops.iter().map(op_name).collect();
-                    self.note(format!("tab {tab} writes {names:?}"));
-                }
-                let mut all = std::mem::take(&mut self.tabs[tab].held);
-                let was_held = !all.is_empty();
-                all.extend(ops);
-                let mut written = true;
-                if self.dbs[user].refuse_next {
-                    written = false;
-                    self.dbs[user].refuse_next = false;
-                    self.note(format!("tab {tab} IndexedDB refuses a write (quota)"));
-                    self.tabs[tab].held = all;
-                    self.at(1_000, Msg::HeldRetry { tab, epoch });
-                } else {
-                    let work = all.iter().any(|op| {
-                        !matches!(op, StoreOp::PutRecord { .. } | StoreOp::DeleteRecord(_))
-                    });
-                    self.dbs[user].apply(&all);
-                    if work {
-                        self.tell_tabs(tab, |tab, epoch| Msg::WorkNotice { tab, epoch });
-                    }
-                    if was_held {
-                        self.deliver(tab, Event::HeldWritten);
-                    }
-                }
-                self.deliver(tab, Event::Written { id, written });
-            }
-            Effect::Send { entry, .. } => {
-                // A tab re-sending its own entry under a key it saw answered
-                // would only get the old answer again (another tab's stale
-                // copy may bring a key back; its replay is harmless).
-                let own = self.tabs[tab]
-                    .engine
-                    .as_ref()
-                    .is_some_and(|e| e.is_own(&entry.mutation_id));
-                if own && self.tabs[tab].answered.contains(&entry.idempotency_key) {
-                    self.broken = Some(format!(
-                        "tab {tab} sent {} again under an Idempotency-Key already answered",
-                        entry.mutation_id
-                    ));
-                }
-                if self.tracing {
-                    let (m, k) = (&entry.mutation_id[..8], &entry.idempotency_key[..8]);
-                    self.note(format!("tab {tab} sends {m} key {k}"));
-                }
-                let attempt = self.next_attempt;
-                self.next_attempt += 1;
-                if self.tabs[tab].cut_until.is_some() {
-                    let reply = Reply::Refused(Refusal {
-                        status: None,
-                        code: ErrorCode::Network,
-                        transient: true,
-                        retry_after_ms: None,
-                        message: "network error: cut".into(),
-                        current: None,
-                    });
-                    self.inflight.insert(
-                        attempt,
-                        (
-                            tab,
-                            epoch,
-                            Some((entry.mutation_id.clone(), entry.idempotency_key.clone())),
-                        ),
-                    );
-                    self.at(
-                        1,
-                        Msg::Answer {
-                            tab,
-                            epoch,
-                            attempt,
-                            reply,
-                        },
-                    );
-                    return;
-                }
-                self.inflight.insert(
-                    attempt,
-                    (
-                        tab,
-                        epoch,
-                        Some((entry.mutation_id.clone(), entry.idempotency_key.clone())),
-                    ),
-                );
-                self.at(
-                    REQUEST_TIMEOUT_MS,
-                    Msg::Deadline {
-                        tab,
-                        epoch,
-                        attempt,
-                    },
-                );
-                self.send_over_network(Msg::Request {
-                    tab,
-                    epoch,
-                    attempt,
-                    entry: Box::new(entry),
-                });
-            }
-            Effect::Settle { callers, result } => {
-                for caller in callers {
-                    let Some(what) = self.tabs[tab].callers.remove(&caller) else {
-                        panic!(
-                            "seed {}: caller {caller} of tab {tab} settled twice or never made",
-                            self.seed
-                        );
-                    };
-                    if let Ok(Outcome::Committed(record) | Outcome::Merged(record, _)) = &result {
-                        self.check_acknowledged(record, &what);
-                    }
-                    self.note(format!(
-                        "tab {tab} settles {what}: {}",
-                        outcome_name(&result)
-                    ));
-                }
-            }
-            Effect::Timer { timer, at } => match at {
-                Some(at) => {
-                    self.tabs[tab].timers.insert(timer, at);
-                    // Browsers may fire a timer a millisecond before the
-                    // clock says its time has come.
-                    let early = u64::from(self.chance(0.2));
-                    let delay = at.saturating_sub(self.now).saturating_sub(early);
-                    self.at(
-                        delay,
-                        Msg::Timer {
-                            tab,
-                            epoch,
-                            timer,
-                            at,
-                        },
-                    );
-                }
-                None => {
-                    self.tabs[tab].timers.remove(&timer);
-                }
-            },
-            Effect::Probe => {
-                let attempt = self.next_attempt;
-                self.next_attempt += 1;
-                self.inflight.insert(attempt, (tab, epoch, None));
-                if self.tabs[tab].cut_until.is_some() {
-                    self.at(
-                        1,
-                        Msg::Deadline {
-                            tab,
-                            epoch,
-                            attempt,
-                        },
-                    );
-                } else {
-                    self.at(
-                        REQUEST_TIMEOUT_MS,
-                        Msg::Deadline {
-                            tab,
-                            epoch,
-                            attempt,
-                        },
-                    );
-                    self.send_over_network(Msg::Probe {
-                        tab,
-                        epoch,
-                        attempt,
-                    });
-                }
-            }
-            Effect::Fetch { key, mutation_id } => {
-                let record = self.server.records.get(&key.id).cloned();
-                self.deliver(
-                    tab,
-                    Event::Fetched {
-                        mutation_id,
-                        record,
-                    },
-                );
-            }
-            Effect::TellCommitted { key, .. } => {
-                let id = key.id.clone();
-                self.tell_tabs(tab, move |tab, epoch| Msg::RecordNotice {
-                    tab,
-                    epoch,
-                    id: id.clone(),
-                });
-            }
-            Effect::RecordChanged { .. }
-            | Effect::Changed
-            | Effect::ConflictFound(_)
-            | Effect::Reachable
-            | Effect::SessionEnded
-            | Effect::Drained(_) => {}
-        }
-    }
-
-    /// A BroadcastChannel message to the user's other live tabs: delayed
-    /// and reordered, never lost (the browser delivers within a profile).
-    fn tell_tabs(&mut self, from: usize, make: impl Fn(usize, u32) -> Msg) {
-        let user = self.tabs[from].user;
-        for tab in 0..self.tabs.len() {
-            if tab != from && self.tabs[tab].user == user && self.tabs[tab].engine.is_some() {
-                let delay = 1 + self.pick(20) as u64;
-                let msg = make(tab, self.tabs[tab].epoch);
-                self.at(delay, msg);
-            }
-        }
-    }
-
-    fn send_over_network(&mut self, msg: Msg) {
-        if !self.healing && self.chance(self.faults.loss) {
-            self.note("network loses a request".into());
-            return;
-        }
-        let delay = 5 + self.pick(300) as u64;
-        if !self.healing && self.chance(self.faults.duplicate) {
-            let again = 5 + self.pick(600) as u64;
-            self.at(again, msg.clone());
-        }
-        self.at(delay, msg);
-    }
-
-    fn check_acknowledged(&self, record: &Record, what: &str) {
-        if record.version == 0 {
-            return;
-        }
-        let kept = self
-            .server
-            .history
-            .get(&(record.id.clone(), record.version));
-        assert!(
-            kept == Some(&record.fields),
-            "seed {}: {what} acknowledged {}@v{} with fields the server never had at that version",
-            self.seed,
-            record.id,
-            record.version
-        );
-    }
-
     fn on_msg(&mut self, msg: Msg) {
         let live = |w: &World, tab: usize, epoch: u32| {
             w.tabs[tab].engine.is_some() && w.tabs[tab].epoch == epoch
@@ -687,7 +514,11 @@ impl World {
                 entry,
             } => {
                 let user = Self::user_name(self.tabs[tab].user);
+                let changes = self.server.feed.len();
                 let reply = self.server.handle(&user, &entry);
+                if self.server.feed.len() > changes {
+                    self.ring_streams();
+                }
                 self.note(format!(
                     "server handles {} of tab {tab}: {}",
                     entry.mutation_id.get(..8).unwrap_or(""),
@@ -734,17 +565,18 @@ impl World {
                     return;
                 }
                 match mutation {
-                    Some((mutation_id, key)) => {
+                    Wire::Entry(mutation_id, key) => {
                         let transient = matches!(&reply, Reply::Refused(r) if r.transient);
                         if !transient {
                             self.tabs[tab].answered.insert(key);
                         }
                         self.deliver(tab, Event::Answered { mutation_id, reply });
                     }
-                    None => {
+                    Wire::Probe => {
                         let user = Self::user_name(self.tabs[tab].user);
                         self.deliver(tab, Event::Probed(ProbeReply::User(user)));
                     }
+                    Wire::Feed | Wire::Revoke => {}
                 }
             }
             Msg::Deadline {
@@ -759,18 +591,19 @@ impl World {
                     return;
                 }
                 match mutation {
-                    Some((mutation_id, _)) => {
-                        let reply = Reply::Refused(Refusal {
-                            status: None,
-                            code: ErrorCode::Timeout,
-                            transient: true,
-                            retry_after_ms: None,
-                            message: "timeout".into(),
-                            current: None,
-                        });
+                    Wire::Entry(mutation_id, _) => {
+                        let reply = Reply::Refused(no_answer(ErrorCode::Timeout, "timeout"));
                         self.deliver(tab, Event::Answered { mutation_id, reply });
                     }
-                    None => self.deliver(tab, Event::Probed(ProbeReply::Unreachable)),
+                    Wire::Probe => self.deliver(tab, Event::Probed(ProbeReply::Unreachable)),
+                    Wire::Feed => self.deliver(
+                        tab,
+                        Event::FeedRead(Err(no_answer(ErrorCode::Timeout, "timeout"))),
+                    ),
+                    Wire::Revoke => self.deliver(
+                        tab,
+                        Event::Revoked(Err(no_answer(ErrorCode::Timeout, "timeout"))),
+                    ),
                 }
             }
             Msg::Timer {
@@ -785,6 +618,8 @@ impl World {
                         Timer::Debounce => Event::DebounceDue,
                         Timer::Retry => Event::RetryDue,
                         Timer::Probe => Event::ProbeDue,
+                        Timer::FeedPoll => Event::FeedPollDue,
+                        Timer::Logout => Event::LogoutDue,
                     };
                     self.deliver(tab, event);
                 }
@@ -812,10 +647,114 @@ impl World {
                     self.deliver(tab, Event::Leading(work));
                 }
             }
-            Msg::Feed { tab, epoch } => {
+            Msg::FeedRequest {
+                tab,
+                epoch,
+                attempt,
+                since,
+            } => {
+                let page = self.server.changes(&since, COLLECTION);
+                self.send_over_network(Msg::FeedAnswer {
+                    tab,
+                    epoch,
+                    attempt,
+                    page,
+                });
+            }
+            Msg::FeedAnswer {
+                tab,
+                epoch,
+                attempt,
+                page,
+            } => {
+                if self.inflight.remove(&attempt).is_some() && live(self, tab, epoch) {
+                    self.deliver(tab, Event::FeedRead(page));
+                }
+            }
+            Msg::Stream {
+                tab,
+                epoch,
+                stream,
+                signal,
+            } => {
+                let current = self.tabs[tab].stream.map(|(n, _)| n);
+                if live(self, tab, epoch) && current == Some(stream) {
+                    // Nothing gets through a cut connection.
+                    let signal = if self.tabs[tab].cut_until.is_some() {
+                        StreamSignal::Error
+                    } else {
+                        signal
+                    };
+                    let connected = match signal {
+                        StreamSignal::Ready | StreamSignal::Change => true,
+                        StreamSignal::Opened | StreamSignal::Error => false,
+                    };
+                    self.tabs[tab].stream = Some((stream, connected));
+                    self.deliver(tab, Event::Stream(signal));
+                }
+            }
+            Msg::RevokeRequest {
+                tab,
+                epoch,
+                attempt,
+            } => {
+                self.send_over_network(Msg::RevokeAnswer {
+                    tab,
+                    epoch,
+                    attempt,
+                });
+            }
+            Msg::RevokeAnswer {
+                tab,
+                epoch,
+                attempt,
+            } => {
+                if self.inflight.remove(&attempt).is_some() && live(self, tab, epoch) {
+                    self.deliver(tab, Event::Revoked(Ok(())));
+                }
+            }
+            Msg::LoggedOut { user, discard } => {
+                for tab in 0..self.tabs.len() {
+                    if self.tabs[tab].user == user && self.tabs[tab].engine.is_some() {
+                        self.deliver(tab, Event::Close);
+                        let t = &mut self.tabs[tab];
+                        t.engine = None;
+                        t.callers.clear();
+                        t.epoch += 1;
+                    }
+                }
+                // As the web facade: the user's data is deleted unless it
+                // holds work another tab queued meanwhile (kept for the
+                // next login, which sends it).
+                let db = &self.dbs[user];
+                let holds_work =
+                    !db.outbox.is_empty() || !db.failed.is_empty() || !db.conflicts.is_empty();
+                if discard || !holds_work {
+                    self.dbs[user] = UserDb::default();
+                } else {
+                    self.note(format!("user{user}'s IndexedDB is kept: it holds work"));
+                }
+                self.elect(user);
+            }
+            Msg::ReloadNotice { tab, epoch } => {
                 if live(self, tab, epoch) {
-                    self.read_feed(tab);
-                    self.at(FEED_EVERY_MS, Msg::Feed { tab, epoch });
+                    let records: Vec<Record> = self.dbs[self.tabs[tab].user]
+                        .records
+                        .values()
+                        .cloned()
+                        .collect();
+                    if let Some(engine) = self.tabs[tab].engine.as_mut() {
+                        for record in records {
+                            engine
+                                .records_mut()
+                                .apply_remote(COLLECTION, RemoteChange::Put(record));
+                        }
+                    }
+                }
+            }
+            Msg::Reload { tab, epoch } => {
+                if live(self, tab, epoch) {
+                    self.reload(tab);
                 }
             }
             Msg::WriteDone {
@@ -846,42 +785,6 @@ impl World {
                     self.tabs[tab].cut_until = None;
                     self.deliver(tab, Event::Network(true));
                 }
-            }
-        }
-    }
-
-    /// The changes feed, read by a tab that can reach the server: the
-    /// records changed since its last read replace what it has.
-    fn read_feed(&mut self, tab: usize) {
-        // As the web runner: only a tab that believes it can talk reads.
-        let talks = self.tabs[tab]
-            .engine
-            .as_ref()
-            .is_some_and(ClientEngine::can_talk);
-        if self.tabs[tab].cut_until.is_some() || !talks {
-            return;
-        }
-        let from = self.tabs[tab].feed_read;
-        let ids: BTreeSet<String> = self.server.feed[from..].iter().cloned().collect();
-        self.tabs[tab].feed_read = self.server.feed.len();
-        let user = self.tabs[tab].user;
-        for id in ids {
-            if let Some(record) = self.server.records.get(&id).cloned() {
-                self.dbs[user].apply(&[StoreOp::PutRecord {
-                    collection: COLLECTION.into(),
-                    record: record.clone(),
-                }]);
-                if let Some(engine) = self.tabs[tab].engine.as_mut() {
-                    engine
-                        .records_mut()
-                        .apply_remote(COLLECTION, RemoteChange::Put(record));
-                }
-            }
-        }
-        let now = self.now;
-        if let Some(engine) = self.tabs[tab].engine.as_mut() {
-            for effect in engine.handle(Event::RequestEnded(Answer::Answered), now) {
-                self.carry_out(tab, effect);
             }
         }
     }
@@ -963,9 +866,17 @@ impl World {
                     self.deliver(tab, Event::ClaimLost { caller });
                 }
             }
-        } else if roll < 0.7 + f.crash {
+        } else if roll < 0.71 {
+            // A person logs out, now and then throwing away what is left.
+            if self.tabs[tab].logout.is_none() {
+                let discard = self.chance(0.3);
+                self.tabs[tab].logout = Some(discard);
+                let caller = self.new_caller(tab, format!("logout (discard {discard})"));
+                self.deliver(tab, Event::Logout { discard, caller });
+            }
+        } else if roll < 0.71 + f.crash {
             self.crash(tab);
-        } else if roll < 0.7 + f.crash + f.cut {
+        } else if roll < 0.71 + f.crash + f.cut {
             if self.tabs[tab].cut_until.is_none() {
                 let len = 500 + self.pick(10_000) as u64;
                 self.tabs[tab].cut_until = Some(self.now + len);
@@ -973,14 +884,27 @@ impl World {
                 self.at(len, Msg::Reconnect { tab, epoch });
                 self.note(format!("tab {tab} loses its connection for {len} ms"));
                 self.deliver(tab, Event::Network(false));
+                self.drop_stream(tab);
             }
-        } else if roll < 0.7 + f.crash + f.cut + f.idb_refusal {
+        } else if roll < 0.71 + f.crash + f.cut + f.idb_refusal {
             self.dbs[user].refuse_next = true;
-        } else if roll < 0.7 + f.crash + f.cut + f.idb_refusal + f.server_restart {
-            // A restart: requests on their way in are lost.
+        } else if roll < 0.71 + f.crash + f.cut + f.idb_refusal + f.server_restart {
+            // A restart: requests on their way in are lost, streams drop,
+            // and the feed may come back pruned (its older entries gone).
             self.note("server restarts".into());
-            self.queue
-                .retain(|_, m| !matches!(m, Msg::Request { .. } | Msg::Probe { .. }));
+            self.queue.retain(|_, m| {
+                !matches!(
+                    m,
+                    Msg::Request { .. } | Msg::Probe { .. } | Msg::FeedRequest { .. }
+                )
+            });
+            if self.chance(0.5) {
+                self.server.feed_floor = self.server.feed.len();
+                self.note("the server prunes its changes feed".into());
+            }
+            for tab in 0..self.tabs.len() {
+                self.drop_stream(tab);
+            }
         }
     }
 
@@ -992,149 +916,6 @@ impl World {
         self.now = self.now.max(at);
         self.on_msg(msg);
         true
-    }
-
-    fn check_step(&self) -> Result<(), SimFailure> {
-        if let Some(what) = &self.broken {
-            return Err(self.fail(what));
-        }
-        for user in 0..self.faults.users {
-            let leaders = self
-                .tabs
-                .iter()
-                .filter(|t| t.user == user)
-                .filter(|t| t.engine.as_ref().is_some_and(ClientEngine::is_leader))
-                .count();
-            if leaders > 1 {
-                return Err(self.fail(&format!("user{user} has {leaders} leading tabs")));
-            }
-        }
-        for (key, n) in &self.server.applied {
-            if *n > 1 {
-                return Err(self.fail(&format!("the request {key} was applied {n} times")));
-            }
-        }
-        for record in self.server.records.values() {
-            let ids: BTreeSet<&str> = record.comments.iter().map(|c| c.id.as_str()).collect();
-            if ids.len() != record.comments.len() {
-                return Err(self.fail(&format!("a comment of {} was posted twice", record.id)));
-            }
-        }
-        Ok(())
-    }
-
-    fn quiet(&self) -> bool {
-        self.why_not_quiet().is_none()
-    }
-
-    fn why_not_quiet(&self) -> Option<String> {
-        let in_flight = self.queue.values().any(|m| {
-            matches!(
-                m,
-                Msg::Request { .. }
-                    | Msg::Answer { .. }
-                    | Msg::Probe { .. }
-                    | Msg::WorkNotice { .. }
-                    | Msg::Leading { .. }
-                    | Msg::RecordNotice { .. }
-                    | Msg::WriteDone { .. }
-            )
-        });
-        if in_flight || !self.inflight.is_empty() {
-            return Some("messages in flight".into());
-        }
-        for (i, t) in self.tabs.iter().enumerate() {
-            let Some(e) = &t.engine else { continue };
-            if !t.held.is_empty() {
-                return Some(format!("tab {i} holds writes IndexedDB refused"));
-            }
-            if !e.is_online() {
-                return Some(format!("tab {i} believes it is offline"));
-            }
-            if let Some(p) = e.outbox().pending().first() {
-                let views: Vec<String> =
-                    self.tabs
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, o)| o.user == t.user)
-                        .map(|(j, o)| {
-                            format!(
-                                "  tab {j}: {}",
-                                o.engine.as_ref().map_or("closed".into(), |e| e
-                                    .describe(&p.mutation_id, self.now))
-                            )
-                        })
-                        .collect();
-                return Some(format!(
-                    "tab {i} still has {} in its outbox; in IndexedDB: {}\n{}",
-                    p.mutation_id,
-                    self.dbs[t.user].outbox.contains_key(&p.mutation_id),
-                    views.join("\n")
-                ));
-            }
-            if e.is_debouncing() {
-                return Some(format!("tab {i} has saves in the debounce window"));
-            }
-            if let Some((key, change)) = e.debounced().next() {
-                let confirmed = e.records().get(&key.collection, &key.id);
-                return Some(format!(
-                    "tab {i} still debounces {}: {:?}; confirmed {:?}",
-                    key.id,
-                    change,
-                    confirmed.map(|r| (r.version, &r.fields))
-                ));
-            }
-        }
-        for (u, db) in self.dbs.iter().enumerate() {
-            if let Some(id) = db.outbox.keys().next() {
-                return Some(format!("user{u}'s IndexedDB outbox still holds {id}"));
-            }
-        }
-        None
-    }
-
-    fn check_quiescence(&mut self) -> Result<(), SimFailure> {
-        for tab in 0..self.tabs.len() {
-            if self.tabs[tab].engine.is_some() {
-                self.read_feed(tab);
-            }
-        }
-        for (tab, t) in self.tabs.iter().enumerate() {
-            let Some(engine) = &t.engine else { continue };
-            if let Some((caller, what)) = t.callers.iter().next() {
-                return Err(self.fail(&format!(
-                    "tab {tab}: caller {caller} ({what}) never settled"
-                )));
-            }
-            for (id, theirs) in &self.server.records {
-                let mine = engine.records().get(COLLECTION, id);
-                if mine != Some(theirs) {
-                    return Err(self.fail(&format!(
-                        "tab {tab}: {id} is {:?}, the server has v{} {:?}",
-                        mine.map(|r| (r.version, &r.fields, r.comments.len())),
-                        theirs.version,
-                        (&theirs.fields, theirs.comments.len())
-                    )));
-                }
-            }
-        }
-        for user in 0..self.faults.users {
-            let views: Vec<(usize, String)> = self
-                .tabs
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.user == user)
-                .filter_map(|(i, t)| t.engine.as_ref().map(|e| (i, work_view(e))))
-                .collect();
-            if let Some((first_tab, first)) = views.first() {
-                for (tab, view) in &views[1..] {
-                    if view != first {
-                        return Err(self.fail(&format!("user{user}'s work differs: tab {first_tab} {first} vs tab {tab} {view}")));
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     fn fail(&self, what: &str) -> SimFailure {
@@ -1160,101 +941,70 @@ impl World {
     }
 }
 
-/// What a tab shows of the user's work: outbox, dead letters, conflicts.
-fn work_view(engine: &ClientEngine) -> String {
-    let pending: BTreeSet<&str> = engine
-        .outbox()
-        .pending()
-        .iter()
-        .map(|e| e.mutation_id.as_str())
-        .collect();
-    let failed: BTreeSet<&str> = engine
-        .outbox()
-        .failed()
-        .iter()
-        .map(|e| e.mutation_id.as_str())
-        .collect();
-    let conflicts: BTreeSet<&str> = engine.conflicts().keys().map(String::as_str).collect();
-    format!("pending {pending:?} failed {failed:?} conflicts {conflicts:?}")
-}
-
-fn op_name(op: &StoreOp) -> String {
-    match op {
-        StoreOp::PutRecord { record, .. } => format!("put {}@v{}", record.id, record.version),
-        StoreOp::DeleteRecord(key) => format!("delete {}", key.id),
-        StoreOp::PutEntry(e) => format!("put entry {} {:?}", &e.mutation_id[..8], e.state),
-        StoreOp::UpdateEntry(e) => format!("update entry {} {:?}", &e.mutation_id[..8], e.state),
-        StoreOp::DeleteEntry {
-            mutation_id,
-            failed,
-        } => format!("delete entry {} failed {failed}", &mutation_id[..8]),
-        StoreOp::PutConflict(k) => format!("put conflict {}", &k.conflict.id[..8]),
-        StoreOp::DeleteConflict(id) => format!("delete conflict {}", &id[..8]),
-    }
-}
-
-fn short(event: &Event) -> String {
-    match event {
-        Event::Save {
-            key,
-            fields,
-            caller,
-        } => format!(
-            "Save {} {:?} (caller {caller})",
-            key.id,
-            fields.keys().collect::<Vec<_>>()
-        ),
-        Event::Answered { mutation_id, reply } => {
-            format!("Answered {} {}", &mutation_id[..8], reply_name(reply))
-        }
-        Event::Written { id, written } => format!("Written {id} written {written}"),
-        Event::WorkStored(w) | Event::Leading(w) => format!(
-            "{} outbox {:?} failed {} conflicts {}",
-            if matches!(event, Event::Leading(_)) {
-                "Leading"
-            } else {
-                "WorkStored"
-            },
-            w.outbox
-                .iter()
-                .map(|e| &e.mutation_id[..8])
-                .collect::<Vec<_>>(),
-            w.failed.len(),
-            w.conflicts.len()
-        ),
-        Event::Comment { key, .. } => format!("Comment on {}", key.id),
-        Event::Resolve { conflict_id, .. } => format!("Resolve {}", &conflict_id[..8]),
-        other => {
-            let s = format!("{other:?}");
-            s.chars().take(80).collect()
-        }
-    }
-}
-
-fn outcome_name(result: &Result<Outcome, super::Failure>) -> String {
-    match result {
-        Ok(Outcome::Committed(r)) => format!("committed v{}", r.version),
-        Ok(Outcome::Merged(r, f)) => format!("merged v{} {f:?}", r.version),
-        Ok(Outcome::Conflict(c)) => format!("conflict on {:?}", c.fields),
-        Ok(Outcome::Queued(_)) => "queued".into(),
-        Err(e) => format!("{e:?}"),
-    }
-}
-
-fn reply_name(reply: &Reply) -> String {
-    match reply {
-        Reply::Record(r) => format!("200 v{}", r.version),
-        Reply::Comment(_) => "201 comment".into(),
-        Reply::Done => "204".into(),
-        Reply::Unreadable(_) => "unreadable".into(),
-        Reply::Refused(r) => format!("{:?} {:?}", r.status, r.code),
-    }
-}
-
 /// Runs one seed: random work with faults, then healing to quiescence. A
-/// failing seed is run again with its trace kept, for the report.
+/// failing seed is shrunk (see [`shrink`]) and run again with its trace
+/// kept, for the report.
 pub fn run(seed: u64, faults: Faults) -> Result<(), SimFailure> {
-    run_once(seed, faults.clone(), false).or_else(|_| run_once(seed, faults, true))
+    if run_once(seed, faults.clone(), false).is_ok() {
+        return Ok(());
+    }
+    let (small, said) = shrink(seed, faults);
+    match run_once(seed, small, true) {
+        Err(SimFailure(why)) => Err(SimFailure(format!("{why}\nshrunk: {said}"))),
+        Ok(()) => Err(SimFailure(format!("seed {seed} failed once and not again"))),
+    }
+}
+
+/// The smallest run of this seed that still fails: the fewest actions
+/// (the same seed makes the same first actions, so this is a prefix of
+/// the run), then each kind of fault turned off where it still fails
+/// without it.
+fn shrink(seed: u64, faults: Faults) -> (Faults, String) {
+    let fails = |f: &Faults| run_once(seed, f.clone(), false).is_err();
+    let mut best = faults;
+    let (mut low, mut high) = (0, best.steps);
+    while low < high {
+        let mid = (low + high) / 2;
+        let tried = Faults {
+            steps: mid,
+            ..best.clone()
+        };
+        if fails(&tried) {
+            high = mid;
+        } else {
+            low = mid + 1;
+        }
+    }
+    best.steps = high;
+    let mut off = Vec::new();
+    type TurnOff = fn(&mut Faults);
+    let kinds: [(&str, TurnOff); 6] = [
+        ("loss", |f| f.loss = 0.0),
+        ("duplicates", |f| f.duplicate = 0.0),
+        ("crashes", |f| f.crash = 0.0),
+        ("cuts", |f| f.cut = 0.0),
+        ("IndexedDB refusals", |f| f.idb_refusal = 0.0),
+        ("server restarts", |f| f.server_restart = 0.0),
+    ];
+    for (name, turn_off) in kinds {
+        let mut tried = best.clone();
+        turn_off(&mut tried);
+        if fails(&tried) {
+            best = tried;
+            off.push(name);
+        }
+    }
+    let said = format!(
+        "{} actions of {}; not needed: {}",
+        best.steps,
+        Faults::default().steps,
+        if off.is_empty() {
+            "none".to_owned()
+        } else {
+            off.join(", ")
+        }
+    );
+    (best, said)
 }
 
 fn run_once(seed: u64, faults: Faults, tracing: bool) -> Result<(), SimFailure> {

@@ -3,7 +3,7 @@
 //! and a changes feed.
 
 use crate::core::code::ErrorCode;
-use crate::core::engine::{Refusal, Reply};
+use crate::core::engine::{FeedChange, FeedPage, Refusal, Reply};
 use crate::core::outbox::{MutationOp, OutboxEntry};
 use crate::core::record::{Comment, Fields, Record};
 use std::collections::BTreeMap;
@@ -21,6 +21,8 @@ pub struct ModelServer {
     pub applied: BTreeMap<String, u32>,
     /// Record ids in the order they changed (the changes feed).
     pub feed: Vec<String>,
+    /// Entries before this one were pruned: a cursor older gets 410.
+    pub feed_floor: usize,
     clock: u64,
 }
 
@@ -136,13 +138,48 @@ impl ModelServer {
     }
 }
 
+/// Feed entries per page: small, so reads take several pages.
+const FEED_PAGE: usize = 3;
+
+impl ModelServer {
+    /// `GET /api/changes?since=`: the records changed after the cursor, as
+    /// they are now; `410` for a cursor older than what is kept.
+    #[allow(clippy::result_large_err)] // the engine's event type, as is
+    pub fn changes(&self, since: &str, collection: &str) -> Result<FeedPage, Refusal> {
+        let from: usize = since
+            .parse()
+            .map_err(|_| refused(400, ErrorCode::Invalid, None))?;
+        if from < self.feed_floor || from > self.feed.len() {
+            return Err(refused(410, ErrorCode::Server, None));
+        }
+        let end = (from + FEED_PAGE).min(self.feed.len());
+        let changes = self.feed[from..end]
+            .iter()
+            .filter_map(|id| self.records.get(id))
+            .map(|record| FeedChange::Put {
+                collection: collection.to_owned(),
+                record: record.clone(),
+            })
+            .collect();
+        Ok(FeedPage {
+            changes,
+            cursor: end.to_string(),
+            more: end < self.feed.len(),
+        })
+    }
+}
+
 fn refusal(status: u16, code: ErrorCode, current: Option<Record>) -> Reply {
-    Reply::Refused(Refusal {
+    Reply::Refused(refused(status, code, current))
+}
+
+fn refused(status: u16, code: ErrorCode, current: Option<Record>) -> Refusal {
+    Refusal {
         status: Some(status),
         code,
         transient: false,
         retry_after_ms: None,
         message: format!("{status}"),
         current: current.map(Ok),
-    })
+    }
 }

@@ -1,0 +1,186 @@
+//! The invariants, checked after every event and at quiescence.
+
+use super::*;
+
+impl World {
+    pub(super) fn check_step(&self) -> Result<(), SimFailure> {
+        if let Some(what) = &self.broken {
+            return Err(self.fail(what));
+        }
+        for user in 0..self.faults.users {
+            let leaders = self
+                .tabs
+                .iter()
+                .filter(|t| t.user == user)
+                .filter(|t| t.engine.as_ref().is_some_and(ClientEngine::is_leader))
+                .count();
+            if leaders > 1 {
+                return Err(self.fail(&format!("user{user} has {leaders} leading tabs")));
+            }
+        }
+        for (key, n) in &self.server.applied {
+            if *n > 1 {
+                return Err(self.fail(&format!("the request {key} was applied {n} times")));
+            }
+        }
+        for record in self.server.records.values() {
+            let ids: BTreeSet<&str> = record.comments.iter().map(|c| c.id.as_str()).collect();
+            if ids.len() != record.comments.len() {
+                return Err(self.fail(&format!("a comment of {} was posted twice", record.id)));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn quiet(&self) -> bool {
+        self.why_not_quiet().is_none()
+    }
+
+    pub(super) fn why_not_quiet(&self) -> Option<String> {
+        let in_flight = self.queue.values().any(|m| {
+            matches!(
+                m,
+                Msg::Request { .. }
+                    | Msg::Answer { .. }
+                    | Msg::Probe { .. }
+                    | Msg::WorkNotice { .. }
+                    | Msg::Leading { .. }
+                    | Msg::RecordNotice { .. }
+                    | Msg::WriteDone { .. }
+                    | Msg::FeedRequest { .. }
+                    | Msg::FeedAnswer { .. }
+                    | Msg::Reload { .. }
+                    | Msg::ReloadNotice { .. }
+                    | Msg::RevokeRequest { .. }
+                    | Msg::RevokeAnswer { .. }
+                    | Msg::LoggedOut { .. }
+            )
+        });
+        if in_flight || !self.inflight.is_empty() {
+            return Some("messages in flight".into());
+        }
+        for (i, t) in self.tabs.iter().enumerate() {
+            let Some(e) = &t.engine else { continue };
+            if !t.held.is_empty() {
+                return Some(format!("tab {i} holds writes IndexedDB refused"));
+            }
+            if !e.is_online() {
+                return Some(format!("tab {i} believes it is offline"));
+            }
+            if let Some(p) = e.outbox().pending().first() {
+                let views: Vec<String> =
+                    self.tabs
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, o)| o.user == t.user)
+                        .map(|(j, o)| {
+                            format!(
+                                "  tab {j}: {}",
+                                o.engine.as_ref().map_or("closed".into(), |e| e
+                                    .describe(&p.mutation_id, self.now))
+                            )
+                        })
+                        .collect();
+                return Some(format!(
+                    "tab {i} still has {} in its outbox; in IndexedDB: {}\n{}",
+                    p.mutation_id,
+                    self.dbs[t.user].outbox.contains_key(&p.mutation_id),
+                    views.join("\n")
+                ));
+            }
+            if e.is_debouncing() {
+                return Some(format!("tab {i} has saves in the debounce window"));
+            }
+            if let Some((key, change)) = e.debounced().next() {
+                let confirmed = e.records().get(&key.collection, &key.id);
+                return Some(format!(
+                    "tab {i} still debounces {}: {:?}; confirmed {:?}",
+                    key.id,
+                    change,
+                    confirmed.map(|r| (r.version, &r.fields))
+                ));
+            }
+        }
+        for (u, db) in self.dbs.iter().enumerate() {
+            if let Some(id) = db.outbox.keys().next() {
+                return Some(format!("user{u}'s IndexedDB outbox still holds {id}"));
+            }
+        }
+        None
+    }
+
+    pub(super) fn check_quiescence(&mut self) -> Result<(), SimFailure> {
+        self.settle_feed()?;
+        for (user, db) in self.dbs.iter().enumerate() {
+            if !self
+                .tabs
+                .iter()
+                .any(|t| t.user == user && t.engine.is_some())
+            {
+                continue;
+            }
+            for (id, theirs) in &self.server.records {
+                if db.records.get(id) != Some(theirs) {
+                    return Err(self.fail(&format!(
+                        "user{user}'s IndexedDB has {id} as {:?}, the server v{}",
+                        db.records.get(id).map(|r| r.version),
+                        theirs.version
+                    )));
+                }
+            }
+        }
+        for (tab, t) in self.tabs.iter().enumerate() {
+            let Some(engine) = &t.engine else { continue };
+            if let Some((caller, what)) = t.callers.iter().next() {
+                return Err(self.fail(&format!(
+                    "tab {tab}: caller {caller} ({what}) never settled"
+                )));
+            }
+            for (id, theirs) in &self.server.records {
+                let mine = engine.records().get(COLLECTION, id);
+                if mine != Some(theirs) {
+                    return Err(self.fail(&format!(
+                        "tab {tab}: {id} is {:?}, the server has v{} {:?}",
+                        mine.map(|r| (r.version, &r.fields, r.comments.len())),
+                        theirs.version,
+                        (&theirs.fields, theirs.comments.len())
+                    )));
+                }
+            }
+        }
+        for user in 0..self.faults.users {
+            let views: Vec<(usize, String)> = self
+                .tabs
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.user == user)
+                .filter_map(|(i, t)| t.engine.as_ref().map(|e| (i, work_view(e))))
+                .collect();
+            if let Some((first_tab, first)) = views.first() {
+                for (tab, view) in &views[1..] {
+                    if view != first {
+                        return Err(self.fail(&format!("user{user}'s work differs: tab {first_tab} {first} vs tab {tab} {view}")));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_acknowledged(&self, record: &Record, what: &str) {
+        if record.version == 0 {
+            return;
+        }
+        let kept = self
+            .server
+            .history
+            .get(&(record.id.clone(), record.version));
+        assert!(
+            kept == Some(&record.fields),
+            "seed {}: {what} acknowledged {}@v{} with fields the server never had at that version",
+            self.seed,
+            record.id,
+            record.version
+        );
+    }
+}

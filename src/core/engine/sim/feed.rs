@@ -1,0 +1,134 @@
+//! The simulated changes feed, `/api/events` streams and loads.
+
+use super::*;
+
+impl World {
+    /// The server tells every connected `/api/events` stream that
+    /// something changed (an event may be lost on the way).
+    pub(super) fn ring_streams(&mut self) {
+        for tab in 0..self.tabs.len() {
+            let Some((stream, true)) = self.tabs[tab].stream else {
+                continue;
+            };
+            if self.tabs[tab].cut_until.is_some() {
+                continue;
+            }
+            let epoch = self.tabs[tab].epoch;
+            if !self.healing && self.chance(self.faults.loss) {
+                continue;
+            }
+            let delay = 5 + self.pick(100) as u64;
+            self.at(
+                delay,
+                Msg::Stream {
+                    tab,
+                    epoch,
+                    stream,
+                    signal: StreamSignal::Change,
+                },
+            );
+        }
+    }
+
+    /// `load()` of the collection, as the runner does it after a 410: the
+    /// server's records into IndexedDB and the engine, then the cursor
+    /// taken before the pages. A load that cannot reach the server fails
+    /// (the engine asks again later).
+    pub(super) fn reload(&mut self, tab: usize) {
+        if self.tabs[tab].cut_until.is_some() {
+            self.note(format!("tab {tab} cannot load: cut"));
+            return;
+        }
+        let user = self.tabs[tab].user;
+        let cursor = self.server.feed.len().to_string();
+        let records: Vec<Record> = self.server.records.values().cloned().collect();
+        for record in records {
+            self.dbs[user].apply(&[StoreOp::PutRecord {
+                collection: COLLECTION.into(),
+                record: record.clone(),
+            }]);
+            if let Some(engine) = self.tabs[tab].engine.as_mut() {
+                engine
+                    .records_mut()
+                    .apply_remote(COLLECTION, RemoteChange::Put(record));
+            }
+        }
+        self.note(format!("tab {tab} loads the collection again"));
+        self.deliver(
+            tab,
+            Event::Loaded {
+                collection: COLLECTION.into(),
+                cursor: Some(cursor),
+            },
+        );
+    }
+
+    /// A connected stream drops: the browser says so, and reconnects by
+    /// itself a while later if the server answers then.
+    pub(super) fn drop_stream(&mut self, tab: usize) {
+        let Some((stream, true)) = self.tabs[tab].stream else {
+            return;
+        };
+        let epoch = self.tabs[tab].epoch;
+        self.tabs[tab].stream = Some((stream, false));
+        self.deliver(tab, Event::Stream(StreamSignal::Error));
+        if self.tabs[tab].stream.is_some() {
+            let delay = 3_000 + self.pick(11_000) as u64;
+            for (i, signal) in [StreamSignal::Opened, StreamSignal::Ready]
+                .into_iter()
+                .enumerate()
+            {
+                self.at(
+                    delay + i as u64,
+                    Msg::Stream {
+                        tab,
+                        epoch,
+                        stream,
+                        signal,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Whether every user's leader has read the changes feed to its end.
+    pub(super) fn feed_behind(&self) -> Option<String> {
+        let end = self.server.feed.len().to_string();
+        for user in 0..self.faults.users {
+            let Some(leader) = self.leaders[user] else {
+                continue;
+            };
+            let Some(engine) = &self.tabs[leader].engine else {
+                continue;
+            };
+            if !engine.is_leader() {
+                return Some(format!("user{user}'s tab {leader} has not taken the lead"));
+            }
+            if engine.feed_cursor() != Some(end.as_str()) || engine.is_reading_feed() {
+                return Some(format!(
+                    "user{user}'s leader (tab {leader}) read the feed to {:?} of {end}",
+                    engine.feed_cursor()
+                ));
+            }
+        }
+        None
+    }
+
+    /// Every tab ends with the server's records: the leaders follow the
+    /// changes feed (polled every 2 s, or rung by `/api/events` with a
+    /// safety read every 30 s) and tell their other tabs.
+    pub(super) fn settle_feed(&mut self) -> Result<(), SimFailure> {
+        let deadline = self.now + 3 * crate::core::engine::SAFETY_READ_MS;
+        while !(self.quiet() && self.feed_behind().is_none()) {
+            if self.now > deadline || !self.step_queue() {
+                let why = self
+                    .feed_behind()
+                    .or_else(|| self.why_not_quiet())
+                    .unwrap_or_default();
+                return Err(self.fail(&format!("the feed never caught up: {why}")));
+            }
+            self.check_step()?;
+        }
+        Ok(())
+    }
+}
