@@ -755,7 +755,7 @@ mod tests {
             (json!([2, "t", 1, 1, "c", "i", -3]), Ignored::Malformed),
             (json!([2, "t", 1, 3, "not a state"]), Ignored::Malformed),
             (json!([2, "t", 1, 4, 0, "sideways"]), Ignored::Malformed),
-            (json!([2, "t", 1, 4, 4]), Ignored::Malformed),
+            (json!([2, "t", 1, 4, 5]), Ignored::Malformed),
             (json!([2, "me", 1, 2, 0]), Ignored::FromSelf),
         ];
         for (value, reason) in cases {
