@@ -42,10 +42,11 @@ for i,(name, path, old, new) in enumerate(muts):
         open(path,'w').write(src)
 
 # Sync progress (src/core/progress/sim.rs): defects the progress simulation
-# must find, run with its default seed count. Indices go on from the list above.
+# must find, with its default seed count or the one a fifth field gives.
+# Indices go on from the list above.
 progress_muts = [
  ("a follower applies an older state over a newer one", "src/core/progress/mod.rs", "let older = remote.updated_at < self.updated_at;", "let older = false;"),
- ("a new leader does not resume the stored job", "src/core/progress/mod.rs", "Some(job) => self.resume(job, step),\n                None => self.lead_without_job(step),", "Some(_) => {}\n                None => self.lead_without_job(step),"),
+ ("a new leader does not resume the stored job", "src/core/progress/mod.rs", "Some(job) => self.resume(job, step),\n                    None => self.lead_without_job(step),", "Some(_) => {}\n                    None => self.lead_without_job(step),"),
  ("a lost job (404) left running", "src/core/progress/mod.rs", "        if let Some(error) = fatal {\n            self.finish(SyncOutcome::Error, Some(error), step);\n            return;\n        }", "        if fatal.is_some() {\n            return;\n        }"),
  ("a poll answer of another job taken (stale percentage)", "src/core/progress/mod.rs", "                if self.follows(&sync_id) {\n                    self.ledger.poll_in_flight = false;\n                    self.absorb(", "                if self.ledger.driving {\n                    self.ledger.poll_in_flight = false;\n                    self.absorb("),
  ("a follower that opens does not ask the leader for its state", "src/core/progress/mod.rs", "step.effects.push(SyncEffect::AskState);", ""),
