@@ -1177,7 +1177,7 @@ fn seeds() -> Vec<u64> {
     let n: u64 = std::env::var("CRM_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(2_000);
+        .unwrap_or(5_000);
     (1..=n).collect()
 }
 
