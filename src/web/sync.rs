@@ -131,9 +131,8 @@ impl SyncRunner {
         self.me.borrow().upgrade()
     }
 
-    /// The channel to the other tabs.
-    /// With a channel, the tab follows the leader's sync state until it
-    /// leads: it asks the leader to send it ([`SyncEvent::Follow`]).
+    /// The channel to the other tabs. A tab that does not lead yet asks
+    /// the leader for its sync state through it ([`SyncEvent::Follow`]).
     pub fn set_bus(&self, bus: Option<Rc<EnvelopeChannel>>) {
         let follows = bus.is_some();
         *self.bus.borrow_mut() = bus;

@@ -5,7 +5,14 @@
 //! [`SyncEffect`]s it returns: the start request, one poll at a time, the
 //! cancel request, the single timer, the stored job id, the history log and
 //! the broadcast of every new state to the other tabs. Followers feed
-//! [`SyncEvent::RemoteState`] and only show what the leader sends.
+//! [`SyncEvent::RemoteState`] and only show what the leader sends: a state
+//! older than the one shown is dropped (the leader's stamps grow with each
+//! state), and a run's percentage never goes down in a tab. A tab that
+//! opens asks for the state ([`SyncEvent::Follow`], answered by
+//! [`SyncEvent::StateAsked`]); a new leader says what it shows and goes on
+//! with the stored job, or the one it shows ([`SyncEvent::Lead`]).
+//! `sim.rs` runs all this under faults ([`SyncEvent`]s from a model of tabs,
+//! network and server).
 //!
 //! A *run* lasts from the press that starts it to exactly one of
 //! `complete`, `error` or `cancelled`, and leaves exactly one
