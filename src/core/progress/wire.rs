@@ -7,7 +7,7 @@ use super::{SyncError, SyncKind, SyncOutcome, SyncStats};
 use crate::core::code::ErrorCode;
 
 /// The job being followed, as stored in IndexedDB so that a reload or the
-/// next leader goes on following it ([`SyncEvent::Resume`]).
+/// next leader goes on following it ([`SyncEvent::Resume`](super::SyncEvent::Resume)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredSyncJob {
