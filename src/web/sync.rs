@@ -700,16 +700,10 @@ impl SyncRunner {
             _ => None,
         };
         if let Some(plan) = &claimed {
-            let idle = matches!(
-                self.state.borrow().phase,
-                SyncPhase::Idle | SyncPhase::Complete | SyncPhase::Error | SyncPhase::Cancelled
-            );
-            if idle {
-                self.dispatch(SyncEvent::StartPressed {
-                    kind: plan.kind,
-                    now,
-                });
-            }
+            self.dispatch(SyncEvent::ScheduledStart {
+                kind: plan.kind,
+                now,
+            });
         }
         self.restore_schedule().await;
     }

@@ -502,6 +502,14 @@ pub enum SyncEvent {
         /// When.
         now: u64,
     },
+    /// A run of the user's schedule fell due in the leader: a press, unless
+    /// a run is going (the run going is as fresh as the one due: skipped).
+    ScheduledStart {
+        /// Which way to copy.
+        kind: SyncKind,
+        /// When.
+        now: u64,
+    },
 }
 
 impl SyncEvent {
@@ -522,7 +530,8 @@ impl SyncEvent {
             | Self::Resume { now, .. }
             | Self::Lead { now, .. }
             | Self::Follow { now }
-            | Self::StateAsked { now } => *now,
+            | Self::StateAsked { now }
+            | Self::ScheduledStart { now, .. } => *now,
         }
     }
 }
@@ -700,6 +709,11 @@ impl SyncState {
     fn apply(&mut self, event: SyncEvent, step: &mut Step<'_>) {
         match event {
             SyncEvent::StartPressed { kind, .. } => self.press(kind, step),
+            SyncEvent::ScheduledStart { kind, .. } => {
+                if !self.phase.is_running() {
+                    self.press(kind, step);
+                }
+            }
             SyncEvent::StartAccepted { run, sync_id, .. } => self.accepted(run, sync_id, step),
             SyncEvent::StartFailed {
                 run, code, message, ..

@@ -1040,3 +1040,21 @@ fn a_leader_takes_the_higher_progress_a_follower_saw_of_its_run() {
         })
         .is_empty());
 }
+
+#[test]
+fn a_scheduled_run_due_while_one_is_going_is_skipped() {
+    let mut tab = Tab::running();
+    let fx = tab.on(SyncEvent::ScheduledStart {
+        kind: SyncKind::ToSheet,
+        now: 5_000,
+    });
+    assert_eq!(starts(&fx), 0);
+    assert_eq!(tab.state.follow_up(), None);
+    tab.result("job-1", "complete", None, 5_100);
+    let fx = tab.on(SyncEvent::ScheduledStart {
+        kind: SyncKind::ToSheet,
+        now: 9_000,
+    });
+    assert_eq!(starts(&fx), 1);
+    assert_eq!(tab.state.kind(), Some(SyncKind::ToSheet));
+}
