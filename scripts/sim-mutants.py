@@ -53,6 +53,8 @@ progress_muts = [
  ("a new leader leaves a run it shows going (no stored job) running", "src/core/progress/mod.rs", "None => self.lead_without_job(step),", "None => {}"),
  ("two states shown in the same millisecond carry the same stamp", "src/core/progress/mod.rs", "self.updated_at = now.max(self.updated_at.saturating_add(1));", "self.updated_at = now;"),
  ("a leader ignores a follower that saw its run further along", "src/core/progress/mod.rs", "if same_run && self.phase != SyncPhase::Idle && told > self.progress {", "if false && same_run && told > self.progress {", "100000"),
+ ("a follow-up run not cleared when it starts (one press, many jobs)", "src/core/progress/mod.rs", "        ledger.follow_up = None;\n", ""),
+ ("a cancel the server answered shown as complete", "src/core/progress/mod.rs", "            SyncEvent::CancelDone { sync_id, .. } => {\n                if self.follows(&sync_id) {\n                    self.finish(SyncOutcome::Cancelled, None, step);", "            SyncEvent::CancelDone { sync_id, .. } => {\n                if self.follows(&sync_id) {\n                    self.progress = 100.0;\n                    self.finish(SyncOutcome::Complete, None, step);"),
  ("a run's progress not kept at the peak the tab showed", "src/core/progress/mod.rs", "        let Some(run) = self.started_at else { return };", "        let Some(run) = self.started_at.filter(|_| false) else { return };", "20000"),
 ]
 # A fifth field: seeds for a defect that only rare interleavings show.
