@@ -746,8 +746,8 @@ impl ClientEngine {
             }
             Event::Leading(work) => {
                 let work = self.with_unwritten(work);
+                // The feed is read at the next poll (within 2 s).
                 self.lead(work, &mut out);
-                self.ring_feed_if_following(now, &mut out);
             }
             Event::NotLeading => {
                 if self.leader {

@@ -115,11 +115,14 @@ impl ClientEngine {
                 result: Err(Failure::Answer),
             }),
             _ => {
-                out.push(Effect::LoggedOut);
+                // The caller first: an app that closes the client when it
+                // hears `logged-out` would otherwise reject this very
+                // logout with `closed` (found by the end-to-end logout test).
                 out.push(Effect::Settle {
                     callers: vec![state.caller],
                     result: Ok(Outcome::LoggedOut),
                 });
+                out.push(Effect::LoggedOut);
             }
         }
     }
