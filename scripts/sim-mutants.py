@@ -40,3 +40,37 @@ for i,(name, path, old, new) in enumerate(muts):
         print(f"== {name} ({n}x): " + " | ".join(l[:200] for l in lines[:3]), flush=True)
     finally:
         open(path,'w').write(src)
+
+# Sync progress (src/core/progress/sim.rs): defects the progress simulation
+# must find, with its default seed count or the one a fifth field gives.
+# Indices go on from the list above.
+progress_muts = [
+ ("a follower applies an older state over a newer one", "src/core/progress/mod.rs", "let older = remote.updated_at < self.updated_at;", "let older = false;"),
+ ("a new leader does not resume the stored job", "src/core/progress/mod.rs", "Some(job) => self.resume(job, step),\n                    None => self.lead_without_job(step),", "Some(_) => {}\n                    None => self.lead_without_job(step),"),
+ ("a lost job (404) left running", "src/core/progress/mod.rs", "        if let Some(error) = fatal {\n            self.finish(SyncOutcome::Error, Some(error), step);\n            return;\n        }", "        if fatal.is_some() {\n            return;\n        }"),
+ ("a poll answer of another job taken (stale percentage)", "src/core/progress/mod.rs", "                if self.follows(&sync_id) {\n                    self.ledger.poll_in_flight = false;\n                    self.absorb(", "                if self.ledger.driving {\n                    self.ledger.poll_in_flight = false;\n                    self.absorb("),
+ ("a follower that opens does not ask the leader for its state", "src/core/progress/mod.rs", "step.effects.push(SyncEffect::AskState);", ""),
+ ("a new leader leaves a run it shows going (no stored job) running", "src/core/progress/mod.rs", "None => self.lead_without_job(step),", "None => {}"),
+ ("two states shown in the same millisecond carry the same stamp", "src/core/progress/mod.rs", "self.updated_at = now.max(self.updated_at.saturating_add(1));", "self.updated_at = now;"),
+ ("a leader ignores a follower that saw its run further along", "src/core/progress/mod.rs", "if same_run && self.phase != SyncPhase::Idle && told > self.progress {", "if false && same_run && told > self.progress {", "100000"),
+ ("a follow-up run not cleared when it starts (one press, many jobs)", "src/core/progress/mod.rs", "        ledger.follow_up = None;\n", ""),
+ ("a cancel the server answered shown as complete", "src/core/progress/mod.rs", "            SyncEvent::CancelDone { sync_id, .. } => {\n                if self.follows(&sync_id) {\n                    self.finish(SyncOutcome::Cancelled, None, step);", "            SyncEvent::CancelDone { sync_id, .. } => {\n                if self.follows(&sync_id) {\n                    self.progress = 100.0;\n                    self.finish(SyncOutcome::Complete, None, step);"),
+ ("a run's progress not kept at the peak the tab showed", "src/core/progress/mod.rs", "        let Some(run) = self.started_at else { return };", "        let Some(run) = self.started_at.filter(|_| false) else { return };", "20000"),
+]
+# A fifth field: seeds for a defect that only rare interleavings show.
+for j,(name, path, old, new, *seeds) in enumerate(progress_muts):
+    i = len(muts) + j
+    if only and str(i) not in only: continue
+    src = open(path).read()
+    n = src.count(old)
+    if n == 0:
+        print(f"== {i} {name}: PATTERN NOT FOUND"); continue
+    open(path,'w').write(src.replace(old,new))
+    try:
+        env = dict(os.environ, CRM_SIM_SEEDS=seeds[0]) if seeds else None
+        r = subprocess.run(["cargo","test","--lib","progress::sim"], capture_output=True, text=True, env=env)
+        out = r.stdout + r.stderr
+        lines = [l for l in out.splitlines() if "seeds failed" in l or "broke an invariant" in l or "test result" in l or l.startswith("error")]
+        print(f"== {i} {name} ({n}x): " + " | ".join(l[:200] for l in lines[:3]), flush=True)
+    finally:
+        open(path,'w').write(src)

@@ -134,6 +134,8 @@ pub enum SyncCommand {
     Dismiss,
     /// `crm.sync.schedule(...)` changed the stored schedule: read it again.
     Reschedule,
+    /// A tab that just opened asks the leader to send its sync state.
+    Show,
 }
 
 /// Everything tabs tell each other.
@@ -269,6 +271,7 @@ impl Envelope {
                 SyncCommand::Cancel => out.push(Num(1)),
                 SyncCommand::Dismiss => out.push(Num(2)),
                 SyncCommand::Reschedule => out.push(Num(3)),
+                SyncCommand::Show => out.push(Num(4)),
             },
             TabMessage::WorkChanged(_) => {}
             TabMessage::CollectionReloaded(collection) => out.push(text(collection)),
@@ -399,6 +402,7 @@ pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, 
             1 => SyncCommand::Cancel,
             2 => SyncCommand::Dismiss,
             3 => SyncCommand::Reschedule,
+            4 => SyncCommand::Show,
             _ => return Err(Ignored::Malformed),
         }),
         5 => TabMessage::WorkChanged(WorkNotice {}),
@@ -591,6 +595,7 @@ mod tests {
             TabMessage::SyncCommand(SyncCommand::Cancel),
             TabMessage::SyncCommand(SyncCommand::Dismiss),
             TabMessage::SyncCommand(SyncCommand::Reschedule),
+            TabMessage::SyncCommand(SyncCommand::Show),
             TabMessage::WorkChanged(WorkNotice {}),
         ];
         for (seq, message) in messages.into_iter().enumerate() {
@@ -750,7 +755,7 @@ mod tests {
             (json!([2, "t", 1, 1, "c", "i", -3]), Ignored::Malformed),
             (json!([2, "t", 1, 3, "not a state"]), Ignored::Malformed),
             (json!([2, "t", 1, 4, 0, "sideways"]), Ignored::Malformed),
-            (json!([2, "t", 1, 4, 4]), Ignored::Malformed),
+            (json!([2, "t", 1, 4, 5]), Ignored::Malformed),
             (json!([2, "me", 1, 2, 0]), Ignored::FromSelf),
         ];
         for (value, reason) in cases {

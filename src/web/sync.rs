@@ -131,9 +131,14 @@ impl SyncRunner {
         self.me.borrow().upgrade()
     }
 
-    /// The channel to the other tabs.
+    /// The channel to the other tabs. A tab that does not lead yet asks
+    /// the leader for its sync state through it ([`SyncEvent::Follow`]).
     pub fn set_bus(&self, bus: Option<Rc<EnvelopeChannel>>) {
+        let follows = bus.is_some();
         *self.bus.borrow_mut() = bus;
+        if follows && !self.client.is_leader() {
+            self.dispatch(SyncEvent::Follow { now: now_ms() });
+        }
     }
 
     /// `crm.sync.state`: the same object until the state changes.
@@ -238,6 +243,11 @@ impl SyncRunner {
                 });
             }
             SyncEffect::Notify => self.notify(),
+            SyncEffect::AskState => {
+                if let Some(bus) = self.bus.borrow().as_ref() {
+                    let _ = bus.post(TabMessage::SyncCommand(SyncCommand::Show));
+                }
+            }
         }
     }
 
@@ -491,8 +501,8 @@ impl SyncRunner {
                 SyncCommand::Start { kind } => SyncEvent::StartPressed { kind, now },
                 SyncCommand::Cancel => SyncEvent::CancelPressed { now },
                 SyncCommand::Dismiss => SyncEvent::Dismiss { now },
-                // Written to IndexedDB already: nothing to do here.
-                SyncCommand::Reschedule => return,
+                // Written to IndexedDB already, or only for a leader.
+                SyncCommand::Reschedule | SyncCommand::Show => return,
             });
         }
     }
@@ -500,7 +510,9 @@ impl SyncRunner {
     /// A message from another tab.
     pub fn on_tab_message(&self, message: &TabMessage) {
         match message {
-            TabMessage::SyncState(state) if !self.client.is_leader() => {
+            // The leader too: the reducer takes from another tab's state
+            // only how far the run it drives got.
+            TabMessage::SyncState(state) => {
                 self.dispatch(SyncEvent::RemoteState {
                     state: state.clone(),
                     now: now_ms(),
@@ -517,6 +529,7 @@ impl SyncRunner {
                     SyncCommand::Start { kind } => SyncEvent::StartPressed { kind, now },
                     SyncCommand::Cancel => SyncEvent::CancelPressed { now },
                     SyncCommand::Dismiss => SyncEvent::Dismiss { now },
+                    SyncCommand::Show => SyncEvent::StateAsked { now },
                     SyncCommand::Reschedule => return,
                 });
             }
@@ -525,14 +538,19 @@ impl SyncRunner {
     }
 
     /// This tab became leader: go on following a job a closed leader (or
-    /// this tab before a reload) left in IndexedDB.
+    /// this tab before a reload) left in IndexedDB, or settle a run this tab
+    /// shows as going that none is stored for ([`SyncEvent::Lead`]).
     pub async fn on_leadership(&self) {
         self.restore_schedule().await;
-        let Some(db) = self.client.db() else { return };
-        let job: Result<Option<StoredSyncJob>, Error> = db.get(Store::Meta, JOB_KEY).await;
-        if let Ok(Some(job)) = job {
-            self.dispatch(SyncEvent::Resume { job, now: now_ms() });
-        }
+        let job = match self.client.db() {
+            Some(db) => {
+                let stored: Result<Option<StoredSyncJob>, Error> =
+                    db.get(Store::Meta, JOB_KEY).await;
+                stored.ok().flatten()
+            }
+            None => None,
+        };
+        self.dispatch(SyncEvent::Lead { job, now: now_ms() });
     }
 
     /// `crm.sync.history()`: finished runs, newest first: those this
@@ -682,16 +700,10 @@ impl SyncRunner {
             _ => None,
         };
         if let Some(plan) = &claimed {
-            let idle = matches!(
-                self.state.borrow().phase,
-                SyncPhase::Idle | SyncPhase::Complete | SyncPhase::Error | SyncPhase::Cancelled
-            );
-            if idle {
-                self.dispatch(SyncEvent::StartPressed {
-                    kind: plan.kind,
-                    now,
-                });
-            }
+            self.dispatch(SyncEvent::ScheduledStart {
+                kind: plan.kind,
+                now,
+            });
         }
         self.restore_schedule().await;
     }

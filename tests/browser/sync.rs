@@ -690,3 +690,32 @@ async fn a_from_sheet_runs_conflicting_rows_are_in_its_history_line() {
     );
     crm.close();
 }
+
+/// A tab that opens after a run ended shows how it ended, as its leader does
+/// (it asks the leader for the state; found by the sync simulation).
+#[wasm_bindgen_test]
+async fn a_tab_that_opens_after_a_run_shows_how_it_ended() {
+    let leader = client("user17").await;
+    assert!(eventually(3000, || prop(&leader.tabs(), "isLeader") == JsValue::TRUE).await);
+    JsFuture::from(Promise::from(call(&leader.sync(), "start", &[])))
+        .await
+        .unwrap();
+    assert!(
+        eventually(20_000, || phase(&leader) == "complete").await,
+        "leader: {}",
+        phase(&leader)
+    );
+    let late = client("user17").await;
+    assert_eq!(prop(&late.tabs(), "isLeader"), JsValue::FALSE);
+    assert!(
+        eventually(3_000, || phase(&late) == "complete").await,
+        "the tab opened late shows {}",
+        phase(&late)
+    );
+    let shown = prop(&late.sync(), "state");
+    let led = prop(&leader.sync(), "state");
+    assert_eq!(prop(&shown, "syncId"), prop(&led, "syncId"));
+    assert_eq!(prop(&shown, "progress").as_f64(), Some(100.0));
+    late.close();
+    leader.close();
+}
