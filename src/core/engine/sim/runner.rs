@@ -72,14 +72,12 @@ impl World {
                 self.deliver(tab, Event::Written { id, written });
             }
             Effect::Send { entry, .. } => {
-                // A tab re-sending its own entry under a key it saw answered
-                // would only get the old answer again (another tab's stale
-                // copy may bring a key back; its replay is harmless).
-                let own = self.tabs[tab]
-                    .engine
-                    .as_ref()
-                    .is_some_and(|e| e.is_own(&entry.mutation_id));
-                if own && self.tabs[tab].answered.contains(&entry.idempotency_key) {
+                // A tab re-sending an entry under a key it saw answered
+                // would only get the old answer again. (Until outbox
+                // updates were keyed, another tab's stale copy could bring
+                // an answered key back, so this was checked only for a
+                // tab's own entries.)
+                if self.tabs[tab].answered.contains(&entry.idempotency_key) {
                     self.broken = Some(format!(
                         "tab {tab} sent {} again under an Idempotency-Key already answered",
                         entry.mutation_id
