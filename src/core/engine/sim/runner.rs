@@ -158,35 +158,11 @@ impl World {
                     self.tabs[tab].timers.remove(&timer);
                 }
             },
-            Effect::Probe => {
-                let attempt = self.next_attempt;
-                self.next_attempt += 1;
-                self.inflight.insert(attempt, (tab, epoch, Wire::Probe));
-                if self.tabs[tab].cut_until.is_some() {
-                    self.at(
-                        1,
-                        Msg::Deadline {
-                            tab,
-                            epoch,
-                            attempt,
-                        },
-                    );
-                } else {
-                    self.at(
-                        REQUEST_TIMEOUT_MS,
-                        Msg::Deadline {
-                            tab,
-                            epoch,
-                            attempt,
-                        },
-                    );
-                    self.send_over_network(Msg::Probe {
-                        tab,
-                        epoch,
-                        attempt,
-                    });
-                }
-            }
+            Effect::Probe => self.request(tab, Wire::Probe, |attempt| Msg::Probe {
+                tab,
+                epoch,
+                attempt,
+            }),
             Effect::Fetch { key, mutation_id } => {
                 let record = self.server.records.get(&key.id).cloned();
                 self.deliver(
@@ -206,36 +182,12 @@ impl World {
                 });
             }
             Effect::ReadFeed { since } => {
-                let attempt = self.next_attempt;
-                self.next_attempt += 1;
-                self.inflight.insert(attempt, (tab, epoch, Wire::Feed));
-                if self.tabs[tab].cut_until.is_some() {
-                    let page = Err(no_answer(ErrorCode::Network, "network error: cut"));
-                    self.at(
-                        1,
-                        Msg::FeedAnswer {
-                            tab,
-                            epoch,
-                            attempt,
-                            page,
-                        },
-                    );
-                } else {
-                    self.at(
-                        REQUEST_TIMEOUT_MS,
-                        Msg::Deadline {
-                            tab,
-                            epoch,
-                            attempt,
-                        },
-                    );
-                    self.send_over_network(Msg::FeedRequest {
-                        tab,
-                        epoch,
-                        attempt,
-                        since,
-                    });
-                }
+                self.request(tab, Wire::Feed, |attempt| Msg::FeedRequest {
+                    tab,
+                    epoch,
+                    attempt,
+                    since,
+                })
             }
             Effect::OpenStream { .. } => {
                 self.next_stream += 1;
@@ -264,38 +216,12 @@ impl World {
                 }
             }
             Effect::CloseStream => self.tabs[tab].stream = None,
-            Effect::Revoke => {
-                let attempt = self.next_attempt;
-                self.next_attempt += 1;
-                self.inflight.insert(attempt, (tab, epoch, Wire::Revoke));
-                if self.tabs[tab].cut_until.is_some() {
-                    self.at(
-                        1,
-                        Msg::Deadline {
-                            tab,
-                            epoch,
-                            attempt,
-                        },
-                    );
-                } else {
-                    self.at(
-                        REQUEST_TIMEOUT_MS,
-                        Msg::Deadline {
-                            tab,
-                            epoch,
-                            attempt,
-                        },
-                    );
-                    self.send_over_network(Msg::RevokeRequest {
-                        tab,
-                        epoch,
-                        attempt,
-                    });
-                }
-            }
+            Effect::Revoke => self.request(tab, Wire::Revoke, |attempt| Msg::RevokeRequest {
+                tab,
+                epoch,
+                attempt,
+            }),
             Effect::LoggedOut => {
-                // Logout keeps work: unless discarded, nothing of the
-                // user's is left off the server when the token goes.
                 // Logout keeps work: unless discarded, nothing this tab
                 // made is left off the server when the token goes (what
                 // other tabs queue meanwhile stays in IndexedDB, below).
@@ -330,6 +256,29 @@ impl World {
             | Effect::SessionEnded
             | Effect::Drained(_)
             | Effect::Pulled(_) => {}
+        }
+    }
+
+    /// A request of the runner's own on the wire: it times out, or is
+    /// answered by the message `make` gives; through a cut connection it
+    /// fails at once.
+    pub(super) fn request(&mut self, tab: usize, wire: Wire, make: impl FnOnce(u64) -> Msg) {
+        let epoch = self.tabs[tab].epoch;
+        let attempt = self.next_attempt;
+        self.next_attempt += 1;
+        self.inflight.insert(attempt, (tab, epoch, wire));
+        let cut = self.tabs[tab].cut_until.is_some();
+        let deadline = if cut { 1 } else { REQUEST_TIMEOUT_MS };
+        self.at(
+            deadline,
+            Msg::Deadline {
+                tab,
+                epoch,
+                attempt,
+            },
+        );
+        if !cut {
+            self.send_over_network(make(attempt));
         }
     }
 
