@@ -16,6 +16,8 @@ pub mod query;
 pub mod reachability;
 pub mod record;
 pub mod retry;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub mod seeds;
 pub mod sort;
 pub mod staged;
 pub mod tab_message;

@@ -1170,41 +1170,7 @@ fn run_once(seed: u64, tracing: bool) -> Result<(), SimFailure> {
     world.check_quiet()
 }
 
-fn seeds() -> Vec<u64> {
-    if let Ok(seed) = std::env::var("CRM_SIM_SEED") {
-        return vec![seed.parse().expect("CRM_SIM_SEED is a number")];
-    }
-    let n: u64 = std::env::var("CRM_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5_000);
-    (1..=n).collect()
-}
-
 #[test]
 fn sync_progress_holds_under_faults() {
-    let seeds = seeds();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(8);
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let mine: Vec<u64> = seeds.iter().copied().skip(t).step_by(threads).collect();
-                scope.spawn(move || mine.into_iter().find_map(|seed| run(seed).err()))
-            })
-            .collect();
-        workers
-            .into_iter()
-            .filter_map(|w| w.join().ok().flatten())
-            .map(|SimFailure(why)| why)
-            .collect()
-    });
-    if let Some(first) = failures.first() {
-        panic!(
-            "{} of {} seeds failed (each worker stops at its first failure); the first:\n{first}",
-            failures.len(),
-            seeds.len()
-        );
-    }
+    crate::core::seeds::run_all(5_000, |seed| run(seed).map_err(|SimFailure(why)| why));
 }

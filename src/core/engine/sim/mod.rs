@@ -506,6 +506,14 @@ impl World {
         self.run_effects(tab, effects);
     }
 
+    /// A request's answer or deadline came: what it was, if it was still
+    /// on the wire (the first of the two wins) and its tab still lives.
+    fn ended(&mut self, attempt: u64, tab: usize, epoch: u32) -> Option<Wire> {
+        let (_, _, wire) = self.inflight.remove(&attempt)?;
+        let live = self.tabs[tab].engine.is_some() && self.tabs[tab].epoch == epoch;
+        live.then_some(wire)
+    }
+
     fn on_msg(&mut self, msg: Msg) {
         let live = |w: &World, tab: usize, epoch: u32| {
             w.tabs[tab].engine.is_some() && w.tabs[tab].epoch == epoch
@@ -562,12 +570,9 @@ impl World {
                 attempt,
                 reply,
             } => {
-                let Some((_, _, mutation)) = self.inflight.remove(&attempt) else {
+                let Some(mutation) = self.ended(attempt, tab, epoch) else {
                     return;
                 };
-                if !live(self, tab, epoch) {
-                    return;
-                }
                 match mutation {
                     Wire::Entry(mutation_id, key) => {
                         let transient = matches!(&reply, Reply::Refused(r) if r.transient);
@@ -588,12 +593,9 @@ impl World {
                 epoch,
                 attempt,
             } => {
-                let Some((_, _, mutation)) = self.inflight.remove(&attempt) else {
+                let Some(mutation) = self.ended(attempt, tab, epoch) else {
                     return;
                 };
-                if !live(self, tab, epoch) {
-                    return;
-                }
                 match mutation {
                     Wire::Entry(mutation_id, _) => {
                         let reply = Reply::Refused(no_answer(ErrorCode::Timeout, "timeout"));
@@ -671,7 +673,7 @@ impl World {
                 attempt,
                 page,
             } => {
-                if self.inflight.remove(&attempt).is_some() && live(self, tab, epoch) {
+                if self.ended(attempt, tab, epoch).is_some() {
                     self.deliver(tab, Event::FeedRead(page));
                 }
             }
@@ -713,7 +715,7 @@ impl World {
                 epoch,
                 attempt,
             } => {
-                if self.inflight.remove(&attempt).is_some() && live(self, tab, epoch) {
+                if self.ended(attempt, tab, epoch).is_some() {
                     self.deliver(tab, Event::Revoked(Ok(())));
                 }
             }
@@ -1061,45 +1063,10 @@ fn run_once(seed: u64, faults: Faults, tracing: bool) -> Result<(), SimFailure> 
 mod tests {
     use super::*;
 
-    fn seeds() -> Vec<u64> {
-        if let Ok(seed) = std::env::var("CRM_SIM_SEED") {
-            return vec![seed.parse().expect("CRM_SIM_SEED is a number")];
-        }
-        let n: u64 = std::env::var("CRM_SIM_SEEDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(2_000);
-        (1..=n).collect()
-    }
-
     #[test]
     fn many_users_and_tabs_end_equal_to_the_server() {
-        let seeds = seeds();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(8);
-        let failures: Vec<String> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|t| {
-                    let mine: Vec<u64> = seeds.iter().copied().skip(t).step_by(threads).collect();
-                    scope.spawn(move || {
-                        mine.into_iter()
-                            .find_map(|seed| run(seed, Faults::default()).err())
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .filter_map(|w| w.join().ok().flatten())
-                .map(|SimFailure(why)| why)
-                .collect()
+        crate::core::seeds::run_all(2_000, |seed| {
+            run(seed, Faults::default()).map_err(|SimFailure(why)| why)
         });
-        if let Some(first) = failures.first() {
-            panic!(
-                "{} of {} seeds failed (each worker stops at its first failure); the first:\n{first}",
-                failures.len(),
-                seeds.len()
-            );
-        }
     }
 }
