@@ -4,8 +4,8 @@
 
 use super::write::unstage;
 use super::{
-    ClientEngine, DrainReport, Effect, Failure, KeptConflict, Origin, Outcome, Refusal, Reply,
-    StoreOp,
+    changed_here, ClientEngine, DrainReport, Effect, Failure, KeptConflict, Origin, Outcome,
+    Refusal, Reply, StoreOp,
 };
 use crate::core::code::ErrorCode;
 use crate::core::outbox::{ConflictHandled, EntryError, EntryState, MutationOp, OutboxEntry};
@@ -87,11 +87,7 @@ impl ClientEngine {
                     ],
                     persisted: None,
                 });
-                out.push(Effect::Changed);
-                out.push(Effect::RecordChanged {
-                    key: key.clone(),
-                    origin: Origin::Local,
-                });
+                changed_here(key.clone(), out);
                 out.push(Effect::TellCommitted {
                     key: key.clone(),
                     version: 0,
@@ -175,11 +171,7 @@ impl ClientEngine {
             ops,
             persisted: None,
         });
-        out.push(Effect::Changed);
-        out.push(Effect::RecordChanged {
-            key: key.clone(),
-            origin: Origin::Local,
-        });
+        changed_here(key.clone(), out);
         out.push(Effect::TellCommitted {
             key: key.clone(),
             version: record.version,
@@ -455,11 +447,7 @@ impl ClientEngine {
             ops,
             persisted: None,
         });
-        out.push(Effect::Changed);
-        out.push(Effect::RecordChanged {
-            key,
-            origin: Origin::Local,
-        });
+        changed_here(key, out);
         self.settle(&entry.mutation_id, Err(failure), out);
     }
 

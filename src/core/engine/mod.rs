@@ -989,6 +989,16 @@ impl ClientEngine {
 }
 
 /// The caller an app call carries, for settling it when closed.
+/// A record's view changed here by this tab's own doing: the snapshots
+/// go, and the app hears of the record.
+fn changed_here(key: RecordKey, out: &mut Vec<Effect>) {
+    out.push(Effect::Changed);
+    out.push(Effect::RecordChanged {
+        key,
+        origin: Origin::Local,
+    });
+}
+
 /// Whether the event is the app changing data. (`retry` and `resolve`
 /// come after the runner claimed their entry in IndexedDB, so they go on.)
 fn is_change(event: &Event) -> bool {

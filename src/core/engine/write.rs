@@ -1,7 +1,9 @@
 //! The write path: stage, debounce, outbox, send, settle; merge on a 409;
 //! dead letters for what the server refuses for good.
 
-use super::{CallerId, ClientEngine, Drain, Effect, Failure, Origin, Outcome, StoreOp};
+use super::{
+    changed_here, CallerId, ClientEngine, Drain, Effect, Failure, Origin, Outcome, StoreOp,
+};
 use crate::core::debounce::{Batch, Pushed, SavePayload};
 use crate::core::outbox::{Enqueued, EntryState, MutationOp, NewMutation, OutboxEntry};
 use crate::core::record::{FieldValue, Fields, PendingComment, RecordKey};
@@ -31,11 +33,7 @@ impl ClientEngine {
         let pushed = self
             .debounce
             .push(key.clone(), SavePayload::fields(fields), caller, now);
-        out.push(Effect::Changed);
-        out.push(Effect::RecordChanged {
-            key,
-            origin: Origin::Local,
-        });
+        changed_here(key, out);
         if let Pushed::Fired(batch) = pushed {
             self.dispatch(batch, false, now, out);
         }
@@ -65,11 +63,7 @@ impl ClientEngine {
             },
         );
         self.counters.operations += 1;
-        out.push(Effect::Changed);
-        out.push(Effect::RecordChanged {
-            key: key.clone(),
-            origin: Origin::Local,
-        });
+        changed_here(key.clone(), out);
         self.enqueue(
             key,
             MutationOp::Comment { comment_id, text },
@@ -92,11 +86,7 @@ impl ClientEngine {
             return reject(out, caller, Failure::Invalid(e.to_string()));
         }
         self.counters.operations += 1;
-        out.push(Effect::Changed);
-        out.push(Effect::RecordChanged {
-            key: key.clone(),
-            origin: Origin::Local,
-        });
+        changed_here(key.clone(), out);
         self.enqueue(
             key,
             MutationOp::Create { fields },
@@ -122,11 +112,7 @@ impl ClientEngine {
             .records
             .get(&key.collection, &key.id)
             .map_or(0, |r| r.version);
-        out.push(Effect::Changed);
-        out.push(Effect::RecordChanged {
-            key: key.clone(),
-            origin: Origin::Local,
-        });
+        changed_here(key.clone(), out);
         self.enqueue(
             key,
             MutationOp::Delete { base_version },
@@ -301,11 +287,7 @@ impl ClientEngine {
             ],
             persisted: None,
         });
-        out.push(Effect::Changed);
-        out.push(Effect::RecordChanged {
-            key,
-            origin: Origin::Local,
-        });
+        changed_here(key, out);
     }
 
     /// Whether `discard(mutation_id)` has something to drop.
@@ -353,11 +335,7 @@ impl ClientEngine {
             callers,
             result: Err(Failure::Cancelled),
         });
-        out.push(Effect::Changed);
-        out.push(Effect::RecordChanged {
-            key: key.clone(),
-            origin: Origin::Local,
-        });
+        changed_here(key.clone(), out);
     }
 
     /// A person chose the fields of a conflict (the runner claimed it in
