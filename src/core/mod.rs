@@ -16,7 +16,7 @@ pub mod query;
 pub mod reachability;
 pub mod record;
 pub mod retry;
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
 pub mod seeds;
 pub mod sort;
 pub mod staged;
