@@ -69,7 +69,7 @@ bench: pkg server
 	@scripts/bench.sh
 
 size: pkg
-	@scripts/size.sh
+	@scripts/size.sh --table
 
 clean:
 	cargo clean

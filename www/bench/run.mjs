@@ -15,6 +15,7 @@ import { execFileSync } from "node:child_process";
 import { cpus, tmpdir } from "node:os";
 import { launch } from "../e2e/support.mjs";
 import { peerSizes, version as peerVersion } from "./size.mjs";
+import { largestFunctions } from "../../scripts/wasm-functions.mjs";
 
 const BASE = process.env.BENCH_BASE_URL ?? "http://127.0.0.1:8080";
 const API = `${BASE}/api`;
@@ -185,82 +186,6 @@ function shippedSize(pkg) {
       return { file: f, raw: data.length, gz };
     });
   return files;
-}
-
-/**
- * The largest functions of a wasm that kept its name section (what
- * `twiggy top` lists), read directly so that `make bench` needs no extra
- * tool: code-section body sizes, named from the name section.
- */
-function largestFunctions(path, count) {
-  const d = readFileSync(path);
-  let i = 8;
-  const leb = () => {
-    let r = 0;
-    let s = 0;
-    for (;;) {
-      const b = d[i++];
-      r += (b & 0x7f) * 2 ** s;
-      s += 7;
-      if (b < 0x80) return r;
-    }
-  };
-  const name = () => {
-    const n = leb();
-    const s = d.toString("utf8", i, i + n);
-    i += n;
-    return s;
-  };
-  let imported = 0;
-  const bodies = [];
-  const names = new Map();
-  while (i < d.length) {
-    const id = d[i++];
-    const size = leb();
-    const end = i + size;
-    if (id === 2) {
-      for (let n = leb(); n > 0; n--) {
-        name();
-        name();
-        const kind = d[i++];
-        if (kind === 0) {
-          leb();
-          imported++;
-        } else if (kind === 1) {
-          i++;
-          if (leb() & 1) leb(), leb();
-          else leb();
-        } else if (kind === 2) {
-          if (leb() & 1) leb(), leb();
-          else leb();
-        } else if (kind === 3) i += 2;
-        else if (kind === 4) i += 1, leb();
-      }
-    } else if (id === 10) {
-      for (let n = leb(); n > 0; n--) {
-        const start = i;
-        const len = leb();
-        bodies.push(i - start + len);
-        i += len;
-      }
-    } else if (id === 0 && name() === "name") {
-      while (i < end) {
-        const sub = d[i++];
-        const len = leb();
-        const subEnd = i + len;
-        if (sub === 1) for (let n = leb(); n > 0; n--) names.set(leb(), name());
-        i = subEnd;
-      }
-    }
-    i = end;
-  }
-  const total = bodies.reduce((a, b) => a + b, 0);
-  const rows = bodies.map((size, k) => ({
-    size,
-    name: (names.get(imported + k) ?? `func[${imported + k}]`).replace(/::h[0-9a-f]{16}$/, ""),
-  }));
-  rows.sort((a, b) => b.size - a.size);
-  return { total, functions: bodies.length, top: rows.slice(0, count) };
 }
 
 // ----- the table -----------------------------------------------------------
