@@ -47,6 +47,7 @@ use crate::core::code::ErrorCode;
 mod wire;
 pub use wire::{
     ServerJobError, ServerSyncStatus, StoredSyncJob, SyncConflictRow, SyncHistoryEntry,
+    SyncSheetConflict,
 };
 
 /// The message shown while a cancel request is on its way.
@@ -448,6 +449,9 @@ pub enum SyncEvent {
     CancelDone {
         /// The job cancelled.
         sync_id: String,
+        /// The answer's body: the job as it stopped, with the counts of the
+        /// rows it wrote (`None` when the body could not be read).
+        status: Option<Box<ServerSyncStatus>>,
         /// When.
         now: u64,
     },
@@ -1100,6 +1104,7 @@ impl SyncState {
                 finished_at: now,
                 duration_ms: now.saturating_sub(started_at),
                 stats: self.stats,
+                message: self.message.clone(),
                 error,
                 conflict_rows: Vec::new(),
             }));
