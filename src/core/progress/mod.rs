@@ -750,8 +750,15 @@ impl SyncState {
                 }
             }
             SyncEvent::CancelPressed { .. } => self.cancel(step),
-            SyncEvent::CancelDone { sync_id, .. } => {
+            SyncEvent::CancelDone {
+                sync_id, status, ..
+            } => {
                 if self.follows(&sync_id) {
+                    // The answer comes once the job stopped: its counts are
+                    // the rows it wrote, newer than any poll's.
+                    if let Some(mut status) = status {
+                        self.take_figures(&mut status);
+                    }
                     self.finish(SyncOutcome::Cancelled, None, step);
                 }
             }
@@ -859,8 +866,21 @@ impl SyncState {
         })));
     }
 
+    /// Takes a job status's progress (never lower), words and counters.
+    fn take_figures(&mut self, status: &mut ServerSyncStatus) {
+        if let Some(p) = status.progress.and_then(clamp_progress) {
+            self.progress = self.progress.max(p);
+        }
+        if let Some(message) = status.message.take() {
+            self.message = Some(message);
+        }
+        if status.stats.is_some() {
+            self.stats = status.stats;
+        }
+    }
+
     /// Takes in a poll's answer: a new phase and progress, or the end.
-    fn absorb(&mut self, status: ServerSyncStatus, step: &mut Step<'_>) {
+    fn absorb(&mut self, mut status: ServerSyncStatus, step: &mut Step<'_>) {
         self.ledger.poll_failures = 0;
         if let Some(id) = &status.sync_id {
             if self.sync_id.as_ref() != Some(id) {
@@ -885,15 +905,7 @@ impl SyncState {
             );
             return;
         };
-        if let Some(p) = status.progress.and_then(clamp_progress) {
-            self.progress = self.progress.max(p);
-        }
-        if status.message.is_some() {
-            self.message = status.message;
-        }
-        if status.stats.is_some() {
-            self.stats = status.stats;
-        }
+        self.take_figures(&mut status);
         match phase {
             SyncPhase::Complete => {
                 self.progress = 100.0;

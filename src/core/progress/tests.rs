@@ -236,8 +236,7 @@ fn completion_records_history_and_clears_the_stored_job() {
             stats: None,
             error: None,
             message: None,
-            message: None,
-        conflict_rows: Vec::new(),
+            conflict_rows: Vec::new(),
         }]
     );
     assert!(fx
