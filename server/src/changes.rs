@@ -22,10 +22,10 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::auth::{bearer_token, session_for_token, session_row, AuthUser};
-use crate::stream_tickets::redeem;
 use crate::db::unix_seconds;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::stream_tickets::redeem;
 use crate::streams::StreamTicket;
 use crate::{records, AppState};
 
@@ -333,7 +333,9 @@ pub async fn events_route(
         Some(ticket) => {
             let session = redeem(&state, &ticket).await?;
             if bearer.is_some() && session_for_token(&state, bearer).await?.user != session.user {
-                return Err(ApiError::forbidden("this stream ticket belongs to another user"));
+                return Err(ApiError::forbidden(
+                    "this stream ticket belongs to another user",
+                ));
             }
             session
         }

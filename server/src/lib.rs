@@ -246,7 +246,8 @@ async fn janitor(
             .write(move |tx| {
                 Ok(auth::purge_expired(tx)?
                     + stream_tickets::purge(tx)?
-                    + idempotency::purge(tx)? + changes::prune(tx, keep)?)
+                    + idempotency::purge(tx)?
+                    + changes::prune(tx, keep)?)
             })
             .await;
         if let Err(e) = purged {

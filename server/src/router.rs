@@ -83,11 +83,7 @@ pub fn api_routes() -> Vec<ApiRoute> {
             timed: false,
             ..api_route("GET", "/api/events", changes::events_route)
         },
-        api_route(
-            "POST",
-            "/api/events/ticket",
-            stream_tickets::ticket_route,
-        ),
+        api_route("POST", "/api/events/ticket", stream_tickets::ticket_route),
         api_route("GET", "/api/sync", sync_routes::list_route),
         api_route("POST", "/api/sync", sync_routes::start_route),
         api_route("GET", "/api/sync/{sync_id}", sync_routes::status_route),

@@ -403,9 +403,8 @@ impl SyncJobs {
     pub fn cancel(&self, user: &str, id: &str) -> Result<Value, ApiError> {
         let mut q = self.lock();
         let job = q.owned(user, id)?;
-        let ours = job.status == SyncStatus::Cancelled
-            && job.cancel_requested
-            && !job.cancel_answered;
+        let ours =
+            job.status == SyncStatus::Cancelled && job.cancel_requested && !job.cancel_answered;
         if !ours {
             // Still running cannot be: `stop` came first and was waited for.
             return Err(ApiError::new(
@@ -921,7 +920,7 @@ fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

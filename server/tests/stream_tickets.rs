@@ -11,9 +11,15 @@ use reqwest::Method;
 use serde_json::Value;
 
 async fn ticket(s: &TestServer, t: &str) -> Value {
-    let r = s.send(Method::POST, "/api/events/ticket", Some(t), None, &[]).await;
+    let r = s
+        .send(Method::POST, "/api/events/ticket", Some(t), None, &[])
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert!(r.body["ticket"].as_str().is_some_and(|t| !t.is_empty()), "{:?}", r.body);
+    assert!(
+        r.body["ticket"].as_str().is_some_and(|t| !t.is_empty()),
+        "{:?}",
+        r.body
+    );
     assert!(r.body["expiresAt"].is_string(), "{:?}", r.body);
     r.body
 }
@@ -58,7 +64,10 @@ async fn a_ticket_opens_one_stream_once() {
     assert!(first_frame(&mut live).await.contains("event: ready"));
     // Used: a second stream (or a replay from a log) is refused.
     let (status, body) = error_of(open(&s, &format!("ticket={tk}")).await).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
     // A garbage ticket, and none at all.
     let (status, _) = error_of(open(&s, "ticket=nonsense").await).await;
     assert_eq!(status, 401);
@@ -66,11 +75,17 @@ async fn a_ticket_opens_one_stream_once() {
     assert_eq!(status, 401);
     // Each ticket is new, even under one Idempotency-Key.
     let key = [("idempotency-key", "ticket-1")];
-    let a = s.send(Method::POST, "/api/events/ticket", Some(&t), None, &key).await;
-    let b = s.send(Method::POST, "/api/events/ticket", Some(&t), None, &key).await;
+    let a = s
+        .send(Method::POST, "/api/events/ticket", Some(&t), None, &key)
+        .await;
+    let b = s
+        .send(Method::POST, "/api/events/ticket", Some(&t), None, &key)
+        .await;
     assert_ne!(a.body["ticket"], b.body["ticket"]);
     // Asking for one needs the bearer token.
-    let r = s.send(Method::POST, "/api/events/ticket", None, None, &[]).await;
+    let r = s
+        .send(Method::POST, "/api/events/ticket", None, None, &[])
+        .await;
     assert_error(&r, 401, "unauthorized");
 }
 
@@ -96,15 +111,18 @@ async fn an_expired_ticket_is_refused() {
     let s = TestServer::start_with(|c| c.limits.stream_ticket_ttl = Duration::from_secs(1)).await;
     let t = s.login("alice").await;
     let ticket = ticket(&s, &t).await;
-    let expires = chrono::DateTime::parse_from_rfc3339(ticket["expiresAt"].as_str().unwrap())
-        .unwrap();
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(ticket["expiresAt"].as_str().unwrap()).unwrap();
     // Wait until its time is past, by the clock the server answered with.
     while chrono::Utc::now() <= expires + chrono::Duration::milliseconds(100) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let tk = ticket["ticket"].as_str().unwrap();
     let (status, body) = error_of(open(&s, &format!("ticket={tk}")).await).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +139,10 @@ async fn a_ticket_belongs_to_the_session_that_asked_for_it() {
         .await
         .unwrap();
     let (status, body) = error_of(used).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
     // A stream opened with Bob's ticket is Bob's: it ends when he logs out,
     // and Alice's goes on.
     let bobs = ticket(&s, &tb).await["ticket"].as_str().unwrap().to_owned();
@@ -131,7 +152,9 @@ async fn a_ticket_belongs_to_the_session_that_asked_for_it() {
     first_frame(&mut bob_stream).await;
     first_frame(&mut alice_stream).await;
     let spare = ticket(&s, &tb).await["ticket"].as_str().unwrap().to_owned();
-    let r = s.send(Method::POST, "/api/logout", Some(&tb), None, &[]).await;
+    let r = s
+        .send(Method::POST, "/api/logout", Some(&tb), None, &[])
+        .await;
     assert_eq!(r.status, 204);
     let end = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -146,7 +169,9 @@ async fn a_ticket_belongs_to_the_session_that_asked_for_it() {
     // A ticket of Bob's session is worth nothing once the session ended.
     let (status, _) = error_of(open(&s, &format!("ticket={spare}")).await).await;
     assert_eq!(status, 401);
-    let r = s.send(Method::POST, "/api/events/ticket", Some(&tb), None, &[]).await;
+    let r = s
+        .send(Method::POST, "/api/events/ticket", Some(&tb), None, &[])
+        .await;
     assert_error(&r, 401, "unauthorized");
     let alices = ticket(&s, &ta).await["ticket"].as_str().unwrap().to_owned();
     assert_eq!(open(&s, &format!("ticket={alices}")).await.status(), 200);

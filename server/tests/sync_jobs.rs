@@ -516,7 +516,7 @@ fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -559,7 +559,10 @@ async fn a_cancelled_import_counts_exactly_the_rows_it_wrote() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let st = s.get(&path, &t).await.body;
-        assert_ne!(st["status"], "complete", "the import ended before it could be cancelled");
+        assert_ne!(
+            st["status"], "complete",
+            "the import ended before it could be cancelled"
+        );
         if st["stats"]["inserted"].as_u64().unwrap_or(0) > 0 {
             break;
         }
@@ -585,7 +588,10 @@ async fn a_cancelled_import_counts_exactly_the_rows_it_wrote() {
         .count() as u64;
     assert_eq!((inserted, updated), (new_in_db, moved_in_db), "{stats}");
     assert_eq!(updated, 200, "the updates came first in the sheet");
-    assert!(inserted > 0 && inserted < NEW as u64, "cancelled mid-way: {stats}");
+    assert!(
+        inserted > 0 && inserted < NEW as u64,
+        "cancelled mid-way: {stats}"
+    );
     assert_eq!(stats["unchanged"], 0);
     assert_eq!(stats["conflicts"], 0);
     assert_eq!(

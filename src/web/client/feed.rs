@@ -179,8 +179,8 @@ impl Client {
                     *resume.borrow_mut() = id;
                 }
                 client.handle(Event::Stream(what));
-                let reconnecting =
-                    what == StreamSignal::Error && target.ready_state() == web_sys::EventSource::CONNECTING;
+                let reconnecting = what == StreamSignal::Error
+                    && target.ready_state() == web_sys::EventSource::CONNECTING;
                 if reconnecting && client.stream_wanted(connection) {
                     target.close();
                     let since = resume.borrow().clone();
