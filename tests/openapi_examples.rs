@@ -13,7 +13,9 @@ use std::collections::BTreeSet;
 
 use crm_sync::core::code::ErrorCode;
 use crm_sync::core::history::{FieldChange, HistoryEntry};
-use crm_sync::core::progress::{ServerSyncStatus, SyncConflictRow, SyncKind, SyncPhase, SyncStats};
+use crm_sync::core::progress::{
+    ServerSyncStatus, SyncConflictRow, SyncKind, SyncPhase, SyncSheetConflict, SyncStats,
+};
 use crm_sync::core::record::{Comment, Record};
 use serde_json::Value;
 
@@ -141,6 +143,7 @@ fn every_example_goes_through_the_modules_parsers() {
     });
     check("FieldChange", &|e| round_trip::<FieldChange>(e));
     check("ConflictRow", &|e| round_trip::<SyncConflictRow>(e));
+    check("SheetConflict", &|e| round_trip::<SyncSheetConflict>(e));
     check("SyncStarted", &|e| {
         let s = sync_status(e);
         assert_eq!(s.status.as_deref(), Some("queued"));
@@ -172,6 +175,9 @@ fn every_example_goes_through_the_modules_parsers() {
     });
     check("MeAnswer", &|e| {
         assert!(e["user"].is_string());
+    });
+    check("StreamTicket", &|e| {
+        assert!(e["ticket"].is_string() && e["expiresAt"].is_string());
     });
 
     let with_examples: BTreeSet<&str> = doc["components"]["schemas"]

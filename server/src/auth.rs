@@ -43,7 +43,8 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::internal(format!("argon2: {e}")))
 }
 
-fn token_hash(token: &str) -> String {
+/// SHA-256 of a token (or a stream ticket), hex: how it is stored.
+pub(crate) fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

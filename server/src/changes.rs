@@ -25,6 +25,7 @@ use crate::auth::{bearer_token, session_for_token, session_row, AuthUser};
 use crate::db::unix_seconds;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::stream_tickets::redeem;
 use crate::streams::StreamTicket;
 use crate::{records, AppState};
 
@@ -254,11 +255,13 @@ pub async fn feed_route(
     Ok(Json(body))
 }
 
-/// Query of `GET /api/events`: `EventSource` cannot set headers, so the token
-/// may come here instead of in `Authorization`.
+/// Query of `GET /api/events`: `EventSource` cannot set headers, so a
+/// stream ticket ([`crate::stream_tickets`]) may come here instead of the
+/// token in `Authorization`. `token` is read only to refuse it.
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {
     since: Option<String>,
+    ticket: Option<String>,
     token: Option<String>,
 }
 
@@ -280,12 +283,18 @@ struct Follower {
 /// event (no `id`, data `{}`), beyond docs/backend/protocol.md: it tells a client that
 /// events get through, where a buffering proxy would hold them back.
 ///
-/// The stream belongs to its token: it ends when the token is revoked
-/// (logout), when it expires, and when the user opens more streams than
-/// allowed (the oldest ends). Each batch is read with the token checked again.
+/// A browser opens it with `?ticket=` (single use, see
+/// [`crate::stream_tickets`]); other clients may send the bearer token in
+/// `Authorization`. A `token` in the query is refused.
+///
+/// The stream belongs to its token (the one that asked for the ticket): it
+/// ends when the token is revoked (logout), when it expires, and when the
+/// user opens more streams than allowed (the oldest ends). Each batch is
+/// read with the token checked again.
 ///
 /// # Errors
-/// `401`, `410 cursor_expired`.
+/// `400` for a token in the query, `401`, `403` for another user's ticket,
+/// `410 cursor_expired`.
 #[utoipa::path(
     get,
     path = "/api/events",
@@ -293,13 +302,15 @@ struct Follower {
     operation_id = "events",
     params(
         ("since" = Option<String>, Query, nullable = false, description = "Resume after this cursor (`Last-Event-ID` wins); absent = from now"),
-        ("token" = Option<String>, Query, nullable = false, description = "The bearer token, for `EventSource`, which cannot send headers"),
+        ("ticket" = Option<String>, Query, nullable = false, description = "A single-use ticket from `POST /api/events/ticket`, for `EventSource`, which cannot send headers"),
+        ("token" = Option<String>, Query, nullable = false, description = "Refused with `400`: a bearer token never goes in a URL"),
         ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Resume after this cursor"),
     ),
     responses(
         (status = 200, description = "A Server-Sent Events stream: first a `ready` event (data `{}`), then one `change` event per committed change, `data` a `Change` and `id` the cursor after it. It has no deadline; it ends at logout, token expiry, or when the user opens too many streams.", content_type = "text/event-stream", body = ServerEvent),
-        Unauthorized,
-        (status = 400, description = "`invalid`: a query that cannot be read", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no token and no ticket, an unknown or expired token, or a ticket unknown, used, expired or of a session that ended", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the ticket belongs to another user than the bearer token sent with it", body = ErrorBody),
+        (status = 400, description = "`invalid`: a query that cannot be read, or a `token` in it", body = ErrorBody),
         (status = 410, description = "`cursor_expired`", body = ErrorBody),
         (status = 500, description = "`internal`", body = ErrorBody),
     )
@@ -310,8 +321,26 @@ pub async fn events_route(
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let token = bearer_token(&headers).or(q.token);
-    let session = session_for_token(&state, token).await?;
+    if q.token.is_some() {
+        // Refused even when it is good: a URL is kept by every proxy and
+        // access log on the way.
+        return Err(ApiError::bad_request(
+            "a token never goes in a URL: ask POST /api/events/ticket for a ticket and open the stream with ?ticket=",
+        ));
+    }
+    let bearer = bearer_token(&headers);
+    let session = match q.ticket {
+        Some(ticket) => {
+            let session = redeem(&state, &ticket).await?;
+            if bearer.is_some() && session_for_token(&state, bearer).await?.user != session.user {
+                return Err(ApiError::forbidden(
+                    "this stream ticket belongs to another user",
+                ));
+            }
+            session
+        }
+        None => session_for_token(&state, bearer).await?,
+    };
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

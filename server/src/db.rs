@@ -100,6 +100,16 @@ CREATE TABLE history (
   PRIMARY KEY (collection, id, version)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Single-use tickets that open /api/events, so a bearer token never goes
+-- into a URL. Hashed like tokens; `expires_at` in milliseconds.
+CREATE TABLE stream_tickets (
+  ticket_hash TEXT PRIMARY KEY,
+  user TEXT NOT NULL,
+  token_hash TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The database: a file in WAL mode shared by every request and sync job.

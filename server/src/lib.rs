@@ -34,6 +34,7 @@ pub mod record_routes;
 pub mod records;
 pub mod router;
 pub mod sheet;
+pub mod stream_tickets;
 pub mod streams;
 pub mod sync_jobs;
 pub mod sync_routes;
@@ -243,7 +244,10 @@ async fn janitor(
         let keep = limits.changes_kept;
         let purged = db
             .write(move |tx| {
-                Ok(auth::purge_expired(tx)? + idempotency::purge(tx)? + changes::prune(tx, keep)?)
+                Ok(auth::purge_expired(tx)?
+                    + stream_tickets::purge(tx)?
+                    + idempotency::purge(tx)?
+                    + changes::prune(tx, keep)?)
             })
             .await;
         if let Err(e) = purged {

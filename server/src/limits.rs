@@ -42,6 +42,9 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Time a request (except an event stream) may take.
     pub request_timeout: Duration,
+    /// How long a ticket for `/api/events` can be used (no flag:
+    /// docs/backend/protocol.md says 30 s; tests shorten it).
+    pub stream_ticket_ttl: Duration,
 }
 
 /// The window login failures are counted in.
@@ -65,6 +68,7 @@ impl Default for Limits {
             jobs_per_user: 20,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            stream_ticket_ttl: Duration::from_secs(30),
         }
     }
 }

@@ -126,6 +126,8 @@ async fn main() -> ExitCode {
             jobs_per_user: args.jobs_per_user,
             header_timeout: Duration::from_secs(args.header_timeout_secs),
             request_timeout: Duration::from_secs(args.request_timeout_secs),
+            // No flag: docs/backend/protocol.md fixes it at 30 s.
+            stream_ticket_ttl: Limits::default().stream_ticket_ttl,
         },
         ..Config::default()
     };

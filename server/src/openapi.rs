@@ -21,7 +21,9 @@ use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::history::{FieldChange, HistoryEntry, HistoryList, HistoryOp};
 use crate::records::{Comment, Record};
-use crate::sync_jobs::{ConflictReason, ConflictRow, SyncKind, SyncStats, SyncStatus};
+use crate::sync_jobs::{
+    ConflictReason, ConflictRow, SheetConflict, SheetConflictList, SyncKind, SyncStats, SyncStatus,
+};
 
 /// Every `error.code` the server answers with.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
@@ -507,10 +509,12 @@ impl Modify for BearerAuth {
         crate::auth::me_route,
         crate::changes::feed_route,
         crate::changes::events_route,
+        crate::stream_tickets::ticket_route,
         crate::sync_routes::list_route,
         crate::sync_routes::start_route,
         crate::sync_routes::status_route,
         crate::sync_routes::cancel_route,
+        crate::sync_routes::conflicts_route,
         crate::record_routes::list_route,
         crate::record_routes::create_route,
         crate::record_routes::get_route,
@@ -526,7 +530,7 @@ impl Modify for BearerAuth {
         ErrorBody, ErrorInfo, ErrorCode, FieldValue, Fields, CollectionName, RecordId, Record, Comment, LoginRequest,
         LoginAnswer, MeAnswer, CreateRecord, PatchRecord, NewComment, RecordList, Change,
         ChangeOp, Feed, EventName, ServerEvent, StartSync, SyncStarted, SyncJobStatus, SyncJobList, SyncKind,
-        SyncStatus, SyncStats, HistoryList, HistoryEntry, HistoryOp, FieldChange, ConflictRow, ConflictReason,
+        SyncStatus, SyncStats, crate::stream_tickets::StreamTicket, SheetConflict, SheetConflictList, HistoryList, HistoryEntry, HistoryOp, FieldChange, ConflictRow, ConflictReason,
         crate::metrics::MetricsSummary, crate::metrics::RouteFigures, crate::metrics::SyncJobFigures,
     )),
     modifiers(&BearerAuth),

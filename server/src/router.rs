@@ -22,7 +22,9 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::{auth, changes, history, metrics, openapi, record_routes, sync_routes, AppState};
+use crate::{
+    auth, changes, history, metrics, openapi, record_routes, stream_tickets, sync_routes, AppState,
+};
 
 /// Largest request line plus headers hyper reads (its read buffer).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -81,10 +83,16 @@ pub fn api_routes() -> Vec<ApiRoute> {
             timed: false,
             ..api_route("GET", "/api/events", changes::events_route)
         },
+        api_route("POST", "/api/events/ticket", stream_tickets::ticket_route),
         api_route("GET", "/api/sync", sync_routes::list_route),
         api_route("POST", "/api/sync", sync_routes::start_route),
         api_route("GET", "/api/sync/{sync_id}", sync_routes::status_route),
         api_route("DELETE", "/api/sync/{sync_id}", sync_routes::cancel_route),
+        api_route(
+            "GET",
+            "/api/sync/{sync_id}/conflicts",
+            sync_routes::conflicts_route,
+        ),
         api_route("GET", "/api/openapi.json", openapi::openapi_route),
         api_route("GET", "/api/metrics", metrics::summary_route),
         api_route("GET", "/metrics", metrics::prometheus_route),

@@ -14,11 +14,12 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::db::{random_hex, timestamp_rfc3339, Db};
 use crate::error::ApiError;
-use crate::history::Author;
+use crate::history::{self, Author};
+use crate::openapi::FieldValue;
 use crate::records::{self, Record};
 use crate::sheet::{self, SheetRow, FIELD_COLUMNS};
 use crate::validate::CUSTOMERS;
@@ -102,6 +103,8 @@ struct Job {
     message: String,
     stats: SyncStats,
     conflict_rows: Vec<ConflictRow>,
+    /// Field by field, what [`Self::conflict_rows`] did not apply.
+    conflicts: Vec<SheetConflict>,
     error: Option<String>,
     created_at: String,
     updated_at: String,
@@ -109,6 +112,13 @@ struct Job {
     started: bool,
     finished_at: Option<Instant>,
     cancel: Arc<AtomicBool>,
+    /// `true` once the job has finished: a cancel waits for it, so that its
+    /// answer counts every row the job wrote.
+    finished: watch::Sender<bool>,
+    /// A person asked to cancel it ...
+    cancel_requested: bool,
+    /// ... and was answered: a second cancel is `already_finished`.
+    cancel_answered: bool,
 }
 
 #[derive(Default)]
@@ -309,6 +319,7 @@ impl SyncJobs {
             message: "Waiting to start".into(),
             stats: SyncStats::default(),
             conflict_rows: Vec::new(),
+            conflicts: Vec::new(),
             error: None,
             created_at: now.clone(),
             updated_at: now,
@@ -316,6 +327,9 @@ impl SyncJobs {
             started: false,
             finished_at: None,
             cancel: Arc::new(AtomicBool::new(false)),
+            finished: watch::Sender::new(false),
+            cancel_requested: false,
+            cancel_answered: false,
         };
         let needs_runner = !q.waiting.contains_key(user);
         q.waiting
@@ -349,15 +363,50 @@ impl SyncJobs {
         Ok(q.status_json(job))
     }
 
-    /// Cancels a queued or running job. A running job stops at its next
-    /// check (between chunks or batches); rows already saved stay saved.
+    /// Asks one of `user`'s jobs to stop. A queued job is cancelled at
+    /// once; a running one stops at its next row (or chunk of the download),
+    /// and the receiver turns `true` when it has. `None` when there is
+    /// nothing to wait for (no such job of `user`, or it has finished):
+    /// [`Self::cancel`] then answers.
+    pub fn stop(&self, user: &str, id: &str) -> Option<watch::Receiver<bool>> {
+        let mut q = self.lock();
+        let job = q.owned(user, id).ok()?;
+        if job.status.is_finished() {
+            return None;
+        }
+        job.cancel.store(true, Ordering::SeqCst);
+        job.cancel_requested = true;
+        if job.started {
+            tracing::info!(sync_id = %id, user = %user, "sync job asked to stop");
+            return Some(job.finished.subscribe());
+        }
+        // Not running: out of the queue now, nothing was written.
+        job.status = SyncStatus::Cancelled;
+        job.message = cancelled_message(job.kind, &job.stats);
+        job.updated_at = timestamp_rfc3339();
+        job.finished_at = Some(Instant::now());
+        job.finished.send_replace(true);
+        if let Some(waiting) = q.waiting.get_mut(user) {
+            waiting.retain(|j| j != id);
+        }
+        tracing::info!(sync_id = %id, user = %user, started = false, "sync job cancelled");
+        None
+    }
+
+    /// The answer to a cancel, once [`Self::stop`] and the wait for the job
+    /// to stop are done: the job, `cancelled`, with the counts of the rows
+    /// it wrote.
     ///
     /// # Errors
-    /// `404 sync_not_found`, `403 forbidden`, `409 already_finished`.
+    /// `404 sync_not_found`, `403 forbidden`; `409 already_finished` when
+    /// the job ended otherwise, or its cancel was answered already.
     pub fn cancel(&self, user: &str, id: &str) -> Result<Value, ApiError> {
         let mut q = self.lock();
         let job = q.owned(user, id)?;
-        if job.status.is_finished() {
+        let ours =
+            job.status == SyncStatus::Cancelled && job.cancel_requested && !job.cancel_answered;
+        if !ours {
+            // Still running cannot be: `stop` came first and was waited for.
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "already_finished",
@@ -367,25 +416,22 @@ impl SyncJobs {
                 ),
             ));
         }
-        job.cancel.store(true, Ordering::SeqCst);
-        job.status = SyncStatus::Cancelled;
-        job.message = "Cancelled".into();
-        job.updated_at = timestamp_rfc3339();
-        job.finished_at = Some(Instant::now());
-        let started = job.started;
-        if !started {
-            // Not running: take it out of the queue now. A running job stays at
-            // the front until it has really stopped, so the next job waits.
-            if let Some(waiting) = q.waiting.get_mut(user) {
-                waiting.retain(|j| j != id);
-            }
-        }
-        tracing::info!(sync_id = %id, user = %user, started, "sync job cancelled");
+        job.cancel_answered = true;
         let job = q
             .jobs
             .get(id)
             .ok_or_else(|| ApiError::internal("job vanished"))?;
         Ok(q.status_json(job))
+    }
+
+    /// What a from-sheet job did not apply, field by field.
+    ///
+    /// # Errors
+    /// `404 sync_not_found`, `403 forbidden`.
+    pub fn conflicts(&self, user: &str, id: &str) -> Result<Value, ApiError> {
+        let mut q = self.lock();
+        let job = q.owned(user, id)?;
+        Ok(json!({ "items": job.conflicts }))
     }
 
     /// `user`'s jobs, newest first.
@@ -476,7 +522,7 @@ impl SyncJobs {
                 }
                 Err(Stop::Cancelled) => {
                     job.status = SyncStatus::Cancelled;
-                    job.message = "Cancelled".into();
+                    job.message = cancelled_message(job.kind, &job.stats);
                 }
                 Err(Stop::Failed(e)) => {
                     job.status = SyncStatus::Error;
@@ -487,6 +533,7 @@ impl SyncJobs {
             job.updated_at = timestamp_rfc3339();
             job.finished_at = Some(Instant::now());
         }
+        job.finished.send_replace(true);
         tracing::info!(
             sync_id = %id, user = %user, status = ?job.status, progress = job.progress,
             stats = ?job.stats, "sync job finished"
@@ -566,14 +613,17 @@ impl Run {
         for batch in parsed.rows.chunks(SAVE_BATCH) {
             self.check()?;
             let batch = batch.to_vec();
-            let n = batch.len();
             let by = Author::sheet_sync(&self.user, &self.id);
+            let stop = Arc::clone(&self.cancel);
+            // A cancel stops the batch at its next row; the rows before it
+            // are committed and counted below like any others.
             let counts = self
                 .jobs
                 .db
-                .write(move |tx| apply_rows(tx, &batch, &by))
+                .write(move |tx| apply_rows(tx, &batch, &by, &stop))
                 .await?;
-            done += n;
+            done += counts.handled;
+            let stopped = counts.stopped;
             self.stats(|s| {
                 s.inserted += counts.inserted;
                 s.updated += counts.updated;
@@ -584,8 +634,14 @@ impl Run {
                 let room = MAX_LISTED_CONFLICTS.saturating_sub(job.conflict_rows.len());
                 job.conflict_rows
                     .extend(counts.conflict_rows.into_iter().take(room));
+                let room = MAX_LISTED_CONFLICT_FIELDS.saturating_sub(job.conflicts.len());
+                job.conflicts
+                    .extend(counts.conflicts_by_field.into_iter().take(room));
             });
             self.progress(80 + (20 * done / good) as u64);
+            if stopped {
+                return Err(Stop::Cancelled);
+            }
         }
 
         let stats = self.current_stats();
@@ -744,6 +800,134 @@ fn write_atomically(
 /// The most conflicting rows a job lists; `stats.conflicts` counts them all.
 pub const MAX_LISTED_CONFLICTS: usize = 100;
 
+/// The most conflicting fields `GET /api/sync/{id}/conflicts` lists.
+pub const MAX_LISTED_CONFLICT_FIELDS: usize = 1000;
+
+/// One field of a sheet row that was not applied because the record changed
+/// in the CRM since the last sync: both values, and who set the CRM's.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({ "row": 11, "recordId": "c-0010", "field": "phone", "sheet": "+1-555-9010", "crm": "+43 660 1234567", "changedBy": "bob", "changedAt": "2026-01-01T08:55:00.000Z" }))]
+pub struct SheetConflict {
+    /// The row in the sheet (1 = the header row).
+    pub row: u64,
+    /// The customer's record id.
+    pub record_id: String,
+    /// The field whose values differ; `null` when the record was deleted
+    /// in the CRM (then `sheet` and `crm` are `null` too).
+    pub field: Option<String>,
+    /// The sheet's value (`null`: an empty cell).
+    #[schema(value_type = FieldValue)]
+    pub sheet: Value,
+    /// The CRM's value (`null`: not set).
+    #[schema(value_type = FieldValue)]
+    pub crm: Value,
+    /// Who last changed the field in the CRM (or deleted the record).
+    pub changed_by: String,
+    /// When (RFC 3339 UTC).
+    pub changed_at: String,
+}
+
+/// `GET /api/sync/{syncId}/conflicts`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SheetConflictList {
+    /// In sheet order (at most [`MAX_LISTED_CONFLICT_FIELDS`]).
+    pub items: Vec<SheetConflict>,
+}
+
+impl SheetConflict {
+    /// The fields of `row` that differ from `current`, each with who last
+    /// set the CRM's value (from the record's history; the record's last
+    /// change where the history does not reach back).
+    fn of_row(
+        conn: &Connection,
+        row: &SheetRow,
+        current: &Record,
+        deleted: bool,
+    ) -> Result<Vec<Self>, ApiError> {
+        if deleted {
+            return Ok(vec![Self {
+                row: row.line,
+                record_id: row.id.clone(),
+                field: None,
+                sheet: Value::Null,
+                crm: Value::Null,
+                changed_by: current.updated_by.clone(),
+                changed_at: current.updated_at.clone(),
+            }]);
+        }
+        let changes = history::read(conn, CUSTOMERS, &row.id, 50)?.unwrap_or_default();
+        Ok(FIELD_COLUMNS
+            .iter()
+            .filter_map(|field| {
+                let sheet = row.fields.get(*field)?.clone();
+                let crm = current.fields.get(*field).cloned().unwrap_or(Value::Null);
+                if sheet == crm {
+                    return None;
+                }
+                let (changed_by, changed_at) = changes
+                    .iter()
+                    .find(|e| e.changes.contains_key(*field))
+                    .map_or_else(
+                        || (current.updated_by.clone(), current.updated_at.clone()),
+                        |e| (e.by.clone(), e.at.clone()),
+                    );
+                Some(Self {
+                    row: row.line,
+                    record_id: row.id.clone(),
+                    field: Some((*field).to_owned()),
+                    sheet,
+                    crm,
+                    changed_by,
+                    changed_at,
+                })
+            })
+            .collect())
+    }
+}
+
+/// The words of a cancelled job: what it wrote, in numbers a person reads
+/// ("Cancelled after 612 of 1,400 rows: 600 new, 12 updated").
+fn cancelled_message(kind: SyncKind, stats: &SyncStats) -> String {
+    if kind == SyncKind::ToSheet {
+        return "Cancelled before the sheet was written".into();
+    }
+    let handled = stats.inserted + stats.updated + stats.unchanged + stats.conflicts;
+    if handled == 0 {
+        return "Cancelled before any row was written".into();
+    }
+    let mut out = format!(
+        "Cancelled after {} of {} rows: {} new, {} updated",
+        grouped(handled + stats.invalid),
+        grouped(stats.rows),
+        grouped(stats.inserted),
+        grouped(stats.updated)
+    );
+    for (n, what) in [
+        (stats.unchanged, "unchanged"),
+        (stats.conflicts, "conflicts"),
+        (stats.invalid, "invalid"),
+    ] {
+        if n > 0 {
+            out.push_str(&format!(", {} {what}", grouped(n)));
+        }
+    }
+    out
+}
+
+/// `1400` as `1,400`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Why a sheet row was not applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -800,17 +984,35 @@ impl ConflictRow {
 
 #[derive(Debug, Default, Clone)]
 struct RowCounts {
+    /// Rows looked at (the rest of the batch was left for a cancel).
+    handled: usize,
+    /// A cancel stopped the batch before its end.
+    stopped: bool,
     inserted: u64,
     updated: u64,
     unchanged: u64,
     conflicts: u64,
     conflict_rows: Vec<ConflictRow>,
+    conflicts_by_field: Vec<SheetConflict>,
 }
 
 impl RowCounts {
-    fn conflict(&mut self, row: ConflictRow) {
+    fn conflict(
+        &mut self,
+        conn: &Connection,
+        sheet_row: &SheetRow,
+        current: &Record,
+        deleted: bool,
+        base: Option<i64>,
+    ) -> Result<(), ApiError> {
         self.conflicts += 1;
-        self.conflict_rows.push(row);
+        self.conflict_rows
+            .push(ConflictRow::new(sheet_row, current, deleted, base));
+        if self.conflicts_by_field.len() < MAX_LISTED_CONFLICT_FIELDS {
+            self.conflicts_by_field
+                .extend(SheetConflict::of_row(conn, sheet_row, current, deleted)?);
+        }
+        Ok(())
     }
 }
 
@@ -818,9 +1020,20 @@ impl RowCounts {
 /// version of a row is the record version stored at its last sync (or, for a
 /// row never synced, the sheet's own `version` cell): if the record has moved
 /// past it, someone changed the record since, and the row is a conflict.
-fn apply_rows(conn: &Connection, rows: &[SheetRow], by: &Author) -> Result<RowCounts, ApiError> {
+/// When `stop` turns true it stops before the next row.
+fn apply_rows(
+    conn: &Connection,
+    rows: &[SheetRow],
+    by: &Author,
+    stop: &AtomicBool,
+) -> Result<RowCounts, ApiError> {
     let mut counts = RowCounts::default();
     for row in rows {
+        if stop.load(Ordering::SeqCst) {
+            counts.stopped = true;
+            break;
+        }
+        counts.handled += 1;
         let synced: Option<i64> = conn
             .prepare_cached("SELECT version FROM sheet_sync WHERE collection = ?1 AND id = ?2")?
             .query_row([CUSTOMERS, row.id.as_str()], |r| r.get(0))
@@ -840,7 +1053,7 @@ fn apply_rows(conn: &Connection, rows: &[SheetRow], by: &Author) -> Result<RowCo
             }
             // Deleted in the CRM since: the deletion wins, like a PATCH on a stale version.
             Some(s) if s.deleted => {
-                counts.conflict(ConflictRow::new(row, &s.record, true, base));
+                counts.conflict(conn, row, &s.record, true, base)?;
                 continue;
             }
             Some(s) => {
@@ -870,12 +1083,12 @@ fn apply_rows(conn: &Connection, rows: &[SheetRow], by: &Author) -> Result<RowCo
                             r.version
                         }
                         None => {
-                            counts.conflict(ConflictRow::new(row, &current, false, base));
+                            counts.conflict(conn, row, &current, false, base)?;
                             continue;
                         }
                     }
                 } else {
-                    counts.conflict(ConflictRow::new(row, &current, false, base));
+                    counts.conflict(conn, row, &current, false, base)?;
                     continue;
                 }
             }

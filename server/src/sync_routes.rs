@@ -1,4 +1,5 @@
-//! The sync-job routes: start, follow, cancel and list a user's jobs.
+//! The sync-job routes: start, follow, cancel and list a user's jobs, and
+//! list what a job did not apply.
 //! The jobs themselves run in [`crate::sync_jobs`].
 
 use crate::openapi::*;
@@ -15,7 +16,7 @@ use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{body_bytes, json_body, path_params, Answer};
 use crate::idempotency::{write_once, Mutation};
-use crate::sync_jobs::SyncKind;
+use crate::sync_jobs::{SheetConflictList, SyncKind};
 use crate::AppState;
 
 /// `POST /api/sync` `{ kind }` + `Idempotency-Key` -> `202 { syncId, status: "queued", position }`.
@@ -100,7 +101,9 @@ pub async fn status_route(
     state.jobs.status(&user, &id).map(Json)
 }
 
-/// `DELETE /api/sync/{syncId}` -> `200` with `status: "cancelled"`.
+/// `DELETE /api/sync/{syncId}` -> `200` with `status: "cancelled"`. A
+/// running job stops at its next row; the answer comes once it has, so its
+/// `stats` count exactly the rows the job wrote, and `message` says so.
 ///
 /// # Errors
 /// `404 sync_not_found`, `403 forbidden`, `409 already_finished`.
@@ -114,7 +117,7 @@ pub async fn status_route(
         IdempotencyKey,
     ),
     responses(
-        (status = 200, description = "The job, `cancelled`", body = SyncJobStatus),
+        (status = 200, description = "The job, `cancelled`, once it has stopped: `stats` count exactly the rows it wrote, and `message` says so (\"Cancelled after 612 of 1,400 rows: 600 new, 12 updated\")", body = SyncJobStatus),
         RequestErrors,
         (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
         (status = 404, description = "`sync_not_found`", body = ErrorBody),
@@ -132,6 +135,13 @@ pub async fn cancel_route(
 ) -> Result<Answer, ApiError> {
     let id = path_params(path)?;
     let mutation = Mutation::new(&user, &headers, &method, uri.path(), b"")?;
+    // Waited for outside the write below: the job needs the database to
+    // finish its batch.
+    if let Some(mut stopped) = state.jobs.stop(&user, &id) {
+        // An error means the job is gone (the sender dropped): the answer
+        // below says how.
+        let _ = stopped.wait_for(|finished| *finished).await;
+    }
     let jobs = Arc::clone(&state.jobs);
     write_once(&state.db, mutation, move |_tx| {
         Ok(Answer::json(StatusCode::OK, &jobs.cancel(&user, &id)?)?.into())
@@ -152,4 +162,34 @@ pub async fn cancel_route(
 )]
 pub async fn list_route(State(state): State<AppState>, AuthUser(user): AuthUser) -> Json<Value> {
     Json(state.jobs.list(&user))
+}
+
+/// `GET /api/sync/{syncId}/conflicts` -> `{ items }`: field by field, the
+/// sheet rows a from-sheet job did not apply because the record changed in
+/// the CRM since the last sync.
+///
+/// # Errors
+/// `404 sync_not_found`, `403 forbidden`.
+#[utoipa::path(
+    get,
+    path = "/api/sync/{sync_id}/conflicts",
+    tag = "sync",
+    operation_id = "syncConflicts",
+    params(
+        ("sync_id" = String, Path, description = "The job's `syncId`"),
+    ),
+    responses(
+        (status = 200, description = "In sheet order; the first 1,000 (`stats.conflicts` counts the rows)", body = SheetConflictList),
+        RequestErrors,
+        (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
+        (status = 404, description = "`sync_not_found`: unknown, expired or lost in a restart", body = ErrorBody),
+    )
+)]
+pub async fn conflicts_route(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_params(path)?;
+    state.jobs.conflicts(&user, &id).map(Json)
 }

@@ -491,9 +491,10 @@ async fn old_changes_are_pruned_and_their_cursors_are_410() {
     );
     let r = s.get(&format!("/api/changes?since={fresh}"), &t).await;
     assert_eq!(r.status, 200);
+    let ticket = s.stream_ticket(&t).await;
     let r = s
         .client
-        .get(format!("{}/api/events?token={t}&since={old}", s.base))
+        .get(format!("{}/api/events?ticket={ticket}&since={old}", s.base))
         .send()
         .await
         .unwrap();
@@ -503,9 +504,10 @@ async fn old_changes_are_pruned_and_their_cursors_are_410() {
 // ---------- event streams ----------
 
 async fn open_events(s: &TestServer, t: &str) -> reqwest::Response {
+    let ticket = s.stream_ticket(t).await;
     let r = s
         .client
-        .get(format!("{}/api/events?token={t}", s.base))
+        .get(format!("{}/api/events?ticket={ticket}", s.base))
         .send()
         .await
         .unwrap();
@@ -549,7 +551,8 @@ async fn a_stream_ends_when_its_token_is_logged_out() {
     assert!(!ends_within(&mut kept, Duration::from_millis(500)).await);
     let r = s
         .client
-        .get(format!("{}/api/events?token={t}", s.base))
+        .get(format!("{}/api/events", s.base))
+        .bearer_auth(&t)
         .send()
         .await
         .unwrap();

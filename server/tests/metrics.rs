@@ -260,9 +260,10 @@ async fn figures_after_a_known_sequence_of_requests() {
         .await;
     assert_eq!(seen.last().unwrap()["status"], "complete");
     // An event stream held open.
+    let ticket = s.stream_ticket(&alice).await;
     let stream = s
         .client
-        .get(format!("{}/api/events?token={alice}", s.base))
+        .get(format!("{}/api/events?ticket={ticket}", s.base))
         .send()
         .await
         .unwrap();

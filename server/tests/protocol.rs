@@ -985,10 +985,11 @@ async fn unknown_cursors_are_410() {
         .get(&format!("/api/changes?since={cursor}"), &t2)
         .await;
     assert_error(&r, 410, "cursor_expired");
+    let ticket = other.stream_ticket(&t2).await;
     let r = other
         .send(
             Method::GET,
-            &format!("/api/events?since={cursor}&token={t2}"),
+            &format!("/api/events?since={cursor}&ticket={ticket}"),
             None,
             None,
             &[],
@@ -997,12 +998,13 @@ async fn unknown_cursors_are_410() {
     assert_error(&r, 410, "cursor_expired");
 }
 
-/// Opens `/api/events` with the token in the query, as an `EventSource`
+/// Opens `/api/events` with a ticket in the query, as an `EventSource`
 /// must.
 async fn open_events(s: &TestServer, t: &str) -> reqwest::Response {
+    let ticket = s.stream_ticket(t).await;
     let live = s
         .client
-        .get(format!("{}/api/events?token={t}", s.base))
+        .get(format!("{}/api/events?ticket={ticket}", s.base))
         .send()
         .await
         .unwrap();
@@ -1073,7 +1075,7 @@ async fn server_sent_events_begin_with_ready() {
 async fn server_sent_events_follow_commits_and_resume() {
     let s = TestServer::start().await;
     let t = s.login("alice").await;
-    // EventSource cannot set headers: the token may come in the query.
+    // EventSource cannot set headers: a ticket comes in the query.
     let mut live = open_events(&s, &t).await;
     assert!(live.headers()["content-type"]
         .to_str()

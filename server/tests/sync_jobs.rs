@@ -491,3 +491,170 @@ async fn finished_jobs_are_forgotten_after_the_keep_time() {
     assert_error(&r, 404, "sync_not_found");
     assert_eq!(s.get("/api/sync", &t).await.body["items"], json!([]));
 }
+
+/// Every customer, read page by page.
+async fn all_customers(s: &TestServer, t: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(a) => format!("/api/customers?limit=1000&after={a}"),
+            None => "/api/customers?limit=1000".to_owned(),
+        };
+        let page = s.get(&path, t).await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        out.extend(page.body["items"].as_array().unwrap().iter().cloned());
+        match page.body["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+/// 1,234,567 as a person reads it.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_import_counts_exactly_the_rows_it_wrote() {
+    let s = TestServer::start().await;
+    let t = s.login("alice").await;
+    // A sheet long enough to be cancelled while it saves: the 200 customers
+    // with a new city (updates), then 20,000 new ones.
+    const NEW: usize = 20_000;
+    let mut sheet = String::from("id,version,name,email,phone,status,owner,city\n");
+    for c in all_customers(&s, &t).await {
+        let f = &c["fields"];
+        let cell = |k: &str| f[k].as_str().unwrap_or("").to_owned();
+        sheet.push_str(&format!(
+            "{},1,{},{},{},{},{},Sheetville\n",
+            c["id"].as_str().unwrap(),
+            cell("name"),
+            cell("email"),
+            cell("phone"),
+            cell("status"),
+            cell("owner"),
+        ));
+    }
+    for n in 0..NEW {
+        sheet.push_str(&format!(
+            "s-{n:05},,New {n},new{n}@example.com,,lead,alice,Graz\n"
+        ));
+    }
+    std::fs::write(s.path("data/sheet.csv"), sheet).unwrap();
+    let total = (200 + NEW) as u64;
+
+    let job = start_job(&s, &t, "from-sheet").await;
+    let path = format!("/api/sync/{}", id(&job));
+    // Cancel once rows are being written.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = s.get(&path, &t).await.body;
+        assert_ne!(
+            st["status"], "complete",
+            "the import ended before it could be cancelled"
+        );
+        if st["stats"]["inserted"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no row written: {st}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let cancelled = s.send(Method::DELETE, &path, Some(&t), None, &[]).await;
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    let stats = cancelled.body["stats"].clone();
+    let inserted = stats["inserted"].as_u64().unwrap();
+    let updated = stats["updated"].as_u64().unwrap();
+
+    // What is in the database is what the job says it wrote.
+    let customers = all_customers(&s, &t).await;
+    let new_in_db = customers
+        .iter()
+        .filter(|c| c["id"].as_str().unwrap().starts_with("s-"))
+        .count() as u64;
+    let moved_in_db = customers
+        .iter()
+        .filter(|c| c["fields"]["city"] == "Sheetville")
+        .count() as u64;
+    assert_eq!((inserted, updated), (new_in_db, moved_in_db), "{stats}");
+    assert_eq!(updated, 200, "the updates came first in the sheet");
+    assert!(
+        inserted > 0 && inserted < NEW as u64,
+        "cancelled mid-way: {stats}"
+    );
+    assert_eq!(stats["unchanged"], 0);
+    assert_eq!(stats["conflicts"], 0);
+    assert_eq!(
+        cancelled.body["message"],
+        format!(
+            "Cancelled after {} of {} rows: {} new, {} updated",
+            grouped(inserted + updated),
+            grouped(total),
+            grouped(inserted),
+            grouped(updated)
+        )
+    );
+
+    // The job's status and the list say the same, and it stays so: the
+    // job really stopped.
+    let later = s.get(&path, &t).await.body;
+    assert_eq!(later["status"], "cancelled");
+    assert_eq!(later["stats"], stats);
+    assert_eq!(later["message"], cancelled.body["message"]);
+    let listed = s.get("/api/sync", &t).await.body;
+    assert_eq!(listed["items"][0]["stats"], stats);
+    let again = all_customers(&s, &t).await;
+    assert_eq!(again.len(), customers.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sheet_conflicts_are_listed_field_by_field() {
+    let s = TestServer::start().await;
+    let (ta, tb) = (s.login("alice").await, s.login("bob").await);
+    // Bob changes c-0010's phone in the CRM; the sheet still has version 1,
+    // with another phone (every tenth demo row brings a new one).
+    let before = s.get("/api/customers/c-0010", &ta).await.body;
+    let changed = s
+        .patch("/api/customers/c-0010", &tb, 1, json!({"phone": "bob's"}))
+        .await;
+    assert_eq!(changed.status, 200);
+    let job = start_job(&s, &ta, "from-sheet").await;
+    let done = s.wait_job(&ta, &id(&job), Duration::from_secs(30)).await;
+    assert_eq!(done.last().unwrap()["stats"]["conflicts"], 1);
+
+    let path = format!("/api/sync/{}/conflicts", id(&job));
+    let r = s.get(&path, &ta).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let items = r.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    let item = &items[0];
+    assert_eq!(item["row"], 11, "the sheet's header is row 1");
+    assert_eq!(item["recordId"], "c-0010");
+    assert_eq!(item["field"], "phone");
+    assert_eq!(item["sheet"], "+1-555-9010");
+    assert_eq!(item["crm"], "bob's");
+    assert_eq!(item["changedBy"], "bob");
+    assert_eq!(item["changedAt"], changed.body["updatedAt"]);
+    assert_ne!(before["fields"]["phone"], item["sheet"]);
+    // Nothing of the row was applied.
+    let now = s.get("/api/customers/c-0010", &ta).await.body;
+    assert_eq!(now["fields"]["phone"], "bob's");
+    assert_eq!(now["version"], 2);
+
+    assert_error(&s.get(&path, &tb).await, 403, "forbidden");
+    assert_error(
+        &s.get("/api/sync/does-not-exist/conflicts", &ta).await,
+        404,
+        "sync_not_found",
+    );
+}

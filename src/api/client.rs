@@ -501,6 +501,24 @@ impl CrmSyncJobs {
         promise(async move { runner.history().await })
     }
 
+    /// Field by field, the sheet rows a from-sheet job did not apply because
+    /// the record changed in the CRM since the last sync: `[{ row, recordId,
+    /// field, sheet, crm, changedBy, changedAt }]`. Rejects with
+    /// `sync_not_found` (unknown, expired or lost in a server restart),
+    /// `forbidden` (another user's job), `network`, ...
+    #[wasm_bindgen(unchecked_return_type = "Promise<SyncSheetConflict[]>")]
+    pub fn conflicts(
+        &self,
+        #[wasm_bindgen(js_name = syncId, unchecked_param_type = "string")] sync_id: JsValue,
+    ) -> Promise {
+        let Some(sync_id) = sync_id.as_string().filter(|id| !id.is_empty()) else {
+            let err = Error::Invalid("syncId must be the id of a sync job".into());
+            return Promise::reject(&err.into());
+        };
+        let runner = Rc::clone(&self.runner);
+        promise(async move { runner.conflicts(&sync_id).await })
+    }
+
     /// Starts a sync every `intervalMs` (two hours when not given) from now
     /// on, of `kind` (`"from-sheet"` by default); `null` stops it. Kept in
     /// IndexedDB: it survives reloads, and whichever tab leads carries it

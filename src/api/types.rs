@@ -298,5 +298,25 @@ export interface SyncHistoryEntry {
   error: { code: CrmErrorCode; message: string } | null;
   /** The rows of the sheet a from-sheet run did not apply, and why. */
   conflictRows: SyncConflictRow[];
+  /** The server's last words about the run ("Cancelled after 612 of 1,400 rows: 600 new, 12 updated"), if any. */
+  message?: string | null;
+}
+
+/** One field of a sheet row a from-sheet run did not apply (`crm.sync.conflicts(syncId)`). */
+export interface SyncSheetConflict {
+  /** The row in the sheet (1 = the header row). */
+  row: number;
+  /** The customer's record id. */
+  recordId: string;
+  /** The field whose values differ; `null` when the record was deleted in the CRM. */
+  field: string | null;
+  /** The sheet's value (`null`: an empty cell). */
+  sheet: FieldValue;
+  /** The CRM's value (`null`: not set). */
+  crm: FieldValue;
+  /** Who last changed the field in the CRM (or deleted the record). */
+  changedBy: string;
+  /** When, RFC 3339 UTC. */
+  changedAt: string;
 }
 "#;

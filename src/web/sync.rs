@@ -17,7 +17,7 @@ use wasm_bindgen_futures::spawn_local;
 
 use crate::core::progress::{
     reduce, ServerSyncStatus, StoredSyncJob, SyncConfig, SyncEffect, SyncEvent, SyncHistoryEntry,
-    SyncKind, SyncOutcome, SyncPhase, SyncState,
+    SyncKind, SyncOutcome, SyncPhase, SyncSheetConflict, SyncState,
 };
 use crate::core::tab_message::{SyncCommand, TabMessage};
 use crate::error::{Error, ErrorCode};
@@ -409,8 +409,10 @@ impl SyncRunner {
         self.cancelling.set(false);
         self.settle_cancels(&answer.as_ref().map(|_| ()).map_err(Clone::clone));
         match answer {
-            Ok(_) => self.dispatch(SyncEvent::CancelDone {
+            Ok(body) => self.dispatch(SyncEvent::CancelDone {
                 sync_id,
+                // The job as it stopped: its counts are the rows it wrote.
+                status: from_server::<ServerSyncStatus>(body).ok().map(Box::new),
                 now: now_ms(),
             }),
             Err(err) => self.dispatch(SyncEvent::CancelFailed {
@@ -579,11 +581,19 @@ impl SyncRunner {
                         .as_ref()
                         .and_then(|id| list.iter_mut().find(|l| l.sync_id.as_ref() == Some(id)));
                     match known {
-                        // Followed here: the server's list adds which rows conflicted.
-                        Some(kept) if kept.conflict_rows.is_empty() => {
-                            kept.conflict_rows = line.conflict_rows;
+                        // Followed here: the server's list adds which rows
+                        // conflicted, and its counts and words are the job's
+                        // final ones (a run that ended with a poll before the
+                        // job did shows what it saw then).
+                        Some(kept) => {
+                            if kept.conflict_rows.is_empty() {
+                                kept.conflict_rows = line.conflict_rows;
+                            }
+                            if line.stats.is_some() && kept.status == line.status {
+                                kept.stats = line.stats;
+                                kept.message = line.message;
+                            }
                         }
-                        Some(_) => {}
                         None => list.push(line),
                     }
                 }
@@ -591,6 +601,20 @@ impl SyncRunner {
         }
         crate::core::sort::sort_by(&mut list, |a, b| b.finished_at.cmp(&a.finished_at));
         to_js(&list)
+    }
+
+    /// `crm.sync.conflicts(syncId)`: field by field, the sheet rows the
+    /// job did not apply because the record changed in the CRM since the
+    /// last sync (`GET /api/sync/{syncId}/conflicts`).
+    ///
+    /// # Errors
+    /// `forbidden` (another user's job), `sync_not_found` (unknown, expired
+    /// or lost in a server restart), `network`, `offline`, `bad_response`, ...
+    pub async fn conflicts(&self, sync_id: &str) -> Result<JsValue, Error> {
+        let path = format!("/sync/{}/conflicts", encode(sync_id));
+        let body = send(&self.client.request(Method::Get, &path)?).await?.body;
+        let items: Vec<SyncSheetConflict> = from_server(get(&body, "items"))?;
+        to_js(&items)
     }
 
     /// `crm.sync.schedule(ms | null, kind)`: a sync every `ms` from now on

@@ -485,6 +485,24 @@ async fn cancel_leaves_the_job_cancelled_on_the_server() {
         prop(&body, "status").as_string().as_deref(),
         Some("cancelled")
     );
+    // The state and the run's history line keep the job's final counts and
+    // words, not those of the last poll before it stopped.
+    let json = |v: &JsValue| js_sys::JSON::stringify(v).unwrap().as_string().unwrap();
+    let state = prop(&crm.sync(), "state");
+    let said = prop(&body, "message").as_string().unwrap();
+    assert!(said.starts_with("Cancelled"), "{said}");
+    assert_eq!(prop(&state, "message").as_string(), Some(said.clone()));
+    assert_eq!(json(&prop(&state, "stats")), json(&prop(&body, "stats")));
+    let history: Array = JsFuture::from(Promise::from(call(&crm.sync(), "history", &[])))
+        .await
+        .unwrap()
+        .into();
+    let line = history
+        .iter()
+        .find(|l| prop(l, "syncId").as_string().as_deref() == Some(job.as_str()))
+        .expect("the run is in the history");
+    assert_eq!(prop(&line, "message").as_string(), Some(said));
+    assert_eq!(json(&prop(&line, "stats")), json(&prop(&body, "stats")));
     crm.close();
 }
 
@@ -663,7 +681,7 @@ async fn a_from_sheet_runs_conflicting_rows_are_in_its_history_line() {
     // user29 changes c-0196 in the CRM: the sheet's row for it no longer applies.
     let phone = format!("+1-555-{:x}", (js_sys::Math::random() * 1e9) as u64);
     let fields = Object::new();
-    Reflect::set(&fields, &"phone".into(), &phone.into()).unwrap();
+    Reflect::set(&fields, &"phone".into(), &phone.clone().into()).unwrap();
     JsFuture::from(patch_as(server(), "user29", "customers", "c-0196", &fields))
         .await
         .unwrap();
@@ -688,6 +706,33 @@ async fn a_from_sheet_runs_conflicting_rows_are_in_its_history_line() {
         prop(&row, "updatedBy").as_string().as_deref(),
         Some("user29")
     );
+    // Field by field: both values, who changed the CRM's and when.
+    let conflicts =
+        |id: JsValue| JsFuture::from(Promise::from(call(&crm.sync(), "conflicts", &[id])));
+    let items: Array = conflicts(id.clone().into()).await.unwrap().into();
+    let item = items
+        .iter()
+        .find(|i| {
+            prop(i, "recordId").as_string().as_deref() == Some("c-0196")
+                && prop(i, "field").as_string().as_deref() == Some("phone")
+        })
+        .expect("c-0196's phone is listed");
+    assert_eq!(prop(&item, "crm").as_string(), Some(phone));
+    assert!(prop(&item, "sheet").is_string());
+    assert_eq!(
+        prop(&item, "changedBy").as_string().as_deref(),
+        Some("user29")
+    );
+    assert!(prop(&item, "row").as_f64().is_some_and(|r| r > 1.0));
+    assert!(prop(&item, "changedAt").is_string());
+    // Bad input and an unknown job: typed errors.
+    let unknown = conflicts("no-such-job".into()).await.unwrap_err();
+    assert_eq!(
+        prop(&unknown, "code").as_string().as_deref(),
+        Some("sync_not_found")
+    );
+    let bad = conflicts(JsValue::from(42)).await.unwrap_err();
+    assert_eq!(prop(&bad, "code").as_string().as_deref(), Some("invalid"));
     crm.close();
 }
 

@@ -70,6 +70,16 @@ impl TestServer {
         }
     }
 
+    /// A single-use ticket that opens `/api/events?ticket=...` for `token`'s
+    /// session, as a browser asks for one.
+    pub async fn stream_ticket(&self, token: &str) -> String {
+        let r = self
+            .send(Method::POST, "/api/events/ticket", Some(token), None, &[])
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["ticket"].as_str().unwrap().to_owned()
+    }
+
     pub async fn login(&self, user: &str) -> String {
         login(&self.client, &self.base, user).await
     }

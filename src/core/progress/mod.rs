@@ -47,6 +47,7 @@ use crate::core::code::ErrorCode;
 mod wire;
 pub use wire::{
     ServerJobError, ServerSyncStatus, StoredSyncJob, SyncConflictRow, SyncHistoryEntry,
+    SyncSheetConflict,
 };
 
 /// The message shown while a cancel request is on its way.
@@ -448,6 +449,9 @@ pub enum SyncEvent {
     CancelDone {
         /// The job cancelled.
         sync_id: String,
+        /// The answer's body: the job as it stopped, with the counts of the
+        /// rows it wrote (`None` when the body could not be read).
+        status: Option<Box<ServerSyncStatus>>,
         /// When.
         now: u64,
     },
@@ -746,8 +750,15 @@ impl SyncState {
                 }
             }
             SyncEvent::CancelPressed { .. } => self.cancel(step),
-            SyncEvent::CancelDone { sync_id, .. } => {
+            SyncEvent::CancelDone {
+                sync_id, status, ..
+            } => {
                 if self.follows(&sync_id) {
+                    // The answer comes once the job stopped: its counts are
+                    // the rows it wrote, newer than any poll's.
+                    if let Some(mut status) = status {
+                        self.take_figures(&mut status);
+                    }
                     self.finish(SyncOutcome::Cancelled, None, step);
                 }
             }
@@ -855,8 +866,21 @@ impl SyncState {
         })));
     }
 
+    /// Takes a job status's progress (never lower), words and counters.
+    fn take_figures(&mut self, status: &mut ServerSyncStatus) {
+        if let Some(p) = status.progress.and_then(clamp_progress) {
+            self.progress = self.progress.max(p);
+        }
+        if let Some(message) = status.message.take() {
+            self.message = Some(message);
+        }
+        if status.stats.is_some() {
+            self.stats = status.stats;
+        }
+    }
+
     /// Takes in a poll's answer: a new phase and progress, or the end.
-    fn absorb(&mut self, status: ServerSyncStatus, step: &mut Step<'_>) {
+    fn absorb(&mut self, mut status: ServerSyncStatus, step: &mut Step<'_>) {
         self.ledger.poll_failures = 0;
         if let Some(id) = &status.sync_id {
             if self.sync_id.as_ref() != Some(id) {
@@ -881,15 +905,7 @@ impl SyncState {
             );
             return;
         };
-        if let Some(p) = status.progress.and_then(clamp_progress) {
-            self.progress = self.progress.max(p);
-        }
-        if status.message.is_some() {
-            self.message = status.message;
-        }
-        if status.stats.is_some() {
-            self.stats = status.stats;
-        }
+        self.take_figures(&mut status);
         match phase {
             SyncPhase::Complete => {
                 self.progress = 100.0;
@@ -1100,6 +1116,7 @@ impl SyncState {
                 finished_at: now,
                 duration_ms: now.saturating_sub(started_at),
                 stats: self.stats,
+                message: self.message.clone(),
                 error,
                 conflict_rows: Vec::new(),
             }));

@@ -277,7 +277,11 @@ impl World {
                     return Ok(());
                 };
                 match failure {
-                    None => self.feed(SyncEvent::CancelDone { sync_id, now }),
+                    None => self.feed(SyncEvent::CancelDone {
+                        sync_id,
+                        status: None,
+                        now,
+                    }),
                     Some(f) => self.feed(SyncEvent::CancelFailed {
                         sync_id,
                         code: [

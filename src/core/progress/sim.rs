@@ -726,7 +726,20 @@ impl World {
                 Err(code) => self.dispatch(tab, SyncEvent::PollFailed { sync_id, code, now }),
             },
             Pending::Cancel { sync_id } => match answer {
-                Ok(_) => self.dispatch(tab, SyncEvent::CancelDone { sync_id, now }),
+                Ok(answer) => {
+                    let status = match answer {
+                        Answer::Status(status) => Some(status),
+                        _ => None,
+                    };
+                    self.dispatch(
+                        tab,
+                        SyncEvent::CancelDone {
+                            sync_id,
+                            status,
+                            now,
+                        },
+                    )
+                }
                 Err(code) => self.dispatch(tab, SyncEvent::CancelFailed { sync_id, code, now }),
             },
         }

@@ -235,6 +235,7 @@ fn completion_records_history_and_clears_the_stored_job() {
             duration_ms: 1_500,
             stats: None,
             error: None,
+            message: None,
             conflict_rows: Vec::new(),
         }]
     );
@@ -538,6 +539,7 @@ fn cancel_with_a_job_asks_the_server_once() {
         .any(|e| matches!(e, SyncEffect::SendCancel { .. })));
     let fx = tab.on(SyncEvent::CancelDone {
         sync_id: "job-1".into(),
+        status: None,
         now: 1_300,
     });
     assert_eq!(tab.state.phase, SyncPhase::Cancelled);
@@ -546,9 +548,47 @@ fn cancel_with_a_job_asks_the_server_once() {
     assert!(tab
         .on(SyncEvent::CancelDone {
             sync_id: "job-1".into(),
+            status: None,
             now: 1_400
         })
         .is_empty());
+}
+
+/// The server's answer to the cancel counts the rows the job wrote before
+/// it stopped: the state, the history line and so every screen show those,
+/// not the counters of the last poll (docs/backend/protocol.md, "Cancelling
+/// and conflicts of a sync job").
+#[test]
+fn a_cancelled_run_keeps_the_counts_of_the_cancel_answer() {
+    let mut tab = Tab::running();
+    tab.result("job-1", "downloading", Some(30.0), 1_150);
+    tab.on(SyncEvent::CancelPressed { now: 1_200 });
+    let written = SyncStats {
+        rows: 1_400,
+        inserted: 600,
+        updated: 12,
+        ..SyncStats::default()
+    };
+    let said = "Cancelled after 612 of 1,400 rows: 600 new, 12 updated";
+    let fx = tab.on(SyncEvent::CancelDone {
+        sync_id: "job-1".into(),
+        status: Some(Box::new(ServerSyncStatus {
+            sync_id: Some("job-1".into()),
+            status: Some("cancelled".into()),
+            progress: Some(87.0),
+            message: Some(said.into()),
+            stats: Some(written),
+            ..ServerSyncStatus::default()
+        })),
+        now: 1_300,
+    });
+    assert_eq!(tab.state.phase, SyncPhase::Cancelled);
+    assert_eq!(tab.state.stats, Some(written));
+    assert_eq!(tab.state.message.as_deref(), Some(said));
+    assert_eq!(tab.state.progress, 87.0);
+    let line = &history(&fx)[0];
+    assert_eq!(line.stats, Some(written));
+    assert_eq!(line.message.as_deref(), Some(said));
 }
 
 #[test]
@@ -858,6 +898,7 @@ fn the_history_entry_serialises_in_camel_case() {
         duration_ms: 2,
         stats: None,
         error: Some(SyncError::new(ErrorCode::SyncNotFound, "gone")),
+        message: None,
         conflict_rows: Vec::new(),
     };
     let json = serde_json::to_value(&entry).unwrap();

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{SyncError, SyncKind, SyncOutcome, SyncStats};
 use crate::core::code::ErrorCode;
+use crate::core::record::FieldValue;
 
 /// The job being followed, as stored in IndexedDB so that a reload or the
 /// next leader goes on following it ([`SyncEvent::Resume`](super::SyncEvent::Resume)).
@@ -39,6 +40,11 @@ pub struct SyncHistoryEntry {
     pub duration_ms: u64,
     /// The last counters the server reported.
     pub stats: Option<SyncStats>,
+    /// The server's last words about the run ("Cancelled after 612 of
+    /// 1,400 rows: 600 new, 12 updated"), when it said any (lines kept
+    /// before they were recorded have none).
+    #[serde(default)]
+    pub message: Option<String>,
     /// Why it failed, for `status: "error"`.
     pub error: Option<SyncError>,
     /// The sheet rows a from-sheet run did not apply, and why (from the
@@ -69,6 +75,39 @@ pub struct SyncConflictRow {
     /// For people.
     #[serde(default)]
     pub message: String,
+}
+
+/// One field of a sheet row that a from-sheet run did not apply, because
+/// the record changed in the CRM since the last sync, as
+/// `crm.sync.conflicts(syncId)` lists it (docs/backend/protocol.md,
+/// "Cancelling and conflicts of a sync job").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncSheetConflict {
+    /// The row in the sheet (1 = the header row).
+    pub row: u64,
+    /// The customer's record id.
+    pub record_id: String,
+    /// The field whose values differ; `None` when the record was deleted
+    /// in the CRM.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// The sheet's value (`null`: an empty cell).
+    #[serde(default = "no_value")]
+    pub sheet: FieldValue,
+    /// The CRM's value (`null`: not set).
+    #[serde(default = "no_value")]
+    pub crm: FieldValue,
+    /// Who last changed the field in the CRM (or deleted the record).
+    #[serde(default)]
+    pub changed_by: String,
+    /// When (RFC 3339 UTC).
+    #[serde(default)]
+    pub changed_at: String,
+}
+
+fn no_value() -> FieldValue {
+    FieldValue::Null
 }
 
 /// A job's `error` as the server may send it: a bare string or an object.
@@ -202,6 +241,7 @@ impl ServerSyncStatus {
             finished_at,
             duration_ms: finished_at - started_at,
             stats: self.stats,
+            message: self.message.clone(),
             error,
             conflict_rows: self.conflict_rows.clone().unwrap_or_default(),
         })

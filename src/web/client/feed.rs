@@ -36,84 +36,169 @@ const STREAMS_PER_PAGE: u32 = 1;
 
 thread_local! {
     static OPEN_STREAMS: Cell<u32> = const { Cell::new(0) };
+    /// Numbers each connection, so a ticket that arrives for a connection
+    /// the engine has closed (or replaced) since opens nothing.
+    static NEXT_CONNECTION: Cell<u64> = const { Cell::new(0) };
 }
 
-/// The leader's `EventSource` on `/api/events`, used as a doorbell: what
-/// it says goes to the engine as [`StreamSignal`]s, and each `change` makes
-/// the engine read the changes feed, which stays the one source of what
-/// changed (so nothing in an event needs trusting). Closed when dropped.
+/// A stream ticket as `POST /api/events/ticket` answers it.
+#[derive(Deserialize)]
+struct StreamTicket {
+    ticket: String,
+}
+
+/// The leader's `/api/events`, used as a doorbell: what it says goes to the
+/// engine as [`StreamSignal`]s, and each `change` makes the engine read the
+/// changes feed, which stays the one source of what changed (so nothing in
+/// an event needs trusting). From the engine's `OpenStream` until its
+/// `CloseStream` (or drop) it is one stream, however many connections it
+/// takes: each connection opens with a fresh single-use ticket, since an
+/// `EventSource` cannot send the token in a header and a token in a URL
+/// would be kept by every proxy and access log on the way.
 pub(super) struct EventFeed {
+    connection: u64,
+    source: Option<Connection>,
+}
+
+/// One `EventSource` and its listeners; closed when dropped.
+struct Connection {
     source: web_sys::EventSource,
     _listeners: [EventListener; 4],
 }
 
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}
+
 impl EventFeed {
-    /// Opens `url`, telling `signal` what the stream says.
-    fn open(url: &str, signal: impl Fn(StreamSignal) + 'static) -> Option<Self> {
-        let signal = Rc::new(signal);
-        let source = web_sys::EventSource::new(url).ok()?;
-        let on = |kind: &'static str, what: StreamSignal| {
-            let signal = Rc::clone(&signal);
-            EventListener::new(&source, kind, move |_| signal(what))
-        };
-        let listeners = (|| {
-            Ok::<_, Error>([
-                on("open", StreamSignal::Opened)?,
-                on("ready", StreamSignal::Ready)?,
-                on("change", StreamSignal::Change)?,
-                on("error", StreamSignal::Error)?,
-            ])
-        })();
-        let Ok(listeners) = listeners else {
-            source.close();
-            return None;
-        };
+    fn new() -> Self {
         OPEN_STREAMS.with(|n| n.set(n.get().saturating_add(1)));
-        Some(Self {
-            source,
-            _listeners: listeners,
-        })
+        Self {
+            connection: NEXT_CONNECTION.with(|n| {
+                n.set(n.get().wrapping_add(1));
+                n.get()
+            }),
+            source: None,
+        }
     }
 }
 
 impl Drop for EventFeed {
     fn drop(&mut self) {
-        self.source.close();
         OPEN_STREAMS.with(|n| n.set(n.get().saturating_sub(1)));
     }
 }
 
 impl Client {
-    /// Opens `/api/events` from `since`. `EventSource` cannot send
-    /// headers, so the token goes in the query, as docs/backend/protocol.md
-    /// allows. Where it cannot be opened (no `EventSource`, this page's
-    /// streams all taken), the engine hears an error and polls.
+    /// Opens `/api/events` from `since`, with a ticket asked for first.
+    /// Where it cannot be opened (no `EventSource`, this page's streams all
+    /// taken, no ticket), the engine hears an error and polls.
     pub(super) fn open_stream(&self, since: &str) {
         self.inner.events.borrow_mut().take();
-        let url = format!(
-            "{}/events?since={}&token={}",
-            self.inner.config.base_url,
-            encode(since),
-            encode(&self.token())
-        );
-        let weak = self.weak();
-        let signal = move |signal: StreamSignal| {
-            if let Some(client) = Client::from_weak(&weak) {
-                client.handle(Event::Stream(signal));
-            }
-        };
-        let opened = if OPEN_STREAMS.with(Cell::get) < STREAMS_PER_PAGE {
-            EventFeed::open(&url, signal)
-        } else {
-            None
-        };
-        match opened {
-            Some(feed) => *self.inner.events.borrow_mut() = Some(feed),
-            None => {
-                let this = self.clone();
-                spawn_local(async move { this.handle(Event::Stream(StreamSignal::Error)) });
-            }
+        if OPEN_STREAMS.with(Cell::get) >= STREAMS_PER_PAGE {
+            let this = self.clone();
+            spawn_local(async move { this.handle(Event::Stream(StreamSignal::Error)) });
+            return;
         }
+        let feed = EventFeed::new();
+        let connection = feed.connection;
+        *self.inner.events.borrow_mut() = Some(feed);
+        let this = self.clone();
+        let since = since.to_owned();
+        spawn_local(async move { this.connect_stream(connection, since).await });
+    }
+
+    /// Whether `connection` is still the stream the engine wants.
+    fn stream_wanted(&self, connection: u64) -> bool {
+        self.inner
+            .events
+            .borrow()
+            .as_ref()
+            .is_some_and(|feed| feed.connection == connection)
+    }
+
+    /// Asks for a ticket and opens connection `connection` of the stream
+    /// from `since`, unless the engine closed the stream meanwhile.
+    async fn connect_stream(&self, connection: u64, since: String) {
+        let ticket = match self.request(Method::Post, "/events/ticket") {
+            Ok(req) => send(&req)
+                .await
+                .and_then(|resp| from_server::<StreamTicket>(resp.body)),
+            Err(e) => Err(e),
+        };
+        if !self.stream_wanted(connection) {
+            return;
+        }
+        let source = ticket.and_then(|ticket| {
+            let url = format!(
+                "{}/events?since={}&ticket={}",
+                self.inner.config.base_url,
+                encode(&since),
+                encode(&ticket.ticket)
+            );
+            self.listen(connection, &url, since)
+        });
+        match source {
+            Ok(source) => {
+                if let Some(feed) = self.inner.events.borrow_mut().as_mut() {
+                    feed.source = Some(source);
+                }
+            }
+            Err(_) => self.handle(Event::Stream(StreamSignal::Error)),
+        }
+    }
+
+    /// An `EventSource` on `url`, telling the engine what it says. Its
+    /// ticket opens one connection: where the browser would reconnect by
+    /// itself after a drop (with the used ticket, so in vain), the
+    /// connection is replaced by a new one with a new ticket, resuming
+    /// after the last event heard, as the browser's reconnect would.
+    fn listen(&self, connection: u64, url: &str, since: String) -> Result<Connection, Error> {
+        let source = web_sys::EventSource::new(url)
+            .map_err(|e| Error::Invalid(crate::web::js::describe(&e)))?;
+        let resume = Rc::new(RefCell::new(since));
+        let weak = self.weak();
+        let on = |kind: &'static str, what: StreamSignal| {
+            let weak = weak.clone();
+            let resume = Rc::clone(&resume);
+            let target = source.clone();
+            EventListener::new(&source, kind, move |event| {
+                let Some(client) = Client::from_weak(&weak) else {
+                    return;
+                };
+                if !client.stream_wanted(connection) {
+                    return;
+                }
+                if let Some(id) = event
+                    .dyn_ref::<web_sys::MessageEvent>()
+                    .map(web_sys::MessageEvent::last_event_id)
+                    .filter(|id| !id.is_empty())
+                {
+                    *resume.borrow_mut() = id;
+                }
+                client.handle(Event::Stream(what));
+                let reconnecting = what == StreamSignal::Error
+                    && target.ready_state() == web_sys::EventSource::CONNECTING;
+                if reconnecting && client.stream_wanted(connection) {
+                    target.close();
+                    let since = resume.borrow().clone();
+                    let this = client.clone();
+                    spawn_local(async move { this.connect_stream(connection, since).await });
+                }
+            })
+        };
+        let listeners = [
+            on("open", StreamSignal::Opened)?,
+            on("ready", StreamSignal::Ready)?,
+            on("change", StreamSignal::Change)?,
+            on("error", StreamSignal::Error)?,
+        ];
+        Ok(Connection {
+            source,
+            _listeners: listeners,
+        })
     }
 
     /// Reads one page of the changes feed from `since` and hands it to the

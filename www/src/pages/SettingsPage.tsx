@@ -1,20 +1,151 @@
 import { useEffect, useState } from "react";
-import type { CrmSyncJobs, SyncHistoryEntry, SyncSchedule, SyncState } from "crm-sync";
+import type { CrmSyncJobs, SyncHistoryEntry, SyncSchedule, SyncSheetConflict, SyncState } from "crm-sync";
+import { CrmError } from "crm-sync";
 import { useCrm, useCrmStatus, useSyncLog, useSyncState } from "crm-sync/react";
-import { explain, when } from "../lib";
+import { explain, fieldLabel, plain, text, when } from "../lib";
 import { isSyncRunning } from "../useLoad";
 
 type SyncJobKind = SyncHistoryEntry["kind"];
 
 const STAT_LABELS: [string, string][] = [
-  ["rows", "Rows"],
-  ["inserted", "Inserted"],
+  ["rows", "Rows in the sheet"],
+  ["inserted", "New customers"],
   ["updated", "Updated"],
   ["unchanged", "Unchanged"],
   ["conflicts", "Conflicts"],
-  ["invalid", "Invalid"],
-  ["bytes", "Bytes"],
+  ["invalid", "Unreadable rows"],
 ];
+
+/** A direction of the sync in words. */
+function direction(kind: SyncJobKind): string {
+  return kind === "to-sheet" ? "To the sheet" : "From the sheet";
+}
+
+/** What a "take the sheet's value" save came to, in words. */
+type Taken = { state: "saving" } | { state: "done"; said: string } | { state: "failed"; said: string };
+
+/**
+ * The rows a from-sheet run left alone because the customer changed in the
+ * CRM since the last sync, field by field, each with "Take the sheet's
+ * value": a normal, versioned save of that one field.
+ */
+function SheetConflicts({ sync, syncId, onClose }: { sync: CrmSyncJobs; syncId: string; onClose: () => void }) {
+  const crm = useCrm();
+  const [items, setItems] = useState<SyncSheetConflict[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [taken, setTaken] = useState<Record<string, Taken>>({});
+  useEffect(() => {
+    let live = true;
+    setItems(null);
+    setError(null);
+    sync.conflicts(syncId).then(
+      (list) => live && setItems(list),
+      (e: unknown) => {
+        if (!live) return;
+        const gone = e instanceof CrmError && e.code === "sync_not_found";
+        setError(gone ? "This run is too old: the server no longer keeps its conflicts." : `The conflicts could not be read: ${plain(e)}`);
+      },
+    );
+    return () => {
+      live = false;
+    };
+  }, [sync, syncId]);
+
+  async function take(item: SyncSheetConflict, key: string) {
+    if (item.field === null) return;
+    setTaken((t) => ({ ...t, [key]: { state: "saving" } }));
+    let next: Taken;
+    try {
+      const result = await crm.save("customers", item.recordId, { [item.field]: item.sheet });
+      next =
+        result.status === "conflict"
+          ? { state: "failed", said: "Someone changed it meanwhile: decide in the conflict dialog." }
+          : result.status === "queued"
+            ? { state: "done", said: "Kept on this device; saved when back online." }
+            : { state: "done", said: "Saved." };
+    } catch (e) {
+      next = { state: "failed", said: `Not saved: ${plain(e)}` };
+    }
+    setTaken((t) => ({ ...t, [key]: next }));
+  }
+
+  const customer = (id: string) => text(crm.get("customers", id)?.fields.name) || "A customer not loaded here";
+  return (
+    <section aria-labelledby="sheet-conflicts-title" className="sheet-conflicts" data-testid="sheet-conflicts">
+      <h3 id="sheet-conflicts-title">Rows the sync left alone</h3>
+      <p className="hint">
+        These customers changed in the CRM since the last sync, so the sheet's values were not written over them.
+      </p>
+      {error ? (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      ) : items === null ? (
+        <p className="hint">Loading…</p>
+      ) : items.length === 0 ? (
+        <p className="hint">Nothing was left alone.</p>
+      ) : (
+        <div className="scroll-x" tabIndex={0} role="region" aria-label="Conflicts of the sync, scrolls sideways on small screens">
+          <table aria-label="Conflicts of the sync" className="history">
+            <thead>
+              <tr>
+                <th scope="col">Sheet row</th>
+                <th scope="col">Customer</th>
+                <th scope="col">Field</th>
+                <th scope="col">In the sheet</th>
+                <th scope="col">In the CRM</th>
+                <th scope="col">Changed by</th>
+                <th scope="col">When</th>
+                <th scope="col">
+                  <span className="visually-hidden">Action</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((item) => {
+                const key = `${item.row}-${item.field ?? ""}`;
+                const done = taken[key];
+                return (
+                  <tr key={key} data-record={item.recordId} data-field={item.field ?? ""}>
+                    <td>{item.row}</td>
+                    <td>{customer(item.recordId)}</td>
+                    {item.field === null ? (
+                      <td colSpan={3}>Deleted in the CRM</td>
+                    ) : (
+                      <>
+                        <td>{fieldLabel(item.field)}</td>
+                        <td data-value="sheet">{text(item.sheet) || "(empty)"}</td>
+                        <td data-value="crm">{text(item.crm) || "(empty)"}</td>
+                      </>
+                    )}
+                    <td>{item.changedBy}</td>
+                    <td>
+                      <time dateTime={item.changedAt}>{when(item.changedAt)}</time>
+                    </td>
+                    <td>
+                      {item.field === null ? null : done?.state === "done" || done?.state === "failed" ? (
+                        <span role="status" className={done.state === "failed" ? "error" : "hint"}>
+                          {done.said}
+                        </span>
+                      ) : (
+                        <button type="button" disabled={done?.state === "saving"} onClick={() => take(item, key)}>
+                          Take the sheet's value
+                        </button>
+                      )}
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+      <button type="button" onClick={onClose}>
+        Close the list
+      </button>
+    </section>
+  );
+}
 
 function Stats({ stats }: { stats: SyncState["stats"] | SyncHistoryEntry["stats"] }) {
   if (!stats) return null;
@@ -40,6 +171,7 @@ function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
   const [history, setHistory] = useState<SyncHistoryEntry[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [startNote, setStartNote] = useState<string | null>(null);
+  const [conflictsOf, setConflictsOf] = useState<string | null>(null);
   const running = isSyncRunning(state);
   const finished = state && ["complete", "error", "cancelled"].includes(state.phase);
 
@@ -136,6 +268,12 @@ function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
         </p>
       )}
       <Stats stats={state?.stats ?? null} />
+      {finished && state?.syncId && (state.stats?.conflicts ?? 0) > 0 && conflictsOf !== state.syncId && (
+        <button type="button" onClick={() => setConflictsOf(state.syncId)}>
+          Show the {state.stats?.conflicts} conflicts
+        </button>
+      )}
+      {conflictsOf && <SheetConflicts sync={sync} syncId={conflictsOf} onClose={() => setConflictsOf(null)} />}
 
       <h3>History</h3>
       {history === null ? (
@@ -152,14 +290,15 @@ function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
               <th scope="col">Result</th>
               <th scope="col">Duration</th>
               <th scope="col">Rows</th>
-              <th scope="col">Inserted / updated / conflicts</th>
+              <th scope="col">New / updated / conflicts</th>
+              <th scope="col">What happened</th>
             </tr>
           </thead>
           <tbody>
             {history.map((h) => (
               <tr key={`${h.syncId ?? ""}-${h.startedAt}`}>
                 <td>{when(h.startedAt)}</td>
-                <td>{h.kind}</td>
+                <td>{direction(h.kind)}</td>
                 <td className={`result-${h.status}`}>
                   {h.status}
                   {h.error ? ` (${h.error.code})` : ""}
@@ -168,6 +307,17 @@ function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
                 <td>{h.stats?.rows ?? ""}</td>
                 <td>
                   {h.stats ? `${h.stats.inserted ?? 0} / ${h.stats.updated ?? 0} / ${h.stats.conflicts ?? 0}` : ""}
+                </td>
+                <td>
+                  {h.message ?? ""}
+                  {h.syncId && (h.stats?.conflicts ?? 0) > 0 && conflictsOf !== h.syncId && (
+                    <>
+                      {" "}
+                      <button type="button" className="link" onClick={() => setConflictsOf(h.syncId)}>
+                        Show conflicts
+                      </button>
+                    </>
+                  )}
                 </td>
               </tr>
             ))}
