@@ -1,8 +1,9 @@
 import { useMemo, useState, type FormEvent } from "react";
 import { CrmError, findOverlaps, type CalendarEventLike, type CrmRecord, type Fields, type SaveResult } from "crm-sync";
 import { useCrm, usePending, useRecords } from "crm-sync/react";
+import { ActivityTimeline } from "../components/ActivityTimeline";
 import { Dialog } from "../components/Dialog";
-import { clock, explain, plain, text } from "../lib";
+import { bookingTime, clock, day, explain, plain, text } from "../lib";
 import { useLoad } from "../useLoad";
 
 interface Slot {
@@ -31,25 +32,27 @@ function mondayOf(d: Date): Date {
   return m;
 }
 
-function dayTitle(d: Date): string {
-  return d.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short" });
-}
-
 function range(e: CalendarEventLike | CrmRecord): string {
   const f: Record<string, unknown> = "fields" in e ? e.fields : e;
   return `${clock(String(f.start))}–${clock(String(f.end))}`;
 }
 
+/** "Team meeting (room-a, Thu, Dec 10, 09:00–10:00)": in the person's zone and date format. */
 function label(e: CalendarEventLike | CrmRecord): string {
   const f: Record<string, unknown> = "fields" in e ? e.fields : e;
   const title = typeof f.title === "string" && f.title ? f.title : "a booking";
-  const day = new Date(String(f.start));
-  return `${title} (${String(f.resource ?? "")}, ${Number.isNaN(day.getTime()) ? "" : isoDay(day)} ${range(e)})`;
+  return `${title} (${String(f.resource ?? "")}, ${bookingTime(String(f.start), String(f.end))})`;
 }
 
 /** Who booked it: the field the demo writes, else whoever made the record. */
 function bookedBy(e: CrmRecord): string {
   return text(e.fields.bookedBy) || e.updatedBy;
+}
+
+/** "your booking" or "alice's booking": whose a booking is, said before changing it. */
+function whose(e: CrmRecord, me: string): string {
+  const owner = bookedBy(e);
+  return owner === me ? "your booking" : `${owner}'s booking`;
 }
 
 /** The events the server named in a 409 `overlap` (`details.conflicts`). */
@@ -188,11 +191,20 @@ function MoveDialog({ event, onClose }: { event: CrmRecord; onClose: () => void 
   });
   const [outcome, setOutcome] = useState<Outcome | null>(null);
   const [busy, setBusy] = useState(false);
+  // Someone else's booking is moved only once the person said yes to that.
+  const owner = bookedBy(event);
+  const theirs = owner !== crm.user;
+  const [asked, setAsked] = useState(false);
 
   async function submit(e: FormEvent) {
     e.preventDefault();
     const slot = slotOf(form.date, form.from, form.to, form.resource);
     if (!slot) return setOutcome({ kind: "error", message: "The end must be after the start." });
+    if (theirs && !asked) {
+      setAsked(true);
+      setOutcome(null);
+      return;
+    }
     setBusy(true);
     const result = await write(slot, event.id, () => crm.save("calendar_events", event.id, { ...slot }));
     setBusy(false);
@@ -202,6 +214,9 @@ function MoveDialog({ event, onClose }: { event: CrmRecord; onClose: () => void 
 
   return (
     <Dialog title={`Move “${text(event.fields.title) || "booking"}”`} onClose={onClose} className="sheet">
+      <p className="hint">
+        {theirs ? `${owner}'s booking` : "Your booking"}: {text(event.fields.resource)}, {bookingTime(event.fields.start, event.fields.end)}
+      </p>
       <form className="booking-form plain" onSubmit={submit} aria-label="Move booking">
         <label>
           Resource
@@ -215,16 +230,36 @@ function MoveDialog({ event, onClose }: { event: CrmRecord; onClose: () => void 
           <TimeSelect label="From" value={form.from} onChange={(v) => setForm((f) => ({ ...f, from: v }))} />
           <TimeSelect label="To" value={form.to} onChange={(v) => setForm((f) => ({ ...f, to: v }))} />
         </div>
-        <div className="actions">
-          <button type="submit" className="primary" disabled={busy}>
-            Move
-          </button>
-          <button type="button" onClick={onClose}>
-            Keep as it is
-          </button>
-        </div>
+        {theirs && asked ? (
+          <div className="warning" role="alert" data-testid="move-ask">
+            <p>
+              This is <strong>{owner}'s booking</strong>. {owner} will see that you moved it. Move it anyway?
+            </p>
+            <div className="actions">
+              <button type="submit" className="primary" disabled={busy}>
+                Yes, move {owner}'s booking
+              </button>
+              <button type="button" onClick={() => setAsked(false)}>
+                No
+              </button>
+            </div>
+          </div>
+        ) : (
+          <div className="actions">
+            <button type="submit" className="primary" disabled={busy}>
+              Move
+            </button>
+            <button type="button" onClick={onClose}>
+              Keep as it is
+            </button>
+          </div>
+        )}
         <OutcomeView outcome={outcome} what="moved" />
       </form>
+      <details className="booking-history">
+        <summary>History</summary>
+        <ActivityTimeline collection="calendar_events" id={event.id} version={event.version} comments={[]} />
+      </details>
     </Dialog>
   );
 }
@@ -281,7 +316,7 @@ export function CalendarPage() {
     const result = await write(slot, null, () => crm.create("calendar_events", fields));
     setBusy(false);
     if (result.kind === "done") {
-      setOutcome({ kind: "done", message: result.message || `Booked “${title}” on ${slot.resource}, ${form.date} ${form.from}–${form.to}.` });
+      setOutcome({ kind: "done", message: result.message || `Booked “${title}” on ${slot.resource}, ${bookingTime(slot.start, slot.end)}.` });
       // Show the week of the new booking.
       setMonday(mondayOf(new Date(slot.start)));
     } else {
@@ -342,7 +377,7 @@ export function CalendarPage() {
         <div className="week-view">
           <div className="week-nav">
             <h2 id="week-title" data-testid="week-title">
-              Week of {isoDay(monday)} – {isoDay(sunday)}
+              Week of {day(monday)} – {day(sunday)}
             </h2>
             <div className="actions">
               <button type="button" onClick={() => shift(-1)}>
@@ -366,7 +401,7 @@ export function CalendarPage() {
             {days.map((d) => (
               <li key={d.key} className={d.key === todayKey ? "day today" : "day"} data-day={d.key}>
                 <h3>
-                  {dayTitle(d.day)}
+                  {day(d.day)}
                   {d.key === todayKey && <span className="visually-hidden"> (today)</span>}
                 </h3>
                 {d.events.length === 0 ? (
@@ -387,12 +422,14 @@ export function CalendarPage() {
                           <div className="booking-title">{text(view.fields.title) || "Booking"}</div>
                           <div className="hint">
                             {text(view.fields.resource)} · booked by {bookedBy(e)}
+                            {e.updatedBy !== bookedBy(e) && ` · changed by ${e.updatedBy}`}
                             {cancelled && " · cancelled"}
                             {isPending && <span className="badge pending">pending</span>}
                           </div>
                           {!cancelled &&
                             (confirmCancel === e.id ? (
                               <div className="actions" role="group" aria-label="Confirm cancel">
+                                <span>Cancel {whose(e, crm.user)}?</span>
                                 <button type="button" className="danger" onClick={() => void cancel(e)}>
                                   Yes, cancel it
                                 </button>
