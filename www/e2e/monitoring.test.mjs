@@ -71,7 +71,7 @@ test("toasts: a conflict found, a value someone else kept, a sheet sync complete
 
   // The one whose value lost is told who kept what, in a toast that stays
   // until read, and it does not block the page: the dialog closes under it.
-  const told = `user25 kept “${secondStatus}” for Status (instead of yours).`;
+  const told = `user25 kept “${secondStatus}” for Status (yours was “${firstStatus}”).`;
   const keptToast = first.getByTestId("toasts").getByTestId("kept-notice");
   await keptToast.getByText(told).waitFor({ timeout: 15000 });
   await firstDialog.getByRole("button", { name: "Close" }).click();
