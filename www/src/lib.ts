@@ -145,3 +145,29 @@ export function writeSession(session: StoredSession | null): void {
     // Storage blocked: the session lasts as long as the page.
   }
 }
+
+/**
+ * The conflicts this person put off with "Decide later", kept per user in
+ * this browser: a reload does not open them again (they wait, marked in the
+ * list and the status bar, until the person asks for them).
+ */
+const LATER_KEY = "crm-sync-demo.later.";
+
+export function readLater(user: string): Set<string> {
+  try {
+    const parsed: unknown = JSON.parse(localStorage.getItem(LATER_KEY + user) ?? "[]");
+    if (Array.isArray(parsed)) return new Set(parsed.filter((x): x is string => typeof x === "string"));
+  } catch {
+    // Storage blocked or garbage: nothing put off.
+  }
+  return new Set();
+}
+
+export function writeLater(user: string, ids: Set<string>): void {
+  try {
+    if (ids.size === 0) localStorage.removeItem(LATER_KEY + user);
+    else localStorage.setItem(LATER_KEY + user, JSON.stringify([...ids]));
+  } catch {
+    // Storage blocked: put off for as long as the page lasts.
+  }
+}

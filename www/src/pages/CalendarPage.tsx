@@ -1,6 +1,6 @@
 import { useMemo, useState, type FormEvent } from "react";
 import { CrmError, findOverlaps, type CalendarEventLike, type CrmRecord, type Fields, type SaveResult } from "crm-sync";
-import { useCrm, usePending, useRecords } from "crm-sync/react";
+import { useConflicts, useCrm, usePending, useRecords } from "crm-sync/react";
 import { ActivityTimeline } from "../components/ActivityTimeline";
 import { Dialog } from "../components/Dialog";
 import { bookingTime, clock, day, explain, plain, text } from "../lib";
@@ -270,6 +270,7 @@ export function CalendarPage() {
   const { loading, error } = useLoad("calendar_events");
   const events = useRecords("calendar_events");
   const pending = usePending();
+  const conflicts = useConflicts();
   const write = useBookingWriter();
   const [monday, setMonday] = useState(() => mondayOf(new Date()));
   const [form, setForm] = useState({ title: "", resource: "room-a", date: isoDay(new Date()), from: "14:00", to: "15:00" });
@@ -282,6 +283,10 @@ export function CalendarPage() {
   const pendingIds = useMemo(
     () => new Set(pending.filter((m) => m.collection === "calendar_events").map((m) => m.recordId)),
     [pending],
+  );
+  const conflictIds = useMemo(
+    () => new Set(conflicts.filter((c) => c.collection === "calendar_events").map((c) => c.recordId)),
+    [conflicts],
   );
   const resources = useMemo(
     () => [...new Set(events.map((e) => text(e.fields.resource)).filter(Boolean))].sort(),
@@ -425,6 +430,11 @@ export function CalendarPage() {
                             {e.updatedBy !== bookedBy(e) && ` · changed by ${e.updatedBy}`}
                             {cancelled && " · cancelled"}
                             {isPending && <span className="badge pending">pending</span>}
+                            {conflictIds.has(e.id) && (
+                              <span className="badge conflict" title="Someone else changed this too: resolve the conflict">
+                                conflict
+                              </span>
+                            )}
                           </div>
                           {!cancelled &&
                             (confirmCancel === e.id ? (
