@@ -11,6 +11,7 @@ import { UpdatePrompt } from "./pwa";
 import { CalendarPage } from "./pages/CalendarPage";
 import { CustomersPage } from "./pages/CustomersPage";
 import { LoginPage } from "./pages/LoginPage";
+import { ServerPage } from "./pages/ServerPage";
 import { SettingsPage } from "./pages/SettingsPage";
 import { TeamPage } from "./pages/TeamPage";
 
@@ -20,7 +21,9 @@ const PAGES = [
   { hash: "#/team", label: "Team activity" },
   { hash: "#/settings", label: "Settings" },
 ] as const;
-type PageHash = (typeof PAGES)[number]["hash"];
+/** Pages reached by a link, not from the main menu. */
+const OTHER_PAGES = ["#/server"] as const;
+type PageHash = (typeof PAGES)[number]["hash"] | (typeof OTHER_PAGES)[number];
 
 // Navigation is the location hash: reloads and the back button work
 // without a router.
@@ -30,7 +33,7 @@ function subscribeHash(listener: () => void) {
 }
 function currentPage(): PageHash {
   const hash = window.location.hash;
-  return PAGES.find((p) => p.hash === hash)?.hash ?? "#/customers";
+  return PAGES.find((p) => p.hash === hash)?.hash ?? OTHER_PAGES.find((p) => p === hash) ?? "#/customers";
 }
 
 type Session = { state: "starting" } | { state: "out"; notice: string | null } | { state: "in"; crm: CrmSync };
@@ -207,6 +210,7 @@ function Shell({ onLogout }: { onLogout: () => void }) {
         {page === "#/customers" && <CustomersPage />}
         {page === "#/calendar" && <CalendarPage />}
         {page === "#/team" && <TeamPage />}
+        {page === "#/server" && <ServerPage />}
         {page === "#/settings" && <SettingsPage />}
       </main>
       <Toasts />

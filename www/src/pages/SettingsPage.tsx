@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import type { CrmSyncJobs, SyncHistoryEntry, SyncSchedule, SyncState } from "crm-sync";
+import type { CrmSyncJobs, SyncHistoryEntry, SyncLogEntry, SyncSchedule, SyncState } from "crm-sync";
 import { useCrm, useCrmStatus, useSyncLog, useSyncState } from "crm-sync/react";
 import { explain, when } from "../lib";
 import { isSyncRunning } from "../useLoad";
@@ -13,8 +13,20 @@ const STAT_LABELS: [string, string][] = [
   ["unchanged", "Unchanged"],
   ["conflicts", "Conflicts"],
   ["invalid", "Invalid"],
-  ["bytes", "Bytes"],
 ];
+
+/** A sync's direction in words (the API's kinds are for code). */
+const DIRECTION: Record<SyncHistoryEntry["kind"], string> = {
+  "from-sheet": "From the sheet",
+  "to-sheet": "To the sheet",
+};
+
+/** One exchange of the record-sync log, in words. */
+function exchange(l: SyncLogEntry): string {
+  if (l.kind === "outbox") return "Sent your changes";
+  if (l.kind === "feed") return "Received others' changes";
+  return "Loaded the list";
+}
 
 function Stats({ stats }: { stats: SyncState["stats"] | SyncHistoryEntry["stats"] }) {
   if (!stats) return null;
@@ -159,7 +171,7 @@ function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
             {history.map((h) => (
               <tr key={`${h.syncId ?? ""}-${h.startedAt}`}>
                 <td>{when(h.startedAt)}</td>
-                <td>{h.kind}</td>
+                <td>{DIRECTION[h.kind] ?? h.kind}</td>
                 <td className={`result-${h.status}`}>
                   {h.status}
                   {h.error ? ` (${h.error.code})` : ""}
@@ -226,7 +238,7 @@ function SchedulePanel({ sync }: { sync: CrmSyncJobs }) {
         {schedule ? (
           <>
             Every {schedule.intervalMs >= 60_000 ? `${+(schedule.intervalMs / 60_000).toFixed(2)} min` : `${schedule.intervalMs / 1000} s`}{" "}
-            ({schedule.kind}); next run at <time data-testid="schedule-next">{moment(schedule.nextAt)}</time>
+            ({(DIRECTION[schedule.kind] ?? schedule.kind).toLowerCase()}); next run at <time data-testid="schedule-next">{moment(schedule.nextAt)}</time>
           </>
         ) : (
           "Off"
@@ -285,8 +297,8 @@ function SyncLogPanel() {
               <tr>
                 <th scope="col">At</th>
                 <th scope="col">What</th>
-                <th scope="col">Pushed</th>
-                <th scope="col">Pulled</th>
+                <th scope="col">Sent</th>
+                <th scope="col">Received</th>
                 <th scope="col">Merged</th>
                 <th scope="col">Conflicts</th>
                 <th scope="col">Failed</th>
@@ -299,7 +311,7 @@ function SyncLogPanel() {
                 <tr key={`${l.at}-${i}`} data-direction={l.direction} data-kind={l.kind}>
                   <td>{moment(l.at)}</td>
                   <td>
-                    {l.direction} ({l.kind})
+                    {exchange(l)}
                   </td>
                   <td>{l.pushed}</td>
                   <td>{l.pulled}</td>
@@ -351,12 +363,12 @@ export function SettingsPage() {
             <dd>{status.online ? "online" : "offline"}</dd>
           </div>
           <div>
-            <dt>Leader tab</dt>
-            <dd>{status.leader ? "this tab" : "another tab"}</dd>
+            <dt>Talking to the server</dt>
+            <dd>{status.leader ? "this tab" : "another tab of yours"}</dd>
           </div>
           <div>
             <dt>Storage</dt>
-            <dd>{status.storage === "indexeddb" ? "IndexedDB (survives reloads)" : "memory only"}</dd>
+            <dd>{status.storage === "indexeddb" ? "on this device (kept over reloads)" : "only while this page is open"}</dd>
           </div>
           <div>
             <dt>Saves / conflicts / merged (all sessions)</dt>
