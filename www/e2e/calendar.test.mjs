@@ -103,7 +103,7 @@ test("a week view: book, be warned of a double booking, move and cancel a bookin
   assert.deepEqual(page.problems, []);
 });
 
-test("a booking made elsewhere meanwhile: the server's refusal is said plainly and nothing is left failed", async () => {
+test("a booking made elsewhere meanwhile: the server's refusal names who has the slot and waits in the week until discarded", async () => {
   const resource = unique("room-race");
   const date = nextWeekDay();
   const page = await openPage(browser);
@@ -122,7 +122,74 @@ test("a booking made elsewhere meanwhile: the server's refusal is said plainly a
   await fillBooking(form, { title: "My call", resource, date, from: "10:30", to: "11:30" });
   const refused = page.getByTestId("booking-refused");
   await refused.waitFor();
-  assert.match(await refused.innerText(), new RegExp(`Not booked: the server refused a double booking[\\s\\S]*${resource} is already booked[\\s\\S]*Overlaps Bob's demo`));
+  assert.match(await refused.innerText(), new RegExp(`Not booked: the server refused a double booking[\\s\\S]*${resource} is already booked[\\s\\S]*Taken by bob's “Bob's demo”`));
+  // Kept, not dropped: in the week, with who has the slot, until discarded.
+  const card = page.getByTestId("week").getByTestId("week-refused").filter({ hasText: "My call" });
+  await card.waitFor();
+  assert.match(await card.innerText(), new RegExp(`Not booked: ${resource} is taken then by bob's “Bob's demo”`));
+  assert.equal(await page.getByTestId("all-saved").count(), 0, "not “All changes saved” while it waits");
+  await card.getByRole("button", { name: "Discard" }).click();
+  await card.waitFor({ state: "detached" });
   await allSaved(page);
   assert.deepEqual(page.problems.filter((p) => !/409|ERR_FAILED|changes/.test(p)), []);
+});
+
+test("a booking made offline shows in the week as not yet confirmed; refused when sent, it says who has the slot and is booked at another time", async () => {
+  const resource = unique("room-offline");
+  const date = nextWeekDay();
+  const server = await api("user49");
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await openPage(browser, context);
+  await logIn(page, "user49");
+  await page.getByText("Signed in as user49").waitFor();
+  await page.getByRole("link", { name: "Calendar" }).click();
+  await page.getByTestId("week").locator(".booking").first().waitFor();
+
+  // Offline, Bob books 10:00–11:00: queued, and in the week at once.
+  await context.setOffline(true);
+  await page.getByTestId("offline-banner").waitFor();
+  const form = page.getByRole("form", { name: "Book a resource" });
+  await fillBooking(form, { title: "Offline call", resource, date, from: "10:00", to: "11:00" });
+  await form.getByRole("status").filter({ hasText: "Offline: queued" }).waitFor();
+  const queued = page.getByTestId("week").locator(`[data-day="${date}"]`).getByTestId("week-queued");
+  await queued.waitFor();
+  assert.match(await queued.innerText(), /10:00–11:00[\s\S]*Offline call[\s\S]*not yet confirmed/);
+  await screenshot(page, "calendar-queued-offline");
+
+  // Meanwhile Alice books 10:30–11:30 of the same room online.
+  const alice = await api("user50");
+  await alice.post("calendar_events", {
+    title: "Alice's demo",
+    resource,
+    start: new Date(`${date}T10:30`).toISOString(),
+    end: new Date(`${date}T11:30`).toISOString(),
+    status: "confirmed",
+    bookedBy: "user50",
+  });
+
+  // Back online the server refuses Bob's: the week says who has the slot.
+  await context.setOffline(false);
+  const refused = page.getByTestId("week").locator(`[data-day="${date}"]`).getByTestId("week-refused");
+  await refused.waitFor({ timeout: 20000 });
+  assert.match(await refused.innerText(), new RegExp(`Offline call[\\s\\S]*Not booked: ${resource} is taken then by user50's “Alice's demo”`));
+  assert.equal(await queued.count(), 0);
+  assert.equal(await page.getByTestId("all-saved").count(), 0, "not “All changes saved” while it waits");
+  await screenshot(page, "calendar-refused");
+
+  // Another time: booked as a new booking, and the refused one is gone.
+  await refused.getByRole("button", { name: "Choose another time" }).click();
+  const again = page.getByRole("dialog", { name: /^Another time for “Offline call”/ });
+  await again.getByLabel("From").selectOption("12:00");
+  await again.getByLabel("To").selectOption("13:00");
+  await again.getByRole("button", { name: "Book this time" }).click();
+  await again.waitFor({ state: "detached" });
+  const booked = page.getByTestId("week").locator(`[data-day="${date}"] .booking`, { hasText: "Offline call" });
+  await booked.getByText("12:00–13:00").waitFor();
+  await refused.waitFor({ state: "detached" });
+  await allSaved(page);
+  const mine = (await stored(server, resource)).filter((e) => e.fields.title === "Offline call");
+  assert.equal(mine.length, 1, "booked once, at the new time");
+  assert.equal(new Date(mine[0].fields.start).getHours(), 12);
+  assert.deepEqual(page.problems.filter((p) => !/409|ERR_INTERNET_DISCONNECTED|Failed to fetch/.test(p)), []);
+  await context.close();
 });
