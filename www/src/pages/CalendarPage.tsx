@@ -298,7 +298,8 @@ function MoveDialog({ event, refused, onClose }: { event: CrmRecord; refused?: P
         ? crm.create("calendar_events", { ...(refused.fields ?? {}), ...slot })
         : crm.save("calendar_events", event.id, { ...slot }),
     );
-    if (result.kind === "done" && refused) {
+    // A save of the record may itself have taken the refused change's place.
+    if (result.kind === "done" && refused && crm.failed().some((f) => f.mutationId === refused.mutationId)) {
       try {
         await crm.discard(refused.mutationId);
       } catch (e) {
