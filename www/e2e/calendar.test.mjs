@@ -151,7 +151,7 @@ test("a booking made offline shows in the week as not yet confirmed; refused whe
   const form = page.getByRole("form", { name: "Book a resource" });
   await fillBooking(form, { title: "Offline call", resource, date, from: "10:00", to: "11:00" });
   await form.getByRole("status").filter({ hasText: "Offline: queued" }).waitFor();
-  const queued = page.getByTestId("week").locator(`[data-day="${date}"]`).getByTestId("week-queued");
+  const queued = page.getByTestId("week").locator(`[data-day="${date}"]`).getByTestId("week-queued").filter({ hasText: resource });
   await queued.waitFor();
   assert.match(await queued.innerText(), /10:00–11:00[\s\S]*Offline call[\s\S]*not yet confirmed/);
   await screenshot(page, "calendar-queued-offline");
@@ -169,10 +169,11 @@ test("a booking made offline shows in the week as not yet confirmed; refused whe
 
   // Back online the server refuses Bob's: the week says who has the slot.
   await context.setOffline(false);
-  const refused = page.getByTestId("week").locator(`[data-day="${date}"]`).getByTestId("week-refused");
+  const refused = page.getByTestId("week").locator(`[data-day="${date}"]`).getByTestId("week-refused").filter({ hasText: resource });
   await refused.waitFor({ timeout: 20000 });
   assert.match(await refused.innerText(), new RegExp(`Offline call[\\s\\S]*Not booked: ${resource} is taken then by user50's “Alice's demo”`));
   assert.equal(await queued.count(), 0);
+  await form.getByText("Sent, and not booked: the week says why.").waitFor();
   assert.equal(await page.getByTestId("all-saved").count(), 0, "not “All changes saved” while it waits");
   await screenshot(page, "calendar-refused");
 
@@ -183,7 +184,7 @@ test("a booking made offline shows in the week as not yet confirmed; refused whe
   await again.getByLabel("To").selectOption("13:00");
   await again.getByRole("button", { name: "Book this time" }).click();
   await again.waitFor({ state: "detached" });
-  const booked = page.getByTestId("week").locator(`[data-day="${date}"] .booking`, { hasText: "Offline call" });
+  const booked = page.getByTestId("week").locator(`[data-day="${date}"] .booking`, { hasText: resource }).filter({ hasText: "Offline call" });
   await booked.getByText("12:00–13:00").waitFor();
   await refused.waitFor({ state: "detached" });
   await allSaved(page);

@@ -24,7 +24,7 @@ type Outcome =
   | { kind: "warning"; resource: string; overlaps: CalendarEventLike[] }
   | { kind: "refused"; message: string; overlaps: string[] }
   | { kind: "error"; message: string }
-  | { kind: "done"; message: string };
+  | { kind: "done"; message: string; queued?: string };
 
 const pad = (n: number) => String(n).padStart(2, "0");
 const isoDay = (d: Date) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
@@ -73,14 +73,20 @@ function overlapsIn(details: unknown): CrmRecord[] {
   );
 }
 
-/** "alice's “Demo” (room-a, Thu, Dec 10, 10:00–11:00)": who has the slot, and with what. */
-function holder(e: CrmRecord): string {
-  return `${bookedBy(e)}'s ${label(e).replace(/^(.*) \(/, "“$1” (")}`;
+/**
+ * Who has the slot, and with what: "alice's “Demo” (room-a, Thu, Dec 10,
+ * 10:00–11:00)"; `short` leaves out the room and the day (said already).
+ */
+function holder(e: CrmRecord, short = false): string {
+  const title = text(e.fields.title) || "booking";
+  return short
+    ? `${bookedBy(e)}'s “${title}” (${range(e)})`
+    : `${bookedBy(e)}'s ${label(e).replace(/^(.*) \(/, "“$1” (")}`;
 }
 
 /** The events the server named in a 409 `overlap`, as people read them. */
 function serverOverlaps(e: CrmError): string[] {
-  return overlapsIn(e.details).map(holder);
+  return overlapsIn(e.details).map((o) => holder(o));
 }
 
 /**
@@ -141,7 +147,11 @@ function useBookingWriter() {
     try {
       const result = await send();
       if (result.status === "queued") {
-        return { kind: "done", message: "Offline: queued; the server checks it for double bookings when it is sent." };
+        return {
+          kind: "done",
+          message: "Offline: queued; the server checks it for double bookings when it is sent.",
+          queued: result.mutationId,
+        };
       }
       if (result.status === "conflict") {
         return { kind: "error", message: "Someone else changed this booking at the same time: choose what to keep." };
@@ -223,7 +233,7 @@ function RefusalNote({ m, onAnotherTime }: { m: PendingMutation; onAnotherTime: 
       <p>
         <strong>Not {what}:</strong>{" "}
         {code === "overlap"
-          ? `${resource} is taken then${taken.length > 0 ? ` by ${taken.map(holder).join("; ")}` : " by someone else"}.`
+          ? `${resource} is taken then${taken.length > 0 ? ` by ${taken.map((t) => holder(t, true)).join("; ")}` : " by someone else"}.`
           : plain(new Error(message || "the server refused it"))}
       </p>
       <div className="actions">
@@ -448,7 +458,7 @@ export function CalendarPage() {
     const result = await write(slot, null, () => crm.create("calendar_events", fields));
     setBusy(false);
     if (result.kind === "done") {
-      setOutcome({ kind: "done", message: result.message || `Booked “${title}” on ${slot.resource}, ${bookingTime(slot.start, slot.end)}.` });
+      setOutcome({ ...result, message: result.message || `Booked “${title}” on ${slot.resource}, ${bookingTime(slot.start, slot.end)}.` });
       // Show the week of the new booking.
       setMonday(mondayOf(new Date(slot.start)));
     } else {
@@ -510,7 +520,15 @@ export function CalendarPage() {
           <button type="submit" className="primary" disabled={busy}>
             Book
           </button>
-          <OutcomeView outcome={outcome} what="booked" />
+          <OutcomeView
+            outcome={
+              // The queued booking was sent meanwhile and refused: not "queued" any more.
+              outcome?.kind === "done" && outcome.queued && failed.some((m) => m.mutationId === outcome.queued)
+                ? { kind: "error", message: "Sent, and not booked: the week says why." }
+                : outcome
+            }
+            what="booked"
+          />
         </form>
         <div className="week-view">
           <div className="week-nav">
