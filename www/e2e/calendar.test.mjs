@@ -194,3 +194,69 @@ test("a booking made offline shows in the week as not yet confirmed; refused whe
   assert.deepEqual(page.problems.filter((p) => !/409|ERR_INTERNET_DISCONNECTED|Failed to fetch/.test(p)), []);
   await context.close();
 });
+
+test("a move made offline and refused when sent stays on the booking, says who has the slot, and is sent again at another time", async () => {
+  const resource = unique("room-move");
+  const date = nextWeekDay();
+  const mine = await api("user22");
+  const booking = await mine.post("calendar_events", {
+    title: "Site walk",
+    resource,
+    start: new Date(`${date}T09:00`).toISOString(),
+    end: new Date(`${date}T10:00`).toISOString(),
+    status: "confirmed",
+    bookedBy: "user22",
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await openPage(browser, context);
+  await logIn(page, "user22");
+  await page.getByText("Signed in as user22").waitFor();
+  await page.getByRole("link", { name: "Calendar" }).click();
+  await page.getByRole("button", { name: "Next ›" }).click();
+  const row = page.getByTestId("week").locator(`[data-day="${date}"] .booking`, { hasText: resource });
+  await row.waitFor({ timeout: 15000 });
+
+  // Offline, moved to 14:00: queued, shown at its new time, not yet confirmed.
+  await context.setOffline(true);
+  await page.getByTestId("offline-banner").waitFor();
+  await row.getByRole("button", { name: /^Move/ }).click();
+  const move = page.getByRole("dialog", { name: /^Move “Site walk”/ });
+  await move.getByLabel("From").selectOption("14:00");
+  await move.getByLabel("To").selectOption("15:00");
+  await move.getByRole("button", { name: "Move", exact: true }).click();
+  await move.getByText(/^Offline: queued/).waitFor();
+  await move.getByRole("button", { name: "Keep as it is" }).click();
+  assert.match(await row.innerText(), /14:00–15:00[\s\S]*not yet confirmed/);
+
+  // Someone else takes 14:30 meanwhile; back online the move is refused.
+  await (await api("user23")).post("calendar_events", {
+    title: "Supplier call",
+    resource,
+    start: new Date(`${date}T14:30`).toISOString(),
+    end: new Date(`${date}T15:30`).toISOString(),
+    status: "confirmed",
+    bookedBy: "user23",
+  });
+  await context.setOffline(false);
+  const refusal = row.getByTestId("refusal");
+  await refusal.waitFor({ timeout: 20000 });
+  assert.match(await refusal.innerText(), new RegExp(`Not moved: ${resource} is taken then by user23's “Supplier call” \\(14:30–15:30\\)`));
+  await row.getByText("09:00–10:00").waitFor();
+  assert.equal(await page.getByTestId("all-saved").count(), 0, "not “All changes saved” while it waits");
+
+  // Another time: the move goes again, and the refusal is gone.
+  await refusal.getByRole("button", { name: "Choose another time" }).click();
+  const again = page.getByRole("dialog", { name: /^Another time for “Site walk”/ });
+  await again.getByLabel("From").selectOption("16:00");
+  await again.getByLabel("To").selectOption("17:00");
+  await again.getByRole("button", { name: "Book this time" }).click();
+  await again.waitFor({ state: "detached" });
+  await row.getByText("16:00–17:00").waitFor();
+  await refusal.waitFor({ state: "detached" });
+  await allSaved(page);
+  const now = await mine.get(`calendar_events/${booking.id}`);
+  assert.equal(new Date(now.fields.start).getHours(), 16);
+  assert.equal(now.version, booking.version + 1, "one move landed");
+  assert.deepEqual(page.problems.filter((p) => !/409|ERR_INTERNET_DISCONNECTED|Failed to fetch/.test(p)), []);
+  await context.close();
+});
