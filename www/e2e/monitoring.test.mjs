@@ -115,7 +115,7 @@ test("the record sync log shows the offline session's edits sent when back onlin
   const push = log.locator('tbody tr[data-direction="push"]').first();
   await push.waitFor();
   const cells = await push.locator("td").allInnerTexts();
-  // At, What, Pushed, Pulled, Merged, Conflicts, Failed, Took, Error
+  // At, What, Sent, Received, Merged, Conflicts, Failed, Took, Error
   assert.equal(cells[1], "Sent your changes");
   assert.ok(Number(cells[2]) >= 1, `pushed ${cells[2]}`);
   assert.equal(cells[6], "0");
