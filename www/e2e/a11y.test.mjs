@@ -70,6 +70,13 @@ for (const [name, viewport] of [
     await page.getByRole("link", { name: "Settings" }).click();
     await page.getByRole("heading", { name: "Spreadsheet sync" }).waitFor();
     await check(page, "settings");
+    if (name === "phone") await page.getByRole("button", { name: "Menu" }).click();
+    await page.getByRole("link", { name: "Team activity" }).click();
+    await page.getByTestId("figure-commits").waitFor();
+    await check(page, "team activity");
+    await page.getByRole("link", { name: "Server health" }).click();
+    await page.getByTestId("figure-requests").waitFor();
+    await check(page, "server health");
 
     // Offline, with queued work under review.
     if (name === "phone") await page.getByRole("button", { name: "Menu" }).click();

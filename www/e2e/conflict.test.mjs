@@ -69,7 +69,7 @@ test("two users change one customer's status at once; the second sees the confli
 
   // Alice, whose value lost, is told who kept what: in her open dialog and
   // in the status bar.
-  const told = `bob kept “${bobStatus}” for Status (instead of yours).`;
+  const told = `bob kept “${bobStatus}” for Status (yours was “${aliceStatus}”).`;
   await aliceDialog.getByTestId("kept-inline").getByText(told).waitFor({ timeout: 15000 });
   await alice.getByTestId("kept-notice").getByText(told).waitFor();
   await aliceDialog.getByTestId("save-state").getByText(/^Saved \(version \d+\), then replaced by bob's change\.$/).waitFor();

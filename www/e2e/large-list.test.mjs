@@ -12,7 +12,7 @@ import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch, openPage } from "./support.mjs";
+import { launch, openPage, gate } from "./support.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CUSTOMERS = 10000;
@@ -162,5 +162,34 @@ test("the list of 10,000 customers pages, sorts, filters and searches, and follo
   });
   assert.equal(renamed.status, 200);
   await table.locator('tbody tr[data-id="large-00777"]', { hasText: "Renamed Elsewhere 777" }).waitFor({ timeout: 40000 });
+  assert.deepEqual(page.problems, []);
+});
+
+test("right after a reload the count never takes the pages in so far for all customers", async () => {
+  const page = await openPage(browser);
+  await page.goto(`${base}/`);
+  await page.getByLabel("User").fill("user46");
+  await page.getByLabel("Password").fill("demo");
+  await page.getByRole("button", { name: "Log in" }).click();
+  const count = page.getByText(/^(\d+ of \d+ customers|Loading customers.*)$/);
+  await page.getByText(`${CUSTOMERS} of ${CUSTOMERS} customers`).waitFor({ timeout: 60000 });
+
+  // After the reload the first page (1,000) arrives, the rest is held back.
+  const rest = gate();
+  let held = 0;
+  await page.route(/\/api\/customers\?limit=\d+&after=/, async (route) => {
+    held++;
+    await rest.opened;
+    await route.continue();
+  });
+  await page.reload();
+  await page.getByRole("table", { name: "Customers" }).locator("tbody tr").first().waitFor({ timeout: 60000 });
+  assert.ok(held > 0, "the second page is on its way");
+  const said = await count.innerText();
+  assert.doesNotMatch(said, /^1000 of 1000 customers$/, said);
+  assert.match(said, /^Loading customers… 1000 so far$/);
+
+  rest.release();
+  await page.getByText(`${CUSTOMERS} of ${CUSTOMERS} customers`).waitFor({ timeout: 60000 });
   assert.deepEqual(page.problems, []);
 });

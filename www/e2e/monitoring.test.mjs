@@ -71,7 +71,7 @@ test("toasts: a conflict found, a value someone else kept, a sheet sync complete
 
   // The one whose value lost is told who kept what, in a toast that stays
   // until read, and it does not block the page: the dialog closes under it.
-  const told = `user25 kept “${secondStatus}” for Status (instead of yours).`;
+  const told = `user25 kept “${secondStatus}” for Status (yours was “${firstStatus}”).`;
   const keptToast = first.getByTestId("toasts").getByTestId("kept-notice");
   await keptToast.getByText(told).waitFor({ timeout: 15000 });
   await firstDialog.getByRole("button", { name: "Close" }).click();
@@ -115,8 +115,8 @@ test("the record sync log shows the offline session's edits sent when back onlin
   const push = log.locator('tbody tr[data-direction="push"]').first();
   await push.waitFor();
   const cells = await push.locator("td").allInnerTexts();
-  // At, What, Pushed, Pulled, Merged, Conflicts, Failed, Took, Error
-  assert.equal(cells[1], "push (outbox)");
+  // At, What, Sent, Received, Merged, Conflicts, Failed, Took, Error
+  assert.equal(cells[1], "Sent your changes");
   assert.ok(Number(cells[2]) >= 1, `pushed ${cells[2]}`);
   assert.equal(cells[6], "0");
   assert.match(cells[7], /^\d+ ms$/);
@@ -151,7 +151,7 @@ test("the automatic sync survives a reload and the leader tab closing", async ()
   await a.getByLabel("Every (minutes)").fill("0.05");
   await a.getByRole("combobox", { name: "Direction" }).selectOption("to-sheet");
   await a.getByRole("button", { name: "Set schedule" }).click();
-  await status.getByText(/^Every 3 s \(to-sheet\); next run at \d\d:\d\d:\d\d$/).waitFor();
+  await status.getByText(/^Every 3 s \(to the sheet\); next run at \d\d:\d\d:\d\d$/).waitFor();
 
   // A reload keeps it, and it goes on running.
   await a.reload();
@@ -185,7 +185,7 @@ test("the automatic sync survives a reload and the leader tab closing", async ()
   await context.close();
 });
 
-test("the Team activity page shows the server's figures and follows a save", async () => {
+test("the Team activity page speaks of people, customers and changes and follows a save; the HTTP figures are on Server health", async () => {
   const ID = "c-0152";
   const page = await openPage(browser);
   await logInToCustomers(page, "user29");
@@ -193,12 +193,10 @@ test("the Team activity page shows the server's figures and follows a save", asy
   await page.getByRole("heading", { name: "Team activity", level: 1 }).waitFor();
   const commits = page.getByTestId("figure-commits");
   await commits.waitFor();
-  const [requests] = (await page.getByTestId("figure-requests").innerText()).split(" / ").map(Number);
-  assert.ok(requests > 0, `requests ${requests}`);
-  await page.getByRole("table", { name: "Requests by route" }).getByText("POST /api/login").waitFor();
   const before = Number(await commits.innerText());
 
-  // A save made elsewhere shows within a refresh or two.
+  // A save made elsewhere shows within a refresh or two, and the customer
+  // heads the recently changed ones, with who changed it.
   const server = await api("user29");
   const record = await server.get(`customers/${ID}`);
   await server.patch(`customers/${ID}`, record.version, { city: unique("Team") });
@@ -207,6 +205,9 @@ test("the Team activity page shows the server's figures and follows a save", asy
     assert.ok(Date.now() - start < 10000, "commits did not grow");
     await page.waitForTimeout(200);
   }
+  const recent = page.getByRole("table", { name: "Recently changed customers" }).locator("tbody tr").first();
+  await recent.and(page.locator(`[data-id="${ID}"]`)).waitFor({ timeout: 15000 });
+  assert.deepEqual((await recent.locator("td").allInnerTexts()).slice(0, 2), [record.fields.name, "user29"]);
   // The plot has its points after a few refreshes.
   const plot = page.getByTestId("activity-plot");
   while (Number(await plot.getAttribute("data-points")) < 2) {
@@ -214,7 +215,18 @@ test("the Team activity page shows the server's figures and follows a save", asy
     await page.waitForTimeout(250);
   }
   assert.equal(await plot.locator("polyline").count(), 2);
-  assert.match(await page.getByTestId("figure-conflicts").innerText(), /^\d+ \(\d+\.\d%\)$/);
+  assert.match(await page.getByTestId("figure-conflicts").innerText(), /^\d+ \(\d+\.\d% of changes\)$/);
+  // No HTTP on a salesperson's page.
+  const said = await page.locator("main").innerText();
+  assert.doesNotMatch(said, /\b(p50|p95|requests?|route|HTTP|\/api\/|ms)\b/i, said);
   await screenshot(page, "team-activity");
+
+  // Whoever runs the server finds its figures one link away.
+  await page.getByRole("link", { name: "Server health" }).click();
+  await page.getByRole("heading", { name: "Server health", level: 1 }).waitFor();
+  await page.getByRole("table", { name: "Requests by route" }).getByText("POST /api/login").waitFor();
+  const [requests] = (await page.getByTestId("figure-requests").innerText()).split(" / ").map(Number);
+  assert.ok(requests > 0, `requests ${requests}`);
+  await screenshot(page, "server-health");
   assert.deepEqual(page.problems, []);
 });

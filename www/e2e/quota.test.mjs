@@ -115,7 +115,7 @@ test("quota exceeded, then room again: edits held in memory are written at the n
   }
   assert.equal(await next.getByText(MEMORY_WARNING).count(), 0);
   await next.goto(BASE_URL + "/#/settings");
-  assert.notEqual(await next.locator('dt:has-text("Storage") + dd').innerText(), "memory only");
+  assert.equal(await next.locator('dt:has-text("Storage") + dd').innerText(), "on this device (kept over reloads)");
   assert.deepEqual(next.problems, []);
   await context.close();
 });

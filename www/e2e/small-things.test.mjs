@@ -2,7 +2,7 @@
 // failed", and "Resolve conflicts" appearing does not move the page.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { launch, openPage, logInToCustomers, openCustomer, api, unique, gate } from "./support.mjs";
+import { launch, openPage, logInToCustomers, openCustomer, customerRow, api, unique, gate } from "./support.mjs";
 
 let browser;
 before(async () => {
@@ -47,4 +47,51 @@ test("no zero counts, and no layout jump when a conflict is put off", async () =
   await conflict.getByRole("button", { name: "Keep theirs" }).click();
   await page.getByRole("button", { name: /^Resolve conflicts/ }).waitFor({ state: "detached" });
   assert.equal(await top(), before);
+});
+
+test("a conflict put off with “Decide later” waits over a reload, marked, until asked for", async () => {
+  const ID = "c-0123";
+  const server = await api("user43");
+  const current = await server.get(`customers/${ID}`);
+  const page = await openPage(browser);
+  await logInToCustomers(page, "user43");
+
+  // This person's city change is held until someone else's has landed.
+  const sent = gate();
+  const held = gate();
+  await page.route(`**/api/customers/${ID}`, async (route) => {
+    if (route.request().method() === "PATCH") {
+      sent.release();
+      await held.opened;
+    }
+    await route.continue();
+  });
+  const dialog = await openCustomer(page, ID);
+  await dialog.getByLabel("City").fill(unique("Mine"));
+  await sent.opened;
+  await server.patch(`customers/${ID}`, current.version, { city: unique("Theirs") });
+  held.release();
+  const conflict = page.getByRole("dialog", { name: /^Conflict/ });
+  await conflict.waitFor();
+  await conflict.getByRole("button", { name: "Decide later" }).click();
+  await conflict.waitFor({ state: "detached" });
+  await page.unroute(`**/api/customers/${ID}`);
+
+  // After a reload it waits: the row and the status bar say so, no dialog.
+  await page.reload();
+  const resolve = page.getByRole("button", { name: "Resolve conflicts (1)" });
+  await resolve.waitFor();
+  await customerRow(page, ID).locator(".badge.conflict").waitFor();
+  assert.equal(await conflict.count(), 0, "not opened again by the reload");
+  await page.reload();
+  await resolve.waitFor();
+  assert.equal(await conflict.count(), 0, "nor by the next one");
+
+  // Asked for, it opens; decided, it is gone.
+  await resolve.click();
+  await conflict.waitFor();
+  await conflict.getByRole("button", { name: "Keep theirs" }).click();
+  await conflict.waitFor({ state: "detached" });
+  await resolve.waitFor({ state: "detached" });
+  assert.deepEqual(page.problems.filter((p) => !p.includes("409")), []);
 });

@@ -13,7 +13,7 @@ after(async () => {
   await browser?.close();
 });
 
-const leaderCell = (page) => page.locator('dt:has-text("Leader tab") + dd');
+const leaderCell = (page) => page.locator('dt:has-text("Talking to the server") + dd');
 
 async function leaders(pages) {
   const texts = await Promise.all(pages.map((p) => leaderCell(p).innerText()));

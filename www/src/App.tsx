@@ -6,11 +6,12 @@ import { StatusBar } from "./components/StatusBar";
 import { SyncBadge } from "./components/SyncBadge";
 import { Toasts } from "./components/Toasts";
 import { KeptContext, KeptNotices } from "./kept";
-import { explain, readSession, writeSession } from "./lib";
+import { explain, readLater, readSession, writeLater, writeSession } from "./lib";
 import { UpdatePrompt } from "./pwa";
 import { CalendarPage } from "./pages/CalendarPage";
 import { CustomersPage } from "./pages/CustomersPage";
 import { LoginPage } from "./pages/LoginPage";
+import { ServerPage } from "./pages/ServerPage";
 import { SettingsPage } from "./pages/SettingsPage";
 import { TeamPage } from "./pages/TeamPage";
 
@@ -20,7 +21,9 @@ const PAGES = [
   { hash: "#/team", label: "Team activity" },
   { hash: "#/settings", label: "Settings" },
 ] as const;
-type PageHash = (typeof PAGES)[number]["hash"];
+/** Pages reached by a link, not from the main menu. */
+const OTHER_PAGES = ["#/server"] as const;
+type PageHash = (typeof PAGES)[number]["hash"] | (typeof OTHER_PAGES)[number];
 
 // Navigation is the location hash: reloads and the back button work
 // without a router.
@@ -30,7 +33,7 @@ function subscribeHash(listener: () => void) {
 }
 function currentPage(): PageHash {
   const hash = window.location.hash;
-  return PAGES.find((p) => p.hash === hash)?.hash ?? "#/customers";
+  return PAGES.find((p) => p.hash === hash)?.hash ?? OTHER_PAGES.find((p) => p === hash) ?? "#/customers";
 }
 
 type Session = { state: "starting" } | { state: "out"; notice: string | null } | { state: "in"; crm: CrmSync };
@@ -135,7 +138,21 @@ function Shell({ onLogout }: { onLogout: () => void }) {
   const crm = useCrm();
   const page = useSyncExternalStore(subscribeHash, currentPage);
   const conflicts = useConflicts();
-  const [later, setLater] = useState<Set<string>>(() => new Set());
+  // Conflicts put off with "Decide later" stay put off over a reload.
+  const [later, setLaterState] = useState<Set<string>>(() => readLater(crm.user));
+  const setLater = (update: (l: Set<string>) => Set<string>) =>
+    setLaterState((l) => {
+      const next = update(l);
+      writeLater(crm.user, next);
+      return next;
+    });
+  // A conflict resolved (here or in another tab) is no longer put off.
+  // (None at all may also mean not read yet after a reload: left alone then.)
+  useEffect(() => {
+    if (conflicts.length === 0) return;
+    const open = new Set(conflicts.map((c) => c.id));
+    if ([...later].some((id) => !open.has(id))) setLater((l) => new Set([...l].filter((id) => open.has(id))));
+  }, [conflicts, later]);
   const [menuOpen, setMenuOpen] = useState(false);
   const shownConflict = conflicts.find((c) => !later.has(c.id));
   const kept = useMemo(() => new KeptNotices(crm), [crm]);
@@ -188,11 +205,12 @@ function Shell({ onLogout }: { onLogout: () => void }) {
           </button>
         </div>
       </header>
-      <StatusBar onShowConflicts={() => setLater(new Set())} />
+      <StatusBar onShowConflicts={() => setLater(() => new Set())} />
       <main id="content" tabIndex={-1}>
         {page === "#/customers" && <CustomersPage />}
         {page === "#/calendar" && <CalendarPage />}
         {page === "#/team" && <TeamPage />}
+        {page === "#/server" && <ServerPage />}
         {page === "#/settings" && <SettingsPage />}
       </main>
       <Toasts />

@@ -25,6 +25,7 @@ export const FIELD_LABELS: Record<string, string> = {
   resource: "Resource",
   start: "Start",
   end: "End",
+  bookedBy: "Booked by",
 };
 
 export function fieldLabel(field: string): string {
@@ -43,13 +44,64 @@ export function clock(value: string | number | Date): string {
   return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
 }
 
-/** A point in time for people: "2026-11-23 09:00" in the browser's zone. */
+/**
+ * A day in the person's own date format and the browser's zone ("Thu, Dec
+ * 10" in en-US, "Do., 10. Dez." in de-AT), or "" for no date.
+ */
+export function day(value: string | number | Date): string {
+  const d = value instanceof Date ? value : new Date(value);
+  if (Number.isNaN(d.getTime())) return "";
+  return d.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short" });
+}
+
+/** When a booking is: "Thu, Dec 10, 09:00–10:00" in the person's zone and date format. */
+export function bookingTime(start: FieldValue | undefined, end: FieldValue | undefined): string {
+  const from = clock(text(start));
+  const to = clock(text(end));
+  const on = day(text(start));
+  if (!on || !from) return "";
+  return to ? `${on}, ${from}–${to}` : `${on}, ${from}`;
+}
+
+/** What a record is called in a sentence: "customer", "booking". */
+export function kindOf(collection: string): string {
+  return collection === "customers" ? "customer" : collection === "calendar_events" ? "booking" : "record";
+}
+
+/** A record's name for people: the customer's name, the booking's title; never its id. */
+export function recordName(collection: string, fields: Record<string, FieldValue | undefined> | null | undefined): string {
+  const named = text(fields?.name ?? fields?.title);
+  return named || `a ${kindOf(collection)}`;
+}
+
+/** Fields whose values are points in time (shown in the person's zone). */
+const TIME_FIELDS = new Set(["start", "end"]);
+
+/** A field's value for people: times in the person's zone and date format, "(empty)" for nothing. */
+export function fieldValue(field: string, value: FieldValue | undefined): string {
+  const t = text(value);
+  if (t === "") return "(empty)";
+  if (TIME_FIELDS.has(field)) {
+    const on = day(t);
+    return on ? `${on}, ${clock(t)}` : t;
+  }
+  return t;
+}
+
+/** Whether a field holds a point in time (no free typing of it in a table cell). */
+export function isTimeField(field: string): boolean {
+  return TIME_FIELDS.has(field);
+}
+
+/**
+ * A point in time for people, in the browser's zone and the person's date
+ * format, 24-hour: "Nov 23, 2026 09:00" in en-US, "23. Nov. 2026 09:00" in de-AT.
+ */
 export function when(value: string | number | null | undefined): string {
   if (value === null || value === undefined || value === "") return "";
   const d = new Date(value);
   if (Number.isNaN(d.getTime())) return String(value);
-  const pad = (n: number) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return `${d.toLocaleDateString(undefined, { day: "numeric", month: "short", year: "numeric" })} ${clock(d)}`;
 }
 
 export const CUSTOMER_STATUSES = ["lead", "prospect", "customer", "churned"] as const;
@@ -91,5 +143,31 @@ export function writeSession(session: StoredSession | null): void {
     else localStorage.removeItem(SESSION_KEY);
   } catch {
     // Storage blocked: the session lasts as long as the page.
+  }
+}
+
+/**
+ * The conflicts this person put off with "Decide later", kept per user in
+ * this browser: a reload does not open them again (they wait, marked in the
+ * list and the status bar, until the person asks for them).
+ */
+const LATER_KEY = "crm-sync-demo.later.";
+
+export function readLater(user: string): Set<string> {
+  try {
+    const parsed: unknown = JSON.parse(localStorage.getItem(LATER_KEY + user) ?? "[]");
+    if (Array.isArray(parsed)) return new Set(parsed.filter((x): x is string => typeof x === "string"));
+  } catch {
+    // Storage blocked or garbage: nothing put off.
+  }
+  return new Set();
+}
+
+export function writeLater(user: string, ids: Set<string>): void {
+  try {
+    if (ids.size === 0) localStorage.removeItem(LATER_KEY + user);
+    else localStorage.setItem(LATER_KEY + user, JSON.stringify([...ids]));
+  } catch {
+    // Storage blocked: put off for as long as the page lasts.
   }
 }

@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import type { Comment, FieldValue, RecordHistoryEntry } from "crm-sync";
 import { useCrm, useCrmStatus } from "crm-sync/react";
-import { plain, text, when } from "../lib";
+import { fieldLabel, fieldValue, plain, when } from "../lib";
 
 type ViewComment = Comment & { pending?: boolean };
 
@@ -9,20 +9,21 @@ type Item =
   | { kind: "change"; at: number; key: string; entry: RecordHistoryEntry }
   | { kind: "comment"; at: number; key: string; comment: ViewComment };
 
-const LABELS: Record<string, string> = {
-  name: "Name",
-  email: "Email",
-  phone: "Phone",
-  owner: "Owner",
-  city: "City",
-  status: "Status",
-};
-
 const VERBS = { create: "created it", update: "changed", delete: "deleted it" } as const;
 
-function shown(value: FieldValue): string {
-  const t = text(value);
-  return t === "" ? "(empty)" : `“${t}”`;
+/** What a change did, in words: a booking's new times are a move, its status "cancelled" a cancel. */
+function verb(entry: RecordHistoryEntry): string {
+  const changed = Object.keys(entry.changes);
+  if (entry.op === "update" || entry.op === undefined) {
+    if (entry.changes.status?.to === "cancelled") return "cancelled it";
+    if (changed.length > 0 && changed.every((f) => f === "start" || f === "end" || f === "resource")) return "moved it";
+  }
+  return VERBS[entry.op ?? "update"];
+}
+
+function shown(field: string, value: FieldValue): string {
+  const t = fieldValue(field, value);
+  return t === "(empty)" ? t : `“${t}”`;
 }
 
 function time(value: string): number {
@@ -116,17 +117,15 @@ export function ActivityTimeline({
             ) : (
               <li key={item.key} className="change" data-testid="history-entry">
                 <div className="comment-head">
-                  <strong>{item.entry.by}</strong> {VERBS[item.entry.op ?? "update"]}{" "}
-                  <span className="hint">{when(item.entry.at)}</span>{" "}
-                  <span className="hint">v{item.entry.version}</span>
+                  <strong>{item.entry.by}</strong> {verb(item.entry)} <span className="hint">{when(item.entry.at)}</span>
                   {item.entry.syncId && <span className="badge">sheet sync</span>}
                 </div>
                 {item.entry.op !== "delete" && (
                   <ul className="field-changes">
                     {Object.entries(item.entry.changes).map(([field, c]) => (
                       <li key={field}>
-                        <span className="field-name">{LABELS[field] ?? field}</span>: {shown(c.from)} →{" "}
-                        <strong>{shown(c.to)}</strong>
+                        <span className="field-name">{fieldLabel(field)}</span>: {shown(field, c.from)} →{" "}
+                        <strong>{shown(field, c.to)}</strong>
                       </li>
                     ))}
                   </ul>

@@ -1,15 +1,10 @@
 import { useState } from "react";
 import type { Conflict, FieldValue, Fields } from "crm-sync";
 import { useCrm } from "crm-sync/react";
-import { CUSTOMER_STATUSES, fieldLabel, plain, text } from "../lib";
+import { CUSTOMER_STATUSES, fieldLabel, fieldValue, isTimeField, kindOf, plain, recordName, text } from "../lib";
 import { Dialog } from "./Dialog";
 
 type Choice = "mine" | "theirs" | "edit";
-
-function show(value: FieldValue | undefined): string {
-  const t = text(value);
-  return t === "" ? "(empty)" : t;
-}
 
 /**
  * One conflict: per field both sides changed, the value it was based on
@@ -25,7 +20,8 @@ export function ConflictDialog({ conflict, onLater }: { conflict: Conflict; onLa
   const theirs = conflict.theirs?.fields ?? {};
   const base = conflict.base?.fields ?? {};
   const alsoMine = Object.keys(conflict.mine).filter((f) => !conflict.fields.includes(f));
-  const name = text(theirs.name ?? base.name) || conflict.recordId;
+  const name = recordName(conflict.collection, { ...base, ...theirs });
+  const show = (field: string, value: FieldValue | undefined) => fieldValue(field, value);
 
   async function resolve(fields: Fields) {
     setBusy(true);
@@ -60,8 +56,8 @@ export function ConflictDialog({ conflict, onLater }: { conflict: Conflict; onLa
   return (
     <Dialog title={`Conflict: ${name}`} onClose={onLater} className="conflict-dialog">
       <p>
-        {conflict.theirs?.updatedBy ?? "Someone"} changed this {conflict.collection.replace(/s$/, "")} while you
-        were editing it. Choose what to keep for each field.
+        {conflict.theirs?.updatedBy ?? "Someone"} changed this {kindOf(conflict.collection)} while you were editing
+        it. Choose what to keep for each field.
       </p>
       <div className="scroll-x" tabIndex={0} role="region" aria-label="Conflicting fields, scrolls sideways on small screens">
       <table aria-label="Conflicting fields" className="conflict-table">
@@ -81,9 +77,9 @@ export function ConflictDialog({ conflict, onLater }: { conflict: Conflict; onLa
             return (
               <tr key={f} data-field={f}>
                 <th scope="row">{fieldLabel(f)}</th>
-                <td>{show(base[f])}</td>
-                <td className="mine">{show(conflict.mine[f])}</td>
-                <td className="theirs">{show(theirs[f])}</td>
+                <td>{show(f, base[f])}</td>
+                <td className="mine">{show(f, conflict.mine[f])}</td>
+                <td className="theirs">{show(f, theirs[f])}</td>
                 <td>
                   <fieldset className="choice">
                     <legend className="visually-hidden">Keep for {fieldLabel(f)}</legend>
@@ -95,10 +91,13 @@ export function ConflictDialog({ conflict, onLater }: { conflict: Conflict; onLa
                       <input type="radio" name={`keep-${f}`} checked={choice === "theirs"} onChange={() => set("theirs")} />
                       theirs
                     </label>
-                    <label>
-                      <input type="radio" name={`keep-${f}`} checked={choice === "edit"} onChange={() => set("edit")} />
-                      edit
-                    </label>
+                    {/* A time is not typed into a cell: keep one side, or move the booking after. */}
+                    {!isTimeField(f) && (
+                      <label>
+                        <input type="radio" name={`keep-${f}`} checked={choice === "edit"} onChange={() => set("edit")} />
+                        edit
+                      </label>
+                    )}
                     {choice === "edit" &&
                       (f === "status" ? (
                         <select

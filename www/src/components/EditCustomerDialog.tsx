@@ -5,6 +5,7 @@ import { useKeptNotices } from "../kept";
 import { CUSTOMER_STATUSES, looksLikeEmail, plain, text, when } from "../lib";
 import { ActivityTimeline } from "./ActivityTimeline";
 import { Dialog } from "./Dialog";
+import { UseMine } from "./UseMine";
 
 const TEXT_FIELDS = [
   { name: "name", label: "Name", type: "text" },
@@ -17,7 +18,7 @@ const TEXT_FIELDS = [
 type Note =
   | { kind: "idle" }
   | { kind: "saving" }
-  | { kind: "result"; result: SaveResult }
+  | { kind: "result"; result: SaveResult; fields: string[] }
   | { kind: "error"; text: string };
 
 /** What a field's typed value is wrong about, if anything (not sent then). */
@@ -67,10 +68,10 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
     crm.save("customers", id, { [field]: fieldValue }).then(
       (result) => {
         if (result.status === "committed" || result.status === "merged") {
-          kept?.remember("customers", id, { [field]: fieldValue });
+          kept?.remember("customers", id, { [field]: fieldValue }, result.record.version);
         }
         if (call !== latest.current) return;
-        setNote({ kind: "result", result });
+        setNote({ kind: "result", result, fields: [field] });
         // Nothing newer in flight: show the record itself again, except
         // what is still refused locally.
         setTyped((t) => Object.fromEntries(Object.entries(t).filter(([f]) => invalid(f, t[f]) !== null)));
@@ -115,7 +116,7 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
     try {
       const result = await crm.remove("customers", id);
       if (result.status === "conflict") {
-        setNote({ kind: "result", result });
+        setNote({ kind: "result", result, fields: [] });
         setConfirmDelete(false);
         return;
       }
@@ -147,12 +148,16 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
         return note.text;
       case "result":
         switch (note.result.status) {
-          case "committed":
-            // Someone else's later value replaced this one: the dialog no
-            // longer claims it stands (who kept what is said below).
-            return mine.length > 0
-              ? `Saved (version ${note.result.record.version}), then replaced by ${view!.updatedBy}'s change.`
-              : `Saved (version ${note.result.record.version}).`;
+          case "committed": {
+            // Someone else's later value replaced this very save: the
+            // dialog no longer claims it stands (who kept what is said
+            // below). A notice about another save says nothing about this one.
+            const version = note.result.record.version;
+            const replaced = kept?.replacing("customers", id, note.fields, version) ?? [];
+            return replaced.length > 0
+              ? `Saved (version ${version}), then replaced by ${replaced[replaced.length - 1].by}'s change.`
+              : `Saved (version ${version}).`;
+          }
           case "merged":
             return `Saved, merged with another change (version ${note.result.record.version}).`;
           case "conflict": {
@@ -209,9 +214,10 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
         </div>
       )}
       {mine.map((n) => (
-        <p key={n.key} className="kept-inline" role="status" data-testid="kept-inline">
-          {n.text}
-        </p>
+        <div key={n.key} className="kept-inline" role="status" data-testid="kept-inline">
+          <span>{n.text}</span>
+          <UseMine notice={n} />
+        </div>
       ))}
       <p className={noteIsError ? "note error" : "note"} role="status" data-testid="save-state">
         {noteText()}

@@ -2,7 +2,8 @@ import { useEffect, useRef, useState } from "react";
 import type { CrmEvent } from "crm-sync";
 import { useCrm, useSyncState } from "crm-sync/react";
 import { useKeptNotices } from "../kept";
-import { fieldLabel, text } from "../lib";
+import { UseMine } from "./UseMine";
+import { fieldLabel, recordName } from "../lib";
 
 /** How long a passing toast stays (one about a lost value stays until read). */
 const TOAST_MS = 10_000;
@@ -63,7 +64,7 @@ export function Toasts() {
       crm.subscribe((event: CrmEvent) => {
         if (event.type !== "conflict") return;
         const c = event.conflict;
-        const name = text(c.theirs?.fields?.name ?? c.mine?.name) || c.recordId;
+        const name = recordName(c.collection, { ...c.base?.fields, ...c.theirs?.fields, ...c.mine });
         const fields = c.fields.map(fieldLabel).join(", ");
         const who = c.theirs?.updatedBy ? ` by ${c.theirs.updatedBy}` : "";
         add({
@@ -83,9 +84,12 @@ export function Toasts() {
           <span>
             <strong>{n.recordName}:</strong> {n.text}
           </span>
-          <button type="button" onClick={() => kept?.dismiss(n.key)}>
-            OK
-          </button>
+          <span className="actions">
+            <UseMine notice={n} />
+            <button type="button" onClick={() => kept?.dismiss(n.key)}>
+              OK
+            </button>
+          </span>
         </div>
       ))}
       {toasts.map((t) => (

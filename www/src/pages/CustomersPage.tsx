@@ -110,8 +110,10 @@ export function CustomersPage() {
           {added}
         </p>
       )}
-      <p className="hint" aria-live="polite">
-        {total} of {all} customers
+      {/* While the list is still arriving (a load fetches it page by page),
+          what is here is not the whole: never say "1000 of 1000". */}
+      <p className="hint" aria-live="polite" data-testid="customer-count">
+        {loading && all > 0 ? `Loading customers… ${all} so far` : `${total} of ${all} customers`}
       </p>
       {pages > 1 && <Pager current={current} pages={pages} onPage={setPage} />}
       <div className="table-scroll">

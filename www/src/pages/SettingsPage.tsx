@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import type { CrmSyncJobs, SyncHistoryEntry, SyncSchedule, SyncSheetConflict, SyncState } from "crm-sync";
+import type { CrmSyncJobs, SyncHistoryEntry, SyncLogEntry, SyncSchedule, SyncSheetConflict, SyncState } from "crm-sync";
 import { CrmError } from "crm-sync";
 import { useCrm, useCrmStatus, useSyncLog, useSyncState } from "crm-sync/react";
 import { explain, fieldLabel, plain, text, when } from "../lib";
@@ -145,6 +145,13 @@ function SheetConflicts({ sync, syncId, onClose }: { sync: CrmSyncJobs; syncId: 
       </button>
     </section>
   );
+}
+
+/** One exchange of the record-sync log, in words. */
+function exchange(l: SyncLogEntry): string {
+  if (l.kind === "outbox") return "Sent your changes";
+  if (l.kind === "feed") return "Received others' changes";
+  return "Loaded the list";
 }
 
 function Stats({ stats }: { stats: SyncState["stats"] | SyncHistoryEntry["stats"] }) {
@@ -376,7 +383,7 @@ function SchedulePanel({ sync }: { sync: CrmSyncJobs }) {
         {schedule ? (
           <>
             Every {schedule.intervalMs >= 60_000 ? `${+(schedule.intervalMs / 60_000).toFixed(2)} min` : `${schedule.intervalMs / 1000} s`}{" "}
-            ({schedule.kind}); next run at <time data-testid="schedule-next">{moment(schedule.nextAt)}</time>
+            ({direction(schedule.kind).toLowerCase()}); next run at <time data-testid="schedule-next">{moment(schedule.nextAt)}</time>
           </>
         ) : (
           "Off"
@@ -435,8 +442,8 @@ function SyncLogPanel() {
               <tr>
                 <th scope="col">At</th>
                 <th scope="col">What</th>
-                <th scope="col">Pushed</th>
-                <th scope="col">Pulled</th>
+                <th scope="col">Sent</th>
+                <th scope="col">Received</th>
                 <th scope="col">Merged</th>
                 <th scope="col">Conflicts</th>
                 <th scope="col">Failed</th>
@@ -449,7 +456,7 @@ function SyncLogPanel() {
                 <tr key={`${l.at}-${i}`} data-direction={l.direction} data-kind={l.kind}>
                   <td>{moment(l.at)}</td>
                   <td>
-                    {l.direction} ({l.kind})
+                    {exchange(l)}
                   </td>
                   <td>{l.pushed}</td>
                   <td>{l.pulled}</td>
@@ -501,12 +508,12 @@ export function SettingsPage() {
             <dd>{status.online ? "online" : "offline"}</dd>
           </div>
           <div>
-            <dt>Leader tab</dt>
-            <dd>{status.leader ? "this tab" : "another tab"}</dd>
+            <dt>Talking to the server</dt>
+            <dd>{status.leader ? "this tab" : "another tab of yours"}</dd>
           </div>
           <div>
             <dt>Storage</dt>
-            <dd>{status.storage === "indexeddb" ? "IndexedDB (survives reloads)" : "memory only"}</dd>
+            <dd>{status.storage === "indexeddb" ? "on this device (kept over reloads)" : "only while this page is open"}</dd>
           </div>
           <div>
             <dt>Saves / conflicts / merged (all sessions)</dt>

@@ -1,256 +1,109 @@
-import { useEffect, useState } from "react";
-import { useCrm } from "crm-sync/react";
-import { explain } from "../lib";
+import { useQuery } from "crm-sync/react";
+import { text, when } from "../lib";
+import { useLoad } from "../useLoad";
+import { ActivityPlot, percent, useServerFigures } from "./ServerPage";
 
-/** `GET /api/metrics` of the reference server (server/src/metrics.rs). */
-interface ServerFigures {
-  routes: { method: string; route: string; requests: number; errors: number; p50Ms: number; p95Ms: number }[];
-  commits: number;
-  conflicts: number;
-  conflictRate: number;
-  idempotentReplays: number;
-  syncJobs: {
-    queued: number;
-    queuedPerUser: Record<string, number>;
-    running: number;
-    completed: number;
-    failed: number;
-    cancelled: number;
-    meanDurationMs: number;
-  };
-  eventStreams: number;
-}
+/** Customers shown under "Recently changed". */
+const RECENT = 10;
 
-/** One reading, for the plot. */
-interface Reading {
-  at: number;
-  requests: number;
-  errors: number;
-  commits: number;
-  conflicts: number;
-}
-
-const REFRESH_MS = 2000;
-/** The plot covers this much time. */
-const WINDOW_MS = 10 * 60 * 1000;
-
-// Kept outside the component, so leaving the page and coming back keeps
-// the plot's last minutes.
-const readings: Reading[] = [];
-
-function totals(f: ServerFigures): Reading {
-  let requests = 0;
-  let errors = 0;
-  for (const r of f.routes) {
-    requests += r.requests;
-    errors += r.errors;
-  }
-  return { at: Date.now(), requests, errors, commits: f.commits, conflicts: f.conflicts };
-}
-
-function isFigures(v: unknown): v is ServerFigures {
-  const f = v as ServerFigures | null;
-  return !!f && Array.isArray(f.routes) && typeof f.commits === "number" && typeof f.syncJobs === "object";
-}
-
-/** The server's figures, read again every REFRESH_MS while the page is open. */
-function useServerFigures(): { figures: ServerFigures | null; error: string | null; plotted: Reading[] } {
-  const crm = useCrm();
-  const [figures, setFigures] = useState<ServerFigures | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [plotted, setPlotted] = useState<Reading[]>(() => [...readings]);
-  useEffect(() => {
-    let live = true;
-    async function read() {
-      try {
-        const res = await fetch("/api/metrics", { headers: { Authorization: `Bearer ${crm.token}` } });
-        if (!res.ok) throw new Error(`the server answered ${res.status}`);
-        const body: unknown = await res.json();
-        if (!isFigures(body)) throw new Error("the server's figures have an unknown shape");
-        if (!live) return;
-        readings.push(totals(body));
-        while (readings.length > 0 && readings[0].at < Date.now() - WINDOW_MS) readings.shift();
-        setFigures(body);
-        setPlotted([...readings]);
-        setError(null);
-      } catch (e) {
-        if (live) setError(explain(e));
-      }
-    }
-    void read();
-    const timer = window.setInterval(read, REFRESH_MS);
-    return () => {
-      live = false;
-      window.clearInterval(timer);
-    };
-  }, [crm]);
-  return { figures, error, plotted };
-}
-
-const W = 640;
-const H = 160;
-const PAD = 28;
-
-/** Requests and conflicts per refresh over the last minutes, as plain SVG. */
-function ActivityPlot({ plotted }: { plotted: Reading[] }) {
-  const steps = plotted.slice(1).map((r, i) => ({
-    at: r.at,
-    requests: Math.max(0, r.requests - plotted[i].requests),
-    conflicts: Math.max(0, r.conflicts - plotted[i].conflicts),
-  }));
-  const now = plotted.length > 0 ? plotted[plotted.length - 1].at : Date.now();
-  const top = Math.max(1, ...steps.map((s) => s.requests));
-  const x = (at: number) => PAD + ((W - 2 * PAD) * (at - (now - WINDOW_MS))) / WINDOW_MS;
-  const y = (v: number) => H - PAD - ((H - 2 * PAD) * v) / top;
-  const line = (pick: (s: (typeof steps)[number]) => number) =>
-    steps.map((s) => `${x(s.at).toFixed(1)},${y(pick(s)).toFixed(1)}`).join(" ");
-  const minutes = WINDOW_MS / 60000;
-  return (
-    <figure className="plot">
-      <svg
-        viewBox={`0 0 ${W} ${H}`}
-        role="img"
-        aria-label={`Requests and conflicts every ${REFRESH_MS / 1000} s over the last ${minutes} minutes; at most ${top} requests`}
-        data-testid="activity-plot"
-        data-points={steps.length}
-      >
-        <line x1={PAD} y1={H - PAD} x2={W - PAD} y2={H - PAD} className="axis" />
-        <line x1={PAD} y1={PAD} x2={PAD} y2={H - PAD} className="axis" />
-        <text x={PAD - 4} y={PAD + 4} textAnchor="end" className="tick">
-          {top}
-        </text>
-        <text x={PAD - 4} y={H - PAD} textAnchor="end" className="tick">
-          0
-        </text>
-        <text x={PAD} y={H - 8} className="tick">
-          −{minutes} min
-        </text>
-        <text x={W - PAD} y={H - 8} textAnchor="end" className="tick">
-          now
-        </text>
-        {steps.length > 0 && <polyline points={line((s) => s.requests)} className="series-requests" />}
-        {steps.length > 0 && <polyline points={line((s) => s.conflicts)} className="series-conflicts" />}
-      </svg>
-      <figcaption>
-        <span className="key key-requests">requests</span> <span className="key key-conflicts">conflicts</span> per{" "}
-        {REFRESH_MS / 1000} s
-      </figcaption>
-    </figure>
-  );
-}
-
-function percent(rate: number): string {
-  return `${(rate * 100).toFixed(1)}%`;
-}
-
-/** Team activity: what the server saw from everyone, live. */
+/**
+ * Team activity, in the words of a sales team: changes saved, people
+ * changing the same thing at once, who is online, spreadsheet syncs, and
+ * which customers were changed last and by whom. The server's HTTP figures
+ * are on their own page (Server health), for whoever runs it.
+ */
 export function TeamPage() {
   const { figures, error, plotted } = useServerFigures();
-  const requests = figures?.routes.reduce((n, r) => n + r.requests, 0) ?? 0;
-  const errors = figures?.routes.reduce((n, r) => n + r.errors, 0) ?? 0;
+  useLoad("customers");
+  const { items: recent } = useQuery("customers", { orderBy: ["updatedAt", "desc"], limit: RECENT });
   const jobs = figures?.syncJobs;
   return (
     <section aria-labelledby="team-title">
       <h1 id="team-title">Team activity</h1>
       {error && (
         <p role="alert" className="error">
-          Figures unavailable: {error}
+          The team's figures cannot be read just now. They come back by themselves.
         </p>
       )}
       {!figures ? (
-        <p className="hint">Reading the server's figures…</p>
+        !error && <p className="hint">Reading the team's figures…</p>
       ) : (
         <>
           <section className="panel" aria-labelledby="team-now">
             <h2 id="team-now">Since the server started</h2>
             <dl className="facts figures">
               <div>
-                <dt>Requests / errors</dt>
-                <dd data-testid="figure-requests">
-                  {requests} / {errors}
-                </dd>
-              </div>
-              <div>
-                <dt>Saves committed</dt>
+                <dt>Changes saved</dt>
                 <dd data-testid="figure-commits">{figures.commits}</dd>
               </div>
               <div>
-                <dt>Conflicts (rate)</dt>
+                <dt>Two people changing the same thing at once</dt>
                 <dd data-testid="figure-conflicts">
-                  {figures.conflicts} ({percent(figures.conflictRate)})
+                  {figures.conflicts} ({percent(figures.conflictRate)} of changes)
                 </dd>
               </div>
               <div>
-                <dt>Requests answered again (retries)</dt>
-                <dd data-testid="figure-replays">{figures.idempotentReplays}</dd>
+                <dt>People connected now</dt>
+                <dd data-testid="figure-streams">{figures.eventStreams}</dd>
               </div>
               <div>
-                <dt>Sheet syncs queued / running</dt>
-                <dd data-testid="figure-jobs-now">
-                  {jobs!.queued} / {jobs!.running}
-                </dd>
-              </div>
-              <div>
-                <dt>Sheet syncs complete / failed</dt>
+                <dt>Spreadsheet syncs done / failed</dt>
                 <dd data-testid="figure-jobs-done">
                   {jobs!.completed} / {jobs!.failed}
                 </dd>
               </div>
               <div>
-                <dt>Mean sheet sync</dt>
-                <dd>{(jobs!.meanDurationMs / 1000).toFixed(1)} s</dd>
-              </div>
-              <div>
-                <dt>Live connections</dt>
-                <dd data-testid="figure-streams">{figures.eventStreams}</dd>
+                <dt>Spreadsheet syncs waiting / running</dt>
+                <dd data-testid="figure-jobs-now">
+                  {jobs!.queued} / {jobs!.running}
+                </dd>
               </div>
             </dl>
             {Object.keys(jobs!.queuedPerUser).length > 0 && (
               <p className="hint">
-                Waiting:{" "}
+                Waiting to sync:{" "}
                 {Object.entries(jobs!.queuedPerUser)
-                  .map(([user, n]) => `${user} ${n}`)
+                  .map(([user, n]) => `${user} (${n})`)
                   .join(", ")}
               </p>
             )}
           </section>
           <section className="panel" aria-labelledby="team-plot">
             <h2 id="team-plot">Last minutes</h2>
-            <ActivityPlot plotted={plotted} />
-          </section>
-          <section className="panel" aria-labelledby="team-routes">
-            <h2 id="team-routes">Requests by route</h2>
-            <div className="scroll-x" tabIndex={0} role="region" aria-label="Routes, scrolls sideways on small screens">
-              <table aria-label="Requests by route" className="history">
-                <thead>
-                  <tr>
-                    <th scope="col">Route</th>
-                    <th scope="col">Requests</th>
-                    <th scope="col">Errors</th>
-                    <th scope="col">p50</th>
-                    <th scope="col">p95</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {figures.routes.map((r) => (
-                    <tr key={`${r.method} ${r.route}`}>
-                      <td>
-                        <code>
-                          {r.method} {r.route}
-                        </code>
-                      </td>
-                      <td>{r.requests}</td>
-                      <td>{r.errors}</td>
-                      <td>{r.p50Ms.toFixed(1)} ms</td>
-                      <td>{r.p95Ms.toFixed(1)} ms</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <ActivityPlot plotted={plotted} main="commits" words="Changes" />
           </section>
         </>
       )}
+      <section className="panel" aria-labelledby="team-recent">
+        <h2 id="team-recent">Recently changed customers</h2>
+        {recent.length === 0 ? (
+          <p className="hint">No customers yet.</p>
+        ) : (
+          <div className="scroll-x" tabIndex={0} role="region" aria-label="Recently changed customers, scrolls sideways on small screens">
+            <table aria-label="Recently changed customers" className="history">
+              <thead>
+                <tr>
+                  <th scope="col">Customer</th>
+                  <th scope="col">Changed by</th>
+                  <th scope="col">When</th>
+                </tr>
+              </thead>
+              <tbody>
+                {recent.map((r) => (
+                  <tr key={r.id} data-id={r.id}>
+                    <td>{text(r.fields.name) || "a customer"}</td>
+                    <td>{r.updatedBy}</td>
+                    <td>{when(r.updatedAt)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </section>
+      <p className="hint">
+        For whoever runs the server: <a href="#/server">Server health</a>.
+      </p>
     </section>
   );
 }
