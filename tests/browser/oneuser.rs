@@ -14,7 +14,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
 
-use super::support::{fetch_as, prop, server};
+use super::support::{eventually, fetch_as, prop, server, sleep};
 
 #[wasm_bindgen(module = "/tests/browser/helpers.js")]
 extern "C" {
@@ -50,22 +50,6 @@ async fn client(user: &str, extra: &[(&str, JsValue)]) -> CrmSync {
 
 async fn wait(p: Promise) -> JsValue {
     JsFuture::from(p).await.unwrap()
-}
-
-async fn sleep(ms: u32) {
-    gloo_timers::future::TimeoutFuture::new(ms).await;
-}
-
-/// Waits until `cond` holds, up to `ms`; how long it took, or `None`.
-async fn eventually(ms: u32, mut cond: impl FnMut() -> bool) -> Option<f64> {
-    let start = js_sys::Date::now();
-    while js_sys::Date::now() - start < f64::from(ms) {
-        if cond() {
-            return Some(js_sys::Date::now() - start);
-        }
-        sleep(20).await;
-    }
-    cond().then(|| js_sys::Date::now() - start)
 }
 
 fn leads(crm: &CrmSync) -> bool {

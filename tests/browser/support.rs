@@ -57,3 +57,20 @@ pub async fn fetch_as(
         .unwrap()
         .into()
 }
+
+/// Waits `ms` milliseconds.
+pub async fn sleep(ms: u32) {
+    gloo_timers::future::TimeoutFuture::new(ms).await;
+}
+
+/// Waits until `cond` holds, up to `ms`; how long it took, or `None`.
+pub async fn eventually(ms: u32, mut cond: impl FnMut() -> bool) -> Option<f64> {
+    let start = js_sys::Date::now();
+    while js_sys::Date::now() - start < f64::from(ms) {
+        if cond() {
+            return Some(js_sys::Date::now() - start);
+        }
+        sleep(20).await;
+    }
+    cond().then(|| js_sys::Date::now() - start)
+}

@@ -97,6 +97,7 @@ struct JsStatus<'a> {
     pending: usize,
     failed: usize,
     storage: &'static str,
+    durable: bool,
     last_sync_at: Option<&'a str>,
 }
 
@@ -217,7 +218,7 @@ impl Client {
         })
     }
 
-    /// `{ online, leader, pending, failed, storage, lastSyncAt }`.
+    /// `{ online, leader, pending, failed, storage, durable, lastSyncAt }`.
     pub fn status(&self) -> JsValue {
         self.snapshot("status".into(), || {
             let state = self.inner.state.borrow();
@@ -232,6 +233,7 @@ impl Client {
                 } else {
                     "memory"
                 },
+                durable: self.inner.durable.get(),
                 last_sync_at: state.last_sync_at.as_deref(),
             };
             to_js(&status).unwrap_or(JsValue::UNDEFINED)

@@ -3,6 +3,7 @@ import type { CrmSyncJobs, SyncHistoryEntry, SyncSchedule, SyncState } from "crm
 import { useCrm, useCrmStatus, useSyncLog, useSyncState } from "crm-sync/react";
 import { explain, when } from "../lib";
 import { isSyncRunning } from "../useLoad";
+import { KeptChanges } from "../components/KeptChanges";
 
 type SyncJobKind = SyncHistoryEntry["kind"];
 
@@ -339,6 +340,7 @@ export function SettingsPage() {
         </section>
       )}
       <SyncLogPanel />
+      <KeptChanges />
       <section className="panel" aria-labelledby="device-title">
         <h2 id="device-title">This device</h2>
         <dl className="facts">
