@@ -168,9 +168,13 @@ export async function getRaw(name, store, key) {
 }
 
 // ---- engines.rs
-/** What the browser itself says: `navigator.storage.persisted()`. */
-export function browserPersisted() {
-  return navigator.storage.persisted();
+/** What the browser itself says: `navigator.storage.persisted()` (false without one). */
+export async function browserPersisted() {
+  return navigator.storage ? navigator.storage.persisted() : false;
+}
+/** Whether this browser has `navigator.storage.persist` at all. */
+export function storageManagerPresent() {
+  return typeof navigator.storage?.persist === "function";
 }
 /** The browser's name as its user agent gives it, for messages. */
 export function engineName() {
