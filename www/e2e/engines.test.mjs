@@ -7,9 +7,13 @@
 // suites. E2E_ENGINES picks engines (default: firefox,webkit).
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { ownServer } from "./own-server.mjs";
 import { Session, startDriver } from "./webdriver.mjs";
 
+const SCREENSHOTS = join(dirname(fileURLToPath(import.meta.url)), "screenshots");
 const ENGINES = (process.env.E2E_ENGINES ?? "firefox,webkit").split(",").filter(Boolean);
 // Ports of this suite: a server, a second process on its database (the
 // other person's change made while the first is down) and a driver.
@@ -49,7 +53,12 @@ for (const engine of ENGINES) {
     await server.start();
     const driver = await startDriver(engine, driverPort);
     let s;
+    let failed = true;
     t.after(async () => {
+      if (failed) {
+        mkdirSync(SCREENSHOTS, { recursive: true });
+        await s?.screenshot(join(SCREENSHOTS, `engines-${engine}-failed.png`)).catch(() => {});
+      }
       await s?.quit();
       await driver.stop();
       await server.stop();
@@ -65,6 +74,12 @@ for (const engine of ENGINES) {
     await s.fill("input[name=password]", "demo");
     await s.click("form[aria-label='Log in'] button[type=submit]");
     await s.waitFor(row(id), { timeout: 30000 });
+    // The demo's service worker serves the page while the server is down
+    // (the reload below): wait until it controls this page.
+    await s.run(() => new Promise((resolve) => {
+      const check = () => (navigator.serviceWorker?.controller ? resolve() : setTimeout(check, 100));
+      check();
+    }));
 
     // An edit, saved.
     const saved = unique("Saved City");
@@ -82,7 +97,7 @@ for (const engine of ENGINES) {
     await s.waitFor("[data-testid=save-state]", { text: /queued, will be sent/, timeout: 30000 });
     await closeDialog(s);
     await s.waitFor("[data-testid=outbox-count]", { text: "1 queued" });
-    await s.refresh();
+    await s.reload();
     await s.waitFor(row(id), { text: waiting, timeout: 30000 });
     await s.waitFor("[data-testid=outbox-count]", { text: "1 queued" });
 
@@ -141,5 +156,6 @@ for (const engine of ENGINES) {
     const conflict = await s.text("dialog[open].conflict-dialog");
     assert.match(conflict, new RegExp(mine));
     assert.match(conflict, new RegExp(theirs));
+    failed = false;
   });
 }

@@ -4,9 +4,10 @@
 // sessions, windows, navigation, elements found by CSS, clicks, typing and
 // a script. No npm package: the protocol is a handful of JSON requests.
 import { spawn, execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
 
 /** The W3C key of an element reference in a response. */
-const ELEMENT = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
 
 /** The engines of the smoke: how to start each driver, what to ask it for. */
 export const ENGINES = {
@@ -124,8 +125,23 @@ export class Session {
     return this.cmd("POST", "/url", { url });
   }
 
-  refresh() {
-    return this.cmd("POST", "/refresh", {});
+  /**
+   * Reloads the page as a person does. Not WebDriver's `/refresh`:
+   * geckodriver's bypasses the service worker, so with the server down it
+   * ends on an error page where a person's reload opens the app.
+   */
+  async reload() {
+    await this.run(() => {
+      window.beforeReload = true;
+      setTimeout(() => location.reload(), 0);
+    });
+    // Until the new page is there (the old one marked itself).
+    for (let i = 0; i < 300; i += 1) {
+      await sleep(100);
+      const fresh = await this.run(() => !window.beforeReload && document.readyState === "complete").catch(() => false);
+      if (fresh) return;
+    }
+    throw new Error("the page did not reload");
   }
 
   /** Runs `fn(...args)` in the page; returns what it returns (awaited). */
@@ -188,8 +204,16 @@ export class Session {
     }
   }
 
+  /**
+   * Clicks the element, first scrolled to the middle of the view: a driver
+   * scrolls it only to an edge, where a sticky table header covers it.
+   */
   async click(css) {
     const el = await this.waitFor(css);
+    await this.cmd("POST", "/execute/sync", {
+      script: "arguments[0].scrollIntoView({ block: 'center' });",
+      args: [{ [ELEMENT]: el }],
+    });
     await this.cmd("POST", `/element/${el}/click`, {});
   }
 
@@ -198,6 +222,12 @@ export class Session {
     const el = await this.waitFor(css);
     await this.cmd("POST", `/element/${el}/clear`, {});
     await this.cmd("POST", `/element/${el}/value`, { text: value });
+  }
+
+  /** Saves a PNG of the current window to `path`. */
+  async screenshot(path) {
+    const png = await this.cmd("GET", "/screenshot");
+    writeFileSync(path, Buffer.from(png, "base64"));
   }
 
   async text(css) {
