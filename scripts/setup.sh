@@ -4,7 +4,11 @@
 # Debian, PyPI): see docs/toolchain.md for why each step is done this way.
 #
 #   scripts/setup.sh tools   Rust target, wasm-pack, wasm-bindgen-cli, Chromium,
-#                            wasm-opt (npm binaryen), and what `fuzz` installs
+#                            wasm-opt (npm binaryen), and what `fuzz` and
+#                            `browsers` install
+#   scripts/setup.sh browsers  Firefox ESR and geckodriver, WebKitGTK's
+#                            WebKitWebDriver and Xvfb (the other two engines
+#                            of the browser suite and the demo smoke)
 #   scripts/setup.sh fuzz    Schemathesis (server/requirements-fuzz.txt) in a
 #                            Python virtual environment, target/fuzz-venv
 #   scripts/setup.sh www     the demo's npm packages (needs pkg/ built first)
@@ -52,6 +56,29 @@ tools() {
 
   npm_ci tools
   fuzz
+  browsers
+}
+
+# Firefox and WebKit for the browser suite and the demo's smoke test
+# (docs/guide/browsers.md): Debian's firefox-esr, geckodriver from crates.io
+# (Debian has no package of it), and WebKitGTK's WebDriver, whose browser
+# (MiniBrowser) needs a display, hence Xvfb.
+GECKODRIVER_VERSION=0.37.1
+browsers() {
+  export PATH="$HOME/.cargo/bin:$PATH"
+  local want=()
+  command -v firefox-esr >/dev/null || want+=(firefox-esr)
+  [ -x /usr/bin/WebKitWebDriver ] || want+=(webkit2gtk-driver)
+  command -v xvfb-run >/dev/null || want+=(xvfb)
+  if [ ${#want[@]} -gt 0 ]; then
+    say "installing Debian's ${want[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null
+  fi
+  if [ "$(geckodriver --version 2>/dev/null | head -1 | awk '{print $2}')" != "$GECKODRIVER_VERSION" ]; then
+    say "installing geckodriver $GECKODRIVER_VERSION (about two minutes, from source)"
+    cargo install geckodriver --version "$GECKODRIVER_VERSION" --locked --force
+  fi
 }
 
 # The Python tools of the server's fuzz suite, pinned in
@@ -98,7 +125,8 @@ docs() {
 case "${1:-tools}" in
   tools) tools ;;
   fuzz) fuzz ;;
+  browsers) browsers ;;
   www) www ;;
   docs) docs ;;
-  *) echo "usage: $0 [tools|fuzz|www|docs]" >&2; exit 2 ;;
+  *) echo "usage: $0 [tools|fuzz|browsers|www|docs]" >&2; exit 2 ;;
 esac

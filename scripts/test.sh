@@ -12,6 +12,12 @@ export WASM_BINDGEN_TEST_TIMEOUT=400
 LOGS=target/test-logs
 mkdir -p "$LOGS"
 BROWSER_PORT=18931
+# The browser suite's other engines and the demo's WebDriver smoke: a server
+# (and for WebKit a driver) each.
+FIREFOX_PORT=19050
+WEBKIT_PORT=19051
+WEBKIT_DRIVER_PORT=19052
+BROWSER_ENGINES=(chromium firefox webkit)
 E2E_PORT=18932
 FUZZ_PORT=18933
 TOTAL_PASSED=0
@@ -40,11 +46,17 @@ check() { # name command...
 suite_cargo() { # name command...
   local name=$1; shift; local t0=$SECONDS
   "$@" >"$LOGS/$name.log" 2>&1; local rc=$?
+  count_cargo "$name" "$rc" $((SECONDS - t0))
+}
+
+# The counts of a finished run's log, $LOGS/name.log.
+count_cargo() { # name exit-code seconds
+  local name=$1 rc=$2 secs=$3
   local p f
   p=$(grep -Eo '[0-9]+ passed' "$LOGS/$name.log" | awk '{s+=$1} END {print s+0}')
   f=$(grep -Eo '[0-9]+ failed' "$LOGS/$name.log" | awk '{s+=$1} END {print s+0}')
   if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
-  record "$name" "$p" "$f" $((SECONDS - t0))
+  record "$name" "$p" "$f" "$secs"
   if [ "$rc" != 0 ]; then grep -E '^(error|test .* FAILED|failures:|---- )' -A12 "$LOGS/$name.log" | head -80; fi
 }
 
@@ -128,6 +140,71 @@ suite_fuzz() {
   if [ "$rc" != 0 ]; then awk '/^=+ (FAILURES|ERRORS)/,0' "$LOGS/$name.log" | grep -v '^\s*$' | head -80; fi
 }
 
+# One engine's browser suite, in the background: its own fresh server, its
+# driver, and the run; leaves $LOGS/browser-ENGINE.{log,rc,secs}. The
+# runner's page server has been seen to stall serving the JS snippets, so
+# that no test starts at all ("Failed to detect test as having been run", no
+# test line). That is the runner, not a test: the suite runs once more and
+# its count replaces the stalled run's (kept as browser-ENGINE-stalled.log).
+browser_engine() { # chromium | firefox | webkit
+  local engine=$1 name=browser-$1 t0=$SECONDS port driver_pid=
+  local log=$LOGS/$name.log
+  trap cleanup EXIT  # a subshell: its own server and driver
+  rm -f "$LOGS/$name.rc" "$LOGS/$name.secs" "$LOGS/$name-stalled.log"
+  local args=(--headless --mode no-install . --test browser)
+  case $engine in
+    chromium) port=$BROWSER_PORT; args=(--chrome "${args[@]}")
+      need_files "$log" /usr/bin/chromium "$CHROMEDRIVER" || { echo 1 >"$LOGS/$name.rc"; return; } ;;
+    firefox) port=$FIREFOX_PORT; args=(--firefox "${args[@]}")
+      need_files "$log" "$(command -v firefox-esr || echo firefox-esr)" "$(command -v geckodriver || echo geckodriver)" ||
+        { echo 1 >"$LOGS/$name.rc"; return; }
+      export GECKODRIVER; GECKODRIVER=$(command -v geckodriver) ;;
+    webkit) port=$WEBKIT_PORT; args=(--safari --safaridriver /usr/bin/WebKitWebDriver "${args[@]}")
+      need_files "$log" /usr/bin/WebKitWebDriver "$(command -v xvfb-run || echo xvfb-run)" ||
+        { echo 1 >"$LOGS/$name.rc"; return; }
+      xvfb-run -a /usr/bin/WebKitWebDriver --port="$WEBKIT_DRIVER_PORT" >"$LOGS/webkitdriver.log" 2>&1 &
+      driver_pid=$!; PIDS+=("$driver_pid")
+      export SAFARIDRIVER_REMOTE=http://127.0.0.1:$WEBKIT_DRIVER_PORT ;;
+  esac
+  if ! start_server "$port" /nonexistent --cors --sheet-latency-ms 800 >"$log" 2>&1; then
+    echo 1 >"$LOGS/$name.rc"; stop_tree "$driver_pid"; return
+  fi
+  local server_pid=${PIDS[${#PIDS[@]}-1]} rc
+  for attempt in 1 2; do
+    CRM_TEST_SERVER="http://127.0.0.1:$port" wasm-pack test "${args[@]}" >"$log" 2>&1; rc=$?
+    if [ "$attempt" = 1 ] && grep -q 'Failed to detect test as having been run' "$log" &&
+       ! grep -qE '^test .* (ok|FAIL)$' "$log"; then
+      cp "$log" "$LOGS/$name-stalled.log"; continue
+    fi
+    break
+  done
+  kill "$server_pid" 2>/dev/null
+  stop_tree "$driver_pid"
+  echo $((SECONDS - t0)) >"$LOGS/$name.secs"
+  echo "$rc" >"$LOGS/$name.rc"
+}
+
+# Fails (writing why into log) unless every file named exists.
+need_files() { # log file...
+  local log=$1; shift
+  for f in "$@"; do
+    if [ ! -x "$f" ]; then
+      echo "missing: $f (scripts/setup.sh browsers installs it)" >"$log"; return 1
+    fi
+  done
+}
+
+# Stops a process started here and what it started (xvfb-run's Xvfb and
+# driver), by their ids.
+stop_tree() { # pid
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  local kids
+  kids=$(pgrep -P "$pid" 2>/dev/null)
+  for k in $kids; do stop_tree "$k"; done
+  kill "$pid" 2>/dev/null
+}
+
 echo "== crm-sync: every suite (logs in $LOGS/)"
 check fmt cargo fmt --all --check
 check clippy-host cargo clippy --workspace --all-targets -- -D warnings
@@ -138,24 +215,33 @@ suite_cargo native cargo test --workspace --exclude crm-sync-server
 suite_cargo server cargo test -p crm-sync-server
 suite_fuzz
 
-if cargo build --quiet -p crm-sync-server >"$LOGS/server-build.log" 2>&1 &&
-   start_server "$BROWSER_PORT" /nonexistent --cors --sheet-latency-ms 800; then
-  CRM_TEST_SERVER="http://127.0.0.1:$BROWSER_PORT" \
-    suite_cargo browser wasm-pack test --headless --chrome --mode no-install . --test browser
-  # wasm-bindgen-test-runner's page server has been seen to stall serving the
-  # JS snippets, so that no test starts at all ("Failed to detect test as
-  # having been run", no test line). That is the runner, not a test: say so
-  # and run the suite once more, replacing the stalled run's count.
-  if grep -q 'Failed to detect test as having been run' "$LOGS/browser.log" &&
-     ! grep -qE '^test .* (ok|FAIL)$' "$LOGS/browser.log"; then
-    echo "== browser: the test runner stalled before any test ran; running the suite again"
-    TOTAL_FAILED=$((TOTAL_FAILED - 1)); unset 'SUMMARY[${#SUMMARY[@]}-1]'
-    cp "$LOGS/browser.log" "$LOGS/browser-stalled.log"
-    CRM_TEST_SERVER="http://127.0.0.1:$BROWSER_PORT" \
-      suite_cargo browser wasm-pack test --headless --chrome --mode no-install . --test browser
+# The browser suite in Chromium, Firefox and WebKit at once, each against a
+# fresh server of its own (a shared one would let one engine's records meet
+# another's). An engine or driver that is missing fails its suite; nothing
+# is skipped. Firefox runs headless through geckodriver with the profile
+# preferences of webdriver.json; WebKit runs WebKitGTK's MiniBrowser through
+# WebKitWebDriver, which needs a display: Xvfb.
+if cargo build --quiet -p crm-sync-server >"$LOGS/server-build.log" 2>&1; then
+  # Built once here, so that the three runs below do not queue on cargo's lock.
+  if ! wasm-pack test --headless --chrome --mode no-install . --test browser --no-run >"$LOGS/browser-build.log" 2>&1; then
+    for engine in "${BROWSER_ENGINES[@]}"; do record "browser-$engine" 0 1 0; done
+    grep -E '^error' -A12 "$LOGS/browser-build.log" | head -60
+  else
+    t0=$SECONDS
+    engine_pids=()
+    for engine in "${BROWSER_ENGINES[@]}"; do browser_engine "$engine" & engine_pids+=($!); done
+    wait "${engine_pids[@]}"
+    for engine in "${BROWSER_ENGINES[@]}"; do
+      if [ -f "$LOGS/browser-$engine-stalled.log" ]; then
+        echo "== browser-$engine: the test runner stalled before any test ran; the suite ran again"
+      fi
+      count_cargo "browser-$engine" "$(cat "$LOGS/browser-$engine.rc" 2>/dev/null || echo 1)" "$(cat "$LOGS/browser-$engine.secs" 2>/dev/null || echo 0)"
+    done
+    echo "== browser stage: $((SECONDS - t0))s for ${BROWSER_ENGINES[*]} side by side"
   fi
 else
-  record browser 0 1 0; cat "$LOGS/server-build.log"
+  for engine in "${BROWSER_ENGINES[@]}"; do record "browser-$engine" 0 1 0; done
+  cat "$LOGS/server-build.log"
 fi
 
 if make --no-print-directory www >"$LOGS/www-build.log" 2>&1 &&

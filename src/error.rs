@@ -79,6 +79,10 @@ pub enum Error {
         /// `{ pending, failed, conflicts }`.
         details: JsValue,
     },
+    /// This browser lacks an API the module needs; the message names it
+    /// and the browser versions that have it.
+    #[error("this browser is too old for crm-sync: {0}")]
+    Unsupported(String),
     /// The server lost the sync job (expired, or a restart).
     #[error("the server does not know sync job {0}")]
     SyncNotFound(String),
@@ -102,6 +106,7 @@ impl Error {
             Self::Closed => ErrorCode::Closed,
             Self::SyncNotFound(_) => ErrorCode::SyncNotFound,
             Self::PendingChanges { .. } => ErrorCode::PendingChanges,
+            Self::Unsupported(_) => ErrorCode::Unsupported,
         }
     }
 

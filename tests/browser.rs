@@ -8,6 +8,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 mod browser {
     pub mod calendar;
     pub mod debouncer;
+    pub mod engines;
     pub mod errors;
     pub mod history;
     pub mod oneuser;

@@ -38,6 +38,7 @@ export default defineConfig({
           { text: "Sync jobs", link: "/guide/sync-jobs" },
           { text: "Large collections and queries", link: "/guide/collections" },
           { text: "Errors", link: "/guide/errors" },
+          { text: "Browsers", link: "/guide/browsers" },
         ],
       },
       {

@@ -295,6 +295,9 @@ async fn start_client(
                     let collection = collection.clone();
                     spawn_local(async move { client.reread_collection(&collection).await });
                 }
+                TabMessage::DurableChanged => {
+                    spawn_local(async move { client.read_durable().await });
+                }
                 other => sync.on_tab_message(other),
             }
         },
@@ -602,10 +605,12 @@ impl CrmSync {
     ///
     /// # Errors
     /// Rejects with `CrmError` `unauthorized` on bad credentials, `network`,
-    /// `timeout`, `server` or `bad_response` otherwise.
+    /// `timeout`, `server` or `bad_response` otherwise; `unsupported` (before
+    /// anything is sent) in a browser too old for the module.
     pub async fn login(
         #[wasm_bindgen(unchecked_param_type = "LoginOptions")] options: JsValue,
     ) -> Result<CrmSync, JsValue> {
+        crate::web::support::check()?;
         let options = LoginOptions::read(options)?;
         let config = options.options.config(&options.base_url)?;
         let mut req = HttpRequest::new(Method::Post, format!("{}/login", config.base_url));
@@ -633,10 +638,12 @@ impl CrmSync {
     /// Rejects with `CrmError` `invalid` for an empty token or bad options;
     /// `unauthorized` for a token the server does not know, or one of
     /// another user than `user`; `network`, `timeout` or `server` when the
-    /// server cannot be asked and no `user` was given.
+    /// server cannot be asked and no `user` was given; `unsupported` (before
+    /// anything is sent or stored) in a browser too old for the module.
     pub async fn open(
         #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
     ) -> Result<CrmSync, JsValue> {
+        crate::web::support::check()?;
         let options = OpenOptions::read(options)?;
         if options.token.is_empty() {
             return Err(Error::Invalid("token is empty".into()).into());
@@ -939,10 +946,23 @@ impl CrmSync {
         self.client.subscribe(&listener)
     }
 
-    /// `{ online, leader, pending, failed, storage, lastSyncAt }`.
+    /// `{ online, leader, pending, failed, storage, durable, lastSyncAt }`.
     #[wasm_bindgen(getter, unchecked_return_type = "CrmStatus")]
     pub fn status(&self) -> JsValue {
         self.client.status()
+    }
+
+    /// Asks the browser for persistent storage, so that it does not clear
+    /// this user's queued changes under storage pressure (or, in Safari,
+    /// after seven days without a visit). Resolves to the new
+    /// `status.durable`; every tab's `status` follows. Firefox shows the
+    /// person a prompt: call it from a click. A browser without
+    /// `navigator.storage` (an old one, or a page not served over HTTPS)
+    /// resolves to `false`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
+    pub fn persist(&self) -> Promise {
+        let client = self.client.clone();
+        promise(async move { Ok(JsValue::from_bool(client.ask_durable().await)) })
     }
 
     /// The user's counters: kept in IndexedDB and added up over reloads

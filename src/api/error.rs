@@ -21,7 +21,8 @@ export type CrmErrorCode =
   | "unauthorized" | "forbidden" | "not_found" | "invalid" | "conflict"
   | "overlap" | "network" | "timeout" | "server" | "bad_response" | "offline"
   | "quota" | "version_mismatch" | "lock_timeout" | "cancelled"
-  | "sync_not_found" | "already_finished" | "pending_changes" | "storage" | "closed";
+  | "sync_not_found" | "already_finished" | "pending_changes" | "storage" | "closed"
+  | "unsupported";
 
 /** Every failure of crm-sync: a real `Error` with a machine-readable code. */
 export class CrmError extends Error {

@@ -132,6 +132,8 @@ export interface CrmStatus {
   pending: number;
   failed: number;
   storage: "indexeddb" | "memory";
+  /** The browser has granted persistent storage (`navigator.storage.persisted()`): it will not clear this user's queued changes on its own. `crm.persist()` asks for it. */
+  durable: boolean;
   lastSyncAt: string | null;
 }
 

@@ -48,6 +48,9 @@ pub enum ErrorCode {
     Storage,
     /// The client or store was closed.
     Closed,
+    /// This browser lacks an API the module cannot do without (it is too
+    /// old); the message names it and the versions that have it.
+    Unsupported,
 }
 
 impl ErrorCode {
@@ -74,12 +77,13 @@ impl ErrorCode {
             Self::PendingChanges => "pending_changes",
             Self::Storage => "storage",
             Self::Closed => "closed",
+            Self::Unsupported => "unsupported",
         }
     }
 
     /// The code spelled `text`, if it is one of ours.
     pub fn parse(text: &str) -> Option<Self> {
-        const ALL: [ErrorCode; 20] = [
+        const ALL: [ErrorCode; 21] = [
             ErrorCode::Unauthorized,
             ErrorCode::Forbidden,
             ErrorCode::NotFound,
@@ -100,6 +104,7 @@ impl ErrorCode {
             ErrorCode::PendingChanges,
             ErrorCode::Storage,
             ErrorCode::Closed,
+            ErrorCode::Unsupported,
         ];
         ALL.into_iter().find(|c| c.as_str() == text)
     }
@@ -165,6 +170,7 @@ mod tests {
             "already_finished",
             "pending_changes",
             "closed",
+            "unsupported",
         ] {
             assert_eq!(ErrorCode::parse(text).map(ErrorCode::as_str), Some(text));
         }

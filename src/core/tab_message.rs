@@ -160,12 +160,16 @@ pub enum TabMessage {
     /// A collection was loaded again whole (the feed's cursor had
     /// expired): `collection`. Read it from IndexedDB.
     CollectionReloaded(String),
+    /// A tab asked the browser to keep this origin's data (`crm.persist()`):
+    /// ask the browser again whether it does (no fields; the browser's
+    /// answer is the truth, so a forged notice costs one question).
+    DurableChanged,
 }
 
 impl TabMessage {
     /// The envelope's `kind` for this message: 0 lock, 1 record changed,
     /// 2 session, 3 sync state, 4 sync command, 5 work changed, 6 a
-    /// collection loaded again.
+    /// collection loaded again, 7 persistent storage asked for.
     pub fn kind(&self) -> u64 {
         match self {
             Self::Lock(_) => 0,
@@ -175,6 +179,7 @@ impl TabMessage {
             Self::SyncCommand(_) => 4,
             Self::WorkChanged(_) => 5,
             Self::CollectionReloaded(_) => 6,
+            Self::DurableChanged => 7,
         }
     }
 }
@@ -273,7 +278,7 @@ impl Envelope {
                 SyncCommand::Reschedule => out.push(Num(3)),
                 SyncCommand::Show => out.push(Num(4)),
             },
-            TabMessage::WorkChanged(_) => {}
+            TabMessage::WorkChanged(_) | TabMessage::DurableChanged => {}
             TabMessage::CollectionReloaded(collection) => out.push(text(collection)),
         }
         out
@@ -407,6 +412,7 @@ pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, 
         }),
         5 => TabMessage::WorkChanged(WorkNotice {}),
         6 => TabMessage::CollectionReloaded(r.text()?),
+        7 => TabMessage::DurableChanged,
         _ => return Err(Ignored::UnknownKind),
     };
     Ok(Envelope { tab, seq, message })
@@ -597,6 +603,7 @@ mod tests {
             TabMessage::SyncCommand(SyncCommand::Reschedule),
             TabMessage::SyncCommand(SyncCommand::Show),
             TabMessage::WorkChanged(WorkNotice {}),
+            TabMessage::DurableChanged,
         ];
         for (seq, message) in messages.into_iter().enumerate() {
             let envelope = Envelope {

@@ -40,6 +40,7 @@ use crate::web::idb::{record_key, Batch as DbBatch, Store, UserDb};
 use crate::web::js::{from_server, get, to_js};
 use crate::web::lifecycle::{EventListener, PageEvent, PageLifecycle};
 
+mod durable;
 mod effects;
 mod feed;
 mod load;
@@ -205,6 +206,8 @@ struct ClientShared {
     leader: Cell<bool>,
     /// A session end being handled came from another tab (not told back).
     from_tab: Cell<bool>,
+    /// Whether the browser keeps this origin's data (`status.durable`).
+    durable: Cell<bool>,
     /// The engine's timers.
     timers: RefCell<VecMap<Timer, Timeout>>,
     /// `/api/events`, while this tab leads.
@@ -259,6 +262,7 @@ impl Client {
             queries: RefCell::default(),
             leader: Cell::new(false),
             from_tab: Cell::new(false),
+            durable: Cell::new(false),
             timers: RefCell::new(VecMap::new()),
             events: RefCell::new(None),
             page: RefCell::new(Vec::new()),
@@ -267,6 +271,7 @@ impl Client {
         });
         let client = Client { inner };
         client.open_storage().await;
+        client.read_durable().await;
         client.listen_to_page();
         if !verified {
             // Not known to be this user's token: unreachable until the

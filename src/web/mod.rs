@@ -14,6 +14,8 @@ pub mod js;
 pub mod kept_metrics;
 pub mod lifecycle;
 pub mod locks;
+pub mod persistence;
 pub mod primitives;
+pub mod support;
 pub mod sync;
 pub mod tab_lock_path;

@@ -166,3 +166,39 @@ export async function getRaw(name, store, key) {
   db.close();
   return value;
 }
+
+// ---- engines.rs
+/** What the browser itself says: `navigator.storage.persisted()` (false without one). */
+export async function browserPersisted() {
+  return navigator.storage ? navigator.storage.persisted() : false;
+}
+/** Whether this browser has `navigator.storage.persist` at all. */
+export function storageManagerPresent() {
+  return typeof navigator.storage?.persist === "function";
+}
+/** The browser's name as its user agent gives it, for messages. */
+export function engineName() {
+  const ua = navigator.userAgent;
+  if (/Firefox\//.test(ua)) return "firefox";
+  if (/Chrom(e|ium)\//.test(ua)) return "chromium";
+  return "webkit";
+}
+/**
+ * Makes this page look like an older browser that lacks the globals named
+ * (`"navigator.storage"`, `"navigator.locks"`, `"BroadcastChannel"`):
+ * shadows each with `undefined` and returns the function that puts them
+ * back. The module reads them when a client opens.
+ */
+export function withoutApis(names) {
+  const undo = [];
+  for (const name of names) {
+    const [owner, key] = name.startsWith("navigator.") ? [navigator, name.slice(10)] : [globalThis, name];
+    const own = Object.getOwnPropertyDescriptor(owner, key);
+    Object.defineProperty(owner, key, { value: undefined, configurable: true, writable: true });
+    undo.push(() => {
+      if (own) Object.defineProperty(owner, key, own);
+      else delete owner[key];
+    });
+  }
+  return () => { for (const f of undo.reverse()) f(); };
+}

@@ -14,7 +14,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
 
-use super::support::{fetch_as, prop, server};
+use super::support::{fetch_as, prop, server, sleep, within};
 
 #[wasm_bindgen(module = "/tests/browser/helpers.js")]
 extern "C" {
@@ -50,22 +50,6 @@ async fn client(user: &str, extra: &[(&str, JsValue)]) -> CrmSync {
 
 async fn wait(p: Promise) -> JsValue {
     JsFuture::from(p).await.unwrap()
-}
-
-async fn sleep(ms: u32) {
-    gloo_timers::future::TimeoutFuture::new(ms).await;
-}
-
-/// Waits until `cond` holds, up to `ms`; how long it took, or `None`.
-async fn eventually(ms: u32, mut cond: impl FnMut() -> bool) -> Option<f64> {
-    let start = js_sys::Date::now();
-    while js_sys::Date::now() - start < f64::from(ms) {
-        if cond() {
-            return Some(js_sys::Date::now() - start);
-        }
-        sleep(20).await;
-    }
-    cond().then(|| js_sys::Date::now() - start)
 }
 
 fn leads(crm: &CrmSync) -> bool {
@@ -198,9 +182,7 @@ async fn a_conflict_found_in_one_tab_is_resolved_in_another_and_gone_from_both()
     let conflict_id = prop(&prop(&result, "conflict"), "id").as_string().unwrap();
 
     // Tab B sees it and resolves it.
-    assert!(eventually(3_000, || len(b.conflicts()) == 1)
-        .await
-        .is_some());
+    assert!(within(3_000, || len(b.conflicts()) == 1).await.is_some());
     let chosen = format!("Chosen {}", tag());
     let resolved =
         wait(b.resolve(conflict_id.clone(), obj(&[("city", chosen.clone().into())]))).await;
@@ -208,7 +190,7 @@ async fn a_conflict_found_in_one_tab_is_resolved_in_another_and_gone_from_both()
         prop(&resolved, "status").as_string().as_deref(),
         Some("committed")
     );
-    let took = eventually(3_000, || len(a.conflicts()) == 0).await;
+    let took = within(3_000, || len(a.conflicts()) == 0).await;
     assert!(took.is_some(), "tab A still shows the resolved conflict");
     web_sys::console::log_1(
         &format!(
@@ -242,12 +224,12 @@ async fn dead_letters_are_the_same_in_every_tab_and_a_discard_in_one_clears_all(
     .unwrap_err();
     assert_eq!(code(&err).as_deref(), Some("invalid"));
     assert_eq!(len(a.failed()), 1);
-    assert!(eventually(3_000, || len(b.failed()) == 1).await.is_some());
+    assert!(within(3_000, || len(b.failed()) == 1).await.is_some());
     let mutation_id = prop(&Array::from(&b.failed()).get(0), "mutationId")
         .as_string()
         .unwrap();
     wait(b.discard(mutation_id)).await;
-    assert!(eventually(3_000, || len(a.failed()) == 0).await.is_some());
+    assert!(within(3_000, || len(a.failed()) == 0).await.is_some());
     assert_eq!(prop(&a.status(), "failed").as_f64(), Some(0.0));
     a.close();
     b.close();
@@ -257,11 +239,11 @@ async fn dead_letters_are_the_same_in_every_tab_and_a_discard_in_one_clears_all(
 async fn logout_gives_up_leadership_and_close_hands_it_on_within_a_second() {
     let a = client("user13", &[]).await;
     let b = client("user13", &[]).await;
-    assert!(eventually(3_000, || leads(&a) || leads(&b)).await.is_some());
+    assert!(within(3_000, || leads(&a) || leads(&b)).await.is_some());
     let (leader, other) = if leads(&a) { (a, b) } else { (b, a) };
     leader.close();
     assert!(
-        eventually(1_000, || leads(&other)).await.is_some(),
+        within(1_000, || leads(&other)).await.is_some(),
         "no new leader within 1 s of a close"
     );
     wait(other.logout(Some(obj(&[("discard", true.into())]).into()))).await;
@@ -290,7 +272,7 @@ async fn a_reload_catches_up_from_the_stored_feed_cursor() {
         .unwrap();
     // Nothing of the collection is read at open: the record comes with
     // the catch-up.
-    let seen = eventually(8_000, || {
+    let seen = within(8_000, || {
         let record = again.get("customers", &id).unwrap();
         record.is_object()
             && prop(&prop(&record, "fields"), "city").as_string() == Some(city.clone())
@@ -374,7 +356,7 @@ async fn a_paged_load_reports_progress_and_a_write_made_meanwhile_shows_up_after
     assert!(loaded.windows(2).all(|w| w[0] < w[1]), "{loaded:?}");
     assert_eq!(loaded.last().copied(), Some(f64::from(list.length())));
     let id = target.borrow().clone().unwrap();
-    let arrived = eventually(8_000, || {
+    let arrived = within(8_000, || {
         prop(&prop(&crm.get("customers", &id).unwrap(), "fields"), "city").as_string()
             == Some(city.clone())
     })
@@ -529,7 +511,7 @@ async fn the_sync_log_keeps_each_exchange_and_every_tab_reads_the_same() {
     let b = client("user47", &[]).await;
     let id = customer(&a, 47).await;
     // The load is a line.
-    assert!(eventually(3_000, || {
+    assert!(within(3_000, || {
         Array::from(&a.sync_log())
             .iter()
             .any(|l| prop(&l, "kind").as_string().as_deref() == Some("load"))
@@ -555,7 +537,7 @@ async fn the_sync_log_keeps_each_exchange_and_every_tab_reads_the_same() {
         })
     };
     assert!(
-        eventually(8_000, || push(&a).is_some()).await.is_some(),
+        within(8_000, || push(&a).is_some()).await.is_some(),
         "no push line"
     );
     let line = push(&a).unwrap();
@@ -563,7 +545,7 @@ async fn the_sync_log_keeps_each_exchange_and_every_tab_reads_the_same() {
     assert!(prop(&line, "durationMs").as_f64().is_some());
     // The other tab reads the same log.
     assert!(
-        eventually(3_000, || push(&b).is_some()).await.is_some(),
+        within(3_000, || push(&b).is_some()).await.is_some(),
         "tab B has no push line"
     );
     a.close();

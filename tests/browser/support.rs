@@ -85,18 +85,29 @@ pub async fn rejected(p: js_sys::Promise) -> JsValue {
 /// Waits until `cond` holds, checking every 20 ms, for at most `ms`;
 /// whether it came to hold. (A bound on waiting, not a timing assertion:
 /// it is kept far above what any machine needs.)
-pub async fn eventually(ms: u32, mut cond: impl FnMut() -> bool) -> bool {
-    let start = js_sys::Date::now();
-    while js_sys::Date::now() - start < f64::from(ms) {
-        if cond() {
-            return true;
-        }
-        gloo_timers::future::TimeoutFuture::new(20).await;
-    }
-    cond()
+pub async fn eventually(ms: u32, cond: impl FnMut() -> bool) -> bool {
+    within(ms, cond).await.is_some()
 }
 
 /// A random tag that keeps one run's data apart from another's.
 pub fn tag() -> String {
     format!("{:x}", (js_sys::Math::random() * 1e12) as u64)
+}
+
+/// Waits `ms` milliseconds.
+pub async fn sleep(ms: u32) {
+    gloo_timers::future::TimeoutFuture::new(ms).await;
+}
+
+/// Waits until `cond` holds, up to `ms`; how long it took, or `None`
+/// (`eventually` where only whether it came to hold matters).
+pub async fn within(ms: u32, mut cond: impl FnMut() -> bool) -> Option<f64> {
+    let start = js_sys::Date::now();
+    while js_sys::Date::now() - start < f64::from(ms) {
+        if cond() {
+            return Some(js_sys::Date::now() - start);
+        }
+        sleep(20).await;
+    }
+    cond().then(|| js_sys::Date::now() - start)
 }

@@ -3,45 +3,20 @@
 // reference server, so it can kill and restart it on the same database.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { launch, screenshot } from "./support.mjs";
+import { ownServer } from "./own-server.mjs";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const PORT = 18961;
-const URL = `http://127.0.0.1:${PORT}`;
-const DIR = mkdtempSync(join(tmpdir(), "crm-sync-restart-"));
-let server;
+const server = ownServer(18961, "restart", ["--sheet-latency-ms", "6000"]);
+const URL = server.url;
 let browser;
 
-async function startServer() {
-  server = spawn(
-    join(ROOT, "target/debug/crm-sync-server"),
-    ["--port", String(PORT), "--db", join(DIR, "crm.db"), "--demo", "--sheet", join(DIR, "sheet.csv"),
-     "--static", join(ROOT, "www/dist"), "--sheet-latency-ms", "6000"],
-    { stdio: ["ignore", "pipe", "ignore"] },
-  );
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("server did not start")), 30000);
-    server.stdout.on("data", (d) => {
-      if (String(d).includes("listening on")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-}
-
 before(async () => {
-  await startServer();
+  await server.start();
   browser = await launch();
 });
 after(async () => {
   await browser?.close();
-  server?.kill("SIGKILL");
+  await server.stop();
 });
 
 test("a server restart mid-sync shows sync_not_found in every tab, and the next start works", async () => {
@@ -63,9 +38,8 @@ test("a server restart mid-sync shows sync_not_found in every tab, and the next 
   }
   // Kill the server mid-download (jobs live in its memory) and start it
   // again on the same database: tokens and records survive, the job not.
-  server.kill("SIGKILL");
-  await new Promise((r) => server.on("exit", r));
-  await startServer();
+  await server.stop();
+  await server.start();
   for (const p of [a, b]) {
     await p.getByText(/Sync failed: sync_not_found/).waitFor({ timeout: 30000 });
     assert.equal((await p.getByTestId("sync-phase").innerText()).toLowerCase(), "error");

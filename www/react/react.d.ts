@@ -38,7 +38,7 @@ export declare function useFailed(): FailedMutation[];
 /** Conflicts waiting for a person (`crm.conflicts`). */
 export declare function useConflicts(): Conflict[];
 
-/** `{ online, leader, pending, failed, storage, lastSyncAt }` (`crm.status`). */
+/** `{ online, leader, pending, failed, storage, durable, lastSyncAt }` (`crm.status`); `durable` follows `crm.persist()` in every tab. */
 export declare function useCrmStatus(): CrmStatus;
 
 /** The spreadsheet sync's state (`crm.sync.state`), re-rendered on every change. */

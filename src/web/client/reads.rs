@@ -104,6 +104,7 @@ struct JsStatus<'a> {
     pending: usize,
     failed: usize,
     storage: &'static str,
+    durable: bool,
     last_sync_at: Option<&'a str>,
 }
 
@@ -222,7 +223,7 @@ impl Client {
         })
     }
 
-    /// `{ online, leader, pending, failed, storage, lastSyncAt }`.
+    /// `{ online, leader, pending, failed, storage, durable, lastSyncAt }`.
     pub fn status(&self) -> JsValue {
         self.snapshot("status".into(), || {
             let state = self.inner.state.borrow();
@@ -237,6 +238,7 @@ impl Client {
                 } else {
                     "memory"
                 },
+                durable: self.inner.durable.get(),
                 last_sync_at: state.last_sync_at.as_deref(),
             };
             to_js(&status).unwrap_or(JsValue::UNDEFINED)

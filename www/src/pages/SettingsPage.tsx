@@ -4,6 +4,7 @@ import { CrmError } from "crm-sync";
 import { useCrm, useCrmStatus, useSyncLog, useSyncState } from "crm-sync/react";
 import { explain, fieldLabel, plain, text, when } from "../lib";
 import { isSyncRunning } from "../useLoad";
+import { KeptChanges } from "../components/KeptChanges";
 
 type SyncJobKind = SyncHistoryEntry["kind"];
 
@@ -496,6 +497,7 @@ export function SettingsPage() {
         </section>
       )}
       <SyncLogPanel />
+      <KeptChanges />
       <section className="panel" aria-labelledby="device-title">
         <h2 id="device-title">This device</h2>
         <dl className="facts">
