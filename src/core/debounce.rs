@@ -328,6 +328,14 @@ impl<K: Ord + Clone, V, C> Debounce<K, V, C> {
             .count()
     }
 
+    /// The folded value of the batch waiting for `key`, if one waits.
+    pub fn waiting(&self, key: &K) -> Option<&V> {
+        self.keys
+            .get(key)
+            .and_then(|state| state.batch.as_ref())
+            .map(|pending| &pending.value)
+    }
+
     /// Whether a batch waits for `key`.
     pub fn is_waiting(&self, key: &K) -> bool {
         self.keys

@@ -1,33 +1,86 @@
 //! Running a seeded simulation over many seeds, for the engine's and the
-//! sync progress's simulations: `CRM_SIM_SEED=s` replays one seed,
-//! `CRM_SIM_SEEDS=n` runs seeds 1 to n, spread over the cores.
+//! sync progress's simulations.
+//!
+//! A run takes seeds 1 to `CRM_SIM_SEEDS` (a default per simulation), and
+//! beside them `CRM_SIM_FRESH` fresh seeds drawn anew on every run (a
+//! default per simulation too), so that each run explores paths no run
+//! before it took. `CRM_SIM_SEED=s` replays one seed, fresh or not: a
+//! failing seed's report names it.
 
-/// The seeds to run: `CRM_SIM_SEED`, or 1 to `CRM_SIM_SEEDS` (`default`
-/// when unset).
-pub fn seeds(default: u64) -> Vec<u64> {
-    if let Ok(seed) = std::env::var("CRM_SIM_SEED") {
-        return vec![seed.parse().expect("CRM_SIM_SEED is a number")];
-    }
-    let n: u64 = std::env::var("CRM_SIM_SEEDS")
+use std::hash::{BuildHasher, Hasher};
+
+/// Fresh seeds are drawn from here up: never one of the fixed range.
+const FRESH_FROM: u64 = 1_000_000;
+
+/// The seed `CRM_SIM_SEED` asks to replay, if any.
+fn replayed() -> Option<u64> {
+    let seed = std::env::var("CRM_SIM_SEED").ok()?;
+    Some(seed.trim().parse().expect("CRM_SIM_SEED is a number"))
+}
+
+fn count(var: &str, default: u64) -> u64 {
+    std::env::var(var)
         .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    (1..=n).collect()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// `n` seeds no earlier run is likely to have taken, from the process's
+/// own randomness (the standard library's hasher keys).
+fn fresh(n: u64) -> Vec<u64> {
+    let state = std::collections::hash_map::RandomState::new();
+    (0..n)
+        .map(|i| {
+            let mut hasher = state.build_hasher();
+            hasher.write_u64(i);
+            FRESH_FROM + hasher.finish() % 1_000_000_000
+        })
+        .collect()
+}
+
+/// The seeds to run: `CRM_SIM_SEED`, or 1 to `CRM_SIM_SEEDS` (`range`
+/// when unset) and `CRM_SIM_FRESH` fresh ones (`fresh` when unset).
+pub fn seeds(range: u64, fresh_seeds: u64) -> Vec<u64> {
+    if let Some(seed) = replayed() {
+        return vec![seed];
+    }
+    let mut seeds: Vec<u64> = (1..=count("CRM_SIM_SEEDS", range)).collect();
+    seeds.extend(fresh(count("CRM_SIM_FRESH", fresh_seeds)));
+    seeds
+}
+
+/// Runs `run` on seeds 1 to `range` and `fresh` fresh seeds (see
+/// [`seeds`]); panics with the failing seeds and the first failure's
+/// report.
+pub fn run_all(range: u64, fresh: u64, run: impl Fn(u64) -> Result<(), String> + Sync) {
+    run_seeds(&seeds(range, fresh), run);
+}
+
+/// Runs `run` on the given seeds (or on `CRM_SIM_SEED` alone): seeds a
+/// longer run once found failing, kept so that every run replays them.
+pub fn run_fixed(fixed: &[u64], run: impl Fn(u64) -> Result<(), String> + Sync) {
+    match replayed() {
+        Some(seed) => run_seeds(&[seed], run),
+        None => run_seeds(fixed, run),
+    }
 }
 
 /// Runs `run` on every seed, one worker per core (at most 8), each
-/// stopping at its first failure; panics with the first failure's report.
-pub fn run_all(default: u64, run: impl Fn(u64) -> Result<(), String> + Sync) {
-    let seeds = seeds(default);
+/// stopping at its first failure; panics with the failing seeds and the
+/// first failure's report.
+fn run_seeds(seeds: &[u64], run: impl Fn(u64) -> Result<(), String> + Sync) {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(8);
     let run = &run;
-    let failures: Vec<String> = std::thread::scope(|scope| {
+    let failures: Vec<(u64, String)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 let mine: Vec<u64> = seeds.iter().copied().skip(t).step_by(threads).collect();
-                scope.spawn(move || mine.into_iter().find_map(|seed| run(seed).err()))
+                scope.spawn(move || {
+                    mine.into_iter()
+                        .find_map(|seed| run(seed).err().map(|why| (seed, why)))
+                })
             })
             .collect();
         workers
@@ -35,11 +88,14 @@ pub fn run_all(default: u64, run: impl Fn(u64) -> Result<(), String> + Sync) {
             .filter_map(|w| w.join().ok().flatten())
             .collect()
     });
-    if let Some(first) = failures.first() {
+    if let Some((_, first)) = failures.first() {
+        let failing: Vec<String> = failures.iter().map(|(s, _)| s.to_string()).collect();
         panic!(
-            "{} of {} seeds failed (each worker stops at its first failure); the first:\n{first}",
+            "{} of {} seeds failed (each worker stops at its first failure): seeds {}; \
+             replay one with CRM_SIM_SEED; the first:\n{first}",
             failures.len(),
-            seeds.len()
+            seeds.len(),
+            failing.join(", ")
         );
     }
 }

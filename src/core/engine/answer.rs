@@ -352,6 +352,10 @@ impl ClientEngine {
                 self.records
                     .apply_remote(&key.collection, RemoteChange::Put(theirs.clone()));
                 self.records.discard(&key);
+                // Saves made since, still in the debounce window, are not
+                // part of the conflict (found by the simulation: one was
+                // shown nowhere until it was sent).
+                self.stage_waiting(&key);
                 self.merged.remove(&id);
                 self.conflicts.insert(conflict.id.clone(), kept.clone());
                 ops.push(StoreOp::DeleteEntry {

@@ -187,13 +187,8 @@ impl ClientEngine {
         now: u64,
         out: &mut Vec<Effect>,
     ) {
-        if self.feed.reloading.remove(&collection) {
-            // The other tabs read what this load stored.
-            out.push(Effect::TellReloaded {
-                collection: collection.clone(),
-            });
-        }
-        self.feed.loaded.insert(collection);
+        let mut tell = self.feed.reloading.remove(&collection);
+        self.feed.loaded.insert(collection.clone());
         if self.feed.cursor.is_none() {
             if let Some(cursor) = cursor.filter(|c| !c.is_empty()) {
                 self.feed.cursor = Some(cursor.clone());
@@ -202,7 +197,17 @@ impl ClientEngine {
                     ops: vec![StoreOp::PutCursor(cursor)],
                     persisted: None,
                 });
+                // The feed goes on from the load's cursor: what changed
+                // before it reaches the other tabs only through the load
+                // (found by the simulation: a tab opened after a 410 whose
+                // load failed, led on from its own load, and the old
+                // leader and its other tabs kept older records for good).
+                tell = true;
             }
+        }
+        if tell {
+            // The other tabs read what this load stored.
+            out.push(Effect::TellReloaded { collection });
         }
         if self.feed.next_poll.is_none() {
             self.feed.next_poll = Some(now + FEED_POLL_MS);

@@ -5,6 +5,7 @@ use super::write::{restage, unstage};
 use super::{ClientEngine, Effect, Failure, KeptConflict, StoredWork};
 use crate::core::outbox::{EntryState, Outbox, OutboxEntry};
 use crate::core::record::RecordKey;
+use crate::core::staged::StagedState;
 use crate::core::vecmap::VecMap;
 use std::collections::HashSet;
 
@@ -64,13 +65,13 @@ impl ClientEngine {
                 l.state == EntryState::Failed && entry.state != EntryState::Failed
             });
             match &local {
-                None => restage(&mut self.records, &entry),
+                None => self.restage_under_waiting(&entry),
                 // Another tab folded a later save into its entry: lay the
                 // entry over the record as it is now (found by the
                 // simulation: the older value stayed staged for good).
                 Some(l) if l.op != entry.op => {
                     unstage(&mut self.records, l);
-                    restage(&mut self.records, &entry);
+                    self.restage_under_waiting(&entry);
                 }
                 Some(_) => {}
             }
@@ -131,6 +132,23 @@ impl ClientEngine {
         }
     }
 
+    /// Lays an entry of another tab over its record, under this tab's
+    /// saves still in the debounce window: they are the person's later
+    /// word (found by the simulation: a save waiting here was shown under
+    /// the older value of another tab's entry until it was sent).
+    fn restage_under_waiting(&mut self, entry: &OutboxEntry) {
+        restage(&mut self.records, entry);
+        self.stage_waiting(&RecordKey::new(&entry.collection, &entry.record_id));
+    }
+
+    /// Lays the saves of a record still in the debounce window over it
+    /// again, after its staged change was replaced or dropped.
+    pub(super) fn stage_waiting(&mut self, key: &RecordKey) {
+        if let Some(waiting) = self.debounce.waiting(key) {
+            let _ = self.records.stage(key, waiting.fields.clone());
+        }
+    }
+
     /// Drops staged changes no outbox entry and no debounced save stands
     /// for: what they stood for was sent or dropped in another tab, and an
     /// unstage by value can leave a field behind (found by the simulation:
@@ -150,6 +168,27 @@ impl ClientEngine {
             .collect();
         for key in unbacked {
             self.records.discard(&key);
+        }
+        // What only dead letters stand for is failed, whatever an entry of
+        // the record now gone made of it (found by the simulation: a
+        // refused change showed as waiting to be sent, for good, once
+        // another tab's save of the record was sent).
+        let failed_only: Vec<RecordKey> = self
+            .records
+            .staged_changes()
+            .filter(|(_, change)| change.state != StagedState::Failed)
+            .map(|(key, _)| key.clone())
+            .filter(|key| !self.debounce.is_waiting(key))
+            .filter(|key| {
+                !self
+                    .outbox
+                    .pending()
+                    .iter()
+                    .any(|e| e.collection == key.collection && e.record_id == key.id)
+            })
+            .collect();
+        for key in failed_only {
+            self.records.fail(&key);
         }
     }
 
@@ -178,7 +217,7 @@ impl ClientEngine {
             .map(|e| e.mutation_id.clone())
             .collect();
         for entry in &fresh {
-            restage(&mut self.records, entry);
+            self.restage_under_waiting(entry);
         }
         self.counters.outbox_replayed += fresh.len() as u64;
         let all: Vec<OutboxEntry> = self.outbox.entries().cloned().chain(fresh).collect();

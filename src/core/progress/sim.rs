@@ -1185,5 +1185,5 @@ fn run_once(seed: u64, tracing: bool) -> Result<(), SimFailure> {
 
 #[test]
 fn sync_progress_holds_under_faults() {
-    crate::core::seeds::run_all(5_000, |seed| run(seed).map_err(|SimFailure(why)| why));
+    crate::core::seeds::run_all(5_000, 0, |seed| run(seed).map_err(|SimFailure(why)| why));
 }

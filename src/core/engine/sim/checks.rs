@@ -3,7 +3,7 @@
 use super::*;
 
 impl World {
-    pub(super) fn check_step(&self) -> Result<(), SimFailure> {
+    pub(super) fn check_step(&mut self) -> Result<(), SimFailure> {
         if let Some(what) = &self.broken {
             return Err(self.fail(what));
         }
@@ -29,7 +29,7 @@ impl World {
                 return Err(self.fail(&format!("a comment of {} was posted twice", record.id)));
             }
         }
-        Ok(())
+        self.check_owed()
     }
 
     pub(super) fn quiet(&self) -> bool {
@@ -164,7 +164,7 @@ impl World {
                 }
             }
         }
-        Ok(())
+        self.check_owed_quiet()
     }
 
     pub(super) fn check_acknowledged(&self, record: &Record, what: &str) {

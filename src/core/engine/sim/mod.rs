@@ -12,10 +12,12 @@
 mod checks;
 mod feed;
 mod names;
+mod owed;
 mod runner;
 mod server;
 
 use names::{op_name, outcome_name, reply_name, short, work_view};
+use owed::{Change, Expected, Made};
 
 use super::{
     CallerId, ClientEngine, Effect, EngineConfig, Event, FeedPage, IdSource, KeptConflict, Outcome,
@@ -48,6 +50,8 @@ pub struct Faults {
     pub cut: f64,
     pub idb_refusal: f64,
     pub server_restart: f64,
+    /// The server refuses a change for good (`422`, `403`, `409 overlap`).
+    pub refusal: f64,
 }
 
 impl Default for Faults {
@@ -63,7 +67,54 @@ impl Default for Faults {
             cut: 0.03,
             idb_refusal: 0.02,
             server_restart: 0.01,
+            refusal: 0.0,
         }
+    }
+}
+
+impl Faults {
+    /// The fault mix of one seed, drawn from it (as TigerBeetle's VOPR
+    /// draws its): about a tenth of the seeds run without faults, a quarter
+    /// with many faults of one kind, the rest with each kind off or at up
+    /// to twice its usual rate. The usual rates are the default's, with
+    /// refusals for good besides.
+    pub fn drawn(seed: u64) -> Self {
+        let mut rng = IdSource::new(seed ^ 0x6661_756c_7473_2121);
+        let mut faults = Self {
+            refusal: 0.03,
+            ..Self::default()
+        };
+        // Each kind: the usual rate, and "many".
+        let many = [0.3, 0.3, 0.08, 0.12, 0.1, 0.05, 0.3];
+        let kinds = [
+            &mut faults.loss,
+            &mut faults.duplicate,
+            &mut faults.crash,
+            &mut faults.cut,
+            &mut faults.idb_refusal,
+            &mut faults.server_restart,
+            &mut faults.refusal,
+        ];
+        let shape = rng.unit();
+        if shape < 0.1 {
+            for kind in kinds {
+                *kind = 0.0;
+            }
+        } else if shape < 0.35 {
+            let one = ((rng.unit() * kinds.len() as f64) as usize).min(kinds.len() - 1);
+            for (i, kind) in kinds.into_iter().enumerate() {
+                *kind = if i == one { many[i] } else { 0.0 };
+            }
+        } else {
+            for kind in kinds {
+                *kind = if rng.unit() < 0.3 {
+                    0.0
+                } else {
+                    *kind * 2.0 * rng.unit()
+                };
+            }
+        }
+        faults
     }
 }
 
@@ -325,6 +376,13 @@ struct World {
     /// makes the same run.
     tracing: bool,
     healing: bool,
+    /// Every change a person made, in the order made.
+    ledger: Vec<Made>,
+    /// What each caller of a change must find in the record it is
+    /// acknowledged with.
+    expected: BTreeMap<CallerId, Expected>,
+    /// Makes every saved value and comment text unique.
+    next_value: u64,
 }
 
 /// A broken invariant, with the seed and the trace that led to it.
@@ -352,6 +410,9 @@ impl World {
             broken: None,
             tracing: false,
             healing: false,
+            ledger: Vec::new(),
+            expected: BTreeMap::new(),
+            next_value: 0,
             server,
             faults,
         };
@@ -488,6 +549,7 @@ impl World {
         t.engine = None;
         t.callers.clear();
         t.epoch += 1;
+        self.tab_went(user);
         self.elect(user);
     }
 
@@ -528,7 +590,16 @@ impl World {
             } => {
                 let user = Self::user_name(self.tabs[tab].user);
                 let changes = self.server.feed.len();
-                let reply = self.server.handle(&user, &entry);
+                let refuse = !self.healing
+                    && self.faults.refusal > 0.0
+                    && !self.server.knows(&entry.idempotency_key)
+                    && self.chance(self.faults.refusal);
+                let reply = if refuse {
+                    let which = self.pick(2);
+                    self.server.refuse(which)
+                } else {
+                    self.server.handle(&user, &entry)
+                };
                 if self.server.feed.len() > changes {
                     self.ring_streams();
                 }
@@ -577,8 +648,10 @@ impl World {
                 };
                 match mutation {
                     Wire::Entry(mutation_id, key) => {
+                        // A refusal for good the server did not keep leaves
+                        // the key fresh for a person's retry.
                         let transient = matches!(&reply, Reply::Refused(r) if r.transient);
-                        if !transient {
+                        if !transient && self.server.knows(&key) {
                             self.tabs[tab].answered.insert(key);
                         }
                         self.deliver(tab, Event::Answered { mutation_id, reply });
@@ -742,7 +815,23 @@ impl World {
                 } else {
                     self.note(format!("user{user}'s IndexedDB is kept: it holds work"));
                 }
+                if discard {
+                    // The person threw away whatever was left.
+                    self.discarded(user, |_| true);
+                } else {
+                    self.tab_went(user);
+                }
                 self.elect(user);
+                if self.healing {
+                    // While the world heals every user has a tab: the
+                    // person logs in again, and the next login sends what
+                    // was kept for it (found by runs of 25,000 seeds: a
+                    // logout that ended after the healing began left its
+                    // kept work unsent for good).
+                    if let Some(tab) = (0..self.tabs.len()).find(|&t| self.tabs[t].user == user) {
+                        self.open_tab(tab);
+                    }
+                }
             }
             Msg::ReloadNotice { tab, epoch } => {
                 if live(self, tab, epoch) {
@@ -819,7 +908,8 @@ impl World {
         let f = self.faults.clone();
         if roll < 0.45 {
             let field = FIELDS[self.pick(FIELDS.len())];
-            let value = format!("u{user}t{tab}n{}", self.seq);
+            self.next_value += 1;
+            let value = format!("u{user}t{tab}n{}", self.next_value);
             let mut fields = Fields::new();
             fields.insert(field.into(), FieldValue::Text(value.clone()));
             let caller = self.new_caller(tab, format!("save {id}.{field}={value}"));
@@ -831,49 +921,25 @@ impl World {
                     caller,
                 },
             );
+            let change = Change::Field(field.into(), FieldValue::Text(value));
+            self.made(tab, caller, &id, vec![change]);
         } else if roll < 0.55 {
             let caller = self.new_caller(tab, format!("comment on {id}"));
-            let text = format!("note {}", self.seq);
-            self.deliver(tab, Event::Comment { key, text, caller });
+            self.next_value += 1;
+            let text = format!("note {}", self.next_value);
+            self.deliver(
+                tab,
+                Event::Comment {
+                    key,
+                    text: text.clone(),
+                    caller,
+                },
+            );
+            self.made(tab, caller, &id, vec![Change::Comment(text)]);
         } else if roll < 0.6 {
             self.deliver(tab, Event::Flush { keepalive: false });
         } else if roll < 0.7 {
-            // A person resolves a conflict, keeping theirs or mine.
-            let engine = self.tabs[tab].engine.as_ref().expect("live");
-            let first = engine.conflicts().values().next().cloned();
-            if let Some(kept) = first {
-                let chosen: Fields = if self.chance(0.5) {
-                    kept.conflict.mine.clone()
-                } else {
-                    kept.conflict
-                        .fields
-                        .iter()
-                        .filter_map(|k| {
-                            kept.conflict
-                                .theirs
-                                .fields
-                                .get(k)
-                                .map(|v| (k.clone(), v.clone()))
-                        })
-                        .collect()
-                };
-                let cid = kept.conflict.id.clone();
-                // The claim: one transaction over the user's stores.
-                let caller = self.new_caller(tab, format!("resolve {}", &cid[..8]));
-                if self.dbs[user].conflicts.remove(&cid).is_some() {
-                    self.tell_tabs(tab, |tab, epoch| Msg::WorkNotice { tab, epoch });
-                    self.deliver(
-                        tab,
-                        Event::Resolve {
-                            conflict_id: cid,
-                            chosen,
-                            caller,
-                        },
-                    );
-                } else {
-                    self.deliver(tab, Event::ClaimLost { caller });
-                }
-            }
+            self.decide(tab);
         } else if roll < 0.71 {
             // A person logs out, now and then throwing away what is left.
             if self.tabs[tab].logout.is_none() {
@@ -986,13 +1052,14 @@ fn shrink(seed: u64, faults: Faults) -> (Faults, String) {
     best.steps = high;
     let mut off = Vec::new();
     type TurnOff = fn(&mut Faults);
-    let kinds: [(&str, TurnOff); 6] = [
+    let kinds: [(&str, TurnOff); 7] = [
         ("loss", |f| f.loss = 0.0),
         ("duplicates", |f| f.duplicate = 0.0),
         ("crashes", |f| f.crash = 0.0),
         ("cuts", |f| f.cut = 0.0),
         ("IndexedDB refusals", |f| f.idb_refusal = 0.0),
         ("server restarts", |f| f.server_restart = 0.0),
+        ("refusals", |f| f.refusal = 0.0),
     ];
     for (name, turn_off) in kinds {
         let mut tried = best.clone();
@@ -1061,13 +1128,30 @@ fn run_once(seed: u64, faults: Faults, tracing: bool) -> Result<(), SimFailure> 
     world.check_quiescence()
 }
 
+/// Seeds found failing by runs of 25,000 seeds, each kept for its cause:
+/// 11383 and 13967, a logout that ends after the healing began (the user's
+/// next login, which sends the work kept for it, never came); 7561, 21469,
+/// 15201 and 20199, a tab that opened without a kept cursor, loaded the
+/// collection and led on from the load's cursor without telling the other
+/// tabs, which never heard of the changes before it.
+const FOUND: [u64; 6] = [11_383, 13_967, 7_561, 21_469, 15_201, 20_199];
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn many_users_and_tabs_end_equal_to_the_server() {
-        crate::core::seeds::run_all(2_000, |seed| {
+        crate::core::seeds::run_all(2_000, 0, |seed| {
+            run(seed, Faults::drawn(seed)).map_err(|SimFailure(why)| why)
+        });
+    }
+
+    /// Seeds that longer runs found failing, replayed on every run with the
+    /// fault mix they failed under.
+    #[test]
+    fn seeds_found_failing_by_longer_runs() {
+        crate::core::seeds::run_fixed(&FOUND, |seed| {
             run(seed, Faults::default()).map_err(|SimFailure(why)| why)
         });
     }

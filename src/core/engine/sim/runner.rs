@@ -130,6 +130,9 @@ impl World {
                     };
                     if let Ok(Outcome::Committed(record) | Outcome::Merged(record, _)) = &result {
                         self.check_acknowledged(record, &what);
+                        self.check_no_lost_update(caller, record);
+                    } else {
+                        self.expected.remove(&caller);
                     }
                     self.note(format!(
                         "tab {tab} settles {what}: {}",

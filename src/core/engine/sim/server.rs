@@ -138,6 +138,23 @@ impl ModelServer {
     }
 }
 
+impl ModelServer {
+    /// Whether an answer is kept for this `Idempotency-Key`.
+    pub fn knows(&self, key: &str) -> bool {
+        self.replies.contains_key(key)
+    }
+
+    /// A refusal for good, kept under no key (a person's retry is judged
+    /// again): `422 invalid`, `403 forbidden` or `409 overlap`, by `which`.
+    pub fn refuse(&self, which: usize) -> Reply {
+        match which {
+            0 => refusal(422, ErrorCode::Invalid, None),
+            1 => refusal(403, ErrorCode::Forbidden, None),
+            _ => refusal(409, ErrorCode::Overlap, None),
+        }
+    }
+}
+
 /// Feed entries per page: small, so reads take several pages.
 const FEED_PAGE: usize = 3;
 
