@@ -394,3 +394,38 @@ async fn a_delete_of_a_record_someone_deleted_is_kept_and_told_once_per_refusal(
     ben_tab.close();
     cleo.close();
 }
+
+#[wasm_bindgen_test]
+async fn a_booking_left_queued_by_a_closed_tab_is_refused_when_the_leader_sends_it() {
+    let bob = login("user11").await;
+    let bob_tab = login("user11").await;
+    let alice = login("user30").await;
+    let heard_there = FailedEvents::of(&bob_tab);
+    let room = format!("Room {}", tag());
+    let slot = booking(
+        &room,
+        "Bob's visit",
+        "2026-12-12T08:00:00Z",
+        "2026-12-12T09:00:00Z",
+    );
+    bob.set_online(false);
+    let queued = resolved(bob.create(EVENTS.into(), slot.clone())).await;
+    assert_eq!(text(&queued, "status").as_deref(), Some("queued"));
+    assert!(eventually(5_000, || len(&bob_tab.pending()) == 1).await);
+    let hers = book_on_server(&alice.token(), &slot).await;
+    // The tab that made it goes away; the other one sends what it left.
+    bob.close();
+    assert!(
+        eventually(30_000, || len(&bob_tab.failed()) == 1).await,
+        "the leader sent it and kept the refusal"
+    );
+    let failure = only_failure(&bob_tab);
+    assert_shape(&failure, "create", "overlap");
+    assert_eq!(overlapping_ids(&failure), [hers]);
+    assert_eq!(failed_count(&bob_tab), Some(1.0));
+    assert!(eventually(5_000, || heard_there.count() == 1).await);
+    resolved(bob_tab.discard(text(&failure, "mutationId").unwrap())).await;
+    assert_eq!(failed_count(&bob_tab), Some(0.0));
+    bob_tab.close();
+    alice.close();
+}

@@ -337,6 +337,9 @@ impl ClientEngine {
         let key = RecordKey::new(&entry.collection, &entry.record_id);
         unstage(&mut self.records, &entry);
         self.settle(mutation_id, Err(Failure::Cancelled), out);
+        // Read anew at once, not after the write: a caller of `discard`
+        // reads `failed()` and `status` as soon as it resolves.
+        out.push(Effect::Changed);
         out.push(Effect::Write {
             id: 0,
             ops: vec![
