@@ -4,7 +4,7 @@
 // the same staged, versioned path as every other change.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { launch, openPage, logIn, api, unique, screenshot, allSaved } from "./support.mjs";
+import { launch, openPage, logIn, api, unique, screenshot, allSaved, gate } from "./support.mjs";
 
 let browser;
 before(async () => {
@@ -112,8 +112,13 @@ test("a booking made elsewhere meanwhile: the server's refusal names who has the
   await page.getByRole("link", { name: "Calendar" }).click();
   await page.getByTestId("week").locator(".booking").first().waitFor();
   // Someone else books 10:00–11:00 on the server; this page has not heard of
-  // it when it books an overlapping slot (the feed is held back).
-  await page.route("**/api/changes**", (route) => route.abort());
+  // it when it books an overlapping slot (the feed is held back: held, not
+  // refused, so that the page does not take itself for offline and queue it).
+  const feed = gate();
+  await page.route("**/api/changes**", async (route) => {
+    await feed.opened;
+    await route.continue().catch(() => {});
+  });
   const other = await api("bob");
   const start = new Date(`${date}T10:00`).toISOString();
   const end = new Date(`${date}T11:00`).toISOString();
@@ -128,6 +133,7 @@ test("a booking made elsewhere meanwhile: the server's refusal names who has the
   await card.waitFor();
   assert.match(await card.innerText(), new RegExp(`Not booked: ${resource} is taken then by bob's “Bob's demo”`));
   assert.equal(await page.getByTestId("all-saved").count(), 0, "not “All changes saved” while it waits");
+  feed.release();
   await card.getByRole("button", { name: "Discard" }).click();
   await card.waitFor({ state: "detached" });
   await allSaved(page);

@@ -30,12 +30,15 @@ test("a sync runs from Settings to 100 % while the customers table stays editabl
   const historyRows = page.getByRole("table", { name: "Sync history" }).locator("tbody tr");
   const historyBefore = await historyRows.count();
 
-  // Every value the bar shows, sampled in the page while the test clicks on.
+  // Every value the bar shows, sampled in the page while the test clicks on
+  // (on another page, the header's badge: "Syncing 40%").
   await page.evaluate(() => {
     window.__progress = [];
     setInterval(() => {
       const v = document.querySelector('[role="progressbar"]')?.getAttribute("aria-valuenow");
+      const badge = document.querySelector('[data-testid="sync-badge"]')?.textContent?.match(/Syncing (\d+)%/);
       if (v !== null && v !== undefined) window.__progress.push(Number(v));
+      else if (badge) window.__progress.push(Number(badge[1]));
     }, 50);
   });
 

@@ -429,9 +429,9 @@ export function CalendarPage() {
   );
   const days = useMemo(() => {
     const list = Array.from({ length: 7 }, (_, i) => {
-      const day = new Date(monday);
-      day.setDate(monday.getDate() + i);
-      return { day, key: isoDay(day), events: [] as CrmRecord[], unsent: [] as typeof unsent };
+      const date = new Date(monday);
+      date.setDate(monday.getDate() + i);
+      return { day: date, key: isoDay(date), events: [] as CrmRecord[], unsent: [] as typeof unsent };
     });
     const end = new Date(monday.getTime() + 7 * DAY_MS + 2 * 60 * 60 * 1000);
     const dayOf = (r: CrmRecord) => {
