@@ -7,21 +7,15 @@
 // own bulk path, a spreadsheet import, as `make bench` does.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { launch, openPage, gate } from "./support.mjs";
+import { writeFileSync } from "node:fs";
+import { launch, openPage, gate, ownServer } from "./support.mjs";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CUSTOMERS = 10000;
 const PAGE_SIZE = 250;
 
 let browser;
 let server;
 let base;
-let work;
 
 async function call(method, path, { token, body, headers = {} } = {}) {
   const res = await fetch(`${base}/api${path}`, {
@@ -56,22 +50,9 @@ async function count(token) {
 }
 
 before(async () => {
-  work = mkdtempSync(join(tmpdir(), "crm-large-"));
-  const sheet = join(work, "sheet.csv");
-  server = spawn(
-    join(ROOT, "target/debug/crm-sync-server"),
-    ["--port", "0", "--db", join(work, "crm.db"), "--demo", "--static", join(ROOT, "www/dist"), "--sheet", sheet],
-    { stdio: ["ignore", "pipe", "ignore"], env: { ...process.env, RUST_LOG: "warn" } },
-  );
-  base = await new Promise((ok, fail) => {
-    let out = "";
-    server.stdout.on("data", (d) => {
-      out += d;
-      const m = out.match(/http:\/\/[0-9.]+:[0-9]+/);
-      if (m) ok(m[0]);
-    });
-    server.on("exit", (code) => fail(new Error(`the server ended (${code})`)));
-  });
+  server = await ownServer("crm-large-");
+  base = server.base;
+  const sheet = server.sheet;
   // The demo's customers, and the rest from the sheet in one import.
   const token = await tokenOf("alice");
   const have = await count(token);
@@ -102,8 +83,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  server?.kill();
-  if (work) rmSync(work, { recursive: true, force: true });
+  server?.stop();
 });
 
 const names = (table) => table.locator("tbody td.col-name button").allInnerTexts();

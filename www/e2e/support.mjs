@@ -1,7 +1,9 @@
 // What the end-to-end tests share: Debian's Chromium driven by
 // playwright-core (never a downloaded browser), the server under test, and
 // screenshots under e2e/screenshots/ (not committed).
-import { mkdirSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
@@ -47,16 +49,16 @@ export async function screenshot(page, name) {
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }
 
-export async function logIn(page, user) {
-  await page.goto(BASE_URL + "/");
+export async function logIn(page, user, base = BASE_URL) {
+  await page.goto(base + "/");
   await page.getByLabel("User").fill(user);
   await page.getByLabel("Password").fill("demo");
   await page.getByRole("button", { name: "Log in" }).click();
 }
 
 /** Logs in and waits until the customers table has its rows. */
-export async function logInToCustomers(page, user) {
-  await logIn(page, user);
+export async function logInToCustomers(page, user, base = BASE_URL) {
+  await logIn(page, user, base);
   await page.getByText(`Signed in as ${user}`).waitFor();
   await customerRow(page, "c-0001").waitFor();
 }
@@ -75,8 +77,8 @@ export async function openCustomer(page, id) {
 }
 
 /** The reference server's view, to check what really landed there. */
-export async function api(user) {
-  const res = await fetch(`${BASE_URL}/api/login`, {
+export async function api(user, base = BASE_URL) {
+  const res = await fetch(`${base}/api/login`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ username: user, password: "demo" }),
@@ -87,7 +89,7 @@ export async function api(user) {
     token,
     /** Another person's new record, made straight on the server. */
     async post(collection, fields) {
-      const r = await fetch(`${BASE_URL}/api/${collection}`, {
+      const r = await fetch(`${base}/api/${collection}`, {
         method: "POST",
         headers: {
           authorization: `Bearer ${token}`,
@@ -100,13 +102,13 @@ export async function api(user) {
       return r.json();
     },
     async get(path) {
-      const r = await fetch(`${BASE_URL}/api/${path}`, { headers: { authorization: `Bearer ${token}` } });
+      const r = await fetch(`${base}/api/${path}`, { headers: { authorization: `Bearer ${token}` } });
       if (!r.ok) throw new Error(`GET ${path}: ${r.status}`);
       return r.json();
     },
     /** Another person's change, made straight on the server: PATCH on `version`. */
     async patch(path, version, fields) {
-      const r = await fetch(`${BASE_URL}/api/${path}`, {
+      const r = await fetch(`${base}/api/${path}`, {
         method: "PATCH",
         headers: {
           authorization: `Bearer ${token}`,
@@ -118,6 +120,41 @@ export async function api(user) {
       });
       if (!r.ok) throw new Error(`PATCH ${path}: ${r.status}`);
       return r.json();
+    },
+  };
+}
+
+/**
+ * A server of the test's own, on a free port, with its own database and
+ * sheet and the built demo: for tests that change what the others expect
+ * (the demo's 200 customers). `writeSheet(path)` may write the sheet first.
+ * Returns `{ base, sheet, stop }`.
+ */
+export async function ownServer(prefix, writeSheet = () => {}, args = []) {
+  const work = mkdtempSync(join(tmpdir(), prefix));
+  const sheet = join(work, "sheet.csv");
+  writeSheet(sheet);
+  const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+  const server = spawn(
+    join(root, "target/debug/crm-sync-server"),
+    ["--port", "0", "--db", join(work, "crm.db"), "--demo", "--static", join(root, "www/dist"), "--sheet", sheet, ...args],
+    { stdio: ["ignore", "pipe", "ignore"], env: { ...process.env, RUST_LOG: "warn" } },
+  );
+  const base = await new Promise((ok, fail) => {
+    let out = "";
+    server.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/http:\/\/[0-9.]+:[0-9]+/);
+      if (m) ok(m[0]);
+    });
+    server.on("exit", (code) => fail(new Error(`the server ended (${code})`)));
+  });
+  return {
+    base,
+    sheet,
+    stop() {
+      server.kill();
+      rmSync(work, { recursive: true, force: true });
     },
   };
 }

@@ -4,37 +4,69 @@
 // Conflicting rows: listed field by field with both values, who changed the
 // CRM's and when (in the person's time zone), and "Take the sheet's value"
 // as a normal versioned save.
+//
+// Its own server (an import adds customers the other tests do not expect),
+// with a sheet of 60,000 new customers after the demo's rows, so that a
+// cancel lands while rows are being written.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { launch, openPage, logInToCustomers, customerRow, api, unique, screenshot } from "./support.mjs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { launch, openPage, logInToCustomers, customerRow, api, unique, screenshot, ownServer } from "./support.mjs";
+
+const NEW_ROWS = 60000;
 
 let browser;
+let server;
+/** The demo's sheet, as the server wrote it at its start. */
+let demoSheet;
 before(async () => {
+  server = await ownServer("crm-sync-cancel-");
+  demoSheet = readFileSync(server.sheet, "utf8");
+  let rows = "";
+  for (let n = 0; n < NEW_ROWS; n++) rows += `n-${n},,New ${n},new${n}@example.com,,lead,alice,Graz\n`;
+  writeFileSync(server.sheet, demoSheet + rows);
   browser = await launch();
 });
 after(async () => {
   await browser?.close();
+  server?.stop();
 });
+
+/** How many customers the server has. */
+async function customers(user) {
+  const me = await api(user, server.base);
+  let n = 0;
+  let after = null;
+  do {
+    const page = await me.get(`customers?limit=10000${after ? `&after=${encodeURIComponent(after)}` : ""}`);
+    n += page.items.length;
+    after = page.next;
+  } while (after);
+  return n;
+}
 
 async function openSync(page) {
   await page.getByRole("link", { name: "Settings" }).click();
   await page.getByRole("heading", { name: "Spreadsheet sync" }).waitFor();
 }
 
-test("a cancelled import shows and keeps the server's counts and words", async () => {
+test("an import cancelled while it writes shows and keeps the rows it wrote, in the server's words", async () => {
   const user = "user07";
   const page = await openPage(browser);
-  await logInToCustomers(page, user);
+  await logInToCustomers(page, user, server.base);
+  const before = await customers(user);
   await openSync(page);
   await page.getByLabel("From the sheet into the CRM").check();
   await page.getByRole("button", { name: "Start sync" }).click();
-  await page.getByTestId("sync-phase").filter({ hasText: /queued|downloading/ }).waitFor();
+  await page.getByTestId("sync-phase").filter({ hasText: "saving" }).waitFor({ timeout: 60000 });
   await page.getByRole("button", { name: "Cancel sync" }).click();
   await page.getByTestId("sync-phase").filter({ hasText: "cancelled" }).waitFor({ timeout: 30000 });
 
-  const job = (await (await api(user)).get("sync")).items[0];
+  const job = (await (await api(user, server.base)).get("sync")).items[0];
   assert.equal(job.status, "cancelled");
-  assert.match(job.message, /^Cancelled/);
+  assert.match(job.message, /^Cancelled after [\d,]+ of [\d,]+ rows: [\d,]+ new, [\d,]+ updated/);
+  // The server's counts are the customers that exist now.
+  assert.equal(await customers(user), before + job.stats.inserted);
   // The screen says what the server says, words and numbers.
   await page.getByTestId("sync-status").getByText(job.message).waitFor();
   const stats = page.getByLabel("Sync statistics");
@@ -55,13 +87,14 @@ test("a cancelled import shows and keeps the server's counts and words", async (
 test("an import's conflicts are listed field by field, and the sheet's value is taken by a versioned save", async () => {
   const user = "user08";
   const ID = "c-0177";
+  writeFileSync(server.sheet, demoSheet);
   // Far from UTC, so a time shown in UTC would be told apart.
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, timezoneId: "Pacific/Auckland" });
   const page = await openPage(browser, context);
-  await logInToCustomers(page, user);
+  await logInToCustomers(page, user, server.base);
 
   // Bob changes the customer in the CRM; the sheet still has its old city.
-  const bob = await api("bob");
+  const bob = await api("bob", server.base);
   const current = await bob.get(`customers/${ID}`);
   const city = unique("Bob City");
   const changed = await bob.patch(`customers/${ID}`, current.version, { city });
@@ -74,9 +107,9 @@ test("an import's conflicts are listed field by field, and the sheet's value is 
   await page.getByLabel("From the sheet into the CRM").check();
   await page.getByRole("button", { name: "Start sync" }).click();
   await page.getByTestId("sync-phase").filter({ hasText: "complete" }).waitFor({ timeout: 60000 });
-  await page.getByRole("button", { name: /^Show the \d+ conflicts$/ }).click();
+  await page.getByRole("button", { name: /^Show the (conflict|\d+ conflicts)$/ }).click();
 
-  const me = await api(user);
+  const me = await api(user, server.base);
   const job = (await me.get("sync")).items[0];
   const listed = (await me.get(`sync/${job.syncId}/conflicts`)).items.find(
     (i) => i.recordId === ID && i.field === "city",

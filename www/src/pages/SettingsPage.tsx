@@ -278,7 +278,7 @@ function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
       <Stats stats={state?.stats ?? null} />
       {finished && state?.syncId && (state.stats?.conflicts ?? 0) > 0 && conflictsOf !== state.syncId && (
         <button type="button" onClick={() => setConflictsOf(state.syncId)}>
-          Show the {state.stats?.conflicts} conflicts
+          {state.stats?.conflicts === 1 ? "Show the conflict" : `Show the ${state.stats?.conflicts} conflicts`}
         </button>
       )}
       {conflictsOf && <SheetConflicts sync={sync} syncId={conflictsOf} onClose={() => setConflictsOf(null)} />}
