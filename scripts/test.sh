@@ -150,7 +150,7 @@ suite_fuzz() {
 browser_engine() { # chromium | firefox | webkit
   local engine=$1 name=browser-$1 t0=$SECONDS port driver_pid=
   local log=$LOGS/$name.log
-  trap cleanup EXIT  # a subshell: its own server and driver
+  PIDS=(); trap cleanup EXIT  # a subshell: only its own server and driver
   rm -f "$LOGS/$name.rc" "$LOGS/$name.secs" "$LOGS/$name-stalled.log"
   local args=(--headless --mode no-install . --test browser)
   case $engine in
