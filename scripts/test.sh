@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 export CHROMEDRIVER=/usr/bin/chromedriver
 # The whole browser run gets this long (the runner's default is 20 s; the
-# tab-lock suite alone waits out several 3 s leases).
-export WASM_BINDGEN_TEST_TIMEOUT=400
+# tab-lock suite alone waits out several 3 s leases; three engines share the
+# cores).
+export WASM_BINDGEN_TEST_TIMEOUT=600
 LOGS=target/test-logs
 mkdir -p "$LOGS"
 BROWSER_PORT=18931
@@ -149,7 +150,7 @@ suite_fuzz() {
 browser_engine() { # chromium | firefox | webkit
   local engine=$1 name=browser-$1 t0=$SECONDS port driver_pid=
   local log=$LOGS/$name.log
-  trap cleanup EXIT  # a subshell: its own server and driver
+  PIDS=(); trap cleanup EXIT  # a subshell: only its own server and driver
   rm -f "$LOGS/$name.rc" "$LOGS/$name.secs" "$LOGS/$name-stalled.log"
   local args=(--headless --mode no-install . --test browser)
   case $engine in
@@ -223,7 +224,9 @@ suite_fuzz
 # WebKitWebDriver, which needs a display: Xvfb.
 if cargo build --quiet -p crm-sync-server >"$LOGS/server-build.log" 2>&1; then
   # Built once here, so that the three runs below do not queue on cargo's lock.
-  if ! wasm-pack test --headless --chrome --mode no-install . --test browser --no-run >"$LOGS/browser-build.log" 2>&1; then
+  # (wasm-pack's two steps, `cargo build --tests` and `cargo test`.)
+  if ! { CARGO_BUILD_TARGET=wasm32-unknown-unknown cargo build --tests --test browser &&
+         cargo test --target wasm32-unknown-unknown --test browser --no-run; } >"$LOGS/browser-build.log" 2>&1; then
     for engine in "${BROWSER_ENGINES[@]}"; do record "browser-$engine" 0 1 0; done
     grep -E '^error' -A12 "$LOGS/browser-build.log" | head -60
   else

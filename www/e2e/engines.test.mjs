@@ -1,7 +1,8 @@
 // The demo in Firefox and WebKit (Safari's engine), driven over W3C
 // WebDriver (webdriver.mjs), each against a server of its own that the test
 // stops and starts: log in; an edit saved; with the server gone an edit
-// says it waits and a reload keeps it; with the server back it is saved
+// says it waits, a reload keeps it and the settings page warns that it is
+// not safe from the browser's clean-up; with the server back it is saved
 // without a reload; a second window sees the first one's change; a version
 // conflict shows its dialog. Chromium runs the same paths in the Playwright
 // suites. E2E_ENGINES picks engines (default: firefox,webkit).
@@ -47,7 +48,7 @@ async function closeDialog(s) {
 }
 
 for (const engine of ENGINES) {
-  test(`the demo in ${engine}: saved, offline and back, two windows, a conflict`, async (t) => {
+  test(`the demo in ${engine}: saved, offline and back, settings, two windows, a conflict`, async (t) => {
     const [port, otherPort, driverPort] = PORTS[engine];
     const server = ownServer(port, `smoke-${engine}`);
     await server.start();
@@ -100,6 +101,28 @@ for (const engine of ENGINES) {
     await s.reload();
     await s.waitFor(row(id), { text: waiting, timeout: 30000 });
     await s.waitFor("[data-testid=outbox-count]", { text: "1 queued" });
+
+    // The settings page says the waiting change is not safe from the
+    // browser's clean-up, and asks for persistent storage from the click:
+    // Firefox grants it (its prompt answered yes); WebKitGTK has no
+    // navigator.storage, so it stays unsafe and says the browser said no.
+    await s.run(() => {
+      location.hash = "#/settings";
+    });
+    await s.waitFor("[data-testid=kept-state][data-durable=false]");
+    await s.waitFor("[data-testid=kept-warning]", { text: "1 change is waiting to be sent" });
+    await s.click("[data-testid=kept-changes] button");
+    if (engine === "firefox") {
+      await s.waitFor("[data-testid=kept-state][data-durable=true]");
+      await s.waitGone("[data-testid=kept-warning]");
+    } else {
+      await s.waitFor("[data-testid=kept-refused]");
+      await s.waitFor("[data-testid=kept-warning]");
+    }
+    await s.run(() => {
+      location.hash = "#/customers";
+    });
+    await s.waitFor(row(id), { text: waiting });
 
     // The server back: saved without a reload.
     await server.start();
