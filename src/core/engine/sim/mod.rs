@@ -594,7 +594,7 @@ impl World {
                     && !self.server.knows(&entry.idempotency_key)
                     && self.chance(self.faults.refusal);
                 let reply = if refuse {
-                    let which = self.pick(2);
+                    let which = self.pick(3);
                     self.server.refuse(which)
                 } else {
                     self.server.handle(&user, &entry)
