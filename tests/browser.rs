@@ -13,6 +13,7 @@ mod browser {
     pub mod oneuser;
     pub mod reader;
     pub mod records;
+    pub mod refused;
     pub mod server;
     pub mod store;
     pub mod support;

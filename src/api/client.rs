@@ -859,8 +859,12 @@ impl CrmSync {
         self.client.pending()
     }
 
-    /// Mutations the server refused for good (a 4xx other than 409).
-    #[wasm_bindgen(unchecked_return_type = "PendingMutation[]")]
+    /// Mutations the server refused for good: every refusal that is not a
+    /// version conflict (`422 invalid`, `403`, `404`, `409 overlap`, ...),
+    /// oldest first, with the server's `code`, `message` and `details` and
+    /// the time `at`; kept until a person retries, edits (saves the
+    /// record again) or discards them.
+    #[wasm_bindgen(unchecked_return_type = "FailedMutation[]")]
     pub fn failed(&self) -> JsValue {
         self.client.failed()
     }

@@ -94,6 +94,37 @@ export interface PendingMutation {
   error?: { code: CrmErrorCode; message: string };
 }
 
+/**
+ * What the server sent with a refusal (its `error.details`), as it sent
+ * them: the bookings in the way of a `409 overlap`, why each field of a
+ * `422 invalid` was refused, and whatever else a server adds.
+ */
+export interface FailureDetails {
+  /** `409 overlap`: the bookings that hold the slot. */
+  conflicts?: CrmRecord[];
+  /** `422 invalid`: why each named field was refused. */
+  fields?: { [field: string]: string };
+  [key: string]: unknown;
+}
+
+/**
+ * A change the server refused for good (`failed()`, the `failed` event):
+ * kept until a person retries, edits or discards it.
+ */
+export interface FailedMutation extends Omit<PendingMutation, "fields" | "state"> {
+  state: "failed";
+  /** The fields it set; `null` for a delete or a comment. */
+  fields: Fields | null;
+  /** The server's code: `invalid`, `forbidden`, `not_found`, `overlap`, ... */
+  code: CrmErrorCode;
+  /** The server's message (for a log; say it in the app's own words). */
+  message: string;
+  /** As the server sent them, or `null`. */
+  details: FailureDetails | null;
+  /** When it was refused, ms since the epoch. */
+  at: number;
+}
+
 /** The client's state, for a status bar. */
 export interface CrmStatus {
   online: boolean;
@@ -126,6 +157,7 @@ export interface CrmMetrics {
 export type CrmEvent =
   | { type: "record"; collection: string; id: string; record: CrmRecord | null; origin: "local" | "server" | "tab" }
   | { type: "conflict"; conflict: Conflict }
+  | { type: "failed"; failure: FailedMutation }
   | { type: "status"; status: CrmStatus }
   | { type: "session"; state: "expired" | "logged-out" }
   | { type: "load"; collection: string; loaded: number; total?: number };

@@ -164,6 +164,16 @@ pub struct EntryError {
     pub code: ErrorCode,
     /// A human-readable message.
     pub message: String,
+    /// The server's `error.details` as JSON text, as it sent them (the
+    /// overlapping bookings of a `409 overlap`, `fields` of a `422`).
+    /// Kept as text: the engine never reads them, it keeps them for the
+    /// person who decides what to do with a refused change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+    /// When it was met, ms since the epoch (0 in entries stored before
+    /// the time was kept).
+    #[serde(default)]
+    pub at_ms: u64,
 }
 
 /// One mutation on its way to the server.
@@ -255,6 +265,19 @@ impl OutboxEntry {
     fn in_lane(&self, collection: &str, record_id: &str) -> bool {
         self.collection == collection && self.record_id == record_id
     }
+}
+
+/// What a new save did to a refused change of its record
+/// ([`Outbox::supersede_failed`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Superseded {
+    /// A refused create took the saved values and is back in line; its
+    /// mutation id.
+    Requeued(String),
+    /// A refused patch gave up the saved fields; the rest stays refused.
+    Trimmed(OutboxEntry),
+    /// A refused patch all of whose fields were saved again: gone.
+    Dropped(OutboxEntry),
 }
 
 /// A mutation to put in the outbox; ids are made by the web layer.
@@ -812,6 +835,59 @@ impl Outbox {
         Ok(())
     }
 
+    /// A person saved `fields` of a record that has refused changes: the
+    /// new values take the place of the refused ones (docs/guide/offline.md,
+    /// "Refused changes"). A refused create takes the saved values (later
+    /// values win) and goes back to the end of its lane under `fresh_key`,
+    /// as an entry never sent under that key; a refused patch gives up the
+    /// saved fields, and is gone once none is left. Deletes and comments are
+    /// left as they are.
+    pub fn supersede_failed(
+        &mut self,
+        collection: &str,
+        record_id: &str,
+        fields: &Fields,
+        mut fresh_key: impl FnMut() -> String,
+    ) -> Vec<Superseded> {
+        let mut done = Vec::new();
+        let mut index = 0;
+        while let Some(entry) = self.failed.get_mut(index) {
+            if !entry.in_lane(collection, record_id) {
+                index += 1;
+                continue;
+            }
+            match &mut entry.op {
+                MutationOp::Create { fields: created } => {
+                    created.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    let mut entry = self.failed.remove(index);
+                    entry.idempotency_key = fresh_key();
+                    entry.state = EntryState::Queued;
+                    entry.attempts = 0;
+                    entry.retry_at_ms = 0;
+                    entry.seq = self.take_seq();
+                    done.push(Superseded::Requeued(entry.mutation_id.clone()));
+                    self.entries.push(entry);
+                }
+                MutationOp::Patch {
+                    fields: changed,
+                    base_fields,
+                    ..
+                } => {
+                    changed.retain(|name, _| !fields.contains_key(name));
+                    base_fields.retain(|name, _| !fields.contains_key(name));
+                    if changed.is_empty() {
+                        done.push(Superseded::Dropped(self.failed.remove(index)));
+                    } else {
+                        done.push(Superseded::Trimmed(entry.clone()));
+                        index += 1;
+                    }
+                }
+                MutationOp::Delete { .. } | MutationOp::Comment { .. } => index += 1,
+            }
+        }
+        done
+    }
+
     /// Removes a failed or queued entry for good (API `discard`) and returns
     /// it, so the caller can unstage its change.
     ///
@@ -992,6 +1068,8 @@ mod tests {
         EntryError {
             code,
             message: code.as_str().into(),
+            details: None,
+            at_ms: 0,
         }
     }
 
@@ -1031,6 +1109,71 @@ mod tests {
         assert_eq!(done.mutation_id, "m1");
         assert_eq!(sendable(&outbox, 0), ["m2", "m3"]);
         assert_eq!(outbox.pending().len(), 2);
+    }
+
+    /// Sends and refuses each of these entries for good.
+    fn refuse(outbox: &mut Outbox, ids: &[&str]) {
+        for id in ids {
+            outbox.mark_sending(id).unwrap();
+            outbox
+                .on_permanent_failure(id, error(ErrorCode::Invalid))
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_save_takes_the_place_of_the_refused_values_of_its_record() {
+        let mut outbox = Outbox::new();
+        let create = MutationOp::Create {
+            fields: text(&[("start", "9"), ("title", "Call")]),
+        };
+        outbox.enqueue(new("c", "booking", create), 0).unwrap();
+        outbox
+            .enqueue(
+                new("p", "a", patch(1, &[("email", "x"), ("city", "Graz")])),
+                0,
+            )
+            .unwrap();
+        outbox
+            .enqueue(new("d", "b", MutationOp::Delete { base_version: 1 }), 0)
+            .unwrap();
+        refuse(&mut outbox, &["c", "p", "d"]);
+        assert_eq!(outbox.failed().len(), 3);
+
+        // A refused patch gives up the saved field, and goes with the last.
+        let done =
+            outbox.supersede_failed("customers", "a", &text(&[("email", "y")]), || "k".into());
+        let trimmed = outbox.get("p").unwrap();
+        assert_eq!(done, [Superseded::Trimmed(trimmed.clone())]);
+        assert_eq!(trimmed.op.fields(), Some(&text(&[("city", "Graz")])));
+        let done =
+            outbox.supersede_failed("customers", "a", &text(&[("city", "Linz")]), || "k".into());
+        assert!(matches!(&done[..], [Superseded::Dropped(e)] if e.mutation_id == "p"));
+        assert!(outbox.get("p").is_none());
+
+        // A refused create takes the values and is back in line, fresh.
+        let done =
+            outbox.supersede_failed("customers", "booking", &text(&[("start", "11")]), || {
+                "fresh".into()
+            });
+        assert_eq!(done, [Superseded::Requeued("c".into())]);
+        let again = outbox.get("c").unwrap();
+        assert_eq!(
+            again.op.fields(),
+            Some(&text(&[("start", "11"), ("title", "Call")]))
+        );
+        assert_eq!(
+            (again.state, again.idempotency_key.as_str()),
+            (EntryState::Queued, "fresh")
+        );
+        assert!(again.never_sent());
+        assert_eq!(sendable(&outbox, 0), ["c"]);
+
+        // A refused delete is left for the person to retry or discard.
+        assert!(outbox
+            .supersede_failed("customers", "b", &text(&[("x", "1")]), || "k".into())
+            .is_empty());
+        assert_eq!(outbox.failed().len(), 1);
     }
 
     #[test]
@@ -1731,14 +1874,14 @@ mod properties {
                     }
                     Step::Transient(i) => {
                         if let Some(id) = pick(&sending(&outbox), i) {
-                            let error = EntryError { code: ErrorCode::Network, message: String::new() };
+                            let error = EntryError { code: ErrorCode::Network, message: String::new(), details: None, at_ms: now };
                             let retrying = outbox.on_transient_failure(&id, error, now, &policy, 0.5, None).unwrap();
                             prop_assert!(retrying.retry_at_ms >= now);
                         }
                     }
                     Step::Permanent(i) => {
                         if let Some(id) = pick(&sending(&outbox), i) {
-                            let error = EntryError { code: ErrorCode::Invalid, message: String::new() };
+                            let error = EntryError { code: ErrorCode::Invalid, message: String::new(), details: None, at_ms: now };
                             let lane = outbox.on_permanent_failure(&id, error).unwrap().record_id.clone();
                             end(&mut model, &id, &lane)?;
                         }
@@ -1794,7 +1937,7 @@ mod properties {
                 for (n, id) in ready.into_iter().enumerate() {
                     outbox.mark_sending(&id).unwrap();
                     let lane = if n % 3 == 2 {
-                        let error = EntryError { code: ErrorCode::Invalid, message: String::new() };
+                        let error = EntryError { code: ErrorCode::Invalid, message: String::new(), details: None, at_ms: now };
                         outbox.on_permanent_failure(&id, error).unwrap().record_id.clone()
                     } else {
                         outbox.on_success(&id, None).unwrap().record_id

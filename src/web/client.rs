@@ -25,7 +25,7 @@ use crate::core::engine::{
     Timer, STAGED_PREFIX,
 };
 use crate::core::merge::{Conflict, MergeRules};
-use crate::core::outbox::{EntryError, EntryState, MutationOp, OutboxEntry};
+use crate::core::outbox::{EntryState, MutationOp, OutboxEntry};
 use crate::core::reachability::Answer;
 use crate::core::record::{Fields, Record, RecordKey};
 use crate::core::retry::RetryPolicy;
@@ -528,6 +528,15 @@ impl Client {
         if let Ok(c) = to_js(&js_conflict(kept)) {
             let _ = js_sys::Reflect::set(&event, &"conflict".into(), &c);
         }
+        emit_to(&self.inner.listeners, &event.into());
+    }
+
+    /// `{ type: "failed", failure }`: a change refused for good, as
+    /// `failed()` lists it.
+    fn emit_failed(&self, entry: &OutboxEntry) {
+        let event = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&event, &"type".into(), &"failed".into());
+        let _ = js_sys::Reflect::set(&event, &"failure".into(), &reads::failure_object(entry));
         emit_to(&self.inner.listeners, &event.into());
     }
 

@@ -57,3 +57,46 @@ pub async fn fetch_as(
         .unwrap()
         .into()
 }
+
+/// `{ k: v, ... }`.
+pub fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = js_sys::Object::new();
+    for (k, v) in pairs {
+        js_sys::Reflect::set(&o, &(*k).into(), v).unwrap();
+    }
+    o.into()
+}
+
+/// The value a promise resolves to; panics with the rejection.
+pub async fn resolved(p: js_sys::Promise) -> JsValue {
+    wasm_bindgen_futures::JsFuture::from(p)
+        .await
+        .unwrap_or_else(|e| panic!("rejected: {e:?}"))
+}
+
+/// The error a promise rejects with; panics if it resolves.
+pub async fn rejected(p: js_sys::Promise) -> JsValue {
+    match wasm_bindgen_futures::JsFuture::from(p).await {
+        Ok(v) => panic!("resolved, but a rejection was expected: {v:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Waits until `cond` holds, checking every 20 ms, for at most `ms`;
+/// whether it came to hold. (A bound on waiting, not a timing assertion:
+/// it is kept far above what any machine needs.)
+pub async fn eventually(ms: u32, mut cond: impl FnMut() -> bool) -> bool {
+    let start = js_sys::Date::now();
+    while js_sys::Date::now() - start < f64::from(ms) {
+        if cond() {
+            return true;
+        }
+        gloo_timers::future::TimeoutFuture::new(20).await;
+    }
+    cond()
+}
+
+/// A random tag that keeps one run's data apart from another's.
+pub fn tag() -> String {
+    format!("{:x}", (js_sys::Math::random() * 1e12) as u64)
+}

@@ -39,7 +39,7 @@ test("logging out with an edit queued offline asks first, keeps it, and it lands
   assert.equal(dialogs.length, 1);
   assert.match(dialogs[0], /^confirm: 1 change\(s\) are not on the server yet/);
   await page.getByText("Signed in as user08").waitFor();
-  assert.equal(await page.getByTestId("outbox-count").innerText(), "1 queued · 0 failed");
+  assert.equal(await page.getByTestId("outbox-count").innerText(), "1 change not yet sent");
 
   // Back online the edit lands, and then the logout goes through.
   await page.context().setOffline(false);

@@ -35,7 +35,7 @@ test("an offline edit shows as queued and lands after reconnect", async () => {
   const row = customerRow(page, ID);
   await row.getByText("pending").waitFor();
   assert.match(await row.innerText(), new RegExp(city));
-  assert.equal(await count.innerText(), "1 queued · 0 failed");
+  assert.equal(await count.innerText(), "1 change not yet sent");
   await screenshot(page, "offline-queued");
   assert.equal((await server.get(`customers/${ID}`)).fields.city, before.fields.city, "nothing sent while offline");
 

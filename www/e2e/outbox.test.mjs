@@ -45,7 +45,7 @@ test("offline work survives a closed tab and lands once; another user sees it li
     await tab.keyboard.press("Escape");
     await dialog.waitFor({ state: "detached" });
   }
-  await tab.getByTestId("outbox-count").getByText("5 queued · 0 failed").waitFor();
+  await tab.getByTestId("outbox-count").getByText("5 changes not yet sent").waitFor();
   await screenshot(tab, "outbox-queued-offline");
   // Let IndexedDB settle, then close the tab with the work still queued.
   await tab.waitForTimeout(300);

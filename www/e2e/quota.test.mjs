@@ -87,14 +87,14 @@ test("quota exceeded, then room again: edits held in memory are written at the n
   };
   await edit(FIRST, cities[0]);
   await warning.waitFor();
-  assert.equal(await count.innerText(), "1 queued · 0 failed");
+  assert.equal(await count.innerText(), "1 change not yet sent");
   await screenshot(page, "quota-offline-queued-in-memory");
 
   // Room again: the next write takes the held one with it.
   await quota.restore();
   await edit(SECOND, cities[1]);
   await warning.waitFor({ state: "detached" });
-  assert.equal(await count.innerText(), "2 queued · 0 failed");
+  assert.equal(await count.innerText(), "2 changes not yet sent");
 
   // Closed while still offline; the next tab of the browser opens online
   // and sends both, each once.

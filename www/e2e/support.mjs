@@ -142,3 +142,20 @@ export async function allSaved(page, timeout = 10000) {
   await page.getByTestId("all-saved").waitFor({ timeout });
   assert.equal(await page.getByTestId("outbox-count").count(), 0);
 }
+
+/** A day next week (local date, `YYYY-MM-DD`): bookings of tests and of today stay apart. */
+export function nextWeekDay() {
+  const d = new Date(Date.now() + 7 * 24 * 3600 * 1000);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+/** Fills the calendar's "Book a resource" form and presses Book. */
+export async function fillBooking(form, { title, resource, date, from, to }) {
+  await form.getByLabel("Title").fill(title);
+  await form.getByLabel("Resource").fill(resource);
+  await form.getByLabel("Date").fill(date);
+  await form.getByLabel("From").selectOption(from);
+  await form.getByLabel("To").selectOption(to);
+  await form.getByRole("button", { name: "Book" }).click();
+}

@@ -1,6 +1,6 @@
 // Types of crm-sync/react (see react.js).
 import type { ReactNode, ReactElement } from "react";
-import type { Conflict, CrmRecord, CrmStatus, CrmSync, PendingMutation, QueryOptions, QueryResult, SyncLogEntry, SyncState } from "./crm_sync.js";
+import type { Conflict, CrmRecord, CrmStatus, CrmSync, FailedMutation, PendingMutation, QueryOptions, QueryResult, SyncLogEntry, SyncState } from "./crm_sync.js";
 
 /** Makes one logged-in client available to the hooks below it. */
 export declare function CrmProvider(props: { crm: CrmSync; children?: ReactNode }): ReactElement;
@@ -32,8 +32,8 @@ export declare function useSyncLog(): SyncLogEntry[];
 /** Staged and queued mutations of this user, oldest first (`crm.pending`). */
 export declare function usePending(): PendingMutation[];
 
-/** Mutations the server refused for good, kept for retry or discard (`crm.failed`). */
-export declare function useFailed(): PendingMutation[];
+/** Changes the server refused for good, kept until retried, edited or discarded (`crm.failed`); re-rendered on every refusal, retry and discard in any tab. */
+export declare function useFailed(): FailedMutation[];
 
 /** Conflicts waiting for a person (`crm.conflicts`). */
 export declare function useConflicts(): Conflict[];

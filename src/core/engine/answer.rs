@@ -1,6 +1,7 @@
 //! A sent entry's answer: commit a 2xx, merge a 409 (re-send, settle, or
 //! keep a conflict for a person), end the session on a 401, retry what is
-//! transient, keep a dead letter for the rest.
+//! transient, keep a dead letter for the rest (a 409 overlap included) and
+//! tell the app of it.
 
 use super::write::unstage;
 use super::{
@@ -198,11 +199,11 @@ impl ClientEngine {
     }
 
     /// Not a 2xx: a version conflict, an ended session, a transient
-    /// failure, a double booking or a refusal for good.
+    /// failure, or a refusal for good (a double booking among them).
     fn refused(&mut self, entry: &OutboxEntry, refusal: Refusal, now: u64, out: &mut Vec<Effect>) {
         let version_conflict = refusal.status == Some(409) && refusal.code == ErrorCode::Conflict;
         if version_conflict && !matches!(entry.op, MutationOp::Comment { .. }) {
-            return self.version_conflict(entry, refusal, out);
+            return self.version_conflict(entry, refusal, now, out);
         }
         if refusal.code == ErrorCode::Unauthorized {
             let _ = self.outbox.release(&entry.mutation_id);
@@ -213,30 +214,53 @@ impl ClientEngine {
         if refusal.transient {
             return self.transient(entry, refusal, now, out);
         }
-        self.permanent(entry, refusal.code, refusal.message, Failure::Answer, out);
-        if refusal.status == Some(409) {
-            // Not a version conflict (a double booking): resending can never
-            // succeed, so it is not kept for a person to retry either.
-            self.discard(&entry.mutation_id, now, out);
-        }
+        // Everything else (422, 403, 404, a 409 overlap, ...) is kept as
+        // the server said it, for a person: resending as it is cannot
+        // succeed, but the person may move the booking, fix the value, or
+        // drop the change, and must hear of it either way.
+        let error = EntryError {
+            code: refusal.code,
+            message: refusal.message,
+            details: refusal.details,
+            at_ms: now,
+        };
+        self.permanent(entry, error, Failure::Answer, out);
     }
 
-    fn version_conflict(&mut self, entry: &OutboxEntry, refusal: Refusal, out: &mut Vec<Effect>) {
+    fn version_conflict(
+        &mut self,
+        entry: &OutboxEntry,
+        refusal: Refusal,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let unreadable = |why: String| EntryError {
+            code: ErrorCode::BadResponse,
+            message: why,
+            details: None,
+            at_ms: now,
+        };
         let key = RecordKey::new(&entry.collection, &entry.record_id);
         let theirs = match refusal.current {
             Some(Ok(record)) => record,
             Some(Err(why)) => {
                 let failure = Failure::Unreadable(why.clone());
-                return self.permanent(entry, ErrorCode::BadResponse, why, failure, out);
+                return self.permanent(entry, unreadable(why), failure, out);
             }
             None => {
                 let why = "a 409 without the current record".to_owned();
                 let failure = Failure::Unreadable(why.clone());
-                return self.permanent(entry, ErrorCode::BadResponse, why, failure, out);
+                return self.permanent(entry, unreadable(why), failure, out);
             }
         };
         let Some(outcome) = entry.merge_with(&theirs, &self.config.rules) else {
-            return self.permanent(entry, refusal.code, refusal.message, Failure::Answer, out);
+            let error = EntryError {
+                code: refusal.code,
+                message: refusal.message,
+                details: refusal.details,
+                at_ms: now,
+            };
+            return self.permanent(entry, error, Failure::Answer, out);
         };
         // The base as the change saw it: confirmed values with the base
         // values of the changed fields.
@@ -354,13 +378,13 @@ impl ClientEngine {
             }
             Err(e) => {
                 let why = e.to_string();
-                self.permanent(
-                    entry,
-                    ErrorCode::Invalid,
-                    why.clone(),
-                    Failure::Invalid(why),
-                    out,
-                );
+                let error = EntryError {
+                    code: ErrorCode::Invalid,
+                    message: why.clone(),
+                    details: None,
+                    at_ms: now,
+                };
+                self.permanent(entry, error, Failure::Invalid(why), out);
             }
         }
         if stored {
@@ -381,6 +405,8 @@ impl ClientEngine {
         let error = EntryError {
             code: refusal.code,
             message: refusal.message,
+            details: refusal.details,
+            at_ms: now,
         };
         self.counters.retries += 1;
         let sample = self.ids.unit();
@@ -431,12 +457,12 @@ impl ClientEngine {
         false
     }
 
-    /// Refused for good: a dead letter, kept for a person to retry or drop.
+    /// Refused for good: a dead letter, kept with the server's words until
+    /// a person retries, edits or discards it, and told to the app.
     fn permanent(
         &mut self,
         entry: &OutboxEntry,
-        code: ErrorCode,
-        message: String,
+        error: EntryError,
         failure: Failure,
         out: &mut Vec<Effect>,
     ) {
@@ -445,7 +471,6 @@ impl ClientEngine {
         }
         let key = RecordKey::new(&entry.collection, &entry.record_id);
         self.counters.failed += 1;
-        let error = EntryError { code, message };
         let failed = self
             .outbox
             .on_permanent_failure(&entry.mutation_id, error)
@@ -454,9 +479,9 @@ impl ClientEngine {
         self.records.fail(&key);
         // Moved from the outbox to the dead letters, if no other tab
         // finished it meanwhile.
-        let ops = match failed {
+        let ops = match &failed {
             Some(f) => vec![StoreOp::UpdateEntry {
-                entry: f,
+                entry: f.clone(),
                 if_key: entry.idempotency_key.clone(),
             }],
             None => vec![StoreOp::DeleteEntry {
@@ -470,6 +495,9 @@ impl ClientEngine {
             persisted: None,
         });
         changed_here(key, out);
+        if let Some(f) = failed {
+            out.push(Effect::FailureFound(Box::new(f)));
+        }
         self.settle(&entry.mutation_id, Err(failure), out);
     }
 

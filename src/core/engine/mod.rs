@@ -17,7 +17,8 @@
 //!         ──(Answered)──► 2xx: commit, Write, Settle, Tell
 //!                         409 version: merge ──► Send again | Conflict
 //!                         401: SessionEnded;  5xx/network: retry timer
-//!                         other 4xx: dead letter (Failed store)
+//!                         any other refusal (422, 403, 404, 409 overlap):
+//!                         dead letter (Failed store), FailureFound
 //! ```
 //!
 //! Because nothing here waits, the whole client can be run by a seeded
@@ -183,6 +184,9 @@ pub struct Refusal {
     /// For a 409: the server's current record (`details.current`), or why
     /// it could not be read.
     pub current: Option<Result<Record, String>>,
+    /// The body's `error.details` as JSON text, kept with a refused change
+    /// for the person (the bookings in the way of a `409 overlap`).
+    pub details: Option<String>,
 }
 
 /// The answer to the probe `GET /api/me`.
@@ -389,6 +393,9 @@ pub enum Effect {
     RecordChanged { key: RecordKey, origin: Origin },
     /// A conflict new to this tab.
     ConflictFound(Box<KeptConflict>),
+    /// A refusal for good new to this tab (the entry as `failed()` holds
+    /// it): the app hears a `failed` event, once per refusal in each tab.
+    FailureFound(Box<OutboxEntry>),
     /// Tell the user's other tabs that a record was committed.
     TellCommitted { key: RecordKey, version: u64 },
     /// Snapshots and status changed: drop them and tell subscribers.

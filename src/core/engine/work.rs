@@ -12,8 +12,19 @@ use std::collections::HashSet;
 impl ClientEngine {
     /// Another tab changed the user's work: take IndexedDB's copy, the one
     /// that counts, so every tab shows the same `pending()`, `failed()` and
-    /// `conflicts()`; raise `conflict` for conflicts new here.
+    /// `conflicts()`; raise `conflict` for conflicts new here, and `failed`
+    /// for refusals new here (an entry this tab did not hold as failed).
     pub(super) fn work_stored(&mut self, work: StoredWork, now: u64, out: &mut Vec<Effect>) {
+        let refused_elsewhere: Vec<OutboxEntry> = work
+            .failed
+            .iter()
+            .filter(|e| {
+                self.outbox
+                    .get(&e.mutation_id)
+                    .is_none_or(|local| local.state != EntryState::Failed)
+            })
+            .cloned()
+            .collect();
         let mut stored: VecMap<String, OutboxEntry> = VecMap::new();
         for entry in work.outbox.into_iter().chain(work.failed) {
             stored.insert(entry.mutation_id.clone(), entry);
@@ -108,6 +119,16 @@ impl ClientEngine {
         out.push(Effect::Changed);
         for kept in fresh {
             out.push(Effect::ConflictFound(Box::new(kept)));
+        }
+        for entry in refused_elsewhere {
+            // Only as IndexedDB holds it now (not put back in line since).
+            if self
+                .outbox
+                .get(&entry.mutation_id)
+                .is_some_and(|e| e.state == EntryState::Failed)
+            {
+                out.push(Effect::FailureFound(Box::new(entry)));
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use super::{
     changed_here, CallerId, ClientEngine, Drain, Effect, Failure, Origin, Outcome, StoreOp,
 };
 use crate::core::debounce::{Batch, Pushed, SavePayload};
-use crate::core::outbox::{Enqueued, EntryState, MutationOp, NewMutation, OutboxEntry};
+use crate::core::outbox::{Enqueued, EntryState, MutationOp, NewMutation, OutboxEntry, Superseded};
 use crate::core::record::{FieldValue, Fields, PendingComment, RecordKey};
 use crate::core::staged::{RemoteChange, StagedRecords, StagedState};
 use std::collections::HashSet;
@@ -31,6 +31,19 @@ impl ClientEngine {
             return reject(out, caller, Failure::Invalid(e.to_string()));
         }
         self.counters.operations += 1;
+        if let Some(requeued) = self.supersede_failed(&key, &fields, out) {
+            // The refused create goes again with these values: the caller
+            // hears its answer.
+            self.waiting
+                .get_or_insert_with(requeued.clone(), Vec::new)
+                .push(caller);
+            self.records.set_state(&key, StagedState::Queued);
+            changed_here(key, out);
+            if !self.reach.online() {
+                self.settle(&requeued, Ok(Outcome::Queued(requeued.clone())), out);
+            }
+            return;
+        }
         let pushed = self
             .debounce
             .push(key.clone(), SavePayload::fields(fields), caller, now);
@@ -38,6 +51,57 @@ impl ClientEngine {
         if let Pushed::Fired(batch) = pushed {
             self.dispatch(batch, false, now, out);
         }
+    }
+
+    /// A save by the person is their word on the record's refused
+    /// changes: the saved values take the place of the refused ones
+    /// ([`crate::core::outbox::Outbox::supersede_failed`]). Returns the
+    /// refused create that went back in line with them, if any; it is sent
+    /// once written.
+    fn supersede_failed(
+        &mut self,
+        key: &RecordKey,
+        fields: &Fields,
+        out: &mut Vec<Effect>,
+    ) -> Option<String> {
+        let ids = &mut self.ids;
+        let done = self
+            .outbox
+            .supersede_failed(&key.collection, &key.id, fields, || ids.uuid());
+        if done.is_empty() {
+            return None;
+        }
+        let mut ops = Vec::new();
+        let mut requeued = None;
+        for superseded in done {
+            match superseded {
+                Superseded::Requeued(id) => {
+                    ops.push(StoreOp::DeleteEntry {
+                        mutation_id: id.clone(),
+                        failed: true,
+                    });
+                    if let Some(entry) = self.outbox.get(&id) {
+                        ops.push(StoreOp::PutEntry(entry.clone()));
+                    }
+                    self.own.insert(id.clone());
+                    self.foreign.remove(&id);
+                    self.unpersisted.insert(id.clone());
+                    requeued = Some(id);
+                }
+                Superseded::Trimmed(entry) => ops.push(StoreOp::PutEntry(entry)),
+                Superseded::Dropped(entry) => ops.push(StoreOp::DeleteEntry {
+                    mutation_id: entry.mutation_id,
+                    failed: true,
+                }),
+            }
+        }
+        out.push(Effect::Changed);
+        out.push(Effect::Write {
+            id: 0,
+            ops,
+            persisted: requeued.clone(),
+        });
+        requeued
     }
 
     pub(super) fn comment(

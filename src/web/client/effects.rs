@@ -127,6 +127,7 @@ impl Client {
                 },
             ),
             Effect::ConflictFound(kept) => self.emit_conflict(&kept),
+            Effect::FailureFound(entry) => self.emit_failed(&entry),
             Effect::TellCommitted { key, version } => self.tell_tabs_record(&key, version),
             Effect::ReadFeed { since } => {
                 let this = self.clone();
@@ -458,6 +459,14 @@ pub(super) fn refusal_of(err: &Error) -> Refusal {
         },
         message: err.to_string(),
         current: None,
+        details: match err {
+            Error::Http { details, .. } if !details.is_undefined() && !details.is_null() => {
+                js_sys::JSON::stringify(details)
+                    .ok()
+                    .and_then(|text| text.as_string())
+            }
+            _ => None,
+        },
     }
 }
 

@@ -86,7 +86,14 @@ struct JsMutation<'a> {
     attempts: u32,
     created_at: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a EntryError>,
+    error: Option<JsEntryError<'a>>,
+}
+
+/// The last error of a row, as `{ code, message }`.
+#[derive(Serialize)]
+struct JsEntryError<'a> {
+    code: ErrorCode,
+    message: &'a str,
 }
 
 #[derive(Serialize)]
@@ -192,18 +199,16 @@ impl Client {
         })
     }
 
-    /// Mutations the server refused for good.
+    /// Mutations the server refused for good, oldest refusal first, each
+    /// as [`failure_object`] makes it.
     pub fn failed(&self) -> JsValue {
         self.snapshot("failed".into(), || {
             let state = self.inner.state.borrow();
-            let rows: Vec<JsMutation<'_>> = state
-                .engine
-                .outbox()
-                .failed()
-                .iter()
-                .map(mutation_row)
-                .collect();
-            to_js(&rows).unwrap_or_else(|_| js_sys::Array::new().into())
+            let rows = js_sys::Array::new();
+            for entry in state.engine.outbox().failed() {
+                rows.push(&failure_object(entry));
+            }
+            rows.into()
         })
     }
 
@@ -309,6 +314,33 @@ impl Client {
     }
 }
 
+/// A refused mutation as `failed()` lists it and a `failed` event carries
+/// it: the row of `pending()` plus `code`, `message`, `details` (the
+/// server's, as it sent them, or `null`), `at` (when it was refused, ms
+/// since the epoch) and `fields` (`null` for a delete or a comment).
+pub(super) fn failure_object(entry: &OutboxEntry) -> JsValue {
+    let object = to_js(&mutation_row(entry)).unwrap_or_else(|_| js_sys::Object::new().into());
+    let set = |k: &str, v: &JsValue| {
+        let _ = js_sys::Reflect::set(&object, &k.into(), v);
+    };
+    let error = entry.last_error.as_ref();
+    let code = error.map_or(ErrorCode::Server, |e| e.code);
+    set("code", &code.as_str().into());
+    set("message", &error.map_or("", |e| e.message.as_str()).into());
+    let details = error
+        .and_then(|e| e.details.as_deref())
+        .and_then(|text| js_sys::JSON::parse(text).ok())
+        .unwrap_or(JsValue::NULL);
+    set("details", &details);
+    let at = error.map_or(0, |e| e.at_ms);
+    let at = if at == 0 { entry.created_at_ms } else { at };
+    set("at", &(at as f64).into());
+    if entry.op.fields().is_none() {
+        set("fields", &JsValue::NULL);
+    }
+    object
+}
+
 fn mutation_row(e: &OutboxEntry) -> JsMutation<'_> {
     let (op, fields, text) = match &e.op {
         MutationOp::Create { fields } => ("create", Some(fields), None),
@@ -330,7 +362,10 @@ fn mutation_row(e: &OutboxEntry) -> JsMutation<'_> {
         text,
         attempts: e.attempts,
         created_at: e.created_at_ms,
-        error: e.last_error.as_ref(),
+        error: e.last_error.as_ref().map(|e| JsEntryError {
+            code: e.code,
+            message: &e.message,
+        }),
     }
 }
 

@@ -1,12 +1,12 @@
 import { useState } from "react";
-import type { CrmSync, PendingMutation } from "crm-sync";
+import type { CrmSync, FailedMutation, PendingMutation } from "crm-sync";
 import { useConflicts, useCrm, useCrmStatus, useFailed, usePending } from "crm-sync/react";
 import { fieldLabel, plain, text } from "../lib";
 
 const KIND: Record<string, string> = { customers: "customer", calendar_events: "booking" };
 
 /** A change in the words of the people who made it: names, not ids. */
-function describe(crm: CrmSync, m: PendingMutation): string {
+function describe(crm: CrmSync, m: PendingMutation | FailedMutation): string {
   const kind = KIND[m.collection] ?? "record";
   const record = crm.view(m.collection, m.recordId) ?? crm.get(m.collection, m.recordId);
   const named = text(m.fields?.name ?? m.fields?.title);
@@ -27,6 +27,27 @@ function describe(crm: CrmSync, m: PendingMutation): string {
   }
 }
 
+/** Why the server refused a change, for the person who made it. */
+function refusalWords(m: FailedMutation): string {
+  switch (m.code) {
+    case "overlap": {
+      const others = m.details?.conflicts ?? [];
+      const who = [...new Set(others.map((r) => r.updatedBy).filter(Boolean))].join(", ");
+      return who ? `The time is already booked by ${who}.` : "The time is already booked.";
+    }
+    case "invalid": {
+      const fields = Object.keys(m.details?.fields ?? m.fields ?? {}).map(fieldLabel);
+      return fields.length > 0 ? `Not accepted: check ${fields.join(", ")}.` : "Not accepted as it is.";
+    }
+    case "forbidden":
+      return "You may not make this change.";
+    case "not_found":
+      return "It is no longer there: someone else removed it.";
+    default:
+      return plain(new Error(m.message));
+  }
+}
+
 const STATE_WORDS: Record<string, string> = {
   staged: "about to be sent",
   queued: "waiting for the network",
@@ -34,9 +55,27 @@ const STATE_WORDS: Record<string, string> = {
   failed: "refused",
 };
 
+/** "1 change was refused", "2 changes were refused". */
+function count(n: number, one: string, many: string): string {
+  return n === 1 ? `1 change ${one}` : `${n} changes ${many}`;
+}
+
 /**
- * The offline banner, the count of queued and failed changes (with retry
- * and discard), and a way back to conflicts put off for later.
+ * What is not on the server yet, in plain words ("1 change was refused ·
+ * 2 changes not yet sent"); empty when everything is saved.
+ */
+export function unsavedWords(pending: number, failed: number, conflicts: number): string {
+  const parts: string[] = [];
+  if (failed > 0) parts.push(count(failed, "was refused", "were refused"));
+  if (conflicts > 0) parts.push(count(conflicts, "needs your decision", "need your decision"));
+  if (pending > 0) parts.push(count(pending, "not yet sent", "not yet sent"));
+  return parts.join(" · ");
+}
+
+/**
+ * The offline banner; "All changes saved" only when nothing is waiting,
+ * refused or in conflict, else how many of each (with retry and discard),
+ * and a way back to conflicts put off for later.
  */
 export function StatusBar({ onShowConflicts }: { onShowConflicts: () => void }) {
   const crm = useCrm();
@@ -46,7 +85,7 @@ export function StatusBar({ onShowConflicts }: { onShowConflicts: () => void }) 
   const conflicts = useConflicts();
   const [open, setOpen] = useState(false);
   const [error, setError] = useState<string | null>(null);
-  const queued = pending.filter((m) => m.state === "queued" || m.state === "sending");
+  const unsaved = unsavedWords(pending.length, failed.length, conflicts.length);
 
   async function act(what: () => Promise<unknown>) {
     setError(null);
@@ -72,16 +111,16 @@ export function StatusBar({ onShowConflicts }: { onShowConflicts: () => void }) 
       {/* Always laid out (at the height of its buttons), so nothing below
           moves when a count or "Resolve conflicts" appears. */}
       <div className="outbox-summary">
-        {queued.length > 0 || failed.length > 0 ? (
+        {unsaved ? (
           <span data-testid="outbox-count">
-            {queued.length} queued · {failed.length} failed
+            {unsaved}
           </span>
         ) : (
           <span className="hint" data-testid="all-saved">
             All changes saved
           </span>
         )}
-        {(queued.length > 0 || failed.length > 0) && (
+        {(pending.length > 0 || failed.length > 0) && (
           <button type="button" aria-expanded={open} onClick={() => setOpen((o) => !o)}>
             {open ? "Hide changes" : "Review changes"}
           </button>
@@ -92,7 +131,7 @@ export function StatusBar({ onShowConflicts }: { onShowConflicts: () => void }) 
           </button>
         )}
       </div>
-      {open && (queued.length > 0 || failed.length > 0) && (
+      {open && (pending.length > 0 || failed.length > 0) && (
         <section className="outbox" aria-label="Unsent changes">
           {failed.length > 0 && (
             <>
@@ -101,7 +140,7 @@ export function StatusBar({ onShowConflicts }: { onShowConflicts: () => void }) 
                 {failed.map((m) => (
                   <li key={m.mutationId}>
                     <span>{describe(crm, m)}</span>
-                    <span className="error">{m.error ? plain(new Error(m.error.message)) : ""}</span>
+                    <span className="error">{refusalWords(m)}</span>
                     <button type="button" onClick={() => act(() => crm.retry(m.mutationId))}>
                       Retry
                     </button>
@@ -113,11 +152,11 @@ export function StatusBar({ onShowConflicts }: { onShowConflicts: () => void }) 
               </ul>
             </>
           )}
-          {queued.length > 0 && (
+          {pending.length > 0 && (
             <>
               <h2>Waiting to be sent</h2>
               <ul>
-                {queued.map((m, i) => (
+                {pending.map((m, i) => (
                   <li key={m.mutationId || `${m.recordId}-${i}`}>
                     <span>{describe(crm, m)}</span>
                     <span className="hint">{status.online ? STATE_WORDS[m.state] ?? m.state : "waiting for the network"}</span>

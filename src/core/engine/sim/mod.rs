@@ -349,6 +349,7 @@ fn no_answer(code: ErrorCode, message: &str) -> Refusal {
         retry_after_ms: None,
         message: message.into(),
         current: None,
+        details: None,
     }
 }
 
@@ -627,6 +628,7 @@ impl World {
                     retry_after_ms: None,
                     message: user,
                     current: None,
+                    details: None,
                 });
                 self.send_over_network(Msg::Answer {
                     tab,

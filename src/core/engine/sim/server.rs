@@ -198,5 +198,6 @@ fn refused(status: u16, code: ErrorCode, current: Option<Record>) -> Refusal {
         retry_after_ms: None,
         message: format!("{status}"),
         current: current.map(Ok),
+        details: None,
     }
 }
