@@ -328,6 +328,12 @@ impl<K: Ord + Clone, V, C> Debounce<K, V, C> {
             .count()
     }
 
+    /// Takes the batch waiting for `key` out of the machine, to run now.
+    pub fn take(&mut self, key: &K) -> Option<Batch<K, V, C>> {
+        let pending = self.keys.get_mut(key)?.batch.take()?;
+        Some(into_batch(key.clone(), pending))
+    }
+
     /// The folded value of the batch waiting for `key`, if one waits.
     pub fn waiting(&self, key: &K) -> Option<&V> {
         self.keys

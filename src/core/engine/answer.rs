@@ -399,12 +399,7 @@ impl ClientEngine {
         now: u64,
         out: &mut Vec<Effect>,
     ) {
-        if self.finished_elsewhere.remove(&entry.mutation_id) {
-            // Another tab finished it while it was on the wire here.
-            if let Ok(gone) = self.outbox.discard_sending(&entry.mutation_id) {
-                unstage(&mut self.records, &gone);
-            }
-            self.settle(&entry.mutation_id, Err(Failure::Cancelled), out);
+        if self.dropped_if_finished_elsewhere(entry, out) {
             return;
         }
         let error = EntryError {
@@ -442,6 +437,26 @@ impl ClientEngine {
         }
     }
 
+    /// An entry another tab finished (sent, or resolved into a conflict)
+    /// while it was on the wire here is dropped, whatever this send's
+    /// answer: not retried, and not kept as a dead letter IndexedDB no
+    /// longer has (found by the simulation: two tabs sent a retried entry,
+    /// one met a conflict and the other a refusal, and kept it failed).
+    fn dropped_if_finished_elsewhere(
+        &mut self,
+        entry: &OutboxEntry,
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        if self.finished_elsewhere.remove(&entry.mutation_id) {
+            if let Ok(gone) = self.outbox.discard_sending(&entry.mutation_id) {
+                unstage(&mut self.records, &gone);
+            }
+            self.settle(&entry.mutation_id, Err(Failure::Cancelled), out);
+            return true;
+        }
+        false
+    }
+
     /// Refused for good: a dead letter, kept with the server's words until
     /// a person retries, edits or discards it, and told to the app.
     fn permanent(
@@ -451,6 +466,9 @@ impl ClientEngine {
         failure: Failure,
         out: &mut Vec<Effect>,
     ) {
+        if self.dropped_if_finished_elsewhere(entry, out) {
+            return;
+        }
         let key = RecordKey::new(&entry.collection, &entry.record_id);
         self.counters.failed += 1;
         let failed = self

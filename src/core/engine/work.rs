@@ -77,7 +77,11 @@ impl ClientEngine {
             }
             if !known.contains(&id) || retried_elsewhere {
                 self.own.remove(&id);
-                if self.foreign.get(&id).is_none() {
+                // A retry is seen anew: its tab sends it, and the leader
+                // waits as for a new entry (found by the simulation: the
+                // leader sent it at once too, the two sends met different
+                // answers, and the tabs kept different work).
+                if self.foreign.get(&id).is_none() || retried_elsewhere {
                     self.foreign.insert(id.clone(), now);
                 }
             }

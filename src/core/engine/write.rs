@@ -8,6 +8,7 @@ use crate::core::debounce::{Batch, Pushed, SavePayload};
 use crate::core::outbox::{Enqueued, EntryState, MutationOp, NewMutation, OutboxEntry, Superseded};
 use crate::core::record::{FieldValue, Fields, PendingComment, RecordKey};
 use crate::core::staged::{RemoteChange, StagedRecords, StagedState};
+use std::collections::HashSet;
 
 impl ClientEngine {
     pub(super) fn save(
@@ -240,11 +241,22 @@ impl ClientEngine {
         };
         // Fold only into this tab's own entries: another tab sends its
         // entry as it holds it, and would drop what was folded in here
-        // (found by the simulation).
-        let own = &self.own;
+        // (found by the simulation). And only while no other tab can have
+        // sent it: the leader adopts another tab's entry no sooner than
+        // ADOPT_AFTER_MS after it was made (found by the simulation: a new
+        // leader sent an entry at once, its tab folded a save into it, and
+        // the leader's answer dropped the save).
+        let foldable: HashSet<String> = self
+            .outbox
+            .pending()
+            .iter()
+            .filter(|e| self.own.contains(&e.mutation_id))
+            .filter(|e| now < e.created_at_ms.saturating_add(FOLD_WINDOW_MS))
+            .map(|e| e.mutation_id.clone())
+            .collect();
         let target = match self
             .outbox
-            .enqueue_folding(mutation, now, |id| own.contains(id))
+            .enqueue_folding(mutation, now, |id| foldable.contains(id))
         {
             Ok(Enqueued::Added { mutation_id }) => mutation_id,
             Ok(Enqueued::Folded { into }) => into,
@@ -426,6 +438,13 @@ impl ClientEngine {
         let conflict = kept.conflict;
         let resolution = conflict.resolve(chosen);
         let key = RecordKey::new(&conflict.collection, &conflict.record_id);
+        // The resolution is the person's latest word on its fields: saves
+        // of the record made before it, still in the debounce window, go
+        // first (found by the simulation: one sent after the resolution
+        // put back the value the person had just chosen against).
+        if let Some(batch) = self.debounce.take(&key) {
+            self.dispatch(batch, false, now, out);
+        }
         if resolution.patch.is_empty() {
             out.push(Effect::Settle {
                 callers: vec![caller],
@@ -488,6 +507,7 @@ impl ClientEngine {
                 None => true,
             })
             .filter(|e| self.leader || self.own.contains(&e.mutation_id))
+            .filter(|e| self.own.contains(&e.mutation_id) || now >= adoptable_at(e))
             .map(|e| e.mutation_id.clone())
             .collect();
         for id in ids {
@@ -518,8 +538,12 @@ impl ClientEngine {
                 .pending()
                 .iter()
                 .filter(|e| e.state == EntryState::Queued)
-                .filter_map(|e| self.foreign.get(&e.mutation_id))
-                .map(|seen| seen.saturating_add(super::ADOPT_AFTER_MS))
+                .filter(|e| !self.own.contains(&e.mutation_id))
+                .map(|e| {
+                    let seen = self.foreign.get(&e.mutation_id).copied().unwrap_or(0);
+                    seen.saturating_add(super::ADOPT_AFTER_MS)
+                        .max(adoptable_at(e))
+                })
                 .filter(|at| *at > now)
                 .min()
         } else {
@@ -584,6 +608,17 @@ impl ClientEngine {
             out.push(Effect::Timer { timer, at: None });
         }
     }
+}
+
+/// How long after it was made a tab may still fold saves into its entry:
+/// well before any other tab may send it (`ADOPT_AFTER_MS`), so that the
+/// folded entry reached IndexedDB and the leader by then.
+const FOLD_WINDOW_MS: u64 = super::ADOPT_AFTER_MS / 2;
+
+/// When a tab may send an entry another tab made (`created_at_ms` is the
+/// wall clock all tabs share): not while that tab may still fold into it.
+fn adoptable_at(entry: &OutboxEntry) -> u64 {
+    entry.created_at_ms.saturating_add(super::ADOPT_AFTER_MS)
 }
 
 fn reject(out: &mut Vec<Effect>, caller: CallerId, failure: Failure) {

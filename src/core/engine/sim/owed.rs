@@ -97,7 +97,10 @@ impl Made {
     }
 
     fn in_db(&self, db: &UserDb) -> bool {
-        db.outbox.values().chain(db.failed.values()).any(|e| self.in_entry(e))
+        db.outbox
+            .values()
+            .chain(db.failed.values())
+            .any(|e| self.in_entry(e))
             || db.conflicts.values().any(|k| self.in_conflict(k))
     }
 
@@ -222,7 +225,13 @@ impl World {
             conflict
                 .fields
                 .iter()
-                .filter_map(|k| conflict.theirs.fields.get(k).map(|v| (k.clone(), v.clone())))
+                .filter_map(|k| {
+                    conflict
+                        .theirs
+                        .fields
+                        .get(k)
+                        .map(|v| (k.clone(), v.clone()))
+                })
                 .collect()
         };
         let cid = conflict.id.clone();
@@ -262,7 +271,9 @@ impl World {
     /// Whether a later change of the same person replaced the change at
     /// `index`, or, for an acknowledgment, one made after `made_at`.
     fn replaced(&self, made: &Made, after: usize) -> bool {
-        self.ledger[after..].iter().any(|later| later.same_field(made))
+        self.ledger[after..]
+            .iter()
+            .any(|later| later.same_field(made))
     }
 
     /// The person threw away the changes of theirs that `matches` (all of
@@ -286,7 +297,10 @@ impl World {
                 continue;
             }
             if !self.held(made, true) {
-                self.note(format!("went with its tab: {:?} of {}", made.change, made.record));
+                self.note(format!(
+                    "went with its tab: {:?} of {}",
+                    made.change, made.record
+                ));
                 self.ledger[i].fate = Fate::WentWithTab;
             }
         }
