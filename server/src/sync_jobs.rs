@@ -10,13 +10,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
-use crate::db::{random_hex, timestamp_rfc3339, Db};
+use crate::db::{random_hex, timestamp_rfc3339, Db, Tx};
 use crate::error::ApiError;
 use crate::history::Author;
 use crate::records::{self, Record};
@@ -707,11 +706,8 @@ impl Run {
         self.jobs
             .db
             .write(move |tx| {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO sheet_sync (collection, id, version) VALUES (?1, ?2, ?3)",
-                )?;
                 for (id, version) in &exported {
-                    stmt.execute(rusqlite::params![CUSTOMERS, id, version])?;
+                    remember_synced(tx, id, *version)?;
                 }
                 Ok(())
             })
@@ -818,13 +814,16 @@ impl RowCounts {
 /// version of a row is the record version stored at its last sync (or, for a
 /// row never synced, the sheet's own `version` cell): if the record has moved
 /// past it, someone changed the record since, and the row is a conflict.
-fn apply_rows(conn: &Connection, rows: &[SheetRow], by: &Author) -> Result<RowCounts, ApiError> {
+fn apply_rows(conn: &Tx<'_>, rows: &[SheetRow], by: &Author) -> Result<RowCounts, ApiError> {
     let mut counts = RowCounts::default();
     for row in rows {
         let synced: Option<i64> = conn
-            .prepare_cached("SELECT version FROM sheet_sync WHERE collection = ?1 AND id = ?2")?
-            .query_row([CUSTOMERS, row.id.as_str()], |r| r.get(0))
-            .optional()?;
+            .query_opt(
+                "SELECT version FROM sheet_sync WHERE collection = ?1 AND id = ?2",
+                &[&CUSTOMERS, &row.id],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?;
         let base = synced.or(row.version);
         let stored = records::load(conn, CUSTOMERS, &row.id)?;
         let version = match stored {
@@ -880,10 +879,17 @@ fn apply_rows(conn: &Connection, rows: &[SheetRow], by: &Author) -> Result<RowCo
                 }
             }
         };
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO sheet_sync (collection, id, version) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(rusqlite::params![CUSTOMERS, row.id, version])?;
+        remember_synced(conn, &row.id, version)?;
     }
     Ok(counts)
+}
+
+/// Notes that the sheet now holds `version` of customer `id`.
+fn remember_synced(conn: &Tx<'_>, id: &str, version: i64) -> Result<(), ApiError> {
+    conn.execute(
+        "INSERT INTO sheet_sync (collection, id, version) VALUES (?1, ?2, ?3)
+         ON CONFLICT (collection, id) DO UPDATE SET version = excluded.version",
+        &[&CUSTOMERS, &id, &version],
+    )?;
+    Ok(())
 }
