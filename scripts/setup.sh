@@ -9,6 +9,8 @@
 #                            Python virtual environment, target/fuzz-venv
 #   scripts/setup.sh www     the demo's npm packages (needs pkg/ built first)
 #   scripts/setup.sh docs    the documentation site's npm packages (VitePress, TypeDoc)
+#   scripts/setup.sh postgres  Debian's PostgreSQL server (the server-pg test
+#                            suite starts a throwaway cluster of it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +54,17 @@ tools() {
 
   npm_ci tools
   fuzz
+  postgres
+}
+
+# PostgreSQL for the server suite's second run (scripts/test.sh server-pg):
+# only the binaries; the suite makes and removes its own cluster.
+postgres() {
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    say "installing Debian's postgresql"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
 }
 
 # The Python tools of the server's fuzz suite, pinned in
@@ -100,5 +113,6 @@ case "${1:-tools}" in
   fuzz) fuzz ;;
   www) www ;;
   docs) docs ;;
-  *) echo "usage: $0 [tools|fuzz|www|docs]" >&2; exit 2 ;;
+  postgres) postgres ;;
+  *) echo "usage: $0 [tools|fuzz|www|docs|postgres]" >&2; exit 2 ;;
 esac

@@ -128,6 +128,34 @@ suite_fuzz() {
   if [ "$rc" != 0 ]; then awk '/^=+ (FAILURES|ERRORS)/,0' "$LOGS/$name.log" | grep -v '^\s*$' | head -80; fi
 }
 
+# The server suite once more on PostgreSQL (server/tests/common: each test
+# in a fresh schema), plus the suites that need it (two instances on one
+# database). The cluster is a throwaway one made for this suite in a temp
+# directory and removed after; initdb and pg_ctl refuse to run as root, so
+# as root they run as the postgres user. scripts/setup.sh postgres installs
+# PostgreSQL where it is missing. PG_TEST_PORT overrides the port.
+suite_server_pg() {
+  local t0=$SECONDS name=server-pg bin dir port=${PG_TEST_PORT:-18945}
+  local log="$LOGS/$name-cluster.log"
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  if [ -z "$bin" ]; then
+    echo "no PostgreSQL here: scripts/setup.sh postgres installs it" | tee "$log"
+    record "$name" 0 1 0; return
+  fi
+  dir=$(mktemp -d /tmp/crm-pg.XXXXXX)
+  local as=()
+  if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; as=(runuser -u postgres --); fi
+  if ! "${as[@]}" "$bin/initdb" -D "$dir/data" -A trust -U crm >"$log" 2>&1 ||
+     ! "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -w -l "$dir/data/server.log" \
+       -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >>"$log" 2>&1; then
+    record "$name" 0 1 $((SECONDS - t0)); tail -20 "$log"; rm -rf "$dir"; return
+  fi
+  CRM_TEST_POSTGRES="postgres://crm@127.0.0.1:$port/postgres" \
+    suite_cargo "$name" cargo test -p crm-sync-server
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop >>"$log" 2>&1
+  rm -rf "$dir"
+}
+
 echo "== crm-sync: every suite (logs in $LOGS/)"
 check fmt cargo fmt --all --check
 check clippy-host cargo clippy --workspace --all-targets -- -D warnings
@@ -136,6 +164,7 @@ check clippy-wasm cargo clippy -p crm-sync --target wasm32-unknown-unknown --lib
 check links node scripts/check-links.mjs
 suite_cargo native cargo test --workspace --exclude crm-sync-server
 suite_cargo server cargo test -p crm-sync-server
+suite_server_pg
 suite_fuzz
 
 if cargo build --quiet -p crm-sync-server >"$LOGS/server-build.log" 2>&1 &&

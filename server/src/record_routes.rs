@@ -387,7 +387,7 @@ pub async fn patch_route(
         let Some(record) =
             update_fields(tx, &collection, &current, merged, &Author::person(&user))?
         else {
-            return Err(stale(&current, expected));
+            return Err(lost_race(tx, &collection, &current, expected)?);
         };
         record_written(tx, StatusCode::OK, &collection, &record)
     })
@@ -432,6 +432,22 @@ fn record_written(
     Ok(Written {
         answer,
         record: Some(written),
+    })
+}
+
+/// The answer when the conditional write found the version moved on after
+/// `current` was read: another writer committed in between (on PostgreSQL,
+/// possibly through another instance). The record is read again, so the
+/// `409` shows what that writer left, or `404` if it deleted the record.
+fn lost_race(
+    tx: &Tx<'_>,
+    collection: &str,
+    current: &Record,
+    expected: i64,
+) -> Result<ApiError, ApiError> {
+    Ok(match load_live(tx, collection, &current.id)? {
+        Some(now) => stale(&now, expected),
+        None => not_found(collection, &current.id),
     })
 }
 
@@ -486,7 +502,7 @@ pub async fn delete_route(
             return Err(stale(&current, expected));
         }
         if records::delete(tx, &collection, &current, &Author::person(&user))?.is_none() {
-            return Err(stale(&current, expected));
+            return Err(lost_race(tx, &collection, &current, expected)?);
         }
         Ok(Answer::empty(StatusCode::NO_CONTENT).into())
     })

@@ -306,13 +306,8 @@ async fn a_replay_rebuilds_the_first_answer_exactly_without_storing_record_copie
     assert_eq!(replay.body["fields"], first.body["fields"]);
     assert_eq!(replay.body["version"], 2);
     // 101 keyed answers of a 100 KB record, stored as references.
-    let conn = rusqlite::Connection::open(s.path("data/crm.db")).unwrap();
-    let stored: i64 = conn
-        .query_row(
-            "SELECT SUM(LENGTH(body) + LENGTH(COALESCE(record_ref, ''))) FROM idempotency",
-            [],
-            |r| r.get(0),
-        )
+    let stored = s
+        .sql("SELECT CAST(SUM(LENGTH(body) + LENGTH(COALESCE(record_ref, ''))) AS BIGINT) FROM idempotency")
         .unwrap();
     assert!(stored < 64 * 1024, "{stored} bytes of answers");
 }
@@ -374,13 +369,11 @@ async fn feed_pages_are_cut_at_about_4_mb_with_more_true() {
 async fn changes_store_what_changed_and_the_feed_serves_current_records() {
     let s = TestServer::start().await;
     let t = s.login("alice").await;
-    let db = s.path("data/crm.db");
+    let db = s.db.clone();
     let size = |db: &std::path::Path| {
-        let conn = rusqlite::Connection::open(db).unwrap();
-        conn.query_row(
-            "SELECT COALESCE(SUM(LENGTH(COALESCE(record, '')) + LENGTH(COALESCE(what, ''))), 0) FROM changes",
-            [],
-            |r| r.get::<_, i64>(0),
+        common::db_sql(
+            db,
+            "SELECT CAST(COALESCE(SUM(LENGTH(COALESCE(record, '')) + LENGTH(COALESCE(what, ''))), 0) AS BIGINT) FROM changes",
         )
         .unwrap()
     };
@@ -561,13 +554,8 @@ async fn a_stream_ends_when_its_token_expires() {
     let s = TestServer::start().await;
     let t = s.login("alice").await;
     // Bring the token's expiry close, as if it had been issued 12 hours ago.
-    let conn = rusqlite::Connection::open(s.path("data/crm.db")).unwrap();
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    conn.execute(
-        "UPDATE tokens SET expires_at = CAST(strftime('%s','now') AS INTEGER) + 2",
-        [],
-    )
-    .unwrap();
+    let soon = chrono::Utc::now().timestamp() + 2;
+    s.sql(&format!("UPDATE tokens SET expires_at = {soon}"));
     let mut stream = open_events(&s, &t).await;
     assert!(!ends_within(&mut stream, Duration::from_millis(500)).await);
     assert!(ends_within(&mut stream, Duration::from_secs(5)).await);
