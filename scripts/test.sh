@@ -151,7 +151,7 @@ suite_server_pg() {
     record "$name" 0 1 $((SECONDS - t0)); tail -20 "$log"; rm -rf "$dir"; return
   fi
   CRM_TEST_POSTGRES="postgres://crm@127.0.0.1:$port/postgres" \
-    suite_cargo "$name" cargo test -p crm-sync-server
+    suite_cargo "$name" cargo test -p crm-sync-server -- --include-ignored
   "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop >>"$log" 2>&1
   rm -rf "$dir"
 }

@@ -1061,16 +1061,19 @@ where
 /// Sequence numbers are taken when a change is written, but transactions
 /// commit in any order: 12 can be visible while 11 is still open. A reader
 /// that moved its cursor past 12 would never see 11. So readers only get
-/// changes up to a *settled* head: each look notes the highest visible
-/// number `M` with its snapshot's `xmax` (no transaction that started later
-/// can hold a number below `M`: a writer holds its transaction id before it
-/// takes a number); once the oldest open transaction (`xmin`) is at or past
-/// that `xmax`, every writer that could hold a number at or below `M` has
-/// ended, committed or not, and `M` is settled.
+/// changes up to a *settled* head. Each look reads, in one statement, the
+/// highest visible number `M` and then the transactions running at that
+/// moment (each holds the lock on its own transaction id from its first
+/// write, before it takes a number, until after its commit is visible). A
+/// writer still holding a number below `M` is one of them. Once none of
+/// them runs any more (a later look finds none of their ids), every number
+/// up to `M` is committed and visible, or rolled back for good: `M` is
+/// settled. (The snapshot's `xmin`/`xmax` cannot tell this: a running
+/// transaction newer than the last completed one is in neither.)
 #[derive(Default)]
 struct FeedWatcher {
-    /// `(M, xmax)` of looks not settled yet, oldest first.
-    pending: VecDeque<(i64, i64)>,
+    /// `(M, transactions running then)` of looks not settled yet, oldest first.
+    pending: VecDeque<(i64, Vec<i64>)>,
     settled: i64,
 }
 
@@ -1079,20 +1082,20 @@ impl FeedWatcher {
     fn look(&mut self, client: &mut postgres::Client) -> Result<(i64, bool), postgres::Error> {
         let row = client.query_one(
             "SELECT COALESCE((SELECT MAX(seq) FROM changes), 0),
-                    pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint
-             FROM (SELECT pg_current_snapshot() AS s) AS snap",
+                    ARRAY(SELECT transactionid::text::bigint FROM pg_locks
+                          WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock'
+                          AND granted)",
             &[],
         )?;
-        let (max, xmin, xmax): (i64, i64, i64) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let (max, running): (i64, Vec<i64>) = (row.try_get(0)?, row.try_get(1)?);
         if max > self.settled && self.pending.back().is_none_or(|(m, _)| *m < max) {
-            self.pending.push_back((max, xmax));
+            self.pending.push_back((max, running.clone()));
         }
-        while let Some(&(m, x)) = self.pending.front() {
-            if x > xmin {
+        while let Some((m, then)) = self.pending.front() {
+            if then.iter().any(|x| running.contains(x)) {
                 break;
             }
-            self.settled = self.settled.max(m);
+            self.settled = self.settled.max(*m);
             self.pending.pop_front();
         }
         Ok((self.settled, !self.pending.is_empty()))
