@@ -127,10 +127,13 @@ fn not_found(collection: &str, id: &str) -> ApiError {
 
 /// The largest page `GET /api/{collection}?limit=` serves.
 pub const MAX_PAGE: usize = 10_000;
+/// The page size of `?after=` without `limit`.
+pub const DEFAULT_PAGE: usize = 500;
 /// Ids are at most 128 bytes (see `validate`): no `after` is longer.
 const MAX_AFTER: usize = 128;
 
-/// Query of `GET /api/{collection}`: paging, both or neither.
+/// Query of `GET /api/{collection}`: paging (`after` alone pages by
+/// [`DEFAULT_PAGE`]), or neither for the whole collection.
 #[derive(Debug, serde::Deserialize)]
 pub struct PageQuery {
     limit: Option<String>,
@@ -147,15 +150,15 @@ impl PageQuery {
                 message.to_owned(),
             )
         };
-        let Some(limit) = self.limit.as_deref() else {
-            return match self.after {
-                Some(_) => Err(invalid("after needs a limit")),
-                None => Ok(None),
-            };
-        };
-        let limit = match limit.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => return Err(invalid("limit must be a whole number from 1 to 10000")),
+        let limit = match (self.limit.as_deref(), &self.after) {
+            (None, None) => return Ok(None),
+            // Every query the document allows is served: `after` alone
+            // (Schemathesis sent it) takes the default page size.
+            (None, Some(_)) => DEFAULT_PAGE,
+            (Some(limit), _) => match limit.parse::<usize>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+                _ => return Err(invalid("limit must be a whole number from 1 to 10000")),
+            },
         };
         let after = match self.after.as_deref() {
             None => String::new(),
@@ -184,12 +187,12 @@ impl PageQuery {
     params(
         ("collection" = CollectionName, Path, description = "The collection"),
         ("limit" = Option<i64>, Query, nullable = false, description = "Page size; without it, the whole collection", minimum = 1, maximum = 10000),
-        ("after" = Option<String>, Query, nullable = false, description = "The `next` of the previous page (needs `limit`)", min_length = 1, max_length = 128),
+        ("after" = Option<String>, Query, nullable = false, description = "The `next` of the previous page; without `limit`, pages are 500 records", min_length = 1, max_length = 128),
     ),
     responses(
         (status = 200, description = "The records (`next` only with `limit`)", body = RecordList),
         RequestErrors, CollectionNotFound,
-        (status = 422, description = "`invalid`: a bad `limit` or `after`, or `after` without `limit`", body = ErrorBody),
+        (status = 422, description = "`invalid`: a bad `limit` or `after`", body = ErrorBody),
     )
 )]
 pub async fn list_route(
