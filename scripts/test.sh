@@ -129,31 +129,18 @@ suite_fuzz() {
 }
 
 # The server suite once more on PostgreSQL (server/tests/common: each test
-# in a fresh schema), plus the suites that need it (two instances on one
-# database). The cluster is a throwaway one made for this suite in a temp
-# directory and removed after; initdb and pg_ctl refuse to run as root, so
-# as root they run as the postgres user. scripts/setup.sh postgres installs
-# PostgreSQL where it is missing. PG_TEST_PORT overrides the port.
+# in a fresh schema), with the suites only PostgreSQL runs (two instances on
+# one database, server/tests/instances.rs). The cluster is a throwaway one
+# (scripts/pg-cluster.sh) made for this suite and removed after.
+# PG_TEST_PORT overrides its port.
 suite_server_pg() {
-  local t0=$SECONDS name=server-pg bin dir port=${PG_TEST_PORT:-18945}
-  local log="$LOGS/$name-cluster.log"
-  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-  if [ -z "$bin" ]; then
-    echo "no PostgreSQL here: scripts/setup.sh postgres installs it" | tee "$log"
-    record "$name" 0 1 0; return
+  local t0=$SECONDS name=server-pg dir url
+  dir=$(mktemp -d /tmp/crm-pg.XXXXXX); rmdir "$dir"
+  if ! url=$(scripts/pg-cluster.sh start "$dir" "${PG_TEST_PORT:-18945}" 2>"$LOGS/$name-cluster.log"); then
+    record "$name" 0 1 $((SECONDS - t0)); tail -20 "$LOGS/$name-cluster.log"; return
   fi
-  dir=$(mktemp -d /tmp/crm-pg.XXXXXX)
-  local as=()
-  if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; as=(runuser -u postgres --); fi
-  if ! "${as[@]}" "$bin/initdb" -D "$dir/data" -A trust -U crm >"$log" 2>&1 ||
-     ! "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -w -l "$dir/data/server.log" \
-       -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >>"$log" 2>&1; then
-    record "$name" 0 1 $((SECONDS - t0)); tail -20 "$log"; rm -rf "$dir"; return
-  fi
-  CRM_TEST_POSTGRES="postgres://crm@127.0.0.1:$port/postgres" \
-    suite_cargo "$name" cargo test -p crm-sync-server -- --include-ignored
-  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop >>"$log" 2>&1
-  rm -rf "$dir"
+  CRM_TEST_POSTGRES=$url suite_cargo "$name" cargo test -p crm-sync-server -- --include-ignored
+  scripts/pg-cluster.sh stop "$dir"
 }
 
 echo "== crm-sync: every suite (logs in $LOGS/)"

@@ -188,9 +188,11 @@ pub async fn login_route(
     let address = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.ip());
-    state
+    let attempt = state
         .logins
         .begin(username, address)
+        .await
+        .map_err(IntoResponse::into_response)?
         .map_err(IntoResponse::into_response)?;
     let (username, password) = (username.to_owned(), password.to_owned());
     let lookup = username.clone();
@@ -208,7 +210,7 @@ pub async fn login_route(
     let phc = match phc {
         Ok(phc) => phc,
         Err(e) => {
-            state.logins.succeeded(&username, address);
+            state.logins.succeeded(attempt).await;
             return Err(e.into_response());
         }
     };
@@ -219,7 +221,7 @@ pub async fn login_route(
     };
     if !matches!(checked, Ok(false)) {
         // Only a wrong password counts: not a success, not a refusal for load.
-        state.logins.succeeded(&username, address);
+        state.logins.succeeded(attempt).await;
     }
     if !checked? {
         return Err(ApiError::unauthorized("wrong username or password").into_response());

@@ -132,6 +132,18 @@ CREATE TABLE history (
   PRIMARY KEY (collection, id, version)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Failed logins (per username and per client address), in the database so
+-- that every server instance on it counts the same failures.
+CREATE TABLE login_failures (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  key TEXT NOT NULL,
+  at_ms INTEGER NOT NULL
+);
+CREATE INDEX login_failures_key ON login_failures (kind, key, at_ms);
+CREATE INDEX login_failures_age ON login_failures (at_ms);
+"#,
 ];
 
 /// The PostgreSQL schema, in the same steps: the table `schema_version` says
@@ -140,7 +152,8 @@ CREATE TABLE history (
 /// every integer, `TEXT COLLATE "C"` for ids (byte order, as SQLite sorts, so
 /// pages and cursors order alike), and the changes feed numbered from a
 /// sequence (see [`Tx`]'s feed notes in `docs/backend/postgres.md`).
-const PG_MIGRATIONS: &[&str] = &[r#"
+const PG_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE users (name TEXT COLLATE "C" PRIMARY KEY, password_hash TEXT NOT NULL);
 CREATE TABLE tokens (
@@ -210,7 +223,18 @@ CREATE TABLE history (
   changes TEXT NOT NULL,
   PRIMARY KEY (collection, id, version)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE login_failures (
+  id BIGSERIAL PRIMARY KEY,
+  kind TEXT NOT NULL,
+  key TEXT COLLATE "C" NOT NULL,
+  at_ms BIGINT NOT NULL
+);
+CREATE INDEX login_failures_key ON login_failures (kind, key, at_ms);
+CREATE INDEX login_failures_age ON login_failures (at_ms);
+"#,
+];
 
 /// Which engine a [`Db`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

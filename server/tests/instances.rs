@@ -301,3 +301,30 @@ async fn readers_see_every_commit_exactly_once_while_two_instances_write_and_syn
         assert_eq!(ids.len(), want, "stream {which}: each commit once");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: CRM_TEST_POSTGRES"]
+async fn failed_logins_through_both_instances_count_together() {
+    let (a, b) = two_instances().await;
+    // The limit is 5 failures a minute per username, whichever instance.
+    for n in 0..5 {
+        let s = if n % 2 == 0 { &a } else { &b };
+        assert_eq!(wrong_login(s).await.status, 401);
+    }
+    for s in [&a, &b] {
+        let r = wrong_login(s).await;
+        assert_eq!(r.status, 429, "{:?}", r.body);
+        assert_eq!(r.body["error"]["code"], "too_many_requests");
+    }
+}
+
+async fn wrong_login(s: &TestServer) -> common::Reply {
+    s.send(
+        Method::POST,
+        "/api/login",
+        None,
+        Some(json!({ "username": "alice", "password": "wrong" })),
+        &[],
+    )
+    .await
+}
