@@ -17,7 +17,8 @@ cargo build --release -p crm-sync-server >&2
 
 WORK=$(mktemp -d)
 PIDS=()
-PG_DIR=$WORK/pg
+# Not inside $WORK: the postgres user must be able to reach it.
+PG_DIR=$(mktemp -d /tmp/crm-pg-bench.XXXXXX); rmdir "$PG_DIR"
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   [ -d "$PG_DIR" ] && scripts/pg-cluster.sh stop "$PG_DIR"

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{assert_error, next_frame, open_events, read_events, TestServer};
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
