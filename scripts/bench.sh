@@ -18,6 +18,8 @@
 # Then scripts/soak.sh soaks a release server (login flood, 10,000 PATCHes,
 # 1,000 comments) and prints its RSS and database growth (BENCH_ONLY without
 # `soak` skips it).
+# Then scripts/bench-pg.sh prints PATCH/s on SQLite and on PostgreSQL with one
+# and two instances (BENCH_ONLY without `engines` skips it).
 #
 #   BENCH_ROUNDS=5         rounds per row (the median and spread are over them)
 #   BENCH_JSON=path        also write the raw results there
@@ -90,6 +92,10 @@ BENCH_BASE_URL=$URL BENCH_SHEET=$WORK/sheet.csv BENCH_PKG=pkg BENCH_NAMED_WASM=$
   node www/bench/run.mjs
 
 # The server soak (its own release server; reported, never failing the run).
-case ",${BENCH_ONLY:-soak}," in
+case ",${BENCH_ONLY:-soak,engines}," in
   *,soak,*) scripts/soak.sh || echo "bench: the server soak did not finish" >&2 ;;
+esac
+# PATCH/s per engine (a throwaway PostgreSQL cluster; reported, never failing the run).
+case ",${BENCH_ONLY:-soak,engines}," in
+  *,engines,*) scripts/bench-pg.sh || echo "bench: the engine rows did not finish" >&2 ;;
 esac

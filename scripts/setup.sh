@@ -13,6 +13,8 @@
 #                            Python virtual environment, target/fuzz-venv
 #   scripts/setup.sh www     the demo's npm packages (needs pkg/ built first)
 #   scripts/setup.sh docs    the documentation site's npm packages (VitePress, TypeDoc)
+#   scripts/setup.sh postgres  Debian's PostgreSQL server (the server-pg test
+#                            suite starts a throwaway cluster of it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +59,7 @@ tools() {
   npm_ci tools
   fuzz
   browsers
+  postgres
 }
 
 # Firefox and WebKit for the browser suite and the demo's smoke test
@@ -78,6 +81,16 @@ browsers() {
   if [ "$(geckodriver --version 2>/dev/null | head -1 | awk '{print $2}')" != "$GECKODRIVER_VERSION" ]; then
     say "installing geckodriver $GECKODRIVER_VERSION (about two minutes, from source)"
     cargo install geckodriver --version "$GECKODRIVER_VERSION" --locked --force
+  fi
+}
+
+# PostgreSQL for the server suite's second run (scripts/test.sh server-pg):
+# only the binaries; the suite makes and removes its own cluster.
+postgres() {
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    say "installing Debian's postgresql"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
   fi
 }
 
@@ -128,5 +141,6 @@ case "${1:-tools}" in
   browsers) browsers ;;
   www) www ;;
   docs) docs ;;
-  *) echo "usage: $0 [tools|fuzz|browsers|www|docs]" >&2; exit 2 ;;
+  postgres) postgres ;;
+  *) echo "usage: $0 [tools|fuzz|browsers|postgres|www|docs]" >&2; exit 2 ;;
 esac

@@ -206,6 +206,21 @@ stop_tree() { # pid
   kill "$pid" 2>/dev/null
 }
 
+# The server suite once more on PostgreSQL (server/tests/common: each test
+# in a fresh schema), with the suites only PostgreSQL runs (two instances on
+# one database, server/tests/instances.rs). The cluster is a throwaway one
+# (scripts/pg-cluster.sh) made for this suite and removed after.
+# PG_TEST_PORT overrides its port.
+suite_server_pg() {
+  local t0=$SECONDS name=server-pg dir url
+  dir=$(mktemp -d /tmp/crm-pg.XXXXXX); rmdir "$dir"
+  if ! url=$(scripts/pg-cluster.sh start "$dir" "${PG_TEST_PORT:-18945}" 2>"$LOGS/$name-cluster.log"); then
+    record "$name" 0 1 $((SECONDS - t0)); tail -20 "$LOGS/$name-cluster.log"; return
+  fi
+  CRM_TEST_POSTGRES=$url suite_cargo "$name" cargo test -p crm-sync-server -- --include-ignored
+  scripts/pg-cluster.sh stop "$dir"
+}
+
 echo "== crm-sync: every suite (logs in $LOGS/)"
 check fmt cargo fmt --all --check
 check clippy-host cargo clippy --workspace --all-targets -- -D warnings
@@ -214,6 +229,7 @@ check clippy-wasm cargo clippy -p crm-sync --target wasm32-unknown-unknown --lib
 check links node scripts/check-links.mjs
 suite_cargo native cargo test --workspace --exclude crm-sync-server
 suite_cargo server cargo test -p crm-sync-server
+suite_server_pg
 suite_fuzz
 
 # The browser suite in Chromium, Firefox and WebKit at once, each against a

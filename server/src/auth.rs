@@ -14,12 +14,11 @@ use axum::http::Extensions;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 
-use crate::db::{random_hex, unix_seconds};
+use crate::db::{random_hex, unix_seconds, Tx};
 use crate::error::ApiError;
 use crate::extract::json_body;
 use crate::AppState;
@@ -112,15 +111,14 @@ pub async fn session_for_token(
 /// The user and expiry of a live (unexpired, not revoked) token hash.
 ///
 /// # Errors
-/// Internal errors from SQLite.
-pub fn session_row(conn: &Connection, token_hash: &str) -> Result<Option<(String, i64)>, ApiError> {
-    Ok(conn
-        .query_row(
-            "SELECT user, expires_at FROM tokens WHERE token_hash = ?1 AND expires_at > ?2",
-            rusqlite::params![token_hash, unix_seconds()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?)
+/// Internal errors from the database.
+pub fn session_row(conn: &Tx<'_>, token_hash: &str) -> Result<Option<(String, i64)>, ApiError> {
+    conn.query_opt(
+        "SELECT \"user\", expires_at FROM tokens WHERE token_hash = ?1 AND expires_at > ?2",
+        &[&token_hash, &unix_seconds()],
+    )?
+    .map(|r| Ok((r.get(0)?, r.get(1)?)))
+    .transpose()
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -139,11 +137,11 @@ impl FromRequestParts<AppState> for AuthUser {
 /// Creates a user unless one of that name exists. Returns whether it was created.
 ///
 /// # Errors
-/// Internal errors from SQLite.
-pub fn ensure_user(conn: &Connection, name: &str, password_hash: &str) -> Result<bool, ApiError> {
+/// Internal errors from the database.
+pub fn ensure_user(conn: &Tx<'_>, name: &str, password_hash: &str) -> Result<bool, ApiError> {
     Ok(conn.execute(
-        "INSERT OR IGNORE INTO users (name, password_hash) VALUES (?1, ?2)",
-        [name, password_hash],
+        "INSERT INTO users (name, password_hash) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        &[&name, &password_hash],
     )? == 1)
 }
 
@@ -191,28 +189,29 @@ pub async fn login_route(
     let address = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.ip());
-    state
+    let attempt = state
         .logins
         .begin(username, address)
+        .await
+        .map_err(IntoResponse::into_response)?
         .map_err(IntoResponse::into_response)?;
     let (username, password) = (username.to_owned(), password.to_owned());
     let lookup = username.clone();
     let phc: Result<Option<String>, ApiError> = state
         .db
         .read(move |tx| {
-            Ok(tx
-                .query_row(
-                    "SELECT password_hash FROM users WHERE name = ?1",
-                    [lookup],
-                    |r| r.get(0),
-                )
-                .optional()?)
+            tx.query_opt(
+                "SELECT password_hash FROM users WHERE name = ?1",
+                &[&lookup],
+            )?
+            .map(|r| r.get(0))
+            .transpose()
         })
         .await;
     let phc = match phc {
         Ok(phc) => phc,
         Err(e) => {
-            state.logins.succeeded(&username, address);
+            state.logins.succeeded(attempt).await;
             return Err(e.into_response());
         }
     };
@@ -223,7 +222,7 @@ pub async fn login_route(
     };
     if !matches!(checked, Ok(false)) {
         // Only a wrong password counts: not a success, not a refusal for load.
-        state.logins.succeeded(&username, address);
+        state.logins.succeeded(attempt).await;
     }
     if !checked? {
         return Err(ApiError::unauthorized("wrong username or password").into_response());
@@ -242,8 +241,8 @@ async fn issue_token(state: &AppState, username: String) -> Result<Json<Value>, 
         .db
         .write(move |tx| {
             tx.execute(
-                "INSERT INTO tokens (token_hash, user, expires_at) VALUES (?1, ?2, ?3)",
-                rusqlite::params![hash, user, expires],
+                "INSERT INTO tokens (token_hash, \"user\", expires_at) VALUES (?1, ?2, ?3)",
+                &[&hash, &user, &expires],
             )?;
             Ok(())
         })
@@ -278,7 +277,7 @@ pub async fn logout_route(
     state
         .db
         .write(move |tx| {
-            tx.execute("DELETE FROM tokens WHERE token_hash = ?1", [hash])?;
+            tx.execute("DELETE FROM tokens WHERE token_hash = ?1", &[&hash])?;
             Ok(())
         })
         .await?;
@@ -314,13 +313,12 @@ pub async fn me_route(
     let expires: Option<i64> = state
         .db
         .read(move |tx| {
-            Ok(tx
-                .query_row(
-                    "SELECT expires_at FROM tokens WHERE token_hash = ?1",
-                    [hash],
-                    |r| r.get(0),
-                )
-                .optional()?)
+            tx.query_opt(
+                "SELECT expires_at FROM tokens WHERE token_hash = ?1",
+                &[&hash],
+            )?
+            .map(|r| r.get(0))
+            .transpose()
         })
         .await?;
     Ok(Json(
@@ -337,10 +335,10 @@ fn rfc3339(unix: i64) -> String {
 /// Deletes expired tokens.
 ///
 /// # Errors
-/// Internal errors from SQLite.
-pub fn purge_expired(conn: &Connection) -> Result<usize, ApiError> {
-    Ok(conn.execute(
+/// Internal errors from the database.
+pub fn purge_expired(conn: &Tx<'_>) -> Result<usize, ApiError> {
+    conn.execute(
         "DELETE FROM tokens WHERE expires_at <= ?1",
-        [unix_seconds()],
-    )?)
+        &[&unix_seconds()],
+    )
 }

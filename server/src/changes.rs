@@ -1,7 +1,9 @@
 //! The changes feed (`GET /api/changes`) and its live form, Server-Sent Events
-//! (`GET /api/events`). Both read the `changes` table, whose sequence numbers
-//! follow commit order because SQLite has a single writer; so a reader that
-//! asks for "everything after seq N" never misses a change.
+//! (`GET /api/events`). Both read the `changes` table up to the database's
+//! settled head ([`Db::head`]): on SQLite sequence numbers follow commit
+//! order (one writer); on PostgreSQL the head only moves past a number once
+//! no open transaction can still commit one below it. So a reader that asks
+//! for "everything after seq N" never misses a change.
 
 use crate::openapi::*;
 use std::collections::{HashMap, VecDeque};
@@ -16,14 +18,13 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, Stream};
-use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::auth::{bearer_token, session_for_token, session_row, AuthUser};
 use crate::db::unix_seconds;
-use crate::db::Db;
+use crate::db::{Db, Tx};
 use crate::error::ApiError;
 use crate::stream_tickets::redeem;
 use crate::streams::StreamTicket;
@@ -63,39 +64,38 @@ pub mod cursor {
 /// Sequence number of the last change visible in this transaction.
 ///
 /// # Errors
-/// Internal errors from SQLite.
-pub fn head(conn: &Connection) -> Result<i64, ApiError> {
-    Ok(
-        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
-            r.get(0)
-        })?,
-    )
+/// Internal errors from the database.
+pub fn head(conn: &Tx<'_>) -> Result<i64, ApiError> {
+    conn.query_one("SELECT COALESCE(MAX(seq), 0) FROM changes", &[])?
+        .get(0)
 }
 
-/// Up to `limit` changes after `since`, cut once their JSON passes
+/// Up to `limit` changes after `since` and at most `upto` (the settled head,
+/// [`Db::head`]), cut once their JSON passes
 /// `max_bytes` (at least one is always returned): `(seq, entry)` pairs and
 /// whether the cut left changes out. A `put` carries the record as it is now
 /// (the table stores what changed, not copies of records); a change to a record
 /// deleted since is reported as that deletion.
 ///
 /// # Errors
-/// Internal errors from SQLite.
+/// Internal errors from the database.
 pub fn changes_after(
-    conn: &Connection,
+    conn: &Tx<'_>,
     since: i64,
+    upto: i64,
     limit: usize,
     max_bytes: usize,
 ) -> Result<(Vec<(i64, Value)>, bool), ApiError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, collection, id, version, op FROM changes
-         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
     let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-    let mut rows = stmt.query(rusqlite::params![since, fetch])?;
+    let rows = conn.query(
+        "SELECT seq, collection, id, version, op FROM changes
+         WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+        &[&since, &upto, &fetch],
+    )?;
     let mut out = Vec::new();
     let mut bytes = 0usize;
     let mut current: HashMap<(String, String), Option<Value>> = HashMap::new();
-    while let Some(r) = rows.next()? {
+    for r in rows {
         if out.len() >= limit || (bytes >= max_bytes && !out.is_empty()) {
             return Ok((out, true));
         }
@@ -157,31 +157,29 @@ pub fn changes_after(
 /// cannot be served.
 ///
 /// # Errors
-/// Internal errors from SQLite.
-pub fn floor(conn: &Connection) -> Result<i64, ApiError> {
-    Ok(conn
-        .query_row(
-            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'pruned_through'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0))
+/// Internal errors from the database.
+pub fn floor(conn: &Tx<'_>) -> Result<i64, ApiError> {
+    let cut: Option<String> = conn
+        .query_opt("SELECT value FROM meta WHERE key = 'pruned_through'", &[])?
+        .map(|r| r.get(0))
+        .transpose()?;
+    Ok(cut.and_then(|c| c.parse().ok()).unwrap_or(0))
 }
 
 /// Deletes all but the newest `keep` changes and remembers where it cut.
 ///
 /// # Errors
-/// Internal errors from SQLite.
-pub fn prune(conn: &Connection, keep: i64) -> Result<usize, ApiError> {
+/// Internal errors from the database.
+pub fn prune(conn: &Tx<'_>, keep: i64) -> Result<usize, ApiError> {
     let cut = head(conn)? - keep.max(1);
     if cut <= floor(conn)? {
         return Ok(0);
     }
-    let n = conn.execute("DELETE FROM changes WHERE seq <= ?1", [cut])?;
+    let n = conn.execute("DELETE FROM changes WHERE seq <= ?1", &[&cut])?;
     conn.execute(
-        "INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned_through', ?1)",
-        [cut.to_string()],
+        "INSERT INTO meta (key, value) VALUES ('pruned_through', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&cut.to_string()],
     )?;
     Ok(n)
 }
@@ -236,6 +234,7 @@ pub async fn feed_route(
     };
     let epoch = state.db.epoch().to_owned();
     let max_bytes = state.limits.feed_page_bytes;
+    let upto = state.db.feed_upto();
     let body = state
         .db
         .read(move |tx| {
@@ -246,7 +245,7 @@ pub async fn feed_route(
                 None | Some("") => 0,
                 Some(c) => cursor::decode(&epoch, c, floor, head)?,
             };
-            let (rows, more) = changes_after(tx, since, limit, max_bytes)?;
+            let (rows, more) = changes_after(tx, since, upto, limit, max_bytes)?;
             let last = rows.last().map_or(since, |(seq, _)| *seq);
             let changes: Vec<Value> = rows.into_iter().map(|(_, e)| e).collect();
             Ok(json!({ "changes": changes, "cursor": cursor::encode(&epoch, last), "more": more }))
@@ -352,8 +351,13 @@ pub async fn events_route(
     let head = state.db.head();
     let seq = match resume {
         Some(c) => {
-            let floor = state.db.read(|tx| floor(tx)).await?;
-            cursor::decode(state.db.epoch(), &c, floor, head)?
+            // Checked against every commit in the database: another instance
+            // may have given out a cursor this one has not settled yet.
+            let (floor, newest) = state
+                .db
+                .read(|tx| Ok((floor(tx)?, self::head(tx)?)))
+                .await?;
+            cursor::decode(state.db.epoch(), &c, floor, head.max(newest))?
         }
         None => head,
     };
@@ -387,12 +391,13 @@ fn follow(follower: Follower) -> impl Stream<Item = Result<Event, Infallible>> {
             let head = *f.head.borrow_and_update();
             if head > f.seq {
                 let (since, max_bytes, token_hash) = (f.seq, f.max_bytes, f.token_hash.clone());
+                let upto = f.db.feed_upto();
                 let batch =
                     f.db.read(move |tx| {
                         if session_row(tx, &token_hash)?.is_none() {
                             return Ok(None);
                         }
-                        changes_after(tx, since, DEFAULT_LIMIT, max_bytes).map(Some)
+                        changes_after(tx, since, upto, DEFAULT_LIMIT, max_bytes).map(Some)
                     })
                     .await
                     .ok()??;

@@ -100,10 +100,9 @@ pub async fn seed(db: &Arc<Db>) -> Result<(), ApiError> {
         .read(move |tx| {
             let mut missing = Vec::new();
             for u in wanted {
-                let n: i64 =
-                    tx.query_row("SELECT COUNT(*) FROM users WHERE name = ?1", [&u], |r| {
-                        r.get(0)
-                    })?;
+                let n: i64 = tx
+                    .query_one("SELECT COUNT(*) FROM users WHERE name = ?1", &[&u])?
+                    .get(0)?;
                 if n == 0 {
                     missing.push(u);
                 }
@@ -129,11 +128,12 @@ pub async fn seed(db: &Arc<Db>) -> Result<(), ApiError> {
             let mut added = 0;
             let mut add =
                 |collection: &str, id: &str, fields: Map<String, Value>| -> Result<(), ApiError> {
-                    let exists: i64 = tx.query_row(
-                        "SELECT COUNT(*) FROM records WHERE collection = ?1 AND id = ?2",
-                        [collection, id],
-                        |r| r.get(0),
-                    )?;
+                    let exists: i64 = tx
+                        .query_one(
+                            "SELECT COUNT(*) FROM records WHERE collection = ?1 AND id = ?2",
+                            &[&collection, &id],
+                        )?
+                        .get(0)?;
                     if exists == 0 {
                         records::insert(tx, collection, id, fields, &Author::person("demo"))?;
                         added += 1;

@@ -14,13 +14,13 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
 use crate::auth::AuthUser;
+use crate::db::Tx;
 use crate::error::ApiError;
 use crate::extract::path_params;
 use crate::records::Record;
@@ -167,9 +167,9 @@ fn change(from: &Value, to: &Value) -> FieldChange {
 /// entries beyond the newest [`KEPT_PER_RECORD`].
 ///
 /// # Errors
-/// Internal errors from SQLite.
+/// Internal errors from the database.
 pub fn append(
-    conn: &Connection,
+    conn: &Tx<'_>,
     collection: &str,
     record: &Record,
     op: HistoryOp,
@@ -177,26 +177,27 @@ pub fn append(
     by: &Author,
 ) -> Result<(), ApiError> {
     let text = serde_json::to_string(changes).map_err(ApiError::internal)?;
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO history (collection, id, version, at, by, op, sync_id, changes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(rusqlite::params![
-        collection,
-        record.id,
-        record.version,
-        record.updated_at,
-        by.user,
-        op.as_str(),
-        by.sync_id,
-        text
-    ])?;
-    conn.prepare_cached("DELETE FROM history WHERE collection = ?1 AND id = ?2 AND version <= ?3")?
-        .execute(rusqlite::params![
-            collection,
-            record.id,
-            record.version - KEPT_PER_RECORD
-        ])?;
+    conn.execute(
+        "INSERT INTO history (collection, id, version, at, \"by\", op, sync_id, changes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (collection, id, version) DO UPDATE SET at = excluded.at,
+           \"by\" = excluded.\"by\", op = excluded.op, sync_id = excluded.sync_id,
+           changes = excluded.changes",
+        &[
+            &collection,
+            &record.id,
+            &record.version,
+            &record.updated_at,
+            &by.user,
+            &op.as_str(),
+            &by.sync_id,
+            &text,
+        ],
+    )?;
+    conn.execute(
+        "DELETE FROM history WHERE collection = ?1 AND id = ?2 AND version <= ?3",
+        &[&collection, &record.id, &(record.version - KEPT_PER_RECORD)],
+    )?;
     Ok(())
 }
 
@@ -204,31 +205,28 @@ pub fn append(
 /// record of that id ever existed (a deleted record keeps its history).
 ///
 /// # Errors
-/// Internal errors from SQLite.
+/// Internal errors from the database.
 pub fn read(
-    conn: &Connection,
+    conn: &Tx<'_>,
     collection: &str,
     id: &str,
     limit: usize,
 ) -> Result<Option<Vec<HistoryEntry>>, ApiError> {
-    let known: Option<i64> = conn
-        .query_row(
-            "SELECT version FROM records WHERE collection = ?1 AND id = ?2",
-            [collection, id],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let known = conn.query_opt(
+        "SELECT version FROM records WHERE collection = ?1 AND id = ?2",
+        &[&collection, &id],
+    )?;
     if known.is_none() {
         return Ok(None);
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT version, at, by, op, sync_id, changes FROM history
-         WHERE collection = ?1 AND id = ?2 ORDER BY version DESC LIMIT ?3",
-    )?;
     let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows = stmt.query(rusqlite::params![collection, id, sql_limit])?;
+    let rows = conn.query(
+        "SELECT version, at, \"by\", op, sync_id, changes FROM history
+         WHERE collection = ?1 AND id = ?2 ORDER BY version DESC LIMIT ?3",
+        &[&collection, &id, &sql_limit],
+    )?;
     let mut items = Vec::new();
-    while let Some(r) = rows.next()? {
+    for r in rows {
         let op: String = r.get(3)?;
         let changes: String = r.get(5)?;
         items.push(HistoryEntry {

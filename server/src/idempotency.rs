@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, Method, StatusCode};
-use rusqlite::{Connection, OptionalExtension, Transaction};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::db::{unix_seconds, Db};
+use crate::db::{unix_seconds, Db, Tx};
 use crate::error::ApiError;
 use crate::extract::Answer;
 use crate::records::{self, RecordRef};
@@ -75,31 +74,33 @@ impl Mutation {
     /// # Errors
     /// `422 idempotency_mismatch` when the key was used for a different
     /// method, path or body.
-    pub fn replay(&self, conn: &Connection) -> Result<Option<Answer>, ApiError> {
+    pub fn replay(&self, conn: &Tx<'_>) -> Result<Option<Answer>, ApiError> {
         let Some(key) = &self.key else {
             return Ok(None);
         };
-        type Row = (String, String, u16, String, Option<String>, Option<String>);
-        let row: Option<Row> = conn
-            .query_row(
-                "SELECT method, path, status, body, request_hash, record_ref FROM idempotency
-                 WHERE user = ?1 AND key = ?2 AND created_at > ?3",
-                rusqlite::params![self.user, key, unix_seconds() - KEEP_SECS],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let Some((method, path, status, mut body, hash, record_ref)) = row else {
+        let row = conn.query_opt(
+            "SELECT method, path, status, body, request_hash, record_ref FROM idempotency
+             WHERE \"user\" = ?1 AND key = ?2 AND created_at > ?3",
+            &[&self.user, key, &(unix_seconds() - KEEP_SECS)],
+        )?;
+        let Some(r) = row else {
             return Ok(None);
         };
+        let (method, path, status, mut body, hash, record_ref): (
+            String,
+            String,
+            u16,
+            String,
+            Option<String>,
+            Option<String>,
+        ) = (
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        );
         // Answers stored before hashes were kept have none: method and path decide.
         let same_body = hash.is_none_or(|h| h == self.request_hash);
         if method != self.method || path != self.path || !same_body {
@@ -127,8 +128,8 @@ impl Mutation {
     /// request is both safe and more useful than repeating a stale 409.
     ///
     /// # Errors
-    /// Internal errors from SQLite.
-    pub fn remember(&self, conn: &Connection, answer: &Answer) -> Result<(), ApiError> {
+    /// Internal errors from the database.
+    pub fn remember(&self, conn: &Tx<'_>, answer: &Answer) -> Result<(), ApiError> {
         self.store(conn, answer, &answer.body, None)
     }
 
@@ -137,7 +138,7 @@ impl Mutation {
     /// without a key.
     fn store(
         &self,
-        conn: &Connection,
+        conn: &Tx<'_>,
         answer: &Answer,
         body: &str,
         record_ref: Option<&str>,
@@ -146,19 +147,23 @@ impl Mutation {
             return Ok(());
         };
         conn.execute(
-            "INSERT OR REPLACE INTO idempotency
-             (user, key, method, path, status, body, created_at, request_hash, record_ref)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            rusqlite::params![
-                self.user,
+            "INSERT INTO idempotency
+             (\"user\", key, method, path, status, body, created_at, request_hash, record_ref)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (\"user\", key) DO UPDATE SET method = excluded.method,
+               path = excluded.path, status = excluded.status, body = excluded.body,
+               created_at = excluded.created_at, request_hash = excluded.request_hash,
+               record_ref = excluded.record_ref",
+            &[
+                &self.user,
                 key,
-                self.method,
-                self.path,
-                answer.status.as_u16(),
-                body,
-                unix_seconds(),
-                self.request_hash,
-                record_ref
+                &self.method,
+                &self.path,
+                &answer.status.as_u16(),
+                &body,
+                &unix_seconds(),
+                &self.request_hash,
+                &record_ref,
             ],
         )?;
         Ok(())
@@ -168,7 +173,7 @@ impl Mutation {
 /// The body of a record answer stored as a [`RecordRef`]: the record as that
 /// request left it. If the changes needed to rebuild it were pruned, the
 /// record as it is now (or, deleted, its id and version) stands in.
-fn rebuild_record_answer(conn: &Connection, text: &str) -> Result<String, ApiError> {
+fn rebuild_record_answer(conn: &Tx<'_>, text: &str) -> Result<String, ApiError> {
     let r: RecordRef = serde_json::from_str(text).map_err(ApiError::internal)?;
     let record = match records::record_at(conn, &r)? {
         Some(record) => record.to_json(),
@@ -233,10 +238,10 @@ impl Mutation {
     /// grow the database by the record's size on every change.
     ///
     /// # Errors
-    /// Internal errors from SQLite.
+    /// Internal errors from the database.
     pub fn remember_record(
         &self,
-        conn: &Connection,
+        conn: &Tx<'_>,
         answer: &Answer,
         written: &RecordRef,
     ) -> Result<(), ApiError> {
@@ -276,12 +281,17 @@ impl From<Answer> for Written {
 ///
 /// # Errors
 /// `422 idempotency_mismatch`, whatever `apply` refuses with, and internal
-/// errors from SQLite.
+/// errors from the database.
 pub async fn write_once<F>(db: &Arc<Db>, mutation: Mutation, apply: F) -> Result<Answer, ApiError>
 where
-    F: FnOnce(&Transaction<'_>) -> Result<Written, ApiError> + Send + 'static,
+    F: FnOnce(&Tx<'_>) -> Result<Written, ApiError> + Send + 'static,
 {
     db.write(move |tx| {
+        // The key is held first: the same key sent to two instances at once
+        // waits here, then finds the first one's answer.
+        if let Some(key) = &mutation.key {
+            tx.lock(&format!("idempotency\n{}\n{key}", mutation.user))?;
+        }
         if let Some(answer) = mutation.replay(tx)? {
             return Ok(answer);
         }
@@ -298,10 +308,10 @@ where
 /// Deletes answers older than [`KEEP_SECS`].
 ///
 /// # Errors
-/// Internal errors from SQLite.
-pub fn purge(conn: &Connection) -> Result<usize, ApiError> {
-    Ok(conn.execute(
+/// Internal errors from the database.
+pub fn purge(conn: &Tx<'_>) -> Result<usize, ApiError> {
+    conn.execute(
         "DELETE FROM idempotency WHERE created_at <= ?1",
-        [unix_seconds() - KEEP_SECS],
-    )?)
+        &[&(unix_seconds() - KEEP_SECS)],
+    )
 }

@@ -178,7 +178,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     jobs.report_to(Arc::clone(&metrics));
     let (stop, shutdown) = watch::channel(false);
     let limits = Arc::new(config.limits.clone());
-    let logins = Arc::new(LoginGuard::new(&limits).map_err(|e| e.message)?);
+    let logins = Arc::new(LoginGuard::new(&limits, Arc::clone(&db)).map_err(|e| e.message)?);
     let streams = Arc::new(Streams::new(limits.streams_per_user));
     let state = AppState {
         db: Arc::clone(&db),
@@ -208,14 +208,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         shutdown.clone(),
         limits.header_timeout,
     ));
-    let janitor = tokio::spawn(janitor(
-        db,
-        jobs,
-        logins,
-        limits,
-        metrics,
-        config.janitor_every,
-    ));
+    let janitor = tokio::spawn(janitor(db, jobs, limits, metrics, config.janitor_every));
     tracing::info!(%addr, "listening");
     Ok(Server {
         addr,
@@ -230,7 +223,6 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
 async fn janitor(
     db: Arc<Db>,
     jobs: Arc<SyncJobs>,
-    logins: Arc<LoginGuard>,
     limits: Arc<Limits>,
     metrics: Arc<metrics::ServerMetrics>,
     every: Duration,
@@ -239,7 +231,6 @@ async fn janitor(
     loop {
         tick.tick().await;
         jobs.purge();
-        logins.sweep();
         metrics.upkeep();
         let keep = limits.changes_kept;
         let purged = db
@@ -247,6 +238,7 @@ async fn janitor(
                 Ok(auth::purge_expired(tx)?
                     + stream_tickets::purge(tx)?
                     + idempotency::purge(tx)?
+                    + logins::purge(tx)?
                     + changes::prune(tx, keep)?)
             })
             .await;

@@ -15,10 +15,8 @@
 //! allocated once and reused: a flood waits for a checker (or gets `429`)
 //! and memory stays flat (24.9 MB -> 44.5 MB after the same flood, two cores).
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
 
 use argon2::password_hash::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -26,15 +24,13 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
+use crate::db::{Db, Tx};
 use crate::error::ApiError;
 use crate::limits::{Limits, LOGIN_WINDOW};
 
 /// Largest argon2 working memory a stored hash may ask for (64 MiB): a hash
 /// with bigger parameters is treated as not matching instead of being run.
 const MAX_BLOCKS: usize = 64 * 1024;
-
-/// Entries kept per failure map before expired ones are swept.
-const SWEEP_AT: usize = 10_000;
 
 /// A refused login: `429 too_many_requests` with `Retry-After` in seconds.
 #[derive(Debug)]
@@ -68,81 +64,70 @@ impl IntoResponse for TooManyLogins {
     }
 }
 
-/// Recent failures per key within [`LOGIN_WINDOW`].
-struct Failures<K> {
-    recent: HashMap<K, VecDeque<Instant>>,
+/// The failures one login attempt counted (see [`LoginGuard::begin`]).
+#[must_use = "a login that did not fail must be taken back with LoginGuard::succeeded"]
+#[derive(Debug)]
+pub struct LoginAttempt {
+    /// The rows of `login_failures` it added.
+    rows: Vec<i64>,
 }
 
-impl<K> Default for Failures<K> {
-    fn default() -> Self {
-        Self {
-            recent: HashMap::new(),
-        }
+/// `Some(seconds to wait)` when `key` of `kind` has `max` failures within
+/// [`LOGIN_WINDOW`] before `now_ms`.
+fn blocked(
+    tx: &Tx<'_>,
+    kind: &str,
+    key: &str,
+    max: usize,
+    now_ms: i64,
+) -> Result<Option<u64>, ApiError> {
+    let window_ms = i64::try_from(LOGIN_WINDOW.as_millis()).unwrap_or(i64::MAX);
+    let newest: Vec<i64> = tx
+        .query(
+            "SELECT at_ms FROM login_failures WHERE kind = ?1 AND key = ?2 AND at_ms > ?3
+             ORDER BY at_ms DESC LIMIT ?4",
+            &[
+                &kind,
+                &key,
+                &(now_ms - window_ms),
+                &i64::try_from(max.max(1)).unwrap_or(i64::MAX),
+            ],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<Result<_, _>>()?;
+    if newest.len() < max.max(1) {
+        return Ok(None);
     }
+    let oldest = newest.last().copied().unwrap_or(now_ms);
+    let wait_ms = (oldest + window_ms - now_ms).max(0);
+    Ok(Some(u64::try_from(wait_ms / 1000).unwrap_or(0) + 1))
 }
 
-impl<K: std::hash::Hash + Eq + Clone> Failures<K> {
-    /// `Some(seconds to wait)` when `key` has `max` failures in the window.
-    fn blocked(&mut self, key: &K, max: usize, now: Instant) -> Option<u64> {
-        let times = self.recent.get_mut(key)?;
-        while times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= LOGIN_WINDOW)
-        {
-            times.pop_front();
-        }
-        if times.is_empty() {
-            self.recent.remove(key);
-            return None;
-        }
-        if times.len() < max {
-            return None;
-        }
-        let oldest = *times.front()?;
-        let wait = LOGIN_WINDOW.saturating_sub(now.duration_since(oldest));
-        Some(wait.as_secs() + 1)
-    }
-
-    fn add(&mut self, key: K, max: usize, now: Instant) {
-        if self.recent.len() >= SWEEP_AT {
-            self.sweep(now);
-        }
-        let times = self.recent.entry(key).or_default();
-        times.push_back(now);
-        // Only the newest `max` matter for the decision.
-        while times.len() > max.max(1) {
-            times.pop_front();
-        }
-    }
-
-    fn take_back(&mut self, key: &K) {
-        if let Some(times) = self.recent.get_mut(key) {
-            times.pop_back();
-            if times.is_empty() {
-                self.recent.remove(key);
-            }
-        }
-    }
-
-    fn sweep(&mut self, now: Instant) {
-        self.recent.retain(|_, times| {
-            times
-                .back()
-                .is_some_and(|t| now.duration_since(*t) < LOGIN_WINDOW)
-        });
-    }
+fn add_failure(tx: &Tx<'_>, kind: &str, key: &str, now_ms: i64) -> Result<i64, ApiError> {
+    tx.query_one(
+        "INSERT INTO login_failures (kind, key, at_ms) VALUES (?1, ?2, ?3) RETURNING id",
+        &[&kind, &key, &now_ms],
+    )?
+    .get(0)
 }
 
-#[derive(Default)]
-struct Counts {
-    users: Failures<String>,
-    addresses: Failures<IpAddr>,
+/// Forgets failures older than [`LOGIN_WINDOW`] (the janitor calls this).
+///
+/// # Errors
+/// Internal errors from the database.
+pub fn purge(tx: &Tx<'_>) -> Result<usize, ApiError> {
+    let window_ms = i64::try_from(LOGIN_WINDOW.as_millis()).unwrap_or(i64::MAX);
+    tx.execute(
+        "DELETE FROM login_failures WHERE at_ms <= ?1",
+        &[&(chrono::Utc::now().timestamp_millis() - window_ms)],
+    )
 }
 
 /// Login throttling and the bounded pool of password checkers.
 pub struct LoginGuard {
     limits: Limits,
-    counts: Mutex<Counts>,
+    db: Arc<Db>,
     checkers: Arc<Semaphore>,
     waiting: Arc<Semaphore>,
     memories: Arc<Mutex<Vec<Vec<Block>>>>,
@@ -155,7 +140,7 @@ impl LoginGuard {
     ///
     /// # Errors
     /// Internal error when hashing fails.
-    pub fn new(limits: &Limits) -> Result<Self, ApiError> {
+    pub fn new(limits: &Limits, db: Arc<Db>) -> Result<Self, ApiError> {
         let checkers = limits.password_checks();
         // Hashed in the first checker's memory, so that memory is allocated
         // once here and reused, rather than allocated twice.
@@ -163,7 +148,7 @@ impl LoginGuard {
         let dummy_hash = hash_with(b"not a password of anyone", &mut memory)?;
         Ok(Self {
             limits: limits.clone(),
-            counts: Mutex::new(Counts::default()),
+            db,
             checkers: Arc::new(Semaphore::new(checkers.clamp(1, 1024))),
             waiting: Arc::new(Semaphore::new(
                 (limits.password_queue + checkers).clamp(1, 1 << 20),
@@ -173,67 +158,68 @@ impl LoginGuard {
         })
     }
 
-    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
-        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Refuses a login from `address` for `username` that has failed too
     /// often; otherwise counts the attempt as a failure until
     /// [`LoginGuard::succeeded`] takes it back. Counting before the password
-    /// is checked keeps a burst of parallel attempts within the limit.
+    /// is checked keeps a burst of parallel attempts within the limit. The
+    /// counts are in the database, under a lock per username and address,
+    /// so they hold across every server instance on it.
     ///
     /// # Errors
-    /// [`TooManyLogins`].
-    pub fn begin(&self, username: &str, address: Option<IpAddr>) -> Result<(), TooManyLogins> {
-        let now = Instant::now();
-        let mut counts = self.counts();
+    /// [`TooManyLogins`] inside; internal errors from the database outside.
+    pub async fn begin(
+        &self,
+        username: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Result<LoginAttempt, TooManyLogins>, ApiError> {
+        let (per_user, per_address) = (
+            self.limits.login_failures_per_user,
+            self.limits.login_failures_per_address,
+        );
         let user = username.to_owned();
-        if let Some(wait) = counts
-            .users
-            .blocked(&user, self.limits.login_failures_per_user, now)
-        {
-            return Err(TooManyLogins {
-                retry_after: wait,
-                message: "too many failed logins for this username; try again later",
-            });
-        }
-        if let Some(addr) = address {
-            if let Some(wait) =
-                counts
-                    .addresses
-                    .blocked(&addr, self.limits.login_failures_per_address, now)
-            {
-                return Err(TooManyLogins {
-                    retry_after: wait,
-                    message: "too many failed logins from this address; try again later",
-                });
-            }
-            counts
-                .addresses
-                .add(addr, self.limits.login_failures_per_address, now);
-        }
-        counts
-            .users
-            .add(user, self.limits.login_failures_per_user, now);
-        Ok(())
+        let address = address.map(|a| a.to_string());
+        self.db
+            .write(move |tx| {
+                let now = chrono::Utc::now().timestamp_millis();
+                tx.lock(&format!("login\nuser\n{user}"))?;
+                if let Some(wait) = blocked(tx, "user", &user, per_user, now)? {
+                    return Ok(Err(TooManyLogins {
+                        retry_after: wait,
+                        message: "too many failed logins for this username; try again later",
+                    }));
+                }
+                let mut rows = Vec::new();
+                if let Some(addr) = &address {
+                    tx.lock(&format!("login\naddress\n{addr}"))?;
+                    if let Some(wait) = blocked(tx, "address", addr, per_address, now)? {
+                        return Ok(Err(TooManyLogins {
+                            retry_after: wait,
+                            message: "too many failed logins from this address; try again later",
+                        }));
+                    }
+                    rows.push(add_failure(tx, "address", addr, now)?);
+                }
+                rows.push(add_failure(tx, "user", &user, now)?);
+                Ok(Ok(LoginAttempt { rows }))
+            })
+            .await
     }
 
-    /// Takes back the failure [`LoginGuard::begin`] counted: successful
+    /// Takes back the failures [`LoginGuard::begin`] counted: successful
     /// logins never count.
-    pub fn succeeded(&self, username: &str, address: Option<IpAddr>) {
-        let mut counts = self.counts();
-        counts.users.take_back(&username.to_owned());
-        if let Some(addr) = address {
-            counts.addresses.take_back(&addr);
+    pub async fn succeeded(&self, attempt: LoginAttempt) {
+        let taken = self
+            .db
+            .write(move |tx| {
+                for id in &attempt.rows {
+                    tx.execute("DELETE FROM login_failures WHERE id = ?1", &[id])?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = taken {
+            tracing::warn!(error = %e.message, "a login's failure count could not be taken back");
         }
-    }
-
-    /// Forgets failures older than the window (the janitor calls this).
-    pub fn sweep(&self) {
-        let now = Instant::now();
-        let mut counts = self.counts();
-        counts.users.sweep(now);
-        counts.addresses.sweep(now);
     }
 
     /// Checks `password` against `phc` (or, for an unknown user, against a
@@ -376,18 +362,5 @@ mod tests {
         let len = memory.len();
         assert!(verify_with(b"demo", &phc, &mut memory));
         assert_eq!(memory.len(), len, "memory is reused, not grown");
-    }
-
-    #[test]
-    fn failures_block_after_max_and_expire() {
-        let mut f = Failures::default();
-        let t = Instant::now();
-        for _ in 0..5 {
-            assert!(f.blocked(&"a".to_owned(), 5, t).is_none());
-            f.add("a".to_owned(), 5, t);
-        }
-        assert!(f.blocked(&"a".to_owned(), 5, t).is_some());
-        assert!(f.blocked(&"b".to_owned(), 5, t).is_none());
-        assert!(f.blocked(&"a".to_owned(), 5, t + LOGIN_WINDOW).is_none());
     }
 }

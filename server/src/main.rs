@@ -19,7 +19,8 @@ struct Args {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// SQLite database file; its directory is created.
+    /// SQLite database file (its directory is created), or a PostgreSQL URL
+    /// `postgres://user:password@host/dbname` (docs/backend/postgres.md).
     #[arg(long, default_value = "data/crm.db")]
     db: PathBuf,
     /// Seed demo users (alice, bob, user01..user50; password `demo`),

@@ -10,12 +10,11 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 use crate::auth::AuthUser;
 use crate::changes::cursor;
-use crate::db::{random_hex, timestamp_rfc3339};
+use crate::db::{random_hex, timestamp_rfc3339, Engine, Tx};
 use crate::error::ApiError;
 use crate::extract::{body_bytes, if_match, json_body, path_params, Answer};
 use crate::history::Author;
@@ -59,7 +58,7 @@ pub fn check_size(fields: &Map<String, Value>, limits: &Limits) -> Result<(), Ap
 /// Refuses a calendar event whose `[start, end)` overlaps a non-cancelled
 /// event of the same resource. Runs inside the write transaction, so two
 /// overlapping bookings can never both pass.
-fn check_overlap(conn: &Connection, id: &str, fields: &Map<String, Value>) -> Result<(), ApiError> {
+fn check_overlap(conn: &Tx<'_>, id: &str, fields: &Map<String, Value>) -> Result<(), ApiError> {
     if is_cancelled(fields) {
         return Ok(());
     }
@@ -70,14 +69,24 @@ fn check_overlap(conn: &Connection, id: &str, fields: &Map<String, Value>) -> Re
     ) else {
         return Ok(());
     };
-    let ids: Vec<String> = {
-        let mut stmt = conn.prepare_cached(
+    // Held until commit: two instances booking one resource at once take
+    // turns, so the second sees the first's booking.
+    conn.lock(&format!("booking\n{resource}"))?;
+    let sql = match conn.engine() {
+        Engine::Sqlite => {
             "SELECT id FROM records WHERE collection = ?1 AND deleted = 0 AND id != ?2
-             AND json_extract(fields, '$.resource') = ?3 ORDER BY id",
-        )?;
-        let rows = stmt.query_map([CALENDAR_EVENTS, id, resource], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
+             AND json_extract(fields, '$.resource') = ?3 ORDER BY id"
+        }
+        Engine::Postgres => {
+            "SELECT id FROM records WHERE collection = ?1 AND deleted = 0 AND id != ?2
+             AND (fields::jsonb ->> 'resource') = ?3 ORDER BY id"
+        }
     };
+    let ids: Vec<String> = conn
+        .query(sql, &[&CALENDAR_EVENTS, &id, &resource])?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<Result<_, _>>()?;
     let mut conflicts = Vec::new();
     for other_id in ids {
         let Some(other) = load_live(conn, CALENDAR_EVENTS, &other_id)? else {
@@ -118,10 +127,13 @@ fn not_found(collection: &str, id: &str) -> ApiError {
 
 /// The largest page `GET /api/{collection}?limit=` serves.
 pub const MAX_PAGE: usize = 10_000;
+/// The page size of `?after=` without `limit`.
+pub const DEFAULT_PAGE: usize = 500;
 /// Ids are at most 128 bytes (see `validate`): no `after` is longer.
 const MAX_AFTER: usize = 128;
 
-/// Query of `GET /api/{collection}`: paging, both or neither.
+/// Query of `GET /api/{collection}`: paging (`after` alone pages by
+/// [`DEFAULT_PAGE`]), or neither for the whole collection.
 #[derive(Debug, serde::Deserialize)]
 pub struct PageQuery {
     limit: Option<String>,
@@ -138,15 +150,15 @@ impl PageQuery {
                 message.to_owned(),
             )
         };
-        let Some(limit) = self.limit.as_deref() else {
-            return match self.after {
-                Some(_) => Err(invalid("after needs a limit")),
-                None => Ok(None),
-            };
-        };
-        let limit = match limit.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => return Err(invalid("limit must be a whole number from 1 to 10000")),
+        let limit = match (self.limit.as_deref(), &self.after) {
+            (None, None) => return Ok(None),
+            // Every query the document allows is served: `after` alone
+            // (Schemathesis sent it) takes the default page size.
+            (None, Some(_)) => DEFAULT_PAGE,
+            (Some(limit), _) => match limit.parse::<usize>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+                _ => return Err(invalid("limit must be a whole number from 1 to 10000")),
+            },
         };
         let after = match self.after.as_deref() {
             None => String::new(),
@@ -175,12 +187,12 @@ impl PageQuery {
     params(
         ("collection" = CollectionName, Path, description = "The collection"),
         ("limit" = Option<i64>, Query, nullable = false, description = "Page size; without it, the whole collection", minimum = 1, maximum = 10000),
-        ("after" = Option<String>, Query, nullable = false, description = "The `next` of the previous page (needs `limit`)", min_length = 1, max_length = 128),
+        ("after" = Option<String>, Query, nullable = false, description = "The `next` of the previous page; without `limit`, pages are 500 records", min_length = 1, max_length = 128),
     ),
     responses(
         (status = 200, description = "The records (`next` only with `limit`)", body = RecordList),
         RequestErrors, CollectionNotFound,
-        (status = 422, description = "`invalid`: a bad `limit` or `after`, or `after` without `limit`", body = ErrorBody),
+        (status = 422, description = "`invalid`: a bad `limit` or `after`", body = ErrorBody),
     )
 )]
 pub async fn list_route(
@@ -378,7 +390,7 @@ pub async fn patch_route(
         let Some(record) =
             update_fields(tx, &collection, &current, merged, &Author::person(&user))?
         else {
-            return Err(stale(&current, expected));
+            return Err(lost_race(tx, &collection, &current, expected)?);
         };
         record_written(tx, StatusCode::OK, &collection, &record)
     })
@@ -407,16 +419,38 @@ fn named_or_new_id(body: &Map<String, Value>) -> Result<String, ApiError> {
 /// A record answer, kept by the idempotency store as a reference to the
 /// version just written rather than a copy.
 fn record_written(
-    tx: &Connection,
+    tx: &Tx<'_>,
     status: StatusCode,
     collection: &str,
     record: &Record,
 ) -> Result<Written, ApiError> {
     let answer = Answer::json(status, record)?;
-    let written = RecordRef::new(tx, collection, record, crate::changes::head(tx)?)?;
+    // The change this transaction wrote (on PostgreSQL another instance's
+    // later change may already be visible, so not simply the newest).
+    let seq = match tx.last_seq() {
+        0 => crate::changes::head(tx)?,
+        seq => seq,
+    };
+    let written = RecordRef::new(tx, collection, record, seq)?;
     Ok(Written {
         answer,
         record: Some(written),
+    })
+}
+
+/// The answer when the conditional write found the version moved on after
+/// `current` was read: another writer committed in between (on PostgreSQL,
+/// possibly through another instance). The record is read again, so the
+/// `409` shows what that writer left, or `404` if it deleted the record.
+fn lost_race(
+    tx: &Tx<'_>,
+    collection: &str,
+    current: &Record,
+    expected: i64,
+) -> Result<ApiError, ApiError> {
+    Ok(match load_live(tx, collection, &current.id)? {
+        Some(now) => stale(&now, expected),
+        None => not_found(collection, &current.id),
     })
 }
 
@@ -471,7 +505,7 @@ pub async fn delete_route(
             return Err(stale(&current, expected));
         }
         if records::delete(tx, &collection, &current, &Author::person(&user))?.is_none() {
-            return Err(stale(&current, expected));
+            return Err(lost_race(tx, &collection, &current, expected)?);
         }
         Ok(Answer::empty(StatusCode::NO_CONTENT).into())
     })
@@ -547,18 +581,26 @@ pub async fn comment_route(
             text,
             created_at: timestamp_rfc3339(),
         };
-        tx.execute(
+        let added = tx.execute(
             "INSERT INTO comments (collection, record_id, id, author, text, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            rusqlite::params![
-                collection,
-                id,
-                comment.id,
-                comment.author,
-                comment.text,
-                comment.created_at
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            &[
+                &collection,
+                &id,
+                &comment.id,
+                &comment.author,
+                &comment.text,
+                &comment.created_at,
             ],
         )?;
+        if added == 0 {
+            // Stored meanwhile through another instance: the same answer as above.
+            let record =
+                load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
+            if let Some(stored) = record.comments.iter().find(|c| c.id == comment.id) {
+                return Ok(Answer::json(StatusCode::OK, stored)?.into());
+            }
+        }
         // The feed serves the record as it is now, new comment included,
         // so other screens see it; the change itself names the comment.
         record_change(

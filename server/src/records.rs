@@ -4,11 +4,10 @@
 
 use crate::openapi::*;
 
-use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::db::timestamp_rfc3339;
+use crate::db::{timestamp_rfc3339, Row, Tx};
 use crate::error::ApiError;
 use crate::history::{self, Author, HistoryOp};
 
@@ -74,23 +73,18 @@ fn fields_text(fields: &Map<String, Value>) -> Result<String, ApiError> {
 /// Loads a record or tombstone with its comments.
 ///
 /// # Errors
-/// Internal errors from SQLite.
-pub fn load(
-    conn: &Connection,
-    collection: &str,
-    id: &str,
-) -> Result<Option<StoredRecord>, ApiError> {
-    let row: Option<(i64, String, String, String, bool)> = conn
-        .query_row(
-            "SELECT version, updated_at, updated_by, fields, deleted FROM records
-             WHERE collection = ?1 AND id = ?2",
-            [collection, id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()?;
-    let Some((version, updated_at, updated_by, fields, deleted)) = row else {
+/// Internal errors from the database.
+pub fn load(conn: &Tx<'_>, collection: &str, id: &str) -> Result<Option<StoredRecord>, ApiError> {
+    let row = conn.query_opt(
+        "SELECT version, updated_at, updated_by, fields, deleted FROM records
+         WHERE collection = ?1 AND id = ?2",
+        &[&collection, &id],
+    )?;
+    let Some(r) = row else {
         return Ok(None);
     };
+    let (version, updated_at, updated_by, fields, deleted): (i64, String, String, String, bool) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
     let comments = if deleted {
         Vec::new()
     } else {
@@ -112,38 +106,39 @@ pub fn load(
 /// Loads a live (not deleted) record.
 ///
 /// # Errors
-/// Internal errors from SQLite.
-pub fn load_live(
-    conn: &Connection,
-    collection: &str,
-    id: &str,
-) -> Result<Option<Record>, ApiError> {
+/// Internal errors from the database.
+pub fn load_live(conn: &Tx<'_>, collection: &str, id: &str) -> Result<Option<Record>, ApiError> {
     Ok(load(conn, collection, id)?
         .filter(|s| !s.deleted)
         .map(|s| s.record))
 }
 
-fn load_comments(conn: &Connection, collection: &str, id: &str) -> Result<Vec<Comment>, ApiError> {
-    let mut stmt = conn.prepare_cached(
+fn load_comments(conn: &Tx<'_>, collection: &str, id: &str) -> Result<Vec<Comment>, ApiError> {
+    conn.query(
         "SELECT id, author, text, created_at FROM comments
          WHERE collection = ?1 AND record_id = ?2 ORDER BY seq",
-    )?;
-    let rows = stmt.query_map([collection, id], |r| {
-        Ok(Comment {
-            id: r.get(0)?,
-            author: r.get(1)?,
-            text: r.get(2)?,
-            created_at: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        &[&collection, &id],
+    )?
+    .iter()
+    .map(|r| comment_at(r, 0))
+    .collect()
+}
+
+/// The comment in columns `at..at + 4` (id, author, text, created_at).
+fn comment_at(r: &Row, at: usize) -> Result<Comment, ApiError> {
+    Ok(Comment {
+        id: r.get(at)?,
+        author: r.get(at + 1)?,
+        text: r.get(at + 2)?,
+        created_at: r.get(at + 3)?,
+    })
 }
 
 /// Every live record of a collection, ordered by id, with comments.
 ///
 /// # Errors
-/// Internal errors from SQLite.
-pub fn list(conn: &Connection, collection: &str) -> Result<Vec<Record>, ApiError> {
+/// Internal errors from the database.
+pub fn list(conn: &Tx<'_>, collection: &str) -> Result<Vec<Record>, ApiError> {
     list_page(conn, collection, "", usize::MAX)
 }
 
@@ -152,21 +147,21 @@ pub fn list(conn: &Connection, collection: &str) -> Result<Vec<Record>, ApiError
 /// served by the records table's primary key.
 ///
 /// # Errors
-/// Internal errors from SQLite.
+/// Internal errors from the database.
 pub fn list_page(
-    conn: &Connection,
+    conn: &Tx<'_>,
     collection: &str,
     after: &str,
     limit: usize,
 ) -> Result<Vec<Record>, ApiError> {
-    let mut stmt = conn.prepare_cached(
+    let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn.query(
         "SELECT id, version, updated_at, updated_by, fields FROM records
          WHERE collection = ?1 AND id > ?2 AND deleted = 0 ORDER BY id LIMIT ?3",
+        &[&collection, &after, &sql_limit],
     )?;
-    let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows = stmt.query(rusqlite::params![collection, after, sql_limit])?;
     let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
+    for r in rows {
         let fields: String = r.get(4)?;
         out.push(Record {
             comments: Vec::new(),
@@ -182,18 +177,16 @@ pub fn list_page(
     };
     // The comments of this page's id range, in the order they were made.
     let mut comments: std::collections::HashMap<String, Vec<Comment>> = Default::default();
-    let mut stmt = conn.prepare_cached(
+    let rows = conn.query(
         "SELECT record_id, id, author, text, created_at FROM comments
          WHERE collection = ?1 AND record_id > ?2 AND record_id <= ?3 ORDER BY seq",
+        &[&collection, &after, &last],
     )?;
-    let mut rows = stmt.query(rusqlite::params![collection, after, last])?;
-    while let Some(r) = rows.next()? {
-        comments.entry(r.get(0)?).or_default().push(Comment {
-            id: r.get(1)?,
-            author: r.get(2)?,
-            text: r.get(3)?,
-            created_at: r.get(4)?,
-        });
+    for r in rows {
+        comments
+            .entry(r.get(0)?)
+            .or_default()
+            .push(comment_at(&r, 1)?);
     }
     for record in &mut out {
         record.comments = comments.remove(&record.id).unwrap_or_default();
@@ -205,9 +198,9 @@ pub fn list_page(
 /// version above it (so versions in the changes feed never go down).
 ///
 /// # Errors
-/// Internal errors from SQLite.
+/// Internal errors from the database.
 pub fn insert(
-    conn: &Connection,
+    conn: &Tx<'_>,
     collection: &str,
     id: &str,
     fields: Map<String, Value>,
@@ -215,19 +208,39 @@ pub fn insert(
 ) -> Result<Record, ApiError> {
     let user = by.user.as_str();
     let tombstone: Option<i64> = conn
-        .query_row(
+        .query_opt(
             "SELECT version FROM records WHERE collection = ?1 AND id = ?2 AND deleted = 1",
-            [collection, id],
-            |r| r.get(0),
-        )
-        .optional()?;
+            &[&collection, &id],
+        )?
+        .map(|r| r.get(0))
+        .transpose()?;
     let version = tombstone.map_or(1, |v| v + 1);
     let now = timestamp_rfc3339();
-    conn.execute(
-        "INSERT OR REPLACE INTO records (collection, id, version, updated_at, updated_by, fields, deleted)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
-        rusqlite::params![collection, id, version, now, user, fields_text(&fields)?],
+    // Conditional, like every write: only a tombstone is replaced, so of
+    // two instances creating one id at once, the second finds it taken.
+    let n = conn.execute(
+        "INSERT INTO records (collection, id, version, updated_at, updated_by, fields, deleted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
+         ON CONFLICT (collection, id) DO UPDATE SET version = excluded.version,
+           updated_at = excluded.updated_at, updated_by = excluded.updated_by,
+           fields = excluded.fields, deleted = 0
+         WHERE records.deleted = 1 AND records.version = ?3 - 1",
+        &[
+            &collection,
+            &id,
+            &version,
+            &now,
+            &user,
+            &fields_text(&fields)?,
+        ],
     )?;
+    if n == 0 {
+        let current = load_live(conn, collection, id)?;
+        return Err(ApiError::conflict(
+            format!("a record {id:?} already exists in {collection}"),
+            current.map_or(Value::Null, |r| r.to_json()),
+        ));
+    }
     let record = Record {
         id: id.to_owned(),
         version,
@@ -253,9 +266,9 @@ pub fn insert(
 /// Returns `None` when the version moved on.
 ///
 /// # Errors
-/// Internal errors from SQLite.
+/// Internal errors from the database.
 pub fn update_fields(
-    conn: &Connection,
+    conn: &Tx<'_>,
     collection: &str,
     current: &Record,
     fields: Map<String, Value>,
@@ -288,14 +301,14 @@ pub fn update_fields(
     let n = conn.execute(
         "UPDATE records SET version = ?1, updated_at = ?2, updated_by = ?3, fields = ?4
          WHERE collection = ?5 AND id = ?6 AND version = ?7 AND deleted = 0",
-        rusqlite::params![
-            version,
-            now,
-            user,
-            fields_text(&fields)?,
-            collection,
-            current.id,
-            current.version
+        &[
+            &version,
+            &now,
+            &user,
+            &fields_text(&fields)?,
+            &collection,
+            &current.id,
+            &current.version,
         ],
     )?;
     if n == 0 {
@@ -326,9 +339,9 @@ pub fn update_fields(
 /// the version moved on.
 ///
 /// # Errors
-/// Internal errors from SQLite.
+/// Internal errors from the database.
 pub fn delete(
-    conn: &Connection,
+    conn: &Tx<'_>,
     collection: &str,
     current: &Record,
     by: &Author,
@@ -338,14 +351,14 @@ pub fn delete(
         "UPDATE records SET version = version + 1, updated_at = ?1, updated_by = ?2,
          fields = '{}', deleted = 1
          WHERE collection = ?3 AND id = ?4 AND version = ?5 AND deleted = 0",
-        rusqlite::params![now, by.user, collection, current.id, current.version],
+        &[&now, &by.user, &collection, &current.id, &current.version],
     )?;
     if n == 0 {
         return Ok(None);
     }
     conn.execute(
         "DELETE FROM comments WHERE collection = ?1 AND record_id = ?2",
-        [collection, &current.id],
+        &[&collection, &current.id],
     )?;
     let tombstone = Record {
         id: current.id.clone(),
@@ -382,26 +395,16 @@ pub fn delete(
 /// state is rebuilt by undoing `before`s (see [`record_at`]).
 ///
 /// # Errors
-/// Internal errors from SQLite.
+/// Internal errors from the database.
 pub fn record_change(
-    conn: &Connection,
+    conn: &Tx<'_>,
     collection: &str,
     record: &Record,
     op: &str,
     what: Option<&Value>,
 ) -> Result<i64, ApiError> {
     let what = what.map(Value::to_string);
-    conn.prepare_cached(
-        "INSERT INTO changes (collection, id, version, op, what) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(rusqlite::params![
-        collection,
-        record.id,
-        record.version,
-        op,
-        what
-    ])?;
-    Ok(conn.last_insert_rowid())
+    conn.insert_change(collection, &record.id, record.version, op, what.as_deref())
 }
 
 /// Where a record answer can be rebuilt from: the record's version written
@@ -429,18 +432,19 @@ impl RecordRef {
     /// The reference to `record` just written by change `seq`.
     ///
     /// # Errors
-    /// Internal errors from SQLite.
+    /// Internal errors from the database.
     pub fn new(
-        conn: &Connection,
+        conn: &Tx<'_>,
         collection: &str,
         record: &Record,
         seq: i64,
     ) -> Result<Self, ApiError> {
-        let comments_upto: i64 = conn.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM comments WHERE collection = ?1 AND record_id = ?2",
-            [collection, &record.id],
-            |r| r.get(0),
-        )?;
+        let comments_upto: i64 = conn
+            .query_one(
+                "SELECT COALESCE(MAX(seq), 0) FROM comments WHERE collection = ?1 AND record_id = ?2",
+                &[&collection, &record.id],
+            )?
+            .get(0)?;
         Ok(Self {
             collection: collection.to_owned(),
             id: record.id.clone(),
@@ -457,28 +461,28 @@ impl RecordRef {
 /// every later change; `None` when a later change was pruned already.
 ///
 /// # Errors
-/// Internal errors from SQLite.
-pub fn record_at(conn: &Connection, r: &RecordRef) -> Result<Option<Record>, ApiError> {
+/// Internal errors from the database.
+pub fn record_at(conn: &Tx<'_>, r: &RecordRef) -> Result<Option<Record>, ApiError> {
     if r.seq < crate::changes::floor(conn)? {
         return Ok(None);
     }
     let current: Option<String> = conn
-        .query_row(
+        .query_opt(
             "SELECT fields FROM records WHERE collection = ?1 AND id = ?2",
-            [&r.collection, &r.id],
-            |row| row.get(0),
-        )
-        .optional()?;
+            &[&r.collection, &r.id],
+        )?
+        .map(|row| row.get(0))
+        .transpose()?;
     let Some(current) = current else {
         return Ok(None);
     };
     let mut fields = parse_fields(&current)?;
-    let mut stmt = conn.prepare_cached(
+    let rows = conn.query(
         "SELECT what FROM changes WHERE collection = ?1 AND id = ?2 AND seq > ?3
          ORDER BY seq DESC",
+        &[&r.collection, &r.id, &r.seq],
     )?;
-    let mut rows = stmt.query(rusqlite::params![r.collection, r.id, r.seq])?;
-    while let Some(row) = rows.next()? {
+    for row in rows {
         let what: Option<String> = row.get(0)?;
         let what: Value = what
             .as_deref()
@@ -500,22 +504,14 @@ pub fn record_at(conn: &Connection, r: &RecordRef) -> Result<Option<Record>, Api
             }
         }
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, author, text, created_at FROM comments
-         WHERE collection = ?1 AND record_id = ?2 AND seq <= ?3 ORDER BY seq",
-    )?;
-    let comments = stmt
-        .query_map(
-            rusqlite::params![r.collection, r.id, r.comments_upto],
-            |row| {
-                Ok(Comment {
-                    id: row.get(0)?,
-                    author: row.get(1)?,
-                    text: row.get(2)?,
-                    created_at: row.get(3)?,
-                })
-            },
+    let comments = conn
+        .query(
+            "SELECT id, author, text, created_at FROM comments
+             WHERE collection = ?1 AND record_id = ?2 AND seq <= ?3 ORDER BY seq",
+            &[&r.collection, &r.id, &r.comments_upto],
         )?
+        .iter()
+        .map(|row| comment_at(row, 0))
         .collect::<Result<_, _>>()?;
     Ok(Some(Record {
         id: r.id.clone(),

@@ -14,11 +14,10 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use chrono::{SecondsFormat, TimeZone, Utc};
-use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::auth::{bearer_token, session_for_token, session_row, token_hash, Session};
-use crate::db::random_hex;
+use crate::db::{random_hex, Tx};
 use crate::error::ApiError;
 use crate::openapi::*;
 use crate::AppState;
@@ -68,8 +67,8 @@ pub async fn ticket_route(
         .db
         .write(move |tx| {
             tx.execute(
-                "INSERT INTO stream_tickets (ticket_hash, user, token_hash, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![hash, session.user, session.token_hash, expires],
+                "INSERT INTO stream_tickets (ticket_hash, \"user\", token_hash, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                &[&hash, &session.user, &session.token_hash, &expires],
             )?;
             Ok(())
         })
@@ -101,12 +100,12 @@ pub async fn redeem(state: &AppState, ticket: &str) -> Result<Session, ApiError>
         .db
         .write(move |tx| {
             let row: Option<(String, i64)> = tx
-                .query_row(
+                .query_opt(
                     "DELETE FROM stream_tickets WHERE ticket_hash = ?1 RETURNING token_hash, expires_at",
-                    [hash],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
+                    &[&hash],
+                )?
+                .map(|r| Ok::<_, ApiError>((r.get(0)?, r.get(1)?)))
+                .transpose()?;
             let Some((token_hash, _)) = row.filter(|(_, expires)| *expires > now) else {
                 return Ok(None);
             };
@@ -124,9 +123,9 @@ pub async fn redeem(state: &AppState, ticket: &str) -> Result<Session, ApiError>
 ///
 /// # Errors
 /// Internal errors from the database.
-pub fn purge(conn: &Connection) -> Result<usize, ApiError> {
-    Ok(conn.execute(
+pub fn purge(conn: &Tx<'_>) -> Result<usize, ApiError> {
+    conn.execute(
         "DELETE FROM stream_tickets WHERE expires_at <= ?1",
-        [now_ms()],
-    )?)
+        &[&now_ms()],
+    )
 }

@@ -10,13 +10,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{watch, Semaphore};
 
-use crate::db::{random_hex, timestamp_rfc3339, Db};
+use crate::db::{random_hex, timestamp_rfc3339, Db, Tx};
 use crate::error::ApiError;
 use crate::history::{self, Author};
 use crate::openapi::FieldValue;
@@ -763,11 +762,8 @@ impl Run {
         self.jobs
             .db
             .write(move |tx| {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO sheet_sync (collection, id, version) VALUES (?1, ?2, ?3)",
-                )?;
                 for (id, version) in &exported {
-                    stmt.execute(rusqlite::params![CUSTOMERS, id, version])?;
+                    remember_synced(tx, id, *version)?;
                 }
                 Ok(())
             })
@@ -840,7 +836,7 @@ impl SheetConflict {
     /// set the CRM's value (from the record's history; the record's last
     /// change where the history does not reach back).
     fn of_row(
-        conn: &Connection,
+        conn: &Tx<'_>,
         row: &SheetRow,
         current: &Record,
         deleted: bool,
@@ -999,7 +995,7 @@ struct RowCounts {
 impl RowCounts {
     fn conflict(
         &mut self,
-        conn: &Connection,
+        conn: &Tx<'_>,
         sheet_row: &SheetRow,
         current: &Record,
         deleted: bool,
@@ -1022,7 +1018,7 @@ impl RowCounts {
 /// past it, someone changed the record since, and the row is a conflict.
 /// When `stop` turns true it stops before the next row.
 fn apply_rows(
-    conn: &Connection,
+    conn: &Tx<'_>,
     rows: &[SheetRow],
     by: &Author,
     stop: &AtomicBool,
@@ -1035,9 +1031,12 @@ fn apply_rows(
         }
         counts.handled += 1;
         let synced: Option<i64> = conn
-            .prepare_cached("SELECT version FROM sheet_sync WHERE collection = ?1 AND id = ?2")?
-            .query_row([CUSTOMERS, row.id.as_str()], |r| r.get(0))
-            .optional()?;
+            .query_opt(
+                "SELECT version FROM sheet_sync WHERE collection = ?1 AND id = ?2",
+                &[&CUSTOMERS, &row.id],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?;
         let base = synced.or(row.version);
         let stored = records::load(conn, CUSTOMERS, &row.id)?;
         let version = match stored {
@@ -1093,10 +1092,17 @@ fn apply_rows(
                 }
             }
         };
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO sheet_sync (collection, id, version) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(rusqlite::params![CUSTOMERS, row.id, version])?;
+        remember_synced(conn, &row.id, version)?;
     }
     Ok(counts)
+}
+
+/// Notes that the sheet now holds `version` of customer `id`.
+fn remember_synced(conn: &Tx<'_>, id: &str, version: i64) -> Result<(), ApiError> {
+    conn.execute(
+        "INSERT INTO sheet_sync (collection, id, version) VALUES (?1, ?2, ?3)
+         ON CONFLICT (collection, id) DO UPDATE SET version = excluded.version",
+        &[&CUSTOMERS, &id, &version],
+    )?;
+    Ok(())
 }

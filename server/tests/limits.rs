@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_error, Reply, TestServer};
+use common::{assert_error, open_events, Reply, TestServer};
 use crm_sync_server::limits::Limits;
 use futures_util::future::join_all;
 use reqwest::Method;
@@ -306,13 +306,8 @@ async fn a_replay_rebuilds_the_first_answer_exactly_without_storing_record_copie
     assert_eq!(replay.body["fields"], first.body["fields"]);
     assert_eq!(replay.body["version"], 2);
     // 101 keyed answers of a 100 KB record, stored as references.
-    let conn = rusqlite::Connection::open(s.path("data/crm.db")).unwrap();
-    let stored: i64 = conn
-        .query_row(
-            "SELECT SUM(LENGTH(body) + LENGTH(COALESCE(record_ref, ''))) FROM idempotency",
-            [],
-            |r| r.get(0),
-        )
+    let stored = s
+        .sql("SELECT CAST(SUM(LENGTH(body) + LENGTH(COALESCE(record_ref, ''))) AS BIGINT) FROM idempotency")
         .unwrap();
     assert!(stored < 64 * 1024, "{stored} bytes of answers");
 }
@@ -374,13 +369,11 @@ async fn feed_pages_are_cut_at_about_4_mb_with_more_true() {
 async fn changes_store_what_changed_and_the_feed_serves_current_records() {
     let s = TestServer::start().await;
     let t = s.login("alice").await;
-    let db = s.path("data/crm.db");
+    let db = s.db.clone();
     let size = |db: &std::path::Path| {
-        let conn = rusqlite::Connection::open(db).unwrap();
-        conn.query_row(
-            "SELECT COALESCE(SUM(LENGTH(COALESCE(record, '')) + LENGTH(COALESCE(what, ''))), 0) FROM changes",
-            [],
-            |r| r.get::<_, i64>(0),
+        common::db_sql(
+            db,
+            "SELECT CAST(COALESCE(SUM(LENGTH(COALESCE(record, '')) + LENGTH(COALESCE(what, ''))), 0) AS BIGINT) FROM changes",
         )
         .unwrap()
     };
@@ -503,18 +496,6 @@ async fn old_changes_are_pruned_and_their_cursors_are_410() {
 
 // ---------- event streams ----------
 
-async fn open_events(s: &TestServer, t: &str) -> reqwest::Response {
-    let ticket = s.stream_ticket(t).await;
-    let r = s
-        .client
-        .get(format!("{}/api/events?ticket={ticket}", s.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r
-}
-
 /// Reads until the stream ends; `false` if it is still open after `wait`.
 async fn ends_within(resp: &mut reqwest::Response, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
@@ -564,13 +545,8 @@ async fn a_stream_ends_when_its_token_expires() {
     let s = TestServer::start().await;
     let t = s.login("alice").await;
     // Bring the token's expiry close, as if it had been issued 12 hours ago.
-    let conn = rusqlite::Connection::open(s.path("data/crm.db")).unwrap();
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    conn.execute(
-        "UPDATE tokens SET expires_at = CAST(strftime('%s','now') AS INTEGER) + 2",
-        [],
-    )
-    .unwrap();
+    let soon = chrono::Utc::now().timestamp() + 2;
+    s.sql(&format!("UPDATE tokens SET expires_at = {soon}"));
     let mut stream = open_events(&s, &t).await;
     assert!(!ends_within(&mut stream, Duration::from_millis(500)).await);
     assert!(ends_within(&mut stream, Duration::from_secs(5)).await);

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{assert_error, TestServer};
+use common::{assert_error, next_frame, open_events, read_events, TestServer};
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -1000,60 +998,6 @@ async fn unknown_cursors_are_410() {
 
 /// Opens `/api/events` with a ticket in the query, as an `EventSource`
 /// must.
-async fn open_events(s: &TestServer, t: &str) -> reqwest::Response {
-    let ticket = s.stream_ticket(t).await;
-    let live = s
-        .client
-        .get(format!("{}/api/events?ticket={ticket}", s.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(live.status(), 200);
-    live
-}
-
-/// The next SSE frame (without its blank line), reading more of the stream
-/// into `buf` as needed.
-async fn next_frame(resp: &mut reqwest::Response, buf: &mut String) -> String {
-    while !buf.contains("\n\n") {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
-            .await
-            .expect("event in time")
-            .unwrap()
-            .expect("stream open");
-        buf.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
-    let end = buf.find("\n\n").unwrap();
-    let frame: String = buf.drain(..end + 2).collect();
-    frame.trim_end().to_owned()
-}
-
-/// Reads SSE frames until `n` `change` events arrived; returns (id, data) pairs.
-async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<(String, Value)> {
-    let mut buf = String::new();
-    let mut out = Vec::new();
-    while out.len() < n {
-        let frame = next_frame(resp, &mut buf).await;
-        let mut id = None;
-        let mut data = None;
-        let mut kind = None;
-        for line in frame.lines() {
-            if let Some(v) = line.strip_prefix("id:") {
-                id = Some(v.trim().to_owned());
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data = Some(serde_json::from_str(v.trim()).unwrap());
-            } else if let Some(v) = line.strip_prefix("event:") {
-                kind = Some(v.trim().to_owned());
-            }
-        }
-        if let (Some(id), Some(data)) = (id, data) {
-            assert_eq!(kind.as_deref(), Some("change"));
-            out.push((id, data));
-        }
-    }
-    out
-}
-
 /// A client tells a live stream from one a buffering proxy holds back by
 /// whether anything arrives: the server says `ready` at once, before any
 /// change.
@@ -1355,21 +1299,13 @@ async fn static_files_with_spa_fallback_and_cors() {
 
 // ---------- expiry (the clock is moved by editing the database file) ----------
 
-fn open_db(s: &TestServer) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(s.path("data/crm.db")).unwrap();
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    conn
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_tokens_are_401() {
     let s = TestServer::start().await;
     let t = s.login("alice").await;
     let keep = s.login("bob").await;
     // Move every token past its expiry; a new login works again.
-    open_db(&s)
-        .execute("UPDATE tokens SET expires_at = 0", [])
-        .unwrap();
+    s.sql("UPDATE tokens SET expires_at = 0");
     assert_error(&s.get("/api/customers", &t).await, 401, "unauthorized");
     assert_error(&s.get("/api/customers", &keep).await, 401, "unauthorized");
     let fresh = s.login("bob").await;
@@ -1393,12 +1329,7 @@ async fn idempotency_answers_expire_after_24_hours() {
         .await;
     assert_eq!(r.status, 201);
     // 23 hours later the answer is still there.
-    open_db(&s)
-        .execute(
-            "UPDATE idempotency SET created_at = created_at - 23 * 3600",
-            [],
-        )
-        .unwrap();
+    s.sql("UPDATE idempotency SET created_at = created_at - 23 * 3600");
     let r = s
         .send(
             Method::POST,
@@ -1410,12 +1341,7 @@ async fn idempotency_answers_expire_after_24_hours() {
         .await;
     assert_eq!(r.status, 201);
     // 25 hours later the key is forgotten: the request runs again (and conflicts).
-    open_db(&s)
-        .execute(
-            "UPDATE idempotency SET created_at = created_at - 2 * 3600",
-            [],
-        )
-        .unwrap();
+    s.sql("UPDATE idempotency SET created_at = created_at - 2 * 3600");
     let r = s
         .send(Method::POST, "/api/leads", Some(&t), Some(body), &key)
         .await;

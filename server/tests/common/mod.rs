@@ -1,5 +1,9 @@
 //! Test harness: a real server on a loopback port over a real SQLite file in
 //! a temp dir, and a small JSON client.
+//!
+//! With `CRM_TEST_POSTGRES=postgres://user@host:port/db` set (as
+//! `scripts/test.sh`'s `server-pg` suite does), every server runs on
+//! PostgreSQL instead, each test in a fresh schema of that database.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -15,7 +19,61 @@ pub struct TestServer {
     pub base: String,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
+    /// What `--db` the server was given: a SQLite path or a PostgreSQL URL.
+    pub db: PathBuf,
     server: Option<Server>,
+}
+
+/// The PostgreSQL database tests run on, if `CRM_TEST_POSTGRES` names one.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("CRM_TEST_POSTGRES")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// A fresh, empty schema in the test database; returns the URL that makes
+/// it the server's (`search_path`).
+pub fn fresh_postgres_schema(base: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let schema = format!("t_{}_{nanos}_{n}", std::process::id());
+    let sql = format!("CREATE SCHEMA {schema}");
+    let admin = base.to_owned();
+    // The blocking client owns a runtime: it must not run on an async thread.
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        c.batch_execute(&sql).unwrap();
+    })
+    .join()
+    .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-csearch_path%3D{schema}")
+}
+
+/// Runs one statement on a server's database (SQLite file or PostgreSQL
+/// schema); returns the first column of the first row as an integer, if any.
+/// For tests that move the clock by editing stored times.
+pub fn db_sql(db: &std::path::Path, sql: &str) -> Option<i64> {
+    let sql = sql.to_owned();
+    let target = db.to_string_lossy().into_owned();
+    if crm_sync_server::db::is_postgres_url(db) {
+        return std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&target, postgres::NoTls).unwrap();
+            let rows = c.query(sql.as_str(), &[]).unwrap();
+            rows.first().and_then(|r| r.try_get::<_, i64>(0).ok())
+        })
+        .join()
+        .unwrap();
+    }
+    let conn = rusqlite::Connection::open(target).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let mut stmt = conn.prepare(&sql).unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    rows.next().unwrap().and_then(|r| r.get::<_, i64>(0).ok())
 }
 
 /// An answer: status, headers and the JSON body (`Null` when empty).
@@ -41,27 +99,38 @@ impl TestServer {
     /// A demo server with changed settings.
     pub async fn start_with(change: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let db = match postgres_url() {
+            Some(base) => PathBuf::from(fresh_postgres_schema(&base)),
+            None => dir.path().join("data/crm.db"),
+        };
         let mut config = Config {
             port: 0,
-            db: dir.path().join("data/crm.db"),
+            db,
             demo: true,
             static_dir: dir.path().join("no-static-dir"),
             sheet: dir.path().join("data/sheet.csv"),
             ..Config::default()
         };
         change(&mut config);
+        let db = config.db.clone();
         let server = crm_sync_server::start(config).await.unwrap();
         let base = format!("http://{}", server.addr());
         Self {
             base,
             dir,
             client: client(),
+            db,
             server: Some(server),
         }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
+    }
+
+    /// Runs one statement on this server's database; see [`db_sql`].
+    pub fn sql(&self, sql: &str) -> Option<i64> {
+        db_sql(&self.db, sql)
     }
 
     pub async fn stop(mut self) {
@@ -203,4 +272,60 @@ pub fn assert_error(r: &Reply, status: u16, code: &str) {
     assert_eq!(e["code"], code, "{:?}", r.body);
     assert!(e["message"].is_string(), "{:?}", r.body);
     assert!(e["details"].is_object(), "{:?}", r.body);
+}
+
+/// Opens `/api/events` with a ticket in the query, as an `EventSource`
+/// must (`t` asks for the ticket).
+pub async fn open_events(s: &TestServer, t: &str) -> reqwest::Response {
+    let ticket = s.stream_ticket(t).await;
+    let live = s
+        .client
+        .get(format!("{}/api/events?ticket={ticket}", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    live
+}
+
+/// The next SSE frame (without its blank line), reading more of the stream
+/// into `buf` as needed.
+pub async fn next_frame(resp: &mut reqwest::Response, buf: &mut String) -> String {
+    while !buf.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("event in time")
+            .unwrap()
+            .expect("stream open");
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let end = buf.find("\n\n").unwrap();
+    let frame: String = buf.drain(..end + 2).collect();
+    frame.trim_end().to_owned()
+}
+
+/// Reads SSE frames until `n` `change` events arrived; returns (id, data) pairs.
+pub async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<(String, Value)> {
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let frame = next_frame(resp, &mut buf).await;
+        let mut id = None;
+        let mut data = None;
+        let mut kind = None;
+        for line in frame.lines() {
+            if let Some(v) = line.strip_prefix("id:") {
+                id = Some(v.trim().to_owned());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data = Some(serde_json::from_str(v.trim()).unwrap());
+            } else if let Some(v) = line.strip_prefix("event:") {
+                kind = Some(v.trim().to_owned());
+            }
+        }
+        if let (Some(id), Some(data)) = (id, data) {
+            assert_eq!(kind.as_deref(), Some("change"));
+            out.push((id, data));
+        }
+    }
+    out
 }
