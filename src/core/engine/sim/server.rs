@@ -139,7 +139,8 @@ impl ModelServer {
 }
 
 impl ModelServer {
-    /// Whether an answer is kept for this `Idempotency-Key`.
+    /// Whether an answer is kept for this `Idempotency-Key` (a refusal
+    /// for good is drawn only for a request not seen before).
     pub fn knows(&self, key: &str) -> bool {
         self.replies.contains_key(key)
     }
