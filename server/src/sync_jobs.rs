@@ -768,7 +768,7 @@ impl Run {
                 Ok(())
             })
             .await?;
-        Ok(format!("Wrote {rows} rows ({len} bytes) to the sheet"))
+        Ok(format!("Wrote {} customers to the sheet", grouped(rows)))
     }
 }
 

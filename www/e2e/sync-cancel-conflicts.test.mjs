@@ -58,9 +58,9 @@ test("an import cancelled while it writes shows and keeps the rows it wrote, in 
   await openSync(page);
   await page.getByLabel("From the sheet into the CRM").check();
   await page.getByRole("button", { name: "Start sync" }).click();
-  await page.getByTestId("sync-phase").filter({ hasText: "saving" }).waitFor({ timeout: 60000 });
+  await page.locator("[data-testid=sync-phase][data-phase=saving]").waitFor({ timeout: 60000 });
   await page.getByRole("button", { name: "Cancel sync" }).click();
-  await page.getByTestId("sync-phase").filter({ hasText: "cancelled" }).waitFor({ timeout: 30000 });
+  await page.locator("[data-testid=sync-phase][data-phase=cancelled]").waitFor({ timeout: 30000 });
 
   const job = (await (await api(user, server.base)).get("sync")).items[0];
   assert.equal(job.status, "cancelled");
@@ -106,7 +106,7 @@ test("an import's conflicts are listed field by field, and the sheet's value is 
   await openSync(page);
   await page.getByLabel("From the sheet into the CRM").check();
   await page.getByRole("button", { name: "Start sync" }).click();
-  await page.getByTestId("sync-phase").filter({ hasText: "complete" }).waitFor({ timeout: 60000 });
+  await page.locator("[data-testid=sync-phase][data-phase=complete]").waitFor({ timeout: 60000 });
   await page.getByRole("button", { name: /^Show the (conflict|\d+ conflicts)$/ }).click();
 
   const me = await api(user, server.base);

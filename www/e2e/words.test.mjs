@@ -42,7 +42,7 @@ test("a salesperson's screens speak of people, customers and changes", async () 
   await page.getByRole("link", { name: "Settings" }).click();
   await page.getByLabel("From the CRM to the sheet").check();
   await page.getByRole("button", { name: "Start sync" }).click();
-  await page.getByTestId("sync-phase").getByText("complete").waitFor({ timeout: 30000 });
+  await page.locator('[data-testid=sync-phase][data-phase=complete]').waitFor({ timeout: 30000 });
   const runs = page.getByRole("table", { name: "Sync history" }).locator("tbody tr");
   await runs.first().waitFor();
   assert.equal((await runs.first().locator("td").allInnerTexts())[1], "To the sheet");

@@ -171,3 +171,32 @@ export function writeLater(user: string, ids: Set<string>): void {
     // Storage blocked: put off for as long as the page lasts.
   }
 }
+
+/** A spreadsheet sync's phase in words (the API's phase names are for code). */
+export const SYNC_PHASE_WORDS: Record<string, string> = {
+  idle: "Not running",
+  starting: "Starting",
+  queued: "Waiting its turn",
+  downloading: "Reading the sheet",
+  processing: "Going through the rows",
+  saving: "Saving",
+  complete: "Done",
+  error: "Stopped",
+  cancelled: "Cancelled",
+};
+
+/** Why a spreadsheet sync stopped, for the person who started it. */
+export function syncFailure(error: { code: string; message: string }): string {
+  switch (error.code) {
+    case "sync_not_found":
+      return "The server no longer knows this sync (it may have restarted). Start it again.";
+    case "timeout":
+      return "The sync took too long and was given up. Start it again.";
+    case "network":
+      return "The server could not be reached. Start it again once you are back online.";
+    case "unauthorized":
+      return "You were signed out. Sign in and start it again.";
+    default:
+      return plain(error.message);
+  }
+}

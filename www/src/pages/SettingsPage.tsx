@@ -2,7 +2,7 @@ import { useEffect, useState } from "react";
 import type { CrmSyncJobs, SyncHistoryEntry, SyncLogEntry, SyncSchedule, SyncSheetConflict, SyncState } from "crm-sync";
 import { CrmError } from "crm-sync";
 import { useCrm, useCrmStatus, useSyncLog, useSyncState } from "crm-sync/react";
-import { explain, fieldLabel, plain, text, when } from "../lib";
+import { explain, fieldLabel, plain, SYNC_PHASE_WORDS, syncFailure, text, when } from "../lib";
 import { isSyncRunning } from "../useLoad";
 import { KeptChanges } from "../components/KeptChanges";
 
@@ -253,20 +253,20 @@ function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
         aria-valuemin={0}
         aria-valuemax={100}
         aria-valuenow={progress}
-        aria-valuetext={`${progress}% (${state?.phase ?? "idle"})`}
+        aria-valuetext={`${progress}% (${SYNC_PHASE_WORDS[state?.phase ?? "idle"]})`}
       >
         <div className={`progress-fill phase-${state?.phase ?? "idle"}`} style={{ width: `${progress}%` }} />
       </div>
       <p className="sync-line" data-testid="sync-status">
-        <span className="phase" data-testid="sync-phase">
-          {state?.phase ?? "idle"}
+        <span className="phase" data-testid="sync-phase" data-phase={state?.phase ?? "idle"}>
+          {SYNC_PHASE_WORDS[state?.phase ?? "idle"]}
         </span>{" "}
         <span data-testid="sync-percent">{progress}%</span>
         {state?.message ? <span className="hint"> · {state.message}</span> : null}
       </p>
       {state?.error && (
         <p role="alert" className="error">
-          Sync failed: {state.error.code}: {state.error.message}
+          The sync stopped: {syncFailure(state.error)}
         </p>
       )}
       {startNote && <p className="hint">{startNote}</p>}
