@@ -1,7 +1,7 @@
 import { useState } from "react";
 import type { CrmSync, FailedMutation, PendingMutation } from "crm-sync";
 import { useConflicts, useCrm, useCrmStatus, useFailed, usePending } from "crm-sync/react";
-import { fieldLabel, plain, text } from "../lib";
+import { fieldLabel, fieldValue, plain, text } from "../lib";
 
 const KIND: Record<string, string> = { customers: "customer", calendar_events: "booking" };
 
@@ -20,7 +20,7 @@ function describe(crm: CrmSync, m: PendingMutation | FailedMutation): string {
       return `New ${kind} “${named || name}”`;
     default: {
       const changes = Object.entries(m.fields ?? {})
-        .map(([k, v]) => `${fieldLabel(k)} to “${text(v) || "(empty)"}”`)
+        .map(([k, v]) => `${fieldLabel(k)} to “${fieldValue(k, v)}”`)
         .join(", ");
       return `${name}: ${changes ? `change ${changes}` : "change"}`;
     }
