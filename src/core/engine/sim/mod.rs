@@ -1151,7 +1151,7 @@ mod tests {
 
     #[test]
     fn many_users_and_tabs_end_equal_to_the_server() {
-        crate::core::seeds::run_all(2_000, 200, |seed| {
+        crate::core::seeds::run_all(800, 200, |seed| {
             run(seed, Faults::drawn(seed)).map_err(|SimFailure(why)| why)
         });
     }
