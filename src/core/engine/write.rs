@@ -242,8 +242,8 @@ impl ClientEngine {
         // Fold only into this tab's own entries: another tab sends its
         // entry as it holds it, and would drop what was folded in here
         // (found by the simulation). And only while no other tab can have
-        // sent it: the leader adopts another tab's entry no sooner than
-        // ADOPT_AFTER_MS after it was made (found by the simulation: a new
+        // sent it: no other tab sends it until well after the window
+        // closed (see `adoptable_at`; found by the simulation: a new
         // leader sent an entry at once, its tab folded a save into it, and
         // the leader's answer dropped the save).
         let foldable: HashSet<String> = self
@@ -610,15 +610,17 @@ impl ClientEngine {
     }
 }
 
-/// How long after it was made a tab may still fold saves into its entry:
-/// well before any other tab may send it (`ADOPT_AFTER_MS`), so that the
-/// folded entry reached IndexedDB and the leader by then.
-const FOLD_WINDOW_MS: u64 = super::ADOPT_AFTER_MS / 2;
+/// How long after it was made a tab may still fold saves into its entry
+/// (later saves make entries of their own, moved onto each new version as
+/// the ones before them land).
+const FOLD_WINDOW_MS: u64 = 1_000;
 
 /// When a tab may send an entry another tab made (`created_at_ms` is the
-/// wall clock all tabs share): not while that tab may still fold into it.
+/// wall clock all tabs share): not while that tab may still fold into it,
+/// with time for the folded entry to reach IndexedDB and this tab; soon
+/// enough that a reload sends what the page before it left at once.
 fn adoptable_at(entry: &OutboxEntry) -> u64 {
-    entry.created_at_ms.saturating_add(super::ADOPT_AFTER_MS)
+    entry.created_at_ms.saturating_add(2 * FOLD_WINDOW_MS)
 }
 
 fn reject(out: &mut Vec<Effect>, caller: CallerId, failure: Failure) {

@@ -2,12 +2,16 @@
 //! with several tabs each, against [`server::ModelServer`], over a network
 //! that loses, delays, duplicates and reorders requests and answers, with
 //! tabs that crash (memory gone, IndexedDB kept), connections cut for a
-//! while, IndexedDB refusing writes, and a restarting server.
+//! while, IndexedDB refusing writes, a restarting server, and a server
+//! that refuses some changes for good; each seed draws its own mix of
+//! these faults ([`Faults::drawn`]).
 //!
 //! The runner here plays the part of `web::client`: it carries out the
 //! engine's effects on model stores and a model network, and reports the
 //! results as events. Invariants are checked after every event and at
-//! quiescence. `CRM_SIM_SEEDS=n` runs `n` seeds; `CRM_SIM_SEED=s` replays one.
+//! quiescence, among them what a person is owed (`owed.rs`). Seeds run as
+//! `core/seeds.rs` says: `CRM_SIM_SEEDS=n` runs seeds 1 to `n`,
+//! `CRM_SIM_FRESH=n` takes `n` fresh ones, `CRM_SIM_SEED=s` replays one.
 
 mod checks;
 mod feed;
