@@ -302,14 +302,13 @@ struct Follower {
     params(
         ("since" = Option<String>, Query, nullable = false, description = "Resume after this cursor (`Last-Event-ID` wins); absent = from now"),
         ("ticket" = Option<String>, Query, nullable = false, description = "A single-use ticket from `POST /api/events/ticket`, for `EventSource`, which cannot send headers"),
-        ("token" = Option<String>, Query, nullable = false, description = "Refused with `400`: a bearer token never goes in a URL"),
         ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Resume after this cursor"),
     ),
     responses(
         (status = 200, description = "A Server-Sent Events stream: first a `ready` event (data `{}`), then one `change` event per committed change, `data` a `Change` and `id` the cursor after it. It has no deadline; it ends at logout, token expiry, or when the user opens too many streams.", content_type = "text/event-stream", body = ServerEvent),
         (status = 401, description = "`unauthorized`: no token and no ticket, an unknown or expired token, or a ticket unknown, used, expired or of a session that ended", body = ErrorBody),
         (status = 403, description = "`forbidden`: the ticket belongs to another user than the bearer token sent with it", body = ErrorBody),
-        (status = 400, description = "`invalid`: a query that cannot be read, or a `token` in it", body = ErrorBody),
+        (status = 400, description = "`invalid`: a query that cannot be read, or a `token` in it (a bearer token never goes in a URL; not a parameter of this route)", body = ErrorBody),
         (status = 410, description = "`cursor_expired`", body = ErrorBody),
         (status = 500, description = "`internal`", body = ErrorBody),
     )
