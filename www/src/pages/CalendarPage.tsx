@@ -5,6 +5,7 @@ import {
   type CalendarEventLike,
   type CrmRecord,
   type Fields,
+  type FailedMutation,
   type PendingMutation,
   type SaveResult,
 } from "crm-sync";
@@ -13,6 +14,9 @@ import { ActivityTimeline } from "../components/ActivityTimeline";
 import { Dialog } from "../components/Dialog";
 import { bookingTime, clock, day, explain, plain, text } from "../lib";
 import { useLoad } from "../useLoad";
+
+/** A change of the person's not on the server yet: queued, or refused for good. */
+type Unsent = PendingMutation | FailedMutation;
 
 interface Slot {
   resource: string;
@@ -93,17 +97,13 @@ function serverOverlaps(e: CrmError): string[] {
  * Why the server refused a change for good, from `crm.failed()`: its code,
  * its message and its details (for `overlap`, the bookings in the way).
  */
-function refusalOf(m: PendingMutation): { code: string; message: string; details: unknown } {
-  const r = m as PendingMutation & { code?: string; message?: string; details?: unknown };
-  return {
-    code: r.code ?? r.error?.code ?? "",
-    message: r.message ?? r.error?.message ?? "",
-    details: r.details ?? null,
-  };
+function refusalOf(m: Unsent): { code: string; message: string; details: unknown } {
+  if ("code" in m) return { code: m.code, message: m.message, details: m.details };
+  return { code: m.error?.code ?? "", message: m.error?.message ?? "", details: null };
 }
 
 /** A booking not on the server yet (queued or refused), shaped as a record for the week and the dialogs. */
-function asBooking(m: PendingMutation, me: string): CrmRecord {
+function asBooking(m: Unsent, me: string): CrmRecord {
   return {
     id: m.recordId,
     version: 0,
@@ -220,7 +220,7 @@ function OutcomeView({ outcome, what }: { outcome: Outcome | null; what: string 
  * "Choose another time"; otherwise "Try again". "Discard" drops it on the
  * person's word.
  */
-function RefusalNote({ m, onAnotherTime }: { m: PendingMutation; onAnotherTime: () => void }) {
+function RefusalNote({ m, onAnotherTime }: { m: Unsent; onAnotherTime: () => void }) {
   const crm = useCrm();
   const [problem, setProblem] = useState<string | null>(null);
   const { code, message, details } = refusalOf(m);
@@ -274,7 +274,7 @@ function TimeSelect({ label: name, value, onChange }: { label: string; value: st
  * refused booking as a new `crm.create`, a refused move as a new save) and
  * then discards the refused one, so it is replaced, never lost.
  */
-function MoveDialog({ event, refused, onClose }: { event: CrmRecord; refused?: PendingMutation; onClose: () => void }) {
+function MoveDialog({ event, refused, onClose }: { event: CrmRecord; refused?: Unsent; onClose: () => void }) {
   const crm = useCrm();
   const write = useBookingWriter();
   const start = new Date(text(event.fields.start));
@@ -392,7 +392,7 @@ export function CalendarPage() {
   const [form, setForm] = useState({ title: "", resource: "room-a", date: isoDay(new Date()), from: "14:00", to: "15:00" });
   const [outcome, setOutcome] = useState<Outcome | null>(null);
   const [busy, setBusy] = useState(false);
-  const [moving, setMoving] = useState<{ id: string; refused?: PendingMutation } | null>(null);
+  const [moving, setMoving] = useState<{ id: string; refused?: Unsent } | null>(null);
   const failed = useFailed();
   const [confirmCancel, setConfirmCancel] = useState<string | null>(null);
   const [rowNote, setRowNote] = useState<{ id: string; text: string } | null>(null);
