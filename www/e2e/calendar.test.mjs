@@ -4,7 +4,7 @@
 // the same staged, versioned path as every other change.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { launch, openPage, logIn, api, unique, screenshot, allSaved, gate } from "./support.mjs";
+import { launch, openPage, logIn, api, unique, screenshot, allSaved, gate, nextWeekDay, fillBooking } from "./support.mjs";
 
 let browser;
 before(async () => {
@@ -13,22 +13,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-// A day next week, so the bookings of other tests and of today stay apart.
-function nextWeekDay() {
-  const d = new Date(Date.now() + 7 * 24 * 3600 * 1000);
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-}
-
-async function fillBooking(form, { title, resource, date, from, to }) {
-  await form.getByLabel("Title").fill(title);
-  await form.getByLabel("Resource").fill(resource);
-  await form.getByLabel("Date").fill(date);
-  await form.getByLabel("From").selectOption(from);
-  await form.getByLabel("To").selectOption(to);
-  await form.getByRole("button", { name: "Book" }).click();
-}
 
 async function stored(server, resource) {
   return (await server.get("calendar_events")).items.filter((e) => e.fields.resource === resource);
