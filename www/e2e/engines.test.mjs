@@ -97,10 +97,10 @@ for (const engine of ENGINES) {
     await s.fill(`${EDIT} input[name=city]`, waiting);
     await s.waitFor("[data-testid=save-state]", { text: /queued, will be sent/, timeout: 30000 });
     await closeDialog(s);
-    await s.waitFor("[data-testid=outbox-count]", { text: "1 queued" });
+    await s.waitFor("[data-testid=outbox-count]", { text: "1 change not yet sent" });
     await s.reload();
     await s.waitFor(row(id), { text: waiting, timeout: 30000 });
-    await s.waitFor("[data-testid=outbox-count]", { text: "1 queued" });
+    await s.waitFor("[data-testid=outbox-count]", { text: "1 change not yet sent" });
 
     // The settings page says the waiting change is not safe from the
     // browser's clean-up, and asks for persistent storage from the click:
