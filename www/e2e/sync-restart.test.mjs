@@ -1,5 +1,5 @@
 // The server loses a running sync job (it restarts): every tab shows
-// `sync_not_found`, and the next start works. This test runs its own
+// that it lost the sync (`sync_not_found`), and the next start works. This test runs its own
 // reference server, so it can kill and restart it on the same database.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -19,7 +19,7 @@ after(async () => {
   await server.stop();
 });
 
-test("a server restart mid-sync shows sync_not_found in every tab, and the next start works", async () => {
+test("a server restart mid-sync says the server lost the sync in every tab, and the next start works", async () => {
   const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
   const a = await context.newPage();
   await a.goto(URL + "/");
@@ -53,5 +53,12 @@ test("a server restart mid-sync shows sync_not_found in every tab, and the next 
   for (const p of [a, b]) {
     await p.locator("[data-testid=sync-phase][data-phase=complete]").waitFor({ timeout: 40000 });
   }
+  // The lost job's line in the history speaks words, not the error's code.
+  const lost = b.getByRole("table", { name: "Sync history" }).locator("tbody tr").filter({ has: b.locator("td.result-error") });
+  await lost.first().waitFor();
+  const words = await lost.first().innerText();
+  assert.match(words, /Stopped/);
+  assert.match(words, /The server no longer knows this sync/);
+  assert.doesNotMatch(words, /sync_not_found/);
   await context.close();
 });

@@ -68,7 +68,7 @@ test("a sync runs from Settings to 100 % while the customers table stays editabl
   assert.equal(await page.getByTestId("sync-percent").innerText(), "100%");
   assert.equal(await badge.count(), 0, "no badge once the job is done");
   assert.match(await page.getByLabel("Sync statistics").innerText(), /Rows in the sheet\s*\d+/);
-  await historyRows.filter({ hasText: "complete" }).filter({ hasText: "To the sheet" }).first().waitFor();
+  await historyRows.filter({ has: page.locator("[data-status=complete]") }).filter({ hasText: "To the sheet" }).first().waitFor();
   assert.equal(await historyRows.count(), historyBefore + 1);
   await screenshot(page, "sync-complete");
 

@@ -307,9 +307,8 @@ function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
               <tr key={`${h.syncId ?? ""}-${h.startedAt}`}>
                 <td>{when(h.startedAt)}</td>
                 <td>{direction(h.kind)}</td>
-                <td className={`result-${h.status}`}>
-                  {h.status}
-                  {h.error ? ` (${h.error.code})` : ""}
+                <td className={`result-${h.status}`} data-status={h.status}>
+                  {SYNC_PHASE_WORDS[h.status] ?? h.status}
                 </td>
                 <td>{(h.durationMs / 1000).toFixed(1)} s</td>
                 <td>{h.stats?.rows ?? ""}</td>
@@ -317,7 +316,7 @@ function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
                   {h.stats ? `${h.stats.inserted ?? 0} / ${h.stats.updated ?? 0} / ${h.stats.conflicts ?? 0}` : ""}
                 </td>
                 <td>
-                  {h.message ?? ""}
+                  {h.status === "error" && h.error ? syncFailure(h.error) : (h.message ?? "")}
                   {h.syncId && (h.stats?.conflicts ?? 0) > 0 && conflictsOf !== h.syncId && (
                     <>
                       {" "}
