@@ -22,7 +22,7 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 use crate::core::debounce::DebounceOptions;
 use crate::core::engine::{
     CallerId, ClientEngine, EngineConfig, Event, IdSource, KeptConflict, Outcome, StoredWork,
-    Timer, STAGED_PREFIX,
+    STAGED_PREFIX,
 };
 use crate::core::merge::{Conflict, MergeRules};
 use crate::core::outbox::{EntryState, MutationOp, OutboxEntry};
@@ -145,10 +145,6 @@ struct Caller {
     promise: Promise,
 }
 
-/// How often writes IndexedDB refused for lack of space are tried again
-/// while nothing else writes.
-const HELD_RETRY_MS: u32 = 30_000;
-
 /// The engine and what only the runner keeps.
 struct RunnerState {
     /// Every decision of the write path, reachability and shared work.
@@ -189,8 +185,6 @@ struct ClientShared {
     /// Writes IndexedDB refused for lack of space, in order: written before
     /// the next write, in its transaction, once there is room.
     held: RefCell<Option<DbBatch>>,
-    /// Tries the held writes again while nothing else writes.
-    held_timer: RefCell<Option<Timeout>>,
     listeners: js_sys::Set,
     /// Snapshots handed to JS, kept until something changes, so
     /// `useSyncExternalStore` sees the same object between changes.
@@ -208,8 +202,8 @@ struct ClientShared {
     from_tab: Cell<bool>,
     /// Whether the browser keeps this origin's data (`status.durable`).
     durable: Cell<bool>,
-    /// The engine's timers.
-    timers: RefCell<VecMap<Timer, Timeout>>,
+    /// The one timer, at the engine's next deadline.
+    timer: RefCell<Option<(u64, Timeout)>>,
     /// `/api/events`, while this tab leads.
     events: RefCell<Option<EventFeed>>,
     page: RefCell<Vec<EventListener>>,
@@ -255,7 +249,6 @@ impl Client {
             }),
             db: RefCell::new(None),
             held: RefCell::new(None),
-            held_timer: RefCell::new(None),
             listeners: js_sys::Set::new(&JsValue::UNDEFINED),
             snapshots: RefCell::new(HashMap::new()),
             record_js: RefCell::new(HashMap::new()),
@@ -263,7 +256,7 @@ impl Client {
             leader: Cell::new(false),
             from_tab: Cell::new(false),
             durable: Cell::new(false),
-            timers: RefCell::new(VecMap::new()),
+            timer: RefCell::new(None),
             events: RefCell::new(None),
             page: RefCell::new(Vec::new()),
             bus: RefCell::new(None),
@@ -1017,8 +1010,7 @@ impl Client {
             return;
         }
         self.handle(Event::Close);
-        self.inner.timers.borrow_mut().clear();
-        self.inner.held_timer.borrow_mut().take();
+        self.inner.timer.borrow_mut().take();
         self.inner.events.borrow_mut().take();
         self.inner.page.borrow_mut().clear();
         self.inner.lifecycle.borrow_mut().take();

@@ -598,15 +598,7 @@ impl ClientEngine {
                 result: Err(Failure::Closed),
             });
         }
-        for timer in [
-            super::Timer::Debounce,
-            super::Timer::Retry,
-            super::Timer::Probe,
-            super::Timer::FeedPoll,
-            super::Timer::Logout,
-        ] {
-            out.push(Effect::Timer { timer, at: None });
-        }
+        self.timers.clear();
     }
 }
 

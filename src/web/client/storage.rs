@@ -80,7 +80,7 @@ impl Client {
     /// and `status.storage` says `"memory"`; held writes go first, in one
     /// transaction with the next write (so the database never has a later
     /// write without an earlier one), or on their own every
-    /// [`HELD_RETRY_MS`]. Any other failure drops the database: the client
+    /// `HELD_RETRY_MS` (the engine's). Any other failure drops the database: the client
     /// goes on in memory (nothing the server has is lost).
     pub(super) async fn persist(&self, batch: DbBatch) -> bool {
         let Some(db) = self.db() else { return true };
@@ -105,9 +105,9 @@ impl Client {
                     self.tell_tabs(TabMessage::WorkChanged(WorkNotice {}));
                 }
                 if was_full && self.inner.held.borrow().is_none() {
-                    self.inner.held_timer.borrow_mut().take();
                     self.changed();
                     self.emit_status();
+                    self.handle(Event::HeldWritten);
                 }
                 true
             }
@@ -119,7 +119,8 @@ impl Client {
                     held.append(later);
                 }
                 *self.inner.held.borrow_mut() = Some(held);
-                self.retry_held();
+                // The engine says when to try again.
+                self.handle(Event::StoreFull);
                 if !was_full {
                     self.changed();
                     self.emit_status();
@@ -139,20 +140,6 @@ impl Client {
                 true
             }
         }
-    }
-
-    pub(super) fn retry_held(&self) {
-        let weak = self.weak();
-        let timer = Timeout::new(HELD_RETRY_MS, move || {
-            if let Some(client) = Client::from_weak(&weak) {
-                spawn_local(async move {
-                    if client.persist(DbBatch::new()).await {
-                        client.handle(Event::HeldWritten);
-                    }
-                });
-            }
-        });
-        *self.inner.held_timer.borrow_mut() = Some(timer);
     }
 
     /// Adds a line to the user's record-sync log: in IndexedDB (the newest

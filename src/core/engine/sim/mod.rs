@@ -25,7 +25,7 @@ use owed::{Change, Expected, Made};
 
 use super::{
     CallerId, ClientEngine, Effect, EngineConfig, Event, FeedPage, IdSource, KeptConflict, Outcome,
-    ProbeReply, Refusal, Reply, StoreOp, StoredWork, StreamSignal, Timer,
+    ProbeReply, Refusal, Reply, StoreOp, StoredWork, StreamSignal,
 };
 use crate::core::code::ErrorCode;
 use crate::core::outbox::{EntryState, OutboxEntry};
@@ -208,7 +208,8 @@ struct Tab {
     engine: Option<ClientEngine>,
     /// Incarnation: messages for an older one are dropped.
     epoch: u32,
-    timers: BTreeMap<Timer, u64>,
+    /// The one timer, at the engine's `poll_timeout()`.
+    timer: Option<u64>,
     /// Callers not yet settled, and what they asked.
     callers: BTreeMap<CallerId, String>,
     cut_until: Option<u64>,
@@ -251,7 +252,6 @@ enum Msg {
     Timer {
         tab: usize,
         epoch: u32,
-        timer: Timer,
         at: u64,
     },
     WorkNotice {
@@ -322,12 +322,6 @@ enum Msg {
         tab: usize,
         epoch: u32,
         write: Box<Effect>,
-        after: Vec<Effect>,
-    },
-    /// The runner tries writes IndexedDB refused again.
-    HeldRetry {
-        tab: usize,
-        epoch: u32,
     },
 }
 
@@ -426,7 +420,7 @@ impl World {
                     user,
                     engine: None,
                     epoch: 0,
-                    timers: BTreeMap::new(),
+                    timer: None,
                     callers: BTreeMap::new(),
                     cut_until: None,
                     answered: BTreeSet::new(),
@@ -508,7 +502,7 @@ impl World {
         let t = &mut self.tabs[tab];
         t.epoch += 1;
         t.engine = Some(engine);
-        t.timers.clear();
+        t.timer = None;
         t.callers.clear();
         t.held.clear();
         t.answered.clear();
@@ -566,11 +560,11 @@ impl World {
         let label = self
             .tracing
             .then(|| format!("tab {tab} <- {}", short(&event)));
-        let effects = engine.handle(event, now);
+        engine.handle(event, now);
         if let Some(label) = label {
             self.note(label);
         }
-        self.run_effects(tab, effects);
+        self.run_effects(tab);
     }
 
     /// A request's answer or deadline came: what it was, if it was still
@@ -694,22 +688,15 @@ impl World {
                     ),
                 }
             }
-            Msg::Timer {
-                tab,
-                epoch,
-                timer,
-                at,
-            } => {
-                if live(self, tab, epoch) && self.tabs[tab].timers.get(&timer) == Some(&at) {
-                    self.tabs[tab].timers.remove(&timer);
-                    let event = match timer {
-                        Timer::Debounce => Event::DebounceDue,
-                        Timer::Retry => Event::RetryDue,
-                        Timer::Probe => Event::ProbeDue,
-                        Timer::FeedPoll => Event::FeedPollDue,
-                        Timer::Logout => Event::LogoutDue,
-                    };
-                    self.deliver(tab, event);
+            Msg::Timer { tab, epoch, at } => {
+                if live(self, tab, epoch) && self.tabs[tab].timer == Some(at) {
+                    self.tabs[tab].timer = None;
+                    let now = self.now;
+                    if let Some(engine) = self.tabs[tab].engine.as_mut() {
+                        engine.handle_timeout(now);
+                    }
+                    self.note(format!("tab {tab} <- timer"));
+                    self.run_effects(tab);
                 }
             }
             Msg::WorkNotice { tab, epoch } => {
@@ -861,27 +848,11 @@ impl World {
                     self.reload(tab);
                 }
             }
-            Msg::WriteDone {
-                tab,
-                epoch,
-                write,
-                after,
-            } => {
+            Msg::WriteDone { tab, epoch, write } => {
                 if live(self, tab, epoch) {
-                    self.carry_out(tab, *write);
-                    self.run_effects(tab, after);
-                }
-            }
-            Msg::HeldRetry { tab, epoch } => {
-                if live(self, tab, epoch) && !self.tabs[tab].held.is_empty() {
-                    self.carry_out(
-                        tab,
-                        Effect::Write {
-                            id: 0,
-                            ops: Vec::new(),
-                            persisted: None,
-                        },
-                    );
+                    if let Effect::Write { id, ops, .. } = *write {
+                        self.store(tab, Some(id), ops);
+                    }
                 }
             }
             Msg::Reconnect { tab, epoch } => {
