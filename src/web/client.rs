@@ -890,14 +890,14 @@ impl Client {
         let mut queued = entry;
         queued.state = crate::core::outbox::EntryState::Queued;
         batch.put(Store::Outbox.name(), mutation_id.to_owned(), &queued)?;
-        if let Err(e) = self.claim(Store::Failed, mutation_id, batch).await {
-            self.reread_work().await;
-            return Err(e);
-        }
+        let claimed = self.claim(Store::Failed, mutation_id, batch).await?;
         let mutation_id = mutation_id.to_owned();
-        let promise = self.ask(|caller| Event::Retry {
-            mutation_id,
-            caller,
+        let promise = self.ask(|caller| match claimed {
+            true => Event::Retry {
+                mutation_id,
+                caller,
+            },
+            false => Event::ClaimLost { caller },
         });
         JsFuture::from(promise).await.map_err(rejected)
     }
@@ -908,11 +908,7 @@ impl Client {
     /// `not_found` for an unknown id, `invalid` while it is being sent.
     pub async fn discard(&self, mutation_id: &str) -> Result<(), Error> {
         let sendable = self.inner.state.borrow().engine.can_discard(mutation_id);
-        match sendable {
-            Ok(()) => {}
-            Err(why) if why.contains("being sent") => return Err(Error::Invalid(why)),
-            Err(why) => return Err(not_found(why)),
-        }
+        sendable.map_err(|failure| self.error_of(failure))?;
         self.handle(Event::Discard {
             mutation_id: mutation_id.to_owned(),
         });
@@ -932,15 +928,15 @@ impl Client {
         // Of two tabs resolving one conflict at once, one finds it gone.
         let mut batch = DbBatch::new();
         batch.delete(Store::Conflicts.name(), conflict_id.to_owned());
-        if let Err(e) = self.claim(Store::Conflicts, conflict_id, batch).await {
-            self.reread_work().await;
-            return Err(e);
-        }
+        let claimed = self.claim(Store::Conflicts, conflict_id, batch).await?;
         let conflict_id = conflict_id.to_owned();
-        let promise = self.ask(|caller| Event::Resolve {
-            conflict_id,
-            chosen,
-            caller,
+        let promise = self.ask(|caller| match claimed {
+            true => Event::Resolve {
+                conflict_id,
+                chosen,
+                caller,
+            },
+            false => Event::ClaimLost { caller },
         });
         JsFuture::from(promise).await.map_err(rejected)
     }

@@ -458,7 +458,7 @@ pub(super) fn refusal_of(err: &Error) -> Refusal {
 
 impl Client {
     /// The error a caller hears for a failure the engine names.
-    fn error_of(&self, failure: Failure) -> Error {
+    pub(super) fn error_of(&self, failure: Failure) -> Error {
         match failure {
             Failure::Answer(refusal) => self.error_of_refusal(*refusal),
             Failure::Unreadable(why) => Error::BadResponse(why),

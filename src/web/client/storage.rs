@@ -219,27 +219,39 @@ impl Client {
     }
 
     /// Writes `batch` only if `key` is still in `store`, in one readwrite
-    /// transaction (atomic across tabs), and tells the other tabs. Without
-    /// IndexedDB this tab's memory is the only copy: nothing to claim.
+    /// transaction (atomic across tabs), and tells the other tabs; `false`
+    /// when another tab took it first (this tab then reads the work again,
+    /// and the engine says what the caller hears). Without IndexedDB this
+    /// tab's memory is the only copy: nothing to claim.
     ///
     /// # Errors
-    /// `not_found` when another tab took it first; storage errors.
-    pub(super) async fn claim(&self, store: Store, key: &str, batch: DbBatch) -> Result<(), Error> {
-        let Some(db) = self.db() else { return Ok(()) };
+    /// Storage errors.
+    pub(super) async fn claim(
+        &self,
+        store: Store,
+        key: &str,
+        batch: DbBatch,
+    ) -> Result<bool, Error> {
+        let Some(db) = self.db() else { return Ok(true) };
         let scope = [
             Store::Outbox.name(),
             Store::Failed.name(),
             Store::Conflicts.name(),
         ];
-        db.db()
-            .read_modify_write(&scope, store.name(), key, |current| match current {
-                Some(_) => Ok((batch, ())),
-                None => Err(not_found(format!(
-                    "{key:?} was already handled in another tab"
-                ))),
+        let claimed = db
+            .db()
+            .read_modify_write(&scope, store.name(), key, |current| {
+                Ok::<_, Error>(match current {
+                    Some(_) => (batch, true),
+                    None => (DbBatch::new(), false),
+                })
             })
             .await?;
-        self.tell_tabs(TabMessage::WorkChanged(WorkNotice {}));
-        Ok(())
+        if claimed {
+            self.tell_tabs(TabMessage::WorkChanged(WorkNotice {}));
+        } else {
+            self.reread_work().await;
+        }
+        Ok(claimed)
     }
 }
