@@ -32,6 +32,7 @@ mod answer;
 mod feed;
 mod output;
 mod reach;
+mod requests;
 mod session;
 mod work;
 mod write;
@@ -48,12 +49,13 @@ use crate::core::outbox::{Outbox, OutboxEntry};
 use crate::core::reachability::{Answer, Reachability};
 use crate::core::record::{Comment, Fields, Record, RecordKey};
 use crate::core::retry::RetryPolicy;
-use crate::core::staged::StagedRecords;
+use crate::core::staged::{RemoteChange, StagedRecords};
 use crate::core::vecmap::VecMap;
 use std::collections::HashSet;
 
 pub use crate::core::debounce::SavePayload;
 pub use feed::{FeedChange, FeedPage, PullReport, StreamSignal, FEED_POLL_MS, SAFETY_READ_MS};
+pub use requests::NextTry;
 pub use write::STAGED_PREFIX;
 
 /// How long the leader leaves another tab's entry to that tab before it
@@ -123,6 +125,8 @@ pub enum Origin {
     Local,
     /// The server's record replaced what this tab had.
     Server,
+    /// Another tab stored the record.
+    Tab,
 }
 
 /// What an entry's callers hear when it ends well.
@@ -341,7 +345,8 @@ pub enum Event {
     },
     /// The probe's answer.
     Probed(ProbeReply),
-    /// Another request (feed, load, sync job) ended: answered or not.
+    /// A request of the runner's own (feed, load, sync job) ended:
+    /// answered or not (counted as a request).
     RequestEnded(Answer),
     /// Another tab changed the user's work: IndexedDB holds this now.
     WorkStored(StoredWork),
@@ -357,8 +362,24 @@ pub enum Event {
     SessionEnded,
     /// `close()`.
     Close,
-    /// IndexedDB was read at start: the kept feed cursor.
-    StorageOpened { cursor: Option<String> },
+    /// The start: IndexedDB was read (or cannot be used: all empty). The
+    /// kept feed cursor, the user's work, and the records it is about.
+    StorageOpened {
+        cursor: Option<String>,
+        work: StoredWork,
+        records: Vec<(String, Record)>,
+    },
+    /// A record as it is now stored, read apart from the engine's own
+    /// requests (a record read before a save, another tab's notice):
+    /// what `view` shows follows it unless it is older.
+    RecordRead {
+        collection: String,
+        change: RemoteChange,
+        origin: Origin,
+    },
+    /// The runner tries a request of its own again (a load, a read, a
+    /// sync start): counted.
+    Retrying,
     /// `load(collection)` stored every page; the first page's cursor.
     Loaded {
         collection: String,
@@ -791,7 +812,10 @@ impl ClientEngine {
                 record,
             } => self.fetched(&mutation_id, record, &mut out),
             Event::Probed(reply) => self.probed(reply, now, &mut out),
-            Event::RequestEnded(answer) => self.request_ended(answer, now, &mut out),
+            Event::RequestEnded(answer) => {
+                self.counters.requests += 1;
+                self.request_ended(answer, now, &mut out);
+            }
             Event::WorkStored(work) => {
                 let work = self.with_unwritten(work);
                 self.work_stored(work, now, &mut out);
@@ -812,7 +836,42 @@ impl ClientEngine {
             Event::Nudge => self.reach.nudge(now),
             Event::SessionEnded => self.session_ended(&mut out),
             Event::Close => self.close(&mut out),
-            Event::StorageOpened { cursor } => self.storage_opened(cursor, now),
+            Event::StorageOpened {
+                cursor,
+                work,
+                records,
+            } => {
+                for (collection, record) in records {
+                    self.records
+                        .apply_remote(&collection, RemoteChange::Put(record));
+                }
+                self.restore(work);
+                self.storage_opened(cursor, now);
+                if !self.verified {
+                    // Not known to be this user's token: unreachable until
+                    // the probe says whose it is, and the probe goes now.
+                    self.request_ended(Answer::Unreachable, now, &mut out);
+                    self.reach.nudge(now);
+                }
+            }
+            Event::RecordRead {
+                collection,
+                change,
+                origin,
+            } => {
+                let id = match &change {
+                    RemoteChange::Put(record) => record.id.clone(),
+                    RemoteChange::Delete { id, .. } => id.clone(),
+                };
+                if self.records.apply_remote(&collection, change) {
+                    out.push(Effect::Changed);
+                    out.push(Effect::RecordChanged {
+                        key: RecordKey::new(&collection, &id),
+                        origin,
+                    });
+                }
+            }
+            Event::Retrying => self.counters.retries += 1,
             Event::Loaded { collection, cursor } => {
                 self.collection_loaded(collection, cursor, now, &mut out)
             }
@@ -929,21 +988,6 @@ impl ClientEngine {
     /// The counters.
     pub fn counters(&self) -> &ClientCounters {
         &self.counters
-    }
-
-    /// Counts a request the runner sent on its own (feed, load, sync).
-    pub fn count_request(&mut self) {
-        self.counters.requests += 1;
-    }
-
-    /// Counts a retry of a request the runner sent on its own.
-    pub fn count_retry(&mut self) {
-        self.counters.retries += 1;
-    }
-
-    /// Counts a `change` event of `/api/events`.
-    pub fn count_feed_event(&mut self) {
-        self.counters.feed_events += 1;
     }
 
     /// Staged changes still waiting in the debounce window: not yet in

@@ -115,7 +115,7 @@ fn timer_event(timer: Timer) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::engine::{EngineConfig, IdSource, StoreOp};
+    use crate::core::engine::{EngineConfig, IdSource, StoreOp, StoredWork};
 
     fn write(id: u64) -> Effect {
         Effect::Write {
@@ -145,15 +145,18 @@ mod tests {
     #[test]
     fn one_timer_at_the_earliest_deadline_and_an_early_fire_sets_it_again() {
         use crate::core::record::{FieldValue, Fields, Record, RecordKey};
-        use crate::core::staged::RemoteChange;
         let config = EngineConfig::default();
         let mut engine = ClientEngine::new(config, "alice", true, true, IdSource::new(1));
-        engine.handle(Event::StorageOpened { cursor: None }, 0);
         let mut record = Record::empty("c1");
         record.version = 1;
-        engine
-            .records
-            .apply_remote("customers", RemoteChange::Put(record));
+        engine.handle(
+            Event::StorageOpened {
+                cursor: None,
+                work: StoredWork::default(),
+                records: vec![("customers".into(), record)],
+            },
+            0,
+        );
         let mut fields = Fields::new();
         fields.insert("name".into(), FieldValue::Text("Ada".into()));
         let key = RecordKey::new("customers", "c1");

@@ -70,7 +70,10 @@ impl Client {
             Effect::WriteHeld => {
                 let this = self.clone();
                 spawn_local(async move {
-                    this.persist(DbBatch::new()).await;
+                    // Written, or nowhere to write any more: no longer held.
+                    if this.persist(DbBatch::new()).await {
+                        this.handle(Event::HeldWritten);
+                    }
                 });
             }
             Effect::Send { entry, keepalive } => {
@@ -114,6 +117,7 @@ impl Client {
                 match origin {
                     Origin::Local => "local",
                     Origin::Server => "server",
+                    Origin::Tab => "tab",
                 },
             ),
             Effect::ConflictFound(kept) => self.emit_conflict(&kept),
@@ -364,7 +368,6 @@ impl Client {
     /// Sends a request of the runner's own (feed, load, sync job, logout)
     /// once, and tells the engine whether the server answered.
     pub(super) async fn exchange(&self, req: &HttpRequest) -> Result<HttpResponse, Error> {
-        self.inner.state.borrow_mut().engine.count_request();
         let result = send(req).await;
         if let Some(answer) = reach_answer(&result) {
             if !self.inner.state.borrow().engine.is_closed() {
@@ -397,22 +400,19 @@ fn put_entry(batch: &mut DbBatch, entry: &OutboxEntry, if_key: Option<&str>) -> 
 /// What a sent entry's result means to the engine.
 fn reply_of(entry: &OutboxEntry, result: Result<HttpResponse, Error>) -> Reply {
     match result {
-        Ok(resp) => {
-            let reply = match &entry.op {
-                MutationOp::Patch { .. } | MutationOp::Create { .. } => {
-                    match from_server::<Record>(resp.body) {
-                        Ok(record) => Reply::Record(record),
-                        Err(e) => Reply::Unreadable(unreadable(e)),
-                    }
-                }
-                MutationOp::Delete { .. } => Reply::Done,
-                MutationOp::Comment { .. } => match from_server::<Comment>(resp.body) {
-                    Ok(comment) => Reply::Comment(comment),
+        Ok(resp) => match &entry.op {
+            MutationOp::Patch { .. } | MutationOp::Create { .. } => {
+                match from_server::<Record>(resp.body) {
+                    Ok(record) => Reply::Record(record),
                     Err(e) => Reply::Unreadable(unreadable(e)),
-                },
-            };
-            reply
-        }
+                }
+            }
+            MutationOp::Delete { .. } => Reply::Done,
+            MutationOp::Comment { .. } => match from_server::<Comment>(resp.body) {
+                Ok(comment) => Reply::Comment(comment),
+                Err(e) => Reply::Unreadable(unreadable(e)),
+            },
+        },
         Err(err) => {
             let current = match &err {
                 Error::Http {

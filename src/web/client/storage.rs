@@ -10,7 +10,11 @@ impl Client {
         let db = match UserDb::open(&user).await {
             Ok(db) => db,
             Err(_) => {
-                self.handle(Event::StorageOpened { cursor: None });
+                self.handle(Event::StorageOpened {
+                    cursor: None,
+                    work: StoredWork::default(),
+                    records: Vec::new(),
+                });
                 return;
             }
         };
@@ -57,21 +61,20 @@ impl Client {
         {
             let mut state = self.inner.state.borrow_mut();
             state.sync_log = sync_log;
-            for (collection, record) in records {
-                let _ = state
-                    .engine
-                    .records_mut()
-                    .apply_remote(&collection, RemoteChange::Put(record));
-                state.stale.insert(collection);
+            for (collection, _) in &records {
+                state.stale.insert(collection.clone());
             }
-            state.engine.restore(StoredWork {
+        }
+        *self.inner.db.borrow_mut() = Some(Rc::new(db));
+        self.handle(Event::StorageOpened {
+            cursor,
+            work: StoredWork {
                 outbox: entries.into_iter().map(|(_, e)| e).collect(),
                 failed: failed.into_iter().map(|(_, e)| e).collect(),
                 conflicts: conflicts.into_iter().map(|(_, k)| k).collect(),
-            });
-        }
-        *self.inner.db.borrow_mut() = Some(Rc::new(db));
-        self.handle(Event::StorageOpened { cursor });
+            },
+            records,
+        });
         self.changed();
     }
 

@@ -24,8 +24,8 @@ use names::{op_name, outcome_name, reply_name, short, work_view};
 use owed::{Change, Expected, Made};
 
 use super::{
-    CallerId, ClientEngine, Effect, EngineConfig, Event, FeedPage, IdSource, KeptConflict, Outcome,
-    ProbeReply, Refusal, Reply, StoreOp, StoredWork, StreamSignal,
+    CallerId, ClientEngine, Effect, EngineConfig, Event, FeedPage, IdSource, KeptConflict, Origin,
+    Outcome, ProbeReply, Refusal, Reply, StoreOp, StoredWork, StreamSignal,
 };
 use crate::core::code::ErrorCode;
 use crate::core::outbox::{EntryState, OutboxEntry};
@@ -338,6 +338,16 @@ enum Wire {
 /// A request on the wire: the tab, its incarnation, and what it is.
 type OnTheWire = (usize, u32, Wire);
 
+/// A record read apart from the engine's requests, as the web runner
+/// reports one.
+fn record_read(record: Record, origin: Origin) -> Event {
+    Event::RecordRead {
+        collection: COLLECTION.into(),
+        change: RemoteChange::Put(record),
+        origin,
+    }
+}
+
 /// A request that got no answer.
 fn no_answer(code: ErrorCode, message: &str) -> Refusal {
     Refusal {
@@ -468,7 +478,7 @@ impl World {
         let ids = IdSource::new(
             self.seed ^ ((tab as u64 + 1) << 32) ^ u64::from(self.tabs[tab].epoch) << 48,
         );
-        let mut engine = ClientEngine::new(
+        let engine = ClientEngine::new(
             EngineConfig {
                 logout_wait_ms: REQUEST_TIMEOUT_MS,
                 ..EngineConfig::default()
@@ -496,9 +506,12 @@ impl World {
         } else {
             None
         };
-        let records: Vec<Record> = self.dbs[user].records.values().cloned().collect();
-        engine.records_mut().load(COLLECTION, records);
-        engine.restore(self.dbs[user].work());
+        let records: Vec<(String, Record)> = self.dbs[user]
+            .records
+            .values()
+            .map(|r| (COLLECTION.to_owned(), r.clone()))
+            .collect();
+        let work = self.dbs[user].work();
         let t = &mut self.tabs[tab];
         t.epoch += 1;
         t.engine = Some(engine);
@@ -510,7 +523,14 @@ impl World {
         t.stream = None;
         t.logout = None;
         self.note(format!("tab {tab} (user{user}) opens"));
-        self.deliver(tab, Event::StorageOpened { cursor: kept });
+        self.deliver(
+            tab,
+            Event::StorageOpened {
+                cursor: kept,
+                work,
+                records,
+            },
+        );
         self.deliver(
             tab,
             Event::Loaded {
@@ -708,11 +728,7 @@ impl World {
             Msg::RecordNotice { tab, epoch, id } => {
                 if live(self, tab, epoch) {
                     if let Some(record) = self.dbs[self.tabs[tab].user].records.get(&id).cloned() {
-                        if let Some(engine) = self.tabs[tab].engine.as_mut() {
-                            engine
-                                .records_mut()
-                                .apply_remote(COLLECTION, RemoteChange::Put(record));
-                        }
+                        self.deliver(tab, record_read(record, Origin::Tab));
                     }
                 }
             }
@@ -834,12 +850,8 @@ impl World {
                         .values()
                         .cloned()
                         .collect();
-                    if let Some(engine) = self.tabs[tab].engine.as_mut() {
-                        for record in records {
-                            engine
-                                .records_mut()
-                                .apply_remote(COLLECTION, RemoteChange::Put(record));
-                        }
+                    for record in records {
+                        self.deliver(tab, record_read(record, Origin::Server));
                     }
                 }
             }

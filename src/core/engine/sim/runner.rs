@@ -10,10 +10,7 @@ impl World {
     /// runner does, and keeps the tab's one timer at the engine's
     /// deadline.
     pub(super) fn run_effects(&mut self, tab: usize) {
-        loop {
-            let Some(effect) = self.tabs[tab].engine.as_mut().and_then(|e| e.poll_output()) else {
-                break;
-            };
+        while let Some(effect) = self.tabs[tab].engine.as_mut().and_then(|e| e.poll_output()) {
             self.carry_out(tab, effect);
         }
         let Some(at) = self.tabs[tab].engine.as_ref().map(|e| e.poll_timeout()) else {
