@@ -959,8 +959,10 @@ impl ClientEngine {
         &self.records
     }
 
-    /// Loads confirmed records (a page of `load`, IndexedDB at open, the
-    /// feed): not decisions, data.
+    /// The one door left around [`ClientEngine::handle`]: the pages of
+    /// `load` are laid in here, and the query cache takes the records'
+    /// touched keys. Everything else reports records with
+    /// [`Event::StorageOpened`] and [`Event::RecordRead`].
     pub fn records_mut(&mut self) -> &mut StagedRecords {
         &mut self.records
     }

@@ -11,14 +11,13 @@
 //! do not wait for that write: each event's effects are a chain of their
 //! own, as the browser's transactions and fetches run side by side.
 
-use std::collections::VecDeque;
-
 use super::{ClientEngine, Effect, Event, Timer};
 
-/// The effects of one event not yet taken, and the write they wait for.
+/// The effects of one event not yet taken (last first: the next is
+/// popped off the end), and the write they wait for.
 #[derive(Debug, Default)]
 struct Chain {
-    effects: VecDeque<Effect>,
+    effects: Vec<Effect>,
     /// The id of a write taken and not yet reported written.
     waiting_for: Option<u64>,
 }
@@ -26,15 +25,16 @@ struct Chain {
 /// The queue of effects, one chain per event.
 #[derive(Debug, Default)]
 pub(super) struct Outputs {
-    chains: VecDeque<Chain>,
+    chains: Vec<Chain>,
 }
 
 impl Outputs {
     /// Queues one event's effects.
-    pub(super) fn push(&mut self, effects: Vec<Effect>) {
+    pub(super) fn push(&mut self, mut effects: Vec<Effect>) {
         if !effects.is_empty() {
-            self.chains.push_back(Chain {
-                effects: effects.into(),
+            effects.reverse();
+            self.chains.push(Chain {
+                effects,
                 waiting_for: None,
             });
         }
@@ -54,7 +54,7 @@ impl Outputs {
         self.chains
             .retain(|c| c.waiting_for.is_some() || !c.effects.is_empty());
         let chain = self.chains.iter_mut().find(|c| c.waiting_for.is_none())?;
-        let effect = chain.effects.pop_front()?;
+        let effect = chain.effects.pop()?;
         if let Effect::Write { id, .. } = &effect {
             chain.waiting_for = Some(*id);
         }
@@ -88,14 +88,23 @@ impl ClientEngine {
             return;
         };
         let until = now.max(earliest);
-        let due: Vec<Timer> = self
-            .timers
-            .iter()
-            .filter(|(_, at)| at.is_some_and(|at| at <= until))
-            .map(|(timer, _)| *timer)
-            .collect();
-        for timer in due {
-            self.handle(timer_event(timer), now);
+        for timer in [
+            Timer::Debounce,
+            Timer::Retry,
+            Timer::Probe,
+            Timer::FeedPoll,
+            Timer::Logout,
+            Timer::Held,
+        ] {
+            if self
+                .timers
+                .get(&timer)
+                .copied()
+                .flatten()
+                .is_some_and(|at| at <= until)
+            {
+                self.handle(timer_event(timer), now);
+            }
         }
     }
 }

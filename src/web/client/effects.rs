@@ -473,32 +473,19 @@ impl Client {
         }
     }
 
-    /// The error a refusal came from, again ([`refusal_of`] the other way).
+    /// The error a refusal came from, as the caller sees it: the same
+    /// `code`, `message`, `status` and `details` ([`refusal_of`] the other
+    /// way; status 0 stands for none, as for an error made here).
     fn error_of_refusal(&self, refusal: Refusal) -> Error {
-        let Refusal {
-            status,
-            code,
-            retry_after_ms,
-            message,
-            details,
-            ..
-        } = refusal;
-        let after = |prefix: &str| message.strip_prefix(prefix).unwrap_or(&message).to_owned();
-        match (status, code) {
-            (None, ErrorCode::Network) => Error::Network(after("network error: ")),
-            (None, ErrorCode::Timeout) => Error::Timeout(self.timeout_ms()),
-            (None, ErrorCode::BadResponse) => {
-                Error::BadResponse(after("unexpected answer from the server: "))
-            }
-            _ => Error::Http {
-                code,
-                status: status.unwrap_or(0),
-                message,
-                details: details
-                    .and_then(|text| js_sys::JSON::parse(&text).ok())
-                    .unwrap_or(JsValue::UNDEFINED),
-                retry_after_ms,
-            },
+        Error::Http {
+            code: refusal.code,
+            status: refusal.status.unwrap_or(0),
+            message: refusal.message,
+            details: refusal
+                .details
+                .and_then(|text| js_sys::JSON::parse(&text).ok())
+                .unwrap_or(JsValue::UNDEFINED),
+            retry_after_ms: refusal.retry_after_ms,
         }
     }
 }
