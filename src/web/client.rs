@@ -21,12 +21,11 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::core::debounce::DebounceOptions;
 use crate::core::engine::{
-    CallerId, ClientEngine, EngineConfig, Event, IdSource, KeptConflict, Outcome, StoredWork,
-    Timer, STAGED_PREFIX,
+    CallerId, ClientEngine, EngineConfig, Event, IdSource, KeptConflict, NextTry, Origin, Outcome,
+    StoredWork, STAGED_PREFIX,
 };
 use crate::core::merge::{Conflict, MergeRules};
 use crate::core::outbox::{EntryState, MutationOp, OutboxEntry};
-use crate::core::reachability::Answer;
 use crate::core::record::{Fields, Record, RecordKey};
 use crate::core::retry::RetryPolicy;
 use crate::core::staged::RemoteChange;
@@ -47,6 +46,7 @@ mod load;
 mod query_cache;
 mod reads;
 mod storage;
+mod writes;
 
 use feed::EventFeed;
 pub use load::{DEFAULT_PAGE, MAX_PAGE};
@@ -145,10 +145,6 @@ struct Caller {
     promise: Promise,
 }
 
-/// How often writes IndexedDB refused for lack of space are tried again
-/// while nothing else writes.
-const HELD_RETRY_MS: u32 = 30_000;
-
 /// The engine and what only the runner keeps.
 struct RunnerState {
     /// Every decision of the write path, reachability and shared work.
@@ -189,8 +185,6 @@ struct ClientShared {
     /// Writes IndexedDB refused for lack of space, in order: written before
     /// the next write, in its transaction, once there is room.
     held: RefCell<Option<DbBatch>>,
-    /// Tries the held writes again while nothing else writes.
-    held_timer: RefCell<Option<Timeout>>,
     listeners: js_sys::Set,
     /// Snapshots handed to JS, kept until something changes, so
     /// `useSyncExternalStore` sees the same object between changes.
@@ -208,8 +202,8 @@ struct ClientShared {
     from_tab: Cell<bool>,
     /// Whether the browser keeps this origin's data (`status.durable`).
     durable: Cell<bool>,
-    /// The engine's timers.
-    timers: RefCell<VecMap<Timer, Timeout>>,
+    /// The one timer, at the engine's next deadline.
+    timer: RefCell<Option<(u64, Timeout)>>,
     /// `/api/events`, while this tab leads.
     events: RefCell<Option<EventFeed>>,
     page: RefCell<Vec<EventListener>>,
@@ -255,7 +249,6 @@ impl Client {
             }),
             db: RefCell::new(None),
             held: RefCell::new(None),
-            held_timer: RefCell::new(None),
             listeners: js_sys::Set::new(&JsValue::UNDEFINED),
             snapshots: RefCell::new(HashMap::new()),
             record_js: RefCell::new(HashMap::new()),
@@ -263,7 +256,7 @@ impl Client {
             leader: Cell::new(false),
             from_tab: Cell::new(false),
             durable: Cell::new(false),
-            timers: RefCell::new(VecMap::new()),
+            timer: RefCell::new(None),
             events: RefCell::new(None),
             page: RefCell::new(Vec::new()),
             bus: RefCell::new(None),
@@ -273,14 +266,6 @@ impl Client {
         client.open_storage().await;
         client.read_durable().await;
         client.listen_to_page();
-        if !verified {
-            // Not known to be this user's token: unreachable until the
-            // probe says whose it is.
-            client.handle(Event::RequestEnded(Answer::Unreachable));
-            client.handle(Event::Nudge);
-        } else {
-            client.handle(Event::RetryDue);
-        }
         client
     }
 
@@ -393,34 +378,25 @@ impl Client {
                 stored
             }
         };
-        let key = RecordKey::new(collection, id);
-        let changed = {
-            let mut state = self.inner.state.borrow_mut();
-            match stored {
-                Some(record) => state
+        let change = match stored {
+            Some(record) => RemoteChange::Put(record),
+            None => RemoteChange::Delete {
+                id: id.to_owned(),
+                version: self
+                    .inner
+                    .state
+                    .borrow()
                     .engine
-                    .records_mut()
-                    .apply_remote(collection, RemoteChange::Put(record)),
-                None => {
-                    let version = state
-                        .engine
-                        .records()
-                        .get(collection, id)
-                        .map_or(0, |r| r.version);
-                    state.engine.records_mut().apply_remote(
-                        collection,
-                        RemoteChange::Delete {
-                            id: id.to_owned(),
-                            version,
-                        },
-                    )
-                }
-            }
+                    .records()
+                    .get(collection, id)
+                    .map_or(0, |r| r.version),
+            },
         };
-        if changed {
-            self.changed();
-            self.emit_record(&key, "tab");
-        }
+        self.handle(Event::RecordRead {
+            collection: collection.to_owned(),
+            change,
+            origin: Origin::Tab,
+        });
     }
 
     /// Tells the other tabs that this user logged out.
@@ -633,24 +609,26 @@ impl Client {
     pub async fn send_with_retry(&self, req: &HttpRequest) -> Result<JsValue, Error> {
         let mut failures = 0u32;
         loop {
-            match self.exchange(req).await {
+            let err = match self.exchange(req).await {
                 Ok(resp) => return Ok(resp.body),
-                Err(err) => {
-                    if err.code() == ErrorCode::Unauthorized {
-                        self.session_expired();
-                        return Err(err);
-                    }
-                    failures += 1;
-                    let policy = &self.inner.config.retry;
-                    if !err.is_transient() || !policy.allows(failures) || !self.is_online() {
-                        return Err(err);
-                    }
-                    self.inner.state.borrow_mut().engine.count_retry();
-                    let retry_after = match &err {
-                        Error::Http { retry_after_ms, .. } => *retry_after_ms,
-                        _ => None,
-                    };
-                    let delay = policy.delay_with_retry_after(failures, random_unit(), retry_after);
+                Err(err) => err,
+            };
+            failures += 1;
+            let refusal = effects::refusal_of(&err);
+            let next = self
+                .inner
+                .state
+                .borrow()
+                .engine
+                .next_try(failures, &refusal, random_unit());
+            match next {
+                NextTry::EndSession => {
+                    self.session_expired();
+                    return Err(err);
+                }
+                NextTry::GiveUp => return Err(err),
+                NextTry::After(delay) => {
+                    self.handle(Event::Retrying);
                     crate::web::clock::sleep(u32::try_from(delay).unwrap_or(u32::MAX)).await;
                 }
             }
@@ -662,12 +640,11 @@ impl Client {
             .read(&format!("/{}/{}", key.collection, encode(&key.id)))
             .await?;
         let record: Record = from_server(body)?;
-        self.inner
-            .state
-            .borrow_mut()
-            .engine
-            .records_mut()
-            .apply_remote(&key.collection, RemoteChange::Put(record.clone()));
+        self.handle(Event::RecordRead {
+            collection: key.collection.clone(),
+            change: RemoteChange::Put(record.clone()),
+            origin: Origin::Server,
+        });
         self.persist({
             let mut b = DbBatch::new();
             let _ = b.put_record(
@@ -680,353 +657,6 @@ impl Client {
         .await;
         self.changed();
         Ok(())
-    }
-
-    // ----- callers -------------------------------------------------------------
-
-    fn new_caller(&self) -> (u64, Promise) {
-        let mut settle: Option<(Function, Function)> = None;
-        let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
-        let mut state = self.inner.state.borrow_mut();
-        state.next_caller += 1;
-        let id = state.next_caller;
-        if let Some((resolve, reject)) = settle {
-            state.callers.insert(
-                id,
-                Caller {
-                    resolve,
-                    reject,
-                    promise: promise.clone(),
-                },
-            );
-        }
-        (id, promise)
-    }
-
-    fn settle_callers(&self, callers: Vec<u64>, result: &Result<JsValue, Error>) {
-        let mut taken = Vec::new();
-        {
-            let mut state = self.inner.state.borrow_mut();
-            for id in callers {
-                if let Some(caller) = state.callers.remove(&id) {
-                    taken.push(caller);
-                }
-            }
-        }
-        for caller in taken {
-            let _ = match result {
-                Ok(value) => caller.resolve.call1(&JsValue::UNDEFINED, value),
-                Err(err) => caller
-                    .reject
-                    .call1(&JsValue::UNDEFINED, &JsValue::from(err.clone())),
-            };
-        }
-    }
-
-    // ----- writes ----------------------------------------------------------
-
-    fn check_open(&self) -> Result<(), Error> {
-        let state = self.inner.state.borrow();
-        if state.engine.is_closed() {
-            return Err(Error::Closed);
-        }
-        if state.engine.is_expired() {
-            return Err(Error::Http {
-                code: ErrorCode::Unauthorized,
-                status: 401,
-                message: "the session has ended; log in again".into(),
-                details: JsValue::UNDEFINED,
-                retry_after_ms: None,
-            });
-        }
-        Ok(())
-    }
-
-    /// A debounced, staged change of some fields.
-    ///
-    /// # Errors
-    /// `invalid`, `not_found` (no such record), `closed`, or what the server said.
-    pub async fn save(&self, collection: &str, id: &str, fields: Fields) -> Result<JsValue, Error> {
-        let promise = match self.stage_save(collection, id, fields.clone())? {
-            Some(p) => p,
-            None => {
-                self.fetch_one(&RecordKey::new(collection, id)).await?;
-                self.check_open()?;
-                self.ask(|caller| Event::Save {
-                    key: RecordKey::new(collection, id),
-                    fields,
-                    caller,
-                })
-            }
-        };
-        JsFuture::from(promise).await.map_err(rejected)
-    }
-
-    /// Stages a save at once when the record is known here (so `view`
-    /// shows it before the call returns); `None` when it must be fetched.
-    ///
-    /// # Errors
-    /// `invalid`, `closed`.
-    pub fn stage_save(
-        &self,
-        collection: &str,
-        id: &str,
-        fields: Fields,
-    ) -> Result<Option<Promise>, Error> {
-        self.check_open()?;
-        check_collection(collection)?;
-        if fields.is_empty() {
-            // A PATCH of nothing changes nothing; servers refuse it.
-            return Err(Error::Invalid("a save needs at least one field".into()));
-        }
-        let key = RecordKey::new(collection, id);
-        let known = {
-            let state = self.inner.state.borrow();
-            let records = state.engine.records();
-            records.get(collection, id).is_some() || records.staged(&key).is_some()
-        };
-        if !known {
-            return Ok(None);
-        }
-        Ok(Some(self.ask(|caller| Event::Save {
-            key,
-            fields,
-            caller,
-        })))
-    }
-
-    /// A promise for a caller, and the engine told what it asks.
-    fn ask(&self, event: impl FnOnce(CallerId) -> Event) -> Promise {
-        let (caller, promise) = self.new_caller();
-        self.handle(event(caller));
-        promise
-    }
-
-    /// Stages a comment at once and queues it; the promise settles with the
-    /// server's answer.
-    ///
-    /// # Errors
-    /// `invalid` for an empty text, `closed`.
-    pub fn stage_comment(
-        &self,
-        collection: &str,
-        id: &str,
-        text: String,
-    ) -> Result<Promise, Error> {
-        self.check_open()?;
-        check_collection(collection)?;
-        if text.trim().is_empty() {
-            return Err(Error::Invalid("a comment needs some text".into()));
-        }
-        let key = RecordKey::new(collection, id);
-        Ok(self.ask(|caller| Event::Comment { key, text, caller }))
-    }
-
-    /// Creates a record with a client-made id.
-    ///
-    /// # Errors
-    /// `invalid`, `closed`, or what the server said.
-    pub async fn create(&self, collection: &str, fields: Fields) -> Result<JsValue, Error> {
-        self.check_open()?;
-        check_collection(collection)?;
-        let key = RecordKey::new(collection, uuid_v4());
-        let promise = self.ask(|caller| Event::Create {
-            key,
-            fields,
-            caller,
-        });
-        JsFuture::from(promise).await.map_err(rejected)
-    }
-
-    /// Deletes a record (If-Match its confirmed version).
-    ///
-    /// # Errors
-    /// `not_found`, `closed`, or what the server said.
-    pub async fn remove(&self, collection: &str, id: &str) -> Result<JsValue, Error> {
-        self.check_open()?;
-        check_collection(collection)?;
-        let key = RecordKey::new(collection, id);
-        let known = self
-            .inner
-            .state
-            .borrow()
-            .engine
-            .records()
-            .get(collection, id)
-            .is_some();
-        if !known {
-            self.fetch_one(&key).await?;
-        }
-        let promise = self.ask(|caller| Event::Delete { key, caller });
-        JsFuture::from(promise).await.map_err(rejected)
-    }
-
-    /// Sends every debounced change now; returns the callers' promises.
-    pub fn flush_all(&self, keepalive: bool) -> Vec<Promise> {
-        let before: Vec<CallerId> = self.inner.state.borrow().callers.keys().copied().collect();
-        self.handle(Event::Flush { keepalive });
-        let state = self.inner.state.borrow();
-        before
-            .iter()
-            .filter_map(|c| state.callers.get(c).map(|c| c.promise.clone()))
-            .collect()
-    }
-
-    /// Puts a failed mutation back in its lane and sends it.
-    ///
-    /// # Errors
-    /// `not_found` for an unknown id.
-    pub async fn retry(&self, mutation_id: &str) -> Result<JsValue, Error> {
-        self.check_open()?;
-        let entry = self
-            .inner
-            .state
-            .borrow()
-            .engine
-            .outbox()
-            .failed()
-            .iter()
-            .find(|e| e.mutation_id == mutation_id)
-            .cloned();
-        let Some(entry) = entry else {
-            return Err(not_found(format!("no failed mutation {mutation_id:?}")));
-        };
-        // Of two tabs retrying one entry at once, one finds it gone.
-        let mut batch = DbBatch::new();
-        batch.delete(Store::Failed.name(), mutation_id.to_owned());
-        let mut queued = entry;
-        queued.state = crate::core::outbox::EntryState::Queued;
-        batch.put(Store::Outbox.name(), mutation_id.to_owned(), &queued)?;
-        if let Err(e) = self.claim(Store::Failed, mutation_id, batch).await {
-            self.reread_work().await;
-            return Err(e);
-        }
-        let mutation_id = mutation_id.to_owned();
-        let promise = self.ask(|caller| Event::Retry {
-            mutation_id,
-            caller,
-        });
-        JsFuture::from(promise).await.map_err(rejected)
-    }
-
-    /// Drops a failed or queued mutation and its staged change.
-    ///
-    /// # Errors
-    /// `not_found` for an unknown id, `invalid` while it is being sent.
-    pub async fn discard(&self, mutation_id: &str) -> Result<(), Error> {
-        let sendable = self.inner.state.borrow().engine.can_discard(mutation_id);
-        match sendable {
-            Ok(()) => {}
-            Err(why) if why.contains("being sent") => return Err(Error::Invalid(why)),
-            Err(why) => return Err(not_found(why)),
-        }
-        self.handle(Event::Discard {
-            mutation_id: mutation_id.to_owned(),
-        });
-        Ok(())
-    }
-
-    /// Resolves a conflict with the fields a person chose; they are sent on
-    /// the server's version.
-    ///
-    /// # Errors
-    /// `not_found` for an unknown conflict, or what the server said.
-    pub async fn resolve(&self, conflict_id: &str, chosen: Fields) -> Result<JsValue, Error> {
-        self.check_open()?;
-        if !self.inner.state.borrow().engine.has_conflict(conflict_id) {
-            return Err(not_found(format!("no conflict {conflict_id:?}")));
-        }
-        // Of two tabs resolving one conflict at once, one finds it gone.
-        let mut batch = DbBatch::new();
-        batch.delete(Store::Conflicts.name(), conflict_id.to_owned());
-        if let Err(e) = self.claim(Store::Conflicts, conflict_id, batch).await {
-            self.reread_work().await;
-            return Err(e);
-        }
-        let conflict_id = conflict_id.to_owned();
-        let promise = self.ask(|caller| Event::Resolve {
-            conflict_id,
-            chosen,
-            caller,
-        });
-        JsFuture::from(promise).await.map_err(rejected)
-    }
-
-    // ----- the outbox pump ---------------------------------------------------
-
-    /// Logs out as the engine decides: sends what is queued first and
-    /// refuses with `pending_changes` if anything is left (unless
-    /// `discard`), then revokes the token and tells the other tabs. The
-    /// caller then shuts the tab down and deletes the user's data.
-    ///
-    /// # Errors
-    /// `closed`.
-    pub fn logout(&self, discard: bool) -> Result<Promise, Error> {
-        self.check_open()?;
-        Ok(self.ask(|caller| Event::Logout { discard, caller }))
-    }
-
-    /// The error of a logout that found `count` changes not on the server:
-    /// its `details` list them as `pending()`, `failed()` and `conflicts()`.
-    fn pending_changes(&self, count: usize) -> Error {
-        let details = js_sys::Object::new();
-        let _ = js_sys::Reflect::set(&details, &"pending".into(), &self.pending());
-        let _ = js_sys::Reflect::set(&details, &"failed".into(), &self.failed());
-        let _ = js_sys::Reflect::set(&details, &"conflicts".into(), &self.conflicts());
-        Error::PendingChanges {
-            count,
-            details: details.into(),
-        }
-    }
-
-    /// Revokes the token on the server (`POST /api/logout`). A token the
-    /// server already forgot counts as revoked.
-    ///
-    /// # Errors
-    /// `network`, `timeout`, `server`: the token may still be valid, and
-    /// nothing else was changed.
-    pub async fn revoke(&self) -> Result<(), Error> {
-        let req = self.request(Method::Post, "/logout")?;
-        match self.exchange(&req).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == ErrorCode::Unauthorized => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// A 401: the token is no longer good. Every tab hears it (the facade
-    /// relays it); writes wait in the outbox for a new login.
-    pub fn session_expired(&self) {
-        self.handle(Event::SessionEnded);
-    }
-
-    /// The engine says the session ended: the app hears it, and the other
-    /// tabs too unless one of them said so first.
-    fn session_ended_here(&self) {
-        self.emit_session("expired");
-        if !self.inner.from_tab.get() {
-            self.tell_tabs(TabMessage::Session(SessionNotice {
-                state: SessionEnd::Expired,
-            }));
-        }
-    }
-
-    /// Stops timers and listeners; waiting callers are rejected with `closed`.
-    pub fn close(&self) {
-        if self.inner.state.borrow().engine.is_closed() {
-            return;
-        }
-        self.handle(Event::Close);
-        self.inner.timers.borrow_mut().clear();
-        self.inner.held_timer.borrow_mut().take();
-        self.inner.events.borrow_mut().take();
-        self.inner.page.borrow_mut().clear();
-        self.inner.lifecycle.borrow_mut().take();
-        let callers: Vec<CallerId> = self.inner.state.borrow().callers.keys().copied().collect();
-        self.settle_callers(callers, &Err(Error::Closed));
-        if let Some(db) = self.inner.db.borrow_mut().take() {
-            db.close();
-        }
     }
 }
 

@@ -208,7 +208,8 @@ impl ClientEngine {
         if refusal.code == ErrorCode::Unauthorized {
             let _ = self.outbox.release(&entry.mutation_id);
             self.session_ended(out);
-            self.settle(&entry.mutation_id, Err(Failure::Answer), out);
+            let failure = Failure::Answer(Box::new(refusal));
+            self.settle(&entry.mutation_id, Err(failure), out);
             return;
         }
         if refusal.transient {
@@ -220,17 +221,17 @@ impl ClientEngine {
         // drop the change, and must hear of it either way.
         let error = EntryError {
             code: refusal.code,
-            message: refusal.message,
-            details: refusal.details,
+            message: refusal.message.clone(),
+            details: refusal.details.clone(),
             at_ms: now,
         };
-        self.permanent(entry, error, Failure::Answer, out);
+        self.permanent(entry, error, Failure::Answer(Box::new(refusal)), out);
     }
 
     fn version_conflict(
         &mut self,
         entry: &OutboxEntry,
-        refusal: Refusal,
+        mut refusal: Refusal,
         now: u64,
         out: &mut Vec<Effect>,
     ) {
@@ -241,7 +242,7 @@ impl ClientEngine {
             at_ms: now,
         };
         let key = RecordKey::new(&entry.collection, &entry.record_id);
-        let theirs = match refusal.current {
+        let theirs = match refusal.current.take() {
             Some(Ok(record)) => record,
             Some(Err(why)) => {
                 let failure = Failure::Unreadable(why.clone());
@@ -256,11 +257,12 @@ impl ClientEngine {
         let Some(outcome) = entry.merge_with(&theirs, &self.config.rules) else {
             let error = EntryError {
                 code: refusal.code,
-                message: refusal.message,
-                details: refusal.details,
+                message: refusal.message.clone(),
+                details: refusal.details.clone(),
                 at_ms: now,
             };
-            return self.permanent(entry, error, Failure::Answer, out);
+            let failure = Failure::Answer(Box::new(refusal));
+            return self.permanent(entry, error, failure, out);
         };
         // The base as the change saw it: confirmed values with the base
         // values of the changed fields.

@@ -2,12 +2,15 @@
 //!
 //! [`ClientEngine`] joins the record machines ([`StagedRecords`],
 //! [`Debounce`], [`Outbox`], the merge) with reachability and the tab's
-//! leader duties. It changes only through [`ClientEngine::handle`]: an
-//! [`Event`] and the time go in, a list of [`Effect`]s comes out, in the
-//! order they must be carried out. It never waits, never reads a clock and
-//! never touches the browser; `web::client` carries out the effects (fetch,
-//! IndexedDB, timers, the tab channel, promises) and reports what happened
-//! as the next events.
+//! leader duties. It changes only through [`ClientEngine::handle`] (an
+//! [`Event`] and the time) and [`ClientEngine::handle_timeout`]; what to do
+//! is pulled with [`ClientEngine::poll_output`], in the order it must be
+//! carried out (a write holds back what follows it, see `output.rs`), and
+//! [`ClientEngine::poll_timeout`] says when to call again: one timer. It
+//! never waits, never reads a clock and never touches the browser;
+//! `web::client` carries out the effects (fetch, IndexedDB, the tab
+//! channel, promises) and reports what happened as the next events, as the
+//! simulation's runner does with its model of them.
 //!
 //! The life of a save, as the engine sees it:
 //!
@@ -27,7 +30,9 @@
 
 mod answer;
 mod feed;
+mod output;
 mod reach;
+mod requests;
 mod session;
 mod work;
 mod write;
@@ -44,17 +49,22 @@ use crate::core::outbox::{Outbox, OutboxEntry};
 use crate::core::reachability::{Answer, Reachability};
 use crate::core::record::{Comment, Fields, Record, RecordKey};
 use crate::core::retry::RetryPolicy;
-use crate::core::staged::StagedRecords;
+use crate::core::staged::{RemoteChange, StagedRecords};
 use crate::core::vecmap::VecMap;
 use std::collections::HashSet;
 
 pub use crate::core::debounce::SavePayload;
 pub use feed::{FeedChange, FeedPage, PullReport, StreamSignal, FEED_POLL_MS, SAFETY_READ_MS};
+pub use requests::NextTry;
 pub use write::STAGED_PREFIX;
 
 /// How long the leader leaves another tab's entry to that tab before it
 /// sends it itself.
 pub const ADOPT_AFTER_MS: u64 = 10_000;
+
+/// How often writes IndexedDB refused for lack of space are tried again
+/// while nothing else writes (a later write carries them along sooner).
+pub const HELD_RETRY_MS: u64 = 30_000;
 
 /// A caller of `save`, `comment`, ... waiting for its promise; the runner
 /// hands out the ids and keeps the promises.
@@ -115,6 +125,8 @@ pub enum Origin {
     Local,
     /// The server's record replaced what this tab had.
     Server,
+    /// Another tab stored the record.
+    Tab,
 }
 
 /// What an entry's callers hear when it ends well.
@@ -135,9 +147,9 @@ pub enum Outcome {
 /// Why a caller's promise is rejected.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
-    /// The answer the runner reported with [`Event::Answered`] (the runner
-    /// keeps the full error, details included).
-    Answer,
+    /// The server's refusal, as the runner reported it with
+    /// [`Event::Answered`] or [`Event::Revoked`].
+    Answer(Box<Refusal>),
     /// The server said 2xx with a body that is not of the protocol's shape.
     Unreadable(String),
     /// Dropped: discarded, or gone from IndexedDB in another tab.
@@ -318,6 +330,12 @@ pub enum Event {
     Written { id: u64, written: bool },
     /// The writes the runner held were written at last.
     HeldWritten,
+    /// IndexedDB refused a write for lack of space (any write, the
+    /// runner's own included): the runner holds it, and the engine says
+    /// when to try again ([`Effect::WriteHeld`]).
+    StoreFull,
+    /// The held-writes timer fired.
+    HeldDue,
     /// A sent entry's answer.
     Answered { mutation_id: String, reply: Reply },
     /// A record read for a comment on a record not loaded here.
@@ -327,7 +345,8 @@ pub enum Event {
     },
     /// The probe's answer.
     Probed(ProbeReply),
-    /// Another request (feed, load, sync job) ended: answered or not.
+    /// A request of the runner's own (feed, load, sync job) ended:
+    /// answered or not (counted as a request).
     RequestEnded(Answer),
     /// Another tab changed the user's work: IndexedDB holds this now.
     WorkStored(StoredWork),
@@ -343,8 +362,24 @@ pub enum Event {
     SessionEnded,
     /// `close()`.
     Close,
-    /// IndexedDB was read at start: the kept feed cursor.
-    StorageOpened { cursor: Option<String> },
+    /// The start: IndexedDB was read (or cannot be used: all empty). The
+    /// kept feed cursor, the user's work, and the records it is about.
+    StorageOpened {
+        cursor: Option<String>,
+        work: StoredWork,
+        records: Vec<(String, Record)>,
+    },
+    /// A record as it is now stored, read apart from the engine's own
+    /// requests (a record read before a save, another tab's notice):
+    /// what `view` shows follows it unless it is older.
+    RecordRead {
+        collection: String,
+        change: RemoteChange,
+        origin: Origin,
+    },
+    /// The runner tries a request of its own again (a load, a read, a
+    /// sync start): counted.
+    Retrying,
     /// `load(collection)` stored every page; the first page's cursor.
     Loaded {
         collection: String,
@@ -383,8 +418,9 @@ pub enum Effect {
         callers: Vec<CallerId>,
         result: Result<Outcome, Failure>,
     },
-    /// Set a timer to fire at this time, or clear it (`None`).
-    Timer { timer: Timer, at: Option<u64> },
+    /// Write what IndexedDB refused for lack of space, on its own; report
+    /// [`Event::HeldWritten`] if it went in, [`Event::StoreFull`] if not.
+    WriteHeld,
     /// Ask the server who the token belongs to; report [`Event::Probed`].
     Probe,
     /// Read one record for an entry; report [`Event::Fetched`].
@@ -439,6 +475,8 @@ pub enum Timer {
     FeedPoll,
     /// The end of a logout's wait for the outbox.
     Logout,
+    /// The next try of writes held for lack of space.
+    Held,
 }
 
 /// One operation of an IndexedDB write.
@@ -593,12 +631,16 @@ pub struct ClientEngine {
     closed: bool,
     expired: bool,
     ids: IdSource,
-    /// The timers as last set, so an unchanged deadline is not set again.
+    /// Each timer's deadline.
     timers: VecMap<Timer, Option<u64>>,
     /// Other people's changes: the feed, its cursor and the stream.
     feed: feed::FeedFollower,
     /// A logout under way.
     logging_out: Option<session::LoggingOut>,
+    /// When writes held for lack of space are tried again.
+    held_retry_at: Option<u64>,
+    /// The effects not yet taken by [`ClientEngine::poll_output`].
+    outputs: output::Outputs,
 }
 
 impl ClientEngine {
@@ -640,11 +682,19 @@ impl ClientEngine {
             timers: VecMap::new(),
             feed: feed::FeedFollower::default(),
             logging_out: None,
+            held_retry_at: None,
+            outputs: output::Outputs::default(),
         }
     }
 
-    /// The one entry point: what happened at `now`, and what to do.
-    pub fn handle(&mut self, event: Event, now: u64) -> Vec<Effect> {
+    /// The one entry point: what happened at `now`. What to do follows
+    /// from [`ClientEngine::poll_output`], in order.
+    pub fn handle(&mut self, event: Event, now: u64) {
+        let effects = self.step(event, now);
+        self.outputs.push(effects);
+    }
+
+    fn step(&mut self, event: Event, now: u64) -> Vec<Effect> {
         let mut out = Vec::new();
         if self.closed {
             // A closed client settles what still asks, and does nothing else.
@@ -678,6 +728,7 @@ impl ClientEngine {
             Event::ProbeDue => Some(Timer::Probe),
             Event::FeedPollDue => Some(Timer::FeedPoll),
             Event::LogoutDue => Some(Timer::Logout),
+            Event::HeldDue => Some(Timer::Held),
             _ => None,
         };
         if let Some(timer) = fired {
@@ -718,8 +769,21 @@ impl ClientEngine {
             }
             Event::RetryDue => {}
             Event::ProbeDue => self.probe_due(now, &mut out),
-            Event::Written { id, written } => self.written(id, written),
+            Event::Written { id, written } => {
+                self.outputs.written(id);
+                self.written(id, written);
+            }
+            Event::StoreFull => {
+                self.held_retry_at.get_or_insert(now + HELD_RETRY_MS);
+            }
+            Event::HeldDue => {
+                if self.held_retry_at.is_some() {
+                    self.held_retry_at = Some(now + HELD_RETRY_MS);
+                    out.push(Effect::WriteHeld);
+                }
+            }
             Event::HeldWritten => {
+                self.held_retry_at = None;
                 self.held.clear();
                 for id in std::mem::take(&mut self.held_writes) {
                     // The other tabs were told of these records when IndexedDB
@@ -748,7 +812,10 @@ impl ClientEngine {
                 record,
             } => self.fetched(&mutation_id, record, &mut out),
             Event::Probed(reply) => self.probed(reply, now, &mut out),
-            Event::RequestEnded(answer) => self.request_ended(answer, now, &mut out),
+            Event::RequestEnded(answer) => {
+                self.counters.requests += 1;
+                self.request_ended(answer, now, &mut out);
+            }
             Event::WorkStored(work) => {
                 let work = self.with_unwritten(work);
                 self.work_stored(work, now, &mut out);
@@ -769,7 +836,42 @@ impl ClientEngine {
             Event::Nudge => self.reach.nudge(now),
             Event::SessionEnded => self.session_ended(&mut out),
             Event::Close => self.close(&mut out),
-            Event::StorageOpened { cursor } => self.storage_opened(cursor, now),
+            Event::StorageOpened {
+                cursor,
+                work,
+                records,
+            } => {
+                for (collection, record) in records {
+                    self.records
+                        .apply_remote(&collection, RemoteChange::Put(record));
+                }
+                self.restore(work);
+                self.storage_opened(cursor, now);
+                if !self.verified {
+                    // Not known to be this user's token: unreachable until
+                    // the probe says whose it is, and the probe goes now.
+                    self.request_ended(Answer::Unreachable, now, &mut out);
+                    self.reach.nudge(now);
+                }
+            }
+            Event::RecordRead {
+                collection,
+                change,
+                origin,
+            } => {
+                let id = match &change {
+                    RemoteChange::Put(record) => record.id.clone(),
+                    RemoteChange::Delete { id, .. } => id.clone(),
+                };
+                if self.records.apply_remote(&collection, change) {
+                    out.push(Effect::Changed);
+                    out.push(Effect::RecordChanged {
+                        key: RecordKey::new(&collection, &id),
+                        origin,
+                    });
+                }
+            }
+            Event::Retrying => self.counters.retries += 1,
             Event::Loaded { collection, cursor } => {
                 self.collection_loaded(collection, cursor, now, &mut out)
             }
@@ -783,7 +885,7 @@ impl ClientEngine {
         if !self.closed {
             self.pump(now, &mut out);
             self.logout_step(now, &mut out);
-            self.set_timers(now, &mut out);
+            self.set_timers(now);
         }
         self.number_writes(&mut out);
         out
@@ -828,8 +930,9 @@ impl ClientEngine {
         work
     }
 
-    /// Sets or clears each timer whose deadline moved.
-    fn set_timers(&mut self, now: u64, out: &mut Vec<Effect>) {
+    /// Keeps each timer's deadline ([`ClientEngine::poll_timeout`] gives
+    /// the earliest).
+    fn set_timers(&mut self, now: u64) {
         let probe = self.reach.next_probe_at();
         let wanted = [
             (Timer::Debounce, self.debounce.next_deadline()),
@@ -842,12 +945,10 @@ impl ClientEngine {
                     .as_ref()
                     .and_then(session::LoggingOut::deadline),
             ),
+            (Timer::Held, self.held_retry_at),
         ];
         for (timer, at) in wanted {
-            if self.timers.get(&timer) != Some(&at) {
-                self.timers.insert(timer, at);
-                out.push(Effect::Timer { timer, at });
-            }
+            self.timers.insert(timer, at);
         }
     }
 
@@ -858,8 +959,10 @@ impl ClientEngine {
         &self.records
     }
 
-    /// Loads confirmed records (a page of `load`, IndexedDB at open, the
-    /// feed): not decisions, data.
+    /// The one door left around [`ClientEngine::handle`]: the pages of
+    /// `load` are laid in here, and the query cache takes the records'
+    /// touched keys. Everything else reports records with
+    /// [`Event::StorageOpened`] and [`Event::RecordRead`].
     pub fn records_mut(&mut self) -> &mut StagedRecords {
         &mut self.records
     }
@@ -887,21 +990,6 @@ impl ClientEngine {
     /// The counters.
     pub fn counters(&self) -> &ClientCounters {
         &self.counters
-    }
-
-    /// Counts a request the runner sent on its own (feed, load, sync).
-    pub fn count_request(&mut self) {
-        self.counters.requests += 1;
-    }
-
-    /// Counts a retry of a request the runner sent on its own.
-    pub fn count_retry(&mut self) {
-        self.counters.retries += 1;
-    }
-
-    /// Counts a `change` event of `/api/events`.
-    pub fn count_feed_event(&mut self) {
-        self.counters.feed_events += 1;
     }
 
     /// Staged changes still waiting in the debounce window: not yet in

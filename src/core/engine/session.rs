@@ -112,7 +112,7 @@ impl ClientEngine {
         match result {
             Err(refusal) if refusal.status != Some(401) => out.push(Effect::Settle {
                 callers: vec![state.caller],
-                result: Err(Failure::Answer),
+                result: Err(Failure::Answer(Box::new(refusal))),
             }),
             _ => {
                 // The caller first: an app that closes the client when it

@@ -234,7 +234,7 @@ impl ClientEngine {
 
     /// At open: the outbox, dead letters and conflicts IndexedDB kept.
     /// They are this tab's to send only once it leads.
-    pub fn restore(&mut self, work: StoredWork) {
+    pub(super) fn restore(&mut self, work: StoredWork) {
         self.counters.outbox_replayed += work.outbox.len() as u64;
         let entries: Vec<OutboxEntry> = work.outbox.into_iter().chain(work.failed).collect();
         for entry in &entries {

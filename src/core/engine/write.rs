@@ -370,19 +370,23 @@ impl ClientEngine {
     }
 
     /// Whether `discard(mutation_id)` has something to drop.
-    pub fn can_discard(&self, mutation_id: &str) -> Result<(), String> {
+    pub fn can_discard(&self, mutation_id: &str) -> Result<(), Failure> {
         if let Some(key) = staged_key(mutation_id) {
             return match self.records.staged(&key) {
                 Some(_) => Ok(()),
-                None => Err(format!("nothing staged for {}/{}", key.collection, key.id)),
+                None => Err(Failure::NotFound(format!(
+                    "nothing staged for {}/{}",
+                    key.collection, key.id
+                ))),
             };
         }
         match self.outbox.get(mutation_id) {
+            // On the wire: its answer decides (`invalid`, not `not_found`).
             Some(e) if e.state == EntryState::Sending => {
-                Err(format!("{mutation_id:?} is being sent"))
+                Err(Failure::Invalid(format!("{mutation_id:?} is being sent")))
             }
             Some(_) => Ok(()),
-            None => Err(format!("no mutation {mutation_id:?}")),
+            None => Err(Failure::NotFound(format!("no mutation {mutation_id:?}"))),
         }
     }
 
@@ -598,15 +602,7 @@ impl ClientEngine {
                 result: Err(Failure::Closed),
             });
         }
-        for timer in [
-            super::Timer::Debounce,
-            super::Timer::Retry,
-            super::Timer::Probe,
-            super::Timer::FeedPoll,
-            super::Timer::Logout,
-        ] {
-            out.push(Effect::Timer { timer, at: None });
-        }
+        self.timers.clear();
     }
 }
 

@@ -9,7 +9,7 @@ use wasm_bindgen_futures::spawn_local;
 
 use super::{encode, Client, SyncLogEntry};
 use crate::core::engine::{
-    Effect, Event, Failure, Origin, ProbeReply, Refusal, Reply, StoreOp, StoredWork, Timer,
+    Effect, Event, Failure, Origin, ProbeReply, Refusal, Reply, StoreOp, StoredWork,
 };
 use crate::core::outbox::{EntryState, MutationOp, OutboxEntry};
 use crate::core::reachability::Answer;
@@ -24,64 +24,58 @@ use crate::web::js::{from_server, get, to_js};
 impl Client {
     /// Hands one event to the engine and carries out what it says.
     pub(super) fn handle(&self, event: Event) {
-        self.handle_with(event, None);
+        self.inner.state.borrow_mut().engine.handle(event, now_ms());
+        self.run();
     }
 
-    /// [`Client::handle`] for an answer whose full error (details
-    /// included) the callers hear when the engine says [`Failure::Answer`].
-    fn handle_with(&self, event: Event, answer: Option<Error>) {
-        let effects = self.inner.state.borrow_mut().engine.handle(event, now_ms());
-        self.carry_out(effects, answer);
-    }
-
-    /// Carries out effects in order. Everything up to the first IndexedDB
-    /// write happens now (so `view` shows a save before the call returns);
-    /// a write is awaited before the effects after it (a caller hears
-    /// `committed` once the record is stored).
-    fn carry_out(&self, effects: Vec<Effect>, answer: Option<Error>) {
-        // Timers are set now, wherever they stand: they say when the engine
-        // wants to hear from the clock as of this event, and a timer set
-        // after a write finished could undo one a later event set.
-        let (timers, effects): (Vec<Effect>, Vec<Effect>) = effects
-            .into_iter()
-            .partition(|e| matches!(e, Effect::Timer { .. }));
-        for timer in timers {
-            self.carry_out_one(timer, None);
-        }
-        let mut effects = effects.into_iter();
+    /// Carries out what the engine says, in the order it gives (the engine
+    /// holds back what follows a write until [`Event::Written`]), and keeps
+    /// the one timer at its next deadline. Everything up to the first
+    /// IndexedDB write happens now, so `view` shows a save before the call
+    /// returns.
+    fn run(&self) {
         let mut changed = false;
-        while let Some(effect) = effects.next() {
+        loop {
+            let effect = self.inner.state.borrow_mut().engine.poll_output();
+            let Some(effect) = effect else { break };
             match effect {
                 Effect::Write { id, ops, .. } => {
                     if changed {
-                        self.changed();
                         self.emit_status();
+                        changed = false;
                     }
-                    let rest: Vec<Effect> = effects.collect();
                     let this = self.clone();
                     spawn_local(async move {
                         let written = this.persist_ops(ops).await;
                         this.handle(Event::Written { id, written });
-                        this.carry_out(rest, answer);
                     });
-                    return;
                 }
                 Effect::Changed => {
                     self.changed();
                     changed = true;
                 }
-                other => self.carry_out_one(other, answer.as_ref()),
+                other => self.carry_out_one(other),
             }
         }
         if changed {
             self.emit_status();
         }
+        self.arm_timer();
     }
 
     /// The effects that need no waiting.
-    fn carry_out_one(&self, effect: Effect, answer: Option<&Error>) {
+    fn carry_out_one(&self, effect: Effect) {
         match effect {
             Effect::Write { .. } | Effect::Changed => {}
+            Effect::WriteHeld => {
+                let this = self.clone();
+                spawn_local(async move {
+                    // Written, or nowhere to write any more: no longer held.
+                    if this.persist(DbBatch::new()).await {
+                        this.handle(Event::HeldWritten);
+                    }
+                });
+            }
             Effect::Send { entry, keepalive } => {
                 let this = self.clone();
                 spawn_local(async move { this.send_entry(entry, keepalive).await });
@@ -90,11 +84,10 @@ impl Client {
                 let value = match result {
                     Ok(outcome) => self.outcome_js(outcome),
                     Err(Failure::PendingChanges(count)) => Err(self.pending_changes(count)),
-                    Err(failure) => Err(error_of(failure, answer)),
+                    Err(failure) => Err(self.error_of(failure)),
                 };
                 self.settle_callers(callers, &value);
             }
-            Effect::Timer { timer, at } => self.set_timer(timer, at),
             Effect::Probe => {
                 let this = self.clone();
                 spawn_local(async move { this.probe().await });
@@ -124,6 +117,7 @@ impl Client {
                 match origin {
                     Origin::Local => "local",
                     Origin::Server => "server",
+                    Origin::Tab => "tab",
                 },
             ),
             Effect::ConflictFound(kept) => self.emit_conflict(&kept),
@@ -138,8 +132,9 @@ impl Client {
                 let this = self.clone();
                 spawn_local(async move {
                     let result = this.revoke().await;
-                    let event = Event::Revoked(result.as_ref().map(|_| ()).map_err(refusal_of));
-                    this.handle_with(event, result.err());
+                    this.handle(Event::Revoked(
+                        result.as_ref().map(|_| ()).map_err(refusal_of),
+                    ));
                 });
             }
             Effect::LoggedOut => {
@@ -184,28 +179,32 @@ impl Client {
         }
     }
 
-    /// Sets an engine timer (or clears it).
-    fn set_timer(&self, timer: Timer, at: Option<u64>) {
-        let mut timers = self.inner.timers.borrow_mut();
+    /// Keeps the one timer at the engine's next deadline.
+    fn arm_timer(&self) {
+        let at = self.inner.state.borrow().engine.poll_timeout();
+        let mut timer = self.inner.timer.borrow_mut();
+        if timer.as_ref().map(|(set, _)| *set) == at {
+            return;
+        }
         let Some(at) = at else {
-            timers.remove(&timer);
+            timer.take();
             return;
         };
         let delay = at.saturating_sub(now_ms()).max(1);
         let weak = self.weak();
         let timeout = Timeout::new(u32::try_from(delay).unwrap_or(u32::MAX), move || {
             if let Some(client) = Client::from_weak(&weak) {
-                client.inner.timers.borrow_mut().remove(&timer);
-                client.handle(match timer {
-                    Timer::Debounce => Event::DebounceDue,
-                    Timer::Retry => Event::RetryDue,
-                    Timer::Probe => Event::ProbeDue,
-                    Timer::FeedPoll => Event::FeedPollDue,
-                    Timer::Logout => Event::LogoutDue,
-                });
+                client.inner.timer.borrow_mut().take();
+                client
+                    .inner
+                    .state
+                    .borrow_mut()
+                    .engine
+                    .handle_timeout(now_ms());
+                client.run();
             }
         });
-        timers.insert(timer, timeout);
+        *timer = Some((at, timeout));
     }
 
     /// Writes the engine's store operations; `false` when IndexedDB held
@@ -257,12 +256,7 @@ impl Client {
                 }
             };
         }
-        let was_held = self.inner.held.borrow().is_some();
-        let written = self.persist(batch).await;
-        if written && was_held {
-            self.handle(Event::HeldWritten);
-        }
-        written
+        self.persist(batch).await
     }
 
     /// The user's work as IndexedDB holds it (the engine lays the writes
@@ -293,14 +287,11 @@ impl Client {
         if self.inner.state.borrow().engine.is_closed() {
             return;
         }
-        let (reply, error) = reply_of(&entry, result);
-        self.handle_with(
-            Event::Answered {
-                mutation_id: entry.mutation_id,
-                reply,
-            },
-            error,
-        );
+        let reply = reply_of(&entry, result);
+        self.handle(Event::Answered {
+            mutation_id: entry.mutation_id,
+            reply,
+        });
     }
 
     /// The request of an outbox entry, with its `Idempotency-Key`.
@@ -377,7 +368,6 @@ impl Client {
     /// Sends a request of the runner's own (feed, load, sync job, logout)
     /// once, and tells the engine whether the server answered.
     pub(super) async fn exchange(&self, req: &HttpRequest) -> Result<HttpResponse, Error> {
-        self.inner.state.borrow_mut().engine.count_request();
         let result = send(req).await;
         if let Some(answer) = reach_answer(&result) {
             if !self.inner.state.borrow().engine.is_closed() {
@@ -407,26 +397,22 @@ fn put_entry(batch: &mut DbBatch, entry: &OutboxEntry, if_key: Option<&str>) -> 
     Ok(())
 }
 
-/// What a sent entry's result means to the engine, and the full error the
-/// callers hear when it is refused.
-fn reply_of(entry: &OutboxEntry, result: Result<HttpResponse, Error>) -> (Reply, Option<Error>) {
+/// What a sent entry's result means to the engine.
+fn reply_of(entry: &OutboxEntry, result: Result<HttpResponse, Error>) -> Reply {
     match result {
-        Ok(resp) => {
-            let reply = match &entry.op {
-                MutationOp::Patch { .. } | MutationOp::Create { .. } => {
-                    match from_server::<Record>(resp.body) {
-                        Ok(record) => Reply::Record(record),
-                        Err(e) => Reply::Unreadable(unreadable(e)),
-                    }
-                }
-                MutationOp::Delete { .. } => Reply::Done,
-                MutationOp::Comment { .. } => match from_server::<Comment>(resp.body) {
-                    Ok(comment) => Reply::Comment(comment),
+        Ok(resp) => match &entry.op {
+            MutationOp::Patch { .. } | MutationOp::Create { .. } => {
+                match from_server::<Record>(resp.body) {
+                    Ok(record) => Reply::Record(record),
                     Err(e) => Reply::Unreadable(unreadable(e)),
-                },
-            };
-            (reply, None)
-        }
+                }
+            }
+            MutationOp::Delete { .. } => Reply::Done,
+            MutationOp::Comment { .. } => match from_server::<Comment>(resp.body) {
+                Ok(comment) => Reply::Comment(comment),
+                Err(e) => Reply::Unreadable(unreadable(e)),
+            },
+        },
         Err(err) => {
             let current = match &err {
                 Error::Http {
@@ -442,7 +428,7 @@ fn reply_of(entry: &OutboxEntry, result: Result<HttpResponse, Error>) -> (Reply,
                 current,
                 ..refusal_of(&err)
             };
-            (Reply::Refused(refusal), Some(err))
+            Reply::Refused(refusal)
         }
     }
 }
@@ -470,21 +456,37 @@ pub(super) fn refusal_of(err: &Error) -> Refusal {
     }
 }
 
-/// The error a caller hears for a failure the engine names.
-fn error_of(failure: Failure, answer: Option<&Error>) -> Error {
-    match failure {
-        Failure::Answer => answer
-            .cloned()
-            .unwrap_or_else(|| Error::BadResponse("no answer".into())),
-        Failure::Unreadable(why) => Error::BadResponse(why),
-        Failure::Cancelled => Error::Cancelled,
-        Failure::Closed => Error::Closed,
-        Failure::Invalid(why) => Error::Invalid(why),
-        Failure::NotFound(why) => super::not_found(why),
-        Failure::PendingChanges(count) => Error::PendingChanges {
-            count,
-            details: JsValue::UNDEFINED,
-        },
+impl Client {
+    /// The error a caller hears for a failure the engine names.
+    pub(super) fn error_of(&self, failure: Failure) -> Error {
+        match failure {
+            Failure::Answer(refusal) => self.error_of_refusal(*refusal),
+            Failure::Unreadable(why) => Error::BadResponse(why),
+            Failure::Cancelled => Error::Cancelled,
+            Failure::Closed => Error::Closed,
+            Failure::Invalid(why) => Error::Invalid(why),
+            Failure::NotFound(why) => super::not_found(why),
+            Failure::PendingChanges(count) => Error::PendingChanges {
+                count,
+                details: JsValue::UNDEFINED,
+            },
+        }
+    }
+
+    /// The error a refusal came from, as the caller sees it: the same
+    /// `code`, `message`, `status` and `details` ([`refusal_of`] the other
+    /// way; status 0 stands for none, as for an error made here).
+    fn error_of_refusal(&self, refusal: Refusal) -> Error {
+        Error::Http {
+            code: refusal.code,
+            status: refusal.status.unwrap_or(0),
+            message: refusal.message,
+            details: refusal
+                .details
+                .and_then(|text| js_sys::JSON::parse(&text).ok())
+                .unwrap_or(JsValue::UNDEFINED),
+            retry_after_ms: refusal.retry_after_ms,
+        }
     }
 }
 

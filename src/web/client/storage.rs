@@ -10,7 +10,11 @@ impl Client {
         let db = match UserDb::open(&user).await {
             Ok(db) => db,
             Err(_) => {
-                self.handle(Event::StorageOpened { cursor: None });
+                self.handle(Event::StorageOpened {
+                    cursor: None,
+                    work: StoredWork::default(),
+                    records: Vec::new(),
+                });
                 return;
             }
         };
@@ -57,21 +61,20 @@ impl Client {
         {
             let mut state = self.inner.state.borrow_mut();
             state.sync_log = sync_log;
-            for (collection, record) in records {
-                let _ = state
-                    .engine
-                    .records_mut()
-                    .apply_remote(&collection, RemoteChange::Put(record));
-                state.stale.insert(collection);
+            for (collection, _) in &records {
+                state.stale.insert(collection.clone());
             }
-            state.engine.restore(StoredWork {
+        }
+        *self.inner.db.borrow_mut() = Some(Rc::new(db));
+        self.handle(Event::StorageOpened {
+            cursor,
+            work: StoredWork {
                 outbox: entries.into_iter().map(|(_, e)| e).collect(),
                 failed: failed.into_iter().map(|(_, e)| e).collect(),
                 conflicts: conflicts.into_iter().map(|(_, k)| k).collect(),
-            });
-        }
-        *self.inner.db.borrow_mut() = Some(Rc::new(db));
-        self.handle(Event::StorageOpened { cursor });
+            },
+            records,
+        });
         self.changed();
     }
 
@@ -80,7 +83,7 @@ impl Client {
     /// and `status.storage` says `"memory"`; held writes go first, in one
     /// transaction with the next write (so the database never has a later
     /// write without an earlier one), or on their own every
-    /// [`HELD_RETRY_MS`]. Any other failure drops the database: the client
+    /// `HELD_RETRY_MS` (the engine's). Any other failure drops the database: the client
     /// goes on in memory (nothing the server has is lost).
     pub(super) async fn persist(&self, batch: DbBatch) -> bool {
         let Some(db) = self.db() else { return true };
@@ -105,9 +108,9 @@ impl Client {
                     self.tell_tabs(TabMessage::WorkChanged(WorkNotice {}));
                 }
                 if was_full && self.inner.held.borrow().is_none() {
-                    self.inner.held_timer.borrow_mut().take();
                     self.changed();
                     self.emit_status();
+                    self.handle(Event::HeldWritten);
                 }
                 true
             }
@@ -119,7 +122,8 @@ impl Client {
                     held.append(later);
                 }
                 *self.inner.held.borrow_mut() = Some(held);
-                self.retry_held();
+                // The engine says when to try again.
+                self.handle(Event::StoreFull);
                 if !was_full {
                     self.changed();
                     self.emit_status();
@@ -139,20 +143,6 @@ impl Client {
                 true
             }
         }
-    }
-
-    pub(super) fn retry_held(&self) {
-        let weak = self.weak();
-        let timer = Timeout::new(HELD_RETRY_MS, move || {
-            if let Some(client) = Client::from_weak(&weak) {
-                spawn_local(async move {
-                    if client.persist(DbBatch::new()).await {
-                        client.handle(Event::HeldWritten);
-                    }
-                });
-            }
-        });
-        *self.inner.held_timer.borrow_mut() = Some(timer);
     }
 
     /// Adds a line to the user's record-sync log: in IndexedDB (the newest
@@ -232,27 +222,39 @@ impl Client {
     }
 
     /// Writes `batch` only if `key` is still in `store`, in one readwrite
-    /// transaction (atomic across tabs), and tells the other tabs. Without
-    /// IndexedDB this tab's memory is the only copy: nothing to claim.
+    /// transaction (atomic across tabs), and tells the other tabs; `false`
+    /// when another tab took it first (this tab then reads the work again,
+    /// and the engine says what the caller hears). Without IndexedDB this
+    /// tab's memory is the only copy: nothing to claim.
     ///
     /// # Errors
-    /// `not_found` when another tab took it first; storage errors.
-    pub(super) async fn claim(&self, store: Store, key: &str, batch: DbBatch) -> Result<(), Error> {
-        let Some(db) = self.db() else { return Ok(()) };
+    /// Storage errors.
+    pub(super) async fn claim(
+        &self,
+        store: Store,
+        key: &str,
+        batch: DbBatch,
+    ) -> Result<bool, Error> {
+        let Some(db) = self.db() else { return Ok(true) };
         let scope = [
             Store::Outbox.name(),
             Store::Failed.name(),
             Store::Conflicts.name(),
         ];
-        db.db()
-            .read_modify_write(&scope, store.name(), key, |current| match current {
-                Some(_) => Ok((batch, ())),
-                None => Err(not_found(format!(
-                    "{key:?} was already handled in another tab"
-                ))),
+        let claimed = db
+            .db()
+            .read_modify_write(&scope, store.name(), key, |current| {
+                Ok::<_, Error>(match current {
+                    Some(_) => (batch, true),
+                    None => (DbBatch::new(), false),
+                })
             })
             .await?;
-        self.tell_tabs(TabMessage::WorkChanged(WorkNotice {}));
-        Ok(())
+        if claimed {
+            self.tell_tabs(TabMessage::WorkChanged(WorkNotice {}));
+        } else {
+            self.reread_work().await;
+        }
+        Ok(claimed)
     }
 }

@@ -47,11 +47,7 @@ impl World {
                 collection: COLLECTION.into(),
                 record: record.clone(),
             }]);
-            if let Some(engine) = self.tabs[tab].engine.as_mut() {
-                engine
-                    .records_mut()
-                    .apply_remote(COLLECTION, RemoteChange::Put(record));
-            }
+            self.deliver(tab, record_read(record, Origin::Server));
         }
         self.note(format!("tab {tab} loads the collection again"));
         self.deliver(

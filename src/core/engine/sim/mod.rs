@@ -24,8 +24,8 @@ use names::{op_name, outcome_name, reply_name, short, work_view};
 use owed::{Change, Expected, Made};
 
 use super::{
-    CallerId, ClientEngine, Effect, EngineConfig, Event, FeedPage, IdSource, KeptConflict, Outcome,
-    ProbeReply, Refusal, Reply, StoreOp, StoredWork, StreamSignal, Timer,
+    CallerId, ClientEngine, Effect, EngineConfig, Event, FeedPage, IdSource, KeptConflict, Origin,
+    Outcome, ProbeReply, Refusal, Reply, StoreOp, StoredWork, StreamSignal,
 };
 use crate::core::code::ErrorCode;
 use crate::core::outbox::{EntryState, OutboxEntry};
@@ -208,7 +208,8 @@ struct Tab {
     engine: Option<ClientEngine>,
     /// Incarnation: messages for an older one are dropped.
     epoch: u32,
-    timers: BTreeMap<Timer, u64>,
+    /// The one timer, at the engine's `poll_timeout()`.
+    timer: Option<u64>,
     /// Callers not yet settled, and what they asked.
     callers: BTreeMap<CallerId, String>,
     cut_until: Option<u64>,
@@ -251,7 +252,6 @@ enum Msg {
     Timer {
         tab: usize,
         epoch: u32,
-        timer: Timer,
         at: u64,
     },
     WorkNotice {
@@ -322,12 +322,6 @@ enum Msg {
         tab: usize,
         epoch: u32,
         write: Box<Effect>,
-        after: Vec<Effect>,
-    },
-    /// The runner tries writes IndexedDB refused again.
-    HeldRetry {
-        tab: usize,
-        epoch: u32,
     },
 }
 
@@ -343,6 +337,16 @@ enum Wire {
 
 /// A request on the wire: the tab, its incarnation, and what it is.
 type OnTheWire = (usize, u32, Wire);
+
+/// A record read apart from the engine's requests, as the web runner
+/// reports one.
+fn record_read(record: Record, origin: Origin) -> Event {
+    Event::RecordRead {
+        collection: COLLECTION.into(),
+        change: RemoteChange::Put(record),
+        origin,
+    }
+}
 
 /// A request that got no answer.
 fn no_answer(code: ErrorCode, message: &str) -> Refusal {
@@ -426,7 +430,7 @@ impl World {
                     user,
                     engine: None,
                     epoch: 0,
-                    timers: BTreeMap::new(),
+                    timer: None,
                     callers: BTreeMap::new(),
                     cut_until: None,
                     answered: BTreeSet::new(),
@@ -474,7 +478,7 @@ impl World {
         let ids = IdSource::new(
             self.seed ^ ((tab as u64 + 1) << 32) ^ u64::from(self.tabs[tab].epoch) << 48,
         );
-        let mut engine = ClientEngine::new(
+        let engine = ClientEngine::new(
             EngineConfig {
                 logout_wait_ms: REQUEST_TIMEOUT_MS,
                 ..EngineConfig::default()
@@ -502,13 +506,16 @@ impl World {
         } else {
             None
         };
-        let records: Vec<Record> = self.dbs[user].records.values().cloned().collect();
-        engine.records_mut().load(COLLECTION, records);
-        engine.restore(self.dbs[user].work());
+        let records: Vec<(String, Record)> = self.dbs[user]
+            .records
+            .values()
+            .map(|r| (COLLECTION.to_owned(), r.clone()))
+            .collect();
+        let work = self.dbs[user].work();
         let t = &mut self.tabs[tab];
         t.epoch += 1;
         t.engine = Some(engine);
-        t.timers.clear();
+        t.timer = None;
         t.callers.clear();
         t.held.clear();
         t.answered.clear();
@@ -516,7 +523,14 @@ impl World {
         t.stream = None;
         t.logout = None;
         self.note(format!("tab {tab} (user{user}) opens"));
-        self.deliver(tab, Event::StorageOpened { cursor: kept });
+        self.deliver(
+            tab,
+            Event::StorageOpened {
+                cursor: kept,
+                work,
+                records,
+            },
+        );
         self.deliver(
             tab,
             Event::Loaded {
@@ -566,11 +580,11 @@ impl World {
         let label = self
             .tracing
             .then(|| format!("tab {tab} <- {}", short(&event)));
-        let effects = engine.handle(event, now);
+        engine.handle(event, now);
         if let Some(label) = label {
             self.note(label);
         }
-        self.run_effects(tab, effects);
+        self.run_effects(tab);
     }
 
     /// A request's answer or deadline came: what it was, if it was still
@@ -694,22 +708,15 @@ impl World {
                     ),
                 }
             }
-            Msg::Timer {
-                tab,
-                epoch,
-                timer,
-                at,
-            } => {
-                if live(self, tab, epoch) && self.tabs[tab].timers.get(&timer) == Some(&at) {
-                    self.tabs[tab].timers.remove(&timer);
-                    let event = match timer {
-                        Timer::Debounce => Event::DebounceDue,
-                        Timer::Retry => Event::RetryDue,
-                        Timer::Probe => Event::ProbeDue,
-                        Timer::FeedPoll => Event::FeedPollDue,
-                        Timer::Logout => Event::LogoutDue,
-                    };
-                    self.deliver(tab, event);
+            Msg::Timer { tab, epoch, at } => {
+                if live(self, tab, epoch) && self.tabs[tab].timer == Some(at) {
+                    self.tabs[tab].timer = None;
+                    let now = self.now;
+                    if let Some(engine) = self.tabs[tab].engine.as_mut() {
+                        engine.handle_timeout(now);
+                    }
+                    self.note(format!("tab {tab} <- timer"));
+                    self.run_effects(tab);
                 }
             }
             Msg::WorkNotice { tab, epoch } => {
@@ -721,11 +728,7 @@ impl World {
             Msg::RecordNotice { tab, epoch, id } => {
                 if live(self, tab, epoch) {
                     if let Some(record) = self.dbs[self.tabs[tab].user].records.get(&id).cloned() {
-                        if let Some(engine) = self.tabs[tab].engine.as_mut() {
-                            engine
-                                .records_mut()
-                                .apply_remote(COLLECTION, RemoteChange::Put(record));
-                        }
+                        self.deliver(tab, record_read(record, Origin::Tab));
                     }
                 }
             }
@@ -847,12 +850,8 @@ impl World {
                         .values()
                         .cloned()
                         .collect();
-                    if let Some(engine) = self.tabs[tab].engine.as_mut() {
-                        for record in records {
-                            engine
-                                .records_mut()
-                                .apply_remote(COLLECTION, RemoteChange::Put(record));
-                        }
+                    for record in records {
+                        self.deliver(tab, record_read(record, Origin::Server));
                     }
                 }
             }
@@ -861,27 +860,11 @@ impl World {
                     self.reload(tab);
                 }
             }
-            Msg::WriteDone {
-                tab,
-                epoch,
-                write,
-                after,
-            } => {
+            Msg::WriteDone { tab, epoch, write } => {
                 if live(self, tab, epoch) {
-                    self.carry_out(tab, *write);
-                    self.run_effects(tab, after);
-                }
-            }
-            Msg::HeldRetry { tab, epoch } => {
-                if live(self, tab, epoch) && !self.tabs[tab].held.is_empty() {
-                    self.carry_out(
-                        tab,
-                        Effect::Write {
-                            id: 0,
-                            ops: Vec::new(),
-                            persisted: None,
-                        },
-                    );
+                    if let Effect::Write { id, ops, .. } = *write {
+                        self.store(tab, Some(id), ops);
+                    }
                 }
             }
             Msg::Reconnect { tab, epoch } => {

@@ -4,37 +4,64 @@
 use super::*;
 
 impl World {
-    /// Carries out effects as the web runner does: timers at once, the
-    /// rest in order, and what follows a write only once its transaction
-    /// completed (a few ms later, a tab's writes in the order they began).
-    pub(super) fn run_effects(&mut self, tab: usize, effects: Vec<Effect>) {
-        let (timers, rest): (Vec<Effect>, Vec<Effect>) = effects
-            .into_iter()
-            .partition(|e| matches!(e, Effect::Timer { .. }));
-        for timer in timers {
-            self.carry_out(tab, timer);
-        }
-        let mut rest = rest.into_iter();
-        while let Some(effect) = rest.next() {
-            if matches!(effect, Effect::Write { .. }) {
-                let after: Vec<Effect> = rest.collect();
-                let done =
-                    (self.now + 1 + self.pick(5) as u64).max(self.tabs[tab].writes_free_at + 1);
-                self.tabs[tab].writes_free_at = done;
-                let epoch = self.tabs[tab].epoch;
-                let delay = done - self.now;
-                self.at(
-                    delay,
-                    Msg::WriteDone {
-                        tab,
-                        epoch,
-                        write: Box::new(effect),
-                        after,
-                    },
-                );
-                return;
-            }
+    /// Takes the engine's effects in the order it gives them (a write
+    /// holds back what follows it until its transaction completed: a few
+    /// ms later, a tab's writes in the order they began), as the web
+    /// runner does, and keeps the tab's one timer at the engine's
+    /// deadline.
+    pub(super) fn run_effects(&mut self, tab: usize) {
+        while let Some(effect) = self.tabs[tab].engine.as_mut().and_then(|e| e.poll_output()) {
             self.carry_out(tab, effect);
+        }
+        let Some(at) = self.tabs[tab].engine.as_ref().map(|e| e.poll_timeout()) else {
+            return;
+        };
+        if at == self.tabs[tab].timer {
+            return;
+        }
+        self.tabs[tab].timer = at;
+        if let Some(at) = at {
+            // Browsers may fire a timer a millisecond before the clock
+            // says its time has come.
+            let early = u64::from(self.chance(0.2));
+            let delay = at.saturating_sub(self.now).saturating_sub(early);
+            let epoch = self.tabs[tab].epoch;
+            self.at(delay, Msg::Timer { tab, epoch, at });
+        }
+    }
+
+    /// Writes `ops` (after what the tab holds for lack of space) to the
+    /// user's IndexedDB, and reports the write `id` ended.
+    pub(super) fn store(&mut self, tab: usize, id: Option<u64>, ops: Vec<StoreOp>) {
+        let user = self.tabs[tab].user;
+        if self.tracing {
+            let names: Vec<String> = ops.iter().map(op_name).collect();
+            self.note(format!("tab {tab} writes {names:?}"));
+        }
+        let mut all = std::mem::take(&mut self.tabs[tab].held);
+        let was_held = !all.is_empty();
+        all.extend(ops);
+        let mut written = true;
+        if self.dbs[user].refuse_next {
+            written = false;
+            self.dbs[user].refuse_next = false;
+            self.note(format!("tab {tab} IndexedDB refuses a write (quota)"));
+            self.tabs[tab].held = all;
+            self.deliver(tab, Event::StoreFull);
+        } else {
+            let work = all
+                .iter()
+                .any(|op| !matches!(op, StoreOp::PutRecord { .. } | StoreOp::DeleteRecord(_)));
+            self.dbs[user].apply(&all);
+            if work {
+                self.tell_tabs(tab, |tab, epoch| Msg::WorkNotice { tab, epoch });
+            }
+            if was_held {
+                self.deliver(tab, Event::HeldWritten);
+            }
+        }
+        if let Some(id) = id {
+            self.deliver(tab, Event::Written { id, written });
         }
     }
 
@@ -42,34 +69,24 @@ impl World {
         let user = self.tabs[tab].user;
         let epoch = self.tabs[tab].epoch;
         match effect {
-            Effect::Write { id, ops, .. } => {
-                if self.tracing {
-                    let names: Vec<String> = ops.iter().map(op_name).collect();
-                    self.note(format!("tab {tab} writes {names:?}"));
+            write @ Effect::Write { .. } => {
+                let done =
+                    (self.now + 1 + self.pick(5) as u64).max(self.tabs[tab].writes_free_at + 1);
+                self.tabs[tab].writes_free_at = done;
+                let delay = done - self.now;
+                self.at(
+                    delay,
+                    Msg::WriteDone {
+                        tab,
+                        epoch,
+                        write: Box::new(write),
+                    },
+                );
+            }
+            Effect::WriteHeld => {
+                if !self.tabs[tab].held.is_empty() {
+                    self.store(tab, None, Vec::new());
                 }
-                let mut all = std::mem::take(&mut self.tabs[tab].held);
-                let was_held = !all.is_empty();
-                all.extend(ops);
-                let mut written = true;
-                if self.dbs[user].refuse_next {
-                    written = false;
-                    self.dbs[user].refuse_next = false;
-                    self.note(format!("tab {tab} IndexedDB refuses a write (quota)"));
-                    self.tabs[tab].held = all;
-                    self.at(1_000, Msg::HeldRetry { tab, epoch });
-                } else {
-                    let work = all.iter().any(|op| {
-                        !matches!(op, StoreOp::PutRecord { .. } | StoreOp::DeleteRecord(_))
-                    });
-                    self.dbs[user].apply(&all);
-                    if work {
-                        self.tell_tabs(tab, |tab, epoch| Msg::WorkNotice { tab, epoch });
-                    }
-                    if was_held {
-                        self.deliver(tab, Event::HeldWritten);
-                    }
-                }
-                self.deliver(tab, Event::Written { id, written });
             }
             Effect::Send { entry, .. } => {
                 // A tab re-sending an entry under a key it saw answered
@@ -140,27 +157,6 @@ impl World {
                     ));
                 }
             }
-            Effect::Timer { timer, at } => match at {
-                Some(at) => {
-                    self.tabs[tab].timers.insert(timer, at);
-                    // Browsers may fire a timer a millisecond before the
-                    // clock says its time has come.
-                    let early = u64::from(self.chance(0.2));
-                    let delay = at.saturating_sub(self.now).saturating_sub(early);
-                    self.at(
-                        delay,
-                        Msg::Timer {
-                            tab,
-                            epoch,
-                            timer,
-                            at,
-                        },
-                    );
-                }
-                None => {
-                    self.tabs[tab].timers.remove(&timer);
-                }
-            },
             Effect::Probe => self.request(tab, Wire::Probe, |attempt| Msg::Probe {
                 tab,
                 epoch,
