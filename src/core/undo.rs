@@ -308,7 +308,9 @@ mod tests {
         let wrote = fields(&[("city", "Lyon")]);
         let plan = plan_undo(&Fields::new(), &wrote, &wrote);
         assert_eq!(plan.patch.get("city"), Some(&FieldValue::Null));
-        let now: Fields = [("city".to_string(), FieldValue::Null)].into_iter().collect();
+        let now: Fields = [("city".to_string(), FieldValue::Null)]
+            .into_iter()
+            .collect();
         assert_eq!(plan_undo(&Fields::new(), &wrote, &now).settled.len(), 1);
     }
 
@@ -333,8 +335,14 @@ mod tests {
         let writes = list.record(entry("undo", 2, Some("change")));
         assert_eq!(writes.put.len(), 2);
         assert_eq!(list.undoable().count(), 0);
-        assert_eq!(list.redo_target("change").map(|e| e.mutation_id.as_str()), Some("undo"));
-        assert_eq!(list.redo_target("undo").map(|e| e.mutation_id.as_str()), Some("undo"));
+        assert_eq!(
+            list.redo_target("change").map(|e| e.mutation_id.as_str()),
+            Some("undo")
+        );
+        assert_eq!(
+            list.redo_target("undo").map(|e| e.mutation_id.as_str()),
+            Some("undo")
+        );
         list.record(entry("redo", 3, Some("undo")));
         let ids: Vec<&str> = list.undoable().map(|e| e.mutation_id.as_str()).collect();
         assert_eq!(ids, vec!["change"]);
@@ -343,8 +351,16 @@ mod tests {
 
     #[test]
     fn restores_newest_first_whatever_the_stored_order() {
-        let list = UndoList::restore(vec![entry("a", 1, None), entry("c", 3, None), entry("b", 2, None)]);
-        let ids: Vec<&str> = list.entries().iter().map(|e| e.mutation_id.as_str()).collect();
+        let list = UndoList::restore(vec![
+            entry("a", 1, None),
+            entry("c", 3, None),
+            entry("b", 2, None),
+        ]);
+        let ids: Vec<&str> = list
+            .entries()
+            .iter()
+            .map(|e| e.mutation_id.as_str())
+            .collect();
         assert_eq!(ids, vec!["c", "b", "a"]);
     }
 }

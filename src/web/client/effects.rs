@@ -127,6 +127,7 @@ impl Client {
                 },
             ),
             Effect::ConflictFound(kept) => self.emit_conflict(&kept),
+            Effect::UndoableChanged => self.emit_undoable(),
             Effect::FailureFound(entry) => self.emit_failed(&entry),
             Effect::TellCommitted { key, version } => self.tell_tabs_record(&key, version),
             Effect::ReadFeed { since } => {
@@ -255,6 +256,17 @@ impl Client {
                     batch.delete(Store::Conflicts.name(), id.clone());
                     Ok(())
                 }
+                StoreOp::PutUndo(entry) => batch
+                    .put(
+                        Store::Meta.name(),
+                        super::undo::undo_key(&entry.mutation_id),
+                        entry,
+                    )
+                    .map(|_| ()),
+                StoreOp::DeleteUndo(id) => {
+                    batch.delete(Store::Meta.name(), super::undo::undo_key(id));
+                    Ok(())
+                }
             };
         }
         let was_held = self.inner.held.borrow().is_some();
@@ -280,6 +292,7 @@ impl Client {
             outbox: outbox.into_iter().map(|(_, e)| e).collect(),
             failed: failed.into_iter().map(|(_, e)| e).collect(),
             conflicts: conflicts.into_iter().map(|(_, k)| k).collect(),
+            undo: Self::stored_undo(&db).await,
         };
         Some(work)
     }
