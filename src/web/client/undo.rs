@@ -182,17 +182,9 @@ impl Client {
             before.insert(name.clone(), c.from.unwrap_or(FieldValue::Null));
             after.insert(name, c.to.unwrap_or(FieldValue::Null));
         }
-        let known = self
-            .inner
-            .state
-            .borrow()
-            .engine
-            .records()
-            .get(collection, id)
-            .is_some();
-        if !known {
-            self.fetch_one(&key).await?;
-        }
+        // The record as it is now: the change may be someone else's, not
+        // yet seen here.
+        self.fetch_one(&key).await?;
         Ok(UndoTarget::Version {
             key,
             version,
