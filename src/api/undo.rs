@@ -2,13 +2,12 @@
 //! back as a new change (docs/guide/undo.md).
 
 use js_sys::Promise;
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use super::client::CrmSync;
 use crate::error::Error;
 use crate::web::client::UndoRequest;
-use crate::web::js::from_app;
+use crate::web::js::get;
 
 #[wasm_bindgen(typescript_custom_section)]
 const UNDO_TS: &'static str = r#"
@@ -37,25 +36,29 @@ export interface UndoableChange {
 }
 "#;
 
-/// `undo`'s argument as an object.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VersionRef {
-    collection: String,
-    id: String,
-    version: u64,
-}
-
+/// A mutation id, or `{ collection, id, version }` (read field by field:
+/// a derived reader of its own would cost the module kilobytes).
 fn request_of(target: JsValue) -> Result<UndoRequest, Error> {
     if let Some(id) = target.as_string() {
         return Ok(UndoRequest::Mutation(id));
     }
-    let v: VersionRef = from_app(target)?;
-    Ok(UndoRequest::Version {
-        collection: v.collection,
-        id: v.id,
-        version: v.version,
-    })
+    let text = |key: &str| get(&target, key).as_string();
+    let version = get(&target, "version")
+        .as_f64()
+        .filter(|v| v.fract() == 0.0 && *v >= 1.0 && *v <= 9_007_199_254_740_991.0);
+    match (text("collection"), text("id"), version) {
+        (Some(collection), Some(id), Some(version)) => Ok(UndoRequest::Version {
+            collection,
+            id,
+            // A whole number in the safe range, checked above.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            version: version as u64,
+        }),
+        _ => Err(Error::Invalid(
+            "undo takes a mutation id or { collection, id, version } (a whole version number)"
+                .into(),
+        )),
+    }
 }
 
 #[wasm_bindgen]

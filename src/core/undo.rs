@@ -150,7 +150,7 @@ impl UndoList {
     }
 
     fn sort(&mut self) {
-        self.entries.sort_by(|a, b| {
+        crate::core::sort::sort_by(&mut self.entries, |a, b| {
             b.at_ms
                 .cmp(&a.at_ms)
                 .then_with(|| b.mutation_id.cmp(&a.mutation_id))

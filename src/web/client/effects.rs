@@ -281,6 +281,11 @@ impl Client {
     /// of this tab that have not landed over it).
     pub(super) async fn stored_work(&self) -> Option<StoredWork> {
         let db = self.db()?;
+        // Read before the outbox, so that the outbox is read last, as late
+        // as before: a read of it that lands after this tab's next write is
+        // taken for the truth (a later read of the undo list widened that
+        // window, and a browser test saw a re-sent entry dropped).
+        let undo = Self::stored_undo(&db).await;
         let outbox: Result<Vec<(String, OutboxEntry)>, Error> = db.all(Store::Outbox).await;
         let failed: Result<Vec<(String, OutboxEntry)>, Error> = db.all(Store::Failed).await;
         let conflicts: Result<Vec<(String, crate::core::engine::KeptConflict)>, Error> =
@@ -292,7 +297,7 @@ impl Client {
             outbox: outbox.into_iter().map(|(_, e)| e).collect(),
             failed: failed.into_iter().map(|(_, e)| e).collect(),
             conflicts: conflicts.into_iter().map(|(_, k)| k).collect(),
-            undo: Self::stored_undo(&db).await,
+            undo,
         };
         Some(work)
     }
