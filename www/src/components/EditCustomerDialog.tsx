@@ -104,6 +104,8 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
         lastUndone.current = null;
       } else if (what.version !== undefined) {
         result = await crm.undo({ collection: "customers", id, version: what.version });
+        // Taken back from the history: nothing of the person's list to redo.
+        lastUndone.current = null;
       } else {
         await crm.flush();
         const change = crm.undoable().find((c) => c.collection === "customers" && c.recordId === id);
