@@ -239,3 +239,103 @@ impl ClientEngine {
         self.undo = UndoList::restore(work.undo.iter().cloned());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::engine::{EngineConfig, Event, IdSource};
+
+    fn text(pairs: &[(&str, &str)]) -> Fields {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), FieldValue::Text((*v).to_owned())))
+            .collect()
+    }
+
+    /// Alice changed City and Phone (version 2); Bob changed City since
+    /// (version 3). Her undo.
+    fn undo_after_bob() -> (ClientEngine, Vec<Effect>) {
+        let mut engine = ClientEngine::new(
+            EngineConfig::default(),
+            "alice",
+            true,
+            true,
+            IdSource::new(7),
+        );
+        let mut now = Record::empty("c1");
+        now.version = 3;
+        now.fields = text(&[("city", "Nice"), ("phone", "2")]);
+        engine.records_mut().load("customers", vec![now]);
+        engine.restore(StoredWork {
+            undo: vec![UndoEntry {
+                mutation_id: "m1".into(),
+                collection: "customers".into(),
+                record_id: "c1".into(),
+                version: 2,
+                before: text(&[("city", "Paris"), ("phone", "1")]),
+                after: text(&[("city", "Lyon"), ("phone", "2")]),
+                at_ms: 1,
+                undoes: None,
+                undone_by: None,
+            }],
+            ..StoredWork::default()
+        });
+        let target = UndoTarget::Mutation("m1".into());
+        let out = engine.handle(Event::Undo { target, caller: 1 }, 10);
+        (engine, out)
+    }
+
+    #[test]
+    fn a_field_changed_since_is_a_conflict_and_the_others_are_sent_as_a_change() {
+        let (engine, out) = undo_after_bob();
+        let kept = out.iter().find_map(|e| match e {
+            Effect::ConflictFound(k) => Some(k.clone()),
+            _ => None,
+        });
+        let kept = kept.expect("a conflict for a person");
+        assert_eq!(kept.conflict.fields, vec!["city".to_string()]);
+        assert_eq!(kept.conflict.mine, text(&[("city", "Paris")]));
+        assert_eq!(
+            kept.conflict.theirs.fields.get("city"),
+            Some(&FieldValue::Text("Nice".into()))
+        );
+        let base = kept.base.expect("the base");
+        assert_eq!(
+            base.fields.get("city"),
+            Some(&FieldValue::Text("Lyon".into()))
+        );
+        assert!(engine.conflicts().get(&kept.conflict.id).is_some());
+
+        let pending = engine.outbox().pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].undoes.as_deref(), Some("m1"));
+        assert_eq!(
+            pending[0].op,
+            MutationOp::Patch {
+                base_version: 3,
+                base_fields: text(&[("phone", "2")]),
+                fields: text(&[("phone", "1")]),
+            }
+        );
+        // Shown at once: the phone is back in the view, Bob's city stays.
+        let view = engine
+            .records()
+            .view("customers", "c1")
+            .expect("the record");
+        assert_eq!(
+            view.record.fields,
+            text(&[("city", "Nice"), ("phone", "1")])
+        );
+    }
+
+    #[test]
+    fn nothing_left_to_take_back_is_not_found() {
+        let (mut engine, _) = undo_after_bob();
+        let target = UndoTarget::Redo("m1".into());
+        let out = engine.handle(Event::Undo { target, caller: 2 }, 20);
+        assert!(out.iter().any(|e| matches!(
+            e,
+            Effect::Settle { callers, result: Err(Failure::NotFound(_)) } if callers == &vec![2]
+        )));
+    }
+}
