@@ -236,7 +236,9 @@ impl ClientEngine {
     }
 
     /// [`Self::enqueue`] of an undo: an entry of its own, marked with the
-    /// change it takes back (when it is on the undo list).
+    /// change it takes back, or with an empty id when that change is not on
+    /// the undo list (a history version: someone else's, or an old one), so
+    /// that nothing folds into it and its commit is kept as an undo.
     pub(super) fn enqueue_undo(
         &mut self,
         key: RecordKey,
