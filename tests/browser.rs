@@ -20,4 +20,5 @@ mod browser {
     pub mod support;
     pub mod sync;
     pub mod tabs;
+    pub mod undo;
 }

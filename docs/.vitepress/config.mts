@@ -37,6 +37,7 @@ export default defineConfig({
           { text: "Tabs", link: "/guide/tabs" },
           { text: "Sync jobs", link: "/guide/sync-jobs" },
           { text: "Large collections and queries", link: "/guide/collections" },
+          { text: "Undo and redo", link: "/guide/undo" },
           { text: "Errors", link: "/guide/errors" },
           { text: "Browsers", link: "/guide/browsers" },
         ],

@@ -582,7 +582,7 @@ impl CrmSyncJobs {
 /// ```
 #[wasm_bindgen]
 pub struct CrmSync {
-    client: Client,
+    pub(super) client: Client,
     sync: Rc<SyncRunner>,
     metrics: Rc<MetricsKeeper>,
     sync_js: JsValue,

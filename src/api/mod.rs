@@ -9,6 +9,7 @@ pub mod error;
 pub mod store;
 pub mod tabs;
 pub mod types;
+pub mod undo;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -160,6 +160,7 @@ export type CrmEvent =
   | { type: "record"; collection: string; id: string; record: CrmRecord | null; origin: "local" | "server" | "tab" }
   | { type: "conflict"; conflict: Conflict }
   | { type: "failed"; failure: FailedMutation }
+  | { type: "undoable"; changes: UndoableChange[] }
   | { type: "status"; status: CrmStatus }
   | { type: "session"; state: "expired" | "logged-out" }
   | { type: "load"; collection: string; loaded: number; total?: number };

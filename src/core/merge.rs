@@ -319,7 +319,7 @@ impl Conflict {
 static NULL: FieldValue = FieldValue::Null;
 
 /// A field's value, absent read as `null` (a PATCH with `null` clears it).
-fn value_of<'a>(fields: &'a Fields, name: &str) -> &'a FieldValue {
+pub(crate) fn value_of<'a>(fields: &'a Fields, name: &str) -> &'a FieldValue {
     fields.get(name).unwrap_or(&NULL)
 }
 

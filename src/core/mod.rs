@@ -21,4 +21,5 @@ pub mod seeds;
 pub mod sort;
 pub mod staged;
 pub mod tab_message;
+pub mod undo;
 pub mod vecmap;

@@ -209,6 +209,10 @@ pub struct OutboxEntry {
     /// Its place in the outbox: entries of a lane go in `seq` order.
     #[serde(default)]
     pub seq: u64,
+    /// The committed change this entry takes back, if it is an undo
+    /// ([`crate::core::undo`]); nothing is folded into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undoes: Option<String>,
 }
 
 impl OutboxEntry {
@@ -520,8 +524,20 @@ impl Outbox {
             merge_rounds: 0,
             last_error: None,
             seq,
+            undoes: None,
         });
         Ok(Enqueued::Added { mutation_id })
+    }
+
+    /// Marks an entry as the undo of `undoes`.
+    pub fn set_undoes(&mut self, mutation_id: &str, undoes: String) {
+        if let Some(entry) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.mutation_id == mutation_id)
+        {
+            entry.undoes = Some(undoes);
+        }
     }
 
     /// The lane's last entry, if a patch may be folded into it.

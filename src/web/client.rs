@@ -47,10 +47,12 @@ mod query_cache;
 mod reads;
 mod storage;
 mod writes;
+mod undo;
 
 use feed::EventFeed;
 pub use load::{DEFAULT_PAGE, MAX_PAGE};
 use reads::{js_conflict, record_object, CachedRecord};
+pub use undo::UndoRequest;
 
 /// The key of the changes-feed cursor in the user's `meta` store: a reload
 /// catches up from it rather than reading every collection again.

@@ -53,7 +53,7 @@ test("pkg/ exports crm-sync and crm-sync/react with types, React as a peer", () 
     assert.ok(manifest.files.includes(f), `${f} is published`);
   }
   const types = readFileSync(join(PKG, "react.d.ts"), "utf8");
-  for (const hook of ["CrmProvider", "useRecords", "useRecord", "usePending", "useFailed", "useConflicts", "useCrmStatus", "useSyncState"]) {
+  for (const hook of ["CrmProvider", "useRecords", "useRecord", "usePending", "useFailed", "useConflicts", "useUndoable", "useCrmStatus", "useSyncState"]) {
     assert.match(types, new RegExp(`export declare function ${hook}\\b`), `${hook} is typed`);
   }
   assert.doesNotMatch(types, /:\s*any\b|<any>|any\[\]/, "no any on the surface");

@@ -1,6 +1,6 @@
 // Types of crm-sync/react (see react.js).
 import type { ReactNode, ReactElement } from "react";
-import type { Conflict, CrmRecord, CrmStatus, CrmSync, FailedMutation, PendingMutation, QueryOptions, QueryResult, SyncLogEntry, SyncState } from "./crm_sync.js";
+import type { Conflict, CrmRecord, CrmStatus, CrmSync, FailedMutation, PendingMutation, QueryOptions, QueryResult, SyncLogEntry, SyncState, UndoableChange } from "./crm_sync.js";
 
 /** Makes one logged-in client available to the hooks below it. */
 export declare function CrmProvider(props: { crm: CrmSync; children?: ReactNode }): ReactElement;
@@ -37,6 +37,9 @@ export declare function useFailed(): FailedMutation[];
 
 /** Conflicts waiting for a person (`crm.conflicts`). */
 export declare function useConflicts(): Conflict[];
+
+/** This user's committed changes that can be taken back, newest first (`crm.undoable`), the same in every tab; `crm.undo(change.mutationId)` takes one back. */
+export declare function useUndoable(): UndoableChange[];
 
 /** `{ online, leader, pending, failed, storage, durable, lastSyncAt }` (`crm.status`); `durable` follows `crm.persist()` in every tab. */
 export declare function useCrmStatus(): CrmStatus;

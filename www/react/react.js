@@ -72,6 +72,10 @@ export function useConflicts() {
   return useClientStore((crm) => crm.conflicts());
 }
 
+export function useUndoable() {
+  return useClientStore((crm) => crm.undoable());
+}
+
 export function useCrmStatus() {
   return useClientStore((crm) => crm.status);
 }

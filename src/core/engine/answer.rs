@@ -40,8 +40,8 @@ impl ClientEngine {
             return;
         };
         match reply {
-            Reply::Record(record) => self.committed(&entry, Ok(record), out),
-            Reply::Unreadable(why) => self.committed(&entry, Err(why), out),
+            Reply::Record(record) => self.committed(&entry, Ok(record), now, out),
+            Reply::Unreadable(why) => self.committed(&entry, Err(why), now, out),
             Reply::Comment(comment) => {
                 let key = RecordKey::new(&entry.collection, &entry.record_id);
                 let _ = self.outbox.on_success(mutation_id, None);
@@ -108,6 +108,7 @@ impl ClientEngine {
         &mut self,
         entry: &OutboxEntry,
         record: Result<Record, String>,
+        now: u64,
         out: &mut Vec<Effect>,
     ) {
         let key = RecordKey::new(&entry.collection, &entry.record_id);
@@ -120,10 +121,11 @@ impl ClientEngine {
                     .commit(&entry.collection, record.clone(), &sent);
                 self.counters.commits += 1;
                 let merged = self.merged.remove(id).unwrap_or_default();
-                let done = vec![StoreOp::DeleteEntry {
+                let mut done = vec![StoreOp::DeleteEntry {
                     mutation_id: id.clone(),
                     failed: false,
                 }];
+                self.keep_undoable(entry, &record, now, &mut done, out);
                 self.tell_committed(&key, &record, done, out);
                 let outcome = if merged.is_empty() {
                     Outcome::Committed(record)

@@ -34,6 +34,7 @@ mod output;
 mod reach;
 mod requests;
 mod session;
+mod undo;
 mod work;
 mod write;
 
@@ -50,12 +51,15 @@ use crate::core::reachability::{Answer, Reachability};
 use crate::core::record::{Comment, Fields, Record, RecordKey};
 use crate::core::retry::RetryPolicy;
 use crate::core::staged::{RemoteChange, StagedRecords};
+
+use crate::core::undo::{UndoEntry, UndoList};
 use crate::core::vecmap::VecMap;
 use std::collections::HashSet;
 
 pub use crate::core::debounce::SavePayload;
 pub use feed::{FeedChange, FeedPage, PullReport, StreamSignal, FEED_POLL_MS, SAFETY_READ_MS};
 pub use requests::NextTry;
+pub use undo::UndoTarget;
 pub use write::STAGED_PREFIX;
 
 /// How long the leader leaves another tab's entry to that tab before it
@@ -227,6 +231,8 @@ pub struct StoredWork {
     pub failed: Vec<OutboxEntry>,
     /// The conflicts store.
     pub conflicts: Vec<KeptConflict>,
+    /// The undo list.
+    pub undo: Vec<UndoEntry>,
 }
 
 impl StoredWork {
@@ -266,6 +272,11 @@ impl StoredWork {
                     self.conflicts.push(kept.clone());
                 }
                 StoreOp::DeleteConflict(id) => self.conflicts.retain(|k| &k.conflict.id != id),
+                StoreOp::PutUndo(entry) => {
+                    self.undo.retain(|e| e.mutation_id != entry.mutation_id);
+                    self.undo.push(entry.clone());
+                }
+                StoreOp::DeleteUndo(id) => self.undo.retain(|e| &e.mutation_id != id),
                 StoreOp::PutRecord { .. }
                 | StoreOp::DeleteRecord(_)
                 | StoreOp::PutCursor(_)
@@ -315,6 +326,12 @@ pub enum Event {
     Resolve {
         conflict_id: String,
         chosen: Fields,
+        caller: CallerId,
+    },
+    /// `undo(...)` or `redo(mutationId)`: a new change that takes a
+    /// committed one back (the runner read the history for a version).
+    Undo {
+        target: UndoTarget,
         caller: CallerId,
     },
     /// A claim lost to another tab: the caller is told, the entry stays.
@@ -429,6 +446,8 @@ pub enum Effect {
     RecordChanged { key: RecordKey, origin: Origin },
     /// A conflict new to this tab.
     ConflictFound(Box<KeptConflict>),
+    /// The undo list changed: the app hears `undoable`.
+    UndoableChanged,
     /// A refusal for good new to this tab (the entry as `failed()` holds
     /// it): the app hears a `failed` event, once per refusal in each tab.
     FailureFound(Box<OutboxEntry>),
@@ -503,6 +522,10 @@ pub enum StoreOp {
     PutConflict(KeptConflict),
     /// Delete a conflict.
     DeleteConflict(String),
+    /// Put an entry of the undo list.
+    PutUndo(UndoEntry),
+    /// Delete an entry of the undo list.
+    DeleteUndo(String),
     /// Keep the changes feed's cursor (always in the write of the records
     /// it covers).
     PutCursor(String),
@@ -622,6 +645,8 @@ pub struct ClientEngine {
     /// Entries whose send should outlive the page.
     keepalive: HashSet<String>,
     conflicts: VecMap<String, KeptConflict>,
+    /// The user's committed changes that can be taken back.
+    undo: UndoList,
     counters: ClientCounters,
     drain: Option<Drain>,
     reach: Reachability,
@@ -671,6 +696,7 @@ impl ClientEngine {
             foreign: VecMap::new(),
             keepalive: HashSet::new(),
             conflicts: VecMap::new(),
+            undo: UndoList::default(),
             counters: ClientCounters::default(),
             drain: None,
             reach: Reachability::new(network),
@@ -758,6 +784,7 @@ impl ClientEngine {
                 chosen,
                 caller,
             } => self.resolve(&conflict_id, &chosen, caller, now, &mut out),
+            Event::Undo { target, caller } => self.undo(target, caller, now, &mut out),
             Event::ClaimLost { caller } => out.push(Effect::Settle {
                 callers: vec![caller],
                 result: Err(Failure::NotFound("already handled in another tab".into())),
@@ -977,6 +1004,11 @@ impl ClientEngine {
         &self.conflicts
     }
 
+    /// The user's committed changes, for `undoable()`.
+    pub fn undo_list(&self) -> &UndoList {
+        &self.undo
+    }
+
     /// Where the changes feed was read up to.
     pub fn feed_cursor(&self) -> Option<&str> {
         self.feed.cursor()
@@ -1104,6 +1136,7 @@ fn is_change(event: &Event) -> bool {
             | Event::Create { .. }
             | Event::Delete { .. }
             | Event::Discard { .. }
+            | Event::Undo { .. }
     )
 }
 
@@ -1115,6 +1148,7 @@ fn event_caller(event: &Event) -> Option<CallerId> {
         | Event::Delete { caller, .. }
         | Event::Retry { caller, .. }
         | Event::Resolve { caller, .. }
+        | Event::Undo { caller, .. }
         | Event::ClaimLost { caller }
         | Event::Logout { caller, .. } => Some(*caller),
         _ => None,

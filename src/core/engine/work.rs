@@ -15,6 +15,7 @@ impl ClientEngine {
     /// `conflicts()`; raise `conflict` for conflicts new here, and `failed`
     /// for refusals new here (an entry this tab did not hold as failed).
     pub(super) fn work_stored(&mut self, work: StoredWork, now: u64, out: &mut Vec<Effect>) {
+        self.undo_stored(&work, out);
         let refused_elsewhere: Vec<OutboxEntry> = work
             .failed
             .iter()
@@ -235,6 +236,7 @@ impl ClientEngine {
     /// At open: the outbox, dead letters and conflicts IndexedDB kept.
     /// They are this tab's to send only once it leads.
     pub(super) fn restore(&mut self, work: StoredWork) {
+        self.restore_undo(&work);
         self.counters.outbox_replayed += work.outbox.len() as u64;
         let entries: Vec<OutboxEntry> = work.outbox.into_iter().chain(work.failed).collect();
         for entry in &entries {

@@ -232,6 +232,37 @@ impl ClientEngine {
         now: u64,
         out: &mut Vec<Effect>,
     ) {
+        self.enqueue_marked(key, op, callers, keepalive, now, None, out);
+    }
+
+    /// [`Self::enqueue`] of an undo: an entry of its own, marked with the
+    /// change it takes back, or with an empty id when that change is not on
+    /// the undo list (a history version: someone else's, or an old one), so
+    /// that nothing folds into it and its commit is kept as an undo.
+    pub(super) fn enqueue_undo(
+        &mut self,
+        key: RecordKey,
+        op: MutationOp,
+        caller: CallerId,
+        undoes: Option<String>,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let mark = Some(undoes.unwrap_or_default());
+        self.enqueue_marked(key, op, vec![caller], false, now, mark, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue_marked(
+        &mut self,
+        key: RecordKey,
+        op: MutationOp,
+        callers: Vec<CallerId>,
+        keepalive: bool,
+        now: u64,
+        undoes: Option<String>,
+        out: &mut Vec<Effect>,
+    ) {
         let mutation = NewMutation {
             mutation_id: self.ids.uuid(),
             idempotency_key: self.ids.uuid(),
@@ -252,13 +283,21 @@ impl ClientEngine {
             .iter()
             .filter(|e| self.own.contains(&e.mutation_id))
             .filter(|e| now < e.created_at_ms.saturating_add(FOLD_WINDOW_MS))
+            // An undo is an entry of its own: nothing folds into it, and it
+            // folds into nothing.
+            .filter(|e| e.undoes.is_none() && undoes.is_none())
             .map(|e| e.mutation_id.clone())
             .collect();
         let target = match self
             .outbox
             .enqueue_folding(mutation, now, |id| foldable.contains(id))
         {
-            Ok(Enqueued::Added { mutation_id }) => mutation_id,
+            Ok(Enqueued::Added { mutation_id }) => {
+                if let Some(undoes) = undoes {
+                    self.outbox.set_undoes(&mutation_id, undoes);
+                }
+                mutation_id
+            }
             Ok(Enqueued::Folded { into }) => into,
             Err(e) => {
                 out.push(Effect::Settle {

@@ -121,6 +121,7 @@ impl Client {
                 },
             ),
             Effect::ConflictFound(kept) => self.emit_conflict(&kept),
+            Effect::UndoableChanged => self.emit_undoable(),
             Effect::FailureFound(entry) => self.emit_failed(&entry),
             Effect::TellCommitted { key, version } => self.tell_tabs_record(&key, version),
             Effect::ReadFeed { since } => {
@@ -254,6 +255,17 @@ impl Client {
                     batch.delete(Store::Conflicts.name(), id.clone());
                     Ok(())
                 }
+                StoreOp::PutUndo(entry) => batch
+                    .put(
+                        Store::Meta.name(),
+                        super::undo::undo_key(&entry.mutation_id),
+                        entry,
+                    )
+                    .map(|_| ()),
+                StoreOp::DeleteUndo(id) => {
+                    batch.delete(Store::Meta.name(), super::undo::undo_key(id));
+                    Ok(())
+                }
             };
         }
         self.persist(batch).await
@@ -263,6 +275,11 @@ impl Client {
     /// of this tab that have not landed over it).
     pub(super) async fn stored_work(&self) -> Option<StoredWork> {
         let db = self.db()?;
+        // Read before the outbox, so that the outbox is read last, as late
+        // as before: a read of it that lands after this tab's next write is
+        // taken for the truth (a later read of the undo list widened that
+        // window, and a browser test saw a re-sent entry dropped).
+        let undo = Self::stored_undo(&db).await;
         let outbox: Result<Vec<(String, OutboxEntry)>, Error> = db.all(Store::Outbox).await;
         let failed: Result<Vec<(String, OutboxEntry)>, Error> = db.all(Store::Failed).await;
         let conflicts: Result<Vec<(String, crate::core::engine::KeptConflict)>, Error> =
@@ -274,6 +291,7 @@ impl Client {
             outbox: outbox.into_iter().map(|(_, e)| e).collect(),
             failed: failed.into_iter().map(|(_, e)| e).collect(),
             conflicts: conflicts.into_iter().map(|(_, k)| k).collect(),
+            undo,
         };
         Some(work)
     }

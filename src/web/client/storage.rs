@@ -32,6 +32,7 @@ impl Client {
         let failed: Vec<(String, OutboxEntry)> = db.all(Store::Failed).await.unwrap_or_default();
         let conflicts: Vec<(String, KeptConflict)> =
             db.all(Store::Conflicts).await.unwrap_or_default();
+        let undo = Self::stored_undo(&db).await;
         // Only the records the kept work is about: a collection is read
         // when it is loaded (in slices), so opening costs nothing that
         // grows with the data.
@@ -72,6 +73,7 @@ impl Client {
                 outbox: entries.into_iter().map(|(_, e)| e).collect(),
                 failed: failed.into_iter().map(|(_, e)| e).collect(),
                 conflicts: conflicts.into_iter().map(|(_, k)| k).collect(),
+                undo,
             },
             records,
         });

@@ -42,11 +42,14 @@ export function ActivityTimeline({
   id,
   version,
   comments,
+  onUndo,
 }: {
   collection: string;
   id: string;
   version: number;
   comments: ViewComment[];
+  /** Offers "Undo this change" on each change of fields. */
+  onUndo?: (version: number) => void;
 }) {
   const crm = useCrm();
   const status = useCrmStatus();
@@ -119,6 +122,17 @@ export function ActivityTimeline({
                 <div className="comment-head">
                   <strong>{item.entry.by}</strong> {verb(item.entry)} <span className="hint">{when(item.entry.at)}</span>
                   {item.entry.syncId && <span className="badge">sheet sync</span>}
+                  {onUndo && (item.entry.op ?? "update") === "update" && Object.keys(item.entry.changes).length > 0 && (
+                    <button
+                      type="button"
+                      className="link-button"
+                      disabled={!status.online}
+                      title={status.online ? undefined : "Needs a connection to the server"}
+                      onClick={() => onUndo(item.entry.version)}
+                    >
+                      Undo this change
+                    </button>
+                  )}
                 </div>
                 {item.entry.op !== "delete" && (
                   <ul className="field-changes">

@@ -1,8 +1,8 @@
 import { useRef, useState, type FormEvent, type KeyboardEvent } from "react";
 import type { FieldValue, SaveResult } from "crm-sync";
-import { useConflicts, useCrm, useRecord } from "crm-sync/react";
+import { useConflicts, useCrm, useRecord, useUndoable } from "crm-sync/react";
 import { useKeptNotices } from "../kept";
-import { CUSTOMER_STATUSES, looksLikeEmail, plain, text, when } from "../lib";
+import { CUSTOMER_STATUSES, fieldLabel, looksLikeEmail, plain, text, when } from "../lib";
 import { ActivityTimeline } from "./ActivityTimeline";
 import { Dialog } from "./Dialog";
 import { UseMine } from "./UseMine";
@@ -19,6 +19,7 @@ type Note =
   | { kind: "idle" }
   | { kind: "saving" }
   | { kind: "result"; result: SaveResult; fields: string[] }
+  | { kind: "undo"; result: SaveResult; redo: boolean }
   | { kind: "error"; text: string };
 
 /** What a field's typed value is wrong about, if anything (not sent then). */
@@ -50,6 +51,9 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
   const [comment, setComment] = useState("");
   const [commentError, setCommentError] = useState<string | null>(null);
   const latest = useRef(0);
+  const undoable = useUndoable();
+  const lastUndone = useRef<string | null>(null);
+  const newest = undoable.find((c) => c.collection === "customers" && c.recordId === id);
 
   function change(field: string, value: string) {
     setTyped((t) => ({ ...t, [field]: value }));
@@ -81,6 +85,51 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
         setNote({ kind: "error", text: `Not saved: ${plain(e)}` });
       },
     );
+  }
+
+  /**
+   * Takes back this person's newest change of the customer (Ctrl+Z, the
+   * notice's "Undo"), a change from the history (by its version), or the
+   * last undo (redo). What is still being typed is saved first, so the
+   * newest change is the one undone.
+   */
+  async function undo(what: { version?: number; redo?: boolean } = {}) {
+    const call = ++latest.current;
+    setNote({ kind: "saving" });
+    try {
+      let result: SaveResult;
+      if (what.redo) {
+        if (!lastUndone.current) throw new Error("Nothing to redo.");
+        result = await crm.redo(lastUndone.current);
+        lastUndone.current = null;
+      } else if (what.version !== undefined) {
+        result = await crm.undo({ collection: "customers", id, version: what.version });
+        // Taken back from the history: nothing of the person's list to redo.
+        lastUndone.current = null;
+      } else {
+        await crm.flush();
+        const change = crm.undoable().find((c) => c.collection === "customers" && c.recordId === id);
+        if (!change) throw new Error("Nothing of yours to undo on this customer.");
+        result = await crm.undo(change.mutationId);
+        lastUndone.current = change.mutationId;
+      }
+      setTyped({});
+      if (call === latest.current) setNote({ kind: "undo", result, redo: !!what.redo });
+    } catch (e) {
+      if (call === latest.current) setNote({ kind: "error", text: `Not undone: ${plain(e)}` });
+    }
+  }
+
+  function undoKey(e: KeyboardEvent<HTMLElement>) {
+    if (!(e.ctrlKey || e.metaKey) || e.altKey) return;
+    const key = e.key.toLowerCase();
+    if (key === "z" && !e.shiftKey) {
+      e.preventDefault();
+      void undo();
+    } else if ((key === "z" && e.shiftKey) || key === "y") {
+      e.preventDefault();
+      void undo({ redo: true });
+    }
   }
 
   function close() {
@@ -146,6 +195,24 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
         return "Saving…";
       case "error":
         return note.text;
+      case "undo":
+        switch (note.result.status) {
+          case "committed":
+          case "merged":
+            return note.redo
+              ? `Change made again (version ${note.result.record.version}).`
+              : `Change undone (version ${note.result.record.version}).`;
+          case "conflict": {
+            const c = note.result.conflict;
+            const fields = c.fields.map(fieldLabel).join(", ");
+            const by = c.theirs?.updatedBy ? `${c.theirs.updatedBy} changed` : "Someone else changed";
+            return conflicts.some((k) => k.id === c.id)
+              ? `Not undone: ${by} ${fields} since. Choose what to keep.`
+              : `Conflict resolved: now version ${view!.version}.`;
+          }
+          case "queued":
+            return "Offline: the undo is queued and will be sent when you are back online.";
+        }
       case "result":
         switch (note.result.status) {
           case "committed": {
@@ -174,10 +241,12 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
 
   const problemList = Object.values(problems);
   const noteIsError = note.kind === "error";
+  const saved = note.kind === "result" && (note.result.status === "committed" || note.result.status === "merged");
+  const undone = note.kind === "undo" && note.result.status !== "conflict" && lastUndone.current !== null;
 
   return (
     <Dialog title={`Customer ${text(view.fields.name) || id}`} onClose={close} className="edit-dialog sheet">
-      <form className="fields" onSubmit={(e) => e.preventDefault()} aria-label="Customer fields">
+      <form className="fields" onSubmit={(e) => e.preventDefault()} onKeyDown={undoKey} aria-label="Customer fields">
         {TEXT_FIELDS.map((f) => (
           <label key={f.name}>
             {f.label}
@@ -221,6 +290,16 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
       ))}
       <p className={noteIsError ? "note error" : "note"} role="status" data-testid="save-state">
         {noteText()}
+        {saved && newest && (
+          <button type="button" className="link-button" onClick={() => void undo()} title="Ctrl+Z">
+            Undo
+          </button>
+        )}
+        {undone && (
+          <button type="button" className="link-button" onClick={() => void undo({ redo: true })} title="Ctrl+Shift+Z">
+            Redo
+          </button>
+        )}
       </p>
       <p className="meta">
         Last changed by {view.updatedBy} at {when(view.updatedAt)}
@@ -229,7 +308,13 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
 
       <section aria-labelledby="comments-title" className="comments">
         <h3 id="comments-title">Activity</h3>
-        <ActivityTimeline collection="customers" id={id} version={view.version} comments={view.comments} />
+        <ActivityTimeline
+          collection="customers"
+          id={id}
+          version={view.version}
+          comments={view.comments}
+          onUndo={(version) => void undo({ version })}
+        />
         <form onSubmit={addComment} className="comment-form">
           <label>
             New comment <span className="hint">(Ctrl+Enter sends)</span>

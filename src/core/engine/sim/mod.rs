@@ -19,6 +19,7 @@ mod names;
 mod owed;
 mod runner;
 mod server;
+mod undo;
 
 use names::{op_name, outcome_name, reply_name, short, work_view};
 use owed::{Change, Expected, Made};
@@ -128,6 +129,7 @@ struct UserDb {
     outbox: BTreeMap<String, OutboxEntry>,
     failed: BTreeMap<String, OutboxEntry>,
     conflicts: BTreeMap<String, KeptConflict>,
+    undo: BTreeMap<String, crate::core::undo::UndoEntry>,
     records: BTreeMap<String, Record>,
     /// The changes feed's cursor (`meta` store).
     cursor: Option<String>,
@@ -141,6 +143,7 @@ impl UserDb {
             outbox: self.outbox.values().cloned().collect(),
             failed: self.failed.values().cloned().collect(),
             conflicts: self.conflicts.values().cloned().collect(),
+            undo: self.undo.values().cloned().collect(),
         }
     }
 
@@ -196,6 +199,12 @@ impl UserDb {
                 }
                 StoreOp::PutCursor(cursor) => self.cursor = Some(cursor.clone()),
                 StoreOp::DeleteCursor => self.cursor = None,
+                StoreOp::PutUndo(e) => {
+                    self.undo.insert(e.mutation_id.clone(), e.clone());
+                }
+                StoreOp::DeleteUndo(id) => {
+                    self.undo.remove(id);
+                }
             }
         }
     }
@@ -927,7 +936,11 @@ impl World {
             );
             self.made(tab, caller, &id, vec![Change::Comment(text)]);
         } else if roll < 0.6 {
-            self.deliver(tab, Event::Flush { keepalive: false });
+            // Now and then the person takes their newest change back (no
+            // draw of its own: the seeds' runs stay as they were).
+            if roll < 0.585 || !self.undo_newest(tab) {
+                self.deliver(tab, Event::Flush { keepalive: false });
+            }
         } else if roll < 0.7 {
             self.decide(tab);
         } else if roll < 0.71 {

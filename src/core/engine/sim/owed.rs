@@ -68,7 +68,7 @@ impl Made {
             }
     }
 
-    fn in_conflict(&self, kept: &KeptConflict) -> bool {
+    pub(super) fn in_conflict(&self, kept: &KeptConflict) -> bool {
         match &self.change {
             Change::Field(name, value) => {
                 kept.conflict.record_id == self.record

@@ -252,6 +252,7 @@ impl World {
             Effect::RecordChanged { .. }
             | Effect::Changed
             | Effect::ConflictFound(_)
+            | Effect::UndoableChanged
             | Effect::FailureFound(_)
             | Effect::SessionEnded
             | Effect::Drained(_)
