@@ -1,6 +1,7 @@
 //! `CrmSync`: the client a React app holds (docs/guide/getting-started.md).
 
 use std::future::Future;
+use std::pin::Pin;
 
 use js_sys::{Function, Promise};
 use serde::Deserialize;
@@ -591,11 +592,18 @@ pub struct CrmSync {
     _on_leader: Closure<dyn FnMut(bool)>,
 }
 
-/// Runs `f` as a JS promise; its error becomes a `CrmError`.
+/// Runs `f` as a JS promise; its error becomes a `CrmError`. The future is
+/// boxed here so that the adapter below exists once, not once per method.
 fn promise<F>(f: F) -> Promise
 where
     F: Future<Output = Result<JsValue, Error>> + 'static,
 {
+    settle(Box::pin(f))
+}
+
+/// The one copy of the error adapter behind `promise`.
+#[inline(never)]
+fn settle(f: Pin<Box<dyn Future<Output = Result<JsValue, Error>>>>) -> Promise {
     super::spawn_promise(async move { f.await.map_err(JsValue::from) })
 }
 
