@@ -615,9 +615,16 @@ impl CrmSync {
     /// Rejects with `CrmError` `unauthorized` on bad credentials, `network`,
     /// `timeout`, `server` or `bad_response` otherwise; `unsupported` (before
     /// anything is sent) in a browser too old for the module.
-    pub async fn login(
+    #[wasm_bindgen(unchecked_return_type = "Promise<CrmSync>")]
+    pub fn login(
         #[wasm_bindgen(unchecked_param_type = "LoginOptions")] options: JsValue,
-    ) -> Result<CrmSync, JsValue> {
+    ) -> Promise {
+        super::spawn_promise(async move { Ok(Self::log_in(options).await?.into()) })
+    }
+
+    /// [`CrmSync::login`] as a future (an async export would bring its own
+    /// copy of the promise plumbing).
+    async fn log_in(options: JsValue) -> Result<CrmSync, JsValue> {
         crate::web::support::check()?;
         let options = LoginOptions::read(options)?;
         let config = options.options.config(&options.base_url)?;
@@ -648,9 +655,15 @@ impl CrmSync {
     /// another user than `user`; `network`, `timeout` or `server` when the
     /// server cannot be asked and no `user` was given; `unsupported` (before
     /// anything is sent or stored) in a browser too old for the module.
-    pub async fn open(
+    #[wasm_bindgen(unchecked_return_type = "Promise<CrmSync>")]
+    pub fn open(
         #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
-    ) -> Result<CrmSync, JsValue> {
+    ) -> Promise {
+        super::spawn_promise(async move { Ok(Self::open_with(options).await?.into()) })
+    }
+
+    /// [`CrmSync::open`] as a future.
+    async fn open_with(options: JsValue) -> Result<CrmSync, JsValue> {
         crate::web::support::check()?;
         let options = OpenOptions::read(options)?;
         if options.token.is_empty() {

@@ -132,11 +132,14 @@ impl LocalStore {
     /// available, blocked, no answer) or the database is not a `LocalStore`
     /// of this version.
     #[wasm_bindgen(skip_typescript)]
-    pub async fn open(name: String) -> Result<LocalStore, JsValue> {
-        let db = Db::open(&name, LOCAL_STORE_SCHEMA, OpenOptions::default()).await?;
-        Ok(LocalStore {
-            db: Rc::new(db),
-            put_failure: Closure::new(put_failure),
+    pub fn open(name: String) -> Promise {
+        super::spawn_promise(async move {
+            let db = Db::open(&name, LOCAL_STORE_SCHEMA, OpenOptions::default()).await?;
+            Ok(LocalStore {
+                db: Rc::new(db),
+                put_failure: Closure::new(put_failure),
+            }
+            .into())
         })
     }
 
