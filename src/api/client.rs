@@ -601,6 +601,26 @@ where
     settle(Box::pin(f))
 }
 
+/// `CrmSync.login` and `CrmSync.open` for Rust callers (the browser tests):
+/// the exports return a promise, these a future.
+impl CrmSync {
+    /// As `CrmSync.login` in JavaScript.
+    ///
+    /// # Errors
+    /// As `CrmSync.login`.
+    pub async fn login(options: JsValue) -> Result<CrmSync, JsValue> {
+        Self::log_in(options).await
+    }
+
+    /// As `CrmSync.open` in JavaScript.
+    ///
+    /// # Errors
+    /// As `CrmSync.open`.
+    pub async fn open(options: JsValue) -> Result<CrmSync, JsValue> {
+        Self::open_with(options).await
+    }
+}
+
 /// The one copy of the error adapter behind `promise`.
 #[inline(never)]
 fn settle(f: Pin<Box<dyn Future<Output = Result<JsValue, Error>>>>) -> Promise {
@@ -615,15 +635,15 @@ impl CrmSync {
     /// Rejects with `CrmError` `unauthorized` on bad credentials, `network`,
     /// `timeout`, `server` or `bad_response` otherwise; `unsupported` (before
     /// anything is sent) in a browser too old for the module.
-    #[wasm_bindgen(unchecked_return_type = "Promise<CrmSync>")]
-    pub fn login(
+    #[wasm_bindgen(js_name = login, unchecked_return_type = "Promise<CrmSync>")]
+    pub fn login_promise(
         #[wasm_bindgen(unchecked_param_type = "LoginOptions")] options: JsValue,
     ) -> Promise {
         super::spawn_promise(async move { Ok(Self::log_in(options).await?.into()) })
     }
 
-    /// [`CrmSync::login`] as a future (an async export would bring its own
-    /// copy of the promise plumbing).
+    /// `login` as a future (an async export would bring its own copy of
+    /// the promise plumbing).
     async fn log_in(options: JsValue) -> Result<CrmSync, JsValue> {
         crate::web::support::check()?;
         let options = LoginOptions::read(options)?;
@@ -655,14 +675,14 @@ impl CrmSync {
     /// another user than `user`; `network`, `timeout` or `server` when the
     /// server cannot be asked and no `user` was given; `unsupported` (before
     /// anything is sent or stored) in a browser too old for the module.
-    #[wasm_bindgen(unchecked_return_type = "Promise<CrmSync>")]
-    pub fn open(
+    #[wasm_bindgen(js_name = open, unchecked_return_type = "Promise<CrmSync>")]
+    pub fn open_promise(
         #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
     ) -> Promise {
         super::spawn_promise(async move { Ok(Self::open_with(options).await?.into()) })
     }
 
-    /// [`CrmSync::open`] as a future.
+    /// `open` as a future.
     async fn open_with(options: JsValue) -> Result<CrmSync, JsValue> {
         crate::web::support::check()?;
         let options = OpenOptions::read(options)?;
