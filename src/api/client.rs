@@ -1,6 +1,7 @@
 //! `CrmSync`: the client a React app holds (docs/guide/getting-started.md).
 
 use std::future::Future;
+use std::pin::Pin;
 
 use js_sys::{Function, Promise};
 use serde::Deserialize;
@@ -591,11 +592,38 @@ pub struct CrmSync {
     _on_leader: Closure<dyn FnMut(bool)>,
 }
 
-/// Runs `f` as a JS promise; its error becomes a `CrmError`.
+/// Runs `f` as a JS promise; its error becomes a `CrmError`. The future is
+/// boxed here so that the adapter below exists once, not once per method.
 fn promise<F>(f: F) -> Promise
 where
     F: Future<Output = Result<JsValue, Error>> + 'static,
 {
+    settle(Box::pin(f))
+}
+
+/// `CrmSync.login` and `CrmSync.open` for Rust callers (the browser tests):
+/// the exports return a promise, these a future.
+impl CrmSync {
+    /// As `CrmSync.login` in JavaScript.
+    ///
+    /// # Errors
+    /// As `CrmSync.login`.
+    pub async fn login(options: JsValue) -> Result<CrmSync, JsValue> {
+        Self::log_in(options).await
+    }
+
+    /// As `CrmSync.open` in JavaScript.
+    ///
+    /// # Errors
+    /// As `CrmSync.open`.
+    pub async fn open(options: JsValue) -> Result<CrmSync, JsValue> {
+        Self::open_with(options).await
+    }
+}
+
+/// The one copy of the error adapter behind `promise`.
+#[inline(never)]
+fn settle(f: Pin<Box<dyn Future<Output = Result<JsValue, Error>>>>) -> Promise {
     super::spawn_promise(async move { f.await.map_err(JsValue::from) })
 }
 
@@ -607,9 +635,16 @@ impl CrmSync {
     /// Rejects with `CrmError` `unauthorized` on bad credentials, `network`,
     /// `timeout`, `server` or `bad_response` otherwise; `unsupported` (before
     /// anything is sent) in a browser too old for the module.
-    pub async fn login(
+    #[wasm_bindgen(js_name = login, unchecked_return_type = "Promise<CrmSync>")]
+    pub fn login_promise(
         #[wasm_bindgen(unchecked_param_type = "LoginOptions")] options: JsValue,
-    ) -> Result<CrmSync, JsValue> {
+    ) -> Promise {
+        super::spawn_promise(async move { Ok(Self::log_in(options).await?.into()) })
+    }
+
+    /// `login` as a future (an async export would bring its own copy of
+    /// the promise plumbing).
+    async fn log_in(options: JsValue) -> Result<CrmSync, JsValue> {
         crate::web::support::check()?;
         let options = LoginOptions::read(options)?;
         let config = options.options.config(&options.base_url)?;
@@ -640,9 +675,15 @@ impl CrmSync {
     /// another user than `user`; `network`, `timeout` or `server` when the
     /// server cannot be asked and no `user` was given; `unsupported` (before
     /// anything is sent or stored) in a browser too old for the module.
-    pub async fn open(
+    #[wasm_bindgen(js_name = open, unchecked_return_type = "Promise<CrmSync>")]
+    pub fn open_promise(
         #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
-    ) -> Result<CrmSync, JsValue> {
+    ) -> Promise {
+        super::spawn_promise(async move { Ok(Self::open_with(options).await?.into()) })
+    }
+
+    /// `open` as a future.
+    async fn open_with(options: JsValue) -> Result<CrmSync, JsValue> {
         crate::web::support::check()?;
         let options = OpenOptions::read(options)?;
         if options.token.is_empty() {

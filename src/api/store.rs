@@ -122,6 +122,20 @@ fn put_failure(found: f64, thrown: JsValue, key: String, expected: f64) -> JsVal
     err.into()
 }
 
+impl LocalStore {
+    /// As `LocalStore.open` in JavaScript, as a future (for Rust callers).
+    ///
+    /// # Errors
+    /// As `LocalStore.open`.
+    pub async fn open(name: String) -> Result<LocalStore, JsValue> {
+        let db = Db::open(&name, LOCAL_STORE_SCHEMA, OpenOptions::default()).await?;
+        Ok(LocalStore {
+            db: Rc::new(db),
+            put_failure: Closure::new(put_failure),
+        })
+    }
+}
+
 #[wasm_bindgen]
 impl LocalStore {
     /// Opens (or creates) the store `name`, an IndexedDB database of that
@@ -131,13 +145,9 @@ impl LocalStore {
     /// Rejects with `CrmError` `storage` when IndexedDB cannot be used (not
     /// available, blocked, no answer) or the database is not a `LocalStore`
     /// of this version.
-    #[wasm_bindgen(skip_typescript)]
-    pub async fn open(name: String) -> Result<LocalStore, JsValue> {
-        let db = Db::open(&name, LOCAL_STORE_SCHEMA, OpenOptions::default()).await?;
-        Ok(LocalStore {
-            db: Rc::new(db),
-            put_failure: Closure::new(put_failure),
-        })
+    #[wasm_bindgen(skip_typescript, js_name = open)]
+    pub fn open_promise(name: String) -> Promise {
+        super::spawn_promise(async move { Ok(Self::open(name).await?.into()) })
     }
 
     /// `{ value, version }` under `key`, or `undefined`.

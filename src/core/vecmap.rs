@@ -230,7 +230,13 @@ where
                 self,
                 mut access: A,
             ) -> Result<VecMap<K, V>, A::Error> {
-                let mut map = VecMap::new();
+                // Sized once from the reader's count: a record's fields are
+                // held for the tab's life, with no room left over from
+                // doubling (6 fields took room for 8).
+                let hint = access.size_hint().unwrap_or(0).min(1_024);
+                let mut map = VecMap {
+                    pairs: Vec::with_capacity(hint),
+                };
                 while let Some((k, v)) = access.next_entry()? {
                     map.insert(k, v);
                 }

@@ -491,6 +491,34 @@ async function handoff(side, round, mode) {
   }
 }
 
+/** What the memory row's page keeps alive between `hold` and the weighing. */
+let held = null;
+
+/** The module's wasm memory in bytes (it grows and never shrinks). */
+export async function wasmBytes() {
+  return (await ready).memory.buffer.byteLength;
+}
+
+/**
+ * The memory row (run.mjs weighs the page before and after, in a fresh
+ * browser context each time): every customer loaded and kept, as an app
+ * keeps them. crm-sync: an open client after `load` (the app reads through
+ * `list`/`query`; the array `load` returns is dropped). The baseline: the
+ * same pages parsed with JSON.parse and kept in a Map by id.
+ */
+export async function hold(side) {
+  if (side === "crm") {
+    const crm = await CrmSync.open({ ...session });
+    const count = (await crm.load("customers", { pageSize: PAGE })).length;
+    held = crm;
+    return count;
+  }
+  const byId = new Map();
+  for await (const items of pages()) for (const r of items) byId.set(r.id, r);
+  held = byId;
+  return byId.size;
+}
+
 /** One round of one side of one benchmark. */
 export function run(name, side, round) {
   const bench = benches[name];

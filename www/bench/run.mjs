@@ -218,7 +218,7 @@ function printTable(head, rows, cols = ["benchmark", "crm-sync", "baseline", "ra
 async function main() {
   const t0 = Date.now();
   const token = await login(USER);
-  const customers = wanted("load") ? await seedCustomers(token) : 0;
+  const customers = wanted("load") || wanted("memory") ? await seedCustomers(token) : 0;
   log(`${customers} customers on the server (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   await ensureRecord(token, "benchdeb", "r1", { n: 0 });
   await ensureRecord(token, "benchdeb", "r2", { n: 0 });
@@ -315,9 +315,53 @@ async function main() {
     }
     return out;
   };
+  /**
+   * The memory row: each side in a fresh browser context (a fresh module,
+   * whose wasm memory never shrinks, and an empty IndexedDB), weighed after
+   * a forced garbage collection before `hold` and after it: the JS heap
+   * (CDP Runtime.getHeapUsage) plus the module's wasm memory.
+   */
+  const weighMemory = async (name) => {
+    const out = {};
+    if (!wanted(name)) return out;
+    for (const side of ["crm", "base"]) {
+      const context = await browser.newContext();
+      try {
+        const p = await context.newPage();
+        p.on("pageerror", (e) => problems.push(e.message));
+        await p.goto(`${BASE}/index.html`);
+        await p.waitForFunction(() => window.bench !== undefined, null, { timeout: 30000 });
+        await p.evaluate((s) => window.bench.configure(s), { baseUrl: "/api", token, user: USER });
+        const cdp = await context.newCDPSession(p);
+        const weigh = async () => {
+          await cdp.send("HeapProfiler.collectGarbage");
+          await cdp.send("HeapProfiler.collectGarbage");
+          const { usedSize } = await cdp.send("Runtime.getHeapUsage");
+          return { heap: usedSize, wasm: await p.evaluate(() => window.bench.wasmBytes()) };
+        };
+        const before = await weigh();
+        const count = await Promise.race([
+          p.evaluate((s) => window.bench.hold(s), side),
+          sleep(600000).then(() => {
+            throw new Error(`${name}/${side} took over 600 s`);
+          }),
+        ]);
+        const after = await weigh();
+        out[side] = { count, heap: after.heap - before.heap, wasm: side === "crm" ? after.wasm - before.wasm : 0 };
+      } catch (e) {
+        log(`${name}/${side}: ${e.message.split("\n")[0]}`);
+      } finally {
+        await context.close();
+      }
+    }
+    results[name] = out;
+    log(`${name} done (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    return out;
+  };
   for (const name of ["put", "batch", "get", "lockWeb", "handoffWeb"]) await measure(name, ROUNDS, true);
   for (const name of ["load", "lockBroadcast", "lockBroadcastPair", "handoffBroadcast"]) await measure(name);
   results.loadTraced = await traced("load");
+  await weighMemory("memory");
   // The cross-tab record path: one try tells whether it exists at all.
   const probe = await measure("recordEvent", 1);
   if (probe.crm[0] && ROUNDS > 1) await measure("recordEvent");
@@ -327,12 +371,13 @@ async function main() {
   await measure("electBroadcast");
   // The large rows, once the server holds LARGE customers.
   let large = 0;
-  if (LARGE_ROWS.some(wanted)) {
+  if ([...LARGE_ROWS, "memoryLarge"].some(wanted)) {
     large = await seedCustomers(token, LARGE);
     log(`${large} customers on the server (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   }
   for (const name of LARGE_ROWS) await measure(name, LARGE_ROUNDS);
   results.loadLargeTraced = await traced("loadLarge");
+  await weighMemory("memoryLarge");
   await browser.close();
   if (problems.length) log(`page errors: ${problems.join("; ")}`);
 
@@ -408,6 +453,21 @@ async function main() {
   const loadedLarge = results.loadLarge.crm.map((v) => v.count);
   timeRow(`load ${loadedLarge[0] ?? large} customers from the server, pages of 1000`, "loadLarge", { text: "≤1.3×", max: 1.3 }, (v) => v.ms);
   longestRows("loadLarge", "open + that load");
+  // Memory: growth from before `open` (crm-sync) or the first fetch (plain
+  // JS) to after the load, each after a forced garbage collection.
+  for (const key of ["memory", "memoryLarge"]) {
+    const r = results[key] ?? {};
+    const mb = (b) => `${(b / 1048576).toFixed(1)} MB`;
+    const total = (v) => v.heap + v.wasm;
+    const ratio = r.crm && r.base ? total(r.crm) / total(r.base) : null;
+    rows.push({
+      name: `memory holding ${r.crm?.count ?? r.base?.count ?? "the"} customers (JS heap + wasm memory; baseline: a Map of the parsed pages)`,
+      crm: r.crm ? `${mb(total(r.crm))} (heap ${mb(r.crm.heap)} + wasm ${mb(r.crm.wasm)})` : "n/a",
+      base: r.base ? mb(total(r.base)) : "n/a",
+      ratio: ratio === null ? "n/a" : `${ratio.toFixed(2)}×`,
+      goal: `≤1.5×${ratio === null ? "" : ratio <= 1.5 ? " ok" : " MISSED"}`,
+    });
+  }
   const queried = results.query.crm.map((v) => v.records);
   timeRow(`query over ${queried[0] ?? large} records: where + search + orderBy + limit 50, first run`, "query", null, (v) => v.cold);
   {
