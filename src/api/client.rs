@@ -298,6 +298,9 @@ async fn start_client(
                 TabMessage::DurableChanged => {
                     spawn_local(async move { client.read_durable().await });
                 }
+                TabMessage::CatchUpAsked | TabMessage::CaughtUp => {
+                    client.catch_up_from_tab(&envelope.message)
+                }
                 other => sync.on_tab_message(other),
             }
         },

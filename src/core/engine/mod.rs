@@ -27,6 +27,7 @@
 
 mod answer;
 mod feed;
+mod local;
 mod reach;
 mod session;
 mod work;
@@ -50,6 +51,7 @@ use std::collections::HashSet;
 
 pub use crate::core::debounce::SavePayload;
 pub use feed::{FeedChange, FeedPage, PullReport, StreamSignal, FEED_POLL_MS, SAFETY_READ_MS};
+pub use local::{FullReason, LoadPlan, LoadedMark, LOCAL_SCHEMA};
 pub use write::STAGED_PREFIX;
 
 /// How long the leader leaves another tab's entry to that tab before it
@@ -362,6 +364,24 @@ pub enum Event {
     LogoutDue,
     /// `POST /api/logout` answered, or not.
     Revoked(Result<(), Refusal>),
+    /// `load(collection)` was called; `mark` is what IndexedDB keeps of an
+    /// earlier full load of it. Answered with [`Effect::LoadFrom`].
+    LoadAsked {
+        collection: String,
+        mark: Option<LoadedMark>,
+    },
+    /// [`Effect::Reload`] is carried out for `collection`: answered with
+    /// [`Effect::LoadFrom`].
+    ReloadAsked { collection: String },
+    /// A read of `collection` from IndexedDB ended (`found`: it held
+    /// records).
+    StoredRead { collection: String, found: bool },
+    /// A full load of `collection` failed.
+    LoadFailed { collection: String },
+    /// Another tab asks the leader to say when it caught up.
+    CatchUpAsked,
+    /// The leader said it read the feed to its end.
+    CaughtUpElsewhere,
 }
 
 /// Something the runner must do, in order.
@@ -424,6 +444,24 @@ pub enum Effect {
     Revoke,
     /// The token is revoked: tell the other tabs and the app.
     LoggedOut,
+    /// Where `load(collection)` answers from: IndexedDB (report
+    /// [`Event::StoredRead`]) or every page from the server (report
+    /// [`Event::Loaded`] or [`Event::LoadFailed`]).
+    LoadFrom { collection: String, plan: LoadPlan },
+    /// Keep this mark of a finished full load in IndexedDB.
+    MarkLoaded {
+        collection: String,
+        mark: LoadedMark,
+    },
+    /// Ask the leader tab to say when it caught up.
+    AskCatchUp,
+    /// These collections are checked with the server now: `stale` goes,
+    /// `status.lastSyncAt` moves. `here`: this tab read the feed (a line
+    /// of the sync log; the other tabs are told).
+    CaughtUp {
+        collections: Vec<String>,
+        here: bool,
+    },
 }
 
 /// The engine's timers.
@@ -599,6 +637,8 @@ pub struct ClientEngine {
     feed: feed::FeedFollower,
     /// A logout under way.
     logging_out: Option<session::LoggingOut>,
+    /// Where `load` answers from, and what is stale.
+    local: local::LocalFirst,
 }
 
 impl ClientEngine {
@@ -640,6 +680,7 @@ impl ClientEngine {
             timers: VecMap::new(),
             feed: feed::FeedFollower::default(),
             logging_out: None,
+            local: local::LocalFirst::default(),
         }
     }
 
@@ -771,6 +812,7 @@ impl ClientEngine {
             Event::Close => self.close(&mut out),
             Event::StorageOpened { cursor } => self.storage_opened(cursor, now),
             Event::Loaded { collection, cursor } => {
+                self.full_load_done(&collection, &mut out);
                 self.collection_loaded(collection, cursor, now, &mut out)
             }
             Event::FeedPollDue => self.feed_poll_due(now, &mut out),
@@ -779,6 +821,14 @@ impl ClientEngine {
             Event::Logout { discard, caller } => self.logout(discard, caller, now, &mut out),
             Event::LogoutDue => {}
             Event::Revoked(result) => self.revoked(result, &mut out),
+            Event::LoadAsked { collection, mark } => self.load_asked(collection, mark, &mut out),
+            Event::ReloadAsked { collection } => self.reload_asked(collection, &mut out),
+            Event::StoredRead { collection, found } => {
+                self.stored_read(&collection, found, now, &mut out)
+            }
+            Event::LoadFailed { collection } => self.full_load_failed(&collection, &mut out),
+            Event::CatchUpAsked => self.catch_up_asked(now, &mut out),
+            Event::CaughtUpElsewhere => self.caught_up_elsewhere(&mut out),
         }
         if !self.closed {
             self.pump(now, &mut out);

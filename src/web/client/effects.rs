@@ -29,7 +29,7 @@ impl Client {
 
     /// [`Client::handle`] for an answer whose full error (details
     /// included) the callers hear when the engine says [`Failure::Answer`].
-    fn handle_with(&self, event: Event, answer: Option<Error>) {
+    pub(super) fn handle_with(&self, event: Event, answer: Option<Error>) {
         let effects = self.inner.state.borrow_mut().engine.handle(event, now_ms());
         self.carry_out(effects, answer);
     }
@@ -38,7 +38,7 @@ impl Client {
     /// write happens now (so `view` shows a save before the call returns);
     /// a write is awaited before the effects after it (a caller hears
     /// `committed` once the record is stored).
-    fn carry_out(&self, effects: Vec<Effect>, answer: Option<Error>) {
+    pub(super) fn carry_out(&self, effects: Vec<Effect>, answer: Option<Error>) {
         // Timers are set now, wherever they stand: they say when the engine
         // wants to hear from the clock as of this event, and a timer set
         // after a write finished could undo one a later event set.
@@ -156,6 +156,10 @@ impl Client {
                 let this = self.clone();
                 spawn_local(async move { this.reload(collections).await });
             }
+            Effect::LoadFrom { .. }
+            | Effect::MarkLoaded { .. }
+            | Effect::AskCatchUp
+            | Effect::CaughtUp { .. } => self.carry_out_local(effect),
             Effect::Pulled(report) => self.log_exchange(SyncLogEntry {
                 at: now_ms() as f64,
                 direction: "pull".into(),
@@ -167,6 +171,7 @@ impl Client {
                 failed: 0,
                 duration_ms: report.duration_ms as f64,
                 error: report.error,
+                reason: None,
             }),
             Effect::SessionEnded => self.session_ended_here(),
             Effect::Drained(report) => self.log_exchange(SyncLogEntry {
@@ -180,6 +185,7 @@ impl Client {
                 failed: report.failed,
                 duration_ms: report.duration_ms as f64,
                 error: report.error,
+                reason: None,
             }),
         }
     }

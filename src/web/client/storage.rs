@@ -62,7 +62,6 @@ impl Client {
                     .engine
                     .records_mut()
                     .apply_remote(&collection, RemoteChange::Put(record));
-                state.stale.insert(collection);
             }
             state.engine.restore(StoredWork {
                 outbox: entries.into_iter().map(|(_, e)| e).collect(),
