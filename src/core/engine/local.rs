@@ -289,3 +289,231 @@ impl ClientEngine {
             .map(|(c, reason)| (c.as_str(), *reason))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::code::ErrorCode;
+    use crate::core::engine::{EngineConfig, Event, FeedPage, IdSource, Refusal, StoredWork};
+
+    const C: &str = "customers";
+
+    fn engine(cursor: Option<&str>, leader: bool) -> ClientEngine {
+        let mut e = ClientEngine::new(
+            EngineConfig::default(),
+            "alice",
+            true,
+            true,
+            IdSource::new(7),
+        );
+        e.handle(
+            Event::StorageOpened {
+                cursor: cursor.map(str::to_owned),
+            },
+            0,
+        );
+        if leader {
+            e.handle(Event::Leading(StoredWork::default()), 0);
+        }
+        e
+    }
+
+    fn mark(user: &str, schema: u32) -> Option<LoadedMark> {
+        Some(LoadedMark {
+            user: user.into(),
+            schema,
+        })
+    }
+
+    fn plan_of(e: &mut ClientEngine, mark: Option<LoadedMark>) -> LoadPlan {
+        let out = e.handle(
+            Event::LoadAsked {
+                collection: C.into(),
+                mark,
+            },
+            10,
+        );
+        out.iter()
+            .find_map(|effect| match effect {
+                Effect::LoadFrom { plan, .. } => Some(*plan),
+                _ => None,
+            })
+            .expect("a load is always answered")
+    }
+
+    fn reads_feed(out: &[Effect]) -> bool {
+        out.iter().any(|e| matches!(e, Effect::ReadFeed { .. }))
+    }
+
+    fn caught_up(out: &[Effect]) -> Option<bool> {
+        out.iter().find_map(|e| match e {
+            Effect::CaughtUp { here, .. } => Some(*here),
+            _ => None,
+        })
+    }
+
+    fn last_page() -> Event {
+        Event::FeedRead(Ok(FeedPage {
+            changes: vec![],
+            cursor: "9".into(),
+            more: false,
+        }))
+    }
+
+    #[test]
+    fn a_full_load_only_when_the_stored_records_cannot_be_caught_up() {
+        assert_eq!(
+            plan_of(&mut engine(Some("5"), true), None),
+            LoadPlan::Full(FullReason::FirstTime)
+        );
+        assert_eq!(
+            plan_of(&mut engine(Some("5"), true), mark("bob", LOCAL_SCHEMA)),
+            LoadPlan::Full(FullReason::OtherUser)
+        );
+        assert_eq!(
+            plan_of(
+                &mut engine(Some("5"), true),
+                mark("alice", LOCAL_SCHEMA + 1)
+            ),
+            LoadPlan::Full(FullReason::OlderSchema)
+        );
+        assert_eq!(
+            plan_of(&mut engine(None, true), mark("alice", LOCAL_SCHEMA)),
+            LoadPlan::Full(FullReason::CursorExpired)
+        );
+        assert_eq!(
+            plan_of(&mut engine(Some("5"), true), mark("alice", LOCAL_SCHEMA)),
+            LoadPlan::Local
+        );
+        let mut offline = engine(Some("5"), true);
+        offline.handle(Event::Network(false), 5);
+        assert_eq!(plan_of(&mut offline, None), LoadPlan::Offline);
+        assert!(offline.is_stale(C));
+    }
+
+    #[test]
+    fn a_full_load_is_in_the_status_until_it_ends_and_leaves_its_mark() {
+        let mut e = engine(Some("5"), true);
+        plan_of(&mut e, None);
+        assert_eq!(e.full_load(), Some((C, FullReason::FirstTime)));
+        let out = e.handle(
+            Event::Loaded {
+                collection: C.into(),
+                cursor: Some("6".into()),
+            },
+            20,
+        );
+        assert_eq!(e.full_load(), None);
+        assert!(out.iter().any(|effect| matches!(
+            effect,
+            Effect::MarkLoaded { mark, .. } if mark.user == "alice" && mark.schema == LOCAL_SCHEMA
+        )));
+    }
+
+    #[test]
+    fn the_leader_catches_up_after_the_stored_read_and_stale_goes_at_the_feeds_end() {
+        let mut e = engine(Some("5"), true);
+        assert_eq!(
+            plan_of(&mut e, mark("alice", LOCAL_SCHEMA)),
+            LoadPlan::Local
+        );
+        assert!(e.is_stale(C));
+        // The poll comes while IndexedDB is read: the feed waits (a delete
+        // applied now would come back from the read).
+        let out = e.handle(Event::FeedPollDue, 2_000);
+        assert!(!reads_feed(&out));
+        let out = e.handle(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            2_100,
+        );
+        assert!(reads_feed(&out));
+        assert!(e.is_stale(C));
+        let out = e.handle(
+            Event::FeedRead(Ok(FeedPage {
+                changes: vec![],
+                cursor: "7".into(),
+                more: true,
+            })),
+            2_200,
+        );
+        assert!(e.is_stale(C), "more pages wait");
+        assert!(reads_feed(&out));
+        let out = e.handle(last_page(), 2_300);
+        assert!(!e.is_stale(C));
+        assert_eq!(caught_up(&out), Some(true));
+    }
+
+    #[test]
+    fn an_expired_cursor_is_no_catch_up() {
+        let mut e = engine(Some("5"), true);
+        plan_of(&mut e, mark("alice", LOCAL_SCHEMA));
+        e.handle(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            100,
+        );
+        let out = e.handle(
+            Event::FeedRead(Err(Refusal {
+                status: Some(410),
+                code: ErrorCode::NotFound,
+                transient: false,
+                retry_after_ms: None,
+                message: "gone".into(),
+                current: None,
+                details: None,
+            })),
+            200,
+        );
+        assert!(e.is_stale(C));
+        assert_eq!(caught_up(&out), None);
+        assert!(out
+            .iter()
+            .any(|effect| matches!(effect, Effect::Reload { collections } if collections == &[C.to_owned()])));
+        let out = e.handle(
+            Event::ReloadAsked {
+                collection: C.into(),
+            },
+            300,
+        );
+        assert!(out.iter().any(|effect| matches!(
+            effect,
+            Effect::LoadFrom {
+                plan: LoadPlan::Full(FullReason::CursorExpired),
+                ..
+            }
+        )));
+        assert_eq!(e.full_load(), Some((C, FullReason::CursorExpired)));
+    }
+
+    #[test]
+    fn a_follower_asks_the_leader_and_hears_when_it_caught_up() {
+        let mut follower = engine(Some("5"), false);
+        let mut leader = engine(Some("5"), true);
+        plan_of(&mut follower, mark("alice", LOCAL_SCHEMA));
+        let out = follower.handle(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            100,
+        );
+        assert!(out.contains(&Effect::AskCatchUp));
+        assert!(!reads_feed(&out), "only the leader reads the feed");
+        let out = leader.handle(Event::CatchUpAsked, 110);
+        assert!(reads_feed(&out));
+        let out = leader.handle(last_page(), 120);
+        assert_eq!(
+            caught_up(&out),
+            Some(true),
+            "told although nothing is stale there"
+        );
+        let out = follower.handle(Event::CaughtUpElsewhere, 130);
+        assert_eq!(caught_up(&out), Some(false));
+        assert!(!follower.is_stale(C));
+    }
+}
