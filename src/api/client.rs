@@ -709,8 +709,10 @@ impl CrmSync {
         self.client.token()
     }
 
-    /// Fetches a collection into memory and IndexedDB; offline it answers
-    /// from IndexedDB with records marked `stale: true`.
+    /// Local first: where IndexedDB holds the collection, answers from it at
+    /// once (records marked `stale: true` until the catch-up from the changes
+    /// feed is done); otherwise fetches it page by page into memory and
+    /// IndexedDB. Offline it answers from IndexedDB alone.
     #[wasm_bindgen(unchecked_return_type = "Promise<CrmRecord[]>")]
     pub fn load(
         &self,
@@ -949,7 +951,7 @@ impl CrmSync {
         self.client.subscribe(&listener)
     }
 
-    /// `{ online, leader, pending, failed, storage, durable, lastSyncAt }`.
+    /// `{ online, leader, pending, failed, storage, durable, lastSyncAt, fullLoad }`.
     #[wasm_bindgen(getter, unchecked_return_type = "CrmStatus")]
     pub fn status(&self) -> JsValue {
         self.client.status()

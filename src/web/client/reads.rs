@@ -232,7 +232,7 @@ impl Client {
         })
     }
 
-    /// `{ online, leader, pending, failed, storage, durable, lastSyncAt }`.
+    /// `{ online, leader, pending, failed, storage, durable, lastSyncAt, fullLoad }`.
     pub fn status(&self) -> JsValue {
         self.snapshot("status".into(), || {
             let state = self.inner.state.borrow();
