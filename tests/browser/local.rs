@@ -341,3 +341,33 @@ async fn an_expired_cursor_falls_back_to_a_full_load_that_says_so() {
     again.close();
     drop(listener);
 }
+
+#[wasm_bindgen_test]
+async fn offline_a_reopen_shows_the_stored_records_stale_until_the_server_is_back() {
+    let first = fresh("user45").await;
+    let list: Array = wait(first.load("customers".into(), None)).await.into();
+    let some = prop(&list.get(0), "id").as_string().unwrap();
+    let token = first.token();
+    sleep(300).await;
+    first.close();
+
+    let again = reopen(&token).await;
+    again.set_online(false);
+    let list: Array = wait(again.load("customers".into(), None)).await.into();
+    assert_eq!(prop(&list.get(0), "stale").as_bool(), Some(true));
+    assert!(is_stale(&again, &some));
+    // Still stale while the server cannot be reached.
+    sleep(2_500).await;
+    assert!(
+        is_stale(&again, &some),
+        "checked with a server out of reach"
+    );
+    again.set_online(true);
+    assert!(
+        eventually(15_000, || !is_stale(&again, &some)
+            && prop(&again.status(), "lastSyncAt").is_string())
+        .await,
+        "stale never went once the server was back"
+    );
+    again.close();
+}

@@ -221,8 +221,19 @@ impl ClientEngine {
         });
     }
 
-    /// A full load failed: it is no longer under way.
-    pub(super) fn full_load_failed(&mut self, collection: &str, out: &mut Vec<Effect>) {
+    /// A full load failed: it is no longer under way. `reading_stored`:
+    /// the server could not be reached, and what IndexedDB holds is shown
+    /// instead, stale (as [`LoadPlan::Offline`]).
+    pub(super) fn full_load_failed(
+        &mut self,
+        collection: &str,
+        reading_stored: bool,
+        out: &mut Vec<Effect>,
+    ) {
+        if reading_stored {
+            self.local.stale.insert(collection.to_owned());
+            self.local.reading_stored.insert(collection.to_owned());
+        }
         if self
             .local
             .full_load

@@ -376,8 +376,13 @@ pub enum Event {
     /// A read of `collection` from IndexedDB ended (`found`: it held
     /// records).
     StoredRead { collection: String, found: bool },
-    /// A full load of `collection` failed.
-    LoadFailed { collection: String },
+    /// A full load of `collection` failed; `reading_stored`: the server
+    /// could not be reached, and IndexedDB is read instead (report
+    /// [`Event::StoredRead`]).
+    LoadFailed {
+        collection: String,
+        reading_stored: bool,
+    },
     /// Another tab asks the leader to say when it caught up.
     CatchUpAsked,
     /// The leader said it read the feed to its end.
@@ -826,7 +831,10 @@ impl ClientEngine {
             Event::StoredRead { collection, found } => {
                 self.stored_read(&collection, found, now, &mut out)
             }
-            Event::LoadFailed { collection } => self.full_load_failed(&collection, &mut out),
+            Event::LoadFailed {
+                collection,
+                reading_stored,
+            } => self.full_load_failed(&collection, reading_stored, &mut out),
             Event::CatchUpAsked => self.catch_up_asked(now, &mut out),
             Event::CaughtUpElsewhere => self.caught_up_elsewhere(&mut out),
         }

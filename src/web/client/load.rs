@@ -77,6 +77,7 @@ impl Client {
                 if loaded.is_err() {
                     self.handle(Event::LoadFailed {
                         collection: collection.to_owned(),
+                        reading_stored: false,
                     });
                 }
                 loaded
@@ -115,6 +116,7 @@ impl Client {
                 Err(err) if first_cursor.is_none() && loaded == 0 && is_unreachable(&err) => {
                     self.handle(Event::LoadFailed {
                         collection: collection.to_owned(),
+                        reading_stored: true,
                     });
                     return self.load_stored(collection, err).await;
                 }
