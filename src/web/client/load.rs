@@ -368,45 +368,64 @@ impl Client {
         };
         let stored = db
             .db()
-            .entries(Store::Records.name(), Some(&format!("{collection}/")))
+            .values_with_prefix(Store::Records.name(), &format!("{collection}/"))
             .await?;
         let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(stored.len());
         let mut slice = Slices::start();
-        for (_, value) in stored {
+        for value in stored {
             if let Ok(record) = crate::web::de::from_js::<Record>(value.clone()) {
                 read.push((record, value));
             }
             slice.maybe_yield().await;
         }
+        if read.is_empty()
+            && self
+                .inner
+                .state
+                .borrow()
+                .engine
+                .records()
+                .list(collection)
+                .is_empty()
         {
-            let mut state = self.inner.state.borrow_mut();
-            if read.is_empty() && state.engine.records().list(collection).is_empty() {
-                if let Some(err) = none_stored {
-                    return Err(err);
+            if let Some(err) = none_stored {
+                return Err(err);
+            }
+        }
+        // Laid in a run at a time with the event loop between: a large
+        // collection is no single long task.
+        let mut read = read.into_iter().peekable();
+        while read.peek().is_some() {
+            {
+                let mut state = self.inner.state.borrow_mut();
+                let mut cache = self.inner.record_js.borrow_mut();
+                // Marked as the engine says now: a catch-up may have ended
+                // while the records were read.
+                let stale = state.engine.is_stale(collection);
+                for (record, value) in read.by_ref().take(STORED_RUN) {
+                    let key = RecordKey::new(collection, &record.id);
+                    // Ours alone (just read): marked here, kept as the snapshot.
+                    let _ = js_sys::Reflect::set(&value, &"stale".into(), &JsValue::from(stale));
+                    let snapshot = CachedRecord::of(&record, stale, value);
+                    if state
+                        .engine
+                        .records_mut()
+                        .apply_remote(collection, RemoteChange::Put(record))
+                    {
+                        cache.insert(key, snapshot);
+                    }
                 }
             }
-            let mut cache = self.inner.record_js.borrow_mut();
-            // Marked as the engine says now: a catch-up may have ended
-            // while the records were read.
-            let stale = state.engine.is_stale(collection);
-            for (record, value) in read {
-                let key = RecordKey::new(collection, &record.id);
-                // Ours alone (just read): marked here, kept as the snapshot.
-                let _ = js_sys::Reflect::set(&value, &"stale".into(), &JsValue::from(stale));
-                let snapshot = CachedRecord::of(&record, stale, value);
-                if state
-                    .engine
-                    .records_mut()
-                    .apply_remote(collection, RemoteChange::Put(record))
-                {
-                    cache.insert(key, snapshot);
-                }
-            }
+            slice.look().await;
         }
         self.changed();
         Ok(())
     }
 }
+
+/// Records read back from IndexedDB laid into memory between two looks
+/// at the clock.
+const STORED_RUN: usize = 256;
 
 /// Work on the main thread in slices of about [`SLICE_MS`], with a turn of
 /// the event loop between them.
