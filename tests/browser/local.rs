@@ -268,7 +268,7 @@ async fn changes_creates_and_deletes_made_while_away_arrive_with_the_catch_up() 
             && !is_stale(&again, &ids[0])
     };
     assert!(
-        eventually(15_000, all_there).await,
+        eventually(30_000, all_there).await,
         "not every change made while away arrived"
     );
     // The queued change is not lost: refused for good, for the person.
