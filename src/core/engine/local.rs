@@ -435,8 +435,8 @@ mod tests {
         assert!(e.is_stale(C));
         // The poll comes while IndexedDB is read: the feed waits (a delete
         // applied now would come back from the read).
-        let out = e.handle(Event::FeedPollDue, 2_000);
-        assert!(!reads_feed(&out));
+        let polled = e.handle(Event::FeedPollDue, 2_000);
+        assert!(!reads_feed(&polled));
         let out = e.handle(
             Event::StoredRead {
                 collection: C.into(),
@@ -446,7 +446,10 @@ mod tests {
         );
         assert!(reads_feed(&out));
         assert!(
-            out.iter().any(|e| matches!(e, Effect::OpenStream { .. })),
+            polled
+                .iter()
+                .chain(&out)
+                .any(|e| matches!(e, Effect::OpenStream { .. })),
             "the stream opens beside the catch-up"
         );
         assert!(e.is_stale(C));
@@ -463,6 +466,23 @@ mod tests {
         let out = e.handle(last_page(), 2_300);
         assert!(!e.is_stale(C));
         assert_eq!(caught_up(&out), Some(true));
+    }
+
+    #[test]
+    fn the_stream_opens_with_the_catch_up_not_at_the_next_poll() {
+        let mut e = engine(Some("5"), true);
+        plan_of(&mut e, mark("alice", LOCAL_SCHEMA));
+        let out = e.handle(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            100,
+        );
+        assert!(reads_feed(&out));
+        assert!(out
+            .iter()
+            .any(|e| matches!(e, Effect::OpenStream { since } if since == "5")));
     }
 
     #[test]
