@@ -22,6 +22,7 @@
 # and two instances (BENCH_ONLY without `engines` skips it).
 #
 #   BENCH_ROUNDS=5         rounds per row (the median and spread are over them)
+#   BENCH_PORT=0           the server's port (0: any free one)
 #   BENCH_JSON=path        also write the raw results there
 #                          (default target/bench/results.json)
 set -euo pipefail
@@ -70,7 +71,7 @@ cp -r pkg "$WORK/static/pkg"
 
 # A fresh database each run. --demo gives the users (alice logs in) and 200
 # customers; run.mjs writes the sheet with the rest and imports it.
-RUST_LOG=warn target/debug/crm-sync-server --port 0 --db "$WORK/crm.db" --demo --static "$WORK/static" \
+RUST_LOG=warn target/debug/crm-sync-server --port "${BENCH_PORT:-0}" --db "$WORK/crm.db" --demo --static "$WORK/static" \
   --sheet "$WORK/sheet.csv" >"$WORK/server.out" 2>"$WORK/server.log" &
 SERVER_PID=$!
 URL=

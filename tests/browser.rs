@@ -11,6 +11,7 @@ mod browser {
     pub mod engines;
     pub mod errors;
     pub mod history;
+    pub mod local;
     pub mod oneuser;
     pub mod reader;
     pub mod records;

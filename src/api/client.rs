@@ -299,6 +299,9 @@ async fn start_client(
                 TabMessage::DurableChanged => {
                     spawn_local(async move { client.read_durable().await });
                 }
+                TabMessage::CatchUpAsked | TabMessage::CaughtUp => {
+                    client.catch_up_from_tab(&envelope.message)
+                }
                 other => sync.on_tab_message(other),
             }
         },
@@ -747,8 +750,10 @@ impl CrmSync {
         self.client.token()
     }
 
-    /// Fetches a collection into memory and IndexedDB; offline it answers
-    /// from IndexedDB with records marked `stale: true`.
+    /// Local first: where IndexedDB holds the collection, answers from it at
+    /// once (records marked `stale: true` until the catch-up from the changes
+    /// feed is done); otherwise fetches it page by page into memory and
+    /// IndexedDB. Offline it answers from IndexedDB alone.
     #[wasm_bindgen(unchecked_return_type = "Promise<CrmRecord[]>")]
     pub fn load(
         &self,
@@ -987,7 +992,7 @@ impl CrmSync {
         self.client.subscribe(&listener)
     }
 
-    /// `{ online, leader, pending, failed, storage, durable, lastSyncAt }`.
+    /// `{ online, leader, pending, failed, storage, durable, lastSyncAt, fullLoad }`.
     #[wasm_bindgen(getter, unchecked_return_type = "CrmStatus")]
     pub fn status(&self) -> JsValue {
         self.client.status()

@@ -134,7 +134,10 @@ export interface CrmStatus {
   storage: "indexeddb" | "memory";
   /** The browser has granted persistent storage (`navigator.storage.persisted()`): it will not clear this user's queued changes on its own. `crm.persist()` asks for it. */
   durable: boolean;
+  /** When the last catch-up with the server (or spreadsheet sync) ended. */
   lastSyncAt: string | null;
+  /** A load reading every page from the server, and why; `null` when none is under way. */
+  fullLoad: { collection: string; reason: FullLoadReason } | null;
 }
 
 /** The user's counters, kept in IndexedDB: a reload does not zero them, and the user's tabs add up. */
@@ -178,7 +181,7 @@ export interface SyncLogEntry {
   /** When it ended (ms since the epoch). */
   at: number;
   direction: "push" | "pull";
-  /** A drained outbox, a changes-feed catch-up, or a load. */
+  /** A drained outbox, a changes-feed catch-up, or a load of every page. */
   kind: "outbox" | "feed" | "load";
   pushed: number;
   pulled: number;
@@ -188,7 +191,17 @@ export interface SyncLogEntry {
   durationMs: number;
   /** Why it stopped short, if it did. */
   error: string | null;
+  /** A `load` line: why the whole collection was read rather than caught up. */
+  reason?: FullLoadReason;
 }
+
+/**
+ * Why `load` read the whole collection from the server instead of answering
+ * from IndexedDB and catching up: the first load here, the server's changes
+ * feed no longer reaching back to the kept cursor, records stored for
+ * another user, or stored by a version that kept them in an older shape.
+ */
+export type FullLoadReason = "first-load" | "cursor-expired" | "other-user" | "older-schema";
 
 /** What `query` asks for. */
 export interface QueryOptions {

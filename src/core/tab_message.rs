@@ -164,12 +164,19 @@ pub enum TabMessage {
     /// ask the browser again whether it does (no fields; the browser's
     /// answer is the truth, so a forged notice costs one question).
     DurableChanged,
+    /// A tab showing collections from IndexedDB asks the leader to say
+    /// when it has read the changes feed to its end (no fields).
+    CatchUpAsked,
+    /// The leader read the changes feed to its end: what IndexedDB holds
+    /// is checked with the server (no fields).
+    CaughtUp,
 }
 
 impl TabMessage {
     /// The envelope's `kind` for this message: 0 lock, 1 record changed,
     /// 2 session, 3 sync state, 4 sync command, 5 work changed, 6 a
-    /// collection loaded again, 7 persistent storage asked for.
+    /// collection loaded again, 7 persistent storage asked for, 8 a
+    /// catch-up asked for, 9 caught up.
     pub fn kind(&self) -> u64 {
         match self {
             Self::Lock(_) => 0,
@@ -180,6 +187,8 @@ impl TabMessage {
             Self::WorkChanged(_) => 5,
             Self::CollectionReloaded(_) => 6,
             Self::DurableChanged => 7,
+            Self::CatchUpAsked => 8,
+            Self::CaughtUp => 9,
         }
     }
 }
@@ -278,7 +287,10 @@ impl Envelope {
                 SyncCommand::Reschedule => out.push(Num(3)),
                 SyncCommand::Show => out.push(Num(4)),
             },
-            TabMessage::WorkChanged(_) | TabMessage::DurableChanged => {}
+            TabMessage::WorkChanged(_)
+            | TabMessage::DurableChanged
+            | TabMessage::CatchUpAsked
+            | TabMessage::CaughtUp => {}
             TabMessage::CollectionReloaded(collection) => out.push(text(collection)),
         }
         out
@@ -413,6 +425,8 @@ pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, 
         5 => TabMessage::WorkChanged(WorkNotice {}),
         6 => TabMessage::CollectionReloaded(r.text()?),
         7 => TabMessage::DurableChanged,
+        8 => TabMessage::CatchUpAsked,
+        9 => TabMessage::CaughtUp,
         _ => return Err(Ignored::UnknownKind),
     };
     Ok(Envelope { tab, seq, message })
@@ -604,6 +618,8 @@ mod tests {
             TabMessage::SyncCommand(SyncCommand::Show),
             TabMessage::WorkChanged(WorkNotice {}),
             TabMessage::DurableChanged,
+            TabMessage::CatchUpAsked,
+            TabMessage::CaughtUp,
         ];
         for (seq, message) in messages.into_iter().enumerate() {
             let envelope = Envelope {

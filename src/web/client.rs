@@ -10,7 +10,7 @@
 //! keeps a dead letter. Every caller of a batch is settled exactly once.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
@@ -43,6 +43,7 @@ mod durable;
 mod effects;
 mod feed;
 mod load;
+mod local;
 mod query_cache;
 mod reads;
 mod storage;
@@ -133,6 +134,10 @@ struct SyncLogEntry {
     failed: u64,
     duration_ms: f64,
     error: Option<String>,
+    /// Why a load fetched the whole collection (`first-load`,
+    /// `cursor-expired`, `other-user`, `older-schema`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 /// The key of the record-sync log in the user's `meta` store.
@@ -154,11 +159,11 @@ struct RunnerState {
     /// The promises of callers the engine has not settled yet.
     callers: VecMap<CallerId, Caller>,
     next_caller: CallerId,
-    /// Collections read from IndexedDB while offline (shown as stale).
-    stale: HashSet<String>,
     /// The record-sync log as IndexedDB has it (newest first).
     sync_log: Option<JsValue>,
     last_sync_at: Option<String>,
+    /// The engine's answers to loads, until `load_plan` takes them.
+    load_plans: Vec<(String, crate::core::engine::LoadPlan)>,
 }
 
 /// A handle that does not keep the engine alive (for callbacks the engine
@@ -245,9 +250,9 @@ impl Client {
                 engine,
                 callers: VecMap::new(),
                 next_caller: 0,
-                stale: HashSet::new(),
                 sync_log: None,
                 last_sync_at: None,
+                load_plans: Vec::new(),
             }),
             db: RefCell::new(None),
             held: RefCell::new(None),
@@ -307,12 +312,6 @@ impl Client {
     /// Whether the server can be reached (and the browser has a network).
     pub fn is_online(&self) -> bool {
         self.inner.state.borrow().engine.is_online()
-    }
-
-    /// Online, and the token is known to be this session's user: the
-    /// server may be read from and written to.
-    fn can_talk(&self) -> bool {
-        self.inner.state.borrow().engine.can_talk()
     }
 
     /// Tells the engine whether this tab leads (sends the outbox entries

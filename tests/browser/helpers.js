@@ -202,3 +202,22 @@ export function withoutApis(names) {
   }
   return () => { for (const f of undo.reverse()) f(); };
 }
+
+// ---- local.rs
+/** Starts noting the URL of every `fetch` of this page; returns the list it fills. */
+export function noteFetches() {
+  const urls = [];
+  const original = globalThis.fetch;
+  globalThis.fetch = function (input, init) {
+    urls.push(typeof input === "string" ? input : input.url);
+    return original.call(this, input, init);
+  };
+  urls.stop = () => { globalThis.fetch = original; };
+  return urls;
+}
+/** Stops what `noteFetches` started. */
+export function stopNoting(urls) { urls.stop(); }
+/** Deletes a database and waits until it is gone (or blocked by an open copy). */
+export function deleteDatabase(name) {
+  return new Promise((ok) => { const r = indexedDB.deleteDatabase(name); r.onsuccess = ok; r.onerror = ok; r.onblocked = ok; });
+}

@@ -255,6 +255,9 @@ const benches = {
     const beat = heartbeat();
     const tasks = longTasks();
     if (side === "crm") {
+      // A first load: what an earlier round stored would be answered
+      // from IndexedDB (the reopen rows measure that).
+      await dropDb(`crm-sync:${session.user}`);
       // CrmSync.open is inside the watched time: it must do no
       // collection-sized work either.
       const crm = await CrmSync.open({ ...session });
@@ -286,6 +289,89 @@ const benches = {
 
   /** The same as `load`, run once the server holds 100,000 customers. */
   loadLarge: (side) => benches.load(side),
+
+  /**
+   * A second visit, online: IndexedDB holds the customers (the load rows
+   * left them there). crm: `open` + `load`, which answers from IndexedDB
+   * and then catches up from the kept feed cursor; `ms` is until the
+   * records are in hand, `caughtUp` until `stale` went. Baseline: opening
+   * the same database and a raw `getAll` of the same records into a Map.
+   */
+  async reopen(side, _round, offline = false) {
+    const beat = heartbeat();
+    const tasks = longTasks();
+    let ms;
+    let count;
+    let caughtUp = null;
+    const t0 = now();
+    if (side === "crm") {
+      const crm = await CrmSync.open({ ...session });
+      if (offline) crm.setOnline(false);
+      const list = await crm.load("customers", { pageSize: PAGE });
+      ms = now() - t0;
+      count = list.length;
+      if (!offline) {
+        await caughtUpWith(crm, list[0]?.id);
+        caughtUp = now() - t0;
+      }
+      crm.close();
+    } else {
+      const db = await request(indexedDB.open(`crm-sync:${session.user}`));
+      const range = IDBKeyRange.bound("customers/", "customers/\uffff");
+      const all = await request(db.transaction("records").objectStore("records").getAll(range));
+      const byId = new Map();
+      for (const r of all) byId.set(r.id, r);
+      ms = now() - t0;
+      count = byId.size;
+      db.close();
+    }
+    return { ms, count, caughtUp, longest: beat.stop(), ...tasks.stop() };
+  },
+  /** `reopen` with the server out of reach (`setOnline(false)`). */
+  reopenOffline: (side, round) => benches.reopen(side, round, true),
+  reopenLarge: (side, round) => benches.reopen(side, round),
+  reopenLargeOffline: (side, round) => benches.reopen(side, round, true),
+
+  /**
+   * Bytes over the network (the API's requests, headers included, as
+   * Resource Timing's `transferSize` gives them) of three visits: a first
+   * load, a reopen with nothing changed, and a reopen after 100 customers
+   * changed on the server. Each visit lasts until the catch-up is done and
+   * the client closed (the event stream's bytes count then). One side.
+   */
+  async bytes(side) {
+    if (side !== "crm") return null;
+    performance.setResourceTimingBufferSize(100000);
+    const visit = async () => {
+      performance.clearResourceTimings();
+      const crm = await CrmSync.open({ ...session });
+      const list = await crm.load("customers", { pageSize: PAGE });
+      await caughtUpWith(crm, list[0]?.id);
+      crm.close();
+      await new Promise((r) => setTimeout(r, 300));
+      let bytes = 0;
+      for (const e of performance.getEntriesByType("resource")) {
+        if (e.name.includes("/api/")) bytes += e.transferSize || e.encodedBodySize || 0;
+      }
+      return { bytes, list };
+    };
+    await dropDb(`crm-sync:${session.user}`);
+    const first = await visit();
+    const unchanged = await visit();
+    // 100 customers change on the server while nobody looks.
+    const auth = { authorization: `Bearer ${session.token}` };
+    const changed = first.list.slice(0, 100).map((r) => r.id);
+    for (const id of changed) {
+      const current = await (await fetch(`${session.baseUrl}/customers/${id}`, { headers: auth })).json();
+      await fetch(`${session.baseUrl}/customers/${id}`, {
+        method: "PATCH",
+        headers: { ...auth, "content-type": "application/json", "if-match": `"${current.version}"`, "idempotency-key": crypto.randomUUID() },
+        body: JSON.stringify({ fields: { note: `bench ${Math.random()}` } }),
+      });
+    }
+    const after = await visit();
+    return { first: first.bytes, unchanged: unchanged.bytes, changed: after.bytes, records: first.list.length };
+  },
 
   /**
    * `crm.query` with a where, a search, an orderBy and a limit of 50 over
@@ -517,6 +603,19 @@ export async function hold(side) {
   for await (const items of pages()) for (const r of items) byId.set(r.id, r);
   held = byId;
   return byId.size;
+}
+
+/**
+ * Waits until the client caught up: `status.fullLoad` is none and the
+ * record `id` is no longer `stale` (30 s at most).
+ */
+async function caughtUpWith(crm, id) {
+  const end = now() + 30000;
+  while (now() < end) {
+    if (crm.status.fullLoad === null && (!id || crm.get("customers", id)?.stale !== true)) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error("the catch-up did not end within 30 s");
 }
 
 /** One round of one side of one benchmark. */

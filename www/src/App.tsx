@@ -161,7 +161,7 @@ function Shell({ onLogout }: { onLogout: () => void }) {
   useEffect(() => setMenuOpen(false), [page]);
 
   // A finished sync may have added or changed many customers at once:
-  // read the collection again rather than wait for the changes feed.
+  // catch up now rather than at the changes feed's next look.
   const syncPhase = useSyncState()?.phase;
   useEffect(() => {
     if (syncPhase === "complete") crm.load("customers").catch(() => {});

@@ -325,6 +325,9 @@ impl ClientEngine {
 
     /// Reads the feed now, or once more after the read under way.
     pub(super) fn ring_feed(&mut self, now: u64, out: &mut Vec<Effect>) {
+        if self.local.holds_feed() {
+            return;
+        }
         if self.feed.reading.is_some() {
             self.feed.again = true;
             return;
@@ -459,6 +462,9 @@ impl ClientEngine {
             out.push(Effect::ReadFeed { since: page.cursor });
         } else {
             self.feed.last_read_at = now;
+            if !page.more {
+                self.feed_read_to_end(out);
+            }
             self.end_read(now, None, out);
         }
     }

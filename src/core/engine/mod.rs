@@ -31,6 +31,7 @@
 mod answer;
 mod feed;
 mod output;
+mod local;
 mod reach;
 mod requests;
 mod session;
@@ -60,6 +61,7 @@ pub use crate::core::debounce::SavePayload;
 pub use feed::{FeedChange, FeedPage, PullReport, StreamSignal, FEED_POLL_MS, SAFETY_READ_MS};
 pub use requests::NextTry;
 pub use undo::UndoTarget;
+pub use local::{FullReason, LoadPlan, LoadedMark, LOCAL_SCHEMA};
 pub use write::STAGED_PREFIX;
 
 /// How long the leader leaves another tab's entry to that tab before it
@@ -414,6 +416,29 @@ pub enum Event {
     LogoutDue,
     /// `POST /api/logout` answered, or not.
     Revoked(Result<(), Refusal>),
+    /// `load(collection)` was called; `mark` is what IndexedDB keeps of an
+    /// earlier full load of it. Answered with [`Effect::LoadFrom`].
+    LoadAsked {
+        collection: String,
+        mark: Option<LoadedMark>,
+    },
+    /// [`Effect::Reload`] is carried out for `collection`: answered with
+    /// [`Effect::LoadFrom`].
+    ReloadAsked { collection: String },
+    /// A read of `collection` from IndexedDB ended (`found`: it held
+    /// records).
+    StoredRead { collection: String, found: bool },
+    /// A full load of `collection` failed; `reading_stored`: the server
+    /// could not be reached, and IndexedDB is read instead (report
+    /// [`Event::StoredRead`]).
+    LoadFailed {
+        collection: String,
+        reading_stored: bool,
+    },
+    /// Another tab asks the leader to say when it caught up.
+    CatchUpAsked,
+    /// The leader said it read the feed to its end.
+    CaughtUpElsewhere,
 }
 
 /// Something the runner must do, in order.
@@ -479,6 +504,24 @@ pub enum Effect {
     Revoke,
     /// The token is revoked: tell the other tabs and the app.
     LoggedOut,
+    /// Where `load(collection)` answers from: IndexedDB (report
+    /// [`Event::StoredRead`]) or every page from the server (report
+    /// [`Event::Loaded`] or [`Event::LoadFailed`]).
+    LoadFrom { collection: String, plan: LoadPlan },
+    /// Keep this mark of a finished full load in IndexedDB.
+    MarkLoaded {
+        collection: String,
+        mark: LoadedMark,
+    },
+    /// Ask the leader tab to say when it caught up.
+    AskCatchUp,
+    /// These collections are checked with the server now: `stale` goes,
+    /// `status.lastSyncAt` moves. `here`: this tab read the feed (a line
+    /// of the sync log; the other tabs are told).
+    CaughtUp {
+        collections: Vec<String>,
+        here: bool,
+    },
 }
 
 /// The engine's timers.
@@ -666,6 +709,8 @@ pub struct ClientEngine {
     held_retry_at: Option<u64>,
     /// The effects not yet taken by [`ClientEngine::poll_output`].
     outputs: output::Outputs,
+    /// Where `load` answers from, and what is stale.
+    local: local::LocalFirst,
 }
 
 impl ClientEngine {
@@ -710,6 +755,7 @@ impl ClientEngine {
             logging_out: None,
             held_retry_at: None,
             outputs: output::Outputs::default(),
+            local: local::LocalFirst::default(),
         }
     }
 
@@ -900,6 +946,7 @@ impl ClientEngine {
             }
             Event::Retrying => self.counters.retries += 1,
             Event::Loaded { collection, cursor } => {
+                self.full_load_done(&collection, &mut out);
                 self.collection_loaded(collection, cursor, now, &mut out)
             }
             Event::FeedPollDue => self.feed_poll_due(now, &mut out),
@@ -908,6 +955,17 @@ impl ClientEngine {
             Event::Logout { discard, caller } => self.logout(discard, caller, now, &mut out),
             Event::LogoutDue => {}
             Event::Revoked(result) => self.revoked(result, &mut out),
+            Event::LoadAsked { collection, mark } => self.load_asked(collection, mark, &mut out),
+            Event::ReloadAsked { collection } => self.reload_asked(collection, &mut out),
+            Event::StoredRead { collection, found } => {
+                self.stored_read(&collection, found, now, &mut out)
+            }
+            Event::LoadFailed {
+                collection,
+                reading_stored,
+            } => self.full_load_failed(&collection, reading_stored, &mut out),
+            Event::CatchUpAsked => self.catch_up_asked(now, &mut out),
+            Event::CaughtUpElsewhere => self.caught_up_elsewhere(&mut out),
         }
         if !self.closed {
             self.pump(now, &mut out);

@@ -58,6 +58,7 @@ impl ClientEngine {
             return;
         }
         if self.reach.online() {
+            self.local.others_may_wait();
             self.ring_feed_if_following(now, out);
         } else {
             let ids: Vec<String> = self.waiting.keys().cloned().collect();

@@ -202,6 +202,9 @@ impl ClientEngine {
     /// by its `Idempotency-Key`).
     pub(super) fn lead(&mut self, work: StoredWork, out: &mut Vec<Effect>) {
         let was = std::mem::replace(&mut self.leader, true);
+        if !was {
+            self.local.others_may_wait();
+        }
         self.foreign.clear();
         let fresh: Vec<OutboxEntry> = work
             .outbox

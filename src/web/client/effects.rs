@@ -152,6 +152,10 @@ impl Client {
                 let this = self.clone();
                 spawn_local(async move { this.reload(collections).await });
             }
+            Effect::LoadFrom { .. }
+            | Effect::MarkLoaded { .. }
+            | Effect::AskCatchUp
+            | Effect::CaughtUp { .. } => self.carry_out_local(effect),
             Effect::Pulled(report) => self.log_exchange(SyncLogEntry {
                 at: now_ms() as f64,
                 direction: "pull".into(),
@@ -163,6 +167,7 @@ impl Client {
                 failed: 0,
                 duration_ms: report.duration_ms as f64,
                 error: report.error,
+                reason: None,
             }),
             Effect::SessionEnded => self.session_ended_here(),
             Effect::Drained(report) => self.log_exchange(SyncLogEntry {
@@ -176,6 +181,7 @@ impl Client {
                 failed: report.failed,
                 duration_ms: report.duration_ms as f64,
                 error: report.error,
+                reason: None,
             }),
         }
     }

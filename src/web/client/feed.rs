@@ -223,8 +223,11 @@ impl Client {
     /// Loads again every collection the engine names (the feed's cursor
     /// expired).
     pub(super) async fn reload(&self, collections: Vec<String>) {
+        // No collection stored before the cursor expired can be caught up
+        // any more, loaded in this tab or not.
+        self.forget_marks().await;
         for collection in collections {
-            let _ = self.load(&collection, None).await;
+            let _ = self.load_again(&collection).await;
         }
     }
 }

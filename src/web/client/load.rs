@@ -12,7 +12,7 @@ use super::{
     check_collection, emit_to, encode, is_unreachable, record_object, rejected, CachedRecord,
     Client, SyncLogEntry,
 };
-use crate::core::engine::Event;
+use crate::core::engine::{Event, FullReason, LoadPlan};
 use crate::core::record::{Record, RecordKey};
 use crate::core::staged::RemoteChange;
 use crate::error::Error;
@@ -29,6 +29,62 @@ pub const MAX_PAGE: u32 = 10_000;
 const SLICE_MS: f64 = 8.0;
 
 impl Client {
+    /// `load(collection)`: local first. The engine says where from: where
+    /// IndexedDB holds the collection whole (a full load left its mark),
+    /// from there at once, marked stale, while the leader catches up from
+    /// the changes feed's cursor; the first time, after the cursor expired,
+    /// or when the stored records cannot be trusted, every page from the
+    /// server ([`Client::load_full`]); offline, from IndexedDB alone.
+    ///
+    /// # Errors
+    /// `invalid` for a bad name; `bad_response` for a page that is not of
+    /// the protocol's shape; the server's error when nothing is stored.
+    pub async fn load(&self, collection: &str, page_size: Option<u32>) -> Result<JsValue, Error> {
+        check_collection(collection)?;
+        let mark = self.loaded_mark(collection).await;
+        let plan = self.load_plan(
+            Event::LoadAsked {
+                collection: collection.to_owned(),
+                mark,
+            },
+            collection,
+        );
+        self.load_by(collection, page_size, plan).await
+    }
+
+    /// The feed's cursor expired: `collection` is fetched whole again.
+    pub(super) async fn load_again(&self, collection: &str) -> Result<JsValue, Error> {
+        let plan = self.load_plan(
+            Event::ReloadAsked {
+                collection: collection.to_owned(),
+            },
+            collection,
+        );
+        self.load_by(collection, None, plan).await
+    }
+
+    async fn load_by(
+        &self,
+        collection: &str,
+        page_size: Option<u32>,
+        plan: LoadPlan,
+    ) -> Result<JsValue, Error> {
+        match plan {
+            LoadPlan::Local => self.load_local(collection).await,
+            LoadPlan::Offline => self.load_stored(collection, Error::Offline).await,
+            LoadPlan::Full(reason) => {
+                let loaded = self.load_full(collection, page_size, reason).await;
+                if loaded.is_err() {
+                    self.handle(Event::LoadFailed {
+                        collection: collection.to_owned(),
+                        reading_stored: false,
+                    });
+                }
+                loaded
+            }
+        }
+    }
+
     /// Fetches a collection into memory and IndexedDB page by page
     /// (`page_size` records a page, [`DEFAULT_PAGE`] by default), without
     /// blocking the page: the next page is in flight while one is stored,
@@ -36,18 +92,14 @@ impl Client {
     /// loop in between. Every page raises a `load` event with how many
     /// records are in. Other people's changes are then followed from the
     /// first page's feed cursor (unless a cursor is kept already, which is
-    /// older), so a write made during the load shows up.
-    /// Offline (or when the server cannot be reached) answers from
-    /// IndexedDB, marked stale.
-    ///
-    /// # Errors
-    /// `invalid` for a bad name; `bad_response` for a page that is not of
-    /// the protocol's shape; the server's error when nothing is stored.
-    pub async fn load(&self, collection: &str, page_size: Option<u32>) -> Result<JsValue, Error> {
-        check_collection(collection)?;
-        if !self.can_talk() {
-            return self.load_stored(collection, Error::Offline).await;
-        }
+    /// older), so a write made during the load shows up. When the server
+    /// cannot be reached, answers from IndexedDB, marked stale.
+    async fn load_full(
+        &self,
+        collection: &str,
+        page_size: Option<u32>,
+        reason: FullReason,
+    ) -> Result<JsValue, Error> {
         let size = page_size.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
         let started = now_ms();
         // What this tab and IndexedDB hold before: whatever of it no page
@@ -62,6 +114,10 @@ impl Client {
             let body = match JsFuture::from(page).await.map_err(rejected) {
                 Ok(body) => body,
                 Err(err) if first_cursor.is_none() && loaded == 0 && is_unreachable(&err) => {
+                    self.handle(Event::LoadFailed {
+                        collection: collection.to_owned(),
+                        reading_stored: true,
+                    });
                     return self.load_stored(collection, err).await;
                 }
                 Err(err) => return Err(err),
@@ -96,7 +152,6 @@ impl Client {
                 );
                 batch.delete(Store::Records.name(), record_key(collection, id));
             }
-            state.stale.remove(collection);
         }
         self.persist(batch).await;
         // The feed goes on from the first page's cursor, taken before any
@@ -118,6 +173,7 @@ impl Client {
             failed: 0,
             duration_ms: now_ms().saturating_sub(started) as f64,
             error: None,
+            reason: Some(reason.as_str().into()),
         });
         Ok(self.list_in_slices(collection).await)
     }
@@ -137,7 +193,7 @@ impl Client {
                     .engine
                     .records()
                     .ids_after(collection, after.as_deref(), 256);
-                let stale = state.stale.contains(collection) && !self.is_online();
+                let stale = state.engine.is_stale(collection);
                 let mut cache = self.inner.record_js.borrow_mut();
                 for id in &ids {
                     if let Some(record) = state.engine.records().get(collection, id) {
@@ -269,70 +325,107 @@ impl Client {
     /// slices, as pages are; an entry that cannot be read is skipped (it is
     /// a copy: the server has the record).
     async fn load_stored(&self, collection: &str, err: Error) -> Result<JsValue, Error> {
-        self.read_stored(collection, err, true).await
+        let read = self.read_stored(collection, Some(err)).await;
+        self.handle(Event::StoredRead {
+            collection: collection.to_owned(),
+            found: read.is_ok(),
+        });
+        read.map(|()| self.list(collection))
+    }
+
+    /// A collection a full load left whole in IndexedDB: read from there
+    /// (in slices), marked stale until the catch-up from the feed's cursor
+    /// is done. Nothing stored is an empty collection.
+    async fn load_local(&self, collection: &str) -> Result<JsValue, Error> {
+        let read = self.read_stored(collection, None).await;
+        self.handle(Event::StoredRead {
+            collection: collection.to_owned(),
+            found: true,
+        });
+        read?;
+        Ok(self.list_in_slices(collection).await)
     }
 
     /// Another tab loaded `collection` again: what it stored replaces the
     /// older versions here.
     pub async fn reread_collection(&self, collection: &str) {
-        if self
-            .read_stored(collection, Error::Closed, false)
-            .await
-            .is_ok()
-        {
+        if self.read_stored(collection, None).await.is_ok() {
+            self.changed();
             self.emit_status();
         }
     }
 
     /// Reads `collection` from IndexedDB in slices into the confirmed
-    /// records (never over a newer version); `stale` marks them as not
-    /// checked with the server.
-    async fn read_stored(
-        &self,
-        collection: &str,
-        err: Error,
-        stale: bool,
-    ) -> Result<JsValue, Error> {
-        let db = self.db().ok_or_else(|| err.clone())?;
+    /// records (never over a newer version), marked stale as the engine
+    /// says. `none_stored`: the error when nothing is stored here at all
+    /// (`None`: an empty collection is an answer).
+    async fn read_stored(&self, collection: &str, none_stored: Option<Error>) -> Result<(), Error> {
+        let Some(db) = self.db() else {
+            return match none_stored {
+                Some(err) => Err(err),
+                None => Ok(()),
+            };
+        };
         let stored = db
             .db()
-            .entries(Store::Records.name(), Some(&format!("{collection}/")))
+            .values_with_prefix(Store::Records.name(), &format!("{collection}/"))
             .await?;
         let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(stored.len());
         let mut slice = Slices::start();
-        for (_, value) in stored {
+        for value in stored {
             if let Ok(record) = crate::web::de::from_js::<Record>(value.clone()) {
-                // Ours alone (just read): marked here, kept as the snapshot.
-                let _ = js_sys::Reflect::set(&value, &"stale".into(), &JsValue::from(stale));
                 read.push((record, value));
             }
             slice.maybe_yield().await;
         }
+        if read.is_empty()
+            && self
+                .inner
+                .state
+                .borrow()
+                .engine
+                .records()
+                .list(collection)
+                .is_empty()
         {
-            let mut state = self.inner.state.borrow_mut();
-            if read.is_empty() && state.engine.records().list(collection).is_empty() {
+            if let Some(err) = none_stored {
                 return Err(err);
             }
-            let mut cache = self.inner.record_js.borrow_mut();
-            for (record, value) in read {
-                let key = RecordKey::new(collection, &record.id);
-                let snapshot = CachedRecord::of(&record, stale, value);
-                if state
-                    .engine
-                    .records_mut()
-                    .apply_remote(collection, RemoteChange::Put(record))
-                {
-                    cache.insert(key, snapshot);
+        }
+        // Laid in a run at a time with the event loop between: a large
+        // collection is no single long task.
+        let mut read = read.into_iter().peekable();
+        while read.peek().is_some() {
+            {
+                let mut state = self.inner.state.borrow_mut();
+                let mut cache = self.inner.record_js.borrow_mut();
+                // Marked as the engine says now: a catch-up may have ended
+                // while the records were read.
+                let stale = state.engine.is_stale(collection);
+                for (record, value) in read.by_ref().take(STORED_RUN) {
+                    let key = RecordKey::new(collection, &record.id);
+                    // Ours alone (just read): marked here, kept as the snapshot.
+                    let _ = js_sys::Reflect::set(&value, &"stale".into(), &JsValue::from(stale));
+                    let snapshot = CachedRecord::of(&record, stale, value);
+                    if state
+                        .engine
+                        .records_mut()
+                        .apply_remote(collection, RemoteChange::Put(record))
+                    {
+                        cache.insert(key, snapshot);
+                    }
                 }
             }
-            if stale {
-                state.stale.insert(collection.to_owned());
-            }
+            slice.look().await;
         }
         self.changed();
-        Ok(self.list(collection))
+        Ok(())
     }
 }
+
+/// Records read back from IndexedDB laid into memory between two looks
+/// at the clock.
+const STORED_RUN: usize = 256;
 
 /// Work on the main thread in slices of about [`SLICE_MS`], with a turn of
 /// the event loop between them.

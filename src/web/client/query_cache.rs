@@ -109,7 +109,7 @@ impl Client {
     /// object comes back until a record the query covers changed (or the
     /// collection's staleness did); `_key` is the app's options as text.
     pub fn query(&self, collection: &str, query: &Query, _key: &str) -> JsValue {
-        let stale = self.inner.state.borrow().stale.contains(collection) && !self.is_online();
+        let stale = self.inner.state.borrow().engine.is_stale(collection);
         let mut cache = self.inner.queries.borrow_mut();
         cache.catch_up(self.inner.state.borrow_mut().engine.records_mut());
         let state = self.inner.state.borrow();

@@ -106,6 +106,15 @@ struct JsStatus<'a> {
     storage: &'static str,
     durable: bool,
     last_sync_at: Option<&'a str>,
+    /// The full load under way, and why it is not answered from
+    /// IndexedDB.
+    full_load: Option<JsFullLoad<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsFullLoad<'a> {
+    collection: &'a str,
+    reason: &'static str,
 }
 
 impl Client {
@@ -113,7 +122,7 @@ impl Client {
     pub fn get(&self, collection: &str, id: &str) -> JsValue {
         self.snapshot(format!("get\u{0}{collection}\u{0}{id}"), || {
             let state = self.inner.state.borrow();
-            let stale = state.stale.contains(collection) && !self.is_online();
+            let stale = state.engine.is_stale(collection);
             let mut cache = self.inner.record_js.borrow_mut();
             state
                 .engine
@@ -129,7 +138,7 @@ impl Client {
     pub fn list(&self, collection: &str) -> JsValue {
         self.snapshot(format!("list\u{0}{collection}"), || {
             let state = self.inner.state.borrow();
-            let stale = state.stale.contains(collection) && !self.is_online();
+            let stale = state.engine.is_stale(collection);
             let mut cache = self.inner.record_js.borrow_mut();
             let records = state.engine.records().list(collection);
             let out = js_sys::Array::new_with_length(records.len() as u32);
@@ -158,7 +167,7 @@ impl Client {
             let Some(view) = state.engine.records().view(collection, id) else {
                 return JsValue::UNDEFINED;
             };
-            let stale = state.stale.contains(collection) && !self.is_online();
+            let stale = state.engine.is_stale(collection);
             let mut out = JsRecord::of(&view.record, stale);
             for pending in &view.pending_comments {
                 out.comments.push(JsComment {
@@ -223,7 +232,7 @@ impl Client {
         })
     }
 
-    /// `{ online, leader, pending, failed, storage, durable, lastSyncAt }`.
+    /// `{ online, leader, pending, failed, storage, durable, lastSyncAt, fullLoad }`.
     pub fn status(&self) -> JsValue {
         self.snapshot("status".into(), || {
             let state = self.inner.state.borrow();
@@ -240,6 +249,13 @@ impl Client {
                 },
                 durable: self.inner.durable.get(),
                 last_sync_at: state.last_sync_at.as_deref(),
+                full_load: state
+                    .engine
+                    .full_load()
+                    .map(|(collection, reason)| JsFullLoad {
+                        collection,
+                        reason: reason.as_str(),
+                    }),
             };
             to_js(&status).unwrap_or(JsValue::UNDEFINED)
         })

@@ -62,9 +62,6 @@ impl Client {
         {
             let mut state = self.inner.state.borrow_mut();
             state.sync_log = sync_log;
-            for (collection, _) in &records {
-                state.stale.insert(collection.clone());
-            }
         }
         *self.inner.db.borrow_mut() = Some(Rc::new(db));
         self.handle(Event::StorageOpened {

@@ -347,6 +347,31 @@ impl Db {
             .collect()
     }
 
+    /// The values of every key of `store` that starts with `prefix`, in
+    /// key order: one `getAll`, no keys read (a collection read back whole
+    /// needs none: each record holds its id).
+    ///
+    /// # Errors
+    /// As [`Db::entries`].
+    pub async fn values_with_prefix(
+        &self,
+        store: &str,
+        prefix: &str,
+    ) -> Result<Vec<JsValue>, Error> {
+        let tx = self.begin(&[store], TransactionMode::Readonly)?;
+        let os = tx.object_store(store).map_err(from_idb)?;
+        let values = os
+            .get_all::<JsValue>()
+            .with_query::<JsValue, _>(prefix_range(prefix))
+            .primitive()
+            .map_err(from_idb)?;
+        values
+            .await
+            .map_err(from_idb)?
+            .map(|value| value.map_err(from_idb))
+            .collect()
+    }
+
     /// Writes every put and delete of `batch` in one readwrite
     /// transaction: all or none.
     ///

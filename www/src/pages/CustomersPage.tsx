@@ -1,6 +1,6 @@
 import { useDeferredValue, useMemo, useState } from "react";
 import type { QueryOptions } from "crm-sync";
-import { useConflicts, usePending, useQuery } from "crm-sync/react";
+import { useConflicts, useCrmStatus, usePending, useQuery } from "crm-sync/react";
 import { EditCustomerDialog } from "../components/EditCustomerDialog";
 import { NewCustomerDialog } from "../components/NewCustomerDialog";
 import { CUSTOMER_STATUSES, explain, text } from "../lib";
@@ -24,6 +24,11 @@ type Sort = { field: string; dir: "asc" | "desc" };
 /** The customers table: search, status filter, sorting, paging, pending and conflict markers, add, edit. */
 export function CustomersPage() {
   const { loading, error } = useLoad("customers");
+  const crmStatus = useCrmStatus();
+  // Only a load of every page (the first visit, or the stored copy could
+  // not be brought up to date) arrives bit by bit; a later visit shows what
+  // this device holds at once and then brings in what changed.
+  const arriving = loading && crmStatus.fullLoad?.collection === "customers";
   const pending = usePending();
   const conflicts = useConflicts();
   const [query, setQuery] = useState("");
@@ -104,16 +109,22 @@ export function CustomersPage() {
           Could not load customers: {explain(error)}
         </p>
       )}
-      {stale && <p className="hint">Showing the copy stored on this device (offline).</p>}
+      {stale && (
+        <p className="hint" data-testid="stale-hint">
+          {crmStatus.online
+            ? "Showing the copy stored on this device while changes made elsewhere come in."
+            : "Showing the copy stored on this device (offline)."}
+        </p>
+      )}
       {added && (
         <p role="status" className="ok">
           {added}
         </p>
       )}
-      {/* While the list is still arriving (a load fetches it page by page),
-          what is here is not the whole: never say "1000 of 1000". */}
+      {/* While the list is still arriving (a full load fetches it page by
+          page), what is here is not the whole: never say "1000 of 1000". */}
       <p className="hint" aria-live="polite" data-testid="customer-count">
-        {loading && all > 0 ? `Loading customers… ${all} so far` : `${total} of ${all} customers`}
+        {arriving && all > 0 ? `Loading customers… ${all} so far` : `${total} of ${all} customers`}
       </p>
       {pages > 1 && <Pager current={current} pages={pages} onPage={setPage} />}
       <div className="table-scroll">

@@ -51,6 +51,8 @@ impl World {
                     | Msg::FeedAnswer { .. }
                     | Msg::Reload { .. }
                     | Msg::ReloadNotice { .. }
+                    | Msg::CatchUpAsked { .. }
+                    | Msg::CaughtUp { .. }
                     | Msg::RevokeRequest { .. }
                     | Msg::RevokeAnswer { .. }
                     | Msg::LoggedOut { .. }

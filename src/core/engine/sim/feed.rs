@@ -87,9 +87,15 @@ impl World {
         }
     }
 
-    /// Whether every user's leader has read the changes feed to its end.
+    /// Whether every user's leader has read the changes feed to its end,
+    /// and every tab heard that it caught up (no collection left stale).
     pub(super) fn feed_behind(&self) -> Option<String> {
         let end = self.server.feed.len().to_string();
+        for (tab, t) in self.tabs.iter().enumerate() {
+            if t.engine.as_ref().is_some_and(|e| e.is_stale(COLLECTION)) {
+                return Some(format!("tab {tab} still shows the collection stale"));
+            }
+        }
         for user in 0..self.faults.users {
             let Some(leader) = self.leaders[user] else {
                 continue;

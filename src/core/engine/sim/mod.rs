@@ -317,6 +317,16 @@ enum Msg {
         tab: usize,
         epoch: u32,
     },
+    /// Another tab asks the leader to say when it caught up.
+    CatchUpAsked {
+        tab: usize,
+        epoch: u32,
+    },
+    /// The leader says it caught up.
+    CaughtUp {
+        tab: usize,
+        epoch: u32,
+    },
     /// A load of the collection (after the feed's cursor expired) ends.
     Reload {
         tab: usize,
@@ -532,6 +542,7 @@ impl World {
         t.stream = None;
         t.logout = None;
         self.note(format!("tab {tab} (user{user}) opens"));
+        let local = kept.is_some();
         self.deliver(
             tab,
             Event::StorageOpened {
@@ -540,13 +551,35 @@ impl World {
                 records,
             },
         );
-        self.deliver(
-            tab,
-            Event::Loaded {
-                collection: COLLECTION.into(),
-                cursor: loaded_cursor,
-            },
-        );
+        if local {
+            // Local first: what IndexedDB holds, stale until caught up.
+            let mark = crate::core::engine::LoadedMark {
+                user: Self::user_name(user),
+                schema: crate::core::engine::LOCAL_SCHEMA,
+            };
+            self.deliver(
+                tab,
+                Event::LoadAsked {
+                    collection: COLLECTION.into(),
+                    mark: Some(mark),
+                },
+            );
+            self.deliver(
+                tab,
+                Event::StoredRead {
+                    collection: COLLECTION.into(),
+                    found: true,
+                },
+            );
+        } else {
+            self.deliver(
+                tab,
+                Event::Loaded {
+                    collection: COLLECTION.into(),
+                    cursor: loaded_cursor,
+                },
+            );
+        }
         self.elect(user);
     }
 
@@ -850,6 +883,16 @@ impl World {
                     if let Some(tab) = (0..self.tabs.len()).find(|&t| self.tabs[t].user == user) {
                         self.open_tab(tab);
                     }
+                }
+            }
+            Msg::CatchUpAsked { tab, epoch } => {
+                if live(self, tab, epoch) {
+                    self.deliver(tab, Event::CatchUpAsked);
+                }
+            }
+            Msg::CaughtUp { tab, epoch } => {
+                if live(self, tab, epoch) {
+                    self.deliver(tab, Event::CaughtUpElsewhere);
                 }
             }
             Msg::ReloadNotice { tab, epoch } => {

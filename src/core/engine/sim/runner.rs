@@ -256,7 +256,16 @@ impl World {
             | Effect::FailureFound(_)
             | Effect::SessionEnded
             | Effect::Drained(_)
-            | Effect::Pulled(_) => {}
+            | Effect::Pulled(_)
+            | Effect::LoadFrom { .. }
+            | Effect::MarkLoaded { .. }
+            | Effect::CaughtUp { here: false, .. } => {}
+            Effect::CaughtUp { here: true, .. } => {
+                self.tell_tabs(tab, |tab, epoch| Msg::CaughtUp { tab, epoch });
+            }
+            Effect::AskCatchUp => {
+                self.tell_tabs(tab, |tab, epoch| Msg::CatchUpAsked { tab, epoch });
+            }
         }
     }
 

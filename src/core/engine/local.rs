@@ -1,0 +1,560 @@
+//! Local first: where `load` answers from, what is stale, and when a
+//! catch-up is done.
+//!
+//! A collection IndexedDB holds whole (a full load finished and left its
+//! mark) is answered from IndexedDB at once, marked stale; the changes
+//! feed then catches up from the kept cursor, and the collection stops
+//! being stale when a read of the feed reached its end. Only the leader
+//! reads the feed: the other tabs ask it over the tab channel and hear
+//! when it is done.
+//!
+//! ```text
+//!  LoadAsked(mark) ─► offline?                 ─► LoadFrom(Offline), stale
+//!                    no mark                    ─► LoadFrom(Full(FirstTime))
+//!                    another user's, old schema ─► LoadFrom(Full(..))
+//!                    mark but no cursor (410)   ─► LoadFrom(Full(CursorExpired))
+//!                    else                       ─► LoadFrom(Local), stale
+//!  Loaded (stored read) ─► leader: ReadFeed   follower: AskCatchUp
+//!  FeedRead(last page, more: false) ─► CaughtUp (and TellCaughtUp)
+//!  Loaded (full) ─► MarkLoaded
+//! ```
+//!
+//! While a collection is being read from IndexedDB the feed waits: a
+//! delete applied before that read ends would come back from it.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ClientEngine, Effect};
+
+/// The shape of what a full load leaves in IndexedDB: a mark of an older
+/// shape (or none, from a version before marks) is not trusted.
+pub const LOCAL_SCHEMA: u32 = 1;
+
+/// Kept in IndexedDB when a full load of a collection finished: whose
+/// records they are, and in which shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadedMark {
+    /// The user whose load it was.
+    pub user: String,
+    /// [`LOCAL_SCHEMA`] when it was written.
+    pub schema: u32,
+}
+
+/// Why a collection is fetched whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullReason {
+    /// Never loaded here (or by a version that left no mark).
+    FirstTime,
+    /// The server's feed no longer reaches back to the kept cursor.
+    CursorExpired,
+    /// What IndexedDB holds was stored for another user.
+    OtherUser,
+    /// What IndexedDB holds was stored in an older shape.
+    OlderSchema,
+}
+
+impl FullReason {
+    /// Its name in `status.fullLoad` and the sync log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FirstTime => "first-load",
+            Self::CursorExpired => "cursor-expired",
+            Self::OtherUser => "other-user",
+            Self::OlderSchema => "older-schema",
+        }
+    }
+}
+
+/// Where `load` answers from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadPlan {
+    /// IndexedDB at once, stale until the feed caught up.
+    Local,
+    /// IndexedDB alone: the server cannot be reached.
+    Offline,
+    /// Every page from the server.
+    Full(FullReason),
+}
+
+/// The engine's local-first state.
+#[derive(Debug, Clone, Default)]
+pub(super) struct LocalFirst {
+    /// Collections shown from IndexedDB and not yet checked with the
+    /// server.
+    stale: BTreeSet<String>,
+    /// Collections being read from IndexedDB: the feed waits for them.
+    reading_stored: BTreeSet<String>,
+    /// The feed was asked for while a stored read was under way.
+    ring_after_read: bool,
+    /// Leader: another tab waits to hear of the next catch-up.
+    tell_caught_up: bool,
+    /// The full load under way, and why.
+    full_load: Option<(String, FullReason)>,
+}
+
+impl LocalFirst {
+    /// Whether the feed must wait for a read of IndexedDB.
+    pub(super) fn holds_feed(&mut self) -> bool {
+        if self.reading_stored.is_empty() {
+            return false;
+        }
+        self.ring_after_read = true;
+        true
+    }
+
+    /// Another tab may wait for the next catch-up (this tab began to lead,
+    /// or the server can be reached again).
+    pub(super) fn others_may_wait(&mut self) {
+        self.tell_caught_up = true;
+    }
+}
+
+impl ClientEngine {
+    /// `load(collection)`: `mark` is what IndexedDB keeps of an earlier
+    /// full load of it.
+    pub(super) fn load_asked(
+        &mut self,
+        collection: String,
+        mark: Option<LoadedMark>,
+        out: &mut Vec<Effect>,
+    ) {
+        let plan = if !self.can_talk() {
+            LoadPlan::Offline
+        } else {
+            match mark {
+                None => LoadPlan::Full(FullReason::FirstTime),
+                Some(mark) if mark.user != self.user => LoadPlan::Full(FullReason::OtherUser),
+                Some(mark) if mark.schema != LOCAL_SCHEMA => {
+                    LoadPlan::Full(FullReason::OlderSchema)
+                }
+                // A mark without a cursor: the cursor was forgotten on a
+                // 410 (and the load after it did not finish).
+                Some(_) if self.feed.cursor().is_none() => {
+                    LoadPlan::Full(FullReason::CursorExpired)
+                }
+                Some(_) => LoadPlan::Local,
+            }
+        };
+        self.plan_load(collection, plan, out);
+    }
+
+    /// The feed's cursor expired: the collections loaded here are fetched
+    /// whole again.
+    pub(super) fn reload_asked(&mut self, collection: String, out: &mut Vec<Effect>) {
+        let plan = if self.can_talk() {
+            LoadPlan::Full(FullReason::CursorExpired)
+        } else {
+            LoadPlan::Offline
+        };
+        self.plan_load(collection, plan, out);
+    }
+
+    fn plan_load(&mut self, collection: String, plan: LoadPlan, out: &mut Vec<Effect>) {
+        match plan {
+            LoadPlan::Local | LoadPlan::Offline => {
+                self.local.stale.insert(collection.clone());
+                self.local.reading_stored.insert(collection.clone());
+            }
+            LoadPlan::Full(reason) => {
+                self.local.full_load = Some((collection.clone(), reason));
+                out.push(Effect::Changed);
+            }
+        }
+        out.push(Effect::LoadFrom { collection, plan });
+    }
+
+    /// A read of `collection` from IndexedDB ended (`found`: it held
+    /// records): the feed may go on, and the catch-up is asked for.
+    pub(super) fn stored_read(
+        &mut self,
+        collection: &str,
+        found: bool,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        self.local.reading_stored.remove(collection);
+        if found {
+            // Read again whole if the feed's cursor expires.
+            self.collection_loaded(collection.to_owned(), None, now, out);
+        } else {
+            self.local.stale.remove(collection);
+        }
+        if !self.local.reading_stored.is_empty() {
+            return;
+        }
+        let ring = std::mem::take(&mut self.local.ring_after_read);
+        if self.local.stale.is_empty() {
+            if ring {
+                self.ring_feed_if_following(now, out);
+            }
+            return;
+        }
+        if self.leader {
+            // Follow now, as at the poll: the stream opens from the kept
+            // cursor beside the read (found by a browser test: a stream
+            // opened only at the next poll, after the catch-up, started
+            // past a change made meanwhile and never announced it).
+            self.feed_poll_due(now, out);
+        } else {
+            out.push(Effect::AskCatchUp);
+        }
+    }
+
+    /// A full load of `collection` ended well: its mark is kept, so the
+    /// next visit answers from IndexedDB.
+    pub(super) fn full_load_done(&mut self, collection: &str, out: &mut Vec<Effect>) {
+        self.local.stale.remove(collection);
+        if self
+            .local
+            .full_load
+            .as_ref()
+            .is_some_and(|(c, _)| c == collection)
+        {
+            self.local.full_load = None;
+            out.push(Effect::Changed);
+        }
+        out.push(Effect::MarkLoaded {
+            collection: collection.to_owned(),
+            mark: LoadedMark {
+                user: self.user.clone(),
+                schema: LOCAL_SCHEMA,
+            },
+        });
+    }
+
+    /// A full load failed: it is no longer under way. `reading_stored`:
+    /// the server could not be reached, and what IndexedDB holds is shown
+    /// instead, stale (as [`LoadPlan::Offline`]).
+    pub(super) fn full_load_failed(
+        &mut self,
+        collection: &str,
+        reading_stored: bool,
+        out: &mut Vec<Effect>,
+    ) {
+        if reading_stored {
+            self.local.stale.insert(collection.to_owned());
+            self.local.reading_stored.insert(collection.to_owned());
+        }
+        if self
+            .local
+            .full_load
+            .as_ref()
+            .is_some_and(|(c, _)| c == collection)
+        {
+            self.local.full_load = None;
+            out.push(Effect::Changed);
+        }
+    }
+
+    /// Another tab asks the leader to say when the feed was read to its
+    /// end.
+    pub(super) fn catch_up_asked(&mut self, now: u64, out: &mut Vec<Effect>) {
+        if !self.leader {
+            return;
+        }
+        self.local.tell_caught_up = true;
+        self.ring_feed_if_following(now, out);
+    }
+
+    /// The leader read the feed to its end: the stale collections are
+    /// checked, and the tabs waiting hear of it.
+    pub(super) fn feed_read_to_end(&mut self, out: &mut Vec<Effect>) {
+        let tell = std::mem::take(&mut self.local.tell_caught_up);
+        if self.local.stale.is_empty() && !tell {
+            return;
+        }
+        let collections = std::mem::take(&mut self.local.stale).into_iter().collect();
+        out.push(Effect::CaughtUp {
+            collections,
+            here: true,
+        });
+        out.push(Effect::Changed);
+    }
+
+    /// The leader said it caught up: what this tab read from IndexedDB is
+    /// what the server has, as far as the leader told it.
+    pub(super) fn caught_up_elsewhere(&mut self, out: &mut Vec<Effect>) {
+        if self.leader || !self.local.reading_stored.is_empty() {
+            // A read under way may hold older records than the leader
+            // told: this tab asks again when it ends.
+            return;
+        }
+        let collections = std::mem::take(&mut self.local.stale).into_iter().collect();
+        out.push(Effect::CaughtUp {
+            collections,
+            here: false,
+        });
+        out.push(Effect::Changed);
+    }
+
+    /// Whether `collection` is shown from IndexedDB, not yet checked with
+    /// the server.
+    pub fn is_stale(&self, collection: &str) -> bool {
+        self.local.stale.contains(collection)
+    }
+
+    /// The full load under way and why (`status.fullLoad`).
+    pub fn full_load(&self) -> Option<(&str, FullReason)> {
+        self.local
+            .full_load
+            .as_ref()
+            .map(|(c, reason)| (c.as_str(), *reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::code::ErrorCode;
+    use crate::core::engine::{EngineConfig, Event, FeedPage, IdSource, Refusal, StoredWork};
+
+    const C: &str = "customers";
+
+    fn engine(cursor: Option<&str>, leader: bool) -> ClientEngine {
+        let mut e = ClientEngine::new(
+            EngineConfig::default(),
+            "alice",
+            true,
+            true,
+            IdSource::new(7),
+        );
+        e.step(
+            Event::StorageOpened {
+                cursor: cursor.map(str::to_owned),
+                work: StoredWork::default(),
+                records: Vec::new(),
+            },
+            0,
+        );
+        if leader {
+            e.step(Event::Leading(StoredWork::default()), 0);
+        }
+        e
+    }
+
+    fn mark(user: &str, schema: u32) -> Option<LoadedMark> {
+        Some(LoadedMark {
+            user: user.into(),
+            schema,
+        })
+    }
+
+    fn plan_of(e: &mut ClientEngine, mark: Option<LoadedMark>) -> LoadPlan {
+        let out = e.step(
+            Event::LoadAsked {
+                collection: C.into(),
+                mark,
+            },
+            10,
+        );
+        out.iter()
+            .find_map(|effect| match effect {
+                Effect::LoadFrom { plan, .. } => Some(*plan),
+                _ => None,
+            })
+            .expect("a load is always answered")
+    }
+
+    fn reads_feed(out: &[Effect]) -> bool {
+        out.iter().any(|e| matches!(e, Effect::ReadFeed { .. }))
+    }
+
+    fn caught_up(out: &[Effect]) -> Option<bool> {
+        out.iter().find_map(|e| match e {
+            Effect::CaughtUp { here, .. } => Some(*here),
+            _ => None,
+        })
+    }
+
+    fn last_page() -> Event {
+        Event::FeedRead(Ok(FeedPage {
+            changes: vec![],
+            cursor: "9".into(),
+            more: false,
+        }))
+    }
+
+    #[test]
+    fn a_full_load_only_when_the_stored_records_cannot_be_caught_up() {
+        assert_eq!(
+            plan_of(&mut engine(Some("5"), true), None),
+            LoadPlan::Full(FullReason::FirstTime)
+        );
+        assert_eq!(
+            plan_of(&mut engine(Some("5"), true), mark("bob", LOCAL_SCHEMA)),
+            LoadPlan::Full(FullReason::OtherUser)
+        );
+        assert_eq!(
+            plan_of(
+                &mut engine(Some("5"), true),
+                mark("alice", LOCAL_SCHEMA + 1)
+            ),
+            LoadPlan::Full(FullReason::OlderSchema)
+        );
+        assert_eq!(
+            plan_of(&mut engine(None, true), mark("alice", LOCAL_SCHEMA)),
+            LoadPlan::Full(FullReason::CursorExpired)
+        );
+        assert_eq!(
+            plan_of(&mut engine(Some("5"), true), mark("alice", LOCAL_SCHEMA)),
+            LoadPlan::Local
+        );
+        let mut offline = engine(Some("5"), true);
+        offline.step(Event::Network(false), 5);
+        assert_eq!(plan_of(&mut offline, None), LoadPlan::Offline);
+        assert!(offline.is_stale(C));
+    }
+
+    #[test]
+    fn a_full_load_is_in_the_status_until_it_ends_and_leaves_its_mark() {
+        let mut e = engine(Some("5"), true);
+        plan_of(&mut e, None);
+        assert_eq!(e.full_load(), Some((C, FullReason::FirstTime)));
+        let out = e.step(
+            Event::Loaded {
+                collection: C.into(),
+                cursor: Some("6".into()),
+            },
+            20,
+        );
+        assert_eq!(e.full_load(), None);
+        assert!(out.iter().any(|effect| matches!(
+            effect,
+            Effect::MarkLoaded { mark, .. } if mark.user == "alice" && mark.schema == LOCAL_SCHEMA
+        )));
+    }
+
+    #[test]
+    fn the_leader_catches_up_after_the_stored_read_and_stale_goes_at_the_feeds_end() {
+        let mut e = engine(Some("5"), true);
+        assert_eq!(
+            plan_of(&mut e, mark("alice", LOCAL_SCHEMA)),
+            LoadPlan::Local
+        );
+        assert!(e.is_stale(C));
+        // The poll comes while IndexedDB is read: the feed waits (a delete
+        // applied now would come back from the read).
+        let polled = e.step(Event::FeedPollDue, 2_000);
+        assert!(!reads_feed(&polled));
+        let out = e.step(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            2_100,
+        );
+        assert!(reads_feed(&out));
+        assert!(
+            polled
+                .iter()
+                .chain(&out)
+                .any(|e| matches!(e, Effect::OpenStream { .. })),
+            "the stream opens beside the catch-up"
+        );
+        assert!(e.is_stale(C));
+        let out = e.step(
+            Event::FeedRead(Ok(FeedPage {
+                changes: vec![],
+                cursor: "7".into(),
+                more: true,
+            })),
+            2_200,
+        );
+        assert!(e.is_stale(C), "more pages wait");
+        assert!(reads_feed(&out));
+        let out = e.step(last_page(), 2_300);
+        assert!(!e.is_stale(C));
+        assert_eq!(caught_up(&out), Some(true));
+    }
+
+    #[test]
+    fn the_stream_opens_with_the_catch_up_not_at_the_next_poll() {
+        let mut e = engine(Some("5"), true);
+        plan_of(&mut e, mark("alice", LOCAL_SCHEMA));
+        let out = e.step(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            100,
+        );
+        assert!(reads_feed(&out));
+        assert!(out
+            .iter()
+            .any(|e| matches!(e, Effect::OpenStream { since } if since == "5")));
+    }
+
+    #[test]
+    fn an_expired_cursor_is_no_catch_up() {
+        let mut e = engine(Some("5"), true);
+        plan_of(&mut e, mark("alice", LOCAL_SCHEMA));
+        e.step(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            100,
+        );
+        let out = e.step(
+            Event::FeedRead(Err(Refusal {
+                status: Some(410),
+                code: ErrorCode::NotFound,
+                transient: false,
+                retry_after_ms: None,
+                message: "gone".into(),
+                current: None,
+                details: None,
+            })),
+            200,
+        );
+        assert!(e.is_stale(C));
+        assert_eq!(caught_up(&out), None);
+        assert!(out
+            .iter()
+            .any(|effect| matches!(effect, Effect::Reload { collections } if collections == &[C.to_owned()])));
+        let out = e.step(
+            Event::ReloadAsked {
+                collection: C.into(),
+            },
+            300,
+        );
+        assert!(out.iter().any(|effect| matches!(
+            effect,
+            Effect::LoadFrom {
+                plan: LoadPlan::Full(FullReason::CursorExpired),
+                ..
+            }
+        )));
+        assert_eq!(e.full_load(), Some((C, FullReason::CursorExpired)));
+    }
+
+    #[test]
+    fn a_follower_asks_the_leader_and_hears_when_it_caught_up() {
+        let mut follower = engine(Some("5"), false);
+        let mut leader = engine(Some("5"), true);
+        plan_of(&mut follower, mark("alice", LOCAL_SCHEMA));
+        let out = follower.step(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            100,
+        );
+        assert!(out.contains(&Effect::AskCatchUp));
+        assert!(!reads_feed(&out), "only the leader reads the feed");
+        let out = leader.step(Event::CatchUpAsked, 110);
+        assert!(reads_feed(&out));
+        let out = leader.step(last_page(), 120);
+        assert_eq!(
+            caught_up(&out),
+            Some(true),
+            "told although nothing is stale there"
+        );
+        let out = follower.step(Event::CaughtUpElsewhere, 130);
+        assert_eq!(caught_up(&out), Some(false));
+        assert!(!follower.is_stale(C));
+    }
+}

@@ -1,0 +1,104 @@
+//! Local first, as the runner carries it out: the mark a full load leaves
+//! in IndexedDB, the engine's answer to where `load` reads from, and the
+//! catch-up told between tabs. The engine decides (see
+//! `core::engine::local`); this file reads, writes and tells.
+
+use wasm_bindgen_futures::spawn_local;
+
+use super::Client;
+use crate::core::engine::{Effect, Event, LoadPlan, LoadedMark};
+use crate::core::tab_message::TabMessage;
+use crate::web::idb::{Batch as DbBatch, Store};
+
+/// The key of a collection's mark in the user's `meta` store.
+fn mark_key(collection: &str) -> String {
+    format!("{MARK_PREFIX}{collection}")
+}
+
+/// Where the marks of full loads are kept.
+const MARK_PREFIX: &str = "loaded/";
+
+impl Client {
+    /// What IndexedDB keeps of an earlier full load of `collection`; a
+    /// mark that does not read is none (the collection is fetched whole).
+    pub(super) async fn loaded_mark(&self, collection: &str) -> Option<LoadedMark> {
+        let db = self.db()?;
+        db.get::<LoadedMark>(Store::Meta, &mark_key(collection))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Hands `event` (a load asked for) to the engine and returns where
+    /// the load reads from; the other effects are carried out.
+    pub(super) fn load_plan(&self, event: Event, collection: &str) -> LoadPlan {
+        self.handle(event);
+        let mut state = self.inner.state.borrow_mut();
+        let at = state.load_plans.iter().position(|(c, _)| c == collection);
+        // The engine always answers a load; closed, it answers nothing and
+        // IndexedDB is all there is.
+        at.map_or(LoadPlan::Offline, |at| state.load_plans.remove(at).1)
+    }
+
+    /// The marks of every collection are no longer trusted (the feed's
+    /// cursor expired): a load before the next full one fetches whole.
+    pub(super) async fn forget_marks(&self) {
+        let Some(db) = self.db() else { return };
+        let Ok(keys) = db
+            .db()
+            .keys_with_prefix(Store::Meta.name(), MARK_PREFIX)
+            .await
+        else {
+            return;
+        };
+        let mut batch = DbBatch::new();
+        for key in keys {
+            if let Some(key) = key.as_string() {
+                batch.delete(Store::Meta.name(), key);
+            }
+        }
+        self.persist(batch).await;
+    }
+
+    /// The local-first effects.
+    pub(super) fn carry_out_local(&self, effect: Effect) {
+        match effect {
+            Effect::MarkLoaded { collection, mark } => {
+                let this = self.clone();
+                spawn_local(async move {
+                    let mut batch = DbBatch::new();
+                    if batch
+                        .put(Store::Meta.name(), mark_key(&collection), &mark)
+                        .is_ok()
+                    {
+                        this.persist(batch).await;
+                    }
+                });
+            }
+            Effect::AskCatchUp => self.tell_tabs(TabMessage::CatchUpAsked),
+            Effect::CaughtUp { here, .. } => {
+                if here {
+                    self.tell_tabs(TabMessage::CaughtUp);
+                }
+                let at = js_sys::Date::new_0().to_iso_string().as_string();
+                // Moves `lastSyncAt`, drops the snapshots (`stale` goes)
+                // and raises a `status` event.
+                self.set_last_sync_at(at);
+            }
+            // Taken by `load_plan`, which handed the engine the load.
+            Effect::LoadFrom { collection, plan } => {
+                self.inner.state.borrow_mut().load_plans.push((collection, plan));
+            }
+            _ => {}
+        }
+    }
+
+    /// A catch-up asked for, or told, by another tab.
+    pub fn catch_up_from_tab(&self, message: &TabMessage) {
+        match message {
+            TabMessage::CatchUpAsked => self.handle(Event::CatchUpAsked),
+            TabMessage::CaughtUp => self.handle(Event::CaughtUpElsewhere),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Local first on a second visit, against the real server: a reopen
+//! answers from IndexedDB and asks the server for no collection, changes
+//! made by others while the person was away arrive with the catch-up, and
+//! an expired cursor falls back to a full load that says so.
+//!
+//! Each test starts from an empty database of its own user (deleted
+//! first), so its first load is a first load.
+
+use crm_sync::api::CrmSync;
+use js_sys::{Array, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use super::support::{eventually, fetch_as, login, obj, prop, server, sleep, tag};
+
+#[wasm_bindgen(module = "/tests/browser/helpers.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = noteFetches)]
+    fn note_fetches() -> Array;
+    #[wasm_bindgen(js_name = stopNoting)]
+    fn stop_noting(urls: &Array);
+    #[wasm_bindgen(js_name = deleteDatabase)]
+    fn delete_database(name: &str) -> Promise;
+    #[wasm_bindgen(js_name = putRaw)]
+    fn put_raw(name: &str, store: &str, key: &str, value: &JsValue) -> Promise;
+}
+
+async fn wait(p: Promise) -> JsValue {
+    JsFuture::from(p).await.unwrap()
+}
+
+/// A client of `user` with an empty database.
+async fn fresh(user: &str) -> CrmSync {
+    wait(delete_database(&format!("crm-sync:{user}"))).await;
+    login(user).await
+}
+
+/// Closes the client and deletes its user's database: the other suites'
+/// loads of this user are first loads again.
+async fn done(crm: CrmSync, user: &str) {
+    crm.close();
+    sleep(200).await;
+    wait(delete_database(&format!("crm-sync:{user}"))).await;
+}
+
+/// The same user's next visit: a client on the token and database.
+async fn reopen(token: &str) -> CrmSync {
+    CrmSync::open(obj(&[
+        ("baseUrl", format!("{}/api", server()).into()),
+        ("token", token.into()),
+    ]))
+    .await
+    .unwrap()
+}
+
+/// The URLs asked for a collection's pages (not the feed, not a record).
+fn collection_reads(urls: &Array) -> Vec<String> {
+    urls.iter()
+        .filter_map(|u| u.as_string())
+        .filter(|u| u.contains("/api/customers?") || u.ends_with("/api/customers"))
+        .collect()
+}
+
+/// The sync log's `load` lines and their reasons.
+fn load_reasons(crm: &CrmSync) -> Vec<String> {
+    Array::from(&crm.sync_log())
+        .iter()
+        .filter(|l| prop(l, "kind").as_string().as_deref() == Some("load"))
+        .map(|l| prop(&l, "reason").as_string().unwrap_or_default())
+        .collect()
+}
+
+fn is_stale(crm: &CrmSync, id: &str) -> bool {
+    let record = crm.get("customers", id).unwrap();
+    prop(&record, "stale").as_bool() == Some(true)
+}
+
+fn city(crm: &CrmSync, id: &str) -> Option<String> {
+    let record = crm.get("customers", id).unwrap();
+    if !record.is_object() {
+        return None;
+    }
+    prop(&prop(&record, "fields"), "city").as_string()
+}
+
+/// Creates a customer as the holder of `token`; its id.
+async fn create_as(token: &str, fields: &JsValue) -> String {
+    let body = js_sys::JSON::stringify(&obj(&[("fields", fields.clone())]))
+        .unwrap()
+        .as_string()
+        .unwrap();
+    let key = crm_sync_key();
+    let res = fetch_as(
+        token,
+        "POST",
+        "/api/customers",
+        &[
+            ("content-type", "application/json"),
+            ("idempotency-key", &key),
+        ],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(res.status(), 201, "create");
+    let record = wait(res.json().unwrap()).await;
+    prop(&record, "id").as_string().unwrap()
+}
+
+/// Changes a customer's city as the holder of `token` (the version read
+/// first).
+async fn patch_as(token: &str, id: &str, city: &str) {
+    let path = format!("/api/customers/{id}");
+    let current = wait(
+        fetch_as(token, "GET", &path, &[], None)
+            .await
+            .json()
+            .unwrap(),
+    )
+    .await;
+    let version = prop(&current, "version").as_f64().unwrap();
+    let body = format!("{{\"fields\":{{\"city\":\"{city}\"}}}}");
+    let res = fetch_as(
+        token,
+        "PATCH",
+        &path,
+        &[
+            ("content-type", "application/json"),
+            ("if-match", &format!("\"{version}\"")),
+            ("idempotency-key", &crm_sync_key()),
+        ],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "patch {id}");
+}
+
+async fn delete_as(token: &str, id: &str) {
+    let path = format!("/api/customers/{id}");
+    let current = wait(
+        fetch_as(token, "GET", &path, &[], None)
+            .await
+            .json()
+            .unwrap(),
+    )
+    .await;
+    let version = prop(&current, "version").as_f64().unwrap();
+    let res = fetch_as(
+        token,
+        "DELETE",
+        &path,
+        &[
+            ("if-match", &format!("\"{version}\"")),
+            ("idempotency-key", &crm_sync_key()),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 204, "delete {id}");
+}
+
+fn crm_sync_key() -> String {
+    web_sys::window().unwrap().crypto().unwrap().random_uuid()
+}
+
+#[wasm_bindgen_test]
+async fn a_reopen_with_nothing_changed_asks_for_no_collection() {
+    let first = fresh("user18").await;
+    let urls = note_fetches();
+    let list: Array = wait(first.load("customers".into(), None)).await.into();
+    stop_noting(&urls);
+    assert!(
+        !collection_reads(&urls).is_empty(),
+        "a first load reads the pages"
+    );
+    assert!(eventually(5_000, || load_reasons(&first) == ["first-load"]).await);
+    let count = list.length();
+    let some = prop(&list.get(0), "id").as_string().unwrap();
+    let token = first.token();
+    sleep(300).await;
+    first.close();
+
+    let urls = note_fetches();
+    let again = reopen(&token).await;
+    let last_sync = prop(&again.status(), "lastSyncAt");
+    let list: Array = wait(again.load("customers".into(), None)).await.into();
+    assert_eq!(list.length(), count, "every record, from IndexedDB");
+    assert!(
+        eventually(10_000, || !is_stale(&again, &some)
+            && prop(&again.status(), "lastSyncAt") != last_sync)
+        .await,
+        "the catch-up never ended"
+    );
+    stop_noting(&urls);
+    assert_eq!(collection_reads(&urls), Vec::<String>::new());
+    assert!(
+        prop(&again.status(), "fullLoad").is_null(),
+        "no full load under way"
+    );
+    assert_eq!(load_reasons(&again), ["first-load"], "no second load line");
+    done(again, "user18").await;
+}
+
+#[wasm_bindgen_test]
+async fn changes_creates_and_deletes_made_while_away_arrive_with_the_catch_up() {
+    let alice = login("alice").await;
+    let other = alice.token();
+    alice.close();
+    let run = tag();
+    let mut ids = Vec::new();
+    for i in 0..121 {
+        let fields = obj(&[
+            ("name", format!("Away {run} {i}").into()),
+            ("city", "Before".into()),
+        ]);
+        ids.push(create_as(&other, &fields).await);
+    }
+    let first = fresh("user19").await;
+    wait(first.load("customers".into(), None)).await;
+    assert_eq!(city(&first, &ids[0]).as_deref(), Some("Before"));
+    // A change of this person's, queued, on a record someone deletes
+    // while they are away.
+    let doomed = ids[120].clone();
+    first.set_online(false);
+    let queued = wait(first.save(
+        "customers".into(),
+        doomed.clone(),
+        obj(&[("city", "Mine".into())]),
+    ))
+    .await;
+    assert_eq!(
+        prop(&queued, "status").as_string().as_deref(),
+        Some("queued")
+    );
+    let mutation = prop(&queued, "mutationId").as_string().unwrap();
+    sleep(300).await;
+    let token = first.token();
+    first.close();
+
+    // Away: 100 changes, 10 deletes and 10 creates by another person.
+    let after = format!("After {run}");
+    for id in &ids[..100] {
+        patch_as(&other, id, &after).await;
+    }
+    for id in &ids[100..110] {
+        delete_as(&other, id).await;
+    }
+    delete_as(&other, &doomed).await;
+    let mut created = Vec::new();
+    for i in 0..10 {
+        let fields = obj(&[
+            ("name", format!("New {run} {i}").into()),
+            ("city", "Created".into()),
+        ]);
+        created.push(create_as(&other, &fields).await);
+    }
+
+    let again = reopen(&token).await;
+    wait(again.load("customers".into(), None)).await;
+    let all_there = || {
+        ids[..100]
+            .iter()
+            .all(|id| city(&again, id).as_deref() == Some(after.as_str()))
+            && ids[100..110].iter().all(|id| city(&again, id).is_none())
+            && created
+                .iter()
+                .all(|id| city(&again, id).as_deref() == Some("Created"))
+            && !is_stale(&again, &ids[0])
+    };
+    assert!(
+        eventually(30_000, all_there).await,
+        "not every change made while away arrived"
+    );
+    // The queued change is not lost: refused for good, for the person.
+    let kept = || {
+        let in_failed = Array::from(&again.failed())
+            .iter()
+            .any(|f| prop(&f, "mutationId").as_string().as_deref() == Some(mutation.as_str()));
+        let in_conflicts = Array::from(&again.conflicts())
+            .iter()
+            .any(|c| prop(&c, "recordId").as_string().as_deref() == Some(doomed.as_str()));
+        in_failed || in_conflicts
+    };
+    assert!(
+        eventually(15_000, kept).await,
+        "the change queued on a deleted record vanished: pending {:?}",
+        js_sys::JSON::stringify(&again.pending()).ok()
+    );
+    assert_eq!(load_reasons(&again), ["first-load"]);
+    done(again, "user19").await;
+}
+
+#[wasm_bindgen_test]
+async fn an_expired_cursor_falls_back_to_a_full_load_that_says_so() {
+    let first = fresh("user21").await;
+    wait(first.load("customers".into(), None)).await;
+    let token = first.token();
+    sleep(300).await;
+    first.close();
+    // A cursor the server no longer reaches (a feed pruned while away).
+    wait(put_raw(
+        "crm-sync:user21",
+        "meta",
+        "feed-cursor",
+        &JsValue::from("0-expired"),
+    ))
+    .await;
+
+    let urls = note_fetches();
+    let again = reopen(&token).await;
+    // What `status` says while the collection is read again.
+    let said = std::rc::Rc::new(std::cell::RefCell::new(Vec::<String>::new()));
+    let noted = said.clone();
+    let listener = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+        if prop(&event, "type").as_string().as_deref() == Some("status") {
+            let full = prop(&prop(&event, "status"), "fullLoad");
+            if full.is_object() {
+                noted
+                    .borrow_mut()
+                    .push(prop(&full, "reason").as_string().unwrap_or_default());
+            }
+        }
+    });
+    let _unsubscribe = again.subscribe(
+        listener
+            .as_ref()
+            .unchecked_ref::<js_sys::Function>()
+            .clone(),
+    );
+    wait(again.load("customers".into(), None)).await;
+    assert!(
+        eventually(15_000, || load_reasons(&again)
+            == ["cursor-expired", "first-load"])
+        .await,
+        "the sync log does not say why everything was read again: {:?}",
+        load_reasons(&again)
+    );
+    stop_noting(&urls);
+    assert!(
+        !collection_reads(&urls).is_empty(),
+        "the collection was read again"
+    );
+    assert!(
+        said.borrow().iter().any(|r| r == "cursor-expired"),
+        "status never said why: {:?}",
+        said.borrow()
+    );
+    assert!(prop(&again.status(), "fullLoad").is_null());
+    done(again, "user21").await;
+    drop(listener);
+}
+
+#[wasm_bindgen_test]
+async fn offline_a_reopen_shows_the_stored_records_stale_until_the_server_is_back() {
+    let first = fresh("user45").await;
+    let list: Array = wait(first.load("customers".into(), None)).await.into();
+    let some = prop(&list.get(0), "id").as_string().unwrap();
+    let token = first.token();
+    sleep(300).await;
+    first.close();
+
+    let again = reopen(&token).await;
+    again.set_online(false);
+    let list: Array = wait(again.load("customers".into(), None)).await.into();
+    assert_eq!(prop(&list.get(0), "stale").as_bool(), Some(true));
+    assert!(is_stale(&again, &some));
+    // Still stale while the server cannot be reached.
+    sleep(2_500).await;
+    assert!(
+        is_stale(&again, &some),
+        "checked with a server out of reach"
+    );
+    again.set_online(true);
+    assert!(
+        eventually(15_000, || !is_stale(&again, &some)
+            && prop(&again.status(), "lastSyncAt").is_string())
+        .await,
+        "stale never went once the server was back"
+    );
+    done(again, "user45").await;
+}
