@@ -2,7 +2,7 @@
 //! stored as SHA-256 hashes (a leaked database file holds no usable token),
 //! expiring after [`TOKEN_TTL_SECS`], revoked by logout.
 
-use crate::openapi::*;
+use crate::wire::*;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;

@@ -29,6 +29,7 @@ pub mod idempotency;
 pub mod limits;
 pub mod logins;
 pub mod metrics;
+pub mod model;
 pub mod openapi;
 pub mod record_routes;
 pub mod records;
@@ -37,8 +38,10 @@ pub mod sheet;
 pub mod stream_tickets;
 pub mod streams;
 pub mod sync_jobs;
+pub mod sync_model;
 pub mod sync_routes;
 pub mod validate;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -18,9 +18,11 @@ use tokio::sync::{watch, Semaphore};
 use crate::db::{random_hex, timestamp_rfc3339, Db, Tx};
 use crate::error::ApiError;
 use crate::history::{self, Author};
-use crate::openapi::FieldValue;
-use crate::records::{self, Record};
+use crate::model::FieldValue;
+use crate::model::Record;
+use crate::records;
 use crate::sheet::{self, SheetRow, FIELD_COLUMNS};
+use crate::sync_model::{ConflictReason, ConflictRow, JobLoad, SyncKind, SyncStats, SyncStatus};
 use crate::validate::CUSTOMERS;
 
 /// How long a finished job can still be asked about.
@@ -35,63 +37,6 @@ const SAVE_BATCH: usize = 200;
 
 /// Progress steps of the simulated network delay.
 const DOWNLOAD_STEPS: u64 = 20;
-
-/// Which way a job copies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub enum SyncKind {
-    /// Read the sheet into the `customers` collection.
-    #[serde(rename = "from-sheet")]
-    FromSheet,
-    /// Write the `customers` collection to the sheet.
-    #[serde(rename = "to-sheet")]
-    ToSheet,
-}
-
-/// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SyncStatus {
-    /// Waiting for the user's earlier jobs or for a worker.
-    Queued,
-    /// Reading the source (progress 0-60).
-    Downloading,
-    /// Parsing and checking (60-80).
-    Processing,
-    /// Writing the destination (80-100).
-    Saving,
-    /// Done.
-    Complete,
-    /// Failed; see `error`.
-    Error,
-    /// Cancelled by the user.
-    Cancelled,
-}
-
-impl SyncStatus {
-    /// Whether the job will not change any more.
-    pub fn is_finished(self) -> bool {
-        matches!(self, Self::Complete | Self::Error | Self::Cancelled)
-    }
-}
-
-/// Counters of a job.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct SyncStats {
-    /// Bytes read from or written to the sheet.
-    pub bytes: u64,
-    /// Rows in the sheet (good and invalid).
-    pub rows: u64,
-    /// Records created.
-    pub inserted: u64,
-    /// Records changed.
-    pub updated: u64,
-    /// Rows equal to their record already.
-    pub unchanged: u64,
-    /// Rows not applied because the record changed since the last sync.
-    pub conflicts: u64,
-    /// Broken rows, skipped.
-    pub invalid: u64,
-}
 
 struct Job {
     id: String,
@@ -197,15 +142,6 @@ pub struct SyncJobs {
     runtime: tokio::runtime::Handle,
     /// Where finished runs are counted (set once at start).
     metrics: std::sync::OnceLock<Arc<crate::metrics::ServerMetrics>>,
-}
-
-/// Jobs not finished yet, for the server's figures.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct JobLoad {
-    /// Per user: jobs waiting for their turn (users with none are absent).
-    pub queued: std::collections::BTreeMap<String, u64>,
-    /// Jobs running now, all users.
-    pub running: u64,
 }
 
 /// Why a job stopped early.
@@ -922,36 +858,6 @@ fn grouped(n: u64) -> String {
         out.push(c);
     }
     out
-}
-
-/// Why a sheet row was not applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ConflictReason {
-    /// The record changed in the CRM since the row's version (or the last sync).
-    Changed,
-    /// The record was deleted in the CRM since.
-    Deleted,
-}
-
-/// A sheet row a from-sheet run did not apply, because the CRM's record
-/// moved on since the version the row was based on.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(example = json!({ "id": "c-0010", "line": 11, "reason": "changed", "version": 2, "updatedBy": "bob", "message": "changed in the CRM by bob since the last sync (version 2; the row is based on version 1)" }))]
-pub struct ConflictRow {
-    /// The customer's record id.
-    pub id: String,
-    /// The row's line in the sheet (1 = header).
-    pub line: u64,
-    /// Why it was not applied.
-    pub reason: ConflictReason,
-    /// The record's version in the CRM.
-    pub version: i64,
-    /// Who changed (or deleted) the record last in the CRM.
-    pub updated_by: String,
-    /// For people.
-    pub message: String,
 }
 
 impl ConflictRow {

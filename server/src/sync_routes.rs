@@ -2,21 +2,21 @@
 //! list what a job did not apply.
 //! The jobs themselves run in [`crate::sync_jobs`].
 
-use crate::openapi::*;
+use crate::wire::*;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::extract::{body_bytes, json_body, path_params, Answer};
-use crate::idempotency::{write_once, Mutation};
-use crate::sync_jobs::{SheetConflictList, SyncKind};
+use crate::extract::{path_params, Answer};
+use crate::idempotency::{write_once, Mutating};
+use crate::sync_jobs::SheetConflictList;
+use crate::sync_model::{StartSync, SyncJobList, SyncJobStatus, SyncKind, SyncStarted};
 use crate::AppState;
 
 /// `POST /api/sync` `{ kind }` + `Idempotency-Key` -> `202 { syncId, status: "queued", position }`.
@@ -41,14 +41,11 @@ use crate::AppState;
 )]
 pub async fn start_route(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    mut req: Mutating,
 ) -> Result<Answer, ApiError> {
-    let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
-    let body = json_body(body)?;
+    let mutation = req.mutation()?;
+    let body = req.json()?;
+    let user = req.user;
     let kind = match body.get("kind").and_then(Value::as_str) {
         Some("from-sheet") => SyncKind::FromSheet,
         Some("to-sheet") => SyncKind::ToSheet,
@@ -127,14 +124,12 @@ pub async fn status_route(
 )]
 pub async fn cancel_route(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
     path: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: Mutating,
 ) -> Result<Answer, ApiError> {
     let id = path_params(path)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path(), b"")?;
+    let mutation = req.mutation()?;
+    let user = req.user;
     // Waited for outside the write below: the job needs the database to
     // finish its batch.
     if let Some(mut stopped) = state.jobs.stop(&user, &id) {

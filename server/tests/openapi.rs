@@ -216,7 +216,7 @@ async fn collection_names_exclude_the_other_routes() {
         .collect();
     assert_eq!(excluded, routes);
     assert_eq!(
-        crm_sync_server::openapi::RESERVED_NAMES
+        crm_sync_server::wire::RESERVED_NAMES
             .iter()
             .copied()
             .collect::<BTreeSet<_>>(),
