@@ -278,6 +278,8 @@ pub async fn logout_route(
         .db
         .write(move |tx| {
             tx.execute("DELETE FROM tokens WHERE token_hash = ?1", &[&hash])?;
+            // Streams on other instances end at their next sweep.
+            crate::streams::revoke_rows(tx, &hash)?;
             Ok(())
         })
         .await?;

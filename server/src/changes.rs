@@ -348,7 +348,10 @@ pub async fn events_route(
         None => head,
     };
     let left = u64::try_from(session.expires_at - unix_seconds()).unwrap_or(0);
-    let ticket = state.streams.open(&session.user, &session.token_hash);
+    let ticket = state
+        .streams
+        .open(&session.user, &session.token_hash)
+        .await?;
     let follower = Follower {
         db: Arc::clone(&state.db),
         seq,

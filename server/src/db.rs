@@ -154,6 +154,22 @@ CREATE TABLE stream_tickets (
   expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Open event streams of every instance, so the per-user limit holds across
+-- instances; `opened` orders a user's streams, `seen_at` (seconds) says the
+-- instance holding it is alive.
+CREATE TABLE open_streams (
+  id TEXT PRIMARY KEY,
+  "user" TEXT NOT NULL,
+  token_hash TEXT NOT NULL,
+  instance TEXT NOT NULL,
+  opened INTEGER NOT NULL,
+  seen_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX open_streams_user ON open_streams ("user", opened);
+CREATE INDEX open_streams_instance ON open_streams (instance);
+CREATE INDEX open_streams_token ON open_streams (token_hash);
+"#,
 ];
 
 /// The PostgreSQL schema, in the same steps: the table `schema_version` says
@@ -251,6 +267,19 @@ CREATE TABLE stream_tickets (
   token_hash TEXT COLLATE "C" NOT NULL,
   expires_at BIGINT NOT NULL
 );
+"#,
+    r#"
+CREATE TABLE open_streams (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  "user" TEXT COLLATE "C" NOT NULL,
+  token_hash TEXT COLLATE "C" NOT NULL,
+  instance TEXT COLLATE "C" NOT NULL,
+  opened BIGINT NOT NULL,
+  seen_at BIGINT NOT NULL
+);
+CREATE INDEX open_streams_user ON open_streams ("user", opened);
+CREATE INDEX open_streams_instance ON open_streams (instance);
+CREATE INDEX open_streams_token ON open_streams (token_hash);
 "#,
 ];
 

@@ -182,7 +182,9 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let (stop, shutdown) = watch::channel(false);
     let limits = Arc::new(config.limits.clone());
     let logins = Arc::new(LoginGuard::new(&limits, Arc::clone(&db)).map_err(|e| e.message)?);
-    let streams = Arc::new(Streams::new(limits.streams_per_user));
+    let streams =
+        Arc::new(Streams::new(limits.streams_per_user, Arc::clone(&db)).map_err(|e| e.message)?);
+    tokio::spawn(Arc::clone(&streams).sweep(shutdown.clone()));
     let state = AppState {
         db: Arc::clone(&db),
         jobs: Arc::clone(&jobs),
@@ -240,6 +242,7 @@ async fn janitor(
             .write(move |tx| {
                 Ok(auth::purge_expired(tx)?
                     + stream_tickets::purge(tx)?
+                    + streams::purge(tx)?
                     + idempotency::purge(tx)?
                     + logins::purge(tx)?
                     + changes::prune(tx, keep)?)

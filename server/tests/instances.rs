@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{next_frame, open_events, read_events, TestServer};
+use common::{ends_within, next_frame, open_events, read_events, TestServer};
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -129,6 +129,34 @@ async fn a_change_through_one_instance_reaches_the_other_instances_stream() {
     assert_eq!(events[0].1["id"], "c-0003");
     assert_eq!(events[0].1["version"], 2);
     assert_eq!(events[0].1["record"]["fields"]["city"], "Lyon");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: CRM_TEST_POSTGRES"]
+async fn a_users_stream_limit_and_logout_hold_across_instances() {
+    let (a, b) = two_instances().await;
+    let (ta, tb) = (a.login("bob").await, b.login("bob").await);
+    let mut on_a = Vec::new();
+    for _ in 0..5 {
+        on_a.push(open_events(&a, &ta).await);
+    }
+    // The sixth, through the other instance, ends the oldest on the first.
+    let mut on_b = open_events(&b, &tb).await;
+    assert!(ends_within(&mut on_a[0], Duration::from_secs(10)).await);
+    for stream in &mut on_a[1..] {
+        assert!(!ends_within(stream, Duration::from_millis(200)).await);
+    }
+    assert!(!ends_within(&mut on_b, Duration::from_millis(200)).await);
+    // Logging the first token out through the other instance ends its
+    // streams there too, and leaves the other token's stream open.
+    let r = b
+        .send(Method::POST, "/api/logout", Some(&ta), None, &[])
+        .await;
+    assert_eq!(r.status, 204);
+    for stream in &mut on_a[1..] {
+        assert!(ends_within(stream, Duration::from_secs(10)).await);
+    }
+    assert!(!ends_within(&mut on_b, Duration::from_millis(200)).await);
 }
 
 /// The sequence numbers of the `change` events a stream sends, until `want`

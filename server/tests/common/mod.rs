@@ -329,3 +329,16 @@ pub async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<(String,
     }
     out
 }
+
+/// Reads until the stream ends; `false` if it is still open after `wait`.
+pub async fn ends_within(resp: &mut reqwest::Response, wait: Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match tokio::time::timeout(left, resp.chunk()).await {
+            Err(_) => return false,
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None) | Err(_)) => return true,
+        }
+    }
+}
