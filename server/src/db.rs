@@ -170,6 +170,22 @@ CREATE INDEX open_streams_user ON open_streams ("user", opened);
 CREATE INDEX open_streams_instance ON open_streams (instance);
 CREATE INDEX open_streams_token ON open_streams (token_hash);
 "#,
+    r#"
+-- Sync jobs as every instance sees them: the last published status (JSON),
+-- the conflicts once finished, and the running instance's lease (seconds), the last change (milliseconds).
+CREATE TABLE sync_jobs (
+  id TEXT PRIMARY KEY,
+  "user" TEXT NOT NULL,
+  instance TEXT NOT NULL,
+  status TEXT NOT NULL,
+  body TEXT NOT NULL,
+  conflicts TEXT NOT NULL,
+  lease_until INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sync_jobs_user ON sync_jobs ("user");
+CREATE INDEX sync_jobs_lease ON sync_jobs (status, lease_until);
+"#,
 ];
 
 /// The PostgreSQL schema, in the same steps: the table `schema_version` says
@@ -280,6 +296,20 @@ CREATE TABLE open_streams (
 CREATE INDEX open_streams_user ON open_streams ("user", opened);
 CREATE INDEX open_streams_instance ON open_streams (instance);
 CREATE INDEX open_streams_token ON open_streams (token_hash);
+"#,
+    r#"
+CREATE TABLE sync_jobs (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  "user" TEXT COLLATE "C" NOT NULL,
+  instance TEXT COLLATE "C" NOT NULL,
+  status TEXT COLLATE "C" NOT NULL,
+  body TEXT NOT NULL,
+  conflicts TEXT NOT NULL,
+  lease_until BIGINT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+CREATE INDEX sync_jobs_user ON sync_jobs ("user");
+CREATE INDEX sync_jobs_lease ON sync_jobs (status, lease_until);
 "#,
 ];
 

@@ -26,6 +26,7 @@ pub mod error;
 pub mod extract;
 pub mod history;
 pub mod idempotency;
+pub mod job_leases;
 pub mod limits;
 pub mod logins;
 pub mod metrics;
@@ -166,17 +167,20 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         let sheet = config.sheet.clone();
         tokio::task::spawn_blocking(move || demo::write_demo_sheet(&sheet)).await??;
     }
-    let jobs = Arc::new(SyncJobs::new(
-        Arc::clone(&db),
-        SheetConfig {
-            path: config.sheet.clone(),
-            latency: config.sheet_latency,
-        },
-        config.workers,
-        config.keep_finished_jobs,
-        config.limits.jobs_per_user,
-        tokio::runtime::Handle::current(),
-    ));
+    let jobs = Arc::new(
+        SyncJobs::new(
+            Arc::clone(&db),
+            SheetConfig {
+                path: config.sheet.clone(),
+                latency: config.sheet_latency,
+            },
+            config.workers,
+            config.keep_finished_jobs,
+            config.limits.jobs_per_user,
+            tokio::runtime::Handle::current(),
+        )
+        .map_err(|e| e.message)?,
+    );
     let metrics = Arc::new(metrics::ServerMetrics::new());
     jobs.report_to(Arc::clone(&metrics));
     let (stop, shutdown) = watch::channel(false);
@@ -185,6 +189,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let streams =
         Arc::new(Streams::new(limits.streams_per_user, Arc::clone(&db)).map_err(|e| e.message)?);
     tokio::spawn(Arc::clone(&streams).sweep(shutdown.clone()));
+    tokio::spawn(Arc::clone(&jobs).beat(shutdown.clone()));
     let state = AppState {
         db: Arc::clone(&db),
         jobs: Arc::clone(&jobs),
@@ -238,11 +243,13 @@ async fn janitor(
         jobs.purge();
         metrics.upkeep();
         let keep = limits.changes_kept;
+        let keep_jobs = jobs.keep_finished();
         let purged = db
             .write(move |tx| {
                 Ok(auth::purge_expired(tx)?
                     + stream_tickets::purge(tx)?
                     + streams::purge(tx)?
+                    + job_leases::purge(tx, keep_jobs)?
                     + idempotency::purge(tx)?
                     + logins::purge(tx)?
                     + changes::prune(tx, keep)?)

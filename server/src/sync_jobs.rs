@@ -1,7 +1,10 @@
 //! Sync jobs with the spreadsheet. Each user has a FIFO queue (one job at a
 //! time per user); different users run at once, bounded by a server-wide
-//! semaphore of `--workers` permits. Jobs live in memory only: a restart loses
-//! them, and finished jobs are forgotten after [`KEEP_FINISHED`].
+//! semaphore of `--workers` permits. A job runs on the instance that queued
+//! it, which keeps it in memory and publishes it to the database
+//! ([`crate::job_leases`]) under a lease: other instances answer for it from
+//! there, and end it as `error` when the lease runs out (its instance died).
+//! Finished jobs are forgotten after [`KEEP_FINISHED`].
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -18,6 +21,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::db::{random_hex, timestamp_rfc3339, Db, Tx};
 use crate::error::ApiError;
 use crate::history::{self, Author};
+use crate::job_leases;
 use crate::model::FieldValue;
 use crate::model::Record;
 use crate::records;
@@ -113,7 +117,7 @@ impl Queues {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "sync_not_found",
-                "no such sync job (unknown, expired, or lost in a server restart)",
+                "no such sync job (unknown, or finished long ago)",
             )
         })?;
         if job.user != user {
@@ -142,6 +146,8 @@ pub struct SyncJobs {
     runtime: tokio::runtime::Handle,
     /// Where finished runs are counted (set once at start).
     metrics: std::sync::OnceLock<Arc<crate::metrics::ServerMetrics>>,
+    /// This instance, as `sync_jobs.instance` names it.
+    instance: String,
 }
 
 /// Why a job stopped early.
@@ -170,6 +176,9 @@ impl From<tokio::task::JoinError> for Stop {
 
 impl SyncJobs {
     /// Creates the job registry; runners are spawned on `runtime`.
+    ///
+    /// # Errors
+    /// When no random instance id can be made.
     pub fn new(
         db: Arc<Db>,
         sheet: SheetConfig,
@@ -177,8 +186,8 @@ impl SyncJobs {
         keep_finished: Duration,
         jobs_per_user: usize,
         runtime: tokio::runtime::Handle,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, ApiError> {
+        Ok(Self {
             queues: Mutex::new(Queues {
                 keep_finished,
                 ..Queues::default()
@@ -190,7 +199,8 @@ impl SyncJobs {
             sheet,
             runtime,
             metrics: std::sync::OnceLock::new(),
-        }
+            instance: random_hex(8)?,
+        })
     }
 
     /// Counts each finished run in `metrics` from now on.
@@ -223,17 +233,27 @@ impl SyncJobs {
         self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a job for `user` and returns its status (`queued`, with its position).
+    /// Queues a job for `user` and returns its status (`queued`, with its
+    /// position); records it in `tx` for the other instances.
     ///
     /// # Errors
     /// `429 too_many_jobs` when the user has the most unfinished jobs
-    /// allowed; internal error when no random id can be made.
-    pub fn enqueue(self: &Arc<Self>, user: &str, kind: SyncKind) -> Result<Value, ApiError> {
+    /// allowed (on every instance); internal error when no random id can be
+    /// made.
+    pub fn enqueue(
+        self: &Arc<Self>,
+        tx: &Tx<'_>,
+        user: &str,
+        kind: SyncKind,
+    ) -> Result<Value, ApiError> {
         let id = random_hex(16)?;
         let now = timestamp_rfc3339();
+        // One enqueue per user at a time, on every instance.
+        tx.lock(&format!("sync:{user}"))?;
+        let elsewhere = job_leases::unfinished_elsewhere(tx, user, &self.instance)?;
         let mut q = self.lock();
         q.purge();
-        let unfinished = q.waiting.get(user).map_or(0, VecDeque::len);
+        let unfinished = q.waiting.get(user).map_or(0, VecDeque::len) + elsewhere;
         if unfinished >= self.jobs_per_user {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -274,6 +294,7 @@ impl SyncJobs {
         let status = q.status_json(&job);
         q.jobs.insert(id.clone(), job);
         drop(q);
+        job_leases::insert(tx, &id, user, &self.instance, &status)?;
         tracing::info!(sync_id = %id, user = %user, ?kind, "sync job queued");
         if needs_runner {
             let jobs = Arc::clone(self);
@@ -335,7 +356,7 @@ impl SyncJobs {
     /// # Errors
     /// `404 sync_not_found`, `403 forbidden`; `409 already_finished` when
     /// the job ended otherwise, or its cancel was answered already.
-    pub fn cancel(&self, user: &str, id: &str) -> Result<Value, ApiError> {
+    pub fn cancel(&self, tx: &Tx<'_>, user: &str, id: &str) -> Result<Value, ApiError> {
         let mut q = self.lock();
         let job = q.owned(user, id)?;
         let ours =
@@ -356,7 +377,11 @@ impl SyncJobs {
             .jobs
             .get(id)
             .ok_or_else(|| ApiError::internal("job vanished"))?;
-        Ok(q.status_json(job))
+        let status = q.status_json(job);
+        let conflicts = json!(job.conflicts);
+        drop(q);
+        job_leases::publish(tx, id, &status, Some(&conflicts))?;
+        Ok(status)
     }
 
     /// What a from-sheet job did not apply, field by field.
@@ -377,6 +402,11 @@ impl SyncJobs {
         mine.sort_by_key(|j| std::cmp::Reverse(j.seq));
         let items: Vec<Value> = mine.iter().map(|j| q.status_json(j)).collect();
         json!({ "items": items })
+    }
+
+    /// How long finished jobs are kept.
+    pub fn keep_finished(&self) -> Duration {
+        self.lock().keep_finished
     }
 
     /// Forgets jobs finished more than [`KEEP_FINISHED`] ago.
@@ -476,6 +506,139 @@ impl SyncJobs {
         if let Some(metrics) = self.metrics.get() {
             metrics.sync_job_finished(job.status, took);
         }
+        let job = &q.jobs[id];
+        let (status, conflicts) = (q.status_json(job), json!(job.conflicts));
+        drop(q);
+        self.publish_soon(id.to_owned(), status, Some(conflicts));
+    }
+
+    /// Publishes a job's status for the other instances, without waiting.
+    fn publish_soon(&self, id: String, status: Value, conflicts: Option<Value>) {
+        let db = Arc::clone(&self.db);
+        self.runtime.spawn(async move {
+            let published = db
+                .write(move |tx| job_leases::publish(tx, &id, &status, conflicts.as_ref()))
+                .await;
+            if let Err(e) = published {
+                tracing::warn!(error = %e.message, "sync job not published");
+            }
+        });
+    }
+
+    /// Until `shutdown`: every [`job_leases::BEAT`], publishes this
+    /// instance's unfinished jobs (renewing their leases) and ends as
+    /// `error` the jobs of any instance whose lease ran out.
+    pub async fn beat(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(job_leases::BEAT);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let running: Vec<(String, Value)> = {
+                let q = self.lock();
+                q.jobs
+                    .values()
+                    .filter(|j| !j.status.is_finished())
+                    .map(|j| (j.id.clone(), q.status_json(j)))
+                    .collect()
+            };
+            let beat = self
+                .db
+                .write(move |tx| {
+                    for (id, status) in &running {
+                        job_leases::publish(tx, id, status, None)?;
+                    }
+                    job_leases::expire(tx)
+                })
+                .await;
+            match beat {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(jobs = n, "sync jobs of a stopped server ended as error"),
+                Err(e) => tracing::warn!(error = %e.message, "sync jobs not published"),
+            }
+        }
+    }
+
+    /// Status of one of `user`'s jobs, wherever it runs: from memory when it
+    /// runs here, else as its instance last published it (ended as `error`
+    /// first when that instance's lease ran out).
+    ///
+    /// # Errors
+    /// `404 sync_not_found`, `403 forbidden`, internal errors.
+    pub async fn status_anywhere(&self, user: &str, id: &str) -> Result<Value, ApiError> {
+        match self.status(user, id) {
+            Err(e) if e.code == "sync_not_found" => {
+                let (id, keep) = (id.to_owned(), self.keep_finished());
+                let found = self
+                    .db
+                    .write(move |tx| {
+                        job_leases::expire(tx)?;
+                        job_leases::status(tx, &id, keep)
+                    })
+                    .await?;
+                published(found, user, e)
+            }
+            other => other,
+        }
+    }
+
+    /// [`Self::conflicts`], wherever the job ran.
+    ///
+    /// # Errors
+    /// `404 sync_not_found`, `403 forbidden`, internal errors.
+    pub async fn conflicts_anywhere(&self, user: &str, id: &str) -> Result<Value, ApiError> {
+        match self.conflicts(user, id) {
+            Err(e) if e.code == "sync_not_found" => {
+                let (id, keep) = (id.to_owned(), self.keep_finished());
+                let found = self
+                    .db
+                    .read(move |tx| job_leases::conflicts(tx, &id, keep))
+                    .await?;
+                Ok(json!({ "items": published(found, user, e)? }))
+            }
+            other => other,
+        }
+    }
+
+    /// [`Self::list`] with the user's jobs on other instances.
+    ///
+    /// # Errors
+    /// Internal errors from the database.
+    pub async fn list_anywhere(&self, user: &str) -> Result<Value, ApiError> {
+        let mut items = match self.list(user) {
+            Value::Object(mut o) => match o.remove("items") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let (user_, instance, keep) =
+            (user.to_owned(), self.instance.clone(), self.keep_finished());
+        let others = self
+            .db
+            .read(move |tx| job_leases::elsewhere(tx, &user_, &instance, keep))
+            .await?;
+        items.extend(others);
+        // RFC 3339 UTC with milliseconds: text order is time order.
+        items.sort_by(|a, b| b["createdAt"].as_str().cmp(&a["createdAt"].as_str()));
+        Ok(json!({ "items": items }))
+    }
+}
+
+/// A job as the table has it, for `user`: its value, or the error of the
+/// local lookup when the table has none either.
+fn published(
+    found: Option<(String, Value)>,
+    user: &str,
+    not_here: ApiError,
+) -> Result<Value, ApiError> {
+    match found {
+        None => Err(not_here),
+        Some((owner, _)) if owner != user => {
+            Err(ApiError::forbidden("this sync job belongs to another user"))
+        }
+        Some((_, value)) => Ok(value),
     }
 }
 

@@ -57,10 +57,10 @@ pub async fn start_route(
         }
     };
     let jobs = Arc::clone(&state.jobs);
-    write_once(&state.db, mutation, move |_tx| {
+    write_once(&state.db, mutation, move |tx| {
             // Queued inside the transaction that stores the answer, so two
             // requests with one key can never both start a job.
-            let status = jobs.enqueue(&user, kind)?;
+            let status = jobs.enqueue(tx, &user, kind)?;
             Ok(Answer::json(
                 StatusCode::ACCEPTED,
                 &json!({ "syncId": status["syncId"], "status": "queued", "position": status["position"] }),
@@ -86,7 +86,7 @@ pub async fn start_route(
         (status = 200, description = "The job", body = SyncJobStatus),
         RequestErrors,
         (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
-        (status = 404, description = "`sync_not_found`: unknown, expired or lost in a restart", body = ErrorBody),
+        (status = 404, description = "`sync_not_found`: unknown, or finished more than 10 minutes ago", body = ErrorBody),
     )
 )]
 pub async fn status_route(
@@ -95,7 +95,7 @@ pub async fn status_route(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_params(path)?;
-    state.jobs.status(&user, &id).map(Json)
+    state.jobs.status_anywhere(&user, &id).await.map(Json)
 }
 
 /// `DELETE /api/sync/{syncId}` -> `200` with `status: "cancelled"`. A
@@ -138,8 +138,8 @@ pub async fn cancel_route(
         let _ = stopped.wait_for(|finished| *finished).await;
     }
     let jobs = Arc::clone(&state.jobs);
-    write_once(&state.db, mutation, move |_tx| {
-        Ok(Answer::json(StatusCode::OK, &jobs.cancel(&user, &id)?)?.into())
+    write_once(&state.db, mutation, move |tx| {
+        Ok(Answer::json(StatusCode::OK, &jobs.cancel(tx, &user, &id)?)?.into())
     })
     .await
 }
@@ -155,8 +155,11 @@ pub async fn cancel_route(
         SignedInErrors,
     )
 )]
-pub async fn list_route(State(state): State<AppState>, AuthUser(user): AuthUser) -> Json<Value> {
-    Json(state.jobs.list(&user))
+pub async fn list_route(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Value>, ApiError> {
+    state.jobs.list_anywhere(&user).await.map(Json)
 }
 
 /// `GET /api/sync/{syncId}/conflicts` -> `{ items }`: field by field, the
@@ -177,7 +180,7 @@ pub async fn list_route(State(state): State<AppState>, AuthUser(user): AuthUser)
         (status = 200, description = "In sheet order; the first 1,000 (`stats.conflicts` counts the rows)", body = SheetConflictList),
         RequestErrors,
         (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
-        (status = 404, description = "`sync_not_found`: unknown, expired or lost in a restart", body = ErrorBody),
+        (status = 404, description = "`sync_not_found`: unknown, or finished more than 10 minutes ago", body = ErrorBody),
     )
 )]
 pub async fn conflicts_route(
@@ -186,5 +189,5 @@ pub async fn conflicts_route(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_params(path)?;
-    state.jobs.conflicts(&user, &id).map(Json)
+    state.jobs.conflicts_anywhere(&user, &id).await.map(Json)
 }

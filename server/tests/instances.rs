@@ -159,6 +159,66 @@ async fn a_users_stream_limit_and_logout_hold_across_instances() {
     assert!(!ends_within(&mut on_b, Duration::from_millis(200)).await);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: CRM_TEST_POSTGRES"]
+async fn a_job_of_a_killed_instance_ends_as_error_on_the_other_within_a_minute() {
+    assert!(common::postgres_url().is_some(), "set CRM_TEST_POSTGRES");
+    let a = TestServer::start().await;
+    // The second instance is the real binary on the same database, killed
+    // without warning while its job downloads the sheet (5 s of latency).
+    let sheet = a.path("killed-sheet.csv");
+    std::fs::write(&sheet, sheet_of_new_customers("k", 10)).unwrap();
+    let b = common::spawn_server(&[
+        "--db".into(),
+        a.db.clone().into_os_string(),
+        "--sheet".into(),
+        sheet.into_os_string(),
+    ]);
+    let c = common::client();
+    let t = a.login("alice").await;
+    let started = common::send(
+        &c,
+        &b.base,
+        Method::POST,
+        "/api/sync",
+        Some(&t),
+        Some(json!({ "kind": "from-sheet" })),
+        &[],
+    )
+    .await;
+    assert_eq!(started.status, 202, "{:?}", started.body);
+    let id = started.body["syncId"].as_str().unwrap().to_owned();
+    // The other instance sees it while it runs ...
+    let r = a.get(&format!("/api/sync/{id}"), &t).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(
+        ["queued", "downloading"].contains(&r.body["status"].as_str().unwrap()),
+        "{:?}",
+        r.body
+    );
+    let listed = a.get("/api/sync", &t).await.body;
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["syncId"] == id.as_str()),
+        "{listed}"
+    );
+    drop(b);
+    // ... and, once its instance is gone, ends it as `error`.
+    let seen = a.wait_job(&t, &id, Duration::from_secs(60)).await;
+    let last = seen.last().unwrap();
+    assert_eq!(last["status"], "error", "{seen:?}");
+    assert!(
+        last["error"].as_str().unwrap().contains("stopped"),
+        "{last}"
+    );
+    // Not one row of the sheet was written.
+    let r = a.get("/api/customers/s-k-0000", &t).await;
+    assert_eq!(r.status, 404);
+}
+
 /// The sequence numbers of the `change` events a stream sends, until `want`
 /// came or none came for 20 s.
 async fn stream_ids(resp: &mut reqwest::Response, want: usize) -> Vec<i64> {
