@@ -38,6 +38,7 @@ pub mod router;
 pub mod sheet;
 pub mod stream_tickets;
 pub mod streams;
+pub mod sync_conflicts;
 pub mod sync_jobs;
 pub mod sync_model;
 pub mod sync_routes;

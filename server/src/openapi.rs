@@ -15,7 +15,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::history::{FieldChange, HistoryEntry, HistoryList, HistoryOp};
-use crate::sync_jobs::{SheetConflict, SheetConflictList};
+use crate::sync_conflicts::{SheetConflict, SheetConflictList};
 use crate::sync_model::{
     ConflictReason, ConflictRow, StartSync, SyncJobList, SyncJobStatus, SyncKind, SyncStarted,
     SyncStats, SyncStatus,

@@ -15,7 +15,7 @@ use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{path_params, Answer};
 use crate::idempotency::{write_once, Mutating};
-use crate::sync_jobs::SheetConflictList;
+use crate::sync_conflicts::SheetConflictList;
 use crate::sync_model::{StartSync, SyncJobList, SyncJobStatus, SyncKind, SyncStarted};
 use crate::AppState;
 
