@@ -3,7 +3,14 @@
 Loaded with SCHEMATHESIS_HOOKS=server/fuzz/hooks.py.
 """
 
+import hashlib
+import json
+import re
+
 import schemathesis
+
+# What the document allows as an Idempotency-Key.
+VALID_KEY = re.compile(r"[!-~]{1,200}")
 
 # Names under /api/ that are other routes, never collections. The document
 # says so (the `collection` parameter's schema has `not: {enum: [...]}`), and
@@ -23,6 +30,7 @@ def before_call(context, case, kwargs):
     params = case.path_parameters
     if params and params.get("collection") in RESERVED:
         params["collection"] = params["collection"].upper()
+    client_idempotency_keys(case)
 
 
 # DELETE /api/sync/{sync_id} cancels a job; the job stays readable (status
@@ -35,7 +43,56 @@ def before_call(context, case, kwargs):
 # not consulted by the stateful phase that raises it.)
 @schemathesis.hook
 def filter_failure(context, failure, case, response):
-    return not (
-        failure.code == "ST301"
-        and case.operation.path in ("/api/sync/{sync_id}", "/api/sync/{sync_id}/conflicts")
-    )
+    if failure.code == "ST301" and case.operation.path in (
+        "/api/sync/{sync_id}",
+        "/api/sync/{sync_id}/conflicts",
+    ):
+        return False
+    return not _cursor_of_another_server(failure, case, response)
+
+
+# A changes-feed cursor is the server's own: a cursor it did not give out
+# (another server's, one of a database since replaced, or one pruned) is
+# `410 cursor_expired`, "reload everything", as the document says for both
+# routes that take one. Any string is a cursor to the document (it is
+# opaque to clients), so the check for schema-valid requests (ST202) reports
+# the 410; it is the answer the protocol asks for, not a refusal of a valid
+# request.
+def _cursor_of_another_server(failure, case, response):
+    if failure.code != "ST202" or response is None or response.status_code != 410:
+        return False
+    if case.operation.path not in ("/api/changes", "/api/events"):
+        return False
+    try:
+        return response.json()["error"]["code"] == "cursor_expired"
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+# A client sends one Idempotency-Key per request, and the same key only when
+# it resends that same request. The fuzzer draws keys from a small pool and
+# sends one key with many different requests, which the server rightly
+# refuses (`422 idempotency_mismatch`, documented) and the check for
+# schema-valid requests (ST202) then reports. So a valid key is made the
+# client's: the drawn key plus a digest of method, path and body, so the
+# same request keeps its key (and gets the stored answer) and another request
+# gets another key. Invalid keys (negative tests) are sent as drawn.
+def _client_key(case, key):
+    body = getattr(case, "body", None)
+    try:
+        body_text = json.dumps(body, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        body_text = repr(body)
+    path = getattr(case, "formatted_path", None) or case.path
+    digest = hashlib.sha256(f"{case.method} {path} {body_text}".encode()).hexdigest()[:16]
+    return f"{key[:183]}-{digest}"
+
+
+def client_idempotency_keys(case):
+    headers = case.headers or {}
+    for name in list(headers):
+        if name.lower() != "idempotency-key":
+            continue
+        key = headers[name]
+        if isinstance(key, str) and VALID_KEY.fullmatch(key):
+            headers[name] = _client_key(case, key)
