@@ -219,6 +219,93 @@ pub fn elsewhere(
     .collect()
 }
 
+/// Asks the instance running job `id` of `user` to cancel it (it looks
+/// on its next beat). Returns whether the job exists, is `user`'s and is
+/// not finished.
+///
+/// # Errors
+/// `403 forbidden` for another user's job; internal errors.
+pub fn request_cancel(tx: &Tx<'_>, id: &str, user: &str) -> Result<bool, ApiError> {
+    let owner: Option<String> = tx
+        .query_opt("SELECT \"user\" FROM sync_jobs WHERE id = ?1", &[&id])?
+        .map(|r| r.get(0))
+        .transpose()?;
+    match owner {
+        None => Ok(false),
+        Some(owner) if owner != user => {
+            Err(ApiError::forbidden("this sync job belongs to another user"))
+        }
+        Some(_) => Ok(tx.execute(
+            &format!("UPDATE sync_jobs SET cancel_requested = ?1 WHERE id = ?2 AND {UNFINISHED}"),
+            &[&true, &id],
+        )? == 1),
+    }
+}
+
+/// The jobs of `instance` whose cancel was asked through another instance:
+/// (id, user).
+///
+/// # Errors
+/// Internal errors from the database.
+pub fn cancels_for(tx: &Tx<'_>, instance: &str) -> Result<Vec<(String, String)>, ApiError> {
+    tx.query(
+        &format!(
+            "SELECT id, \"user\" FROM sync_jobs
+             WHERE instance = ?1 AND cancel_requested = ?2 AND {UNFINISHED}"
+        ),
+        &[&instance, &true],
+    )?
+    .iter()
+    .map(|r| Ok((r.get(0)?, r.get(1)?)))
+    .collect()
+}
+
+/// Whether job `id` is finished in the table (or gone).
+///
+/// # Errors
+/// Internal errors from the database.
+pub fn finished(tx: &Tx<'_>, id: &str) -> Result<bool, ApiError> {
+    Ok(tx
+        .query_opt(
+            &format!("SELECT 1 FROM sync_jobs WHERE id = ?1 AND {UNFINISHED}"),
+            &[&id],
+        )?
+        .is_none())
+}
+
+/// The answer to a cancel asked through another instance than the job's,
+/// once: the job, `cancelled`. `None` when it ended otherwise or was
+/// answered already.
+///
+/// # Errors
+/// Internal errors from the database.
+pub fn answer_cancel(tx: &Tx<'_>, id: &str) -> Result<Option<Value>, ApiError> {
+    let answered = tx.execute(
+        "UPDATE sync_jobs SET cancel_answered = ?1
+         WHERE id = ?2 AND status = 'cancelled' AND cancel_requested = ?1 AND cancel_answered = ?3",
+        &[&true, &id, &false],
+    )?;
+    if answered == 0 {
+        return Ok(None);
+    }
+    let body: String = tx
+        .query_one("SELECT body FROM sync_jobs WHERE id = ?1", &[&id])?
+        .get(0)?;
+    parse(&body).map(Some)
+}
+
+/// Claims the one answer to a cancel of a job of this instance: `false`
+/// when another instance gave it already.
+///
+/// # Errors
+/// Internal errors from the database.
+pub fn claim_cancel_answer(tx: &Tx<'_>, id: &str) -> Result<bool, ApiError> {
+    Ok(tx.execute(
+        "UPDATE sync_jobs SET cancel_answered = ?1 WHERE id = ?2 AND cancel_answered = ?3",
+        &[&true, &id, &false],
+    )? == 1)
+}
+
 /// Forgets jobs finished more than `keep` ago.
 ///
 /// # Errors

@@ -359,9 +359,18 @@ impl SyncJobs {
     /// the job ended otherwise, or its cancel was answered already.
     pub fn cancel(&self, tx: &Tx<'_>, user: &str, id: &str) -> Result<Value, ApiError> {
         let mut q = self.lock();
-        let job = q.owned(user, id)?;
-        let ours =
-            job.status == SyncStatus::Cancelled && job.cancel_requested && !job.cancel_answered;
+        let job = match q.owned(user, id) {
+            Err(e) if e.code == "sync_not_found" => {
+                drop(q);
+                return cancelled_elsewhere(tx, user, id, e);
+            }
+            other => other?,
+        };
+        // A cancel answered through another instance counts too.
+        let ours = job.status == SyncStatus::Cancelled
+            && job.cancel_requested
+            && !job.cancel_answered
+            && job_leases::claim_cancel_answer(tx, id)?;
         if !ours {
             // Still running cannot be: `stop` came first and was waited for.
             return Err(ApiError::new(
@@ -544,21 +553,88 @@ impl SyncJobs {
                     .map(|j| (j.id.clone(), q.status_json(j)))
                     .collect()
             };
+            let instance = self.instance.clone();
             let beat = self
                 .db
                 .write(move |tx| {
                     for (id, status) in &running {
                         job_leases::publish(tx, id, status, None)?;
                     }
-                    job_leases::expire(tx)
+                    Ok((
+                        job_leases::expire(tx)?,
+                        job_leases::cancels_for(tx, &instance)?,
+                    ))
                 })
                 .await;
             match beat {
-                Ok(0) => {}
-                Ok(n) => tracing::warn!(jobs = n, "sync jobs of a stopped server ended as error"),
+                Ok((expired, cancels)) => {
+                    if expired > 0 {
+                        tracing::warn!(
+                            jobs = expired,
+                            "sync jobs of a stopped server ended as error"
+                        );
+                    }
+                    for (id, user) in cancels {
+                        self.stop_for_another_instance(&user, &id);
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e.message, "sync jobs not published"),
             }
         }
+    }
+
+    /// Stops a job of this instance whose cancel came through another one;
+    /// a queued job, cancelled at once, is published at once (a running one
+    /// is when it has stopped).
+    fn stop_for_another_instance(&self, user: &str, id: &str) {
+        if self.stop(user, id).is_some() {
+            return;
+        }
+        let published = {
+            let q = self.lock();
+            q.jobs
+                .get(id)
+                .filter(|j| j.status == SyncStatus::Cancelled)
+                .map(|j| (q.status_json(j), json!(j.conflicts)))
+        };
+        if let Some((status, conflicts)) = published {
+            self.publish_soon(id.to_owned(), status, Some(conflicts));
+        }
+    }
+
+    /// Whether job `id` runs (or ran) on this instance.
+    pub fn is_here(&self, id: &str) -> bool {
+        self.lock().jobs.contains_key(id)
+    }
+
+    /// Asks the instance running `user`'s job `id` to cancel it, and waits
+    /// until the job has finished there (at most a minute).
+    ///
+    /// # Errors
+    /// `404 sync_not_found`, `403 forbidden`, internal errors.
+    pub async fn stop_elsewhere(&self, user: &str, id: &str) -> Result<(), ApiError> {
+        let (id, user) = (id.to_owned(), user.to_owned());
+        let id_ = id.clone();
+        let asked = self
+            .db
+            .write(move |tx| job_leases::request_cancel(tx, &id_, &user))
+            .await?;
+        if !asked {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let id = id.clone();
+            if self
+                .db
+                .read(move |tx| job_leases::finished(tx, &id))
+                .await?
+            {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Status of one of `user`'s jobs, wherever it runs: from memory when it
@@ -625,6 +701,27 @@ impl SyncJobs {
         items.sort_by(|a, b| b["createdAt"].as_str().cmp(&a["createdAt"].as_str()));
         Ok(json!({ "items": items }))
     }
+}
+
+/// The answer to a cancel of a job of another instance, once it stopped.
+fn cancelled_elsewhere(
+    tx: &Tx<'_>,
+    user: &str,
+    id: &str,
+    not_here: ApiError,
+) -> Result<Value, ApiError> {
+    if let Some(answer) = job_leases::answer_cancel(tx, id)? {
+        return Ok(answer);
+    }
+    let job = published(job_leases::status(tx, id, KEEP_FINISHED)?, user, not_here)?;
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "already_finished",
+        format!(
+            "the sync job is already {}",
+            job["status"].as_str().unwrap_or("finished")
+        ),
+    ))
 }
 
 /// A job as the table has it, for `user`: its value, or the error of the

@@ -136,6 +136,9 @@ pub async fn cancel_route(
         // An error means the job is gone (the sender dropped): the answer
         // below says how.
         let _ = stopped.wait_for(|finished| *finished).await;
+    } else if !state.jobs.is_here(&id) {
+        // Another instance runs it: asked through the database.
+        state.jobs.stop_elsewhere(&user, &id).await?;
     }
     let jobs = Arc::clone(&state.jobs);
     write_once(&state.db, mutation, move |tx| {

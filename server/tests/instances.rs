@@ -219,6 +219,36 @@ async fn a_job_of_a_killed_instance_ends_as_error_on_the_other_within_a_minute()
     assert_eq!(r.status, 404);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: CRM_TEST_POSTGRES"]
+async fn a_job_is_cancelled_through_the_other_instance() {
+    assert!(common::postgres_url().is_some(), "set CRM_TEST_POSTGRES");
+    let a = TestServer::start_with(|c| c.sheet_latency = Duration::from_secs(30)).await;
+    let db = a.db.clone();
+    let b = TestServer::start_with(move |c| c.db = db).await;
+    let t = a.login("alice").await;
+    let mut ids = Vec::new();
+    // One running (downloading for 30 s) and one queued behind it.
+    for _ in 0..2 {
+        let r = a.post("/api/sync", &t, json!({ "kind": "to-sheet" })).await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        ids.push(r.body["syncId"].as_str().unwrap().to_owned());
+    }
+    for id in ids.iter().rev() {
+        let path = format!("/api/sync/{id}");
+        let r = b.send(Method::DELETE, &path, Some(&t), None, &[]).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["status"], "cancelled");
+        // Once answered, a second cancel is refused, through either instance.
+        for s in [&a, &b] {
+            let again = s.send(Method::DELETE, &path, Some(&t), None, &[]).await;
+            common::assert_error(&again, 409, "already_finished");
+        }
+        let r = a.get(&path, &t).await;
+        assert_eq!(r.body["status"], "cancelled", "{:?}", r.body);
+    }
+}
+
 /// The sequence numbers of the `change` events a stream sends, until `want`
 /// came or none came for 20 s.
 async fn stream_ids(resp: &mut reqwest::Response, want: usize) -> Vec<i64> {

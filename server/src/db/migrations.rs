@@ -129,7 +129,8 @@ CREATE INDEX open_streams_token ON open_streams (token_hash);
 "#,
     r#"
 -- Sync jobs as every instance sees them: the last published status (JSON),
--- the conflicts once finished, and the running instance's lease (seconds), the last change (milliseconds).
+-- the conflicts once finished, the running instance's lease (seconds), the
+-- last change (milliseconds), and a cancel asked through another instance.
 CREATE TABLE sync_jobs (
   id TEXT PRIMARY KEY,
   "user" TEXT NOT NULL,
@@ -138,7 +139,9 @@ CREATE TABLE sync_jobs (
   body TEXT NOT NULL,
   conflicts TEXT NOT NULL,
   lease_until INTEGER NOT NULL,
-  updated_ms INTEGER NOT NULL
+  updated_ms INTEGER NOT NULL,
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  cancel_answered INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX sync_jobs_user ON sync_jobs ("user");
 CREATE INDEX sync_jobs_lease ON sync_jobs (status, lease_until);
@@ -263,7 +266,9 @@ CREATE TABLE sync_jobs (
   body TEXT NOT NULL,
   conflicts TEXT NOT NULL,
   lease_until BIGINT NOT NULL,
-  updated_ms BIGINT NOT NULL
+  updated_ms BIGINT NOT NULL,
+  cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+  cancel_answered BOOLEAN NOT NULL DEFAULT FALSE
 );
 CREATE INDEX sync_jobs_user ON sync_jobs ("user");
 CREATE INDEX sync_jobs_lease ON sync_jobs (status, lease_until);
