@@ -3,14 +3,7 @@
 Loaded with SCHEMATHESIS_HOOKS=server/fuzz/hooks.py.
 """
 
-import hashlib
-import json
-import re
-
 import schemathesis
-
-# What the document allows as an Idempotency-Key.
-VALID_KEY = re.compile(r"[!-~]{1,200}")
 
 # Names under /api/ that are other routes, never collections. The document
 # says so (the `collection` parameter's schema has `not: {enum: [...]}`), and
@@ -30,7 +23,6 @@ def before_call(context, case, kwargs):
     params = case.path_parameters
     if params and params.get("collection") in RESERVED:
         params["collection"] = params["collection"].upper()
-    client_idempotency_keys(case)
 
 
 # DELETE /api/sync/{sync_id} cancels a job; the job stays readable (status
@@ -67,32 +59,3 @@ def _cursor_of_another_server(failure, case, response):
         return response.json()["error"]["code"] == "cursor_expired"
     except (ValueError, KeyError, TypeError):
         return False
-
-
-# A client sends one Idempotency-Key per request, and the same key only when
-# it resends that same request. The fuzzer draws keys from a small pool and
-# sends one key with many different requests, which the server rightly
-# refuses (`422 idempotency_mismatch`, documented) and the check for
-# schema-valid requests (ST202) then reports. So a valid key is made the
-# client's: the drawn key plus a digest of method, path and body, so the
-# same request keeps its key (and gets the stored answer) and another request
-# gets another key. Invalid keys (negative tests) are sent as drawn.
-def _client_key(case, key):
-    body = getattr(case, "body", None)
-    try:
-        body_text = json.dumps(body, sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        body_text = repr(body)
-    path = getattr(case, "formatted_path", None) or case.path
-    digest = hashlib.sha256(f"{case.method} {path} {body_text}".encode()).hexdigest()[:16]
-    return f"{key[:183]}-{digest}"
-
-
-def client_idempotency_keys(case):
-    headers = case.headers or {}
-    for name in list(headers):
-        if name.lower() != "idempotency-key":
-            continue
-        key = headers[name]
-        if isinstance(key, str) and VALID_KEY.fullmatch(key):
-            headers[name] = _client_key(case, key)

@@ -30,19 +30,51 @@ impl ToSchema for FieldValue {}
 /// A record's fields: names of 1 to 100 characters to scalar values.
 pub struct Fields;
 
+/// A map of field names (1 to 100 characters) to [`FieldValue`]s.
+fn field_map() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(100)),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::Ref(
+            utoipa::openapi::Ref::from_schema_name("FieldValue"),
+        ))))
+}
+
 impl PartialSchema for Fields {
     fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .additional_properties(Some(AdditionalProperties::RefOr(RefOr::Ref(
-                utoipa::openapi::Ref::from_schema_name("FieldValue"),
-            ))))
+        field_map()
             .description(Some(
                 "Field names (1 to 100 characters) to scalar values. The server checks the \
                  fields it knows (customers: `email`, `status`; calendar events: `start`, \
                  `end`, `resource`) and stores the others as given.",
             ))
             .into()
+    }
+}
+
+/// The fields a change names: at least one.
+pub struct ChangedFields;
+
+impl PartialSchema for ChangedFields {
+    fn schema() -> RefOr<Schema> {
+        field_map()
+            .min_properties(Some(1))
+            .description(Some(
+                "The changed fields only, at least one (names of 1 to 100 characters); \
+                 `null` clears a field.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ChangedFields {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push(("FieldValue".into(), FieldValue::schema()));
     }
 }
 

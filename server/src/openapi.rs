@@ -105,7 +105,7 @@ impl Modify for BearerAuth {
         crate::metrics::prometheus_route,
     ),
     components(schemas(
-        ErrorBody, ErrorInfo, ErrorCode, FieldValue, Fields, CollectionName, RecordId, Record, Comment, LoginRequest,
+        ErrorBody, ErrorInfo, ErrorCode, FieldValue, Fields, ChangedFields, CollectionName, RecordId, Record, Comment, LoginRequest,
         LoginAnswer, MeAnswer, CreateRecord, PatchRecord, NewComment, RecordList, Change,
         ChangeOp, Feed, EventName, ServerEvent, StartSync, SyncStarted, SyncJobStatus, SyncJobList, SyncKind,
         SyncStatus, SyncStats, crate::stream_tickets::StreamTicket, SheetConflict, SheetConflictList, HistoryList, HistoryEntry, HistoryOp, FieldChange, ConflictRow, ConflictReason,

@@ -14,7 +14,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoResponses, PartialSchema, ToSchema};
 
-pub use crate::model::{Comment, FieldValue, Fields, Record};
+pub use crate::model::{ChangedFields, Comment, FieldValue, Fields, Record};
 
 /// Every `error.code` the server answers with.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
@@ -241,7 +241,7 @@ pub struct CreateRecord {
 #[schema(example = json!({ "fields": { "status": "customer", "phone": null } }))]
 pub struct PatchRecord {
     /// The changed fields only (at least one); `null` clears a field.
-    #[schema(value_type = Fields)]
+    #[schema(value_type = ChangedFields)]
     pub fields: Value,
 }
 
@@ -254,6 +254,7 @@ pub struct NewComment {
     #[schema(nullable, pattern = r"^[A-Za-z0-9._:@-]{1,128}$")]
     pub id: Option<String>,
     /// 1 to 10,000 characters, not only white space (the limit is a flag).
+    #[schema(min_length = 1, pattern = r"\S")]
     pub text: String,
 }
 
