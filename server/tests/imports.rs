@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// The module a file belongs to: `records.rs` -> `records`, `db/pg.rs` -> `db`.
+/// The module a file belongs to: `records.rs` -> `records`, `server/src/db/pg.rs` -> `db`.
 fn node_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap_or(file);
     let first = rel.components().next().map_or(String::new(), |c| {
