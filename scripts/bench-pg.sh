@@ -8,6 +8,8 @@
 # goal is missed.
 #
 #   PG_BENCH_PORT (default 18946)   the cluster's port
+#   BENCH_SERVER_PORT               the first server's port (the others take
+#                                   the next ones); default: any free port
 #   PATCH_CLIENTS, PATCH_SECONDS    passed to patch-rate.mjs
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,15 +28,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts one server on --db $1 (log name $2); prints its URL.
+NEXT_PORT=${BENCH_SERVER_PORT:-0}
+# Starts one server on --db $1 (log name $2) and sets URL to its address.
+# Not called in $(...): a subshell would lose its pid, and the server would
+# outlive the run.
 start() {
-  RUST_LOG=warn target/release/crm-sync-server --host 127.0.0.1 --port 0 --db "$1" --demo \
+  local port=$NEXT_PORT
+  [ "$NEXT_PORT" = 0 ] || NEXT_PORT=$((NEXT_PORT + 1))
+  RUST_LOG=warn target/release/crm-sync-server --host 127.0.0.1 --port "$port" --db "$1" --demo \
     --static "$WORK/none" --sheet "$WORK/$2.csv" >"$WORK/$2.out" 2>"$WORK/$2.log" &
   PIDS+=($!)
   local url=
   for _ in $(seq 1 300); do
     url=$(grep -o 'http://[0-9.]*:[0-9]*' "$WORK/$2.out" 2>/dev/null | head -1 || true)
-    [ -n "$url" ] && { echo "$url"; return 0; }
+    [ -n "$url" ] && { URL=$url; return 0; }
     sleep 0.1
   done
   echo "bench-pg: server $2 did not start:" >&2; tail -20 "$WORK/$2.log" >&2; return 1
@@ -51,16 +58,16 @@ row() { # label json
 }
 
 echo "== server engines: PATCH/s (release build, www/bench/patch-rate.mjs)"
-a=$(start "$WORK/crm.db" sqlite)
+start "$WORK/crm.db" sqlite; a=$URL
 row "SQLite, 1 instance" "$(node www/bench/patch-rate.mjs "$a")"
 stop_all
 
 base=$(scripts/pg-cluster.sh start "$PG_DIR" "${PG_BENCH_PORT:-18946}")
 psql -q "$base" -c "CREATE DATABASE one" -c "CREATE DATABASE two" >/dev/null
-a=$(start "${base%/postgres}/one" pg-one)
+start "${base%/postgres}/one" pg-one; a=$URL
 row "PostgreSQL, 1 instance" "$(node www/bench/patch-rate.mjs "$a")"
 stop_all
 # One after the other: each seeds the demo data it finds missing.
-a=$(start "${base%/postgres}/two" pg-two-a)
-b=$(start "${base%/postgres}/two" pg-two-b)
+start "${base%/postgres}/two" pg-two-a; a=$URL
+start "${base%/postgres}/two" pg-two-b; b=$URL
 row "PostgreSQL, 2 instances" "$(node www/bench/patch-rate.mjs "$a" "$b")"

@@ -2,7 +2,7 @@
 //! stored as SHA-256 hashes (a leaked database file holds no usable token),
 //! expiring after [`TOKEN_TTL_SECS`], revoked by logout.
 
-use crate::openapi::*;
+use crate::wire::*;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
@@ -278,6 +278,8 @@ pub async fn logout_route(
         .db
         .write(move |tx| {
             tx.execute("DELETE FROM tokens WHERE token_hash = ?1", &[&hash])?;
+            // Streams on other instances end at their next sweep.
+            crate::streams::revoke_rows(tx, &hash)?;
             Ok(())
         })
         .await?;

@@ -5,7 +5,7 @@
 //! no open transaction can still commit one below it. So a reader that asks
 //! for "everything after seq N" never misses a change.
 
-use crate::openapi::*;
+use crate::wire::*;
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -153,26 +153,13 @@ pub fn changes_after(
     Ok((out, false))
 }
 
-/// The sequence number below which changes were pruned: a cursor before it
-/// cannot be served.
-///
-/// # Errors
-/// Internal errors from the database.
-pub fn floor(conn: &Tx<'_>) -> Result<i64, ApiError> {
-    let cut: Option<String> = conn
-        .query_opt("SELECT value FROM meta WHERE key = 'pruned_through'", &[])?
-        .map(|r| r.get(0))
-        .transpose()?;
-    Ok(cut.and_then(|c| c.parse().ok()).unwrap_or(0))
-}
-
 /// Deletes all but the newest `keep` changes and remembers where it cut.
 ///
 /// # Errors
 /// Internal errors from the database.
 pub fn prune(conn: &Tx<'_>, keep: i64) -> Result<usize, ApiError> {
     let cut = head(conn)? - keep.max(1);
-    if cut <= floor(conn)? {
+    if cut <= records::floor(conn)? {
         return Ok(0);
     }
     let n = conn.execute("DELETE FROM changes WHERE seq <= ?1", &[&cut])?;
@@ -239,7 +226,7 @@ pub async fn feed_route(
         .db
         .read(move |tx| {
             let head = head(tx)?;
-            let floor = floor(tx)?;
+            let floor = records::floor(tx)?;
             let since = match q.since.as_deref() {
                 None | Some("") if floor > 0 => return Err(ApiError::cursor_expired()),
                 None | Some("") => 0,
@@ -354,14 +341,17 @@ pub async fn events_route(
             // may have given out a cursor this one has not settled yet.
             let (floor, newest) = state
                 .db
-                .read(|tx| Ok((floor(tx)?, self::head(tx)?)))
+                .read(|tx| Ok((records::floor(tx)?, self::head(tx)?)))
                 .await?;
             cursor::decode(state.db.epoch(), &c, floor, head.max(newest))?
         }
         None => head,
     };
     let left = u64::try_from(session.expires_at - unix_seconds()).unwrap_or(0);
-    let ticket = state.streams.open(&session.user, &session.token_hash);
+    let ticket = state
+        .streams
+        .open(&session.user, &session.token_hash)
+        .await?;
     let follower = Follower {
         db: Arc::clone(&state.db),
         seq,

@@ -8,7 +8,7 @@
 //! feed it is not pruned by age: a record keeps its newest
 //! [`KEPT_PER_RECORD`] entries, older ones are dropped as new ones come.
 
-use crate::openapi::*;
+use crate::wire::*;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -23,7 +23,7 @@ use crate::auth::AuthUser;
 use crate::db::Tx;
 use crate::error::ApiError;
 use crate::extract::path_params;
-use crate::records::Record;
+use crate::model::Record;
 use crate::validate::check_collection;
 use crate::AppState;
 

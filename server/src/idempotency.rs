@@ -4,17 +4,82 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::auth::AuthUser;
 use crate::db::{unix_seconds, Db, Tx};
 use crate::error::ApiError;
-use crate::extract::Answer;
+use crate::extract::{body_bytes, json_body, Answer};
 use crate::records::{self, RecordRef};
+use crate::AppState;
 
 /// How long an answer is kept: docs/backend/protocol.md asks for at least 24 hours.
 pub const KEEP_SECS: i64 = 24 * 3600;
+
+/// The preamble every mutating route shares: the signed-in user (`401`
+/// first, before anything else is read), the method, path and headers, and
+/// the body as far as it could be read. The route checks its path first and
+/// then reads [`Self::mutation`] (a bad `Idempotency-Key` is `400`) and
+/// [`Self::json`] (a body that is no JSON is `400`, one too large `413`).
+pub struct Mutating {
+    /// Who sends it.
+    pub user: String,
+    /// The request's headers (`If-Match`, `Idempotency-Key`).
+    pub headers: HeaderMap,
+    method: Method,
+    path: String,
+    body: Result<Bytes, BytesRejection>,
+}
+
+impl FromRequest<AppState> for Mutating {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let AuthUser(user) = AuthUser::from_request_parts(&mut parts, state).await?;
+        let path = parts.uri.path().to_owned();
+        let req = Request::from_parts(parts, body);
+        let method = req.method().clone();
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state).await;
+        Ok(Self {
+            user,
+            headers,
+            method,
+            path,
+            body,
+        })
+    }
+}
+
+impl Mutating {
+    /// The request as idempotency sees it.
+    ///
+    /// # Errors
+    /// `400 invalid` for a bad `Idempotency-Key`.
+    pub fn mutation(&self) -> Result<Mutation, ApiError> {
+        Mutation::new(
+            &self.user,
+            &self.headers,
+            &self.method,
+            &self.path,
+            body_bytes(&self.body),
+        )
+    }
+
+    /// The JSON body.
+    ///
+    /// # Errors
+    /// `400 invalid` for no or malformed JSON, `413 too_large`.
+    pub fn json(&mut self) -> Result<Value, ApiError> {
+        json_body(std::mem::replace(&mut self.body, Ok(Bytes::new())))
+    }
+}
 
 /// A mutating request, as far as idempotency cares.
 #[derive(Debug, Clone)]

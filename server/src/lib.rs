@@ -26,9 +26,11 @@ pub mod error;
 pub mod extract;
 pub mod history;
 pub mod idempotency;
+pub mod job_leases;
 pub mod limits;
 pub mod logins;
 pub mod metrics;
+pub mod model;
 pub mod openapi;
 pub mod record_routes;
 pub mod records;
@@ -36,9 +38,12 @@ pub mod router;
 pub mod sheet;
 pub mod stream_tickets;
 pub mod streams;
+pub mod sync_conflicts;
 pub mod sync_jobs;
+pub mod sync_model;
 pub mod sync_routes;
 pub mod validate;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -163,23 +168,29 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         let sheet = config.sheet.clone();
         tokio::task::spawn_blocking(move || demo::write_demo_sheet(&sheet)).await??;
     }
-    let jobs = Arc::new(SyncJobs::new(
-        Arc::clone(&db),
-        SheetConfig {
-            path: config.sheet.clone(),
-            latency: config.sheet_latency,
-        },
-        config.workers,
-        config.keep_finished_jobs,
-        config.limits.jobs_per_user,
-        tokio::runtime::Handle::current(),
-    ));
+    let jobs = Arc::new(
+        SyncJobs::new(
+            Arc::clone(&db),
+            SheetConfig {
+                path: config.sheet.clone(),
+                latency: config.sheet_latency,
+            },
+            config.workers,
+            config.keep_finished_jobs,
+            config.limits.jobs_per_user,
+            tokio::runtime::Handle::current(),
+        )
+        .map_err(|e| e.message)?,
+    );
     let metrics = Arc::new(metrics::ServerMetrics::new());
     jobs.report_to(Arc::clone(&metrics));
     let (stop, shutdown) = watch::channel(false);
     let limits = Arc::new(config.limits.clone());
     let logins = Arc::new(LoginGuard::new(&limits, Arc::clone(&db)).map_err(|e| e.message)?);
-    let streams = Arc::new(Streams::new(limits.streams_per_user));
+    let streams =
+        Arc::new(Streams::new(limits.streams_per_user, Arc::clone(&db)).map_err(|e| e.message)?);
+    tokio::spawn(Arc::clone(&streams).sweep(shutdown.clone()));
+    tokio::spawn(Arc::clone(&jobs).beat(shutdown.clone()));
     let state = AppState {
         db: Arc::clone(&db),
         jobs: Arc::clone(&jobs),
@@ -233,10 +244,13 @@ async fn janitor(
         jobs.purge();
         metrics.upkeep();
         let keep = limits.changes_kept;
+        let keep_jobs = jobs.keep_finished();
         let purged = db
             .write(move |tx| {
                 Ok(auth::purge_expired(tx)?
                     + stream_tickets::purge(tx)?
+                    + streams::purge(tx)?
+                    + job_leases::purge(tx, keep_jobs)?
                     + idempotency::purge(tx)?
                     + logins::purge(tx)?
                     + changes::prune(tx, keep)?)

@@ -25,8 +25,8 @@ use utoipa::ToSchema;
 
 use crate::auth::AuthUser;
 use crate::error::AnsweredCode;
-use crate::openapi::{OpenRouteErrors, SignedInErrors};
-use crate::sync_jobs::{JobLoad, SyncStatus};
+use crate::sync_model::{JobLoad, SyncStatus};
+use crate::wire::{OpenRouteErrors, SignedInErrors};
 use crate::AppState;
 
 /// Latencies kept per route for the JSON percentiles.

@@ -2,13 +2,12 @@
 //! with the checks a write must pass (size, double booking) inside its
 //! transaction. Storage is in [`crate::records`].
 
-use crate::openapi::*;
+use crate::wire::*;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
@@ -16,13 +15,12 @@ use crate::auth::AuthUser;
 use crate::changes::cursor;
 use crate::db::{random_hex, timestamp_rfc3339, Engine, Tx};
 use crate::error::ApiError;
-use crate::extract::{body_bytes, if_match, json_body, path_params, Answer};
+use crate::extract::{if_match, path_params, Answer};
 use crate::history::Author;
-use crate::idempotency::{write_once, Mutation, Written};
+use crate::idempotency::{write_once, Mutating, Written};
 use crate::limits::Limits;
 use crate::records::{
-    self, insert, list, list_page, load_live, record_change, update_fields, Comment, Record,
-    RecordRef,
+    self, insert, list, list_page, load_live, record_change, update_fields, RecordRef,
 };
 use crate::validate::{
     check_collection, check_known_fields, is_valid_record_id, parse_time, scalar_fields,
@@ -290,17 +288,14 @@ pub async fn get_route(
 )]
 pub async fn create_route(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
     path: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    mut req: Mutating,
 ) -> Result<Answer, ApiError> {
     let collection = path_params(path)?;
     check_collection(&collection)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
-    let body = json_body(body)?;
+    let mutation = req.mutation()?;
+    let body = req.json()?;
+    let user = req.user;
     let obj = body_object(&body, "{ id?, fields }")?;
     let id = named_or_new_id(obj)?;
     let fields = scalar_fields(obj.get("fields"), false)?;
@@ -347,18 +342,15 @@ pub async fn create_route(
 )]
 pub async fn patch_route(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
     path: Result<Path<(String, String)>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    mut req: Mutating,
 ) -> Result<Answer, ApiError> {
     let (collection, id) = path_params(path)?;
     check_collection(&collection)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
-    let expected = if_match(&headers)?.ok_or_else(ApiError::precondition_required)?;
-    let body = json_body(body)?;
+    let mutation = req.mutation()?;
+    let expected = if_match(&req.headers)?.ok_or_else(ApiError::precondition_required)?;
+    let body = req.json()?;
+    let user = req.user;
     let obj = body_object(&body, "{ fields }")?;
     let patch = scalar_fields(obj.get("fields"), true)?;
     if patch.is_empty() {
@@ -488,16 +480,14 @@ fn stale(current: &Record, expected: i64) -> ApiError {
 )]
 pub async fn delete_route(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
     path: Result<Path<(String, String)>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: Mutating,
 ) -> Result<Answer, ApiError> {
     let (collection, id) = path_params(path)?;
     check_collection(&collection)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path(), b"")?;
-    let expected = if_match(&headers)?.ok_or_else(ApiError::precondition_required)?;
+    let mutation = req.mutation()?;
+    let expected = if_match(&req.headers)?.ok_or_else(ApiError::precondition_required)?;
+    let user = req.user;
     write_once(&state.db, mutation, move |tx| {
         let current =
             load_live(tx, &collection, &id)?.ok_or_else(|| not_found(&collection, &id))?;
@@ -538,17 +528,14 @@ pub async fn delete_route(
 )]
 pub async fn comment_route(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
     path: Result<Path<(String, String)>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    mut req: Mutating,
 ) -> Result<Answer, ApiError> {
     let (collection, id) = path_params(path)?;
     check_collection(&collection)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
-    let body = json_body(body)?;
+    let mutation = req.mutation()?;
+    let body = req.json()?;
+    let user = req.user;
     let obj = body_object(&body, "{ id, text }")?;
     let comment_id = named_or_new_id(obj)?;
     let max_chars = state.limits.max_comment_chars;

@@ -2,7 +2,7 @@
 //! collection, with tombstones for deleted records so the changes feed can
 //! report deletions.
 
-use crate::openapi::*;
+use crate::wire::*;
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -11,41 +11,6 @@ use crate::db::{timestamp_rfc3339, Row, Tx};
 use crate::error::ApiError;
 use crate::history::{self, Author, HistoryOp};
 
-/// A record as docs/backend/protocol.md shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(example = json!({ "id": "c-123", "version": 7, "updatedAt": "2026-01-01T09:00:00Z", "updatedBy": "alice", "fields": { "name": "Acme", "status": "lead", "employees": 42, "vip": false }, "comments": [{ "id": "5b0e7c1e-2f43-4d0c-9a57-3f1d2c4b5a69", "author": "bob", "text": "Called them", "createdAt": "2026-01-01T08:30:00Z" }] }))]
-pub struct Record {
-    /// Id, unique within its collection.
-    pub id: String,
-    /// Starts at 1, grows by exactly 1 on every change of `fields`.
-    pub version: i64,
-    /// Time of the last change (RFC 3339 UTC).
-    pub updated_at: String,
-    /// User who made the last change.
-    pub updated_by: String,
-    /// Free-form scalar fields.
-    #[schema(value_type = Fields)]
-    pub fields: Map<String, Value>,
-    /// Append-only comment log, oldest first.
-    pub comments: Vec<Comment>,
-}
-
-/// One comment on a record.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[schema(example = json!({ "id": "5b0e7c1e-2f43-4d0c-9a57-3f1d2c4b5a69", "author": "bob", "text": "Called them", "createdAt": "2026-01-01T08:30:00Z" }))]
-#[serde(rename_all = "camelCase")]
-pub struct Comment {
-    /// Client-chosen id (a uuid); the same id is never stored twice.
-    pub id: String,
-    /// User who wrote it.
-    pub author: String,
-    /// The text.
-    pub text: String,
-    /// When the server stored it.
-    pub created_at: String,
-}
-
 /// A stored row: a live record or the tombstone of a deleted one.
 #[derive(Debug, Clone)]
 pub struct StoredRecord {
@@ -53,13 +18,6 @@ pub struct StoredRecord {
     pub record: Record,
     /// Whether this is a tombstone.
     pub deleted: bool,
-}
-
-impl Record {
-    /// This record as a JSON value.
-    pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
 }
 
 fn parse_fields(text: &str) -> Result<Map<String, Value>, ApiError> {
@@ -463,7 +421,7 @@ impl RecordRef {
 /// # Errors
 /// Internal errors from the database.
 pub fn record_at(conn: &Tx<'_>, r: &RecordRef) -> Result<Option<Record>, ApiError> {
-    if r.seq < crate::changes::floor(conn)? {
+    if r.seq < floor(conn)? {
         return Ok(None);
     }
     let current: Option<String> = conn
@@ -521,4 +479,17 @@ pub fn record_at(conn: &Tx<'_>, r: &RecordRef) -> Result<Option<Record>, ApiErro
         fields,
         comments,
     }))
+}
+
+/// The sequence number below which changes were pruned: a cursor before it
+/// cannot be served.
+///
+/// # Errors
+/// Internal errors from the database.
+pub fn floor(conn: &Tx<'_>) -> Result<i64, ApiError> {
+    let cut: Option<String> = conn
+        .query_opt("SELECT value FROM meta WHERE key = 'pruned_through'", &[])?
+        .map(|r| r.get(0))
+        .transpose()?;
+    Ok(cut.and_then(|c| c.parse().ok()).unwrap_or(0))
 }

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
-use crate::records::Record;
+use crate::model::Record;
 use crate::validate::{customer_field_errors, is_valid_record_id};
 
 /// Columns written by `to-sheet`, in order.

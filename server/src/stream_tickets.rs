@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::auth::{bearer_token, session_for_token, session_row, token_hash, Session};
 use crate::db::{random_hex, Tx};
 use crate::error::ApiError;
-use crate::openapi::*;
+use crate::wire::*;
 use crate::AppState;
 
 /// `POST /api/events/ticket` answers this.

@@ -1,7 +1,10 @@
 //! Sync jobs with the spreadsheet. Each user has a FIFO queue (one job at a
 //! time per user); different users run at once, bounded by a server-wide
-//! semaphore of `--workers` permits. Jobs live in memory only: a restart loses
-//! them, and finished jobs are forgotten after [`KEEP_FINISHED`].
+//! semaphore of `--workers` permits. A job runs on the instance that queued
+//! it, which keeps it in memory and publishes it to the database
+//! ([`crate::job_leases`]) under a lease: other instances answer for it from
+//! there, and end it as `error` when the lease runs out (its instance died).
+//! Finished jobs are forgotten after [`KEEP_FINISHED`].
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -10,17 +13,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{watch, Semaphore};
 
 use crate::db::{random_hex, timestamp_rfc3339, Db, Tx};
 use crate::error::ApiError;
-use crate::history::{self, Author};
-use crate::openapi::FieldValue;
-use crate::records::{self, Record};
-use crate::sheet::{self, SheetRow, FIELD_COLUMNS};
+use crate::history::Author;
+use crate::job_leases;
+use crate::model::Record;
+use crate::records;
+use crate::sheet;
+use crate::sync_conflicts::{
+    apply_rows, remember_synced, SheetConflict, MAX_LISTED_CONFLICTS, MAX_LISTED_CONFLICT_FIELDS,
+};
+use crate::sync_model::{ConflictRow, JobLoad, SyncKind, SyncStats, SyncStatus};
 use crate::validate::CUSTOMERS;
 
 /// How long a finished job can still be asked about.
@@ -35,63 +42,6 @@ const SAVE_BATCH: usize = 200;
 
 /// Progress steps of the simulated network delay.
 const DOWNLOAD_STEPS: u64 = 20;
-
-/// Which way a job copies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub enum SyncKind {
-    /// Read the sheet into the `customers` collection.
-    #[serde(rename = "from-sheet")]
-    FromSheet,
-    /// Write the `customers` collection to the sheet.
-    #[serde(rename = "to-sheet")]
-    ToSheet,
-}
-
-/// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SyncStatus {
-    /// Waiting for the user's earlier jobs or for a worker.
-    Queued,
-    /// Reading the source (progress 0-60).
-    Downloading,
-    /// Parsing and checking (60-80).
-    Processing,
-    /// Writing the destination (80-100).
-    Saving,
-    /// Done.
-    Complete,
-    /// Failed; see `error`.
-    Error,
-    /// Cancelled by the user.
-    Cancelled,
-}
-
-impl SyncStatus {
-    /// Whether the job will not change any more.
-    pub fn is_finished(self) -> bool {
-        matches!(self, Self::Complete | Self::Error | Self::Cancelled)
-    }
-}
-
-/// Counters of a job.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct SyncStats {
-    /// Bytes read from or written to the sheet.
-    pub bytes: u64,
-    /// Rows in the sheet (good and invalid).
-    pub rows: u64,
-    /// Records created.
-    pub inserted: u64,
-    /// Records changed.
-    pub updated: u64,
-    /// Rows equal to their record already.
-    pub unchanged: u64,
-    /// Rows not applied because the record changed since the last sync.
-    pub conflicts: u64,
-    /// Broken rows, skipped.
-    pub invalid: u64,
-}
 
 struct Job {
     id: String,
@@ -168,7 +118,7 @@ impl Queues {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "sync_not_found",
-                "no such sync job (unknown, expired, or lost in a server restart)",
+                "no such sync job (unknown, or finished long ago)",
             )
         })?;
         if job.user != user {
@@ -197,15 +147,8 @@ pub struct SyncJobs {
     runtime: tokio::runtime::Handle,
     /// Where finished runs are counted (set once at start).
     metrics: std::sync::OnceLock<Arc<crate::metrics::ServerMetrics>>,
-}
-
-/// Jobs not finished yet, for the server's figures.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct JobLoad {
-    /// Per user: jobs waiting for their turn (users with none are absent).
-    pub queued: std::collections::BTreeMap<String, u64>,
-    /// Jobs running now, all users.
-    pub running: u64,
+    /// This instance, as `sync_jobs.instance` names it.
+    instance: String,
 }
 
 /// Why a job stopped early.
@@ -234,6 +177,9 @@ impl From<tokio::task::JoinError> for Stop {
 
 impl SyncJobs {
     /// Creates the job registry; runners are spawned on `runtime`.
+    ///
+    /// # Errors
+    /// When no random instance id can be made.
     pub fn new(
         db: Arc<Db>,
         sheet: SheetConfig,
@@ -241,8 +187,8 @@ impl SyncJobs {
         keep_finished: Duration,
         jobs_per_user: usize,
         runtime: tokio::runtime::Handle,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, ApiError> {
+        Ok(Self {
             queues: Mutex::new(Queues {
                 keep_finished,
                 ..Queues::default()
@@ -254,7 +200,8 @@ impl SyncJobs {
             sheet,
             runtime,
             metrics: std::sync::OnceLock::new(),
-        }
+            instance: random_hex(8)?,
+        })
     }
 
     /// Counts each finished run in `metrics` from now on.
@@ -287,17 +234,27 @@ impl SyncJobs {
         self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a job for `user` and returns its status (`queued`, with its position).
+    /// Queues a job for `user` and returns its status (`queued`, with its
+    /// position); records it in `tx` for the other instances.
     ///
     /// # Errors
     /// `429 too_many_jobs` when the user has the most unfinished jobs
-    /// allowed; internal error when no random id can be made.
-    pub fn enqueue(self: &Arc<Self>, user: &str, kind: SyncKind) -> Result<Value, ApiError> {
+    /// allowed (on every instance); internal error when no random id can be
+    /// made.
+    pub fn enqueue(
+        self: &Arc<Self>,
+        tx: &Tx<'_>,
+        user: &str,
+        kind: SyncKind,
+    ) -> Result<Value, ApiError> {
         let id = random_hex(16)?;
         let now = timestamp_rfc3339();
+        // One enqueue per user at a time, on every instance.
+        tx.lock(&format!("sync:{user}"))?;
+        let elsewhere = job_leases::unfinished_elsewhere(tx, user, &self.instance)?;
         let mut q = self.lock();
         q.purge();
-        let unfinished = q.waiting.get(user).map_or(0, VecDeque::len);
+        let unfinished = q.waiting.get(user).map_or(0, VecDeque::len) + elsewhere;
         if unfinished >= self.jobs_per_user {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -338,6 +295,7 @@ impl SyncJobs {
         let status = q.status_json(&job);
         q.jobs.insert(id.clone(), job);
         drop(q);
+        job_leases::insert(tx, &id, user, &self.instance, &status)?;
         tracing::info!(sync_id = %id, user = %user, ?kind, "sync job queued");
         if needs_runner {
             let jobs = Arc::clone(self);
@@ -399,11 +357,20 @@ impl SyncJobs {
     /// # Errors
     /// `404 sync_not_found`, `403 forbidden`; `409 already_finished` when
     /// the job ended otherwise, or its cancel was answered already.
-    pub fn cancel(&self, user: &str, id: &str) -> Result<Value, ApiError> {
+    pub fn cancel(&self, tx: &Tx<'_>, user: &str, id: &str) -> Result<Value, ApiError> {
         let mut q = self.lock();
-        let job = q.owned(user, id)?;
-        let ours =
-            job.status == SyncStatus::Cancelled && job.cancel_requested && !job.cancel_answered;
+        let job = match q.owned(user, id) {
+            Err(e) if e.code == "sync_not_found" => {
+                drop(q);
+                return cancelled_elsewhere(tx, user, id, e);
+            }
+            other => other?,
+        };
+        // A cancel answered through another instance counts too.
+        let ours = job.status == SyncStatus::Cancelled
+            && job.cancel_requested
+            && !job.cancel_answered
+            && job_leases::claim_cancel_answer(tx, id)?;
         if !ours {
             // Still running cannot be: `stop` came first and was waited for.
             return Err(ApiError::new(
@@ -420,7 +387,11 @@ impl SyncJobs {
             .jobs
             .get(id)
             .ok_or_else(|| ApiError::internal("job vanished"))?;
-        Ok(q.status_json(job))
+        let status = q.status_json(job);
+        let conflicts = json!(job.conflicts);
+        drop(q);
+        job_leases::publish(tx, id, &status, Some(&conflicts))?;
+        Ok(status)
     }
 
     /// What a from-sheet job did not apply, field by field.
@@ -441,6 +412,11 @@ impl SyncJobs {
         mine.sort_by_key(|j| std::cmp::Reverse(j.seq));
         let items: Vec<Value> = mine.iter().map(|j| q.status_json(j)).collect();
         json!({ "items": items })
+    }
+
+    /// How long finished jobs are kept.
+    pub fn keep_finished(&self) -> Duration {
+        self.lock().keep_finished
     }
 
     /// Forgets jobs finished more than [`KEEP_FINISHED`] ago.
@@ -540,6 +516,227 @@ impl SyncJobs {
         if let Some(metrics) = self.metrics.get() {
             metrics.sync_job_finished(job.status, took);
         }
+        let job = &q.jobs[id];
+        let (status, conflicts) = (q.status_json(job), json!(job.conflicts));
+        drop(q);
+        self.publish_soon(id.to_owned(), status, Some(conflicts));
+    }
+
+    /// Publishes a job's status for the other instances, without waiting.
+    fn publish_soon(&self, id: String, status: Value, conflicts: Option<Value>) {
+        let db = Arc::clone(&self.db);
+        self.runtime.spawn(async move {
+            let published = db
+                .write(move |tx| job_leases::publish(tx, &id, &status, conflicts.as_ref()))
+                .await;
+            if let Err(e) = published {
+                tracing::warn!(error = %e.message, "sync job not published");
+            }
+        });
+    }
+
+    /// Until `shutdown`: every [`job_leases::BEAT`], publishes this
+    /// instance's unfinished jobs (renewing their leases) and ends as
+    /// `error` the jobs of any instance whose lease ran out.
+    pub async fn beat(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(job_leases::BEAT);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let running: Vec<(String, Value)> = {
+                let q = self.lock();
+                q.jobs
+                    .values()
+                    .filter(|j| !j.status.is_finished())
+                    .map(|j| (j.id.clone(), q.status_json(j)))
+                    .collect()
+            };
+            let instance = self.instance.clone();
+            let beat = self
+                .db
+                .write(move |tx| {
+                    for (id, status) in &running {
+                        job_leases::publish(tx, id, status, None)?;
+                    }
+                    Ok((
+                        job_leases::expire(tx)?,
+                        job_leases::cancels_for(tx, &instance)?,
+                    ))
+                })
+                .await;
+            match beat {
+                Ok((expired, cancels)) => {
+                    if expired > 0 {
+                        tracing::warn!(
+                            jobs = expired,
+                            "sync jobs of a stopped server ended as error"
+                        );
+                    }
+                    for (id, user) in cancels {
+                        self.stop_for_another_instance(&user, &id);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e.message, "sync jobs not published"),
+            }
+        }
+    }
+
+    /// Stops a job of this instance whose cancel came through another one;
+    /// a queued job, cancelled at once, is published at once (a running one
+    /// is when it has stopped).
+    fn stop_for_another_instance(&self, user: &str, id: &str) {
+        if self.stop(user, id).is_some() {
+            return;
+        }
+        let published = {
+            let q = self.lock();
+            q.jobs
+                .get(id)
+                .filter(|j| j.status == SyncStatus::Cancelled)
+                .map(|j| (q.status_json(j), json!(j.conflicts)))
+        };
+        if let Some((status, conflicts)) = published {
+            self.publish_soon(id.to_owned(), status, Some(conflicts));
+        }
+    }
+
+    /// Whether job `id` runs (or ran) on this instance.
+    pub fn is_here(&self, id: &str) -> bool {
+        self.lock().jobs.contains_key(id)
+    }
+
+    /// Asks the instance running `user`'s job `id` to cancel it, and waits
+    /// until the job has finished there (at most a minute).
+    ///
+    /// # Errors
+    /// `404 sync_not_found`, `403 forbidden`, internal errors.
+    pub async fn stop_elsewhere(&self, user: &str, id: &str) -> Result<(), ApiError> {
+        let (id, user) = (id.to_owned(), user.to_owned());
+        let id_ = id.clone();
+        let asked = self
+            .db
+            .write(move |tx| job_leases::request_cancel(tx, &id_, &user))
+            .await?;
+        if !asked {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let id = id.clone();
+            if self
+                .db
+                .read(move |tx| job_leases::finished(tx, &id))
+                .await?
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Status of one of `user`'s jobs, wherever it runs: from memory when it
+    /// runs here, else as its instance last published it (ended as `error`
+    /// first when that instance's lease ran out).
+    ///
+    /// # Errors
+    /// `404 sync_not_found`, `403 forbidden`, internal errors.
+    pub async fn status_anywhere(&self, user: &str, id: &str) -> Result<Value, ApiError> {
+        match self.status(user, id) {
+            Err(e) if e.code == "sync_not_found" => {
+                let (id, keep) = (id.to_owned(), self.keep_finished());
+                let found = self
+                    .db
+                    .write(move |tx| {
+                        job_leases::expire(tx)?;
+                        job_leases::status(tx, &id, keep)
+                    })
+                    .await?;
+                published(found, user, e)
+            }
+            other => other,
+        }
+    }
+
+    /// [`Self::conflicts`], wherever the job ran.
+    ///
+    /// # Errors
+    /// `404 sync_not_found`, `403 forbidden`, internal errors.
+    pub async fn conflicts_anywhere(&self, user: &str, id: &str) -> Result<Value, ApiError> {
+        match self.conflicts(user, id) {
+            Err(e) if e.code == "sync_not_found" => {
+                let (id, keep) = (id.to_owned(), self.keep_finished());
+                let found = self
+                    .db
+                    .read(move |tx| job_leases::conflicts(tx, &id, keep))
+                    .await?;
+                Ok(json!({ "items": published(found, user, e)? }))
+            }
+            other => other,
+        }
+    }
+
+    /// [`Self::list`] with the user's jobs on other instances.
+    ///
+    /// # Errors
+    /// Internal errors from the database.
+    pub async fn list_anywhere(&self, user: &str) -> Result<Value, ApiError> {
+        let mut items = match self.list(user) {
+            Value::Object(mut o) => match o.remove("items") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let (user_, instance, keep) =
+            (user.to_owned(), self.instance.clone(), self.keep_finished());
+        let others = self
+            .db
+            .read(move |tx| job_leases::elsewhere(tx, &user_, &instance, keep))
+            .await?;
+        items.extend(others);
+        // RFC 3339 UTC with milliseconds: text order is time order.
+        items.sort_by(|a, b| b["createdAt"].as_str().cmp(&a["createdAt"].as_str()));
+        Ok(json!({ "items": items }))
+    }
+}
+
+/// The answer to a cancel of a job of another instance, once it stopped.
+fn cancelled_elsewhere(
+    tx: &Tx<'_>,
+    user: &str,
+    id: &str,
+    not_here: ApiError,
+) -> Result<Value, ApiError> {
+    if let Some(answer) = job_leases::answer_cancel(tx, id)? {
+        return Ok(answer);
+    }
+    let job = published(job_leases::status(tx, id, KEEP_FINISHED)?, user, not_here)?;
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "already_finished",
+        format!(
+            "the sync job is already {}",
+            job["status"].as_str().unwrap_or("finished")
+        ),
+    ))
+}
+
+/// A job as the table has it, for `user`: its value, or the error of the
+/// local lookup when the table has none either.
+fn published(
+    found: Option<(String, Value)>,
+    user: &str,
+    not_here: ApiError,
+) -> Result<Value, ApiError> {
+    match found {
+        None => Err(not_here),
+        Some((owner, _)) if owner != user => {
+            Err(ApiError::forbidden("this sync job belongs to another user"))
+        }
+        Some((_, value)) => Ok(value),
     }
 }
 
@@ -793,95 +990,6 @@ fn write_atomically(
     result
 }
 
-/// The most conflicting rows a job lists; `stats.conflicts` counts them all.
-pub const MAX_LISTED_CONFLICTS: usize = 100;
-
-/// The most conflicting fields `GET /api/sync/{id}/conflicts` lists.
-pub const MAX_LISTED_CONFLICT_FIELDS: usize = 1000;
-
-/// One field of a sheet row that was not applied because the record changed
-/// in the CRM since the last sync: both values, and who set the CRM's.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(example = json!({ "row": 11, "recordId": "c-0010", "field": "phone", "sheet": "+1-555-9010", "crm": "+43 660 1234567", "changedBy": "bob", "changedAt": "2026-01-01T08:55:00.000Z" }))]
-pub struct SheetConflict {
-    /// The row in the sheet (1 = the header row).
-    pub row: u64,
-    /// The customer's record id.
-    pub record_id: String,
-    /// The field whose values differ; `null` when the record was deleted
-    /// in the CRM (then `sheet` and `crm` are `null` too).
-    pub field: Option<String>,
-    /// The sheet's value (`null`: an empty cell).
-    #[schema(value_type = FieldValue)]
-    pub sheet: Value,
-    /// The CRM's value (`null`: not set).
-    #[schema(value_type = FieldValue)]
-    pub crm: Value,
-    /// Who last changed the field in the CRM (or deleted the record).
-    pub changed_by: String,
-    /// When (RFC 3339 UTC).
-    pub changed_at: String,
-}
-
-/// `GET /api/sync/{syncId}/conflicts`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct SheetConflictList {
-    /// In sheet order (at most [`MAX_LISTED_CONFLICT_FIELDS`]).
-    pub items: Vec<SheetConflict>,
-}
-
-impl SheetConflict {
-    /// The fields of `row` that differ from `current`, each with who last
-    /// set the CRM's value (from the record's history; the record's last
-    /// change where the history does not reach back).
-    fn of_row(
-        conn: &Tx<'_>,
-        row: &SheetRow,
-        current: &Record,
-        deleted: bool,
-    ) -> Result<Vec<Self>, ApiError> {
-        if deleted {
-            return Ok(vec![Self {
-                row: row.line,
-                record_id: row.id.clone(),
-                field: None,
-                sheet: Value::Null,
-                crm: Value::Null,
-                changed_by: current.updated_by.clone(),
-                changed_at: current.updated_at.clone(),
-            }]);
-        }
-        let changes = history::read(conn, CUSTOMERS, &row.id, 50)?.unwrap_or_default();
-        Ok(FIELD_COLUMNS
-            .iter()
-            .filter_map(|field| {
-                let sheet = row.fields.get(*field)?.clone();
-                let crm = current.fields.get(*field).cloned().unwrap_or(Value::Null);
-                if sheet == crm {
-                    return None;
-                }
-                let (changed_by, changed_at) = changes
-                    .iter()
-                    .find(|e| e.changes.contains_key(*field))
-                    .map_or_else(
-                        || (current.updated_by.clone(), current.updated_at.clone()),
-                        |e| (e.by.clone(), e.at.clone()),
-                    );
-                Some(Self {
-                    row: row.line,
-                    record_id: row.id.clone(),
-                    field: Some((*field).to_owned()),
-                    sheet,
-                    crm,
-                    changed_by,
-                    changed_at,
-                })
-            })
-            .collect())
-    }
-}
-
 /// The words of a cancelled job: what it wrote, in numbers a person reads
 /// ("Cancelled after 612 of 1,400 rows: 600 new, 12 updated").
 fn cancelled_message(kind: SyncKind, stats: &SyncStats) -> String {
@@ -922,187 +1030,4 @@ fn grouped(n: u64) -> String {
         out.push(c);
     }
     out
-}
-
-/// Why a sheet row was not applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ConflictReason {
-    /// The record changed in the CRM since the row's version (or the last sync).
-    Changed,
-    /// The record was deleted in the CRM since.
-    Deleted,
-}
-
-/// A sheet row a from-sheet run did not apply, because the CRM's record
-/// moved on since the version the row was based on.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(example = json!({ "id": "c-0010", "line": 11, "reason": "changed", "version": 2, "updatedBy": "bob", "message": "changed in the CRM by bob since the last sync (version 2; the row is based on version 1)" }))]
-pub struct ConflictRow {
-    /// The customer's record id.
-    pub id: String,
-    /// The row's line in the sheet (1 = header).
-    pub line: u64,
-    /// Why it was not applied.
-    pub reason: ConflictReason,
-    /// The record's version in the CRM.
-    pub version: i64,
-    /// Who changed (or deleted) the record last in the CRM.
-    pub updated_by: String,
-    /// For people.
-    pub message: String,
-}
-
-impl ConflictRow {
-    fn new(row: &SheetRow, current: &Record, deleted: bool, base: Option<i64>) -> Self {
-        let based = base.map_or("the row names no version".to_owned(), |b| {
-            format!("the row is based on version {b}")
-        });
-        let (reason, what) = if deleted {
-            (ConflictReason::Deleted, "deleted")
-        } else {
-            (ConflictReason::Changed, "changed")
-        };
-        Self {
-            id: row.id.clone(),
-            line: row.line,
-            reason,
-            version: current.version,
-            updated_by: current.updated_by.clone(),
-            message: format!(
-                "{what} in the CRM by {} since the last sync (version {}; {based})",
-                current.updated_by, current.version
-            ),
-        }
-    }
-}
-
-#[derive(Debug, Default, Clone)]
-struct RowCounts {
-    /// Rows looked at (the rest of the batch was left for a cancel).
-    handled: usize,
-    /// A cancel stopped the batch before its end.
-    stopped: bool,
-    inserted: u64,
-    updated: u64,
-    unchanged: u64,
-    conflicts: u64,
-    conflict_rows: Vec<ConflictRow>,
-    conflicts_by_field: Vec<SheetConflict>,
-}
-
-impl RowCounts {
-    fn conflict(
-        &mut self,
-        conn: &Tx<'_>,
-        sheet_row: &SheetRow,
-        current: &Record,
-        deleted: bool,
-        base: Option<i64>,
-    ) -> Result<(), ApiError> {
-        self.conflicts += 1;
-        self.conflict_rows
-            .push(ConflictRow::new(sheet_row, current, deleted, base));
-        if self.conflicts_by_field.len() < MAX_LISTED_CONFLICT_FIELDS {
-            self.conflicts_by_field
-                .extend(SheetConflict::of_row(conn, sheet_row, current, deleted)?);
-        }
-        Ok(())
-    }
-}
-
-/// Applies sheet rows with the same optimistic locking as a PATCH. The base
-/// version of a row is the record version stored at its last sync (or, for a
-/// row never synced, the sheet's own `version` cell): if the record has moved
-/// past it, someone changed the record since, and the row is a conflict.
-/// When `stop` turns true it stops before the next row.
-fn apply_rows(
-    conn: &Tx<'_>,
-    rows: &[SheetRow],
-    by: &Author,
-    stop: &AtomicBool,
-) -> Result<RowCounts, ApiError> {
-    let mut counts = RowCounts::default();
-    for row in rows {
-        if stop.load(Ordering::SeqCst) {
-            counts.stopped = true;
-            break;
-        }
-        counts.handled += 1;
-        let synced: Option<i64> = conn
-            .query_opt(
-                "SELECT version FROM sheet_sync WHERE collection = ?1 AND id = ?2",
-                &[&CUSTOMERS, &row.id],
-            )?
-            .map(|r| r.get(0))
-            .transpose()?;
-        let base = synced.or(row.version);
-        let stored = records::load(conn, CUSTOMERS, &row.id)?;
-        let version = match stored {
-            None => {
-                let fields = row
-                    .fields
-                    .iter()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                counts.inserted += 1;
-                records::insert(conn, CUSTOMERS, &row.id, fields, by)?.version
-            }
-            // Deleted in the CRM since: the deletion wins, like a PATCH on a stale version.
-            Some(s) if s.deleted => {
-                counts.conflict(conn, row, &s.record, true, base)?;
-                continue;
-            }
-            Some(s) => {
-                let current = s.record;
-                let same = FIELD_COLUMNS
-                    .iter()
-                    .filter(|c| row.fields.contains_key(**c))
-                    .all(|c| {
-                        current.fields.get(*c).unwrap_or(&Value::Null)
-                            == row.fields.get(*c).unwrap_or(&Value::Null)
-                    });
-                if same {
-                    counts.unchanged += 1;
-                    current.version
-                } else if base == Some(current.version) {
-                    let mut merged = current.fields.clone();
-                    for (k, v) in &row.fields {
-                        if v.is_null() {
-                            merged.remove(k);
-                        } else {
-                            merged.insert(k.clone(), v.clone());
-                        }
-                    }
-                    match records::update_fields(conn, CUSTOMERS, &current, merged, by)? {
-                        Some(r) => {
-                            counts.updated += 1;
-                            r.version
-                        }
-                        None => {
-                            counts.conflict(conn, row, &current, false, base)?;
-                            continue;
-                        }
-                    }
-                } else {
-                    counts.conflict(conn, row, &current, false, base)?;
-                    continue;
-                }
-            }
-        };
-        remember_synced(conn, &row.id, version)?;
-    }
-    Ok(counts)
-}
-
-/// Notes that the sheet now holds `version` of customer `id`.
-fn remember_synced(conn: &Tx<'_>, id: &str, version: i64) -> Result<(), ApiError> {
-    conn.execute(
-        "INSERT INTO sheet_sync (collection, id, version) VALUES (?1, ?2, ?3)
-         ON CONFLICT (collection, id) DO UPDATE SET version = excluded.version",
-        &[&CUSTOMERS, &id, &version],
-    )?;
-    Ok(())
 }

@@ -2,21 +2,21 @@
 //! list what a job did not apply.
 //! The jobs themselves run in [`crate::sync_jobs`].
 
-use crate::openapi::*;
+use crate::wire::*;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::extract::{body_bytes, json_body, path_params, Answer};
-use crate::idempotency::{write_once, Mutation};
-use crate::sync_jobs::{SheetConflictList, SyncKind};
+use crate::extract::{path_params, Answer};
+use crate::idempotency::{write_once, Mutating};
+use crate::sync_conflicts::SheetConflictList;
+use crate::sync_model::{StartSync, SyncJobList, SyncJobStatus, SyncKind, SyncStarted};
 use crate::AppState;
 
 /// `POST /api/sync` `{ kind }` + `Idempotency-Key` -> `202 { syncId, status: "queued", position }`.
@@ -41,14 +41,11 @@ use crate::AppState;
 )]
 pub async fn start_route(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    mut req: Mutating,
 ) -> Result<Answer, ApiError> {
-    let mutation = Mutation::new(&user, &headers, &method, uri.path(), body_bytes(&body))?;
-    let body = json_body(body)?;
+    let mutation = req.mutation()?;
+    let body = req.json()?;
+    let user = req.user;
     let kind = match body.get("kind").and_then(Value::as_str) {
         Some("from-sheet") => SyncKind::FromSheet,
         Some("to-sheet") => SyncKind::ToSheet,
@@ -60,10 +57,10 @@ pub async fn start_route(
         }
     };
     let jobs = Arc::clone(&state.jobs);
-    write_once(&state.db, mutation, move |_tx| {
+    write_once(&state.db, mutation, move |tx| {
             // Queued inside the transaction that stores the answer, so two
             // requests with one key can never both start a job.
-            let status = jobs.enqueue(&user, kind)?;
+            let status = jobs.enqueue(tx, &user, kind)?;
             Ok(Answer::json(
                 StatusCode::ACCEPTED,
                 &json!({ "syncId": status["syncId"], "status": "queued", "position": status["position"] }),
@@ -89,7 +86,7 @@ pub async fn start_route(
         (status = 200, description = "The job", body = SyncJobStatus),
         RequestErrors,
         (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
-        (status = 404, description = "`sync_not_found`: unknown, expired or lost in a restart", body = ErrorBody),
+        (status = 404, description = "`sync_not_found`: unknown, or finished more than 10 minutes ago", body = ErrorBody),
     )
 )]
 pub async fn status_route(
@@ -98,7 +95,7 @@ pub async fn status_route(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_params(path)?;
-    state.jobs.status(&user, &id).map(Json)
+    state.jobs.status_anywhere(&user, &id).await.map(Json)
 }
 
 /// `DELETE /api/sync/{syncId}` -> `200` with `status: "cancelled"`. A
@@ -127,24 +124,25 @@ pub async fn status_route(
 )]
 pub async fn cancel_route(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
     path: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: Mutating,
 ) -> Result<Answer, ApiError> {
     let id = path_params(path)?;
-    let mutation = Mutation::new(&user, &headers, &method, uri.path(), b"")?;
+    let mutation = req.mutation()?;
+    let user = req.user;
     // Waited for outside the write below: the job needs the database to
     // finish its batch.
     if let Some(mut stopped) = state.jobs.stop(&user, &id) {
         // An error means the job is gone (the sender dropped): the answer
         // below says how.
         let _ = stopped.wait_for(|finished| *finished).await;
+    } else if !state.jobs.is_here(&id) {
+        // Another instance runs it: asked through the database.
+        state.jobs.stop_elsewhere(&user, &id).await?;
     }
     let jobs = Arc::clone(&state.jobs);
-    write_once(&state.db, mutation, move |_tx| {
-        Ok(Answer::json(StatusCode::OK, &jobs.cancel(&user, &id)?)?.into())
+    write_once(&state.db, mutation, move |tx| {
+        Ok(Answer::json(StatusCode::OK, &jobs.cancel(tx, &user, &id)?)?.into())
     })
     .await
 }
@@ -160,8 +158,11 @@ pub async fn cancel_route(
         SignedInErrors,
     )
 )]
-pub async fn list_route(State(state): State<AppState>, AuthUser(user): AuthUser) -> Json<Value> {
-    Json(state.jobs.list(&user))
+pub async fn list_route(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Value>, ApiError> {
+    state.jobs.list_anywhere(&user).await.map(Json)
 }
 
 /// `GET /api/sync/{syncId}/conflicts` -> `{ items }`: field by field, the
@@ -182,7 +183,7 @@ pub async fn list_route(State(state): State<AppState>, AuthUser(user): AuthUser)
         (status = 200, description = "In sheet order; the first 1,000 (`stats.conflicts` counts the rows)", body = SheetConflictList),
         RequestErrors,
         (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
-        (status = 404, description = "`sync_not_found`: unknown, expired or lost in a restart", body = ErrorBody),
+        (status = 404, description = "`sync_not_found`: unknown, or finished more than 10 minutes ago", body = ErrorBody),
     )
 )]
 pub async fn conflicts_route(
@@ -191,5 +192,5 @@ pub async fn conflicts_route(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_params(path)?;
-    state.jobs.conflicts(&user, &id).map(Json)
+    state.jobs.conflicts_anywhere(&user, &id).await.map(Json)
 }

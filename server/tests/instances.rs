@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{next_frame, open_events, read_events, TestServer};
+use common::{ends_within, next_frame, open_events, read_events, TestServer};
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -129,6 +129,124 @@ async fn a_change_through_one_instance_reaches_the_other_instances_stream() {
     assert_eq!(events[0].1["id"], "c-0003");
     assert_eq!(events[0].1["version"], 2);
     assert_eq!(events[0].1["record"]["fields"]["city"], "Lyon");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: CRM_TEST_POSTGRES"]
+async fn a_users_stream_limit_and_logout_hold_across_instances() {
+    let (a, b) = two_instances().await;
+    let (ta, tb) = (a.login("bob").await, b.login("bob").await);
+    let mut on_a = Vec::new();
+    for _ in 0..5 {
+        on_a.push(open_events(&a, &ta).await);
+    }
+    // The sixth, through the other instance, ends the oldest on the first.
+    let mut on_b = open_events(&b, &tb).await;
+    assert!(ends_within(&mut on_a[0], Duration::from_secs(10)).await);
+    for stream in &mut on_a[1..] {
+        assert!(!ends_within(stream, Duration::from_millis(200)).await);
+    }
+    assert!(!ends_within(&mut on_b, Duration::from_millis(200)).await);
+    // Logging the first token out through the other instance ends its
+    // streams there too, and leaves the other token's stream open.
+    let r = b
+        .send(Method::POST, "/api/logout", Some(&ta), None, &[])
+        .await;
+    assert_eq!(r.status, 204);
+    for stream in &mut on_a[1..] {
+        assert!(ends_within(stream, Duration::from_secs(10)).await);
+    }
+    assert!(!ends_within(&mut on_b, Duration::from_millis(200)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: CRM_TEST_POSTGRES"]
+async fn a_job_of_a_killed_instance_ends_as_error_on_the_other_within_a_minute() {
+    assert!(common::postgres_url().is_some(), "set CRM_TEST_POSTGRES");
+    let a = TestServer::start().await;
+    // The second instance is the real binary on the same database, killed
+    // without warning while its job downloads the sheet (5 s of latency).
+    let sheet = a.path("killed-sheet.csv");
+    std::fs::write(&sheet, sheet_of_new_customers("k", 10)).unwrap();
+    let b = common::spawn_server(&[
+        "--db".into(),
+        a.db.clone().into_os_string(),
+        "--sheet".into(),
+        sheet.into_os_string(),
+    ]);
+    let c = common::client();
+    let t = a.login("alice").await;
+    let started = common::send(
+        &c,
+        &b.base,
+        Method::POST,
+        "/api/sync",
+        Some(&t),
+        Some(json!({ "kind": "from-sheet" })),
+        &[],
+    )
+    .await;
+    assert_eq!(started.status, 202, "{:?}", started.body);
+    let id = started.body["syncId"].as_str().unwrap().to_owned();
+    // The other instance sees it while it runs ...
+    let r = a.get(&format!("/api/sync/{id}"), &t).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(
+        ["queued", "downloading"].contains(&r.body["status"].as_str().unwrap()),
+        "{:?}",
+        r.body
+    );
+    let listed = a.get("/api/sync", &t).await.body;
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["syncId"] == id.as_str()),
+        "{listed}"
+    );
+    drop(b);
+    // ... and, once its instance is gone, ends it as `error`.
+    let seen = a.wait_job(&t, &id, Duration::from_secs(60)).await;
+    let last = seen.last().unwrap();
+    assert_eq!(last["status"], "error", "{seen:?}");
+    assert!(
+        last["error"].as_str().unwrap().contains("stopped"),
+        "{last}"
+    );
+    // Not one row of the sheet was written.
+    let r = a.get("/api/customers/s-k-0000", &t).await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: CRM_TEST_POSTGRES"]
+async fn a_job_is_cancelled_through_the_other_instance() {
+    assert!(common::postgres_url().is_some(), "set CRM_TEST_POSTGRES");
+    let a = TestServer::start_with(|c| c.sheet_latency = Duration::from_secs(30)).await;
+    let db = a.db.clone();
+    let b = TestServer::start_with(move |c| c.db = db).await;
+    let t = a.login("alice").await;
+    let mut ids = Vec::new();
+    // One running (downloading for 30 s) and one queued behind it.
+    for _ in 0..2 {
+        let r = a.post("/api/sync", &t, json!({ "kind": "to-sheet" })).await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        ids.push(r.body["syncId"].as_str().unwrap().to_owned());
+    }
+    for id in ids.iter().rev() {
+        let path = format!("/api/sync/{id}");
+        let r = b.send(Method::DELETE, &path, Some(&t), None, &[]).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["status"], "cancelled");
+        // Once answered, a second cancel is refused, through either instance.
+        for s in [&a, &b] {
+            let again = s.send(Method::DELETE, &path, Some(&t), None, &[]).await;
+            common::assert_error(&again, 409, "already_finished");
+        }
+        let r = a.get(&path, &t).await;
+        assert_eq!(r.body["status"], "cancelled", "{:?}", r.body);
+    }
 }
 
 /// The sequence numbers of the `change` events a stream sends, until `want`

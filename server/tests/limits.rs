@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_error, open_events, Reply, TestServer};
+use common::{assert_error, ends_within, open_events, Reply, TestServer};
 use crm_sync_server::limits::Limits;
 use futures_util::future::join_all;
 use reqwest::Method;
@@ -495,19 +495,6 @@ async fn old_changes_are_pruned_and_their_cursors_are_410() {
 }
 
 // ---------- event streams ----------
-
-/// Reads until the stream ends; `false` if it is still open after `wait`.
-async fn ends_within(resp: &mut reqwest::Response, wait: Duration) -> bool {
-    let deadline = Instant::now() + wait;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, resp.chunk()).await {
-            Err(_) => return false,
-            Ok(Ok(Some(_))) => continue,
-            Ok(Ok(None) | Err(_)) => return true,
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_ends_when_its_token_is_logged_out() {

@@ -216,7 +216,7 @@ async fn collection_names_exclude_the_other_routes() {
         .collect();
     assert_eq!(excluded, routes);
     assert_eq!(
-        crm_sync_server::openapi::RESERVED_NAMES
+        crm_sync_server::wire::RESERVED_NAMES
             .iter()
             .copied()
             .collect::<BTreeSet<_>>(),
@@ -235,6 +235,60 @@ async fn collection_names_exclude_the_other_routes() {
 /// Finding: the event stream was documented as a plain string; Schemathesis
 /// reads `text/event-stream` answers as events and checks each against the
 /// schema. Its first event is `ready` with data `{}`.
+/// Bodies the server refuses are outside the document's schemas: an empty
+/// or blank comment, a change naming no field, a field name of 0 or 101
+/// characters (Schemathesis, with every check, sent each of them as valid).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_bodies_are_outside_the_documented_schemas() {
+    let doc = crm_sync_server::openapi::document();
+    let schemas = &doc["components"]["schemas"];
+    let text = &schemas["NewComment"]["properties"]["text"];
+    assert_eq!(text["minLength"], 1);
+    assert_eq!(text["pattern"], "\\S");
+    assert_eq!(
+        schemas["PatchRecord"]["properties"]["fields"]["$ref"],
+        "#/components/schemas/ChangedFields"
+    );
+    assert_eq!(schemas["ChangedFields"]["minProperties"], 1);
+    for map in ["Fields", "ChangedFields"] {
+        let names = &schemas[map]["propertyNames"];
+        assert_eq!(
+            (&names["minLength"], &names["maxLength"]),
+            (&json!(1), &json!(100))
+        );
+    }
+
+    let s = TestServer::start().await;
+    let t = s.login("alice").await;
+    for text in ["", "   "] {
+        let r = s
+            .post(
+                "/api/customers/c-0001/comments",
+                &t,
+                json!({ "text": text }),
+            )
+            .await;
+        assert_error(&r, 422, "invalid");
+    }
+    let r = s.patch("/api/customers/c-0001", &t, 1, json!({})).await;
+    assert_error(&r, 422, "invalid");
+    let long = "n".repeat(101);
+    for name in ["", long.as_str()] {
+        let r = s
+            .post("/api/deals", &t, json!({ "fields": { name: 1 } }))
+            .await;
+        assert_error(&r, 422, "invalid");
+    }
+    let r = s
+        .post(
+            "/api/deals",
+            &t,
+            json!({ "fields": { "n".repeat(100): 1 } }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_is_documented_event_by_event() {
     let doc = crm_sync_server::openapi::document();

@@ -1,55 +1,24 @@
 //! A killed server comes back on the same database file with every committed
-//! record, and answers `sync_not_found` for the jobs it lost. Runs the real
+//! record, and ends the jobs it lost as `error` once their lease runs out. Runs the real
 //! binary, killed without warning.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{assert_error, client, login, send};
+use common::{client, login, send, spawn_server, wait_job_at, Running};
 use reqwest::Method;
 use serde_json::json;
 
-struct Running {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn spawn(dir: &Path, demo: bool) -> Running {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crm-sync-server"));
-    cmd.args(["--port", "0", "--sheet-latency-ms", "5000"])
-        .arg("--db")
-        .arg(dir.join("data/crm.db"))
-        .arg("--sheet")
-        .arg(dir.join("data/sheet.csv"))
-        .arg("--static")
-        .arg(dir.join("www"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    let mut args: Vec<std::ffi::OsString> = vec!["--db".into(), dir.join("data/crm.db").into()];
+    args.extend(["--sheet".into(), dir.join("data/sheet.csv").into()]);
+    args.extend(["--static".into(), dir.join("www").into()]);
     if demo {
-        cmd.arg("--demo");
+        args.push("--demo".into());
     }
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("crm-sync-server listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Running { child, base }
+    spawn_server(&args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,17 +95,15 @@ async fn killed_server_restarts_with_records_and_without_jobs() {
 
     let second = spawn(dir.path(), false);
     // Tokens are in the database, so the session survives the restart.
-    let r = send(
-        &c,
-        &second.base,
-        Method::GET,
-        &format!("/api/sync/{job_id}"),
-        Some(&t),
-        None,
-        &[],
-    )
-    .await;
-    assert_error(&r, 404, "sync_not_found");
+    // The job's lease runs out with the server that held it: it ends as
+    // `error` within a minute, never `running` forever.
+    let seen = wait_job_at(&c, &second.base, &t, &job_id, Duration::from_secs(60)).await;
+    let last = seen.last().unwrap();
+    assert_eq!(last["status"], "error", "{seen:?}");
+    assert!(
+        last["error"].as_str().unwrap().contains("stopped"),
+        "{last}"
+    );
     let leads = send(
         &c,
         &second.base,

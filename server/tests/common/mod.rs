@@ -188,22 +188,34 @@ impl TestServer {
 
     /// Polls a sync job until it is finished; returns every status seen.
     pub async fn wait_job(&self, token: &str, id: &str, timeout: Duration) -> Vec<Value> {
-        let start = std::time::Instant::now();
-        let mut seen = Vec::new();
-        loop {
-            let r = self.get(&format!("/api/sync/{id}"), token).await;
-            assert_eq!(r.status, 200, "{:?}", r.body);
-            let status = r.body["status"].as_str().unwrap().to_owned();
-            seen.push(r.body);
-            if ["complete", "error", "cancelled"].contains(&status.as_str()) {
-                return seen;
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "job {id} did not finish: {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        wait_job_at(&self.client, &self.base, token, id, timeout).await
+    }
+}
+
+/// Polls a sync job at `base` until it is finished; returns every status seen.
+pub async fn wait_job_at(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    id: &str,
+    timeout: Duration,
+) -> Vec<Value> {
+    let start = std::time::Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let path = format!("/api/sync/{id}");
+        let r = send(client, base, Method::GET, &path, Some(token), None, &[]).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let status = r.body["status"].as_str().unwrap().to_owned();
+        seen.push(r.body);
+        if ["complete", "error", "cancelled"].contains(&status.as_str()) {
+            return seen;
         }
+        assert!(
+            start.elapsed() < timeout,
+            "job {id} did not finish: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
@@ -328,4 +340,56 @@ pub async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<(String,
         }
     }
     out
+}
+
+/// Reads until the stream ends; `false` if it is still open after `wait`.
+pub async fn ends_within(resp: &mut reqwest::Response, wait: Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match tokio::time::timeout(left, resp.chunk()).await {
+            Err(_) => return false,
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None) | Err(_)) => return true,
+        }
+    }
+}
+
+/// The real server binary, running until dropped (then killed without
+/// warning, as a crash would).
+pub struct Running {
+    /// The child process.
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the server binary on a free port with a 5 s sheet latency and
+/// `args`; returns once it listens.
+pub fn spawn_server(args: &[std::ffi::OsString]) -> Running {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crm-sync-server"));
+    cmd.args(["--port", "0", "--sheet-latency-ms", "5000"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("crm-sync-server listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Running { child, base }
 }
