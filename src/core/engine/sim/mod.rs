@@ -1146,8 +1146,11 @@ const FOUND: [u64; 6] = [11_383, 13_967, 7_561, 21_469, 15_201, 20_199];
 /// Fresh seeds found failing, replayed with the fault mix each draws:
 /// 28198894 and 711965815, a retry of a refused entry under the key of a
 /// duplicate the server took after refusing the first copy (the model's
-/// check of answered keys, not the engine, was wrong).
-const FOUND_FRESH: [u64; 2] = [28_198_894, 711_965_815];
+/// check of answered keys, not the engine, was wrong); 459126681, two
+/// tabs sent one entry under one key, one met a refusal for good and kept
+/// it as a dead letter, the other a 409 whose merge the server then took,
+/// and its commit cleared the outbox but not the dead letter.
+const FOUND_FRESH: [u64; 3] = [28_198_894, 711_965_815, 459_126_681];
 
 #[cfg(test)]
 mod tests {
