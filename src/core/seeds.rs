@@ -39,13 +39,14 @@ fn fresh(n: u64) -> Vec<u64> {
         .collect()
 }
 
-/// The seeds to run: `CRM_SIM_SEED`, or 1 to `CRM_SIM_SEEDS` (`range`
-/// when unset) and `CRM_SIM_FRESH` fresh ones (`fresh` when unset).
+/// The seeds to run: `CRM_SIM_SEED`, or `CRM_SIM_FROM` (1 when unset) to
+/// `CRM_SIM_SEEDS` (`range` when unset) and `CRM_SIM_FRESH` fresh ones
+/// (`fresh` when unset).
 pub fn seeds(range: u64, fresh_seeds: u64) -> Vec<u64> {
     if let Some(seed) = replayed() {
         return vec![seed];
     }
-    let mut seeds: Vec<u64> = (1..=count("CRM_SIM_SEEDS", range)).collect();
+    let mut seeds: Vec<u64> = (count("CRM_SIM_FROM", 1)..=count("CRM_SIM_SEEDS", range)).collect();
     seeds.extend(fresh(count("CRM_SIM_FRESH", fresh_seeds)));
     seeds
 }
@@ -66,7 +67,8 @@ pub fn run_fixed(fixed: &[u64], run: impl Fn(u64) -> Result<(), String> + Sync) 
     }
 }
 
-/// Runs `run` on every seed, one worker per core (at most 8); panics with
+/// Runs `run` on every seed, one worker per core (at most 8, or
+/// `CRM_SIM_WORKERS`); panics with
 /// the failing seeds and the first failure's report. Each worker stops at
 /// its first failure, unless `CRM_SIM_ALL` is set (a long run: every
 /// failing seed is found, its report printed as it fails, and the count of
@@ -76,6 +78,7 @@ fn run_seeds(seeds: &[u64], run: impl Fn(u64) -> Result<(), String> + Sync) {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(8);
+    let threads = (count("CRM_SIM_WORKERS", threads as u64) as usize).max(1);
     let all = std::env::var_os("CRM_SIM_ALL").is_some();
     let started = std::time::Instant::now();
     let done = AtomicU64::new(0);
