@@ -47,10 +47,7 @@ impl ClientEngine {
                 let _ = self.outbox.on_success(mutation_id, None);
                 self.records.commit_comment(&key, comment);
                 self.counters.commits += 1;
-                let done = vec![StoreOp::DeleteEntry {
-                    mutation_id: mutation_id.to_owned(),
-                    failed: false,
-                }];
+                let done = StoreOp::entry_gone(mutation_id).to_vec();
                 match self.records.get(&key.collection, &key.id).cloned() {
                     Some(record) => {
                         self.tell_committed(&key, &record, done, out);
@@ -79,13 +76,11 @@ impl ClientEngine {
                 self.counters.commits += 1;
                 out.push(Effect::Write {
                     id: 0,
-                    ops: vec![
-                        StoreOp::DeleteEntry {
-                            mutation_id: mutation_id.to_owned(),
-                            failed: false,
-                        },
-                        StoreOp::DeleteRecord(key.clone()),
-                    ],
+                    ops: [
+                        StoreOp::entry_gone(mutation_id).to_vec(),
+                        vec![StoreOp::DeleteRecord(key.clone())],
+                    ]
+                    .concat(),
                     persisted: None,
                 });
                 changed_here(key.clone(), out);
@@ -121,10 +116,7 @@ impl ClientEngine {
                     .commit(&entry.collection, record.clone(), &sent);
                 self.counters.commits += 1;
                 let merged = self.merged.remove(id).unwrap_or_default();
-                let mut done = vec![StoreOp::DeleteEntry {
-                    mutation_id: id.clone(),
-                    failed: false,
-                }];
+                let mut done = StoreOp::entry_gone(id).to_vec();
                 self.keep_undoable(entry, &record, now, &mut done, out);
                 self.tell_committed(&key, &record, done, out);
                 let outcome = if merged.is_empty() {
@@ -141,10 +133,7 @@ impl ClientEngine {
                 unstage(&mut self.records, entry);
                 out.push(Effect::Write {
                     id: 0,
-                    ops: vec![StoreOp::DeleteEntry {
-                        mutation_id: id.clone(),
-                        failed: false,
-                    }],
+                    ops: StoreOp::entry_gone(id).to_vec(),
                     persisted: None,
                 });
                 out.push(Effect::RecordChanged {
@@ -331,10 +320,7 @@ impl ClientEngine {
                 self.counters.merged += 1;
                 let sent = settled.op.fields().cloned().unwrap_or_default();
                 self.records.commit(&key.collection, theirs.clone(), &sent);
-                ops.push(StoreOp::DeleteEntry {
-                    mutation_id: id.clone(),
-                    failed: false,
-                });
+                ops.extend(StoreOp::entry_gone(&id));
                 out.push(Effect::Write {
                     id: 0,
                     ops,
@@ -362,10 +348,7 @@ impl ClientEngine {
                 self.stage_waiting(&key);
                 self.merged.remove(&id);
                 self.conflicts.insert(conflict.id.clone(), kept.clone());
-                ops.push(StoreOp::DeleteEntry {
-                    mutation_id: id.clone(),
-                    failed: false,
-                });
+                ops.extend(StoreOp::entry_gone(&id));
                 ops.push(StoreOp::PutConflict(kept.clone()));
                 out.push(Effect::Write {
                     id: 0,

@@ -576,6 +576,22 @@ pub enum StoreOp {
     DeleteCursor,
 }
 
+impl StoreOp {
+    /// An entry done with for good (on the server, made a conflict, or
+    /// discarded): out of the outbox and the dead letters both. Two tabs
+    /// may send one entry under one key, and a server that keeps no
+    /// refusal may answer them differently: a refusal for good in one tab
+    /// and a commit in the other leaves no dead letter behind (found by
+    /// the simulation: the commit cleared the outbox only, and one tab
+    /// showed as failed a change the server had taken).
+    pub(crate) fn entry_gone(mutation_id: &str) -> [StoreOp; 2] {
+        [false, true].map(|failed| StoreOp::DeleteEntry {
+            mutation_id: mutation_id.to_owned(),
+            failed,
+        })
+    }
+}
+
 /// What one drain of the outbox did (a `push` line of the sync log).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrainReport {

@@ -393,16 +393,7 @@ impl ClientEngine {
         out.push(Effect::Changed);
         out.push(Effect::Write {
             id: 0,
-            ops: vec![
-                StoreOp::DeleteEntry {
-                    mutation_id: mutation_id.to_owned(),
-                    failed: false,
-                },
-                StoreOp::DeleteEntry {
-                    mutation_id: mutation_id.to_owned(),
-                    failed: true,
-                },
-            ],
+            ops: StoreOp::entry_gone(mutation_id).to_vec(),
             persisted: None,
         });
         changed_here(key, out);

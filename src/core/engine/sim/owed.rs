@@ -43,6 +43,13 @@ pub(super) struct Made {
     pub record: String,
     pub change: Change,
     pub fate: Fate,
+    /// The conflict this change resolves, if it is a resolution. That
+    /// conflict does not hold it: the claim took the conflict out of
+    /// IndexedDB, and a copy another tab has not re-read yet is on its
+    /// way out (seed 2794: a tab crashed between its claim and the write
+    /// of the resolution's entry, and the ledger counted the resolution
+    /// as held by the stale copy in another tab).
+    pub resolves: Option<String>,
 }
 
 /// What a caller's acknowledgment must hold.
@@ -69,6 +76,9 @@ impl Made {
     }
 
     pub(super) fn in_conflict(&self, kept: &KeptConflict) -> bool {
+        if self.resolves.as_ref() == Some(&kept.conflict.id) {
+            return false;
+        }
         match &self.change {
             Change::Field(name, value) => {
                 kept.conflict.record_id == self.record
@@ -137,6 +147,7 @@ impl World {
         caller: CallerId,
         record: &str,
         changes: Vec<Change>,
+        resolves: Option<&str>,
     ) {
         let user = self.tabs[tab].user;
         let mut kept = Vec::new();
@@ -147,6 +158,7 @@ impl World {
                 record: record.to_owned(),
                 change: change.clone(),
                 fate: Fate::Open,
+                resolves: resolves.map(str::to_owned),
             };
             let held = self.tabs[tab]
                 .engine
@@ -265,7 +277,7 @@ impl World {
                 caller,
             },
         );
-        self.made(tab, caller, &conflict.record_id, sent);
+        self.made(tab, caller, &conflict.record_id, sent, Some(&conflict.id));
     }
 
     /// Whether a later change of the same person replaced the change at
@@ -377,6 +389,7 @@ impl World {
                 record: expected.record.clone(),
                 change: change.clone(),
                 fate: Fate::Open,
+                resolves: None,
             };
             let there = match change {
                 Change::Field(name, value) => record.fields.get(name) == Some(value),

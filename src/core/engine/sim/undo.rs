@@ -33,6 +33,7 @@ impl World {
                 record: undone.record_id.clone(),
                 change: change.clone(),
                 fate: Fate::Open,
+                resolves: None,
             };
             let in_conflict = self.tabs[tab]
                 .engine
@@ -44,10 +45,10 @@ impl World {
                 acked.push(change);
             }
         }
-        self.made(tab, caller, &undone.record_id, acked);
+        self.made(tab, caller, &undone.record_id, acked, None);
         let nobody = self.new_caller(tab, "undo conflict".into());
         self.tabs[tab].callers.remove(&nobody);
-        self.made(tab, nobody, &undone.record_id, asked);
+        self.made(tab, nobody, &undone.record_id, asked, None);
         true
     }
 }
