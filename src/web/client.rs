@@ -47,8 +47,8 @@ mod local;
 mod query_cache;
 mod reads;
 mod storage;
-mod writes;
 mod undo;
+mod writes;
 
 use feed::EventFeed;
 pub use load::{DEFAULT_PAGE, MAX_PAGE};

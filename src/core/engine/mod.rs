@@ -30,8 +30,8 @@
 
 mod answer;
 mod feed;
-mod output;
 mod local;
+mod output;
 mod reach;
 mod requests;
 mod session;
@@ -59,9 +59,9 @@ use std::collections::HashSet;
 
 pub use crate::core::debounce::SavePayload;
 pub use feed::{FeedChange, FeedPage, PullReport, StreamSignal, FEED_POLL_MS, SAFETY_READ_MS};
+pub use local::{FullReason, LoadPlan, LoadedMark, LOCAL_SCHEMA};
 pub use requests::NextTry;
 pub use undo::UndoTarget;
-pub use local::{FullReason, LoadPlan, LoadedMark, LOCAL_SCHEMA};
 pub use write::STAGED_PREFIX;
 
 /// How long the leader leaves another tab's entry to that tab before it

@@ -281,8 +281,7 @@ mod tests {
             ..StoredWork::default()
         });
         let target = UndoTarget::Mutation("m1".into());
-        engine.handle(Event::Undo { target, caller: 1 }, 10);
-        let out: Vec<Effect> = std::iter::from_fn(|| engine.poll_output()).collect();
+        let out = engine.step(Event::Undo { target, caller: 1 }, 10);
         (engine, out)
     }
 
@@ -333,8 +332,7 @@ mod tests {
     fn nothing_left_to_take_back_is_not_found() {
         let (mut engine, _) = undo_after_bob();
         let target = UndoTarget::Redo("m1".into());
-        engine.handle(Event::Undo { target, caller: 2 }, 20);
-        let out: Vec<Effect> = std::iter::from_fn(|| engine.poll_output()).collect();
+        let out = engine.step(Event::Undo { target, caller: 2 }, 20);
         assert!(out.iter().any(|e| matches!(
             e,
             Effect::Settle { callers, result: Err(Failure::NotFound(_)) } if callers == &[2]

@@ -87,7 +87,11 @@ impl Client {
             }
             // Taken by `load_plan`, which handed the engine the load.
             Effect::LoadFrom { collection, plan } => {
-                self.inner.state.borrow_mut().load_plans.push((collection, plan));
+                self.inner
+                    .state
+                    .borrow_mut()
+                    .load_plans
+                    .push((collection, plan));
             }
             _ => {}
         }
