@@ -289,7 +289,7 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
         </div>
       ))}
       <p className={noteIsError ? "note error" : "note"} role="status" data-testid="save-state">
-        {noteText()}
+        <span>{noteText()}</span>
         {saved && newest && (
           <button type="button" className="link-button" onClick={() => void undo()} title="Ctrl+Z">
             Undo
