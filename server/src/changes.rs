@@ -274,6 +274,7 @@ struct Follower {
     expires: tokio::time::Instant,
     max_bytes: usize,
     ticket: StreamTicket,
+    presence: tokio::sync::broadcast::Receiver<Arc<crate::presence::PresenceEvent>>,
 }
 
 /// `GET /api/events`: one `change` event per committed change, `id` = the
@@ -305,7 +306,7 @@ struct Follower {
         ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Resume after this cursor"),
     ),
     responses(
-        (status = 200, description = "A Server-Sent Events stream: first a `ready` event (data `{}`), then one `change` event per committed change, `data` a `Change` and `id` the cursor after it. It has no deadline; it ends at logout, token expiry, or when the user opens too many streams.", content_type = "text/event-stream", body = ServerEvent),
+        (status = 200, description = "A Server-Sent Events stream: first a `ready` event (data `{}`), then one `change` event per committed change, `data` a `Change` and `id` the cursor after it, and a `presence` event (no `id`, `data` a `PresenceEvent`) whenever the people on a record change. It has no deadline; it ends at logout, token expiry, or when the user opens too many streams.", content_type = "text/event-stream", body = ServerEvent),
         (status = 401, description = "`unauthorized`: no token and no ticket, an unknown or expired token, or a ticket unknown, used, expired or of a session that ended", body = ErrorBody),
         (status = 403, description = "`forbidden`: the ticket belongs to another user than the bearer token sent with it", body = ErrorBody),
         (status = 400, description = "`invalid`: a query that cannot be read, or a `token` in it (a bearer token never goes in a URL; not a parameter of this route)", body = ErrorBody),
@@ -362,6 +363,7 @@ pub async fn events_route(
     };
     let left = u64::try_from(session.expires_at - unix_seconds()).unwrap_or(0);
     let ticket = state.streams.open(&session.user, &session.token_hash);
+    let presence = state.presence.subscribe();
     let follower = Follower {
         db: Arc::clone(&state.db),
         seq,
@@ -372,6 +374,7 @@ pub async fn events_route(
         expires: tokio::time::Instant::now() + Duration::from_secs(left),
         max_bytes: state.limits.feed_page_bytes,
         ticket,
+        presence,
     };
     Ok(Sse::new(follow(follower))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -417,6 +420,20 @@ fn follow(follower: Follower) -> impl Stream<Item = Result<Event, Infallible>> {
             }
             tokio::select! {
                 changed = f.head.changed() => changed.ok()?,
+                heard = f.presence.recv() => {
+                    use tokio::sync::broadcast::error::RecvError;
+                    match heard {
+                        Ok(e) => {
+                            let data = serde_json::to_string(&*e).unwrap_or_else(|_| "{}".into());
+                            f.pending.push_back(Event::default().event("presence").data(data));
+                        }
+                        // A stream more than 1,024 events behind misses some:
+                        // presence is a hint, and the next change of those
+                        // records' people is sent again.
+                        Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
                 _ = f.shutdown.changed() => return None,
                 _ = f.ticket.closed.changed() => return None,
                 () = tokio::time::sleep_until(f.expires) => return None,

@@ -369,6 +369,8 @@ pub enum EventName {
     Ready,
     /// One committed change; data is a `Change`, id the cursor after it.
     Change,
+    /// The people on a record changed; data is a `PresenceEvent`, no id.
+    Presence,
 }
 
 /// One event of the `text/event-stream` of `GET /api/events`, as its fields.
@@ -376,9 +378,10 @@ pub enum EventName {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({ "event": "change", "id": "7f3a9c1e5b2d4f60.1043", "data": "{\"collection\":\"customers\",\"id\":\"c-9\",\"version\":3,\"op\":\"delete\"}" }))]
 pub struct ServerEvent {
-    /// `ready` or `change`.
+    /// `ready`, `change` or `presence`.
     pub event: EventName,
-    /// JSON text: `{}` for `ready`, a `Change` for `change`.
+    /// JSON text: `{}` for `ready`, a `Change` for `change`, a
+    /// `PresenceEvent` for `presence`.
     pub data: String,
     /// With `change`: the cursor after it (send it back as `Last-Event-ID` or `since`).
     pub id: Option<String>,
@@ -522,6 +525,8 @@ impl Modify for BearerAuth {
         crate::record_routes::delete_route,
         crate::record_routes::comment_route,
         crate::history::history_route,
+        crate::presence::set_route,
+        crate::presence::people_route,
         openapi_route,
         crate::metrics::summary_route,
         crate::metrics::prometheus_route,
@@ -532,6 +537,8 @@ impl Modify for BearerAuth {
         ChangeOp, Feed, EventName, ServerEvent, StartSync, SyncStarted, SyncJobStatus, SyncJobList, SyncKind,
         SyncStatus, SyncStats, crate::stream_tickets::StreamTicket, SheetConflict, SheetConflictList, HistoryList, HistoryEntry, HistoryOp, FieldChange, ConflictRow, ConflictReason,
         crate::metrics::MetricsSummary, crate::metrics::RouteFigures, crate::metrics::SyncJobFigures,
+        crate::presence::PresenceSet, crate::presence::PresenceEntry, crate::presence::PeopleAnswer,
+        crate::presence::Person, crate::presence::PresenceEvent,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -540,6 +547,7 @@ impl Modify for BearerAuth {
         (name = "records", description = "Collections of records, optimistic locking, comments"),
         (name = "changes", description = "Other people's changes: the feed and its event stream"),
         (name = "sync", description = "Sync jobs with the spreadsheet"),
+        (name = "presence", description = "Who else has a record open, and which field they edit"),
         (name = "meta", description = "This document and the server's figures"),
     )
 )]
@@ -555,8 +563,8 @@ pub fn document() -> Value {
 pub struct CollectionName;
 
 /// Names under `/api/` that are routes, never collections.
-pub const RESERVED_NAMES: [&str; 7] = [
-    "changes", "events", "login", "logout", "me", "metrics", "sync",
+pub const RESERVED_NAMES: [&str; 8] = [
+    "changes", "events", "login", "logout", "me", "metrics", "presence", "sync",
 ];
 
 impl PartialSchema for CollectionName {
