@@ -162,7 +162,8 @@ export type CrmEvent =
   | { type: "failed"; failure: FailedMutation }
   | { type: "status"; status: CrmStatus }
   | { type: "session"; state: "expired" | "logged-out" }
-  | { type: "load"; collection: string; loaded: number; total?: number };
+  | { type: "load"; collection: string; loaded: number; total?: number }
+  | { type: "presence"; collection: string; id: string; people: PresencePerson[] };
 
 /** The user's sync schedule, shared by their tabs. */
 export interface SyncSchedule {

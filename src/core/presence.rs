@@ -298,7 +298,8 @@ impl Presence {
             }
             Input::Leave { collection, id } => {
                 let n = self.mine.len();
-                self.mine.retain(|r| r.collection != collection || r.id != id);
+                self.mine
+                    .retain(|r| r.collection != collection || r.id != id);
                 if self.mine.len() == n {
                     return;
                 }
