@@ -12,6 +12,7 @@ mod browser {
     pub mod errors;
     pub mod history;
     pub mod oneuser;
+    pub mod presence;
     pub mod reader;
     pub mod records;
     pub mod refused;

@@ -80,6 +80,9 @@ pub enum Input {
     TabHello,
     /// Whether this tab leads now.
     Leading(bool),
+    /// The leader's event stream (re)connected: what it missed meanwhile is
+    /// asked for again.
+    StreamReady,
     /// Who is on a record, from the server (or from the leader).
     People {
         /// The collection.
@@ -345,6 +348,10 @@ impl Presence {
                 }
                 return;
             }
+            Input::StreamReady => {
+                self.asks_for_new(&[]);
+                return;
+            }
             Input::People {
                 collection,
                 id,
@@ -534,6 +541,15 @@ mod tests {
         assert_eq!(
             sends(&out),
             vec![(vec![rec("c-1", None), rec("c-2", Some("city"))], false)]
+        );
+        // A stream that (re)connects may have missed people: asked again.
+        p.handle(Input::StreamReady, 5_050);
+        assert_eq!(
+            drain(&mut p)
+                .iter()
+                .filter(|o| matches!(o, Output::Ask { .. }))
+                .count(),
+            2
         );
         // Another tab's hello: this one says what it has open.
         p.handle(Input::TabHello, 5_100);

@@ -89,7 +89,8 @@ pub fn emit_fn(set: &js_sys::Set, event: &JsValue) {
     emit_to(set, event)
 }
 
-/// Hears the data (JSON text) of each `presence` event of `/api/events`.
+/// Hears the data (JSON text) of each `presence` event of `/api/events`,
+/// and `undefined` when the stream (re)connected.
 pub type PresenceListener = Rc<dyn Fn(JsValue)>;
 
 /// Settings of one client, from the app's options with the defaults of docs/guide/getting-started.md.

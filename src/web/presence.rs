@@ -55,7 +55,12 @@ impl PresenceRunner {
         }));
         let weak = Rc::downgrade(&runner);
         client.set_presence_listener(Some(Rc::new(move |data: JsValue| {
-            if let (Some(r), Some(input)) = (weak.upgrade(), people_input(&data)) {
+            let input = if data.is_undefined() {
+                Some(Input::StreamReady)
+            } else {
+                people_input(&data)
+            };
+            if let (Some(r), Some(input)) = (weak.upgrade(), input) {
                 r.handle(input);
             }
         })));
@@ -166,9 +171,14 @@ impl PresenceRunner {
                 let Some(client) = self.client.upgrade() else {
                     return;
                 };
+                // Made now: a closing client refuses requests a moment later.
+                let req = presence_request(&client, &records, closing);
                 // A lost heartbeat is repeated within 10 s; nothing to retry.
                 spawn_local(async move {
-                    if let Err(e) = send_set(&client, &records, closing).await {
+                    if let Err(e) = match req {
+                        Ok(req) => send(&req).await.map(|_| ()),
+                        Err(e) => Err(e),
+                    } {
                         web_sys::console::debug_1(&format!("crm-sync presence: {e}").into());
                     }
                 });
@@ -222,7 +232,11 @@ impl PresenceRunner {
 }
 
 /// `POST /api/presence` with the union; `closing` lets it outlive the page.
-async fn send_set(client: &Client, records: &[OpenRecord], closing: bool) -> Result<(), Error> {
+fn presence_request(
+    client: &Client,
+    records: &[OpenRecord],
+    closing: bool,
+) -> Result<crate::web::http::HttpRequest, Error> {
     let mut req = client.request(Method::Post, "/presence")?;
     req.keepalive = closing;
     let entries = js_sys::Array::new();
@@ -237,7 +251,7 @@ async fn send_set(client: &Client, records: &[OpenRecord], closing: bool) -> Res
     let body = js_sys::Object::new();
     let _ = js_sys::Reflect::set(&body, &"entries".into(), &entries);
     req.body = Some(body.into());
-    send(&req).await.map(|_| ())
+    Ok(req)
 }
 
 fn person_object(p: &Person) -> JsValue {

@@ -1,10 +1,11 @@
-import { useRef, useState, type FormEvent, type KeyboardEvent } from "react";
+import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
 import type { FieldValue, SaveResult } from "crm-sync";
 import { useConflicts, useCrm, useRecord } from "crm-sync/react";
 import { useKeptNotices } from "../kept";
 import { CUSTOMER_STATUSES, looksLikeEmail, plain, text, when } from "../lib";
 import { ActivityTimeline } from "./ActivityTimeline";
 import { Dialog } from "./Dialog";
+import { EditingHint, PresenceBar } from "./Presence";
 import { UseMine } from "./UseMine";
 
 const TEXT_FIELDS = [
@@ -50,6 +51,13 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
   const [comment, setComment] = useState("");
   const [commentError, setCommentError] = useState<string | null>(null);
   const latest = useRef(0);
+  const [focused, setFocused] = useState<string | null>(null);
+
+  // Others see who has this customer open, and which field is in focus.
+  useEffect(() => {
+    crm.presence.enter("customers", id, { editing: focused });
+  }, [crm, id, focused]);
+  useEffect(() => () => crm.presence.leave("customers", id), [crm, id]);
 
   function change(field: string, value: string) {
     setTyped((t) => ({ ...t, [field]: value }));
@@ -177,10 +185,20 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
 
   return (
     <Dialog title={`Customer ${text(view.fields.name) || id}`} onClose={close} className="edit-dialog sheet">
-      <form className="fields" onSubmit={(e) => e.preventDefault()} aria-label="Customer fields">
+      <PresenceBar id={id} />
+      <form
+        className="fields"
+        onSubmit={(e) => e.preventDefault()}
+        aria-label="Customer fields"
+        onFocus={(e) => setFocused((e.target as HTMLInputElement).name || null)}
+        onBlur={() => setFocused(null)}
+      >
         {TEXT_FIELDS.map((f) => (
           <label key={f.name}>
-            {f.label}
+            <span className="label-line">
+              {f.label}
+              <EditingHint id={id} field={f.name} />
+            </span>
             <input
               name={f.name}
               type={f.type}
@@ -192,7 +210,10 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
           </label>
         ))}
         <label>
-          Status
+          <span className="label-line">
+            Status
+            <EditingHint id={id} field="status" />
+          </span>
           <select name="status" value={value("status")} onChange={(e) => change("status", e.target.value)}>
             {!CUSTOMER_STATUSES.includes(value("status") as (typeof CUSTOMER_STATUSES)[number]) && (
               <option value={value("status")}>{value("status") || "(none)"}</option>
