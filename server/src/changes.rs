@@ -306,7 +306,7 @@ struct Follower {
         ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Resume after this cursor"),
     ),
     responses(
-        (status = 200, description = "A Server-Sent Events stream: first a `ready` event (data `{}`), then one `change` event per committed change, `data` a `Change` and `id` the cursor after it, and a `presence` event (no `id`, `data` a `PresenceEvent`) whenever the people on a record change. It has no deadline; it ends at logout, token expiry, or when the user opens too many streams.", content_type = "text/event-stream", body = ServerEvent),
+        (status = 200, description = "A Server-Sent Events stream: first a `ready` event (data `{}`), then one `change` event per committed change, `data` a `Change` and `id` the cursor after it, and a `presence` event (no `id`, `data` a `PresenceEvent`) whenever the people on a record change (after `ready`, one for each record someone has open then). It has no deadline; it ends at logout, token expiry, or when the user opens too many streams.", content_type = "text/event-stream", body = ServerEvent),
         (status = 401, description = "`unauthorized`: no token and no ticket, an unknown or expired token, or a ticket unknown, used, expired or of a session that ended", body = ErrorBody),
         (status = 403, description = "`forbidden`: the ticket belongs to another user than the bearer token sent with it", body = ErrorBody),
         (status = 400, description = "`invalid`: a query that cannot be read, or a `token` in it (a bearer token never goes in a URL; not a parameter of this route)", body = ErrorBody),
@@ -363,13 +363,20 @@ pub async fn events_route(
     };
     let left = u64::try_from(session.expires_at - unix_seconds()).unwrap_or(0);
     let ticket = state.streams.open(&session.user, &session.token_hash);
+    // Subscribed before the snapshot is taken: a change in between is sent
+    // twice at worst, never lost.
     let presence = state.presence.subscribe();
+    let mut pending = VecDeque::from([Event::default().event("ready").data("{}")]);
+    for e in state.presence.snapshot() {
+        let data = serde_json::to_string(&e).unwrap_or_else(|_| "{}".into());
+        pending.push_back(Event::default().event("presence").data(data));
+    }
     let follower = Follower {
         db: Arc::clone(&state.db),
         seq,
         head: head_rx,
         shutdown: state.shutdown.clone(),
-        pending: VecDeque::from([Event::default().event("ready").data("{}")]),
+        pending,
         token_hash: session.token_hash,
         expires: tokio::time::Instant::now() + Duration::from_secs(left),
         max_bytes: state.limits.feed_page_bytes,

@@ -320,6 +320,22 @@ impl Presence {
         }
     }
 
+    /// A `presence` event for every record someone has open now: what a
+    /// stream sends after `ready`, so a client that just connected knows
+    /// who is already there.
+    pub fn snapshot(&self) -> Vec<PresenceEvent> {
+        let sets = self.lock();
+        let mut keys: Vec<&RecordKey> = sets.on_record.keys().collect();
+        keys.sort();
+        keys.into_iter()
+            .map(|k| PresenceEvent {
+                collection: k.0.clone(),
+                id: k.1.clone(),
+                people: sets.people(k),
+            })
+            .collect()
+    }
+
     /// Everyone on one record now.
     pub fn people(&self, collection: &str, id: &str) -> Vec<Person> {
         self.lock().people(&(collection.to_owned(), id.to_owned()))

@@ -145,6 +145,29 @@ async fn a_set_replaces_the_last_and_streams_hear_each_change() {
 }
 
 #[tokio::test]
+async fn a_new_stream_hears_who_is_already_there() {
+    let s = TestServer::start().await;
+    let (alice, bob) = (s.login("alice").await, s.login("bob").await);
+    s.post(
+        "/api/presence",
+        &bob,
+        json!({ "entries": [entry("c-0009", Some("phone"))] }),
+    )
+    .await;
+    let mut stream = open_events(&s, &alice).await;
+    let mut buf = String::new();
+    let e = presence_event(
+        &mut stream,
+        &mut buf,
+        "c-0009",
+        Duration::from_secs(10),
+        |p| users(p) == ["bob"],
+    )
+    .await;
+    assert_eq!(e["people"][0]["editing"], "phone");
+}
+
+#[tokio::test]
 async fn two_browsers_of_one_person_are_one_entry_until_both_left() {
     let s = TestServer::start().await;
     let (bob1, bob2, alice) = (

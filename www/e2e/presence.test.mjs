@@ -29,7 +29,7 @@ test("alice sees bob on a customer in the list and the dialog, the field he edit
   const aliceDialog = await openCustomer(alice, ID);
   const bar = aliceDialog.getByTestId("presence-bar");
   await bar.getByText("bob").waitFor({ timeout: 5_000 });
-  assert.match(await bar.innerText(), /Also here: bob$/);
+  assert.match(await bar.innerText(), /^Also here:\s*bob\b/);
   // Bob sees alice too, never himself.
   const bobBar = bobDialog.getByTestId("presence-bar");
   await bobBar.getByText("alice").waitFor({ timeout: 5_000 });

@@ -190,7 +190,7 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
         className="fields"
         onSubmit={(e) => e.preventDefault()}
         aria-label="Customer fields"
-        onFocus={(e) => setFocused((e.target as HTMLInputElement).name || null)}
+        onFocus={(e) => setFocused((e.target as Element).getAttribute("name"))}
         onBlur={() => setFocused(null)}
       >
         {TEXT_FIELDS.map((f) => (
