@@ -13,6 +13,7 @@ mod browser {
     pub mod history;
     pub mod local;
     pub mod oneuser;
+    pub mod presence;
     pub mod reader;
     pub mod records;
     pub mod refused;

@@ -35,6 +35,7 @@ export default defineConfig({
           { text: "Staged saves and conflicts", link: "/guide/conflicts" },
           { text: "Offline and the outbox", link: "/guide/offline" },
           { text: "Tabs", link: "/guide/tabs" },
+          { text: "Presence", link: "/guide/presence" },
           { text: "Sync jobs", link: "/guide/sync-jobs" },
           { text: "Large collections and queries", link: "/guide/collections" },
           { text: "Undo and redo", link: "/guide/undo" },

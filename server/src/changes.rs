@@ -261,6 +261,7 @@ struct Follower {
     expires: tokio::time::Instant,
     max_bytes: usize,
     ticket: StreamTicket,
+    presence: tokio::sync::broadcast::Receiver<Arc<crate::presence::PresenceEvent>>,
 }
 
 /// `GET /api/events`: one `change` event per committed change, `id` = the
@@ -292,7 +293,7 @@ struct Follower {
         ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Resume after this cursor"),
     ),
     responses(
-        (status = 200, description = "A Server-Sent Events stream: first a `ready` event (data `{}`), then one `change` event per committed change, `data` a `Change` and `id` the cursor after it. It has no deadline; it ends at logout, token expiry, or when the user opens too many streams.", content_type = "text/event-stream", body = ServerEvent),
+        (status = 200, description = "A Server-Sent Events stream: first a `ready` event (data `{}`), then one `change` event per committed change, `data` a `Change` and `id` the cursor after it, and a `presence` event (no `id`, `data` a `PresenceEvent`) whenever the people on a record change (after `ready`, one for each record someone has open then). It has no deadline; it ends at logout, token expiry, or when the user opens too many streams.", content_type = "text/event-stream", body = ServerEvent),
         (status = 401, description = "`unauthorized`: no token and no ticket, an unknown or expired token, or a ticket unknown, used, expired or of a session that ended", body = ErrorBody),
         (status = 403, description = "`forbidden`: the ticket belongs to another user than the bearer token sent with it", body = ErrorBody),
         (status = 400, description = "`invalid`: a query that cannot be read, or a `token` in it (a bearer token never goes in a URL; not a parameter of this route)", body = ErrorBody),
@@ -352,16 +353,25 @@ pub async fn events_route(
         .streams
         .open(&session.user, &session.token_hash)
         .await?;
+    // Subscribed before the snapshot is taken: a change in between is sent
+    // twice at worst, never lost.
+    let presence = state.presence.subscribe();
+    let mut pending = VecDeque::from([Event::default().event("ready").data("{}")]);
+    for e in state.presence.snapshot() {
+        let data = serde_json::to_string(&e).unwrap_or_else(|_| "{}".into());
+        pending.push_back(Event::default().event("presence").data(data));
+    }
     let follower = Follower {
         db: Arc::clone(&state.db),
         seq,
         head: head_rx,
         shutdown: state.shutdown.clone(),
-        pending: VecDeque::from([Event::default().event("ready").data("{}")]),
+        pending,
         token_hash: session.token_hash,
         expires: tokio::time::Instant::now() + Duration::from_secs(left),
         max_bytes: state.limits.feed_page_bytes,
         ticket,
+        presence,
     };
     Ok(Sse::new(follow(follower))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -407,6 +417,20 @@ fn follow(follower: Follower) -> impl Stream<Item = Result<Event, Infallible>> {
             }
             tokio::select! {
                 changed = f.head.changed() => changed.ok()?,
+                heard = f.presence.recv() => {
+                    use tokio::sync::broadcast::error::RecvError;
+                    match heard {
+                        Ok(e) => {
+                            let data = serde_json::to_string(&*e).unwrap_or_else(|_| "{}".into());
+                            f.pending.push_back(Event::default().event("presence").data(data));
+                        }
+                        // A stream more than 1,024 events behind misses some:
+                        // presence is a hint, and the next change of those
+                        // records' people is sent again.
+                        Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
                 _ = f.shutdown.changed() => return None,
                 _ = f.ticket.closed.changed() => return None,
                 () = tokio::time::sleep_until(f.expires) => return None,

@@ -32,6 +32,7 @@ pub mod logins;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod presence;
 pub mod record_routes;
 pub mod records;
 pub mod router;
@@ -126,6 +127,9 @@ pub struct AppState {
     pub streams: Arc<Streams>,
     /// The server's figures (`/metrics`, `/api/metrics`).
     pub metrics: Arc<metrics::ServerMetrics>,
+    /// Who has which record open (in memory; shared between instances on
+    /// PostgreSQL).
+    pub presence: Arc<presence::Presence>,
 }
 
 /// Why the server could not start.
@@ -191,6 +195,14 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         Arc::new(Streams::new(limits.streams_per_user, Arc::clone(&db)).map_err(|e| e.message)?);
     tokio::spawn(Arc::clone(&streams).sweep(shutdown.clone()));
     tokio::spawn(Arc::clone(&jobs).beat(shutdown.clone()));
+    let presence = presence::Presence::start(
+        db::is_postgres_url(&config.db)
+            .then(|| config.db.to_str())
+            .flatten(),
+        limits.presence_ttl,
+        limits.presence_entries,
+    )
+    .map_err(|e| e.message)?;
     let state = AppState {
         db: Arc::clone(&db),
         jobs: Arc::clone(&jobs),
@@ -199,6 +211,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         logins: Arc::clone(&logins),
         streams: Arc::clone(&streams),
         metrics: Arc::clone(&metrics),
+        presence,
     };
     if !config.static_dir.is_dir() {
         tracing::warn!(dir = %config.static_dir.display(), "static directory missing; serving the API only");

@@ -45,6 +45,11 @@ pub struct Limits {
     /// How long a ticket for `/api/events` can be used (no flag:
     /// docs/backend/protocol.md says 30 s; tests shorten it).
     pub stream_ticket_ttl: Duration,
+    /// How long a presence set lives without being sent again (no flag:
+    /// docs/backend/protocol.md says 30 s; tests shorten it).
+    pub presence_ttl: Duration,
+    /// Most records one browser may say it has open (`422 invalid`).
+    pub presence_entries: usize,
 }
 
 /// The window login failures are counted in.
@@ -69,6 +74,8 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             stream_ticket_ttl: Duration::from_secs(30),
+            presence_ttl: Duration::from_secs(30),
+            presence_entries: 200,
         }
     }
 }

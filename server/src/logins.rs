@@ -104,7 +104,9 @@ fn blocked(
     // lock first: its failure can lie after `now_ms`, so the wait is never
     // longer than the window, in whole seconds rounded up.
     let wait_ms = (oldest + window_ms - now_ms).clamp(0, window_ms);
-    Ok(Some(u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1)))
+    Ok(Some(
+        u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1),
+    ))
 }
 
 fn add_failure(tx: &Tx<'_>, kind: &str, key: &str, now_ms: i64) -> Result<i64, ApiError> {

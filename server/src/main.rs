@@ -129,6 +129,9 @@ async fn main() -> ExitCode {
             request_timeout: Duration::from_secs(args.request_timeout_secs),
             // No flag: docs/backend/protocol.md fixes it at 30 s.
             stream_ticket_ttl: Limits::default().stream_ticket_ttl,
+            // No flags: docs/backend/protocol.md fixes presence at 30 s and 200 records.
+            presence_ttl: Limits::default().presence_ttl,
+            presence_entries: Limits::default().presence_entries,
         },
         ..Config::default()
     };

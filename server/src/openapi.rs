@@ -100,6 +100,8 @@ impl Modify for BearerAuth {
         crate::record_routes::delete_route,
         crate::record_routes::comment_route,
         crate::history::history_route,
+        crate::presence::set_route,
+        crate::presence::people_route,
         openapi_route,
         crate::metrics::summary_route,
         crate::metrics::prometheus_route,
@@ -110,6 +112,8 @@ impl Modify for BearerAuth {
         ChangeOp, Feed, EventName, ServerEvent, StartSync, SyncStarted, SyncJobStatus, SyncJobList, SyncKind,
         SyncStatus, SyncStats, crate::stream_tickets::StreamTicket, SheetConflict, SheetConflictList, HistoryList, HistoryEntry, HistoryOp, FieldChange, ConflictRow, ConflictReason,
         crate::metrics::MetricsSummary, crate::metrics::RouteFigures, crate::metrics::SyncJobFigures,
+        crate::presence::PresenceSet, crate::presence::PresenceEntry, crate::presence::PeopleAnswer,
+        crate::presence::Person, crate::presence::PresenceEvent,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -118,6 +122,7 @@ impl Modify for BearerAuth {
         (name = "records", description = "Collections of records, optimistic locking, comments"),
         (name = "changes", description = "Other people's changes: the feed and its event stream"),
         (name = "sync", description = "Sync jobs with the spreadsheet"),
+        (name = "presence", description = "Who else has a record open, and which field they edit"),
         (name = "meta", description = "This document and the server's figures"),
     )
 )]

@@ -23,7 +23,8 @@ use tower_http::timeout::TimeoutLayer;
 use crate::error::ApiError;
 use crate::limits::Limits;
 use crate::{
-    auth, changes, history, metrics, openapi, record_routes, stream_tickets, sync_routes, AppState,
+    auth, changes, history, metrics, openapi, presence, record_routes, stream_tickets, sync_routes,
+    AppState,
 };
 
 /// Largest request line plus headers hyper reads (its read buffer).
@@ -93,6 +94,8 @@ pub fn api_routes() -> Vec<ApiRoute> {
             "/api/sync/{sync_id}/conflicts",
             sync_routes::conflicts_route,
         ),
+        api_route("POST", "/api/presence", presence::set_route),
+        api_route("GET", "/api/presence", presence::people_route),
         api_route("GET", "/api/openapi.json", openapi::openapi_route),
         api_route("GET", "/api/metrics", metrics::summary_route),
         api_route("GET", "/metrics", metrics::prometheus_route),

@@ -317,6 +317,8 @@ pub enum EventName {
     Ready,
     /// One committed change; data is a `Change`, id the cursor after it.
     Change,
+    /// The people on a record changed; data is a `PresenceEvent`, no id.
+    Presence,
 }
 
 /// One event of the `text/event-stream` of `GET /api/events`, as its fields.
@@ -324,9 +326,10 @@ pub enum EventName {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({ "event": "change", "id": "7f3a9c1e5b2d4f60.1043", "data": "{\"collection\":\"customers\",\"id\":\"c-9\",\"version\":3,\"op\":\"delete\"}" }))]
 pub struct ServerEvent {
-    /// `ready` or `change`.
+    /// `ready`, `change` or `presence`.
     pub event: EventName,
-    /// JSON text: `{}` for `ready`, a `Change` for `change`.
+    /// JSON text: `{}` for `ready`, a `Change` for `change`, a
+    /// `PresenceEvent` for `presence`.
     pub data: String,
     /// With `change`: the cursor after it (send it back as `Last-Event-ID` or `since`).
     pub id: Option<String>,
@@ -337,8 +340,8 @@ pub struct ServerEvent {
 pub struct CollectionName;
 
 /// Names under `/api/` that are routes, never collections.
-pub const RESERVED_NAMES: [&str; 7] = [
-    "changes", "events", "login", "logout", "me", "metrics", "sync",
+pub const RESERVED_NAMES: [&str; 8] = [
+    "changes", "events", "login", "logout", "me", "metrics", "presence", "sync",
 ];
 
 impl PartialSchema for CollectionName {

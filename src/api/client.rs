@@ -272,10 +272,12 @@ async fn start_client(
     let channel = format!("crm-sync:{}", session.user);
     let client = Client::start(config, session, verified).await;
     let sync = SyncRunner::new(client.clone(), options.sync_config());
+    let presence = crate::web::presence::PresenceRunner::start(&client);
     let tabs = TabLocks::open(&channel, mode)?;
 
     let weak_client = client.downgrade();
     let weak_sync = Rc::downgrade(&sync);
+    let weak_presence = Rc::downgrade(&presence);
     let bus = EnvelopeChannel::open(
         &format!("{channel}:events"),
         TabId(tabs.tab_id()),
@@ -302,6 +304,13 @@ async fn start_client(
                 TabMessage::CatchUpAsked | TabMessage::CaughtUp => {
                     client.catch_up_from_tab(&envelope.message)
                 }
+                TabMessage::PresenceSet(_)
+                | TabMessage::PresencePeople { .. }
+                | TabMessage::PresenceHello => {
+                    if let Some(p) = weak_presence.upgrade() {
+                        p.on_tab_message(&envelope.tab.0, &envelope.message);
+                    }
+                }
                 other => sync.on_tab_message(other),
             }
         },
@@ -310,12 +319,17 @@ async fn start_client(
     .map(Rc::new);
     client.set_bus(bus.clone());
     sync.set_bus(bus.clone());
+    presence.set_bus(bus.clone());
 
     let weak_client = client.downgrade();
     let weak_sync = Rc::downgrade(&sync);
+    let weak_presence = Rc::downgrade(&presence);
     let on_leader = Closure::<dyn FnMut(bool)>::new(move |leader: bool| {
         if let Some(client) = weak_client.upgrade() {
             client.set_leader(leader);
+        }
+        if let Some(p) = weak_presence.upgrade() {
+            p.handle(crate::core::presence::Input::Leading(leader));
         }
         if leader {
             if let Some(sync) = weak_sync.upgrade() {
@@ -327,6 +341,7 @@ async fn start_client(
         tabs.on_leader_change(on_leader.as_ref().unchecked_ref::<Function>().clone());
     if tabs.is_leader() {
         client.set_leader(true);
+        presence.handle(crate::core::presence::Input::Leading(true));
         let s = Rc::clone(&sync);
         spawn_local(async move { s.on_leadership().await });
     } else {
@@ -338,9 +353,12 @@ async fn start_client(
     }
     .into();
     let metrics = MetricsKeeper::start(client.clone(), &sync).await;
+    let presence_js = super::presence::CrmPresence::new(Rc::clone(&presence)).into();
     Ok(CrmSync {
         client,
         sync,
+        presence,
+        presence_js,
         metrics,
         sync_js,
         tabs_js: tabs.into(),
@@ -588,6 +606,8 @@ impl CrmSyncJobs {
 pub struct CrmSync {
     pub(super) client: Client,
     sync: Rc<SyncRunner>,
+    presence: Rc<crate::web::presence::PresenceRunner>,
+    presence_js: JsValue,
     metrics: Rc<MetricsKeeper>,
     sync_js: JsValue,
     tabs_js: JsValue,
@@ -729,6 +749,13 @@ impl CrmSync {
     #[wasm_bindgen(getter, unchecked_return_type = "CrmSyncJobs")]
     pub fn sync(&self) -> JsValue {
         self.sync_js.clone()
+    }
+
+    /// Who else has a record open (`enter`, `leave`, `of`); the same
+    /// object on every read.
+    #[wasm_bindgen(getter, unchecked_return_type = "CrmPresence")]
+    pub fn presence(&self) -> JsValue {
+        self.presence_js.clone()
     }
 
     /// This user's tabs: `withLock`, `acquire`, `isLeader`, `tabId`,
@@ -1040,9 +1067,13 @@ impl CrmSync {
         let client = self.client.clone();
         let sync = Rc::clone(&self.sync);
         let tabs = self.tabs_js.clone();
+        let presence = Rc::clone(&self.presence);
         promise(async move {
             let done = client.logout(discard)?;
             JsFuture::from(done).await.map_err(rejected)?;
+            // The server dropped this browser's presence with the token;
+            // the other tabs hear it here.
+            presence.close();
             let user = client.user();
             shut_down(&client, &sync, &tabs);
             // Another tab may have queued work while the token was being
@@ -1058,6 +1089,7 @@ impl CrmSync {
     /// leadership and locks at once; later calls fail with `closed`.
     pub fn close(&self) {
         self.metrics.stop();
+        self.presence.close();
         shut_down(&self.client, &self.sync, &self.tabs_js);
     }
 

@@ -6,6 +6,7 @@ pub mod calendar;
 pub mod client;
 pub mod debouncer;
 pub mod error;
+pub mod presence;
 pub mod store;
 pub mod tabs;
 pub mod types;

@@ -166,7 +166,8 @@ export type CrmEvent =
   | { type: "undoable"; changes: UndoableChange[] }
   | { type: "status"; status: CrmStatus }
   | { type: "session"; state: "expired" | "logged-out" }
-  | { type: "load"; collection: string; loaded: number; total?: number };
+  | { type: "load"; collection: string; loaded: number; total?: number }
+  | { type: "presence"; collection: string; id: string; people: PresencePerson[] };
 
 /** The user's sync schedule, shared by their tabs. */
 export interface SyncSchedule {

@@ -11,6 +11,7 @@ pub mod history;
 pub mod merge;
 pub mod outbox;
 pub mod overlap;
+pub mod presence;
 pub mod progress;
 pub mod query;
 pub mod reachability;

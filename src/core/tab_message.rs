@@ -25,6 +25,7 @@
 use serde::de::DeserializeOwned;
 
 use crate::core::election::{HandOff, LockEntry, LockMessage, LockSignal, TabId};
+use crate::core::presence::{OpenRecord, Person};
 use crate::core::progress::{SyncKind, SyncState};
 use crate::core::record::{FieldValue, Record};
 
@@ -170,13 +171,29 @@ pub enum TabMessage {
     /// The leader read the changes feed to its end: what IndexedDB holds
     /// is checked with the server (no fields).
     CaughtUp,
+    /// This tab's whole presence set: `collection, id, editing | null` for
+    /// each record it has open (none: it has nothing open, or closed).
+    PresenceSet(Vec<OpenRecord>),
+    /// The leader heard who is on a record: `collection, id`, then `user,
+    /// editing | null, since` for each person.
+    PresencePeople {
+        /// The collection.
+        collection: String,
+        /// The record's id.
+        id: String,
+        /// Everyone there.
+        people: Vec<Person>,
+    },
+    /// A tab asks the others for their presence sets (no fields).
+    PresenceHello,
 }
 
 impl TabMessage {
     /// The envelope's `kind` for this message: 0 lock, 1 record changed,
     /// 2 session, 3 sync state, 4 sync command, 5 work changed, 6 a
     /// collection loaded again, 7 persistent storage asked for, 8 a
-    /// catch-up asked for, 9 caught up.
+    /// catch-up asked for, 9 caught up, 10 a presence set, 11 people on a
+    /// record, 12 presence sets asked for.
     pub fn kind(&self) -> u64 {
         match self {
             Self::Lock(_) => 0,
@@ -189,6 +206,9 @@ impl TabMessage {
             Self::DurableChanged => 7,
             Self::CatchUpAsked => 8,
             Self::CaughtUp => 9,
+            Self::PresenceSet(_) => 10,
+            Self::PresencePeople { .. } => 11,
+            Self::PresenceHello => 12,
         }
     }
 }
@@ -290,7 +310,31 @@ impl Envelope {
             TabMessage::WorkChanged(_)
             | TabMessage::DurableChanged
             | TabMessage::CatchUpAsked
-            | TabMessage::CaughtUp => {}
+            | TabMessage::CaughtUp
+            | TabMessage::PresenceHello => {}
+            TabMessage::PresenceSet(records) => {
+                for r in records {
+                    out.extend([
+                        text(&r.collection),
+                        text(&r.id),
+                        r.editing.as_deref().map_or(Null, text),
+                    ]);
+                }
+            }
+            TabMessage::PresencePeople {
+                collection,
+                id,
+                people,
+            } => {
+                out.extend([text(collection), text(id)]);
+                for p in people {
+                    out.extend([
+                        text(&p.user),
+                        p.editing.as_deref().map_or(Null, text),
+                        text(&p.since),
+                    ]);
+                }
+            }
             TabMessage::CollectionReloaded(collection) => out.push(text(collection)),
         }
         out
@@ -357,6 +401,15 @@ impl<M: UntrustedMessage> Reader<'_, M> {
     }
     fn more(&self, len: usize) -> bool {
         self.at < len
+    }
+    /// A string, or nothing for `null`.
+    fn maybe_text(&mut self) -> Result<Option<String>, Ignored> {
+        if self.raw.is_null(self.at) {
+            self.at += 1;
+            Ok(None)
+        } else {
+            self.text().map(Some)
+        }
     }
 }
 
@@ -427,6 +480,35 @@ pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, 
         7 => TabMessage::DurableChanged,
         8 => TabMessage::CatchUpAsked,
         9 => TabMessage::CaughtUp,
+        10 => {
+            let mut records = Vec::new();
+            while r.more(len) && records.len() < crate::core::presence::MAX_OPEN {
+                records.push(OpenRecord {
+                    collection: r.text()?,
+                    id: r.text()?,
+                    editing: r.maybe_text()?,
+                });
+            }
+            TabMessage::PresenceSet(records)
+        }
+        11 => {
+            let collection = r.text()?;
+            let id = r.text()?;
+            let mut people = Vec::new();
+            while r.more(len) && people.len() < 1_000 {
+                people.push(Person {
+                    user: r.text()?,
+                    editing: r.maybe_text()?,
+                    since: r.text()?,
+                });
+            }
+            TabMessage::PresencePeople {
+                collection,
+                id,
+                people,
+            }
+        }
+        12 => TabMessage::PresenceHello,
         _ => return Err(Ignored::UnknownKind),
     };
     Ok(Envelope { tab, seq, message })
@@ -620,6 +702,36 @@ mod tests {
             TabMessage::DurableChanged,
             TabMessage::CatchUpAsked,
             TabMessage::CaughtUp,
+            TabMessage::PresenceSet(vec![]),
+            TabMessage::PresenceSet(vec![
+                OpenRecord {
+                    collection: "customers".into(),
+                    id: "c1".into(),
+                    editing: Some("city".into()),
+                },
+                OpenRecord {
+                    collection: "deals".into(),
+                    id: "d1".into(),
+                    editing: None,
+                },
+            ]),
+            TabMessage::PresencePeople {
+                collection: "customers".into(),
+                id: "c1".into(),
+                people: vec![
+                    Person {
+                        user: "bob".into(),
+                        editing: None,
+                        since: "2026-01-02T09:00:00.000Z".into(),
+                    },
+                    Person {
+                        user: "carol".into(),
+                        editing: Some("city".into()),
+                        since: "2026-01-02T09:00:01.000Z".into(),
+                    },
+                ],
+            },
+            TabMessage::PresenceHello,
         ];
         for (seq, message) in messages.into_iter().enumerate() {
             let envelope = Envelope {
@@ -631,6 +743,24 @@ mod tests {
             assert_eq!(value[0], 2);
             assert_eq!(value[3], envelope.message.kind());
             assert_eq!(decode(&Json(value), &me), Ok(envelope));
+        }
+    }
+
+    #[test]
+    fn a_broken_presence_message_is_ignored_never_half_read() {
+        let me = TabId("me".into());
+        for bad in [
+            json!([2, "t", 1, 8, "customers"]),
+            json!([2, "t", 1, 8, "customers", "c1", 7]),
+            json!([2, "t", 1, 9, "customers"]),
+            json!([2, "t", 1, 9, "customers", "c1", "bob", null]),
+            json!([2, "t", 1, 9, "customers", "c1", 3, null, "t"]),
+        ] {
+            assert_eq!(
+                decode(&Json(bad.clone()), &me),
+                Err(Ignored::Malformed),
+                "{bad}"
+            );
         }
     }
 

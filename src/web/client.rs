@@ -92,6 +92,10 @@ pub fn emit_fn(set: &js_sys::Set, event: &JsValue) {
     emit_to(set, event)
 }
 
+/// Hears the data (JSON text) of each `presence` event of `/api/events`,
+/// and `undefined` when the stream (re)connected.
+pub type PresenceListener = Rc<dyn Fn(JsValue)>;
+
 /// Settings of one client, from the app's options with the defaults of docs/guide/getting-started.md.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -217,6 +221,8 @@ struct ClientShared {
     /// The channel to this user's other tabs, once the facade opened it.
     bus: RefCell<Option<Rc<EnvelopeChannel>>>,
     lifecycle: RefCell<Option<PageLifecycle>>,
+    /// Hears the `presence` events of `/api/events` (the data, JSON text).
+    presence_listener: RefCell<Option<PresenceListener>>,
 }
 
 impl Client {
@@ -268,6 +274,7 @@ impl Client {
             page: RefCell::new(Vec::new()),
             bus: RefCell::new(None),
             lifecycle: RefCell::new(None),
+            presence_listener: RefCell::new(None),
         });
         let client = Client { inner };
         client.open_storage().await;
@@ -501,6 +508,17 @@ impl Client {
     /// Adds a listener; returns the function that removes it.
     pub fn subscribe(&self, listener: &Function) -> Function {
         subscribe_to(&self.inner.listeners, listener)
+    }
+
+    /// Who hears the `presence` events of `/api/events` while this tab
+    /// leads (`web::presence`).
+    pub fn set_presence_listener(&self, listener: Option<PresenceListener>) {
+        *self.inner.presence_listener.borrow_mut() = listener;
+    }
+
+    /// Raises `event` to this tab's subscribers.
+    pub fn emit_event(&self, event: &JsValue) {
+        emit_to(&self.inner.listeners, event);
     }
 
     /// Raises a `conflict` event.

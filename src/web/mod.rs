@@ -15,6 +15,7 @@ pub mod kept_metrics;
 pub mod lifecycle;
 pub mod locks;
 pub mod persistence;
+pub mod presence;
 pub mod primitives;
 pub mod support;
 pub mod sync;

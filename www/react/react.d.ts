@@ -1,6 +1,6 @@
 // Types of crm-sync/react (see react.js).
 import type { ReactNode, ReactElement } from "react";
-import type { Conflict, CrmRecord, CrmStatus, CrmSync, FailedMutation, PendingMutation, QueryOptions, QueryResult, SyncLogEntry, SyncState, UndoableChange } from "./crm_sync.js";
+import type { Conflict, CrmRecord, CrmStatus, CrmSync, FailedMutation, PendingMutation, PresencePerson, QueryOptions, QueryResult, SyncLogEntry, SyncState, UndoableChange } from "./crm_sync.js";
 
 /** Makes one logged-in client available to the hooks below it. */
 export declare function CrmProvider(props: { crm: CrmSync; children?: ReactNode }): ReactElement;
@@ -46,3 +46,6 @@ export declare function useCrmStatus(): CrmStatus;
 
 /** The spreadsheet sync's state (`crm.sync.state`), re-rendered on every change. */
 export declare function useSyncState(): SyncState;
+
+/** The other people on a record (`crm.presence.of`): one entry per person however many tabs they use, never this user; re-rendered when they come, go or move to another field. Only shows; `crm.presence.enter`/`leave` say where this tab is. */
+export declare function usePresence(collection: string, id: string): PresencePerson[];

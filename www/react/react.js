@@ -103,3 +103,13 @@ export function useSyncState() {
   }, [sync]);
   return useSyncExternalStore(subscribe, snapshot);
 }
+
+// The other people on a record (`crm.presence.of`): the module hands out the
+// same array until they change, and raises a `presence` event when they do.
+// It only shows who is there; say where this tab is with
+// `crm.presence.enter` / `leave`.
+export function usePresence(collection, id) {
+  checkName("usePresence", collection);
+  checkName("usePresence", id);
+  return useClientStore((crm) => crm.presence.of(collection, id));
+}

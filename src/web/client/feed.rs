@@ -63,7 +63,7 @@ pub(super) struct EventFeed {
 /// One `EventSource` and its listeners; closed when dropped.
 struct Connection {
     source: web_sys::EventSource,
-    _listeners: [EventListener; 4],
+    _listeners: [EventListener; 6],
 }
 
 impl Drop for Connection {
@@ -194,10 +194,42 @@ impl Client {
             on("ready", StreamSignal::Ready)?,
             on("change", StreamSignal::Change)?,
             on("error", StreamSignal::Error)?,
+            self.presence_events(&source, connection, "presence")?,
+            self.presence_events(&source, connection, "ready")?,
         ];
         Ok(Connection {
             source,
             _listeners: listeners,
+        })
+    }
+
+    /// Passes the stream's `presence` events (their data) and its `ready`
+    /// (`undefined`: connected, ask again) on to presence; they carry no
+    /// cursor and are none of the engine's business.
+    fn presence_events(
+        &self,
+        source: &web_sys::EventSource,
+        connection: u64,
+        kind: &'static str,
+    ) -> Result<EventListener, Error> {
+        let weak = self.weak();
+        EventListener::new(source, kind, move |event| {
+            let Some(client) = Client::from_weak(&weak) else {
+                return;
+            };
+            if !client.stream_wanted(connection) {
+                return;
+            }
+            let data = match kind {
+                "ready" => Some(JsValue::UNDEFINED),
+                _ => event
+                    .dyn_ref::<web_sys::MessageEvent>()
+                    .map(web_sys::MessageEvent::data),
+            };
+            let listener = client.inner.presence_listener.borrow().clone();
+            if let (Some(listener), Some(data)) = (listener, data) {
+                listener(data);
+            }
         })
     }
 

@@ -1,10 +1,11 @@
-import { useRef, useState, type FormEvent, type KeyboardEvent } from "react";
+import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
 import type { FieldValue, SaveResult } from "crm-sync";
 import { useConflicts, useCrm, useRecord, useUndoable } from "crm-sync/react";
 import { useKeptNotices } from "../kept";
 import { CUSTOMER_STATUSES, fieldLabel, looksLikeEmail, plain, text, when } from "../lib";
 import { ActivityTimeline } from "./ActivityTimeline";
 import { Dialog } from "./Dialog";
+import { EditingHint, PresenceBar } from "./Presence";
 import { UseMine } from "./UseMine";
 
 const TEXT_FIELDS = [
@@ -54,6 +55,13 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
   const undoable = useUndoable();
   const lastUndone = useRef<string | null>(null);
   const newest = undoable.find((c) => c.collection === "customers" && c.recordId === id);
+  const [focused, setFocused] = useState<string | null>(null);
+
+  // Others see who has this customer open, and which field is in focus.
+  useEffect(() => {
+    crm.presence.enter("customers", id, { editing: focused });
+  }, [crm, id, focused]);
+  useEffect(() => () => crm.presence.leave("customers", id), [crm, id]);
 
   function change(field: string, value: string) {
     setTyped((t) => ({ ...t, [field]: value }));
@@ -246,10 +254,21 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
 
   return (
     <Dialog title={`Customer ${text(view.fields.name) || id}`} onClose={close} className="edit-dialog sheet">
-      <form className="fields" onSubmit={(e) => e.preventDefault()} onKeyDown={undoKey} aria-label="Customer fields">
+      <PresenceBar id={id} />
+      <form
+        className="fields"
+        onSubmit={(e) => e.preventDefault()}
+        aria-label="Customer fields"
+        onKeyDown={undoKey}
+        onFocus={(e) => setFocused((e.target as Element).getAttribute("name"))}
+        onBlur={() => setFocused(null)}
+      >
         {TEXT_FIELDS.map((f) => (
           <label key={f.name}>
-            {f.label}
+            <span className="label-line">
+              {f.label}
+              <EditingHint id={id} field={f.name} />
+            </span>
             <input
               name={f.name}
               type={f.type}
@@ -261,7 +280,10 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
           </label>
         ))}
         <label>
-          Status
+          <span className="label-line">
+            Status
+            <EditingHint id={id} field="status" />
+          </span>
           <select name="status" value={value("status")} onChange={(e) => change("status", e.target.value)}>
             {!CUSTOMER_STATUSES.includes(value("status") as (typeof CUSTOMER_STATUSES)[number]) && (
               <option value={value("status")}>{value("status") || "(none)"}</option>

@@ -3,6 +3,7 @@ import type { QueryOptions } from "crm-sync";
 import { useConflicts, useCrmStatus, usePending, useQuery } from "crm-sync/react";
 import { EditCustomerDialog } from "../components/EditCustomerDialog";
 import { NewCustomerDialog } from "../components/NewCustomerDialog";
+import { PresenceTags } from "../components/Presence";
 import { CUSTOMER_STATUSES, explain, text } from "../lib";
 import { useLoad } from "../useLoad";
 
@@ -170,6 +171,7 @@ export function CustomersPage() {
                         conflict
                       </span>
                     )}
+                    <PresenceTags id={r.id} />
                   </td>
                   <td className="col-status">
                     <span className={`status status-${text(r.fields.status)}`}>{text(r.fields.status)}</span>
