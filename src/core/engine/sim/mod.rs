@@ -1160,6 +1160,14 @@ const FOUND: [u64; 6] = [11_383, 13_967, 7_561, 21_469, 15_201, 20_199];
 /// the merge of the 409 took it for no change, a lost update.
 const FOUND_DRAWN: [u64; 5] = [28_198_894, 711_965_815, 459_126_681, 2_794, 38_768];
 
+/// Seeds the long run found failing whose cause is known and not yet
+/// fixed, replayed by `cargo test -- --ignored`: 95290, a tab's `retry`
+/// never settles when the leader sends the retried entry (after the
+/// adoption wait) and the server refuses it again, since the engine
+/// settles no caller of an entry another tab refused (a rejection needs
+/// the stored error, which `Failure` cannot carry yet).
+const STILL_FAILING: [u64; 1] = [95_290];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1179,6 +1187,15 @@ mod tests {
             run(seed, Faults::default()).map_err(|SimFailure(why)| why)
         });
         crate::core::seeds::run_fixed(&FOUND_DRAWN, |seed| {
+            run(seed, Faults::drawn(seed)).map_err(|SimFailure(why)| why)
+        });
+    }
+
+    /// Seeds still failing (see [`STILL_FAILING`]).
+    #[test]
+    #[ignore = "a known defect, not yet fixed"]
+    fn seeds_still_failing() {
+        crate::core::seeds::run_fixed(&STILL_FAILING, |seed| {
             run(seed, Faults::drawn(seed)).map_err(|SimFailure(why)| why)
         });
     }
