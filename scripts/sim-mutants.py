@@ -9,8 +9,10 @@ default; "staged changes nothing stands for" needs about 10,000 and "an
 entry finished elsewhere" about 3,000 since the feed and logout joined the
 simulation).
 Fresh seeds are left out (CRM_SIM_FRESH=0), so that a line's failing seeds
-say how many seeds the defect needed; MUT_RELEASE=1 builds with --release
-(slower to build, much faster to run many seeds).
+say how many seeds the defect needed (its "needed": the lowest failing seed
+of the range); MUT_RELEASE=1 builds with --release (slow to build, fast to
+run many seeds); MUT_OPT=1 builds the test profile with the crate optimized
+(opt-level 3, no LTO: quick to build and about as fast to run).
 The source is restored after each run.
 """
 import subprocess, sys, os
@@ -22,7 +24,7 @@ muts = [
  ("a closed tab's entries never adopted", "src/core/engine/write.rs", "Some(seen) => self.leader && now >= seen.saturating_add(super::ADOPT_AFTER_MS),", "Some(_) => false,"),
  ("comment logs not joined at one version", "src/core/staged.rs", "                join_comments(&mut record, known);", "                let _ = known;"),
  ("writes not yet landed not laid over a re-read", "src/core/engine/mod.rs", "let work = self.with_unwritten(work);", "let work = work;"),
- ("fold into another tab's entry", "src/core/engine/write.rs", "|id| own.contains(id)", "|_| true"),
+ ("fold into another tab's entry", "src/core/engine/write.rs", ".filter(|e| self.own.contains(&e.mutation_id))", ".filter(|_| true)"),
  ("a timer that fired early is not set again", "src/core/engine/mod.rs", "            self.timers.remove(&timer);", "            let _ = &timer;"),
  ("staged changes nothing stands for are kept", "src/core/engine/work.rs", "            self.records.discard(&key);", "            let _ = key;"),
  ("an entry finished elsewhere while on the wire is retried", "src/core/engine/answer.rs", "if self.finished_elsewhere.remove(&entry.mutation_id) {", "if false && self.finished_elsewhere.remove(&entry.mutation_id) {"),
@@ -37,6 +39,16 @@ muts = [
 ]
 only = sys.argv[1:]
 release = ["--release"] if os.environ.get("MUT_RELEASE") else []
+if os.environ.get("MUT_OPT"):
+    release = [a for k in ("opt-level=3", "debug-assertions=false", "overflow-checks=false")
+               for a in ("--config", "profile.dev.package.crm-sync." + k)]
+import re
+def needed(lines, most):
+    """The lowest failing seed of the range (1 to most) the lines name."""
+    seeds = [int(x) for l in lines if "seeds failed" in l
+             for x in re.findall(r"\d+", l.split("seeds", 2)[-1].split(";")[0])]
+    seeds = [x for x in seeds if x <= most]
+    return f"needed {min(seeds)} seeds" if seeds else "NOT CAUGHT in the range"
 for i,(name, path, old, new) in enumerate(muts):
     if only and str(i) not in only: continue
     src = open(path).read()
@@ -45,11 +57,12 @@ for i,(name, path, old, new) in enumerate(muts):
         print(f"== {name}: PATTERN NOT FOUND"); continue
     open(path,'w').write(src.replace(old,new))
     try:
-        env = dict(os.environ, CRM_SIM_SEEDS=os.environ.get("MUT_SEEDS","400"), CRM_SIM_FRESH="0")
+        most = int(os.environ.get("MUT_SEEDS","400"))
+        env = dict(os.environ, CRM_SIM_SEEDS=str(most), CRM_SIM_FRESH="0")
         r = subprocess.run(["cargo","test","--lib"] + release + ["engine::sim"], capture_output=True, text=True, env=env)
         out = r.stdout + r.stderr
         lines = [l for l in out.splitlines() if "seeds failed" in l or "broke an invariant" in l or "test result" in l or l.startswith("error")]
-        print(f"== {name} ({n}x): " + " | ".join(l[:200] for l in lines[:3]), flush=True)
+        print(f"== {i} {name} ({n}x): {needed(lines, most)}: " + " | ".join(l[:200] for l in lines[:3]), flush=True)
     finally:
         open(path,'w').write(src)
 

@@ -495,6 +495,7 @@ impl Outbox {
             } => match self
                 .fold_target(&collection, &record_id)
                 .filter(|tail| may_fold(&tail.mutation_id))
+                .filter(|tail| !based_later(tail, base_version))
             {
                 Some(tail) => {
                     fold_patch(tail, base_fields, fields);
@@ -964,6 +965,16 @@ impl Outbox {
     }
 }
 
+/// Whether `tail` is a patch on a later version than `base_version`: a
+/// patch made on an older version (a conflict's resolution, made on the
+/// version the conflict showed) is not folded into it, whose newer base
+/// would hide what the patch changes (found by the simulation: a
+/// resolution put back a value the newer version held, and the merge of
+/// the folded entry took it for no change at all, a lost update).
+fn based_later(tail: &OutboxEntry, base_version: u64) -> bool {
+    matches!(tail.op, MutationOp::Patch { base_version: tail_base, .. } if tail_base > base_version)
+}
+
 /// Folds a later patch into a never-sent create or patch: later values win;
 /// a field's base is the oldest one known (the value the first change of it
 /// was made on).
@@ -1215,6 +1226,24 @@ mod tests {
         assert_eq!(*base_version, 3);
         assert_eq!(fields, &text(&[("x", "2"), ("y", "1"), ("z", "2")]));
         assert_eq!(entry.idempotency_key, "key-m1");
+    }
+
+    #[test]
+    fn a_patch_on_an_older_version_is_not_folded() {
+        let mut outbox = Outbox::new();
+        outbox
+            .enqueue(new("m1", "a", patch(8, &[("x", "1")])), 0)
+            .unwrap();
+        let added = outbox
+            .enqueue(new("m2", "a", patch(7, &[("x", "2")])), 1)
+            .unwrap();
+        assert_eq!(
+            added,
+            Enqueued::Added {
+                mutation_id: "m2".into()
+            }
+        );
+        assert_eq!(outbox.pending().len(), 2);
     }
 
     #[test]
