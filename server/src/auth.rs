@@ -285,7 +285,7 @@ pub async fn logout_route(
         .await?;
     // Event streams opened with this token end now, not at their next change.
     state.streams.revoke(&session.token_hash);
-    crate::presence::forget(&state, &session.token_hash);
+    state.presence.forget(&session.token_hash);
     Ok(StatusCode::NO_CONTENT)
 }
 

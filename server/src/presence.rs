@@ -260,6 +260,15 @@ pub struct Presence {
 }
 
 impl Presence {
+    /// Forgets a session's set at once (logout).
+    pub fn forget(&self, token_hash: &str) {
+        let key = session_key(token_hash);
+        let user = self.lock().held.get(&key).map(|h| h.user.clone());
+        if let Some(user) = user {
+            self.set(&key, &user, Vec::new());
+        }
+    }
+
     /// Presence for one instance. With a PostgreSQL URL it starts a thread
     /// with one connection that sends and hears the other instances' sets;
     /// the thread ends when the returned value is dropped.
@@ -573,15 +582,6 @@ impl Presence {
 /// too little to look a token up (it travels in notifications).
 fn session_key(token_hash: &str) -> String {
     token_hash.chars().take(24).collect()
-}
-
-/// Forgets a session's set at once (logout).
-pub fn forget(state: &AppState, token_hash: &str) {
-    let key = session_key(token_hash);
-    let user = state.presence.lock().held.get(&key).map(|h| h.user.clone());
-    if let Some(user) = user {
-        state.presence.set(&key, &user, Vec::new());
-    }
 }
 
 /// `POST /api/presence` -> `204`: the complete set of records this browser

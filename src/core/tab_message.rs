@@ -750,11 +750,11 @@ mod tests {
     fn a_broken_presence_message_is_ignored_never_half_read() {
         let me = TabId("me".into());
         for bad in [
-            json!([2, "t", 1, 8, "customers"]),
-            json!([2, "t", 1, 8, "customers", "c1", 7]),
-            json!([2, "t", 1, 9, "customers"]),
-            json!([2, "t", 1, 9, "customers", "c1", "bob", null]),
-            json!([2, "t", 1, 9, "customers", "c1", 3, null, "t"]),
+            json!([2, "t", 1, 10, "customers"]),
+            json!([2, "t", 1, 10, "customers", "c1", 7]),
+            json!([2, "t", 1, 11, "customers"]),
+            json!([2, "t", 1, 11, "customers", "c1", "bob", null]),
+            json!([2, "t", 1, 11, "customers", "c1", 3, null, "t"]),
         ] {
             assert_eq!(
                 decode(&Json(bad.clone()), &me),
