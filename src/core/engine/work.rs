@@ -13,16 +13,20 @@ impl ClientEngine {
     /// Another tab changed the user's work: take IndexedDB's copy, the one
     /// that counts, so every tab shows the same `pending()`, `failed()` and
     /// `conflicts()`; raise `conflict` for conflicts new here, and `failed`
-    /// for refusals new here (an entry this tab did not hold as failed).
+    /// for refusals new here (an entry this tab did not hold as failed, or
+    /// held as refused at another time).
     pub(super) fn work_stored(&mut self, work: StoredWork, now: u64, out: &mut Vec<Effect>) {
         self.undo_stored(&work, out);
         let refused_elsewhere: Vec<OutboxEntry> = work
             .failed
             .iter()
             .filter(|e| {
+                // New here, or refused again since this tab read it (another
+                // tab retried it and met the refusal again in between).
+                let at = |entry: &OutboxEntry| entry.last_error.as_ref().map(|err| err.at_ms);
                 self.outbox
                     .get(&e.mutation_id)
-                    .is_none_or(|local| local.state != EntryState::Failed)
+                    .is_none_or(|local| local.state != EntryState::Failed || at(local) != at(e))
             })
             .cloned()
             .collect();
@@ -251,5 +255,64 @@ impl ClientEngine {
             .into_iter()
             .map(|k| (k.conflict.id.clone(), k))
             .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::code::ErrorCode;
+    use crate::core::engine::{EngineConfig, Event, IdSource};
+    use crate::core::outbox::{EntryError, MutationOp};
+
+    fn refused(at_ms: u64, attempts: u32) -> OutboxEntry {
+        OutboxEntry {
+            mutation_id: "m1".into(),
+            idempotency_key: format!("k{attempts}"),
+            collection: "customers".into(),
+            record_id: "c1".into(),
+            op: MutationOp::Delete { base_version: 1 },
+            state: EntryState::Failed,
+            attempts,
+            created_at_ms: 1,
+            retry_at_ms: 0,
+            merge_rounds: 0,
+            last_error: Some(EntryError {
+                code: ErrorCode::NotFound,
+                message: "no such record".into(),
+                details: None,
+                at_ms,
+            }),
+            seq: 1,
+            undoes: None,
+        }
+    }
+
+    fn failures_found(out: &[Effect]) -> usize {
+        out.iter()
+            .filter(|e| matches!(e, Effect::FailureFound(_)))
+            .count()
+    }
+
+    #[test]
+    fn a_refusal_met_again_in_another_tab_is_told_here_too() {
+        let mut tab =
+            ClientEngine::new(EngineConfig::default(), "ben", true, true, IdSource::new(3));
+        let first = StoredWork {
+            failed: vec![refused(100, 1)],
+            ..StoredWork::default()
+        };
+        let out = tab.step(Event::WorkStored(first.clone()), 150);
+        assert_eq!(failures_found(&out), 1, "the first refusal is told");
+        let out = tab.step(Event::WorkStored(first), 160);
+        assert_eq!(failures_found(&out), 0, "the same refusal is told once");
+        // The other tab retried it and met the refusal again before this
+        // tab read the work between the two: a new refusal all the same.
+        let again = StoredWork {
+            failed: vec![refused(200, 2)],
+            ..StoredWork::default()
+        };
+        let out = tab.step(Event::WorkStored(again), 250);
+        assert_eq!(failures_found(&out), 1, "the second refusal is told");
     }
 }
