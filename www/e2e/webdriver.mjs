@@ -220,6 +220,10 @@ export class Session {
   /** Replaces an input's value by typing `value` into it. */
   async fill(css, value) {
     const el = await this.waitFor(css);
+    // Focus first: a page that re-renders on focus (the customer dialog
+    // tells others which field is in focus) would otherwise put the old
+    // value back between the clear and the typing.
+    await this.cmd("POST", `/element/${el}/click`, {});
     await this.cmd("POST", `/element/${el}/clear`, {});
     await this.cmd("POST", `/element/${el}/value`, { text: value });
   }
