@@ -58,7 +58,7 @@ test("alice sees bob on a customer in the list and the dialog, the field he edit
   await alice.close();
 });
 
-test("a tab killed without a word is gone from the other person's screen within 35 s", async () => {
+test("a tab killed without a word is gone from the other person's screen within 35 s", { timeout: 120_000 }, async () => {
   const ID = "c-0021";
   const alice = await openPage(browser);
   const bob = await openPage(browser);
@@ -72,7 +72,8 @@ test("a tab killed without a word is gone from the other person's screen within 
   // The renderer dies: no pagehide, no last request. The server forgets
   // bob's browser when its heartbeats stop (30 s).
   const cdp = await bob.context().newCDPSession(bob);
-  await cdp.send("Page.crash").catch(() => {});
+  // The answer never comes: the page it would come from is gone.
+  void cdp.send("Page.crash").catch(() => {});
   await bar.waitFor({ state: "detached", timeout: 35_000 });
   await alice.close();
   await bob.context().close();
