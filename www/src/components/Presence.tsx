@@ -1,20 +1,6 @@
 import type { PresencePerson } from "crm-sync";
 import { usePresence } from "crm-sync/react";
-import { when } from "../lib";
-
-/** The words a salesperson sees for a customer's fields. */
-export const FIELD_LABELS: Record<string, string> = {
-  name: "Name",
-  email: "Email",
-  phone: "Phone",
-  owner: "Owner",
-  city: "City",
-  status: "Status",
-};
-
-function fieldLabel(field: string): string {
-  return FIELD_LABELS[field] ?? field;
-}
+import { fieldLabel, when } from "../lib";
 
 function names(people: PresencePerson[]): string {
   const all = people.map((p) => p.user);
