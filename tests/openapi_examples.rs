@@ -179,6 +179,31 @@ fn every_example_goes_through_the_modules_parsers() {
     check("StreamTicket", &|e| {
         assert!(e["ticket"].is_string() && e["expiresAt"].is_string());
     });
+    // Presence: what `src/web/presence.rs` sends (`entries`) and reads
+    // (`read_people`, `people_input`: a person is a `user` and `since`
+    // text, `editing` a text or null; anything else is ignored whole).
+    fn person(p: &Value) {
+        assert!(p["user"].is_string() && p["since"].is_string(), "{p}");
+        assert!(p["editing"].is_null() || p["editing"].is_string(), "{p}");
+    }
+    fn people(list: &Value) {
+        list.as_array()
+            .expect("people is a list")
+            .iter()
+            .for_each(person);
+    }
+    check("Person", &person);
+    check("PeopleAnswer", &|e| people(&e["people"]));
+    check("PresenceEvent", &|e| {
+        assert!(e["collection"].is_string() && e["id"].is_string());
+        people(&e["people"]);
+    });
+    check("PresenceSet", &|e| {
+        for entry in e["entries"].as_array().expect("entries is a list") {
+            assert!(entry["collection"].is_string() && entry["id"].is_string());
+            assert!(entry["editing"].is_null() || entry["editing"].is_string());
+        }
+    });
 
     let with_examples: BTreeSet<&str> = doc["components"]["schemas"]
         .as_object()
