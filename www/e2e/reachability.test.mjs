@@ -38,6 +38,8 @@ test("after one connection reset the client probes, comes back, and the edit lan
   });
   await page.reload();
   await customerRow(page, ID).waitFor();
+  // The stored customers show at once; the catch-up follows.
+  for (let i = 0; i < 150 && resets === 0; i += 1) await new Promise((r) => setTimeout(r, 100));
   assert.equal(resets, 1);
   assert.equal(await page.evaluate(() => navigator.onLine), true);
 

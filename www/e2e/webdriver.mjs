@@ -220,12 +220,13 @@ export class Session {
   /** Replaces an input's value by typing `value` into it. */
   async fill(css, value) {
     const el = await this.waitFor(css);
-    // Focus first: a page that re-renders on focus (the customer dialog
-    // tells others which field is in focus) would otherwise put the old
-    // value back between the clear and the typing.
-    await this.cmd("POST", `/element/${el}/click`, {});
-    await this.cmd("POST", `/element/${el}/clear`, {});
-    await this.cmd("POST", `/element/${el}/value`, { text: value });
+    // Erased with keys, as a person does: WebDriver's clear also takes the
+    // focus away, and a page that re-renders on focus changes (the customer
+    // dialog tells others which field is in focus) puts the old value back
+    // before the typing, since the clear never reached React.
+    const current = await this.cmd("GET", `/element/${el}/property/value`);
+    const erase = "\uE010" + "\uE003".repeat(String(current ?? "").length);
+    await this.cmd("POST", `/element/${el}/value`, { text: erase + value });
   }
 
   /** Saves a PNG of the current window to `path`. */

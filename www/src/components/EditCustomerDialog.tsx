@@ -271,6 +271,7 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
             </span>
             <input
               name={f.name}
+              aria-label={f.label}
               type={f.type}
               value={value(f.name)}
               required={f.name === "name"}
@@ -284,7 +285,7 @@ export function EditCustomerDialog({ id, onClose }: { id: string; onClose: () =>
             Status
             <EditingHint id={id} field="status" />
           </span>
-          <select name="status" value={value("status")} onChange={(e) => change("status", e.target.value)}>
+          <select name="status" aria-label="Status" value={value("status")} onChange={(e) => change("status", e.target.value)}>
             {!CUSTOMER_STATUSES.includes(value("status") as (typeof CUSTOMER_STATUSES)[number]) && (
               <option value={value("status")}>{value("status") || "(none)"}</option>
             )}

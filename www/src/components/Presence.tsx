@@ -51,7 +51,9 @@ export function EditingHint({ id, field }: { id: string; field: string }) {
   const people = usePresence("customers", id).filter((p) => p.editing === field);
   if (people.length === 0) return null;
   return (
-    <span className="editing-hint" data-testid="field-presence" data-field={field}>
+    // Seen beside the field's name, but not part of it: the field keeps its
+    // name for a screen reader (the bar above the form says who edits what).
+    <span className="editing-hint" data-testid="field-presence" data-field={field} aria-hidden="true">
       {names(people)} {people.length === 1 ? "is" : "are"} editing {fieldLabel(field)}
     </span>
   );
