@@ -34,6 +34,7 @@ mod local;
 mod output;
 mod reach;
 mod requests;
+pub mod runner;
 mod session;
 mod undo;
 mod work;
