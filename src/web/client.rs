@@ -1,6 +1,7 @@
 //! The client in the browser: the [`ClientEngine`] (every decision of the
-//! write path, reachability and the user's shared work) run by the runner
-//! in `client/effects.rs`, plus what only a page has: the changes feed and
+//! write path, reachability and the user's shared work) run by the one
+//! runner (`core::engine::runner`) over the page's I/O in
+//! `client/effects.rs`, plus what only a page has: the changes feed and
 //! `/api/events`, loading collections, snapshots for React, events.
 //!
 //! The life of a save: `save` hands the engine an event; the engine stages
