@@ -26,7 +26,7 @@ use crate::web::client::{check_collection, rejected, Client, Config, Session};
 use crate::web::history::record_history;
 use crate::web::http::{send, HttpRequest, Method};
 use crate::web::idb::UserDb;
-use crate::web::js::{from_app, from_server, to_js};
+use crate::web::js::{from_app, from_server, read_from_app, to_js};
 use crate::web::kept_metrics::MetricsKeeper;
 use crate::web::sync::SyncRunner;
 
@@ -380,7 +380,7 @@ fn read_query(options: &JsValue) -> Result<crate::core::query::Query, Error> {
         return Err(Error::Invalid("query options must be an object".into()));
     }
     let value = |v: JsValue, field: &str| -> Result<FieldValue, Error> {
-        from_app::<FieldValue>(v).map_err(|_| {
+        read_from_app::<FieldValue>(&v).map_err(|_| {
             Error::Invalid(format!(
                 "where.{field}: a value (text, number, true/false, null) or a list of them"
             ))
@@ -876,7 +876,7 @@ impl CrmSync {
     ) -> Promise {
         let client = self.client.clone();
         // Staged before this returns, so `view` shows it at once.
-        let staged = from_app::<Fields>(fields).and_then(|f| {
+        let staged = read_from_app::<Fields>(&fields).and_then(|f| {
             client
                 .stage_save(&collection, &id, f.clone())
                 .map(|p| (p, f))
@@ -897,7 +897,7 @@ impl CrmSync {
         #[wasm_bindgen(unchecked_param_type = "Fields")] fields: JsValue,
     ) -> Promise {
         let client = self.client.clone();
-        let fields = from_app::<Fields>(fields);
+        let fields = read_from_app::<Fields>(&fields);
         promise(async move { client.create(&collection, fields?).await })
     }
 
@@ -1006,7 +1006,7 @@ impl CrmSync {
         #[wasm_bindgen(unchecked_param_type = "Fields")] fields: JsValue,
     ) -> Promise {
         let client = self.client.clone();
-        let fields = from_app::<Fields>(fields);
+        let fields = read_from_app::<Fields>(&fields);
         promise(async move { client.resolve(&conflict_id, fields?).await })
     }
 

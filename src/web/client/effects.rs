@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorCode};
 use crate::web::clock::now_ms;
 use crate::web::http::{send, HttpRequest, HttpResponse, Method};
 use crate::web::idb::{record_key, Batch as DbBatch, Store};
-use crate::web::js::{from_server, get, to_js};
+use crate::web::js::{from_server, get, read_from_server, to_js};
 
 impl Client {
     /// Hands one event to the engine and carries out what it says.
@@ -426,13 +426,13 @@ fn reply_of(entry: &OutboxEntry, result: Result<HttpResponse, Error>) -> Reply {
     match result {
         Ok(resp) => match &entry.op {
             MutationOp::Patch { .. } | MutationOp::Create { .. } => {
-                match from_server::<Record>(resp.body) {
+                match read_from_server::<Record>(&resp.body) {
                     Ok(record) => Reply::Record(record),
                     Err(e) => Reply::Unreadable(unreadable(e)),
                 }
             }
             MutationOp::Delete { .. } => Reply::Done,
-            MutationOp::Comment { .. } => match from_server::<Comment>(resp.body) {
+            MutationOp::Comment { .. } => match read_from_server::<Comment>(&resp.body) {
                 Ok(comment) => Reply::Comment(comment),
                 Err(e) => Reply::Unreadable(unreadable(e)),
             },
@@ -443,9 +443,9 @@ fn reply_of(entry: &OutboxEntry, result: Result<HttpResponse, Error>) -> Reply {
                     status: 409,
                     details,
                     ..
-                } => {
-                    Some(from_server::<Record>(get(details, "current")).map_err(|e| e.to_string()))
-                }
+                } => Some(
+                    read_from_server::<Record>(&get(details, "current")).map_err(|e| e.to_string()),
+                ),
                 _ => None,
             };
             let refusal = Refusal {
