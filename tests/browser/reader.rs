@@ -284,3 +284,38 @@ fn struct_fields_are_told_apart_by_their_place() {
         "missing field `fourth`"
     );
 }
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Shape {
+    Dot,
+    Line,
+    Many(u32),
+}
+
+/// Variants are told apart by their place too, with serde's words for a
+/// name that is none of them.
+#[wasm_bindgen_test]
+fn enum_variants_are_told_apart_by_their_place() {
+    assert_eq!(
+        from_js::<Vec<Shape>>(json(r#"["dot","line",{"line":null},{"many":3}]"#)).ok(),
+        Some(vec![Shape::Dot, Shape::Line, Shape::Line, Shape::Many(3)])
+    );
+    assert_eq!(
+        error::<Vec<Shape>>(json(r#"["dot","cube"]"#)),
+        "[1]: unknown variant `cube`, expected one of `dot`, `line`, `many`"
+    );
+    assert_eq!(
+        error::<Shape>(json(r#"{"many":"x"}"#)),
+        "invalid type: a string, expected u32"
+    );
+    // A bare name is a unit variant only, as serde reads one.
+    assert_eq!(
+        error::<Shape>(json(r#""many""#)),
+        "invalid type: a value of another kind, expected newtype variant"
+    );
+    assert_eq!(
+        error::<Shape>(json("7")),
+        "invalid type: a number, expected enum Shape"
+    );
+}
