@@ -16,7 +16,7 @@ use crate::web::channel::EnvelopeChannel;
 use crate::web::client::{check_collection, rejected, Client};
 use crate::web::history::record_history;
 use crate::web::idb::UserDb;
-use crate::web::js::{from_app, to_js};
+use crate::web::js::{from_app, read_from_app, to_js};
 use crate::web::kept_metrics::MetricsKeeper;
 use crate::web::sync::SyncRunner;
 
@@ -253,7 +253,7 @@ impl CrmSync {
     ) -> Promise {
         let client = self.client.clone();
         // Staged before this returns, so `view` shows it at once.
-        let staged = from_app::<Fields>(fields).and_then(|f| {
+        let staged = read_from_app::<Fields>(&fields).and_then(|f| {
             client
                 .stage_save(&collection, &id, f.clone())
                 .map(|p| (p, f))
@@ -274,7 +274,7 @@ impl CrmSync {
         #[wasm_bindgen(unchecked_param_type = "Fields")] fields: JsValue,
     ) -> Promise {
         let client = self.client.clone();
-        let fields = from_app::<Fields>(fields);
+        let fields = read_from_app::<Fields>(&fields);
         promise(async move { client.create(&collection, fields?).await })
     }
 
@@ -383,7 +383,7 @@ impl CrmSync {
         #[wasm_bindgen(unchecked_param_type = "Fields")] fields: JsValue,
     ) -> Promise {
         let client = self.client.clone();
-        let fields = from_app::<Fields>(fields);
+        let fields = read_from_app::<Fields>(&fields);
         promise(async move { client.resolve(&conflict_id, fields?).await })
     }
 

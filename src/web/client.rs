@@ -37,7 +37,7 @@ use crate::web::channel::EnvelopeChannel;
 use crate::web::clock::{random_unit, uuid_v4};
 use crate::web::http::{HttpRequest, Method};
 use crate::web::idb::{record_key, Batch as DbBatch, Store, UserDb};
-use crate::web::js::{from_server, get, to_js};
+use crate::web::js::{from_server, get, read_from_server, to_js};
 use crate::web::lifecycle::{EventListener, PageEvent, PageLifecycle};
 
 mod durable;
@@ -659,7 +659,7 @@ impl Client {
         let body = self
             .read(&format!("/{}/{}", key.collection, encode(&key.id)))
             .await?;
-        let record: Record = from_server(body)?;
+        let record: Record = read_from_server(&body)?;
         self.handle(Event::RecordRead {
             collection: key.collection.clone(),
             change: RemoteChange::Put(record.clone()),

@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::api::tabs::TabLocksMode;
 use crate::core::progress::SyncConfig;
 use crate::web::client::Config;
-use crate::web::js::from_app;
+use crate::web::js::{from_app, read_from_app};
 
 /// Options shared by `login` and `open`; every one is optional (docs/guide/getting-started.md,
 /// "The client", gives the defaults).
@@ -247,7 +247,7 @@ pub(super) fn read_query(options: &JsValue) -> Result<crate::core::query::Query,
         return Err(Error::Invalid("query options must be an object".into()));
     }
     let value = |v: JsValue, field: &str| -> Result<FieldValue, Error> {
-        from_app::<FieldValue>(v).map_err(|_| {
+        read_from_app::<FieldValue>(&v).map_err(|_| {
             Error::Invalid(format!(
                 "where.{field}: a value (text, number, true/false, null) or a list of them"
             ))

@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::web::clock::now_ms;
 use crate::web::http::{send, HttpRequest, HttpResponse, Method};
 use crate::web::idb::{record_key, Batch as DbBatch, Store};
-use crate::web::js::{from_server, get, to_js};
+use crate::web::js::{from_server, get, read_from_server, to_js};
 
 impl Client {
     /// Hands one event to the engine and carries out what it says.
@@ -60,7 +60,7 @@ impl Client {
             (Request::Revoke, Ok(_)) => Event::Revoked(Ok(())),
             (Request::Record { mutation_id, .. }, Ok(resp)) => Event::Fetched {
                 mutation_id,
-                record: from_server::<Record>(resp.body).ok(),
+                record: read_from_server::<Record>(&resp.body).ok(),
             },
             (request, Err(err)) => request.failed(refusal_of(&err)),
         };
@@ -429,10 +429,10 @@ fn reply_of(entry: &OutboxEntry, body: JsValue) -> Reply {
         |read: Result<Reply, Error>| read.unwrap_or_else(|e| Reply::Unreadable(unreadable(e)));
     match &entry.op {
         MutationOp::Patch { .. } | MutationOp::Create { .. } => {
-            read(from_server::<Record>(body).map(Reply::Record))
+            read(read_from_server::<Record>(&body).map(Reply::Record))
         }
         MutationOp::Delete { .. } => Reply::Done,
-        MutationOp::Comment { .. } => read(from_server::<Comment>(body).map(Reply::Comment)),
+        MutationOp::Comment { .. } => read(read_from_server::<Comment>(&body).map(Reply::Comment)),
     }
 }
 
@@ -453,7 +453,7 @@ pub(super) fn refusal_of(err: &Error) -> Refusal {
                 status: 409,
                 details,
                 ..
-            } => Some(from_server::<Record>(get(details, "current")).map_err(|e| e.to_string())),
+            } => Some(read_from_server::<Record>(&get(details, "current")).map_err(|e| e.to_string())),
             _ => None,
         },
         details: match err {

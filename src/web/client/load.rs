@@ -18,7 +18,7 @@ use crate::core::staged::RemoteChange;
 use crate::error::Error;
 use crate::web::clock::now_ms;
 use crate::web::idb::{record_key, Batch as DbBatch, Store};
-use crate::web::js::{from_server, get};
+use crate::web::js::{get, read_from_server};
 
 /// Records a page of `load`, unless the app asks for another size.
 pub const DEFAULT_PAGE: u32 = 1_000;
@@ -279,7 +279,7 @@ impl Client {
         let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(items.length() as usize);
         let mut slice = Slices::start();
         for item in items.iter() {
-            let record: Record = from_server(item.clone())?;
+            let record: Record = read_from_server(&item)?;
             read.push((record, item));
             slice.maybe_yield().await;
         }
@@ -373,7 +373,7 @@ impl Client {
         let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(stored.len());
         let mut slice = Slices::start();
         for value in stored {
-            if let Ok(record) = crate::web::de::from_js::<Record>(value.clone()) {
+            if let Ok(record) = crate::web::de::read::<Record>(&value) {
                 read.push((record, value));
             }
             slice.maybe_yield().await;
