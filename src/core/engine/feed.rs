@@ -156,6 +156,12 @@ impl FeedFollower {
         self.next_poll
     }
 
+    /// Whether this tab holds `collection` whole (a load of it ended) and
+    /// it waits for no reading again after a 410.
+    pub(super) fn is_loaded(&self, collection: &str) -> bool {
+        self.loaded.contains(collection) && !self.reloading.contains(collection)
+    }
+
     /// Whether a read is under way.
     pub(super) fn is_reading(&self) -> bool {
         self.reading.is_some()

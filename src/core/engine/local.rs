@@ -9,7 +9,8 @@
 //! when it is done.
 //!
 //! ```text
-//!  LoadAsked(mark) ─► offline?                 ─► LoadFrom(Offline), stale
+//!  LoadAsked(mark) ─► loaded in this tab         ─► LoadFrom(Memory)
+//!                    offline?                   ─► LoadFrom(Offline), stale
 //!                    no mark                    ─► LoadFrom(Full(FirstTime))
 //!                    another user's, old schema ─► LoadFrom(Full(..))
 //!                    mark but no cursor (410)   ─► LoadFrom(Full(CursorExpired))
@@ -20,13 +21,22 @@
 //! ```
 //!
 //! While a collection is being read from IndexedDB the feed waits: a
-//! delete applied before that read ends would come back from it.
+//! delete applied before that read ends would come back from it. A delete
+//! that comes another way meanwhile (another tab tells it, this tab's own
+//! delete is answered) is noted, and the read does not lay that record
+//! back ([`ClientEngine::lay_stored`]).
+//!
+//! The runner answers `load` before it says the read ended
+//! ([`Event::StoredRead`](super::Event::StoredRead)): the catch-up comes
+//! after the answer, never races it.
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
 use super::{ClientEngine, Effect};
+use crate::core::record::{Record, RecordKey};
+use crate::core::staged::RemoteChange;
 
 /// The shape of what a full load leaves in IndexedDB: a mark of an older
 /// shape (or none, from a version before marks) is not trusted.
@@ -71,6 +81,9 @@ impl FullReason {
 /// Where `load` answers from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadPlan {
+    /// This tab holds the collection already (an earlier `load` of it):
+    /// what it holds, read from nowhere.
+    Memory,
     /// IndexedDB at once, stale until the feed caught up.
     Local,
     /// IndexedDB alone: the server cannot be reached.
@@ -87,6 +100,9 @@ pub(super) struct LocalFirst {
     stale: BTreeSet<String>,
     /// Collections being read from IndexedDB: the feed waits for them.
     reading_stored: BTreeSet<String>,
+    /// Records deleted while their collection was read from IndexedDB:
+    /// that read may hold them from before, and does not lay them back.
+    gone_while_read: BTreeSet<RecordKey>,
     /// The feed was asked for while a stored read was under way.
     ring_after_read: bool,
     /// Leader: another tab waits to hear of the next catch-up.
@@ -110,6 +126,27 @@ impl LocalFirst {
     pub(super) fn others_may_wait(&mut self) {
         self.tell_caught_up = true;
     }
+
+    /// `key` was deleted here, not by a read of IndexedDB (another tab
+    /// told it, or this tab's delete was answered).
+    pub(super) fn gone(&mut self, key: &RecordKey) {
+        if self.reading_stored.contains(&key.collection) {
+            self.gone_while_read.insert(key.clone());
+        }
+    }
+
+    /// `key` is stored again (another tab told of a newer version).
+    pub(super) fn back(&mut self, key: &RecordKey) {
+        self.gone_while_read.remove(key);
+    }
+
+    /// A read of `collection` from IndexedDB ended: what was noted while
+    /// it ran is forgotten.
+    fn read_ended(&mut self, collection: &str) {
+        self.reading_stored.remove(collection);
+        self.gone_while_read
+            .retain(|key| key.collection != collection);
+    }
 }
 
 impl ClientEngine {
@@ -121,7 +158,9 @@ impl ClientEngine {
         mark: Option<LoadedMark>,
         out: &mut Vec<Effect>,
     ) {
-        let plan = if !self.can_talk() {
+        let plan = if self.feed.is_loaded(&collection) {
+            LoadPlan::Memory
+        } else if !self.can_talk() {
             LoadPlan::Offline
         } else {
             match mark {
@@ -162,8 +201,25 @@ impl ClientEngine {
                 self.local.full_load = Some((collection.clone(), reason));
                 out.push(Effect::Changed);
             }
+            LoadPlan::Memory => {}
         }
         out.push(Effect::LoadFrom { collection, plan });
+    }
+
+    /// Lays a record read back from IndexedDB into the confirmed records
+    /// (never over a newer version), unless it was deleted while its
+    /// collection was read; whether it was laid.
+    pub fn lay_stored(&mut self, collection: &str, record: Record) -> bool {
+        if !self.local.gone_while_read.is_empty()
+            && self
+                .local
+                .gone_while_read
+                .contains(&RecordKey::new(collection, &record.id))
+        {
+            return false;
+        }
+        self.records
+            .apply_remote(collection, RemoteChange::Put(record))
     }
 
     /// A read of `collection` from IndexedDB ended (`found`: it held
@@ -175,7 +231,7 @@ impl ClientEngine {
         now: u64,
         out: &mut Vec<Effect>,
     ) {
-        self.local.reading_stored.remove(collection);
+        self.local.read_ended(collection);
         if found {
             // Read again whole if the feed's cursor expires.
             self.collection_loaded(collection.to_owned(), None, now, out);
@@ -556,5 +612,70 @@ mod tests {
         let out = follower.step(Event::CaughtUpElsewhere, 130);
         assert_eq!(caught_up(&out), Some(false));
         assert!(!follower.is_stale(C));
+    }
+
+    #[test]
+    fn a_second_load_answers_from_memory() {
+        let mut e = engine(Some("5"), true);
+        plan_of(&mut e, None);
+        e.step(
+            Event::Loaded {
+                collection: C.into(),
+                cursor: Some("6".into()),
+            },
+            20,
+        );
+        assert_eq!(
+            plan_of(&mut e, mark("alice", LOCAL_SCHEMA)),
+            LoadPlan::Memory
+        );
+        let mut reopened = engine(Some("5"), true);
+        plan_of(&mut reopened, mark("alice", LOCAL_SCHEMA));
+        reopened.step(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            30,
+        );
+        assert_eq!(
+            plan_of(&mut reopened, mark("alice", LOCAL_SCHEMA)),
+            LoadPlan::Memory
+        );
+        assert!(reopened.is_stale(C), "still stale until the catch-up");
+    }
+
+    #[test]
+    fn a_delete_told_while_the_collection_is_read_is_not_laid_back() {
+        let mut e = engine(Some("5"), false);
+        plan_of(&mut e, mark("alice", LOCAL_SCHEMA));
+        let gone = Record::empty("gone");
+        let kept = Record::empty("kept");
+        e.step(
+            Event::RecordRead {
+                collection: C.into(),
+                change: RemoteChange::Delete {
+                    id: "gone".into(),
+                    version: 0,
+                },
+                origin: crate::core::engine::Origin::Tab,
+            },
+            20,
+        );
+        assert!(
+            !e.lay_stored(C, gone.clone()),
+            "read from before the delete"
+        );
+        assert!(e.lay_stored(C, kept));
+        assert!(e.records().get(C, "gone").is_none());
+        e.step(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            30,
+        );
+        // The next read is a read of its own.
+        assert!(e.lay_stored(C, gone));
     }
 }

@@ -948,16 +948,21 @@ impl ClientEngine {
                 change,
                 origin,
             } => {
-                let id = match &change {
-                    RemoteChange::Put(record) => record.id.clone(),
-                    RemoteChange::Delete { id, .. } => id.clone(),
+                let key = match &change {
+                    RemoteChange::Put(record) => {
+                        let key = RecordKey::new(&collection, &record.id);
+                        self.local.back(&key);
+                        key
+                    }
+                    RemoteChange::Delete { id, .. } => {
+                        let key = RecordKey::new(&collection, id);
+                        self.local.gone(&key);
+                        key
+                    }
                 };
                 if self.records.apply_remote(&collection, change) {
                     out.push(Effect::Changed);
-                    out.push(Effect::RecordChanged {
-                        key: RecordKey::new(&collection, &id),
-                        origin,
-                    });
+                    out.push(Effect::RecordChanged { key, origin });
                 }
             }
             Event::Retrying => self.counters.retries += 1,
