@@ -221,7 +221,7 @@ impl ClientEngine {
     }
 
     /// Whether this tab should follow the feed now.
-    fn follows_feed(&self) -> bool {
+    pub(super) fn follows_feed(&self) -> bool {
         self.leader && self.can_talk() && !self.expired && self.feed.cursor.is_some()
     }
 

@@ -102,11 +102,14 @@ pub(super) struct LocalFirst {
     reading_stored: BTreeSet<String>,
     /// Records deleted while their collection was read from IndexedDB:
     /// that read may hold them from before, and does not lay them back.
-    gone_while_read: BTreeSet<RecordKey>,
+    gone_while_read: Vec<RecordKey>,
     /// The feed was asked for while a stored read was under way.
     ring_after_read: bool,
     /// Leader: another tab waits to hear of the next catch-up.
     tell_caught_up: bool,
+    /// Leader: the feed was read to its end since this tab began to lead
+    /// (and since the server could last be reached again).
+    read_to_end: bool,
     /// The full load under way, and why.
     full_load: Option<(String, FullReason)>,
 }
@@ -125,19 +128,20 @@ impl LocalFirst {
     /// or the server can be reached again).
     pub(super) fn others_may_wait(&mut self) {
         self.tell_caught_up = true;
+        self.read_to_end = false;
     }
 
     /// `key` was deleted here, not by a read of IndexedDB (another tab
     /// told it, or this tab's delete was answered).
     pub(super) fn gone(&mut self, key: &RecordKey) {
-        if self.reading_stored.contains(&key.collection) {
-            self.gone_while_read.insert(key.clone());
+        if self.reading_stored.contains(&key.collection) && !self.gone_while_read.contains(key) {
+            self.gone_while_read.push(key.clone());
         }
     }
 
     /// `key` is stored again (another tab told of a newer version).
     pub(super) fn back(&mut self, key: &RecordKey) {
-        self.gone_while_read.remove(key);
+        self.gone_while_read.retain(|k| k != key);
     }
 
     /// A read of `collection` from IndexedDB ended: what was noted while
@@ -210,12 +214,12 @@ impl ClientEngine {
     /// (never over a newer version), unless it was deleted while its
     /// collection was read; whether it was laid.
     pub fn lay_stored(&mut self, collection: &str, record: Record) -> bool {
-        if !self.local.gone_while_read.is_empty()
-            && self
-                .local
-                .gone_while_read
-                .contains(&RecordKey::new(collection, &record.id))
-        {
+        let gone = self
+            .local
+            .gone_while_read
+            .iter()
+            .any(|key| key.collection == collection && key.id == record.id);
+        if gone {
             return false;
         }
         self.records
@@ -306,18 +310,37 @@ impl ClientEngine {
     }
 
     /// Another tab asks the leader to say when the feed was read to its
-    /// end.
+    /// end. A tab that read IndexedDB is as fresh as this one from then
+    /// on (whatever this tab learns later is stored and told): a leader
+    /// caught up itself says so at once, without a read; one reading the
+    /// feed says so when that read ends.
     pub(super) fn catch_up_asked(&mut self, now: u64, out: &mut Vec<Effect>) {
         if !self.leader {
             return;
         }
+        let caught_up = self.follows_feed()
+            && self.local.read_to_end
+            && self.local.stale.is_empty()
+            && self.local.reading_stored.is_empty()
+            && !self.feed.is_reading();
+        if caught_up {
+            out.push(Effect::CaughtUp {
+                collections: Vec::new(),
+                here: true,
+            });
+            out.push(Effect::Changed);
+            return;
+        }
         self.local.tell_caught_up = true;
-        self.ring_feed_if_following(now, out);
+        if !self.feed.is_reading() {
+            self.ring_feed_if_following(now, out);
+        }
     }
 
     /// The leader read the feed to its end: the stale collections are
     /// checked, and the tabs waiting hear of it.
     pub(super) fn feed_read_to_end(&mut self, out: &mut Vec<Effect>) {
+        self.local.read_to_end = true;
         let tell = std::mem::take(&mut self.local.tell_caught_up);
         if self.local.stale.is_empty() && !tell {
             return;
@@ -602,16 +625,28 @@ mod tests {
         assert!(out.contains(&Effect::AskCatchUp));
         assert!(!reads_feed(&out), "only the leader reads the feed");
         let out = leader.step(Event::CatchUpAsked, 110);
-        assert!(reads_feed(&out));
+        assert!(
+            reads_feed(&out),
+            "a leader that never read the feed reads it"
+        );
+        // Asked again while that read runs: no second read.
+        let again = leader.step(Event::CatchUpAsked, 115);
+        assert!(!reads_feed(&again));
+        assert_eq!(caught_up(&again), None);
         let out = leader.step(last_page(), 120);
         assert_eq!(
             caught_up(&out),
             Some(true),
             "told although nothing is stale there"
         );
+        assert!(!reads_feed(&out), "one read for both asks");
         let out = follower.step(Event::CaughtUpElsewhere, 130);
         assert_eq!(caught_up(&out), Some(false));
         assert!(!follower.is_stale(C));
+        // A tab opened later: the leader, caught up, says so at once.
+        let out = leader.step(Event::CatchUpAsked, 140);
+        assert!(!reads_feed(&out));
+        assert_eq!(caught_up(&out), Some(true));
     }
 
     #[test]
