@@ -132,24 +132,21 @@ impl LocalFirst {
     }
 
     /// `key` was deleted here, not by a read of IndexedDB (another tab
-    /// told it, or this tab's delete was answered).
+    /// told it, or this tab's delete was answered). Ids are never used
+    /// twice, so nothing takes it back.
     pub(super) fn gone(&mut self, key: &RecordKey) {
-        if self.reading_stored.contains(&key.collection) && !self.gone_while_read.contains(key) {
+        if self.reading_stored.contains(&key.collection) {
             self.gone_while_read.push(key.clone());
         }
     }
 
-    /// `key` is stored again (another tab told of a newer version).
-    pub(super) fn back(&mut self, key: &RecordKey) {
-        self.gone_while_read.retain(|k| k != key);
-    }
-
-    /// A read of `collection` from IndexedDB ended: what was noted while
-    /// it ran is forgotten.
+    /// A read of `collection` from IndexedDB ended: with no other read
+    /// under way, what was noted while they ran is forgotten.
     fn read_ended(&mut self, collection: &str) {
         self.reading_stored.remove(collection);
-        self.gone_while_read
-            .retain(|key| key.collection != collection);
+        if self.reading_stored.is_empty() {
+            self.gone_while_read.clear();
+        }
     }
 }
 

@@ -949,11 +949,7 @@ impl ClientEngine {
                 origin,
             } => {
                 let key = match &change {
-                    RemoteChange::Put(record) => {
-                        let key = RecordKey::new(&collection, &record.id);
-                        self.local.back(&key);
-                        key
-                    }
+                    RemoteChange::Put(record) => RecordKey::new(&collection, &record.id),
                     RemoteChange::Delete { id, .. } => {
                         let key = RecordKey::new(&collection, id);
                         self.local.gone(&key);

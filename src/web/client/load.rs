@@ -326,11 +326,12 @@ impl Client {
     /// slices, as pages are; an entry that cannot be read is skipped (it is
     /// a copy: the server has the record).
     async fn load_stored(&self, collection: &str, err: Error) -> Result<JsValue, Error> {
-        let read = self.read_stored(collection, Some(err)).await;
-        let answer = match read {
-            Ok(()) => Ok(self.list_in_slices(collection).await),
-            Err(err) => Err(err),
-        };
+        // Answered in one go before the engine hears the read ended (as
+        // `load_local`).
+        let answer = self
+            .read_stored(collection, Some(err))
+            .await
+            .map(|()| self.list(collection));
         self.handle(Event::StoredRead {
             collection: collection.to_owned(),
             found: answer.is_ok(),
