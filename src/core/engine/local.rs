@@ -306,6 +306,15 @@ impl ClientEngine {
         }
     }
 
+    /// This tab began to lead: collections it shows from IndexedDB (it
+    /// asked a leader that is gone, or none) are caught up now, not at
+    /// the next poll.
+    pub(super) fn began_leading(&mut self, now: u64, out: &mut Vec<Effect>) {
+        if !self.local.stale.is_empty() && self.local.reading_stored.is_empty() {
+            self.feed_poll_due(now, out);
+        }
+    }
+
     /// Another tab asks the leader to say when the feed was read to its
     /// end. A tab that read IndexedDB is as fresh as this one from then
     /// on (whatever this tab learns later is stored and told): a leader
@@ -709,5 +718,24 @@ mod tests {
         );
         // The next read is a read of its own.
         assert!(e.lay_stored(C, gone));
+    }
+
+    #[test]
+    fn a_tab_that_begins_to_lead_with_stale_collections_catches_up_at_once() {
+        let mut e = engine(Some("5"), false);
+        plan_of(&mut e, mark("alice", LOCAL_SCHEMA));
+        let out = e.step(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            100,
+        );
+        assert!(out.contains(&Effect::AskCatchUp), "no leader yet");
+        let out = e.step(Event::Leading(StoredWork::default()), 200);
+        assert!(reads_feed(&out), "waited for the next poll");
+        let out = e.step(last_page(), 300);
+        assert_eq!(caught_up(&out), Some(true));
+        assert!(!e.is_stale(C));
     }
 }

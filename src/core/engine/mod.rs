@@ -911,8 +911,13 @@ impl ClientEngine {
             }
             Event::Leading(work) => {
                 let work = self.with_unwritten(work);
-                // The feed is read at the next poll (within 2 s).
+                // The feed is read at the next poll (within 2 s), or now
+                // for collections shown from IndexedDB.
+                let was = self.leader;
                 self.lead(work, &mut out);
+                if !was {
+                    self.began_leading(now, &mut out);
+                }
             }
             Event::NotLeading => {
                 if self.leader {
