@@ -73,6 +73,7 @@ impl ClientEngine {
                 let _ = self.outbox.on_success(mutation_id, None);
                 let last = self.records.get(&key.collection, &key.id).cloned();
                 self.records.commit_delete(&key);
+                self.local.gone(&key);
                 self.counters.commits += 1;
                 out.push(Effect::Write {
                     id: 0,

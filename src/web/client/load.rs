@@ -70,6 +70,7 @@ impl Client {
         plan: LoadPlan,
     ) -> Result<JsValue, Error> {
         match plan {
+            LoadPlan::Memory => Ok(self.list(collection)),
             LoadPlan::Local => self.load_local(collection).await,
             LoadPlan::Offline => self.load_stored(collection, Error::Offline).await,
             LoadPlan::Full(reason) => {
@@ -325,25 +326,36 @@ impl Client {
     /// slices, as pages are; an entry that cannot be read is skipped (it is
     /// a copy: the server has the record).
     async fn load_stored(&self, collection: &str, err: Error) -> Result<JsValue, Error> {
-        let read = self.read_stored(collection, Some(err)).await;
+        // Answered in one go before the engine hears the read ended (as
+        // `load_local`).
+        let answer = self
+            .read_stored(collection, Some(err))
+            .await
+            .map(|()| self.list(collection));
         self.handle(Event::StoredRead {
             collection: collection.to_owned(),
-            found: read.is_ok(),
+            found: answer.is_ok(),
         });
-        read.map(|()| self.list(collection))
+        answer
     }
 
     /// A collection a full load left whole in IndexedDB: read from there
     /// (in slices), marked stale until the catch-up from the feed's cursor
-    /// is done. Nothing stored is an empty collection.
+    /// is done. Nothing stored is an empty collection. The answer is made
+    /// before the engine hears that the read ended: the catch-up starts
+    /// after it (a catch-up that ended while the answer was made would
+    /// have every record after that point made anew, unstale).
     async fn load_local(&self, collection: &str) -> Result<JsValue, Error> {
         let read = self.read_stored(collection, None).await;
+        let answer = match read {
+            Ok(()) => Ok(self.list_in_slices(collection).await),
+            Err(err) => Err(err),
+        };
         self.handle(Event::StoredRead {
             collection: collection.to_owned(),
             found: true,
         });
-        read?;
-        Ok(self.list_in_slices(collection).await)
+        answer
     }
 
     /// Another tab loaded `collection` again: what it stored replaces the
@@ -407,11 +419,8 @@ impl Client {
                     // Ours alone (just read): marked here, kept as the snapshot.
                     let _ = js_sys::Reflect::set(&value, &"stale".into(), &JsValue::from(stale));
                     let snapshot = CachedRecord::of(&record, stale, value);
-                    if state
-                        .engine
-                        .records_mut()
-                        .apply_remote(collection, RemoteChange::Put(record))
-                    {
+                    // Not a record deleted while the read ran.
+                    if state.engine.lay_stored(collection, record) {
                         cache.insert(key, snapshot);
                     }
                 }
