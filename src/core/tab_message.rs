@@ -145,7 +145,9 @@ pub enum TabMessage {
     /// The lock protocol: `token, clock, signal, ...` (signal 0 request:
     /// `lock, stamp`; 1 hold: `lock, stamp, acquired`; 2 release: `lock,
     /// stamp[, next tab, next token, next stamp]`; 3 heartbeat: `lock,
-    /// stamp, acquired or null` for each entry).
+    /// stamp, acquired or null` for each entry; 4 answer: `asker tab,
+    /// asker token, asker stamp`, then the entries as in a heartbeat).
+    /// A build before answers reads signal 4 as malformed and ignores it.
     Lock(LockMessage),
     /// A record changed: `collection, id, version[, record]`.
     RecordChanged(RecordChange),
@@ -283,9 +285,11 @@ impl Envelope {
                     }
                     LockSignal::Heartbeat { entries } => {
                         out.push(Num(3));
-                        for e in entries {
-                            out.extend([text(&e.lock), Num(e.stamp), e.acquired.map_or(Null, Num)]);
-                        }
+                        push_entries(&mut out, entries);
+                    }
+                    LockSignal::Answer { to, entries } => {
+                        out.extend([Num(4), text(&to.tab.0), Num(to.token), Num(to.stamp)]);
+                        push_entries(&mut out, entries);
                     }
                 }
             }
@@ -518,6 +522,36 @@ pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, 
 /// of a peer); the rest of a longer one is not read.
 const MAX_ENTRIES: usize = 64;
 
+/// The entries of a heartbeat or an answer: `lock, stamp, acquired or
+/// null` each, to the end of the message.
+fn read_entries<M: UntrustedMessage>(
+    r: &mut Reader<'_, M>,
+    len: usize,
+) -> Result<Vec<LockEntry>, Ignored> {
+    let mut entries = Vec::new();
+    while r.more(len) && entries.len() < MAX_ENTRIES {
+        if r.at + 3 > len {
+            return Err(Ignored::Malformed);
+        }
+        entries.push(LockEntry {
+            lock: r.text()?,
+            stamp: r.uint()?,
+            acquired: r.maybe_uint()?,
+        });
+    }
+    Ok(entries)
+}
+
+fn push_entries(out: &mut Vec<Item>, entries: &[LockEntry]) {
+    for e in entries {
+        out.extend([
+            text(&e.lock),
+            Item::Num(e.stamp),
+            e.acquired.map_or(Item::Null, Item::Num),
+        ]);
+    }
+}
+
 fn lock_message<M: UntrustedMessage>(
     r: &mut Reader<'_, M>,
     len: usize,
@@ -548,20 +582,17 @@ fn lock_message<M: UntrustedMessage>(
             };
             LockSignal::Release { lock, stamp, next }
         }
-        3 => {
-            let mut entries = Vec::new();
-            while r.more(len) && entries.len() < MAX_ENTRIES {
-                if r.at + 3 > len {
-                    return Err(Ignored::Malformed);
-                }
-                entries.push(LockEntry {
-                    lock: r.text()?,
-                    stamp: r.uint()?,
-                    acquired: r.maybe_uint()?,
-                });
-            }
-            LockSignal::Heartbeat { entries }
-        }
+        3 => LockSignal::Heartbeat {
+            entries: read_entries(r, len)?,
+        },
+        4 => LockSignal::Answer {
+            to: HandOff {
+                tab: TabId(r.text()?),
+                token: r.uint()?,
+                stamp: r.uint()?,
+            },
+            entries: read_entries(r, len)?,
+        },
         _ => return Err(Ignored::Malformed),
     };
     Ok(LockMessage {
@@ -673,6 +704,26 @@ mod tests {
                     token: (1 << 53) - 1,
                     stamp: 7,
                 }),
+            }),
+            lock(LockSignal::Answer {
+                to: HandOff {
+                    tab: TabId("asker".into()),
+                    token: 11,
+                    stamp: 12,
+                },
+                entries: vec![LockEntry {
+                    lock: "x".into(),
+                    stamp: 1,
+                    acquired: None,
+                }],
+            }),
+            lock(LockSignal::Answer {
+                to: HandOff {
+                    tab: TabId("asker".into()),
+                    token: 11,
+                    stamp: 12,
+                },
+                entries: vec![],
             }),
             TabMessage::RecordChanged(RecordChange::new("customers", "c1", 4, None)),
             TabMessage::RecordChanged(RecordChange::new(
@@ -901,6 +952,19 @@ mod tests {
                 Ignored::Malformed,
             ),
             (json!([2, "t", 1, 0, -1, 1, 0, "x", 1]), Ignored::Malformed),
+            // Answers: the asker whole, then whole entries. A signal this
+            // build does not know (as 4 is to a build before answers) is
+            // malformed, never acted on.
+            (json!([2, "t", 1, 0, 1, 1, 4, "a", 1]), Ignored::Malformed),
+            (json!([2, "t", 1, 0, 1, 1, 4, 5, 1, 2]), Ignored::Malformed),
+            (
+                json!([2, "t", 1, 0, 1, 1, 4, "a", 1, 2, "x", 1]),
+                Ignored::Malformed,
+            ),
+            (
+                json!([2, "t", 1, 0, 1, 1, 5, "a", 1, 2]),
+                Ignored::Malformed,
+            ),
             (
                 json!([2, "t", 1, 0, 9_007_199_254_740_992u64, 1, 0, "x", 1]),
                 Ignored::Malformed,
