@@ -15,11 +15,12 @@
 //!   Lamport rule), and requests made apart in time are ordered by time,
 //!   because every tab of a browser reads the same wall clock.
 //! - A tab takes the lock when its entry has waited `settle_ms` since it was
-//!   announced, the tab has listened for [`ElectionConfig::join_ms`] since
-//!   it loaded, no entry of that lock is known to be held, and its entry is
-//!   the first waiting one in the order `(stamp, tab id, token)`: the same
-//!   order in every tab, so all agree who is next without a coordinator.
-//!   It then sends `Hold`.
+//!   announced (or, sooner, every tab it knows of has answered the request:
+//!   see "The answer"), the tab has listened for
+//!   [`ElectionConfig::join_ms`] since it loaded, no entry of that lock is
+//!   known to be held, and its entry is the first waiting one in the order
+//!   `(stamp, tab id, token)`: the same order in every tab, so all agree
+//!   who is next without a coordinator. It then sends `Hold`.
 //! - `Release` ends an entry. A holder's `Release` names the entry first
 //!   in line as it sees it (`next`, the hand-off): the named tab takes the
 //!   lock on receipt, without the settle wait, if it is past its join wait
@@ -42,10 +43,10 @@
 //!   and listens again as if new. [`LockTable::holds`] says the same
 //!   without waiting for a tick. `silence_ms <= lease_ms - settle_ms`, so a
 //!   holder steps down before anyone may take over.
-//! - Every tab with an entry for a lock answers a `Request` for it with a
-//!   `Heartbeat` (the "objection" of pubkey/broadcast-channel). Safety does
-//!   not rest on it (the join wait does that); it repairs a lost message
-//!   sooner.
+//! - Every tab with any entry answers every `Request` with an `Answer`: all
+//!   its entries, as a heartbeat lists them, and the request it answers. A
+//!   request that every known tab has answered may take a free lock at
+//!   once (see "The answer"); an answer also repairs a lost message sooner.
 //! - Two holders of one lock (possible only after lost messages) are found
 //!   when one hears the other's `Hold` or `Heartbeat`; both compare
 //!   `(acquired stamp, tab id, token)` and the greater gives the lock up
@@ -87,43 +88,68 @@
 //! lock beside `N`, and only if `N`'s request had not reached it when the
 //! holder released; `BroadcastChannel` delivers in a few milliseconds.
 //!
-//! # The lone tab
+//! # The answer
 //!
-//! A tab that is alone takes a lock at once, without the settle wait: it
-//! knows no other tab with an entry, it is past its join wait (and its
-//! quiet time after forgetting a peer), and it has had at least one entry
-//! without a break for `settle_ms`, so every listening tab has heard of it
-//! and keeps hearing of it (its heartbeats). Every user of the table keeps
-//! one entry for good (the candidacy for [`LEADER_LOCK`]), so a tab open on
-//! its own is always visible, and its acquires cost no wait.
+//! A tab `A` may take a free lock for its entry `e` without the settle
+//! wait (past its join wait, first in line, as always) when
+//!
+//! 1. every tab it knows of with entries has answered `e`'s request since
+//!    it was last announced (an answer names the request by the asker's tab,
+//!    token and stamp; answers to anything else do not count);
+//! 2. `A` has had at least one entry without a break for `settle_ms`, so
+//!    every listening tab has heard of it and keeps hearing of it; and
+//! 3. no release naming another tab's entry has reached it within
+//!    `settle_ms` (that tab's `Hold` may be on its way).
+//!
+//! A tab that knows no other tab with entries meets (1) at once: the lone
+//! tab takes a free lock without a message in between. Every user of the
+//! table keeps one entry for good (the candidacy for [`LEADER_LOCK`]), so
+//! (2) holds in every tab open longer than a settle wait, and an acquire
+//! costs one round trip to the other tabs, not a settle wait.
 //!
 //! Why this keeps one holder (same assumptions, delivery within `D`,
-//! `2·D <= settle_ms`): say `A` takes the lock alone at `g`, having had
-//! entries since `v <= g - settle_ms`, and another tab `C` holds it too.
+//! `2·D <= settle_ms`): say `A` takes the lock this way at `g`, visible
+//! since `v <= g - settle_ms`, and another tab `C` holds it too.
 //!
-//! - `C` took it after its settle wait, its request sent at `a`: had
-//!   `a + D <= g`, `A` would have known `C`'s entry at `g` and not been
-//!   alone; so `a > g - D`, `C`'s wait ended after `g + D`, and by then
-//!   `A`'s `Hold` (sent at `g`) had reached it: `C` is not first in line.
-//! - `C` took it alone at `g' >= g`, visible since `v' <= g' - settle_ms`:
-//!   `A`'s entries, sent since `v`, reach `C` within `D` (or, had `C` not
-//!   joined yet, within its join wait through `A`'s heartbeats), and `A`
-//!   keeps entries until it releases; so `C` knew a peer at `g'` and was not
-//!   alone. The same holds with the roles swapped when `g' < g`.
+//! - `C` was known to `A` at `g`: then `C` answered `e` after receiving it,
+//!   and its answer listed all its entries; `A` took the lock, so none of
+//!   them held it or was ahead of `e`. An entry `C` made after the answer is
+//!   stamped after `e` (its clock passed `e`'s stamp), so it is behind `e`
+//!   in every view; an entry behind `e` is granted only first in line in
+//!   `C`'s own view (hand-offs included), and `e` stays in that view until
+//!   `A` releases it. So `C` cannot hold the lock while `A` does.
+//! - `C` was not known to `A` at `g`: none of its current entries had
+//!   reached `A`, so its first one was sent after `g - D`. Taken after the
+//!   settle wait, `C`'s grant comes after `g - D + settle_ms >= g + D`;
+//!   taken this way, `C` has been visible for `settle_ms` since after
+//!   `g - D`, so again after `g + D`. By then `A`'s `Hold` (sent at `g`)
+//!   has reached `C` (or, had `C` not joined, its join wait hears `A`'s
+//!   heartbeat): `C` is not first in line.
 //! - `C` took it on a hand-off from `H`, whose release named `C`: had that
-//!   release reached `A` before `g`, `A` would not count as alone for a
-//!   settle wait from its receipt, by when `C`'s `Hold` (sent on its own
-//!   receipt, within `D` of `A`'s) has reached it. Otherwise `H` still held
-//!   the lock at `g`, or had released it less than `D` before; then `A`
-//!   knew `H`'s entry (not alone), or `H`'s grant falls in one of these
-//!   cases against `A` (a finite history: the chain of hand-offs ends in a
-//!   grant of another kind).
+//!   release reached `A` before `g`, case 3 kept `A` waiting until `C`'s
+//!   `Hold` arrived. Otherwise `H` still held the lock at `g` or released
+//!   it less than `D` before: if `A` knew `H`, `H`'s answer (sent after its
+//!   release, which then reached `A` first, or listing its hold) kept `A`
+//!   from the lock; if not, `H`'s grant falls in one of these cases
+//!   against `A` (a finite history: the chain of hand-offs ends in a grant
+//!   of another kind).
 //!
-//! Two tabs that both had no entry and ask within `D` of each other do not
-//! count as alone (neither has been visible for `settle_ms`), so they take
-//! the settle path. When messages are lost a lone tab can be wrong, as any
-//! tab can; the duplicate resolves as above, and the property tests check
-//! both with the lone path in use.
+//! Why (2): two tabs with no entry that ask at once, both knowing only a
+//! third tab whose answers reach each of them before the other's request,
+//! would each count every known tab as answered. Neither has been visible
+//! for a settle wait, so both wait it, and hear each other.
+//!
+//! A tab that does not answer keeps the asker on the settle path, which is
+//! the protocol without answers: a tab closed without a word (forgotten
+//! after the lease), a frozen one, one of a build before answers (it reads
+//! an answer as a malformed message and ignores it), a tab heard of only
+//! after the request went out (it never got it). A tab that closes says so
+//! (its releases remove it from the tabs that must answer). An answer does
+//! not count for the sender's own liveness nor reset its heartbeat timer:
+//! a tab of an older build does not read it. When messages are lost the
+//! answered path can be wrong as any path can; the duplicate resolves as
+//! above, and the property tests check all of this, beside tabs of the
+//! older build too.
 //!
 //! A page restored from the back/forward cache has lost messages: call
 //! [`LockTable::rejoin`].
