@@ -373,8 +373,10 @@ struct OwnEntry {
     /// Named by the holder's release that this input brought: may be
     /// granted without the settle wait, within this call only.
     handed: bool,
-    /// The tabs that answered this request since it was last announced.
-    answered: Vec<Participant>,
+    /// The tokens of the tabs that answered this request since it was
+    /// last announced (a token is random per page load: it names the
+    /// instance, and costs less to keep than the tab id beside it).
+    answered: Vec<u64>,
 }
 
 /// What this tab knows of another.
@@ -851,8 +853,8 @@ impl LockTable {
                         .iter_mut()
                         .find(|e| e.ticket.stamp == to.stamp && e.acquired.is_none())
                     {
-                        if !e.answered.contains(&who) {
-                            e.answered.push(who.clone());
+                        if !e.answered.contains(&who.token) {
+                            e.answered.push(who.token);
                         }
                     }
                 }
@@ -1011,7 +1013,7 @@ impl LockTable {
     /// `entry`'s request since it was announced (true when it knows none:
     /// the lone tab).
     fn answered_by_all(&self, entry: &OwnEntry) -> bool {
-        self.peers.keys().all(|p| entry.answered.contains(p))
+        self.peers.keys().all(|p| entry.answered.contains(&p.token))
     }
 
     fn grant(&mut self, now: u64, fx: &mut Vec<ElectionEffect>) {

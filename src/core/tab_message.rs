@@ -542,6 +542,15 @@ fn read_entries<M: UntrustedMessage>(
     Ok(entries)
 }
 
+/// A request named by tab, token and stamp (a hand-off, an answer's asker).
+fn read_hand_off<M: UntrustedMessage>(r: &mut Reader<'_, M>) -> Result<HandOff, Ignored> {
+    Ok(HandOff {
+        tab: TabId(r.text()?),
+        token: r.uint()?,
+        stamp: r.uint()?,
+    })
+}
+
 fn push_entries(out: &mut Vec<Item>, entries: &[LockEntry]) {
     for e in entries {
         out.extend([
@@ -572,11 +581,7 @@ fn lock_message<M: UntrustedMessage>(
             let lock = r.text()?;
             let stamp = r.uint()?;
             let next = if r.raw.text(r.at).is_some() {
-                Some(HandOff {
-                    tab: TabId(r.text()?),
-                    token: r.uint()?,
-                    stamp: r.uint()?,
-                })
+                Some(read_hand_off(r)?)
             } else {
                 None
             };
@@ -586,11 +591,7 @@ fn lock_message<M: UntrustedMessage>(
             entries: read_entries(r, len)?,
         },
         4 => LockSignal::Answer {
-            to: HandOff {
-                tab: TabId(r.text()?),
-                token: r.uint()?,
-                stamp: r.uint()?,
-            },
+            to: read_hand_off(r)?,
             entries: read_entries(r, len)?,
         },
         _ => return Err(Ignored::Malformed),
