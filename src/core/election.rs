@@ -318,14 +318,12 @@ pub enum LockSignal {
         /// Everything the sender waits for or holds.
         entries: Vec<LockEntry>,
     },
-    /// "I have heard your request `to`, and these are all my entries": a
-    /// heartbeat sent on receipt of a request (see "The answer"). Tabs of
-    /// an older build do not read it and never send it.
+    /// "I have heard your request `to`, and the heartbeat I sent just
+    /// before this lists all my entries" (see "The answer"). Tabs of an
+    /// older build do not read it and never send it.
     Answer {
         /// The request answered: its tab, token and stamp.
         to: HandOff,
-        /// Everything the sender waits for or holds.
-        entries: Vec<LockEntry>,
     },
 }
 
@@ -373,10 +371,8 @@ struct OwnEntry {
     /// Named by the holder's release that this input brought: may be
     /// granted without the settle wait, within this call only.
     handed: bool,
-    /// The tokens of the tabs that answered this request since it was
-    /// last announced (a token is random per page load: it names the
-    /// instance, and costs less to keep than the tab id beside it).
-    answered: Vec<u64>,
+    /// The tabs that answered this request since it was last announced.
+    answered: Vec<Participant>,
 }
 
 /// What this tab knows of another.
@@ -709,41 +705,30 @@ impl LockTable {
         })
     }
 
-    /// All of this tab's entries, as a heartbeat or an answer lists them.
-    fn entries(&self) -> Vec<LockEntry> {
-        self.own
+    fn send_heartbeat(&mut self, now: u64, fx: &mut Vec<ElectionEffect>) {
+        let entries = self
+            .own
             .iter()
             .map(|e| LockEntry {
                 lock: e.ticket.lock.clone(),
                 stamp: e.ticket.stamp,
                 acquired: e.acquired,
             })
-            .collect()
-    }
-
-    fn send_heartbeat(&mut self, now: u64, fx: &mut Vec<ElectionEffect>) {
-        let entries = self.entries();
+            .collect();
         self.last_heartbeat = Some(now);
         self.send(LockSignal::Heartbeat { entries }, now, fx);
     }
 
-    /// Answers the request `to`. Neither the heartbeat's timer nor this
-    /// tab's own liveness ([`fresh`](Self::fresh)) counts it: a tab of an
-    /// older build cannot read it, so for that tab it is no sign of life.
+    /// Answers the request `to`: a heartbeat (which a tab of an older build
+    /// reads as the objection it always was), then the word that it
+    /// answers `to`, which only this build reads.
     fn send_answer(&mut self, to: HandOff, now: u64, fx: &mut Vec<ElectionEffect>) {
+        self.send_heartbeat(now, fx);
         #[cfg(test)]
         if self.legacy {
-            return self.send_heartbeat(now, fx);
+            return;
         }
-        let _ = now;
-        fx.push(ElectionEffect::Send(LockMessage {
-            token: self.me.token,
-            clock: self.clock,
-            signal: LockSignal::Answer {
-                to,
-                entries: self.entries(),
-            },
-        }));
+        self.send(LockSignal::Answer { to }, now, fx);
     }
 
     /// Records what `who` says; the request to answer, if it made one.
@@ -839,22 +824,28 @@ impl LockTable {
                     }
                 }
             }
-            LockSignal::Heartbeat { entries } => {
-                peer.entries = heard_entries(&mut self.clock, entries);
+            LockSignal::Heartbeat { mut entries } => {
+                entries.retain(|e| e.lock.len() <= MAX_LOCK_NAME);
+                entries.truncate(MAX_ENTRIES_PER_PEER);
+                for e in &entries {
+                    self.clock = self
+                        .clock
+                        .max(e.stamp.max(e.acquired.unwrap_or(0)).min(MAX_STAMP));
+                }
+                peer.entries = entries;
             }
-            LockSignal::Answer { to, entries } => {
-                // A heartbeat, and for its request a word that the sender
-                // has heard it: what the sender asks for from now on is
-                // stamped after it.
-                peer.entries = heard_entries(&mut self.clock, entries);
+            LockSignal::Answer { to } => {
+                // The heartbeat before it (same sender, so delivered first)
+                // gave all the sender's entries after it heard the request:
+                // what it asks for from now on is stamped after it.
                 if to.tab == self.me.tab && to.token == self.me.token {
                     if let Some(e) = self
                         .own
                         .iter_mut()
                         .find(|e| e.ticket.stamp == to.stamp && e.acquired.is_none())
                     {
-                        if !e.answered.contains(&who.token) {
-                            e.answered.push(who.token);
+                        if !e.answered.contains(&who) {
+                            e.answered.push(who.clone());
                         }
                     }
                 }
@@ -1013,7 +1004,7 @@ impl LockTable {
     /// `entry`'s request since it was announced (true when it knows none:
     /// the lone tab).
     fn answered_by_all(&self, entry: &OwnEntry) -> bool {
-        self.peers.keys().all(|p| entry.answered.contains(&p.token))
+        self.peers.keys().all(|p| entry.answered.contains(p))
     }
 
     fn grant(&mut self, now: u64, fx: &mut Vec<ElectionEffect>) {
@@ -1098,17 +1089,6 @@ impl LockTable {
             None => self.scheduled = None,
         }
     }
-}
-
-/// A peer's entries as a heartbeat or an answer lists them, bounded; the
-/// clock follows their stamps.
-fn heard_entries(clock: &mut u64, mut entries: Vec<LockEntry>) -> Vec<LockEntry> {
-    entries.retain(|e| e.lock.len() <= MAX_LOCK_NAME);
-    entries.truncate(MAX_ENTRIES_PER_PEER);
-    for e in &entries {
-        *clock = (*clock).max(e.stamp.max(e.acquired.unwrap_or(0)).min(MAX_STAMP));
-    }
-    entries
 }
 
 /// Whether `entry` would be granted without the answered path.
@@ -1284,8 +1264,11 @@ mod tests {
         let (tb, fx) = b.acquire("x", None, T + 200);
         let answer = deliver(&mut a, &b, &fx, T + 201);
         assert!(matches!(
-            &sent(&answer)[0].signal,
-            LockSignal::Answer { to, entries } if to.stamp == tb.stamp && entries.len() == 1
+            &sent(&answer)[..],
+            [
+                LockMessage { signal: LockSignal::Heartbeat { entries }, .. },
+                LockMessage { signal: LockSignal::Answer { to }, .. },
+            ] if to.stamp == tb.stamp && entries.len() == 1
         ));
         deliver(&mut b, &a, &answer, T + 202);
         assert!(granted(&b.tick(T + 300)).is_empty());
@@ -1559,10 +1542,7 @@ mod tests {
         let wrong = |to: HandOff| LockMessage {
             token: 7,
             clock: T + 201,
-            signal: LockSignal::Answer {
-                to,
-                entries: vec![],
-            },
+            signal: LockSignal::Answer { to },
         };
         // Another stamp, another token of the same tab id, another tab.
         for to in [

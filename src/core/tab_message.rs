@@ -146,7 +146,7 @@ pub enum TabMessage {
     /// `lock, stamp`; 1 hold: `lock, stamp, acquired`; 2 release: `lock,
     /// stamp[, next tab, next token, next stamp]`; 3 heartbeat: `lock,
     /// stamp, acquired or null` for each entry; 4 answer: `asker tab,
-    /// asker token, asker stamp`, then the entries as in a heartbeat).
+    /// asker token, asker stamp`, sent after a heartbeat).
     /// A build before answers reads signal 4 as malformed and ignores it.
     Lock(LockMessage),
     /// A record changed: `collection, id, version[, record]`.
@@ -285,11 +285,12 @@ impl Envelope {
                     }
                     LockSignal::Heartbeat { entries } => {
                         out.push(Num(3));
-                        push_entries(&mut out, entries);
+                        for e in entries {
+                            out.extend([text(&e.lock), Num(e.stamp), e.acquired.map_or(Null, Num)]);
+                        }
                     }
-                    LockSignal::Answer { to, entries } => {
+                    LockSignal::Answer { to } => {
                         out.extend([Num(4), text(&to.tab.0), Num(to.token), Num(to.stamp)]);
-                        push_entries(&mut out, entries);
                     }
                 }
             }
@@ -522,26 +523,6 @@ pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, 
 /// of a peer); the rest of a longer one is not read.
 const MAX_ENTRIES: usize = 64;
 
-/// The entries of a heartbeat or an answer: `lock, stamp, acquired or
-/// null` each, to the end of the message.
-fn read_entries<M: UntrustedMessage>(
-    r: &mut Reader<'_, M>,
-    len: usize,
-) -> Result<Vec<LockEntry>, Ignored> {
-    let mut entries = Vec::new();
-    while r.more(len) && entries.len() < MAX_ENTRIES {
-        if r.at + 3 > len {
-            return Err(Ignored::Malformed);
-        }
-        entries.push(LockEntry {
-            lock: r.text()?,
-            stamp: r.uint()?,
-            acquired: r.maybe_uint()?,
-        });
-    }
-    Ok(entries)
-}
-
 /// A request named by tab, token and stamp (a hand-off, an answer's asker).
 fn read_hand_off<M: UntrustedMessage>(r: &mut Reader<'_, M>) -> Result<HandOff, Ignored> {
     Ok(HandOff {
@@ -549,16 +530,6 @@ fn read_hand_off<M: UntrustedMessage>(r: &mut Reader<'_, M>) -> Result<HandOff, 
         token: r.uint()?,
         stamp: r.uint()?,
     })
-}
-
-fn push_entries(out: &mut Vec<Item>, entries: &[LockEntry]) {
-    for e in entries {
-        out.extend([
-            text(&e.lock),
-            Item::Num(e.stamp),
-            e.acquired.map_or(Item::Null, Item::Num),
-        ]);
-    }
 }
 
 fn lock_message<M: UntrustedMessage>(
@@ -587,12 +558,22 @@ fn lock_message<M: UntrustedMessage>(
             };
             LockSignal::Release { lock, stamp, next }
         }
-        3 => LockSignal::Heartbeat {
-            entries: read_entries(r, len)?,
-        },
+        3 => {
+            let mut entries = Vec::new();
+            while r.more(len) && entries.len() < MAX_ENTRIES {
+                if r.at + 3 > len {
+                    return Err(Ignored::Malformed);
+                }
+                entries.push(LockEntry {
+                    lock: r.text()?,
+                    stamp: r.uint()?,
+                    acquired: r.maybe_uint()?,
+                });
+            }
+            LockSignal::Heartbeat { entries }
+        }
         4 => LockSignal::Answer {
             to: read_hand_off(r)?,
-            entries: read_entries(r, len)?,
         },
         _ => return Err(Ignored::Malformed),
     };
@@ -712,19 +693,6 @@ mod tests {
                     token: 11,
                     stamp: 12,
                 },
-                entries: vec![LockEntry {
-                    lock: "x".into(),
-                    stamp: 1,
-                    acquired: None,
-                }],
-            }),
-            lock(LockSignal::Answer {
-                to: HandOff {
-                    tab: TabId("asker".into()),
-                    token: 11,
-                    stamp: 12,
-                },
-                entries: vec![],
             }),
             TabMessage::RecordChanged(RecordChange::new("customers", "c1", 4, None)),
             TabMessage::RecordChanged(RecordChange::new(
@@ -953,15 +921,11 @@ mod tests {
                 Ignored::Malformed,
             ),
             (json!([2, "t", 1, 0, -1, 1, 0, "x", 1]), Ignored::Malformed),
-            // Answers: the asker whole, then whole entries. A signal this
-            // build does not know (as 4 is to a build before answers) is
-            // malformed, never acted on.
+            // Answers name the asker whole. A signal this build does not
+            // know (as 4 is to a build before answers) is malformed, never
+            // acted on.
             (json!([2, "t", 1, 0, 1, 1, 4, "a", 1]), Ignored::Malformed),
             (json!([2, "t", 1, 0, 1, 1, 4, 5, 1, 2]), Ignored::Malformed),
-            (
-                json!([2, "t", 1, 0, 1, 1, 4, "a", 1, 2, "x", 1]),
-                Ignored::Malformed,
-            ),
             (
                 json!([2, "t", 1, 0, 1, 1, 5, "a", 1, 2]),
                 Ignored::Malformed,
