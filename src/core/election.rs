@@ -43,10 +43,13 @@
 //!   and listens again as if new. [`LockTable::holds`] says the same
 //!   without waiting for a tick. `silence_ms <= lease_ms - settle_ms`, so a
 //!   holder steps down before anyone may take over.
-//! - Every tab with any entry answers every `Request` with an `Answer`: all
-//!   its entries, as a heartbeat lists them, and the request it answers. A
+//! - Every tab with any entry answers every `Request`: a `Heartbeat` (the
+//!   "objection" of pubkey/broadcast-channel, which repairs a lost message
+//!   sooner), then an `Answer` naming the request. Since one sender's
+//!   messages arrive in order, the asker has the answering tab's entries as
+//!   they were after it heard the request when the `Answer` arrives. A
 //!   request that every known tab has answered may take a free lock at
-//!   once (see "The answer"); an answer also repairs a lost message sooner.
+//!   once (see "The answer").
 //! - Two holders of one lock (possible only after lost messages) are found
 //!   when one hears the other's `Hold` or `Heartbeat`; both compare
 //!   `(acquired stamp, tab id, token)` and the greater gives the lock up
@@ -112,12 +115,13 @@
 //! since `v <= g - settle_ms`, and another tab `C` holds it too.
 //!
 //! - `C` was known to `A` at `g`: then `C` answered `e` after receiving it,
-//!   and its answer listed all its entries; `A` took the lock, so none of
-//!   them held it or was ahead of `e`. An entry `C` made after the answer is
-//!   stamped after `e` (its clock passed `e`'s stamp), so it is behind `e`
-//!   in every view; an entry behind `e` is granted only first in line in
-//!   `C`'s own view (hand-offs included), and `e` stays in that view until
-//!   `A` releases it. So `C` cannot hold the lock while `A` does.
+//!   its heartbeat before the answer listing all its entries; `A` took the
+//!   lock, so none of them held it or was ahead of `e`. An entry `C` made
+//!   after the answer is stamped after `e` (its clock passed `e`'s stamp),
+//!   so it is behind `e` in every view; an entry behind `e` is granted
+//!   only first in line in `C`'s own view (hand-offs included), and `e`
+//!   stays in that view until `A` releases it. So `C` cannot hold the lock
+//!   while `A` does.
 //! - `C` was not known to `A` at `g`: none of its current entries had
 //!   reached `A`, so its first one was sent after `g - D`. Taken after the
 //!   settle wait, `C`'s grant comes after `g - D + settle_ms >= g + D`;
@@ -144,12 +148,11 @@
 //! after the lease), a frozen one, one of a build before answers (it reads
 //! an answer as a malformed message and ignores it), a tab heard of only
 //! after the request went out (it never got it). A tab that closes says so
-//! (its releases remove it from the tabs that must answer). An answer does
-//! not count for the sender's own liveness nor reset its heartbeat timer:
-//! a tab of an older build does not read it. When messages are lost the
-//! answered path can be wrong as any path can; the duplicate resolves as
-//! above, and the property tests check all of this, beside tabs of the
-//! older build too.
+//! (its releases remove it from the tabs that must answer). A tab of an
+//! older build still gets the heartbeat of every answer, as before. When
+//! messages are lost the answered path can be wrong as any path can; the
+//! duplicate resolves as above, and the property tests check all of this,
+//! beside tabs of the older build too.
 //!
 //! A page restored from the back/forward cache has lost messages: call
 //! [`LockTable::rejoin`].
