@@ -15,11 +15,12 @@
 //!   Lamport rule), and requests made apart in time are ordered by time,
 //!   because every tab of a browser reads the same wall clock.
 //! - A tab takes the lock when its entry has waited `settle_ms` since it was
-//!   announced, the tab has listened for [`ElectionConfig::join_ms`] since
-//!   it loaded, no entry of that lock is known to be held, and its entry is
-//!   the first waiting one in the order `(stamp, tab id, token)`: the same
-//!   order in every tab, so all agree who is next without a coordinator.
-//!   It then sends `Hold`.
+//!   announced (or, sooner, every tab it knows of has answered the request:
+//!   see "The answer"), the tab has listened for
+//!   [`ElectionConfig::join_ms`] since it loaded, no entry of that lock is
+//!   known to be held, and its entry is the first waiting one in the order
+//!   `(stamp, tab id, token)`: the same order in every tab, so all agree
+//!   who is next without a coordinator. It then sends `Hold`.
 //! - `Release` ends an entry. A holder's `Release` names the entry first
 //!   in line as it sees it (`next`, the hand-off): the named tab takes the
 //!   lock on receipt, without the settle wait, if it is past its join wait
@@ -42,10 +43,13 @@
 //!   and listens again as if new. [`LockTable::holds`] says the same
 //!   without waiting for a tick. `silence_ms <= lease_ms - settle_ms`, so a
 //!   holder steps down before anyone may take over.
-//! - Every tab with an entry for a lock answers a `Request` for it with a
-//!   `Heartbeat` (the "objection" of pubkey/broadcast-channel). Safety does
-//!   not rest on it (the join wait does that); it repairs a lost message
-//!   sooner.
+//! - Every tab with any entry answers every `Request`: a `Heartbeat` (the
+//!   "objection" of pubkey/broadcast-channel, which repairs a lost message
+//!   sooner), then an `Answer` naming the request. Since one sender's
+//!   messages arrive in order, the asker has the answering tab's entries as
+//!   they were after it heard the request when the `Answer` arrives. A
+//!   request that every known tab has answered may take a free lock at
+//!   once (see "The answer").
 //! - Two holders of one lock (possible only after lost messages) are found
 //!   when one hears the other's `Hold` or `Heartbeat`; both compare
 //!   `(acquired stamp, tab id, token)` and the greater gives the lock up
@@ -87,43 +91,68 @@
 //! lock beside `N`, and only if `N`'s request had not reached it when the
 //! holder released; `BroadcastChannel` delivers in a few milliseconds.
 //!
-//! # The lone tab
+//! # The answer
 //!
-//! A tab that is alone takes a lock at once, without the settle wait: it
-//! knows no other tab with an entry, it is past its join wait (and its
-//! quiet time after forgetting a peer), and it has had at least one entry
-//! without a break for `settle_ms`, so every listening tab has heard of it
-//! and keeps hearing of it (its heartbeats). Every user of the table keeps
-//! one entry for good (the candidacy for [`LEADER_LOCK`]), so a tab open on
-//! its own is always visible, and its acquires cost no wait.
+//! A tab `A` may take a free lock for its entry `e` without the settle
+//! wait (past its join wait, first in line, as always) when
+//!
+//! 1. every tab it knows of with entries has answered `e`'s request since
+//!    it was last announced (an answer names the request by the asker's tab,
+//!    token and stamp; answers to anything else do not count);
+//! 2. `A` has had at least one entry without a break for `settle_ms`, so
+//!    every listening tab has heard of it and keeps hearing of it; and
+//! 3. no release naming another tab's entry has reached it within
+//!    `settle_ms` (that tab's `Hold` may be on its way).
+//!
+//! A tab that knows no other tab with entries meets (1) at once: the lone
+//! tab takes a free lock without a message in between. Every user of the
+//! table keeps one entry for good (the candidacy for [`LEADER_LOCK`]), so
+//! (2) holds in every tab open longer than a settle wait, and an acquire
+//! costs one round trip to the other tabs, not a settle wait.
 //!
 //! Why this keeps one holder (same assumptions, delivery within `D`,
-//! `2·D <= settle_ms`): say `A` takes the lock alone at `g`, having had
-//! entries since `v <= g - settle_ms`, and another tab `C` holds it too.
+//! `2·D <= settle_ms`): say `A` takes the lock this way at `g`, visible
+//! since `v <= g - settle_ms`, and another tab `C` holds it too.
 //!
-//! - `C` took it after its settle wait, its request sent at `a`: had
-//!   `a + D <= g`, `A` would have known `C`'s entry at `g` and not been
-//!   alone; so `a > g - D`, `C`'s wait ended after `g + D`, and by then
-//!   `A`'s `Hold` (sent at `g`) had reached it: `C` is not first in line.
-//! - `C` took it alone at `g' >= g`, visible since `v' <= g' - settle_ms`:
-//!   `A`'s entries, sent since `v`, reach `C` within `D` (or, had `C` not
-//!   joined yet, within its join wait through `A`'s heartbeats), and `A`
-//!   keeps entries until it releases; so `C` knew a peer at `g'` and was not
-//!   alone. The same holds with the roles swapped when `g' < g`.
+//! - `C` was known to `A` at `g`: then `C` answered `e` after receiving it,
+//!   its heartbeat before the answer listing all its entries; `A` took the
+//!   lock, so none of them held it or was ahead of `e`. An entry `C` made
+//!   after the answer is stamped after `e` (its clock passed `e`'s stamp),
+//!   so it is behind `e` in every view; an entry behind `e` is granted
+//!   only first in line in `C`'s own view (hand-offs included), and `e`
+//!   stays in that view until `A` releases it. So `C` cannot hold the lock
+//!   while `A` does.
+//! - `C` was not known to `A` at `g`: none of its current entries had
+//!   reached `A`, so its first one was sent after `g - D`. Taken after the
+//!   settle wait, `C`'s grant comes after `g - D + settle_ms >= g + D`;
+//!   taken this way, `C` has been visible for `settle_ms` since after
+//!   `g - D`, so again after `g + D`. By then `A`'s `Hold` (sent at `g`)
+//!   has reached `C` (or, had `C` not joined, its join wait hears `A`'s
+//!   heartbeat): `C` is not first in line.
 //! - `C` took it on a hand-off from `H`, whose release named `C`: had that
-//!   release reached `A` before `g`, `A` would not count as alone for a
-//!   settle wait from its receipt, by when `C`'s `Hold` (sent on its own
-//!   receipt, within `D` of `A`'s) has reached it. Otherwise `H` still held
-//!   the lock at `g`, or had released it less than `D` before; then `A`
-//!   knew `H`'s entry (not alone), or `H`'s grant falls in one of these
-//!   cases against `A` (a finite history: the chain of hand-offs ends in a
-//!   grant of another kind).
+//!   release reached `A` before `g`, case 3 kept `A` waiting until `C`'s
+//!   `Hold` arrived. Otherwise `H` still held the lock at `g` or released
+//!   it less than `D` before: if `A` knew `H`, `H`'s answer (sent after its
+//!   release, which then reached `A` first, or listing its hold) kept `A`
+//!   from the lock; if not, `H`'s grant falls in one of these cases
+//!   against `A` (a finite history: the chain of hand-offs ends in a grant
+//!   of another kind).
 //!
-//! Two tabs that both had no entry and ask within `D` of each other do not
-//! count as alone (neither has been visible for `settle_ms`), so they take
-//! the settle path. When messages are lost a lone tab can be wrong, as any
-//! tab can; the duplicate resolves as above, and the property tests check
-//! both with the lone path in use.
+//! Why (2): two tabs with no entry that ask at once, both knowing only a
+//! third tab whose answers reach each of them before the other's request,
+//! would each count every known tab as answered. Neither has been visible
+//! for a settle wait, so both wait it, and hear each other.
+//!
+//! A tab that does not answer keeps the asker on the settle path, which is
+//! the protocol without answers: a tab closed without a word (forgotten
+//! after the lease), a frozen one, one of a build before answers (it reads
+//! an answer as a malformed message and ignores it), a tab heard of only
+//! after the request went out (it never got it). A tab that closes says so
+//! (its releases remove it from the tabs that must answer). A tab of an
+//! older build still gets the heartbeat of every answer, as before. When
+//! messages are lost the answered path can be wrong as any path can; the
+//! duplicate resolves as above, and the property tests check all of this,
+//! beside tabs of the older build too.
 //!
 //! A page restored from the back/forward cache has lost messages: call
 //! [`LockTable::rejoin`].
@@ -292,9 +321,17 @@ pub enum LockSignal {
         /// Everything the sender waits for or holds.
         entries: Vec<LockEntry>,
     },
+    /// "I have heard your request `to`, and the heartbeat I sent just
+    /// before this lists all my entries" (see "The answer"). Tabs of an
+    /// older build do not read it and never send it.
+    Answer {
+        /// The request answered: its tab, token and stamp.
+        to: HandOff,
+    },
 }
 
-/// The entry a releasing holder hands the lock to.
+/// One request of one tab: the entry a releasing holder hands the lock
+/// to, or the request an [`LockSignal::Answer`] answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandOff {
     /// Its tab.
@@ -337,6 +374,8 @@ struct OwnEntry {
     /// Named by the holder's release that this input brought: may be
     /// granted without the settle wait, within this call only.
     handed: bool,
+    /// The tabs that answered this request since it was last announced.
+    answered: Vec<Participant>,
 }
 
 /// What this tab knows of another.
@@ -372,13 +411,18 @@ pub struct LockTable {
     /// the others have heard of it and keep hearing of it): `None` while it
     /// has none. The lone-tab path counts from here.
     visible_since: Option<u64>,
-    /// No grant on the lone path before this: set when a release names
-    /// another tab's entry, whose `Hold` is then on its way.
+    /// No grant on the answered path before this: set when a release
+    /// names another tab's entry, whose `Hold` is then on its way.
     lone_after: u64,
-    /// Grants made on the lone-tab path (the property tests check that it
-    /// is taken).
+    /// Grants made on the answered path before the settle wait (the
+    /// property tests check that it is taken).
     #[cfg(test)]
-    lone_grants: u64,
+    early_grants: u64,
+    /// Behaves as a build before answers: never sends one (answers a
+    /// request with a heartbeat instead); the simulation also keeps
+    /// answers from reaching it, as that build cannot read them.
+    #[cfg(test)]
+    legacy: bool,
 }
 
 impl LockTable {
@@ -398,7 +442,9 @@ impl LockTable {
             visible_since: None,
             lone_after: 0,
             #[cfg(test)]
-            lone_grants: 0,
+            early_grants: 0,
+            #[cfg(test)]
+            legacy: false,
         }
     }
 
@@ -441,6 +487,7 @@ impl LockTable {
             deadline: timeout_ms.map(|t| now.saturating_add(t)),
             acquired: None,
             handed: false,
+            answered: Vec::new(),
         });
         self.send(
             LockSignal::Request {
@@ -509,9 +556,8 @@ impl LockTable {
         };
         if who != self.me && (self.peers.contains_key(&who) || self.peers.len() < MAX_PEERS) {
             self.clock = self.clock.max(message.clock.min(MAX_STAMP));
-            let answer = self.take_in(who, message.signal, now);
-            if answer {
-                self.send_heartbeat(now, &mut fx);
+            if let Some(to) = self.take_in(who, message.signal, now) {
+                self.send_answer(to, now, &mut fx);
             }
         }
         self.settle(now, &mut fx);
@@ -546,6 +592,7 @@ impl LockTable {
             .collect();
         for entry in self.own.iter_mut().filter(|e| e.acquired.is_none()) {
             entry.announced_at = now;
+            entry.answered.clear();
         }
         for ticket in waiting {
             let signal = LockSignal::Request {
@@ -675,27 +722,47 @@ impl LockTable {
         self.send(LockSignal::Heartbeat { entries }, now, fx);
     }
 
-    /// Records what `who` says; true when it asked for an answer.
-    fn take_in(&mut self, who: Participant, signal: LockSignal, now: u64) -> bool {
+    /// Answers the request `to`: a heartbeat (which a tab of an older build
+    /// reads as the objection it always was), then the word that it
+    /// answers `to`, which only this build reads.
+    fn send_answer(&mut self, to: HandOff, now: u64, fx: &mut Vec<ElectionEffect>) {
+        self.send_heartbeat(now, fx);
+        #[cfg(test)]
+        if self.legacy {
+            return;
+        }
+        self.send(LockSignal::Answer { to }, now, fx);
+    }
+
+    /// Records what `who` says; the request to answer, if it made one.
+    fn take_in(&mut self, who: Participant, signal: LockSignal, now: u64) -> Option<HandOff> {
         let peer = self.peers.get_or_insert_with(who.clone(), || Peer {
             last_seen: now,
             entries: Vec::new(),
         });
         peer.last_seen = now;
-        let mut answer = false;
+        let mut answer = None;
         match signal {
             LockSignal::Request { lock, stamp } => {
                 self.clock = self.clock.max(stamp.min(MAX_STAMP));
+                let known = peer
+                    .entries
+                    .iter()
+                    .any(|e| e.lock == lock && e.stamp == stamp);
+                let kept = known
+                    || (lock.len() <= MAX_LOCK_NAME && peer.entries.len() < MAX_ENTRIES_PER_PEER);
                 // Answered even when already known: a re-announced request
-                // waits for objections again.
-                answer = self.own.iter().any(|e| e.ticket.lock == lock);
-                if lock.len() <= MAX_LOCK_NAME
-                    && peer.entries.len() < MAX_ENTRIES_PER_PEER
-                    && !peer
-                        .entries
-                        .iter()
-                        .any(|e| e.lock == lock && e.stamp == stamp)
-                {
+                // waits for answers again. A request this tab does not
+                // keep is not answered (the asker waits the settle time);
+                // a tab without entries need not answer (see "The answer").
+                if kept && !self.own.is_empty() {
+                    answer = Some(HandOff {
+                        tab: who.tab.clone(),
+                        token: who.token,
+                        stamp,
+                    });
+                }
+                if !known && kept {
                     peer.entries.push(LockEntry {
                         lock,
                         stamp,
@@ -770,6 +837,22 @@ impl LockTable {
                 }
                 peer.entries = entries;
             }
+            LockSignal::Answer { to } => {
+                // The heartbeat before it (same sender, so delivered first)
+                // gave all the sender's entries after it heard the request:
+                // what it asks for from now on is stamped after it.
+                if to.tab == self.me.tab && to.token == self.me.token {
+                    if let Some(e) = self
+                        .own
+                        .iter_mut()
+                        .find(|e| e.ticket.stamp == to.stamp && e.acquired.is_none())
+                    {
+                        if !e.answered.contains(&who) {
+                            e.answered.push(who.clone());
+                        }
+                    }
+                }
+            }
         }
         if peer.entries.is_empty() {
             // Nothing to remember: its liveness matters only for entries.
@@ -807,6 +890,7 @@ impl LockTable {
                     fx.push(ElectionEffect::Lost(entry.ticket));
                 } else {
                     entry.announced_at = now;
+                    entry.answered.clear();
                     let signal = LockSignal::Request {
                         lock: entry.ticket.lock.clone(),
                         stamp: entry.ticket.stamp,
@@ -908,25 +992,32 @@ impl LockTable {
         peers_clear && own_clear
     }
 
-    /// Whether this tab may skip the settle wait because it is alone: no
-    /// other tab with an entry is known, and this one has had entries, so
-    /// been heard of, for at least a settle wait (see "the lone tab").
-    fn alone(&self, now: u64) -> bool {
-        self.peers.is_empty()
-            && now >= self.lone_after
+    /// Whether this tab may skip the settle wait for requests that every
+    /// known tab has answered: it has had entries, so been heard of, for
+    /// at least a settle wait, and no release named another tab's entry
+    /// within one (see "The answer").
+    fn may_skip_settle(&self, now: u64) -> bool {
+        now >= self.lone_after
             && self
                 .visible_since
                 .is_some_and(|v| now >= v.saturating_add(self.config.settle_ms))
     }
 
+    /// Whether every tab with entries that this one knows of has answered
+    /// `entry`'s request since it was announced (true when it knows none:
+    /// the lone tab).
+    fn answered_by_all(&self, entry: &OwnEntry) -> bool {
+        self.peers.keys().all(|p| entry.answered.contains(p))
+    }
+
     fn grant(&mut self, now: u64, fx: &mut Vec<ElectionEffect>) {
-        let alone = self.alone(now);
+        let early = self.may_skip_settle(now);
         // Bounded by the number of entries: each pass grants one or stops.
         for _ in 0..=self.own.len() {
             let next = self.own.iter().position(|e| {
                 e.acquired.is_none()
                     && (e.handed
-                        || alone
+                        || (early && self.answered_by_all(e))
                         || now >= e.announced_at.saturating_add(self.config.settle_ms))
                     && now >= self.listening_until()
                     && self.first_in_line(e)
@@ -934,7 +1025,7 @@ impl LockTable {
             let Some(at) = next else { break };
             #[cfg(test)]
             if !alone_settled(&self.own[at], now, self.config.settle_ms) {
-                self.lone_grants += 1;
+                self.early_grants += 1;
             }
             let acquired = self.next_stamp(now);
             let Some(entry) = self.own.get_mut(at) else {
@@ -955,10 +1046,10 @@ impl LockTable {
         }
     }
 
-    /// Grants made on the lone-tab path so far.
+    /// Grants made on the answered path before the settle wait so far.
     #[cfg(all(test, not(target_arch = "wasm32")))]
-    pub(crate) fn lone_grants(&self) -> u64 {
-        self.lone_grants
+    pub(crate) fn early_grants(&self) -> u64 {
+        self.early_grants
     }
 
     /// Asks for the one timer at the earliest moment something may change.
@@ -1003,7 +1094,7 @@ impl LockTable {
     }
 }
 
-/// Whether `entry` would be granted without the lone-tab path.
+/// Whether `entry` would be granted without the answered path.
 #[cfg(test)]
 fn alone_settled(entry: &OwnEntry, now: u64, settle_ms: u64) -> bool {
     entry.handed || now >= entry.announced_at.saturating_add(settle_ms)
@@ -1176,8 +1267,11 @@ mod tests {
         let (tb, fx) = b.acquire("x", None, T + 200);
         let answer = deliver(&mut a, &b, &fx, T + 201);
         assert!(matches!(
-            sent(&answer)[0].signal,
-            LockSignal::Heartbeat { .. }
+            &sent(&answer)[..],
+            [
+                LockMessage { signal: LockSignal::Heartbeat { entries }, .. },
+                LockMessage { signal: LockSignal::Answer { to }, .. },
+            ] if to.stamp == tb.stamp && entries.len() == 1
         ));
         deliver(&mut b, &a, &answer, T + 202);
         assert!(granted(&b.tick(T + 300)).is_empty());
@@ -1403,6 +1497,171 @@ mod tests {
         assert_eq!(granted(&fx2), vec![x2]);
     }
 
+    /// Tabs `a` and `b`, each standing for the leader lock since `T`, each
+    /// having heard the other's request.
+    fn two_standing() -> (LockTable, LockTable) {
+        let mut a = table("a");
+        let mut b = table("b");
+        let (_, fx) = b.acquire(LEADER_LOCK, None, T);
+        deliver(&mut a, &b, &fx, T + 1);
+        let (_, fx) = a.acquire(LEADER_LOCK, None, T);
+        deliver(&mut b, &a, &fx, T + 1);
+        (a, b)
+    }
+
+    #[test]
+    fn a_free_lock_is_taken_once_every_known_tab_has_answered() {
+        let (mut a, mut b) = two_standing();
+        let (x, fx) = a.acquire("x", None, T + 200);
+        assert!(granted(&fx).is_empty());
+        let answer = deliver(&mut b, &a, &fx, T + 201);
+        let fx = deliver(&mut a, &b, &answer, T + 202);
+        assert_eq!(granted(&fx), vec![x.clone()]);
+        assert!(a.holds(&x, T + 202));
+    }
+
+    #[test]
+    fn a_tab_that_does_not_answer_leaves_the_settle_wait() {
+        // `b` stands for the leader lock but never answers (an older build,
+        // or frozen): `a` takes `x` only after the settle wait.
+        let (mut a, mut b) = two_standing();
+        b.legacy = true;
+        let (x, fx) = a.acquire("x", None, T + 200);
+        let answer = deliver(&mut b, &a, &fx, T + 201);
+        assert!(sent(&answer)
+            .iter()
+            .all(|m| !matches!(m.signal, LockSignal::Answer { .. })));
+        let fx = deliver(&mut a, &b, &answer, T + 202);
+        assert!(granted(&fx).is_empty());
+        assert!(granted(&a.tick(T + 299)).is_empty());
+        assert_eq!(granted(&a.tick(T + 300)), vec![x]);
+    }
+
+    #[test]
+    fn an_answer_for_another_request_or_tab_does_not_count() {
+        let (mut a, mut b) = two_standing();
+        let (x, fx) = a.acquire("x", None, T + 200);
+        deliver(&mut b, &a, &fx, T + 201);
+        let wrong = |to: HandOff| LockMessage {
+            token: 7,
+            clock: T + 201,
+            signal: LockSignal::Answer { to },
+        };
+        // Another stamp, another token of the same tab id, another tab.
+        for to in [
+            HandOff {
+                tab: a.me().tab.clone(),
+                token: 7,
+                stamp: x.stamp + 1,
+            },
+            HandOff {
+                tab: a.me().tab.clone(),
+                token: 8,
+                stamp: x.stamp,
+            },
+            HandOff {
+                tab: TabId("c".into()),
+                token: 7,
+                stamp: x.stamp,
+            },
+        ] {
+            // Sent by a third tab with an entry, so that `a` is not alone.
+            let mut c = table("c");
+            let (_, fx) = c.acquire("z", None, T);
+            deliver(&mut a, &c, &fx, T + 150);
+            let fx = a.receive(&c.me().tab, wrong(to), T + 202);
+            assert!(granted(&fx).is_empty());
+        }
+        assert!(!a.holds(&x, T + 202));
+    }
+
+    #[test]
+    fn two_tabs_asking_at_once_are_served_one_after_the_other_in_stamp_order() {
+        let (mut a, mut b) = two_standing();
+        // Both ask at the same moment, with the same stamp: the tab id
+        // decides ("a" < "b"), in both tabs' views.
+        let (xa, fa) = a.acquire("x", None, T + 200);
+        let (xb, fb) = b.acquire("x", None, T + 200);
+        assert_eq!(xa.stamp, xb.stamp);
+        let answer_b = deliver(&mut b, &a, &fa, T + 201);
+        let answer_a = deliver(&mut a, &b, &fb, T + 201);
+        let got_a = deliver(&mut a, &b, &answer_b, T + 202);
+        let got_b = deliver(&mut b, &a, &answer_a, T + 202);
+        assert_eq!(granted(&got_a), vec![xa.clone()]);
+        assert!(granted(&got_b).is_empty());
+        deliver(&mut b, &a, &got_a, T + 203);
+        assert!(granted(&b.tick(T + 400)).is_empty());
+        assert!(!b.holds(&xb, T + 400));
+        // The release hands it to `b` at once.
+        let fx = a.release(&xa, T + 500);
+        assert_eq!(
+            granted(&deliver(&mut b, &a, &fx, T + 501)),
+            vec![xb.clone()]
+        );
+        assert!(b.holds(&xb, T + 501) && !a.holds(&xa, T + 501));
+    }
+
+    #[test]
+    fn a_tab_heard_of_mid_request_must_answer_too() {
+        let (mut a, mut b) = two_standing();
+        let (x, fx) = a.acquire("x", None, T + 200);
+        let answer = deliver(&mut b, &a, &fx, T + 201);
+        // `c` loaded after `a` asked (it never got the request) and stands
+        // for a lock: `a` hears of it before `b`'s answer arrives.
+        let mut c = table("c");
+        let (_, fc) = c.acquire(LEADER_LOCK, None, T + 200);
+        let fx = deliver(&mut a, &c, &fc, T + 202);
+        assert!(granted(&fx).is_empty());
+        let fx = deliver(&mut a, &b, &answer, T + 203);
+        assert!(granted(&fx).is_empty(), "c has not answered");
+        // No answer will come from `c`: the settle wait decides.
+        assert_eq!(granted(&a.tick(T + 300)), vec![x]);
+    }
+
+    #[test]
+    fn a_request_heard_before_the_answer_orders_the_line() {
+        // `b` asked for `x` before it heard `a`'s request: its answer lists
+        // that entry, and the earlier one goes first.
+        let (mut a, mut b) = two_standing();
+        let (xb, fb) = b.acquire("x", None, T + 199);
+        let (xa, fa) = a.acquire("x", None, T + 200);
+        let answer = deliver(&mut b, &a, &fa, T + 201);
+        assert!(granted(&deliver(&mut a, &b, &answer, T + 202)).is_empty());
+        let answer = deliver(&mut a, &b, &fb, T + 203);
+        assert_eq!(granted(&deliver(&mut b, &a, &answer, T + 204)), vec![xb]);
+        assert!(!a.holds(&xa, T + 204));
+    }
+
+    #[test]
+    fn two_tabs_new_to_the_line_wait_the_settle_even_when_answered() {
+        // `p` stands for the leader lock; `a` and `c` know it but have no
+        // entry of their own, so neither has been heard of by the other.
+        // Both ask at once, and `p`'s answers reach them before their
+        // requests reach each other: an answer from every tab they know is
+        // not enough, as the other's request may still be on its way.
+        let mut p = table("p");
+        let mut a = table("a");
+        let mut c = table("c");
+        let (_, fp) = p.acquire(LEADER_LOCK, None, T);
+        deliver(&mut a, &p, &fp, T + 1);
+        deliver(&mut c, &p, &fp, T + 1);
+        let (xa, fa) = a.acquire("x", None, T + 200);
+        let (xc, fc) = c.acquire("x", None, T + 200);
+        let to_a = deliver(&mut p, &a, &fa, T + 201);
+        let to_c = deliver(&mut p, &c, &fc, T + 201);
+        let mut fx = deliver(&mut a, &p, &to_a, T + 202);
+        fx.extend(deliver(&mut a, &p, &to_c, T + 202));
+        assert!(granted(&fx).is_empty());
+        let mut fx = deliver(&mut c, &p, &to_a, T + 202);
+        fx.extend(deliver(&mut c, &p, &to_c, T + 202));
+        assert!(granted(&fx).is_empty());
+        deliver(&mut a, &c, &fc, T + 240);
+        deliver(&mut c, &a, &fa, T + 240);
+        assert_eq!(granted(&a.tick(T + 300)), vec![xa]);
+        assert!(granted(&c.tick(T + 300)).is_empty());
+        assert!(!c.holds(&xc, T + 300));
+    }
+
     #[test]
     fn a_tab_that_knows_another_waits_the_settle() {
         let mut a = table("a");
@@ -1622,6 +1881,9 @@ mod properties {
         /// Stands for [`LEADER_LOCK`] from its load until it dies, as every
         /// `TabLocks` does: an entry for good, so the lone path applies.
         campaign: bool,
+        /// Runs the build before answers: sends none, and cannot read
+        /// them (they do not reach it).
+        legacy: bool,
     }
 
     /// What happened to one request.
@@ -1682,11 +1944,10 @@ mod properties {
                 .into_iter()
                 .enumerate()
                 .map(|(i, plan)| SimTab {
-                    table: LockTable::new(
-                        TabId(format!("tab-{i}")),
-                        seed ^ i as u64,
-                        config.clone(),
-                    ),
+                    table: LockTable {
+                        legacy: plan.legacy,
+                        ..LockTable::new(TabId(format!("tab-{i}")), seed ^ i as u64, config.clone())
+                    },
                     alive: true,
                     timer: None,
                     busy: false,
@@ -1723,10 +1984,11 @@ mod properties {
                 }
                 match effect {
                     ElectionEffect::Send(message) => {
+                        let answer = matches!(message.signal, LockSignal::Answer { .. });
                         self.sent += 1;
                         self.messages.insert(self.sent, message);
                         for j in 0..self.tabs.len() {
-                            if j == i {
+                            if j == i || (answer && self.tabs[j].plan.legacy) {
                                 continue;
                             }
                             if now < self.loss_until && self.rng.chance(self.loss_per_mille) {
@@ -2114,6 +2376,43 @@ mod properties {
         net
     }
 
+    /// Tabs that stand for leadership from the start (those in `stand`, and
+    /// tab 0) and then ask for locks, some `legacy` (the build before
+    /// answers): the answered path among the others, beside tabs that
+    /// have one entry at a time.
+    fn answered_case(seed: u64, tabs: usize, stand: u8, legacy: u8, crashes: bool) -> Net {
+        let mut rng = Rng::new(seed);
+        let span = 15_000;
+        let plans = (0..tabs)
+            .map(|i| {
+                let mut plan = TabPlan {
+                    campaign: i == 0 || stand & (1 << i) != 0,
+                    legacy: legacy & (1 << i) != 0,
+                    ..TabPlan::default()
+                };
+                let mut at = 2_600 + rng.below(400);
+                while at < span {
+                    let longest = if rng.chance(100) { 3_000 } else { 2 * D };
+                    plan.intents.push_back(Intent {
+                        at,
+                        lock: LOCKS[rng.below(2) as usize],
+                        hold_ms: Some(rng.below(longest)),
+                        timeout_ms: None,
+                    });
+                    let gap = if rng.chance(500) { D } else { 1_000 };
+                    at += rng.below(gap);
+                }
+                if crashes && i > 0 && rng.chance(300) {
+                    plan.crash_at = Some(rng.below(span));
+                }
+                plan
+            })
+            .collect();
+        let mut net = Net::new(seed, plans, 0, 0);
+        net.run_to_quiet(2_000_000);
+        net
+    }
+
     /// A holder or a waiter freezes around the moment a new tab loads.
     fn freeze_case(
         seed: u64,
@@ -2139,6 +2438,7 @@ mod properties {
                 crash_at: None,
                 freeze: None,
                 campaign: false,
+                legacy: false,
             });
         }
         plans.push(TabPlan {
@@ -2152,6 +2452,7 @@ mod properties {
             crash_at: None,
             freeze: Some((freeze_at, freeze_at + freeze_for)),
             campaign: false,
+            legacy: false,
         });
         let join = freeze_at.saturating_sub(2_000) + join_offset;
         plans.push(TabPlan {
@@ -2165,6 +2466,7 @@ mod properties {
             crash_at: None,
             freeze: None,
             campaign: false,
+            legacy: false,
         });
         for _ in 0..others {
             let at = rng.below(10_000);
@@ -2179,6 +2481,7 @@ mod properties {
                 crash_at: None,
                 freeze: None,
                 campaign: false,
+                legacy: false,
             });
         }
         let mut net = Net::new(seed, plans, 0, 0);
@@ -2292,7 +2595,7 @@ mod properties {
         fn the_lone_path_never_grants_a_lock_twice(seed in any::<u64>(), tabs in 1usize..5) {
             let net = lone_case(seed, tabs, 0, 0);
             prop_assert!(net.duplicates.is_empty(), "two holders at {:?}", net.duplicates.first());
-            prop_assert!(net.tabs[0].table.lone_grants() > 0, "the lone path was never taken");
+            prop_assert!(net.tabs[0].table.early_grants() > 0, "the lone path was never taken");
             for r in &net.requests {
                 if net.tabs[r.tab].alive {
                     prop_assert!(r.granted_at.is_some(), "request never served: {:?}", r);
@@ -2353,6 +2656,37 @@ mod properties {
             }
         }
 
+        /// The answered path (a free lock taken once every known tab has
+        /// answered, before the settle wait) among tabs that stand for
+        /// leadership and tabs with one entry at a time, some of them of
+        /// the build before answers (they never answer and cannot read
+        /// answers), some crashing: never two holders, every request of a
+        /// live tab served, in order when made D apart; and the path is
+        /// taken when no tab is of the older build.
+        #[test]
+        fn answered_grants_keep_one_holder_beside_older_tabs(
+            seed in any::<u64>(),
+            tabs in 2usize..6,
+            stand in any::<u8>(),
+            legacy in any::<u8>(),
+            crashes in any::<bool>(),
+        ) {
+            let net = answered_case(seed, tabs, stand, legacy, crashes);
+            prop_assert!(net.duplicates.is_empty(), "two holders at {:?}", net.duplicates.first());
+            for r in &net.requests {
+                if net.tabs[r.tab].alive {
+                    prop_assert!(r.granted_at.is_some(), "request never served: {:?}", r);
+                }
+            }
+            if !crashes {
+                fifo_holds(&net)?;
+            }
+            let net = answered_case(seed, tabs, stand, 0, crashes);
+            prop_assert!(net.duplicates.is_empty(), "two holders at {:?}", net.duplicates.first());
+            let early: u64 = net.tabs.iter().map(|t| t.table.early_grants()).sum();
+            prop_assert!(early > 0, "the answered path was never taken");
+        }
+
         /// The dangerous windows of a freeze, probed densely: a holder or a
         /// waiter freezes (its messages wait, its timers stop) around the
         /// moment a new tab loads and asks for the same lock.
@@ -2392,6 +2726,7 @@ mod properties {
                     crash_at: None,
                     freeze: None,
                     campaign: false,
+                    legacy: false,
                 })
                 .collect();
             let mut net = Net::new(seed, plans, 1_000, heal_at);
@@ -2420,6 +2755,7 @@ mod properties {
                 crash_at: Some(crash_at),
                 freeze: None,
                 campaign: false,
+                legacy: false,
             }];
             for _ in 0..waiters {
                 let mut plan = TabPlan::default();

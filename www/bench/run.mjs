@@ -546,7 +546,7 @@ async function main() {
       });
     };
     absoluteRow("lock acquire+release, BroadcastChannel path, tab alone", "lockBroadcast", 5);
-    absoluteRow("lock acquire+release, BroadcastChannel path, 2 tabs", "lockBroadcastPair", 0);
+    absoluteRow("lock acquire+release, BroadcastChannel path, 2 tabs", "lockBroadcastPair", 5);
   }
   timeRow("lock hand-off tab→tab, Web Locks path", "handoffWeb", { text: "≤2×", max: 2 });
   {
