@@ -410,6 +410,9 @@ struct World {
     expected: BTreeMap<CallerId, Expected>,
     /// Makes every saved value and comment text unique.
     next_value: u64,
+    /// Tabs told their feed cursor expired (410), by the incarnation
+    /// told, and by when they must have asked to load again.
+    reload_due: BTreeMap<usize, (u32, u64)>,
 }
 
 /// A broken invariant, with the seed and the trace that led to it.
@@ -440,6 +443,7 @@ impl World {
             ledger: Vec::new(),
             expected: BTreeMap::new(),
             next_value: 0,
+            reload_due: BTreeMap::new(),
             server,
             faults,
         };
@@ -801,6 +805,19 @@ impl World {
                 page,
             } => {
                 if self.ended(attempt, tab, epoch).is_some() {
+                    // A tab told its place in the feed is gone loads the
+                    // collection again at once: until then it follows
+                    // nothing, and other people's changes stay unseen.
+                    // (An answer the engine no longer waits for is dropped.)
+                    let reading = self.tabs[tab]
+                        .engine
+                        .as_ref()
+                        .is_some_and(ClientEngine::is_reading_feed);
+                    let expired = reading && matches!(&page, Err(r) if r.status == Some(410));
+                    if expired {
+                        // Its writes go first (a few ms): a second at most.
+                        self.reload_due.insert(tab, (epoch, self.now + 1_000));
+                    }
                     self.deliver(tab, Event::FeedRead(page));
                 }
             }
@@ -979,9 +996,17 @@ impl World {
             );
             self.made(tab, caller, &id, vec![Change::Comment(text)], None);
         } else if roll < 0.6 {
-            // Now and then the person takes their newest change back (no
-            // draw of its own: the seeds' runs stay as they were).
-            if roll < 0.585 || !self.undo_newest(tab) {
+            // Now and then the person takes their newest change back, or
+            // throws away saves still waiting in the debounce window (no
+            // draw of their own: runs without them stay as they were).
+            let done = if roll < 0.57 {
+                false
+            } else if roll < 0.585 {
+                self.discard_waiting(tab)
+            } else {
+                self.undo_newest(tab)
+            };
+            if !done {
                 self.deliver(tab, Event::Flush { keepalive: false });
             }
         } else if roll < 0.7 {

@@ -227,6 +227,45 @@ impl World {
         }
     }
 
+    /// The person throws away the saves of one record still waiting in
+    /// the debounce window in `tab` (`discard("staged:...")`); what only
+    /// they stood for is discarded. False when nothing waits there.
+    pub(super) fn discard_waiting(&mut self, tab: usize) -> bool {
+        let user = self.tabs[tab].user;
+        let Some(key) = self.tabs[tab]
+            .engine
+            .as_ref()
+            .and_then(|e| e.debounced().next().map(|(key, _)| key.clone()))
+        else {
+            return false;
+        };
+        let mutation_id = format!(
+            "{}{}/{}",
+            crate::core::engine::STAGED_PREFIX,
+            key.collection,
+            key.id
+        );
+        self.note(format!(
+            "tab {tab}: the person discards the saves of {} still waiting",
+            key.id
+        ));
+        self.deliver(tab, Event::Discard { mutation_id });
+        // What no tab and no store holds now was what the person threw away.
+        self.settle_ledger();
+        for i in 0..self.ledger.len() {
+            let made = &self.ledger[i];
+            if made.user == user
+                && made.tab == tab
+                && made.record == key.id
+                && made.fate == Fate::Open
+                && !self.held(made, true)
+            {
+                self.ledger[i].fate = Fate::Discarded;
+            }
+        }
+        true
+    }
+
     /// A person resolves a conflict, keeping theirs or mine; the fields of
     /// mine they gave up are discarded.
     fn resolve(&mut self, tab: usize, user: usize, kept: KeptConflict) {

@@ -246,6 +246,7 @@ impl World {
                 self.tell_tabs(tab, |tab, epoch| Msg::ReloadNotice { tab, epoch });
             }
             Effect::Reload { .. } => {
+                self.reload_due.remove(&tab);
                 let delay = 5 + self.pick(300) as u64;
                 self.at(delay, Msg::Reload { tab, epoch });
             }
