@@ -232,11 +232,14 @@ impl World {
     /// they stood for is discarded. False when nothing waits there.
     pub(super) fn discard_waiting(&mut self, tab: usize) -> bool {
         let user = self.tabs[tab].user;
-        let Some(key) = self.tabs[tab]
-            .engine
-            .as_ref()
-            .and_then(|e| e.debounced().next().map(|(key, _)| key.clone()))
-        else {
+        // Any record with saves waiting, an entry of it queued or not.
+        let Some(key) = self.tabs[tab].engine.as_ref().and_then(|e| {
+            e.records()
+                .staged_changes()
+                .map(|(key, _)| key)
+                .find(|key| e.debounce.is_waiting(key))
+                .cloned()
+        }) else {
             return false;
         };
         let mutation_id = format!(
@@ -250,7 +253,8 @@ impl World {
             key.id
         ));
         self.deliver(tab, Event::Discard { mutation_id });
-        // What no tab and no store holds now was what the person threw away.
+        // What waited (in no entry and no conflict) is what the person
+        // threw away, whatever the tab still shows of it.
         self.settle_ledger();
         for i in 0..self.ledger.len() {
             let made = &self.ledger[i];
@@ -258,7 +262,7 @@ impl World {
                 && made.tab == tab
                 && made.record == key.id
                 && made.fate == Fate::Open
-                && !self.held(made, true)
+                && !self.held(made, false)
             {
                 self.ledger[i].fate = Fate::Discarded;
             }
