@@ -534,3 +534,23 @@ pub(super) fn reach_of(refusal: &Refusal) -> Option<Answer> {
         None => None,
     }
 }
+
+impl Refusal {
+    /// A refusal for good as another tab stored it with its dead letter
+    /// (the status is not kept: `None`, as for an error made here).
+    pub(super) fn stored(error: Option<&EntryError>) -> Self {
+        let (code, message, details) = match error {
+            Some(e) => (e.code, e.message.clone(), e.details.clone()),
+            None => (ErrorCode::Server, "refused by the server".to_owned(), None),
+        };
+        Refusal {
+            status: None,
+            code,
+            transient: false,
+            retry_after_ms: None,
+            message,
+            current: None,
+            details,
+        }
+    }
+}

@@ -305,6 +305,7 @@ impl Io for TabIo<'_> {
     fn reload(&mut self, _collections: Vec<String>) {
         let (w, tab) = (&mut *self.world, self.tab);
         let epoch = w.tabs[tab].epoch;
+        w.reload_due.remove(&tab);
         let delay = 5 + w.pick(300) as u64;
         w.at(delay, Msg::Reload { tab, epoch });
     }
