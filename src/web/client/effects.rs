@@ -453,7 +453,9 @@ pub(super) fn refusal_of(err: &Error) -> Refusal {
                 status: 409,
                 details,
                 ..
-            } => Some(read_from_server::<Record>(&get(details, "current")).map_err(|e| e.to_string())),
+            } => Some(
+                read_from_server::<Record>(&get(details, "current")).map_err(|e| e.to_string()),
+            ),
             _ => None,
         },
         details: match err {
