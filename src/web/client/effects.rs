@@ -114,7 +114,7 @@ impl Io for Client {
     }
 
     fn mark_loaded(&mut self, collection: String, mark: LoadedMark) {
-        self.carry_out_local(Effect::MarkLoaded { collection, mark });
+        self.store_loaded_mark(collection, mark);
     }
 
     fn request(&mut self, request: Request) {
@@ -204,7 +204,7 @@ impl Io for Client {
                 // and raises a `status` event.
                 self.set_last_sync_at(js_sys::Date::new_0().to_iso_string().as_string());
             }
-            Effect::LoadFrom { .. } => self.carry_out_local(effect),
+            Effect::LoadFrom { collection, plan } => self.keep_load_plan(collection, plan),
             Effect::Pulled(report) => self.log_exchange(SyncLogEntry {
                 at: now_ms() as f64,
                 direction: "pull".into(),
