@@ -23,4 +23,5 @@ mod browser {
     pub mod sync;
     pub mod tabs;
     pub mod undo;
+    pub mod writer;
 }

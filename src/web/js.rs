@@ -8,15 +8,14 @@ use crate::error::Error;
 use crate::web::de::FromJs;
 use crate::web::primitives::name;
 
-/// Serialises `value` to plain JS objects (never `Map`), as the app expects.
+/// Writes `value` as plain JS objects (never `Map`), as the app expects
+/// (the writer: [`crate::web::ser`]).
 ///
 /// # Errors
 /// [`Error::Invalid`] if the value cannot be represented (not expected for
 /// the crate's own types).
 pub fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, Error> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| Error::Invalid(e.to_string()))
+    super::ser::to_js(value).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// Reads a value the app passed in.

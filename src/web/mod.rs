@@ -17,6 +17,7 @@ pub mod locks;
 pub mod persistence;
 pub mod presence;
 pub mod primitives;
+pub mod ser;
 pub mod support;
 pub mod sync;
 pub mod tab_lock_path;
