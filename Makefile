@@ -7,6 +7,7 @@ export CHROMEDRIVER := /usr/bin/chromedriver
 export CHROME_BIN := /usr/bin/chromium
 
 WASM_OPT := tools/node_modules/.bin/wasm-opt
+TERSER := tools/node_modules/.bin/terser
 # The features current rustc emits for wasm32; binaryen needs them named
 # once the name section is gone.
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-bulk-memory-opt \
@@ -35,6 +36,11 @@ pkg: setup
 	@sed -i 's/logout(options: {/logout(options?: {/' pkg/crm_sync.d.ts
 	@# crm-sync/react: the hooks, an `exports` map and React as a peer dependency.
 	@node www/react/add-to-pkg.mjs pkg
+	@# The JS glue minified (terser: comments, whitespace, local names; the
+	@# exports keep their names): the doc comments wasm-bindgen copies into
+	@# it are in crm_sync.d.ts, where editors read them (-9.0 KB gzipped).
+	@for f in pkg/crm_sync.js pkg/react.js; do \
+	  $(TERSER) "$$f" --module --compress --mangle -o "$$f.min" && mv "$$f.min" "$$f" || exit 1; done
 	@echo "pkg: built ($$(scripts/size.sh | tail -1))"
 
 www-deps: pkg
