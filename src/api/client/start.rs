@@ -168,7 +168,7 @@ pub(super) async fn start_client(
         }
         if leader {
             if let Some(sync) = weak_sync.upgrade() {
-                spawn_local(async move { sync.on_leadership().await });
+                sync.on_leadership();
             }
         }
     });
@@ -177,11 +177,7 @@ pub(super) async fn start_client(
     if tabs.is_leader() {
         client.set_leader(true);
         presence.handle(crate::core::presence::Input::Leading(true));
-        let s = Rc::clone(&sync);
-        spawn_local(async move { s.on_leadership().await });
-    } else {
-        let s = Rc::clone(&sync);
-        spawn_local(async move { s.restore_schedule().await });
+        sync.on_leadership();
     }
     let sync_js: JsValue = CrmSyncJobs {
         runner: Rc::clone(&sync),

@@ -9,7 +9,7 @@ impl World {
     /// After each event in `tab`: within one run (its `startedAt`), the
     /// progress the tab shows never goes down.
     pub(super) fn watch(&mut self, tab: usize) {
-        let state = &self.tabs[tab].state;
+        let state = self.tabs[tab].state();
         let (Some(run), false) = (state.started_at, state.phase == SyncPhase::Idle) else {
             return;
         };
@@ -38,7 +38,7 @@ impl World {
         }
         self.server.advance(self.now);
         for tab in 0..self.tabs.len() {
-            let s = &self.tabs[tab].state;
+            let s = self.tabs[tab].state();
             if !(self.tabs[tab].alive && s.is_driving() && s.phase.is_running()) {
                 continue;
             }
@@ -83,7 +83,7 @@ impl World {
                 .filter(|&t| self.tabs[t].user == user && self.tabs[t].alive)
                 .collect();
             for &t in &tabs {
-                let s = &self.tabs[t].state;
+                let s = self.tabs[t].state();
                 if s.phase.is_running() {
                     return Err(self.fail(&format!(
                         "tab{t} still shows {:?} {} of {:?} at quiescence",
@@ -91,9 +91,9 @@ impl World {
                     )));
                 }
             }
-            let lead = view(&self.tabs[leader].state);
+            let lead = view(self.tabs[leader].state());
             for &t in &tabs {
-                let other = view(&self.tabs[t].state);
+                let other = view(self.tabs[t].state());
                 if other != lead {
                     return Err(self.fail(&format!(
                         "tab{t} shows {other} but its leader tab{leader} shows {lead}"
