@@ -260,6 +260,12 @@ struct StartCaller {
     /// The job shown when the press came: a follower's press is answered
     /// with the first other job the leader shows (the one it started).
     seen: Option<String>,
+    /// The run shown when the press came (its `startedAt`): a later run
+    /// that ended answers a follower's press too (cancelled before the
+    /// server named its job).
+    run: Option<u64>,
+    /// Sent to the leader to carry out.
+    forwarded: bool,
 }
 
 /// A start request under way, tried again after transient failures.
@@ -431,6 +437,8 @@ impl SyncMachine {
                     caller,
                     busy: self.state.phase.is_running(),
                     seen: self.state.sync_id.clone(),
+                    run: self.state.started_at,
+                    forwarded: !self.leader && self.channel,
                 });
                 self.command(SyncCommand::Start { kind }, now);
             }
@@ -476,6 +484,7 @@ impl SyncMachine {
             Input::JobRead(job) => {
                 if self.leader {
                     self.reduce(SyncEvent::Lead { job, now });
+                    self.answer_when_leading();
                 }
             }
             Input::Started { run, answer } => self.started(run, answer, now, online),
@@ -740,7 +749,8 @@ impl SyncMachine {
         let mut still = Vec::new();
         for w in std::mem::take(&mut self.starts) {
             let fresh = state.sync_id.is_some() && state.sync_id != w.seen;
-            let answer = if w.busy || fresh {
+            let ended = state.phase.is_terminal() && state.started_at != w.run;
+            let answer = if w.busy || fresh || (ended && state.phase != SyncPhase::Error) {
                 Ok(StartAnswer {
                     sync_id: state.sync_id.clone(),
                     coalesced: w.busy,
@@ -764,6 +774,31 @@ impl SyncMachine {
             } else {
                 Err(already_finished())
             });
+        }
+    }
+
+    /// This tab leads now: the presses it sent the old leader are
+    /// answered by what it shows (the job the old leader started, or how
+    /// its run ended); a press the old leader never showed died with it,
+    /// and its caller hears `closed` (pressing again is safe now).
+    fn answer_when_leading(&mut self) {
+        self.answer_from_leader();
+        let lost = made(
+            ErrorCode::Closed,
+            "the tab that was to carry this out closed first",
+        );
+        let (lost_starts, own): (Vec<_>, Vec<_>) = std::mem::take(&mut self.starts)
+            .into_iter()
+            .partition(|w| w.forwarded);
+        self.starts = own;
+        for w in lost_starts {
+            self.out.push_back(Output::StartAnswered {
+                caller: w.caller,
+                answer: Err(lost.clone()),
+            });
+        }
+        if !self.cancelling {
+            self.settle_cancels(Err(lost));
         }
     }
 

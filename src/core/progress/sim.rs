@@ -174,6 +174,9 @@ struct Tab {
     /// The highest progress shown per run (its `startedAt`), since this tab
     /// opened.
     shown: BTreeMap<u64, f64>,
+    /// The `start()` and `cancel()` callers not answered yet, with the
+    /// user's count of leader changes when they asked.
+    waiting: BTreeMap<u64, (String, u64)>,
 }
 
 impl Tab {
@@ -186,6 +189,7 @@ impl Tab {
             timer: None,
             fetches: BTreeMap::new(),
             shown: BTreeMap::new(),
+            waiting: BTreeMap::new(),
         }
     }
 
@@ -218,6 +222,8 @@ struct World {
     history: Vec<Vec<SyncHistoryEntry>>,
     /// Start presses each user made (in any tab).
     presses: Vec<u64>,
+    /// How often each user's leadership moved.
+    handovers: Vec<u64>,
     next_id: u64,
     healing: bool,
     tracing: bool,
@@ -250,6 +256,7 @@ impl World {
             stored: vec![None; faults.users],
             history: vec![Vec::new(); faults.users],
             presses: vec![0; faults.users],
+            handovers: vec![0; faults.users],
             next_id: 0,
             healing: false,
             tracing: false,
@@ -451,6 +458,21 @@ impl World {
             self.presses[self.tabs[tab].user] += 1;
         }
         let leads = self.is_leader(tab);
+        match &input {
+            Input::Start { caller, .. } => {
+                let led = self.handovers[self.tabs[tab].user];
+                self.tabs[tab]
+                    .waiting
+                    .insert(*caller, ("start()".into(), led));
+            }
+            Input::Cancel { caller } => {
+                let led = self.handovers[self.tabs[tab].user];
+                self.tabs[tab]
+                    .waiting
+                    .insert(*caller, ("cancel()".into(), led));
+            }
+            _ => {}
+        }
         self.input(tab, input);
         // Closed right after the press, its messages still on the way.
         if leads && self.chance(self.faults.crash * 5.0) {
@@ -473,6 +495,7 @@ impl World {
         t.timer = None;
         t.fetches.clear();
         t.shown.clear();
+        t.waiting.clear();
         if self.leaders[user] == Some(tab) {
             self.leaders[user] = None;
             self.at(HANDOVER_MS, Msg::Handover { user });
@@ -492,6 +515,7 @@ impl World {
             return;
         };
         self.leaders[user] = Some(tab);
+        self.handovers[user] += 1;
         self.note(|| format!("tab{tab} leads user{user}"));
         self.input(tab, Input::Leading);
     }
@@ -686,6 +710,14 @@ impl Io for TabIo<'_> {
         let tab = self.tab;
         self.world
             .note(|| format!("tab{tab} -> {}", short_output(&output)));
+        if let Output::StartAnswered { caller, .. } | Output::CancelAnswered { caller, .. } = output
+        {
+            if self.world.tabs[tab].waiting.remove(&caller).is_none() {
+                self.world.broken.get_or_insert_with(|| {
+                    format!("tab{tab} answered caller {caller} twice, or one it never had")
+                });
+            }
+        }
     }
 
     fn timer(&self) -> Option<u64> {
