@@ -86,8 +86,8 @@ progress_muts = [
  # Decisions the page made by itself before the sync machine
  # (src/core/progress/machine.rs) took them, now run by the simulation.
  ("a start tried again under a fresh key (one press, two jobs)", "src/core/progress/machine.rs", "                    key: t.key.clone(),\n", "                    key: format!(\"{}-again\", t.key),\n"),
- ("a follower's start() not answered when the leader shows the job", "src/core/progress/machine.rs", "let fresh = state.sync_id.is_some() && state.sync_id != w.seen;", "let fresh = false;"),
- ("a cancel() before the server named the job left waiting", "src/core/progress/machine.rs", "if self.leader && !self.cancelling {", "if false && !self.cancelling {"),
+ ("a follower's start() answered only when it was folded into a run going", "src/core/progress/machine.rs", "let answer = if w.busy || fresh || (ended && state.phase != SyncPhase::Error) {", "let answer = if w.busy {"),
+ ("a cancel() before the server named the job left waiting", "src/core/progress/machine.rs", "if self.leader && !self.cancelling {", "if false && !self.cancelling {", "20000"),
 ]
 # A fifth field: seeds for a defect that only rare interleavings show.
 for j,(name, path, old, new, *seeds) in enumerate(progress_muts):
