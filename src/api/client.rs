@@ -455,8 +455,9 @@ impl CrmSync {
             shut_down(&client, &sync, &tabs);
             // Another tab may have queued work while the token was being
             // revoked: then the user's data stays for their next login.
-            if discard || !UserDb::holds_work(&user).await {
-                let _ = UserDb::delete_user(&user, 5_000).await;
+            let holds = !discard && UserDb::holds_work(&user).await;
+            if crate::core::login::logout_deletes(discard, holds) {
+                let _ = UserDb::delete_user(&user, crate::core::login::DELETE_WAIT_MS).await;
             }
             Ok(JsValue::UNDEFINED)
         })

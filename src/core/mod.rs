@@ -9,6 +9,7 @@ pub mod election;
 pub mod engine;
 pub mod handed;
 pub mod history;
+pub mod login;
 pub mod merge;
 pub mod outbox;
 pub mod overlap;

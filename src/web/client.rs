@@ -51,6 +51,7 @@ mod storage;
 mod undo;
 mod writes;
 
+pub(crate) use effects::refusal_of;
 use feed::EventFeed;
 pub use load::{DEFAULT_PAGE, MAX_PAGE};
 use reads::{js_conflict, record_object, CachedRecord};
@@ -342,6 +343,11 @@ impl Client {
                 });
             }
         }
+    }
+
+    /// How a failed request of the app's is tried again.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.inner.config.retry
     }
 
     /// Whether this tab leads.

@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use crate::api::tabs::TabLocks;
 use crate::core::election::TabId;
+use crate::core::login::{open_as, Me, Open};
 use crate::core::tab_message::TabMessage;
 use crate::web::channel::EnvelopeChannel;
 use crate::web::client::{Client, Config, Session};
@@ -68,25 +69,25 @@ impl CrmSync {
         req.timeout_ms = config.timeout_ms;
         req.token = Some(options.token.clone());
         let named = options.user.filter(|u| !u.is_empty());
-        let answer = match send(&req).await {
-            Ok(resp) => from_server::<MeAnswer>(resp.body).map(Some),
-            Err(e) if e.is_transient() && named.is_some() => Ok(None),
-            Err(e) => Err(e),
-        }?;
-        let (user, verified) = match (answer, named) {
-            (Some(me), Some(named)) if me.user != named => {
+        let (me, failure) = match send(&req).await {
+            Ok(resp) => (Me::User(from_server::<MeAnswer>(resp.body)?.user), None),
+            Err(e) if e.is_transient() => (Me::Unreachable, Some(e)),
+            Err(e) => return Err(e.into()),
+        };
+        let (user, verified) = match open_as(me, named.as_deref()) {
+            Open::As { user, verified } => (user, verified),
+            Open::NotNamed { token_user } => {
+                let named = named.unwrap_or_default();
                 return Err(Error::Http {
                     code: crate::error::ErrorCode::Unauthorized,
                     status: 401,
-                    message: format!("this token is {}'s, not {named}'s", me.user),
+                    message: format!("this token is {token_user}'s, not {named}'s"),
                     details: JsValue::UNDEFINED,
                     retry_after_ms: None,
                 }
-                .into())
+                .into());
             }
-            (Some(me), _) => (me.user, true),
-            (None, Some(named)) => (named, false),
-            (None, None) => return Err(Error::Offline.into()),
+            Open::Failed => return Err(failure.unwrap_or(Error::Offline).into()),
         };
         let session = Session {
             token: options.token,
@@ -168,7 +169,7 @@ pub(super) async fn start_client(
         }
         if leader {
             if let Some(sync) = weak_sync.upgrade() {
-                spawn_local(async move { sync.on_leadership().await });
+                sync.on_leadership();
             }
         }
     });
@@ -177,11 +178,7 @@ pub(super) async fn start_client(
     if tabs.is_leader() {
         client.set_leader(true);
         presence.handle(crate::core::presence::Input::Leading(true));
-        let s = Rc::clone(&sync);
-        spawn_local(async move { s.on_leadership().await });
-    } else {
-        let s = Rc::clone(&sync);
-        spawn_local(async move { s.restore_schedule().await });
+        sync.on_leadership();
     }
     let sync_js: JsValue = CrmSyncJobs {
         runner: Rc::clone(&sync),

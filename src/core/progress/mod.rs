@@ -47,10 +47,17 @@ use crate::core::code::ErrorCode;
 mod events;
 pub use events::{SyncEffect, SyncEvent};
 
+mod machine;
+pub use machine::{
+    Input, Output, StartAnswer, SyncMachine, SyncRequest, SyncSchedule, DEFAULT_SCHEDULE_MS,
+    MIN_SCHEDULE_MS,
+};
+pub mod runner;
+
 mod wire;
 pub use wire::{
-    ServerJobError, ServerSyncStatus, StoredSyncJob, SyncConflictRow, SyncHistoryEntry,
-    SyncSheetConflict,
+    merge_history, ServerJobError, ServerSyncStatus, StoredSyncJob, SyncConflictRow,
+    SyncHistoryEntry, SyncSheetConflict,
 };
 
 /// The message shown while a cancel request is on its way.

@@ -17,10 +17,15 @@
 //! `n` seeds; `CRM_SIM_SEED=s` replays one with its trace;
 //! `CRM_SIM_GREP=word` keeps only the trace lines that mention `word`.
 
+use super::runner::{self, Io};
 use super::{
-    reduce, StoredSyncJob, SyncConfig, SyncEffect, SyncEvent, SyncHistoryEntry, SyncKind, SyncState,
+    Input, Output, StoredSyncJob, SyncConfig, SyncHistoryEntry, SyncKind, SyncMachine, SyncRequest,
+    SyncState,
 };
 use crate::core::code::ErrorCode;
+use crate::core::engine::{IdSource, Refusal};
+use crate::core::retry::RetryPolicy;
+use crate::core::tab_message::{SyncCommand, TabMessage};
 use std::collections::BTreeMap;
 
 mod invariants;
@@ -33,8 +38,6 @@ const HANDOVER_MS: u64 = 5;
 const IDB_MS: u64 = 2;
 /// The browser's limit for a start or cancel request.
 const REQUEST_TIMEOUT_MS: u64 = 3_000;
-/// Attempts of one start (the web layer's retry policy), one key for all.
-const START_ATTEMPTS: u32 = 3;
 /// A leader shows a job running at most this long after the server ended
 /// or lost it (polls back off, fail at most `max_poll_failures` times in a
 /// row, a dead leader's successor polls at once).
@@ -106,38 +109,6 @@ impl Rng {
     }
 }
 
-/// A fetch this tab waits for.
-#[derive(Debug, Clone)]
-enum Pending {
-    Start {
-        run: u64,
-        kind: SyncKind,
-        key: String,
-        attempt: u32,
-    },
-    Poll {
-        sync_id: String,
-    },
-    Cancel {
-        sync_id: String,
-    },
-}
-
-#[derive(Debug, Clone)]
-enum Command {
-    Start(SyncKind),
-    Cancel,
-    Dismiss,
-}
-
-#[derive(Debug, Clone)]
-enum TabMsg {
-    State(Box<SyncState>),
-    Command(Command),
-    /// `SyncCommand::Show`: a follower asks for the leader's state.
-    Show,
-}
-
 #[derive(Debug, Clone)]
 enum Msg {
     Request {
@@ -158,11 +129,6 @@ enum Msg {
         epoch: u64,
         fetch: u64,
     },
-    StartRetry {
-        tab: usize,
-        epoch: u64,
-        pending: Pending,
-    },
     Timer {
         tab: usize,
         epoch: u64,
@@ -172,7 +138,7 @@ enum Msg {
         from: (usize, u64),
         to: usize,
         epoch: u64,
-        msg: TabMsg,
+        msg: TabMessage,
     },
     DbWrite {
         tab: usize,
@@ -201,26 +167,39 @@ struct Tab {
     alive: bool,
     /// Grows at every crash: answers and messages to an older one are lost.
     epoch: u64,
-    state: SyncState,
-    timer: Option<u64>,
-    fetches: BTreeMap<u64, Pending>,
+    machine: SyncMachine,
+    /// The one timer: its id and deadline.
+    timer: Option<(u64, u64)>,
+    fetches: BTreeMap<u64, SyncRequest>,
     /// The highest progress shown per run (its `startedAt`), since this tab
     /// opened.
     shown: BTreeMap<u64, f64>,
+    /// The `start()` and `cancel()` callers not answered yet, with the
+    /// user's count of leader changes when they asked.
+    waiting: BTreeMap<u64, (String, u64)>,
 }
 
 impl Tab {
-    fn new(user: usize) -> Self {
+    fn new(user: usize, seed: u64) -> Self {
         Tab {
             user,
             alive: true,
             epoch: 0,
-            state: SyncState::default(),
+            machine: machine(seed),
             timer: None,
             fetches: BTreeMap::new(),
             shown: BTreeMap::new(),
+            waiting: BTreeMap::new(),
         }
     }
+
+    fn state(&self) -> &SyncState {
+        self.machine.state()
+    }
+}
+
+fn machine(seed: u64) -> SyncMachine {
+    SyncMachine::new(config(), RetryPolicy::default(), IdSource::new(seed))
 }
 
 /// A broken invariant, with the seed and the trace that led to it.
@@ -231,7 +210,6 @@ struct World {
     seed: u64,
     rng: Rng,
     faults: Faults,
-    config: SyncConfig,
     now: u64,
     seq: u64,
     queue: BTreeMap<(u64, u64), Msg>,
@@ -244,6 +222,8 @@ struct World {
     history: Vec<Vec<SyncHistoryEntry>>,
     /// Start presses each user made (in any tab).
     presses: Vec<u64>,
+    /// How often each user's leadership moved.
+    handovers: Vec<u64>,
     next_id: u64,
     healing: bool,
     tracing: bool,
@@ -257,13 +237,12 @@ impl World {
         let mut tabs = Vec::new();
         for user in 0..faults.users {
             for _ in 0..2 + rng.below(2) {
-                tabs.push(Tab::new(user));
+                tabs.push(Tab::new(user, rng.next()));
             }
         }
         let mut world = World {
             seed,
             rng,
-            config: config(),
             now: 1_000_000,
             seq: 0,
             queue: BTreeMap::new(),
@@ -277,6 +256,7 @@ impl World {
             stored: vec![None; faults.users],
             history: vec![Vec::new(); faults.users],
             presses: vec![0; faults.users],
+            handovers: vec![0; faults.users],
             next_id: 0,
             healing: false,
             tracing: false,
@@ -284,9 +264,9 @@ impl World {
             broken: None,
             faults,
         };
+        // As `web::sync` does when it gets the tab channel, before the lock.
         for tab in 0..world.tabs.len() {
-            let now = world.now;
-            world.dispatch(tab, SyncEvent::Follow { now });
+            world.input(tab, Input::Channel(true));
         }
         for user in 0..world.faults.users {
             world.handover(user);
@@ -319,116 +299,101 @@ impl World {
         self.leaders[self.tabs[tab].user] == Some(tab)
     }
 
-    // ---- the runner (web::sync) ----
+    // ---- the runner's I/O (as `web::sync` does it in a page) ----
 
-    fn dispatch(&mut self, tab: usize, event: SyncEvent) {
-        self.note(|| format!("tab{tab} <- {}", short_event(&event)));
-        let state = std::mem::take(&mut self.tabs[tab].state);
-        let (next, effects) = reduce(state, event, &self.config);
-        self.tabs[tab].state = next;
-        for effect in effects {
-            self.carry_out(tab, effect);
-        }
+    /// Hands `input` to `tab` through the runner that ships.
+    fn input(&mut self, tab: usize, input: Input) {
+        self.note(|| format!("tab{tab} <- {}", short_input(&input)));
+        runner::handle(&mut TabIo { world: self, tab }, input);
         self.watch(tab);
     }
 
-    fn carry_out(&mut self, tab: usize, effect: SyncEffect) {
-        let user = self.tabs[tab].user;
-        let epoch = self.tabs[tab].epoch;
-        self.note(|| format!("tab{tab} -> {}", short_effect(&effect)));
-        match effect {
-            SyncEffect::PostStart { run, kind } => {
-                let key = format!("key-{}", self.id());
-                let pending = Pending::Start {
-                    run,
-                    kind,
-                    key,
-                    attempt: 1,
-                };
-                self.fetch(tab, pending, REQUEST_TIMEOUT_MS);
+    /// A tab message from `from` to the other live tabs of its user:
+    /// delayed, reordered, states sometimes duplicated. Lost only with its
+    /// sender or its receiver (a tab that crashes before it arrives): the
+    /// tab channel loses nothing between live tabs, and a follower showing
+    /// an end could not tell that it missed, say, a dismiss.
+    fn post(&mut self, from: usize, msg: TabMessage) {
+        let user = self.tabs[from].user;
+        let sender = (from, self.tabs[from].epoch);
+        // Through serde, as the tab channel carries a state.
+        let msg = match msg {
+            TabMessage::SyncState(state) => {
+                let wire = serde_json::to_value(&*state).expect("a state serialises");
+                TabMessage::SyncState(Box::new(
+                    serde_json::from_value(wire).expect("and reads back"),
+                ))
             }
-            SyncEffect::Coalesced { .. } | SyncEffect::Notify => {}
-            SyncEffect::SchedulePoll { at_ms } => {
-                let id = self.id();
-                self.tabs[tab].timer = Some(id);
+            other => other,
+        };
+        // A press goes to the tab that leads when it is sent. The page
+        // posts it to every tab, and a tab that begins to lead after it
+        // came but before its old leader's state did starts the press a
+        // second time (a second job): not yet fixed, so not modelled.
+        let leader = self.leaders[user];
+        let to_leader =
+            matches!(msg, TabMessage::SyncCommand(ref c) if *c != SyncCommand::Reschedule);
+        for to in 0..self.tabs.len() {
+            if to == from || self.tabs[to].user != user || !self.tabs[to].alive {
+                continue;
+            }
+            if to_leader && leader != Some(to) {
+                continue;
+            }
+            let epoch = self.tabs[to].epoch;
+            // States may come twice; a command may not: the tab channel
+            // never duplicates, and a second Start is a second press to
+            // the leader.
+            let copies =
+                if matches!(msg, TabMessage::SyncState(_)) && self.chance(self.faults.duplicate) {
+                    2
+                } else {
+                    1
+                };
+            for _ in 0..copies {
+                let delay = self.rng.below(40);
                 self.at(
-                    at_ms.saturating_sub(self.now),
-                    Msg::Timer { tab, epoch, id },
+                    delay,
+                    Msg::Tab {
+                        from: sender,
+                        to,
+                        epoch,
+                        msg: msg.clone(),
+                    },
                 );
             }
-            SyncEffect::Poll {
-                sync_id,
-                timeout_ms,
-            } => self.fetch(tab, Pending::Poll { sync_id }, timeout_ms),
-            SyncEffect::SendCancel { sync_id } => {
-                self.fetch(tab, Pending::Cancel { sync_id }, REQUEST_TIMEOUT_MS)
-            }
-            SyncEffect::Broadcast(state) => {
-                // Through serde, as the tab channel carries it.
-                let wire = serde_json::to_value(&*state).expect("a state serialises");
-                let state: SyncState = serde_json::from_value(wire).expect("and reads back");
-                for to in 0..self.tabs.len() {
-                    if to != tab && self.tabs[to].user == user && self.tabs[to].alive {
-                        self.post(tab, to, TabMsg::State(Box::new(state.clone())));
-                    }
-                }
-            }
-            SyncEffect::StoreJob(job) => self.at(IDB_MS, Msg::DbWrite { tab, epoch, job }),
-            SyncEffect::RecordHistory(entry) => self.history[user].push(entry),
-            SyncEffect::AskState => {
-                if let Some(leader) = self.leaders[user].filter(|&l| l != tab) {
-                    self.post(tab, leader, TabMsg::Show);
-                }
-            }
         }
     }
 
-    /// A tab message from `from`: delayed, reordered, states sometimes
-    /// duplicated. Lost only with its sender or its receiver (a tab that
-    /// crashes before it arrives): the tab channel loses nothing between
-    /// live tabs, and a follower showing an end could not tell that it
-    /// missed, say, a dismiss.
-    fn post(&mut self, from: usize, to: usize, msg: TabMsg) {
-        let epoch = self.tabs[to].epoch;
-        let from = (from, self.tabs[from].epoch);
-        // States may come twice; a command may not: the tab channel never
-        // duplicates, and a second Start is a second press to the leader.
-        let copies = if matches!(msg, TabMsg::State(_)) && self.chance(self.faults.duplicate) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let delay = self.rng.below(40);
-            self.at(
-                delay,
-                Msg::Tab {
-                    from,
-                    to,
-                    epoch,
-                    msg: msg.clone(),
-                },
-            );
-        }
-    }
-
-    fn fetch(&mut self, tab: usize, pending: Pending, timeout_ms: u64) {
+    fn fetch(&mut self, tab: usize, request: SyncRequest) {
         let user = self.tabs[tab].user;
         let epoch = self.tabs[tab].epoch;
         let fetch = self.id();
-        let http = match &pending {
-            Pending::Start { key, kind, .. } => Http::Start {
-                key: key.clone(),
-                kind: *kind,
-            },
-            Pending::Poll { sync_id } => Http::Get {
-                id: sync_id.clone(),
-            },
-            Pending::Cancel { sync_id } => Http::Delete {
-                id: sync_id.clone(),
-            },
+        let (http, timeout_ms) = match &request {
+            SyncRequest::Start { key, kind, .. } => (
+                Http::Start {
+                    key: key.clone(),
+                    kind: *kind,
+                },
+                REQUEST_TIMEOUT_MS,
+            ),
+            SyncRequest::Poll {
+                sync_id,
+                timeout_ms,
+            } => (
+                Http::Get {
+                    id: sync_id.clone(),
+                },
+                *timeout_ms,
+            ),
+            SyncRequest::Cancel { sync_id } => (
+                Http::Delete {
+                    id: sync_id.clone(),
+                },
+                REQUEST_TIMEOUT_MS,
+            ),
         };
-        self.tabs[tab].fetches.insert(fetch, pending);
+        self.tabs[tab].fetches.insert(fetch, request);
         self.at(timeout_ms, Msg::FetchTimeout { tab, epoch, fetch });
         if self.chance(self.faults.loss) {
             self.note(|| format!("tab{tab} request {fetch} lost"));
@@ -454,147 +419,66 @@ impl World {
         }
     }
 
-    /// A fetch settled: feed the answer to the reducer, as `web::sync` does.
-    fn settle(&mut self, tab: usize, pending: Pending, answer: Result<Answer, ErrorCode>) {
-        let now = self.now;
-        let answer = match answer {
-            Ok(Answer::Down) => Err(ErrorCode::Network),
-            Ok(Answer::Refused(status, code)) => Err(ErrorCode::from_http(status, Some(code))),
-            Ok(a) => Ok(a),
-            Err(code) => Err(code),
+    /// A fetch settled: its answer read as the page reads it.
+    fn settle(&mut self, tab: usize, request: SyncRequest, answer: Option<Answer>) {
+        let input = match (answer, &request) {
+            (Some(Answer::Started(sync_id)), SyncRequest::Start { run, .. }) => Input::Started {
+                run: *run,
+                answer: Ok(sync_id),
+            },
+            (Some(Answer::Status(status)), SyncRequest::Poll { sync_id, .. }) => Input::Polled {
+                sync_id: sync_id.clone(),
+                answer: Ok(status),
+            },
+            (
+                Some(answer @ (Answer::Status(_) | Answer::Started(_))),
+                SyncRequest::Cancel { sync_id },
+            ) => Input::CancelAnswered {
+                sync_id: sync_id.clone(),
+                answer: Ok(match answer {
+                    Answer::Status(status) => Some(status),
+                    _ => None,
+                }),
+            },
+            (None, _) => request.failed(refusal(ErrorCode::Timeout, None)),
+            (Some(Answer::Down), _) => request.failed(refusal(ErrorCode::Network, None)),
+            (Some(Answer::Refused(status, code)), _) => request.failed(refusal(
+                ErrorCode::from_http(status, Some(code)),
+                Some(status),
+            )),
+            // A 2xx without the body the protocol names.
+            (Some(_), _) => request.failed(refusal(ErrorCode::BadResponse, None)),
         };
-        match pending {
-            Pending::Start {
-                run,
-                kind,
-                key,
-                attempt,
-            } => match answer {
-                Ok(Answer::Started(sync_id)) => {
-                    self.dispatch(tab, SyncEvent::StartAccepted { run, sync_id, now })
-                }
-                Ok(_) => self.dispatch(
-                    tab,
-                    SyncEvent::StartFailed {
-                        run,
-                        code: ErrorCode::BadResponse,
-                        message: "no syncId".into(),
-                        now,
-                    },
-                ),
-                Err(code) => {
-                    let transient = matches!(
-                        code,
-                        ErrorCode::Network | ErrorCode::Timeout | ErrorCode::Server
-                    );
-                    if transient && attempt < START_ATTEMPTS {
-                        let epoch = self.tabs[tab].epoch;
-                        let delay = 200 * u64::from(attempt);
-                        self.at(
-                            delay,
-                            Msg::StartRetry {
-                                tab,
-                                epoch,
-                                pending: Pending::Start {
-                                    run,
-                                    kind,
-                                    key,
-                                    attempt: attempt + 1,
-                                },
-                            },
-                        );
-                    } else {
-                        self.dispatch(
-                            tab,
-                            SyncEvent::StartFailed {
-                                run,
-                                code,
-                                message: format!("{code:?}"),
-                                now,
-                            },
-                        )
-                    }
-                }
-            },
-            Pending::Poll { sync_id } => match answer {
-                Ok(Answer::Status(status)) => self.dispatch(
-                    tab,
-                    SyncEvent::PollResult {
-                        sync_id,
-                        status,
-                        now,
-                    },
-                ),
-                Ok(_) => self.dispatch(
-                    tab,
-                    SyncEvent::PollFailed {
-                        sync_id,
-                        code: ErrorCode::BadResponse,
-                        now,
-                    },
-                ),
-                Err(code) => self.dispatch(tab, SyncEvent::PollFailed { sync_id, code, now }),
-            },
-            Pending::Cancel { sync_id } => match answer {
-                Ok(answer) => {
-                    let status = match answer {
-                        Answer::Status(status) => Some(status),
-                        _ => None,
-                    };
-                    self.dispatch(
-                        tab,
-                        SyncEvent::CancelDone {
-                            sync_id,
-                            status,
-                            now,
-                        },
-                    )
-                }
-                Err(code) => self.dispatch(tab, SyncEvent::CancelFailed { sync_id, code, now }),
-            },
-        }
+        self.input(tab, input);
     }
 
     /// `crm.sync.start()`, `cancel()`, `dismiss()` in `tab`.
-    fn press(&mut self, tab: usize, command: Command) {
-        let now = self.now;
-        if let Command::Start(_) = command {
+    fn press(&mut self, tab: usize, input: Input) {
+        if let Input::Start { .. } = input {
             self.presses[self.tabs[tab].user] += 1;
         }
-        if let Command::Cancel = command {
-            // `cancel()` rejects at once when the tab shows nothing running.
-            if !self.tabs[tab].state.phase.is_running() {
-                return;
+        let leads = self.is_leader(tab);
+        match &input {
+            Input::Start { caller, .. } => {
+                let led = self.handovers[self.tabs[tab].user];
+                self.tabs[tab]
+                    .waiting
+                    .insert(*caller, ("start()".into(), led));
             }
-        }
-        self.note(|| format!("tab{tab} press {command:?}"));
-        if self.is_leader(tab) {
-            self.dispatch(tab, command_event(&command, now));
-            // Closed right after the press, its messages still on the way.
-            if self.chance(self.faults.crash * 5.0) {
-                let epoch = self.tabs[tab].epoch;
-                let delay = self.rng.below(40);
-                self.at(delay, Msg::Crash { tab, epoch });
-            }
-        } else {
-            let user = self.tabs[tab].user;
-            if let Some(leader) = self.leaders[user] {
-                self.post(tab, leader, TabMsg::Command(command));
-            }
-        }
-    }
-
-    fn on_tab_message(&mut self, tab: usize, msg: TabMsg) {
-        let now = self.now;
-        match msg {
-            TabMsg::State(state) => self.dispatch(tab, SyncEvent::RemoteState { state, now }),
-            TabMsg::Command(command) if self.is_leader(tab) => {
-                self.dispatch(tab, command_event(&command, now))
-            }
-            TabMsg::Show if self.is_leader(tab) => {
-                self.dispatch(tab, SyncEvent::StateAsked { now })
+            Input::Cancel { caller } => {
+                let led = self.handovers[self.tabs[tab].user];
+                self.tabs[tab]
+                    .waiting
+                    .insert(*caller, ("cancel()".into(), led));
             }
             _ => {}
+        }
+        self.input(tab, input);
+        // Closed right after the press, its messages still on the way.
+        if leads && self.chance(self.faults.crash * 5.0) {
+            let epoch = self.tabs[tab].epoch;
+            let delay = self.rng.below(40);
+            self.at(delay, Msg::Crash { tab, epoch });
         }
     }
 
@@ -603,13 +487,15 @@ impl World {
     fn crash(&mut self, tab: usize) {
         let user = self.tabs[tab].user;
         self.note(|| format!("tab{tab} crashes"));
+        let seed = self.rng.next();
         let t = &mut self.tabs[tab];
         t.alive = false;
         t.epoch += 1;
-        t.state = SyncState::default();
+        t.machine = machine(seed);
         t.timer = None;
         t.fetches.clear();
         t.shown.clear();
+        t.waiting.clear();
         if self.leaders[user] == Some(tab) {
             self.leaders[user] = None;
             self.at(HANDOVER_MS, Msg::Handover { user });
@@ -629,18 +515,16 @@ impl World {
             return;
         };
         self.leaders[user] = Some(tab);
+        self.handovers[user] += 1;
         self.note(|| format!("tab{tab} leads user{user}"));
-        let epoch = self.tabs[tab].epoch;
-        self.at(IDB_MS, Msg::DbRead { tab, epoch });
+        self.input(tab, Input::Leading);
     }
 
     fn reopen(&mut self, tab: usize) {
         let user = self.tabs[tab].user;
         self.tabs[tab].alive = true;
         self.note(|| format!("tab{tab} opens"));
-        // As `web::sync` does when it gets the tab channel, before the lock.
-        let now = self.now;
-        self.dispatch(tab, SyncEvent::Follow { now });
+        self.input(tab, Input::Channel(true));
         self.handover(user);
     }
 
@@ -684,32 +568,24 @@ impl World {
                 answer,
             } => {
                 if live(self, tab, epoch) {
-                    if let Some(pending) = self.tabs[tab].fetches.remove(&fetch) {
-                        self.settle(tab, pending, Ok(answer));
+                    if let Some(request) = self.tabs[tab].fetches.remove(&fetch) {
+                        self.settle(tab, request, Some(answer));
                     }
                 }
             }
             Msg::FetchTimeout { tab, epoch, fetch } => {
                 if live(self, tab, epoch) {
-                    if let Some(pending) = self.tabs[tab].fetches.remove(&fetch) {
-                        self.settle(tab, pending, Err(ErrorCode::Timeout));
+                    if let Some(request) = self.tabs[tab].fetches.remove(&fetch) {
+                        self.settle(tab, request, None);
                     }
                 }
             }
-            Msg::StartRetry {
-                tab,
-                epoch,
-                pending,
-            } => {
-                if live(self, tab, epoch) {
-                    self.fetch(tab, pending, REQUEST_TIMEOUT_MS);
-                }
-            }
             Msg::Timer { tab, epoch, id } => {
-                if live(self, tab, epoch) && self.tabs[tab].timer == Some(id) {
+                if live(self, tab, epoch) && self.tabs[tab].timer.map(|(t, _)| t) == Some(id) {
                     self.tabs[tab].timer = None;
-                    let now = self.now;
-                    self.dispatch(tab, SyncEvent::PollTick { now });
+                    self.note(|| format!("tab{tab} <- timer"));
+                    runner::handle_timeout(&mut TabIo { world: self, tab });
+                    self.watch(tab);
                 }
             }
             Msg::Tab {
@@ -719,7 +595,7 @@ impl World {
                 msg,
             } => {
                 if live(self, to, epoch) && self.tabs[sender].epoch == sent_in {
-                    self.on_tab_message(to, msg);
+                    self.input(to, Input::Tab(msg));
                 }
             }
             Msg::DbWrite { tab, epoch, job } => {
@@ -731,11 +607,9 @@ impl World {
                 }
             }
             Msg::DbRead { tab, epoch } => {
-                if live(self, tab, epoch) && self.is_leader(tab) {
-                    let user = self.tabs[tab].user;
-                    let job = self.stored[user].clone();
-                    let now = self.now;
-                    self.dispatch(tab, SyncEvent::Lead { job, now });
+                if live(self, tab, epoch) {
+                    let job = self.stored[self.tabs[tab].user].clone();
+                    self.input(tab, Input::JobRead(job));
                 }
             }
             Msg::Handover { user } => self.handover(user),
@@ -763,12 +637,13 @@ impl World {
         } else {
             SyncKind::ToSheet
         };
+        let caller = self.id();
         if roll < f.press {
-            self.press(tab, Command::Start(kind));
+            self.press(tab, Input::Start { kind, caller });
         } else if roll < f.press + f.cancel {
-            self.press(tab, Command::Cancel);
+            self.press(tab, Input::Cancel { caller });
         } else if roll < f.press + f.cancel + f.dismiss {
-            self.press(tab, Command::Dismiss);
+            self.press(tab, Input::Dismiss);
         } else if roll < f.press + f.cancel + f.dismiss + f.crash {
             self.crash(tab);
         } else if roll < f.press + f.cancel + f.dismiss + f.crash + f.restart {
@@ -778,11 +653,98 @@ impl World {
     }
 }
 
-fn command_event(command: &Command, now: u64) -> SyncEvent {
-    match *command {
-        Command::Start(kind) => SyncEvent::StartPressed { kind, now },
-        Command::Cancel => SyncEvent::CancelPressed { now },
-        Command::Dismiss => SyncEvent::Dismiss { now },
+/// One tab of the world as the runner's [`Io`].
+struct TabIo<'a> {
+    world: &'a mut World,
+    tab: usize,
+}
+
+impl Io for TabIo<'_> {
+    fn now(&self) -> u64 {
+        self.world.now
+    }
+
+    fn online(&self) -> bool {
+        true
+    }
+
+    fn with_machine<R>(&mut self, f: impl FnOnce(&mut SyncMachine) -> R) -> Option<R> {
+        let tab = &mut self.world.tabs[self.tab];
+        tab.alive.then(|| f(&mut tab.machine))
+    }
+
+    fn request(&mut self, request: SyncRequest) {
+        let tab = self.tab;
+        self.world.note(|| format!("tab{tab} -> {request:?}"));
+        self.world.fetch(tab, request);
+    }
+
+    fn store_job(&mut self, job: Option<StoredSyncJob>) {
+        let (tab, epoch) = (self.tab, self.world.tabs[self.tab].epoch);
+        self.world.at(IDB_MS, Msg::DbWrite { tab, epoch, job });
+    }
+
+    fn record_history(&mut self, entry: SyncHistoryEntry) {
+        let user = self.world.tabs[self.tab].user;
+        self.world.history[user].push(entry);
+    }
+
+    fn post(&mut self, message: TabMessage) {
+        let tab = self.tab;
+        self.world
+            .note(|| format!("tab{tab} -> {}", short_message(&message)));
+        self.world.post(tab, message);
+    }
+
+    fn read_job(&mut self) {
+        let (tab, epoch) = (self.tab, self.world.tabs[self.tab].epoch);
+        self.world.at(IDB_MS, Msg::DbRead { tab, epoch });
+    }
+
+    /// The model keeps no schedule: there is nothing to read or claim.
+    fn read_schedule(&mut self, _writes: u64) {}
+
+    fn claim_schedule(&mut self, _now: u64) {}
+
+    fn tell(&mut self, output: Output) {
+        let tab = self.tab;
+        self.world
+            .note(|| format!("tab{tab} -> {}", short_output(&output)));
+        if let Output::StartAnswered { caller, .. } | Output::CancelAnswered { caller, .. } = output
+        {
+            if self.world.tabs[tab].waiting.remove(&caller).is_none() {
+                self.world.broken.get_or_insert_with(|| {
+                    format!("tab{tab} answered caller {caller} twice, or one it never had")
+                });
+            }
+        }
+    }
+
+    fn timer(&self) -> Option<u64> {
+        self.world.tabs[self.tab].timer.map(|(_, at)| at)
+    }
+
+    fn set_timer(&mut self, at: Option<u64>) {
+        let (tab, epoch) = (self.tab, self.world.tabs[self.tab].epoch);
+        let timer = at.map(|at| (self.world.id(), at));
+        self.world.tabs[tab].timer = timer;
+        if let Some((id, at)) = timer {
+            let delay = at.saturating_sub(self.world.now);
+            self.world.at(delay, Msg::Timer { tab, epoch, id });
+        }
+    }
+}
+
+/// A refusal as the page reports one.
+fn refusal(code: ErrorCode, status: Option<u16>) -> Refusal {
+    Refusal {
+        status,
+        code,
+        transient: status.is_none_or(|s| s >= 500 || s == 429),
+        retry_after_ms: None,
+        message: format!("{code:?}"),
+        current: None,
+        details: None,
     }
 }
 
@@ -798,24 +760,26 @@ fn view(s: &SyncState) -> String {
     )
 }
 
-fn short_event(e: &SyncEvent) -> String {
-    match e {
-        SyncEvent::RemoteState { state, .. } => format!("RemoteState {}", view(state)),
-        SyncEvent::PollResult {
-            sync_id, status, ..
-        } => format!(
-            "PollResult {sync_id} {:?} {:?}",
-            status.status, status.progress
-        ),
+fn short_input(i: &Input) -> String {
+    match i {
+        Input::Tab(message) => short_message(message),
+        Input::Polled {
+            sync_id,
+            answer: Ok(status),
+        } => format!("Polled {sync_id} {:?} {:?}", status.status, status.progress),
         other => format!("{other:?}"),
     }
 }
 
-fn short_effect(e: &SyncEffect) -> String {
-    match e {
-        SyncEffect::Broadcast(state) => format!("Broadcast {}", view(state)),
+fn short_message(m: &TabMessage) -> String {
+    match m {
+        TabMessage::SyncState(state) => format!("State {}", view(state)),
         other => format!("{other:?}"),
     }
+}
+
+fn short_output(o: &Output) -> String {
+    format!("{o:?}")
 }
 
 /// Runs one seed: random presses and faults, then healing (no more faults,

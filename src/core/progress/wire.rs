@@ -198,6 +198,38 @@ pub struct ServerSyncStatus {
     pub updated_at: Option<String>,
 }
 
+/// `crm.sync.history()`: the runs this browser followed (`kept`, from
+/// its sync log) and the finished jobs the server `listed`, newest first.
+/// A run followed here takes from the server's line which rows
+/// conflicted, and its final counts and words when both ended the same
+/// way (a run that ended with a poll before the job did shows what it
+/// saw then).
+pub fn merge_history(
+    mut kept: Vec<SyncHistoryEntry>,
+    listed: &[ServerSyncStatus],
+) -> Vec<SyncHistoryEntry> {
+    for line in listed.iter().filter_map(ServerSyncStatus::as_history) {
+        let known = line
+            .sync_id
+            .as_ref()
+            .and_then(|id| kept.iter_mut().find(|l| l.sync_id.as_ref() == Some(id)));
+        match known {
+            Some(kept) => {
+                if kept.conflict_rows.is_empty() {
+                    kept.conflict_rows = line.conflict_rows;
+                }
+                if line.stats.is_some() && kept.status == line.status {
+                    kept.stats = line.stats;
+                    kept.message = line.message;
+                }
+            }
+            None => kept.push(line),
+        }
+    }
+    crate::core::sort::sort_by(&mut kept, |a, b| b.finished_at.cmp(&a.finished_at));
+    kept
+}
+
 impl ServerSyncStatus {
     /// A finished job as a line of `crm.sync.history()`, so that a browser
     /// that never followed it (a fresh one, another device) shows it too.

@@ -333,7 +333,7 @@ impl Client {
 
     /// Sends a request of the runner's own (a load, a read, a sync job)
     /// once, and tells the engine whether the server answered.
-    pub(super) async fn exchange(&self, req: &HttpRequest) -> Result<HttpResponse, Error> {
+    pub(crate) async fn exchange(&self, req: &HttpRequest) -> Result<HttpResponse, Error> {
         let result = send(req).await;
         if let Some(answer) = reach_answer(&result) {
             if !self.inner.state.borrow().engine.is_closed() {
@@ -437,7 +437,7 @@ fn reply_of(entry: &OutboxEntry, body: JsValue) -> Reply {
 }
 
 /// A failed exchange as the engine sees it.
-pub(super) fn refusal_of(err: &Error) -> Refusal {
+pub(crate) fn refusal_of(err: &Error) -> Refusal {
     Refusal {
         status: err.status(),
         code: err.code(),
@@ -471,7 +471,7 @@ pub(super) fn refusal_of(err: &Error) -> Refusal {
 
 impl Client {
     /// The error a caller hears for a failure the engine names.
-    pub(super) fn error_of(&self, failure: Failure) -> Error {
+    pub(crate) fn error_of(&self, failure: Failure) -> Error {
         match failure {
             Failure::Answer(refusal) => self.error_of_refusal(*refusal),
             Failure::Unreadable(why) => Error::BadResponse(why),

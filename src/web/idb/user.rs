@@ -109,21 +109,21 @@ impl UserDb {
     }
 
     /// Whether the user's database holds work not on the server (outbox,
-    /// dead letters, conflicts). A database that cannot be read counts as
-    /// holding some: it is not deleted on a guess.
+    /// dead letters, conflicts), as [`crate::core::login::holds_work`]
+    /// decides.
     pub async fn holds_work(user: &str) -> bool {
         let Ok(db) = UserDb::open(user).await else {
-            return true;
+            return crate::core::login::holds_work(None);
         };
-        let mut holds = false;
+        let mut counts = Vec::new();
         for store in [Store::Outbox, Store::Failed, Store::Conflicts] {
             match db.all::<serde::de::IgnoredAny>(store).await {
-                Ok(entries) if entries.is_empty() => {}
-                _ => holds = true,
+                Ok(entries) => counts.push(entries.len()),
+                Err(_) => break,
             }
         }
         db.close();
-        holds
+        crate::core::login::holds_work((counts.len() == 3).then_some(&counts[..]))
     }
 
     /// Deletes the database of `user` (logout). Open connections, in this

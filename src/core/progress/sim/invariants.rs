@@ -9,7 +9,7 @@ impl World {
     /// After each event in `tab`: within one run (its `startedAt`), the
     /// progress the tab shows never goes down.
     pub(super) fn watch(&mut self, tab: usize) {
-        let state = &self.tabs[tab].state;
+        let state = self.tabs[tab].state();
         let (Some(run), false) = (state.started_at, state.phase == SyncPhase::Idle) else {
             return;
         };
@@ -38,7 +38,7 @@ impl World {
         }
         self.server.advance(self.now);
         for tab in 0..self.tabs.len() {
-            let s = &self.tabs[tab].state;
+            let s = self.tabs[tab].state();
             if !(self.tabs[tab].alive && s.is_driving() && s.phase.is_running()) {
                 continue;
             }
@@ -71,7 +71,10 @@ impl World {
         Ok(())
     }
 
-    /// At quiescence: no run is left running in any tab; every tab shows
+    /// At quiescence: no run is left running in any tab; every `start()`
+    /// and `cancel()` of a live tab is answered (and none twice, checked
+    /// as it is answered) but for those asked before the last leader
+    /// change (see below); every tab shows
     /// what its leader shows; a run shown `complete` or `cancelled` ended
     /// so on the server (a cancel that reached the server ends the run).
     pub(super) fn check_quiet(&mut self) -> Result<(), SimFailure> {
@@ -83,7 +86,7 @@ impl World {
                 .filter(|&t| self.tabs[t].user == user && self.tabs[t].alive)
                 .collect();
             for &t in &tabs {
-                let s = &self.tabs[t].state;
+                let s = self.tabs[t].state();
                 if s.phase.is_running() {
                     return Err(self.fail(&format!(
                         "tab{t} still shows {:?} {} of {:?} at quiescence",
@@ -91,9 +94,22 @@ impl World {
                     )));
                 }
             }
-            let lead = view(&self.tabs[leader].state);
             for &t in &tabs {
-                let other = view(&self.tabs[t].state);
+                // Not yet fixed: a press another tab forwarded to a leader
+                // that died before it showed the press is lost with it, and
+                // its caller is never answered (the new leader cannot know
+                // of it). Callers from before a leader change are let be.
+                let led = self.handovers[user];
+                let left = self.tabs[t].waiting.iter().find(|(_, (_, at))| *at == led);
+                if let Some((caller, (what, _))) = left {
+                    return Err(self.fail(&format!(
+                        "tab{t}'s {what} (caller {caller}) is never answered"
+                    )));
+                }
+            }
+            let lead = view(self.tabs[leader].state());
+            for &t in &tabs {
+                let other = view(self.tabs[t].state());
                 if other != lead {
                     return Err(self.fail(&format!(
                         "tab{t} shows {other} but its leader tab{leader} shows {lead}"
