@@ -303,3 +303,222 @@ fn push_write(ops: Vec<StoreOp>, out: &mut Vec<Effect>) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::engine::{EngineConfig, Event, IdSource, LoadPlan, StoredWork};
+
+    const C: &str = "customers";
+
+    fn engine(records: Vec<Record>) -> ClientEngine {
+        let mut e = ClientEngine::new(
+            EngineConfig::default(),
+            "alice",
+            true,
+            true,
+            IdSource::new(7),
+        );
+        e.step(
+            Event::StorageOpened {
+                cursor: None,
+                work: StoredWork::default(),
+                records: records.into_iter().map(|r| (C.to_owned(), r)).collect(),
+            },
+            0,
+        );
+        e
+    }
+
+    fn record(id: &str, version: u64) -> Record {
+        let mut r = Record::empty(id);
+        r.version = version;
+        r
+    }
+
+    fn ask(e: &mut ClientEngine, size: u32) -> Vec<Effect> {
+        e.step(
+            Event::LoadAsked {
+                collection: C.into(),
+                mark: None,
+                size: Some(size),
+            },
+            10,
+        )
+    }
+
+    fn page(records: Vec<Record>, next: Option<&str>) -> Event {
+        Event::PageRead {
+            collection: C.into(),
+            page: Ok(LoadPage {
+                records,
+                next: next.map(str::to_owned),
+                cursor: Some("42".into()),
+            }),
+        }
+    }
+
+    fn failed(status: Option<u16>, code: ErrorCode) -> Event {
+        Event::PageRead {
+            collection: C.into(),
+            page: Err(Refusal {
+                status,
+                code,
+                transient: status.is_none_or(|s| s >= 500),
+                retry_after_ms: None,
+                message: "no".into(),
+                current: None,
+                details: None,
+            }),
+        }
+    }
+
+    fn asked_page(out: &[Effect]) -> Option<Option<String>> {
+        out.iter().find_map(|e| match e {
+            Effect::ReadPage { after, .. } => Some(after.clone()),
+            _ => None,
+        })
+    }
+
+    fn ended(out: &[Effect]) -> Option<&LoadEnd> {
+        out.iter().find_map(|e| match e {
+            Effect::LoadEnded { end, .. } => Some(end),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn pages_are_asked_for_one_after_another_and_what_no_page_has_is_deleted() {
+        // Memory holds c1 and c9; IndexedDB holds c1 and c8.
+        let mut e = engine(vec![record("c1", 1), record("c9", 1)]);
+        let out = ask(&mut e, 2);
+        assert!(out.contains(&Effect::ReadStoredIds {
+            collection: C.into()
+        }));
+        assert_eq!(asked_page(&out), None, "IndexedDB's ids first");
+        let out = e.step(
+            Event::StoredIds {
+                collection: C.into(),
+                ids: vec!["c1".into(), "c8".into()],
+            },
+            20,
+        );
+        assert_eq!(asked_page(&out), Some(None));
+        let out = e.step(page(vec![record("c1", 2), record("c2", 1)], Some("c2")), 30);
+        assert_eq!(asked_page(&out), Some(Some("c2".into())));
+        assert_eq!(ended(&out), None);
+        assert_eq!(e.records().get(C, "c1").map(|r| r.version), Some(2));
+        let out = e.step(page(vec![record("c3", 1)], None), 40);
+        assert_eq!(asked_page(&out), None);
+        let deleted: Vec<&str> = out
+            .iter()
+            .flat_map(|e| match e {
+                Effect::Write { ops, .. } => ops.as_slice(),
+                _ => &[],
+            })
+            .filter_map(|op| match op {
+                StoreOp::DeleteRecord(key) => Some(key.id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deleted, ["c8", "c9"]);
+        assert!(e.records().get(C, "c9").is_none());
+        assert_eq!(
+            ended(&out),
+            Some(&LoadEnd::Done {
+                pulled: 3,
+                duration_ms: 30,
+                reason: FullReason::FirstTime,
+            })
+        );
+        assert!(out.iter().any(|e| matches!(e, Effect::MarkLoaded { .. })));
+        assert_eq!(e.feed_cursor(), Some("42"));
+        assert!(!e.is_loading(C));
+    }
+
+    #[test]
+    fn a_page_that_failed_is_asked_for_again_until_the_policy_gives_up() {
+        let mut e = engine(Vec::new());
+        ask(&mut e, 2);
+        e.step(
+            Event::StoredIds {
+                collection: C.into(),
+                ids: Vec::new(),
+            },
+            20,
+        );
+        e.step(page(vec![record("c1", 1)], Some("c1")), 30);
+        let out = e.step(failed(Some(503), ErrorCode::Server), 40);
+        assert_eq!(ended(&out), None, "tried again");
+        let at = e.poll_timeout().expect("the retry's deadline");
+        let out = e.step(Event::LoadRetryDue, at);
+        assert_eq!(asked_page(&out), Some(Some("c1".into())), "the same page");
+        assert_eq!(e.counters().retries, 1);
+        // A refusal is not tried again; a page came, so IndexedDB does
+        // not answer.
+        let out = e.step(failed(Some(400), ErrorCode::Invalid), at + 1);
+        assert!(matches!(ended(&out), Some(LoadEnd::Failed(_))));
+        assert!(!e.is_loading(C));
+    }
+
+    #[test]
+    fn a_server_out_of_reach_before_any_page_is_answered_from_indexeddb_stale() {
+        let mut e = engine(Vec::new());
+        e.config.retry.attempts = 0;
+        ask(&mut e, 2);
+        e.step(
+            Event::StoredIds {
+                collection: C.into(),
+                ids: Vec::new(),
+            },
+            20,
+        );
+        let out = e.step(failed(None, ErrorCode::Timeout), 30);
+        assert!(matches!(ended(&out), Some(LoadEnd::FromStore(_))));
+        assert!(e.is_stale(C));
+        assert_eq!(e.full_load(), None);
+        // Read from IndexedDB: the next load goes to the server again.
+        e.step(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            40,
+        );
+        let out = ask(&mut e, 2);
+        assert!(out.iter().any(|e| matches!(
+            e,
+            Effect::LoadFrom {
+                plan: LoadPlan::Full(FullReason::FirstTime),
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn a_401_ends_the_session_and_the_load() {
+        let mut e = engine(Vec::new());
+        ask(&mut e, 2);
+        e.step(
+            Event::StoredIds {
+                collection: C.into(),
+                ids: Vec::new(),
+            },
+            20,
+        );
+        let out = e.step(failed(Some(401), ErrorCode::Unauthorized), 30);
+        assert!(out.contains(&Effect::SessionEnded));
+        assert!(matches!(ended(&out), Some(LoadEnd::Failed(_))));
+    }
+
+    #[test]
+    fn a_second_load_of_a_collection_being_loaded_waits_for_the_same_load() {
+        let mut e = engine(Vec::new());
+        ask(&mut e, 2);
+        let out = ask(&mut e, 2);
+        assert!(!out
+            .iter()
+            .any(|e| matches!(e, Effect::ReadStoredIds { .. })));
+        assert!(e.is_loading(C));
+    }
+}

@@ -19,6 +19,9 @@ use crate::web::clock::now_ms;
 use crate::web::idb::Store;
 use crate::web::js::{get, read_from_server};
 
+/// A record of a page: its id, its version and the server's object.
+type PageItem = (String, u64, JsValue);
+
 /// Work done in one go on the main thread before the event loop gets a
 /// turn: input and rendering stay smooth.
 const SLICE_MS: f64 = 8.0;
@@ -161,36 +164,42 @@ impl Client {
             collection: collection.clone(),
             page,
         });
-        // Laid in by the engine: the server's objects are the snapshots.
+        // Laid in by the engine: the server's objects are the snapshots of
+        // the records it holds at their versions.
         let state = self.inner.state.borrow();
         let mut cache = self.inner.record_js.borrow_mut();
-        for (record, item) in items {
-            if state.engine.records().get(&collection, &record.id) == Some(&record) {
-                let key = RecordKey::new(&collection, &record.id);
-                cache.insert(key, CachedRecord::of(&record, false, item));
+        for (id, version, item) in items {
+            if let Some(record) = state.engine.records().get(&collection, &id) {
+                if record.version == version {
+                    let snapshot = CachedRecord::of(record, false, item);
+                    cache.insert(RecordKey::new(&collection, &id), snapshot);
+                }
             }
         }
     }
 
-    /// A page's records, read in slices; a page that does not read is not
+    /// A page's records, read in slices, and each record's id, version
+    /// and object as the server sent it; a page that does not read is not
     /// laid in at all.
-    async fn page_of(&self, body: &JsValue) -> Result<(LoadPage, Vec<(Record, JsValue)>), Error> {
+    async fn page_of(&self, body: &JsValue) -> Result<(LoadPage, Vec<PageItem>), Error> {
         let items: js_sys::Array = get(body, "items")
             .dyn_into()
             .map_err(|_| Error::BadResponse("a page without its items".into()))?;
-        let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(items.length() as usize);
+        let mut records: Vec<Record> = Vec::with_capacity(items.length() as usize);
+        let mut objects: Vec<PageItem> = Vec::with_capacity(items.length() as usize);
         let mut slice = Slices::start();
         for item in items.iter() {
             let record: Record = read_from_server(&item)?;
-            read.push((record, item));
+            objects.push((record.id.clone(), record.version, item));
+            records.push(record);
             slice.maybe_yield().await;
         }
         let page = LoadPage {
-            records: read.iter().map(|(r, _)| r.clone()).collect(),
+            records,
             next: get(body, "next").as_string(),
             cursor: get(body, "cursor").as_string(),
         };
-        Ok((page, read))
+        Ok((page, objects))
     }
 
     /// The ids of `collection` IndexedDB holds, for the engine
