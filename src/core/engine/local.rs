@@ -24,7 +24,7 @@
 //! delete applied before that read ends would come back from it. A delete
 //! that comes another way meanwhile (another tab tells it, this tab's own
 //! delete is answered) is noted, and the read does not lay that record
-//! back ([`ClientEngine::lay_stored`]).
+//! back ([`Event::StoredRecords`](super::Event::StoredRecords)).
 //!
 //! The runner answers `load` before it says the read ended
 //! ([`Event::StoredRead`](super::Event::StoredRead)): the catch-up comes
@@ -229,20 +229,21 @@ impl ClientEngine {
         }
     }
 
-    /// Lays a record read back from IndexedDB into the confirmed records
-    /// (never over a newer version), unless it was deleted while its
-    /// collection was read; whether it was laid.
-    pub fn lay_stored(&mut self, collection: &str, record: Record) -> bool {
-        let gone = self
-            .local
-            .gone_while_read
-            .iter()
-            .any(|key| key.collection == collection && key.id == record.id);
-        if gone {
-            return false;
+    /// Lays records read back from IndexedDB into the confirmed records
+    /// (never over a newer version), except those deleted while their
+    /// collection was read ([`Event::StoredRecords`](super::Event::StoredRecords)).
+    pub(super) fn lay_stored(&mut self, collection: &str, records: Vec<Record>) {
+        for record in records {
+            let gone = self
+                .local
+                .gone_while_read
+                .iter()
+                .any(|key| key.collection == collection && key.id == record.id);
+            if !gone {
+                self.records
+                    .apply_remote(collection, RemoteChange::Put(record));
+            }
         }
-        self.records
-            .apply_remote(collection, RemoteChange::Put(record))
     }
 
     /// A read of `collection` from IndexedDB ended (`found`: it held
@@ -726,12 +727,18 @@ mod tests {
             },
             20,
         );
-        assert!(
-            !e.lay_stored(C, gone.clone()),
-            "read from before the delete"
-        );
-        assert!(e.lay_stored(C, kept));
-        assert!(e.records().get(C, "gone").is_none());
+        let laid = |e: &mut ClientEngine, record: &Record| {
+            e.step(
+                Event::StoredRecords {
+                    collection: C.into(),
+                    records: vec![record.clone()],
+                },
+                25,
+            );
+            e.records().get(C, &record.id).is_some()
+        };
+        assert!(!laid(&mut e, &gone), "read from before the delete");
+        assert!(laid(&mut e, &kept));
         e.step(
             Event::StoredRead {
                 collection: C.into(),
@@ -740,7 +747,7 @@ mod tests {
             30,
         );
         // The next read is a read of its own.
-        assert!(e.lay_stored(C, gone));
+        assert!(laid(&mut e, &gone));
     }
 
     #[test]

@@ -427,6 +427,13 @@ pub enum Event {
     /// [`Effect::Reload`] is carried out for `collection`: answered with
     /// [`Effect::LoadFrom`].
     ReloadAsked { collection: String },
+    /// A run of records a read of `collection` from IndexedDB found:
+    /// laid in (never over a newer version, never a record deleted while
+    /// the read ran).
+    StoredRecords {
+        collection: String,
+        records: Vec<Record>,
+    },
     /// A read of `collection` from IndexedDB ended (`found`: it held
     /// records).
     StoredRead { collection: String, found: bool },
@@ -1008,6 +1015,10 @@ impl ClientEngine {
                 self.stored_read(&collection, found, now, &mut out)
             }
             Event::LoadRetryDue => self.page_retry_due(now, &mut out),
+            Event::StoredRecords {
+                collection,
+                records,
+            } => self.lay_stored(&collection, records),
             Event::StoredIds { collection, ids } => self.stored_ids(&collection, ids, &mut out),
             Event::PageRead { collection, page } => {
                 self.page_read(&collection, page, now, &mut out)
@@ -1091,14 +1102,6 @@ impl ClientEngine {
     /// The confirmed records and the staged changes.
     pub fn records(&self) -> &StagedRecords {
         &self.records
-    }
-
-    /// The one door left around [`ClientEngine::handle`]: the pages of
-    /// `load` are laid in here, and the query cache takes the records'
-    /// touched keys. Everything else reports records with
-    /// [`Event::StorageOpened`] and [`Event::RecordRead`].
-    pub fn records_mut(&mut self) -> &mut StagedRecords {
-        &mut self.records
     }
 
     /// The outbox and dead letters.
@@ -1191,11 +1194,6 @@ impl ClientEngine {
     /// The session's user.
     pub fn user(&self) -> &str {
         &self.user
-    }
-
-    /// A fresh id (comment ids, conflict ids, record ids).
-    pub fn fresh_id(&mut self) -> String {
-        self.ids.uuid()
     }
 }
 

@@ -19,8 +19,15 @@ use crate::web::clock::now_ms;
 use crate::web::idb::Store;
 use crate::web::js::{get, read_from_server};
 
-/// A record of a page: its id, its version and the server's object.
-type PageItem = (String, u64, JsValue);
+/// A record read: its id, version and number of comments, and its
+/// object (the server's, or IndexedDB's): the snapshot of the record the
+/// engine holds if that is the same.
+type PageItem = (String, u64, usize, JsValue);
+
+/// Whether the engine's `record` is the one `item` was read as.
+fn same(record: &Record, item: &PageItem) -> bool {
+    record.version == item.1 && record.comments.len() == item.2
+}
 
 /// Work done in one go on the main thread before the event loop gets a
 /// turn: input and rendering stay smooth.
@@ -168,11 +175,11 @@ impl Client {
         // the records it holds at their versions.
         let state = self.inner.state.borrow();
         let mut cache = self.inner.record_js.borrow_mut();
-        for (id, version, item) in items {
-            if let Some(record) = state.engine.records().get(&collection, &id) {
-                if record.version == version {
-                    let snapshot = CachedRecord::of(record, false, item);
-                    cache.insert(RecordKey::new(&collection, &id), snapshot);
+        for item in items {
+            if let Some(record) = state.engine.records().get(&collection, &item.0) {
+                if same(record, &item) {
+                    let key = RecordKey::new(&collection, &item.0);
+                    cache.insert(key, CachedRecord::of(record, false, item.3));
                 }
             }
         }
@@ -190,7 +197,12 @@ impl Client {
         let mut slice = Slices::start();
         for item in items.iter() {
             let record: Record = read_from_server(&item)?;
-            objects.push((record.id.clone(), record.version, item));
+            objects.push((
+                record.id.clone(),
+                record.version,
+                record.comments.len(),
+                item,
+            ));
             records.push(record);
             slice.maybe_yield().await;
         }
@@ -357,20 +369,42 @@ impl Client {
         // collection is no single long task.
         let mut read = read.into_iter().peekable();
         while read.peek().is_some() {
+            let (records, objects): (Vec<Record>, Vec<PageItem>) = read
+                .by_ref()
+                .take(STORED_RUN)
+                .map(|(record, value)| {
+                    let object = (
+                        record.id.clone(),
+                        record.version,
+                        record.comments.len(),
+                        value,
+                    );
+                    (record, object)
+                })
+                .unzip();
+            // The engine lays them in (not a record deleted while the read
+            // ran, never over a newer version).
+            self.handle(Event::StoredRecords {
+                collection: collection.to_owned(),
+                records,
+            });
             {
-                let mut state = self.inner.state.borrow_mut();
+                let state = self.inner.state.borrow();
                 let mut cache = self.inner.record_js.borrow_mut();
                 // Marked as the engine says now: a catch-up may have ended
                 // while the records were read.
                 let stale = state.engine.is_stale(collection);
-                for (record, value) in read.by_ref().take(STORED_RUN) {
-                    let key = RecordKey::new(collection, &record.id);
-                    // Ours alone (just read): marked here, kept as the snapshot.
-                    let _ = js_sys::Reflect::set(&value, &"stale".into(), &JsValue::from(stale));
-                    let snapshot = CachedRecord::of(&record, stale, value);
-                    // Not a record deleted while the read ran.
-                    if state.engine.lay_stored(collection, record) {
-                        cache.insert(key, snapshot);
+                for object in objects {
+                    let Some(record) = state.engine.records().get(collection, &object.0) else {
+                        continue;
+                    };
+                    if same(record, &object) {
+                        // Ours alone (just read): marked here, kept as the
+                        // snapshot.
+                        let value = object.3;
+                        let _ = js_sys::Reflect::set(&value, &"stale".into(), &stale.into());
+                        let snapshot = CachedRecord::of(record, stale, value);
+                        cache.insert(RecordKey::new(collection, &object.0), snapshot);
                     }
                 }
             }

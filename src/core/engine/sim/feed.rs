@@ -38,14 +38,18 @@ impl World {
     pub(super) fn read_stored(&mut self, tab: usize, or_none: bool) {
         let user = self.tabs[tab].user;
         let stored: Vec<Record> = self.dbs[user].records.values().cloned().collect();
-        let Some(engine) = self.tabs[tab].engine.as_mut() else {
+        let Some(engine) = self.tabs[tab].engine.as_ref() else {
             return;
         };
         let nothing = stored.is_empty() && engine.records().list(COLLECTION).is_empty();
-        for record in stored {
-            engine.lay_stored(COLLECTION, record);
-        }
         self.note(format!("tab {tab} reads the collection from IndexedDB"));
+        self.deliver(
+            tab,
+            Event::StoredRecords {
+                collection: COLLECTION.into(),
+                records: stored,
+            },
+        );
         self.deliver(
             tab,
             Event::StoredRead {
