@@ -1104,7 +1104,10 @@ impl World {
             self.queue.retain(|_, m| {
                 !matches!(
                     m,
-                    Msg::Request { .. } | Msg::Probe { .. } | Msg::FeedRequest { .. }
+                    Msg::Request { .. }
+                        | Msg::Probe { .. }
+                        | Msg::FeedRequest { .. }
+                        | Msg::PageRequest { .. }
                 )
             });
             if self.chance(0.5) {
