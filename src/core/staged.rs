@@ -150,8 +150,8 @@ pub struct Committed {
     pub still_staged: bool,
 }
 
-/// Which records changed since [`StagedRecords::take_touched`] was last
-/// called: what a kept query result needs to lay in.
+/// Which records changed since a mark of [`StagedRecords::touched_since`]:
+/// what a kept query result needs to lay in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Touched {
     /// Too many, or not known: anything kept must be made anew.
@@ -169,7 +169,11 @@ const TOUCHED_MAX: usize = 2_048;
 pub struct StagedRecords {
     confirmed: BTreeMap<RecordKey, Record>,
     staged: VecMap<RecordKey, StagedChange>,
-    touched: Touched,
+    /// The records touched, in order, since mark `touched_from`.
+    touched: Vec<RecordKey>,
+    /// The mark of `touched[0]`; a reader at an older mark hears
+    /// [`Touched::All`].
+    touched_from: u64,
 }
 
 impl PartialEq for StagedRecords {
@@ -202,23 +206,37 @@ impl StagedRecords {
         }
         self.confirmed.retain(|key, _| key.collection != collection);
         self.confirmed.extend(fresh);
-        self.touched = Touched::All;
+        self.touch_all();
     }
 
-    /// Which records changed since the last call (everything, the first
-    /// time), and starts counting afresh.
-    pub fn take_touched(&mut self) -> Touched {
-        std::mem::replace(&mut self.touched, Touched::Keys(Vec::new()))
+    /// Which records changed since the mark `since` (everything for
+    /// `None`, or a mark too old), and the mark to ask from next time. A
+    /// query, for any number of readers: nothing is taken.
+    pub fn touched_since(&self, since: Option<u64>) -> (Touched, u64) {
+        let now = self.touched_from + self.touched.len() as u64;
+        let touched = match since {
+            Some(since) if since >= self.touched_from => {
+                let from = usize::try_from(since - self.touched_from).unwrap_or(usize::MAX);
+                Touched::Keys(self.touched.get(from..).unwrap_or_default().to_vec())
+            }
+            _ => Touched::All,
+        };
+        (touched, now)
     }
 
     fn touch(&mut self, key: &RecordKey) {
-        if let Touched::Keys(keys) = &mut self.touched {
-            if keys.len() >= TOUCHED_MAX {
-                self.touched = Touched::All;
-            } else {
-                keys.push(key.clone());
-            }
+        if self.touched.len() >= TOUCHED_MAX {
+            self.touch_all();
+        } else {
+            self.touched.push(key.clone());
         }
+    }
+
+    /// Every record may have changed: a reader at any mark before now
+    /// hears [`Touched::All`].
+    fn touch_all(&mut self) {
+        self.touched_from += self.touched.len() as u64 + 1;
+        self.touched.clear();
     }
 
     /// Each record of a collection as [`StagedRecords::view`] shows it

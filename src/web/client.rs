@@ -52,8 +52,8 @@ mod undo;
 mod writes;
 
 pub(crate) use effects::refusal_of;
+pub use crate::core::engine::{DEFAULT_PAGE, MAX_PAGE};
 use feed::EventFeed;
-pub use load::{DEFAULT_PAGE, MAX_PAGE};
 use reads::{js_conflict, record_object, CachedRecord};
 pub use undo::UndoRequest;
 
@@ -170,6 +170,9 @@ struct RunnerState {
     last_sync_at: Option<String>,
     /// The engine's answers to loads, until `load_plan` takes them.
     load_plans: Vec<(String, crate::core::engine::LoadPlan)>,
+    /// The callers of a full load under way: its collection, and the
+    /// promise's resolve and reject.
+    load_waiters: Vec<(String, js_sys::Function, js_sys::Function)>,
 }
 
 /// A handle that does not keep the engine alive (for callbacks the engine
@@ -261,6 +264,7 @@ impl Client {
                 sync_log: None,
                 last_sync_at: None,
                 load_plans: Vec::new(),
+                load_waiters: Vec::new(),
             }),
             db: RefCell::new(None),
             held: RefCell::new(None),
@@ -745,14 +749,6 @@ pub fn check_collection(collection: &str) -> Result<(), Error> {
 /// Percent-encodes an id for a URL path or query.
 pub fn encode(id: &str) -> String {
     String::from(js_sys::encode_uri_component(id))
-}
-
-/// Failures that say the server cannot be reached now (not that it refused).
-fn is_unreachable(err: &Error) -> bool {
-    matches!(
-        err.code(),
-        ErrorCode::Network | ErrorCode::Timeout | ErrorCode::Offline
-    )
 }
 
 fn navigator_online() -> bool {

@@ -24,7 +24,7 @@
 //! delete applied before that read ends would come back from it. A delete
 //! that comes another way meanwhile (another tab tells it, this tab's own
 //! delete is answered) is noted, and the read does not lay that record
-//! back ([`ClientEngine::lay_stored`]).
+//! back ([`Event::StoredRecords`](super::Event::StoredRecords)).
 //!
 //! The runner answers `load` before it says the read ended
 //! ([`Event::StoredRead`](super::Event::StoredRead)): the catch-up comes
@@ -140,6 +140,12 @@ impl LocalFirst {
         }
     }
 
+    /// `collection` is read from IndexedDB, shown stale until checked.
+    pub(super) fn read_from_store(&mut self, collection: &str) {
+        self.stale.insert(collection.to_owned());
+        self.reading_stored.insert(collection.to_owned());
+    }
+
     /// A read of `collection` from IndexedDB ended: with no other read
     /// under way, what was noted while they ran is forgotten.
     fn read_ended(&mut self, collection: &str) {
@@ -157,9 +163,15 @@ impl ClientEngine {
         &mut self,
         collection: String,
         mark: Option<LoadedMark>,
+        size: Option<u32>,
+        now: u64,
         out: &mut Vec<Effect>,
     ) {
-        let plan = if self.feed.is_loaded(&collection) {
+        // Loaded here and followed (or nothing to follow it with now):
+        // what this tab holds. Loaded without a cursor (the load found
+        // the server out of reach and IndexedDB answered): loaded again.
+        let followed = self.feed.cursor().is_some() || !self.can_talk();
+        let plan = if self.feed.is_loaded(&collection) && followed {
             LoadPlan::Memory
         } else if !self.can_talk() {
             LoadPlan::Offline
@@ -178,49 +190,60 @@ impl ClientEngine {
                 Some(_) => LoadPlan::Local,
             }
         };
-        self.plan_load(collection, plan, out);
+        self.plan_load(collection, plan, size, now, out);
     }
 
     /// The feed's cursor expired: the collections loaded here are fetched
     /// whole again.
-    pub(super) fn reload_asked(&mut self, collection: String, out: &mut Vec<Effect>) {
+    pub(super) fn reload_asked(&mut self, collection: String, now: u64, out: &mut Vec<Effect>) {
         let plan = if self.can_talk() {
             LoadPlan::Full(FullReason::CursorExpired)
         } else {
             LoadPlan::Offline
         };
-        self.plan_load(collection, plan, out);
+        self.plan_load(collection, plan, None, now, out);
     }
 
-    fn plan_load(&mut self, collection: String, plan: LoadPlan, out: &mut Vec<Effect>) {
+    fn plan_load(
+        &mut self,
+        collection: String,
+        plan: LoadPlan,
+        size: Option<u32>,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
         match plan {
-            LoadPlan::Local | LoadPlan::Offline => {
-                self.local.stale.insert(collection.clone());
-                self.local.reading_stored.insert(collection.clone());
-            }
+            LoadPlan::Local | LoadPlan::Offline => self.local.read_from_store(&collection),
             LoadPlan::Full(reason) => {
                 self.local.full_load = Some((collection.clone(), reason));
                 out.push(Effect::Changed);
             }
             LoadPlan::Memory => {}
         }
-        out.push(Effect::LoadFrom { collection, plan });
+        out.push(Effect::LoadFrom {
+            collection: collection.clone(),
+            plan,
+        });
+        if let LoadPlan::Full(reason) = plan {
+            self.start_full_load(&collection, reason, size, now, out);
+        }
     }
 
-    /// Lays a record read back from IndexedDB into the confirmed records
-    /// (never over a newer version), unless it was deleted while its
-    /// collection was read; whether it was laid.
-    pub fn lay_stored(&mut self, collection: &str, record: Record) -> bool {
-        let gone = self
-            .local
-            .gone_while_read
-            .iter()
-            .any(|key| key.collection == collection && key.id == record.id);
-        if gone {
-            return false;
+    /// Lays records read back from IndexedDB into the confirmed records
+    /// (never over a newer version), except those deleted while their
+    /// collection was read ([`Event::StoredRecords`](super::Event::StoredRecords)).
+    pub(super) fn lay_stored(&mut self, collection: &str, records: Vec<Record>) {
+        for record in records {
+            let gone = self
+                .local
+                .gone_while_read
+                .iter()
+                .any(|key| key.collection == collection && key.id == record.id);
+            if !gone {
+                self.records
+                    .apply_remote(collection, RemoteChange::Put(record));
+            }
         }
-        self.records
-            .apply_remote(collection, RemoteChange::Put(record))
     }
 
     /// A read of `collection` from IndexedDB ended (`found`: it held
@@ -282,19 +305,8 @@ impl ClientEngine {
         });
     }
 
-    /// A full load failed: it is no longer under way. `reading_stored`:
-    /// the server could not be reached, and what IndexedDB holds is shown
-    /// instead, stale (as [`LoadPlan::Offline`]).
-    pub(super) fn full_load_failed(
-        &mut self,
-        collection: &str,
-        reading_stored: bool,
-        out: &mut Vec<Effect>,
-    ) {
-        if reading_stored {
-            self.local.stale.insert(collection.to_owned());
-            self.local.reading_stored.insert(collection.to_owned());
-        }
+    /// A full load failed: it is no longer under way.
+    pub(super) fn full_load_ended(&mut self, collection: &str, out: &mut Vec<Effect>) {
         if self
             .local
             .full_load
@@ -432,6 +444,7 @@ mod tests {
             Event::LoadAsked {
                 collection: C.into(),
                 mark,
+                size: None,
             },
             10,
         );
@@ -441,6 +454,29 @@ mod tests {
                 _ => None,
             })
             .expect("a load is always answered")
+    }
+
+    /// A full load under way ends as the runner reports it: nothing
+    /// stored, one empty page with `cursor`.
+    fn full_load(e: &mut ClientEngine, cursor: &str, now: u64) -> Vec<Effect> {
+        e.step(
+            Event::StoredIds {
+                collection: C.into(),
+                ids: Vec::new(),
+            },
+            now,
+        );
+        e.step(
+            Event::PageRead {
+                collection: C.into(),
+                page: Ok(crate::core::engine::LoadPage {
+                    records: Vec::new(),
+                    next: None,
+                    cursor: Some(cursor.into()),
+                }),
+            },
+            now,
+        )
     }
 
     fn reads_feed(out: &[Effect]) -> bool {
@@ -498,13 +534,7 @@ mod tests {
         let mut e = engine(Some("5"), true);
         plan_of(&mut e, None);
         assert_eq!(e.full_load(), Some((C, FullReason::FirstTime)));
-        let out = e.step(
-            Event::Loaded {
-                collection: C.into(),
-                cursor: Some("6".into()),
-            },
-            20,
-        );
+        let out = full_load(&mut e, "6", 20);
         assert_eq!(e.full_load(), None);
         assert!(out.iter().any(|effect| matches!(
             effect,
@@ -659,13 +689,7 @@ mod tests {
     fn a_second_load_answers_from_memory() {
         let mut e = engine(Some("5"), true);
         plan_of(&mut e, None);
-        e.step(
-            Event::Loaded {
-                collection: C.into(),
-                cursor: Some("6".into()),
-            },
-            20,
-        );
+        full_load(&mut e, "6", 20);
         assert_eq!(
             plan_of(&mut e, mark("alice", LOCAL_SCHEMA)),
             LoadPlan::Memory
@@ -703,12 +727,18 @@ mod tests {
             },
             20,
         );
-        assert!(
-            !e.lay_stored(C, gone.clone()),
-            "read from before the delete"
-        );
-        assert!(e.lay_stored(C, kept));
-        assert!(e.records().get(C, "gone").is_none());
+        let laid = |e: &mut ClientEngine, record: &Record| {
+            e.step(
+                Event::StoredRecords {
+                    collection: C.into(),
+                    records: vec![record.clone()],
+                },
+                25,
+            );
+            e.records().get(C, &record.id).is_some()
+        };
+        assert!(!laid(&mut e, &gone), "read from before the delete");
+        assert!(laid(&mut e, &kept));
         e.step(
             Event::StoredRead {
                 collection: C.into(),
@@ -717,7 +747,7 @@ mod tests {
             30,
         );
         // The next read is a read of its own.
-        assert!(e.lay_stored(C, gone));
+        assert!(laid(&mut e, &gone));
     }
 
     #[test]

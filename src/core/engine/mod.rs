@@ -30,6 +30,7 @@
 
 mod answer;
 mod feed;
+mod load;
 mod local;
 mod output;
 mod reach;
@@ -60,6 +61,7 @@ use std::collections::HashSet;
 
 pub use crate::core::debounce::SavePayload;
 pub use feed::{FeedChange, FeedPage, PullReport, StreamSignal, FEED_POLL_MS, SAFETY_READ_MS};
+pub use load::{LoadEnd, LoadPage, DEFAULT_PAGE, MAX_PAGE};
 pub use local::{FullReason, LoadPlan, LoadedMark, LOCAL_SCHEMA};
 pub use requests::NextTry;
 pub use undo::UndoTarget;
@@ -356,6 +358,8 @@ pub enum Event {
     StoreFull,
     /// The held-writes timer fired.
     HeldDue,
+    /// The timer of a load's page tried again fired.
+    LoadRetryDue,
     /// A sent entry's answer.
     Answered { mutation_id: String, reply: Reply },
     /// A record read for a comment on a record not loaded here.
@@ -400,11 +404,6 @@ pub enum Event {
     /// The runner tries a request of its own again (a load, a read, a
     /// sync start): counted.
     Retrying,
-    /// `load(collection)` stored every page; the first page's cursor.
-    Loaded {
-        collection: String,
-        cursor: Option<String>,
-    },
     /// The feed's poll timer fired.
     FeedPollDue,
     /// `/api/events` said something.
@@ -418,23 +417,36 @@ pub enum Event {
     /// `POST /api/logout` answered, or not.
     Revoked(Result<(), Refusal>),
     /// `load(collection)` was called; `mark` is what IndexedDB keeps of an
-    /// earlier full load of it. Answered with [`Effect::LoadFrom`].
+    /// earlier full load of it, `size` the records a page the app asks
+    /// for. Answered with [`Effect::LoadFrom`].
     LoadAsked {
         collection: String,
         mark: Option<LoadedMark>,
+        size: Option<u32>,
     },
     /// [`Effect::Reload`] is carried out for `collection`: answered with
     /// [`Effect::LoadFrom`].
     ReloadAsked { collection: String },
+    /// A run of records a read of `collection` from IndexedDB found:
+    /// laid in (never over a newer version, never a record deleted while
+    /// the read ran).
+    StoredRecords {
+        collection: String,
+        records: Vec<Record>,
+    },
     /// A read of `collection` from IndexedDB ended (`found`: it held
     /// records).
     StoredRead { collection: String, found: bool },
-    /// A full load of `collection` failed; `reading_stored`: the server
-    /// could not be reached, and IndexedDB is read instead (report
-    /// [`Event::StoredRead`]).
-    LoadFailed {
+    /// The ids of `collection` IndexedDB holds ([`Effect::ReadStoredIds`]).
+    StoredIds {
         collection: String,
-        reading_stored: bool,
+        ids: Vec<String>,
+    },
+    /// A page of a full load of `collection` ([`Effect::ReadPage`]), or
+    /// why there is none.
+    PageRead {
+        collection: String,
+        page: Result<LoadPage, Refusal>,
     },
     /// Another tab asks the leader to say when it caught up.
     CatchUpAsked,
@@ -494,7 +506,7 @@ pub enum Effect {
     /// Close `/api/events`.
     CloseStream,
     /// The feed's cursor expired: load these collections again (and
-    /// report each with [`Event::Loaded`]).
+    /// report [`Event::ReloadAsked`] for each).
     Reload { collections: Vec<String> },
     /// Tell the user's other tabs that a collection was loaded again:
     /// they read it from IndexedDB.
@@ -506,9 +518,23 @@ pub enum Effect {
     /// The token is revoked: tell the other tabs and the app.
     LoggedOut,
     /// Where `load(collection)` answers from: IndexedDB (report
-    /// [`Event::StoredRead`]) or every page from the server (report
-    /// [`Event::Loaded`] or [`Event::LoadFailed`]).
+    /// [`Event::StoredRead`]) or every page from the server (the engine
+    /// asks for them, and says [`Effect::LoadEnded`]).
     LoadFrom { collection: String, plan: LoadPlan },
+    /// Read the ids of `collection` IndexedDB holds; report
+    /// [`Event::StoredIds`].
+    ReadStoredIds { collection: String },
+    /// Read a page of `collection` from the server (`after` the last id of
+    /// the page before); report [`Event::PageRead`].
+    ReadPage {
+        collection: String,
+        after: Option<String>,
+        size: u32,
+    },
+    /// A full load of `collection` holds this many records now (stored).
+    LoadProgress { collection: String, loaded: u64 },
+    /// A full load of `collection` ended: its callers hear it.
+    LoadEnded { collection: String, end: LoadEnd },
     /// Keep this mark of a finished full load in IndexedDB.
     MarkLoaded {
         collection: String,
@@ -540,6 +566,8 @@ pub enum Timer {
     Logout,
     /// The next try of writes held for lack of space.
     Held,
+    /// The next try of a load's page.
+    Load,
 }
 
 /// One operation of an IndexedDB write.
@@ -728,6 +756,7 @@ pub struct ClientEngine {
     outputs: output::Outputs,
     /// Where `load` answers from, and what is stale.
     local: local::LocalFirst,
+    loads: Vec<load::FullLoad>,
 }
 
 impl ClientEngine {
@@ -773,6 +802,7 @@ impl ClientEngine {
             held_retry_at: None,
             outputs: output::Outputs::default(),
             local: local::LocalFirst::default(),
+            loads: Vec::new(),
         }
     }
 
@@ -818,6 +848,7 @@ impl ClientEngine {
             Event::FeedPollDue => Some(Timer::FeedPoll),
             Event::LogoutDue => Some(Timer::Logout),
             Event::HeldDue => Some(Timer::Held),
+            Event::LoadRetryDue => Some(Timer::Load),
             _ => None,
         };
         if let Some(timer) = fired {
@@ -968,25 +999,30 @@ impl ClientEngine {
                 }
             }
             Event::Retrying => self.counters.retries += 1,
-            Event::Loaded { collection, cursor } => {
-                self.full_load_done(&collection, &mut out);
-                self.collection_loaded(collection, cursor, now, &mut out)
-            }
             Event::FeedPollDue => self.feed_poll_due(now, &mut out),
             Event::Stream(signal) => self.stream_signal(signal, now, &mut out),
             Event::FeedRead(result) => self.feed_read(result, now, &mut out),
             Event::Logout { discard, caller } => self.logout(discard, caller, now, &mut out),
             Event::LogoutDue => {}
             Event::Revoked(result) => self.revoked(result, &mut out),
-            Event::LoadAsked { collection, mark } => self.load_asked(collection, mark, &mut out),
-            Event::ReloadAsked { collection } => self.reload_asked(collection, &mut out),
+            Event::LoadAsked {
+                collection,
+                mark,
+                size,
+            } => self.load_asked(collection, mark, size, now, &mut out),
+            Event::ReloadAsked { collection } => self.reload_asked(collection, now, &mut out),
             Event::StoredRead { collection, found } => {
                 self.stored_read(&collection, found, now, &mut out)
             }
-            Event::LoadFailed {
+            Event::LoadRetryDue => self.page_retry_due(now, &mut out),
+            Event::StoredRecords {
                 collection,
-                reading_stored,
-            } => self.full_load_failed(&collection, reading_stored, &mut out),
+                records,
+            } => self.lay_stored(&collection, records),
+            Event::StoredIds { collection, ids } => self.stored_ids(&collection, ids, &mut out),
+            Event::PageRead { collection, page } => {
+                self.page_read(&collection, page, now, &mut out)
+            }
             Event::CatchUpAsked => self.catch_up_asked(now, &mut out),
             Event::CaughtUpElsewhere => self.caught_up_elsewhere(&mut out),
         }
@@ -1054,6 +1090,7 @@ impl ClientEngine {
                     .and_then(session::LoggingOut::deadline),
             ),
             (Timer::Held, self.held_retry_at),
+            (Timer::Load, self.next_page_try()),
         ];
         for (timer, at) in wanted {
             self.timers.insert(timer, at);
@@ -1065,14 +1102,6 @@ impl ClientEngine {
     /// The confirmed records and the staged changes.
     pub fn records(&self) -> &StagedRecords {
         &self.records
-    }
-
-    /// The one door left around [`ClientEngine::handle`]: the pages of
-    /// `load` are laid in here, and the query cache takes the records'
-    /// touched keys. Everything else reports records with
-    /// [`Event::StorageOpened`] and [`Event::RecordRead`].
-    pub fn records_mut(&mut self) -> &mut StagedRecords {
-        &mut self.records
     }
 
     /// The outbox and dead letters.
@@ -1165,11 +1194,6 @@ impl ClientEngine {
     /// The session's user.
     pub fn user(&self) -> &str {
         &self.user
-    }
-
-    /// A fresh id (comment ids, conflict ids, record ids).
-    pub fn fresh_id(&mut self) -> String {
-        self.ids.uuid()
     }
 }
 

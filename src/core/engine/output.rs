@@ -95,6 +95,7 @@ impl ClientEngine {
             Timer::FeedPoll,
             Timer::Logout,
             Timer::Held,
+            Timer::Load,
         ] {
             if self
                 .timers
@@ -118,6 +119,7 @@ fn timer_event(timer: Timer) -> Event {
         Timer::FeedPoll => Event::FeedPollDue,
         Timer::Logout => Event::LogoutDue,
         Timer::Held => Event::HeldDue,
+        Timer::Load => Event::LoadRetryDue,
     }
 }
 

@@ -33,6 +33,12 @@ pub enum Request {
     Feed { since: String },
     /// `POST /api/logout`; report [`Event::Revoked`].
     Revoke,
+    /// One page of a collection's load; report [`Event::PageRead`].
+    Page {
+        collection: String,
+        after: Option<String>,
+        size: u32,
+    },
 }
 
 impl Request {
@@ -58,6 +64,10 @@ impl Request {
             },
             Request::Feed { .. } => Event::FeedRead(Err(refusal)),
             Request::Revoke => Event::Revoked(Err(refusal)),
+            Request::Page { collection, .. } => Event::PageRead {
+                collection,
+                page: Err(refusal),
+            },
         }
     }
 }
@@ -103,7 +113,11 @@ pub trait Io {
     fn open_stream(&mut self, since: String);
     /// Closes `/api/events`.
     fn close_stream(&mut self);
-    /// Loads these collections again; report [`Event::Loaded`] for each.
+    /// Reads the ids of `collection` IndexedDB holds; report
+    /// [`Event::StoredIds`].
+    fn read_stored_ids(&mut self, collection: String);
+    /// Loads these collections again; report [`Event::ReloadAsked`] for
+    /// each.
     fn reload(&mut self, collections: Vec<String>);
     /// Tells the user's other tabs.
     fn post(&mut self, post: Post);
@@ -112,6 +126,7 @@ pub trait Io {
     /// [`Effect::ConflictFound`], [`Effect::UndoableChanged`],
     /// [`Effect::FailureFound`], [`Effect::SessionEnded`],
     /// [`Effect::Drained`], [`Effect::Pulled`], [`Effect::LoadFrom`],
+    /// [`Effect::LoadProgress`], [`Effect::LoadEnded`],
     /// [`Effect::LoggedOut`] and [`Effect::CaughtUp`].
     fn tell(&mut self, effect: Effect);
     /// Snapshots changed ([`Effect::Changed`]): the app hears the status,
@@ -163,6 +178,16 @@ pub fn run(io: &mut impl Io) {
             Effect::Fetch { key, mutation_id } => io.request(Request::Record { key, mutation_id }),
             Effect::ReadFeed { since } => io.request(Request::Feed { since }),
             Effect::Revoke => io.request(Request::Revoke),
+            Effect::ReadPage {
+                collection,
+                after,
+                size,
+            } => io.request(Request::Page {
+                collection,
+                after,
+                size,
+            }),
+            Effect::ReadStoredIds { collection } => io.read_stored_ids(collection),
             Effect::OpenStream { since } => io.open_stream(since),
             Effect::CloseStream => io.close_stream(),
             Effect::Reload { collections } => io.reload(collections),
@@ -238,6 +263,9 @@ mod tests {
         }
         fn close_stream(&mut self) {
             self.calls.push("close stream".into());
+        }
+        fn read_stored_ids(&mut self, collection: String) {
+            self.calls.push(format!("ids {collection}"));
         }
         fn reload(&mut self, collections: Vec<String>) {
             self.calls.push(format!("reload {collections:?}"));

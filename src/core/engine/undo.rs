@@ -265,7 +265,14 @@ mod tests {
         let mut now = Record::empty("c1");
         now.version = 3;
         now.fields = text(&[("city", "Nice"), ("phone", "2")]);
-        engine.records_mut().load("customers", vec![now]);
+        engine.handle(
+            Event::StorageOpened {
+                cursor: None,
+                work: StoredWork::default(),
+                records: vec![("customers".into(), now)],
+            },
+            0,
+        );
         engine.restore(StoredWork {
             undo: vec![UndoEntry {
                 mutation_id: "m1".into(),

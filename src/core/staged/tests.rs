@@ -363,8 +363,9 @@ fn a_full_load_keeps_newer_records_and_staged_changes() {
 #[test]
 fn every_change_of_a_record_is_told_once_and_a_load_tells_all() {
     let mut store = loaded();
-    assert_eq!(store.take_touched(), Touched::All);
-    assert_eq!(store.take_touched(), Touched::Keys(Vec::new()));
+    let (all, mark) = store.touched_since(None);
+    assert_eq!(all, Touched::All);
+    assert_eq!(store.touched_since(Some(mark)).0, Touched::Keys(Vec::new()));
     store
         .stage(&key("c-1"), fields(&[("name", "Beta")]))
         .unwrap();
@@ -375,9 +376,16 @@ fn every_change_of_a_record_is_told_once_and_a_load_tells_all() {
     // Nothing changed: nothing told.
     store.apply_remote("customers", RemoteChange::Put(record("c-2", 2, &[])));
     store.stage_delete(&key("c-2")).unwrap();
+    let (touched, later) = store.touched_since(Some(mark));
     assert_eq!(
-        store.take_touched(),
+        touched,
         Touched::Keys(vec![key("c-1"), key("c-3"), key("c-2"), key("c-2")])
+    );
+    // A query: asked again from the same mark, the same answer.
+    assert_eq!(store.touched_since(Some(mark)).0, touched);
+    assert_eq!(
+        store.touched_since(Some(later)).0,
+        Touched::Keys(Vec::new())
     );
     let mut seen = Vec::new();
     store.for_each_view("customers", |r| {
@@ -391,5 +399,5 @@ fn every_change_of_a_record_is_told_once_and_a_load_tells_all() {
         ]
     );
     store.load("customers", []);
-    assert_eq!(store.take_touched(), Touched::All);
+    assert_eq!(store.touched_since(Some(later)).0, Touched::All);
 }

@@ -62,6 +62,7 @@ impl Client {
                 mutation_id,
                 record: read_from_server::<Record>(&resp.body).ok(),
             },
+            (Request::Page { .. }, Ok(_)) => return,
             (request, Err(err)) => request.failed(refusal_of(&err)),
         };
         self.handle(event);
@@ -81,6 +82,9 @@ impl Client {
                 &format!("/changes?since={}&limit=500", encode(since)),
             ),
             Request::Revoke => self.request(Method::Post, "/logout"),
+            Request::Page { collection, .. } => {
+                self.request(Method::Get, &format!("/{collection}"))
+            }
         }
     }
 }
@@ -141,6 +145,16 @@ impl Io for Client {
             });
             return;
         }
+        if let Request::Page {
+            collection,
+            after,
+            size,
+        } = request
+        {
+            // Read in slices.
+            spawn_local(async move { this.read_page(collection, after, size).await });
+            return;
+        }
         let req = self.http_request(&request);
         spawn_local(async move {
             let result = match req {
@@ -157,6 +171,11 @@ impl Io for Client {
 
     fn close_stream(&mut self) {
         self.inner.events.borrow_mut().take();
+    }
+
+    fn read_stored_ids(&mut self, collection: String) {
+        let this = self.clone();
+        spawn_local(async move { this.read_stored_ids(collection).await });
     }
 
     fn reload(&mut self, collections: Vec<String>) {
@@ -205,6 +224,8 @@ impl Io for Client {
                 self.set_last_sync_at(js_sys::Date::new_0().to_iso_string().as_string());
             }
             Effect::LoadFrom { collection, plan } => self.keep_load_plan(collection, plan),
+            Effect::LoadProgress { collection, loaded } => self.emit_load(&collection, loaded),
+            Effect::LoadEnded { collection, end } => self.load_ended(collection, end),
             Effect::Pulled(report) => self.log_exchange(SyncLogEntry {
                 at: now_ms() as f64,
                 direction: "pull".into(),
@@ -489,7 +510,7 @@ impl Client {
     /// The error a refusal came from, as the caller sees it: the same
     /// `code`, `message`, `status` and `details` ([`refusal_of`] the other
     /// way; status 0 stands for none, as for an error made here).
-    fn error_of_refusal(&self, refusal: Refusal) -> Error {
+    pub(super) fn error_of_refusal(&self, refusal: Refusal) -> Error {
         Error::Http {
             code: refusal.code,
             status: refusal.status.unwrap_or(0),

@@ -1,29 +1,34 @@
 //! `load`: a collection fetched page by page into memory and IndexedDB
 //! without blocking the page, or read back from IndexedDB when the server
-//! cannot be reached. Work is done in slices with the event loop between.
-
-use std::collections::HashSet;
+//! cannot be reached. The engine decides (`core::engine::load` and
+//! `core::engine::local`): where from, the pages, what is deleted, the
+//! fallback to IndexedDB; this file reads pages and IndexedDB for it, in
+//! slices with the event loop between, and answers the app.
 
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use super::{
-    check_collection, emit_to, encode, is_unreachable, record_object, rejected, CachedRecord,
-    Client, SyncLogEntry,
+    check_collection, emit_to, encode, record_object, rejected, CachedRecord, Client, SyncLogEntry,
 };
-use crate::core::engine::{Event, FullReason, LoadPlan};
+use crate::core::engine::{Event, LoadEnd, LoadPage, LoadPlan};
 use crate::core::record::{Record, RecordKey};
-use crate::core::staged::RemoteChange;
 use crate::error::Error;
 use crate::web::clock::now_ms;
-use crate::web::idb::{record_key, Batch as DbBatch, Store};
+use crate::web::idb::Store;
 use crate::web::js::{get, read_from_server};
 
-/// Records a page of `load`, unless the app asks for another size.
-pub const DEFAULT_PAGE: u32 = 1_000;
-/// The largest page asked for (the reference server's limit).
-pub const MAX_PAGE: u32 = 10_000;
+/// A record read: its id, version and number of comments, and its
+/// object (the server's, or IndexedDB's): the snapshot of the record the
+/// engine holds if that is the same.
+type PageItem = (String, u64, usize, JsValue);
+
+/// Whether the engine's `record` is the one `item` was read as.
+fn same(record: &Record, item: &PageItem) -> bool {
+    record.version == item.1 && record.comments.len() == item.2
+}
+
 /// Work done in one go on the main thread before the event loop gets a
 /// turn: input and rendering stay smooth.
 const SLICE_MS: f64 = 8.0;
@@ -34,7 +39,7 @@ impl Client {
     /// from there at once, marked stale, while the leader catches up from
     /// the changes feed's cursor; the first time, after the cursor expired,
     /// or when the stored records cannot be trusted, every page from the
-    /// server ([`Client::load_full`]); offline, from IndexedDB alone.
+    /// server (`page_size` records a page); offline, from IndexedDB alone.
     ///
     /// # Errors
     /// `invalid` for a bad name; `bad_response` for a page that is not of
@@ -46,10 +51,11 @@ impl Client {
             Event::LoadAsked {
                 collection: collection.to_owned(),
                 mark,
+                size: page_size,
             },
             collection,
         );
-        self.load_by(collection, page_size, plan).await
+        self.load_by(collection, plan).await
     }
 
     /// The feed's cursor expired: `collection` is fetched whole again.
@@ -60,123 +66,187 @@ impl Client {
             },
             collection,
         );
-        self.load_by(collection, None, plan).await
+        self.load_by(collection, plan).await
     }
 
-    async fn load_by(
-        &self,
-        collection: &str,
-        page_size: Option<u32>,
-        plan: LoadPlan,
-    ) -> Result<JsValue, Error> {
+    async fn load_by(&self, collection: &str, plan: LoadPlan) -> Result<JsValue, Error> {
         match plan {
             LoadPlan::Memory => Ok(self.list(collection)),
             LoadPlan::Local => self.load_local(collection).await,
             LoadPlan::Offline => self.load_stored(collection, Error::Offline).await,
-            LoadPlan::Full(reason) => {
-                let loaded = self.load_full(collection, page_size, reason).await;
-                if loaded.is_err() {
-                    self.handle(Event::LoadFailed {
-                        collection: collection.to_owned(),
-                        reading_stored: false,
-                    });
+            LoadPlan::Full(_) => {
+                // The engine reads the pages; this waits for its end.
+                let mut waiter = None;
+                let promise = Promise::new(&mut |resolve, reject| {
+                    waiter = Some((collection.to_owned(), resolve, reject));
+                });
+                if let Some(waiter) = waiter {
+                    self.inner.state.borrow_mut().load_waiters.push(waiter);
                 }
-                loaded
+                let answer = JsFuture::from(promise).await.map_err(rejected)?;
+                if answer.is_undefined() {
+                    Ok(self.list_in_slices(collection).await)
+                } else {
+                    Ok(answer)
+                }
             }
         }
     }
 
-    /// Fetches a collection into memory and IndexedDB page by page
-    /// (`page_size` records a page, [`DEFAULT_PAGE`] by default), without
-    /// blocking the page: the next page is in flight while one is stored,
-    /// and each page is read in slices of about [`SLICE_MS`] with the event
-    /// loop in between. Every page raises a `load` event with how many
-    /// records are in. Other people's changes are then followed from the
-    /// first page's feed cursor (unless a cursor is kept already, which is
-    /// older), so a write made during the load shows up. When the server
-    /// cannot be reached, answers from IndexedDB, marked stale.
-    async fn load_full(
-        &self,
-        collection: &str,
-        page_size: Option<u32>,
-        reason: FullReason,
-    ) -> Result<JsValue, Error> {
-        let size = page_size.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-        let started = now_ms();
-        // What this tab and IndexedDB hold before: whatever of it no page
-        // has is gone from the server.
-        // Whittled down as pages come in: what is left at the end is gone
-        // from the server.
-        let mut not_seen = self.known_ids(collection).await;
-        let mut loaded: usize = 0;
-        let mut first_cursor: Option<String> = None;
-        let mut in_flight = Some(self.read_soon(format!("/{collection}?limit={size}")));
-        while let Some(page) = in_flight.take() {
-            let body = match JsFuture::from(page).await.map_err(rejected) {
-                Ok(body) => body,
-                Err(err) if first_cursor.is_none() && loaded == 0 && is_unreachable(&err) => {
-                    self.handle(Event::LoadFailed {
-                        collection: collection.to_owned(),
-                        reading_stored: true,
-                    });
-                    return self.load_stored(collection, err).await;
-                }
-                Err(err) => return Err(err),
-            };
-            let items: js_sys::Array = get(&body, "items")
-                .dyn_into()
-                .map_err(|_| Error::BadResponse("a page without its items".into()))?;
-            if first_cursor.is_none() {
-                first_cursor = Some(get(&body, "cursor").as_string().unwrap_or_default());
-            }
-            // The next page is asked for before this one is stored.
-            if let Some(after) = get(&body, "next").as_string() {
-                in_flight = Some(self.read_soon(format!(
-                    "/{collection}?limit={size}&after={}",
-                    encode(&after)
-                )));
-            }
-            loaded += self.store_page(collection, &items, &mut not_seen).await?;
-            self.emit_load(collection, loaded);
-        }
-        let mut batch = DbBatch::new();
-        {
+    /// A full load ended ([`LoadEnd`]): its callers hear it, with the
+    /// records as IndexedDB holds them when the server could not be
+    /// reached.
+    pub(super) fn load_ended(&self, collection: String, end: LoadEnd) {
+        let waiters: Vec<_> = {
             let mut state = self.inner.state.borrow_mut();
-            // Known before and in no page: deleted on the server meanwhile.
-            for id in &not_seen {
-                let _ = state.engine.records_mut().apply_remote(
-                    collection,
-                    RemoteChange::Delete {
-                        id: id.clone(),
-                        version: u64::MAX,
-                    },
-                );
-                batch.delete(Store::Records.name(), record_key(collection, id));
+            let (these, others) = std::mem::take(&mut state.load_waiters)
+                .into_iter()
+                .partition(|(c, _, _)| *c == collection);
+            state.load_waiters = others;
+            these
+        };
+        let settle = move |answer: Result<JsValue, Error>| {
+            for (_, resolve, reject) in &waiters {
+                let _ = match &answer {
+                    Ok(value) => resolve.call1(&JsValue::NULL, value),
+                    Err(err) => reject.call1(&JsValue::NULL, &JsValue::from(err.clone())),
+                };
+            }
+        };
+        match end {
+            LoadEnd::Done {
+                pulled,
+                duration_ms,
+                reason,
+            } => {
+                self.emit_status();
+                self.log_exchange(SyncLogEntry {
+                    at: now_ms() as f64,
+                    direction: "pull".into(),
+                    kind: "load".into(),
+                    pushed: 0,
+                    pulled,
+                    merged: 0,
+                    conflicts: 0,
+                    failed: 0,
+                    duration_ms: duration_ms as f64,
+                    error: None,
+                    reason: Some(reason.as_str().into()),
+                });
+                settle(Ok(JsValue::UNDEFINED));
+            }
+            LoadEnd::FromStore(refusal) => {
+                let err = self.error_of_refusal(refusal);
+                let this = self.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    settle(this.load_stored(&collection, err).await);
+                });
+            }
+            LoadEnd::Failed(refusal) => settle(Err(self.error_of_refusal(refusal))),
+        }
+    }
+
+    /// Reads one page of a load for the engine ([`Request::Page`]), in
+    /// slices (a failure is the engine's to try again); the server's own objects
+    /// are kept as the records' JS snapshots (and stored as they are).
+    ///
+    /// [`Request::Page`]: crate::core::engine::runner::Request::Page
+    pub(super) async fn read_page(&self, collection: String, after: Option<String>, size: u32) {
+        let mut path = format!("/{collection}?limit={size}");
+        if let Some(after) = &after {
+            path.push_str(&format!("&after={}", encode(after)));
+        }
+        let read = match self.request(crate::web::http::Method::Get, &path) {
+            Ok(req) => match self.exchange(&req).await {
+                Ok(resp) => self.page_of(&resp.body).await,
+                Err(err) => Err(err),
+            },
+            Err(err) => Err(err),
+        };
+        let (page, items) = match read {
+            Ok((page, items)) => (Ok(page), items),
+            Err(err) => (Err(super::effects::refusal_of(&err)), Vec::new()),
+        };
+        self.handle(Event::PageRead {
+            collection: collection.clone(),
+            page,
+        });
+        // Laid in by the engine: the server's objects are the snapshots of
+        // the records it holds at their versions.
+        let state = self.inner.state.borrow();
+        let mut cache = self.inner.record_js.borrow_mut();
+        for item in items {
+            if let Some(record) = state.engine.records().get(&collection, &item.0) {
+                if same(record, &item) {
+                    let key = RecordKey::new(&collection, &item.0);
+                    cache.insert(key, CachedRecord::of(record, false, item.3));
+                }
             }
         }
-        self.persist(batch).await;
-        // The feed goes on from the first page's cursor, taken before any
-        // page was read (the engine keeps an older one).
-        self.handle(Event::Loaded {
-            collection: collection.to_owned(),
-            cursor: first_cursor,
-        });
-        self.changed();
-        self.emit_status();
-        self.log_exchange(SyncLogEntry {
-            at: now_ms() as f64,
-            direction: "pull".into(),
-            kind: "load".into(),
-            pushed: 0,
-            pulled: loaded as u64,
-            merged: 0,
-            conflicts: 0,
-            failed: 0,
-            duration_ms: now_ms().saturating_sub(started) as f64,
-            error: None,
-            reason: Some(reason.as_str().into()),
-        });
-        Ok(self.list_in_slices(collection).await)
+    }
+
+    /// A page's records, read in slices, and each record's id, version
+    /// and object as the server sent it; a page that does not read is not
+    /// laid in at all.
+    async fn page_of(&self, body: &JsValue) -> Result<(LoadPage, Vec<PageItem>), Error> {
+        let items: js_sys::Array = get(body, "items")
+            .dyn_into()
+            .map_err(|_| Error::BadResponse("a page without its items".into()))?;
+        let mut records: Vec<Record> = Vec::with_capacity(items.length() as usize);
+        let mut objects: Vec<PageItem> = Vec::with_capacity(items.length() as usize);
+        let mut slice = Slices::start();
+        for item in items.iter() {
+            let record: Record = read_from_server(&item)?;
+            objects.push((
+                record.id.clone(),
+                record.version,
+                record.comments.len(),
+                item,
+            ));
+            records.push(record);
+            slice.maybe_yield().await;
+        }
+        let page = LoadPage {
+            records,
+            next: get(body, "next").as_string(),
+            cursor: get(body, "cursor").as_string(),
+        };
+        Ok((page, objects))
+    }
+
+    /// The ids of `collection` IndexedDB holds, for the engine
+    /// ([`Event::StoredIds`]), read in slices.
+    pub(super) async fn read_stored_ids(&self, collection: String) {
+        let prefix = format!("{collection}/");
+        let mut ids = Vec::new();
+        let mut slice = Slices::start();
+        if let Some(db) = self.db() {
+            if let Ok(keys) = db
+                .db()
+                .keys_with_prefix(Store::Records.name(), &prefix)
+                .await
+            {
+                for key in keys {
+                    if let Some(id) = key
+                        .as_string()
+                        .and_then(|k| k.strip_prefix(&prefix).map(str::to_owned))
+                    {
+                        ids.push(id);
+                    }
+                    slice.maybe_yield().await;
+                }
+            }
+        }
+        self.handle(Event::StoredIds { collection, ids });
+    }
+
+    /// Raises `{ type: "load", collection, loaded }`.
+    pub(super) fn emit_load(&self, collection: &str, loaded: u64) {
+        let event = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&event, &"type".into(), &"load".into());
+        let _ = js_sys::Reflect::set(&event, &"collection".into(), &collection.into());
+        let _ = js_sys::Reflect::set(&event, &"loaded".into(), &(loaded as f64).into());
+        emit_to(&self.inner.listeners, &event.into());
     }
 
     /// The collection as `list` gives it, made a run of records at a time
@@ -210,115 +280,6 @@ impl Client {
             slice.look().await;
         }
         out.into()
-    }
-
-    /// The ids of `collection` this tab and IndexedDB hold, read in slices
-    /// (a large collection's keys are not turned into strings in one task).
-    async fn known_ids(&self, collection: &str) -> HashSet<String> {
-        let prefix = format!("{collection}/");
-        let mut known: HashSet<String> = HashSet::new();
-        let mut slice = Slices::start();
-        if let Some(db) = self.db() {
-            if let Ok(keys) = db
-                .db()
-                .keys_with_prefix(Store::Records.name(), &prefix)
-                .await
-            {
-                for key in keys {
-                    if let Some(id) = key
-                        .as_string()
-                        .and_then(|k| k.strip_prefix(&prefix).map(str::to_owned))
-                    {
-                        known.insert(id);
-                    }
-                    slice.maybe_yield().await;
-                }
-            }
-        }
-        let mut after: Option<String> = None;
-        loop {
-            // A run of ids at a time, the state not borrowed across a yield.
-            let run: Vec<String> = {
-                let state = self.inner.state.borrow();
-                state
-                    .engine
-                    .records()
-                    .ids_after(collection, after.as_deref(), 2_000)
-            };
-            let Some(last) = run.last().cloned() else {
-                break;
-            };
-            known.extend(run);
-            after = Some(last);
-            slice.look().await;
-        }
-        known
-    }
-
-    /// Starts reading `path` now (a promise: a Rust future would wait for
-    /// its first poll).
-    fn read_soon(&self, path: String) -> Promise {
-        let client = self.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            client.read(&path).await.map_err(JsValue::from)
-        })
-    }
-
-    /// Reads one page's records in slices, then lays them over memory and
-    /// writes them to IndexedDB in one transaction (a page is atomic). The
-    /// server's own objects are kept as the records' JS snapshots and
-    /// stored as they are: one copy per record, not one per shape. Each
-    /// record's id leaves `not_seen`; returns how many records the page had.
-    async fn store_page(
-        &self,
-        collection: &str,
-        items: &js_sys::Array,
-        not_seen: &mut HashSet<String>,
-    ) -> Result<usize, Error> {
-        // Read first, all of the page: a page that does not read is not
-        // applied at all.
-        let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(items.length() as usize);
-        let mut slice = Slices::start();
-        for item in items.iter() {
-            let record: Record = read_from_server(&item)?;
-            read.push((record, item));
-            slice.maybe_yield().await;
-        }
-        let count = read.len();
-        let mut batch = DbBatch::new();
-        for (record, item) in read {
-            let key = RecordKey::new(collection, &record.id);
-            not_seen.remove(&record.id);
-            batch.put_record_js(
-                Store::Records.name(),
-                record_key(collection, &record.id),
-                item.clone(),
-            );
-            let snapshot = CachedRecord::of(&record, false, item);
-            let applied = self
-                .inner
-                .state
-                .borrow_mut()
-                .engine
-                .records_mut()
-                .apply_remote(collection, RemoteChange::Put(record));
-            if applied {
-                self.inner.record_js.borrow_mut().insert(key, snapshot);
-            }
-            slice.maybe_yield().await;
-        }
-        self.persist(batch).await;
-        self.changed();
-        Ok(count)
-    }
-
-    /// Raises `{ type: "load", collection, loaded }`.
-    fn emit_load(&self, collection: &str, loaded: usize) {
-        let event = js_sys::Object::new();
-        let _ = js_sys::Reflect::set(&event, &"type".into(), &"load".into());
-        let _ = js_sys::Reflect::set(&event, &"collection".into(), &collection.into());
-        let _ = js_sys::Reflect::set(&event, &"loaded".into(), &(loaded as f64).into());
-        emit_to(&self.inner.listeners, &event.into());
     }
 
     /// A collection as IndexedDB has it, marked stale: the server cannot be
@@ -408,20 +369,42 @@ impl Client {
         // collection is no single long task.
         let mut read = read.into_iter().peekable();
         while read.peek().is_some() {
+            let (records, objects): (Vec<Record>, Vec<PageItem>) = read
+                .by_ref()
+                .take(STORED_RUN)
+                .map(|(record, value)| {
+                    let object = (
+                        record.id.clone(),
+                        record.version,
+                        record.comments.len(),
+                        value,
+                    );
+                    (record, object)
+                })
+                .unzip();
+            // The engine lays them in (not a record deleted while the read
+            // ran, never over a newer version).
+            self.handle(Event::StoredRecords {
+                collection: collection.to_owned(),
+                records,
+            });
             {
-                let mut state = self.inner.state.borrow_mut();
+                let state = self.inner.state.borrow();
                 let mut cache = self.inner.record_js.borrow_mut();
                 // Marked as the engine says now: a catch-up may have ended
                 // while the records were read.
                 let stale = state.engine.is_stale(collection);
-                for (record, value) in read.by_ref().take(STORED_RUN) {
-                    let key = RecordKey::new(collection, &record.id);
-                    // Ours alone (just read): marked here, kept as the snapshot.
-                    let _ = js_sys::Reflect::set(&value, &"stale".into(), &JsValue::from(stale));
-                    let snapshot = CachedRecord::of(&record, stale, value);
-                    // Not a record deleted while the read ran.
-                    if state.engine.lay_stored(collection, record) {
-                        cache.insert(key, snapshot);
+                for object in objects {
+                    let Some(record) = state.engine.records().get(collection, &object.0) else {
+                        continue;
+                    };
+                    if same(record, &object) {
+                        // Ours alone (just read): marked here, kept as the
+                        // snapshot.
+                        let value = object.3;
+                        let _ = js_sys::Reflect::set(&value, &"stale".into(), &stale.into());
+                        let snapshot = CachedRecord::of(record, stale, value);
+                        cache.insert(RecordKey::new(collection, &object.0), snapshot);
                     }
                 }
             }

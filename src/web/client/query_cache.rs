@@ -21,6 +21,8 @@ const PAGES_KEPT: usize = 16;
 #[derive(Default)]
 pub(super) struct QueryCache {
     entries: Vec<Entry>,
+    /// The records' mark of touched records last laid in.
+    seen: Option<u64>,
 }
 
 /// One query's matches and the pages of it handed out.
@@ -43,8 +45,10 @@ struct Page {
 impl QueryCache {
     /// Lays the records touched since the last call into every kept query;
     /// a query whose matches changed drops its pages.
-    fn catch_up(&mut self, records: &mut StagedRecords) {
-        match records.take_touched() {
+    fn catch_up(&mut self, records: &StagedRecords) {
+        let (touched, mark) = records.touched_since(self.seen);
+        self.seen = Some(mark);
+        match touched {
             Touched::All => self.entries.clear(),
             Touched::Keys(mut keys) => {
                 crate::core::sort::sort(&mut keys);
@@ -111,7 +115,7 @@ impl Client {
     pub fn query(&self, collection: &str, query: &Query, _key: &str) -> JsValue {
         let stale = self.inner.state.borrow().engine.is_stale(collection);
         let mut cache = self.inner.queries.borrow_mut();
-        cache.catch_up(self.inner.state.borrow_mut().engine.records_mut());
+        cache.catch_up(self.inner.state.borrow().engine.records());
         let state = self.inner.state.borrow();
         let entry = cache.entry(state.engine.records(), collection, query.unpaged());
         let kept = entry

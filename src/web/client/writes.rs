@@ -327,6 +327,10 @@ impl Client {
         self.inner.lifecycle.borrow_mut().take();
         let callers: Vec<CallerId> = self.inner.state.borrow().callers.keys().copied().collect();
         self.settle_callers(callers, &Err(Error::Closed));
+        let loads = std::mem::take(&mut self.inner.state.borrow_mut().load_waiters);
+        for (_, _, reject) in loads {
+            let _ = reject.call1(&JsValue::NULL, &JsValue::from(Error::Closed));
+        }
         if let Some(db) = self.inner.db.borrow_mut().take() {
             db.close();
         }

@@ -57,6 +57,10 @@ impl World {
                     | Msg::FeedRequest { .. }
                     | Msg::FeedAnswer { .. }
                     | Msg::Reload { .. }
+                    | Msg::PageRequest { .. }
+                    | Msg::PageAnswer { .. }
+                    | Msg::StoredIds { .. }
+                    | Msg::StoredRead { .. }
                     | Msg::ReloadNotice { .. }
                     | Msg::CatchUpAsked { .. }
                     | Msg::CaughtUp { .. }

@@ -30,31 +30,31 @@ impl World {
         }
     }
 
-    /// `load()` of the collection, as the runner does it after a 410: the
-    /// server's records into IndexedDB and the engine, then the cursor
-    /// taken before the pages. A load that cannot reach the server fails
-    /// (the engine asks again later).
-    pub(super) fn reload(&mut self, tab: usize) {
-        if self.tabs[tab].cut_until.is_some() {
-            self.note(format!("tab {tab} cannot load: cut"));
-            return;
-        }
+    /// What IndexedDB holds of the collection, laid into the tab's
+    /// records as the page's runner lays it (never over a newer version,
+    /// never a record deleted while the read ran); then the engine hears
+    /// the read ended. `or_none`: with nothing stored anywhere the read
+    /// found nothing (the server could not be reached either).
+    pub(super) fn read_stored(&mut self, tab: usize, or_none: bool) {
         let user = self.tabs[tab].user;
-        let cursor = self.server.feed.len().to_string();
-        let records: Vec<Record> = self.server.records.values().cloned().collect();
-        for record in records {
-            self.dbs[user].apply(&[StoreOp::PutRecord {
-                collection: COLLECTION.into(),
-                record: record.clone(),
-            }]);
-            self.deliver(tab, record_read(record, Origin::Server));
-        }
-        self.note(format!("tab {tab} loads the collection again"));
+        let stored: Vec<Record> = self.dbs[user].records.values().cloned().collect();
+        let Some(engine) = self.tabs[tab].engine.as_ref() else {
+            return;
+        };
+        let nothing = stored.is_empty() && engine.records().list(COLLECTION).is_empty();
+        self.note(format!("tab {tab} reads the collection from IndexedDB"));
         self.deliver(
             tab,
-            Event::Loaded {
+            Event::StoredRecords {
                 collection: COLLECTION.into(),
-                cursor: Some(cursor),
+                records: stored,
+            },
+        );
+        self.deliver(
+            tab,
+            Event::StoredRead {
+                collection: COLLECTION.into(),
+                found: !(or_none && nothing),
             },
         );
     }

@@ -133,6 +133,8 @@ struct UserDb {
     records: BTreeMap<String, Record>,
     /// The changes feed's cursor (`meta` store).
     cursor: Option<String>,
+    /// The mark a full load of the collection left (`meta` store).
+    mark: Option<super::LoadedMark>,
     /// The next write is refused (quota).
     refuse_next: bool,
 }
@@ -327,10 +329,36 @@ enum Msg {
         tab: usize,
         epoch: u32,
     },
-    /// A load of the collection (after the feed's cursor expired) ends.
+    /// The runner loads the collection again (the feed's cursor expired).
     Reload {
         tab: usize,
         epoch: u32,
+    },
+    /// `GET /api/customers?limit=&after=` on its way to the server.
+    PageRequest {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+        after: Option<String>,
+        size: u32,
+    },
+    PageAnswer {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+        page: super::LoadPage,
+    },
+    /// A read of the collection's ids from IndexedDB ends.
+    StoredIds {
+        tab: usize,
+        epoch: u32,
+    },
+    /// A read of the collection from IndexedDB ends; `or_none`: nothing
+    /// stored is a failure (the server could not be reached).
+    StoredRead {
+        tab: usize,
+        epoch: u32,
+        or_none: bool,
     },
     Reconnect {
         tab: usize,
@@ -352,6 +380,7 @@ enum Wire {
     Probe,
     Feed,
     Revoke,
+    Page,
 }
 
 /// A request on the wire: the tab, its incarnation, and what it is.
@@ -511,24 +540,11 @@ impl World {
             true,
             ids,
         );
-        // The app loads the collection at open: from the server when
-        // IndexedDB keeps no cursor (first open, or after a 410), else
-        // from IndexedDB, the feed catching up from the kept cursor.
+        // The app loads the collection at open (below): the engine says
+        // from where (the server's pages, or IndexedDB and the feed from
+        // the kept cursor).
         let kept = self.dbs[user].cursor.clone();
-        let loaded_cursor = if kept.is_none() {
-            let records: Vec<Record> = self.server.records.values().cloned().collect();
-            let ops: Vec<StoreOp> = records
-                .iter()
-                .map(|r| StoreOp::PutRecord {
-                    collection: COLLECTION.into(),
-                    record: r.clone(),
-                })
-                .collect();
-            self.dbs[user].apply(&ops);
-            Some(self.server.feed.len().to_string())
-        } else {
-            None
-        };
+        let mark = self.dbs[user].mark.clone();
         let records: Vec<(String, Record)> = self.dbs[user]
             .records
             .values()
@@ -546,7 +562,6 @@ impl World {
         t.stream = None;
         t.logout = None;
         self.note(format!("tab {tab} (user{user}) opens"));
-        let local = kept.is_some();
         self.deliver(
             tab,
             Event::StorageOpened {
@@ -555,36 +570,23 @@ impl World {
                 records,
             },
         );
-        if local {
-            // Local first: what IndexedDB holds, stale until caught up.
-            let mark = crate::core::engine::LoadedMark {
-                user: Self::user_name(user),
-                schema: crate::core::engine::LOCAL_SCHEMA,
-            };
-            self.deliver(
-                tab,
-                Event::LoadAsked {
-                    collection: COLLECTION.into(),
-                    mark: Some(mark),
-                },
-            );
-            self.deliver(
-                tab,
-                Event::StoredRead {
-                    collection: COLLECTION.into(),
-                    found: true,
-                },
-            );
-        } else {
-            self.deliver(
-                tab,
-                Event::Loaded {
-                    collection: COLLECTION.into(),
-                    cursor: loaded_cursor,
-                },
-            );
-        }
+        self.load(tab, mark);
         self.elect(user);
+    }
+
+    /// The person's app loads the collection (`load()`), a few records a
+    /// page.
+    fn load(&mut self, tab: usize, mark: Option<super::LoadedMark>) {
+        let size = 1 + self.pick(3) as u32;
+        self.note(format!("tab {tab} loads the collection"));
+        self.deliver(
+            tab,
+            Event::LoadAsked {
+                collection: COLLECTION.into(),
+                mark,
+                size: Some(size),
+            },
+        );
     }
 
     /// Web Locks: the lowest live tab of a user leads.
@@ -727,7 +729,7 @@ impl World {
                         let user = Self::user_name(self.tabs[tab].user);
                         self.deliver(tab, Event::Probed(ProbeReply::User(user)));
                     }
-                    Wire::Feed | Wire::Revoke => {}
+                    Wire::Feed | Wire::Revoke | Wire::Page => {}
                 }
             }
             Msg::Deadline {
@@ -751,6 +753,13 @@ impl World {
                     Wire::Revoke => self.deliver(
                         tab,
                         Event::Revoked(Err(no_answer(ErrorCode::Timeout, "timeout"))),
+                    ),
+                    Wire::Page => self.deliver(
+                        tab,
+                        Event::PageRead {
+                            collection: COLLECTION.into(),
+                            page: Err(no_answer(ErrorCode::Timeout, "timeout")),
+                        },
                     ),
                 }
             }
@@ -926,7 +935,57 @@ impl World {
             }
             Msg::Reload { tab, epoch } => {
                 if live(self, tab, epoch) {
-                    self.reload(tab);
+                    self.note(format!("tab {tab} loads the collection again"));
+                    let collection = COLLECTION.into();
+                    self.deliver(tab, Event::ReloadAsked { collection });
+                }
+            }
+            Msg::PageRequest {
+                tab,
+                epoch,
+                attempt,
+                after,
+                size,
+            } => {
+                let page = self.server.page(after.as_deref(), size as usize);
+                self.send_over_network(Msg::PageAnswer {
+                    tab,
+                    epoch,
+                    attempt,
+                    page,
+                });
+            }
+            Msg::PageAnswer {
+                tab,
+                epoch,
+                attempt,
+                page,
+            } => {
+                if self.ended(attempt, tab, epoch).is_some() {
+                    let collection = COLLECTION.into();
+                    self.deliver(
+                        tab,
+                        Event::PageRead {
+                            collection,
+                            page: Ok(page),
+                        },
+                    );
+                }
+            }
+            Msg::StoredIds { tab, epoch } => {
+                if live(self, tab, epoch) {
+                    let ids = self.dbs[self.tabs[tab].user].records.keys().cloned();
+                    let (collection, ids) = (COLLECTION.into(), ids.collect());
+                    self.deliver(tab, Event::StoredIds { collection, ids });
+                }
+            }
+            Msg::StoredRead {
+                tab,
+                epoch,
+                or_none,
+            } => {
+                if live(self, tab, epoch) {
+                    self.read_stored(tab, or_none);
                 }
             }
             Msg::WriteDone { tab, epoch, write } => {
@@ -999,7 +1058,12 @@ impl World {
             // Now and then the person takes their newest change back, or
             // throws away saves still waiting in the debounce window (no
             // draw of their own: runs without them stay as they were).
-            let done = if roll < 0.57 {
+            let done = if roll < 0.555 {
+                // Or opens the list again: `load()` in this tab.
+                let mark = self.dbs[user].mark.clone();
+                self.load(tab, mark);
+                true
+            } else if roll < 0.57 {
                 false
             } else if roll < 0.585 {
                 self.discard_waiting(tab)
@@ -1040,7 +1104,10 @@ impl World {
             self.queue.retain(|_, m| {
                 !matches!(
                     m,
-                    Msg::Request { .. } | Msg::Probe { .. } | Msg::FeedRequest { .. }
+                    Msg::Request { .. }
+                        | Msg::Probe { .. }
+                        | Msg::FeedRequest { .. }
+                        | Msg::PageRequest { .. }
                 )
             });
             if self.chance(0.5) {
@@ -1189,12 +1256,32 @@ fn run_once(seed: u64, faults: Faults, tracing: bool) -> Result<(), SimFailure> 
         }
     }
     let deadline = world.now + 600_000;
-    while !world.quiet() {
-        if world.now > deadline || !world.step_queue() {
-            let why = world.why_not_quiet().unwrap_or_default();
-            return Err(world.fail(&format!("the world never became quiet: {why}")));
+    for round in 0.. {
+        while !world.quiet() {
+            if world.now > deadline || !world.step_queue() {
+                let why = world.why_not_quiet().unwrap_or_default();
+                return Err(world.fail(&format!("the world never became quiet: {why}")));
+            }
+            world.check_step()?;
         }
-        world.check_step()?;
+        // A person whose tab shows what it could not check with the
+        // server (its load found the server out of reach, and IndexedDB
+        // answered) opens the list again, as a person would.
+        let unfollowed: Vec<usize> = (0..world.tabs.len())
+            .filter(|&t| {
+                world.tabs[t]
+                    .engine
+                    .as_ref()
+                    .is_some_and(|e| e.feed_cursor().is_none() && !e.is_loading(COLLECTION))
+            })
+            .collect();
+        if unfollowed.is_empty() || round == 3 {
+            break;
+        }
+        for tab in unfollowed {
+            let mark = world.dbs[world.tabs[tab].user].mark.clone();
+            world.load(tab, mark);
+        }
     }
     world.check_quiescence()
 }

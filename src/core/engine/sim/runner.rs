@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::core::engine::runner::{self, Io, Post, Request};
-use crate::core::engine::{Failure, LoadedMark};
+use crate::core::engine::{Failure, LoadEnd, LoadPlan, LoadedMark};
 
 /// One tab's world, as the runner sees it.
 pub(super) struct TabIo<'w> {
@@ -201,6 +201,22 @@ impl World {
     }
 }
 
+impl TabIo<'_> {
+    fn read_stored_soon(&mut self, or_none: bool) {
+        let (w, tab) = (&mut *self.world, self.tab);
+        let epoch = w.tabs[tab].epoch;
+        let delay = 1 + w.pick(5) as u64;
+        w.at(
+            delay,
+            Msg::StoredRead {
+                tab,
+                epoch,
+                or_none,
+            },
+        );
+    }
+}
+
 impl Io for TabIo<'_> {
     fn now(&self) -> u64 {
         self.world.now
@@ -232,8 +248,17 @@ impl Io for TabIo<'_> {
         }
     }
 
-    /// Loads are not simulated: no mark is kept.
-    fn mark_loaded(&mut self, _collection: String, _mark: LoadedMark) {}
+    fn mark_loaded(&mut self, _collection: String, mark: LoadedMark) {
+        let user = self.world.tabs[self.tab].user;
+        self.world.dbs[user].mark = Some(mark);
+    }
+
+    fn read_stored_ids(&mut self, _collection: String) {
+        let (w, tab) = (&mut *self.world, self.tab);
+        let epoch = w.tabs[tab].epoch;
+        let delay = 1 + w.pick(5) as u64;
+        w.at(delay, Msg::StoredIds { tab, epoch });
+    }
 
     fn request(&mut self, request: Request) {
         let (w, tab) = (&mut *self.world, self.tab);
@@ -266,6 +291,15 @@ impl Io for TabIo<'_> {
                 epoch,
                 attempt,
             }),
+            Request::Page { after, size, .. } => {
+                w.request(tab, Wire::Page, |attempt| Msg::PageRequest {
+                    tab,
+                    epoch,
+                    attempt,
+                    after,
+                    size,
+                });
+            }
         }
     }
 
@@ -337,6 +371,15 @@ impl Io for TabIo<'_> {
         match effect {
             Effect::Settle { callers, result } => self.world.settle(self.tab, callers, &result),
             Effect::LoggedOut => self.world.logged_out(self.tab),
+            // IndexedDB answers the load: read a few ms later.
+            Effect::LoadFrom {
+                plan: plan @ (LoadPlan::Local | LoadPlan::Offline),
+                ..
+            } => self.read_stored_soon(matches!(plan, LoadPlan::Offline)),
+            Effect::LoadEnded {
+                end: LoadEnd::FromStore(_),
+                ..
+            } => self.read_stored_soon(true),
             _ => {}
         }
     }

@@ -3,7 +3,7 @@
 //! and a changes feed.
 
 use crate::core::code::ErrorCode;
-use crate::core::engine::{FeedChange, FeedPage, Refusal, Reply};
+use crate::core::engine::{FeedChange, FeedPage, LoadPage, Refusal, Reply};
 use crate::core::outbox::{MutationOp, OutboxEntry};
 use crate::core::record::{Comment, Fields, Record};
 use std::collections::BTreeMap;
@@ -184,6 +184,29 @@ impl ModelServer {
             cursor: end.to_string(),
             more: end < self.feed.len(),
         })
+    }
+
+    /// A page of a load: `size` records by id after `after`, with the
+    /// feed's cursor as it is now (taken before the records are read).
+    pub fn page(&self, after: Option<&str>, size: usize) -> LoadPage {
+        let mut records: Vec<Record> = self
+            .records
+            .values()
+            .filter(|r| after.is_none_or(|a| r.id.as_str() > a))
+            .take(size + 1)
+            .cloned()
+            .collect();
+        let more = records.len() > size;
+        records.truncate(size);
+        LoadPage {
+            next: if more {
+                records.last().map(|r| r.id.clone())
+            } else {
+                None
+            },
+            cursor: Some(self.feed.len().to_string()),
+            records,
+        }
     }
 }
 
