@@ -365,7 +365,7 @@ impl Client {
         let change = {
             let state = self.inner.state.borrow();
             let record = state.engine.records().get(&key.collection, &key.id);
-            RecordChange::new(&key.collection, &key.id, version, record)
+            RecordChange::new(&key.collection, &key.id, version, record.as_ref())
         };
         self.tell_tabs(TabMessage::RecordChanged(change));
     }

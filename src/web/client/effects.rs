@@ -102,8 +102,7 @@ impl Client {
                             .borrow()
                             .engine
                             .records()
-                            .get(&key.collection, &key.id)
-                            .cloned(),
+                            .get(&key.collection, &key.id),
                         Err(_) => None,
                     };
                     this.handle(Event::Fetched {

@@ -197,7 +197,7 @@ impl Client {
                 let mut cache = self.inner.record_js.borrow_mut();
                 for id in &ids {
                     if let Some(record) = state.engine.records().get(collection, id) {
-                        out.push(&record_object(&mut cache, collection, record, stale));
+                        out.push(&record_object(&mut cache, collection, &record, stale));
                     }
                 }
                 ids.last().cloned()

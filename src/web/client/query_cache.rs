@@ -131,7 +131,7 @@ impl Client {
                     Some(record) => record_object(
                         &mut self.inner.record_js.borrow_mut(),
                         collection,
-                        record,
+                        &record,
                         stale,
                     ),
                     None => continue,

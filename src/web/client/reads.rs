@@ -129,7 +129,7 @@ impl Client {
                 .records()
                 .get(collection, id)
                 .map_or(JsValue::UNDEFINED, |r| {
-                    record_object(&mut cache, collection, r, stale)
+                    record_object(&mut cache, collection, &r, stale)
                 })
         })
     }
@@ -143,7 +143,7 @@ impl Client {
             let records = state.engine.records().list(collection);
             let out = js_sys::Array::new_with_length(records.len() as u32);
             for (i, r) in records.iter().enumerate() {
-                out.set(i as u32, record_object(&mut cache, collection, r, stale));
+                out.set(i as u32, record_object(&mut cache, collection, &r, stale));
             }
             // Records gone from the collection leave the cache too.
             if cache.len() > state.engine.records().len() {
