@@ -52,7 +52,7 @@ mod writes;
 
 use feed::EventFeed;
 pub use load::{DEFAULT_PAGE, MAX_PAGE};
-use reads::{js_conflict, record_object, CachedRecord};
+use reads::{js_conflict, record_object, RecordObjects};
 pub use undo::UndoRequest;
 
 /// The key of the changes-feed cursor in the user's `meta` store: a reload
@@ -200,10 +200,10 @@ struct ClientShared {
     /// Snapshots handed to JS, kept until something changes, so
     /// `useSyncExternalStore` sees the same object between changes.
     snapshots: RefCell<HashMap<String, JsValue>>,
-    /// Each confirmed record as a JS object, kept while the record stays
-    /// as it is: `get` and `list` hand out these, so a change of one record
-    /// makes one new object, not one per record of its collection.
-    record_js: RefCell<HashMap<RecordKey, CachedRecord>>,
+    /// The record objects `get`, `list` and `query` handed out, held
+    /// weakly: while the app holds one it gets the same object until the
+    /// record changes, so a change of one record makes one new object.
+    record_js: RecordObjects,
     /// `crm.query`'s kept matches and pages.
     queries: RefCell<query_cache::QueryCache>,
     /// Whether this tab leads (the engine hears it once the work a leader
@@ -264,7 +264,7 @@ impl Client {
             held: RefCell::new(None),
             listeners: js_sys::Set::new(&JsValue::UNDEFINED),
             snapshots: RefCell::new(HashMap::new()),
-            record_js: RefCell::new(HashMap::new()),
+            record_js: RecordObjects::new(),
             queries: RefCell::default(),
             leader: Cell::new(false),
             from_tab: Cell::new(false),

@@ -9,11 +9,11 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use super::{
-    check_collection, emit_to, encode, is_unreachable, record_object, rejected, CachedRecord,
-    Client, SyncLogEntry,
+    check_collection, emit_to, encode, is_unreachable, record_object, rejected, Client,
+    SyncLogEntry,
 };
 use crate::core::engine::{Event, FullReason, LoadPlan};
-use crate::core::record::{Record, RecordKey};
+use crate::core::record::Record;
 use crate::core::staged::RemoteChange;
 use crate::error::Error;
 use crate::web::clock::now_ms;
@@ -107,6 +107,9 @@ impl Client {
         // Whittled down as pages come in: what is left at the end is gone
         // from the server.
         let mut not_seen = self.known_ids(collection).await;
+        // The server's objects of the records applied, by id, until the
+        // collection is handed out at the end.
+        let fresh = js_sys::Map::new();
         let mut loaded: usize = 0;
         let mut first_cursor: Option<String> = None;
         let mut in_flight = Some(self.read_soon(format!("/{collection}?limit={size}")));
@@ -135,7 +138,9 @@ impl Client {
                     encode(&after)
                 )));
             }
-            loaded += self.store_page(collection, &items, &mut not_seen).await?;
+            loaded += self
+                .store_page(collection, &items, &mut not_seen, &fresh)
+                .await?;
             self.emit_load(collection, loaded);
         }
         let mut batch = DbBatch::new();
@@ -175,14 +180,16 @@ impl Client {
             error: None,
             reason: Some(reason.as_str().into()),
         });
-        Ok(self.list_in_slices(collection).await)
+        Ok(self.list_in_slices(collection, &fresh).await)
     }
 
     /// The collection as `list` gives it, made a run of records at a time
     /// with the event loop between (the end of a large load would otherwise
     /// make every record's object in one task). Not kept as `list`'s
-    /// snapshot: a record may change between two runs.
-    async fn list_in_slices(&self, collection: &str) -> JsValue {
+    /// snapshot: a record may change between two runs. `fresh` holds
+    /// objects of records just read, by id: handed out where they still
+    /// show the record, rather than made again.
+    async fn list_in_slices(&self, collection: &str, fresh: &js_sys::Map) -> JsValue {
         let out = js_sys::Array::new();
         let mut after: Option<String> = None;
         let mut slice = Slices::start();
@@ -194,10 +201,16 @@ impl Client {
                     .records()
                     .ids_after(collection, after.as_deref(), 256);
                 let stale = state.engine.is_stale(collection);
-                let mut cache = self.inner.record_js.borrow_mut();
                 for id in &ids {
                     if let Some(record) = state.engine.records().get(collection, id) {
-                        out.push(&record_object(&mut cache, collection, &record, stale));
+                        let candidate = fresh.get(&JsValue::from_str(id));
+                        out.push(&record_object(
+                            &self.inner.record_js,
+                            collection,
+                            &record,
+                            stale,
+                            &candidate,
+                        ));
                     }
                 }
                 ids.last().cloned()
@@ -265,14 +278,15 @@ impl Client {
 
     /// Reads one page's records in slices, then lays them over memory and
     /// writes them to IndexedDB in one transaction (a page is atomic). The
-    /// server's own objects are kept as the records' JS snapshots and
-    /// stored as they are: one copy per record, not one per shape. Each
+    /// server's own objects are stored as they are and go into `fresh` (by
+    /// id) to be handed out: one copy per record, not one per shape. Each
     /// record's id leaves `not_seen`; returns how many records the page had.
     async fn store_page(
         &self,
         collection: &str,
         items: &js_sys::Array,
         not_seen: &mut HashSet<String>,
+        fresh: &js_sys::Map,
     ) -> Result<usize, Error> {
         // Read first, all of the page: a page that does not read is not
         // applied at all.
@@ -286,14 +300,13 @@ impl Client {
         let count = read.len();
         let mut batch = DbBatch::new();
         for (record, item) in read {
-            let key = RecordKey::new(collection, &record.id);
             not_seen.remove(&record.id);
             batch.put_record_js(
                 Store::Records.name(),
                 record_key(collection, &record.id),
                 item.clone(),
             );
-            let snapshot = CachedRecord::of(&record, false, item);
+            let id = JsValue::from_str(&record.id);
             let applied = self
                 .inner
                 .state
@@ -302,7 +315,7 @@ impl Client {
                 .records_mut()
                 .apply_remote(collection, RemoteChange::Put(record));
             if applied {
-                self.inner.record_js.borrow_mut().insert(key, snapshot);
+                fresh.set(&id, &item);
             }
             slice.maybe_yield().await;
         }
@@ -325,31 +338,35 @@ impl Client {
     /// slices, as pages are; an entry that cannot be read is skipped (it is
     /// a copy: the server has the record).
     async fn load_stored(&self, collection: &str, err: Error) -> Result<JsValue, Error> {
-        let read = self.read_stored(collection, Some(err)).await;
+        let fresh = js_sys::Map::new();
+        let read = self.read_stored(collection, Some(err), &fresh).await;
         self.handle(Event::StoredRead {
             collection: collection.to_owned(),
             found: read.is_ok(),
         });
-        read.map(|()| self.list(collection))
+        read?;
+        Ok(self.list_in_slices(collection, &fresh).await)
     }
 
     /// A collection a full load left whole in IndexedDB: read from there
     /// (in slices), marked stale until the catch-up from the feed's cursor
     /// is done. Nothing stored is an empty collection.
     async fn load_local(&self, collection: &str) -> Result<JsValue, Error> {
-        let read = self.read_stored(collection, None).await;
+        let fresh = js_sys::Map::new();
+        let read = self.read_stored(collection, None, &fresh).await;
         self.handle(Event::StoredRead {
             collection: collection.to_owned(),
             found: true,
         });
         read?;
-        Ok(self.list_in_slices(collection).await)
+        Ok(self.list_in_slices(collection, &fresh).await)
     }
 
     /// Another tab loaded `collection` again: what it stored replaces the
     /// older versions here.
     pub async fn reread_collection(&self, collection: &str) {
-        if self.read_stored(collection, None).await.is_ok() {
+        let fresh = js_sys::Map::new();
+        if self.read_stored(collection, None, &fresh).await.is_ok() {
             self.changed();
             self.emit_status();
         }
@@ -358,8 +375,14 @@ impl Client {
     /// Reads `collection` from IndexedDB in slices into the confirmed
     /// records (never over a newer version), marked stale as the engine
     /// says. `none_stored`: the error when nothing is stored here at all
-    /// (`None`: an empty collection is an answer).
-    async fn read_stored(&self, collection: &str, none_stored: Option<Error>) -> Result<(), Error> {
+    /// (`None`: an empty collection is an answer). The stored objects of
+    /// the records applied go into `fresh`, by id.
+    async fn read_stored(
+        &self,
+        collection: &str,
+        none_stored: Option<Error>,
+        fresh: &js_sys::Map,
+    ) -> Result<(), Error> {
         let Some(db) = self.db() else {
             return match none_stored {
                 Some(err) => Err(err),
@@ -378,16 +401,7 @@ impl Client {
             }
             slice.maybe_yield().await;
         }
-        if read.is_empty()
-            && self
-                .inner
-                .state
-                .borrow()
-                .engine
-                .records()
-                .list(collection)
-                .is_empty()
-        {
+        if read.is_empty() && self.inner.state.borrow().engine.records().count(collection) == 0 {
             if let Some(err) = none_stored {
                 return Err(err);
             }
@@ -398,21 +412,19 @@ impl Client {
         while read.peek().is_some() {
             {
                 let mut state = self.inner.state.borrow_mut();
-                let mut cache = self.inner.record_js.borrow_mut();
                 // Marked as the engine says now: a catch-up may have ended
                 // while the records were read.
                 let stale = state.engine.is_stale(collection);
                 for (record, value) in read.by_ref().take(STORED_RUN) {
-                    let key = RecordKey::new(collection, &record.id);
-                    // Ours alone (just read): marked here, kept as the snapshot.
+                    // Ours alone (just read): marked here, handed out as it is.
                     let _ = js_sys::Reflect::set(&value, &"stale".into(), &JsValue::from(stale));
-                    let snapshot = CachedRecord::of(&record, stale, value);
+                    let id = JsValue::from_str(&record.id);
                     if state
                         .engine
                         .records_mut()
                         .apply_remote(collection, RemoteChange::Put(record))
                     {
-                        cache.insert(key, snapshot);
+                        fresh.set(&id, &value);
                     }
                 }
             }

@@ -129,10 +129,11 @@ impl Client {
             } else {
                 match state.engine.records().get(collection, id) {
                     Some(record) => record_object(
-                        &mut self.inner.record_js.borrow_mut(),
+                        &self.inner.record_js,
                         collection,
                         &record,
                         stale,
+                        &JsValue::UNDEFINED,
                     ),
                     None => continue,
                 }
