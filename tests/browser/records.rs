@@ -270,6 +270,46 @@ async fn fifty_saves_in_the_window_send_one_patch_and_share_its_result() {
     crm.close();
 }
 
+/// While the app holds a list, a change of one record makes one new
+/// object: every other record is the same object as before (the record
+/// objects are held weakly, so this is what keeps React's memoised rows).
+#[wasm_bindgen_test]
+async fn a_change_of_one_record_makes_one_new_object_in_a_held_list() {
+    let crm = client("alice", &[("debounceMs", 50.into())]).await;
+    let id = customer(&crm, 15).await;
+    let held: Array = crm.list("customers").unwrap().into();
+    let phone = format!("+1 555 0150 {}", run_tag());
+    let saved = wait(crm.save(
+        "customers".into(),
+        id.clone(),
+        obj(&[("phone", phone.into())]),
+    ))
+    .await;
+    assert_eq!(status(&saved), "committed");
+    let now: Array = crm.list("customers").unwrap().into();
+    assert!(!Object::is(&held, &now));
+    assert_eq!(now.length(), held.length());
+    let mut changed = Vec::new();
+    for (old, new) in held.iter().zip(now.iter()) {
+        assert_eq!(prop(&old, "id").as_string(), prop(&new, "id").as_string());
+        if !Object::is(&old, &new) {
+            changed.push(prop(&new, "id").as_string().unwrap());
+        }
+    }
+    assert_eq!(changed, vec![id.clone()]);
+    // `get` hands out the object the list holds.
+    let other = now
+        .iter()
+        .find(|r| prop(r, "id").as_string() != Some(id.clone()))
+        .unwrap();
+    let other_id = prop(&other, "id").as_string().unwrap();
+    assert!(Object::is(
+        &crm.get("customers", &other_id).unwrap(),
+        &other
+    ));
+    crm.close();
+}
+
 #[wasm_bindgen_test]
 async fn while_a_patch_is_in_flight_get_is_old_and_view_is_new() {
     let crm = client("bob", &[]).await;

@@ -417,11 +417,14 @@ function fits(o, version, comments, stale) {
 export class RecordObjects {
   constructor() {
     this.kept = new Map();
-    // An object the app no longer holds takes its entry with it.
-    this.gone = new FinalizationRegistry((key) => {
-      const ref = this.kept.get(key);
-      if (ref !== undefined && ref.deref() === undefined) this.kept.delete(key);
-    });
+    // An object the app no longer holds takes its entry with it (held
+    // strongly where the browser has no WeakRef).
+    this.gone = typeof FinalizationRegistry === "function"
+      ? new FinalizationRegistry((key) => {
+          const ref = this.kept.get(key);
+          if (ref !== undefined && ref.deref() === undefined) this.kept.delete(key);
+        })
+      : undefined;
   }
   take(key, version, comments, stale, candidate) {
     const ref = this.kept.get(key);
@@ -434,6 +437,10 @@ export class RecordObjects {
     return undefined;
   }
   keep(key, value) {
+    if (this.gone === undefined || typeof WeakRef !== "function") {
+      this.kept.set(key, { deref: () => value });
+      return;
+    }
     this.kept.set(key, new WeakRef(value));
     this.gone.register(value, key);
   }
