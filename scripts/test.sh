@@ -25,8 +25,27 @@ TOTAL_PASSED=0
 TOTAL_FAILED=0
 SUMMARY=()
 PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done; }
+stop_pids() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done; }
+# What the run makes in the temporary directory (the servers' databases,
+# Chromium's profiles and the drivers' sessions, the e2e tests' own servers,
+# the fuzzer's files) goes into one directory of its own, TMPDIR for
+# everything started here, removed when the run ends: a driver killed with
+# its browser leaves the browser's profile behind. The PostgreSQL cluster
+# lives beside it in /tmp (its server runs as another user), stopped and
+# removed if a suite left it.
+RUN_TMP=$(mktemp -d "${TMPDIR:-/tmp}/crm-sync-test.XXXXXX")
+export TMPDIR=$RUN_TMP
+PG_DIR=
+cleanup() {
+  stop_pids
+  if [ -n "$PG_DIR" ]; then scripts/pg-cluster.sh stop "$PG_DIR" 2>/dev/null; fi
+  rm -rf "$RUN_TMP"
+}
 trap cleanup EXIT
+
+# The free space on the disk that holds target/: a run that fails without
+# counting anything names it, so that a full disk shows in the log.
+disk_free() { df -Pk . | awk 'NR == 2 { printf "disk: %.1f GB free\n", $4 / 1048576 }'; }
 
 record() { # name passed failed seconds
   TOTAL_PASSED=$((TOTAL_PASSED + $2)); TOTAL_FAILED=$((TOTAL_FAILED + $3))
@@ -38,7 +57,7 @@ record() { # name passed failed seconds
 check() { # name command...
   local name=$1; shift; local t0=$SECONDS
   if "$@" >"$LOGS/$name.log" 2>&1; then record "$name" 1 0 $((SECONDS - t0));
-  else record "$name" 0 1 $((SECONDS - t0)); tail -40 "$LOGS/$name.log"; fi
+  else record "$name" 0 1 $((SECONDS - t0)); tail -40 "$LOGS/$name.log"; disk_free; fi
 }
 
 # Sums libtest's "test result: ... N passed; M failed" lines (cargo test and
@@ -56,9 +75,11 @@ count_cargo() { # name exit-code seconds
   local p f
   p=$(grep -Eo '[0-9]+ passed' "$LOGS/$name.log" | awk '{s+=$1} END {print s+0}')
   f=$(grep -Eo '[0-9]+ failed' "$LOGS/$name.log" | awk '{s+=$1} END {print s+0}')
-  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+  local uncounted=
+  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; uncounted=1; fi
   record "$name" "$p" "$f" "$secs"
   if [ "$rc" != 0 ]; then grep -E '^(error|test .* FAILED|failures:|---- )' -A12 "$LOGS/$name.log" | head -80; fi
+  if [ -n "$uncounted" ]; then disk_free; fi
 }
 
 # node --test (TAP or spec reporter) summary lines.
@@ -68,9 +89,11 @@ suite_node() { # name command...
   local p f
   p=$(grep -Eo '^(# |ℹ )pass [0-9]+' "$LOGS/$name.log" | awk '{s+=$NF} END {print s+0}')
   f=$(grep -Eo '^(# |ℹ )fail [0-9]+' "$LOGS/$name.log" | awk '{s+=$NF} END {print s+0}')
-  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+  local uncounted=
+  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; uncounted=1; fi
   record "$name" "$p" "$f" $((SECONDS - t0))
   if [ "$rc" != 0 ]; then tail -60 "$LOGS/$name.log"; fi
+  if [ -n "$uncounted" ]; then disk_free; fi
 }
 
 # Starts the reference server in the background on a fresh database and
@@ -108,7 +131,7 @@ suite_fuzz() {
   if ! cargo build --quiet -p crm-sync-server >"$LOGS/$name.log" 2>&1 ||
      ! start_server "$FUZZ_PORT" /nonexistent \
        --login-failures-per-user 1000000 --login-failures-per-address 1000000 >>"$LOGS/$name.log" 2>&1; then
-    record "$name" 0 1 $((SECONDS - t0)); tail -20 "$LOGS/$name.log"; return
+    record "$name" 0 1 $((SECONDS - t0)); tail -20 "$LOGS/$name.log"; disk_free; return
   fi
   local pid=${PIDS[${#PIDS[@]}-1]}
   token=$(curl -fsS "http://127.0.0.1:$FUZZ_PORT/api/login" -H 'content-type: application/json' \
@@ -136,9 +159,11 @@ suite_fuzz() {
     # One count per failing test case, as the JUnit file lists them.
     failed=$(awk 'BEGIN{RS="</testcase>"} /<testcase/ && /<(failure|error)/ {n++} END {print n+0}' "$junit")
   fi
-  if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
+  local uncounted=
+  if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then failed=1; uncounted=1; fi
   record "$name" $((tests - failed < 0 ? 0 : tests - failed)) "$failed" $((SECONDS - t0))
   if [ "$rc" != 0 ]; then awk '/^=+ (FAILURES|ERRORS)/,0' "$LOGS/$name.log" | grep -v '^\s*$' | head -80; fi
+  if [ -n "$uncounted" ]; then disk_free; fi
 }
 
 # One engine's browser suite, in the background: its own fresh server, its
@@ -150,7 +175,7 @@ suite_fuzz() {
 browser_engine() { # chromium | firefox | webkit
   local engine=$1 name=browser-$1 t0=$SECONDS port driver_pid=
   local log=$LOGS/$name.log
-  PIDS=(); trap cleanup EXIT  # a subshell: only its own server and driver
+  PIDS=(); trap stop_pids EXIT  # a subshell: only its own server and driver
   rm -f "$LOGS/$name.rc" "$LOGS/$name.secs" "$LOGS/$name-stalled.log"
   local args=(--headless --mode no-install . --test browser)
   case $engine in
@@ -212,16 +237,18 @@ stop_tree() { # pid
 # (scripts/pg-cluster.sh) made for this suite and removed after.
 # PG_TEST_PORT overrides its port.
 suite_server_pg() {
-  local t0=$SECONDS name=server-pg dir url
-  dir=$(mktemp -d /tmp/crm-pg.XXXXXX); rmdir "$dir"
-  if ! url=$(scripts/pg-cluster.sh start "$dir" "${PG_TEST_PORT:-18945}" 2>"$LOGS/$name-cluster.log"); then
-    record "$name" 0 1 $((SECONDS - t0)); tail -20 "$LOGS/$name-cluster.log"; return
+  local t0=$SECONDS name=server-pg url
+  PG_DIR=$(mktemp -d /tmp/crm-pg.XXXXXX); rmdir "$PG_DIR"
+  if ! url=$(scripts/pg-cluster.sh start "$PG_DIR" "${PG_TEST_PORT:-18945}" 2>"$LOGS/$name-cluster.log"); then
+    scripts/pg-cluster.sh stop "$PG_DIR"; PG_DIR=
+    record "$name" 0 1 $((SECONDS - t0)); tail -20 "$LOGS/$name-cluster.log"; disk_free; return
   fi
   CRM_TEST_POSTGRES=$url suite_cargo "$name" cargo test -p crm-sync-server -- --include-ignored
-  scripts/pg-cluster.sh stop "$dir"
+  scripts/pg-cluster.sh stop "$PG_DIR"; PG_DIR=
 }
 
 echo "== crm-sync: every suite (logs in $LOGS/)"
+disk_free
 check fmt cargo fmt --all --check
 check clippy-host cargo clippy --workspace --all-targets -- -D warnings
 check clippy-wasm cargo clippy -p crm-sync --target wasm32-unknown-unknown --lib --test browser -- -D warnings
@@ -244,7 +271,7 @@ if cargo build --quiet -p crm-sync-server >"$LOGS/server-build.log" 2>&1; then
   if ! { CARGO_BUILD_TARGET=wasm32-unknown-unknown cargo build --tests --test browser &&
          cargo test --target wasm32-unknown-unknown --test browser --no-run; } >"$LOGS/browser-build.log" 2>&1; then
     for engine in "${BROWSER_ENGINES[@]}"; do record "browser-$engine" 0 1 0; done
-    grep -E '^error' -A12 "$LOGS/browser-build.log" | head -60
+    grep -E '^error' -A12 "$LOGS/browser-build.log" | head -60; disk_free
   else
     t0=$SECONDS
     engine_pids=()
@@ -260,14 +287,14 @@ if cargo build --quiet -p crm-sync-server >"$LOGS/server-build.log" 2>&1; then
   fi
 else
   for engine in "${BROWSER_ENGINES[@]}"; do record "browser-$engine" 0 1 0; done
-  cat "$LOGS/server-build.log"
+  cat "$LOGS/server-build.log"; disk_free
 fi
 
 if make --no-print-directory www >"$LOGS/www-build.log" 2>&1 &&
    start_server "$E2E_PORT" www/dist --sheet-latency-ms 1500; then
   E2E_BASE_URL="http://127.0.0.1:$E2E_PORT" suite_node e2e node --test --test-concurrency=1 --test-reporter=tap www/e2e/
 else
-  record e2e 0 1 0; tail -40 "$LOGS/www-build.log"
+  record e2e 0 1 0; tail -40 "$LOGS/www-build.log"; disk_free
 fi
 
 # The shipped size against its budget (scripts/size-budget): a byte count
@@ -275,7 +302,7 @@ fi
 # built above, as shipped.
 t0=$SECONDS
 if scripts/size.sh --check >"$LOGS/size.log" 2>&1; then record size 1 0 $((SECONDS - t0));
-else record size 0 1 $((SECONDS - t0)); fi
+else record size 0 1 $((SECONDS - t0)); disk_free; fi
 tail -1 "$LOGS/size.log"
 
 echo

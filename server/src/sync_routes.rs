@@ -79,14 +79,10 @@ pub async fn start_route(
     path = "/api/sync/{sync_id}",
     tag = "sync",
     operation_id = "syncStatus",
-    params(
-        ("sync_id" = String, Path, description = "The job's `syncId`"),
-    ),
+    params(SyncIdPath),
     responses(
         (status = 200, description = "The job", body = SyncJobStatus),
-        RequestErrors,
-        (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
-        (status = 404, description = "`sync_not_found`: unknown, or finished more than 10 minutes ago", body = ErrorBody),
+        RequestErrors, SyncJobNotFound,
     )
 )]
 pub async fn status_route(
@@ -109,15 +105,10 @@ pub async fn status_route(
     path = "/api/sync/{sync_id}",
     tag = "sync",
     operation_id = "cancelSync",
-    params(
-        ("sync_id" = String, Path, description = "The job's `syncId`"),
-        IdempotencyKey,
-    ),
+    params(SyncIdPath, IdempotencyKey),
     responses(
         (status = 200, description = "The job, `cancelled`, once it has stopped: `stats` count exactly the rows it wrote, and `message` says so (\"Cancelled after 612 of 1,400 rows: 600 new, 12 updated\")", body = SyncJobStatus),
-        RequestErrors,
-        (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
-        (status = 404, description = "`sync_not_found`", body = ErrorBody),
+        RequestErrors, SyncJobNotFound,
         (status = 409, description = "`already_finished`", body = ErrorBody),
         (status = 422, description = "`idempotency_mismatch`: the key was used for another request", body = ErrorBody),
     )
@@ -176,14 +167,10 @@ pub async fn list_route(
     path = "/api/sync/{sync_id}/conflicts",
     tag = "sync",
     operation_id = "syncConflicts",
-    params(
-        ("sync_id" = String, Path, description = "The job's `syncId`"),
-    ),
+    params(SyncIdPath),
     responses(
         (status = 200, description = "In sheet order; the first 1,000 (`stats.conflicts` counts the rows)", body = SheetConflictList),
-        RequestErrors,
-        (status = 403, description = "`forbidden`: another user's sync job", body = ErrorBody),
-        (status = 404, description = "`sync_not_found`: unknown, or finished more than 10 minutes ago", body = ErrorBody),
+        RequestErrors, SyncJobNotFound,
     )
 )]
 pub async fn conflicts_route(

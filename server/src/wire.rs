@@ -222,6 +222,22 @@ error_answers!(
     /// `428` for a change or deletion without `If-Match`.
     IfMatchRequired = [(428, "`precondition_required`: no `If-Match`")]
 );
+error_answers!(
+    /// `403` and `404` for a sync job of another user, or one unknown or
+    /// finished long ago.
+    SyncJobNotFound = [
+        (403, "`forbidden`: another user's sync job"),
+        (404, "`sync_not_found`: unknown, or finished more than 10 minutes ago"),
+    ]
+);
+
+/// The job a sync-job route is about: its `syncId` in the path.
+#[derive(Debug, Clone, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SyncIdPath {
+    /// The job's `syncId`
+    pub sync_id: String,
+}
 
 /// `POST /api/{collection}` body.
 #[derive(Debug, Clone, Serialize, ToSchema)]

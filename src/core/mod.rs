@@ -7,6 +7,7 @@ pub mod counters;
 pub mod debounce;
 pub mod election;
 pub mod engine;
+pub mod handed;
 pub mod history;
 pub mod merge;
 pub mod outbox;

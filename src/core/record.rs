@@ -107,7 +107,10 @@ pub struct PendingComment {
 
 /// A record as the server acknowledged it (`CrmRecord` in TypeScript, where
 /// `Record` is a built-in type; see `api::types`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Deserialize` is handed the record the web reader read by hand (see
+/// [`crate::core::handed`]); other deserializers read its derived form.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {
     /// The record's id within its collection.
@@ -126,6 +129,61 @@ pub struct Record {
     /// The comment log, oldest first.
     #[serde(default)]
     pub comments: Vec<Comment>,
+}
+
+/// The newtype name a [`Record`] is asked for under (see
+/// [`crate::core::handed`]): a static, so it has one address.
+pub static HANDED: &str = "crm_sync::Record";
+
+/// A record in its derived form, for deserializers other than the web
+/// reader (JSON in tests); a module of its own, so that serde's words name
+/// it `Record`.
+mod stored {
+    use serde::Deserialize;
+
+    use super::{Comment, Fields};
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct Record {
+        id: String,
+        version: u64,
+        #[serde(default)]
+        updated_at: String,
+        #[serde(default)]
+        updated_by: String,
+        #[serde(default)]
+        fields: Fields,
+        #[serde(default)]
+        comments: Vec<Comment>,
+    }
+
+    impl From<Record> for super::Record {
+        fn from(stored: Record) -> Self {
+            let Record {
+                id,
+                version,
+                updated_at,
+                updated_by,
+                fields,
+                comments,
+            } = stored;
+            Self {
+                id,
+                version,
+                updated_at,
+                updated_by,
+                fields,
+                comments,
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::core::handed::deserialize::<D, Record, stored::Record>(deserializer, HANDED)
+    }
 }
 
 impl Record {

@@ -145,7 +145,9 @@ pub enum TabMessage {
     /// The lock protocol: `token, clock, signal, ...` (signal 0 request:
     /// `lock, stamp`; 1 hold: `lock, stamp, acquired`; 2 release: `lock,
     /// stamp[, next tab, next token, next stamp]`; 3 heartbeat: `lock,
-    /// stamp, acquired or null` for each entry).
+    /// stamp, acquired or null` for each entry; 4 answer: `asker tab,
+    /// asker token, asker stamp`, sent after a heartbeat).
+    /// A build before answers reads signal 4 as malformed and ignores it.
     Lock(LockMessage),
     /// A record changed: `collection, id, version[, record]`.
     RecordChanged(RecordChange),
@@ -286,6 +288,9 @@ impl Envelope {
                         for e in entries {
                             out.extend([text(&e.lock), Num(e.stamp), e.acquired.map_or(Null, Num)]);
                         }
+                    }
+                    LockSignal::Answer { to } => {
+                        out.extend([Num(4), text(&to.tab.0), Num(to.token), Num(to.stamp)]);
                     }
                 }
             }
@@ -518,6 +523,15 @@ pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, 
 /// of a peer); the rest of a longer one is not read.
 const MAX_ENTRIES: usize = 64;
 
+/// A request named by tab, token and stamp (a hand-off, an answer's asker).
+fn read_hand_off<M: UntrustedMessage>(r: &mut Reader<'_, M>) -> Result<HandOff, Ignored> {
+    Ok(HandOff {
+        tab: TabId(r.text()?),
+        token: r.uint()?,
+        stamp: r.uint()?,
+    })
+}
+
 fn lock_message<M: UntrustedMessage>(
     r: &mut Reader<'_, M>,
     len: usize,
@@ -538,11 +552,7 @@ fn lock_message<M: UntrustedMessage>(
             let lock = r.text()?;
             let stamp = r.uint()?;
             let next = if r.raw.text(r.at).is_some() {
-                Some(HandOff {
-                    tab: TabId(r.text()?),
-                    token: r.uint()?,
-                    stamp: r.uint()?,
-                })
+                Some(read_hand_off(r)?)
             } else {
                 None
             };
@@ -562,6 +572,9 @@ fn lock_message<M: UntrustedMessage>(
             }
             LockSignal::Heartbeat { entries }
         }
+        4 => LockSignal::Answer {
+            to: read_hand_off(r)?,
+        },
         _ => return Err(Ignored::Malformed),
     };
     Ok(LockMessage {
@@ -673,6 +686,13 @@ mod tests {
                     token: (1 << 53) - 1,
                     stamp: 7,
                 }),
+            }),
+            lock(LockSignal::Answer {
+                to: HandOff {
+                    tab: TabId("asker".into()),
+                    token: 11,
+                    stamp: 12,
+                },
             }),
             TabMessage::RecordChanged(RecordChange::new("customers", "c1", 4, None)),
             TabMessage::RecordChanged(RecordChange::new(
@@ -901,6 +921,15 @@ mod tests {
                 Ignored::Malformed,
             ),
             (json!([2, "t", 1, 0, -1, 1, 0, "x", 1]), Ignored::Malformed),
+            // Answers name the asker whole. A signal this build does not
+            // know (as 4 is to a build before answers) is malformed, never
+            // acted on.
+            (json!([2, "t", 1, 0, 1, 1, 4, "a", 1]), Ignored::Malformed),
+            (json!([2, "t", 1, 0, 1, 1, 4, 5, 1, 2]), Ignored::Malformed),
+            (
+                json!([2, "t", 1, 0, 1, 1, 5, "a", 1, 2]),
+                Ignored::Malformed,
+            ),
             (
                 json!([2, "t", 1, 0, 9_007_199_254_740_992u64, 1, 0, "x", 1]),
                 Ignored::Malformed,

@@ -30,6 +30,14 @@ impl<K: Ord, V> VecMap<K, V> {
         Self::default()
     }
 
+    /// An empty map with room for `n` entries (a reader that knows the
+    /// count leaves no room over from doubling).
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            pairs: Vec::with_capacity(n),
+        }
+    }
+
     fn find<Q: Ord + ?Sized>(&self, key: &Q) -> Result<usize, usize>
     where
         K: Borrow<Q>,

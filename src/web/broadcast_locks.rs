@@ -209,6 +209,22 @@ impl Driver {
             settle_outcome(&outcome, Err(err.clone()));
         }
     }
+
+    /// Leaves the channel (`pagehide`, or the handle dropped): fails the
+    /// waiting acquires with `err`, releases everything telling the
+    /// others, resigns, stops the timer and closes the channel.
+    fn leave(&mut self, err: &Error, weak: &Weak<RefCell<Driver>>) {
+        self.fail_waiting(err);
+        let was_candidate = self.candidacy.take().is_some();
+        let fx = self.table.release_all(now_ms());
+        self.apply(fx, weak);
+        self.timer = None;
+        self.ignored_before = self.ignored();
+        self.channel = None;
+        if was_candidate {
+            (self.on_leader_change)();
+        }
+    }
 }
 
 /// Runs `f` on the driver if it still exists. Every entry point goes
@@ -356,16 +372,7 @@ impl BroadcastLocks {
                 return;
             }
             d.suspended = true;
-            d.fail_waiting(&Error::Cancelled);
-            let was_candidate = d.candidacy.take().is_some();
-            let fx = d.table.release_all(now_ms());
-            d.apply(fx, weak);
-            d.timer = None;
-            d.ignored_before = d.ignored();
-            d.channel = None;
-            if was_candidate {
-                (d.on_leader_change)();
-            }
+            d.leave(&Error::Cancelled, weak);
         });
     }
 
@@ -423,15 +430,7 @@ impl Drop for BroadcastLocks {
             return;
         }
         d.crashed = true;
-        d.fail_waiting(&Error::Closed);
-        let was_candidate = d.candidacy.take().is_some();
-        let fx = d.table.release_all(now_ms());
-        d.apply(fx, &weak);
-        d.timer = None;
-        d.channel = None;
-        if was_candidate {
-            (d.on_leader_change)();
-        }
+        d.leave(&Error::Closed, &weak);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The client in the browser: the [`ClientEngine`] (every decision of the
-//! write path, reachability and the user's shared work) run by the runner
-//! in `client/effects.rs`, plus what only a page has: the changes feed and
+//! write path, reachability and the user's shared work) run by the one
+//! runner (`core::engine::runner`) over the page's I/O in
+//! `client/effects.rs`, plus what only a page has: the changes feed and
 //! `/api/events`, loading collections, snapshots for React, events.
 //!
 //! The life of a save: `save` hands the engine an event; the engine stages
@@ -36,7 +37,7 @@ use crate::web::channel::EnvelopeChannel;
 use crate::web::clock::{random_unit, uuid_v4};
 use crate::web::http::{HttpRequest, Method};
 use crate::web::idb::{record_key, Batch as DbBatch, Store, UserDb};
-use crate::web::js::{from_server, get, to_js};
+use crate::web::js::{from_server, get, read_from_server, to_js};
 use crate::web::lifecycle::{EventListener, PageEvent, PageLifecycle};
 
 mod durable;
@@ -658,7 +659,7 @@ impl Client {
         let body = self
             .read(&format!("/{}/{}", key.collection, encode(&key.id)))
             .await?;
-        let record: Record = from_server(body)?;
+        let record: Record = read_from_server(&body)?;
         self.handle(Event::RecordRead {
             collection: key.collection.clone(),
             change: RemoteChange::Put(record.clone()),

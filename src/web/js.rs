@@ -5,6 +5,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use wasm_bindgen::JsValue;
 
 use crate::error::Error;
+use crate::web::de::FromJs;
 use crate::web::primitives::name;
 
 /// Serialises `value` to plain JS objects (never `Map`), as the app expects.
@@ -32,6 +33,24 @@ pub fn from_app<T: DeserializeOwned>(value: JsValue) -> Result<T, Error> {
 /// [`Error::BadResponse`] naming what did not fit.
 pub fn from_server<T: DeserializeOwned>(value: JsValue) -> Result<T, Error> {
     super::de::from_js(value).map_err(|e| Error::BadResponse(e.to_string()))
+}
+
+/// Reads a value the app passed in, with its hand reader (a record's
+/// fields: see [`crate::web::de::FromJs`]).
+///
+/// # Errors
+/// [`Error::Invalid`] naming what did not fit, as [`from_app`] words it.
+pub fn read_from_app<T: FromJs>(value: &JsValue) -> Result<T, Error> {
+    super::de::read(value).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// Reads a value the server sent, with its hand reader (a record).
+///
+/// # Errors
+/// [`Error::BadResponse`] naming what did not fit, as [`from_server`]
+/// words it.
+pub fn read_from_server<T: FromJs>(value: &JsValue) -> Result<T, Error> {
+    super::de::read(value).map_err(|e| Error::BadResponse(e.to_string()))
 }
 
 /// A property of a JS object, `undefined` if absent or not an object.

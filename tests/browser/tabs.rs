@@ -526,3 +526,83 @@ async fn tabs_web_locks_pagehide_releases_and_pageshow_competes_again() {
 async fn tabs_broadcast_pagehide_releases_and_pageshow_competes_again() {
     pagehide_releases_and_pageshow_competes_again(BROADCAST).await;
 }
+
+/// Two tabs that know each other (each stands for leadership) ask for free
+/// locks: in turns, each turn's lock is granted to the one asking (the
+/// other answers its request; no settle wait needed); then both at once,
+/// round after round: each round one of them holds the lock, then the
+/// other, never both. Asserts order and exclusion only (the bench measures
+/// the time: `lockBroadcastPair`).
+async fn free_lock_beside_another_tab(mode: &str) {
+    let channel = unique("free");
+    let all: Vec<Rc<TabLocks>> = open_many(&channel, mode, 2)
+        .into_iter()
+        .map(Rc::new)
+        .collect();
+    // Past the join wait, with each other's standing entry heard.
+    eventually(10_000, "one leader", || {
+        all.iter().filter(|t| t.is_leader()).count() == 1
+    })
+    .await;
+
+    let order = Array::new();
+    for turn in 0..6u32 {
+        let i = (turn % 2) as usize;
+        let guard = acquire(&all[i], "turns", timeout(20_000)).await.unwrap();
+        order.push(&JsValue::from(i as u32));
+        release(&guard);
+    }
+    let got: Vec<u32> = order
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .map(|v| v as u32)
+        .collect();
+    assert_eq!(got, vec![0, 1, 0, 1, 0, 1], "mode {mode}");
+
+    // Both at once: a log of "i+" when granted and "i-" when released.
+    let log = Array::new();
+    for _ in 0..5 {
+        let runs = Array::new();
+        for (i, tabs) in all.iter().enumerate() {
+            let tabs = Rc::clone(tabs);
+            let log = log.clone();
+            runs.push(&future_to_promise(async move {
+                let guard = acquire(&tabs, "both", timeout(20_000)).await?;
+                log.push(&JsValue::from(format!("{i}+")));
+                // Held a moment, so that a second grant would overlap.
+                sleep(20).await;
+                log.push(&JsValue::from(format!("{i}-")));
+                release(&guard);
+                Ok(JsValue::UNDEFINED)
+            }));
+        }
+        JsFuture::from(Promise::all(&runs)).await.unwrap();
+    }
+    let log: Vec<String> = log.iter().filter_map(|v| v.as_string()).collect();
+    assert_eq!(log.len(), 20, "mode {mode}: {log:?}");
+    for (n, pair) in log.chunks(2).enumerate() {
+        let tab = &pair[0][..1];
+        assert_eq!(
+            pair,
+            [format!("{tab}+"), format!("{tab}-")],
+            "mode {mode}: {log:?}"
+        );
+        // Within a round, one tab, then the other.
+        if n % 2 == 1 {
+            assert_ne!(&log[2 * n - 2][..1], tab, "mode {mode}: {log:?}");
+        }
+    }
+    for t in &all {
+        t.close();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn tabs_web_locks_free_lock_beside_another_tab() {
+    free_lock_beside_another_tab(WEB).await;
+}
+
+#[wasm_bindgen_test]
+async fn tabs_broadcast_free_lock_beside_another_tab() {
+    free_lock_beside_another_tab(BROADCAST).await;
+}

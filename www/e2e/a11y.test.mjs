@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { AxeBuilder } from "@axe-core/playwright";
-import { launch, openPage, BASE_URL, logInToCustomers, openCustomer, customerRow, api, gate, unique } from "./support.mjs";
+import { launch, openPage, BASE_URL, logInToCustomers, openCustomer, customerRow, api, conflictOnCity, unique } from "./support.mjs";
 
 let browser;
 before(async () => {
@@ -100,25 +100,10 @@ for (const [name, viewport] of [
 test("the conflict dialog passes axe", async () => {
   const ID = "c-0011";
   const server = await api("user09");
-  const current = await server.get(`customers/${ID}`);
   const page = await openPage(browser);
   await logInToCustomers(page, "user09");
   // Another person's change lands while this one's save is held back.
-  const sent = gate();
-  const held = gate();
-  await page.route(`**/api/customers/${ID}`, async (route) => {
-    if (route.request().method() === "PATCH") {
-      sent.release();
-      await held.opened;
-    }
-    await route.continue();
-  });
-  const dialog = await openCustomer(page, ID);
-  await dialog.getByLabel("City").fill(unique("Axe City Mine"));
-  await sent.opened;
-  await server.patch(`customers/${ID}`, current.version, { city: unique("Axe City Theirs") });
-  held.release();
-  const conflict = page.getByRole("dialog", { name: /^Conflict/ });
+  const { conflict } = await conflictOnCity(page, server, ID, unique("Axe City Mine"), unique("Axe City Theirs"));
   await conflict.waitFor();
   await check(page, "conflict dialog", "dialog[open]");
   await conflict.getByRole("button", { name: "Keep theirs" }).click();

@@ -5,7 +5,7 @@
 // history says who moved it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { launch, openPage, logIn, api, unique, gate, screenshot } from "./support.mjs";
+import { launch, openPage, logIn, api, unique, holdPatches, screenshot } from "./support.mjs";
 
 const ZONE = "Europe/Vienna";
 const LOCALE = "de-AT";
@@ -74,15 +74,7 @@ test("a conflict over a booking speaks of its title, its room and Vienna's time,
 
   // This person moves it to 11:00 while someone else moves it to 13:00: the
   // move is held on its way out until the other one has landed.
-  const sent = gate();
-  const held = gate();
-  await page.route(`**/api/calendar_events/${booking.id}`, async (route) => {
-    if (route.request().method() === "PATCH") {
-      sent.release();
-      await held.opened;
-    }
-    await route.continue();
-  });
+  const { sent, held } = await holdPatches(page, `calendar_events/${booking.id}`);
   await row.getByRole("button", { name: /^Move/ }).click();
   const move = page.getByRole("dialog", { name: /^Move/ });
   await move.getByLabel("From").selectOption("11:00");

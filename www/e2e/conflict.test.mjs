@@ -3,7 +3,7 @@
 // theirs and decides; the one whose value lost is told who kept what.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { launch, openPage, logInToCustomers, customerRow, openCustomer, api, gate, screenshot } from "./support.mjs";
+import { launch, openPage, logInToCustomers, customerRow, openCustomer, api, holdPatches, screenshot } from "./support.mjs";
 
 const ID = "c-0010";
 const STATUSES = ["lead", "prospect", "customer", "churned"];
@@ -28,15 +28,7 @@ test("two users change one customer's status at once; the second sees the confli
 
   // Bob's PATCH is held on its way out, so it is made on the version both
   // saw while Alice's lands first: a real race, made deterministic.
-  const bobSent = gate();
-  const bobHeld = gate();
-  await bob.route(`**/api/customers/${ID}`, async (route) => {
-    if (route.request().method() === "PATCH") {
-      bobSent.release();
-      await bobHeld.opened;
-    }
-    await route.continue();
-  });
+  const { sent: bobSent, held: bobHeld } = await holdPatches(bob, `customers/${ID}`);
 
   const aliceDialog = await openCustomer(alice, ID);
   const bobDialog = await openCustomer(bob, ID);

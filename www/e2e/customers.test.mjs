@@ -3,7 +3,7 @@
 // message when nothing matches, and rows whose conflict was put off marked.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { launch, openPage, logInToCustomers, customerRow, openCustomer, api, unique, gate, allSaved, BASE_URL } from "./support.mjs";
+import { launch, openPage, logInToCustomers, customerRow, openCustomer, api, unique, conflictOnCity, allSaved, BASE_URL } from "./support.mjs";
 
 let browser;
 before(async () => {
@@ -81,24 +81,9 @@ test("columns sort both ways, there is no Version column, and nothing-matches sa
 test("a row whose conflict was put off for later is marked until it is resolved", async () => {
   const ID = "c-0012";
   const server = await api("user12");
-  const current = await server.get(`customers/${ID}`);
   const page = await openPage(browser);
   await logInToCustomers(page, "user12");
-  const sent = gate();
-  const held = gate();
-  await page.route(`**/api/customers/${ID}`, async (route) => {
-    if (route.request().method() === "PATCH") {
-      sent.release();
-      await held.opened;
-    }
-    await route.continue();
-  });
-  const dialog = await openCustomer(page, ID);
-  await dialog.getByLabel("City").fill(unique("Mine"));
-  await sent.opened;
-  await server.patch(`customers/${ID}`, current.version, { city: unique("Theirs") });
-  held.release();
-  const conflict = page.getByRole("dialog", { name: /^Conflict/ });
+  const { dialog, conflict } = await conflictOnCity(page, server, ID);
   await conflict.getByRole("button", { name: "Decide later" }).click();
   await conflict.waitFor({ state: "detached" });
   await dialog.getByRole("button", { name: "Close" }).click();

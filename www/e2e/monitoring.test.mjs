@@ -12,7 +12,7 @@ import {
   customerRow,
   openCustomer,
   api,
-  gate,
+  holdPatches,
   unique,
   allSaved,
   screenshot,
@@ -44,15 +44,7 @@ test("toasts: a conflict found, a value someone else kept, a sheet sync complete
   await logInToCustomers(second, "user25");
 
   // user25's PATCH is held until user24's has landed: both made on one version.
-  const sent = gate();
-  const held = gate();
-  await second.route(`**/api/customers/${ID}`, async (route) => {
-    if (route.request().method() === "PATCH") {
-      sent.release();
-      await held.opened;
-    }
-    await route.continue();
-  });
+  const { sent, held } = await holdPatches(second, `customers/${ID}`);
   const firstDialog = await openCustomer(first, ID);
   const secondDialog = await openCustomer(second, ID);
   await secondDialog.getByLabel("Status").selectOption(secondStatus);

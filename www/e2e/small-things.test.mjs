@@ -2,7 +2,7 @@
 // failed", and "Resolve conflicts" appearing does not move the page.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { launch, openPage, logInToCustomers, openCustomer, customerRow, api, unique, gate } from "./support.mjs";
+import { launch, openPage, logInToCustomers, customerRow, api, conflictOnCity } from "./support.mjs";
 
 let browser;
 before(async () => {
@@ -15,7 +15,6 @@ after(async () => {
 test("no zero counts, and no layout jump when a conflict is put off", async () => {
   const ID = "c-0014";
   const server = await api("user16");
-  const current = await server.get(`customers/${ID}`);
   const page = await openPage(browser);
   await logInToCustomers(page, "user16");
   await page.getByTestId("all-saved").waitFor();
@@ -24,21 +23,7 @@ test("no zero counts, and no layout jump when a conflict is put off", async () =
   const top = () => page.locator("main").evaluate((m) => m.getBoundingClientRect().top);
   const before = await top();
 
-  const sent = gate();
-  const held = gate();
-  await page.route(`**/api/customers/${ID}`, async (route) => {
-    if (route.request().method() === "PATCH") {
-      sent.release();
-      await held.opened;
-    }
-    await route.continue();
-  });
-  const dialog = await openCustomer(page, ID);
-  await dialog.getByLabel("City").fill(unique("Mine"));
-  await sent.opened;
-  await server.patch(`customers/${ID}`, current.version, { city: unique("Theirs") });
-  held.release();
-  const conflict = page.getByRole("dialog", { name: /^Conflict/ });
+  const { dialog, conflict } = await conflictOnCity(page, server, ID);
   await conflict.getByRole("button", { name: "Decide later" }).click();
   await dialog.getByRole("button", { name: "Close" }).click();
   await page.getByRole("button", { name: "Resolve conflicts (1)" }).waitFor();
@@ -52,26 +37,11 @@ test("no zero counts, and no layout jump when a conflict is put off", async () =
 test("a conflict put off with “Decide later” waits over a reload, marked, until asked for", async () => {
   const ID = "c-0123";
   const server = await api("user43");
-  const current = await server.get(`customers/${ID}`);
   const page = await openPage(browser);
   await logInToCustomers(page, "user43");
 
   // This person's city change is held until someone else's has landed.
-  const sent = gate();
-  const held = gate();
-  await page.route(`**/api/customers/${ID}`, async (route) => {
-    if (route.request().method() === "PATCH") {
-      sent.release();
-      await held.opened;
-    }
-    await route.continue();
-  });
-  const dialog = await openCustomer(page, ID);
-  await dialog.getByLabel("City").fill(unique("Mine"));
-  await sent.opened;
-  await server.patch(`customers/${ID}`, current.version, { city: unique("Theirs") });
-  held.release();
-  const conflict = page.getByRole("dialog", { name: /^Conflict/ });
+  const { conflict } = await conflictOnCity(page, server, ID);
   await conflict.waitFor();
   await conflict.getByRole("button", { name: "Decide later" }).click();
   await conflict.waitFor({ state: "detached" });

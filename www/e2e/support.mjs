@@ -172,6 +172,42 @@ export function gate() {
 }
 
 /**
+ * Holds every PATCH `page` sends to `/api/<path>` until `held.release()`;
+ * `sent` opens when the first is on its way. For a race made deterministic:
+ * another person's change lands while this one's is held.
+ */
+export async function holdPatches(page, path) {
+  const sent = gate();
+  const held = gate();
+  await page.route(`**/api/${path}`, async (route) => {
+    if (route.request().method() === "PATCH") {
+      sent.release();
+      await held.opened;
+    }
+    await route.continue();
+  });
+  return { sent, held };
+}
+
+/**
+ * A conflict on customer `id`'s City for the person logged in on `page`:
+ * their City `mine` is held on its way out until `server` (another person)
+ * has saved City `theirs` on the same version. Returns the customer dialog
+ * and the conflict dialog (a locator: it may not be open yet). The PATCHes
+ * stay routed through the hold (released); unroute `customers/<id>` to end it.
+ */
+export async function conflictOnCity(page, server, id, mine = unique("Mine"), theirs = unique("Theirs")) {
+  const current = await server.get(`customers/${id}`);
+  const { sent, held } = await holdPatches(page, `customers/${id}`);
+  const dialog = await openCustomer(page, id);
+  await dialog.getByLabel("City").fill(mine);
+  await sent.opened;
+  await server.patch(`customers/${id}`, current.version, { city: theirs });
+  held.release();
+  return { dialog, conflict: page.getByRole("dialog", { name: /^Conflict/ }) };
+}
+
+/**
  * Waits until nothing is queued or failed: the status bar then says "All
  * changes saved" instead of a count.
  */

@@ -21,19 +21,44 @@ async function change(dialog, label, value) {
   await dialog.getByTestId("save-state").getByText(/^Saved/).waitFor();
 }
 
-test("Alice undoes her City with Ctrl+Z: City back, Bob's Phone kept, one new version", async () => {
-  const ID = "c-0150";
+/**
+ * Alice and Bob, each in a page of their own, with customer `id` open; and
+ * the record's fields as the server has them before either changes it.
+ */
+async function bothOn(id) {
   const server = await api("alice");
-  const original = (await server.get(`customers/${ID}`)).fields;
-  const city = unique("Undo City");
-  const phone = unique("+43 1");
-
+  const original = (await server.get(`customers/${id}`)).fields;
   const alice = await openPage(browser);
   const bob = await openPage(browser);
   await logInToCustomers(alice, "alice");
   await logInToCustomers(bob, "bob");
-  const aliceDialog = await openCustomer(alice, ID);
-  const bobDialog = await openCustomer(bob, ID);
+  const aliceDialog = await openCustomer(alice, id);
+  const bobDialog = await openCustomer(bob, id);
+  return { server, original, alice, bob, aliceDialog, bobDialog };
+}
+
+/** Fails on any problem a page logged but a 409 (how the server says a
+ * record moved on; the module merges it), then closes both pages. */
+async function closeBoth(alice, bob) {
+  assert.deepEqual([...alice.problems, ...bob.problems].filter((p) => !p.includes("409")), []);
+  await alice.context().close();
+  await bob.context().close();
+}
+
+/** Waits until `page`'s open dialog shows `city` in City. */
+async function seesCity(page, city) {
+  await page.waitForFunction(
+    (v) => [...document.querySelectorAll('dialog input[name="city"]')].some((i) => i.value === v),
+    city,
+    { timeout: 15000 },
+  );
+}
+
+test("Alice undoes her City with Ctrl+Z: City back, Bob's Phone kept, one new version", async () => {
+  const ID = "c-0150";
+  const city = unique("Undo City");
+  const phone = unique("+43 1");
+  const { server, original, alice, bob, aliceDialog, bobDialog } = await bothOn(ID);
 
   await change(aliceDialog, "City", city);
   // The "Saved" notice offers to take it back.
@@ -60,40 +85,21 @@ test("Alice undoes her City with Ctrl+Z: City back, Bob's Phone kept, one new ve
   assert.equal(back.fields.phone ?? null, original.phone ?? null);
   assert.equal(back.fields.city ?? null, original.city ?? null);
   await screenshot(alice, "undo-history-entry");
-  // A 409 is how the server says a record moved on; the module merges it.
-  assert.deepEqual([...alice.problems, ...bob.problems].filter((p) => !p.includes("409")), []);
-  await alice.context().close();
-  await bob.context().close();
+  await closeBoth(alice, bob);
 });
 
 test("Bob changed City too: Alice's undo is a conflict for her, and nothing is overwritten", async () => {
   const ID = "c-0151";
-  const server = await api("alice");
-  const original = (await server.get(`customers/${ID}`)).fields;
   const aliceCity = unique("Alice City");
   const bobCity = unique("Bob City");
-
-  const alice = await openPage(browser);
-  const bob = await openPage(browser);
-  await logInToCustomers(alice, "alice");
-  await logInToCustomers(bob, "bob");
-  const aliceDialog = await openCustomer(alice, ID);
-  const bobDialog = await openCustomer(bob, ID);
+  const { server, original, alice, bob, aliceDialog, bobDialog } = await bothOn(ID);
 
   await change(aliceDialog, "City", aliceCity);
   // Bob sees Alice's City, then changes it himself.
-  await bob.waitForFunction(
-    (v) => [...document.querySelectorAll('dialog input[name="city"]')].some((i) => i.value === v),
-    aliceCity,
-    { timeout: 15000 },
-  );
+  await seesCity(bob, aliceCity);
   await change(bobDialog, "City", bobCity);
   // Alice sees Bob's City arrive.
-  await alice.waitForFunction(
-    (v) => [...document.querySelectorAll('dialog input[name="city"]')].some((i) => i.value === v),
-    bobCity,
-    { timeout: 15000 },
-  );
+  await seesCity(alice, bobCity);
 
   await aliceDialog.getByLabel("City", { exact: true }).focus();
   await alice.keyboard.press("Control+z");
@@ -110,8 +116,5 @@ test("Bob changed City too: Alice's undo is a conflict for her, and nothing is o
     bobCity,
   ]);
   await screenshot(alice, "undo-conflict");
-  // A 409 is how the server says a record moved on; the module merges it.
-  assert.deepEqual([...alice.problems, ...bob.problems].filter((p) => !p.includes("409")), []);
-  await alice.context().close();
-  await bob.context().close();
+  await closeBoth(alice, bob);
 });

@@ -455,19 +455,7 @@ impl Db {
                 .await?
             }
             Store::Postgres(pg) => {
-                let permit = Arc::clone(&pg.permits)
-                    .acquire_owned()
-                    .await
-                    .map_err(ApiError::internal)?;
-                let pg = Arc::clone(pg);
-                let (out, last_seq) = tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
-                    let mut conn = pg.take()?;
-                    let result = pg_write(&mut conn, f);
-                    pg.give_back(conn);
-                    result
-                })
-                .await??;
+                let (out, last_seq) = pg.on_connection(move |conn| pg_write(conn, f)).await?;
                 if last_seq > 0 {
                     db.wait_for_head(last_seq).await;
                 }
@@ -535,21 +523,7 @@ impl Db {
                 })
                 .await?
             }
-            Store::Postgres(pg) => {
-                let permit = Arc::clone(&pg.permits)
-                    .acquire_owned()
-                    .await
-                    .map_err(ApiError::internal)?;
-                let pg = Arc::clone(pg);
-                tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
-                    let mut conn = pg.take()?;
-                    let result = pg_read(&mut conn, f);
-                    pg.give_back(conn);
-                    result
-                })
-                .await?
-            }
+            Store::Postgres(pg) => pg.on_connection(move |conn| pg_read(conn, f)).await,
         }
     }
 }

@@ -82,6 +82,29 @@ impl Pg {
             lock(&self.idle).push(conn);
         }
     }
+
+    /// Runs `f` on a pooled connection, on a blocking thread, once one of
+    /// the connection permits is free; the connection goes back to the pool
+    /// after.
+    pub(super) async fn on_connection<R, F>(self: &Arc<Self>, f: F) -> Result<R, ApiError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut PgConn) -> Result<R, ApiError> + Send + 'static,
+    {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(ApiError::internal)?;
+        let pg = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut conn = pg.take()?;
+            let result = f(&mut conn);
+            pg.give_back(conn);
+            result
+        })
+        .await?
+    }
 }
 
 pub(super) fn pg_write<T, F>(conn: &mut PgConn, f: F) -> Result<(T, i64), ApiError>

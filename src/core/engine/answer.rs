@@ -73,6 +73,7 @@ impl ClientEngine {
                 let _ = self.outbox.on_success(mutation_id, None);
                 let last = self.records.get(&key.collection, &key.id);
                 self.records.commit_delete(&key);
+                self.local.gone(&key);
                 self.counters.commits += 1;
                 out.push(Effect::Write {
                     id: 0,
@@ -527,5 +528,25 @@ pub(super) fn reach_of(refusal: &Refusal) -> Option<Answer> {
         }
         None if refusal.code == ErrorCode::BadResponse => Some(Answer::Answered),
         None => None,
+    }
+}
+
+impl Refusal {
+    /// A refusal for good as another tab stored it with its dead letter
+    /// (the status is not kept: `None`, as for an error made here).
+    pub(super) fn stored(error: Option<&EntryError>) -> Self {
+        let (code, message, details) = match error {
+            Some(e) => (e.code, e.message.clone(), e.details.clone()),
+            None => (ErrorCode::Server, "refused by the server".to_owned(), None),
+        };
+        Refusal {
+            status: None,
+            code,
+            transient: false,
+            retry_after_ms: None,
+            message,
+            current: None,
+            details,
+        }
     }
 }

@@ -156,6 +156,12 @@ impl FeedFollower {
         self.next_poll
     }
 
+    /// Whether this tab holds `collection` whole (a load of it ended) and
+    /// it waits for no reading again after a 410.
+    pub(super) fn is_loaded(&self, collection: &str) -> bool {
+        self.loaded.contains(collection) && !self.reloading.contains(collection)
+    }
+
     /// Whether a read is under way.
     pub(super) fn is_reading(&self) -> bool {
         self.reading.is_some()
@@ -215,7 +221,7 @@ impl ClientEngine {
     }
 
     /// Whether this tab should follow the feed now.
-    fn follows_feed(&self) -> bool {
+    pub(super) fn follows_feed(&self) -> bool {
         self.leader && self.can_talk() && !self.expired && self.feed.cursor.is_some()
     }
 

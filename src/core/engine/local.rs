@@ -9,7 +9,8 @@
 //! when it is done.
 //!
 //! ```text
-//!  LoadAsked(mark) ─► offline?                 ─► LoadFrom(Offline), stale
+//!  LoadAsked(mark) ─► loaded in this tab         ─► LoadFrom(Memory)
+//!                    offline?                   ─► LoadFrom(Offline), stale
 //!                    no mark                    ─► LoadFrom(Full(FirstTime))
 //!                    another user's, old schema ─► LoadFrom(Full(..))
 //!                    mark but no cursor (410)   ─► LoadFrom(Full(CursorExpired))
@@ -20,13 +21,22 @@
 //! ```
 //!
 //! While a collection is being read from IndexedDB the feed waits: a
-//! delete applied before that read ends would come back from it.
+//! delete applied before that read ends would come back from it. A delete
+//! that comes another way meanwhile (another tab tells it, this tab's own
+//! delete is answered) is noted, and the read does not lay that record
+//! back ([`ClientEngine::lay_stored`]).
+//!
+//! The runner answers `load` before it says the read ended
+//! ([`Event::StoredRead`](super::Event::StoredRead)): the catch-up comes
+//! after the answer, never races it.
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
 use super::{ClientEngine, Effect};
+use crate::core::record::{Record, RecordKey};
+use crate::core::staged::RemoteChange;
 
 /// The shape of what a full load leaves in IndexedDB: a mark of an older
 /// shape (or none, from a version before marks) is not trusted.
@@ -71,6 +81,9 @@ impl FullReason {
 /// Where `load` answers from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadPlan {
+    /// This tab holds the collection already (an earlier `load` of it):
+    /// what it holds, read from nowhere.
+    Memory,
     /// IndexedDB at once, stale until the feed caught up.
     Local,
     /// IndexedDB alone: the server cannot be reached.
@@ -87,10 +100,16 @@ pub(super) struct LocalFirst {
     stale: BTreeSet<String>,
     /// Collections being read from IndexedDB: the feed waits for them.
     reading_stored: BTreeSet<String>,
+    /// Records deleted while their collection was read from IndexedDB:
+    /// that read may hold them from before, and does not lay them back.
+    gone_while_read: Vec<RecordKey>,
     /// The feed was asked for while a stored read was under way.
     ring_after_read: bool,
     /// Leader: another tab waits to hear of the next catch-up.
     tell_caught_up: bool,
+    /// Leader: the feed was read to its end since this tab began to lead
+    /// (and since the server could last be reached again).
+    read_to_end: bool,
     /// The full load under way, and why.
     full_load: Option<(String, FullReason)>,
 }
@@ -109,6 +128,25 @@ impl LocalFirst {
     /// or the server can be reached again).
     pub(super) fn others_may_wait(&mut self) {
         self.tell_caught_up = true;
+        self.read_to_end = false;
+    }
+
+    /// `key` was deleted here, not by a read of IndexedDB (another tab
+    /// told it, or this tab's delete was answered). Ids are never used
+    /// twice, so nothing takes it back.
+    pub(super) fn gone(&mut self, key: &RecordKey) {
+        if self.reading_stored.contains(&key.collection) {
+            self.gone_while_read.push(key.clone());
+        }
+    }
+
+    /// A read of `collection` from IndexedDB ended: with no other read
+    /// under way, what was noted while they ran is forgotten.
+    fn read_ended(&mut self, collection: &str) {
+        self.reading_stored.remove(collection);
+        if self.reading_stored.is_empty() {
+            self.gone_while_read.clear();
+        }
     }
 }
 
@@ -121,7 +159,9 @@ impl ClientEngine {
         mark: Option<LoadedMark>,
         out: &mut Vec<Effect>,
     ) {
-        let plan = if !self.can_talk() {
+        let plan = if self.feed.is_loaded(&collection) {
+            LoadPlan::Memory
+        } else if !self.can_talk() {
             LoadPlan::Offline
         } else {
             match mark {
@@ -162,8 +202,25 @@ impl ClientEngine {
                 self.local.full_load = Some((collection.clone(), reason));
                 out.push(Effect::Changed);
             }
+            LoadPlan::Memory => {}
         }
         out.push(Effect::LoadFrom { collection, plan });
+    }
+
+    /// Lays a record read back from IndexedDB into the confirmed records
+    /// (never over a newer version), unless it was deleted while its
+    /// collection was read; whether it was laid.
+    pub fn lay_stored(&mut self, collection: &str, record: Record) -> bool {
+        let gone = self
+            .local
+            .gone_while_read
+            .iter()
+            .any(|key| key.collection == collection && key.id == record.id);
+        if gone {
+            return false;
+        }
+        self.records
+            .apply_remote(collection, RemoteChange::Put(record))
     }
 
     /// A read of `collection` from IndexedDB ended (`found`: it held
@@ -175,7 +232,7 @@ impl ClientEngine {
         now: u64,
         out: &mut Vec<Effect>,
     ) {
-        self.local.reading_stored.remove(collection);
+        self.local.read_ended(collection);
         if found {
             // Read again whole if the feed's cursor expires.
             self.collection_loaded(collection.to_owned(), None, now, out);
@@ -249,19 +306,47 @@ impl ClientEngine {
         }
     }
 
+    /// This tab began to lead: collections it shows from IndexedDB (it
+    /// asked a leader that is gone, or none) are caught up now, not at
+    /// the next poll.
+    pub(super) fn began_leading(&mut self, now: u64, out: &mut Vec<Effect>) {
+        if !self.local.stale.is_empty() && self.local.reading_stored.is_empty() {
+            self.feed_poll_due(now, out);
+        }
+    }
+
     /// Another tab asks the leader to say when the feed was read to its
-    /// end.
+    /// end. A tab that read IndexedDB is as fresh as this one from then
+    /// on (whatever this tab learns later is stored and told): a leader
+    /// caught up itself says so at once, without a read; one reading the
+    /// feed says so when that read ends.
     pub(super) fn catch_up_asked(&mut self, now: u64, out: &mut Vec<Effect>) {
         if !self.leader {
             return;
         }
+        let caught_up = self.follows_feed()
+            && self.local.read_to_end
+            && self.local.stale.is_empty()
+            && self.local.reading_stored.is_empty()
+            && !self.feed.is_reading();
+        if caught_up {
+            out.push(Effect::CaughtUp {
+                collections: Vec::new(),
+                here: true,
+            });
+            out.push(Effect::Changed);
+            return;
+        }
         self.local.tell_caught_up = true;
-        self.ring_feed_if_following(now, out);
+        if !self.feed.is_reading() {
+            self.ring_feed_if_following(now, out);
+        }
     }
 
     /// The leader read the feed to its end: the stale collections are
     /// checked, and the tabs waiting hear of it.
     pub(super) fn feed_read_to_end(&mut self, out: &mut Vec<Effect>) {
+        self.local.read_to_end = true;
         let tell = std::mem::take(&mut self.local.tell_caught_up);
         if self.local.stale.is_empty() && !tell {
             return;
@@ -546,15 +631,111 @@ mod tests {
         assert!(out.contains(&Effect::AskCatchUp));
         assert!(!reads_feed(&out), "only the leader reads the feed");
         let out = leader.step(Event::CatchUpAsked, 110);
-        assert!(reads_feed(&out));
+        assert!(
+            reads_feed(&out),
+            "a leader that never read the feed reads it"
+        );
+        // Asked again while that read runs: no second read.
+        let again = leader.step(Event::CatchUpAsked, 115);
+        assert!(!reads_feed(&again));
+        assert_eq!(caught_up(&again), None);
         let out = leader.step(last_page(), 120);
         assert_eq!(
             caught_up(&out),
             Some(true),
             "told although nothing is stale there"
         );
+        assert!(!reads_feed(&out), "one read for both asks");
         let out = follower.step(Event::CaughtUpElsewhere, 130);
         assert_eq!(caught_up(&out), Some(false));
         assert!(!follower.is_stale(C));
+        // A tab opened later: the leader, caught up, says so at once.
+        let out = leader.step(Event::CatchUpAsked, 140);
+        assert!(!reads_feed(&out));
+        assert_eq!(caught_up(&out), Some(true));
+    }
+
+    #[test]
+    fn a_second_load_answers_from_memory() {
+        let mut e = engine(Some("5"), true);
+        plan_of(&mut e, None);
+        e.step(
+            Event::Loaded {
+                collection: C.into(),
+                cursor: Some("6".into()),
+            },
+            20,
+        );
+        assert_eq!(
+            plan_of(&mut e, mark("alice", LOCAL_SCHEMA)),
+            LoadPlan::Memory
+        );
+        let mut reopened = engine(Some("5"), true);
+        plan_of(&mut reopened, mark("alice", LOCAL_SCHEMA));
+        reopened.step(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            30,
+        );
+        assert_eq!(
+            plan_of(&mut reopened, mark("alice", LOCAL_SCHEMA)),
+            LoadPlan::Memory
+        );
+        assert!(reopened.is_stale(C), "still stale until the catch-up");
+    }
+
+    #[test]
+    fn a_delete_told_while_the_collection_is_read_is_not_laid_back() {
+        let mut e = engine(Some("5"), false);
+        plan_of(&mut e, mark("alice", LOCAL_SCHEMA));
+        let gone = Record::empty("gone");
+        let kept = Record::empty("kept");
+        e.step(
+            Event::RecordRead {
+                collection: C.into(),
+                change: RemoteChange::Delete {
+                    id: "gone".into(),
+                    version: 0,
+                },
+                origin: crate::core::engine::Origin::Tab,
+            },
+            20,
+        );
+        assert!(
+            !e.lay_stored(C, gone.clone()),
+            "read from before the delete"
+        );
+        assert!(e.lay_stored(C, kept));
+        assert!(e.records().get(C, "gone").is_none());
+        e.step(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            30,
+        );
+        // The next read is a read of its own.
+        assert!(e.lay_stored(C, gone));
+    }
+
+    #[test]
+    fn a_tab_that_begins_to_lead_with_stale_collections_catches_up_at_once() {
+        let mut e = engine(Some("5"), false);
+        plan_of(&mut e, mark("alice", LOCAL_SCHEMA));
+        let out = e.step(
+            Event::StoredRead {
+                collection: C.into(),
+                found: true,
+            },
+            100,
+        );
+        assert!(out.contains(&Effect::AskCatchUp), "no leader yet");
+        let out = e.step(Event::Leading(StoredWork::default()), 200);
+        assert!(reads_feed(&out), "waited for the next poll");
+        let out = e.step(last_page(), 300);
+        assert_eq!(caught_up(&out), Some(true));
+        assert!(!e.is_stale(C));
     }
 }

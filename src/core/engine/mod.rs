@@ -34,6 +34,7 @@ mod local;
 mod output;
 mod reach;
 mod requests;
+pub mod runner;
 mod session;
 mod undo;
 mod work;
@@ -911,8 +912,13 @@ impl ClientEngine {
             }
             Event::Leading(work) => {
                 let work = self.with_unwritten(work);
-                // The feed is read at the next poll (within 2 s).
+                // The feed is read at the next poll (within 2 s), or now
+                // for collections shown from IndexedDB.
+                let was = self.leader;
                 self.lead(work, &mut out);
+                if !was {
+                    self.began_leading(now, &mut out);
+                }
             }
             Event::NotLeading => {
                 if self.leader {
@@ -948,16 +954,17 @@ impl ClientEngine {
                 change,
                 origin,
             } => {
-                let id = match &change {
-                    RemoteChange::Put(record) => record.id.clone(),
-                    RemoteChange::Delete { id, .. } => id.clone(),
+                let key = match &change {
+                    RemoteChange::Put(record) => RecordKey::new(&collection, &record.id),
+                    RemoteChange::Delete { id, .. } => {
+                        let key = RecordKey::new(&collection, id);
+                        self.local.gone(&key);
+                        key
+                    }
                 };
                 if self.records.apply_remote(&collection, change) {
                     out.push(Effect::Changed);
-                    out.push(Effect::RecordChanged {
-                        key: RecordKey::new(&collection, &id),
-                        origin,
-                    });
+                    out.push(Effect::RecordChanged { key, origin });
                 }
             }
             Event::Retrying => self.counters.retries += 1,

@@ -2,7 +2,7 @@
 //! conflicts as IndexedDB holds them, and who sends which entry.
 
 use super::write::{restage, unstage};
-use super::{ClientEngine, Effect, Failure, KeptConflict, StoredWork};
+use super::{ClientEngine, Effect, Failure, KeptConflict, Refusal, StoredWork};
 use crate::core::outbox::{EntryState, Outbox, OutboxEntry};
 use crate::core::record::RecordKey;
 use crate::core::staged::StagedState;
@@ -136,6 +136,12 @@ impl ClientEngine {
                 .get(&entry.mutation_id)
                 .is_some_and(|e| e.state == EntryState::Failed)
             {
+                // Callers waiting here (a retry this tab could not send,
+                // sent by the leader) hear the refusal the other tab
+                // stored (seed 95290: such a retry never settled).
+                let refusal = Refusal::stored(entry.last_error.as_ref());
+                let failure = Failure::Answer(Box::new(refusal));
+                self.settle(&entry.mutation_id, Err(failure), out);
                 out.push(Effect::FailureFound(Box::new(entry)));
             }
         }
@@ -314,5 +320,87 @@ mod tests {
         };
         let out = tab.step(Event::WorkStored(again), 250);
         assert_eq!(failures_found(&out), 1, "the second refusal is told");
+    }
+
+    /// Seed 95290 of the long run: a person retried a refused change in
+    /// this tab, which could not send it; the leader sent it (after the
+    /// adoption wait) and the server refused it again. The retry's promise
+    /// is rejected here with the refusal the leader stored.
+    #[test]
+    fn a_retry_refused_again_in_another_tab_rejects_its_caller_here() {
+        let mut tab =
+            ClientEngine::new(EngineConfig::default(), "ben", true, true, IdSource::new(3));
+        let work = StoredWork {
+            failed: vec![refused(100, 1)],
+            ..StoredWork::default()
+        };
+        let _ = tab.step(
+            Event::StorageOpened {
+                cursor: None,
+                work,
+                records: Vec::new(),
+            },
+            120,
+        );
+        // The connection is gone: nothing is sent from here.
+        let _ = tab.step(Event::Network(false), 125);
+        // The runner claimed the dead letter; the person's retry waits.
+        let mut claimed = refused(100, 1);
+        claimed.state = EntryState::Queued;
+        let out = tab.step(
+            Event::Retry {
+                mutation_id: "m1".into(),
+                caller: 7,
+            },
+            130,
+        );
+        assert!(
+            !out.iter().any(|e| matches!(e, Effect::Settle { .. })),
+            "the retry waits for the server: {out:?}"
+        );
+        for effect in out {
+            if let Effect::Write { id, .. } = effect {
+                let _ = tab.step(Event::Written { id, written: true }, 135);
+            }
+        }
+        let _ = tab.step(
+            Event::WorkStored(StoredWork {
+                outbox: vec![claimed],
+                ..StoredWork::default()
+            }),
+            140,
+        );
+        // The leader sent it and met the refusal again.
+        let again = StoredWork {
+            failed: vec![refused(20_000, 2)],
+            ..StoredWork::default()
+        };
+        let out = tab.step(Event::WorkStored(again), 20_050);
+        let settled: Vec<&Effect> = out
+            .iter()
+            .filter(|e| matches!(e, Effect::Settle { .. }))
+            .collect();
+        match settled.as_slice() {
+            [Effect::Settle {
+                callers,
+                result: Err(Failure::Answer(refusal)),
+            }] => {
+                assert_eq!(callers, &[7]);
+                assert_eq!(refusal.code, ErrorCode::NotFound);
+                assert_eq!(refusal.message, "no such record");
+                assert!(!refusal.transient);
+            }
+            other => panic!("the retry's caller hears the refusal: {other:?}"),
+        }
+        assert_eq!(failures_found(&out), 1, "and the app hears `failed`");
+        // Once: a later re-read of the same work settles nothing more.
+        let out = tab.step(
+            Event::WorkStored(StoredWork {
+                failed: vec![refused(20_000, 2)],
+                ..StoredWork::default()
+            }),
+            20_100,
+        );
+        assert!(!out.iter().any(|e| matches!(e, Effect::Settle { .. })));
     }
 }

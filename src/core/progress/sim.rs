@@ -18,11 +18,14 @@
 //! `CRM_SIM_GREP=word` keeps only the trace lines that mention `word`.
 
 use super::{
-    reduce, ServerSyncStatus, StoredSyncJob, SyncConfig, SyncEffect, SyncEvent, SyncHistoryEntry,
-    SyncKind, SyncOutcome, SyncPhase, SyncState,
+    reduce, StoredSyncJob, SyncConfig, SyncEffect, SyncEvent, SyncHistoryEntry, SyncKind, SyncState,
 };
 use crate::core::code::ErrorCode;
 use std::collections::BTreeMap;
+
+mod invariants;
+mod server;
+use server::{Answer, Http, ModelServer};
 
 /// The Web Locks hand-over after a leader tab dies.
 const HANDOVER_MS: u64 = 5;
@@ -32,11 +35,6 @@ const IDB_MS: u64 = 2;
 const REQUEST_TIMEOUT_MS: u64 = 3_000;
 /// Attempts of one start (the web layer's retry policy), one key for all.
 const START_ATTEMPTS: u32 = 3;
-/// Unfinished jobs per user before `429 too_many_jobs` (20 on the
-/// reference server; small here so that it happens).
-const JOB_LIMIT: usize = 3;
-/// How long a restarting server refuses connections.
-const DOWN_MS: u64 = 300;
 /// A leader shows a job running at most this long after the server ended
 /// or lost it (polls back off, fail at most `max_poll_failures` times in a
 /// row, a dead leader's successor polls at once).
@@ -106,22 +104,6 @@ impl Rng {
             self.next() % n
         }
     }
-}
-
-#[derive(Debug, Clone)]
-enum Http {
-    Start { key: String, kind: SyncKind },
-    Get { id: String },
-    Delete { id: String },
-}
-
-#[derive(Debug, Clone)]
-enum Answer {
-    Started(String),
-    Status(Box<ServerSyncStatus>),
-    Refused(u16, &'static str),
-    /// Connection refused (the server is restarting).
-    Down,
 }
 
 /// A fetch this tab waits for.
@@ -211,178 +193,6 @@ enum Msg {
         tab: usize,
         epoch: u64,
     },
-}
-
-/// One job of the model server.
-#[derive(Debug, Clone)]
-struct Job {
-    user: usize,
-    kind: SyncKind,
-    /// 0-100, inside the server.
-    progress: f64,
-    /// Progress per millisecond while the job runs.
-    rate: f64,
-    /// The progress at which the job fails, if it does.
-    fail_at: Option<f64>,
-    /// `complete`, `error` or `cancelled`.
-    end: Option<&'static str>,
-    /// Whether it ever ran (else it is `queued`).
-    running: bool,
-}
-
-impl Job {
-    fn ends(&mut self, end: &'static str, at: u64, gone: &mut BTreeMap<String, u64>, id: &str) {
-        self.end = Some(end);
-        gone.entry(id.to_owned()).or_insert(at);
-    }
-}
-
-/// The server's sync jobs: per user one after another, in memory (a
-/// restart loses them), with idempotent starts.
-#[derive(Debug, Default)]
-struct ModelServer {
-    generation: u64,
-    made: u64,
-    /// By id; ids sort in creation order.
-    jobs: BTreeMap<String, Job>,
-    /// (user, Idempotency-Key) -> job id; kept across restarts.
-    keys: BTreeMap<(usize, String), String>,
-    /// Jobs created, per user.
-    created: Vec<u64>,
-    down_until: u64,
-    advanced_to: u64,
-    /// When each job ended or was lost, as far as a poll could tell.
-    gone: BTreeMap<String, u64>,
-}
-
-impl ModelServer {
-    /// Moves time on: each user's oldest unfinished job runs.
-    fn advance(&mut self, now: u64) {
-        let from = self.advanced_to;
-        let dt = now.saturating_sub(from) as f64;
-        self.advanced_to = self.advanced_to.max(now);
-        let users = self.created.len();
-        for user in 0..users {
-            let mut budget = dt;
-            for (id, job) in self.jobs.iter_mut() {
-                if job.user != user || job.end.is_some() {
-                    continue;
-                }
-                job.running = true;
-                let reach = job.progress + job.rate * budget;
-                let end = if let Some(fail) = job.fail_at.filter(|f| reach >= *f) {
-                    budget -= (fail - job.progress) / job.rate;
-                    job.progress = fail;
-                    Some("error")
-                } else if reach >= 100.0 {
-                    budget -= (100.0 - job.progress) / job.rate;
-                    job.progress = 100.0;
-                    Some("complete")
-                } else {
-                    None
-                };
-                if let Some(end) = end {
-                    let at = from + (dt - budget.max(0.0)) as u64;
-                    job.ends(end, at, &mut self.gone, id);
-                    continue;
-                }
-                job.progress = reach;
-                break;
-            }
-        }
-    }
-
-    fn status(id: &str, job: &Job) -> ServerSyncStatus {
-        let status = match job.end {
-            Some(end) => end,
-            None if !job.running => "queued",
-            None if job.progress < 60.0 => "downloading",
-            None if job.progress < 80.0 => "processing",
-            None => "saving",
-        };
-        ServerSyncStatus {
-            sync_id: Some(id.to_owned()),
-            kind: Some(
-                match job.kind {
-                    SyncKind::FromSheet => "from-sheet",
-                    SyncKind::ToSheet => "to-sheet",
-                }
-                .into(),
-            ),
-            status: Some(status.into()),
-            progress: Some(job.progress.floor()),
-            message: Some(status.into()),
-            error: (job.end == Some("error"))
-                .then(|| super::ServerJobError::Text("sheet unreachable".into())),
-            ..ServerSyncStatus::default()
-        }
-    }
-
-    fn handle(&mut self, user: usize, http: &Http, now: u64, rng: &mut Rng) -> Answer {
-        if now < self.down_until {
-            return Answer::Down;
-        }
-        self.advance(now);
-        match http {
-            Http::Start { key, kind } => {
-                if let Some(id) = self.keys.get(&(user, key.clone())) {
-                    return Answer::Started(id.clone());
-                }
-                let open = self
-                    .jobs
-                    .values()
-                    .filter(|j| j.user == user && j.end.is_none())
-                    .count();
-                if open >= JOB_LIMIT {
-                    return Answer::Refused(429, "too_many_jobs");
-                }
-                self.made += 1;
-                let id = format!("g{}-j{:05}", self.generation, self.made);
-                let rate = 100.0 / (2_000 + rng.below(14_000)) as f64;
-                let fail_at = (rng.unit() < 0.1).then(|| rng.unit() * 100.0);
-                self.jobs.insert(
-                    id.clone(),
-                    Job {
-                        user,
-                        kind: *kind,
-                        progress: 0.0,
-                        rate,
-                        fail_at,
-                        end: None,
-                        running: false,
-                    },
-                );
-                self.keys.insert((user, key.clone()), id.clone());
-                self.created[user] += 1;
-                Answer::Started(id)
-            }
-            Http::Get { id } => match self.jobs.get(id) {
-                Some(job) if job.user == user => Answer::Status(Box::new(Self::status(id, job))),
-                Some(_) => Answer::Refused(403, "forbidden"),
-                None => Answer::Refused(404, "sync_not_found"),
-            },
-            Http::Delete { id } => match self.jobs.get_mut(id) {
-                Some(job) if job.user != user => Answer::Refused(403, "forbidden"),
-                Some(job) if job.end.is_some() => Answer::Refused(409, "already_finished"),
-                Some(job) => {
-                    job.ends("cancelled", now, &mut self.gone, id);
-                    Answer::Status(Box::new(Self::status(id, job)))
-                }
-                None => Answer::Refused(404, "sync_not_found"),
-            },
-        }
-    }
-
-    fn restart(&mut self, now: u64) {
-        self.advance(now);
-        for id in self.jobs.keys() {
-            self.gone.entry(id.clone()).or_insert(now);
-        }
-        self.jobs.clear();
-        self.generation += 1;
-        self.down_until = now + DOWN_MS;
-        self.advanced_to = now;
-    }
 }
 
 /// One tab: its runner's memory (gone in a crash) and what it showed.
@@ -965,138 +775,6 @@ impl World {
             self.note(|| "server restarts".into());
             self.server.restart(self.now);
         }
-    }
-
-    // ---- invariants ----
-
-    /// After each event in `tab`: within one run (its `startedAt`), the
-    /// progress the tab shows never goes down.
-    fn watch(&mut self, tab: usize) {
-        let state = &self.tabs[tab].state;
-        let (Some(run), false) = (state.started_at, state.phase == SyncPhase::Idle) else {
-            return;
-        };
-        let progress = state.progress;
-        let best = self.tabs[tab].shown.entry(run).or_insert(progress);
-        if progress < *best {
-            let was = *best;
-            self.broken.get_or_insert_with(|| {
-                format!("tab{tab}'s progress went down within run {run}: {was} -> {progress}")
-            });
-        } else {
-            *best = progress;
-        }
-    }
-
-    /// After every step: what `watch` saw; one press starts at most one
-    /// server job; a leader stops showing a job running within `LATE_MS`
-    /// of its end or loss on the server (a lost job is not left running);
-    /// no run ends in `bad_response` (the model server keeps to the
-    /// protocol: such an end means an answer was taken for the wrong job);
-    /// at most one leader per user (by construction: the lock moves only
-    /// when its holder died).
-    fn check_step(&mut self) -> Result<(), SimFailure> {
-        if let Some(why) = self.broken.take() {
-            return Err(self.fail(&why));
-        }
-        self.server.advance(self.now);
-        for tab in 0..self.tabs.len() {
-            let s = &self.tabs[tab].state;
-            if !(self.tabs[tab].alive && s.is_driving() && s.phase.is_running()) {
-                continue;
-            }
-            let Some(id) = &s.sync_id else { continue };
-            if let Some(&gone) = self.server.gone.get(id) {
-                if self.now > gone + LATE_MS {
-                    return Err(self.fail(&format!(
-                        "tab{tab} still shows {id} {:?} {}s after the server ended or lost it",
-                        s.phase,
-                        (self.now - gone) / 1000
-                    )));
-                }
-            }
-        }
-        for user in 0..self.faults.users {
-            for entry in &self.history[user] {
-                if entry.error.as_ref().map(|e| e.code) == Some(ErrorCode::BadResponse) {
-                    return Err(self.fail(&format!(
-                        "a run of user{user} ended in bad_response, but the server keeps to the protocol: {entry:?}"
-                    )));
-                }
-            }
-            if self.server.created[user] > self.presses[user] {
-                return Err(self.fail(&format!(
-                    "user{user} made {} start presses and the server created {} jobs",
-                    self.presses[user], self.server.created[user]
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// At quiescence: no run is left running in any tab; every tab shows
-    /// what its leader shows; a run shown `complete` or `cancelled` ended
-    /// so on the server (a cancel that reached the server ends the run).
-    fn check_quiet(&mut self) -> Result<(), SimFailure> {
-        for user in 0..self.faults.users {
-            let Some(leader) = self.leaders[user] else {
-                return Err(self.fail(&format!("user{user} has no leader")));
-            };
-            let tabs: Vec<usize> = (0..self.tabs.len())
-                .filter(|&t| self.tabs[t].user == user && self.tabs[t].alive)
-                .collect();
-            for &t in &tabs {
-                let s = &self.tabs[t].state;
-                if s.phase.is_running() {
-                    return Err(self.fail(&format!(
-                        "tab{t} still shows {:?} {} of {:?} at quiescence",
-                        s.phase, s.progress, s.sync_id
-                    )));
-                }
-            }
-            let lead = view(&self.tabs[leader].state);
-            for &t in &tabs {
-                let other = view(&self.tabs[t].state);
-                if other != lead {
-                    return Err(self.fail(&format!(
-                        "tab{t} shows {other} but its leader tab{leader} shows {lead}"
-                    )));
-                }
-            }
-            for entry in &self.history[user] {
-                let Some(id) = &entry.sync_id else { continue };
-                let Some(job) = self.server.jobs.get(id) else {
-                    continue;
-                };
-                let server_end = job.end;
-                let ok = match entry.status {
-                    SyncOutcome::Complete => server_end == Some("complete"),
-                    SyncOutcome::Cancelled => server_end == Some("cancelled"),
-                    SyncOutcome::Error => true,
-                };
-                if !ok {
-                    return Err(self.fail(&format!(
-                        "run of {id} recorded {:?} but the server's job ended {server_end:?}",
-                        entry.status
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn fail(&self, what: &str) -> SimFailure {
-        let lines: Vec<&String> = match std::env::var("CRM_SIM_GREP") {
-            Ok(needle) => self.trace.iter().filter(|l| l.contains(&needle)).collect(),
-            Err(_) => self.trace.iter().rev().take(80).rev().collect(),
-        };
-        let trace: Vec<&str> = lines.iter().map(|l| l.as_str()).collect();
-        SimFailure(format!(
-            "seed {} broke an invariant: {what}\nreplay: CRM_SIM_SEED={} cargo test --lib progress::sim\nlast events:\n{}",
-            self.seed,
-            self.seed,
-            trace.join("\n")
-        ))
     }
 }
 

@@ -1,85 +1,182 @@
-//! The runner: hands events to the [`ClientEngine`] and carries out the
-//! effects it returns with fetch, IndexedDB, timers, the tab channel and
-//! the callers' promises. It decides nothing: what to send, when, and what
-//! an answer means are the engine's.
+//! The browser's side of the one runner (`core/engine/runner.rs`): the
+//! [`Io`] of a page, with fetch, IndexedDB, timers, the tab channel and
+//! the callers' promises. Each call that waits for the world spawns one
+//! future, which awaits the I/O and hands what came back to the engine as
+//! one event. Which effect becomes which call, the order and the timer
+//! are the shared runner's; nothing here decides.
 
 use gloo_timers::callback::Timeout;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
 use super::{encode, Client, SyncLogEntry};
+use crate::core::engine::runner::{self, Io, Post, Request};
 use crate::core::engine::{
-    Effect, Event, Failure, Origin, ProbeReply, Refusal, Reply, StoreOp, StoredWork,
+    ClientEngine, Effect, Event, Failure, LoadedMark, Origin, ProbeReply, Refusal, Reply, StoreOp,
+    StoredWork,
 };
 use crate::core::outbox::{EntryState, MutationOp, OutboxEntry};
 use crate::core::reachability::Answer;
 use crate::core::record::{Comment, Record};
 use crate::core::tab_message::TabMessage;
-use crate::error::{Error, ErrorCode};
+use crate::error::Error;
 use crate::web::clock::now_ms;
 use crate::web::http::{send, HttpRequest, HttpResponse, Method};
 use crate::web::idb::{record_key, Batch as DbBatch, Store};
-use crate::web::js::{from_server, get, to_js};
+use crate::web::js::{from_server, get, read_from_server, to_js};
 
 impl Client {
     /// Hands one event to the engine and carries out what it says.
+    /// Everything up to the first IndexedDB write happens now, so `view`
+    /// shows a save before the call returns.
     pub(super) fn handle(&self, event: Event) {
-        self.inner.state.borrow_mut().engine.handle(event, now_ms());
-        self.run();
+        runner::handle(&mut self.clone(), event);
     }
 
-    /// Carries out what the engine says, in the order it gives (the engine
-    /// holds back what follows a write until [`Event::Written`]), and keeps
-    /// the one timer at its next deadline. Everything up to the first
-    /// IndexedDB write happens now, so `view` shows a save before the call
-    /// returns.
-    fn run(&self) {
-        let mut changed = false;
-        loop {
-            let effect = self.inner.state.borrow_mut().engine.poll_output();
-            let Some(effect) = effect else { break };
-            match effect {
-                Effect::Write { id, ops, .. } => {
-                    if changed {
-                        self.emit_status();
-                        changed = false;
-                    }
-                    let this = self.clone();
-                    spawn_local(async move {
-                        let written = this.persist_ops(ops).await;
-                        this.handle(Event::Written { id, written });
-                    });
-                }
-                Effect::Changed => {
-                    self.changed();
-                    changed = true;
-                }
-                other => self.carry_out_one(other),
+    /// A request's end, as the engine's event: the body read as the
+    /// protocol says, or the failure as [`Request::failed`] says.
+    fn answered(&self, request: Request, result: Result<HttpResponse, Error>) {
+        #[derive(serde::Deserialize)]
+        struct Me {
+            user: String,
+        }
+        if self.inner.state.borrow().engine.is_closed() {
+            return;
+        }
+        let event = match (request, result) {
+            (Request::Entry { entry, .. }, Ok(resp)) => Event::Answered {
+                reply: reply_of(&entry, resp.body),
+                mutation_id: entry.mutation_id,
+            },
+            (Request::Probe, Ok(resp)) => Event::Probed(match from_server::<Me>(resp.body) {
+                Ok(me) => ProbeReply::User(me.user),
+                Err(_) => ProbeReply::Unreadable,
+            }),
+            (Request::Feed { .. }, Ok(resp)) => Event::FeedRead(
+                from_server::<super::feed::FeedPage>(resp.body)
+                    .map(super::feed::FeedPage::into_engine)
+                    .map_err(|e| refusal_of(&e)),
+            ),
+            (Request::Revoke, Ok(_)) => Event::Revoked(Ok(())),
+            (Request::Record { mutation_id, .. }, Ok(resp)) => Event::Fetched {
+                mutation_id,
+                record: read_from_server::<Record>(&resp.body).ok(),
+            },
+            (request, Err(err)) => request.failed(refusal_of(&err)),
+        };
+        self.handle(event);
+    }
+
+    /// The request of one of the engine's [`Request`]s.
+    fn http_request(&self, request: &Request) -> Result<HttpRequest, Error> {
+        match request {
+            Request::Entry { entry, keepalive } => self.build(entry, *keepalive),
+            Request::Probe => self.request(Method::Get, "/me"),
+            Request::Record { key, .. } => self.request(
+                Method::Get,
+                &format!("/{}/{}", key.collection, encode(&key.id)),
+            ),
+            Request::Feed { since } => self.request(
+                Method::Get,
+                &format!("/changes?since={}&limit=500", encode(since)),
+            ),
+            Request::Revoke => self.request(Method::Post, "/logout"),
+        }
+    }
+}
+
+impl Io for Client {
+    fn now(&self) -> u64 {
+        now_ms()
+    }
+
+    fn with_engine<R>(&mut self, f: impl FnOnce(&mut ClientEngine) -> R) -> Option<R> {
+        Some(f(&mut self.inner.state.borrow_mut().engine))
+    }
+
+    fn write(&mut self, id: u64, ops: Vec<StoreOp>) {
+        let batch = batch_of(&ops);
+        let this = self.clone();
+        spawn_local(async move {
+            let written = this.persist(batch).await;
+            this.handle(Event::Written { id, written });
+        });
+    }
+
+    fn write_held(&mut self) {
+        let this = self.clone();
+        spawn_local(async move {
+            // Written, or nowhere to write any more: no longer held.
+            if this.persist(DbBatch::new()).await {
+                this.handle(Event::HeldWritten);
             }
-        }
-        if changed {
-            self.emit_status();
-        }
-        self.arm_timer();
+        });
     }
 
-    /// The effects that need no waiting.
-    fn carry_out_one(&self, effect: Effect) {
-        match effect {
-            Effect::Write { .. } | Effect::Changed => {}
-            Effect::WriteHeld => {
-                let this = self.clone();
-                spawn_local(async move {
-                    // Written, or nowhere to write any more: no longer held.
-                    if this.persist(DbBatch::new()).await {
-                        this.handle(Event::HeldWritten);
-                    }
+    fn mark_loaded(&mut self, collection: String, mark: LoadedMark) {
+        self.store_loaded_mark(collection, mark);
+    }
+
+    fn request(&mut self, request: Request) {
+        let this = self.clone();
+        if let Request::Record { key, mutation_id } = request {
+            // Read as a record is before a save: tried again as the engine
+            // says, shown and stored here.
+            spawn_local(async move {
+                let record = match this.fetch_one(&key).await {
+                    Ok(()) => this
+                        .inner
+                        .state
+                        .borrow()
+                        .engine
+                        .records()
+                        .get(&key.collection, &key.id),
+                    Err(_) => None,
+                };
+                this.handle(Event::Fetched {
+                    mutation_id,
+                    record,
                 });
+            });
+            return;
+        }
+        let req = self.http_request(&request);
+        spawn_local(async move {
+            let result = match req {
+                Ok(req) => send(&req).await,
+                Err(e) => Err(e),
+            };
+            this.answered(request, result);
+        });
+    }
+
+    fn open_stream(&mut self, since: String) {
+        Client::open_stream(self, &since);
+    }
+
+    fn close_stream(&mut self) {
+        self.inner.events.borrow_mut().take();
+    }
+
+    fn reload(&mut self, collections: Vec<String>) {
+        let this = self.clone();
+        spawn_local(async move { this.reload(collections).await });
+    }
+
+    fn post(&mut self, post: Post) {
+        match post {
+            Post::Committed { key, version } => self.tell_tabs_record(&key, version),
+            Post::Reloaded { collection } => {
+                self.tell_tabs(TabMessage::CollectionReloaded(collection));
             }
-            Effect::Send { entry, keepalive } => {
-                let this = self.clone();
-                spawn_local(async move { this.send_entry(entry, keepalive).await });
-            }
+            Post::LoggedOut => self.tell_tabs_logged_out(),
+            Post::CaughtUp => self.tell_tabs(TabMessage::CaughtUp),
+            Post::CatchUpAsked => self.tell_tabs(TabMessage::CatchUpAsked),
+        }
+    }
+
+    fn tell(&mut self, effect: Effect) {
+        match effect {
             Effect::Settle { callers, result } => {
                 let value = match result {
                     Ok(outcome) => self.outcome_js(outcome),
@@ -87,29 +184,6 @@ impl Client {
                     Err(failure) => Err(self.error_of(failure)),
                 };
                 self.settle_callers(callers, &value);
-            }
-            Effect::Probe => {
-                let this = self.clone();
-                spawn_local(async move { this.probe().await });
-            }
-            Effect::Fetch { key, mutation_id } => {
-                let this = self.clone();
-                spawn_local(async move {
-                    let record = match this.fetch_one(&key).await {
-                        Ok(()) => this
-                            .inner
-                            .state
-                            .borrow()
-                            .engine
-                            .records()
-                            .get(&key.collection, &key.id),
-                        Err(_) => None,
-                    };
-                    this.handle(Event::Fetched {
-                        mutation_id,
-                        record,
-                    });
-                });
             }
             Effect::RecordChanged { key, origin } => self.emit_record(
                 &key,
@@ -119,42 +193,17 @@ impl Client {
                     Origin::Tab => "tab",
                 },
             ),
+            Effect::Changed => self.changed(),
             Effect::ConflictFound(kept) => self.emit_conflict(&kept),
             Effect::UndoableChanged => self.emit_undoable(),
             Effect::FailureFound(entry) => self.emit_failed(&entry),
-            Effect::TellCommitted { key, version } => self.tell_tabs_record(&key, version),
-            Effect::ReadFeed { since } => {
-                let this = self.clone();
-                spawn_local(async move { this.read_feed_page(&since).await });
+            Effect::LoggedOut => self.emit_session("logged-out"),
+            Effect::CaughtUp { .. } => {
+                // Moves `lastSyncAt`, drops the snapshots (`stale` goes)
+                // and raises a `status` event.
+                self.set_last_sync_at(js_sys::Date::new_0().to_iso_string().as_string());
             }
-            Effect::OpenStream { since } => self.open_stream(&since),
-            Effect::Revoke => {
-                let this = self.clone();
-                spawn_local(async move {
-                    let result = this.revoke().await;
-                    this.handle(Event::Revoked(
-                        result.as_ref().map(|_| ()).map_err(refusal_of),
-                    ));
-                });
-            }
-            Effect::LoggedOut => {
-                self.tell_tabs_logged_out();
-                self.emit_session("logged-out");
-            }
-            Effect::TellReloaded { collection } => {
-                self.tell_tabs(TabMessage::CollectionReloaded(collection));
-            }
-            Effect::CloseStream => {
-                self.inner.events.borrow_mut().take();
-            }
-            Effect::Reload { collections } => {
-                let this = self.clone();
-                spawn_local(async move { this.reload(collections).await });
-            }
-            Effect::LoadFrom { .. }
-            | Effect::MarkLoaded { .. }
-            | Effect::AskCatchUp
-            | Effect::CaughtUp { .. } => self.carry_out_local(effect),
+            Effect::LoadFrom { collection, plan } => self.keep_load_plan(collection, plan),
             Effect::Pulled(report) => self.log_exchange(SyncLogEntry {
                 at: now_ms() as f64,
                 direction: "pull".into(),
@@ -182,16 +231,20 @@ impl Client {
                 error: report.error,
                 reason: None,
             }),
+            _ => {}
         }
     }
 
-    /// Keeps the one timer at the engine's next deadline.
-    fn arm_timer(&self) {
-        let at = self.inner.state.borrow().engine.poll_timeout();
+    fn status_changed(&mut self) {
+        self.emit_status();
+    }
+
+    fn timer(&self) -> Option<u64> {
+        self.inner.timer.borrow().as_ref().map(|(at, _)| *at)
+    }
+
+    fn set_timer(&mut self, at: Option<u64>) {
         let mut timer = self.inner.timer.borrow_mut();
-        if timer.as_ref().map(|(set, _)| *set) == at {
-            return;
-        }
         let Some(at) = at else {
             timer.take();
             return;
@@ -199,83 +252,16 @@ impl Client {
         let delay = at.saturating_sub(now_ms()).max(1);
         let weak = self.weak();
         let timeout = Timeout::new(u32::try_from(delay).unwrap_or(u32::MAX), move || {
-            if let Some(client) = Client::from_weak(&weak) {
+            if let Some(mut client) = Client::from_weak(&weak) {
                 client.inner.timer.borrow_mut().take();
-                client
-                    .inner
-                    .state
-                    .borrow_mut()
-                    .engine
-                    .handle_timeout(now_ms());
-                client.run();
+                runner::handle_timeout(&mut client);
             }
         });
         *timer = Some((at, timeout));
     }
+}
 
-    /// Writes the engine's store operations; `false` when IndexedDB held
-    /// them for lack of space (they are written first next time).
-    async fn persist_ops(&self, ops: Vec<StoreOp>) -> bool {
-        let mut batch = DbBatch::new();
-        for op in &ops {
-            let _ = match op {
-                StoreOp::PutRecord { collection, record } => batch
-                    .put_record(
-                        Store::Records.name(),
-                        record_key(collection, &record.id),
-                        record,
-                    )
-                    .map(|_| ()),
-                StoreOp::DeleteRecord(key) => {
-                    batch.delete(Store::Records.name(), record_key(&key.collection, &key.id));
-                    Ok(())
-                }
-                StoreOp::PutCursor(cursor) => batch
-                    .put(Store::Meta.name(), super::CURSOR_KEY, cursor)
-                    .map(|_| ()),
-                StoreOp::DeleteCursor => {
-                    batch.delete(Store::Meta.name(), super::CURSOR_KEY);
-                    Ok(())
-                }
-                StoreOp::PutEntry(entry) => put_entry(&mut batch, entry, None),
-                StoreOp::UpdateEntry { entry, if_key } => {
-                    put_entry(&mut batch, entry, Some(if_key))
-                }
-                StoreOp::DeleteEntry {
-                    mutation_id,
-                    failed,
-                } => {
-                    let store = if *failed {
-                        Store::Failed
-                    } else {
-                        Store::Outbox
-                    };
-                    batch.delete(store.name(), mutation_id.clone());
-                    Ok(())
-                }
-                StoreOp::PutConflict(kept) => batch
-                    .put(Store::Conflicts.name(), kept.conflict.id.clone(), kept)
-                    .map(|_| ()),
-                StoreOp::DeleteConflict(id) => {
-                    batch.delete(Store::Conflicts.name(), id.clone());
-                    Ok(())
-                }
-                StoreOp::PutUndo(entry) => batch
-                    .put(
-                        Store::Meta.name(),
-                        super::undo::undo_key(&entry.mutation_id),
-                        entry,
-                    )
-                    .map(|_| ()),
-                StoreOp::DeleteUndo(id) => {
-                    batch.delete(Store::Meta.name(), super::undo::undo_key(id));
-                    Ok(())
-                }
-            };
-        }
-        self.persist(batch).await
-    }
-
+impl Client {
     /// The user's work as IndexedDB holds it (the engine lays the writes
     /// of this tab that have not landed over it).
     pub(super) async fn stored_work(&self) -> Option<StoredWork> {
@@ -299,22 +285,6 @@ impl Client {
             undo,
         };
         Some(work)
-    }
-
-    /// Sends an outbox entry and tells the engine the answer.
-    async fn send_entry(&self, entry: OutboxEntry, keepalive: bool) {
-        let result = match self.build(&entry, keepalive) {
-            Ok(req) => send(&req).await,
-            Err(e) => Err(e),
-        };
-        if self.inner.state.borrow().engine.is_closed() {
-            return;
-        }
-        let reply = reply_of(&entry, result);
-        self.handle(Event::Answered {
-            mutation_id: entry.mutation_id,
-            reply,
-        });
     }
 
     /// The request of an outbox entry, with its `Idempotency-Key`.
@@ -360,35 +330,7 @@ impl Client {
         Ok(req)
     }
 
-    /// Asks the server who the token belongs to (`GET /api/me`): the
-    /// cheapest authenticated request, and the one that verifies a token
-    /// opened without a login.
-    async fn probe(&self) {
-        #[derive(serde::Deserialize)]
-        struct Me {
-            user: String,
-        }
-        let result = match self.request(Method::Get, "/me") {
-            Ok(req) => send(&req).await,
-            Err(e) => Err(e),
-        };
-        if self.inner.state.borrow().engine.is_closed() {
-            return;
-        }
-        let reply = match result {
-            Ok(resp) => match from_server::<Me>(resp.body) {
-                Ok(me) => ProbeReply::User(me.user),
-                Err(_) => ProbeReply::Unreadable,
-            },
-            Err(e) if e.code() == ErrorCode::Unauthorized => ProbeReply::Unauthorized,
-            Err(Error::Http { status, .. }) => ProbeReply::Status(status),
-            Err(Error::BadResponse(_)) => ProbeReply::Garbled,
-            Err(_) => ProbeReply::Unreachable,
-        };
-        self.handle(Event::Probed(reply));
-    }
-
-    /// Sends a request of the runner's own (feed, load, sync job, logout)
+    /// Sends a request of the runner's own (a load, a read, a sync job)
     /// once, and tells the engine whether the server answered.
     pub(super) async fn exchange(&self, req: &HttpRequest) -> Result<HttpResponse, Error> {
         let result = send(req).await;
@@ -399,6 +341,66 @@ impl Client {
         }
         result
     }
+}
+
+/// The engine's store operations as one IndexedDB batch.
+fn batch_of(ops: &[StoreOp]) -> DbBatch {
+    let mut batch = DbBatch::new();
+    for op in ops {
+        let _ = match op {
+            StoreOp::PutRecord { collection, record } => batch
+                .put_record(
+                    Store::Records.name(),
+                    record_key(collection, &record.id),
+                    record,
+                )
+                .map(|_| ()),
+            StoreOp::DeleteRecord(key) => {
+                batch.delete(Store::Records.name(), record_key(&key.collection, &key.id));
+                Ok(())
+            }
+            StoreOp::PutCursor(cursor) => batch
+                .put(Store::Meta.name(), super::CURSOR_KEY, cursor)
+                .map(|_| ()),
+            StoreOp::DeleteCursor => {
+                batch.delete(Store::Meta.name(), super::CURSOR_KEY);
+                Ok(())
+            }
+            StoreOp::PutEntry(entry) => put_entry(&mut batch, entry, None),
+            StoreOp::UpdateEntry { entry, if_key } => put_entry(&mut batch, entry, Some(if_key)),
+            StoreOp::DeleteEntry {
+                mutation_id,
+                failed,
+            } => {
+                let store = if *failed {
+                    Store::Failed
+                } else {
+                    Store::Outbox
+                };
+                batch.delete(store.name(), mutation_id.clone());
+                Ok(())
+            }
+            StoreOp::PutConflict(kept) => batch
+                .put(Store::Conflicts.name(), kept.conflict.id.clone(), kept)
+                .map(|_| ()),
+            StoreOp::DeleteConflict(id) => {
+                batch.delete(Store::Conflicts.name(), id.clone());
+                Ok(())
+            }
+            StoreOp::PutUndo(entry) => batch
+                .put(
+                    Store::Meta.name(),
+                    super::undo::undo_key(&entry.mutation_id),
+                    entry,
+                )
+                .map(|_| ()),
+            StoreOp::DeleteUndo(id) => {
+                batch.delete(Store::Meta.name(), super::undo::undo_key(id));
+                Ok(())
+            }
+        };
+    }
+    batch
 }
 
 /// Puts an entry in its store (the dead letters for a failed one); with
@@ -420,39 +422,16 @@ fn put_entry(batch: &mut DbBatch, entry: &OutboxEntry, if_key: Option<&str>) -> 
     Ok(())
 }
 
-/// What a sent entry's result means to the engine.
-fn reply_of(entry: &OutboxEntry, result: Result<HttpResponse, Error>) -> Reply {
-    match result {
-        Ok(resp) => match &entry.op {
-            MutationOp::Patch { .. } | MutationOp::Create { .. } => {
-                match from_server::<Record>(resp.body) {
-                    Ok(record) => Reply::Record(record),
-                    Err(e) => Reply::Unreadable(unreadable(e)),
-                }
-            }
-            MutationOp::Delete { .. } => Reply::Done,
-            MutationOp::Comment { .. } => match from_server::<Comment>(resp.body) {
-                Ok(comment) => Reply::Comment(comment),
-                Err(e) => Reply::Unreadable(unreadable(e)),
-            },
-        },
-        Err(err) => {
-            let current = match &err {
-                Error::Http {
-                    status: 409,
-                    details,
-                    ..
-                } => {
-                    Some(from_server::<Record>(get(details, "current")).map_err(|e| e.to_string()))
-                }
-                _ => None,
-            };
-            let refusal = Refusal {
-                current,
-                ..refusal_of(&err)
-            };
-            Reply::Refused(refusal)
+/// What a 2xx to a sent entry means to the engine.
+fn reply_of(entry: &OutboxEntry, body: JsValue) -> Reply {
+    let read =
+        |read: Result<Reply, Error>| read.unwrap_or_else(|e| Reply::Unreadable(unreadable(e)));
+    match &entry.op {
+        MutationOp::Patch { .. } | MutationOp::Create { .. } => {
+            read(read_from_server::<Record>(&body).map(Reply::Record))
         }
+        MutationOp::Delete { .. } => Reply::Done,
+        MutationOp::Comment { .. } => read(read_from_server::<Comment>(&body).map(Reply::Comment)),
     }
 }
 
@@ -467,7 +446,17 @@ pub(super) fn refusal_of(err: &Error) -> Refusal {
             _ => None,
         },
         message: err.to_string(),
-        current: None,
+        // A 409's record as the server has it now (`details.current`).
+        current: match err {
+            Error::Http {
+                status: 409,
+                details,
+                ..
+            } => Some(
+                read_from_server::<Record>(&get(details, "current")).map_err(|e| e.to_string()),
+            ),
+            _ => None,
+        },
         details: match err {
             Error::Http { details, .. } if !details.is_undefined() && !details.is_null() => {
                 js_sys::JSON::stringify(details)

@@ -19,8 +19,9 @@ struct FeedChange {
     record: Option<Record>,
 }
 
+/// A page of `GET /api/changes`.
 #[derive(Deserialize)]
-struct FeedPage {
+pub(super) struct FeedPage {
     changes: Vec<FeedChange>,
     cursor: String,
     #[serde(default)]
@@ -233,25 +234,6 @@ impl Client {
         })
     }
 
-    /// Reads one page of the changes feed from `since` and hands it to the
-    /// engine.
-    pub(super) async fn read_feed_page(&self, since: &str) {
-        let path = format!("/changes?since={}&limit=500", encode(since));
-        let result = match self.request(Method::Get, &path) {
-            Ok(req) => send(&req).await,
-            Err(e) => Err(e),
-        };
-        if self.inner.state.borrow().engine.is_closed() {
-            return;
-        }
-        let page = result.and_then(|resp| from_server::<FeedPage>(resp.body));
-        let page = match page {
-            Ok(page) => Ok(page.into_engine()),
-            Err(err) => Err(effects::refusal_of(&err)),
-        };
-        self.handle(Event::FeedRead(page));
-    }
-
     /// Loads again every collection the engine names (the feed's cursor
     /// expired).
     pub(super) async fn reload(&self, collections: Vec<String>) {
@@ -267,7 +249,7 @@ impl Client {
 impl FeedPage {
     /// The page as the engine takes it; entries of an unknown kind, or a
     /// put without its record, are skipped.
-    fn into_engine(self) -> EnginePage {
+    pub(super) fn into_engine(self) -> EnginePage {
         let changes = self
             .changes
             .into_iter()

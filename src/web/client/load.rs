@@ -18,7 +18,7 @@ use crate::core::staged::RemoteChange;
 use crate::error::Error;
 use crate::web::clock::now_ms;
 use crate::web::idb::{record_key, Batch as DbBatch, Store};
-use crate::web::js::{from_server, get};
+use crate::web::js::{get, read_from_server};
 
 /// Records a page of `load`, unless the app asks for another size.
 pub const DEFAULT_PAGE: u32 = 1_000;
@@ -70,6 +70,7 @@ impl Client {
         plan: LoadPlan,
     ) -> Result<JsValue, Error> {
         match plan {
+            LoadPlan::Memory => Ok(self.list(collection)),
             LoadPlan::Local => self.load_local(collection).await,
             LoadPlan::Offline => self.load_stored(collection, Error::Offline).await,
             LoadPlan::Full(reason) => {
@@ -293,7 +294,7 @@ impl Client {
         let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(items.length() as usize);
         let mut slice = Slices::start();
         for item in items.iter() {
-            let record: Record = from_server(item.clone())?;
+            let record: Record = read_from_server(&item)?;
             read.push((record, item));
             slice.maybe_yield().await;
         }
@@ -338,28 +339,36 @@ impl Client {
     /// slices, as pages are; an entry that cannot be read is skipped (it is
     /// a copy: the server has the record).
     async fn load_stored(&self, collection: &str, err: Error) -> Result<JsValue, Error> {
+        // Answered before the engine hears the read ended (as `load_local`).
         let fresh = js_sys::Map::new();
-        let read = self.read_stored(collection, Some(err), &fresh).await;
+        let answer = match self.read_stored(collection, Some(err), &fresh).await {
+            Ok(()) => Ok(self.list_in_slices(collection, &fresh).await),
+            Err(err) => Err(err),
+        };
         self.handle(Event::StoredRead {
             collection: collection.to_owned(),
-            found: read.is_ok(),
+            found: answer.is_ok(),
         });
-        read?;
-        Ok(self.list_in_slices(collection, &fresh).await)
+        answer
     }
 
     /// A collection a full load left whole in IndexedDB: read from there
     /// (in slices), marked stale until the catch-up from the feed's cursor
-    /// is done. Nothing stored is an empty collection.
+    /// is done. Nothing stored is an empty collection. The answer is made
+    /// before the engine hears that the read ended: the catch-up starts
+    /// after it (a catch-up that ended while the answer was made would
+    /// have every record after that point made anew, unstale).
     async fn load_local(&self, collection: &str) -> Result<JsValue, Error> {
         let fresh = js_sys::Map::new();
-        let read = self.read_stored(collection, None, &fresh).await;
+        let answer = match self.read_stored(collection, None, &fresh).await {
+            Ok(()) => Ok(self.list_in_slices(collection, &fresh).await),
+            Err(err) => Err(err),
+        };
         self.handle(Event::StoredRead {
             collection: collection.to_owned(),
             found: true,
         });
-        read?;
-        Ok(self.list_in_slices(collection, &fresh).await)
+        answer
     }
 
     /// Another tab loaded `collection` again: what it stored replaces the
@@ -396,7 +405,7 @@ impl Client {
         let mut read: Vec<(Record, JsValue)> = Vec::with_capacity(stored.len());
         let mut slice = Slices::start();
         for value in stored {
-            if let Ok(record) = crate::web::de::from_js::<Record>(value.clone()) {
+            if let Ok(record) = crate::web::de::read::<Record>(&value) {
                 read.push((record, value));
             }
             slice.maybe_yield().await;
@@ -419,11 +428,8 @@ impl Client {
                     // Ours alone (just read): marked here, handed out as it is.
                     let _ = js_sys::Reflect::set(&value, &"stale".into(), &JsValue::from(stale));
                     let id = JsValue::from_str(&record.id);
-                    if state
-                        .engine
-                        .records_mut()
-                        .apply_remote(collection, RemoteChange::Put(record))
-                    {
+                    // Not a record deleted while the read ran.
+                    if state.engine.lay_stored(collection, record) {
                         fresh.set(&id, &value);
                     }
                 }

@@ -6,7 +6,7 @@
 use wasm_bindgen_futures::spawn_local;
 
 use super::Client;
-use crate::core::engine::{Effect, Event, LoadPlan, LoadedMark};
+use crate::core::engine::{Event, LoadPlan, LoadedMark};
 use crate::core::tab_message::TabMessage;
 use crate::web::idb::{Batch as DbBatch, Store};
 
@@ -60,41 +60,29 @@ impl Client {
         self.persist(batch).await;
     }
 
-    /// The local-first effects.
-    pub(super) fn carry_out_local(&self, effect: Effect) {
-        match effect {
-            Effect::MarkLoaded { collection, mark } => {
-                let this = self.clone();
-                spawn_local(async move {
-                    let mut batch = DbBatch::new();
-                    if batch
-                        .put(Store::Meta.name(), mark_key(&collection), &mark)
-                        .is_ok()
-                    {
-                        this.persist(batch).await;
-                    }
-                });
+    /// Stores that a full load of `collection` left it whole here (the
+    /// mark a later visit trusts).
+    pub(super) fn store_loaded_mark(&self, collection: String, mark: LoadedMark) {
+        let this = self.clone();
+        spawn_local(async move {
+            let mut batch = DbBatch::new();
+            if batch
+                .put(Store::Meta.name(), mark_key(&collection), &mark)
+                .is_ok()
+            {
+                this.persist(batch).await;
             }
-            Effect::AskCatchUp => self.tell_tabs(TabMessage::CatchUpAsked),
-            Effect::CaughtUp { here, .. } => {
-                if here {
-                    self.tell_tabs(TabMessage::CaughtUp);
-                }
-                let at = js_sys::Date::new_0().to_iso_string().as_string();
-                // Moves `lastSyncAt`, drops the snapshots (`stale` goes)
-                // and raises a `status` event.
-                self.set_last_sync_at(at);
-            }
-            // Taken by `load_plan`, which handed the engine the load.
-            Effect::LoadFrom { collection, plan } => {
-                self.inner
-                    .state
-                    .borrow_mut()
-                    .load_plans
-                    .push((collection, plan));
-            }
-            _ => {}
-        }
+        });
+    }
+
+    /// The engine's answer to `load_plan`: taken by it, which handed the
+    /// engine the load.
+    pub(super) fn keep_load_plan(&self, collection: String, plan: LoadPlan) {
+        self.inner
+            .state
+            .borrow_mut()
+            .load_plans
+            .push((collection, plan));
     }
 
     /// A catch-up asked for, or told, by another tab.

@@ -298,21 +298,6 @@ impl Client {
         }
     }
 
-    /// Revokes the token on the server (`POST /api/logout`). A token the
-    /// server already forgot counts as revoked.
-    ///
-    /// # Errors
-    /// `network`, `timeout`, `server`: the token may still be valid, and
-    /// nothing else was changed.
-    pub async fn revoke(&self) -> Result<(), Error> {
-        let req = self.request(Method::Post, "/logout")?;
-        match self.exchange(&req).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == ErrorCode::Unauthorized => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
     /// A 401: the token is no longer good. Every tab hears it (the facade
     /// relays it); writes wait in the outbox for a new login.
     pub fn session_expired(&self) {

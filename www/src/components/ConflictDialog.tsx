@@ -3,6 +3,7 @@ import type { Conflict, FieldValue, Fields } from "crm-sync";
 import { useCrm } from "crm-sync/react";
 import { CUSTOMER_STATUSES, fieldLabel, fieldValue, isTimeField, kindOf, plain, recordName, text } from "../lib";
 import { Dialog } from "./Dialog";
+import { WideTable } from "./WideTable";
 
 type Choice = "mine" | "theirs" | "edit";
 
@@ -59,71 +60,62 @@ export function ConflictDialog({ conflict, onLater }: { conflict: Conflict; onLa
         {conflict.theirs?.updatedBy ?? "Someone"} changed this {kindOf(conflict.collection)} while you were editing
         it. Choose what to keep for each field.
       </p>
-      <div className="scroll-x" tabIndex={0} role="region" aria-label="Conflicting fields, scrolls sideways on small screens">
-      <table aria-label="Conflicting fields" className="conflict-table">
-        <thead>
-          <tr>
-            <th scope="col">Field</th>
-            <th scope="col">Base</th>
-            <th scope="col">Mine</th>
-            <th scope="col">Theirs</th>
-            <th scope="col">Keep</th>
-          </tr>
-        </thead>
-        <tbody>
-          {conflict.fields.map((f) => {
-            const choice = choices[f] ?? "mine";
-            const set = (c: Choice) => setChoices((cs) => ({ ...cs, [f]: c }));
-            return (
-              <tr key={f} data-field={f}>
-                <th scope="row">{fieldLabel(f)}</th>
-                <td>{show(f, base[f])}</td>
-                <td className="mine">{show(f, conflict.mine[f])}</td>
-                <td className="theirs">{show(f, theirs[f])}</td>
-                <td>
-                  <fieldset className="choice">
-                    <legend className="visually-hidden">Keep for {fieldLabel(f)}</legend>
+      <WideTable
+        label="Conflicting fields"
+        className="conflict-table"
+        columns={["Field", "Base", "Mine", "Theirs", "Keep"]}
+      >
+        {conflict.fields.map((f) => {
+          const choice = choices[f] ?? "mine";
+          const set = (c: Choice) => setChoices((cs) => ({ ...cs, [f]: c }));
+          return (
+            <tr key={f} data-field={f}>
+              <th scope="row">{fieldLabel(f)}</th>
+              <td>{show(f, base[f])}</td>
+              <td className="mine">{show(f, conflict.mine[f])}</td>
+              <td className="theirs">{show(f, theirs[f])}</td>
+              <td>
+                <fieldset className="choice">
+                  <legend className="visually-hidden">Keep for {fieldLabel(f)}</legend>
+                  <label>
+                    <input type="radio" name={`keep-${f}`} checked={choice === "mine"} onChange={() => set("mine")} />
+                    mine
+                  </label>
+                  <label>
+                    <input type="radio" name={`keep-${f}`} checked={choice === "theirs"} onChange={() => set("theirs")} />
+                    theirs
+                  </label>
+                  {/* A time is not typed into a cell: keep one side, or move the booking after. */}
+                  {!isTimeField(f) && (
                     <label>
-                      <input type="radio" name={`keep-${f}`} checked={choice === "mine"} onChange={() => set("mine")} />
-                      mine
+                      <input type="radio" name={`keep-${f}`} checked={choice === "edit"} onChange={() => set("edit")} />
+                      edit
                     </label>
-                    <label>
-                      <input type="radio" name={`keep-${f}`} checked={choice === "theirs"} onChange={() => set("theirs")} />
-                      theirs
-                    </label>
-                    {/* A time is not typed into a cell: keep one side, or move the booking after. */}
-                    {!isTimeField(f) && (
-                      <label>
-                        <input type="radio" name={`keep-${f}`} checked={choice === "edit"} onChange={() => set("edit")} />
-                        edit
-                      </label>
-                    )}
-                    {choice === "edit" &&
-                      (f === "status" ? (
-                        <select
-                          aria-label={`New value for ${fieldLabel(f)}`}
-                          value={edits[f] ?? text(conflict.mine[f])}
-                          onChange={(e) => setEdits((es) => ({ ...es, [f]: e.target.value }))}
-                        >
-                          {CUSTOMER_STATUSES.map((s) => (
-                            <option key={s}>{s}</option>
-                          ))}
-                        </select>
-                      ) : (
-                        <input
-                          aria-label={`New value for ${fieldLabel(f)}`}
-                          value={edits[f] ?? text(conflict.mine[f])}
-                          onChange={(e) => setEdits((es) => ({ ...es, [f]: e.target.value }))}
-                        />
-                      ))}
-                  </fieldset>
-                </td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
-      </div>
+                  )}
+                  {choice === "edit" &&
+                    (f === "status" ? (
+                      <select
+                        aria-label={`New value for ${fieldLabel(f)}`}
+                        value={edits[f] ?? text(conflict.mine[f])}
+                        onChange={(e) => setEdits((es) => ({ ...es, [f]: e.target.value }))}
+                      >
+                        {CUSTOMER_STATUSES.map((s) => (
+                          <option key={s}>{s}</option>
+                        ))}
+                      </select>
+                    ) : (
+                      <input
+                        aria-label={`New value for ${fieldLabel(f)}`}
+                        value={edits[f] ?? text(conflict.mine[f])}
+                        onChange={(e) => setEdits((es) => ({ ...es, [f]: e.target.value }))}
+                      />
+                    ))}
+                </fieldset>
+              </td>
+            </tr>
+          );
+        })}
+      </WideTable>
       {alsoMine.length > 0 && <p className="hint">Your changes to {alsoMine.map(fieldLabel).join(", ")} are kept as well.</p>}
       <div className="actions">
         <button type="button" disabled={busy} onClick={() => resolve(all("mine"))}>

@@ -1,6 +1,7 @@
 import { useEffect, useState } from "react";
 import { useCrm } from "crm-sync/react";
 import { explain } from "../lib";
+import { WideTable } from "../components/WideTable";
 
 /** `GET /api/metrics` of the reference server (server/src/metrics.rs). */
 export interface ServerFigures {
@@ -238,34 +239,25 @@ export function ServerPage() {
           </section>
           <section className="panel" aria-labelledby="server-routes">
             <h2 id="server-routes">Requests by route</h2>
-            <div className="scroll-x" tabIndex={0} role="region" aria-label="Routes, scrolls sideways on small screens">
-              <table aria-label="Requests by route" className="history">
-                <thead>
-                  <tr>
-                    <th scope="col">Route</th>
-                    <th scope="col">Requests</th>
-                    <th scope="col">Errors</th>
-                    <th scope="col">p50</th>
-                    <th scope="col">p95</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {figures.routes.map((r) => (
-                    <tr key={`${r.method} ${r.route}`}>
-                      <td>
-                        <code>
-                          {r.method} {r.route}
-                        </code>
-                      </td>
-                      <td>{r.requests}</td>
-                      <td>{r.errors}</td>
-                      <td>{r.p50Ms.toFixed(1)} ms</td>
-                      <td>{r.p95Ms.toFixed(1)} ms</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <WideTable
+              label="Requests by route"
+              region="Routes"
+              columns={["Route", "Requests", "Errors", "p50", "p95"]}
+            >
+              {figures.routes.map((r) => (
+                <tr key={`${r.method} ${r.route}`}>
+                  <td>
+                    <code>
+                      {r.method} {r.route}
+                    </code>
+                  </td>
+                  <td>{r.requests}</td>
+                  <td>{r.errors}</td>
+                  <td>{r.p50Ms.toFixed(1)} ms</td>
+                  <td>{r.p95Ms.toFixed(1)} ms</td>
+                </tr>
+              ))}
+            </WideTable>
           </section>
         </>
       )}

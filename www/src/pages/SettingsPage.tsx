@@ -5,6 +5,7 @@ import { useCrm, useCrmStatus, useSyncLog, useSyncState } from "crm-sync/react";
 import { explain, fieldLabel, plain, SYNC_PHASE_WORDS, syncFailure, text, when } from "../lib";
 import { isSyncRunning } from "../useLoad";
 import { KeptChanges } from "../components/KeptChanges";
+import { WideTable } from "../components/WideTable";
 
 type SyncJobKind = SyncHistoryEntry["kind"];
 
@@ -86,60 +87,45 @@ function SheetConflicts({ sync, syncId, onClose }: { sync: CrmSyncJobs; syncId: 
       ) : items.length === 0 ? (
         <p className="hint">Nothing was left alone.</p>
       ) : (
-        <div className="scroll-x" tabIndex={0} role="region" aria-label="Conflicts of the sync, scrolls sideways on small screens">
-          <table aria-label="Conflicts of the sync" className="history">
-            <thead>
-              <tr>
-                <th scope="col">Sheet row</th>
-                <th scope="col">Customer</th>
-                <th scope="col">Field</th>
-                <th scope="col">In the sheet</th>
-                <th scope="col">In the CRM</th>
-                <th scope="col">Changed by</th>
-                <th scope="col">When</th>
-                <th scope="col">
-                  <span className="visually-hidden">Action</span>
-                </th>
+        <WideTable
+          label="Conflicts of the sync"
+          columns={["Sheet row", "Customer", "Field", "In the sheet", "In the CRM", "Changed by", "When", <span className="visually-hidden">Action</span>]}
+        >
+          {items.map((item) => {
+            const key = `${item.row}-${item.field ?? ""}`;
+            const done = taken[key];
+            return (
+              <tr key={key} data-record={item.recordId} data-field={item.field ?? ""}>
+                <td>{item.row}</td>
+                <td>{customer(item.recordId)}</td>
+                {item.field === null ? (
+                  <td colSpan={3}>Deleted in the CRM</td>
+                ) : (
+                  <>
+                    <td>{fieldLabel(item.field)}</td>
+                    <td data-value="sheet">{text(item.sheet) || "(empty)"}</td>
+                    <td data-value="crm">{text(item.crm) || "(empty)"}</td>
+                  </>
+                )}
+                <td>{item.changedBy}</td>
+                <td>
+                  <time dateTime={item.changedAt}>{when(item.changedAt)}</time>
+                </td>
+                <td>
+                  {item.field === null ? null : done?.state === "done" || done?.state === "failed" ? (
+                    <span role="status" className={done.state === "failed" ? "error" : "hint"}>
+                      {done.said}
+                    </span>
+                  ) : (
+                    <button type="button" disabled={done?.state === "saving"} onClick={() => take(item, key)}>
+                      Take the sheet's value
+                    </button>
+                  )}
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {items.map((item) => {
-                const key = `${item.row}-${item.field ?? ""}`;
-                const done = taken[key];
-                return (
-                  <tr key={key} data-record={item.recordId} data-field={item.field ?? ""}>
-                    <td>{item.row}</td>
-                    <td>{customer(item.recordId)}</td>
-                    {item.field === null ? (
-                      <td colSpan={3}>Deleted in the CRM</td>
-                    ) : (
-                      <>
-                        <td>{fieldLabel(item.field)}</td>
-                        <td data-value="sheet">{text(item.sheet) || "(empty)"}</td>
-                        <td data-value="crm">{text(item.crm) || "(empty)"}</td>
-                      </>
-                    )}
-                    <td>{item.changedBy}</td>
-                    <td>
-                      <time dateTime={item.changedAt}>{when(item.changedAt)}</time>
-                    </td>
-                    <td>
-                      {item.field === null ? null : done?.state === "done" || done?.state === "failed" ? (
-                        <span role="status" className={done.state === "failed" ? "error" : "hint"}>
-                          {done.said}
-                        </span>
-                      ) : (
-                        <button type="button" disabled={done?.state === "saving"} onClick={() => take(item, key)}>
-                          Take the sheet's value
-                        </button>
-                      )}
-                    </td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+            );
+          })}
+        </WideTable>
       )}
       <button type="button" onClick={onClose}>
         Close the list
@@ -289,48 +275,36 @@ function SyncPanel({ sync }: { sync: CrmSyncJobs }) {
       ) : history.length === 0 ? (
         <p className="hint">No syncs yet.</p>
       ) : (
-        <div className="scroll-x" tabIndex={0} role="region" aria-label="Sync history, scrolls sideways on small screens">
-        <table aria-label="Sync history" className="history">
-          <thead>
-            <tr>
-              <th scope="col">Started</th>
-              <th scope="col">Direction</th>
-              <th scope="col">Result</th>
-              <th scope="col">Duration</th>
-              <th scope="col">Rows</th>
-              <th scope="col">New / updated / conflicts</th>
-              <th scope="col">What happened</th>
+        <WideTable
+          label="Sync history"
+          columns={["Started", "Direction", "Result", "Duration", "Rows", "New / updated / conflicts", "What happened"]}
+        >
+          {history.map((h) => (
+            <tr key={`${h.syncId ?? ""}-${h.startedAt}`}>
+              <td>{when(h.startedAt)}</td>
+              <td>{direction(h.kind)}</td>
+              <td className={`result-${h.status}`} data-status={h.status}>
+                {SYNC_PHASE_WORDS[h.status] ?? h.status}
+              </td>
+              <td>{(h.durationMs / 1000).toFixed(1)} s</td>
+              <td>{h.stats?.rows ?? ""}</td>
+              <td>
+                {h.stats ? `${h.stats.inserted ?? 0} / ${h.stats.updated ?? 0} / ${h.stats.conflicts ?? 0}` : ""}
+              </td>
+              <td>
+                {h.status === "error" && h.error ? syncFailure(h.error) : (h.message ?? "")}
+                {h.syncId && (h.stats?.conflicts ?? 0) > 0 && conflictsOf !== h.syncId && (
+                  <>
+                    {" "}
+                    <button type="button" className="link" onClick={() => setConflictsOf(h.syncId)}>
+                      Show conflicts
+                    </button>
+                  </>
+                )}
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {history.map((h) => (
-              <tr key={`${h.syncId ?? ""}-${h.startedAt}`}>
-                <td>{when(h.startedAt)}</td>
-                <td>{direction(h.kind)}</td>
-                <td className={`result-${h.status}`} data-status={h.status}>
-                  {SYNC_PHASE_WORDS[h.status] ?? h.status}
-                </td>
-                <td>{(h.durationMs / 1000).toFixed(1)} s</td>
-                <td>{h.stats?.rows ?? ""}</td>
-                <td>
-                  {h.stats ? `${h.stats.inserted ?? 0} / ${h.stats.updated ?? 0} / ${h.stats.conflicts ?? 0}` : ""}
-                </td>
-                <td>
-                  {h.status === "error" && h.error ? syncFailure(h.error) : (h.message ?? "")}
-                  {h.syncId && (h.stats?.conflicts ?? 0) > 0 && conflictsOf !== h.syncId && (
-                    <>
-                      {" "}
-                      <button type="button" className="link" onClick={() => setConflictsOf(h.syncId)}>
-                        Show conflicts
-                      </button>
-                    </>
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-        </div>
+          ))}
+        </WideTable>
       )}
     </section>
   );
@@ -436,40 +410,26 @@ function SyncLogPanel() {
       {shown.length === 0 ? (
         <p className="hint">Nothing exchanged yet.</p>
       ) : (
-        <div className="scroll-x" tabIndex={0} role="region" aria-label="Record sync log, scrolls sideways on small screens">
-          <table aria-label="Record sync log" className="history">
-            <thead>
-              <tr>
-                <th scope="col">At</th>
-                <th scope="col">What</th>
-                <th scope="col">Sent</th>
-                <th scope="col">Received</th>
-                <th scope="col">Merged</th>
-                <th scope="col">Conflicts</th>
-                <th scope="col">Failed</th>
-                <th scope="col">Took</th>
-                <th scope="col">Error</th>
-              </tr>
-            </thead>
-            <tbody>
-              {shown.map((l, i) => (
-                <tr key={`${l.at}-${i}`} data-direction={l.direction} data-kind={l.kind}>
-                  <td>{moment(l.at)}</td>
-                  <td>
-                    {exchange(l)}
-                  </td>
-                  <td>{l.pushed}</td>
-                  <td>{l.pulled}</td>
-                  <td>{l.merged}</td>
-                  <td>{l.conflicts}</td>
-                  <td>{l.failed}</td>
-                  <td>{Math.round(l.durationMs)} ms</td>
-                  <td className={l.error ? "result-error" : undefined}>{l.error ?? ""}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <WideTable
+          label="Record sync log"
+          columns={["At", "What", "Sent", "Received", "Merged", "Conflicts", "Failed", "Took", "Error"]}
+        >
+          {shown.map((l, i) => (
+            <tr key={`${l.at}-${i}`} data-direction={l.direction} data-kind={l.kind}>
+              <td>{moment(l.at)}</td>
+              <td>
+                {exchange(l)}
+              </td>
+              <td>{l.pushed}</td>
+              <td>{l.pulled}</td>
+              <td>{l.merged}</td>
+              <td>{l.conflicts}</td>
+              <td>{l.failed}</td>
+              <td>{Math.round(l.durationMs)} ms</td>
+              <td className={l.error ? "result-error" : undefined}>{l.error ?? ""}</td>
+            </tr>
+          ))}
+        </WideTable>
       )}
     </section>
   );

@@ -2,6 +2,7 @@ import { useQuery } from "crm-sync/react";
 import { text, when } from "../lib";
 import { useLoad } from "../useLoad";
 import { ActivityPlot, percent, useServerFigures } from "./ServerPage";
+import { WideTable } from "../components/WideTable";
 
 /** Customers shown under "Recently changed". */
 const RECENT = 10;
@@ -79,26 +80,18 @@ export function TeamPage() {
         {recent.length === 0 ? (
           <p className="hint">No customers yet.</p>
         ) : (
-          <div className="scroll-x" tabIndex={0} role="region" aria-label="Recently changed customers, scrolls sideways on small screens">
-            <table aria-label="Recently changed customers" className="history">
-              <thead>
-                <tr>
-                  <th scope="col">Customer</th>
-                  <th scope="col">Changed by</th>
-                  <th scope="col">When</th>
-                </tr>
-              </thead>
-              <tbody>
-                {recent.map((r) => (
-                  <tr key={r.id} data-id={r.id}>
-                    <td>{text(r.fields.name) || "a customer"}</td>
-                    <td>{r.updatedBy}</td>
-                    <td>{when(r.updatedAt)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <WideTable
+            label="Recently changed customers"
+            columns={["Customer", "Changed by", "When"]}
+          >
+            {recent.map((r) => (
+              <tr key={r.id} data-id={r.id}>
+                <td>{text(r.fields.name) || "a customer"}</td>
+                <td>{r.updatedBy}</td>
+                <td>{when(r.updatedAt)}</td>
+              </tr>
+            ))}
+          </WideTable>
         )}
       </section>
       <p className="hint">

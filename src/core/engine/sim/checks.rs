@@ -29,6 +29,13 @@ impl World {
                 return Err(self.fail(&format!("a comment of {} was posted twice", record.id)));
             }
         }
+        for (&tab, &(epoch, by)) in &self.reload_due {
+            if self.now > by && self.tabs[tab].epoch == epoch && self.tabs[tab].engine.is_some() {
+                return Err(self.fail(&format!(
+                    "tab {tab} heard that its feed cursor expired (410) and did not load the collection again"
+                )));
+            }
+        }
         self.check_owed()
     }
 
@@ -151,6 +158,7 @@ impl World {
                 }
             }
         }
+        self.check_shown_unsaved()?;
         for user in 0..self.faults.users {
             let views: Vec<(usize, String)> = self
                 .tabs
@@ -168,6 +176,47 @@ impl World {
             }
         }
         self.check_owed_quiet()
+    }
+
+    /// At quiescence nothing waits to be sent: what a tab still shows as
+    /// not saved (a staged value or comment over the record) must be a
+    /// change the server refused, held in `failed()` for the person. A
+    /// value shown that nothing stands for would never be saved, and the
+    /// person could not retry or discard it.
+    fn check_shown_unsaved(&self) -> Result<(), SimFailure> {
+        for (tab, t) in self.tabs.iter().enumerate() {
+            let Some(engine) = &t.engine else { continue };
+            let failed = engine.outbox().failed();
+            for (key, change) in engine.records().staged_changes() {
+                for (name, value) in &change.fields {
+                    let held = failed
+                        .iter()
+                        .filter(|e| e.record_id == key.id)
+                        .any(|e| e.op.fields().and_then(|f| f.get(name)) == Some(value));
+                    if !held {
+                        return Err(self.fail(&format!(
+                            "tab {tab} shows {}.{name} = {value:?} as not saved, and no refused change holds it: {}",
+                            key.id,
+                            work_view(engine)
+                        )));
+                    }
+                }
+                for pending in &change.comments {
+                    let held = failed.iter().filter(|e| e.record_id == key.id).any(|e| {
+                        matches!(&e.op, crate::core::outbox::MutationOp::Comment { comment_id, .. }
+                            if comment_id == &pending.id)
+                    });
+                    if !held {
+                        return Err(self.fail(&format!(
+                            "tab {tab} shows a comment on {} as not posted, and no refused change holds it: {}",
+                            key.id,
+                            work_view(engine)
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn check_acknowledged(&self, record: &Record, what: &str) {

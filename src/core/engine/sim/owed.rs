@@ -227,6 +227,49 @@ impl World {
         }
     }
 
+    /// The person throws away the saves of one record still waiting in
+    /// the debounce window in `tab` (`discard("staged:...")`); what only
+    /// they stood for is discarded. False when nothing waits there.
+    pub(super) fn discard_waiting(&mut self, tab: usize) -> bool {
+        let user = self.tabs[tab].user;
+        // Any record with saves waiting, an entry of it queued or not.
+        let Some(key) = self.tabs[tab].engine.as_ref().and_then(|e| {
+            e.records()
+                .staged_changes()
+                .map(|(key, _)| key)
+                .find(|key| e.debounce.is_waiting(key))
+                .cloned()
+        }) else {
+            return false;
+        };
+        let mutation_id = format!(
+            "{}{}/{}",
+            crate::core::engine::STAGED_PREFIX,
+            key.collection,
+            key.id
+        );
+        self.note(format!(
+            "tab {tab}: the person discards the saves of {} still waiting",
+            key.id
+        ));
+        self.deliver(tab, Event::Discard { mutation_id });
+        // What waited (in no entry and no conflict) is what the person
+        // threw away, whatever the tab still shows of it.
+        self.settle_ledger();
+        for i in 0..self.ledger.len() {
+            let made = &self.ledger[i];
+            if made.user == user
+                && made.tab == tab
+                && made.record == key.id
+                && made.fate == Fate::Open
+                && !self.held(made, false)
+            {
+                self.ledger[i].fate = Fate::Discarded;
+            }
+        }
+        true
+    }
+
     /// A person resolves a conflict, keeping theirs or mine; the fields of
     /// mine they gave up are discarded.
     fn resolve(&mut self, tab: usize, user: usize, kept: KeptConflict) {

@@ -1,33 +1,22 @@
-//! The runner's part: the engine's effects carried out on the model stores,
-//! the model network and the other tabs, as `web::client` does in a page.
+//! The simulation's side of the one runner (`core/engine/runner.rs`): the
+//! [`Io`] of one tab, carried out on the model stores, the model network,
+//! the other tabs and the virtual clock. Which effect becomes which I/O,
+//! the order and the timer are the shared runner's, as in a page.
 
 use super::*;
+use crate::core::engine::runner::{self, Io, Post, Request};
+use crate::core::engine::{Failure, LoadedMark};
+
+/// One tab's world, as the runner sees it.
+pub(super) struct TabIo<'w> {
+    world: &'w mut World,
+    tab: usize,
+}
 
 impl World {
-    /// Takes the engine's effects in the order it gives them (a write
-    /// holds back what follows it until its transaction completed: a few
-    /// ms later, a tab's writes in the order they began), as the web
-    /// runner does, and keeps the tab's one timer at the engine's
-    /// deadline.
+    /// Carries out what the tab's engine says, through the shared runner.
     pub(super) fn run_effects(&mut self, tab: usize) {
-        while let Some(effect) = self.tabs[tab].engine.as_mut().and_then(|e| e.poll_output()) {
-            self.carry_out(tab, effect);
-        }
-        let Some(at) = self.tabs[tab].engine.as_ref().map(|e| e.poll_timeout()) else {
-            return;
-        };
-        if at == self.tabs[tab].timer {
-            return;
-        }
-        self.tabs[tab].timer = at;
-        if let Some(at) = at {
-            // Browsers may fire a timer a millisecond before the clock
-            // says its time has come.
-            let early = u64::from(self.chance(0.2));
-            let delay = at.saturating_sub(self.now).saturating_sub(early);
-            let epoch = self.tabs[tab].epoch;
-            self.at(delay, Msg::Timer { tab, epoch, at });
-        }
+        runner::run(&mut TabIo { world: self, tab });
     }
 
     /// Writes `ops` (after what the tab holds for lack of space) to the
@@ -65,208 +54,101 @@ impl World {
         }
     }
 
-    pub(super) fn carry_out(&mut self, tab: usize, effect: Effect) {
-        let user = self.tabs[tab].user;
+    /// Sends an outbox entry over the model network.
+    fn send_entry(&mut self, tab: usize, entry: OutboxEntry) {
         let epoch = self.tabs[tab].epoch;
-        match effect {
-            write @ Effect::Write { .. } => {
-                let done =
-                    (self.now + 1 + self.pick(5) as u64).max(self.tabs[tab].writes_free_at + 1);
-                self.tabs[tab].writes_free_at = done;
-                let delay = done - self.now;
-                self.at(
-                    delay,
-                    Msg::WriteDone {
-                        tab,
-                        epoch,
-                        write: Box::new(write),
-                    },
-                );
-            }
-            Effect::WriteHeld => {
-                if !self.tabs[tab].held.is_empty() {
-                    self.store(tab, None, Vec::new());
-                }
-            }
-            Effect::Send { entry, .. } => {
-                // A tab re-sending an entry under a key it saw answered
-                // would only get the old answer again. (Until outbox
-                // updates were keyed, another tab's stale copy could bring
-                // an answered key back, so this was checked only for a
-                // tab's own entries.)
-                if self.tabs[tab].answered.contains(&entry.idempotency_key) {
-                    self.broken = Some(format!(
-                        "tab {tab} sent {} again under an Idempotency-Key already answered",
-                        entry.mutation_id
-                    ));
-                }
-                if self.tracing {
-                    let (m, k) = (&entry.mutation_id[..8], &entry.idempotency_key[..8]);
-                    self.note(format!("tab {tab} sends {m} key {k}"));
-                }
-                let attempt = self.next_attempt;
-                self.next_attempt += 1;
-                let wire = Wire::Entry(entry.mutation_id.clone(), entry.idempotency_key.clone());
-                if self.tabs[tab].cut_until.is_some() {
-                    let reply = Reply::Refused(no_answer(ErrorCode::Network, "network error: cut"));
-                    self.inflight.insert(attempt, (tab, epoch, wire));
-                    self.at(
-                        1,
-                        Msg::Answer {
-                            tab,
-                            epoch,
-                            attempt,
-                            reply,
-                        },
-                    );
-                    return;
-                }
-                self.inflight.insert(attempt, (tab, epoch, wire));
-                self.at(
-                    REQUEST_TIMEOUT_MS,
-                    Msg::Deadline {
-                        tab,
-                        epoch,
-                        attempt,
-                    },
-                );
-                self.send_over_network(Msg::Request {
-                    tab,
-                    epoch,
-                    attempt,
-                    entry: Box::new(entry),
-                });
-            }
-            Effect::Settle { callers, result } => {
-                for caller in callers {
-                    let Some(what) = self.tabs[tab].callers.remove(&caller) else {
-                        panic!(
-                            "seed {}: caller {caller} of tab {tab} settled twice or never made",
-                            self.seed
-                        );
-                    };
-                    if let Ok(Outcome::Committed(record) | Outcome::Merged(record, _)) = &result {
-                        self.check_acknowledged(record, &what);
-                        self.check_no_lost_update(caller, record);
-                    } else {
-                        self.expected.remove(&caller);
-                    }
-                    self.note(format!(
-                        "tab {tab} settles {what}: {}",
-                        outcome_name(&result)
-                    ));
-                }
-            }
-            Effect::Probe => self.request(tab, Wire::Probe, |attempt| Msg::Probe {
-                tab,
-                epoch,
-                attempt,
-            }),
-            Effect::Fetch { key, mutation_id } => {
-                let record = self.server.records.get(&key.id).cloned();
-                self.deliver(
-                    tab,
-                    Event::Fetched {
-                        mutation_id,
-                        record,
-                    },
-                );
-            }
-            Effect::TellCommitted { key, .. } => {
-                let id = key.id.clone();
-                self.tell_tabs(tab, move |tab, epoch| Msg::RecordNotice {
-                    tab,
-                    epoch,
-                    id: id.clone(),
-                });
-            }
-            Effect::ReadFeed { since } => {
-                self.request(tab, Wire::Feed, |attempt| Msg::FeedRequest {
-                    tab,
-                    epoch,
-                    attempt,
-                    since,
-                })
-            }
-            Effect::OpenStream { .. } => {
-                self.next_stream += 1;
-                let stream = self.next_stream;
-                self.tabs[tab].stream = Some((stream, false));
-                // A stream that cannot get through, or a proxy that cuts
-                // it before anything came, fails; else the browser opens
-                // it and the server says `ready`.
-                let fails = self.tabs[tab].cut_until.is_some() || self.chance(0.1);
-                let signals: &[StreamSignal] = if fails {
-                    &[StreamSignal::Error]
-                } else {
-                    &[StreamSignal::Opened, StreamSignal::Ready]
-                };
-                for (i, &signal) in signals.iter().enumerate() {
-                    let delay = 5 + 10 * i as u64 + self.pick(100) as u64;
-                    self.at(
-                        delay,
-                        Msg::Stream {
-                            tab,
-                            epoch,
-                            stream,
-                            signal,
-                        },
-                    );
-                }
-            }
-            Effect::CloseStream => self.tabs[tab].stream = None,
-            Effect::Revoke => self.request(tab, Wire::Revoke, |attempt| Msg::RevokeRequest {
-                tab,
-                epoch,
-                attempt,
-            }),
-            Effect::LoggedOut => {
-                // Logout keeps work: unless discarded, nothing this tab
-                // made is left off the server when the token goes (what
-                // other tabs queue meanwhile stays in IndexedDB, below).
-                let discard = self.tabs[tab].logout.take().unwrap_or(true);
-                let own_left = self.tabs[tab].engine.as_ref().map_or(0, |e| {
-                    e.outbox()
-                        .entries()
-                        .filter(|x| e.is_own(&x.mutation_id))
-                        .count()
-                        + e.debounced().count()
-                });
-                if !discard && own_left > 0 {
-                    self.broken = Some(format!(
-                        "tab {tab} logged user{user} out with {own_left} of its changes off the server"
-                    ));
-                }
-                self.note(format!(
-                    "tab {tab} logged user{user} out (discard {discard})"
-                ));
-                self.at(1, Msg::LoggedOut { user, discard });
-            }
-            Effect::TellReloaded { .. } => {
-                self.tell_tabs(tab, |tab, epoch| Msg::ReloadNotice { tab, epoch });
-            }
-            Effect::Reload { .. } => {
-                let delay = 5 + self.pick(300) as u64;
-                self.at(delay, Msg::Reload { tab, epoch });
-            }
-            Effect::RecordChanged { .. }
-            | Effect::Changed
-            | Effect::ConflictFound(_)
-            | Effect::UndoableChanged
-            | Effect::FailureFound(_)
-            | Effect::SessionEnded
-            | Effect::Drained(_)
-            | Effect::Pulled(_)
-            | Effect::LoadFrom { .. }
-            | Effect::MarkLoaded { .. }
-            | Effect::CaughtUp { here: false, .. } => {}
-            Effect::CaughtUp { here: true, .. } => {
-                self.tell_tabs(tab, |tab, epoch| Msg::CaughtUp { tab, epoch });
-            }
-            Effect::AskCatchUp => {
-                self.tell_tabs(tab, |tab, epoch| Msg::CatchUpAsked { tab, epoch });
-            }
+        // A tab re-sending an entry under a key it saw answered would only
+        // get the old answer again. (Until outbox updates were keyed,
+        // another tab's stale copy could bring an answered key back, so
+        // this was checked only for a tab's own entries.)
+        if self.tabs[tab].answered.contains(&entry.idempotency_key) {
+            self.broken = Some(format!(
+                "tab {tab} sent {} again under an Idempotency-Key already answered",
+                entry.mutation_id
+            ));
         }
+        if self.tracing {
+            let (m, k) = (&entry.mutation_id[..8], &entry.idempotency_key[..8]);
+            self.note(format!("tab {tab} sends {m} key {k}"));
+        }
+        let attempt = self.next_attempt;
+        self.next_attempt += 1;
+        let wire = Wire::Entry(entry.mutation_id.clone(), entry.idempotency_key.clone());
+        self.inflight.insert(attempt, (tab, epoch, wire));
+        if self.tabs[tab].cut_until.is_some() {
+            let reply = Reply::Refused(no_answer(ErrorCode::Network, "network error: cut"));
+            self.at(
+                1,
+                Msg::Answer {
+                    tab,
+                    epoch,
+                    attempt,
+                    reply,
+                },
+            );
+            return;
+        }
+        self.at(
+            REQUEST_TIMEOUT_MS,
+            Msg::Deadline {
+                tab,
+                epoch,
+                attempt,
+            },
+        );
+        self.send_over_network(Msg::Request {
+            tab,
+            epoch,
+            attempt,
+            entry: Box::new(entry),
+        });
+    }
+
+    /// Settles a tab's callers, checking what each is acknowledged with.
+    fn settle(&mut self, tab: usize, callers: Vec<CallerId>, result: &Result<Outcome, Failure>) {
+        for caller in callers {
+            let Some(what) = self.tabs[tab].callers.remove(&caller) else {
+                panic!(
+                    "seed {}: caller {caller} of tab {tab} settled twice or never made",
+                    self.seed
+                );
+            };
+            if let Ok(Outcome::Committed(record) | Outcome::Merged(record, _)) = result {
+                self.check_acknowledged(record, &what);
+                self.check_no_lost_update(caller, record);
+            } else {
+                self.expected.remove(&caller);
+            }
+            self.note(format!(
+                "tab {tab} settles {what}: {}",
+                outcome_name(result)
+            ));
+        }
+    }
+
+    /// The token is revoked: the facade closes the user's tabs and deletes
+    /// their data. Logout keeps work: unless discarded, nothing this tab
+    /// made is left off the server when the token goes (what other tabs
+    /// queue meanwhile stays in IndexedDB).
+    fn logged_out(&mut self, tab: usize) {
+        let user = self.tabs[tab].user;
+        let discard = self.tabs[tab].logout.take().unwrap_or(true);
+        let own_left = self.tabs[tab].engine.as_ref().map_or(0, |e| {
+            e.outbox()
+                .entries()
+                .filter(|x| e.is_own(&x.mutation_id))
+                .count()
+                + e.debounced().count()
+        });
+        if !discard && own_left > 0 {
+            self.broken = Some(format!(
+                "tab {tab} logged user{user} out with {own_left} of its changes off the server"
+            ));
+        }
+        self.note(format!(
+            "tab {tab} logged user{user} out (discard {discard})"
+        ));
+        self.at(1, Msg::LoggedOut { user, discard });
     }
 
     /// A request of the runner's own on the wire: it times out, or is
@@ -316,5 +198,165 @@ impl World {
             self.at(again, msg.clone());
         }
         self.at(delay, msg);
+    }
+}
+
+impl Io for TabIo<'_> {
+    fn now(&self) -> u64 {
+        self.world.now
+    }
+
+    fn with_engine<R>(&mut self, f: impl FnOnce(&mut ClientEngine) -> R) -> Option<R> {
+        self.world.tabs[self.tab].engine.as_mut().map(f)
+    }
+
+    /// The transaction completes a few ms later, a tab's writes in the
+    /// order they began.
+    fn write(&mut self, id: u64, ops: Vec<StoreOp>) {
+        let (w, tab) = (&mut *self.world, self.tab);
+        let done = (w.now + 1 + w.pick(5) as u64).max(w.tabs[tab].writes_free_at + 1);
+        w.tabs[tab].writes_free_at = done;
+        let delay = done - w.now;
+        let epoch = w.tabs[tab].epoch;
+        let write = Box::new(Effect::Write {
+            id,
+            ops,
+            persisted: None,
+        });
+        w.at(delay, Msg::WriteDone { tab, epoch, write });
+    }
+
+    fn write_held(&mut self) {
+        if !self.world.tabs[self.tab].held.is_empty() {
+            self.world.store(self.tab, None, Vec::new());
+        }
+    }
+
+    /// Loads are not simulated: no mark is kept.
+    fn mark_loaded(&mut self, _collection: String, _mark: LoadedMark) {}
+
+    fn request(&mut self, request: Request) {
+        let (w, tab) = (&mut *self.world, self.tab);
+        let epoch = w.tabs[tab].epoch;
+        match request {
+            Request::Entry { entry, .. } => w.send_entry(tab, entry),
+            Request::Probe => w.request(tab, Wire::Probe, |attempt| Msg::Probe {
+                tab,
+                epoch,
+                attempt,
+            }),
+            Request::Record { key, mutation_id } => {
+                let record = w.server.records.get(&key.id).cloned();
+                w.deliver(
+                    tab,
+                    Event::Fetched {
+                        mutation_id,
+                        record,
+                    },
+                );
+            }
+            Request::Feed { since } => w.request(tab, Wire::Feed, |attempt| Msg::FeedRequest {
+                tab,
+                epoch,
+                attempt,
+                since,
+            }),
+            Request::Revoke => w.request(tab, Wire::Revoke, |attempt| Msg::RevokeRequest {
+                tab,
+                epoch,
+                attempt,
+            }),
+        }
+    }
+
+    fn open_stream(&mut self, _since: String) {
+        let (w, tab) = (&mut *self.world, self.tab);
+        let epoch = w.tabs[tab].epoch;
+        w.next_stream += 1;
+        let stream = w.next_stream;
+        w.tabs[tab].stream = Some((stream, false));
+        // A stream that cannot get through, or a proxy that cuts it before
+        // anything came, fails; else the browser opens it and the server
+        // says `ready`.
+        let fails = w.tabs[tab].cut_until.is_some() || w.chance(0.1);
+        let signals: &[StreamSignal] = if fails {
+            &[StreamSignal::Error]
+        } else {
+            &[StreamSignal::Opened, StreamSignal::Ready]
+        };
+        for (i, &signal) in signals.iter().enumerate() {
+            let delay = 5 + 10 * i as u64 + w.pick(100) as u64;
+            w.at(
+                delay,
+                Msg::Stream {
+                    tab,
+                    epoch,
+                    stream,
+                    signal,
+                },
+            );
+        }
+    }
+
+    fn close_stream(&mut self) {
+        self.world.tabs[self.tab].stream = None;
+    }
+
+    fn reload(&mut self, _collections: Vec<String>) {
+        let (w, tab) = (&mut *self.world, self.tab);
+        let epoch = w.tabs[tab].epoch;
+        w.reload_due.remove(&tab);
+        let delay = 5 + w.pick(300) as u64;
+        w.at(delay, Msg::Reload { tab, epoch });
+    }
+
+    fn post(&mut self, post: Post) {
+        let (w, tab) = (&mut *self.world, self.tab);
+        match post {
+            Post::Committed { key, .. } => {
+                let id = key.id;
+                w.tell_tabs(tab, move |tab, epoch| Msg::RecordNotice {
+                    tab,
+                    epoch,
+                    id: id.clone(),
+                });
+            }
+            Post::Reloaded { .. } => {
+                w.tell_tabs(tab, |tab, epoch| Msg::ReloadNotice { tab, epoch });
+            }
+            Post::CaughtUp => w.tell_tabs(tab, |tab, epoch| Msg::CaughtUp { tab, epoch }),
+            Post::CatchUpAsked => {
+                w.tell_tabs(tab, |tab, epoch| Msg::CatchUpAsked { tab, epoch });
+            }
+            // The facade's logout, below, closes the user's tabs.
+            Post::LoggedOut => {}
+        }
+    }
+
+    fn tell(&mut self, effect: Effect) {
+        match effect {
+            Effect::Settle { callers, result } => self.world.settle(self.tab, callers, &result),
+            Effect::LoggedOut => self.world.logged_out(self.tab),
+            _ => {}
+        }
+    }
+
+    fn status_changed(&mut self) {}
+
+    fn timer(&self) -> Option<u64> {
+        self.world.tabs[self.tab].timer
+    }
+
+    fn set_timer(&mut self, at: Option<u64>) {
+        let (w, tab) = (&mut *self.world, self.tab);
+        w.tabs[tab].timer = at;
+        if let Some(at) = at {
+            // Browsers may fire a timer a millisecond before the clock
+            // says its time has come.
+            let early = u64::from(w.chance(0.2));
+            let delay = at.saturating_sub(w.now).saturating_sub(early);
+            let epoch = w.tabs[tab].epoch;
+            w.at(delay, Msg::Timer { tab, epoch, at });
+        }
     }
 }
