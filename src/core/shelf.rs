@@ -15,6 +15,7 @@
 //! little-endian, text) and the text; then the comment count and each
 //! comment's `id`, `author`, `text`, `created_at`.
 
+use crate::core::query::{FieldValueRef, RecordRead};
 use crate::core::record::{Comment, FieldValue, Fields, Record};
 
 /// One collection's confirmed records, by id.
@@ -97,6 +98,15 @@ impl Shelf {
     /// Every record, unpacked one at a time, in id order.
     pub fn iter(&self) -> impl Iterator<Item = Record> + '_ {
         self.records.iter().filter_map(|packed| self.unpack(packed))
+    }
+
+    /// Every record as a query reads it, in id order, without unpacking:
+    /// a query's first run over a collection reads only the fields it asks
+    /// for, with no copy of the rest.
+    pub fn each_packed(&self) -> impl Iterator<Item = Packed<'_>> + '_ {
+        self.records
+            .iter()
+            .filter_map(|packed| Packed::of(&self.names, packed))
     }
 
     /// Every id, in order (not unpacking the records).
@@ -233,6 +243,102 @@ impl Shelf {
     }
 }
 
+/// A packed record read in place: its id, version and who changed it last
+/// read out, its fields read when asked for (see [`RecordRead`]).
+pub struct Packed<'a> {
+    names: &'a [Box<str>],
+    id: &'a str,
+    version: u64,
+    updated_at: &'a str,
+    updated_by: &'a str,
+    /// How many fields, and the bytes from the first field on.
+    count: usize,
+    fields: &'a [u8],
+}
+
+impl<'a> Packed<'a> {
+    fn of(names: &'a [Box<str>], packed: &'a [u8]) -> Option<Self> {
+        let mut reader = Reader::new(packed);
+        let id = reader.str()?;
+        let version = reader.number()?;
+        let updated_at = reader.str()?;
+        let updated_by = reader.str()?;
+        let count = reader.count()?;
+        Some(Self {
+            names,
+            id,
+            version,
+            updated_at,
+            updated_by,
+            count,
+            fields: reader.rest,
+        })
+    }
+
+    /// Each field as its name's number and its value, until `each` says
+    /// to stop (returns `true`); whether it stopped.
+    fn scan(&self, each: &mut dyn FnMut(usize, FieldValueRef<'a>) -> bool) -> bool {
+        let mut reader = Reader::new(self.fields);
+        for _ in 0..self.count {
+            let Some(name) = reader.count() else {
+                return false;
+            };
+            let value = match reader.byte() {
+                Some(NULL) => FieldValueRef::Null,
+                Some(FALSE) => FieldValueRef::Bool(false),
+                Some(TRUE) => FieldValueRef::Bool(true),
+                Some(NUMBER) => match reader.take(8).and_then(|b| b.try_into().ok()) {
+                    Some(bytes) => FieldValueRef::Number(f64::from_le_bytes(bytes)),
+                    None => return false,
+                },
+                Some(_) => match reader.str() {
+                    Some(text) => FieldValueRef::Text(text),
+                    None => return false,
+                },
+                None => return false,
+            };
+            if each(name, value) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl RecordRead for Packed<'_> {
+    fn id(&self) -> &str {
+        self.id
+    }
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn updated_at(&self) -> &str {
+        self.updated_at
+    }
+
+    fn updated_by(&self) -> &str {
+        self.updated_by
+    }
+
+    fn field(&self, name: &str) -> Option<FieldValueRef<'_>> {
+        let wanted = self.names.iter().position(|known| &**known == name)?;
+        let mut found = None;
+        self.scan(&mut |at, value| {
+            if at == wanted {
+                found = Some(value);
+            }
+            at == wanted
+        });
+        found
+    }
+
+    fn any_field(&self, found: &mut dyn FnMut(FieldValueRef<'_>) -> bool) -> bool {
+        self.scan(&mut |_, value| found(value))
+    }
+}
+
 /// The bytes `pack` writes for `record`, close enough to size its buffer
 /// once.
 fn packed_size(record: &Record) -> usize {
@@ -333,6 +439,11 @@ impl<'a> Reader<'a> {
     fn bytes(&mut self) -> Option<&'a [u8]> {
         let len = self.count()?;
         self.take(len)
+    }
+
+    /// Text borrowed (packed from a `String`, so valid UTF-8).
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
     }
 
     fn text(&mut self) -> Option<String> {

@@ -22,6 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::query::RecordRead;
 use crate::core::record::{Comment, FieldValue, Fields, PendingComment, Record, RecordKey};
 use crate::core::shelf::Shelf;
 use crate::core::sort::CollectMap;
@@ -245,24 +246,31 @@ impl StagedRecords {
 
     /// Each record of a collection as [`StagedRecords::view`] shows it
     /// (staged deletes left out): the confirmed ones in id order, then
-    /// staged creates in id order. Records nothing is staged on are not
-    /// copied.
-    pub fn for_each_view(&self, collection: &str, mut each: impl FnMut(&Record)) {
-        let mut creates: Vec<&RecordKey> = self
+    /// staged creates in id order. Records nothing is staged on are read
+    /// where they are kept, not unpacked (a query reads a field or two).
+    pub fn for_each_view(&self, collection: &str, mut each: impl FnMut(&dyn RecordRead)) {
+        let mut creates: Vec<&RecordKey> = Vec::new();
+        let mut staged_ids: Vec<&str> = Vec::new();
+        for key in self
             .staged
             .keys()
-            .filter(|key| key.collection == collection && !self.is_confirmed(key))
-            .collect();
+            .filter(|key| key.collection == collection)
+        {
+            staged_ids.push(&key.id);
+            if !self.is_confirmed(key) {
+                creates.push(key);
+            }
+        }
+        crate::core::sort::sort(&mut staged_ids);
         if let Some(shelf) = self.confirmed.get(collection) {
-            for record in shelf.iter() {
-                let key = RecordKey::new(collection, &record.id);
-                match self.staged.get(&key) {
-                    None => each(&record),
-                    Some(change) => {
-                        if let Some(view) = self.view_of(&key, Some(record), Some(change)) {
-                            each(&view.record);
-                        }
-                    }
+            for packed in shelf.each_packed() {
+                if staged_ids.binary_search(&packed.id()).is_err() {
+                    each(&packed);
+                    continue;
+                }
+                let key = RecordKey::new(collection, packed.id());
+                if let Some(view) = self.view_of(&key, shelf.get(&key.id), self.staged.get(&key)) {
+                    each(&view.record);
                 }
             }
         }
