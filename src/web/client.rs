@@ -51,9 +51,10 @@ mod storage;
 mod undo;
 mod writes;
 
+use crate::web::http::RecordObjects;
 use feed::EventFeed;
 pub use load::{DEFAULT_PAGE, MAX_PAGE};
-use reads::{js_conflict, record_object, RecordObjects};
+use reads::{js_conflict, record_object};
 pub use undo::UndoRequest;
 
 /// The key of the changes-feed cursor in the user's `meta` store: a reload
