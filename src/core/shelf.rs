@@ -512,6 +512,44 @@ mod tests {
     }
 
     #[test]
+    fn a_packed_record_reads_as_its_record_does() {
+        use crate::core::query::Query;
+        let a = record(
+            "a",
+            7,
+            &[
+                ("name", FieldValue::Text("Ann Lyon".into())),
+                ("vip", FieldValue::Bool(true)),
+                ("gone", FieldValue::Null),
+                ("phone", FieldValue::Number(5551234.0)),
+            ],
+        );
+        let b = record("b", 2, &[("city", FieldValue::Text("Paris".into()))]);
+        let shelf = Shelf::of(vec![a.clone(), b.clone()]);
+        let packed: Vec<Packed<'_>> = shelf.each_packed().collect();
+        assert_eq!(packed.len(), 2);
+        for (read, record) in packed.iter().zip([&a, &b]) {
+            assert_eq!(read.id(), record.id());
+            assert_eq!(read.version(), record.version);
+            assert_eq!(read.updated_at(), record.updated_at());
+            assert_eq!(read.updated_by(), record.updated_by());
+            for name in ["name", "vip", "gone", "phone", "city", "nowhere"] {
+                assert_eq!(
+                    format!("{:?}", read.field(name)),
+                    format!("{:?}", record.field(name))
+                );
+            }
+            for search in ["lyon", "555", "true", "par", "zzz"] {
+                let query = Query {
+                    search: Some(search.into()),
+                    ..Query::default()
+                };
+                assert_eq!(query.matches(read), query.matches(record), "{search}");
+            }
+        }
+    }
+
+    #[test]
     fn a_shelf_of_many_keeps_the_last_of_an_id() {
         let first = record("x", 1, &[]);
         let last = record("x", 2, &[]);
