@@ -21,6 +21,7 @@ pub mod record;
 pub mod retry;
 #[cfg(test)]
 pub mod seeds;
+pub mod shelf;
 pub mod sort;
 pub mod staged;
 pub mod tab_message;

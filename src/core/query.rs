@@ -36,21 +36,66 @@ pub struct Found {
     pub total: usize,
 }
 
+/// What a query reads of a record: a [`Record`], or a record read where it
+/// is kept packed without unpacking the rest of it
+/// ([`crate::core::shelf`]).
+pub trait RecordRead {
+    /// The record's id.
+    fn id(&self) -> &str;
+    /// The record's version.
+    fn version(&self) -> u64;
+    /// `updatedAt`.
+    fn updated_at(&self) -> &str;
+    /// `updatedBy`.
+    fn updated_by(&self) -> &str;
+    /// The field `name`, if the record has it.
+    fn field(&self, name: &str) -> Option<FieldValueRef<'_>>;
+    /// Whether `found` holds for some field's value.
+    fn any_field(&self, found: &mut dyn FnMut(FieldValueRef<'_>) -> bool) -> bool;
+}
+
+impl RecordRead for Record {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn updated_at(&self) -> &str {
+        &self.updated_at
+    }
+
+    fn updated_by(&self) -> &str {
+        &self.updated_by
+    }
+
+    fn field(&self, name: &str) -> Option<FieldValueRef<'_>> {
+        self.fields.get(name).map(FieldValueRef::of)
+    }
+
+    fn any_field(&self, found: &mut dyn FnMut(FieldValueRef<'_>) -> bool) -> bool {
+        self.fields.values().any(|v| found(FieldValueRef::of(v)))
+    }
+}
+
 /// The value a query sees for `name`: a field, or the record's own `id`,
 /// `version`, `updatedAt` or `updatedBy`.
-fn value_of<'a>(record: &'a Record, name: &str) -> Option<FieldValueRef<'a>> {
+fn value_of<'a, R: RecordRead + ?Sized>(record: &'a R, name: &str) -> Option<FieldValueRef<'a>> {
     match name {
-        "id" => Some(FieldValueRef::Text(&record.id)),
-        "version" => Some(FieldValueRef::Number(record.version as f64)),
-        "updatedAt" => Some(FieldValueRef::Text(&record.updated_at)),
-        "updatedBy" => Some(FieldValueRef::Text(&record.updated_by)),
-        _ => record.fields.get(name).map(FieldValueRef::of),
+        "id" => Some(FieldValueRef::Text(record.id())),
+        "version" => Some(FieldValueRef::Number(record.version() as f64)),
+        "updatedAt" => Some(FieldValueRef::Text(record.updated_at())),
+        "updatedBy" => Some(FieldValueRef::Text(record.updated_by())),
+        _ => record.field(name),
     }
 }
 
 /// A field value borrowed, for comparing without copies.
 #[derive(Debug, Clone, Copy)]
-enum FieldValueRef<'a> {
+#[allow(missing_docs)]
+pub enum FieldValueRef<'a> {
     Null,
     Bool(bool),
     Number(f64),
@@ -58,7 +103,8 @@ enum FieldValueRef<'a> {
 }
 
 impl<'a> FieldValueRef<'a> {
-    fn of(value: &'a FieldValue) -> Self {
+    /// The borrowed form of `value`.
+    pub fn of(value: &'a FieldValue) -> Self {
         match value {
             FieldValue::Null => Self::Null,
             FieldValue::Bool(b) => Self::Bool(*b),
@@ -172,7 +218,7 @@ impl Matches {
 
     /// Adds `record` if it matches, unordered: [`Matches::sort`] once all
     /// are added.
-    pub fn add(&mut self, query: &Query, record: &Record) {
+    pub fn add(&mut self, query: &Query, record: &(impl RecordRead + ?Sized)) {
         if query.matches(record) {
             self.rows.push(query.row(record));
         }
@@ -190,7 +236,7 @@ impl Matches {
         if let Some(at) = was {
             self.rows.remove(at);
         }
-        let Some(record) = record.filter(|r| query.matches(r)) else {
+        let Some(record) = record.filter(|r| query.matches(*r)) else {
             return was.is_some();
         };
         let row = query.row(record);
@@ -216,21 +262,21 @@ impl Matches {
     }
 }
 
-fn matches_search(record: &Record, needle: &str) -> bool {
-    if needle.is_empty() || contains_folded(&record.id, needle) {
+fn matches_search<R: RecordRead + ?Sized>(record: &R, needle: &str) -> bool {
+    if needle.is_empty() || contains_folded(record.id(), needle) {
         return true;
     }
-    record.fields.values().any(|v| match v {
-        FieldValue::Text(t) => contains_folded(t, needle),
+    record.any_field(&mut |v| match v {
+        FieldValueRef::Text(t) => contains_folded(t, needle),
         // Whole numbers as digits (a phone number or an amount typed in);
         // fractions are not searched as text: Rust's float formatting alone
         // would add 14 KB to the module.
-        FieldValue::Number(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
-            (*n as i64).to_string().contains(needle)
+        FieldValueRef::Number(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
+            (n as i64).to_string().contains(needle)
         }
-        FieldValue::Number(_) => false,
-        FieldValue::Bool(b) => (if *b { "true" } else { "false" }) == needle,
-        FieldValue::Null => false,
+        FieldValueRef::Number(_) => false,
+        FieldValueRef::Bool(b) => (if b { "true" } else { "false" }) == needle,
+        FieldValueRef::Null => false,
     })
 }
 
@@ -244,14 +290,14 @@ impl Query {
         }
     }
 
-    fn row(&self, record: &Record) -> Row {
+    fn row<R: RecordRead + ?Sized>(&self, record: &R) -> Row {
         let key = match &self.order_by {
             Some((field, _)) => SortKey::of(value_of(record, field)),
             None => SortKey::Null,
         };
         Row {
             key,
-            id: record.id.as_str().into(),
+            id: record.id().into(),
         }
     }
 
@@ -267,7 +313,7 @@ impl Query {
     }
 
     /// Whether `record` passes the filters and the search.
-    pub fn matches(&self, record: &Record) -> bool {
+    pub fn matches<R: RecordRead + ?Sized>(&self, record: &R) -> bool {
         self.filters.iter().all(|(name, allowed)| {
             let value = value_of(record, name);
             allowed.iter().any(|wanted| match value {

@@ -20,11 +20,11 @@
 //! # Ok::<(), crm_sync::core::staged::StageError>(())
 //! ```
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
+use crate::core::query::RecordRead;
 use crate::core::record::{Comment, FieldValue, Fields, PendingComment, Record, RecordKey};
+use crate::core::shelf::Shelf;
 use crate::core::sort::CollectMap;
 use crate::core::vecmap::VecMap;
 
@@ -165,9 +165,12 @@ pub enum Touched {
 const TOUCHED_MAX: usize = 2_048;
 
 /// Confirmed records per `(collection, id)` and the staged change of each.
+///
+/// The confirmed records are kept packed, a [`Shelf`] per collection: the
+/// methods that read them hand out [`Record`]s unpacked for the caller.
 #[derive(Debug, Clone, Default)]
 pub struct StagedRecords {
-    confirmed: BTreeMap<RecordKey, Record>,
+    confirmed: VecMap<String, Shelf>,
     staged: VecMap<RecordKey, StagedChange>,
     /// The records touched, in order, since mark `touched_from`.
     touched: Vec<RecordKey>,
@@ -179,7 +182,15 @@ pub struct StagedRecords {
 impl PartialEq for StagedRecords {
     /// Equal records and staged changes (what was touched does not count).
     fn eq(&self, other: &Self) -> bool {
-        self.confirmed == other.confirmed && self.staged == other.staged
+        let shelves_equal = |a: &Self, b: &Self| {
+            a.confirmed.iter().all(|(collection, shelf)| {
+                shelf.is_empty()
+                    || b.confirmed
+                        .get(collection)
+                        .is_some_and(|theirs| shelf.iter().eq(theirs.iter()))
+            })
+        };
+        shelves_equal(self, other) && shelves_equal(other, self) && self.staged == other.staged
     }
 }
 
@@ -193,20 +204,32 @@ impl StagedRecords {
     /// changes stay). A record that is already confirmed at a higher version
     /// (a feed event that overtook the load) is kept.
     pub fn load(&mut self, collection: &str, records: impl IntoIterator<Item = Record>) {
-        let mut fresh: BTreeMap<RecordKey, Record> = records
+        let known = self.confirmed.remove(collection).unwrap_or_default();
+        let fresh = records
             .into_iter()
-            .map(|record| (RecordKey::new(collection, &record.id), record))
-            .collect_map();
-        for (key, record) in fresh.iter_mut() {
-            if let Some(known) = self.confirmed.get(key) {
-                if known.version > record.version {
-                    *record = known.clone();
-                }
-            }
-        }
-        self.confirmed.retain(|key, _| key.collection != collection);
-        self.confirmed.extend(fresh);
+            .map(|record| match known.get(&record.id) {
+                Some(kept) if kept.version > record.version => kept,
+                _ => record,
+            });
+        self.confirmed
+            .insert(collection.to_owned(), Shelf::of(fresh));
         self.touch_all();
+    }
+
+    fn confirmed_record(&self, key: &RecordKey) -> Option<Record> {
+        self.confirmed.get(key.collection.as_str())?.get(&key.id)
+    }
+
+    fn is_confirmed(&self, key: &RecordKey) -> bool {
+        self.confirmed
+            .get(key.collection.as_str())
+            .is_some_and(|shelf| shelf.contains(&key.id))
+    }
+
+    fn confirmed_version(&self, key: &RecordKey) -> Option<u64> {
+        self.confirmed
+            .get(key.collection.as_str())?
+            .version(&key.id)
     }
 
     /// Which records changed since the mark `since` (everything for
@@ -241,25 +264,31 @@ impl StagedRecords {
 
     /// Each record of a collection as [`StagedRecords::view`] shows it
     /// (staged deletes left out): the confirmed ones in id order, then
-    /// staged creates in id order. Records nothing is staged on are not
-    /// copied.
-    pub fn for_each_view(&self, collection: &str, mut each: impl FnMut(&Record)) {
-        let from = RecordKey::new(collection, "");
-        let mut creates: Vec<&RecordKey> = self
+    /// staged creates in id order. Records nothing is staged on are read
+    /// where they are kept, not unpacked (a query reads a field or two).
+    pub fn for_each_view(&self, collection: &str, mut each: impl FnMut(&dyn RecordRead)) {
+        let mut creates: Vec<&RecordKey> = Vec::new();
+        let mut staged_ids: Vec<&str> = Vec::new();
+        for key in self
             .staged
             .keys()
-            .filter(|key| key.collection == collection && !self.confirmed.contains_key(*key))
-            .collect();
-        for (key, record) in self.confirmed.range(from..) {
-            if key.collection != collection {
-                break;
+            .filter(|key| key.collection == collection)
+        {
+            staged_ids.push(&key.id);
+            if !self.is_confirmed(key) {
+                creates.push(key);
             }
-            match self.staged.get(key) {
-                None => each(record),
-                Some(change) => {
-                    if let Some(view) = self.view_of(key, Some(record), Some(change)) {
-                        each(&view.record);
-                    }
+        }
+        crate::core::sort::sort(&mut staged_ids);
+        if let Some(shelf) = self.confirmed.get(collection) {
+            for packed in shelf.each_packed() {
+                if staged_ids.binary_search(&packed.id()).is_err() {
+                    each(&packed);
+                    continue;
+                }
+                let key = RecordKey::new(collection, packed.id());
+                if let Some(view) = self.view_of(&key, shelf.get(&key.id), self.staged.get(&key)) {
+                    each(&view.record);
                 }
             }
         }
@@ -275,41 +304,45 @@ impl StagedRecords {
     /// (from the first without it), in id order: a collection read a run at
     /// a time.
     pub fn ids_after(&self, collection: &str, after: Option<&str>, count: usize) -> Vec<String> {
-        use std::ops::Bound;
-        let from = match after {
-            Some(id) => Bound::Excluded(RecordKey::new(collection, id)),
-            None => Bound::Included(RecordKey::new(collection, "")),
-        };
         self.confirmed
-            .range((from, Bound::Unbounded))
-            .take_while(|(key, _)| key.collection == collection)
-            .take(count)
-            .map(|(key, _)| key.id.clone())
-            .collect()
+            .get(collection)
+            .map(|shelf| shelf.ids_after(after, count))
+            .unwrap_or_default()
     }
 
     /// How many confirmed records there are, in every collection.
     pub fn len(&self) -> usize {
-        self.confirmed.len()
+        self.confirmed.values().map(Shelf::len).sum()
     }
 
     /// Whether no record is confirmed.
     pub fn is_empty(&self) -> bool {
-        self.confirmed.is_empty()
+        self.confirmed.values().all(Shelf::is_empty)
     }
 
     /// The confirmed record: what the server last acknowledged.
-    pub fn get(&self, collection: &str, id: &str) -> Option<&Record> {
-        self.confirmed.get(&RecordKey::new(collection, id))
+    pub fn get(&self, collection: &str, id: &str) -> Option<Record> {
+        self.confirmed.get(collection)?.get(id)
+    }
+
+    /// Whether a record is confirmed (without reading it).
+    pub fn contains(&self, collection: &str, id: &str) -> bool {
+        self.confirmed
+            .get(collection)
+            .is_some_and(|shelf| shelf.contains(id))
+    }
+
+    /// How many confirmed records a collection has.
+    pub fn count(&self, collection: &str) -> usize {
+        self.confirmed.get(collection).map_or(0, Shelf::len)
     }
 
     /// All confirmed records of a collection, by id.
-    pub fn list(&self, collection: &str) -> Vec<&Record> {
+    pub fn list(&self, collection: &str) -> Vec<Record> {
         self.confirmed
-            .iter()
-            .filter(|(key, _)| key.collection == collection)
-            .map(|(_, record)| record)
-            .collect()
+            .get(collection)
+            .map(|shelf| shelf.iter().collect())
+            .unwrap_or_default()
     }
 
     /// The staged change of a record, if any.
@@ -326,41 +359,50 @@ impl StagedRecords {
     /// it neither exists nor is being created, or is being deleted.
     pub fn view(&self, collection: &str, id: &str) -> Option<RecordView> {
         let key = RecordKey::new(collection, id);
-        self.view_of(&key, self.confirmed.get(&key), self.staged.get(&key))
+        self.view_of(&key, self.confirmed_record(&key), self.staged.get(&key))
     }
 
     /// [`StagedRecords::view`] of every record of a collection (staged
     /// creates included, staged deletes left out), by id.
     pub fn view_list(&self, collection: &str) -> Vec<RecordView> {
-        let mut keys: Vec<&RecordKey> = self
+        let mut keys: Vec<RecordKey> = self
             .confirmed
-            .keys()
-            .chain(self.staged.keys())
-            .filter(|key| key.collection == collection)
+            .get(collection)
+            .into_iter()
+            .flat_map(Shelf::ids)
+            .map(|id| RecordKey::new(collection, id))
+            .chain(
+                self.staged
+                    .keys()
+                    .filter(|key| key.collection == collection)
+                    .cloned(),
+            )
             .collect();
         crate::core::sort::sort(&mut keys);
         keys.dedup();
         keys.into_iter()
-            .filter_map(|key| self.view_of(key, self.confirmed.get(key), self.staged.get(key)))
+            .filter_map(|key| {
+                self.view_of(&key, self.confirmed_record(&key), self.staged.get(&key))
+            })
             .collect()
     }
 
     fn view_of(
         &self,
         key: &RecordKey,
-        confirmed: Option<&Record>,
+        confirmed: Option<Record>,
         staged: Option<&StagedChange>,
     ) -> Option<RecordView> {
         let Some(change) = staged else {
             return confirmed.map(|record| RecordView {
-                record: record.clone(),
+                record,
                 pending: false,
                 pending_comments: Vec::new(),
             });
         };
         let mut record = match (change.kind, confirmed) {
             (StagedKind::Delete, _) => return None,
-            (_, Some(record)) => record.clone(),
+            (_, Some(record)) => record,
             (StagedKind::Create, None) => Record::empty(&key.id),
             (StagedKind::Update, None) => return None,
         };
@@ -392,17 +434,17 @@ impl StagedRecords {
     /// [`StageError::UnknownRecord`] when the record is neither confirmed
     /// nor being created; [`StageError::Deleted`] when it is being deleted.
     pub fn stage(&mut self, key: &RecordKey, fields: Fields) -> Result<(), StageError> {
-        let confirmed = self.confirmed.get(key);
         if fields.is_empty() {
             return Ok(());
         }
+        let confirmed = self.confirmed_record(key);
         let change = match self.staged.get_mut(key) {
             Some(change) if change.kind == StagedKind::Delete => {
                 return Err(StageError::Deleted(key.clone()))
             }
             Some(change) => change,
             None => {
-                let Some(record) = confirmed else {
+                let Some(record) = &confirmed else {
                     return Err(StageError::UnknownRecord(key.clone()));
                 };
                 self.staged.get_or_insert_with(key.clone(), || {
@@ -413,6 +455,7 @@ impl StagedRecords {
         for name in fields.keys() {
             if !change.base_fields.contains_key(name) {
                 let base = confirmed
+                    .as_ref()
                     .and_then(|record| record.fields.get(name))
                     .cloned()
                     .unwrap_or(FieldValue::Null);
@@ -435,7 +478,7 @@ impl StagedRecords {
     /// [`StageError::AlreadyExists`] when a record with this key is
     /// confirmed or staged.
     pub fn stage_create(&mut self, key: &RecordKey, fields: Fields) -> Result<(), StageError> {
-        if self.confirmed.contains_key(key) || self.staged.contains_key(key) {
+        if self.is_confirmed(key) || self.staged.contains_key(key) {
             return Err(StageError::AlreadyExists(key.clone()));
         }
         let mut change = empty_change(StagedKind::Create, 0);
@@ -458,7 +501,7 @@ impl StagedRecords {
     /// [`StageError::UnknownRecord`] when the record is neither confirmed
     /// nor being created.
     pub fn stage_delete(&mut self, key: &RecordKey) -> Result<(), StageError> {
-        let confirmed_version = self.confirmed.get(key).map(|record| record.version);
+        let confirmed_version = self.confirmed_version(key);
         match (self.staged.get_mut(key), confirmed_version) {
             (Some(change), _) => {
                 change.kind = StagedKind::Delete;
@@ -479,7 +522,7 @@ impl StagedRecords {
     /// Stages a comment. Comments never conflict, so a record this tab has
     /// not loaded may be commented on.
     pub fn stage_comment(&mut self, key: &RecordKey, comment: PendingComment) {
-        let version = self.confirmed.get(key).map_or(0, |record| record.version);
+        let version = self.confirmed_version(key).unwrap_or(0);
         let change = self
             .staged
             .get_or_insert_with(key.clone(), || empty_change(StagedKind::Update, version));
@@ -545,7 +588,9 @@ impl StagedRecords {
     /// The server answered 2xx to a delete: the record is gone, with
     /// whatever was staged on it.
     pub fn commit_delete(&mut self, key: &RecordKey) {
-        self.confirmed.remove(key);
+        if let Some(shelf) = self.confirmed.get_mut(key.collection.as_str()) {
+            shelf.remove(&key.id);
+        }
         self.staged.remove(key);
         self.touch(key);
     }
@@ -559,9 +604,10 @@ impl StagedRecords {
                 self.staged.remove(key);
             }
         }
-        if let Some(record) = self.confirmed.get_mut(key) {
+        if let Some(mut record) = self.confirmed_record(key) {
             if !record.comments.iter().any(|known| known.id == comment.id) {
                 record.comments.push(comment);
+                self.shelf(&key.collection).insert(&record);
             }
         }
         self.touch(key);
@@ -628,16 +674,13 @@ impl StagedRecords {
         match change {
             RemoteChange::Put(record) => {
                 let key = RecordKey::new(collection, &record.id);
-                if self.confirmed.get(&key) == Some(&record) {
-                    return false;
-                }
                 self.put_confirmed(key, record)
             }
             RemoteChange::Delete { id, version } => {
                 let key = RecordKey::new(collection, id);
-                match self.confirmed.get(&key) {
-                    Some(record) if record.version <= version => {
-                        self.confirmed.remove(&key);
+                match self.confirmed_version(&key) {
+                    Some(known) if known <= version => {
+                        self.shelf(collection).remove(&key.id);
                         self.touch(&key);
                         true
                     }
@@ -652,22 +695,31 @@ impl StagedRecords {
     /// `version`, so an answer read before a comment was posted can arrive
     /// after the record that has it (found by the engine's simulation).
     fn put_confirmed(&mut self, key: RecordKey, mut record: Record) -> bool {
-        match self.confirmed.get(&key) {
-            Some(known) if known.version > record.version => false,
-            Some(known) if known.version == record.version => {
-                join_comments(&mut record, known);
-                if self.confirmed.get(&key) == Some(&record) {
+        match self.confirmed_version(&key) {
+            Some(known) if known > record.version => false,
+            Some(known) if known == record.version => {
+                let Some(known) = self.confirmed_record(&key) else {
+                    return false;
+                };
+                join_comments(&mut record, &known);
+                if known == record {
                     return false;
                 }
-                self.confirmed.insert(key, record);
+                self.shelf(&key.collection).insert(&record);
                 true
             }
             _ => {
                 self.touch(&key);
-                self.confirmed.insert(key, record);
+                self.shelf(&key.collection).insert(&record);
                 true
             }
         }
+    }
+
+    /// The shelf of `collection`, made empty if there is none.
+    fn shelf(&mut self, collection: &str) -> &mut Shelf {
+        self.confirmed
+            .get_or_insert_with(collection.to_owned(), Shelf::default)
     }
 }
 

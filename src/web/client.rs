@@ -53,8 +53,9 @@ mod writes;
 
 pub(crate) use effects::refusal_of;
 pub use crate::core::engine::{DEFAULT_PAGE, MAX_PAGE};
+use crate::web::http::RecordObjects;
 use feed::EventFeed;
-use reads::{js_conflict, record_object, CachedRecord};
+use reads::{js_conflict, record_object};
 pub use undo::UndoRequest;
 
 /// The key of the changes-feed cursor in the user's `meta` store: a reload
@@ -205,10 +206,10 @@ struct ClientShared {
     /// Snapshots handed to JS, kept until something changes, so
     /// `useSyncExternalStore` sees the same object between changes.
     snapshots: RefCell<HashMap<String, JsValue>>,
-    /// Each confirmed record as a JS object, kept while the record stays
-    /// as it is: `get` and `list` hand out these, so a change of one record
-    /// makes one new object, not one per record of its collection.
-    record_js: RefCell<HashMap<RecordKey, CachedRecord>>,
+    /// The record objects `get`, `list` and `query` handed out, held
+    /// weakly: while the app holds one it gets the same object until the
+    /// record changes, so a change of one record makes one new object.
+    record_js: RecordObjects,
     /// `crm.query`'s kept matches and pages.
     queries: RefCell<query_cache::QueryCache>,
     /// Whether this tab leads (the engine hears it once the work a leader
@@ -270,7 +271,7 @@ impl Client {
             held: RefCell::new(None),
             listeners: js_sys::Set::new(&JsValue::UNDEFINED),
             snapshots: RefCell::new(HashMap::new()),
-            record_js: RefCell::new(HashMap::new()),
+            record_js: RecordObjects::new(),
             queries: RefCell::default(),
             leader: Cell::new(false),
             from_tab: Cell::new(false),
@@ -376,7 +377,7 @@ impl Client {
         let change = {
             let state = self.inner.state.borrow();
             let record = state.engine.records().get(&key.collection, &key.id);
-            RecordChange::new(&key.collection, &key.id, version, record)
+            RecordChange::new(&key.collection, &key.id, version, record.as_ref())
         };
         self.tell_tabs(TabMessage::RecordChanged(change));
     }

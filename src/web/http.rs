@@ -199,10 +199,76 @@ export function parseJson(text) {
   // An empty body is no value; anything else must be JSON.
   return typeof text === "string" && text.trim() !== "" ? JSON.parse(text) : undefined;
 }
+// Whether `o`, a record object handed out before, shows this version,
+// comment count and staleness (the server's own objects may lack `comments`).
+function fits(o, version, comments, stale) {
+  return o !== undefined && o !== null && o.version === version &&
+    (o.comments ? o.comments.length : 0) === comments && (o.stale === true) === stale;
+}
+export class RecordObjects {
+  constructor() {
+    this.kept = new Map();
+    // An object the app no longer holds takes its entry with it (held
+    // strongly where the browser has no WeakRef).
+    this.gone = typeof FinalizationRegistry === "function"
+      ? new FinalizationRegistry((key) => {
+          const ref = this.kept.get(key);
+          if (ref !== undefined && ref.deref() === undefined) this.kept.delete(key);
+        })
+      : undefined;
+  }
+  take(key, version, comments, stale, candidate) {
+    const ref = this.kept.get(key);
+    const known = ref === undefined ? undefined : ref.deref();
+    if (fits(known, version, comments, stale)) return known;
+    if (fits(candidate, version, comments, stale)) {
+      this.keep(key, candidate);
+      return candidate;
+    }
+    return undefined;
+  }
+  keep(key, value) {
+    if (this.gone === undefined || typeof WeakRef !== "function") {
+      this.kept.set(key, { deref: () => value });
+      return;
+    }
+    this.kept.set(key, new WeakRef(value));
+    this.gone.register(value, key);
+  }
+}
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = parseJson, catch)]
     fn parse_json(text: &JsValue) -> Result<JsValue, JsValue>;
+
+    // The record objects' class (`web::client::reads`) shares this module,
+    // whose objects it mostly keeps: each `inline_js` is one more module
+    // the page fetches before the wasm, and a fourth one left the browser
+    // suite's page waiting for ever for the wasm from the test runner's
+    // server (docs/performance.md, "Memory").
+
+    /// The record objects handed out, held weakly: while the app holds one
+    /// (a list it renders, a record in its state), the same record version
+    /// gets the same object, so a change of one record makes one new
+    /// object; objects nobody holds are collected with their entries, so
+    /// the JS heap holds the records the app holds, not every record.
+    pub(crate) type RecordObjects;
+    #[wasm_bindgen(constructor)]
+    pub(crate) fn new() -> RecordObjects;
+    /// The kept object of `key` if it still fits, else `candidate` (an
+    /// object of the record made elsewhere, e.g. the server's) if it fits
+    /// (kept from now on), else `undefined`.
+    #[wasm_bindgen(method)]
+    pub(crate) fn take(
+        this: &RecordObjects,
+        key: &str,
+        version: f64,
+        comments: u32,
+        stale: bool,
+        candidate: &JsValue,
+    ) -> JsValue;
+    #[wasm_bindgen(method)]
+    pub(crate) fn keep(this: &RecordObjects, key: &str, value: &JsValue);
 }
 
 /// A server may ask for a pause; longer than this is not waited for.

@@ -7,7 +7,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
 
-use super::support::{fetch_as, prop, server};
+use super::support::{eventually, fetch_as, prop, server};
 
 fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
     let o = Object::new();
@@ -268,6 +268,55 @@ async fn fifty_saves_in_the_window_send_one_patch_and_share_its_result() {
     assert!(Object::is(
         &crm.list("customers").unwrap(),
         &crm.list("customers").unwrap()
+    ));
+    crm.close();
+}
+
+/// While the app holds a list, a change of one record makes one new
+/// object: every other record is the same object as before (the record
+/// objects are held weakly, so this is what keeps React's memoised rows).
+#[wasm_bindgen_test]
+async fn a_change_of_one_record_makes_one_new_object_in_a_held_list() {
+    let crm = client("alice", &[("debounceMs", 50.into())]).await;
+    let id = customer(&crm, 15).await;
+    // Once the catch-up after a local-first load is done (it would change
+    // records, and their `stale` mark, between the two lists).
+    let fresh = || {
+        Array::from(&crm.list("customers").unwrap())
+            .iter()
+            .all(|r| prop(&r, "stale") != JsValue::TRUE)
+    };
+    assert!(eventually(30_000, fresh).await);
+    let held: Array = crm.list("customers").unwrap().into();
+    let phone = format!("+1 555 0150 {}", run_tag());
+    let saved = wait(crm.save(
+        "customers".into(),
+        id.clone(),
+        obj(&[("phone", phone.into())]),
+    ))
+    .await;
+    // Merged when another test changed this customer since alice last saw it.
+    assert!(matches!(status(&saved).as_str(), "committed" | "merged"));
+    let now: Array = crm.list("customers").unwrap().into();
+    assert!(!Object::is(&held, &now));
+    assert_eq!(now.length(), held.length());
+    let mut changed = Vec::new();
+    for (old, new) in held.iter().zip(now.iter()) {
+        assert_eq!(prop(&old, "id").as_string(), prop(&new, "id").as_string());
+        if !Object::is(&old, &new) {
+            changed.push(prop(&new, "id").as_string().unwrap());
+        }
+    }
+    assert_eq!(changed, vec![id.clone()]);
+    // `get` hands out the object the list holds.
+    let other = now
+        .iter()
+        .find(|r| prop(r, "id").as_string() != Some(id.clone()))
+        .unwrap();
+    let other_id = prop(&other, "id").as_string().unwrap();
+    assert!(Object::is(
+        &crm.get("customers", &other_id).unwrap(),
+        &other
     ));
     crm.close();
 }

@@ -48,7 +48,7 @@ impl ClientEngine {
                 self.records.commit_comment(&key, comment);
                 self.counters.commits += 1;
                 let done = StoreOp::entry_gone(mutation_id).to_vec();
-                match self.records.get(&key.collection, &key.id).cloned() {
+                match self.records.get(&key.collection, &key.id) {
                     Some(record) => {
                         self.tell_committed(&key, &record, done, out);
                         self.settle(mutation_id, Ok(Outcome::Committed(record)), out);
@@ -71,7 +71,7 @@ impl ClientEngine {
             Reply::Done => {
                 let key = RecordKey::new(&entry.collection, &entry.record_id);
                 let _ = self.outbox.on_success(mutation_id, None);
-                let last = self.records.get(&key.collection, &key.id).cloned();
+                let last = self.records.get(&key.collection, &key.id);
                 self.records.commit_delete(&key);
                 self.local.gone(&key);
                 self.counters.commits += 1;
@@ -258,24 +258,20 @@ impl ClientEngine {
         };
         // The base as the change saw it: confirmed values with the base
         // values of the changed fields.
-        let base_record = self
-            .records
-            .get(&key.collection, &key.id)
-            .cloned()
-            .map(|mut r| {
-                if let MutationOp::Patch {
-                    base_fields,
-                    base_version,
-                    ..
-                } = &entry.op
-                {
-                    r.version = *base_version;
-                    for (k, v) in base_fields {
-                        r.fields.insert(k.clone(), v.clone());
-                    }
+        let base_record = self.records.get(&key.collection, &key.id).map(|mut r| {
+            if let MutationOp::Patch {
+                base_fields,
+                base_version,
+                ..
+            } = &entry.op
+            {
+                r.version = *base_version;
+                for (k, v) in base_fields {
+                    r.fields.insert(k.clone(), v.clone());
                 }
-                r
-            });
+            }
+            r
+        });
         let fresh_id = self.ids.uuid();
         let handled = self
             .outbox

@@ -73,7 +73,7 @@ impl ClientEngine {
             }
         };
         let (Some(confirmed), Some(view)) = (
-            self.records.get(&key.collection, &key.id).cloned(),
+            self.records.get(&key.collection, &key.id),
             self.records.view(&key.collection, &key.id),
         ) else {
             return out.push(Effect::Settle {

@@ -71,7 +71,7 @@ proptest! {
                 }
             }
             let shown = store.get("c", "r").unwrap();
-            prop_assert!(acknowledged.contains(shown));
+            prop_assert!(acknowledged.contains(&shown));
             let view = store.view("c", "r").unwrap();
             for (name, value) in &latest {
                 prop_assert_eq!(view.record.fields.get(name), Some(value));

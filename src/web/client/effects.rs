@@ -134,8 +134,7 @@ impl Io for Client {
                         .borrow()
                         .engine
                         .records()
-                        .get(&key.collection, &key.id)
-                        .cloned(),
+                        .get(&key.collection, &key.id),
                     Err(_) => None,
                 };
                 this.handle(Event::Fetched {

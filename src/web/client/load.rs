@@ -10,10 +10,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use super::{
-    check_collection, emit_to, encode, record_object, rejected, CachedRecord, Client, SyncLogEntry,
+    check_collection, emit_to, encode, record_object, rejected, Client, SyncLogEntry,
 };
 use crate::core::engine::{Event, LoadEnd, LoadPage, LoadPlan};
-use crate::core::record::{Record, RecordKey};
+use crate::core::record::Record;
 use crate::error::Error;
 use crate::web::clock::now_ms;
 use crate::web::idb::Store;
@@ -85,7 +85,7 @@ impl Client {
                 }
                 let answer = JsFuture::from(promise).await.map_err(rejected)?;
                 if answer.is_undefined() {
-                    Ok(self.list_in_slices(collection).await)
+                    Ok(self.list_in_slices(collection, &js_sys::Map::new()).await)
                 } else {
                     Ok(answer)
                 }
@@ -174,12 +174,17 @@ impl Client {
         // Laid in by the engine: the server's objects are the snapshots of
         // the records it holds at their versions.
         let state = self.inner.state.borrow();
-        let mut cache = self.inner.record_js.borrow_mut();
         for item in items {
             if let Some(record) = state.engine.records().get(&collection, &item.0) {
-                if same(record, &item) {
-                    let key = RecordKey::new(&collection, &item.0);
-                    cache.insert(key, CachedRecord::of(record, false, item.3));
+                if same(&record, &item) {
+                    // Kept (weakly) as the object of this version: handed
+                    // out while the app holds it.
+                    let key = format!("{collection}\u{0}{}", item.0);
+                    let comments = u32::try_from(item.2).unwrap_or(u32::MAX);
+                    let _ = self
+                        .inner
+                        .record_js
+                        .take(&key, item.1 as f64, comments, false, &item.3);
                 }
             }
         }
@@ -252,8 +257,10 @@ impl Client {
     /// The collection as `list` gives it, made a run of records at a time
     /// with the event loop between (the end of a large load would otherwise
     /// make every record's object in one task). Not kept as `list`'s
-    /// snapshot: a record may change between two runs.
-    async fn list_in_slices(&self, collection: &str) -> JsValue {
+    /// snapshot: a record may change between two runs. `fresh` holds
+    /// objects of records just read, by id: handed out where they still
+    /// show the record, rather than made again.
+    async fn list_in_slices(&self, collection: &str, fresh: &js_sys::Map) -> JsValue {
         let out = js_sys::Array::new();
         let mut after: Option<String> = None;
         let mut slice = Slices::start();
@@ -265,10 +272,16 @@ impl Client {
                     .records()
                     .ids_after(collection, after.as_deref(), 256);
                 let stale = state.engine.is_stale(collection);
-                let mut cache = self.inner.record_js.borrow_mut();
                 for id in &ids {
                     if let Some(record) = state.engine.records().get(collection, id) {
-                        out.push(&record_object(&mut cache, collection, record, stale));
+                        let candidate = fresh.get(&JsValue::from_str(id));
+                        out.push(&record_object(
+                            &self.inner.record_js,
+                            collection,
+                            &record,
+                            stale,
+                            &candidate,
+                        ));
                     }
                 }
                 ids.last().cloned()
@@ -287,12 +300,12 @@ impl Client {
     /// slices, as pages are; an entry that cannot be read is skipped (it is
     /// a copy: the server has the record).
     async fn load_stored(&self, collection: &str, err: Error) -> Result<JsValue, Error> {
-        // Answered in one go before the engine hears the read ended (as
-        // `load_local`).
-        let answer = self
-            .read_stored(collection, Some(err))
-            .await
-            .map(|()| self.list(collection));
+        // Answered before the engine hears the read ended (as `load_local`).
+        let fresh = js_sys::Map::new();
+        let answer = match self.read_stored(collection, Some(err), &fresh).await {
+            Ok(()) => Ok(self.list_in_slices(collection, &fresh).await),
+            Err(err) => Err(err),
+        };
         self.handle(Event::StoredRead {
             collection: collection.to_owned(),
             found: answer.is_ok(),
@@ -307,9 +320,9 @@ impl Client {
     /// after it (a catch-up that ended while the answer was made would
     /// have every record after that point made anew, unstale).
     async fn load_local(&self, collection: &str) -> Result<JsValue, Error> {
-        let read = self.read_stored(collection, None).await;
-        let answer = match read {
-            Ok(()) => Ok(self.list_in_slices(collection).await),
+        let fresh = js_sys::Map::new();
+        let answer = match self.read_stored(collection, None, &fresh).await {
+            Ok(()) => Ok(self.list_in_slices(collection, &fresh).await),
             Err(err) => Err(err),
         };
         self.handle(Event::StoredRead {
@@ -322,7 +335,8 @@ impl Client {
     /// Another tab loaded `collection` again: what it stored replaces the
     /// older versions here.
     pub async fn reread_collection(&self, collection: &str) {
-        if self.read_stored(collection, None).await.is_ok() {
+        let fresh = js_sys::Map::new();
+        if self.read_stored(collection, None, &fresh).await.is_ok() {
             self.changed();
             self.emit_status();
         }
@@ -331,8 +345,14 @@ impl Client {
     /// Reads `collection` from IndexedDB in slices into the confirmed
     /// records (never over a newer version), marked stale as the engine
     /// says. `none_stored`: the error when nothing is stored here at all
-    /// (`None`: an empty collection is an answer).
-    async fn read_stored(&self, collection: &str, none_stored: Option<Error>) -> Result<(), Error> {
+    /// (`None`: an empty collection is an answer). The stored objects of
+    /// the records applied go into `fresh`, by id.
+    async fn read_stored(
+        &self,
+        collection: &str,
+        none_stored: Option<Error>,
+        fresh: &js_sys::Map,
+    ) -> Result<(), Error> {
         let Some(db) = self.db() else {
             return match none_stored {
                 Some(err) => Err(err),
@@ -351,16 +371,7 @@ impl Client {
             }
             slice.maybe_yield().await;
         }
-        if read.is_empty()
-            && self
-                .inner
-                .state
-                .borrow()
-                .engine
-                .records()
-                .list(collection)
-                .is_empty()
-        {
+        if read.is_empty() && self.inner.state.borrow().engine.records().count(collection) == 0 {
             if let Some(err) = none_stored {
                 return Err(err);
             }
@@ -390,7 +401,6 @@ impl Client {
             });
             {
                 let state = self.inner.state.borrow();
-                let mut cache = self.inner.record_js.borrow_mut();
                 // Marked as the engine says now: a catch-up may have ended
                 // while the records were read.
                 let stale = state.engine.is_stale(collection);
@@ -398,13 +408,12 @@ impl Client {
                     let Some(record) = state.engine.records().get(collection, &object.0) else {
                         continue;
                     };
-                    if same(record, &object) {
-                        // Ours alone (just read): marked here, kept as the
-                        // snapshot.
+                    if same(&record, &object) {
+                        // Ours alone (just read): marked here, handed out
+                        // as it is.
                         let value = object.3;
                         let _ = js_sys::Reflect::set(&value, &"stale".into(), &stale.into());
-                        let snapshot = CachedRecord::of(record, stale, value);
-                        cache.insert(RecordKey::new(collection, &object.0), snapshot);
+                        fresh.set(&JsValue::from_str(&object.0), &value);
                     }
                 }
             }

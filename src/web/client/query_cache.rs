@@ -133,10 +133,11 @@ impl Client {
             } else {
                 match state.engine.records().get(collection, id) {
                     Some(record) => record_object(
-                        &mut self.inner.record_js.borrow_mut(),
+                        &self.inner.record_js,
                         collection,
-                        record,
+                        &record,
                         stale,
+                        &JsValue::UNDEFINED,
                     ),
                     None => continue,
                 }

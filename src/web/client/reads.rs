@@ -123,13 +123,18 @@ impl Client {
         self.snapshot(format!("get\u{0}{collection}\u{0}{id}"), || {
             let state = self.inner.state.borrow();
             let stale = state.engine.is_stale(collection);
-            let mut cache = self.inner.record_js.borrow_mut();
             state
                 .engine
                 .records()
                 .get(collection, id)
                 .map_or(JsValue::UNDEFINED, |r| {
-                    record_object(&mut cache, collection, r, stale)
+                    record_object(
+                        &self.inner.record_js,
+                        collection,
+                        &r,
+                        stale,
+                        &JsValue::UNDEFINED,
+                    )
                 })
         })
     }
@@ -139,21 +144,17 @@ impl Client {
         self.snapshot(format!("list\u{0}{collection}"), || {
             let state = self.inner.state.borrow();
             let stale = state.engine.is_stale(collection);
-            let mut cache = self.inner.record_js.borrow_mut();
             let records = state.engine.records().list(collection);
             let out = js_sys::Array::new_with_length(records.len() as u32);
             for (i, r) in records.iter().enumerate() {
-                out.set(i as u32, record_object(&mut cache, collection, r, stale));
-            }
-            // Records gone from the collection leave the cache too.
-            if cache.len() > state.engine.records().len() {
-                cache.retain(|key, _| {
-                    state
-                        .engine
-                        .records()
-                        .get(&key.collection, &key.id)
-                        .is_some()
-                });
+                let object = record_object(
+                    &self.inner.record_js,
+                    collection,
+                    r,
+                    stale,
+                    &JsValue::UNDEFINED,
+                );
+                out.set(i as u32, object);
             }
             out.into()
         })
@@ -406,43 +407,25 @@ pub(super) fn js_conflict(kept: &KeptConflict) -> JsConflict<'_> {
     }
 }
 
-/// A confirmed record as a JS object, and what it was made from.
-pub(super) struct CachedRecord {
-    version: u64,
-    comments: usize,
-    stale: bool,
-    value: JsValue,
-}
-
-impl CachedRecord {
-    pub(super) fn of(record: &Record, stale: bool, value: JsValue) -> Self {
-        Self {
-            version: record.version,
-            comments: record.comments.len(),
-            stale,
-            value,
-        }
-    }
-}
-
-/// The JS object of `record` from `cache`, made anew only when the record
-/// changed (its version or comments) or its staleness did.
+/// The JS object of `record`: the one handed out before while it is held
+/// and still shows this version, comments and staleness; else `candidate`
+/// if it does (`undefined`: none); else made now.
 pub(super) fn record_object(
-    cache: &mut HashMap<RecordKey, CachedRecord>,
+    cache: &RecordObjects,
     collection: &str,
     record: &Record,
     stale: bool,
+    candidate: &JsValue,
 ) -> JsValue {
-    let key = RecordKey::new(collection, &record.id);
-    if let Some(hit) = cache.get(&key) {
-        if hit.version == record.version
-            && hit.comments == record.comments.len()
-            && hit.stale == stale
-        {
-            return hit.value.clone();
-        }
+    let key = format!("{collection}\u{0}{}", record.id);
+    let comments = u32::try_from(record.comments.len()).unwrap_or(u32::MAX);
+    let found = cache.take(&key, record.version as f64, comments, stale, candidate);
+    if !found.is_undefined() {
+        return found;
     }
     let value = to_js(&JsRecord::of(record, stale)).unwrap_or(JsValue::UNDEFINED);
-    cache.insert(key, CachedRecord::of(record, stale, value.clone()));
+    if !value.is_undefined() {
+        cache.keep(&key, &value);
+    }
     value
 }

@@ -106,7 +106,7 @@ impl Client {
         let known = {
             let state = self.inner.state.borrow();
             let records = state.engine.records();
-            records.get(collection, id).is_some() || records.staged(&key).is_some()
+            records.contains(collection, id) || records.staged(&key).is_some()
         };
         if !known {
             return Ok(None);

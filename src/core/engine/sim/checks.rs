@@ -110,7 +110,7 @@ impl World {
                     "tab {i} still debounces {}: {:?}; confirmed {:?}",
                     key.id,
                     change,
-                    confirmed.map(|r| (r.version, &r.fields))
+                    confirmed.map(|r| (r.version, r.fields))
                 ));
             }
         }
@@ -151,10 +151,11 @@ impl World {
             }
             for (id, theirs) in &self.server.records {
                 let mine = engine.records().get(COLLECTION, id);
-                if mine != Some(theirs) {
+                if mine.as_ref() != Some(theirs) {
                     return Err(self.fail(&format!(
                         "tab {tab}: {id} is {:?}, the server has v{} {:?}",
-                        mine.map(|r| (r.version, &r.fields, r.comments.len())),
+                        mine.as_ref()
+                            .map(|r| (r.version, &r.fields, r.comments.len())),
                         theirs.version,
                         (&theirs.fields, theirs.comments.len())
                     )));
