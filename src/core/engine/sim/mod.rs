@@ -15,6 +15,7 @@
 
 mod act;
 mod checks;
+mod election;
 mod feed;
 mod msg;
 mod names;
@@ -59,6 +60,9 @@ pub struct Faults {
     pub server_restart: f64,
     /// The server refuses a change for good (`422`, `403`, `409 overlap`).
     pub refusal: f64,
+    /// The chance that a user's browser has no Web Locks: its tabs elect
+    /// their leader over `BroadcastChannel` (`election.rs`).
+    pub broadcast: f64,
 }
 
 impl Default for Faults {
@@ -75,6 +79,7 @@ impl Default for Faults {
             idb_refusal: 0.02,
             server_restart: 0.01,
             refusal: 0.0,
+            broadcast: 0.0,
         }
     }
 }
@@ -121,6 +126,8 @@ impl Faults {
                 };
             }
         }
+        // Which users elect over BroadcastChannel: none, about half, or all.
+        faults.broadcast = [0.0, 0.0, 0.5, 1.0][((rng.unit() * 4.0) as usize).min(3)];
         faults
     }
 }
@@ -234,6 +241,12 @@ struct Tab {
     /// The open `/api/events` stream: its number (signals of an older one
     /// are dropped) and whether the browser has it connected.
     stream: Option<(u64, bool)>,
+    /// Its side of the `BroadcastChannel` election, if its user elects so.
+    locks: Option<election::TabLocks>,
+    /// Entries this tab had on the wire when it read the user's work
+    /// without them, the server having answered their key: finished by
+    /// another tab, never to be sent from here again.
+    finished_elsewhere: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -277,6 +290,19 @@ enum Msg {
     Leading {
         tab: usize,
         epoch: u32,
+    },
+    /// A message of the `BroadcastChannel` election from tab `from`.
+    Channel {
+        from: usize,
+        tab: usize,
+        epoch: u32,
+        message: Box<crate::core::election::LockMessage>,
+    },
+    /// The election's timer of a tab.
+    LockTick {
+        tab: usize,
+        epoch: u32,
+        at: u64,
     },
     /// `GET /api/changes` on its way to the server.
     FeedRequest {
@@ -393,6 +419,14 @@ struct World {
     dbs: Vec<UserDb>,
     tabs: Vec<Tab>,
     leaders: Vec<Option<usize>>,
+    /// The users whose tabs elect over `BroadcastChannel`.
+    broadcast: Vec<bool>,
+    /// Draws of the channel (which users, delays, closed or lost tabs),
+    /// apart so that runs without it stay as they were.
+    channel_rng: IdSource,
+    /// When the last message from one tab to another arrives (the channel
+    /// keeps each sender's order).
+    channel_at: BTreeMap<(usize, usize), u64>,
     /// Requests on the wire, by attempt: the tab, the entry (None: a probe).
     inflight: BTreeMap<u64, OnTheWire>,
     next_attempt: u64,
@@ -412,6 +446,9 @@ struct World {
     expected: BTreeMap<CallerId, Expected>,
     /// Makes every saved value and comment text unique.
     next_value: u64,
+    /// Values an undo put back (record, field, value): the only values a
+    /// person saves twice.
+    restored: BTreeSet<(String, String, String)>,
     /// Tabs told their feed cursor expired (410), by the incarnation
     /// told, and by when they must have asked to load again.
     reload_due: BTreeMap<usize, (u32, u64)>,
@@ -425,6 +462,10 @@ impl World {
     fn new(seed: u64, faults: Faults) -> Self {
         let ids: Vec<String> = (0..faults.records).map(|i| format!("c{i}")).collect();
         let server = ModelServer::with_records(&ids);
+        let mut channel_rng = IdSource::new(seed ^ 0x6368_616e_6e65_6c21);
+        let broadcast = (0..faults.users)
+            .map(|_| channel_rng.unit() < faults.broadcast)
+            .collect();
         let mut world = World {
             seed,
             rng: IdSource::new(seed),
@@ -434,6 +475,9 @@ impl World {
             dbs: vec![UserDb::default(); faults.users],
             tabs: Vec::new(),
             leaders: vec![None; faults.users],
+            broadcast,
+            channel_rng,
+            channel_at: BTreeMap::new(),
             inflight: BTreeMap::new(),
             next_attempt: 0,
             next_stream: 0,
@@ -445,6 +489,7 @@ impl World {
             ledger: Vec::new(),
             expected: BTreeMap::new(),
             next_value: 0,
+            restored: BTreeSet::new(),
             reload_due: BTreeMap::new(),
             server,
             faults,
@@ -463,6 +508,8 @@ impl World {
                     held: Vec::new(),
                     logout: None,
                     stream: None,
+                    locks: None,
+                    finished_elsewhere: BTreeSet::new(),
                 });
             }
         }
@@ -547,6 +594,7 @@ impl World {
         t.cut_until = None;
         t.stream = None;
         t.logout = None;
+        t.finished_elsewhere.clear();
         self.note(format!("tab {tab} (user{user}) opens"));
         let local = kept.is_some();
         self.deliver(
@@ -586,11 +634,19 @@ impl World {
                 },
             );
         }
-        self.elect(user);
+        if self.on_channel(user) {
+            self.join_channel(tab);
+        } else {
+            self.elect(user);
+        }
     }
 
-    /// Web Locks: the lowest live tab of a user leads.
+    /// Web Locks: the lowest live tab of a user leads (the users that
+    /// elect over `BroadcastChannel` do so in `election.rs`).
     fn elect(&mut self, user: usize) {
+        if self.on_channel(user) {
+            return;
+        }
         let next = (0..self.tabs.len())
             .find(|&t| self.tabs[t].user == user && self.tabs[t].engine.is_some());
         if self.leaders[user] == next {
@@ -611,12 +667,51 @@ impl World {
     fn crash(&mut self, tab: usize) {
         let user = self.tabs[tab].user;
         self.note(format!("tab {tab} crashes"));
+        if self.on_channel(user) {
+            let closed = self.closes();
+            self.leave_channel(tab, closed);
+        }
         let t = &mut self.tabs[tab];
         t.engine = None;
         t.callers.clear();
         t.epoch += 1;
         self.tab_went(user);
         self.elect(user);
+    }
+
+    /// `tab` reads the user's work: entries it has on the wire that
+    /// IndexedDB no longer holds, pending or failed (nor a write held
+    /// here), with their key answered by the server, were finished by
+    /// another tab.
+    fn reads_work(&mut self, tab: usize) {
+        let db = &self.dbs[self.tabs[tab].user];
+        let held: BTreeSet<&str> = self.tabs[tab]
+            .held
+            .iter()
+            .filter_map(|op| match op {
+                StoreOp::PutEntry(e) | StoreOp::UpdateEntry { entry: e, .. } => {
+                    Some(e.mutation_id.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        let done: Vec<String> = self
+            .inflight
+            .values()
+            .filter(|(t, _, _)| *t == tab)
+            .filter_map(|(_, _, wire)| match wire {
+                Wire::Entry(id, key)
+                    if !db.outbox.contains_key(id)
+                        && !db.failed.contains_key(id)
+                        && !held.contains(id.as_str())
+                        && self.server.knows(key) =>
+                {
+                    Some(id.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        self.tabs[tab].finished_elsewhere.extend(done);
     }
 
     /// Hands one event to a tab's engine and carries out the effects.
@@ -719,7 +814,7 @@ fn shrink(seed: u64, faults: Faults) -> (Faults, String) {
     best.steps = high;
     let mut off = Vec::new();
     type TurnOff = fn(&mut Faults);
-    let kinds: [(&str, TurnOff); 7] = [
+    let kinds: [(&str, TurnOff); 8] = [
         ("loss", |f| f.loss = 0.0),
         ("duplicates", |f| f.duplicate = 0.0),
         ("crashes", |f| f.crash = 0.0),
@@ -727,6 +822,7 @@ fn shrink(seed: u64, faults: Faults) -> (Faults, String) {
         ("IndexedDB refusals", |f| f.idb_refusal = 0.0),
         ("server restarts", |f| f.server_restart = 0.0),
         ("refusals", |f| f.refusal = 0.0),
+        ("BroadcastChannel", |f| f.broadcast = 0.0),
     ];
     for (name, turn_off) in kinds {
         let mut tried = best.clone();
@@ -778,7 +874,9 @@ fn run_once(seed: u64, faults: Faults, tracing: bool) -> Result<(), SimFailure> 
         }
     }
     for user in 0..world.faults.users {
-        if world.leaders[user].is_none() {
+        let open = (0..world.tabs.len())
+            .any(|t| world.tabs[t].user == user && world.tabs[t].engine.is_some());
+        if !open {
             if let Some(tab) = (0..world.tabs.len()).find(|&t| world.tabs[t].user == user) {
                 world.open_tab(tab);
             }
@@ -848,6 +946,19 @@ mod tests {
         });
     }
 
+    /// Every user's tabs elect their leader over `BroadcastChannel` (no
+    /// Web Locks), whatever the seed draws, under the fault mix it draws.
+    #[test]
+    fn tabs_without_web_locks_elect_over_the_channel() {
+        crate::core::seeds::run_all(100, 20, |seed| {
+            let faults = Faults {
+                broadcast: 1.0,
+                ..Faults::drawn(seed)
+            };
+            run(seed, faults).map_err(|SimFailure(why)| why)
+        });
+    }
+
     /// Seeds that longer runs found failing, replayed on every run with the
     /// fault mix they failed under.
     #[test]
@@ -855,8 +966,14 @@ mod tests {
         crate::core::seeds::run_fixed(&FOUND, |seed| {
             run(seed, Faults::default()).map_err(|SimFailure(why)| why)
         });
+        // Found before the election over BroadcastChannel was simulated:
+        // replayed as they failed, on Web Locks.
         crate::core::seeds::run_fixed(&FOUND_DRAWN, |seed| {
-            run(seed, Faults::drawn(seed)).map_err(|SimFailure(why)| why)
+            let faults = Faults {
+                broadcast: 0.0,
+                ..Faults::drawn(seed)
+            };
+            run(seed, faults).map_err(|SimFailure(why)| why)
         });
     }
 }

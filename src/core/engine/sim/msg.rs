@@ -131,6 +131,7 @@ impl World {
             Msg::WorkNotice { tab, epoch } => {
                 if live(self, tab, epoch) {
                     let work = self.dbs[self.tabs[tab].user].work();
+                    self.reads_work(tab);
                     self.deliver(tab, Event::WorkStored(work));
                 }
             }
@@ -141,9 +142,25 @@ impl World {
                     }
                 }
             }
+            Msg::Channel {
+                from,
+                tab,
+                epoch,
+                message,
+            } => {
+                if live(self, tab, epoch) {
+                    self.channel_message(from, tab, *message);
+                }
+            }
+            Msg::LockTick { tab, epoch, at } => {
+                if live(self, tab, epoch) {
+                    self.lock_tick(tab, at);
+                }
+            }
             Msg::Leading { tab, epoch } => {
                 if live(self, tab, epoch) && self.leaders[self.tabs[tab].user] == Some(tab) {
                     let work = self.dbs[self.tabs[tab].user].work();
+                    self.reads_work(tab);
                     self.deliver(tab, Event::Leading(work));
                 }
             }
@@ -230,6 +247,7 @@ impl World {
                 for tab in 0..self.tabs.len() {
                     if self.tabs[tab].user == user && self.tabs[tab].engine.is_some() {
                         self.deliver(tab, Event::Close);
+                        self.leave_channel(tab, true);
                         let t = &mut self.tabs[tab];
                         t.engine = None;
                         t.callers.clear();
