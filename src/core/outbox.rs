@@ -759,8 +759,10 @@ impl Outbox {
     /// under `fresh_id` as its new `Idempotency-Key` (a key names one
     /// request, and the re-sent one differs), and keeps its place at the
     /// head of its lane; [`MergeOutcome::Settled`] removes it;
-    /// [`MergeOutcome::Conflict`] removes it and returns a [`Conflict`] with
-    /// id `fresh_id` for a person.
+    /// [`MergeOutcome::Conflict`] removes it and returns a [`Conflict`] for
+    /// a person, named by the key of the request the 409 answered: two tabs
+    /// that sent one entry under one key both get the server's kept 409,
+    /// and the conflict each stores is then one conflict, not two.
     ///
     /// # Errors
     ///
@@ -815,7 +817,7 @@ impl Outbox {
                 let index = self.index_of(mutation_id)?;
                 let entry = self.entries.remove(index);
                 let conflict = Conflict {
-                    id: fresh_id,
+                    id: entry.idempotency_key.clone(),
                     collection: entry.collection.clone(),
                     record_id: entry.record_id.clone(),
                     base: entry.op.base_version().unwrap_or(0),

@@ -227,6 +227,14 @@ impl ClientEngine {
         now: u64,
         out: &mut Vec<Effect>,
     ) {
+        // Another tab finished this entry while it was on the wire here
+        // (its copy met the same 409 and became a conflict, or was
+        // merged and sent): merging again here would make one change two
+        // conflicts, or send it again beside its conflict (found by the
+        // simulation).
+        if self.dropped_if_finished_elsewhere(entry, out) {
+            return;
+        }
         let unreadable = |why: String| EntryError {
             code: ErrorCode::BadResponse,
             message: why,
@@ -272,7 +280,7 @@ impl ClientEngine {
             }
             r
         });
-        let fresh_id = self.ids.uuid();
+        let fresh_id = resend_key(&entry.idempotency_key);
         let handled = self
             .outbox
             .on_conflict(&entry.mutation_id, &theirs, outcome, fresh_id);
@@ -423,8 +431,8 @@ impl ClientEngine {
 
     /// An entry another tab finished (sent, or resolved into a conflict)
     /// while it was on the wire here is dropped, whatever this send's
-    /// answer: not retried, and not kept as a dead letter IndexedDB no
-    /// longer has (found by the simulation: two tabs sent a retried entry,
+    /// answer (a transient failure, a refusal, a 409): not retried, not
+    /// merged again, and not kept as a dead letter IndexedDB no longer has (found by the simulation: two tabs sent a retried entry,
     /// one met a conflict and the other a refusal, and kept it failed).
     fn dropped_if_finished_elsewhere(
         &mut self,
@@ -520,6 +528,19 @@ impl ClientEngine {
 
 /// What a failed exchange says about reachability; `None` for a request
 /// that never left.
+/// The `Idempotency-Key` of the request that re-sends an entry merged
+/// after a 409, made from the key the 409 answered: two tabs that sent one
+/// request and merged its one (kept) answer re-send one request, not two
+/// (found by the simulation: with a new random key in each tab, one change
+/// became two requests, both refused, and two conflicts).
+fn resend_key(answered: &str) -> String {
+    // FNV-1a of the answered key seeds the id source.
+    let seed = answered.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    super::IdSource::new(seed).uuid()
+}
+
 pub(super) fn reach_of(refusal: &Refusal) -> Option<Answer> {
     match refusal.status {
         Some(status) => Some(Answer::of_status(Some(status))),

@@ -607,7 +607,9 @@ fn an_overlapping_conflict_leaves_the_outbox_as_a_conflict() {
     assert_eq!(
         *conflict,
         Conflict {
-            id: "conflict-1".into(),
+            // Named by the key the 409 answered: a tab that sent the same
+            // request names the same conflict.
+            id: "key-m1".into(),
             collection: "customers".into(),
             record_id: "c-1".into(),
             base: 7,

@@ -17,6 +17,35 @@ impl World {
             if leaders > 1 {
                 return Err(self.fail(&format!("user{user} has {leaders} leading tabs")));
             }
+            let holders = self.lock_holders(user);
+            if holders.len() > 1 {
+                return Err(self.fail(&format!(
+                    "user{user}'s tabs {holders:?} hold the leader lock at once"
+                )));
+            }
+        }
+        // One change is never two conflicts: every saved value is unique
+        // (but for what an undo puts back), so no value is "mine" in two of
+        // a user's kept conflicts.
+        for (user, db) in self.dbs.iter().enumerate() {
+            let mut seen: BTreeMap<(String, String, String), &str> = BTreeMap::new();
+            for kept in db.conflicts.values() {
+                let c = &kept.conflict;
+                for (field, value) in &c.mine {
+                    let at = (c.record_id.clone(), field.clone(), format!("{value:?}"));
+                    if self.restored.contains(&at) {
+                        continue;
+                    }
+                    if let Some(other) = seen.insert(at, c.id.as_str()) {
+                        return Err(self.fail(&format!(
+                            "user{user}'s change of {}.{field} is two conflicts ({} and {})",
+                            c.record_id,
+                            &other[..8.min(other.len())],
+                            &c.id[..8.min(c.id.len())]
+                        )));
+                    }
+                }
+            }
         }
         for (key, n) in &self.server.applied {
             if *n > 1 {
@@ -112,6 +141,20 @@ impl World {
                     change,
                     confirmed.map(|r| (r.version, r.fields))
                 ));
+            }
+        }
+        for user in 0..self.faults.users {
+            // A user on Web Locks always has one (see `feed_behind`).
+            let open = self.on_channel(user)
+                && self
+                    .tabs
+                    .iter()
+                    .any(|t| t.user == user && t.engine.is_some());
+            let led = self.leaders[user]
+                .and_then(|l| self.tabs[l].engine.as_ref())
+                .is_some_and(ClientEngine::is_leader);
+            if open && !led {
+                return Some(format!("user{user} has no leading tab yet"));
             }
         }
         for (u, db) in self.dbs.iter().enumerate() {

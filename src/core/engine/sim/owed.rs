@@ -207,6 +207,7 @@ impl World {
             let claimed = self.dbs[user].failed.remove(&id);
             let Some(mut queued) = claimed else {
                 let work = self.dbs[user].work();
+                self.reads_work(tab);
                 return self.deliver(tab, Event::WorkStored(work));
             };
             queued.state = EntryState::Queued;

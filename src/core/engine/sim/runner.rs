@@ -67,6 +67,18 @@ impl World {
                 entry.mutation_id
             ));
         }
+        // Nor one it was told another tab finished (`finished_elsewhere`):
+        // only the server's kept answer would stand between that send and
+        // a change applied twice.
+        if self.tabs[tab]
+            .finished_elsewhere
+            .contains(&entry.mutation_id)
+        {
+            self.broken = Some(format!(
+                "tab {tab} sent {} again after it read that another tab finished it",
+                entry.mutation_id
+            ));
+        }
         if self.tracing {
             let (m, k) = (&entry.mutation_id[..8], &entry.idempotency_key[..8]);
             self.note(format!("tab {tab} sends {m} key {k}"));

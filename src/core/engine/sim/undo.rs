@@ -26,6 +26,8 @@ impl World {
                 .get(&name)
                 .cloned()
                 .unwrap_or(FieldValue::Null);
+            self.restored
+                .insert((undone.record_id.clone(), name.clone(), format!("{value:?}")));
             let change = Change::Field(name, value);
             let made = Made {
                 user: self.tabs[tab].user,
