@@ -405,6 +405,9 @@ struct World {
     healing: bool,
     /// Every change a person made, in the order made.
     ledger: Vec<Made>,
+    /// The ledger's length and the server's feed length when the ledger
+    /// was last settled (`owed.rs`).
+    settled: (usize, usize),
     /// What each caller of a change must find in the record it is
     /// acknowledged with.
     expected: BTreeMap<CallerId, Expected>,
@@ -441,6 +444,7 @@ impl World {
             tracing: false,
             healing: false,
             ledger: Vec::new(),
+            settled: (0, 0),
             expected: BTreeMap::new(),
             next_value: 0,
             reload_due: BTreeMap::new(),
