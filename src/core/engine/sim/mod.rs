@@ -1245,6 +1245,19 @@ const FOUND_DRAWN: [u64; 8] = [
     45_338,
 ];
 
+/// Seeds of the long run of 8 December (seeds 46,001 on, at commit
+/// d5f940f) that still fail, their cause found but not yet fixed: the
+/// person discards the saves of a record still waiting in the debounce
+/// window (`discard("staged:...")`) while an entry of the same record and
+/// field is queued or on the wire. `discard_staged` (engine/write.rs)
+/// keeps the fields a pending entry holds staged, but with the value of
+/// the discarded save, not the entry's; when the server then refuses the
+/// entry for good, the tab shows the discarded value as not saved and the
+/// refused entry in `failed()` holds another one (seed 75278: c3.name
+/// n15 sent, n18 waiting and discarded, n15 refused `409 overlap`, n18
+/// shown). Replayed by the ignored test below until fixed.
+const STILL_FAILING: [u64; 4] = [57_140, 58_851, 75_278, 78_650];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1264,6 +1277,16 @@ mod tests {
             run(seed, Faults::default()).map_err(|SimFailure(why)| why)
         });
         crate::core::seeds::run_fixed(&FOUND_DRAWN, |seed| {
+            run(seed, Faults::drawn(seed)).map_err(|SimFailure(why)| why)
+        });
+    }
+
+    /// The long run's seeds whose cause is known and not yet fixed (see
+    /// [`STILL_FAILING`]); `cargo test -- --ignored` replays them.
+    #[test]
+    #[ignore = "fails until discard_staged restores a pending entry's values"]
+    fn seeds_the_long_run_found_still_failing() {
+        crate::core::seeds::run_fixed(&STILL_FAILING, |seed| {
             run(seed, Faults::drawn(seed)).map_err(|SimFailure(why)| why)
         });
     }
