@@ -51,9 +51,9 @@ mod storage;
 mod undo;
 mod writes;
 
-pub(crate) use effects::refusal_of;
 pub use crate::core::engine::{DEFAULT_PAGE, MAX_PAGE};
 use crate::web::http::RecordObjects;
+pub(crate) use effects::refusal_of;
 use feed::EventFeed;
 use reads::{js_conflict, record_object};
 pub use undo::UndoRequest;

@@ -57,7 +57,7 @@ use crate::core::staged::{RemoteChange, StagedRecords};
 
 use crate::core::undo::{UndoEntry, UndoList};
 use crate::core::vecmap::VecMap;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 pub use crate::core::debounce::SavePayload;
 pub use feed::{FeedChange, FeedPage, PullReport, StreamSignal, FEED_POLL_MS, SAFETY_READ_MS};
@@ -715,8 +715,8 @@ pub struct ClientEngine {
     /// Writes not yet reported as written, in the order they were asked
     /// for, with the entry whose first write each is.
     unwritten: VecMap<u64, (Vec<StoreOp>, Option<String>)>,
-    /// Writes the runner holds for lack of space.
-    held_writes: HashSet<u64>,
+    /// Writes the runner holds for lack of space, in the order made.
+    held_writes: BTreeSet<u64>,
     next_write: u64,
     /// Entries on the wire here that another tab finished meanwhile (gone
     /// from IndexedDB): if their send fails, they are dropped, not retried
@@ -780,7 +780,7 @@ impl ClientEngine {
             unpersisted: HashSet::new(),
             held: HashSet::new(),
             unwritten: VecMap::new(),
-            held_writes: HashSet::new(),
+            held_writes: BTreeSet::new(),
             next_write: 0,
             finished_elsewhere: HashSet::new(),
             own: HashSet::new(),

@@ -9,9 +9,7 @@ use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use super::{
-    check_collection, emit_to, encode, record_object, rejected, Client, SyncLogEntry,
-};
+use super::{check_collection, emit_to, encode, record_object, rejected, Client, SyncLogEntry};
 use crate::core::engine::{Event, LoadEnd, LoadPage, LoadPlan};
 use crate::core::record::Record;
 use crate::error::Error;
@@ -181,10 +179,10 @@ impl Client {
                     // out while the app holds it.
                     let key = format!("{collection}\u{0}{}", item.0);
                     let comments = u32::try_from(item.2).unwrap_or(u32::MAX);
-                    let _ = self
-                        .inner
-                        .record_js
-                        .take(&key, item.1 as f64, comments, false, &item.3);
+                    let _ =
+                        self.inner
+                            .record_js
+                            .take(&key, item.1 as f64, comments, false, &item.3);
                 }
             }
         }

@@ -47,10 +47,8 @@ impl World {
                 }
             }
         }
-        for (key, n) in &self.server.applied {
-            if *n > 1 {
-                return Err(self.fail(&format!("the request {key} was applied {n} times")));
-            }
+        if let Some((key, n)) = &self.server.applied.again {
+            return Err(self.fail(&format!("the request {key} was applied {n} times")));
         }
         for record in self.server.records.values() {
             let ids: BTreeSet<&str> = record.comments.iter().map(|c| c.id.as_str()).collect();

@@ -18,7 +18,7 @@ pub struct ModelServer {
     /// The answer kept per `Idempotency-Key`.
     replies: BTreeMap<String, Reply>,
     /// How often each key's mutation was applied (must stay at 1).
-    pub applied: BTreeMap<String, u32>,
+    pub applied: Applied,
     /// Record ids in the order they changed (the changes feed).
     pub feed: Vec<String>,
     /// Entries before this one were pruned: a cursor older gets 410.
@@ -77,10 +77,7 @@ impl ModelServer {
                     self.history
                         .insert((id.clone(), r.version), r.fields.clone());
                     self.feed.push(id.clone());
-                    *self
-                        .applied
-                        .entry(entry.idempotency_key.clone())
-                        .or_default() += 1;
+                    self.applied.count(&entry.idempotency_key);
                     Reply::Record(r.clone())
                 }
             },
@@ -99,10 +96,7 @@ impl ModelServer {
                     self.history.insert((id.clone(), 1), fields.clone());
                     self.records.insert(id.clone(), record.clone());
                     self.feed.push(id);
-                    *self
-                        .applied
-                        .entry(entry.idempotency_key.clone())
-                        .or_default() += 1;
+                    self.applied.count(&entry.idempotency_key);
                     Reply::Record(record)
                 }
             }
@@ -121,10 +115,7 @@ impl ModelServer {
                             };
                             r.comments.push(c.clone());
                             self.feed.push(id.clone());
-                            *self
-                                .applied
-                                .entry(entry.idempotency_key.clone())
-                                .or_default() += 1;
+                            self.applied.count(&entry.idempotency_key);
                             c
                         }
                     };
@@ -135,6 +126,26 @@ impl ModelServer {
         self.replies
             .insert(entry.idempotency_key.clone(), reply.clone());
         reply
+    }
+}
+
+/// How often the mutation of each `Idempotency-Key` was applied.
+#[derive(Debug, Default)]
+pub struct Applied {
+    counts: BTreeMap<String, u32>,
+    /// The first key applied more than once, and how often (so that the
+    /// check after every event need not look through every key).
+    pub again: Option<(String, u32)>,
+}
+
+impl Applied {
+    /// The mutation sent under `key` was applied once more.
+    fn count(&mut self, key: &str) {
+        let n = self.counts.entry(key.to_owned()).or_default();
+        *n += 1;
+        if *n > 1 && self.again.is_none() {
+            self.again = Some((key.to_owned(), *n));
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The model person takes a change back: an undo is a change they made
 //! (the values before the undone change), owed to them like any other.
 
-use super::owed::{Change, Fate, Made};
+use super::owed::{Change, Made};
 use super::*;
 use crate::core::engine::UndoTarget;
 
@@ -29,14 +29,13 @@ impl World {
             self.restored
                 .insert((undone.record_id.clone(), name.clone(), format!("{value:?}")));
             let change = Change::Field(name, value);
-            let made = Made {
-                user: self.tabs[tab].user,
+            let made = Made::new(
+                self.tabs[tab].user,
                 tab,
-                record: undone.record_id.clone(),
-                change: change.clone(),
-                fate: Fate::Open,
-                resolves: None,
-            };
+                &undone.record_id,
+                change.clone(),
+                None,
+            );
             let in_conflict = self.tabs[tab]
                 .engine
                 .as_ref()
