@@ -68,6 +68,9 @@ cp www/bench/index.html www/bench/bench.mjs "$WORK/static/"
 www/bench/node_modules/.bin/esbuild www/bench/peers.mjs --bundle --format=esm --target=es2022 \
   --external:/pkg/crm_sync.js --external:/bench.mjs --log-level=warning --outfile="$WORK/static/peers.mjs"
 cp -r pkg "$WORK/static/pkg"
+# BENCH_PROFILE (run.mjs): the same build with its function names, so the
+# profile names them.
+[ -n "${BENCH_PROFILE:-}" ] && cp "$WORK/named.wasm" "$WORK/static/pkg/crm_sync_bg.wasm"
 
 # A fresh database each run. --demo gives the users (alice logs in) and 200
 # customers; run.mjs writes the sheet with the rest and imports it.

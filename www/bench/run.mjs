@@ -316,6 +316,58 @@ async function main() {
     return out;
   };
   /**
+   * `BENCH_PROFILE=reopenLarge,...`: after each row named, one more
+   * crm-sync round under Chrome's sampling profiler (CDP `Profiler`). Logs
+   * the functions with the most self time over the round and within its
+   * longest busy stretch (consecutive samples with no idle one: about the
+   * longest task). With BENCH_PROFILE, bench.sh serves the wasm that kept
+   * its names.
+   */
+  const PROFILE = new Set((process.env.BENCH_PROFILE ?? "").split(",").filter(Boolean));
+  const profiled = async (name) => {
+    if (!PROFILE.has(name) || !wanted(name)) return;
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.setSamplingInterval", { interval: 250 });
+    await cdp.send("Profiler.start");
+    try {
+      await call(name, "crm", 98);
+    } catch (e) {
+      log(`${name} profiled: ${e.message.split("\n")[0]}`);
+    }
+    const { profile } = await cdp.send("Profiler.stop");
+    await cdp.detach();
+    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    const label = (id) => {
+      const f = byId.get(id).callFrame;
+      return `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}:${f.lineNumber}`;
+    };
+    const idle = (id) => ["(idle)", "(program)"].includes(byId.get(id).callFrame.functionName);
+    const top = (from, to) => {
+      const self = new Map();
+      for (let i = from; i < to; i++) {
+        const k = label(profile.samples[i]);
+        self.set(k, (self.get(k) ?? 0) + profile.timeDeltas[i + 1 < profile.timeDeltas.length ? i + 1 : i] / 1000);
+      }
+      return [...self].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([k, ms]) => `  ${ms.toFixed(1).padStart(8)} ms  ${k}`).join("\n");
+    };
+    let best = [0, 0, 0];
+    let start = null;
+    let ms = 0;
+    for (let i = 0; i < profile.samples.length; i++) {
+      if (idle(profile.samples[i])) {
+        if (start !== null && ms > best[2]) best = [start, i, ms];
+        start = null;
+        ms = 0;
+      } else {
+        if (start === null) start = i;
+        ms += (profile.timeDeltas[i + 1] ?? 0) / 1000;
+      }
+    }
+    log(`${name} profile, self time over the round:\n${top(0, profile.samples.length)}`);
+    log(`${name} profile, longest busy stretch ${best[2].toFixed(1)} ms:\n${top(best[0], best[1])}`);
+  };
+  /**
    * The memory row: each side in a fresh browser context (a fresh module,
    * whose wasm memory never shrinks, and an empty IndexedDB), weighed after
    * a forced garbage collection before `hold` and after it: the JS heap
@@ -370,7 +422,10 @@ async function main() {
     log(`${count} customers stored for ${rows.join(", ")} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   };
   await prime("load", ["reopen", "reopenOffline"]);
-  for (const name of ["reopen", "reopenOffline"]) await measure(name);
+  for (const name of ["reopen", "reopenOffline"]) {
+    await measure(name);
+    await profiled(name);
+  }
   await measure("bytes", 1);
   // The cross-tab record path: one try tells whether it exists at all.
   const probe = await measure("recordEvent", 1);
@@ -388,6 +443,7 @@ async function main() {
   for (const name of LARGE_ROWS) {
     if (name === "reopenLarge") await prime("loadLarge", ["reopenLarge", "reopenLargeOffline"]);
     await measure(name, LARGE_ROUNDS);
+    await profiled(name);
   }
   results.loadLargeTraced = await traced("loadLarge");
   await weighMemory("memoryLarge");
