@@ -514,11 +514,13 @@ impl Presence {
             let editing = item.get("editing").unwrap_or(&Value::Null);
             let mut ok = true;
             match collection {
-                Some(c) if crate::validate::check_collection(c).is_ok() => {}
+                Some(c)
+                    if crate::validate::check_collection(c).is_ok()
+                        && !crate::wire::RESERVED_NAMES.contains(&c) => {}
                 _ => {
                     errors.insert(
                         format!("{at}.collection"),
-                        "a collection name: [a-z][a-z0-9_]{0,39}".into(),
+                        "a collection name: [a-z][a-z0-9_]{0,39}, not a route's".into(),
                     );
                     ok = false;
                 }
