@@ -174,9 +174,6 @@ struct RunnerState {
     /// The callers of a full load under way: its collection, and the
     /// promise's resolve and reject.
     load_waiters: Vec<(String, js_sys::Function, js_sys::Function)>,
-    /// Writes of loaded marks under way, by collection: a full load's
-    /// callers are answered once its mark is written.
-    mark_writes: Vec<(String, js_sys::Promise)>,
 }
 
 /// A handle that does not keep the engine alive (for callbacks the engine
@@ -269,7 +266,6 @@ impl Client {
                 last_sync_at: None,
                 load_plans: Vec::new(),
                 load_waiters: Vec::new(),
-                mark_writes: Vec::new(),
             }),
             db: RefCell::new(None),
             held: RefCell::new(None),

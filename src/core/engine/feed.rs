@@ -191,6 +191,7 @@ impl ClientEngine {
         collection: String,
         cursor: Option<String>,
         now: u64,
+        ops: &mut Vec<StoreOp>,
         out: &mut Vec<Effect>,
     ) {
         let mut tell = self.feed.reloading.remove(&collection);
@@ -198,11 +199,8 @@ impl ClientEngine {
         if self.feed.cursor.is_none() {
             if let Some(cursor) = cursor.filter(|c| !c.is_empty()) {
                 self.feed.cursor = Some(cursor.clone());
-                out.push(Effect::Write {
-                    id: 0,
-                    ops: vec![StoreOp::PutCursor(cursor)],
-                    persisted: None,
-                });
+                // In the caller's write, before what follows in `out`.
+                ops.push(StoreOp::PutCursor(cursor));
                 // The feed goes on from the load's cursor: what changed
                 // before it reaches the other tabs only through the load
                 // (found by the simulation: a tab opened after a 410 whose

@@ -242,22 +242,34 @@ impl ClientEngine {
                 );
                 ops.push(StoreOp::DeleteRecord(RecordKey::new(collection, &id)));
             }
+            // The last page, the feed's cursor and the mark in one write:
+            // a reload finds all three or none. The load ends when it
+            // lands (`load_written`): what the person is told is loaded
+            // is stored.
+            let mut after = Vec::new();
+            self.collection_loaded(
+                collection.to_owned(),
+                load.cursor,
+                now,
+                &mut ops,
+                &mut after,
+            );
+            ops.push(self.mark_op(collection));
             push_write(ops, out);
             out.push(Effect::LoadProgress {
                 collection: collection.to_owned(),
                 loaded,
             });
-            self.full_load_done(collection, out);
-            self.collection_loaded(collection.to_owned(), load.cursor, now, out);
+            out.extend(after);
             out.push(Effect::Changed);
-            out.push(Effect::LoadEnded {
-                collection: collection.to_owned(),
-                end: LoadEnd::Done {
+            self.local.storing.push((
+                collection.to_owned(),
+                LoadEnd::Done {
                     pulled: loaded,
                     duration_ms: now.saturating_sub(load.started),
                     reason: load.reason,
                 },
-            });
+            ));
         } else {
             push_write(ops, out);
             out.push(Effect::Changed);
@@ -423,6 +435,19 @@ mod tests {
             .collect();
         assert_eq!(deleted, ["c8", "c9"]);
         assert!(e.records().get(C, "c9").is_none());
+        assert_eq!(ended(&out), None, "ends once stored");
+        let id = out
+            .iter()
+            .find_map(|e| match e {
+                Effect::Write { id, ops, .. }
+                    if ops.iter().any(|op| matches!(op, StoreOp::PutMark { .. })) =>
+                {
+                    Some(*id)
+                }
+                _ => None,
+            })
+            .expect("the mark's write");
+        let out = e.step(Event::Written { id, written: true }, 45);
         assert_eq!(
             ended(&out),
             Some(&LoadEnd::Done {
@@ -431,9 +456,48 @@ mod tests {
                 reason: FullReason::FirstTime,
             })
         );
-        assert!(out.iter().any(|e| matches!(e, Effect::MarkLoaded { .. })));
         assert_eq!(e.feed_cursor(), Some("42"));
         assert!(!e.is_loading(C));
+    }
+
+    #[test]
+    fn a_full_load_ends_only_once_its_last_page_cursor_and_mark_are_stored_in_one_write() {
+        // Seen in the end-to-end run: the list said every customer was in,
+        // the person reloaded, and the reload found no mark (or no
+        // cursor) in IndexedDB and fetched every page again.
+        let mut e = engine(Vec::new());
+        ask(&mut e, 2);
+        e.step(
+            Event::StoredIds {
+                collection: C.into(),
+                ids: Vec::new(),
+            },
+            20,
+        );
+        e.step(page(vec![record("c1", 1)], Some("c1")), 30);
+        let out = e.step(page(vec![record("c2", 1)], None), 40);
+        assert_eq!(ended(&out), None, "not before it is stored");
+        assert!(e.full_load().is_some(), "the status says it still loads");
+        let writes: Vec<(u64, &[StoreOp])> = out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Write { id, ops, .. } => Some((*id, ops.as_slice())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(writes.len(), 1, "one write: {writes:?}");
+        let (id, ops) = writes[0];
+        assert!(ops
+            .iter()
+            .any(|op| matches!(op, StoreOp::PutRecord { record, .. } if record.id == "c2")));
+        assert!(ops.contains(&StoreOp::PutCursor("42".into())));
+        assert!(ops.iter().any(|op| matches!(
+            op,
+            StoreOp::PutMark { collection, mark } if collection == C && mark.user == "alice"
+        )));
+        let out = e.step(Event::Written { id, written: true }, 50);
+        assert!(matches!(ended(&out), Some(LoadEnd::Done { pulled: 2, .. })));
+        assert_eq!(e.full_load(), None);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClientEngine, Effect};
+use super::{ClientEngine, Effect, StoreOp};
 use crate::core::record::{Record, RecordKey};
 use crate::core::staged::RemoteChange;
 
@@ -112,6 +112,9 @@ pub(super) struct LocalFirst {
     read_to_end: bool,
     /// The full load under way, and why.
     full_load: Option<(String, FullReason)>,
+    /// Full loads whose every page came, waiting for the write of their
+    /// last page, cursor and mark to land before they end.
+    pub(super) storing: Vec<(String, super::load::LoadEnd)>,
 }
 
 impl LocalFirst {
@@ -258,7 +261,8 @@ impl ClientEngine {
         self.local.read_ended(collection);
         if found {
             // Read again whole if the feed's cursor expires.
-            self.collection_loaded(collection.to_owned(), None, now, out);
+            // No cursor: nothing to write.
+            self.collection_loaded(collection.to_owned(), None, now, &mut Vec::new(), out);
         } else {
             self.local.stale.remove(collection);
         }
@@ -296,13 +300,46 @@ impl ClientEngine {
             self.local.full_load = None;
             out.push(Effect::Changed);
         }
-        out.push(Effect::MarkLoaded {
+    }
+
+    /// The mark a finished full load of `collection` leaves in IndexedDB.
+    pub(super) fn mark_op(&self, collection: &str) -> StoreOp {
+        StoreOp::PutMark {
             collection: collection.to_owned(),
             mark: LoadedMark {
                 user: self.user.clone(),
                 schema: LOCAL_SCHEMA,
             },
-        });
+        }
+    }
+
+    /// Write `id` ended: a full load whose last page, cursor and mark it
+    /// held ends now (landed or not: the records are here either way; a
+    /// mark that did not land means a full load on the next visit).
+    pub(super) fn load_written(&mut self, id: u64, out: &mut Vec<Effect>) {
+        let Some((ops, _)) = self.unwritten.get(&id) else {
+            return;
+        };
+        let marked: Vec<String> = ops
+            .iter()
+            .filter_map(|op| match op {
+                StoreOp::PutMark { collection, .. } => Some(collection.clone()),
+                _ => None,
+            })
+            .collect();
+        for collection in marked {
+            let Some(at) = self
+                .local
+                .storing
+                .iter()
+                .position(|(c, _)| *c == collection)
+            else {
+                continue;
+            };
+            let (collection, end) = self.local.storing.remove(at);
+            self.full_load_done(&collection, out);
+            out.push(Effect::LoadEnded { collection, end });
+        }
     }
 
     /// A full load failed: it is no longer under way.
@@ -466,7 +503,7 @@ mod tests {
             },
             now,
         );
-        e.step(
+        let mut out = e.step(
             Event::PageRead {
                 collection: C.into(),
                 page: Ok(crate::core::engine::LoadPage {
@@ -476,7 +513,19 @@ mod tests {
                 }),
             },
             now,
-        )
+        );
+        // The load ends once its writes land.
+        let ids: Vec<u64> = out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Write { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        for id in ids {
+            out.extend(e.step(Event::Written { id, written: true }, now));
+        }
+        out
     }
 
     fn reads_feed(out: &[Effect]) -> bool {
@@ -538,7 +587,10 @@ mod tests {
         assert_eq!(e.full_load(), None);
         assert!(out.iter().any(|effect| matches!(
             effect,
-            Effect::MarkLoaded { mark, .. } if mark.user == "alice" && mark.schema == LOCAL_SCHEMA
+            Effect::Write { ops, .. } if ops.iter().any(|op| matches!(
+                op,
+                StoreOp::PutMark { mark, .. } if mark.user == "alice" && mark.schema == LOCAL_SCHEMA
+            ))
         )));
     }
 

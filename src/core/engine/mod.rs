@@ -285,7 +285,8 @@ impl StoredWork {
                 StoreOp::PutRecord { .. }
                 | StoreOp::DeleteRecord(_)
                 | StoreOp::PutCursor(_)
-                | StoreOp::DeleteCursor => {}
+                | StoreOp::DeleteCursor
+                | StoreOp::PutMark { .. } => {}
             }
         }
     }
@@ -535,11 +536,6 @@ pub enum Effect {
     LoadProgress { collection: String, loaded: u64 },
     /// A full load of `collection` ended: its callers hear it.
     LoadEnded { collection: String, end: LoadEnd },
-    /// Keep this mark of a finished full load in IndexedDB.
-    MarkLoaded {
-        collection: String,
-        mark: LoadedMark,
-    },
     /// Ask the leader tab to say when it caught up.
     AskCatchUp,
     /// These collections are checked with the server now: `stale` goes,
@@ -603,6 +599,13 @@ pub enum StoreOp {
     PutCursor(String),
     /// Forget the changes feed's cursor.
     DeleteCursor,
+    /// Keep the mark of a finished full load of `collection` (always in
+    /// the write of its last page and the feed's cursor: a later visit
+    /// trusts the three together or none).
+    PutMark {
+        collection: String,
+        mark: LoadedMark,
+    },
 }
 
 impl StoreOp {
@@ -892,6 +895,7 @@ impl ClientEngine {
             Event::ProbeDue => self.probe_due(now, &mut out),
             Event::Written { id, written } => {
                 self.outputs.written(id);
+                self.load_written(id, &mut out);
                 self.written(id, written);
             }
             Event::StoreFull => {

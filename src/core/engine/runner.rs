@@ -11,7 +11,7 @@
 //! later as one event (a browser spawns one future per call that makes a
 //! request, and that future only awaits the I/O and reports it).
 
-use super::{ClientEngine, Effect, Event, LoadedMark, ProbeReply, Refusal, Reply, StoreOp};
+use super::{ClientEngine, Effect, Event, ProbeReply, Refusal, Reply, StoreOp};
 use crate::core::code::ErrorCode;
 use crate::core::outbox::OutboxEntry;
 use crate::core::record::RecordKey;
@@ -103,8 +103,6 @@ pub trait Io {
     /// Writes the held writes on their own; report [`Event::HeldWritten`]
     /// or [`Event::StoreFull`].
     fn write_held(&mut self);
-    /// Keeps the mark of a finished full load of `collection`.
-    fn mark_loaded(&mut self, collection: String, mark: LoadedMark);
     /// Sends a request; report its event (a failure as
     /// [`Request::failed`] says).
     fn request(&mut self, request: Request);
@@ -172,7 +170,6 @@ pub fn run(io: &mut impl Io) {
                 io.write(id, ops);
             }
             Effect::WriteHeld => io.write_held(),
-            Effect::MarkLoaded { collection, mark } => io.mark_loaded(collection, mark),
             Effect::Send { entry, keepalive } => io.request(Request::Entry { entry, keepalive }),
             Effect::Probe => io.request(Request::Probe),
             Effect::Fetch { key, mutation_id } => io.request(Request::Record { key, mutation_id }),
@@ -247,9 +244,6 @@ mod tests {
         }
         fn write_held(&mut self) {
             self.calls.push("write held".into());
-        }
-        fn mark_loaded(&mut self, collection: String, _mark: LoadedMark) {
-            self.calls.push(format!("mark {collection}"));
         }
         fn request(&mut self, request: Request) {
             let name = match request {

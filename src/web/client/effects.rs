@@ -12,8 +12,7 @@ use wasm_bindgen_futures::spawn_local;
 use super::{encode, Client, SyncLogEntry};
 use crate::core::engine::runner::{self, Io, Post, Request};
 use crate::core::engine::{
-    ClientEngine, Effect, Event, Failure, LoadedMark, Origin, ProbeReply, Refusal, Reply, StoreOp,
-    StoredWork,
+    ClientEngine, Effect, Event, Failure, Origin, ProbeReply, Refusal, Reply, StoreOp, StoredWork,
 };
 use crate::core::outbox::{EntryState, MutationOp, OutboxEntry};
 use crate::core::reachability::Answer;
@@ -115,10 +114,6 @@ impl Io for Client {
                 this.handle(Event::HeldWritten);
             }
         });
-    }
-
-    fn mark_loaded(&mut self, collection: String, mark: LoadedMark) {
-        self.store_loaded_mark(collection, mark);
     }
 
     fn request(&mut self, request: Request) {
@@ -387,6 +382,9 @@ fn batch_of(ops: &[StoreOp]) -> DbBatch {
                 batch.delete(Store::Meta.name(), super::CURSOR_KEY);
                 Ok(())
             }
+            StoreOp::PutMark { collection, mark } => batch
+                .put(Store::Meta.name(), super::local::mark_key(collection), mark)
+                .map(|_| ()),
             StoreOp::PutEntry(entry) => put_entry(&mut batch, entry, None),
             StoreOp::UpdateEntry { entry, if_key } => put_entry(&mut batch, entry, Some(if_key)),
             StoreOp::DeleteEntry {

@@ -131,15 +131,9 @@ impl Client {
                     error: None,
                     reason: Some(reason.as_str().into()),
                 });
-                // Answered once the mark is written: a reload right after
-                // the answer reads this collection back from IndexedDB.
-                let marks = self.mark_writes(&collection);
-                wasm_bindgen_futures::spawn_local(async move {
-                    for written in marks {
-                        let _ = JsFuture::from(written).await;
-                    }
-                    settle(Ok(JsValue::UNDEFINED));
-                });
+                // The engine ends a load once its last page, cursor and
+                // mark are stored: a reload now reads it from IndexedDB.
+                settle(Ok(JsValue::UNDEFINED));
             }
             LoadEnd::FromStore(refusal) => {
                 let err = self.error_of_refusal(refusal);

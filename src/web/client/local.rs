@@ -3,15 +3,13 @@
 //! catch-up told between tabs. The engine decides (see
 //! `core::engine::local`); this file reads, writes and tells.
 
-use wasm_bindgen::JsValue;
-
 use super::Client;
 use crate::core::engine::{Event, LoadPlan, LoadedMark};
 use crate::core::tab_message::TabMessage;
 use crate::web::idb::{Batch as DbBatch, Store};
 
 /// The key of a collection's mark in the user's `meta` store.
-fn mark_key(collection: &str) -> String {
+pub(super) fn mark_key(collection: &str) -> String {
     format!("{MARK_PREFIX}{collection}")
 }
 
@@ -58,38 +56,6 @@ impl Client {
             }
         }
         self.persist(batch).await;
-    }
-
-    /// Stores that a full load of `collection` left it whole here (the
-    /// mark a later visit trusts). The load's callers are answered once
-    /// it is written ([`Client::mark_writes`]): a reload right after the
-    /// answer finds the mark (seen in the end-to-end run: a reload as soon
-    /// as the list showed every customer fetched them all again).
-    pub(super) fn store_loaded_mark(&self, collection: String, mark: LoadedMark) {
-        let this = self.clone();
-        let key = mark_key(&collection);
-        let written = wasm_bindgen_futures::future_to_promise(async move {
-            let mut batch = DbBatch::new();
-            if batch.put(Store::Meta.name(), key, &mark).is_ok() {
-                this.persist(batch).await;
-            }
-            Ok(JsValue::UNDEFINED)
-        });
-        self.inner
-            .state
-            .borrow_mut()
-            .mark_writes
-            .push((collection, written));
-    }
-
-    /// The writes of `collection`'s loaded mark still under way, taken.
-    pub(super) fn mark_writes(&self, collection: &str) -> Vec<js_sys::Promise> {
-        let mut state = self.inner.state.borrow_mut();
-        let (these, others): (Vec<_>, Vec<_>) = std::mem::take(&mut state.mark_writes)
-            .into_iter()
-            .partition(|(c, _)| c == collection);
-        state.mark_writes = others;
-        these.into_iter().map(|(_, written)| written).collect()
     }
 
     /// The engine's answer to `load_plan`: taken by it, which handed the

@@ -210,6 +210,7 @@ impl UserDb {
                 }
                 StoreOp::PutCursor(cursor) => self.cursor = Some(cursor.clone()),
                 StoreOp::DeleteCursor => self.cursor = None,
+                StoreOp::PutMark { mark, .. } => self.mark = Some(mark.clone()),
                 StoreOp::PutUndo(e) => {
                     self.undo.insert(e.mutation_id.clone(), e.clone());
                 }

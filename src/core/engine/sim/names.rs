@@ -39,6 +39,7 @@ pub(super) fn op_name(op: &StoreOp) -> String {
         StoreOp::DeleteConflict(id) => format!("delete conflict {}", &id[..8]),
         StoreOp::PutCursor(c) => format!("put cursor {c}"),
         StoreOp::DeleteCursor => "delete cursor".into(),
+        StoreOp::PutMark { collection, .. } => format!("put mark {collection}"),
         StoreOp::PutUndo(e) => format!("put undo {}", &e.mutation_id[..8]),
         StoreOp::DeleteUndo(id) => format!("delete undo {}", &id[..8]),
     }

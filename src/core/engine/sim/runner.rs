@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::core::engine::runner::{self, Io, Post, Request};
-use crate::core::engine::{Failure, LoadEnd, LoadPlan, LoadedMark};
+use crate::core::engine::{Failure, LoadEnd, LoadPlan};
 
 /// One tab's world, as the runner sees it.
 pub(super) struct TabIo<'w> {
@@ -258,11 +258,6 @@ impl Io for TabIo<'_> {
         if !self.world.tabs[self.tab].held.is_empty() {
             self.world.store(self.tab, None, Vec::new());
         }
-    }
-
-    fn mark_loaded(&mut self, _collection: String, mark: LoadedMark) {
-        let user = self.world.tabs[self.tab].user;
-        self.world.dbs[user].mark = Some(mark);
     }
 
     fn read_stored_ids(&mut self, _collection: String) {
