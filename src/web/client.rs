@@ -22,8 +22,8 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::core::debounce::DebounceOptions;
 use crate::core::engine::{
-    CallerId, ClientEngine, EngineConfig, Event, IdSource, KeptConflict, NextTry, Origin, Outcome,
-    StoredWork, STAGED_PREFIX,
+    CallerId, ClientEngine, EngineConfig, Event, IdSource, KeptConflict, Origin, Outcome,
+    ReadTarget, StoredWork, STAGED_PREFIX,
 };
 use crate::core::merge::{Conflict, MergeRules};
 use crate::core::outbox::{EntryState, MutationOp, OutboxEntry};
@@ -34,10 +34,10 @@ use crate::core::tab_message::{RecordChange, SessionEnd, SessionNotice, TabMessa
 use crate::core::vecmap::VecMap;
 use crate::error::{Error, ErrorCode};
 use crate::web::channel::EnvelopeChannel;
-use crate::web::clock::{random_unit, uuid_v4};
+use crate::web::clock::uuid_v4;
 use crate::web::http::{HttpRequest, Method};
 use crate::web::idb::{record_key, Batch as DbBatch, Store, UserDb};
-use crate::web::js::{from_server, get, read_from_server, to_js};
+use crate::web::js::{from_server, get, to_js};
 use crate::web::lifecycle::{EventListener, PageEvent, PageLifecycle};
 
 mod durable;
@@ -621,73 +621,23 @@ impl Client {
         Ok(req)
     }
 
-    /// Sends a read, retrying transient failures per the retry policy.
+    /// A record or its history read from the server by the engine (tried
+    /// again as it says; a 401 ends the session); a record is laid in and
+    /// stored before the promise settles. A history is its entries, newest
+    /// first; a record `undefined`.
     ///
     /// # Errors
-    /// The last failure; `unauthorized` also ends the session.
-    pub async fn read(&self, path: &str) -> Result<JsValue, Error> {
-        let req = self.request(Method::Get, path)?;
-        self.send_with_retry(&req).await
+    /// What the server said after the retries, `bad_response`, `closed`.
+    pub(crate) async fn read_from_server(&self, target: ReadTarget) -> Result<JsValue, Error> {
+        let promise = self.ask(|caller| Event::Read { target, caller });
+        JsFuture::from(promise).await.map_err(rejected)
     }
 
-    /// Sends `req`, retrying network errors, timeouts, 5xx and 429 per the
-    /// retry policy (honouring `Retry-After`), never other 4xx; every retry
-    /// is the same request, `Idempotency-Key` included. A 401 ends the
-    /// session.
-    ///
-    /// # Errors
-    /// The last failure.
-    pub async fn send_with_retry(&self, req: &HttpRequest) -> Result<JsValue, Error> {
-        let mut failures = 0u32;
-        loop {
-            let err = match self.exchange(req).await {
-                Ok(resp) => return Ok(resp.body),
-                Err(err) => err,
-            };
-            failures += 1;
-            let refusal = effects::refusal_of(&err);
-            let next = self
-                .inner
-                .state
-                .borrow()
-                .engine
-                .next_try(failures, &refusal, random_unit());
-            match next {
-                NextTry::EndSession => {
-                    self.session_expired();
-                    return Err(err);
-                }
-                NextTry::GiveUp => return Err(err),
-                NextTry::After(delay) => {
-                    self.handle(Event::Retrying);
-                    crate::web::clock::sleep(u32::try_from(delay).unwrap_or(u32::MAX)).await;
-                }
-            }
-        }
-    }
-
+    /// Reads one record from the server into this tab and IndexedDB.
     async fn fetch_one(&self, key: &RecordKey) -> Result<(), Error> {
-        let body = self
-            .read(&format!("/{}/{}", key.collection, encode(&key.id)))
-            .await?;
-        let record: Record = read_from_server(&body)?;
-        self.handle(Event::RecordRead {
-            collection: key.collection.clone(),
-            change: RemoteChange::Put(record.clone()),
-            origin: Origin::Server,
-        });
-        self.persist({
-            let mut b = DbBatch::new();
-            let _ = b.put_record(
-                Store::Records.name(),
-                record_key(&key.collection, &key.id),
-                &record,
-            );
-            b
-        })
-        .await;
-        self.changed();
-        Ok(())
+        self.read_from_server(ReadTarget::Record(key.clone()))
+            .await
+            .map(|_| ())
     }
 }
 

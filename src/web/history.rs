@@ -3,10 +3,11 @@
 
 use wasm_bindgen::JsValue;
 
-use crate::core::history::{newest_first, HistoryOptions, HistoryPage};
+use crate::core::engine::ReadTarget;
+use crate::core::history::HistoryOptions;
+use crate::core::record::RecordKey;
 use crate::error::Error;
-use crate::web::client::{check_collection, encode, Client};
-use crate::web::js::{from_server, to_js};
+use crate::web::client::{check_collection, Client};
 
 /// Who changed which field of `collection`/`id` from what to what, and
 /// when: the newest entries first, as JS values.
@@ -30,7 +31,8 @@ pub async fn record_history(
     if !client.is_online() {
         return Err(Error::Offline);
     }
-    let path = format!("/{collection}/{}/history?limit={limit}", encode(id));
-    let page: HistoryPage = from_server(client.read(&path).await?)?;
-    to_js(&newest_first(page.items))
+    let key = RecordKey::new(collection, id);
+    client
+        .read_from_server(ReadTarget::History { key, limit })
+        .await
 }

@@ -3,6 +3,7 @@
 //! transient, keep a dead letter for the rest (a 409 overlap included) and
 //! tell the app of it.
 
+use super::read::{ReadTarget, Reader};
 use super::write::unstage;
 use super::{
     changed_here, ClientEngine, DrainReport, Effect, Failure, KeptConflict, Origin, Outcome,
@@ -61,10 +62,11 @@ impl ClientEngine {
                             ops: done,
                             persisted: None,
                         });
-                        out.push(Effect::Fetch {
-                            key,
-                            mutation_id: mutation_id.to_owned(),
-                        });
+                        self.start_read(
+                            ReadTarget::Record(key),
+                            Reader::Entry(mutation_id.to_owned()),
+                            out,
+                        );
                     }
                 }
             }

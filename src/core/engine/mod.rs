@@ -34,6 +34,7 @@ mod load;
 mod local;
 mod output;
 mod reach;
+mod read;
 mod requests;
 pub mod runner;
 mod session;
@@ -63,6 +64,7 @@ pub use crate::core::debounce::SavePayload;
 pub use feed::{FeedChange, FeedPage, PullReport, StreamSignal, FEED_POLL_MS, SAFETY_READ_MS};
 pub use load::{LoadEnd, LoadPage, DEFAULT_PAGE, MAX_PAGE};
 pub use local::{FullReason, LoadPlan, LoadedMark, LOCAL_SCHEMA};
+pub use read::{ReadAnswer, ReadTarget};
 pub use requests::NextTry;
 pub use undo::UndoTarget;
 pub use write::STAGED_PREFIX;
@@ -151,6 +153,8 @@ pub enum Outcome {
     Queued(String),
     /// `logout` revoked the token.
     LoggedOut,
+    /// What a read asked for ([`Event::Read`]).
+    Read(ReadAnswer),
 }
 
 /// Why a caller's promise is rejected.
@@ -299,7 +303,7 @@ impl StoredWork {
 #[derive(Debug, Clone)]
 pub enum Event {
     /// `save`: stage fields and debounce them. The record must be known
-    /// (the runner fetches it first otherwise).
+    /// (the runner reads it first with [`Event::Read`] otherwise).
     Save {
         key: RecordKey,
         fields: Fields,
@@ -363,11 +367,20 @@ pub enum Event {
     LoadRetryDue,
     /// A sent entry's answer.
     Answered { mutation_id: String, reply: Reply },
-    /// A record read for a comment on a record not loaded here.
-    Fetched {
-        mutation_id: String,
-        record: Option<Record>,
+    /// `caller` waits for a record or a record's history from the
+    /// server (a record read before a save, a delete or an undo of one not
+    /// loaded here; `history`). Answered with [`Outcome::Read`].
+    Read {
+        target: ReadTarget,
+        caller: CallerId,
     },
+    /// A read ([`Effect::Read`]) ended: what came, or why nothing did.
+    ReadDone {
+        id: u64,
+        answer: Result<ReadAnswer, Refusal>,
+    },
+    /// The timer of a read tried again fired.
+    ReadRetryDue,
     /// The probe's answer.
     Probed(ProbeReply),
     /// A request of the runner's own (feed, load, sync job) ended:
@@ -402,9 +415,6 @@ pub enum Event {
         change: RemoteChange,
         origin: Origin,
     },
-    /// The runner tries a request of its own again (a load, a read, a
-    /// sync start): counted.
-    Retrying,
     /// The feed's poll timer fired.
     FeedPollDue,
     /// `/api/events` said something.
@@ -479,8 +489,9 @@ pub enum Effect {
     WriteHeld,
     /// Ask the server who the token belongs to; report [`Event::Probed`].
     Probe,
-    /// Read one record for an entry; report [`Event::Fetched`].
-    Fetch { key: RecordKey, mutation_id: String },
+    /// Read a record or its history from the server; report
+    /// [`Event::ReadDone`] with this `id` (the same for each try).
+    Read { id: u64, target: ReadTarget },
     /// A record's view changed here.
     RecordChanged { key: RecordKey, origin: Origin },
     /// A conflict new to this tab.
@@ -564,6 +575,8 @@ pub enum Timer {
     Held,
     /// The next try of a load's page.
     Load,
+    /// The next try of a read.
+    Read,
 }
 
 /// One operation of an IndexedDB write.
@@ -760,6 +773,8 @@ pub struct ClientEngine {
     /// Where `load` answers from, and what is stale.
     local: local::LocalFirst,
     loads: Vec<load::FullLoad>,
+    /// Reads callers wait for.
+    reads: read::Reads,
 }
 
 impl ClientEngine {
@@ -806,6 +821,7 @@ impl ClientEngine {
             outputs: output::Outputs::default(),
             local: local::LocalFirst::default(),
             loads: Vec::new(),
+            reads: read::Reads::default(),
         }
     }
 
@@ -852,6 +868,7 @@ impl ClientEngine {
             Event::LogoutDue => Some(Timer::Logout),
             Event::HeldDue => Some(Timer::Held),
             Event::LoadRetryDue => Some(Timer::Load),
+            Event::ReadRetryDue => Some(Timer::Read),
             _ => None,
         };
         if let Some(timer) = fired {
@@ -932,10 +949,11 @@ impl ClientEngine {
             Event::Answered { mutation_id, reply } => {
                 self.answered(&mutation_id, reply, now, &mut out)
             }
-            Event::Fetched {
-                mutation_id,
-                record,
-            } => self.fetched(&mutation_id, record, &mut out),
+            Event::Read { target, caller } => {
+                self.start_read(target, read::Reader::Caller(caller), &mut out)
+            }
+            Event::ReadDone { id, answer } => self.read_done(id, answer, now, &mut out),
+            Event::ReadRetryDue => self.read_retry_due(now, &mut out),
             Event::Probed(reply) => self.probed(reply, now, &mut out),
             Event::RequestEnded(answer) => {
                 self.counters.requests += 1;
@@ -988,21 +1006,7 @@ impl ClientEngine {
                 collection,
                 change,
                 origin,
-            } => {
-                let key = match &change {
-                    RemoteChange::Put(record) => RecordKey::new(&collection, &record.id),
-                    RemoteChange::Delete { id, .. } => {
-                        let key = RecordKey::new(&collection, id);
-                        self.local.gone(&key);
-                        key
-                    }
-                };
-                if self.records.apply_remote(&collection, change) {
-                    out.push(Effect::Changed);
-                    out.push(Effect::RecordChanged { key, origin });
-                }
-            }
-            Event::Retrying => self.counters.retries += 1,
+            } => self.record_read(&collection, change, origin, &mut out),
             Event::FeedPollDue => self.feed_poll_due(now, &mut out),
             Event::Stream(signal) => self.stream_signal(signal, now, &mut out),
             Event::FeedRead(result) => self.feed_read(result, now, &mut out),
@@ -1037,6 +1041,29 @@ impl ClientEngine {
         }
         self.number_writes(&mut out);
         out
+    }
+
+    /// A record as stored now, read apart from the feed: what `view`
+    /// shows follows it unless it is older.
+    fn record_read(
+        &mut self,
+        collection: &str,
+        change: RemoteChange,
+        origin: Origin,
+        out: &mut Vec<Effect>,
+    ) {
+        let key = match &change {
+            RemoteChange::Put(record) => RecordKey::new(collection, &record.id),
+            RemoteChange::Delete { id, .. } => {
+                let key = RecordKey::new(collection, id);
+                self.local.gone(&key);
+                key
+            }
+        };
+        if self.records.apply_remote(collection, change) {
+            out.push(Effect::Changed);
+            out.push(Effect::RecordChanged { key, origin });
+        }
     }
 
     /// Gives each write its id and keeps its operations until the runner
@@ -1095,6 +1122,7 @@ impl ClientEngine {
             ),
             (Timer::Held, self.held_retry_at),
             (Timer::Load, self.next_page_try()),
+            (Timer::Read, self.next_read_try()),
         ];
         for (timer, at) in wanted {
             self.timers.insert(timer, at);
@@ -1258,6 +1286,7 @@ fn event_caller(event: &Event) -> Option<CallerId> {
         | Event::Retry { caller, .. }
         | Event::Resolve { caller, .. }
         | Event::Undo { caller, .. }
+        | Event::Read { caller, .. }
         | Event::ClaimLost { caller }
         | Event::Logout { caller, .. } => Some(*caller),
         _ => None,

@@ -72,7 +72,7 @@ impl ClientEngine {
 
     /// When the engine wants [`ClientEngine::handle_timeout`] called: the
     /// earliest of its deadlines (debounce, retry, probe, feed poll,
-    /// logout, held writes), or `None`. A driver keeps one timer at this
+    /// logout, held writes, loads' pages and reads), or `None`. A driver keeps one timer at this
     /// time and sets it again after every event.
     pub fn poll_timeout(&self) -> Option<u64> {
         self.timers.values().flatten().copied().min()
@@ -96,6 +96,7 @@ impl ClientEngine {
             Timer::Logout,
             Timer::Held,
             Timer::Load,
+            Timer::Read,
         ] {
             if self
                 .timers
@@ -120,6 +121,7 @@ fn timer_event(timer: Timer) -> Event {
         Timer::Logout => Event::LogoutDue,
         Timer::Held => Event::HeldDue,
         Timer::Load => Event::LoadRetryDue,
+        Timer::Read => Event::ReadRetryDue,
     }
 }
 

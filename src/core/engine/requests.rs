@@ -1,6 +1,7 @@
-//! The runner's own requests (a load's pages, a read, a sync start): when
-//! one failed, whether it is tried again and when. The runner sends them
-//! and waits; the decision is here, beside the outbox's own retries.
+//! The engine's requests apart from the outbox (a load's pages, a read a
+//! caller waits for): when one failed, whether it is tried again and
+//! when. The runner sends them; the decision is here, beside the outbox's
+//! own retries.
 
 use super::{ClientEngine, Refusal};
 use crate::core::code::ErrorCode;
@@ -13,7 +14,7 @@ pub enum NextTry {
     /// Not worth trying again (a refusal, no retries left, offline).
     GiveUp,
     /// Try the same request again (its `Idempotency-Key` included) after
-    /// this many ms, and report [`super::Event::Retrying`].
+    /// this many ms.
     After(u64),
 }
 

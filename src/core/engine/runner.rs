@@ -11,7 +11,7 @@
 //! later as one event (a browser spawns one future per call that makes a
 //! request, and that future only awaits the I/O and reports it).
 
-use super::{ClientEngine, Effect, Event, ProbeReply, Refusal, Reply, StoreOp};
+use super::{ClientEngine, Effect, Event, ProbeReply, ReadTarget, Refusal, Reply, StoreOp};
 use crate::core::code::ErrorCode;
 use crate::core::outbox::OutboxEntry;
 use crate::core::record::RecordKey;
@@ -26,8 +26,8 @@ pub enum Request {
     Entry { entry: OutboxEntry, keepalive: bool },
     /// `GET /api/me`: who the token belongs to; report [`Event::Probed`].
     Probe,
-    /// One record for an entry; report [`Event::Fetched`].
-    Record { key: RecordKey, mutation_id: String },
+    /// A record or its history; report [`Event::ReadDone`] with `id`.
+    Read { id: u64, target: ReadTarget },
     /// One page of the changes feed from `since`; report
     /// [`Event::FeedRead`].
     Feed { since: String },
@@ -58,9 +58,9 @@ impl Request {
                 (ErrorCode::BadResponse, None) => ProbeReply::Garbled,
                 (_, None) => ProbeReply::Unreachable,
             }),
-            Request::Record { mutation_id, .. } => Event::Fetched {
-                mutation_id,
-                record: None,
+            Request::Read { id, .. } => Event::ReadDone {
+                id,
+                answer: Err(refusal),
             },
             Request::Feed { .. } => Event::FeedRead(Err(refusal)),
             Request::Revoke => Event::Revoked(Err(refusal)),
@@ -172,7 +172,7 @@ pub fn run(io: &mut impl Io) {
             Effect::WriteHeld => io.write_held(),
             Effect::Send { entry, keepalive } => io.request(Request::Entry { entry, keepalive }),
             Effect::Probe => io.request(Request::Probe),
-            Effect::Fetch { key, mutation_id } => io.request(Request::Record { key, mutation_id }),
+            Effect::Read { id, target } => io.request(Request::Read { id, target }),
             Effect::ReadFeed { since } => io.request(Request::Feed { since }),
             Effect::Revoke => io.request(Request::Revoke),
             Effect::ReadPage {

@@ -648,6 +648,7 @@ impl ClientEngine {
         if let Some(logout) = self.logging_out.take() {
             callers.push(logout.caller);
         }
+        callers.extend(self.reads_closed());
         if !callers.is_empty() {
             out.push(Effect::Settle {
                 callers,

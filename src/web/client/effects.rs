@@ -12,8 +12,10 @@ use wasm_bindgen_futures::spawn_local;
 use super::{encode, Client, SyncLogEntry};
 use crate::core::engine::runner::{self, Io, Post, Request};
 use crate::core::engine::{
-    ClientEngine, Effect, Event, Failure, Origin, ProbeReply, Refusal, Reply, StoreOp, StoredWork,
+    ClientEngine, Effect, Event, Failure, Origin, ProbeReply, ReadAnswer, ReadTarget, Refusal,
+    Reply, StoreOp, StoredWork,
 };
+use crate::core::history::HistoryPage;
 use crate::core::outbox::{EntryState, MutationOp, OutboxEntry};
 use crate::core::reachability::Answer;
 use crate::core::record::{Comment, Record};
@@ -57,9 +59,9 @@ impl Client {
                     .map_err(|e| refusal_of(&e)),
             ),
             (Request::Revoke, Ok(_)) => Event::Revoked(Ok(())),
-            (Request::Record { mutation_id, .. }, Ok(resp)) => Event::Fetched {
-                mutation_id,
-                record: read_from_server::<Record>(&resp.body).ok(),
+            (Request::Read { id, target }, Ok(resp)) => Event::ReadDone {
+                id,
+                answer: read_answer(&target, &resp.body).map_err(|e| refusal_of(&e)),
             },
             (Request::Page { .. }, Ok(_)) => return,
             (request, Err(err)) => request.failed(refusal_of(&err)),
@@ -72,10 +74,17 @@ impl Client {
         match request {
             Request::Entry { entry, keepalive } => self.build(entry, *keepalive),
             Request::Probe => self.request(Method::Get, "/me"),
-            Request::Record { key, .. } => self.request(
-                Method::Get,
-                &format!("/{}/{}", key.collection, encode(&key.id)),
-            ),
+            Request::Read { target, .. } => {
+                let path = match target {
+                    ReadTarget::Record(key) => format!("/{}/{}", key.collection, encode(&key.id)),
+                    ReadTarget::History { key, limit } => format!(
+                        "/{}/{}/history?limit={limit}",
+                        key.collection,
+                        encode(&key.id)
+                    ),
+                };
+                self.request(Method::Get, &path)
+            }
             Request::Feed { since } => self.request(
                 Method::Get,
                 &format!("/changes?since={}&limit=500", encode(since)),
@@ -118,27 +127,6 @@ impl Io for Client {
 
     fn request(&mut self, request: Request) {
         let this = self.clone();
-        if let Request::Record { key, mutation_id } = request {
-            // Read as a record is before a save: tried again as the engine
-            // says, shown and stored here.
-            spawn_local(async move {
-                let record = match this.fetch_one(&key).await {
-                    Ok(()) => this
-                        .inner
-                        .state
-                        .borrow()
-                        .engine
-                        .records()
-                        .get(&key.collection, &key.id),
-                    Err(_) => None,
-                };
-                this.handle(Event::Fetched {
-                    mutation_id,
-                    record,
-                });
-            });
-            return;
-        }
         if let Request::Page {
             collection,
             after,
@@ -451,6 +439,16 @@ fn reply_of(entry: &OutboxEntry, body: JsValue) -> Reply {
         }
         MutationOp::Delete { .. } => Reply::Done,
         MutationOp::Comment { .. } => read(read_from_server::<Comment>(&body).map(Reply::Comment)),
+    }
+}
+
+/// A read's 2xx body as the engine needs it.
+fn read_answer(target: &ReadTarget, body: &JsValue) -> Result<ReadAnswer, Error> {
+    match target {
+        ReadTarget::Record(_) => read_from_server::<Record>(body).map(ReadAnswer::Record),
+        ReadTarget::History { .. } => {
+            from_server::<HistoryPage>(body.clone()).map(|page| ReadAnswer::History(page.items))
+        }
     }
 }
 

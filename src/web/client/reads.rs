@@ -3,6 +3,8 @@
 //! changes (a cheap snapshot for `useSyncExternalStore`).
 
 use super::*;
+use crate::core::engine::ReadAnswer;
+use crate::core::history::newest_first;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -279,6 +281,10 @@ impl Client {
     }
 
     pub(super) fn outcome_js(&self, outcome: Outcome) -> Result<JsValue, Error> {
+        let outcome = match outcome {
+            Outcome::Read(ReadAnswer::History(items)) => return to_js(&newest_first(items)),
+            outcome => outcome,
+        };
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Out<'a> {
@@ -300,7 +306,8 @@ impl Client {
             mutation_id: None,
         };
         match &outcome {
-            Outcome::LoggedOut => Ok(JsValue::UNDEFINED),
+            // A record read is in `get` now.
+            Outcome::LoggedOut | Outcome::Read(_) => Ok(JsValue::UNDEFINED),
             Outcome::Committed(record) => to_js(&Out {
                 record: Some(JsRecord::of(record, false)),
                 ..empty

@@ -3,8 +3,8 @@
 //! decides what the undo sends and what is a conflict.
 
 use super::*;
-use crate::core::engine::UndoTarget;
-use crate::core::history::{HistoryOp, HistoryPage, MAX_LIMIT};
+use crate::core::engine::{ReadTarget, UndoTarget};
+use crate::core::history::{HistoryEntry, HistoryOp, MAX_LIMIT};
 use crate::core::record::FieldValue;
 use crate::core::undo::UndoEntry;
 
@@ -165,9 +165,13 @@ impl Client {
             return Err(Error::Offline);
         }
         let key = RecordKey::new(collection, id);
-        let path = format!("/{collection}/{}/history?limit={MAX_LIMIT}", encode(id));
-        let page: HistoryPage = from_server(self.read(&path).await?)?;
-        let Some(change) = page.items.into_iter().find(|e| e.version == version) else {
+        let history = ReadTarget::History {
+            key: key.clone(),
+            limit: MAX_LIMIT,
+        };
+        // The entries as `history` hands them to the app.
+        let items: Vec<HistoryEntry> = from_server(self.read_from_server(history).await?)?;
+        let Some(change) = items.into_iter().find(|e| e.version == version) else {
             return Err(not_found(format!(
                 "no version {version} in the history of {collection}/{id}"
             )));

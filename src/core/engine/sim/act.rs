@@ -56,6 +56,13 @@ impl World {
                 let mark = self.dbs[user].mark.clone();
                 self.load(tab, mark);
                 true
+            } else if roll < 0.56 {
+                // Or opens a record: read from the server (retried as
+                // the engine says), laid in and stored.
+                let caller = self.new_caller(tab, format!("read {id}"));
+                let target = ReadTarget::Record(key);
+                self.deliver(tab, Event::Read { target, caller });
+                true
             } else if roll < 0.57 {
                 false
             } else if roll < 0.585 {
@@ -101,6 +108,7 @@ impl World {
                         | Msg::Probe { .. }
                         | Msg::FeedRequest { .. }
                         | Msg::PageRequest { .. }
+                        | Msg::ReadRequest { .. }
                 )
             });
             if self.chance(0.5) {

@@ -86,6 +86,8 @@ impl World {
                     | Msg::Reload { .. }
                     | Msg::PageRequest { .. }
                     | Msg::PageAnswer { .. }
+                    | Msg::ReadRequest { .. }
+                    | Msg::ReadAnswer { .. }
                     | Msg::StoredIds { .. }
                     | Msg::StoredRead { .. }
                     | Msg::ReloadNotice { .. }

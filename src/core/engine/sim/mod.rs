@@ -29,7 +29,7 @@ use owed::{Change, Expected, Made};
 
 use super::{
     CallerId, ClientEngine, Effect, EngineConfig, Event, FeedPage, IdSource, KeptConflict, Origin,
-    Outcome, ProbeReply, Refusal, Reply, StoreOp, StoredWork, StreamSignal,
+    Outcome, ProbeReply, ReadAnswer, ReadTarget, Refusal, Reply, StoreOp, StoredWork, StreamSignal,
 };
 use crate::core::code::ErrorCode;
 use crate::core::outbox::{EntryState, OutboxEntry};
@@ -377,6 +377,22 @@ enum Msg {
         attempt: u64,
         page: super::LoadPage,
     },
+    /// `GET /api/customers/{id}` on its way to the server, for the
+    /// engine's read `read`.
+    ReadRequest {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+        read: u64,
+        id: String,
+    },
+    ReadAnswer {
+        tab: usize,
+        epoch: u32,
+        attempt: u64,
+        read: u64,
+        answer: Result<ReadAnswer, Refusal>,
+    },
     /// A read of the collection's ids from IndexedDB ends.
     StoredIds {
         tab: usize,
@@ -410,6 +426,8 @@ enum Wire {
     Feed,
     Revoke,
     Page,
+    /// A read of the engine's, by its id.
+    Read(u64),
 }
 
 /// A request on the wire: the tab, its incarnation, and what it is.

@@ -90,7 +90,7 @@ impl World {
                         let user = Self::user_name(self.tabs[tab].user);
                         self.deliver(tab, Event::Probed(ProbeReply::User(user)));
                     }
-                    Wire::Feed | Wire::Revoke | Wire::Page => {}
+                    Wire::Feed | Wire::Revoke | Wire::Page | Wire::Read(_) => {}
                 }
             }
             Msg::Deadline {
@@ -120,6 +120,13 @@ impl World {
                         Event::PageRead {
                             collection: COLLECTION.into(),
                             page: Err(no_answer(ErrorCode::Timeout, "timeout")),
+                        },
+                    ),
+                    Wire::Read(id) => self.deliver(
+                        tab,
+                        Event::ReadDone {
+                            id,
+                            answer: Err(no_answer(ErrorCode::Timeout, "timeout")),
                         },
                     ),
                 }
@@ -349,6 +356,44 @@ impl World {
                             page: Ok(page),
                         },
                     );
+                }
+            }
+            Msg::ReadRequest {
+                tab,
+                epoch,
+                attempt,
+                read,
+                id,
+            } => {
+                let answer = match self.server.records.get(&id) {
+                    Some(record) => Ok(ReadAnswer::Record(record.clone())),
+                    None => Err(Refusal {
+                        status: Some(404),
+                        code: ErrorCode::NotFound,
+                        transient: false,
+                        retry_after_ms: None,
+                        message: format!("no record {id}"),
+                        current: None,
+                        details: None,
+                    }),
+                };
+                self.send_over_network(Msg::ReadAnswer {
+                    tab,
+                    epoch,
+                    attempt,
+                    read,
+                    answer,
+                });
+            }
+            Msg::ReadAnswer {
+                tab,
+                epoch,
+                attempt,
+                read,
+                answer,
+            } => {
+                if self.ended(attempt, tab, epoch).is_some() {
+                    self.deliver(tab, Event::ReadDone { id: read, answer });
                 }
             }
             Msg::StoredIds { tab, epoch } => {

@@ -90,6 +90,8 @@ pub(super) fn outcome_name(result: &Result<Outcome, crate::core::engine::Failure
         Ok(Outcome::Conflict(c)) => format!("conflict on {:?}", c.fields),
         Ok(Outcome::Queued(_)) => "queued".into(),
         Ok(Outcome::LoggedOut) => "logged out".into(),
+        Ok(Outcome::Read(ReadAnswer::Record(r))) => format!("read v{}", r.version),
+        Ok(Outcome::Read(ReadAnswer::History(h))) => format!("read {} changes", h.len()),
         Err(e) => format!("{e:?}"),
     }
 }

@@ -277,15 +277,20 @@ impl Io for TabIo<'_> {
                 epoch,
                 attempt,
             }),
-            Request::Record { key, mutation_id } => {
-                let record = w.server.records.get(&key.id).cloned();
-                w.deliver(
-                    tab,
-                    Event::Fetched {
-                        mutation_id,
-                        record,
-                    },
-                );
+            Request::Read {
+                id,
+                target: ReadTarget::Record(key),
+            } => w.request(tab, Wire::Read(id), |attempt| Msg::ReadRequest {
+                tab,
+                epoch,
+                attempt,
+                read: id,
+                id: key.id,
+            }),
+            Request::Read { id, .. } => {
+                // The model server keeps no history.
+                let answer = Err(no_answer(ErrorCode::NotFound, "no history here"));
+                w.deliver(tab, Event::ReadDone { id, answer });
             }
             Request::Feed { since } => w.request(tab, Wire::Feed, |attempt| Msg::FeedRequest {
                 tab,
