@@ -281,34 +281,66 @@ export class RecordObjects {
           if (ref !== undefined && ref.deref() === undefined) this.kept.delete(key);
         })
       : undefined;
+    // Objects kept strongly for now, each made weak later (see `hold`).
+    this.held = new Map();
+    this.holding = false;
   }
-  take(key, version, comments, stale, candidate) {
+  known(key) {
+    const held = this.held.get(key);
+    if (held !== undefined) return held;
     const ref = this.kept.get(key);
-    const known = ref === undefined ? undefined : ref.deref();
+    return ref === undefined ? undefined : ref.deref();
+  }
+  take(key, version, comments, stale, candidate, later) {
+    const known = this.known(key);
     if (fits(known, version, comments, stale)) return known;
     if (fits(candidate, version, comments, stale)) {
-      this.keep(key, candidate);
+      if (later) this.hold(key, candidate);
+      else this.keep(key, candidate);
       return candidate;
     }
     return undefined;
   }
   // The stored objects of values[from..from + same.length) that `same`
   // marks (1: the engine holds the record at the version and comments it
-  // shows), just laid in: marked stale or not, in `fresh` by id, and, with
-  // `answer`, each as `take` hands it out, pushed onto it (in order).
+  // shows), just laid in, marked stale or not: with `answer`, each as
+  // `take` hands it out pushed onto it (in order), else set in `fresh` by id.
   layRun(collection, values, from, same, stale, fresh, answer) {
     for (let i = 0; i < same.length; i++) {
       if (same[i] !== 1) continue;
       const v = values[from + i];
       v.stale = stale;
-      fresh.set(v.id, v);
       if (answer !== undefined) {
         const comments = v.comments ? v.comments.length : 0;
-        answer.push(this.take(collection + "\u0000" + v.id, v.version, comments, stale, v));
+        answer.push(this.take(collection + "\u0000" + v.id, v.version, comments, stale, v, true));
+      } else {
+        fresh.set(v.id, v);
       }
     }
   }
+  // Kept as `keep` keeps it, but strongly until the page has had its
+  // turn: a WeakRef and a registry entry cost some microseconds each (half
+  // a second for 100,000 records read back), so they are made a few
+  // milliseconds at a time once the work at hand is done (a timer: after
+  // the load's own turns).
+  hold(key, value) {
+    this.held.set(key, value);
+    if (this.holding) return;
+    this.holding = true;
+    const release = () => {
+      const end = performance.now() + 4;
+      let n = 0;
+      for (const [key, value] of this.held) {
+        this.keep(key, value);
+        if ((++n & 63) === 0 && performance.now() > end) break;
+      }
+      if (this.held.size > 0) setTimeout(release, 0);
+      else this.holding = false;
+    };
+    setTimeout(release, 0);
+  }
   keep(key, value) {
+    this.held.delete(key);
     if (this.gone === undefined || typeof WeakRef !== "function") {
       this.kept.set(key, { deref: () => value });
       return;
@@ -352,8 +384,10 @@ extern "C" {
     pub(crate) fn keep(this: &RecordObjects, key: &str, value: &JsValue);
     /// The stored objects of a run of records just laid in
     /// (`web::client::load`): those `same` marks with 1 marked `stale` or
-    /// not and set in `fresh` by id; with `answer` (else `undefined`), each
-    /// as [`RecordObjects::take`] hands it out pushed onto it.
+    /// not; with `answer` (else `undefined`), each as
+    /// [`RecordObjects::take`] hands it out pushed onto it (kept strongly
+    /// until the page has had its turn, then weakly), else set in `fresh`
+    /// by id.
     #[wasm_bindgen(method, js_name = layRun)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn lay_run(
