@@ -84,6 +84,26 @@ impl Shelf {
         }
     }
 
+    /// The version and comment count of record `id`, without unpacking
+    /// it (what tells whether an object made of the record still shows it).
+    pub fn stamp(&self, id: &str) -> Option<(u64, usize)> {
+        let at = self.find(id).ok()?;
+        let packed = Packed::of(&self.names, &self.records[at])?;
+        Some((packed.version, packed.comment_count()?))
+    }
+
+    /// Each record's id, version and comment count, in id order, without
+    /// unpacking.
+    pub fn stamps(&self) -> impl Iterator<Item = (&str, u64, usize)> + '_ {
+        self.each_packed().map(|packed| {
+            (
+                packed.id,
+                packed.version,
+                packed.comment_count().unwrap_or(0),
+            )
+        })
+    }
+
     /// Takes the record `id` out; returns whether it was here.
     pub fn remove(&mut self, id: &str) -> bool {
         match self.find(id) {
@@ -273,6 +293,24 @@ impl<'a> Packed<'a> {
             count,
             fields: reader.rest,
         })
+    }
+
+    /// How many comments, read past the fields.
+    fn comment_count(&self) -> Option<usize> {
+        let mut reader = Reader::new(self.fields);
+        for _ in 0..self.count {
+            reader.count()?;
+            match reader.byte()? {
+                NULL | FALSE | TRUE => {}
+                NUMBER => {
+                    reader.take(8)?;
+                }
+                _ => {
+                    reader.bytes()?;
+                }
+            }
+        }
+        reader.count()
     }
 
     /// Each field as its name's number and its value, until `each` says
@@ -496,6 +534,13 @@ mod tests {
         assert_eq!(shelf.get("b"), Some(a.clone()));
         assert_eq!(shelf.get("a"), Some(b.clone()));
         assert_eq!(shelf.version("a"), Some(u64::MAX));
+        // Past every kind of field, to the comments.
+        assert_eq!(shelf.stamp("b"), Some((3, 1)));
+        assert_eq!(shelf.stamp("c"), None);
+        assert_eq!(
+            shelf.stamps().collect::<Vec<_>>(),
+            vec![("a", u64::MAX, 1), ("b", 3, 1)]
+        );
         assert_eq!(shelf.get("c"), None);
         assert_eq!(shelf.iter().collect::<Vec<_>>(), vec![b.clone(), a.clone()]);
         assert_eq!(shelf.ids().collect::<Vec<_>>(), vec!["a", "b"]);

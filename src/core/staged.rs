@@ -332,6 +332,24 @@ impl StagedRecords {
             .is_some_and(|shelf| shelf.contains(id))
     }
 
+    /// The version and comment count of a confirmed record, without
+    /// reading it whole.
+    pub fn stamp(&self, collection: &str, id: &str) -> Option<(u64, usize)> {
+        self.confirmed.get(collection)?.stamp(id)
+    }
+
+    /// Each confirmed record's id, version and comment count, in id order,
+    /// without reading the records whole.
+    pub fn stamps<'a>(
+        &'a self,
+        collection: &str,
+    ) -> impl Iterator<Item = (&'a str, u64, usize)> + 'a {
+        self.confirmed
+            .get(collection)
+            .into_iter()
+            .flat_map(Shelf::stamps)
+    }
+
     /// How many confirmed records a collection has.
     pub fn count(&self, collection: &str) -> usize {
         self.confirmed.get(collection).map_or(0, Shelf::len)

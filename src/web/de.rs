@@ -647,6 +647,82 @@ pub fn read<T: FromJs>(value: &JsValue) -> Result<T, ReadError> {
     T::from_js_value(value)
 }
 
+/// The records of `values[from..to)` (IndexedDB's copies), read as
+/// [`read`] reads each, but a run at a time: written in JS as one text
+/// (`recordsText` in `web/http.rs`) and taken apart here, so a run costs
+/// one crossing into wasm, not a dozen a record (its numbers beside it in
+/// one array). A record the text leaves
+/// out (`x`: another shape, or U+0001 in a text) is read from its object,
+/// and so is the whole run should the text not read. `None`: a value that
+/// is no record (its error is [`read`]'s).
+pub fn read_records(values: &Array, from: u32, to: u32) -> Vec<Option<Record>> {
+    let numbers = Array::new();
+    let text = crate::web::http::records_text(values, from, to, &numbers);
+    let numbers = js_sys::Float64Array::new(&numbers).to_vec();
+    let mut numbers = numbers.into_iter();
+    let mut tokens = text.split('\u{1}');
+    let mut out = Vec::with_capacity((to - from) as usize);
+    for at in from..to {
+        let record = match tokens.next() {
+            Some("r") => match record_of_tokens(&mut tokens, &mut numbers) {
+                Some(record) => Some(record),
+                // Out of step with the text: every record from its object.
+                None => {
+                    return (from..to)
+                        .map(|at| read::<Record>(&values.get(at)).ok())
+                        .collect()
+                }
+            },
+            _ => read::<Record>(&values.get(at)).ok(),
+        };
+        out.push(record);
+    }
+    out
+}
+
+/// One record of `recordsText`'s tokens, after its `r`.
+fn record_of_tokens<'a>(
+    tokens: &mut impl Iterator<Item = &'a str>,
+    numbers: &mut impl Iterator<Item = f64>,
+) -> Option<Record> {
+    let id = tokens.next()?.to_owned();
+    let version = tokens.next()?.parse().ok()?;
+    let updated_at = tokens.next()?.to_owned();
+    let updated_by = tokens.next()?.to_owned();
+    let count: usize = tokens.next()?.parse().ok()?;
+    let mut fields = Fields::with_capacity(count.min(1_024));
+    for _ in 0..count {
+        let name = tokens.next()?.to_owned();
+        let value = tokens.next()?;
+        let value = match value.as_bytes().first()? {
+            b'0' => FieldValue::Null,
+            b'1' => FieldValue::Bool(false),
+            b'2' => FieldValue::Bool(true),
+            b'3' => FieldValue::Number(numbers.next()?),
+            _ => FieldValue::Text(value.get(1..)?.to_owned()),
+        };
+        fields.insert(name, value);
+    }
+    let count: usize = tokens.next()?.parse().ok()?;
+    let mut comments = Vec::with_capacity(count.min(4_096));
+    for _ in 0..count {
+        comments.push(Comment {
+            id: tokens.next()?.to_owned(),
+            author: tokens.next()?.to_owned(),
+            text: tokens.next()?.to_owned(),
+            created_at: tokens.next()?.to_owned(),
+        });
+    }
+    Some(Record {
+        id,
+        version,
+        updated_at,
+        updated_by,
+        fields,
+        comments,
+    })
+}
+
 /// `invalid type: <what value is>, expected <expected>`.
 #[cold]
 #[inline(never)]

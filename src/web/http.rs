@@ -199,6 +199,71 @@ export function parseJson(text) {
   // An empty body is no value; anything else must be JSON.
   return typeof text === "string" && text.trim() !== "" ? JSON.parse(text) : undefined;
 }
+// The records of values[from..to) as one string, for the engine to read a
+// run of them at once (one crossing into wasm instead of a dozen a record):
+// tokens joined by U+0001, each record "r", id, version, updatedAt,
+// updatedBy, the field count, each field's name and value (0 null, 1 false,
+// 2 true, 3 a number, the next of `numbers`, 4 and a text), the comment count, each comment's
+// id, author, text and createdAt. A record of any other shape (or with
+// U+0001 in a text) is "x": the engine reads that one from its object, and
+// says what is wrong with it (web::de).
+const SEP = "\u0001";
+const plain = (s) => typeof s === "string" && s.indexOf(SEP) < 0;
+const isMap = (o) => o !== null && typeof o === "object" && !Array.isArray(o);
+function writeRecord(v, out, numbers) {
+  if (!isMap(v)) return false;
+  const { id, version, updatedAt, updatedBy, fields, comments } = v;
+  if (!plain(id) || !Number.isSafeInteger(version) || version < 0) return false;
+  if ((updatedAt !== undefined && !plain(updatedAt)) || (updatedBy !== undefined && !plain(updatedBy))) return false;
+  out.push("r", id, String(version), updatedAt === undefined ? "" : updatedAt, updatedBy === undefined ? "" : updatedBy);
+  if (fields === undefined) {
+    out.push("0");
+  } else {
+    if (!isMap(fields)) return false;
+    const names = Object.keys(fields);
+    out.push(String(names.length));
+    for (const name of names) {
+      const f = fields[name];
+      if (!plain(name)) return false;
+      out.push(name);
+      if (typeof f === "string") {
+        if (f.indexOf(SEP) >= 0) return false;
+        out.push("4" + f);
+      } else if (typeof f === "number") {
+        // Beside the text (no parser of numbers in the module).
+        out.push("3");
+        numbers.push(f);
+      } else if (f === true) out.push("2");
+      else if (f === false) out.push("1");
+      else if (f === null || f === undefined) out.push("0");
+      else return false;
+    }
+  }
+  if (comments === undefined) {
+    out.push("0");
+  } else {
+    if (!Array.isArray(comments)) return false;
+    out.push(String(comments.length));
+    for (const c of comments) {
+      if (!isMap(c) || !plain(c.id) || !plain(c.author) || !plain(c.text) || !plain(c.createdAt)) return false;
+      out.push(c.id, c.author, c.text, c.createdAt);
+    }
+  }
+  return true;
+}
+export function recordsText(values, from, to, numbers) {
+  const out = [];
+  for (let i = from; i < to; i++) {
+    const at = out.length;
+    const counted = numbers.length;
+    if (!writeRecord(values[i], out, numbers)) {
+      out.length = at;
+      numbers.length = counted;
+      out.push("x");
+    }
+  }
+  return out.join(SEP);
+}
 // Whether `o`, a record object handed out before, shows this version,
 // comment count and staleness (the server's own objects may lack `comments`).
 function fits(o, version, comments, stale) {
@@ -216,18 +281,66 @@ export class RecordObjects {
           if (ref !== undefined && ref.deref() === undefined) this.kept.delete(key);
         })
       : undefined;
+    // Objects kept strongly for now, each made weak later (see `hold`).
+    this.held = new Map();
+    this.holding = false;
   }
-  take(key, version, comments, stale, candidate) {
+  known(key) {
+    const held = this.held.get(key);
+    if (held !== undefined) return held;
     const ref = this.kept.get(key);
-    const known = ref === undefined ? undefined : ref.deref();
+    return ref === undefined ? undefined : ref.deref();
+  }
+  take(key, version, comments, stale, candidate, later) {
+    const known = this.known(key);
     if (fits(known, version, comments, stale)) return known;
     if (fits(candidate, version, comments, stale)) {
-      this.keep(key, candidate);
+      if (later) this.hold(key, candidate);
+      else this.keep(key, candidate);
       return candidate;
     }
     return undefined;
   }
+  // The stored objects of values[from..from + same.length) that `same`
+  // marks (1: the engine holds the record at the version and comments it
+  // shows), just laid in, marked stale or not: with `answer`, each as
+  // `take` hands it out pushed onto it (in order), else set in `fresh` by id.
+  layRun(collection, values, from, same, stale, fresh, answer) {
+    for (let i = 0; i < same.length; i++) {
+      if (same[i] !== 1) continue;
+      const v = values[from + i];
+      v.stale = stale;
+      if (answer !== undefined) {
+        const comments = v.comments ? v.comments.length : 0;
+        answer.push(this.take(collection + "\u0000" + v.id, v.version, comments, stale, v, true));
+      } else {
+        fresh.set(v.id, v);
+      }
+    }
+  }
+  // Kept as `keep` keeps it, but strongly until the page has had its
+  // turn: a WeakRef and a registry entry cost some microseconds each (half
+  // a second for 100,000 records read back), so they are made a few
+  // milliseconds at a time once the work at hand is done (a timer: after
+  // the load's own turns).
+  hold(key, value) {
+    this.held.set(key, value);
+    if (this.holding) return;
+    this.holding = true;
+    const release = () => {
+      const end = performance.now() + 4;
+      let n = 0;
+      for (const [key, value] of this.held) {
+        this.keep(key, value);
+        if ((++n & 63) === 0 && performance.now() > end) break;
+      }
+      if (this.held.size > 0) setTimeout(release, 0);
+      else this.holding = false;
+    };
+    setTimeout(release, 0);
+  }
   keep(key, value) {
+    this.held.delete(key);
     if (this.gone === undefined || typeof WeakRef !== "function") {
       this.kept.set(key, { deref: () => value });
       return;
@@ -269,6 +382,34 @@ extern "C" {
     ) -> JsValue;
     #[wasm_bindgen(method)]
     pub(crate) fn keep(this: &RecordObjects, key: &str, value: &JsValue);
+    /// The stored objects of a run of records just laid in
+    /// (`web::client::load`): those `same` marks with 1 marked `stale` or
+    /// not; with `answer` (else `undefined`), each as
+    /// [`RecordObjects::take`] hands it out pushed onto it (kept strongly
+    /// until the page has had its turn, then weakly), else set in `fresh`
+    /// by id.
+    #[wasm_bindgen(method, js_name = layRun)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn lay_run(
+        this: &RecordObjects,
+        collection: &str,
+        values: &js_sys::Array,
+        from: u32,
+        same: &[u8],
+        stale: bool,
+        fresh: &js_sys::Map,
+        answer: &JsValue,
+    );
+    /// The records of `values[from..to)` written as one text for
+    /// [`crate::web::de::read_records`], their numbers pushed onto
+    /// `numbers`.
+    #[wasm_bindgen(js_name = recordsText)]
+    pub(crate) fn records_text(
+        values: &js_sys::Array,
+        from: u32,
+        to: u32,
+        numbers: &js_sys::Array,
+    ) -> String;
 }
 
 /// A server may ask for a pause; longer than this is not waited for.

@@ -416,6 +416,90 @@ async fn offline_a_reopen_shows_the_stored_records_stale_until_the_server_is_bac
 }
 
 #[wasm_bindgen_test]
+async fn a_reopen_reads_every_stored_record_back_across_pages_and_shapes() {
+    let first = fresh("user45").await;
+    let loaded: Array = wait(first.load("customers".into(), None)).await.into();
+    let some = prop(&loaded.get(0), "id").as_string().unwrap();
+    let token = first.token();
+    sleep(300).await;
+    first.close();
+    sleep(200).await;
+
+    // Pages of stored records (read back 2,000 at a time), a record with
+    // every kind of field value, one with the separator of the read's
+    // text in it (read from its object), and one entry that is no record
+    // (skipped, as before).
+    let db = "crm-sync:user45";
+    wait(put_copies(db, &some, "zz-copy-", 4_500)).await;
+    let shapes = js_sys::JSON::parse(
+        r#"{"id":"zz-shapes","version":3,"updatedAt":"2026-01-02T03:04:05Z","updatedBy":"bob",
+            "fields":{"name":"Ann","zero":-0,"big":1e300,"half":0.5,"yes":true,"no":false,"none":null},
+            "comments":[{"id":"c1","author":"bob","text":"hi","createdAt":"2026-01-02T03:04:06Z"}]}"#,
+    )
+    .unwrap();
+    js_sys::Reflect::set(&prop(&shapes, "fields"), &"nan".into(), &f64::NAN.into()).unwrap();
+    wait(put_raw(db, "records", "customers/zz-shapes", &shapes)).await;
+    let separated = js_sys::JSON::parse(
+        r#"{"id":"zz-sep","version":2,"fields":{"name":"A\u0001B","n":7},
+            "comments":[{"id":"c1","author":"bob","text":"hi\u0001","createdAt":"2026-01-02T03:04:06Z"}]}"#,
+    )
+    .unwrap();
+    wait(put_raw(db, "records", "customers/zz-sep", &separated)).await;
+    let bad =
+        js_sys::JSON::parse(r#"{"id":"zz-bad","version":1,"fields":{"nested":{"a":1}}}"#).unwrap();
+    wait(put_raw(db, "records", "customers/zz-bad", &bad)).await;
+
+    let again = reopen(&token).await;
+    again.set_online(false);
+    let list: Array = wait(again.load("customers".into(), None)).await.into();
+    assert_eq!(list.length(), loaded.length() + 4_500 + 2);
+    let ids = ids_of(&list);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "not in id order");
+    assert!(ids.iter().any(|id| id == "zz-copy-4499"));
+    assert!(!ids.iter().any(|id| id == "zz-bad"));
+    // The engine's copy (view makes its object from it) holds each value.
+    let view = again.view("customers", "zz-shapes").unwrap();
+    let fields = prop(&view, "fields");
+    assert_eq!(prop(&fields, "name").as_string().as_deref(), Some("Ann"));
+    let zero = prop(&fields, "zero").as_f64().unwrap();
+    assert!(zero == 0.0 && zero.is_sign_negative(), "-0 read as {zero}");
+    assert_eq!(prop(&fields, "big").as_f64(), Some(1e300));
+    assert_eq!(prop(&fields, "half").as_f64(), Some(0.5));
+    assert!(prop(&fields, "nan").as_f64().unwrap().is_nan());
+    assert_eq!(prop(&fields, "yes").as_bool(), Some(true));
+    assert_eq!(prop(&fields, "no").as_bool(), Some(false));
+    assert!(prop(&fields, "none").is_null());
+    assert_eq!(prop(&view, "version").as_f64(), Some(3.0));
+    assert_eq!(prop(&view, "updatedBy").as_string().as_deref(), Some("bob"));
+    let comments = Array::from(&prop(&view, "comments"));
+    assert_eq!(comments.length(), 1);
+    assert_eq!(
+        prop(&comments.get(0), "text").as_string().as_deref(),
+        Some("hi")
+    );
+    let view = again.view("customers", "zz-sep").unwrap();
+    let fields = prop(&view, "fields");
+    assert_eq!(
+        prop(&fields, "name").as_string().as_deref(),
+        Some("A\u{1}B")
+    );
+    assert_eq!(prop(&fields, "n").as_f64(), Some(7.0));
+    let comments = Array::from(&prop(&view, "comments"));
+    assert_eq!(
+        prop(&comments.get(0), "text").as_string().as_deref(),
+        Some("hi\u{1}")
+    );
+    // The objects handed out are the ones `list` hands out next.
+    let listed = Array::from(&again.list("customers").unwrap());
+    assert_eq!(listed.length(), list.length());
+    assert!((0..list.length()).all(|i| js_sys::Object::is(&list.get(i), &listed.get(i))));
+    assert_eq!(prop(&list.get(0), "stale").as_bool(), Some(true));
+    done(again, "user45").await;
+}
+
+#[wasm_bindgen_test]
 async fn a_second_load_in_the_same_tab_reads_nothing_again() {
     let first = fresh("user45").await;
     let loaded: Array = wait(first.load("customers".into(), None)).await.into();

@@ -22,7 +22,7 @@ use wasm_bindgen::JsCast;
 use super::batch::Batch;
 use super::error::{error_from_js, from_dom, from_idb, from_open};
 use super::open::{first, open_attempt, Attempt, Either, OpenOptions, Schema};
-use super::scripts::versioned_put;
+use super::scripts::{read_pages, versioned_put};
 use crate::error::Error;
 use crate::web::js::get;
 
@@ -347,29 +347,27 @@ impl Db {
             .collect()
     }
 
-    /// The values of every key of `store` that starts with `prefix`, in
-    /// key order: one `getAll`, no keys read (a collection read back whole
-    /// needs none: each record holds its id).
+    /// The values of the keys of `store` that start with `prefix`, in key
+    /// order, `page` at a time from one readonly transaction: each page is
+    /// asked for as the one before it answers, so IndexedDB reads on while
+    /// the caller works, and taking a page in is no long task (one
+    /// `getAll` of 100,000 records was a task of 0.2 to 0.4 s).
     ///
     /// # Errors
-    /// As [`Db::entries`].
-    pub async fn values_with_prefix(
-        &self,
-        store: &str,
-        prefix: &str,
-    ) -> Result<Vec<JsValue>, Error> {
-        let tx = self.begin(&[store], TransactionMode::Readonly)?;
-        let os = tx.object_store(store).map_err(from_idb)?;
-        let values = os
-            .get_all::<JsValue>()
-            .with_query::<JsValue, _>(prefix_range(prefix))
-            .primitive()
-            .map_err(from_idb)?;
-        values
-            .await
-            .map_err(from_idb)?
-            .map(|value| value.map_err(from_idb))
-            .collect()
+    /// [`Error::Closed`] when the database is closed.
+    pub fn value_pages(&self, store: &str, prefix: &str, page: u32) -> Result<ValuePages, Error> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        Ok(ValuePages {
+            reader: read_pages(
+                &self.raw,
+                store,
+                prefix,
+                &format!("{prefix}\u{ffff}"),
+                page.max(1),
+            ),
+        })
     }
 
     /// Writes every put and delete of `batch` in one readwrite
@@ -632,6 +630,34 @@ async fn read_keys(
     }
     current.push(last);
     Ok(current)
+}
+
+/// The pages of [`Db::value_pages`].
+pub struct ValuePages {
+    /// The reader of `readPages` (`scripts.rs`).
+    reader: JsValue,
+}
+
+impl ValuePages {
+    /// The next page's values; `None` after the last.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the connection closed meanwhile,
+    /// [`Error::Storage`] for a failing read.
+    pub async fn next(&self) -> Result<Option<js_sys::Array>, Error> {
+        let next: js_sys::Function = get(&self.reader, "next").unchecked_into();
+        let asked = next
+            .call0(&self.reader)
+            .map_err(|e| error_from_js(&e))?
+            .unchecked_into::<js_sys::Promise>();
+        let page = wasm_bindgen_futures::JsFuture::from(asked)
+            .await
+            .map_err(|e| match get(&e, "name").as_string().as_deref() {
+                Some("InvalidStateError") => Error::Closed,
+                _ => error_from_js(&e),
+            })?;
+        Ok(page.dyn_into::<js_sys::Array>().ok())
+    }
 }
 
 /// Commits, reporting why a transaction was aborted: Chromium aborts it on

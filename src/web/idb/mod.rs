@@ -42,7 +42,7 @@ mod scripts;
 mod user;
 
 pub use batch::Batch;
-pub use db::{CloseReason, Db};
+pub use db::{CloseReason, Db, ValuePages};
 pub use error::error_from_js;
 pub use open::{Migration, OpenOptions, Schema, Upgrade};
 pub use user::{record_key, Store, UserDb, USER_SCHEMA};

@@ -1,6 +1,7 @@
 //! The JavaScript of the database: what must run inside a transaction
 //! without a Rust future per request (a batch with its record checks, a
-//! versioned put) and the clean-up of an open request given up on.
+//! versioned put, a key range read a page at a time) and the clean-up of
+//! an open request given up on.
 
 use wasm_bindgen::prelude::*;
 
@@ -53,6 +54,58 @@ export function versionedPut(db, store, key, entry, expected, fail) {
     tx.oncomplete = () => resolve(expected + 1);
     tx.onabort = () => reject(fail(found, found !== -1 ? null : tx.error || new DOMException("aborted", "AbortError"), key, expected));
   });
+}
+
+export function readPages(db, store, lower, upper, size) {
+  // The values of the keys from lower (in) to upper (out), size at a time,
+  // in one readonly transaction: each page is asked for from the answer to
+  // the one before (its keys and values by two requests, one snapshot), so
+  // IndexedDB reads on while the caller works on the pages it has, and no
+  // page is one long task to take in. next() resolves to the next page's
+  // values, null after the last; it rejects with what IndexedDB threw.
+  const pages = [];
+  let ended = false;
+  let failure = null;
+  let wake = null;
+  const tell = () => { if (wake) { const w = wake; wake = null; w(); } };
+  const stop = (e) => { failure = failure || e; ended = true; tell(); };
+  let tx;
+  const ask = (range) => {
+    const os = tx.objectStore(store);
+    const keys = os.getAllKeys(range, size);
+    const values = os.getAll(range, size);
+    values.onsuccess = () => {
+      const got = values.result;
+      const last = keys.result[keys.result.length - 1];
+      if (got.length > 0) pages.push(got);
+      if (got.length >= size && last !== undefined) {
+        try { ask(IDBKeyRange.bound(last, upper, true, true)); } catch (e) { stop(e); return; }
+      } else {
+        ended = true;
+      }
+      tell();
+    };
+  };
+  try {
+    tx = db.transaction(store, "readonly");
+    tx.onabort = () => stop(tx.error || new DOMException("aborted", "AbortError"));
+    ask(IDBKeyRange.bound(lower, upper, false, true));
+  } catch (e) {
+    stop(e);
+  }
+  return {
+    next() {
+      return new Promise((resolve, reject) => {
+        const answer = () => {
+          if (pages.length > 0) resolve(pages.shift());
+          else if (failure) reject(failure);
+          else if (ended) resolve(null);
+          else wake = answer;
+        };
+        answer();
+      });
+    },
+  };
 }
 
 export function writeBatch(db, stores, storeOf, kinds, keys, values) {
@@ -145,6 +198,14 @@ extern "C" {
         keys: &js_sys::Array,
         values: &js_sys::Array,
     ) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = readPages)]
+    pub(super) fn read_pages(
+        db: &web_sys::IdbDatabase,
+        store: &str,
+        lower: &str,
+        upper: &str,
+        size: u32,
+    ) -> JsValue;
     #[wasm_bindgen(js_name = abandonOpen)]
     pub(super) fn abandon_open(request: &web_sys::IdbOpenDbRequest);
     #[wasm_bindgen(js_name = versionedPut)]
