@@ -25,7 +25,7 @@ use super::{
 use crate::core::code::ErrorCode;
 use crate::core::engine::{IdSource, Refusal};
 use crate::core::retry::RetryPolicy;
-use crate::core::tab_message::{SyncCommand, TabMessage};
+use crate::core::tab_message::TabMessage;
 use std::collections::BTreeMap;
 
 mod invariants;
@@ -326,18 +326,11 @@ impl World {
             }
             other => other,
         };
-        // A press goes to the tab that leads when it is sent. The page
-        // posts it to every tab, and a tab that begins to lead after it
-        // came but before its old leader's state did starts the press a
-        // second time (a second job): not yet fixed, so not modelled.
-        let leader = self.leaders[user];
-        let to_leader =
-            matches!(msg, TabMessage::SyncCommand(ref c) if *c != SyncCommand::Reschedule);
+        // A press goes to every tab, as the page posts it: the tab that
+        // leads when it arrives carries it out, which may be a tab that
+        // began to lead after its old leader started the press already.
         for to in 0..self.tabs.len() {
             if to == from || self.tabs[to].user != user || !self.tabs[to].alive {
-                continue;
-            }
-            if to_leader && leader != Some(to) {
                 continue;
             }
             let epoch = self.tabs[to].epoch;
@@ -474,8 +467,14 @@ impl World {
             _ => {}
         }
         self.input(tab, input);
-        // Closed right after the press, its messages still on the way.
-        if leads && self.chance(self.faults.crash * 5.0) {
+        // Closed right after the press, its messages still on the way; or
+        // the leader a follower's press went to dies with it.
+        let closes = if leads {
+            Some(tab)
+        } else {
+            self.leaders[self.tabs[tab].user]
+        };
+        if let Some(tab) = closes.filter(|_| self.chance(self.faults.crash * 5.0)) {
             let epoch = self.tabs[tab].epoch;
             let delay = self.rng.below(40);
             self.at(delay, Msg::Crash { tab, epoch });
