@@ -38,6 +38,9 @@ const SCHEDULE_SLACK_MS: u64 = 20;
 /// replaced by the next one; a repeat of a press carried out already only
 /// makes the leader show its state again.
 pub const FORWARD_AGAIN_MS: u64 = 1_000;
+/// The words of the `timeout` a forwarded press no tab took is answered
+/// with.
+pub const NOT_TAKEN: &str = "no open tab took this sync in time; it can be started again";
 /// How many keys of presses carried out a leader remembers, to know a
 /// press sent again.
 const KEYS_KEPT: usize = 32;
@@ -410,10 +413,12 @@ impl SyncMachine {
             .as_ref()
             .filter(|_| self.plan_armed)
             .map(|p| p.next_at.saturating_add(SCHEDULE_SLACK_MS));
+        // A tab that leads carries its forwarded presses out once it read
+        // the stored job; until then they wait.
         let forwards = self
             .starts
             .iter()
-            .filter_map(|w| w.forward)
+            .filter_map(|w| w.forward.filter(|_| !self.leader))
             .map(|f| f.again_at.min(f.give_up_at));
         retries
             .chain(self.poll_at)
@@ -692,10 +697,7 @@ impl SyncMachine {
                 Some(f) if f.give_up_at <= now => {
                     self.out.push_back(Output::StartAnswered {
                         caller: w.caller,
-                        answer: Err(made(
-                            ErrorCode::Timeout,
-                            "no open tab took this sync in time; it can be started again",
-                        )),
+                        answer: Err(made(ErrorCode::Timeout, NOT_TAKEN)),
                     });
                     continue;
                 }

@@ -20,10 +20,10 @@
 use super::runner::{self, Io};
 use super::{
     Input, Output, StoredSyncJob, SyncConfig, SyncHistoryEntry, SyncKind, SyncMachine, SyncRequest,
-    SyncState,
+    SyncState, NOT_TAKEN,
 };
 use crate::core::code::ErrorCode;
-use crate::core::engine::{IdSource, Refusal};
+use crate::core::engine::{Failure, IdSource, Refusal};
 use crate::core::retry::RetryPolicy;
 use crate::core::tab_message::TabMessage;
 use std::collections::BTreeMap;
@@ -224,6 +224,8 @@ struct World {
     presses: Vec<u64>,
     /// How often each user's leadership moved.
     handovers: Vec<u64>,
+    /// Events in a row at one instant.
+    same_instant: u64,
     next_id: u64,
     healing: bool,
     tracing: bool,
@@ -257,6 +259,7 @@ impl World {
             history: vec![Vec::new(); faults.users],
             presses: vec![0; faults.users],
             handovers: vec![0; faults.users],
+            same_instant: 0,
             next_id: 0,
             healing: false,
             tracing: false,
@@ -532,6 +535,15 @@ impl World {
             return false;
         };
         let msg = self.queue.remove(&(at, seq)).expect("just seen");
+        // A machine that asks to be woken at once for ever stops time.
+        self.same_instant = if at > self.now {
+            0
+        } else {
+            self.same_instant + 1
+        };
+        if self.same_instant > 100_000 && self.broken.is_none() {
+            self.broken = Some(format!("time stands still at {}: {msg:?}", self.now));
+        }
         self.now = self.now.max(at);
         let live =
             |w: &World, tab: usize, epoch: u64| w.tabs[tab].alive && w.tabs[tab].epoch == epoch;
@@ -709,6 +721,19 @@ impl Io for TabIo<'_> {
         let tab = self.tab;
         self.world
             .note(|| format!("tab{tab} -> {}", short_output(&output)));
+        if let Output::StartAnswered {
+            answer: Err(Failure::Answer(refusal)),
+            ..
+        } = &output
+        {
+            // A user's open tab always finds a leader within
+            // `HANDOVER_MS`: a press sent again under its key reaches one.
+            if refusal.message == NOT_TAKEN {
+                self.world.broken.get_or_insert_with(|| {
+                    format!("tab{tab}'s start() was given up, as if no tab led")
+                });
+            }
+        }
         if let Output::StartAnswered { caller, .. } | Output::CancelAnswered { caller, .. } = output
         {
             if self.world.tabs[tab].waiting.remove(&caller).is_none() {

@@ -187,3 +187,25 @@ fn a_forwarded_press_no_tab_takes_is_answered_timeout_once() {
     assert_eq!(answers(&out), vec![Err("Timeout".to_owned())]);
     assert!(tab.poll_timeout().is_none());
 }
+
+#[test]
+fn a_tab_that_comes_to_lead_does_not_ask_to_be_woken_at_once_before_it_read_the_job() {
+    let mut tab = follower(7);
+    tab.handle(
+        Input::Start {
+            kind: SyncKind::ToSheet,
+            caller: 1,
+        },
+        NOW,
+        true,
+    );
+    tab.handle(Input::Leading, NOW + 10, true);
+    drain(&mut tab);
+    // The stored job is slow to read: its forwarded press waits for it,
+    // and its timer does not fire again and again meanwhile.
+    let at = NOW + FORWARD_AGAIN_MS;
+    tab.handle_timeout(at, true);
+    assert!(tab.poll_timeout().is_none_or(|next| next > at));
+    tab.handle(Input::JobRead(None), at + 5, true);
+    assert_eq!(started(&drain(&mut tab)).len(), 1);
+}
