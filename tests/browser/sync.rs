@@ -788,7 +788,7 @@ async fn a_start_whose_leader_closes_at_once_is_answered_and_started_once() {
     let pressing = client("user04").await;
     let third = client("user04").await;
     let before = server_jobs(&pressing.token()).await.length();
-    let pressed = Promise::from(call(&pressing.sync(), "start", &["to-sheet".into()]));
+    let pressed = Promise::from(call(&pressing.sync(), "start", &["from-sheet".into()]));
     leader.close();
     let answer = JsFuture::from(pressed).await;
     let answer = answer.unwrap_or_else(|e| panic!("start() rejected: {e:?}"));
