@@ -95,6 +95,11 @@ progress_muts = [
  ("a start tried again under a fresh key (one press, two jobs)", "src/core/progress/machine.rs", "                    key: t.key.clone(),\n", "                    key: format!(\"{}-again\", t.key),\n"),
  ("a follower's start() answered only when it was folded into a run going", "src/core/progress/machine.rs", "let answer = if w.busy || fresh || (ended && state.phase != SyncPhase::Error) {", "let answer = if w.busy {"),
  ("a cancel() before the server named the job left waiting", "src/core/progress/machine.rs", "if self.leader && !self.cancelling {", "if false && !self.cancelling {", "20000"),
+ # A press forwarded to the leader: one key from where it happened, and an
+ # answer also when that leader dies (found by "at most one job per press"
+ # and "no start() given up while a tab leads").
+ ("a forwarded press started under a key the leader makes (one press, two jobs)", "src/core/progress/machine.rs", "let key = key.unwrap_or_else(|| self.ids.uuid());", "let key = {\n                    let _ = key;\n                    self.ids.uuid()\n                };"),
+ ("a forwarded press not sent again when its leader died (given up)", "src/core/progress/machine.rs", "        if self.channel {\n            for command in again {", "        if false && self.channel {\n            for command in again {"),
 ]
 # A fifth field: seeds for a defect that only rare interleavings show.
 for j,(name, path, old, new, *seeds) in enumerate(progress_muts):

@@ -122,12 +122,18 @@ pub struct WorkNotice {}
 
 /// A press in a tab that does not lead, forwarded to the leader, which
 /// alone drives the sync reducer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncCommand {
     /// `crm.sync.start(kind)`.
     Start {
         /// Which way to copy.
         kind: crate::core::progress::SyncKind,
+        /// The `Idempotency-Key` chosen where the press happened: every
+        /// tab that carries the press out (a leader that died, its
+        /// successor, a forward sent again) starts the job under it, so
+        /// one press never starts two jobs. `None` from a build before
+        /// keys were sent (or a key that is not one): the leader makes one.
+        key: Option<String>,
     },
     /// `crm.sync.cancel()`.
     Cancel,
@@ -248,6 +254,12 @@ fn text(s: &str) -> Item {
     Item::Text(s.to_owned())
 }
 
+/// Whether `key` can stand as a forwarded press's `Idempotency-Key`: a
+/// header value of at most 64 letters, digits and dashes (a uuid is 36).
+pub fn is_press_key(key: &str) -> bool {
+    (1..=64).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 fn sync_kind_name(kind: SyncKind) -> &'static str {
     match kind {
         SyncKind::FromSheet => "from-sheet",
@@ -306,7 +318,12 @@ impl Envelope {
             })),
             TabMessage::SyncState(s) => out.push(Item::SyncState(s.clone())),
             TabMessage::SyncCommand(c) => match c {
-                SyncCommand::Start { kind } => out.extend([Num(0), text(sync_kind_name(*kind))]),
+                SyncCommand::Start { kind, key } => {
+                    out.extend([Num(0), text(sync_kind_name(*kind))]);
+                    if let Some(key) = key {
+                        out.push(text(key));
+                    }
+                }
                 SyncCommand::Cancel => out.push(Num(1)),
                 SyncCommand::Dismiss => out.push(Num(2)),
                 SyncCommand::Reschedule => out.push(Num(3)),
@@ -472,6 +489,13 @@ pub fn decode(raw: &impl UntrustedMessage, own_tab: &TabId) -> Result<Envelope, 
                     "from-sheet" => SyncKind::FromSheet,
                     "to-sheet" => SyncKind::ToSheet,
                     _ => return Err(Ignored::Malformed),
+                },
+                // A build before keys sends none; a key that is not one
+                // is dropped, and the leader makes its own.
+                key: if r.more(len) {
+                    r.maybe_text().ok().flatten().filter(|k| is_press_key(k))
+                } else {
+                    None
                 },
             },
             1 => SyncCommand::Cancel,
@@ -710,9 +734,11 @@ mod tests {
             TabMessage::SyncState(Box::default()),
             TabMessage::SyncCommand(SyncCommand::Start {
                 kind: SyncKind::ToSheet,
+                key: None,
             }),
             TabMessage::SyncCommand(SyncCommand::Start {
                 kind: SyncKind::FromSheet,
+                key: Some("0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0".into()),
             }),
             TabMessage::SyncCommand(SyncCommand::Cancel),
             TabMessage::SyncCommand(SyncCommand::Dismiss),
@@ -780,6 +806,37 @@ mod tests {
                 decode(&Json(bad.clone()), &me),
                 Err(Ignored::Malformed),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_start_without_a_key_or_with_a_bad_one_reads_as_keyless() {
+        let me = TabId("me".into());
+        let start = |key: Option<&str>| {
+            Ok(TabMessage::SyncCommand(SyncCommand::Start {
+                kind: SyncKind::ToSheet,
+                key: key.map(str::to_owned),
+            }))
+        };
+        let long = "k".repeat(65);
+        for (raw, read) in [
+            // An older build's press: the leader makes the key.
+            (json!([2, "t", 1, 4, 0, "to-sheet"]), start(None)),
+            (json!([2, "t", 1, 4, 0, "to-sheet", null]), start(None)),
+            (json!([2, "t", 1, 4, 0, "to-sheet", 7]), start(None)),
+            (json!([2, "t", 1, 4, 0, "to-sheet", ""]), start(None)),
+            (json!([2, "t", 1, 4, 0, "to-sheet", "a\r\nb"]), start(None)),
+            (json!([2, "t", 1, 4, 0, "to-sheet", long]), start(None)),
+            (
+                json!([2, "t", 1, 4, 0, "to-sheet", "ab-12"]),
+                start(Some("ab-12")),
+            ),
+        ] {
+            assert_eq!(
+                decode(&Json(raw.clone()), &me).map(|e| e.message),
+                read,
+                "{raw}"
             );
         }
     }

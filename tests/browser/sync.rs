@@ -776,3 +776,35 @@ async fn a_tab_that_opens_after_a_run_shows_how_it_ended() {
     late.close();
     leader.close();
 }
+
+#[wasm_bindgen_test]
+async fn a_start_whose_leader_closes_at_once_is_answered_and_started_once() {
+    // Three tabs; "Sync" pressed in one that does not lead, and the leader
+    // closes before the press reached it. The next leader carries it out
+    // (the pressing tab, first in line for the lock, or the third), under
+    // the key chosen where it was pressed: one job, and an answer.
+    let leader = client("user04").await;
+    assert!(eventually(3000, || prop(&leader.tabs(), "isLeader") == JsValue::TRUE).await);
+    let pressing = client("user04").await;
+    let third = client("user04").await;
+    let before = server_jobs(&pressing.token()).await.length();
+    let pressed = Promise::from(call(&pressing.sync(), "start", &["from-sheet".into()]));
+    leader.close();
+    let answer = JsFuture::from(pressed).await;
+    let answer = answer.unwrap_or_else(|e| panic!("start() rejected: {e:?}"));
+    let id = prop(&answer, "syncId").as_string();
+    assert!(id.is_some(), "syncId was {:?}", prop(&answer, "syncId"));
+    assert!(
+        eventually(20_000, || phase(&pressing) == "complete"
+            && phase(&third) == "complete")
+        .await,
+        "{} {}",
+        phase(&pressing),
+        phase(&third)
+    );
+    assert_eq!(sync_id(&pressing), id);
+    let jobs = server_jobs(&pressing.token()).await;
+    assert_eq!(jobs.length() - before, 1, "one press, one job");
+    pressing.close();
+    third.close();
+}

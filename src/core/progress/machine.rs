@@ -33,6 +33,17 @@ pub const MIN_SCHEDULE_MS: u64 = 1_000;
 /// A scheduled run is looked at this long after it is due, so that a
 /// timer that fires a little early still finds it due.
 const SCHEDULE_SLACK_MS: u64 = 20;
+/// A press forwarded to the leader and not yet answered is sent again
+/// this often, under its one key, so that a leader that died with it is
+/// replaced by the next one; a repeat of a press carried out already only
+/// makes the leader show its state again.
+pub const FORWARD_AGAIN_MS: u64 = 1_000;
+/// The words of the `timeout` a forwarded press no tab took is answered
+/// with.
+pub const NOT_TAKEN: &str = "no open tab took this sync in time; it can be started again";
+/// How many keys of presses carried out a leader remembers, to know a
+/// press sent again.
+const KEYS_KEPT: usize = 32;
 
 /// The user's sync schedule, kept in IndexedDB and shared by their tabs:
 /// whichever tab leads starts the run that is due, and claims it in the
@@ -264,8 +275,20 @@ struct StartCaller {
     /// that ended answers a follower's press too (cancelled before the
     /// server named its job).
     run: Option<u64>,
-    /// Sent to the leader to carry out.
-    forwarded: bool,
+    /// Which way to copy.
+    kind: SyncKind,
+    /// The press's `Idempotency-Key`, chosen here once.
+    key: String,
+    /// Sent to the leader to carry out: when it is sent again, and when
+    /// its caller is told that no tab took it.
+    forward: Option<Forward>,
+}
+
+/// When a forwarded press is sent again, and given up.
+#[derive(Debug, Clone, Copy)]
+struct Forward {
+    again_at: u64,
+    give_up_at: u64,
 }
 
 /// A start request under way, tried again after transient failures.
@@ -315,6 +338,12 @@ pub struct SyncMachine {
     plan_writes: u64,
     /// Closed: nothing more is done.
     closed: bool,
+    /// The key of the press being reduced, for the start it begins.
+    press_key: Option<String>,
+    /// The key of the press that made the follow-up run, for its start.
+    follow_up_key: Option<String>,
+    /// Keys of the presses this tab carried out lately, newest last.
+    keys: VecDeque<String>,
 }
 
 impl SyncMachine {
@@ -339,6 +368,9 @@ impl SyncMachine {
             plan_armed: false,
             plan_writes: 0,
             closed: false,
+            press_key: None,
+            follow_up_key: None,
+            keys: VecDeque::new(),
         }
     }
 
@@ -381,7 +413,18 @@ impl SyncMachine {
             .as_ref()
             .filter(|_| self.plan_armed)
             .map(|p| p.next_at.saturating_add(SCHEDULE_SLACK_MS));
-        retries.chain(self.poll_at).chain(plan).min()
+        // A tab that leads carries its forwarded presses out once it read
+        // the stored job; until then they wait.
+        let forwards = self
+            .starts
+            .iter()
+            .filter_map(|w| w.forward.filter(|_| !self.leader))
+            .map(|f| f.again_at.min(f.give_up_at));
+        retries
+            .chain(self.poll_at)
+            .chain(plan)
+            .chain(forwards)
+            .min()
     }
 
     /// The timer fired: what is due at `now` is done. `online`: whether
@@ -405,6 +448,9 @@ impl SyncMachine {
         if self.poll_at.is_some_and(|at| at <= now) {
             self.poll_at = None;
             self.reduce(SyncEvent::PollTick { now });
+        }
+        if !self.leader {
+            self.forward_again(now);
         }
         let due = self
             .plan
@@ -433,14 +479,24 @@ impl SyncMachine {
         }
         match input {
             Input::Start { kind, caller } => {
+                // The key is chosen here, once: whichever tab carries the
+                // press out starts its job under it.
+                let key = self.ids.uuid();
+                let forward = (!self.leader && self.channel).then_some(Forward {
+                    again_at: now.saturating_add(FORWARD_AGAIN_MS),
+                    give_up_at: now.saturating_add(self.config.timeout_ms),
+                });
                 self.starts.push(StartCaller {
                     caller,
                     busy: self.state.phase.is_running(),
                     seen: self.state.sync_id.clone(),
                     run: self.state.started_at,
-                    forwarded: !self.leader && self.channel,
+                    kind,
+                    key: key.clone(),
+                    forward,
                 });
-                self.command(SyncCommand::Start { kind }, now);
+                let key = Some(key);
+                self.command(SyncCommand::Start { kind, key }, now);
             }
             Input::Cancel { caller } => {
                 if !self.state.phase.is_running() {
@@ -484,7 +540,7 @@ impl SyncMachine {
             Input::JobRead(job) => {
                 if self.leader {
                     self.reduce(SyncEvent::Lead { job, now });
-                    self.answer_when_leading();
+                    self.answer_when_leading(now);
                 }
             }
             Input::Started { run, answer } => self.started(run, answer, now, online),
@@ -552,10 +608,9 @@ impl SyncMachine {
                     }
                 };
                 if let Some(plan) = claimed {
-                    self.reduce(SyncEvent::ScheduledStart {
-                        kind: plan.kind,
-                        now,
-                    });
+                    let key = self.ids.uuid();
+                    let kind = plan.kind;
+                    self.keyed(key, SyncEvent::ScheduledStart { kind, now });
                 }
                 self.out.push_back(Output::ReadSchedule {
                     writes: self.plan_writes,
@@ -582,11 +637,86 @@ impl SyncMachine {
     /// channel to send it on.
     fn command(&mut self, command: SyncCommand, now: u64) {
         if self.leader || !self.channel {
-            if let Some(event) = press_event(command, now) {
-                self.reduce(event);
-            }
+            self.carry_out(command, now);
         } else {
             self.post(TabMessage::SyncCommand(command));
+        }
+    }
+
+    /// A press this tab carries out, its own or another tab's.
+    fn carry_out(&mut self, command: SyncCommand, now: u64) {
+        match command {
+            SyncCommand::Start { kind, key } => {
+                // Without a key (a build before keys): one is made here.
+                let key = key.unwrap_or_else(|| self.ids.uuid());
+                self.press(kind, key, now);
+            }
+            SyncCommand::Cancel => self.reduce(SyncEvent::CancelPressed { now }),
+            SyncCommand::Dismiss => self.reduce(SyncEvent::Dismiss { now }),
+            // Written to IndexedDB already, or only for a leader.
+            SyncCommand::Reschedule | SyncCommand::Show => {}
+        }
+    }
+
+    /// A start press under `key`: the start it begins (now, or as the
+    /// follow-up run) goes out under that key. The same key again is the
+    /// same press (sent again, or to this tab as the new leader): it was
+    /// carried out, and the state is only shown again.
+    fn press(&mut self, kind: SyncKind, key: String, now: u64) {
+        if self.keys.contains(&key) {
+            self.reduce(SyncEvent::StateAsked { now });
+            return;
+        }
+        self.keys.push_back(key.clone());
+        while self.keys.len() > KEYS_KEPT {
+            self.keys.pop_front();
+        }
+        self.keyed(key, SyncEvent::StartPressed { kind, now });
+    }
+
+    /// Reduces a press `event` (a start, or the schedule's) under `key`.
+    fn keyed(&mut self, key: String, event: SyncEvent) {
+        let had_follow_up = self.state.follow_up().is_some();
+        self.press_key = Some(key);
+        self.reduce(event);
+        if let Some(key) = self.press_key.take() {
+            if !had_follow_up && self.state.follow_up().is_some() {
+                self.follow_up_key = Some(key);
+            }
+        }
+    }
+
+    /// A follower's presses not answered yet are sent to the leader again
+    /// (the one they went to may have died with them), under their keys;
+    /// those no tab took within the run's timeout are answered `timeout`.
+    fn forward_again(&mut self, now: u64) {
+        let mut again = Vec::new();
+        let mut still = Vec::new();
+        for mut w in std::mem::take(&mut self.starts) {
+            match &mut w.forward {
+                Some(f) if f.give_up_at <= now => {
+                    self.out.push_back(Output::StartAnswered {
+                        caller: w.caller,
+                        answer: Err(made(ErrorCode::Timeout, NOT_TAKEN)),
+                    });
+                    continue;
+                }
+                Some(f) if f.again_at <= now => {
+                    f.again_at = now.saturating_add(FORWARD_AGAIN_MS);
+                    again.push(SyncCommand::Start {
+                        kind: w.kind,
+                        key: Some(w.key.clone()),
+                    });
+                }
+                _ => {}
+            }
+            still.push(w);
+        }
+        self.starts = still;
+        if self.channel {
+            for command in again {
+                self.post(TabMessage::SyncCommand(command));
+            }
         }
     }
 
@@ -604,11 +734,7 @@ impl SyncMachine {
             TabMessage::SyncCommand(SyncCommand::Show) if self.leader => {
                 self.reduce(SyncEvent::StateAsked { now });
             }
-            TabMessage::SyncCommand(command) if self.leader => {
-                if let Some(event) = press_event(command, now) {
-                    self.reduce(event);
-                }
-            }
+            TabMessage::SyncCommand(command) if self.leader => self.carry_out(command, now),
             _ => {}
         }
     }
@@ -678,7 +804,11 @@ impl SyncMachine {
             match effect {
                 SyncEffect::PostStart { run, kind } => {
                     self.counts.started += 1;
-                    let key = self.ids.uuid();
+                    // The press's own run, or the follow-up a press made.
+                    let key = match self.press_key.take().or(self.follow_up_key.take()) {
+                        Some(key) => key,
+                        None => self.ids.uuid(),
+                    };
                     self.tries.push(StartTry {
                         run,
                         kind,
@@ -738,12 +868,15 @@ impl SyncMachine {
                 }
             }
         }
+        if self.state.follow_up().is_none() {
+            self.follow_up_key = None;
+        }
     }
 
     /// A follower hears how its presses went through the leader's states:
     /// a start is answered once the leader shows the job it started (or
     /// the run it was folded into), or fails with the run's error; a
-    /// cancel once the run ended.
+    /// cancel once no run is shown going.
     fn answer_from_leader(&mut self) {
         let state = &self.state;
         let mut still = Vec::new();
@@ -767,7 +900,9 @@ impl SyncMachine {
             });
         }
         self.starts = still;
-        if self.state.phase.is_terminal() {
+        // Idle too: a dismiss can overtake the end it dismissed (states
+        // of two leaders, one dead, cross on the channel).
+        if !self.state.phase.is_running() {
             let ended = self.state.phase == SyncPhase::Cancelled;
             self.settle_cancels(if ended {
                 Ok(())
@@ -779,25 +914,39 @@ impl SyncMachine {
 
     /// This tab leads now: the presses it sent the old leader are
     /// answered by what it shows (the job the old leader started, or how
-    /// its run ended); a press the old leader never showed died with it,
-    /// and its caller hears `closed` (pressing again is safe now).
-    fn answer_when_leading(&mut self) {
+    /// its run ended); a press the old leader never showed is carried out
+    /// here, under its key (the server answers a key it saw with the job
+    /// it started then, so a press the old leader did start is not started
+    /// twice).
+    fn answer_when_leading(&mut self, now: u64) {
         self.answer_from_leader();
-        let lost = made(
-            ErrorCode::Closed,
-            "the tab that was to carry this out closed first",
-        );
-        let (lost_starts, own): (Vec<_>, Vec<_>) = std::mem::take(&mut self.starts)
+        let (forwarded, own): (Vec<_>, Vec<_>) = std::mem::take(&mut self.starts)
             .into_iter()
-            .partition(|w| w.forwarded);
+            .partition(|w| w.forward.is_some());
         self.starts = own;
-        for w in lost_starts {
-            self.out.push_back(Output::StartAnswered {
-                caller: w.caller,
-                answer: Err(lost.clone()),
-            });
+        for mut w in forwarded {
+            w.forward = None;
+            let (kind, key) = (w.kind, w.key.clone());
+            if self.keys.contains(&key) {
+                // Carried out here before (this tab led then): the run
+                // shown is its answer.
+                self.out.push_back(Output::StartAnswered {
+                    caller: w.caller,
+                    answer: Ok(StartAnswer {
+                        sync_id: self.state.sync_id.clone(),
+                        coalesced: false,
+                    }),
+                });
+                continue;
+            }
+            self.starts.push(w);
+            self.press(kind, key, now);
         }
         if !self.cancelling {
+            let lost = made(
+                ErrorCode::Closed,
+                "the tab that was to carry this out closed first",
+            );
             self.settle_cancels(Err(lost));
         }
     }
@@ -822,17 +971,6 @@ impl SyncMachine {
             });
         }
     }
-}
-
-/// The reducer's event for a press.
-fn press_event(command: SyncCommand, now: u64) -> Option<SyncEvent> {
-    Some(match command {
-        SyncCommand::Start { kind } => SyncEvent::StartPressed { kind, now },
-        SyncCommand::Cancel => SyncEvent::CancelPressed { now },
-        SyncCommand::Dismiss => SyncEvent::Dismiss { now },
-        // Written to IndexedDB already, or only for a leader.
-        SyncCommand::Reschedule | SyncCommand::Show => return None,
-    })
 }
 
 /// An error made here, not answered by a server.

@@ -50,7 +50,7 @@ pub use events::{SyncEffect, SyncEvent};
 mod machine;
 pub use machine::{
     Input, Output, StartAnswer, SyncMachine, SyncRequest, SyncSchedule, DEFAULT_SCHEDULE_MS,
-    MIN_SCHEDULE_MS,
+    FORWARD_AGAIN_MS, MIN_SCHEDULE_MS, NOT_TAKEN,
 };
 pub mod runner;
 

@@ -20,12 +20,12 @@
 use super::runner::{self, Io};
 use super::{
     Input, Output, StoredSyncJob, SyncConfig, SyncHistoryEntry, SyncKind, SyncMachine, SyncRequest,
-    SyncState,
+    SyncState, NOT_TAKEN,
 };
 use crate::core::code::ErrorCode;
-use crate::core::engine::{IdSource, Refusal};
+use crate::core::engine::{Failure, IdSource, Refusal};
 use crate::core::retry::RetryPolicy;
-use crate::core::tab_message::{SyncCommand, TabMessage};
+use crate::core::tab_message::TabMessage;
 use std::collections::BTreeMap;
 
 mod invariants;
@@ -224,6 +224,8 @@ struct World {
     presses: Vec<u64>,
     /// How often each user's leadership moved.
     handovers: Vec<u64>,
+    /// Events in a row at one instant.
+    same_instant: u64,
     next_id: u64,
     healing: bool,
     tracing: bool,
@@ -257,6 +259,7 @@ impl World {
             history: vec![Vec::new(); faults.users],
             presses: vec![0; faults.users],
             handovers: vec![0; faults.users],
+            same_instant: 0,
             next_id: 0,
             healing: false,
             tracing: false,
@@ -326,18 +329,11 @@ impl World {
             }
             other => other,
         };
-        // A press goes to the tab that leads when it is sent. The page
-        // posts it to every tab, and a tab that begins to lead after it
-        // came but before its old leader's state did starts the press a
-        // second time (a second job): not yet fixed, so not modelled.
-        let leader = self.leaders[user];
-        let to_leader =
-            matches!(msg, TabMessage::SyncCommand(ref c) if *c != SyncCommand::Reschedule);
+        // A press goes to every tab, as the page posts it: the tab that
+        // leads when it arrives carries it out, which may be a tab that
+        // began to lead after its old leader started the press already.
         for to in 0..self.tabs.len() {
             if to == from || self.tabs[to].user != user || !self.tabs[to].alive {
-                continue;
-            }
-            if to_leader && leader != Some(to) {
                 continue;
             }
             let epoch = self.tabs[to].epoch;
@@ -474,8 +470,14 @@ impl World {
             _ => {}
         }
         self.input(tab, input);
-        // Closed right after the press, its messages still on the way.
-        if leads && self.chance(self.faults.crash * 5.0) {
+        // Closed right after the press, its messages still on the way; or
+        // the leader a follower's press went to dies with it.
+        let closes = if leads {
+            Some(tab)
+        } else {
+            self.leaders[self.tabs[tab].user]
+        };
+        if let Some(tab) = closes.filter(|_| self.chance(self.faults.crash * 5.0)) {
             let epoch = self.tabs[tab].epoch;
             let delay = self.rng.below(40);
             self.at(delay, Msg::Crash { tab, epoch });
@@ -533,6 +535,15 @@ impl World {
             return false;
         };
         let msg = self.queue.remove(&(at, seq)).expect("just seen");
+        // A machine that asks to be woken at once for ever stops time.
+        self.same_instant = if at > self.now {
+            0
+        } else {
+            self.same_instant + 1
+        };
+        if self.same_instant > 100_000 && self.broken.is_none() {
+            self.broken = Some(format!("time stands still at {}: {msg:?}", self.now));
+        }
         self.now = self.now.max(at);
         let live =
             |w: &World, tab: usize, epoch: u64| w.tabs[tab].alive && w.tabs[tab].epoch == epoch;
@@ -710,6 +721,19 @@ impl Io for TabIo<'_> {
         let tab = self.tab;
         self.world
             .note(|| format!("tab{tab} -> {}", short_output(&output)));
+        if let Output::StartAnswered {
+            answer: Err(Failure::Answer(refusal)),
+            ..
+        } = &output
+        {
+            // A user's open tab always finds a leader within
+            // `HANDOVER_MS`: a press sent again under its key reaches one.
+            if refusal.message == NOT_TAKEN {
+                self.world.broken.get_or_insert_with(|| {
+                    format!("tab{tab}'s start() was given up, as if no tab led")
+                });
+            }
+        }
         if let Output::StartAnswered { caller, .. } | Output::CancelAnswered { caller, .. } = output
         {
             if self.world.tabs[tab].waiting.remove(&caller).is_none() {

@@ -1,5 +1,6 @@
 use super::*;
 
+mod forward;
 mod tabs;
 
 /// The fields of `crm.sync.state`, in key order (docs/guide/sync-jobs.md).

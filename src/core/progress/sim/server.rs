@@ -66,8 +66,9 @@ pub(super) struct ModelServer {
     pub(super) made: u64,
     /// By id; ids sort in creation order.
     pub(super) jobs: BTreeMap<String, Job>,
-    /// (user, Idempotency-Key) -> job id; kept across restarts.
-    pub(super) keys: BTreeMap<(usize, String), String>,
+    /// (user, Idempotency-Key) -> job id and the kind asked for; kept
+    /// across restarts.
+    pub(super) keys: BTreeMap<(usize, String), (String, SyncKind)>,
     /// Jobs created, per user.
     pub(super) created: Vec<u64>,
     pub(super) down_until: u64,
@@ -146,7 +147,12 @@ impl ModelServer {
         self.advance(now);
         match http {
             Http::Start { key, kind } => {
-                if let Some(id) = self.keys.get(&(user, key.clone())) {
+                if let Some((id, first)) = self.keys.get(&(user, key.clone())) {
+                    // A key used again for another body is refused, as the
+                    // reference server does.
+                    if first != kind {
+                        return Answer::Refused(422, "idempotency_mismatch");
+                    }
                     return Answer::Started(id.clone());
                 }
                 let open = self
@@ -173,7 +179,7 @@ impl ModelServer {
                         running: false,
                     },
                 );
-                self.keys.insert((user, key.clone()), id.clone());
+                self.keys.insert((user, key.clone()), (id.clone(), *kind));
                 self.created[user] += 1;
                 Answer::Started(id)
             }
