@@ -27,7 +27,9 @@ pkg: setup
 	@# --low-memory-unused: Rust's wasm data starts past the 1 MB stack, so the
 	@# first 1 KB is never addressed and offsets may fold into constants
 	@# (-1.4 KB gzipped); the producers section names only the compilers.
-	@$(WASM_OPT) -Oz --low-memory-unused --strip-producers $(WASM_OPT_FEATURES) pkg/crm_sync_bg.wasm -o pkg/crm_sync_bg.wasm
+	@# -Os, not -Oz: the smaller raw module (-Oz) gzips 391 bytes larger
+	@# (docs/performance.md, "the case tables and the optimiser").
+	@$(WASM_OPT) -Os --low-memory-unused --strip-producers $(WASM_OPT_FEATURES) pkg/crm_sync_bg.wasm -o pkg/crm_sync_bg.wasm
 	@# The raw wasm exports (InitOutput) are typed `any` by wasm-bindgen; the
 	@# surface promises no `any`, and `unknown` is as true for them.
 	@sed -i '/^export interface InitOutput/,/^}/ s/\bany\b/unknown/g' pkg/crm_sync.d.ts

@@ -58,7 +58,7 @@ if [ "$(stat -c %Y "$CARGO_WASM")" -lt "$(($(stat -c %Y pkg/crm_sync_bg.wasm) - 
 fi
 wasm-bindgen --target web --out-dir "$WORK/named" --out-name crm_sync \
   "$CARGO_WASM"
-tools/node_modules/.bin/wasm-opt -Oz --low-memory-unused -g "$WORK/named/crm_sync_bg.wasm" -o "$WORK/named.wasm"
+tools/node_modules/.bin/wasm-opt -Os --low-memory-unused -g "$WORK/named/crm_sync_bg.wasm" -o "$WORK/named.wasm"
 
 # The page and the module side by side: the page imports /pkg/crm_sync.js.
 mkdir -p "$WORK/static"

@@ -27,7 +27,7 @@ case "${1:-}" in
     work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
     wasm-bindgen --target web --out-dir "$work" --out-name crm_sync \
       target/wasm32-unknown-unknown/release/crm_sync.wasm
-    tools/node_modules/.bin/wasm-opt -Oz --low-memory-unused -g "$work/crm_sync_bg.wasm" -o "$work/named.wasm"
+    tools/node_modules/.bin/wasm-opt -Os --low-memory-unused -g "$work/crm_sync_bg.wasm" -o "$work/named.wasm"
     echo
     node scripts/wasm-functions.mjs "$work/named.wasm" 25
     echo

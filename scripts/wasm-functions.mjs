@@ -1,4 +1,4 @@
-// Reads a wasm module that kept its name section (an -Oz build made with
+// Reads a wasm module that kept its name section (an -Os build made with
 // `wasm-opt -g`) and lists its functions by code size, as `twiggy top`
 // would, with no extra tool: code-section body sizes, named from the name
 // section. `make size` prints its tables; `make bench` uses `largestFunctions`.
@@ -128,7 +128,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   }
   const kb = (b) => `${(b / 1024).toFixed(1)} KB`.padStart(9);
   const { total, functions, top } = largestFunctions(path, Number(count));
-  console.log(`wasm code: ${kb(total).trim()} in ${functions} functions (the -Oz build with names kept)`);
+  console.log(`wasm code: ${kb(total).trim()} in ${functions} functions (the -Os build with names kept)`);
   console.log(`\nlargest functions:`);
   for (const r of top) console.log(`${kb(r.size)}  ${r.name.length > 110 ? r.name.slice(0, 107) + "..." : r.name}`);
   console.log(`\nby module:`);

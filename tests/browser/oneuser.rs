@@ -447,6 +447,22 @@ async fn query_filters_searches_sorts_and_pages_and_keeps_its_snapshot() {
         prop(&Array::from(&prop(&found, "items")).get(0), "id").as_string(),
         Some(outside.clone())
     );
+    // Text beyond ASCII is searched without regard to case too, the
+    // needle's case as the record's (both folded by the browser in wasm).
+    let _street = crm.save(
+        "customers".into(),
+        outside.clone(),
+        obj(&[("street", format!("ÄRGERSTRASSE {needle}").into())]),
+    );
+    for asked in [
+        format!("ärgerstrasse {}", needle.to_lowercase()),
+        format!("ÄrGeRsTrAsSe {needle}"),
+    ] {
+        let found = crm
+            .query("customers", obj(&[("search", asked.clone().into())]))
+            .unwrap();
+        assert_eq!(prop(&found, "total").as_f64(), Some(1.0), "{asked}");
+    }
     // A change inside it gives a new object, with the record moved to
     // where its new value sorts and the count unchanged.
     let inside = prop(&items.get(0), "id").as_string().unwrap();

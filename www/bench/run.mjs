@@ -741,7 +741,7 @@ async function main() {
   const head = [
     `crm-sync bench: ${ROUNDS} rounds per row, median ±spread ((max-min)/median); ratio = crm-sync / baseline (time: lower is better)`,
     `machine: ${cpus().length} cores, ${cpu}; Chromium ${chromium} headless; node ${process.version}; server: debug build`,
-    named ? `wasm code: ${fmtKb(named.total)} in ${named.functions} functions (sizes of the -Oz build with names kept)` : "",
+    named ? `wasm code: ${fmtKb(named.total)} in ${named.functions} functions (sizes of the -Os build with names kept)` : "",
     "",
   ].filter((l, k) => l || k === 3);
   printTable(head, rows);

@@ -279,7 +279,7 @@ pub(super) fn read_query(options: &JsValue) -> Result<crate::core::query::Query,
         let text = search
             .as_string()
             .ok_or_else(|| Error::Invalid("search must be a text".into()))?;
-        query.search = Some(text.to_lowercase());
+        query.search = Some(crate::core::query::lower_case(&text));
     }
     let order = get(options, "orderBy");
     if !order.is_undefined() {
