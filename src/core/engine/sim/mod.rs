@@ -996,6 +996,19 @@ const FOUND_DRAWN: [u64; 14] = [
 /// back: the resolution met a 409 too, and one change was two conflicts.
 const FOUND_WITH_ELECTION: [u64; 1] = [18_881];
 
+/// Seeds the long run found failing whose defect is found and not yet
+/// fixed, replayed with their drawn mix by an ignored test: 55513 (the
+/// long run at e21f333), a lost update. Tab 4 resolved a conflict of
+/// `c3.phone` (made in tab 3), choosing Null; the resolution folded into
+/// tab 4's queued entry of `c3`, which held `phone` n26. That entry met a
+/// 409, and its merge settled it (the record written, the entry deleted,
+/// nothing sent again, no conflict) though the server's `phone` is not
+/// Null: the person's last word is lost. Probable cause, not confirmed:
+/// the fold keeps the entry's base of `phone` (the value its first change
+/// of `phone` was made on, Null), so the merge took `phone` as put back
+/// to its base, unchanged by the person, and kept the server's value.
+const STILL_FAILING: [u64; 1] = [55_513];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1037,6 +1050,17 @@ mod tests {
             run(seed, faults).map_err(|SimFailure(why)| why)
         });
         crate::core::seeds::run_fixed(&FOUND_WITH_ELECTION, |seed| {
+            run(seed, Faults::drawn(seed)).map_err(|SimFailure(why)| why)
+        });
+    }
+
+    /// Seeds whose defect is known and not yet fixed (see
+    /// [`STILL_FAILING`]): `cargo test --lib -- --ignored
+    /// seeds_the_long_run_found_still_failing`.
+    #[test]
+    #[ignore = "a lost update found by the long run, not yet fixed"]
+    fn seeds_the_long_run_found_still_failing() {
+        crate::core::seeds::run_fixed(&STILL_FAILING, |seed| {
             run(seed, Faults::drawn(seed)).map_err(|SimFailure(why)| why)
         });
     }
