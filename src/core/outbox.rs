@@ -496,6 +496,7 @@ impl Outbox {
                 .fold_target(&collection, &record_id)
                 .filter(|tail| may_fold(&tail.mutation_id))
                 .filter(|tail| !based_later(tail, base_version))
+                .filter(|tail| made_on_tail(tail, &base_fields))
             {
                 Some(tail) => {
                     fold_patch(tail, base_fields, fields);
@@ -975,6 +976,30 @@ impl Outbox {
 /// the folded entry took it for no change at all, a lost update).
 fn based_later(tail: &OutboxEntry, base_version: u64) -> bool {
     matches!(tail.op, MutationOp::Patch { base_version: tail_base, .. } if tail_base > base_version)
+}
+
+/// Whether a later patch was made on what `tail` holds of each field
+/// both change: the value the tail's change was made on, or the tail's
+/// value. A patch made on another value (a conflict's resolution, made on
+/// the server's newer value) is an entry of its own: folded, the tail's
+/// older base would stand for it, and a resolution putting the field back
+/// to that base would read as no change to a 409's merge, which settled
+/// for the server's value (found by the simulation's long run, seed 55513:
+/// a lost update).
+fn made_on_tail(tail: &OutboxEntry, base_fields: &Fields) -> bool {
+    let MutationOp::Patch {
+        base_fields: tail_base,
+        fields: tail_fields,
+        ..
+    } = &tail.op
+    else {
+        return true;
+    };
+    base_fields.iter().all(|(name, base)| {
+        tail_base
+            .get(name)
+            .is_none_or(|tail_base| tail_base == base || tail_fields.get(name) == Some(base))
+    })
 }
 
 /// Folds a later patch into a never-sent create or patch: later values win;

@@ -491,6 +491,23 @@ impl ClientEngine {
             );
         };
         out.push(Effect::Changed);
+        // The runner's claim took the conflict out of IndexedDB; a write of
+        // this tab that puts it and has not landed (held for lack of space)
+        // would bring it back, in IndexedDB and in a re-read laid over with
+        // it: it is deleted again after (found by the simulation's long
+        // run, seed 18881: the resolution met a 409 too, and one change was
+        // two conflicts).
+        let put_unwritten = self.unwritten.values().any(|(ops, _)| {
+            ops.iter()
+                .any(|op| matches!(op, StoreOp::PutConflict(k) if k.conflict.id == conflict_id))
+        });
+        if put_unwritten {
+            out.push(Effect::Write {
+                id: 0,
+                ops: vec![StoreOp::DeleteConflict(conflict_id.to_owned())],
+                persisted: None,
+            });
+        }
         let conflict = kept.conflict;
         let resolution = conflict.resolve(chosen);
         let key = RecordKey::new(&conflict.collection, &conflict.record_id);
@@ -733,7 +750,8 @@ pub(super) fn unstage(records: &mut StagedRecords, entry: &OutboxEntry) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::engine::{EngineConfig, Event, IdSource, StoredWork};
+    use crate::core::code::ErrorCode;
+    use crate::core::engine::{EngineConfig, Event, IdSource, Refusal, Reply, StoredWork};
     use crate::core::record::{FieldValue, Record};
 
     const C: &str = "customers";
@@ -795,5 +813,150 @@ mod tests {
         );
         let shown = e.records().view(C, "c1").map(|v| v.record.fields);
         assert_eq!(shown, Some(name("Queued")));
+    }
+
+    /// The writes among `out`, each with the effects acknowledging it as
+    /// written brings.
+    fn land(e: &mut ClientEngine, out: Vec<Effect>, now: u64) -> Vec<Effect> {
+        let mut all = Vec::new();
+        let mut todo = out;
+        while !todo.is_empty() {
+            let mut next = Vec::new();
+            for effect in todo {
+                if let Effect::Write { id, .. } = &effect {
+                    next.extend(e.step(
+                        Event::Written {
+                            id: *id,
+                            written: true,
+                        },
+                        now,
+                    ));
+                }
+                all.push(effect);
+            }
+            todo = next;
+        }
+        all
+    }
+
+    fn writes(out: &[Effect]) -> Vec<(u64, Vec<StoreOp>)> {
+        out.iter()
+            .filter_map(|effect| match effect {
+                Effect::Write { id, ops, .. } => Some((*id, ops.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Found by the simulation's long run (seed 18881): the write that
+    /// kept a conflict was held for lack of space; the person resolved the
+    /// conflict (the runner's claim took it out of IndexedDB, where
+    /// another tab had put it), and the held write, landing after the
+    /// claim, put it back: one change was two conflicts once the
+    /// resolution met a 409 too, and a re-read brought the resolved
+    /// conflict back on screen.
+    #[test]
+    fn a_resolved_conflict_stays_resolved_when_its_held_write_lands() {
+        let mut e = ClientEngine::new(
+            EngineConfig::default(),
+            "alice",
+            true,
+            true,
+            IdSource::new(7),
+        );
+        let mut record = Record::empty("c1");
+        record.version = 1;
+        record.fields = name("Before");
+        e.step(
+            Event::StorageOpened {
+                cursor: None,
+                work: StoredWork::default(),
+                records: vec![(C.to_owned(), record.clone())],
+            },
+            0,
+        );
+        let key = RecordKey::new(C, "c1");
+        e.step(
+            Event::Save {
+                key,
+                fields: name("Mine"),
+                caller: 1,
+            },
+            10,
+        );
+        let out = e.step(Event::Flush { keepalive: false }, 20);
+        let out = land(&mut e, out, 20);
+        let sent = out
+            .iter()
+            .find_map(|effect| match effect {
+                Effect::Send { entry, .. } => Some(entry.mutation_id.clone()),
+                _ => None,
+            })
+            .expect("the save is sent");
+        let mut theirs = record;
+        theirs.version = 2;
+        theirs.fields = name("Theirs");
+        let out = e.step(
+            Event::Answered {
+                mutation_id: sent,
+                reply: Reply::Refused(Refusal {
+                    status: Some(409),
+                    code: ErrorCode::Conflict,
+                    transient: false,
+                    retry_after_ms: None,
+                    message: "changed meanwhile".into(),
+                    current: Some(Ok(theirs)),
+                    details: None,
+                }),
+            },
+            30,
+        );
+        let held = writes(&out);
+        let conflict_id = held
+            .iter()
+            .flat_map(|(_, ops)| ops)
+            .find_map(|op| match op {
+                StoreOp::PutConflict(kept) => Some(kept.conflict.id.clone()),
+                _ => None,
+            })
+            .expect("the 409 is kept as a conflict");
+        // IndexedDB is full: the conflict's write is held.
+        for (id, _) in &held {
+            e.step(
+                Event::Written {
+                    id: *id,
+                    written: false,
+                },
+                30,
+            );
+        }
+        e.step(Event::StoreFull, 30);
+        // The runner claimed the conflict (IndexedDB no longer has it);
+        // the person keeps their value.
+        let out = e.step(
+            Event::Resolve {
+                conflict_id: conflict_id.clone(),
+                chosen: name("Mine"),
+                caller: 2,
+            },
+            40,
+        );
+        // The held write lands first, then what the resolution wrote.
+        let mut stored = StoredWork::default();
+        for (_, ops) in held.iter().chain(writes(&out).iter()) {
+            stored.overlay(ops);
+        }
+        let kept: Vec<&str> = stored
+            .conflicts
+            .iter()
+            .map(|k| k.conflict.id.as_str())
+            .collect();
+        assert!(kept.is_empty(), "IndexedDB keeps the resolved conflict");
+        // A re-read before the held write landed.
+        e.step(Event::WorkStored(StoredWork::default()), 50);
+        assert!(
+            !e.has_conflict(&conflict_id),
+            "a re-read brings the resolved conflict back"
+        );
     }
 }

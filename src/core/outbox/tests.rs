@@ -221,6 +221,47 @@ fn folding_keeps_the_oldest_base_of_a_field() {
     assert_eq!(base_fields, &text(&[("x", "base"), ("y", "yb")]));
 }
 
+/// Found by the simulation's long run (seed 55513): a conflict's
+/// resolution, made on the server's newer value of a field, folded into
+/// an entry whose change of that field was made on an older value; the
+/// fold kept the older base, the resolution put the field back to it, and
+/// the entry's 409 merge took the field as unchanged by the person and
+/// settled for the server's value: the person's last word was lost.
+#[test]
+fn a_patch_made_on_another_value_of_a_field_keeps_its_word_past_a_409() {
+    let mut outbox = Outbox::new();
+    let first = MutationOp::Patch {
+        base_version: 1,
+        base_fields: [("phone".to_owned(), FieldValue::Null)]
+            .into_iter()
+            .collect(),
+        fields: text(&[("phone", "n26")]),
+    };
+    outbox.enqueue(new("m1", "a", first), 0).unwrap();
+    let resolution = MutationOp::Patch {
+        base_version: 5,
+        base_fields: text(&[("phone", "theirs")]),
+        fields: [("phone".to_owned(), FieldValue::Null)]
+            .into_iter()
+            .collect(),
+    };
+    outbox.enqueue(new("m2", "a", resolution), 1).unwrap();
+    let mut theirs = record(6, &[("phone", "theirs")]);
+    theirs.id = "a".into();
+    let last = outbox
+        .pending()
+        .iter()
+        .rev()
+        .find(|e| e.record_id == "a")
+        .cloned()
+        .unwrap();
+    let outcome = last.merge_with(&theirs, &MergeRules::default()).unwrap();
+    assert!(
+        !matches!(outcome, MergeOutcome::Settled { .. }),
+        "the person's Null is settled for the server's value: {outcome:?}"
+    );
+}
+
 #[test]
 fn patches_fold_into_an_unsent_create() {
     let mut outbox = Outbox::new();

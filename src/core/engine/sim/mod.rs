@@ -1007,6 +1007,34 @@ const FOUND_DRAWN: [u64; 14] = [
     88_925,
 ];
 
+/// Seeds found failing under the fault mix each draws, the election on
+/// the channel included, replayed with that mix: 18881 (the long run of
+/// seeds 1 to 100,000 at e21f333), a conflict kept in a write IndexedDB
+/// refused for lack of space, resolved (the claim took another tab's
+/// copy of it out of IndexedDB) before the held write landed and put it
+/// back: the resolution met a 409 too, and one change was two conflicts;
+/// 55513 (the same run), a lost update: a conflict's resolution (`phone`
+/// Null, made on the server's newer value) folded into a queued entry of
+/// the record whose change of `phone` was made on Null; the fold kept
+/// that older base, the entry's 409 merge took `phone` as unchanged by
+/// the person and settled for the server's value. A patch made on another
+/// value of a field than the entry's is an entry of its own now; 78027
+/// (the same run, one change two conflicts), which passes since that
+/// change, its cause not traced.
+const FOUND_WITH_ELECTION: [u64; 3] = [18_881, 55_513, 78_027];
+
+/// Seeds the long run found failing whose defect is found and not yet
+/// fixed, replayed with their drawn mix by an ignored test: 80343 (the
+/// long run at e21f333), 18881's defect across tabs. Tab 8's write of a
+/// conflict was held for lack of space; another tab sent the same entry
+/// again and kept the same conflict, a third tab resolved it, and tab 8's
+/// held write landed long after and put it back (one change, two
+/// conflicts). `resolve` deletes it again only after its own tab's held
+/// put; a put of a conflict from another tab's held write needs to be
+/// conditional (only while its entry is still stored), as `UpdateEntry`
+/// is.
+const STILL_FAILING: [u64; 1] = [80_343];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1046,6 +1074,20 @@ mod tests {
                 ..Faults::drawn(seed)
             };
             run(seed, faults).map_err(|SimFailure(why)| why)
+        });
+        crate::core::seeds::run_fixed(&FOUND_WITH_ELECTION, |seed| {
+            run(seed, Faults::drawn(seed)).map_err(|SimFailure(why)| why)
+        });
+    }
+
+    /// Seeds whose defect is known and not yet fixed (see
+    /// [`STILL_FAILING`]): `cargo test --lib -- --ignored
+    /// seeds_the_long_run_found_still_failing`.
+    #[test]
+    #[ignore = "a defect the long run found, not yet fixed"]
+    fn seeds_the_long_run_found_still_failing() {
+        crate::core::seeds::run_fixed(&STILL_FAILING, |seed| {
+            run(seed, Faults::drawn(seed)).map_err(|SimFailure(why)| why)
         });
     }
 }
