@@ -26,10 +26,10 @@ type Sort = { field: string; dir: "asc" | "desc" };
 export function CustomersPage() {
   const { loading, error } = useLoad("customers");
   const crmStatus = useCrmStatus();
-  // Only a load of every page (the first visit, or the stored copy could
-  // not be brought up to date) arrives bit by bit; a later visit shows what
-  // this device holds at once and then brings in what changed.
-  const arriving = loading && crmStatus.fullLoad?.collection === "customers";
+  // Until `load` answers, the list arrives bit by bit: page by page from
+  // the server (the first visit, or the stored copy could not be brought
+  // up to date), or run by run from this device's copy on a later visit.
+  const arriving = loading;
   const pending = usePending();
   const conflicts = useConflicts();
   const [query, setQuery] = useState("");
@@ -122,8 +122,8 @@ export function CustomersPage() {
           {added}
         </p>
       )}
-      {/* While the list is still arriving (a full load fetches it page by
-          page), what is here is not the whole: never say "1000 of 1000". */}
+      {/* While the list is still arriving (from the server or from this
+          device), what is here is not the whole: never say "1000 of 1000". */}
       <p className="hint" aria-live="polite" data-testid="customer-count">
         {arriving && all > 0 ? `Loading customers… ${all} so far` : `${total} of ${all} customers`}
       </p>
