@@ -25,7 +25,7 @@ muts = [
  ("resend after a 409 keeps the answered key", "src/core/outbox.rs", "                entry.idempotency_key = fresh_id;", "                let _ = fresh_id;"),
  ("no re-read of the user's work after a notice", "src/core/engine/mod.rs", "self.work_stored(work, now, &mut out);", "let _ = work;"),
  ("a closed tab's entries never adopted", "src/core/engine/write.rs", "Some(seen) => self.leader && now >= seen.saturating_add(super::ADOPT_AFTER_MS),", "Some(_) => false,"),
- ("comment logs not joined at one version", "src/core/staged.rs", "                join_comments(&mut record, known);", "                let _ = known;"),
+ ("comment logs not joined at one version", "src/core/staged.rs", "                join_comments(&mut record, &known);", "                let _ = &known;"),
  ("writes not yet landed not laid over a re-read", "src/core/engine/mod.rs", "let work = self.with_unwritten(work);", "let work = work;"),
  ("fold into another tab's entry", "src/core/engine/write.rs", ".filter(|e| self.own.contains(&e.mutation_id))", ".filter(|_| true)"),
  # Equivalent (a fifth field says why; run only with MUT_EQUIVALENT=1).
