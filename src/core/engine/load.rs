@@ -319,27 +319,12 @@ fn push_write(ops: Vec<StoreOp>, out: &mut Vec<Effect>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::engine::{EngineConfig, Event, IdSource, LoadPlan, StoredWork};
+    use crate::core::engine::{Event, LoadPlan};
 
     const C: &str = "customers";
 
     fn engine(records: Vec<Record>) -> ClientEngine {
-        let mut e = ClientEngine::new(
-            EngineConfig::default(),
-            "alice",
-            true,
-            true,
-            IdSource::new(7),
-        );
-        e.step(
-            Event::StorageOpened {
-                cursor: None,
-                work: StoredWork::default(),
-                records: records.into_iter().map(|r| (C.to_owned(), r)).collect(),
-            },
-            0,
-        );
-        e
+        ClientEngine::opened(None, C, records)
     }
 
     fn record(id: &str, version: u64) -> Record {

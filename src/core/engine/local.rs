@@ -443,26 +443,12 @@ impl ClientEngine {
 mod tests {
     use super::*;
     use crate::core::code::ErrorCode;
-    use crate::core::engine::{EngineConfig, Event, FeedPage, IdSource, Refusal, StoredWork};
+    use crate::core::engine::{Event, FeedPage, Refusal, StoredWork};
 
     const C: &str = "customers";
 
     fn engine(cursor: Option<&str>, leader: bool) -> ClientEngine {
-        let mut e = ClientEngine::new(
-            EngineConfig::default(),
-            "alice",
-            true,
-            true,
-            IdSource::new(7),
-        );
-        e.step(
-            Event::StorageOpened {
-                cursor: cursor.map(str::to_owned),
-                work: StoredWork::default(),
-                records: Vec::new(),
-            },
-            0,
-        );
+        let mut e = ClientEngine::opened(cursor, C, Vec::new());
         if leader {
             e.step(Event::Leading(StoredWork::default()), 0);
         }

@@ -1231,6 +1231,30 @@ impl ClientEngine {
 
 #[cfg(test)]
 impl ClientEngine {
+    /// Alice's engine as a unit test opens it: IndexedDB read back with
+    /// `cursor` and the `records` of `collection`, no work stored.
+    pub(crate) fn opened(cursor: Option<&str>, collection: &str, records: Vec<Record>) -> Self {
+        let mut e = ClientEngine::new(
+            EngineConfig::default(),
+            "alice",
+            true,
+            true,
+            IdSource::new(7),
+        );
+        e.step(
+            Event::StorageOpened {
+                cursor: cursor.map(str::to_owned),
+                work: StoredWork::default(),
+                records: records
+                    .into_iter()
+                    .map(|r| (collection.to_owned(), r))
+                    .collect(),
+            },
+            0,
+        );
+        e
+    }
+
     /// Whether this tab made the entry.
     pub(crate) fn is_own(&self, mutation_id: &str) -> bool {
         self.own.contains(mutation_id)

@@ -230,27 +230,12 @@ impl ClientEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::engine::{EngineConfig, Event, IdSource, StoredWork};
+    use crate::core::engine::Event;
 
     const C: &str = "customers";
 
     fn engine() -> ClientEngine {
-        let mut e = ClientEngine::new(
-            EngineConfig::default(),
-            "alice",
-            true,
-            true,
-            IdSource::new(7),
-        );
-        e.step(
-            Event::StorageOpened {
-                cursor: None,
-                work: StoredWork::default(),
-                records: Vec::new(),
-            },
-            0,
-        );
-        e
+        ClientEngine::opened(None, C, Vec::new())
     }
 
     fn record(id: &str, version: u64) -> Record {

@@ -751,7 +751,7 @@ pub(super) fn unstage(records: &mut StagedRecords, entry: &OutboxEntry) {
 mod tests {
     use super::*;
     use crate::core::code::ErrorCode;
-    use crate::core::engine::{EngineConfig, Event, IdSource, Refusal, Reply, StoredWork};
+    use crate::core::engine::{Event, Refusal, Reply, StoredWork};
     use crate::core::record::{FieldValue, Record};
 
     const C: &str = "customers";
@@ -768,24 +768,10 @@ mod tests {
     /// queued entry's.
     #[test]
     fn discarding_a_waiting_save_shows_the_queued_value_of_its_field_again() {
-        let mut e = ClientEngine::new(
-            EngineConfig::default(),
-            "alice",
-            true,
-            true,
-            IdSource::new(7),
-        );
         let mut record = Record::empty("c1");
         record.version = 1;
         record.fields = name("Before");
-        e.step(
-            Event::StorageOpened {
-                cursor: None,
-                work: StoredWork::default(),
-                records: vec![(C.to_owned(), record)],
-            },
-            0,
-        );
+        let mut e = ClientEngine::opened(None, C, vec![record]);
         let key = RecordKey::new(C, "c1");
         e.step(
             Event::Save {
@@ -857,24 +843,10 @@ mod tests {
     /// conflict back on screen.
     #[test]
     fn a_resolved_conflict_stays_resolved_when_its_held_write_lands() {
-        let mut e = ClientEngine::new(
-            EngineConfig::default(),
-            "alice",
-            true,
-            true,
-            IdSource::new(7),
-        );
         let mut record = Record::empty("c1");
         record.version = 1;
         record.fields = name("Before");
-        e.step(
-            Event::StorageOpened {
-                cursor: None,
-                work: StoredWork::default(),
-                records: vec![(C.to_owned(), record.clone())],
-            },
-            0,
-        );
+        let mut e = ClientEngine::opened(None, C, vec![record.clone()]);
         let key = RecordKey::new(C, "c1");
         e.step(
             Event::Save {
